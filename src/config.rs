@@ -1,0 +1,1 @@
+//! Connection and run settings: `vrbulk.toml`, then the environment, then flags.

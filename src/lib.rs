@@ -1,0 +1,8 @@
+//! vrbulk: protect hundreds of VMs with vSphere Replication in one audited, resumable batch.
+//!
+//! The library holds everything; `main.rs` only parses arguments and maps outcomes to exit codes.
+
+pub mod cli;
+pub mod config;
+pub mod sim;
+pub mod vr;
