@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod secret;
 pub mod sim;
 pub mod vr;

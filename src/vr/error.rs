@@ -1,0 +1,148 @@
+//! Typed errors of the VR client, classified once where the response is read.
+//!
+//! The rest of vrbulk matches on [`ErrorClass`], never on status codes: transient and throttled
+//! failures are retried with backoff, session failures trigger a re-login, permanent ones fail the
+//! job with the server's own words.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// What kind of failure an [`ApiError`] is, which decides what the caller does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Connect failure, timeout, 500, 502, 503, 504: worth retrying after a backoff.
+    Transient,
+    /// 429: retry after the server's `Retry-After`.
+    Throttled,
+    /// 401: the session is gone or the credentials are wrong.
+    Session,
+    /// Any other 4xx, or an answer that does not decode: retrying will not help.
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorClass::Transient | ErrorClass::Throttled)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("{method} {path}: cannot reach the server: {detail}")]
+    Connect {
+        method: String,
+        path: String,
+        detail: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("{method} {path}: no answer within {timeout:?}")]
+    Timeout {
+        method: String,
+        path: String,
+        timeout: Duration,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("{method} {path}: HTTP {status}{}: {message}", error_code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Status {
+        method: String,
+        path: String,
+        status: u16,
+        /// The server's `ResponseError.error_code`, when it sent one.
+        error_code: Option<String>,
+        /// The server's own words (`ResponseError.message`, or the body, or the status text).
+        message: String,
+        op_id: Option<String>,
+        retry_after: Option<Duration>,
+    },
+
+    #[error("{method} {path}: unexpected answer from the server: {detail}")]
+    Decode {
+        method: String,
+        path: String,
+        detail: String,
+    },
+
+    #[error("invalid client settings: {0}")]
+    Setup(String),
+}
+
+impl ApiError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ApiError::Connect { .. } | ApiError::Timeout { .. } => ErrorClass::Transient,
+            ApiError::Status { status, .. } => classify_status(*status),
+            ApiError::Decode { .. } | ApiError::Setup(_) => ErrorClass::Permanent,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked us to wait (429 / 503 `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The server's message alone, for reports that already name the VM and the step.
+    pub fn server_message(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+pub fn classify_status(status: u16) -> ErrorClass {
+    match status {
+        401 => ErrorClass::Session,
+        429 => ErrorClass::Throttled,
+        500 | 502 | 503 | 504 => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_the_design_says() {
+        assert_eq!(classify_status(401), ErrorClass::Session);
+        assert_eq!(classify_status(429), ErrorClass::Throttled);
+        for s in [500, 502, 503, 504] {
+            assert_eq!(classify_status(s), ErrorClass::Transient, "{s}");
+        }
+        for s in [400, 403, 404, 409, 501] {
+            assert_eq!(classify_status(s), ErrorClass::Permanent, "{s}");
+        }
+    }
+
+    #[test]
+    fn status_error_shows_the_servers_code_and_words() {
+        let e = ApiError::Status {
+            method: "POST".into(),
+            path: "/pairings/p/replications".into(),
+            status: 400,
+            error_code: Some("VR_INVALID_ARGUMENT".into()),
+            message: "[0].rpo: must be between 5 and 1440".into(),
+            op_id: None,
+            retry_after: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "POST /pairings/p/replications: HTTP 400 VR_INVALID_ARGUMENT: [0].rpo: must be between 5 and 1440"
+        );
+    }
+}

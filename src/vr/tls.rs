@@ -1,0 +1,180 @@
+//! How the client trusts the appliance's certificate.
+//!
+//! VR appliances usually carry a certificate from the vCenter's own CA (VMCA) or a self-signed
+//! one, so besides normal verification an operator can give the CA as a PEM file, or pin the
+//! certificate by the SHA-256 thumbprint shown on the appliance's management page
+//! (`AB:CD:…`). Turning verification off needs an explicit `insecure = true` and is warned about.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// The trust setting of one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TlsTrust {
+    /// Public roots, plus the CA certificates of `ca_file` when given.
+    #[default]
+    Verify,
+    VerifyWithCa(PathBuf),
+    /// Accept exactly the certificate with this SHA-256 digest, whatever its issuer and name.
+    Pinned(Thumbprint),
+    /// No verification at all.
+    Insecure,
+}
+
+/// A SHA-256 certificate fingerprint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Thumbprint([u8; 32]);
+
+impl Thumbprint {
+    pub fn of_der(der: &[u8]) -> Self {
+        Thumbprint(Sha256::digest(der).into())
+    }
+
+    /// Accepts `AB:CD:…`, `ab cd …` or plain hex; refuses SHA-1 thumbprints with a hint, since
+    /// older vSphere screens still show those.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let hex: String = text
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' ' | '-'))
+            .collect();
+        if hex.len() == 40 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "`{text}` is a SHA-1 thumbprint; vrbulk pins certificates by SHA-256 (64 hex digits), \
+                 e.g. from `openssl x509 -noout -fingerprint -sha256`"
+            ));
+        }
+        if hex.len() != 64 {
+            return Err(format!(
+                "`{text}` is not a SHA-256 thumbprint: expected 64 hex digits (colons allowed), found {}",
+                hex.len()
+            ));
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                .map_err(|_| format!("`{text}` is not a SHA-256 thumbprint: not hexadecimal"))?;
+        }
+        Ok(Thumbprint(out))
+    }
+}
+
+impl fmt::Display for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Thumbprint({self})")
+    }
+}
+
+/// A rustls client configuration that trusts exactly one certificate.
+pub(crate) fn pinned_config(pin: Thumbprint) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier { pin, provider }))
+            .with_no_client_auth(),
+    )
+}
+
+#[derive(Debug)]
+struct PinnedVerifier {
+    pin: Thumbprint,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let seen = Thumbprint::of_der(end_entity.as_ref());
+        if seen == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server's certificate has thumbprint {seen}, not the pinned {}",
+                self.pin
+            )))
+        }
+    }
+
+    // The pin replaces chain validation, not the proof that the peer holds the certificate's key.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbprint_round_trips_in_the_vsphere_form() {
+        let t = Thumbprint::of_der(b"certificate");
+        let shown = t.to_string();
+        assert_eq!(shown.len(), 64 + 31);
+        assert_eq!(Thumbprint::parse(&shown), Ok(t));
+        assert_eq!(Thumbprint::parse(&shown.replace(':', "").to_lowercase()), Ok(t));
+    }
+
+    #[test]
+    fn sha1_thumbprints_are_refused_with_a_hint() {
+        let err = Thumbprint::parse("AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD")
+            .unwrap_err();
+        assert!(err.contains("SHA-1"), "{err}");
+        assert!(Thumbprint::parse("xyz").unwrap_err().contains("64 hex digits"));
+    }
+}
