@@ -1,1 +1,444 @@
-//! Connection and run settings: `vrbulk.toml`, then the environment, then flags.
+//! Connection settings: `vrbulk.toml`, then the environment, in that order.
+//!
+//! The file holds no secrets: passwords come from `VRBULK_PASSWORD` / `VRBULK_REMOTE_PASSWORD`
+//! or an interactive prompt, never from a flag (shell history) or the file (backups, tickets).
+//! Turning raw file values into a validated [`ClientSettings`] happens once, here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::secret::Secret;
+use crate::vr::{ApiVersion, ClientSettings, Credentials, Thumbprint, TlsTrust};
+
+pub const DEFAULT_CONFIG: &str = "vrbulk.toml";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+
+    #[error("{what} is not set: {hint}")]
+    Missing { what: String, hint: String },
+}
+
+/// The file as written, before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub source: SourceSection,
+    #[serde(default)]
+    pub target: TargetSection,
+    /// Where the file was read from; relative paths inside it are relative to its folder.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub api_version: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub thumbprint: Option<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    pub timeout_seconds: Option<u64>,
+    pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub user: Option<String>,
+}
+
+impl ConfigFile {
+    /// Reads `path`, or `./vrbulk.toml` when no path is given and that file exists.
+    pub fn load(path: Option<&Path>) -> Result<ConfigFile, ConfigError> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+            None => return Ok(ConfigFile::default()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut file = ConfigFile::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.clone(),
+            message,
+        })?;
+        file.path = Some(path);
+        Ok(file)
+    }
+
+    pub fn parse(text: &str) -> Result<ConfigFile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn relative(&self, p: &Path) -> PathBuf {
+        match self.path.as_deref().and_then(Path::parent) {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+}
+
+/// Where settings come from besides the file, so tests need not touch the process environment.
+pub trait Environment {
+    fn var(&self, key: &str) -> Option<String>;
+    /// Asks the operator, without echo; `None` when nobody can answer (no terminal).
+    fn prompt_password(&self, prompt: &str) -> Option<Secret>;
+}
+
+/// The real process environment and terminal.
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+
+    fn prompt_password(&self, prompt: &str) -> Option<Secret> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        rpassword::prompt_password(prompt).ok().map(Secret::new)
+    }
+}
+
+/// A fixed set of variables and no terminal; for tests and embedded use (the demo).
+#[derive(Debug, Default, Clone)]
+pub struct FixedEnvironment(pub HashMap<String, String>);
+
+impl Environment for FixedEnvironment {
+    fn var(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
+    fn prompt_password(&self, _prompt: &str) -> Option<Secret> {
+        None
+    }
+}
+
+/// The connection as configured, validated, without passwords: safe to print.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    pub url: Url,
+    pub api_version: ApiVersion,
+    pub trust: TlsTrust,
+    pub timeout: Duration,
+    pub page_size: u32,
+    pub user: String,
+    pub target_user: String,
+}
+
+impl Connection {
+    pub fn resolve(file: &ConfigFile, env: &dyn Environment) -> Result<Connection, ConfigError> {
+        let s = &file.source;
+        let url_text = env.var("VRBULK_URL").or_else(|| s.url.clone()).ok_or_else(|| {
+            ConfigError::Missing {
+                what: "the appliance URL".into(),
+                hint: "set [source] url = \"https://vr-appliance.example.com\" in vrbulk.toml, or VRBULK_URL"
+                    .into(),
+            }
+        })?;
+        let url = parse_url(&url_text)?;
+        let api_version = match &s.api_version {
+            Some(v) => v.parse().map_err(|message| ConfigError::Invalid {
+                field: "[source] api_version".into(),
+                message,
+            })?,
+            None => ApiVersion::V2,
+        };
+        let trust = trust(file)?;
+        if url.scheme() == "http" && trust != TlsTrust::Verify {
+            tracing::warn!("{url} is plain HTTP: the TLS settings of [source] have no effect");
+        }
+        let user = env
+            .var("VRBULK_USER")
+            .or_else(|| s.user.clone())
+            .ok_or_else(|| ConfigError::Missing {
+                what: "the source user".into(),
+                hint: "set [source] user = \"administrator@vsphere.local\", or VRBULK_USER".into(),
+            })?;
+        let target_user = env
+            .var("VRBULK_REMOTE_USER")
+            .or_else(|| file.target.user.clone())
+            .unwrap_or_else(|| user.clone());
+        let timeout = Duration::from_secs(s.timeout_seconds.unwrap_or(60));
+        if timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "[source] timeout_seconds".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let page_size = s.page_size.unwrap_or(100);
+        if !(1..=1000).contains(&page_size) {
+            return Err(ConfigError::Invalid {
+                field: "[source] page_size".into(),
+                message: format!("must be between 1 and 1000, got {page_size}"),
+            });
+        }
+        Ok(Connection {
+            url,
+            api_version,
+            trust,
+            timeout,
+            page_size,
+            user,
+            target_user,
+        })
+    }
+
+    /// Where each password will come from, for `config check`; reads no prompt.
+    pub fn password_sources(&self, env: &dyn Environment) -> [(&'static str, String); 2] {
+        let source = if env.var("VRBULK_PASSWORD").is_some() {
+            "from VRBULK_PASSWORD"
+        } else {
+            "asked at start (or export VRBULK_PASSWORD)"
+        };
+        let target = if env.var("VRBULK_REMOTE_PASSWORD").is_some() {
+            "from VRBULK_REMOTE_PASSWORD".to_string()
+        } else if self.target_user == self.user {
+            format!("same as the source ({source})")
+        } else {
+            "asked at start (or export VRBULK_REMOTE_PASSWORD)".to_string()
+        };
+        [("source", source.to_string()), ("target", target)]
+    }
+
+    /// Adds the passwords: from the environment, else asked on the terminal.
+    pub fn with_passwords(self, env: &dyn Environment) -> Result<ClientSettings, ConfigError> {
+        let password = match env.var("VRBULK_PASSWORD") {
+            Some(p) => Secret::new(p),
+            None => env
+                .prompt_password(&format!("Password for {} at {}: ", self.user, self.url))
+                .ok_or_else(|| ConfigError::Missing {
+                    what: "the source password".into(),
+                    hint: "export VRBULK_PASSWORD, or run on a terminal to be asked".into(),
+                })?,
+        };
+        // Sites that share one SSO domain use one account; only a different user needs its own
+        // password.
+        let target_password = match env.var("VRBULK_REMOTE_PASSWORD") {
+            Some(p) => Secret::new(p),
+            None if self.target_user == self.user => password.clone(),
+            None => env
+                .prompt_password(&format!(
+                    "Password for {} at the target site: ",
+                    self.target_user
+                ))
+                .ok_or_else(|| ConfigError::Missing {
+                    what: "the target site password".into(),
+                    hint: "export VRBULK_REMOTE_PASSWORD, or run on a terminal to be asked".into(),
+                })?,
+        };
+        Ok(ClientSettings {
+            url: self.url,
+            api_version: self.api_version,
+            trust: self.trust,
+            timeout: self.timeout,
+            page_size: self.page_size,
+            source: Credentials {
+                user: self.user,
+                password,
+            },
+            target: Credentials {
+                user: self.target_user,
+                password: target_password,
+            },
+        })
+    }
+}
+
+/// The file plus the environment, validated, with passwords: ready for [`crate::vr::Client`].
+pub fn client_settings(
+    file: &ConfigFile,
+    env: &dyn Environment,
+) -> Result<ClientSettings, ConfigError> {
+    Connection::resolve(file, env)?.with_passwords(env)
+}
+
+fn parse_url(text: &str) -> Result<Url, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        field: "[source] url".into(),
+        message,
+    };
+    let url = Url::parse(text.trim()).map_err(|e| {
+        invalid(format!(
+            "`{text}` is not a URL ({e}); expected https://host[:port]"
+        ))
+    })?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(invalid(format!("`{text}`: expected https://host[:port]")));
+    }
+    if url.path().contains("/api/") {
+        return Err(invalid(format!(
+            "`{text}`: give the appliance address only; vrbulk adds /api/rest/vr/{{version}} itself"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "credentials do not belong in the URL; use [source] user and VRBULK_PASSWORD".into(),
+        ));
+    }
+    Ok(url)
+}
+
+fn trust(file: &ConfigFile) -> Result<TlsTrust, ConfigError> {
+    let s = &file.source;
+    let chosen = [s.ca_file.is_some(), s.thumbprint.is_some(), s.insecure]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if chosen > 1 {
+        return Err(ConfigError::Invalid {
+            field: "[source]".into(),
+            message: "choose one of ca_file, thumbprint and insecure".into(),
+        });
+    }
+    if let Some(t) = &s.thumbprint {
+        return Thumbprint::parse(t)
+            .map(TlsTrust::Pinned)
+            .map_err(|message| ConfigError::Invalid {
+                field: "[source] thumbprint".into(),
+                message,
+            });
+    }
+    if let Some(ca) = &s.ca_file {
+        return Ok(TlsTrust::VerifyWithCa(file.relative(ca)));
+    }
+    Ok(if s.insecure {
+        TlsTrust::Insecure
+    } else {
+        TlsTrust::Verify
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> FixedEnvironment {
+        FixedEnvironment(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    const FILE: &str = r#"
+        [source]
+        url = "https://vrms-a.corp.local"
+        user = "svc-vr@corp.local"
+        thumbprint = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99"
+
+        [target]
+        user = "svc-vr@site-b.local"
+    "#;
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let file = ConfigFile::parse(FILE).unwrap();
+        let s = client_settings(
+            &file,
+            &env(&[
+                ("VRBULK_URL", "https://other:8443"),
+                ("VRBULK_USER", "ops@corp.local"),
+                ("VRBULK_PASSWORD", "pw-a"),
+                ("VRBULK_REMOTE_USER", "ops@site-b.local"),
+                ("VRBULK_REMOTE_PASSWORD", "pw-b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.url.as_str(), "https://other:8443/");
+        assert_eq!(s.source.user, "ops@corp.local");
+        assert_eq!(s.target.user, "ops@site-b.local");
+        assert_eq!(s.target.password.expose(), "pw-b");
+        assert!(matches!(s.trust, TlsTrust::Pinned(_)));
+        assert_eq!(s.api_version, ApiVersion::V2);
+    }
+
+    #[test]
+    fn a_different_target_user_needs_its_own_password() {
+        let file = ConfigFile::parse(FILE).unwrap();
+        let err = client_settings(&file, &env(&[("VRBULK_PASSWORD", "pw-a")])).unwrap_err();
+        assert!(err.to_string().contains("VRBULK_REMOTE_PASSWORD"), "{err}");
+    }
+
+    #[test]
+    fn the_same_target_user_reuses_the_source_password() {
+        let mut file = ConfigFile::parse(FILE).unwrap();
+        file.target.user = None;
+        let s = client_settings(&file, &env(&[("VRBULK_PASSWORD", "pw-a")])).unwrap();
+        assert_eq!(s.target.user, "svc-vr@corp.local");
+        assert_eq!(s.target.password.expose(), "pw-a");
+    }
+
+    #[test]
+    fn a_missing_password_says_how_to_give_one() {
+        let file = ConfigFile::parse(FILE).unwrap();
+        let err = client_settings(&file, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("VRBULK_PASSWORD"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_conflicting_trust_settings_are_refused() {
+        let err = ConfigFile::parse("[source]\nthumbprnt = \"x\"\n").unwrap_err();
+        assert!(err.contains("thumbprnt"), "{err}");
+        let file = ConfigFile::parse(
+            "[source]\nurl = \"https://a\"\nuser = \"u\"\ninsecure = true\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let err = client_settings(&file, &env(&[("VRBULK_PASSWORD", "p")])).unwrap_err();
+        assert!(err.to_string().contains("choose one"), "{err}");
+    }
+
+    #[test]
+    fn urls_with_the_api_prefix_or_credentials_are_refused() {
+        for url in [
+            "https://vr/api/rest/vr/v2",
+            "https://admin:pw@vr",
+            "vr.corp.local",
+        ] {
+            let file =
+                ConfigFile::parse(&format!("[source]\nurl = \"{url}\"\nuser = \"u\"\n")).unwrap();
+            let err = client_settings(&file, &env(&[("VRBULK_PASSWORD", "p")])).unwrap_err();
+            assert!(err.to_string().contains("[source] url"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn ca_file_is_relative_to_the_config_file() {
+        let mut file = ConfigFile::parse(
+            "[source]\nurl = \"https://a\"\nuser = \"u\"\nca_file = \"vmca.pem\"\n",
+        )
+        .unwrap();
+        file.path = Some(PathBuf::from("/etc/vrbulk/vrbulk.toml"));
+        let s = client_settings(&file, &env(&[("VRBULK_PASSWORD", "p")])).unwrap();
+        assert_eq!(
+            s.trust,
+            TlsTrust::VerifyWithCa(PathBuf::from("/etc/vrbulk/vmca.pem"))
+        );
+    }
+}

@@ -306,7 +306,13 @@ impl Client {
     ) -> Result<Vec<ReplicationServerInfo>, ApiError> {
         self.list(
             "getAllVrServersInPairing",
-            &["pairings", pairing_id, "vrs", vrms_id, "replication-servers"],
+            &[
+                "pairings",
+                pairing_id,
+                "vrs",
+                vrms_id,
+                "replication-servers",
+            ],
             Vec::new(),
         )
         .await
@@ -529,7 +535,15 @@ impl Client {
                 Auth::SessionAndBasic(c) => Some(c),
             };
             let result = self
-                .send_once(op, method.clone(), path, query, body, basic, session.as_ref())
+                .send_once(
+                    op,
+                    method.clone(),
+                    path,
+                    query,
+                    body,
+                    basic,
+                    session.as_ref(),
+                )
                 .await;
             match result {
                 Err(e) if !relogged && e.class() == ErrorClass::Session => {

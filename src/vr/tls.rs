@@ -167,7 +167,10 @@ mod tests {
         let shown = t.to_string();
         assert_eq!(shown.len(), 64 + 31);
         assert_eq!(Thumbprint::parse(&shown), Ok(t));
-        assert_eq!(Thumbprint::parse(&shown.replace(':', "").to_lowercase()), Ok(t));
+        assert_eq!(
+            Thumbprint::parse(&shown.replace(':', "").to_lowercase()),
+            Ok(t)
+        );
     }
 
     #[test]
@@ -175,6 +178,8 @@ mod tests {
         let err = Thumbprint::parse("AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD")
             .unwrap_err();
         assert!(err.contains("SHA-1"), "{err}");
-        assert!(Thumbprint::parse("xyz").unwrap_err().contains("64 hex digits"));
+        assert!(Thumbprint::parse("xyz")
+            .unwrap_err()
+            .contains("64 hex digits"));
     }
 }
