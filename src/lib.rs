@@ -7,3 +7,4 @@ pub mod config;
 pub mod secret;
 pub mod sim;
 pub mod vr;
+pub mod workflow;

@@ -1,0 +1,82 @@
+//! `vrbulk config check [--connect]`: validate the settings, show them with secrets masked, and
+//! optionally prove them by logging in to both sites of every pairing.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use crate::config::{ConfigFile, Connection, ProcessEnvironment};
+use crate::vr::{Client, TlsTrust};
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate vrbulk.toml and show the effective settings (passwords never shown).
+    #[command(after_help = "Example:\n  VRBULK_PASSWORD=… vrbulk config check --connect")]
+    Check {
+        /// Also log in to the source site and to the target site of every pairing.
+        #[arg(long)]
+        connect: bool,
+    },
+}
+
+pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<u8> {
+    let ConfigCommand::Check { connect } = cmd;
+    let env = ProcessEnvironment;
+    let file = ConfigFile::load(config)?;
+    let conn = Connection::resolve(&file, &env)?;
+    match &file.path {
+        Some(p) => println!("settings file  {}", p.display()),
+        None => println!("settings file  (none; environment only)"),
+    }
+    print!("{}", describe(&conn, &env));
+    if !connect {
+        println!("settings OK (add --connect to log in to both sites)");
+        return Ok(super::exit::OK);
+    }
+
+    let client = Client::connect(conn.with_passwords(&env)?)
+        .await
+        .context("logging in to the source site")?;
+    println!("login          OK as {}", client.settings().source.user);
+    let pairings = client.pairings().await.context("listing pairings")?;
+    if pairings.is_empty() {
+        println!("pairings       none: pair the sites in the vSphere Client first");
+    }
+    for p in &pairings {
+        let remote = p.remote_vc_server.name.as_deref().unwrap_or("?");
+        let local = p.local_vc_server.name.as_deref().unwrap_or("?");
+        client
+            .remote_login(&p.pairing_id)
+            .await
+            .with_context(|| format!("logging in to the target site {remote}"))?;
+        println!(
+            "pairing        {local} -> {remote}  ({})  remote login OK",
+            p.pairing_id
+        );
+    }
+    client.logout().await.context("logging out")?;
+    Ok(super::exit::OK)
+}
+
+fn describe(conn: &Connection, env: &ProcessEnvironment) -> String {
+    let tls = match &conn.trust {
+        TlsTrust::Verify => "verify against the system's public roots".to_string(),
+        TlsTrust::VerifyWithCa(p) => format!("verify against CA file {}", p.display()),
+        TlsTrust::Pinned(t) => format!("pinned to SHA-256 thumbprint {t}"),
+        TlsTrust::Insecure => "NOT VERIFIED (insecure = true)".to_string(),
+    };
+    let [(_, source_pw), (_, target_pw)] = conn.password_sources(env);
+    format!(
+        "[source]\n  url          {}\n  api_version  {}\n  user         {}\n  password     {}\n  tls          {}\n  timeout      {} s\n  page_size    {}\n[target]\n  user         {}\n  password     {}\n",
+        conn.url,
+        conn.api_version.as_str(),
+        conn.user,
+        source_pw,
+        tls,
+        conn.timeout.as_secs(),
+        conn.page_size,
+        conn.target_user,
+        target_pw,
+    )
+}

@@ -1,0 +1,6 @@
+//! The steps for one VM: the per-pairing discovery, and building its `ConfigureReplicationSpec`.
+//! Retry timing is not decided here but by the runner.
+
+pub mod spec;
+
+pub use spec::{build_spec, Placement, ReplicationSettings};
