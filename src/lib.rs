@@ -4,6 +4,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod input;
+pub mod queue;
 pub mod secret;
 pub mod sim;
 pub mod vr;

@@ -1,0 +1,995 @@
+//! The persistent job queue: one SQLite file with batches, one job per VM, leases, checkpoints
+//! and the append-only `job_events` log.
+//!
+//! Every state change goes through [`Queue::transition`], which checks the state machine of
+//! [`JobState::can_become`], fences writes by the job's attempt and lease owner (a worker whose
+//! lease was rescued cannot overwrite a newer attempt), and appends the event in the same
+//! transaction. The schema lives in `migrations/`; the database refuses illegal states too.
+
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use state::{JobState, Step};
+
+use crate::input::JobSpec;
+use crate::vr::model::VmDisk;
+use crate::workflow::Placement;
+
+pub type BatchId = i64;
+pub type JobId = i64;
+
+/// Unix milliseconds; injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../migrations/0001_queue.sql")),
+    M::up(include_str!("../../migrations/0002_runs_and_api_usage.sql")),
+];
+
+#[derive(Debug, Error)]
+pub enum QueueError {
+    #[error("cannot open the job queue {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "the job queue {path} was written by a newer vrbulk (schema version {found}; this vrbulk \
+         knows up to {known}): use that vrbulk, or another --db"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+
+    #[error("cannot upgrade the job queue {path}: {message}")]
+    Migrate { path: PathBuf, message: String },
+
+    #[error("job {job}: {from} -> {to} is not a legal transition")]
+    IllegalTransition {
+        job: JobId,
+        from: JobState,
+        to: JobState,
+    },
+
+    #[error("job {job}: attempt {attempt} no longer holds its lease (rescued or finished elsewhere)")]
+    LostLease { job: JobId, attempt: u32 },
+
+    #[error("job {0} does not exist")]
+    NoSuchJob(JobId),
+
+    #[error("batch {0} does not exist")]
+    NoSuchBatch(BatchId),
+
+    #[error("job queue: stored {what} does not decode: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("job queue: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    Csv,
+    Inventory,
+}
+
+impl InputKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            InputKind::Csv => "csv",
+            InputKind::Inventory => "inventory",
+        }
+    }
+}
+
+/// A batch about to be created.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub name: String,
+    pub operator: String,
+    pub host: String,
+    pub input_kind: InputKind,
+    pub input_path: Option<String>,
+    pub input_sha256: Option<String>,
+    /// Effective settings, never secrets.
+    pub settings: serde_json::Value,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Batch {
+    pub id: BatchId,
+    pub name: String,
+    pub created_at: i64,
+    pub operator: String,
+    pub host: String,
+    pub input_kind: String,
+    pub input_path: Option<String>,
+    pub input_sha256: Option<String>,
+    pub settings: serde_json::Value,
+    pub tool_version: String,
+}
+
+/// What a job has learnt so far; each step's result is saved before the next step starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub vm_id: Option<String>,
+    pub disks: Option<Vec<VmDisk>>,
+    pub placement: Option<Placement>,
+    pub task_id: Option<String>,
+    pub replication_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    pub id: JobId,
+    pub batch_id: BatchId,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub step: Step,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub scheduled_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub in_doubt: bool,
+    pub checkpoint: Checkpoint,
+    pub reason: Option<String>,
+    pub last_error: Option<String>,
+    pub last_http_status: Option<u16>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl Job {
+    /// The fencing token of a running job.
+    pub fn lease(&self) -> Option<Lease> {
+        Some(Lease {
+            job: self.id,
+            attempt: self.attempt,
+            owner: self.lease_owner.clone()?,
+        })
+    }
+
+    /// The VM as the operator named it.
+    pub fn vm_label(&self) -> &str {
+        self.spec
+            .vm
+            .name
+            .as_deref()
+            .or(self.spec.vm.id.as_deref())
+            .unwrap_or("?")
+    }
+}
+
+/// Proof that a worker holds a job: every write of a running job must present it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job: JobId,
+    pub attempt: u32,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobEvent {
+    pub id: i64,
+    pub job_id: JobId,
+    pub at: i64,
+    pub from_state: Option<JobState>,
+    pub to_state: JobState,
+    pub step: Step,
+    pub attempt: u32,
+    pub message: Option<String>,
+    pub http_status: Option<u16>,
+}
+
+/// One state change, as [`Queue::transition`] applies it.
+#[derive(Debug, Clone, Default)]
+struct Change<'a> {
+    message: Option<&'a str>,
+    http_status: Option<u16>,
+    /// The final word on a terminal job (skip reason, failure in the server's words).
+    reason: Option<&'a str>,
+    last_error: Option<&'a str>,
+    scheduled_at: Option<i64>,
+    replication_id: Option<&'a str>,
+    /// Claim: the new lease owner and expiry; the attempt is bumped.
+    lease: Option<(&'a str, i64)>,
+}
+
+pub struct Queue {
+    conn: Connection,
+    clock: Clock,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("path", &self.path).finish()
+    }
+}
+
+const JOB_COLUMNS: &str = "id, batch_id, spec_json, state, step, attempt, max_attempts, \
+    scheduled_at, lease_owner, lease_expires_at, in_doubt, resolved_vm_id, disks_json, \
+    placement_json, task_id, replication_id, reason, last_error, last_http_status, created_at, \
+    started_at, finished_at, updated_at";
+
+impl Queue {
+    /// Opens (creating or upgrading) the queue file. WAL lets `status` read while `run` writes;
+    /// the busy timeout lets two processes share the file without "database is locked".
+    pub fn open(path: &Path) -> Result<Queue> {
+        let conn = Connection::open(path).map_err(|source| QueueError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Queue::setup(conn, path)
+    }
+
+    pub fn open_in_memory() -> Result<Queue> {
+        Queue::setup(Connection::open_in_memory()?, Path::new(":memory:"))
+    }
+
+    fn setup(mut conn: Connection, path: &Path) -> Result<Queue> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > MIGRATIONS.len() as i64 {
+            return Err(QueueError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut conn)
+            .map_err(|e| QueueError::Migrate {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(Queue {
+            conn,
+            clock: system_clock(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Queue {
+        self.clock = clock;
+        self
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version this file is at (the number of migrations applied).
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// The raw connection, for the few queries that belong to other modules (reports).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Creates a batch and its jobs in one transaction: all or nothing.
+    pub fn create_batch(&mut self, batch: &NewBatch, jobs: &[JobSpec]) -> Result<BatchId> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO batches (name, created_at, operator, host, input_kind, input_path, \
+             input_sha256, settings_json, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                batch.name,
+                now,
+                batch.operator,
+                batch.host,
+                batch.input_kind.as_str(),
+                batch.input_path,
+                batch.input_sha256,
+                batch.settings.to_string(),
+                env!("CARGO_PKG_VERSION"),
+            ],
+        )?;
+        let batch_id = tx.last_insert_rowid();
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO jobs (batch_id, input_line, vm_name, vm_id, spec_json, max_attempts, \
+                 scheduled_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?;
+            let mut event = tx.prepare(
+                "INSERT INTO job_events (job_id, at, from_state, to_state, step, attempt, message) \
+                 VALUES (?, ?, NULL, 'pending', 'resolve_vm', 0, 'imported')",
+            )?;
+            for spec in jobs {
+                let spec_json = serde_json::to_string(spec).map_err(|source| QueueError::Json {
+                    what: "job spec",
+                    source,
+                })?;
+                insert.execute(params![
+                    batch_id,
+                    spec.line.map(|l| l as i64),
+                    spec.vm.name,
+                    spec.vm.id,
+                    spec_json,
+                    batch.max_attempts.max(1),
+                    now,
+                    now,
+                    now,
+                ])?;
+                event.execute(params![tx.last_insert_rowid(), now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(batch_id)
+    }
+
+    pub fn batch(&self, id: BatchId) -> Result<Batch> {
+        self.conn
+            .query_row(
+                "SELECT id, name, created_at, operator, host, input_kind, input_path, \
+                 input_sha256, settings_json, tool_version FROM batches WHERE id = ?",
+                [id],
+                batch_from_row,
+            )
+            .optional()?
+            .ok_or(QueueError::NoSuchBatch(id))
+    }
+
+    pub fn batches(&self) -> Result<Vec<Batch>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, name, created_at, operator, host, input_kind, input_path, input_sha256, \
+             settings_json, tool_version FROM batches ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], batch_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest batch, which commands use when no `--batch` is given.
+    pub fn latest_batch(&self) -> Result<Option<Batch>> {
+        Ok(self.batches()?.pop())
+    }
+
+    /// VMs (by name and by id) that already have a job not yet finished, with its batch: a VM
+    /// must not be queued twice while one job for it may still configure it.
+    pub fn unfinished_vms(&self) -> Result<HashMap<String, BatchId>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT vm_name, vm_id, batch_id FROM jobs \
+             WHERE state IN ('pending', 'running', 'retryable')",
+        )?;
+        let mut out = HashMap::new();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let batch: BatchId = row.get(2)?;
+            for col in 0..2 {
+                if let Some(key) = row.get::<_, Option<String>>(col)? {
+                    out.insert(key, batch);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hands out up to `n` due jobs (`pending`, or `retryable` whose time has come) to `owner`,
+    /// oldest first, inside `BEGIN IMMEDIATE` so two processes never claim the same job.
+    pub fn claim(
+        &mut self,
+        batch: Option<BatchId>,
+        n: usize,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<Job>> {
+        let now = self.now();
+        let expires = now + lease.as_millis() as i64;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: Vec<JobId> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM jobs WHERE state IN ('pending', 'retryable') AND scheduled_at <= ?1 \
+                 AND (?2 IS NULL OR batch_id = ?2) ORDER BY scheduled_at, id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![now, batch, n as i64], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for &id in &ids {
+            transition(
+                &tx,
+                now,
+                id,
+                None,
+                JobState::Running,
+                &Change {
+                    lease: Some((owner, expires)),
+                    message: Some("claimed"),
+                    ..Change::default()
+                },
+            )?;
+        }
+        let jobs = ids
+            .iter()
+            .map(|&id| job_by_id(&tx, id))
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(jobs)
+    }
+
+    /// Renews every lease `owner` holds; returns how many.
+    pub fn heartbeat(&self, owner: &str, lease: Duration) -> Result<usize> {
+        let now = self.now();
+        Ok(self.conn.execute(
+            "UPDATE jobs SET lease_expires_at = ?, updated_at = ? \
+             WHERE state = 'running' AND lease_owner = ?",
+            params![now + lease.as_millis() as i64, now, owner],
+        )?)
+    }
+
+    /// Moves running jobs whose lease expired (their worker died) back to `retryable`, or to
+    /// `failed` when they have no attempts left. One rescued in `submit` is marked in doubt: its
+    /// configure call may have reached the server, so it must be reconciled before any resubmit.
+    pub fn rescue(&mut self) -> Result<Vec<JobId>> {
+        let now = self.now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let expired: Vec<(JobId, u32, u32, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, attempt, max_attempts, step FROM jobs \
+                 WHERE state = 'running' AND lease_expires_at < ?",
+            )?;
+            let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (id, attempt, max_attempts, step) in &expired {
+            if step == Step::Submit.as_str() {
+                tx.execute("UPDATE jobs SET in_doubt = 1 WHERE id = ?", [id])?;
+            }
+            let message = "lease expired: the worker holding this job stopped";
+            let (to, change) = if attempt >= max_attempts {
+                (
+                    JobState::Failed,
+                    Change {
+                        message: Some(message),
+                        reason: Some(message),
+                        last_error: Some(message),
+                        ..Change::default()
+                    },
+                )
+            } else {
+                (
+                    JobState::Retryable,
+                    Change {
+                        message: Some(message),
+                        last_error: Some(message),
+                        scheduled_at: Some(now),
+                        ..Change::default()
+                    },
+                )
+            };
+            transition(&tx, now, *id, None, to, &change)?;
+        }
+        tx.commit()?;
+        Ok(expired.into_iter().map(|(id, ..)| id).collect())
+    }
+
+    /// Saves a step's result and moves the job to `step`; fenced by the lease.
+    pub fn checkpoint(&mut self, lease: &Lease, step: Step, checkpoint: &Checkpoint) -> Result<()> {
+        let now = self.now();
+        let disks = to_json("disks", checkpoint.disks.as_ref())?;
+        let placement = to_json("placement", checkpoint.placement.as_ref())?;
+        let tx = self.conn.transaction()?;
+        let current = fenced(&tx, lease)?;
+        tx.execute(
+            "UPDATE jobs SET step = ?, resolved_vm_id = ?, disks_json = ?, placement_json = ?, \
+             task_id = ?, replication_id = ?, updated_at = ? WHERE id = ?",
+            params![
+                step.as_str(),
+                checkpoint.vm_id,
+                disks,
+                placement,
+                checkpoint.task_id,
+                checkpoint.replication_id,
+                now,
+                lease.job
+            ],
+        )?;
+        if current != step {
+            append_event(
+                &tx,
+                now,
+                lease.job,
+                Some(JobState::Running),
+                JobState::Running,
+                step,
+                lease.attempt,
+                Some(&format!("step {current} done")),
+                None,
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks (or clears) a job whose configure call's outcome is unknown.
+    pub fn set_in_doubt(&mut self, lease: &Lease, in_doubt: bool) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        fenced(&tx, lease)?;
+        tx.execute(
+            "UPDATE jobs SET in_doubt = ? WHERE id = ?",
+            params![in_doubt, lease.job],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn succeed(&mut self, lease: &Lease, replication_id: Option<&str>, message: &str) -> Result<()> {
+        self.finish_running(
+            lease,
+            JobState::Succeeded,
+            Change {
+                message: Some(message),
+                replication_id,
+                ..Change::default()
+            },
+        )
+    }
+
+    /// Benign end: already replicated, not suitable. `replication_id` names an existing one.
+    pub fn skip(&mut self, lease: &Lease, reason: &str, replication_id: Option<&str>) -> Result<()> {
+        self.finish_running(
+            lease,
+            JobState::Skipped,
+            Change {
+                message: Some(reason),
+                reason: Some(reason),
+                replication_id,
+                ..Change::default()
+            },
+        )
+    }
+
+    pub fn fail(&mut self, lease: &Lease, reason: &str, http_status: Option<u16>) -> Result<()> {
+        self.finish_running(
+            lease,
+            JobState::Failed,
+            Change {
+                message: Some(reason),
+                reason: Some(reason),
+                last_error: Some(reason),
+                http_status,
+                ..Change::default()
+            },
+        )
+    }
+
+    /// A transient failure: try again at `at`, unless the attempts are used up, in which case the
+    /// job fails with this last error. Returns the state the job ended in.
+    pub fn retry_later(
+        &mut self,
+        lease: &Lease,
+        at: i64,
+        error: &str,
+        http_status: Option<u16>,
+    ) -> Result<JobState> {
+        let max: u32 = self.conn.query_row(
+            "SELECT max_attempts FROM jobs WHERE id = ?",
+            [lease.job],
+            |r| r.get(0),
+        )?;
+        if lease.attempt >= max {
+            let reason = format!("gave up after {} attempts; last error: {error}", lease.attempt);
+            self.fail(lease, &reason, http_status)?;
+            return Ok(JobState::Failed);
+        }
+        self.finish_running(
+            lease,
+            JobState::Retryable,
+            Change {
+                message: Some(error),
+                last_error: Some(error),
+                http_status,
+                scheduled_at: Some(at),
+                ..Change::default()
+            },
+        )?;
+        Ok(JobState::Retryable)
+    }
+
+    /// Gives a running job back without counting the attempt (Ctrl-C): due again at once.
+    pub fn release(&mut self, lease: &Lease, message: &str) -> Result<()> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        transition(
+            &tx,
+            now,
+            lease.job,
+            Some(lease),
+            JobState::Retryable,
+            &Change {
+                message: Some(message),
+                scheduled_at: Some(now),
+                ..Change::default()
+            },
+        )?;
+        tx.execute(
+            "UPDATE jobs SET attempt = attempt - 1 WHERE id = ? AND attempt > 0",
+            [lease.job],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finish_running(&mut self, lease: &Lease, to: JobState, change: Change<'_>) -> Result<()> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        transition(&tx, now, lease.job, Some(lease), to, &change)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Cancels the jobs of a batch that have not started (`pending`, `retryable`).
+    pub fn cancel(&mut self, batch: BatchId, message: &str) -> Result<usize> {
+        self.move_all(
+            batch,
+            &[JobState::Pending, JobState::Retryable],
+            JobState::Cancelled,
+            message,
+        )
+    }
+
+    /// Requeues the failed (and, with `cancelled`, the cancelled) jobs of a batch from the
+    /// start, with a fresh set of attempts. A job in doubt stays in doubt.
+    pub fn requeue(&mut self, batch: BatchId, cancelled: bool, message: &str) -> Result<usize> {
+        let from: &[JobState] = if cancelled {
+            &[JobState::Failed, JobState::Cancelled]
+        } else {
+            &[JobState::Failed]
+        };
+        self.move_all(batch, from, JobState::Pending, message)
+    }
+
+    fn move_all(
+        &mut self,
+        batch: BatchId,
+        from: &[JobState],
+        to: JobState,
+        message: &str,
+    ) -> Result<usize> {
+        self.batch(batch)?;
+        let now = self.now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: Vec<JobId> = {
+            let states: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+            let mut stmt = tx.prepare(
+                "SELECT id FROM jobs WHERE batch_id = ? AND state IN (SELECT value FROM json_each(?)) \
+                 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(
+                params![batch, serde_json::Value::from(states).to_string()],
+                |r| r.get(0),
+            )?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for &id in &ids {
+            let change = Change {
+                message: Some(message),
+                reason: (to == JobState::Cancelled).then_some(message),
+                scheduled_at: Some(now),
+                ..Change::default()
+            };
+            transition(&tx, now, id, None, to, &change)?;
+        }
+        tx.commit()?;
+        Ok(ids.len())
+    }
+
+    /// Number of jobs per state; every state is present.
+    pub fn counts(&self, batch: BatchId) -> Result<BTreeMap<JobState, u64>> {
+        let mut counts: BTreeMap<JobState, u64> =
+            JobState::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, COUNT(*) FROM jobs WHERE batch_id = ? GROUP BY state")?;
+        let mut rows = stmt.query([batch])?;
+        while let Some(row) = rows.next()? {
+            let state: String = row.get(0)?;
+            if let Some(s) = JobState::parse(&state) {
+                counts.insert(s, row.get::<_, i64>(1)? as u64);
+            }
+        }
+        Ok(counts)
+    }
+
+    pub fn job(&self, id: JobId) -> Result<Job> {
+        job_by_id(&self.conn, id)
+    }
+
+    pub fn jobs(&self, batch: BatchId) -> Result<Vec<Job>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE batch_id = ? ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([batch], job_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn events(&self, job: JobId) -> Result<Vec<JobEvent>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, job_id, at, from_state, to_state, step, attempt, message, http_status \
+             FROM job_events WHERE job_id = ? ORDER BY id",
+        )?;
+        let rows = stmt.query_map([job], |r| {
+            Ok(JobEvent {
+                id: r.get(0)?,
+                job_id: r.get(1)?,
+                at: r.get(2)?,
+                from_state: r
+                    .get::<_, Option<String>>(3)?
+                    .as_deref()
+                    .and_then(JobState::parse),
+                to_state: parse_state(&r.get::<_, String>(4)?, 4)?,
+                step: parse_step(&r.get::<_, String>(5)?, 5)?,
+                attempt: r.get(6)?,
+                message: r.get(7)?,
+                http_status: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The one place a job's state changes: checks the fence and the state machine, writes the new
+/// state and its event in the caller's transaction.
+fn transition(
+    tx: &Transaction<'_>,
+    now: i64,
+    job: JobId,
+    fence: Option<&Lease>,
+    to: JobState,
+    change: &Change<'_>,
+) -> Result<()> {
+    let (from, step, attempt, owner): (String, String, u32, Option<String>) = tx
+        .query_row(
+            "SELECT state, step, attempt, lease_owner FROM jobs WHERE id = ?",
+            [job],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?
+        .ok_or(QueueError::NoSuchJob(job))?;
+    let from = parse_state(&from, 0)?;
+    if let Some(lease) = fence {
+        if from != JobState::Running
+            || attempt != lease.attempt
+            || owner.as_deref() != Some(lease.owner.as_str())
+        {
+            return Err(QueueError::LostLease {
+                job,
+                attempt: lease.attempt,
+            });
+        }
+    }
+    if !from.can_become(to) {
+        return Err(QueueError::IllegalTransition { job, from, to });
+    }
+    let requeue = to == JobState::Pending;
+    let (attempt, step) = match (change.lease, requeue) {
+        (Some(_), _) => (attempt + 1, parse_step(&step, 1)?),
+        (None, true) => (0, Step::ResolveVm),
+        (None, false) => (attempt, parse_step(&step, 1)?),
+    };
+    tx.execute(
+        "UPDATE jobs SET state = ?2, step = ?3, attempt = ?4, \
+         lease_owner = ?5, lease_expires_at = ?6, \
+         scheduled_at = COALESCE(?7, scheduled_at), \
+         reason = CASE WHEN ?8 THEN NULL ELSE COALESCE(?9, reason) END, \
+         last_error = COALESCE(?10, last_error), \
+         last_http_status = COALESCE(?11, last_http_status), \
+         replication_id = COALESCE(?12, replication_id), \
+         task_id = CASE WHEN ?8 THEN NULL ELSE task_id END, \
+         started_at = CASE WHEN ?5 IS NOT NULL THEN COALESCE(started_at, ?1) ELSE started_at END, \
+         finished_at = CASE WHEN ?13 THEN ?1 ELSE NULL END, \
+         updated_at = ?1 \
+         WHERE id = ?14",
+        params![
+            now,
+            to.as_str(),
+            step.as_str(),
+            attempt,
+            change.lease.map(|l| l.0),
+            change.lease.map(|l| l.1),
+            change.scheduled_at,
+            requeue,
+            change.reason,
+            change.last_error,
+            change.http_status,
+            change.replication_id,
+            to.is_terminal(),
+            job,
+        ],
+    )?;
+    append_event(
+        tx,
+        now,
+        job,
+        Some(from),
+        to,
+        step,
+        attempt,
+        change.message,
+        change.http_status,
+    )
+}
+
+/// The current step of a job the lease still holds, or `LostLease`.
+fn fenced(tx: &Transaction<'_>, lease: &Lease) -> Result<Step> {
+    let step: Option<String> = tx
+        .query_row(
+            "SELECT step FROM jobs WHERE id = ? AND state = 'running' AND attempt = ? \
+             AND lease_owner = ?",
+            params![lease.job, lease.attempt, lease.owner],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match step {
+        Some(s) => parse_step(&s, 0).map_err(QueueError::from),
+        None => Err(QueueError::LostLease {
+            job: lease.job,
+            attempt: lease.attempt,
+        }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn append_event(
+    tx: &Transaction<'_>,
+    now: i64,
+    job: JobId,
+    from: Option<JobState>,
+    to: JobState,
+    step: Step,
+    attempt: u32,
+    message: Option<&str>,
+    http_status: Option<u16>,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO job_events (job_id, at, from_state, to_state, step, attempt, message, \
+         http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        job,
+        now,
+        from.map(JobState::as_str),
+        to.as_str(),
+        step.as_str(),
+        attempt,
+        message,
+        http_status
+    ])?;
+    Ok(())
+}
+
+fn job_by_id(conn: &Connection, id: JobId) -> Result<Job> {
+    conn.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"),
+        [id],
+        job_from_row,
+    )
+    .optional()?
+    .ok_or(QueueError::NoSuchJob(id))
+}
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        batch_id: r.get(1)?,
+        spec: json_column(r, 2)?,
+        state: parse_state(&r.get::<_, String>(3)?, 3)?,
+        step: parse_step(&r.get::<_, String>(4)?, 4)?,
+        attempt: r.get(5)?,
+        max_attempts: r.get(6)?,
+        scheduled_at: r.get(7)?,
+        lease_owner: r.get(8)?,
+        lease_expires_at: r.get(9)?,
+        in_doubt: r.get(10)?,
+        checkpoint: Checkpoint {
+            vm_id: r.get(11)?,
+            disks: json_column(r, 12)?,
+            placement: json_column(r, 13)?,
+            task_id: r.get(14)?,
+            replication_id: r.get(15)?,
+        },
+        reason: r.get(16)?,
+        last_error: r.get(17)?,
+        last_http_status: r.get(18)?,
+        created_at: r.get(19)?,
+        started_at: r.get(20)?,
+        finished_at: r.get(21)?,
+        updated_at: r.get(22)?,
+    })
+}
+
+fn to_json<T: Serialize>(what: &'static str, value: Option<&T>) -> Result<Option<String>> {
+    value
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|source| QueueError::Json { what, source })
+}
+
+/// A JSON column; `NULL` decodes as `None` when `T` is an `Option`.
+fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, col: usize) -> rusqlite::Result<T> {
+    let text: Option<String> = r.get(col)?;
+    serde_json::from_str(text.as_deref().unwrap_or("null")).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<Batch> {
+    Ok(Batch {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+        operator: r.get(3)?,
+        host: r.get(4)?,
+        input_kind: r.get(5)?,
+        input_path: r.get(6)?,
+        input_sha256: r.get(7)?,
+        settings: json_column(r, 8)?,
+        tool_version: r.get(9)?,
+    })
+}
+
+fn parse_state(s: &str, col: usize) -> rusqlite::Result<JobState> {
+    JobState::parse(s).ok_or_else(|| bad_column(col, "state", s))
+}
+
+fn parse_step(s: &str, col: usize) -> rusqlite::Result<Step> {
+    Step::parse(s).ok_or_else(|| bad_column(col, "step", s))
+}
+
+fn bad_column(col: usize, what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} `{value}`").into(),
+    )
+}
