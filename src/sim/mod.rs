@@ -1,1 +1,225 @@
 //! A spec-faithful vSphere Replication REST API simulator (axum), for tests, demos and benchmarks.
+//!
+//! It serves the configure workflow of `vsphere-replication-api-v2.json` under both
+//! `/api/rest/vr/v2` and `/api/rest/vr/v1`: sessions and remote-site logins, pairings, VRMS and VR
+//! servers, a deterministic source inventory (VMs with disks, including a few awkward ones), target
+//! datastores and storage policies, configure with server-side validation, tasks that progress with
+//! time, and the replications they create. Knobs inject latency, throttling (429), random and
+//! scheduled failures and session expiry; `GET /__sim/stats` and [`Simulator::stats`] count what a
+//! client did, above all whether it ever configured a VM twice.
+//!
+//! Neighbours: `vr::model` provides the response shapes only; request bodies are validated in
+//! `validate` from the spec on raw JSON, so that the simulator catches client bugs instead of
+//! sharing them.
+
+mod error;
+mod handlers;
+mod inventory;
+mod listing;
+mod state;
+mod stats;
+mod tls;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+pub use error::SimError;
+pub use handlers::{router, API_PREFIXES};
+pub use inventory::{
+    Inventory, SimVm, Site, VmKind, FULL_DATASTORE, NVME_VM, POWERED_OFF_VM, REPLICATED_VM,
+    TEMPLATE_VM, UNUSUAL_NAME_VM, VM_HOME_DEVICE_KEY,
+};
+pub use listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use state::{SimState, DEFAULT_RECENT_TASK_WINDOW};
+pub use stats::SimStats;
+pub use tls::thumbprint;
+
+/// How the simulator behaves; `Default` is a healthy, fast, HTTPS appliance with 40 VMs.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Source VMs in total, the five special ones included.
+    pub vms: usize,
+    /// Seeds the inventory (ids, disks) and the run-time ids and random failures.
+    pub seed: u64,
+    /// A configure task is QUEUED for the first quarter of this, RUNNING until it has passed,
+    /// then SUCCESS or ERROR.
+    pub task_seconds: f64,
+    /// Added to every API request.
+    pub latency_ms: u64,
+    /// Requests per second over all API calls (burst `max(1, rate)`); excess gets 429 with
+    /// `Retry-After`.
+    pub rate: Option<f64>,
+    /// Fraction of API calls (not `POST /session`, not `/__sim`) answered 500 or 503 at random
+    /// (seeded), before any effect.
+    pub fail_rate: f64,
+    /// A session older than this (since login) gets 401.
+    pub session_ttl: Option<Duration>,
+    /// The user of both sites.
+    pub user: String,
+    pub password: String,
+    /// HTTPS with a self-signed certificate generated at start; `false` serves plain HTTP.
+    pub tls: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            vms: 40,
+            seed: 1,
+            task_seconds: 2.0,
+            latency_ms: 0,
+            rate: None,
+            fail_rate: 0.0,
+            session_ttl: None,
+            user: "administrator@vsphere.local".into(),
+            password: "VMware1!".into(),
+            tls: true,
+        }
+    }
+}
+
+/// A running simulator on a local port; the server stops when this is dropped.
+pub struct Simulator {
+    state: SimState,
+    url: String,
+    addr: SocketAddr,
+    thumbprint: Option<String>,
+    certificate_pem: Option<String>,
+    handle: axum_server::Handle,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("url", &self.url)
+            .field("thumbprint", &self.thumbprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// Starts on `127.0.0.1` with a port the OS picks.
+    pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
+        Simulator::start_on(cfg, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    pub async fn start_on(cfg: SimConfig, addr: SocketAddr) -> Result<Simulator, SimError> {
+        let bind_err = |source| SimError::Bind { addr, source };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+        // axum-server hands the socket to tokio, which requires non-blocking mode.
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+
+        let tls = if cfg.tls {
+            Some(tls::self_signed()?)
+        } else {
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let state = SimState::new(cfg);
+        let app = router(state.clone()).into_make_service();
+        let handle = axum_server::Handle::new();
+        let (task, thumbprint, certificate_pem) = match tls {
+            Some(id) => {
+                let server = axum_server::from_tcp_rustls(
+                    listener,
+                    axum_server::tls_rustls::RustlsConfig::from_config(id.config),
+                )
+                .handle(handle.clone());
+                let task = tokio::spawn(async move {
+                    if let Err(e) = server.serve(app).await {
+                        tracing::error!(error = %e, "simulator stopped");
+                    }
+                });
+                (task, Some(id.thumbprint), Some(id.certificate_pem))
+            }
+            None => {
+                let server = axum_server::from_tcp(listener).handle(handle.clone());
+                let task = tokio::spawn(async move {
+                    if let Err(e) = server.serve(app).await {
+                        tracing::error!(error = %e, "simulator stopped");
+                    }
+                });
+                (task, None, None)
+            }
+        };
+        // The socket is bound already, so connections queue; waiting for the accept loop only
+        // makes start-up errors (none expected) surface before the caller proceeds.
+        handle.listening().await;
+        Ok(Simulator {
+            state,
+            url: format!("{scheme}://{local}"),
+            addr: local,
+            thumbprint,
+            certificate_pem,
+            handle,
+            task: Some(task),
+        })
+    }
+
+    /// `scheme://127.0.0.1:port`, without the API prefix and without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// SHA-256 of the certificate (DER), `AB:CD:…`; `None` over plain HTTP.
+    pub fn thumbprint(&self) -> Option<&str> {
+        self.thumbprint.as_deref()
+    }
+
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.certificate_pem.as_deref()
+    }
+
+    /// The simulator's state, for knobs not on `Simulator` (such as the recent-task window).
+    pub fn state(&self) -> &SimState {
+        &self.state
+    }
+
+    pub fn inventory(&self) -> Inventory {
+        self.state.inventory()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.state.stats()
+    }
+
+    /// The next `n` API calls (not `/__sim`, not `POST /session`) answer `status` with a
+    /// `ResponseError`, before any effect.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.state.fail_next(n, status);
+    }
+
+    /// The next `n` `POST /replications` create their tasks, then answer 500 anyway.
+    pub fn fail_next_configure_after_commit(&self, n: usize) {
+        self.state.fail_next_configure_after_commit(n);
+    }
+
+    /// Forgets every session: the next call with any old id gets 401.
+    pub fn expire_sessions(&self) {
+        self.state.expire_sessions();
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to a second), and waits for the end.
+    pub async fn shutdown(mut self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}

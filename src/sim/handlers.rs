@@ -1,0 +1,918 @@
+//! The API routes, mounted under both `/api/rest/vr/v2` and `/api/rest/vr/v1`, and the gate every
+//! API call passes first (counting, latency, rate limit, injected faults, session check).
+//!
+//! Answers are built from the spec's models in `vr::model` (serialization only); request bodies
+//! are checked by `validate` on raw JSON.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, OriginalUri, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::inventory::{SimVm, VmKind};
+use super::listing::ListQuery;
+use super::state::{epoch_ms, SimState, SimTask, World};
+use super::validate::{self, AcceptedSpec};
+use crate::vr::model::{
+    CompoundReplicationStatus, ConfigurationState, HrefDrData, MetaLinks, MetadataList, Pairing,
+    RecoveryState, ReplicationInfo, ReplicationStatus, ReplicationType, ServerInfo, ServerStatus,
+    SessionIdData, SessionInfo, VmCapabilities, VmValidationStatus, VrmsInfo,
+};
+
+/// The API prefixes the simulator answers on; v1 is kept for older clients, as appliances do.
+pub const API_PREFIXES: [&str; 2] = ["/api/rest/vr/v2", "/api/rest/vr/v1"];
+
+const SESSION_HEADER: &str = "x-dr-session";
+
+/// (method, path under the prefix, the spec's operationId), for the calls counted in stats.
+const OPERATIONS: &[(Method, &str, &str)] = &[
+    (Method::POST, "/session", "login"),
+    (Method::GET, "/session", "getCurrentSession"),
+    (Method::DELETE, "/session", "logout"),
+    (Method::GET, "/pairings", "getVrPairings"),
+    (Method::GET, "/pairings/{pairing_id}", "getVrPairing"),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/remote-session",
+        "getRemoteSession",
+    ),
+    (
+        Method::POST,
+        "/pairings/{pairing_id}/remote-session",
+        "createRemoteSession",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/vrs",
+        "getAllVrDetailsInPairing",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/vrs/{vr_id}",
+        "getVrInfoInPairing",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/vrs/{vr_id}/replication-servers",
+        "getAllVrServersInPairing",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms",
+        "getLocalVms",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms/{vm_id}/disks",
+        "getLocalVmDisks",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms/{vm_id}/capability",
+        "getVmCapability",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/vcenters/{vcenter_id}/datastores",
+        "getVrCapableTargetDatastores",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/vcenters/{vcenter_id}/storage-policies",
+        "getVcStoragePolicies",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/replications",
+        "getAllReplications",
+    ),
+    (
+        Method::POST,
+        "/pairings/{pairing_id}/replications",
+        "configureReplication",
+    ),
+    (
+        Method::GET,
+        "/pairings/{pairing_id}/replications/{replication_id}",
+        "getReplicationInfo",
+    ),
+    (Method::GET, "/tasks", "getRecentTasksInfo"),
+    (Method::GET, "/tasks/{task_id}", "getTaskInfo"),
+];
+
+/// What the gate learned about a request, for the handler.
+#[derive(Debug, Clone)]
+pub(crate) struct ReqCtx {
+    /// The caller's live session (`None` only for login).
+    session: Option<String>,
+    /// Absolute URL of the request without its query, for `_meta.links`.
+    self_url: String,
+    query: Vec<(String, String)>,
+}
+
+/// The whole simulator: both API prefixes plus `GET /__sim/stats`.
+pub fn router(state: SimState) -> Router {
+    let api = api_routes().layer(middleware::from_fn_with_state(state.clone(), gate));
+    let mut app = Router::new();
+    for prefix in API_PREFIXES {
+        app = app.nest(prefix, api.clone());
+    }
+    app.route("/__sim/stats", get(sim_stats))
+        .fallback(unknown_route)
+        .with_state(state)
+}
+
+fn api_routes() -> Router<SimState> {
+    Router::new()
+        .route("/session", get(get_session).post(login).delete(logout))
+        .route("/pairings", get(get_pairings))
+        .route("/pairings/{pairing_id}", get(get_pairing))
+        .route(
+            "/pairings/{pairing_id}/remote-session",
+            get(get_remote_session).post(create_remote_session),
+        )
+        .route("/pairings/{pairing_id}/vrs", get(get_vrs))
+        .route("/pairings/{pairing_id}/vrs/{vr_id}", get(get_vr))
+        .route(
+            "/pairings/{pairing_id}/vrs/{vr_id}/replication-servers",
+            get(get_vr_servers),
+        )
+        .route(
+            "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms",
+            get(get_vms),
+        )
+        .route(
+            "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms/{vm_id}/disks",
+            get(get_vm_disks),
+        )
+        .route(
+            "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms/{vm_id}/capability",
+            get(get_vm_capability),
+        )
+        .route(
+            "/pairings/{pairing_id}/vcenters/{vcenter_id}/datastores",
+            get(get_datastores),
+        )
+        .route(
+            "/pairings/{pairing_id}/vcenters/{vcenter_id}/storage-policies",
+            get(get_storage_policies),
+        )
+        .route(
+            "/pairings/{pairing_id}/replications",
+            get(get_replications).post(configure_replications),
+        )
+        .route(
+            "/pairings/{pairing_id}/replications/{replication_id}",
+            get(get_replication),
+        )
+        .route("/tasks", get(get_tasks))
+        .route("/tasks/{task_id}", get(get_task))
+}
+
+fn operation_id(method: &Method, matched: Option<&str>) -> &'static str {
+    let Some(path) = matched else {
+        return "unknown";
+    };
+    let rel = API_PREFIXES
+        .iter()
+        .find_map(|p| path.strip_prefix(p))
+        .unwrap_or(path);
+    OPERATIONS
+        .iter()
+        .find(|(m, p, _)| m == method && *p == rel)
+        .map(|(_, _, op)| *op)
+        .unwrap_or("unknown")
+}
+
+/// Runs before every API route: counts the call, applies latency, the rate limit and injected
+/// faults, checks the session, and counts the answer's status.
+async fn gate(State(state): State<SimState>, mut req: Request, next: Next) -> Response {
+    let op = operation_id(
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    state.count_call(op);
+    let resp = if op == "unknown" {
+        // A wrong method on a known path: let the router say 405.
+        next.run(req).await
+    } else {
+        let header = req
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match state.admit(op, header.as_deref()).await {
+            Err(e) => e.into_response(),
+            Ok(session) => {
+                let ctx = ReqCtx {
+                    session,
+                    self_url: self_url(&state, &req),
+                    query: Query::<Vec<(String, String)>>::try_from_uri(req.uri())
+                        .map(|q| q.0)
+                        .unwrap_or_default(),
+                };
+                req.extensions_mut().insert(ctx);
+                next.run(req).await
+            }
+        }
+    };
+    state.count_status(resp.status().as_u16());
+    resp
+}
+
+fn self_url(state: &SimState, req: &Request) -> String {
+    let scheme = if state.config().tls { "https" } else { "http" };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    // Inside a nested router the URI has lost its prefix; links need the full path.
+    let path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    format!("{scheme}://{host}{path}")
+}
+
+async fn unknown_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such resource: {method} {}", uri.path()))
+}
+
+async fn sim_stats(State(state): State<SimState>) -> Json<super::SimStats> {
+    Json(state.stats())
+}
+
+// ---- sessions ----
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Checks Basic credentials against the configured user (names compare case-insensitively, as
+/// vSphere SSO does); returns the user name as configured.
+fn authenticate(state: &SimState, headers: &HeaderMap, site: &str) -> Result<String, ApiError> {
+    let cfg = state.config();
+    let Some((user, password)) = basic_credentials(headers) else {
+        return Err(ApiError::unauthorized(format!(
+            "HTTP Basic credentials for the {site} site are required"
+        )));
+    };
+    if user.eq_ignore_ascii_case(&cfg.user) && password == cfg.password {
+        Ok(cfg.user.clone())
+    } else {
+        Err(ApiError::unauthorized(format!(
+            "cannot log in to the {site} site: wrong user name or password"
+        )))
+    }
+}
+
+/// `POST /session`. The spec lists no 401 for login; like real appliances we answer wrong or
+/// missing credentials with 401 and a `ResponseError`.
+async fn login(State(state): State<SimState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let user = authenticate(&state, &headers, "local")?;
+    let session_id = state.world().new_session(&user);
+    Ok(Json(SessionIdData { session_id }).into_response())
+}
+
+fn session_id(ctx: &ReqCtx) -> Result<&str, ApiError> {
+    ctx.session
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthorized("no session"))
+}
+
+async fn get_session(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let sid = session_id(&ctx)?;
+    let w = state.world();
+    let s = w
+        .sessions
+        .get(sid)
+        .ok_or_else(|| ApiError::unauthorized("no session"))?;
+    Ok(Json(SessionInfo {
+        username: Some(s.user.clone()),
+    }))
+}
+
+async fn logout(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+) -> Result<StatusCode, ApiError> {
+    let sid = session_id(&ctx)?;
+    state.world().sessions.remove(sid);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- pairings, remote login, VRMS ----
+
+fn check_pairing(w: &World, pairing_id: &str) -> Result<(), ApiError> {
+    if pairing_id == w.inv.pairing_id {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "pairing_id: no pairing with id '{pairing_id}'"
+        )))
+    }
+}
+
+/// Calls that read or write the target site need this session's remote login for the pairing.
+fn require_remote(w: &World, ctx: &ReqCtx, pairing_id: &str) -> Result<(), ApiError> {
+    let sid = session_id(ctx)?;
+    let logged_in = w
+        .sessions
+        .get(sid)
+        .is_some_and(|s| s.remote.contains_key(pairing_id));
+    if logged_in {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "REMOTE_SESSION_REQUIRED",
+            format!(
+                "the remote site login is missing for pairing '{pairing_id}': \
+                 POST /pairings/{pairing_id}/remote-session first"
+            ),
+        ))
+    }
+}
+
+fn pairing_json(w: &World) -> Pairing {
+    let inv = &w.inv;
+    let server = |site: &super::Site, version: &str| ServerInfo {
+        id: Some(site.id.clone()),
+        url: Some(format!("https://{}:443", site.name)),
+        name: Some(site.name.clone()),
+        server_status: Some(ServerStatus::Ok),
+        version: Some(version.into()),
+    };
+    Pairing {
+        pairing_id: inv.pairing_id.clone(),
+        local_vc_server: server(&inv.local_vc, "8.0.3"),
+        remote_vc_server: server(&inv.remote_vc, "8.0.3"),
+        local_vrms: Some(server(&inv.local_vrms, "9.0.2")),
+        remote_vrms: Some(server(&inv.remote_vrms, "9.0.2")),
+    }
+}
+
+fn vrms_json(w: &World) -> Vec<VrmsInfo> {
+    let inv = &w.inv;
+    [
+        (&inv.local_vrms, &inv.local_vc),
+        (&inv.remote_vrms, &inv.remote_vc),
+    ]
+    .into_iter()
+    .map(|(vrms, vc)| VrmsInfo {
+        id: vrms.id.clone(),
+        url: Some(format!("https://{}:8043", vrms.name)),
+        name: Some(vrms.name.clone()),
+        server_status: Some(ServerStatus::Ok),
+        version: Some("9.0.2".into()),
+        vc_guid: Some(vc.id.clone()),
+        vc_name: Some(vc.name.clone()),
+        extension_key: Some("com.vmware.vcHms".into()),
+    })
+    .collect()
+}
+
+async fn get_pairings(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    let w = state.world();
+    Ok(Json(q.respond(&[pairing_json(&w)], &ctx.self_url)))
+}
+
+async fn get_pairing(
+    State(state): State<SimState>,
+    Path(pairing_id): Path<String>,
+) -> Result<Json<Pairing>, ApiError> {
+    let w = state.world();
+    check_pairing(&w, &pairing_id)?;
+    Ok(Json(pairing_json(&w)))
+}
+
+async fn create_remote_session(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path(pairing_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    {
+        let w = state.world();
+        check_pairing(&w, &pairing_id)?;
+    }
+    let user = authenticate(&state, &headers, "remote")?;
+    let sid = session_id(&ctx)?;
+    let mut w = state.world();
+    let s = w
+        .sessions
+        .get_mut(sid)
+        .ok_or_else(|| ApiError::unauthorized("no session"))?;
+    s.remote.insert(pairing_id, user);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// No remote login on this session: 401 (the client's cue to log in to the remote site).
+async fn get_remote_session(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path(pairing_id): Path<String>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let w = state.world();
+    check_pairing(&w, &pairing_id)?;
+    require_remote(&w, &ctx, &pairing_id)?;
+    let user = w
+        .sessions
+        .get(session_id(&ctx)?)
+        .and_then(|s| s.remote.get(&pairing_id))
+        .cloned();
+    Ok(Json(SessionInfo { username: user }))
+}
+
+async fn get_vrs(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path(pairing_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    let w = state.world();
+    check_pairing(&w, &pairing_id)?;
+    Ok(Json(q.respond(&vrms_json(&w), &ctx.self_url)))
+}
+
+async fn get_vr(
+    State(state): State<SimState>,
+    Path((pairing_id, vr_id)): Path<(String, String)>,
+) -> Result<Json<VrmsInfo>, ApiError> {
+    let w = state.world();
+    check_pairing(&w, &pairing_id)?;
+    vrms_json(&w)
+        .into_iter()
+        .find(|v| v.id == vr_id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("vr_id: no VRMS with id '{vr_id}'")))
+}
+
+async fn get_vr_servers(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path((pairing_id, vr_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    let w = state.world();
+    check_pairing(&w, &pairing_id)?;
+    let servers = if vr_id == w.inv.remote_vrms.id {
+        require_remote(&w, &ctx, &pairing_id)?;
+        w.servers_with_counts(&w.replications(Instant::now()))
+    } else if vr_id == w.inv.local_vrms.id {
+        w.inv.source_replication_servers.clone()
+    } else {
+        return Err(ApiError::not_found(format!(
+            "vr_id: no VRMS with id '{vr_id}' in this pairing"
+        )));
+    };
+    Ok(Json(q.respond(&servers, &ctx.self_url)))
+}
+
+// ---- vCenter inventory ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Local,
+    Remote,
+}
+
+/// Which site a vCenter id names; the target site also needs the remote login.
+fn side(w: &World, ctx: &ReqCtx, pairing_id: &str, vc_id: &str) -> Result<Side, ApiError> {
+    check_pairing(w, pairing_id)?;
+    if vc_id == w.inv.local_vc.id {
+        Ok(Side::Local)
+    } else if vc_id == w.inv.remote_vc.id {
+        require_remote(w, ctx, pairing_id)?;
+        Ok(Side::Remote)
+    } else {
+        Err(ApiError::not_found(format!(
+            "vcenter_id: no vCenter with id '{vc_id}' in pairing '{pairing_id}'"
+        )))
+    }
+}
+
+fn validation_status(w: &World, vm: &SimVm, now: Instant) -> VmValidationStatus {
+    if vm.kind == VmKind::Template || vm.vm.template == Some(true) {
+        VmValidationStatus::IsVmTemplate
+    } else if w.busy(&vm.vm.id, now).is_some() {
+        VmValidationStatus::AlreadyConfigured
+    } else {
+        VmValidationStatus::Ok
+    }
+}
+
+/// `suitable_for_replication=true` keeps only VMs whose capability check says OK: templates and
+/// VMs that already have a replication (or a configure task in flight) are left out. A VM with
+/// some unsupported disks stays: it can be replicated without them.
+async fn get_vms(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path((pairing_id, vc_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    let suitable = q.bool_param("suitable_for_replication", false)?;
+    let w = state.world();
+    let now = Instant::now();
+    let vms: Vec<_> = match side(&w, &ctx, &pairing_id, &vc_id)? {
+        // The simulator models no VMs on the target site.
+        Side::Remote => Vec::new(),
+        Side::Local => w
+            .inv
+            .vms
+            .iter()
+            .filter(|vm| !suitable || validation_status(&w, vm, now) == VmValidationStatus::Ok)
+            .map(|vm| &vm.vm)
+            .collect(),
+    };
+    Ok(Json(q.respond(&vms, &ctx.self_url)))
+}
+
+fn local_vm<'w>(
+    w: &'w World,
+    ctx: &ReqCtx,
+    pairing_id: &str,
+    vc_id: &str,
+    vm_id: &str,
+) -> Result<&'w SimVm, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "vm_id: no VM with id '{vm_id}' on vCenter '{vc_id}'"
+        ))
+    };
+    match side(w, ctx, pairing_id, vc_id)? {
+        Side::Remote => Err(not_found()),
+        Side::Local => w.inv.vm(vm_id).ok_or_else(not_found),
+    }
+}
+
+async fn get_vm_disks(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path((pairing_id, vc_id, vm_id)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    let w = state.world();
+    let vm = local_vm(&w, &ctx, &pairing_id, &vc_id, &vm_id)?;
+    Ok(Json(q.respond(vm.disks(), &ctx.self_url)))
+}
+
+async fn get_vm_capability(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path((pairing_id, vc_id, vm_id)): Path<(String, String, String)>,
+) -> Result<Json<VmCapabilities>, ApiError> {
+    let w = state.world();
+    let vm = local_vm(&w, &ctx, &pairing_id, &vc_id, &vm_id)?;
+    let status = validation_status(&w, vm, Instant::now());
+    let mut reasons: Vec<Option<String>> = Vec::new();
+    match status {
+        VmValidationStatus::IsVmTemplate => {
+            reasons.push(Some("The virtual machine is a template.".into()))
+        }
+        VmValidationStatus::AlreadyConfigured => reasons.push(Some(
+            "The virtual machine is already configured for replication.".into(),
+        )),
+        _ => {}
+    }
+    for d in vm.disks().iter().filter(|d| !d.is_supported()) {
+        reasons.push(Some(format!(
+            "{} is attached to {}, which is not supported for replication.",
+            d.label.as_deref().unwrap_or("A disk"),
+            d.controller_label
+                .as_deref()
+                .unwrap_or("an unsupported controller")
+        )));
+    }
+    Ok(Json(VmCapabilities {
+        vm_id: Some(vm.vm.id.clone()),
+        vm_validation_status: Some(status),
+        quiescing_supported: Some(true),
+        network_compression_supported: Some(true),
+        mpit_supported: Some(true),
+        lwd_encryption_supported: Some(true),
+        vm_crypt_supported: Some(false),
+        vm_encrypted: Some(false),
+        vm_encryption_key_provider_type: None,
+        replication_not_supported_reasons: Some(reasons),
+        auto_replicate_new_disks_supported: Some(true),
+        min_rpo_mins: Some(5),
+        nvme_disk_controller_supported: Some(false),
+        ds_cluster_as_target_supported: Some(true),
+        reconfigure_vm_disks_supported: Some(true),
+    }))
+}
+
+async fn get_datastores(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path((pairing_id, vc_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    let w = state.world();
+    let list = match side(&w, &ctx, &pairing_id, &vc_id)? {
+        Side::Local => &w.inv.source_datastores,
+        Side::Remote => &w.inv.datastores,
+    };
+    Ok(Json(q.respond(list, &ctx.self_url)))
+}
+
+async fn get_storage_policies(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path((pairing_id, vc_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    let w = state.world();
+    let list = match side(&w, &ctx, &pairing_id, &vc_id)? {
+        Side::Local => &w.inv.source_storage_policies,
+        Side::Remote => &w.inv.storage_policies,
+    };
+    Ok(Json(q.respond(list, &ctx.self_url)))
+}
+
+// ---- replications ----
+
+async fn get_replications(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path(pairing_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    q.bool_param("extended_info", false)?;
+    let w = state.world();
+    check_pairing(&w, &pairing_id)?;
+    require_remote(&w, &ctx, &pairing_id)?;
+    let mut list = w.replications(Instant::now());
+    if let Some(vc) = q.param("source_vc_guid") {
+        list.retain(|r| r.source_vc_id.as_deref() == Some(vc));
+    }
+    Ok(Json(q.respond(&list, &ctx.self_url)))
+}
+
+async fn get_replication(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path((pairing_id, replication_id)): Path<(String, String)>,
+) -> Result<Json<ReplicationInfo>, ApiError> {
+    let w = state.world();
+    check_pairing(&w, &pairing_id)?;
+    require_remote(&w, &ctx, &pairing_id)?;
+    w.replications(Instant::now())
+        .into_iter()
+        .find(|r| r.id == replication_id)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "replication_id: no replication with id '{replication_id}'"
+            ))
+        })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `POST /pairings/{p}/replications`: validates the whole body, then creates one task per spec, in
+/// order. Nothing is created when any spec is invalid.
+async fn configure_replications(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+    Path(pairing_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut w = state.world();
+    check_pairing(&w, &pairing_id)?;
+    require_remote(&w, &ctx, &pairing_id)?;
+    if !is_json(&headers) {
+        return Err(ApiError::bad_request(
+            "Content-Type: must be application/json",
+        ));
+    }
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("body: not valid JSON: {e}")))?;
+    let specs = match validate::configure_body(&body, &w) {
+        Ok(specs) => specs,
+        Err(rej) => {
+            for vm in &rej.busy_vms {
+                w.stats.count_rejected(vm);
+            }
+            let code = rej
+                .errors
+                .first()
+                .map(|e| e.kind.code())
+                .unwrap_or("INVALID_REQUEST_BODY");
+            let message: Vec<String> = rej.errors.into_iter().map(|e| e.message).collect();
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                code,
+                message.join("; "),
+            ));
+        }
+    };
+    let now = Instant::now();
+    let queued_ms = epoch_ms();
+    let mut tasks = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let task = new_task(&mut w, spec, now, queued_ms);
+        w.stats.count_accepted(&spec.vm_id);
+        tasks.push(w.task_json(&task, now));
+        w.tasks.push(task);
+    }
+    if w.fail_after_commit > 0 {
+        w.fail_after_commit -= 1;
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            "simulated failure after the configure tasks were created",
+        ));
+    }
+    let n = tasks.len() as i64;
+    let meta = MetadataList {
+        errors: None,
+        total: Some(n),
+        offset: Some(0),
+        limit: Some(n),
+        links: Some(MetaLinks {
+            self_: Some(HrefDrData {
+                href: Some(ctx.self_url.clone()),
+            }),
+            next: None,
+            previous: None,
+        }),
+    };
+    let body = serde_json::json!({ "list": tasks, "_meta": meta });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Builds the task for an accepted spec, deciding now whether it will fail (a target datastore
+/// without room for the disks placed on it) and what replication it creates otherwise.
+fn new_task(w: &mut World, spec: &AcceptedSpec, now: Instant, queued_ms: i64) -> SimTask {
+    let task_id = format!("HTask:{}", super::inventory::uuid(&mut w.rng));
+    let replication_id = format!("GID-{}", super::inventory::uuid(&mut w.rng));
+    let vm = w.inv.vm(&spec.vm_id);
+    let vm_name = vm.map(|v| v.vm.name.clone()).unwrap_or_default();
+
+    // Space needed per datastore, in bytes (VmDisk capacities are KiB).
+    let mut needed: HashMap<&str, i64> = HashMap::new();
+    for d in spec.disks.iter().filter(|d| d.enabled) {
+        let kib = vm
+            .and_then(|v| {
+                v.disks()
+                    .iter()
+                    .find(|x| x.device_key == Some(d.device_key))
+            })
+            .and_then(|x| x.capacity)
+            .unwrap_or_default();
+        *needed.entry(d.datastore_id.as_str()).or_default() += kib.saturating_mul(1024);
+    }
+    let mut failure = None;
+    for ds in &w.inv.datastores {
+        let need = needed.get(ds.id.as_str()).copied().unwrap_or_default();
+        let free = ds.free_space.unwrap_or_default();
+        if need > free {
+            failure = Some(format!(
+                "Insufficient disk space on datastore '{}': {} free, {} required",
+                ds.name,
+                gib(free),
+                gib(need)
+            ));
+            break;
+        }
+    }
+
+    let server = match &spec.target_replication_server_id {
+        Some(id) => w.inv.replication_servers.iter().find(|s| &s.id == id),
+        // Automatic placement: the target VR server with the fewest replications.
+        None => {
+            let load = |uuid: &Option<String>| {
+                w.inv
+                    .replications
+                    .iter()
+                    .map(|r| &r.target_replication_server_uuid)
+                    .chain(
+                        w.tasks
+                            .iter()
+                            .map(|t| &t.replication.target_replication_server_uuid),
+                    )
+                    .filter(|u| *u == uuid)
+                    .count()
+            };
+            w.inv
+                .replication_servers
+                .iter()
+                .min_by_key(|s| load(&s.uuid))
+        }
+    };
+
+    let replication = ReplicationInfo {
+        id: replication_id,
+        name: Some(vm_name.clone()),
+        vm_id: Some(spec.vm_id.clone()),
+        source_site_name: Some(w.inv.local_vc.name.clone()),
+        source_vc_id: Some(w.inv.local_vc.id.clone()),
+        target_site_name: Some(w.inv.remote_vc.name.clone()),
+        target_vc_id: Some(w.inv.remote_vc.id.clone()),
+        status: Some(CompoundReplicationStatus {
+            status: Some(ReplicationStatus::Configuring),
+            rpo_violation: Some(false),
+        }),
+        rpo: Some(spec.rpo),
+        kind: Some(ReplicationType::VcToVc),
+        replication_server_name: server.and_then(|s| s.name.clone()),
+        configuration_state: Some(ConfigurationState::InProgress),
+        configuration_error: None,
+        recovery_state: Some(RecoveryState::NotStarted),
+        target_replication_server_uuid: server.and_then(|s| s.uuid.clone()),
+        last_sync_time: 0,
+        quiescing_enabled: Some(spec.quiesce),
+        network_compression_enabled: Some(spec.network_compression),
+        encryption_enabled: Some(spec.lwd_encryption),
+        auto_replicate_new_disks_enabled: Some(spec.auto_replicate_new_disks),
+        mpit_enabled: Some(spec.mpit_enabled),
+        mpit_instances: spec.mpit_enabled.then_some(spec.mpit_instances).flatten(),
+        mpit_days: spec
+            .mpit_enabled
+            .then_some(spec.mpit_days.or(Some(1)))
+            .flatten(),
+    };
+    SimTask {
+        id: task_id,
+        vm_id: spec.vm_id.clone(),
+        vm_name,
+        created: now,
+        queued_ms,
+        failure,
+        replication,
+    }
+}
+
+fn gib(bytes: i64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1024.0 * 1024.0 * 1024.0))
+}
+
+// ---- tasks ----
+
+async fn get_tasks(
+    State(state): State<SimState>,
+    Extension(ctx): Extension<ReqCtx>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery::parse(&ctx.query)?;
+    let w = state.world();
+    let now = Instant::now();
+    let recent: Vec<_> = w
+        .tasks
+        .iter()
+        .filter(|t| now.saturating_duration_since(t.created) <= w.recent_window)
+        .map(|t| w.task_json(t, now))
+        .collect();
+    Ok(Json(q.respond(&recent, &ctx.self_url)))
+}
+
+async fn get_task(
+    State(state): State<SimState>,
+    Path(task_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let w = state.world();
+    let task = w
+        .task(&task_id)
+        .ok_or_else(|| ApiError::not_found(format!("task_id: no task with id '{task_id}'")))?;
+    Ok(Json(w.task_json(task, Instant::now())).into_response())
+}

@@ -1,0 +1,533 @@
+//! The simulator's fixed world: two sites, one pairing, source VMs with their disks, and the target
+//! site's datastores, storage policies and VR servers, all derived deterministically from
+//! `(vms, seed)` so that a test can name what it expects.
+//!
+//! `Inventory` is also the snapshot that `Simulator::inventory()` hands to tests; the live parts
+//! (replications that configure tasks created) are merged in by `state`.
+
+use serde::Serialize;
+
+use crate::vr::model::{
+    ConfigurationState, ConnectionState, Datastore, DatastorePathData, DatastoreType, DiskFormat,
+    FileSystemType, OverallStatus, PowerState, RecoveryState, ReplicationInfo,
+    ReplicationServerInfo, ReplicationStatus, ReplicationType, StoragePolicy, VirtualMachine,
+    VmDisk,
+};
+
+pub const LOCAL_VC_NAME: &str = "vc-site-a.corp.local";
+pub const REMOTE_VC_NAME: &str = "vc-site-b.corp.local";
+pub const LOCAL_VRMS_NAME: &str = "vrms-site-a.corp.local";
+pub const REMOTE_VRMS_NAME: &str = "vrms-site-b.corp.local";
+
+pub const TEMPLATE_VM: &str = "tmpl-rhel9-golden";
+pub const NVME_VM: &str = "db-nvme-01";
+pub const REPLICATED_VM: &str = "legacy-erp-01";
+pub const POWERED_OFF_VM: &str = "build-agent-07";
+pub const UNUSUAL_NAME_VM: &str = "Finance Server Ünïcødé 01";
+
+pub const FULL_DATASTORE: &str = "ds-full-01";
+
+/// The device key this simulator gives the VM home pseudo-disk. Real data disks start at 2000
+/// (SCSI) or 31000 (NVMe), so -1 can never collide with one.
+pub const VM_HOME_DEVICE_KEY: i32 = -1;
+
+const KIB_PER_GIB: i64 = 1024 * 1024;
+const BYTES_PER_GIB: i64 = 1024 * 1024 * 1024;
+const BYTES_PER_TIB: i64 = 1024 * BYTES_PER_GIB;
+
+/// A vCenter or VRMS: its id (a UUID) and host name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+}
+
+/// Why a VM is in the inventory: most are ordinary, a few exist to exercise one client path each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum VmKind {
+    Normal,
+    /// `template: true`; configure is rejected.
+    Template,
+    /// One data disk on an NVMe controller (`supported_for_replication: false`).
+    UnsupportedDisk,
+    /// Has a replication (configuration_state OK) from the start.
+    AlreadyReplicated,
+    /// POWERED_OFF, still replicable.
+    PoweredOff,
+    /// Spaces and non-ASCII letters in the name, replicable.
+    UnusualName,
+}
+
+/// A source-site VM (with its disks embedded, VM home first) and why it is there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimVm {
+    pub vm: VirtualMachine,
+    pub kind: VmKind,
+}
+
+impl SimVm {
+    pub fn disks(&self) -> &[VmDisk] {
+        self.vm.disks.as_deref().unwrap_or(&[])
+    }
+}
+
+/// The simulator's truth, as tests see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    pub pairing_id: String,
+    pub local_vc: Site,
+    pub remote_vc: Site,
+    pub local_vrms: Site,
+    pub remote_vrms: Site,
+    /// Source site VMs.
+    pub vms: Vec<SimVm>,
+    /// Target site datastores.
+    pub datastores: Vec<Datastore>,
+    pub source_datastores: Vec<Datastore>,
+    /// Target site storage policies.
+    pub storage_policies: Vec<StoragePolicy>,
+    pub source_storage_policies: Vec<StoragePolicy>,
+    /// Target site VR servers (two, both connected).
+    pub replication_servers: Vec<ReplicationServerInfo>,
+    /// The source site's own VR server (the one embedded in its VRMS).
+    pub source_replication_servers: Vec<ReplicationServerInfo>,
+    /// Every replication that exists right now (at snapshot time), including those a configure
+    /// task is still creating (`IN_PROGRESS`).
+    pub replications: Vec<ReplicationInfo>,
+}
+
+impl Inventory {
+    /// Builds the world for `vms` source VMs (at least the five special ones) from `seed`.
+    pub fn generate(vms: usize, seed: u64) -> Inventory {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let pairing_id = uuid(&mut rng);
+        let local_vc = Site {
+            id: uuid(&mut rng),
+            name: LOCAL_VC_NAME.into(),
+        };
+        let remote_vc = Site {
+            id: uuid(&mut rng),
+            name: REMOTE_VC_NAME.into(),
+        };
+        let local_vrms = Site {
+            id: uuid(&mut rng),
+            name: LOCAL_VRMS_NAME.into(),
+        };
+        let remote_vrms = Site {
+            id: uuid(&mut rng),
+            name: REMOTE_VRMS_NAME.into(),
+        };
+
+        let source_datastores: Vec<Datastore> = (1..=3)
+            .map(|i| {
+                datastore(
+                    &local_vc.id,
+                    10 + i,
+                    &format!("src-ds-0{i}"),
+                    4 * BYTES_PER_TIB,
+                    (1 + i as i64) * 512 * BYTES_PER_GIB,
+                    FileSystemType::Vmfs,
+                )
+            })
+            .collect();
+        let datastores = vec![
+            datastore(
+                &remote_vc.id,
+                21,
+                "ds-gold-01",
+                8 * BYTES_PER_TIB,
+                5 * BYTES_PER_TIB,
+                FileSystemType::Vsan,
+            ),
+            datastore(
+                &remote_vc.id,
+                22,
+                "ds-silver-01",
+                6 * BYTES_PER_TIB,
+                3 * BYTES_PER_TIB,
+                FileSystemType::Vmfs,
+            ),
+            datastore(
+                &remote_vc.id,
+                23,
+                "ds-bronze-01",
+                10 * BYTES_PER_TIB,
+                7 * BYTES_PER_TIB,
+                FileSystemType::Nfs41,
+            ),
+            // Nearly full: every configure onto it fails in the task, not at submit time, as a
+            // real VRMS only finds out when it creates the replica disks.
+            datastore(
+                &remote_vc.id,
+                24,
+                FULL_DATASTORE,
+                2 * BYTES_PER_TIB,
+                BYTES_PER_GIB * 12 / 10,
+                FileSystemType::Vmfs,
+            ),
+        ];
+        let storage_policies = ["VR Gold", "VR Silver", "vSAN Default Storage Policy"]
+            .iter()
+            .map(|name| StoragePolicy {
+                storage_policy_name: (*name).into(),
+                storage_policy_id: uuid(&mut rng),
+                vm_encryption_supported: Some(*name != "VR Silver"),
+            })
+            .collect();
+        let source_storage_policies = ["vSAN Default Storage Policy", "Datastore Default"]
+            .iter()
+            .map(|name| StoragePolicy {
+                storage_policy_name: (*name).into(),
+                storage_policy_id: uuid(&mut rng),
+                vm_encryption_supported: Some(false),
+            })
+            .collect();
+        let replication_servers = (1..=2)
+            .map(|i| {
+                let u = uuid(&mut rng);
+                replication_server(
+                    format!("HmsRemoteHbrServer:HBRSRV-{u}:{}", remote_vc.id),
+                    u,
+                    format!("vrs-target-0{i}"),
+                    i == 1,
+                )
+            })
+            .collect();
+        let source_replication_servers = {
+            let u = uuid(&mut rng);
+            vec![replication_server(
+                format!("HmsHbrServer:HBRSRV-{u}:{}", local_vc.id),
+                u,
+                "vrs-source-01".into(),
+                true,
+            )]
+        };
+
+        let names = vm_names(vms);
+        let mut vm_number = 1000;
+        let mut sim_vms = Vec::with_capacity(names.len());
+        for (name, kind) in names {
+            vm_number += 1 + rng.u32(0..3);
+            let id = format!("VirtualMachine:vm-{vm_number}:{}", local_vc.id);
+            let ds = &source_datastores[rng.usize(0..source_datastores.len())];
+            let data_disks = if kind == VmKind::UnsupportedDisk {
+                2
+            } else {
+                1 + rng.usize(0..3)
+            };
+            let mut disks = vec![vm_home(&id, &name, ds)];
+            for n in 1..=data_disks {
+                let nvme = kind == VmKind::UnsupportedDisk && n == 2;
+                disks.push(data_disk(&mut rng, &id, &name, ds, n, nvme));
+            }
+            let template = kind == VmKind::Template;
+            let powered_off = template || kind == VmKind::PoweredOff;
+            sim_vms.push(SimVm {
+                vm: VirtualMachine {
+                    id,
+                    name,
+                    power_state: Some(if powered_off {
+                        PowerState::PoweredOff
+                    } else {
+                        PowerState::PoweredOn
+                    }),
+                    connection_state: Some(ConnectionState::Connected),
+                    template: Some(template),
+                    managed_by_info: None,
+                    vr_privilege_granted: Some(true),
+                    disks: Some(disks),
+                },
+                kind,
+            });
+        }
+
+        let mut inv = Inventory {
+            pairing_id,
+            local_vc,
+            remote_vc,
+            local_vrms,
+            remote_vrms,
+            vms: sim_vms,
+            datastores,
+            source_datastores,
+            storage_policies,
+            source_storage_policies,
+            replication_servers,
+            source_replication_servers,
+            replications: Vec::new(),
+        };
+        let legacy = legacy_replication(&mut rng, &inv);
+        inv.replications.extend(legacy);
+        inv
+    }
+
+    pub fn vm(&self, id: &str) -> Option<&SimVm> {
+        self.vms.iter().find(|v| v.vm.id == id)
+    }
+
+    pub fn vm_by_name(&self, name: &str) -> Option<&SimVm> {
+        self.vms.iter().find(|v| v.vm.name == name)
+    }
+
+    pub fn datastore(&self, id: &str) -> Option<&Datastore> {
+        self.datastores.iter().find(|d| d.id == id)
+    }
+
+    pub fn datastore_by_name(&self, name: &str) -> Option<&Datastore> {
+        self.datastores.iter().find(|d| d.name == name)
+    }
+
+    pub fn storage_policy_by_name(&self, name: &str) -> Option<&StoragePolicy> {
+        self.storage_policies
+            .iter()
+            .find(|p| p.storage_policy_name == name)
+    }
+
+    pub fn replication_for_vm(&self, vm_id: &str) -> Option<&ReplicationInfo> {
+        self.replications
+            .iter()
+            .find(|r| r.vm_id.as_deref() == Some(vm_id))
+    }
+}
+
+/// A random (version 4 shaped) UUID from the seeded generator, so ids repeat with the seed.
+pub(crate) fn uuid(rng: &mut fastrand::Rng) -> String {
+    let mut b = [0u8; 16];
+    rng.fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Ordinary names first (`app-001`, with some `db-`/`web-`), the five special VMs spread in.
+fn vm_names(total: usize) -> Vec<(String, VmKind)> {
+    let specials = [
+        (TEMPLATE_VM, VmKind::Template),
+        (NVME_VM, VmKind::UnsupportedDisk),
+        (REPLICATED_VM, VmKind::AlreadyReplicated),
+        (POWERED_OFF_VM, VmKind::PoweredOff),
+        (UNUSUAL_NAME_VM, VmKind::UnusualName),
+    ];
+    let total = total.max(specials.len());
+    let mut names: Vec<(String, VmKind)> = (1..=total - specials.len())
+        .map(|i| {
+            let prefix = match i % 10 {
+                3 => "db",
+                7 => "web",
+                _ => "app",
+            };
+            (format!("{prefix}-{i:03}"), VmKind::Normal)
+        })
+        .collect();
+    for (k, (name, kind)) in specials.iter().enumerate() {
+        let at = ((k + 1) * total / (specials.len() + 1)).min(names.len());
+        names.insert(at, ((*name).to_string(), *kind));
+    }
+    names
+}
+
+fn datastore(
+    vc: &str,
+    n: u32,
+    name: &str,
+    capacity: i64,
+    free: i64,
+    fs: FileSystemType,
+) -> Datastore {
+    Datastore {
+        id: format!("Datastore:datastore-{n}:{vc}"),
+        name: name.into(),
+        parent: Some(format!("Folder:group-s{}:{vc}", 5)),
+        parent_name: Some("datastore".into()),
+        capacity: Some(capacity),
+        free_space: Some(free),
+        file_system_type: Some(fs),
+        maintenance_mode: Some("normal".into()),
+        overall_status: Some(OverallStatus::Green),
+        accessible: Some(true),
+        kind: Some(DatastoreType::Datastore),
+        nkp_supported: Some(true),
+        path: Some(format!("/vmfs/volumes/{name}")),
+    }
+}
+
+fn replication_server(
+    id: String,
+    uuid: String,
+    name: String,
+    embedded: bool,
+) -> ReplicationServerInfo {
+    ReplicationServerInfo {
+        id,
+        replication_count: Some(0),
+        connected: Some(true),
+        decommissioned: Some(false),
+        internally_managed: Some(embedded),
+        uuid: Some(uuid),
+        hostname: Some(format!("{name}.corp.local")),
+        configuration_url: Some(format!("https://{name}.corp.local:5480")),
+        name: Some(name),
+        fault: None,
+    }
+}
+
+fn vm_home(vm_id: &str, vm_name: &str, ds: &Datastore) -> VmDisk {
+    VmDisk {
+        vm_id: vm_id.into(),
+        device_key: Some(VM_HOME_DEVICE_KEY),
+        is_vm_home: Some(true),
+        encrypted: Some(false),
+        // KiB, like every VmDisk capacity in the spec.
+        capacity: Some(8 * 1024),
+        source_disk_format: None,
+        source_path: Some(DatastorePathData {
+            datastore_id: ds.id.clone(),
+            datastore_name: Some(ds.name.clone()),
+            path: Some(format!("{vm_name}/")),
+            filename: Some(format!("{vm_name}.vmx")),
+        }),
+        source_storage_policy_name: None,
+        source_storage_policy_id: None,
+        label: Some("VM home".into()),
+        controller_key: None,
+        controller_label: None,
+        supported_for_replication: Some(true),
+    }
+}
+
+fn data_disk(
+    rng: &mut fastrand::Rng,
+    vm_id: &str,
+    vm_name: &str,
+    ds: &Datastore,
+    n: usize,
+    nvme: bool,
+) -> VmDisk {
+    const SIZES_GIB: [i64; 7] = [20, 40, 60, 80, 100, 200, 500];
+    let gib = SIZES_GIB[rng.usize(0..SIZES_GIB.len())];
+    let format = if rng.bool() {
+        DiskFormat::Thin
+    } else {
+        DiskFormat::Thick
+    };
+    let (device_key, controller_key, controller_label) = if nvme {
+        (31000, 31000, "NVME controller 0")
+    } else {
+        (2000 + n as i32 - 1, 1000, "SCSI controller 0")
+    };
+    let filename = if n == 1 {
+        format!("{vm_name}.vmdk")
+    } else {
+        format!("{vm_name}_{}.vmdk", n - 1)
+    };
+    VmDisk {
+        vm_id: vm_id.into(),
+        device_key: Some(device_key),
+        is_vm_home: Some(false),
+        encrypted: Some(false),
+        capacity: Some(gib * KIB_PER_GIB),
+        source_disk_format: Some(format),
+        source_path: Some(DatastorePathData {
+            datastore_id: ds.id.clone(),
+            datastore_name: Some(ds.name.clone()),
+            path: Some(format!("{vm_name}/")),
+            filename: Some(filename),
+        }),
+        source_storage_policy_name: Some("Datastore Default".into()),
+        source_storage_policy_id: None,
+        label: Some(format!("Hard disk {n}")),
+        controller_key: Some(controller_key),
+        controller_label: Some(controller_label.into()),
+        supported_for_replication: Some(!nvme),
+    }
+}
+
+/// `legacy-erp-01` is protected before any test starts.
+fn legacy_replication(rng: &mut fastrand::Rng, inv: &Inventory) -> Option<ReplicationInfo> {
+    let vm = inv.vm_by_name(REPLICATED_VM)?;
+    let server = inv.replication_servers.first()?;
+    Some(ReplicationInfo {
+        id: format!("GID-{}", uuid(rng)),
+        name: Some(vm.vm.name.clone()),
+        vm_id: Some(vm.vm.id.clone()),
+        source_site_name: Some(inv.local_vc.name.clone()),
+        source_vc_id: Some(inv.local_vc.id.clone()),
+        target_site_name: Some(inv.remote_vc.name.clone()),
+        target_vc_id: Some(inv.remote_vc.id.clone()),
+        status: Some(crate::vr::model::CompoundReplicationStatus {
+            status: Some(ReplicationStatus::Ok),
+            rpo_violation: Some(false),
+        }),
+        rpo: Some(60),
+        kind: Some(ReplicationType::VcToVc),
+        replication_server_name: server.name.clone(),
+        configuration_state: Some(ConfigurationState::Ok),
+        configuration_error: None,
+        recovery_state: Some(RecoveryState::NotStarted),
+        target_replication_server_uuid: server.uuid.clone(),
+        // A fixed instant (2025-01-01T00:00:00Z) keeps the inventory a pure function of the seed.
+        last_sync_time: 1_735_689_600_000,
+        quiescing_enabled: Some(false),
+        network_compression_enabled: Some(true),
+        encryption_enabled: Some(false),
+        auto_replicate_new_disks_enabled: Some(false),
+        mpit_enabled: Some(false),
+        mpit_instances: None,
+        mpit_days: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_world_and_special_vms_present() {
+        let a = Inventory::generate(40, 7);
+        let b = Inventory::generate(40, 7);
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+        assert_eq!(a.vms.len(), 40);
+        for name in [
+            TEMPLATE_VM,
+            NVME_VM,
+            REPLICATED_VM,
+            POWERED_OFF_VM,
+            UNUSUAL_NAME_VM,
+        ] {
+            assert!(a.vm_by_name(name).is_some(), "{name}");
+        }
+        let c = Inventory::generate(40, 8);
+        assert_ne!(a.pairing_id, c.pairing_id);
+    }
+
+    #[test]
+    fn ids_are_unique_and_shaped_like_the_spec() {
+        let inv = Inventory::generate(250, 1);
+        let mut ids: Vec<_> = inv.vms.iter().map(|v| v.vm.id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 250);
+        let mut names: Vec<_> = inv.vms.iter().map(|v| v.vm.name.clone()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 250);
+        assert!(ids[0].starts_with("VirtualMachine:vm-"));
+        assert!(ids[0].ends_with(&inv.local_vc.id));
+        for v in &inv.vms {
+            let disks = v.disks();
+            assert!(disks[0].is_vm_home());
+            assert!((2..=4).contains(&disks.len()));
+        }
+    }
+}

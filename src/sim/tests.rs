@@ -1,0 +1,1190 @@
+//! End-to-end tests of the simulator over real sockets on 127.0.0.1 port 0, driven with raw reqwest
+//! and hand-written JSON (no vrbulk client code), so they pin the wire contract itself.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::*;
+
+const USER: &str = "administrator@vsphere.local";
+const PASSWORD: &str = "VMware1!";
+
+struct Harness {
+    sim: Simulator,
+    http: reqwest::Client,
+}
+
+impl Harness {
+    async fn start(cfg: SimConfig) -> Harness {
+        let sim = Simulator::start(cfg).await.unwrap();
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
+        Harness { sim, http }
+    }
+
+    async fn plain(cfg: SimConfig) -> Harness {
+        Harness::start(SimConfig { tls: false, ..cfg }).await
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("{}/api/rest/vr/v2{path}", self.sim.url())
+    }
+
+    fn inv(&self) -> Inventory {
+        self.sim.inventory()
+    }
+
+    fn pairing(&self) -> String {
+        self.inv().pairing_id
+    }
+
+    async fn login(&self) -> String {
+        let r = self
+            .http
+            .post(self.api("/session"))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        v["session_id"].as_str().unwrap().to_string()
+    }
+
+    async fn remote_login(&self, sid: &str) -> StatusCode {
+        self.http
+            .post(self.api(&format!("/pairings/{}/remote-session", self.pairing())))
+            .header("x-dr-session", sid)
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// A local session with the remote-site login done.
+    async fn login_both(&self) -> String {
+        let sid = self.login().await;
+        assert_eq!(self.remote_login(&sid).await, StatusCode::NO_CONTENT);
+        sid
+    }
+
+    async fn get(&self, sid: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.api(path))
+            .header("x-dr-session", sid)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn configure(&self, sid: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.api(&format!("/pairings/{}/replications", self.pairing())))
+            .header("x-dr-session", sid)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn wait_task(&self, sid: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (s, t) = self.get(sid, &format!("/tasks/{id}")).await;
+            assert_eq!(s, StatusCode::OK, "{t}");
+            if matches!(
+                t["status"].as_str(),
+                Some("SUCCESS" | "ERROR" | "CANCELLED")
+            ) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "task {id} never finished");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A correct spec for `vm_name`, every disk onto `datastore`, built as a client would from the
+/// listing (the disks sent back verbatim).
+fn spec_for(inv: &Inventory, vm_name: &str, datastore: &str) -> Value {
+    let vm = inv.vm_by_name(vm_name).unwrap();
+    let ds = inv.datastore_by_name(datastore).unwrap();
+    let disks: Vec<Value> = vm
+        .disks()
+        .iter()
+        .map(|d| {
+            json!({
+                "vm_disk": serde_json::to_value(d).unwrap(),
+                "enabled_for_replication": d.is_supported(),
+                "destination_datastore_id": ds.id,
+                "destination_disk_format": "SAME_AS_SOURCE",
+                "destination_storage_policy_id": null,
+                "destination_path": null,
+            })
+        })
+        .collect();
+    json!({
+        "vm_id": vm.vm.id,
+        "target_vc_id": inv.remote_vc.id,
+        "rpo": 60,
+        "network_compression_enabled": true,
+        "mpit_enabled": false,
+        "auto_replicate_new_disks": false,
+        "lwd_encryption_enabled": false,
+        "quiesce_enabled": false,
+        "target_replication_server_id": null,
+        "disks": disks,
+    })
+}
+
+fn message(body: &Value) -> String {
+    body["message"].as_str().unwrap_or_default().to_string()
+}
+
+fn fast() -> SimConfig {
+    SimConfig {
+        task_seconds: 0.2,
+        ..SimConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn login_succeeds_and_bad_or_missing_credentials_get_401() {
+    let h = Harness::start(SimConfig::default()).await;
+    let sid = h.login().await;
+    assert!(!sid.is_empty());
+    let (s, who) = h.get(&sid, "/session").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(who["username"], USER);
+
+    let bad = h
+        .http
+        .post(h.api("/session"))
+        .basic_auth(USER, Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = bad.json().await.unwrap();
+    assert!(message(&body).contains("wrong user name or password"));
+    assert!(body["op_id"].is_string());
+
+    let none = h.http.post(h.api("/session")).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.sim.stats().logins, 1);
+}
+
+#[tokio::test]
+async fn calls_without_a_live_session_get_401_and_logout_ends_it() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let r = h.http.get(h.api("/pairings")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (s, _) = h.get("bm90LWEtc2Vzc2lvbg==", "/pairings").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let sid = h.login().await;
+    let (s, pairings) = h.get(&sid, "/pairings").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(pairings["list"][0]["pairing_id"], h.pairing().as_str());
+    assert_eq!(
+        pairings["list"][0]["remote_vc_server"]["name"],
+        "vc-site-b.corp.local"
+    );
+    let r = h
+        .http
+        .delete(h.api("/session"))
+        .header("x-dr-session", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (s, _) = h.get(&sid, "/pairings").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn target_site_calls_need_the_remote_login_of_this_session() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let inv = h.inv();
+    let p = &inv.pairing_id;
+    let sid = h.login().await;
+
+    let remote_ds = format!("/pairings/{p}/vcenters/{}/datastores", inv.remote_vc.id);
+    let (s, body) = h.get(&sid, &remote_ds).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&body).contains("remote site login is missing"));
+    for path in [
+        format!(
+            "/pairings/{p}/vcenters/{}/storage-policies",
+            inv.remote_vc.id
+        ),
+        format!(
+            "/pairings/{p}/vrs/{}/replication-servers",
+            inv.remote_vrms.id
+        ),
+        format!("/pairings/{p}/replications"),
+        format!("/pairings/{p}/remote-session"),
+    ] {
+        assert_eq!(
+            h.get(&sid, &path).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    let (s, _) = h.configure(&sid, &json!([])).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // The source site needs no remote login.
+    let local_ds = format!("/pairings/{p}/vcenters/{}/datastores", inv.local_vc.id);
+    let (s, body) = h.get(&sid, &local_ds).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["list"][0]["name"], "src-ds-01");
+
+    let wrong = h
+        .http
+        .post(h.api(&format!("/pairings/{p}/remote-session")))
+        .header("x-dr-session", &sid)
+        .basic_auth(USER, Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(h.remote_login(&sid).await, StatusCode::NO_CONTENT);
+    let (s, body) = h.get(&sid, &remote_ds).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<_> = body["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ds-gold-01", "ds-silver-01", "ds-bronze-01", "ds-full-01"]
+    );
+    let (s, who) = h.get(&sid, &format!("/pairings/{p}/remote-session")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(who["username"], USER);
+    let (s, servers) = h
+        .get(
+            &sid,
+            &format!(
+                "/pairings/{p}/vrs/{}/replication-servers",
+                inv.remote_vrms.id
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(servers["list"][1]["name"], "vrs-target-02");
+
+    // A new local session starts without a remote login.
+    let other = h.login().await;
+    assert_eq!(h.get(&other, &remote_ds).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn vrs_lists_both_vrms_with_their_vcenter() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let inv = h.inv();
+    let sid = h.login().await;
+    let (s, body) = h
+        .get(&sid, &format!("/pairings/{}/vrs", inv.pairing_id))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let list = body["list"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let remote = list
+        .iter()
+        .find(|v| v["vc_guid"] == inv.remote_vc.id.as_str())
+        .unwrap();
+    assert_eq!(remote["id"], inv.remote_vrms.id.as_str());
+    assert_eq!(remote["name"], "vrms-site-b.corp.local");
+}
+
+#[tokio::test]
+async fn vm_listing_pages_past_100_with_meta_and_links() {
+    let h = Harness::plain(SimConfig {
+        vms: 250,
+        ..SimConfig::default()
+    })
+    .await;
+    let inv = h.inv();
+    let sid = h.login().await;
+    let base = format!(
+        "/pairings/{}/vcenters/{}/vms",
+        inv.pairing_id, inv.local_vc.id
+    );
+
+    let (s, first) = h.get(&sid, &base).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(first["list"].as_array().unwrap().len(), 100);
+    assert_eq!(first["_meta"]["total"], 250);
+    assert_eq!(first["_meta"]["offset"], 0);
+    assert_eq!(first["_meta"]["limit"], 100);
+    assert!(first["_meta"]["links"].get("previous").is_none());
+    let next = first["_meta"]["links"]["next"]["href"].as_str().unwrap();
+    assert!(next.starts_with(h.sim.url()), "{next}");
+    assert!(next.contains("offset=100"), "{next}");
+    // Disks come embedded, VM home first.
+    assert_eq!(first["list"][0]["disks"][0]["is_vm_home"], true);
+
+    // Following the link gives the next page.
+    let r = h
+        .http
+        .get(next)
+        .header("x-dr-session", &sid)
+        .send()
+        .await
+        .unwrap();
+    let second: Value = r.json().await.unwrap();
+    assert_eq!(second["_meta"]["offset"], 100);
+    assert_ne!(second["list"][0]["id"], first["list"][0]["id"]);
+
+    let (_, last) = h.get(&sid, &format!("{base}?limit=100&offset=200")).await;
+    assert_eq!(last["list"].as_array().unwrap().len(), 50);
+    assert!(last["_meta"]["links"].get("next").is_none());
+    assert!(last["_meta"]["links"]["previous"]["href"]
+        .as_str()
+        .unwrap()
+        .contains("offset=100"));
+
+    let (_, all) = h.get(&sid, &format!("{base}?limit=5000")).await;
+    assert_eq!(all["list"].as_array().unwrap().len(), 250);
+    assert_eq!(all["_meta"]["limit"], MAX_PAGE_SIZE);
+
+    let (s, _) = h.get(&sid, &format!("{base}?limit=ten")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn repeated_filter_values_select_several_vms_by_name() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let inv = h.inv();
+    let sid = h.login().await;
+    let base = format!(
+        "/pairings/{}/vcenters/{}/vms",
+        inv.pairing_id, inv.local_vc.id
+    );
+    let unusual = listing::encode(UNUSUAL_NAME_VM);
+    let (s, body) = h
+        .get(
+            &sid,
+            &format!(
+                "{base}?filter_property=name&filter=app-001&filter={unusual}&filter=no-such-vm"
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut names: Vec<_> = body["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Finance Server Ünïcødé 01", "app-001"]);
+    assert_eq!(body["_meta"]["total"], 2);
+
+    let (s, body) = h.get(&sid, &format!("{base}?filter=app-001")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("filter_property"));
+    let (s, _) = h.get(&sid, &format!("{base}?filter_property=name")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    let (_, tasks) = h.get(&sid, "/tasks?filter_property=entity&filter=x").await;
+    assert_eq!(tasks["_meta"]["total"], 0);
+}
+
+#[tokio::test]
+async fn suitable_for_replication_leaves_out_templates_and_replicated_vms() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let inv = h.inv();
+    let sid = h.login().await;
+    let base = format!(
+        "/pairings/{}/vcenters/{}/vms",
+        inv.pairing_id, inv.local_vc.id
+    );
+    let (_, all) = h.get(&sid, &base).await;
+    let (_, suitable) = h
+        .get(&sid, &format!("{base}?suitable_for_replication=true"))
+        .await;
+    assert_eq!(all["_meta"]["total"], 40);
+    assert_eq!(suitable["_meta"]["total"], 38);
+    let names: Vec<_> = suitable["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&TEMPLATE_VM));
+    assert!(!names.contains(&REPLICATED_VM));
+    assert!(names.contains(&NVME_VM) && names.contains(&POWERED_OFF_VM));
+}
+
+#[tokio::test]
+async fn capability_and_disks_explain_each_special_vm() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let inv = h.inv();
+    let sid = h.login().await;
+    let vm_path = |name: &str| {
+        format!(
+            "/pairings/{}/vcenters/{}/vms/{}",
+            inv.pairing_id,
+            inv.local_vc.id,
+            inv.vm_by_name(name).unwrap().vm.id
+        )
+    };
+    let status = |v: &Value| v["vm_validation_status"].as_str().unwrap().to_string();
+    let (s, c) = h
+        .get(&sid, &format!("{}/capability", vm_path(TEMPLATE_VM)))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(status(&c), "IS_VM_TEMPLATE");
+    let (_, c) = h
+        .get(&sid, &format!("{}/capability", vm_path(REPLICATED_VM)))
+        .await;
+    assert_eq!(status(&c), "ALREADY_CONFIGURED");
+    let (_, c) = h
+        .get(&sid, &format!("{}/capability", vm_path(NVME_VM)))
+        .await;
+    assert_eq!(status(&c), "OK");
+    assert!(c["replication_not_supported_reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("NVME"));
+
+    let (s, disks) = h.get(&sid, &format!("{}/disks", vm_path(NVME_VM))).await;
+    assert_eq!(s, StatusCode::OK);
+    let list = disks["list"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["label"], "VM home");
+    assert_eq!(list[2]["supported_for_replication"], false);
+    assert_eq!(list[2]["controller_label"], "NVME controller 0");
+
+    let (_, vm) = h
+        .get(
+            &sid,
+            &format!(
+                "/pairings/{}/vcenters/{}/vms?filter_property=name&filter={POWERED_OFF_VM}",
+                inv.pairing_id, inv.local_vc.id
+            ),
+        )
+        .await;
+    assert_eq!(vm["list"][0]["power_state"], "POWERED_OFF");
+}
+
+#[tokio::test]
+async fn unknown_pairing_vcenter_vm_and_task_get_404() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let p = &inv.pairing_id;
+    let local = &inv.local_vc.id;
+    for path in [
+        "/pairings/00000000-0000-4000-8000-000000000000".to_string(),
+        format!("/pairings/{p}/vcenters/00000000-0000-4000-8000-000000000000/vms"),
+        format!("/pairings/{p}/vcenters/{local}/vms/VirtualMachine:vm-1:{local}/disks"),
+        format!("/pairings/{p}/vcenters/{local}/vms/VirtualMachine:vm-1:{local}/capability"),
+        "/tasks/HTask:nope".to_string(),
+        format!("/pairings/{p}/replications/GID-nope"),
+    ] {
+        let (s, body) = h.get(&sid, &path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        assert!(body["error_code"].is_string(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn every_invalid_configure_body_is_rejected_naming_the_field() {
+    let h = Harness::plain(fast()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let good = || spec_for(&inv, "app-001", "ds-gold-01");
+    let app1 = inv.vm_by_name("app-001").unwrap();
+    let home_and_first = &app1.disks()[..2];
+    let local_ds = inv.source_datastores[0].id.clone();
+
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let remove = |field: &'static str| -> Mutation {
+        Box::new(move |v: &mut Value| {
+            v.as_object_mut().unwrap().remove(field);
+        })
+    };
+    let remove_disk_field = |field: &'static str| -> Mutation {
+        Box::new(move |v: &mut Value| {
+            v["disks"][1].as_object_mut().unwrap().remove(field);
+        })
+    };
+    let mut cases: Vec<(Mutation, String)> = Vec::new();
+    for f in [
+        "auto_replicate_new_disks",
+        "disks",
+        "lwd_encryption_enabled",
+        "mpit_enabled",
+        "network_compression_enabled",
+        "rpo",
+        "target_vc_id",
+        "vm_id",
+    ] {
+        cases.push((remove(f), format!("[0].{f}: required field is missing")));
+    }
+    for f in [
+        "destination_datastore_id",
+        "destination_disk_format",
+        "enabled_for_replication",
+        "vm_disk",
+    ] {
+        cases.push((
+            remove_disk_field(f),
+            format!("[0].disks[1].{f}: required field is missing"),
+        ));
+    }
+    let case = |f: fn(&mut Value), msg: &str| -> (Mutation, String) { (Box::new(f), msg.into()) };
+    cases.extend([
+        case(
+            |v| {
+                v["disks"][0]["vm_disk"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("vm_id");
+            },
+            "[0].disks[0].vm_disk.vm_id: required field is missing",
+        ),
+        case(
+            |v| v["rpo"] = json!("60"),
+            "[0].rpo: must be an integer, got string \"60\"",
+        ),
+        case(|v| v["rpo"] = json!(60.5), "[0].rpo: must be an integer"),
+        case(
+            |v| v["rpo"] = json!(4),
+            "[0].rpo: must be between 5 and 1440, got 4",
+        ),
+        case(
+            |v| v["rpo"] = json!(1441),
+            "[0].rpo: must be between 5 and 1440, got 1441",
+        ),
+        case(
+            |v| v["mpit_enabled"] = json!("yes"),
+            "[0].mpit_enabled: must be a boolean",
+        ),
+        case(
+            |v| v["quiesce_enabled"] = Value::Null,
+            "[0].quiesce_enabled: must be a boolean, got null",
+        ),
+        case(|v| v["disks"] = json!({}), "[0].disks: must be an array"),
+        case(
+            |v| v["disks"][1]["destination_disk_format"] = json!("SPARSE"),
+            "[0].disks[1].destination_disk_format: must be one of SAME_AS_SOURCE",
+        ),
+        case(
+            |v| v["disks"][1]["enabled_for_replication"] = json!(1),
+            "[0].disks[1].enabled_for_replication: must be a boolean, got integer 1",
+        ),
+        case(
+            |v| v["rpo_minutes"] = json!(60),
+            "[0].rpo_minutes: unknown field",
+        ),
+        case(
+            |v| v["mpit_enabled"] = json!(true),
+            "[0].mpit_instances: required when mpit_enabled is true",
+        ),
+        case(
+            |v| v["vm_id"] = json!("VirtualMachine:vm-1:nope"),
+            "[0].vm_id: unknown VM 'VirtualMachine:vm-1:nope'",
+        ),
+        case(
+            |v| v["disks"][1]["destination_datastore_id"] = json!("Datastore:datastore-99:x"),
+            "[0].disks[1].destination_datastore_id: unknown datastore 'Datastore:datastore-99:x'",
+        ),
+        case(
+            |v| v["disks"][1]["destination_storage_policy_id"] = json!("no-such-policy"),
+            "[0].disks[1].destination_storage_policy_id: unknown storage policy 'no-such-policy'",
+        ),
+        case(
+            |v| v["target_replication_server_id"] = json!("HmsRemoteHbrServer:nope"),
+            "[0].target_replication_server_id: unknown VR server 'HmsRemoteHbrServer:nope'",
+        ),
+        case(
+            |v| {
+                let extra = v["disks"][1].clone();
+                v["disks"].as_array_mut().unwrap().push(extra);
+            },
+            "[0].disks[2].vm_disk.device_key: disk 2000 is listed twice (also at [0].disks[1])",
+        ),
+        case(
+            |v| {
+                let mut extra = v["disks"][1].clone();
+                extra["vm_disk"]["device_key"] = json!(2999);
+                v["disks"].as_array_mut().unwrap().push(extra);
+            },
+            "[0].disks[2].vm_disk.device_key: VM 'app-001' has no disk with device_key 2999",
+        ),
+        case(
+            |v| v["disks"][1]["vm_disk"]["vm_id"] = json!("VirtualMachine:vm-9:other"),
+            "[0].disks[1].vm_disk.vm_id: must equal the spec's vm_id",
+        ),
+        case(
+            |v| v["disks"][0]["destination_path"] = json!("seeds/"),
+            "[0].disks[0].destination_path: must be null for the VM home",
+        ),
+    ]);
+    // Missing disks: keep only the VM home and the first data disk.
+    let keep = home_and_first.len();
+    let missing_label = app1.disks().get(2).and_then(|d| d.label.clone());
+    let ld = local_ds.clone();
+    cases.push((
+        Box::new(move |v: &mut Value| {
+            v["disks"][0]["destination_datastore_id"] = json!(ld.clone());
+        }),
+        "(that is a source-site datastore)".into(),
+    ));
+    cases.push((
+        Box::new(|v: &mut Value| {
+            v["disks"].as_array_mut().unwrap().remove(1);
+        }),
+        "[0].disks: disk 'Hard disk 1' (device_key 2000) of VM 'app-001' is missing".into(),
+    ));
+    let local_vc = inv.local_vc.id.clone();
+    cases.push((
+        Box::new(move |v: &mut Value| v["target_vc_id"] = json!(local_vc.clone())),
+        "[0].target_vc_id: must be the pairing's remote vCenter".into(),
+    ));
+    if let Some(label) = missing_label {
+        cases.push((
+            Box::new(move |v: &mut Value| {
+                v["disks"].as_array_mut().unwrap().truncate(keep);
+            }),
+            format!("[0].disks: disk '{label}' (device_key 2001)"),
+        ));
+    }
+
+    for (mutate, expected) in &cases {
+        let mut spec = good();
+        mutate(&mut spec);
+        let (s, body) = h.configure(&sid, &json!([spec])).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{expected}: {body}");
+        assert!(
+            message(&body).contains(expected.as_str()),
+            "expected {expected:?} in {:?}",
+            message(&body)
+        );
+        assert!(body["error_code"].is_string());
+    }
+
+    // Whole-body problems.
+    for (body, expected) in [
+        (json!({"vm_id": "x"}), "body: must be a JSON array"),
+        (json!([]), "body: must contain at least one"),
+        (
+            json!(["x"]),
+            "[0]: must be a ConfigureReplicationSpec object",
+        ),
+    ] {
+        let (s, b) = h.configure(&sid, &body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(message(&b).contains(expected), "{b}");
+    }
+    let r = h
+        .http
+        .post(h.api(&format!("/pairings/{}/replications", inv.pairing_id)))
+        .header("x-dr-session", &sid)
+        .header("content-type", "application/json")
+        .body("[{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // The index path names the bad spec among good ones, and nothing is created.
+    let mut third = spec_for(&inv, "app-002", "ds-gold-01");
+    third["rpo"] = json!(2);
+    let body = json!([good(), spec_for(&inv, "app-004", "ds-silver-01"), third]);
+    let (s, b) = h.configure(&sid, &body).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(message(&b), "[2].rpo: must be between 5 and 1440, got 2");
+
+    // VM-level refusals.
+    let (s, b) = h
+        .configure(&sid, &json!([spec_for(&inv, TEMPLATE_VM, "ds-gold-01")]))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&b).contains("[0].vm_id: VM 'tmpl-rhel9-golden' is a template"));
+    assert_eq!(b["error_code"], "VM_NOT_REPLICABLE");
+
+    let mut nvme = spec_for(&inv, NVME_VM, "ds-gold-01");
+    nvme["disks"][2]["enabled_for_replication"] = json!(true);
+    let (s, b) = h.configure(&sid, &json!([nvme])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&b).contains("[0].disks[2].enabled_for_replication: disk 'Hard disk 2' (device_key 31000) of VM 'db-nvme-01' is not supported"),
+        "{b}"
+    );
+
+    let (s, b) = h
+        .configure(&sid, &json!([spec_for(&inv, REPLICATED_VM, "ds-gold-01")]))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&b).contains("is already configured for replication (GID-"));
+    assert_eq!(b["error_code"], "VM_ALREADY_CONFIGURED");
+
+    let (s, b) = h.configure(&sid, &json!([good(), good()])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&b).contains("[1].vm_id: VM"));
+    assert!(message(&b).contains("appears more than once in the request (also at [0])"));
+
+    let stats = h.sim.stats();
+    assert!(stats.configure_attempts.is_empty(), "{stats:?}");
+    assert_eq!(stats.configure_rejected[&app1.vm.id], 1);
+    let legacy = inv.vm_by_name(REPLICATED_VM).unwrap();
+    assert_eq!(stats.configure_rejected[&legacy.vm.id], 1);
+    assert!(h.sim.inventory().replications.len() == 1);
+}
+
+#[tokio::test]
+async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replication() {
+    let h = Harness::plain(fast()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let names = ["app-001", NVME_VM, UNUSUAL_NAME_VM, POWERED_OFF_VM];
+    let mut specs: Vec<Value> = names
+        .iter()
+        .map(|n| spec_for(&inv, n, "ds-silver-01"))
+        .collect();
+    let gold = inv.storage_policy_by_name("VR Gold").unwrap();
+    specs[0]["disks"][1]["destination_storage_policy_id"] = json!(gold.storage_policy_id);
+    specs[0]["rpo"] = json!(15);
+    specs[0]["mpit_enabled"] = json!(true);
+    specs[0]["mpit_instances"] = json!(3);
+    specs[0]["mpit_days"] = json!(5);
+    specs[1]["target_replication_server_id"] = json!(inv.replication_servers[1].id);
+
+    let (s, body) = h.configure(&sid, &Value::Array(specs)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let tasks = body["list"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4);
+    assert_eq!(body["_meta"]["total"], 4);
+    for (t, name) in tasks.iter().zip(names) {
+        let vm = inv.vm_by_name(name).unwrap();
+        assert_eq!(t["entity"], vm.vm.id.as_str());
+        assert_eq!(t["entity_name"], name);
+        assert_eq!(t["status"], "QUEUED");
+        assert!(t["id"].as_str().unwrap().starts_with("HTask:"));
+        assert!(t["queued_time"].as_i64().unwrap() > 1_700_000_000_000);
+        assert_eq!(
+            t["description_id"],
+            "com.vmware.vr.ConfigureReplicationTask"
+        );
+    }
+
+    // Right away the VM counts as being configured.
+    let (s, b) = h
+        .configure(&sid, &json!([spec_for(&inv, "app-001", "ds-gold-01")]))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&b).contains("has a configure replication task in progress (HTask:"));
+
+    let mut saw_running = false;
+    let id0 = tasks[0]["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let (_, t) = h.get(&sid, &format!("/tasks/{id0}")).await;
+        if t["status"] == "RUNNING" {
+            saw_running = true;
+            assert!(t["start_time"].is_i64());
+            let (_, reps) = h
+                .get(
+                    &sid,
+                    &format!(
+                        "/pairings/{}/replications?filter_property=vm_id&filter={}",
+                        inv.pairing_id,
+                        listing::encode(&inv.vm_by_name("app-001").unwrap().vm.id)
+                    ),
+                )
+                .await;
+            assert_eq!(reps["list"][0]["configuration_state"], "IN_PROGRESS");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(saw_running, "never saw RUNNING");
+
+    for t in tasks {
+        let done = h.wait_task(&sid, t["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "SUCCESS", "{done}");
+        assert_eq!(done["progress"], 100);
+        assert!(done["complete_time"].as_i64() >= done["start_time"].as_i64());
+        assert!(done["result"]["replication_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("GID-"));
+    }
+
+    let (s, recent) = h.get(&sid, "/tasks").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(recent["_meta"]["total"], 4);
+    assert!(recent["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "SUCCESS"));
+
+    let (s, reps) = h
+        .get(&sid, &format!("/pairings/{}/replications", inv.pairing_id))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(reps["_meta"]["total"], 5);
+    let app1 = reps["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "app-001")
+        .unwrap();
+    assert_eq!(app1["configuration_state"], "OK");
+    assert_eq!(app1["rpo"], 15);
+    assert_eq!(app1["mpit_instances"], 3);
+    assert_eq!(app1["mpit_days"], 5);
+    assert_eq!(app1["target_vc_id"], inv.remote_vc.id.as_str());
+    assert_eq!(
+        app1["vm_id"],
+        inv.vm_by_name("app-001").unwrap().vm.id.as_str()
+    );
+    let nvme = reps["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == NVME_VM)
+        .unwrap();
+    assert_eq!(nvme["replication_server_name"], "vrs-target-02");
+
+    let truth = h.sim.inventory();
+    assert_eq!(truth.replications.len(), 5);
+    let stats = h.sim.stats();
+    assert_eq!(stats.configure_attempts.len(), 4);
+    assert!(stats.configured_more_than_once.is_empty());
+    assert_eq!(stats.calls["configureReplication"], 2);
+    assert_eq!(
+        stats.calls["getTaskInfo"] as usize,
+        stats.calls["getTaskInfo"] as usize
+    );
+}
+
+#[tokio::test]
+async fn full_datastore_task_ends_in_error_and_a_retry_counts_twice() {
+    let h = Harness::plain(fast()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let (s, body) = h
+        .configure(&sid, &json!([spec_for(&inv, "app-002", FULL_DATASTORE)]))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let done = h
+        .wait_task(&sid, body["list"][0]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "ERROR");
+    let msg = done["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Insufficient disk space on datastore 'ds-full-01': 1.2 GiB free,"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("GiB required"), "{msg}");
+    assert!(done["result"].is_null());
+    let (_, reps) = h
+        .get(&sid, &format!("/pairings/{}/replications", inv.pairing_id))
+        .await;
+    assert_eq!(
+        reps["_meta"]["total"], 1,
+        "a failed configure leaves no replication"
+    );
+
+    // A failed configure frees the VM; configuring it again is accepted (and counted).
+    let (s, _) = h
+        .configure(&sid, &json!([spec_for(&inv, "app-002", "ds-gold-01")]))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let vm = inv.vm_by_name("app-002").unwrap().vm.id.clone();
+    let stats = h.sim.stats();
+    assert_eq!(stats.configure_attempts[&vm], 2);
+    assert_eq!(stats.configured_more_than_once, vec![vm]);
+}
+
+#[tokio::test]
+async fn fail_next_answers_the_status_before_any_effect() {
+    let h = Harness::plain(fast()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    h.sim.fail_next(2, 503);
+    let body = json!([spec_for(&inv, "app-001", "ds-gold-01")]);
+    let (s, b) = h.configure(&sid, &body).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(b["message"].is_string());
+    // Login is never failed, and does not use up the injected failures.
+    let _ = h.login().await;
+    let (s, _) = h.get(&sid, "/tasks").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(h.sim.stats().configure_attempts.is_empty());
+    let (s, _) = h.configure(&sid, &body).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let stats = h.sim.stats();
+    assert_eq!(stats.status_5xx, 2);
+    assert_eq!(stats.configure_attempts.len(), 1);
+}
+
+#[tokio::test]
+async fn fail_after_commit_creates_the_task_but_answers_500() {
+    let h = Harness::plain(fast()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    h.sim.fail_next_configure_after_commit(1);
+    let body = json!([spec_for(&inv, "app-001", "ds-gold-01")]);
+    let (s, _) = h.configure(&sid, &body).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    let vm = inv.vm_by_name("app-001").unwrap().vm.id.clone();
+    // The effect happened: the task is visible and a blind retry is refused.
+    let (_, tasks) = h
+        .get(
+            &sid,
+            &format!(
+                "/tasks?filter_property=entity&filter={}",
+                listing::encode(&vm)
+            ),
+        )
+        .await;
+    assert_eq!(tasks["_meta"]["total"], 1);
+    let (s, _) = h.configure(&sid, &body).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let stats = h.sim.stats();
+    assert_eq!(stats.configure_attempts[&vm], 1);
+    assert_eq!(stats.configure_rejected[&vm], 1);
+}
+
+#[tokio::test]
+async fn fail_rate_one_fails_everything_but_login() {
+    let h = Harness::plain(SimConfig {
+        fail_rate: 1.0,
+        ..SimConfig::default()
+    })
+    .await;
+    let sid = h.login().await;
+    for _ in 0..5 {
+        let (s, _) = h.get(&sid, "/pairings").await;
+        assert!(s == 500 || s == 503, "{s}");
+    }
+    assert_eq!(h.sim.stats().status_5xx, 5);
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let h = Harness::plain(SimConfig {
+        rate: Some(2.0),
+        ..SimConfig::default()
+    })
+    .await;
+    let sid = h.login().await;
+    let mut throttled = None;
+    for _ in 0..5 {
+        let r = h
+            .http
+            .get(h.api("/pairings"))
+            .header("x-dr-session", &sid)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some(r);
+            break;
+        }
+    }
+    let r = throttled.expect("never throttled");
+    let secs: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(secs >= 1);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], "TOO_MANY_REQUESTS");
+    let stats = h.sim.stats();
+    assert_eq!(stats.status_429, 1);
+    assert_eq!(stats.status_4xx, 1);
+}
+
+#[tokio::test]
+async fn expired_sessions_get_401() {
+    let h = Harness::plain(SimConfig {
+        session_ttl: Some(Duration::from_millis(200)),
+        ..SimConfig::default()
+    })
+    .await;
+    let sid = h.login().await;
+    assert_eq!(h.get(&sid, "/pairings").await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, body) = h.get(&sid, "/pairings").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&body).contains("expired"));
+
+    let fresh = h.login().await;
+    assert_eq!(h.get(&fresh, "/pairings").await.0, StatusCode::OK);
+    h.sim.expire_sessions();
+    assert_eq!(h.get(&fresh, "/pairings").await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn latency_is_added_to_every_call() {
+    let h = Harness::plain(SimConfig {
+        latency_ms: 150,
+        ..SimConfig::default()
+    })
+    .await;
+    let started = Instant::now();
+    let _ = h.login().await;
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn recent_tasks_window_hides_old_tasks_but_get_by_id_still_works() {
+    let h = Harness::plain(fast()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let (_, body) = h
+        .configure(&sid, &json!([spec_for(&inv, "app-001", "ds-gold-01")]))
+        .await;
+    let id = body["list"][0]["id"].as_str().unwrap().to_string();
+    h.sim.state().set_recent_task_window(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (_, recent) = h.get(&sid, "/tasks").await;
+    assert_eq!(recent["_meta"]["total"], 0);
+    let (s, _) = h.get(&sid, &format!("/tasks/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn v1_prefix_serves_the_same_api_and_stats_are_served_without_auth() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let sid = h.login().await;
+    let r = h
+        .http
+        .get(format!("{}/api/rest/vr/v1/pairings", h.sim.url()))
+        .header("x-dr-session", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = h
+        .http
+        .get(format!("{}/__sim/stats", h.sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let stats: SimStats = r.json().await.unwrap();
+    assert_eq!(stats.calls["login"], 1);
+    assert_eq!(stats.calls["getVrPairings"], 1);
+    assert_eq!(stats.logins, 1);
+}
+
+#[tokio::test]
+async fn same_seed_gives_the_same_inventory() {
+    let a = Simulator::start(SimConfig {
+        tls: false,
+        seed: 42,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let b = Simulator::start(SimConfig {
+        tls: false,
+        seed: 42,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = Simulator::start(SimConfig {
+        tls: false,
+        seed: 43,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let json = |s: &Simulator| serde_json::to_string(&s.inventory()).unwrap();
+    assert_eq!(json(&a), json(&b));
+    assert_ne!(json(&a), json(&c));
+    assert_eq!(a.inventory().vms.len(), 40);
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn https_uses_a_self_signed_localhost_certificate_with_a_vsphere_style_thumbprint() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    assert!(sim.url().starts_with("https://127.0.0.1:"));
+    let tp = sim.thumbprint().unwrap();
+    let pairs: Vec<_> = tp.split(':').collect();
+    assert_eq!(pairs.len(), 32);
+    assert!(pairs.iter().all(|p| p.len() == 2
+        && p.chars()
+            .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))));
+
+    // Trusting exactly this certificate works, for the IP and for localhost.
+    let pem = sim.certificate_pem().unwrap();
+    let cert = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .build()
+        .unwrap();
+    for url in [
+        format!("{}/__sim/stats", sim.url()),
+        format!("https://localhost:{}/__sim/stats", sim.addr().port()),
+    ] {
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
+    }
+    // The thumbprint is the certificate's.
+    let der = pem_to_der(pem);
+    assert_eq!(thumbprint(&der), tp);
+
+    let plain = Simulator::start(SimConfig {
+        tls: false,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(plain.thumbprint().is_none());
+    assert!(plain.url().starts_with("http://127.0.0.1:"));
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn dropping_the_simulator_stops_the_server() {
+    let sim = Simulator::start(SimConfig {
+        tls: false,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("{}/__sim/stats", sim.url());
+    let http = reqwest::Client::new();
+    assert!(http.get(&url).send().await.is_ok());
+    drop(sim);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = reqwest::Client::new();
+    assert!(fresh.get(&url).send().await.is_err());
+}
