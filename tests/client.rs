@@ -15,7 +15,10 @@ async fn logs_in_and_reads_its_session() {
     let sim = start(sim_config()).await;
     let client = client_for(&sim).await;
     let info = client.session_info().await.unwrap();
-    assert_eq!(info.username.as_deref(), Some("administrator@vsphere.local"));
+    assert_eq!(
+        info.username.as_deref(),
+        Some("administrator@vsphere.local")
+    );
     client.logout().await.unwrap();
     let stats = sim.stats();
     assert_eq!(stats.calls.get("login"), Some(&1));
@@ -29,7 +32,10 @@ async fn a_wrong_password_is_a_session_error_naming_the_login_call() {
     settings.source.password = vrbulk::secret::Secret::new("wrong");
     let err = Client::connect(settings).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Session, "{err}");
-    assert!(err.to_string().starts_with("POST /session: HTTP 401"), "{err}");
+    assert!(
+        err.to_string().starts_with("POST /session: HTTP 401"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -42,7 +48,10 @@ async fn reads_every_discovery_endpoint_of_the_workflow() {
     assert_eq!(pairings.len(), 1);
     let p = &pairings[0];
     assert_eq!(p.pairing_id, inv.pairing_id);
-    assert_eq!(p.remote_vc_server.id.as_deref(), Some(inv.remote_vc.id.as_str()));
+    assert_eq!(
+        p.remote_vc_server.id.as_deref(),
+        Some(inv.remote_vc.id.as_str())
+    );
 
     client.remote_login(&p.pairing_id).await.unwrap();
     let remote = client.remote_session_info(&p.pairing_id).await.unwrap();
@@ -59,7 +68,10 @@ async fn reads_every_discovery_endpoint_of_the_workflow() {
         .unwrap();
     assert_eq!(servers.len(), inv.replication_servers.len());
 
-    let datastores = client.datastores(&p.pairing_id, &inv.remote_vc.id).await.unwrap();
+    let datastores = client
+        .datastores(&p.pairing_id, &inv.remote_vc.id)
+        .await
+        .unwrap();
     let names: Vec<&str> = datastores.iter().map(|d| d.name.as_str()).collect();
     for expected in ["ds-gold-01", "ds-silver-01", "ds-bronze-01", "ds-full-01"] {
         assert!(names.contains(&expected), "{names:?}");
@@ -68,16 +80,24 @@ async fn reads_every_discovery_endpoint_of_the_workflow() {
         .storage_policies(&p.pairing_id, &inv.remote_vc.id)
         .await
         .unwrap();
-    assert!(policies.iter().any(|sp| sp.storage_policy_name == "VR Gold"));
+    assert!(policies
+        .iter()
+        .any(|sp| sp.storage_policy_name == "VR Gold"));
 
     let vms = client
         .vms(&p.pairing_id, &inv.local_vc.id, false, None)
         .await
         .unwrap();
     assert_eq!(vms.len(), inv.vms.len());
-    assert!(vms.iter().all(|vm| vm.disks.as_ref().is_some_and(|d| !d.is_empty())));
+    assert!(vms
+        .iter()
+        .all(|vm| vm.disks.as_ref().is_some_and(|d| !d.is_empty())));
 
-    let nvme = inv.vms.iter().find(|v| v.kind == VmKind::UnsupportedDisk).unwrap();
+    let nvme = inv
+        .vms
+        .iter()
+        .find(|v| v.kind == VmKind::UnsupportedDisk)
+        .unwrap();
     let disks = client
         .vm_disks(&p.pairing_id, &inv.local_vc.id, &nvme.vm.id)
         .await
@@ -94,7 +114,11 @@ async fn reads_every_discovery_endpoint_of_the_workflow() {
         Some(vrbulk::vr::model::VmValidationStatus::IsVmTemplate)
     );
 
-    let replicated = inv.vms.iter().find(|v| v.kind == VmKind::AlreadyReplicated).unwrap();
+    let replicated = inv
+        .vms
+        .iter()
+        .find(|v| v.kind == VmKind::AlreadyReplicated)
+        .unwrap();
     let replications = client.replications(&p.pairing_id, None).await.unwrap();
     assert!(replications
         .iter()
@@ -127,7 +151,11 @@ async fn repeated_filter_values_select_exactly_those_vms() {
     let sim = start(sim_config()).await;
     let inv = sim.inventory();
     let client = client_for(&sim).await;
-    let unusual = inv.vms.iter().find(|v| v.kind == VmKind::UnusualName).unwrap();
+    let unusual = inv
+        .vms
+        .iter()
+        .find(|v| v.kind == VmKind::UnusualName)
+        .unwrap();
     let wanted = [
         inv.vms[0].vm.name.clone(),
         unusual.vm.name.clone(),
@@ -158,7 +186,10 @@ async fn an_expired_session_is_renewed_once_with_its_remote_login() {
 
     sim.expire_sessions();
     // A target-site call: it needs the remote login too, which the re-login must restore.
-    let datastores = client.datastores(&inv.pairing_id, &inv.remote_vc.id).await.unwrap();
+    let datastores = client
+        .datastores(&inv.pairing_id, &inv.remote_vc.id)
+        .await
+        .unwrap();
     assert!(!datastores.is_empty());
 
     assert_eq!(client.metrics().relogins, 1);
@@ -183,7 +214,11 @@ async fn concurrent_callers_share_one_relogin() {
     for call in calls {
         call.await.unwrap().unwrap();
     }
-    assert_eq!(sim.stats().calls.get("login"), Some(&2), "one re-login, not one each");
+    assert_eq!(
+        sim.stats().calls.get("login"),
+        Some(&2),
+        "one re-login, not one each"
+    );
     assert_eq!(client.metrics().relogins, 1);
 }
 
@@ -219,7 +254,11 @@ async fn throttling_is_a_typed_error_with_retry_after() {
     let err = throttled.expect("a 429 within five quick calls at 1 request/s");
     assert_eq!(err.class(), ErrorClass::Throttled, "{err}");
     assert!(err.class().is_retryable());
-    assert!(err.retry_after().is_some_and(|d| d >= Duration::from_secs(1)), "{err:?}");
+    assert!(
+        err.retry_after()
+            .is_some_and(|d| d >= Duration::from_secs(1)),
+        "{err:?}"
+    );
     assert!(client.metrics().throttled >= 1);
 }
 
@@ -235,7 +274,11 @@ async fn server_errors_are_transient_and_carry_the_servers_words() {
     assert_eq!(err.status(), Some(503));
 
     let err = client
-        .vm_disks(&inv.pairing_id, &inv.local_vc.id, "VirtualMachine:vm-999999:nope")
+        .vm_disks(
+            &inv.pairing_id,
+            &inv.local_vc.id,
+            "VirtualMachine:vm-999999:nope",
+        )
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
@@ -264,7 +307,12 @@ async fn a_rejected_configure_names_the_offending_field() {
         .unwrap_err();
     assert_eq!(err.status(), Some(400));
     assert_eq!(err.class(), ErrorClass::Permanent);
-    let ApiError::Status { message, error_code, .. } = &err else {
+    let ApiError::Status {
+        message,
+        error_code,
+        ..
+    } = &err
+    else {
         panic!("{err:?}")
     };
     assert!(message.contains("rpo"), "{message}");
@@ -278,7 +326,11 @@ async fn configures_and_follows_tasks_by_id() {
     let inv = sim.inventory();
     let client = client_for(&sim).await;
     client.remote_login(&inv.pairing_id).await.unwrap();
-    let vm = inv.vms.iter().find(|v| v.kind == VmKind::PoweredOff).unwrap();
+    let vm = inv
+        .vms
+        .iter()
+        .find(|v| v.kind == VmKind::PoweredOff)
+        .unwrap();
     let placement = Placement {
         target_vc_id: inv.remote_vc.id.clone(),
         datastore_id: inv

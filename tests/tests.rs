@@ -2,4 +2,7 @@
 
 mod support;
 
+mod client;
 mod openapi_validator;
+mod queue;
+mod workflow;

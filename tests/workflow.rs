@@ -125,10 +125,16 @@ async fn protects_three_vms_through_the_documented_steps() {
         if now.len() == 3 && now.iter().all(|t| t.status.is_finished()) {
             break now;
         }
-        assert!(tokio::time::Instant::now() < deadline, "tasks did not finish: {now:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tasks did not finish: {now:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(finished.iter().all(|t| t.status == TaskStatus::Success), "{finished:?}");
+    assert!(
+        finished.iter().all(|t| t.status == TaskStatus::Success),
+        "{finished:?}"
+    );
 
     // verify: each VM now has a replication in configuration state OK with the asked settings
     let replications = client

@@ -73,7 +73,9 @@ pub enum QueueError {
         to: JobState,
     },
 
-    #[error("job {job}: attempt {attempt} no longer holds its lease (rescued or finished elsewhere)")]
+    #[error(
+        "job {job}: attempt {attempt} no longer holds its lease (rescued or finished elsewhere)"
+    )]
     LostLease { job: JobId, attempt: u32 },
 
     #[error("job {0} does not exist")]
@@ -311,10 +313,19 @@ impl Queue {
         &self.conn
     }
 
+    /// Every write transaction takes the write lock up front: in WAL mode a transaction that
+    /// reads first and then writes fails at once (SQLITE_BUSY_SNAPSHOT) when another process
+    /// wrote in between, whatever the busy timeout.
+    fn write_tx(&mut self) -> Result<Transaction<'_>> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
     /// Creates a batch and its jobs in one transaction: all or nothing.
     pub fn create_batch(&mut self, batch: &NewBatch, jobs: &[JobSpec]) -> Result<BatchId> {
         let now = self.now();
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO batches (name, created_at, operator, host, input_kind, input_path, \
              input_sha256, settings_json, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -420,9 +431,7 @@ impl Queue {
     ) -> Result<Vec<Job>> {
         let now = self.now();
         let expires = now + lease.as_millis() as i64;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let ids: Vec<JobId> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT id FROM jobs WHERE state IN ('pending', 'retryable') AND scheduled_at <= ?1 \
@@ -468,15 +477,14 @@ impl Queue {
     /// configure call may have reached the server, so it must be reconciled before any resubmit.
     pub fn rescue(&mut self) -> Result<Vec<JobId>> {
         let now = self.now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let expired: Vec<(JobId, u32, u32, String)> = {
             let mut stmt = tx.prepare(
                 "SELECT id, attempt, max_attempts, step FROM jobs \
                  WHERE state = 'running' AND lease_expires_at < ?",
             )?;
-            let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows =
+                stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect::<Result<_, _>>()?
         };
         for (id, attempt, max_attempts, step) in &expired {
@@ -516,7 +524,7 @@ impl Queue {
         let now = self.now();
         let disks = to_json("disks", checkpoint.disks.as_ref())?;
         let placement = to_json("placement", checkpoint.placement.as_ref())?;
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let current = fenced(&tx, lease)?;
         tx.execute(
             "UPDATE jobs SET step = ?, resolved_vm_id = ?, disks_json = ?, placement_json = ?, \
@@ -551,7 +559,7 @@ impl Queue {
 
     /// Marks (or clears) a job whose configure call's outcome is unknown.
     pub fn set_in_doubt(&mut self, lease: &Lease, in_doubt: bool) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         fenced(&tx, lease)?;
         tx.execute(
             "UPDATE jobs SET in_doubt = ? WHERE id = ?",
@@ -561,7 +569,12 @@ impl Queue {
         Ok(())
     }
 
-    pub fn succeed(&mut self, lease: &Lease, replication_id: Option<&str>, message: &str) -> Result<()> {
+    pub fn succeed(
+        &mut self,
+        lease: &Lease,
+        replication_id: Option<&str>,
+        message: &str,
+    ) -> Result<()> {
         self.finish_running(
             lease,
             JobState::Succeeded,
@@ -574,7 +587,12 @@ impl Queue {
     }
 
     /// Benign end: already replicated, not suitable. `replication_id` names an existing one.
-    pub fn skip(&mut self, lease: &Lease, reason: &str, replication_id: Option<&str>) -> Result<()> {
+    pub fn skip(
+        &mut self,
+        lease: &Lease,
+        reason: &str,
+        replication_id: Option<&str>,
+    ) -> Result<()> {
         self.finish_running(
             lease,
             JobState::Skipped,
@@ -616,7 +634,10 @@ impl Queue {
             |r| r.get(0),
         )?;
         if lease.attempt >= max {
-            let reason = format!("gave up after {} attempts; last error: {error}", lease.attempt);
+            let reason = format!(
+                "gave up after {} attempts; last error: {error}",
+                lease.attempt
+            );
             self.fail(lease, &reason, http_status)?;
             return Ok(JobState::Failed);
         }
@@ -637,7 +658,7 @@ impl Queue {
     /// Gives a running job back without counting the attempt (Ctrl-C): due again at once.
     pub fn release(&mut self, lease: &Lease, message: &str) -> Result<()> {
         let now = self.now();
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         transition(
             &tx,
             now,
@@ -660,7 +681,7 @@ impl Queue {
 
     fn finish_running(&mut self, lease: &Lease, to: JobState, change: Change<'_>) -> Result<()> {
         let now = self.now();
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         transition(&tx, now, lease.job, Some(lease), to, &change)?;
         tx.commit()?;
         Ok(())
@@ -696,9 +717,7 @@ impl Queue {
     ) -> Result<usize> {
         self.batch(batch)?;
         let now = self.now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let ids: Vec<JobId> = {
             let states: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
             let mut stmt = tx.prepare(
@@ -726,8 +745,7 @@ impl Queue {
 
     /// Number of jobs per state; every state is present.
     pub fn counts(&self, batch: BatchId) -> Result<BTreeMap<JobState, u64>> {
-        let mut counts: BTreeMap<JobState, u64> =
-            JobState::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut counts: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
         let mut stmt = self
             .conn
             .prepare_cached("SELECT state, COUNT(*) FROM jobs WHERE batch_id = ? GROUP BY state")?;
@@ -992,4 +1010,116 @@ fn bad_column(col: usize, what: &str, value: &str) -> rusqlite::Error {
         rusqlite::types::Type::Text,
         format!("unknown {what} `{value}`").into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::VmRef;
+
+    pub(crate) fn spec(name: &str) -> JobSpec {
+        JobSpec {
+            line: None,
+            vm: VmRef {
+                name: Some(name.into()),
+                id: None,
+            },
+            pairing: None,
+            target_datastore: "ds-gold-01".into(),
+            storage_policy: None,
+            replication_server: None,
+            settings: Default::default(),
+            change_ticket: None,
+            notes: None,
+        }
+    }
+
+    fn batch() -> NewBatch {
+        NewBatch {
+            name: "t".into(),
+            operator: "op".into(),
+            host: "h".into(),
+            input_kind: InputKind::Csv,
+            input_path: None,
+            input_sha256: None,
+            settings: serde_json::json!({}),
+            max_attempts: 3,
+        }
+    }
+
+    /// Puts a job straight into `state`, with the columns the CHECKs demand of it.
+    fn force(q: &Queue, id: JobId, state: JobState) {
+        q.conn
+            .execute(
+                "UPDATE jobs SET state = ?2, \
+                 lease_owner = CASE WHEN ?2 = 'running' THEN 'w' END, \
+                 lease_expires_at = CASE WHEN ?2 = 'running' THEN 1 END, \
+                 finished_at = CASE WHEN ?3 THEN 1 END WHERE id = ?1",
+                params![id, state.as_str(), state.is_terminal()],
+            )
+            .unwrap();
+    }
+
+    fn event_count(q: &Queue, id: JobId) -> usize {
+        q.events(id).unwrap().len()
+    }
+
+    #[test]
+    fn every_legal_transition_is_written_with_its_event_and_every_other_refused() {
+        let mut q = Queue::open_in_memory().unwrap();
+        let batch_id = q.create_batch(&batch(), &[spec("vm")]).unwrap();
+        let id = q.jobs(batch_id).unwrap()[0].id;
+        let mut legal = 0;
+        for from in JobState::ALL {
+            for to in JobState::ALL {
+                force(&q, id, from);
+                let before = event_count(&q, id);
+                let change = Change {
+                    lease: (to == JobState::Running).then_some(("w2", 10)),
+                    ..Change::default()
+                };
+                let tx = q.conn.transaction().unwrap();
+                let result = transition(&tx, 5, id, None, to, &change);
+                tx.commit().unwrap();
+                let job = q.job(id).unwrap();
+                if from.can_become(to) {
+                    legal += 1;
+                    result.unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+                    assert_eq!(job.state, to);
+                    assert_eq!(event_count(&q, id), before + 1, "{from} -> {to}");
+                    let last = q.events(id).unwrap().pop().unwrap();
+                    assert_eq!((last.from_state, last.to_state), (Some(from), to));
+                    assert_eq!(job.finished_at.is_some(), to.is_terminal());
+                } else {
+                    assert!(
+                        matches!(result, Err(QueueError::IllegalTransition { .. })),
+                        "{from} -> {to} was allowed"
+                    );
+                    assert_eq!(job.state, from, "{from} -> {to} changed the job");
+                    assert_eq!(event_count(&q, id), before, "{from} -> {to} wrote an event");
+                }
+            }
+        }
+        assert_eq!(legal, 11);
+    }
+
+    #[test]
+    fn the_database_refuses_states_the_code_must_never_write() {
+        let mut q = Queue::open_in_memory().unwrap();
+        let batch_id = q.create_batch(&batch(), &[spec("vm")]).unwrap();
+        let id = q.jobs(batch_id).unwrap()[0].id;
+        for sql in [
+            "UPDATE jobs SET state = 'done' WHERE id = ?",
+            "UPDATE jobs SET state = 'succeeded' WHERE id = ?",
+            "UPDATE jobs SET state = 'running' WHERE id = ?",
+            "UPDATE jobs SET finished_at = 1 WHERE id = ?",
+        ] {
+            assert!(q.conn.execute(sql, [id]).is_err(), "{sql}");
+        }
+        assert!(q
+            .conn
+            .execute("UPDATE job_events SET message = 'x'", [])
+            .is_err());
+        assert!(q.conn.execute("DELETE FROM job_events", []).is_err());
+    }
 }

@@ -1,0 +1,442 @@
+//! The job queue through its public operations: claims, leases and rescue, fencing of stale
+//! workers, retries, cancel and requeue, concurrent claimers (threads and processes), and
+//! schema upgrades.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::queue::{Checkpoint, InputKind, JobState, NewBatch, Queue, QueueError, Step};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn spec(name: &str) -> JobSpec {
+    JobSpec {
+        line: None,
+        vm: VmRef {
+            name: Some(name.into()),
+            id: None,
+        },
+        pairing: None,
+        target_datastore: "ds-gold-01".into(),
+        storage_policy: None,
+        replication_server: None,
+        settings: Default::default(),
+        change_ticket: Some("CHG0001".into()),
+        notes: None,
+    }
+}
+
+fn new_batch(max_attempts: u32) -> NewBatch {
+    NewBatch {
+        name: "wave 1".into(),
+        operator: "ops".into(),
+        host: "jump01".into(),
+        input_kind: InputKind::Csv,
+        input_path: Some("vms.csv".into()),
+        input_sha256: Some("ab".repeat(32)),
+        settings: serde_json::json!({"rpo": 60}),
+        max_attempts,
+    }
+}
+
+/// A queue whose clock the test moves by hand.
+fn queue_at(path: &Path) -> (Queue, Arc<AtomicI64>) {
+    let now = Arc::new(AtomicI64::new(1_000_000));
+    let clock = now.clone();
+    let q = Queue::open(path)
+        .unwrap()
+        .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
+    (q, now)
+}
+
+fn with_jobs(q: &mut Queue, n: usize, max_attempts: u32) -> i64 {
+    let specs: Vec<_> = (0..n).map(|i| spec(&format!("vm-{i:04}"))).collect();
+    q.create_batch(&new_batch(max_attempts), &specs).unwrap()
+}
+
+#[test]
+fn claims_hand_out_due_jobs_oldest_first_and_never_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 5, 3);
+    let first = q.claim(Some(batch), 3, "a", LEASE).unwrap();
+    let second = q.claim(Some(batch), 3, "b", LEASE).unwrap();
+    let names: Vec<_> = first
+        .iter()
+        .chain(&second)
+        .map(|j| j.vm_label().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["vm-0000", "vm-0001", "vm-0002", "vm-0003", "vm-0004"]
+    );
+    assert!(first
+        .iter()
+        .all(|j| j.state == JobState::Running && j.attempt == 1));
+    assert!(q.claim(Some(batch), 3, "c", LEASE).unwrap().is_empty());
+    let counts = q.counts(batch).unwrap();
+    assert_eq!(counts.len(), JobState::ALL.len(), "every state present");
+    assert_eq!(counts[&JobState::Running], 5);
+}
+
+#[test]
+fn a_stale_worker_cannot_overwrite_a_newer_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, now) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 1, 3);
+    let stale = q.claim(Some(batch), 1, "worker-a", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+
+    now.fetch_add(LEASE.as_millis() as i64 + 1, Ordering::SeqCst);
+    assert_eq!(q.rescue().unwrap(), [stale.job]);
+    let fresh = q.claim(Some(batch), 1, "worker-b", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    assert_eq!(fresh.attempt, 2);
+
+    let err = q.succeed(&stale, Some("GID-1"), "done").unwrap_err();
+    assert!(
+        matches!(err, QueueError::LostLease { attempt: 1, .. }),
+        "{err}"
+    );
+    let err = q
+        .checkpoint(&stale, Step::Submit, &Checkpoint::default())
+        .unwrap_err();
+    assert!(matches!(err, QueueError::LostLease { .. }), "{err}");
+
+    q.succeed(&fresh, Some("GID-2"), "replication configured")
+        .unwrap();
+    let job = q.job(fresh.job).unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.checkpoint.replication_id.as_deref(), Some("GID-2"));
+    let events: Vec<_> = q
+        .events(job.id)
+        .unwrap()
+        .iter()
+        .map(|e| format!("{:?}->{}", e.from_state.map(|s| s.as_str()), e.to_state))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "None->pending",
+            "Some(\"pending\")->running",
+            "Some(\"running\")->retryable",
+            "Some(\"retryable\")->running",
+            "Some(\"running\")->succeeded"
+        ]
+    );
+}
+
+#[test]
+fn heartbeats_keep_a_lease_from_being_rescued() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, now) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 2, 3);
+    q.claim(Some(batch), 2, "alive", LEASE).unwrap();
+    now.fetch_add(LEASE.as_millis() as i64 - 1, Ordering::SeqCst);
+    assert_eq!(q.heartbeat("alive", LEASE).unwrap(), 2);
+    now.fetch_add(10, Ordering::SeqCst);
+    assert!(q.rescue().unwrap().is_empty());
+}
+
+#[test]
+fn a_job_rescued_in_submit_is_in_doubt_and_one_without_attempts_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, now) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 2, 1);
+    let jobs = q.claim(Some(batch), 2, "w", LEASE).unwrap();
+    let submitting = jobs[0].lease().unwrap();
+    q.checkpoint(
+        &submitting,
+        Step::Submit,
+        &Checkpoint {
+            vm_id: Some("VirtualMachine:vm-1:x".into()),
+            ..Checkpoint::default()
+        },
+    )
+    .unwrap();
+    now.fetch_add(LEASE.as_millis() as i64 + 1, Ordering::SeqCst);
+    assert_eq!(q.rescue().unwrap().len(), 2);
+
+    let job = q.job(submitting.job).unwrap();
+    assert!(job.in_doubt);
+    assert_eq!(job.step, Step::Submit);
+    assert_eq!(
+        job.checkpoint.vm_id.as_deref(),
+        Some("VirtualMachine:vm-1:x")
+    );
+    // max_attempts = 1: the one attempt is spent, so rescue fails both jobs with the reason.
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.reason.unwrap().contains("lease expired"));
+    assert!(!q.job(jobs[1].id).unwrap().in_doubt);
+}
+
+#[test]
+fn transient_failures_retry_later_until_the_attempts_are_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, now) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 1, 2);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    let at = q.now() + 5_000;
+    let state = q
+        .retry_later(&lease, at, "HTTP 503: busy", Some(503))
+        .unwrap();
+    assert_eq!(state, JobState::Retryable);
+    assert!(
+        q.claim(Some(batch), 1, "w", LEASE).unwrap().is_empty(),
+        "not due yet"
+    );
+
+    now.fetch_add(5_000, Ordering::SeqCst);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    let state = q
+        .retry_later(&lease, q.now(), "HTTP 503: still busy", Some(503))
+        .unwrap();
+    assert_eq!(state, JobState::Failed);
+    let job = q.job(lease.job).unwrap();
+    assert_eq!(
+        job.reason.as_deref(),
+        Some("gave up after 2 attempts; last error: HTTP 503: still busy")
+    );
+    assert_eq!(job.last_http_status, Some(503));
+}
+
+#[test]
+fn a_released_job_is_due_again_without_spending_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 1, 1);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    q.release(&lease, "interrupted (Ctrl-C)").unwrap();
+    let again = q.claim(Some(batch), 1, "w", LEASE).unwrap();
+    assert_eq!(again[0].attempt, 1);
+}
+
+#[test]
+fn checkpoints_survive_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let (mut q, _) = queue_at(&path);
+    let batch = with_jobs(&mut q, 1, 3);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    let checkpoint = Checkpoint {
+        vm_id: Some("VirtualMachine:vm-7:x".into()),
+        disks: Some(vec![]),
+        placement: None,
+        task_id: Some("HTask:1".into()),
+        replication_id: None,
+    };
+    q.checkpoint(&lease, Step::AwaitTask, &checkpoint).unwrap();
+    drop(q);
+    let (q, _) = queue_at(&path);
+    let job = q.job(lease.job).unwrap();
+    assert_eq!(job.step, Step::AwaitTask);
+    assert_eq!(job.checkpoint, checkpoint);
+}
+
+#[test]
+fn cancel_takes_what_has_not_started_and_retry_requeues_the_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 4, 3);
+    let claimed = q.claim(Some(batch), 2, "w", LEASE).unwrap();
+    let failed = claimed[0].lease().unwrap();
+    q.fail(&failed, "HTTP 400: rpo out of range", Some(400))
+        .unwrap();
+
+    assert_eq!(q.cancel(batch, "cancelled by ops").unwrap(), 2);
+    let counts = q.counts(batch).unwrap();
+    assert_eq!(
+        (
+            counts[&JobState::Cancelled],
+            counts[&JobState::Running],
+            counts[&JobState::Failed]
+        ),
+        (2, 1, 1)
+    );
+
+    assert_eq!(q.requeue(batch, false, "retry --failed").unwrap(), 1);
+    let job = q.job(failed.job).unwrap();
+    assert_eq!(
+        (job.state, job.attempt, job.step),
+        (JobState::Pending, 0, Step::ResolveVm)
+    );
+    assert_eq!(job.reason, None);
+    assert_eq!(job.finished_at, None);
+    assert_eq!(q.requeue(batch, true, "retry").unwrap(), 2);
+    assert!(matches!(
+        q.cancel(999, "x"),
+        Err(QueueError::NoSuchBatch(999))
+    ));
+}
+
+#[test]
+fn vms_of_unfinished_batches_are_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 2, 3);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    q.succeed(&lease, None, "ok").unwrap();
+    let open = q.unfinished_vms().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open.get("vm-0001"), Some(&batch));
+}
+
+#[test]
+fn two_threads_never_hold_the_same_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let (mut q, _) = queue_at(&path);
+    with_jobs(&mut q, 400, 3);
+    let workers: Vec<_> = ["t1", "t2"]
+        .into_iter()
+        .map(|owner| {
+            let path = path.clone();
+            std::thread::spawn(move || drain(&path, owner))
+        })
+        .collect();
+    let claimed: Vec<Vec<i64>> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_all_claimed_once(&claimed, 400);
+}
+
+/// Claims one job at a time and completes it, until none is left; returns the job ids.
+fn drain(path: &Path, owner: &str) -> Vec<i64> {
+    let mut q = Queue::open(path).unwrap();
+    let mut claimed = Vec::new();
+    loop {
+        let jobs = q.claim(None, 1, owner, LEASE).unwrap();
+        let Some(job) = jobs.first() else {
+            return claimed;
+        };
+        claimed.push(job.id);
+        q.succeed(&job.lease().unwrap(), None, owner).unwrap();
+        // A real worker calls the API between claims; without that pause SQLite's unfair busy
+        // handler can let one claimer take every job, and the test would prove nothing.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn assert_all_claimed_once(claimed: &[Vec<i64>], total: usize) {
+    let all: Vec<i64> = claimed.iter().flatten().copied().collect();
+    let unique: BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), unique.len(), "a job was claimed twice");
+    assert_eq!(unique.len(), total, "a job was never claimed");
+    assert!(
+        claimed.iter().all(|c| !c.is_empty()),
+        "one claimer got nothing: {claimed:?}"
+    );
+}
+
+const CLAIMER_DB: &str = "VRBULK_TEST_CLAIMER_DB";
+
+/// Not a test of its own: the body of the child processes of the test below.
+#[test]
+fn claimer_child() {
+    let Ok(path) = std::env::var(CLAIMER_DB) else {
+        return;
+    };
+    // Start together, so that the two processes really contend for the same jobs.
+    let go = Path::new(&path).with_extension("go");
+    while !go.exists() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let owner = format!("pid-{}", std::process::id());
+    for id in drain(Path::new(&path), &owner) {
+        println!("CLAIMED {id}");
+    }
+}
+
+#[test]
+fn two_processes_never_hold_the_same_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let (mut q, _) = queue_at(&path);
+    with_jobs(&mut q, 400, 3);
+    drop(q);
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args([
+                    "queue::claimer_child",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CLAIMER_DB, &path)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::fs::write(path.with_extension("go"), b"").unwrap();
+    let claimed: Vec<Vec<i64>> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                // The harness prints "test … " before the first line without a newline.
+                .filter_map(|l| l.rsplit_once("CLAIMED ")?.1.trim().parse().ok())
+                .collect()
+        })
+        .collect();
+    assert_all_claimed_once(&claimed, 400);
+}
+
+#[test]
+fn a_database_from_the_first_schema_opens_and_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(include_str!(
+            "../migrations/0001_queue.sql"
+        ))])
+        .to_latest(&mut conn)
+        .unwrap();
+        conn.execute(
+            "INSERT INTO batches (name, created_at, operator, host, input_kind, settings_json, \
+             tool_version) VALUES ('old', 1, 'op', 'h', 'csv', '{}', '0.0.1')",
+            [],
+        )
+        .unwrap();
+    }
+    let q = Queue::open(&path).unwrap();
+    assert_eq!(q.schema_version().unwrap(), 2);
+    assert_eq!(q.batch(1).unwrap().name, "old");
+    let runs: i64 = q
+        .connection()
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 0);
+}
+
+#[test]
+fn a_database_from_a_newer_vrbulk_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = Queue::open(&path).unwrap_err();
+    assert!(matches!(err, QueueError::TooNew { found: 99, .. }), "{err}");
+    assert!(err.to_string().contains("newer vrbulk"), "{err}");
+}
