@@ -875,10 +875,8 @@ async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replicati
     assert_eq!(stats.configure_attempts.len(), 4);
     assert!(stats.configured_more_than_once.is_empty());
     assert_eq!(stats.calls["configureReplication"], 2);
-    assert_eq!(
-        stats.calls["getTaskInfo"] as usize,
-        stats.calls["getTaskInfo"] as usize
-    );
+    assert!(stats.calls["getTaskInfo"] >= 4);
+    assert_eq!(stats.calls["getRecentTasksInfo"], 1);
 }
 
 #[tokio::test]
