@@ -754,7 +754,7 @@ async fn configure_replications(
         let task = new_task(&mut w, spec, now, queued_ms);
         w.stats.count_accepted(&spec.vm_id);
         tasks.push(w.task_json(&task, now));
-        w.tasks.push(task);
+        w.add_task(task);
     }
     if w.fail_after_commit > 0 {
         w.fail_after_commit -= 1;
@@ -828,7 +828,7 @@ fn new_task(w: &mut World, spec: &AcceptedSpec, now: Instant, queued_ms: i64) ->
                     .iter()
                     .map(|r| &r.target_replication_server_uuid)
                     .chain(
-                        w.tasks
+                        w.tasks()
                             .iter()
                             .map(|t| &t.replication.target_replication_server_uuid),
                     )
@@ -898,7 +898,7 @@ async fn get_tasks(
     let w = state.world();
     let now = Instant::now();
     let recent: Vec<_> = w
-        .tasks
+        .tasks()
         .iter()
         .filter(|t| now.saturating_duration_since(t.created) <= w.recent_window)
         .map(|t| w.task_json(t, now))

@@ -8,6 +8,30 @@
 //! scheduled failures and session expiry; `GET /__sim/stats` and [`Simulator::stats`] count what a
 //! client did, above all whether it ever configured a VM twice.
 //!
+//! Behaviour where the spec is silent (each chosen to be what a VRMS does, or the stricter
+//! reading, so that a client that passes here also passes there):
+//!
+//! - Login with wrong or missing Basic credentials answers 401 with a `ResponseError`, although the
+//!   spec lists only 200/400/500 for `POST /session`; appliances do answer 401.
+//! - A call without a live `x-dr-session` answers 401 (`ResponseError` body), including
+//!   `GET /session`. `GET /pairings/{p}/remote-session` without a remote login answers 401 too.
+//! - The remote login belongs to the local session: a new session has none, and expiry or logout
+//!   drops it. Target-site calls without it answer 401 `REMOTE_SESSION_REQUIRED`.
+//! - `suitable_for_replication=true` omits the VMs whose capability is not `OK`: templates, and
+//!   VMs that already have a replication or a configure task in flight. VMs with some unsupported
+//!   disks stay (they are replicable without those disks).
+//! - A configure task is QUEUED for the first quarter of `task_seconds`, then RUNNING. While it
+//!   is RUNNING its replication is listed with `configuration_state: IN_PROGRESS` (status
+//!   `CONFIGURING`); while QUEUED it is not listed yet (only the task shows it), on SUCCESS it is
+//!   `OK`, and on ERROR it disappears (rolled back). A client that reconciles an in-doubt submit
+//!   must therefore look at tasks as well as replications.
+//! - `VmDisk.capacity` is in KiB, as the spec says; datastore sizes are in bytes.
+//! - Configure bodies are checked strictly: unknown fields, `null` in non-nullable fields, an
+//!   empty array, a missing `Content-Type: application/json`, and every disk of the VM not being
+//!   listed are all 400. All errors found are joined into `message`; `error_code` is the first's.
+//! - Injected failures (`fail_next`, `fail_rate`) and 429s come before the session check, so
+//!   they apply to any API call but `POST /session` (which is still rate limited).
+//!
 //! Neighbours: `vr::model` provides the response shapes only; request bodies are validated in
 //! `validate` from the spec on raw JSON, so that the simulator catches client bugs instead of
 //! sharing them.

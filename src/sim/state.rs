@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use base64::Engine as _;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
@@ -72,7 +72,11 @@ pub(crate) enum Busy {
 pub(crate) struct World {
     pub inv: Inventory,
     pub sessions: HashMap<String, Session>,
-    pub tasks: Vec<SimTask>,
+    /// Every configure task, oldest first.
+    tasks: Vec<SimTask>,
+    /// vm id -> indexes into `tasks`, so per-VM checks stay cheap with thousands of tasks.
+    tasks_by_vm: HashMap<String, Vec<usize>>,
+    task_by_id: HashMap<String, usize>,
     pub stats: SimStats,
     pub fail_next: VecDeque<StatusCode>,
     pub fail_after_commit: usize,
@@ -97,6 +101,8 @@ impl SimState {
             inv,
             sessions: HashMap::new(),
             tasks: Vec::new(),
+            tasks_by_vm: HashMap::new(),
+            task_by_id: HashMap::new(),
             stats: SimStats::default(),
             fail_next: VecDeque::new(),
             fail_after_commit: 0,
@@ -175,7 +181,7 @@ impl SimState {
         }
         if let Some(limiter) = &self.inner.limiter {
             if let Err(not_until) = limiter.check() {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(limiter.clock().now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -382,7 +388,12 @@ impl World {
         {
             return Some(Busy::Replicated(r.id.clone()));
         }
-        for t in self.tasks.iter().filter(|t| t.vm_id == vm_id) {
+        let indexes = self
+            .tasks_by_vm
+            .get(vm_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for t in indexes.iter().filter_map(|i| self.tasks.get(*i)) {
             match self.view(t, now).status {
                 TaskStatus::Queued | TaskStatus::Running => {
                     return Some(Busy::TaskInFlight(t.id.clone()))
@@ -395,7 +406,20 @@ impl World {
     }
 
     pub fn task(&self, id: &str) -> Option<&SimTask> {
-        self.tasks.iter().find(|t| t.id == id)
+        self.task_by_id.get(id).and_then(|i| self.tasks.get(*i))
+    }
+
+    pub fn tasks(&self) -> &[SimTask] {
+        &self.tasks
+    }
+
+    pub fn add_task(&mut self, task: SimTask) {
+        self.tasks_by_vm
+            .entry(task.vm_id.clone())
+            .or_default()
+            .push(self.tasks.len());
+        self.task_by_id.insert(task.id.clone(), self.tasks.len());
+        self.tasks.push(task);
     }
 }
 

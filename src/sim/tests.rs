@@ -602,6 +602,14 @@ async fn every_invalid_configure_body_is_rejected_naming_the_field() {
             "[0].mpit_instances: required when mpit_enabled is true",
         ),
         case(
+            |v| {
+                v["mpit_enabled"] = json!(true);
+                v["mpit_instances"] = json!(12);
+                v["mpit_days"] = json!(3);
+            },
+            "[0].mpit_days: mpit_instances x mpit_days must not exceed 24",
+        ),
+        case(
             |v| v["vm_id"] = json!("VirtualMachine:vm-1:nope"),
             "[0].vm_id: unknown VM 'VirtualMachine:vm-1:nope'",
         ),
@@ -707,6 +715,18 @@ async fn every_invalid_configure_body_is_rejected_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = h
+        .http
+        .post(h.api(&format!("/pairings/{}/replications", inv.pairing_id)))
+        .header("x-dr-session", &sid)
+        .header("content-type", "text/plain")
+        .body(json!([good()]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let b: Value = r.json().await.unwrap();
+    assert!(message(&b).contains("Content-Type"));
 
     // The index path names the bad spec among good ones, and nothing is created.
     let mut third = spec_for(&inv, "app-002", "ds-gold-01");
@@ -875,10 +895,8 @@ async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replicati
     assert_eq!(stats.configure_attempts.len(), 4);
     assert!(stats.configured_more_than_once.is_empty());
     assert_eq!(stats.calls["configureReplication"], 2);
-    assert_eq!(
-        stats.calls["getTaskInfo"] as usize,
-        stats.calls["getTaskInfo"] as usize
-    );
+    assert!(stats.calls["getTaskInfo"] >= 4);
+    assert_eq!(stats.calls["getRecentTasksInfo"], 1);
 }
 
 #[tokio::test]
@@ -1187,4 +1205,35 @@ async fn dropping_the_simulator_stops_the_server() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let fresh = reqwest::Client::new();
     assert!(fresh.get(&url).send().await.is_err());
+}
+
+#[tokio::test]
+async fn lists_sort_by_a_field_in_either_order() {
+    let h = Harness::plain(SimConfig::default()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let base = format!(
+        "/pairings/{}/vcenters/{}/datastores",
+        inv.pairing_id, inv.remote_vc.id
+    );
+    let names = |v: &Value| -> Vec<String> {
+        v["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, asc) = h.get(&sid, &format!("{base}?sort_by=name")).await;
+    assert_eq!(
+        names(&asc),
+        ["ds-bronze-01", "ds-full-01", "ds-gold-01", "ds-silver-01"]
+    );
+    let (_, desc) = h
+        .get(&sid, &format!("{base}?sort_by=free_space&order_by=desc"))
+        .await;
+    assert_eq!(names(&desc)[0], "ds-bronze-01");
+    assert_eq!(names(&desc)[3], FULL_DATASTORE);
+    let (s, _) = h.get(&sid, &format!("{base}?order_by=desc")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }
