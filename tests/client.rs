@@ -307,16 +307,11 @@ async fn a_rejected_configure_names_the_offending_field() {
         .unwrap_err();
     assert_eq!(err.status(), Some(400));
     assert_eq!(err.class(), ErrorClass::Permanent);
-    let ApiError::Status {
-        message,
-        error_code,
-        ..
-    } = &err
-    else {
+    let ApiError::Status(status) = &err else {
         panic!("{err:?}")
     };
-    assert!(message.contains("rpo"), "{message}");
-    assert!(error_code.is_some());
+    assert!(status.message.contains("rpo"), "{}", status.message);
+    assert!(status.error_code.is_some());
     assert!(sim.stats().configure_attempts.is_empty());
 }
 

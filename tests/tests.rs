@@ -5,4 +5,5 @@ mod support;
 mod client;
 mod openapi_validator;
 mod queue;
+mod spec_conformance;
 mod workflow;

@@ -101,9 +101,9 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
                 ApiError::Connect { .. } | ApiError::Timeout { .. } | ApiError::Setup(_) => {
                     exit::CONNECT
                 }
-                ApiError::Status { path, status, .. }
-                    if (path == "/session" || path.ends_with("/remote-session"))
-                        && matches!(status, 401 | 403) =>
+                ApiError::Status(e)
+                    if (e.path == "/session" || e.path.ends_with("/remote-session"))
+                        && matches!(e.status, 401 | 403) =>
                 {
                     exit::CONNECT
                 }

@@ -434,7 +434,7 @@ fn data_disk(
         is_vm_home: Some(false),
         encrypted: Some(false),
         capacity: Some(gib * KIB_PER_GIB),
-        source_disk_format: Some(format),
+        source_disk_format: Some(format.as_str().to_string()),
         source_path: Some(DatastorePathData {
             datastore_id: ds.id.clone(),
             datastore_name: Some(ds.name.clone()),

@@ -16,7 +16,7 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::error::{ApiError, ErrorClass};
+use super::error::{ApiError, ErrorClass, StatusError};
 use super::model::*;
 use super::tls::{pinned_config, TlsTrust};
 use crate::secret::Secret;
@@ -694,7 +694,7 @@ impl Client {
                 text.chars().take(500).collect()
             }
         });
-        Err(ApiError::Status {
+        Err(ApiError::Status(Box::new(StatusError {
             method: method.to_string(),
             path: shown,
             status,
@@ -702,7 +702,7 @@ impl Client {
             message,
             op_id: error.op_id,
             retry_after,
-        })
+        })))
     }
 
     fn url_for(&self, path: &[&str]) -> Result<Url, ApiError> {

@@ -47,18 +47,8 @@ pub enum ApiError {
         source: reqwest::Error,
     },
 
-    #[error("{method} {path}: HTTP {status}{}: {message}", error_code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
-    Status {
-        method: String,
-        path: String,
-        status: u16,
-        /// The server's `ResponseError.error_code`, when it sent one.
-        error_code: Option<String>,
-        /// The server's own words (`ResponseError.message`, or the body, or the status text).
-        message: String,
-        op_id: Option<String>,
-        retry_after: Option<Duration>,
-    },
+    #[error("{0}")]
+    Status(Box<StatusError>),
 
     #[error("{method} {path}: unexpected answer from the server: {detail}")]
     Decode {
@@ -71,18 +61,34 @@ pub enum ApiError {
     Setup(String),
 }
 
+/// A non-2xx answer, with the server's own words. Boxed: errors travel by value in every
+/// `Result` of the client, and this is by far the largest variant.
+#[derive(Debug, Error)]
+#[error("{method} {path}: HTTP {status}{}: {message}", error_code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+pub struct StatusError {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// The server's `ResponseError.error_code`, when it sent one.
+    pub error_code: Option<String>,
+    /// The server's own words (`ResponseError.message`, or the body, or the status text).
+    pub message: String,
+    pub op_id: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
 impl ApiError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ApiError::Connect { .. } | ApiError::Timeout { .. } => ErrorClass::Transient,
-            ApiError::Status { status, .. } => classify_status(*status),
+            ApiError::Status(e) => classify_status(e.status),
             ApiError::Decode { .. } | ApiError::Setup(_) => ErrorClass::Permanent,
         }
     }
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            ApiError::Status { status, .. } => Some(*status),
+            ApiError::Status(e) => Some(e.status),
             _ => None,
         }
     }
@@ -90,7 +96,7 @@ impl ApiError {
     /// How long the server asked us to wait (429 / 503 `Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::Status { retry_after, .. } => *retry_after,
+            ApiError::Status(e) => e.retry_after,
             _ => None,
         }
     }
@@ -98,7 +104,7 @@ impl ApiError {
     /// The server's message alone, for reports that already name the VM and the step.
     pub fn server_message(&self) -> Option<&str> {
         match self {
-            ApiError::Status { message, .. } => Some(message),
+            ApiError::Status(e) => Some(&e.message),
             _ => None,
         }
     }
@@ -131,7 +137,7 @@ mod tests {
 
     #[test]
     fn status_error_shows_the_servers_code_and_words() {
-        let e = ApiError::Status {
+        let e = ApiError::Status(Box::new(StatusError {
             method: "POST".into(),
             path: "/pairings/p/replications".into(),
             status: 400,
@@ -139,7 +145,7 @@ mod tests {
             message: "[0].rpo: must be between 5 and 1440".into(),
             op_id: None,
             retry_after: None,
-        };
+        }));
         assert_eq!(
             e.to_string(),
             "POST /pairings/p/replications: HTTP 400 VR_INVALID_ARGUMENT: [0].rpo: must be between 5 and 1440"

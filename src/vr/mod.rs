@@ -7,5 +7,5 @@ pub mod model;
 pub mod tls;
 
 pub use client::{ApiVersion, Client, ClientMetrics, ClientSettings, Credentials, Filter};
-pub use error::{ApiError, ErrorClass};
+pub use error::{ApiError, ErrorClass, StatusError};
 pub use tls::{Thumbprint, TlsTrust};

@@ -389,10 +389,13 @@ pub struct VmDisk {
     pub is_vm_home: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypted: Option<bool>,
+    /// In KB, as the spec says (datastore capacities are in bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<i64>,
+    /// Kept as text: a newer appliance's format must not make the whole VM list undecodable,
+    /// and the disk is echoed back unchanged in the configure spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_disk_format: Option<DiskFormat>,
+    pub source_disk_format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_path: Option<DatastorePathData>,
     #[serde(default)]
