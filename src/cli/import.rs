@@ -1,0 +1,191 @@
+//! `vrbulk import`: turn a CSV, or a name pattern over the live inventory, into a batch of jobs.
+//! Nothing is written unless the whole input is valid; then the batch id, the job count and a
+//! summary per setting are printed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use sha2::{Digest, Sha256};
+
+use super::{connect, who, Profile};
+use crate::config::ConfigFile;
+use crate::input::{self, glob_match, InputError, InputErrors, JobSpec, VmRef};
+use crate::queue::{InputKind, NewBatch, Queue};
+use crate::workflow::choose_pairing;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  vrbulk import samples/vms.csv --name wave-1
+  vrbulk import --inventory --pairing vc-site-b.corp.local --match 'web-*' --exclude '*-old' \\
+      --target-datastore ds-gold-01 --rpo 15 --change-ticket CHG0012345")]
+pub struct ImportArgs {
+    /// The CSV to import (columns: see README or samples/vms.csv).
+    #[arg(required_unless_present = "inventory", conflicts_with = "inventory")]
+    pub file: Option<PathBuf>,
+
+    /// A name for the batch [default: the file name, or the patterns].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Select VMs from the live source inventory instead of a file.
+    #[arg(long)]
+    pub inventory: bool,
+
+    /// Glob over VM names (`*`, `?`, case-insensitive); repeatable, any may match.
+    #[arg(long = "match", value_name = "GLOB", requires = "inventory")]
+    pub patterns: Vec<String>,
+
+    /// Glob of VM names to leave out; repeatable.
+    #[arg(long, value_name = "GLOB", requires = "inventory")]
+    pub exclude: Vec<String>,
+
+    /// Attempts per job before it fails.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    #[command(flatten)]
+    pub profile: Profile,
+}
+
+pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
+    let file = ConfigFile::load(config)?;
+    let defaults = args.profile.over(&file.defaults);
+    let (jobs, kind, input_path, sha, default_name) = match &args.file {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let jobs = input::parse_csv(&bytes, &defaults)?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "import".into());
+            let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            (
+                jobs,
+                InputKind::Csv,
+                Some(shown.display().to_string()),
+                Some(hex(&Sha256::digest(&bytes))),
+                stem,
+            )
+        }
+        None => {
+            let jobs = select_from_inventory(&file, &args, &defaults).await?;
+            let name = format!("inventory {}", args.patterns.join(" "));
+            (jobs, InputKind::Inventory, None, None, name)
+        }
+    };
+    let mut jobs = jobs;
+    if let Some(ticket) = &args.profile.change_ticket {
+        jobs.iter_mut()
+            .filter(|j| j.change_ticket.is_none())
+            .for_each(|j| j.change_ticket = Some(ticket.clone()));
+    }
+
+    // The input was checked before the queue is opened, so a bad file leaves no database behind.
+    let mut queue = Queue::open(db)?;
+    refuse_vms_already_queued(&queue, &jobs)?;
+    let (operator, host) = who();
+    let settings = serde_json::json!({
+        "defaults": defaults,
+        "patterns": args.patterns,
+        "exclude": args.exclude,
+        "max_attempts": args.max_attempts,
+    });
+    let name = args.name.clone().unwrap_or(default_name);
+    let batch = queue.create_batch(
+        &NewBatch {
+            name: name.clone(),
+            operator,
+            host,
+            input_kind: kind,
+            input_path,
+            input_sha256: sha,
+            settings,
+            max_attempts: args.max_attempts,
+        },
+        &jobs,
+    )?;
+    println!("batch {batch} \"{name}\": {} jobs imported into {}", jobs.len(), db.display());
+    print!("{}", input::summarize(&jobs));
+    println!("\nnext: vrbulk plan --batch {batch}   (a dry run), then vrbulk run --batch {batch}");
+    Ok(super::exit::OK)
+}
+
+/// A VM with a job still pending or running elsewhere must not be queued again: two jobs for
+/// one VM could both configure it.
+fn refuse_vms_already_queued(queue: &Queue, jobs: &[JobSpec]) -> anyhow::Result<()> {
+    let open = queue.unfinished_vms()?;
+    let errors: Vec<InputError> = jobs
+        .iter()
+        .filter_map(|job| {
+            let key = [&job.vm.id, &job.vm.name]
+                .into_iter()
+                .flatten()
+                .find(|k| open.contains_key(*k))?;
+            Some(InputError::new(
+                job.line,
+                Some(if job.vm.id.as_ref() == Some(key) { "vm_id" } else { "vm_name" }),
+                format!(
+                    "VM `{key}` is already in unfinished batch {}: let it finish, or `vrbulk cancel --batch {}`",
+                    open[key], open[key]
+                ),
+            ))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InputErrors(errors).into())
+    }
+}
+
+async fn select_from_inventory(
+    file: &ConfigFile,
+    args: &ImportArgs,
+    defaults: &input::Defaults,
+) -> anyhow::Result<Vec<JobSpec>> {
+    if args.patterns.is_empty() {
+        return Err(InputErrors(vec![InputError::new(
+            None,
+            None,
+            "--inventory needs at least one --match GLOB (use --match '*' for every VM)",
+        )])
+        .into());
+    }
+    // Fail on a bad profile before anyone logs in.
+    input::jobs_for_inventory(
+        [VmRef {
+            name: Some("probe".into()),
+            id: None,
+        }],
+        defaults,
+    )?;
+    let client = connect(file).await?;
+    let pairings = client.pairings().await.context("listing pairings")?;
+    let pairing = choose_pairing(&pairings, defaults.pairing().as_deref())
+        .map_err(|m| InputErrors(vec![InputError::new(None, Some("pairing"), m)]))?;
+    let local_vc = pairing
+        .local_vc_server
+        .id
+        .as_deref()
+        .context("the pairing names no local vCenter id")?;
+    let vms = client
+        .vms(&pairing.pairing_id, local_vc, true, None)
+        .await
+        .context("listing the source VMs suitable for replication")?;
+    client.logout().await.ok();
+    let chosen = vms
+        .into_iter()
+        .filter(|vm| args.patterns.iter().any(|p| glob_match(p, &vm.name)))
+        .filter(|vm| !args.exclude.iter().any(|p| glob_match(p, &vm.name)))
+        .map(|vm| VmRef {
+            name: Some(vm.name),
+            id: Some(vm.id),
+        });
+    Ok(input::jobs_for_inventory(chosen, defaults)?)
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

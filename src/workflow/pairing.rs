@@ -1,0 +1,86 @@
+//! Choosing the pairing a job asks for: by remote vCenter name, by pairing id, or the only one.
+
+use crate::vr::model::Pairing;
+
+/// The pairing `wanted` names (remote vCenter name, case-insensitive, or pairing id), or the
+/// only pairing when nothing is named. The error lists what does exist, for the operator.
+pub fn choose_pairing<'a>(
+    pairings: &'a [Pairing],
+    wanted: Option<&str>,
+) -> Result<&'a Pairing, String> {
+    let known = || {
+        let names: Vec<String> = pairings
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} ({})",
+                    p.remote_vc_server.name.as_deref().unwrap_or("?"),
+                    p.pairing_id
+                )
+            })
+            .collect();
+        if names.is_empty() {
+            "this site has no pairing; pair the sites in the vSphere Client first".to_string()
+        } else {
+            format!("known pairings: {}", names.join(", "))
+        }
+    };
+    match wanted.map(str::trim).filter(|w| !w.is_empty()) {
+        Some(w) => pairings
+            .iter()
+            .find(|p| {
+                p.pairing_id.eq_ignore_ascii_case(w)
+                    || p.remote_vc_server
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(w))
+            })
+            .ok_or_else(|| format!("no pairing with remote vCenter or id `{w}`; {}", known())),
+        None if pairings.len() == 1 => Ok(&pairings[0]),
+        None => Err(format!(
+            "{} pairings exist, so each job must name one (column `pairing` or [defaults] pairing); {}",
+            pairings.len(),
+            known()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vr::model::ServerInfo;
+
+    fn pairing(id: &str, remote: &str) -> Pairing {
+        Pairing {
+            pairing_id: id.into(),
+            local_vc_server: ServerInfo::default(),
+            remote_vc_server: ServerInfo {
+                name: Some(remote.into()),
+                ..ServerInfo::default()
+            },
+            local_vrms: None,
+            remote_vrms: None,
+        }
+    }
+
+    #[test]
+    fn picks_by_remote_name_or_id_or_the_only_one() {
+        let one = [pairing("p-1", "vc-b.corp.local")];
+        assert_eq!(choose_pairing(&one, None).unwrap().pairing_id, "p-1");
+        assert_eq!(
+            choose_pairing(&one, Some("VC-B.corp.local"))
+                .unwrap()
+                .pairing_id,
+            "p-1"
+        );
+        let two = [pairing("p-1", "vc-b"), pairing("p-2", "vc-c")];
+        assert_eq!(choose_pairing(&two, Some("p-2")).unwrap().pairing_id, "p-2");
+        let err = choose_pairing(&two, None).unwrap_err();
+        assert!(err.contains("vc-b (p-1), vc-c (p-2)"), "{err}");
+        let err = choose_pairing(&two, Some("vc-x")).unwrap_err();
+        assert!(
+            err.contains("`vc-x`") && err.contains("vc-c (p-2)"),
+            "{err}"
+        );
+    }
+}
