@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod input;
 pub mod secret;
 pub mod sim;
 pub mod vr;
