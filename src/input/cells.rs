@@ -65,6 +65,48 @@ pub fn parse_count(cell: &str) -> Result<u32, String> {
     }
 }
 
+/// vSphere Replication keeps at most 24 point-in-time copies of a VM (instances a day × days);
+/// the simulator enforces the same limit. Checked here so that a batch fails at import, not
+/// VM by VM at submit.
+pub const MPIT_MAX_COPIES: u32 = 24;
+
+/// The retention of a VM whose MPIT is on and whose `mpit_days` nobody gave.
+pub const MPIT_DEFAULT_DAYS: u32 = 1;
+
+/// Which of the two MPIT values a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MpitField {
+    Instances,
+    Days,
+}
+
+/// Checks MPIT that is on (`instances > 0`).
+pub fn check_mpit(instances: u32, days: u32) -> Result<(), (MpitField, String)> {
+    if days == 0 {
+        return Err((
+            MpitField::Days,
+            format!("must be at least 1 when mpit_instances is above zero, got {days}"),
+        ));
+    }
+    let copies = u64::from(instances) * u64::from(days);
+    if copies > u64::from(MPIT_MAX_COPIES) {
+        let field = if instances > MPIT_MAX_COPIES {
+            MpitField::Instances
+        } else {
+            MpitField::Days
+        };
+        let unit = if days == 1 { "day" } else { "days" };
+        return Err((
+            field,
+            format!(
+                "vSphere Replication keeps at most {MPIT_MAX_COPIES} point-in-time copies: \
+                 {instances} a day for {days} {unit} is {copies}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn parse_disk_format(cell: &str) -> Result<DiskFormat, String> {
     cell.parse::<DiskFormat>()
         .map_err(|choices| format!("{choices}, got \"{cell}\""))
@@ -144,6 +186,25 @@ mod tests {
         assert!(parse_count("three").unwrap_err().contains("whole number"));
         assert!(parse_count("2147483648").unwrap_err().contains("at most"));
         assert!(parse_count("99999999999").unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn mpit_keeps_at_most_24_copies_for_at_least_a_day() {
+        assert_eq!(check_mpit(4, 3), Ok(()));
+        assert_eq!(check_mpit(24, 1), Ok(()));
+        assert_eq!(check_mpit(1, 24), Ok(()));
+        assert_eq!(check_mpit(4, 0).unwrap_err().0, MpitField::Days);
+        let (field, message) = check_mpit(5, 5).unwrap_err();
+        assert_eq!(field, MpitField::Days);
+        assert_eq!(
+            message,
+            "vSphere Replication keeps at most 24 point-in-time copies: 5 a day for 5 days is 25"
+        );
+        assert_eq!(check_mpit(25, 1).unwrap_err().0, MpitField::Instances);
+        assert_eq!(
+            check_mpit(u32::MAX, u32::MAX).unwrap_err().0,
+            MpitField::Instances
+        );
     }
 
     #[test]

@@ -34,12 +34,18 @@ impl Defaults {
     /// Checks the keys by the CSV cells' rules; each problem names its key as the column.
     ///
     /// `mpit_days` without `mpit_instances` is allowed here (unlike in a row): it is the
-    /// retention that rows turning MPIT on will get.
+    /// retention that rows turning MPIT on will get. With both, the pair must be one that
+    /// vSphere Replication keeps (at least a day, at most 24 copies).
     pub fn validate(&self) -> Result<(), Vec<InputError>> {
         let mut errors = Vec::new();
         let mut check = |key: &str, result: Result<(), String>| {
             if let Err(message) = result {
-                errors.push(InputError::new(None, Some(key), message));
+                // Said in the message too, as the same column name may also be in the CSV.
+                errors.push(InputError::new(
+                    None,
+                    Some(key),
+                    format!("{message} (in [defaults])"),
+                ));
             }
         };
         for (key, value) in [
@@ -63,6 +69,16 @@ impl Defaults {
         }
         if let Some(n) = self.mpit_days {
             check("mpit_days", cells::check_count(n).map(drop));
+        }
+        if let Some(instances) = self.mpit_instances.filter(|&n| n > 0) {
+            let days = self.mpit_days.unwrap_or(cells::MPIT_DEFAULT_DAYS);
+            if let Err((field, message)) = cells::check_mpit(instances, days) {
+                let key = match field {
+                    cells::MpitField::Instances => "mpit_instances",
+                    cells::MpitField::Days => "mpit_days",
+                };
+                check(key, Err(message));
+            }
         }
         if let Some(format) = &self.disk_format {
             check(
@@ -89,7 +105,7 @@ impl Defaults {
             // A retention without instances means nothing to the API; keep the job's settings
             // honest about MPIT being off.
             mpit_days: if mpit_instances > 0 {
-                self.mpit_days.unwrap_or(builtin.mpit_days)
+                self.mpit_days.unwrap_or(cells::MPIT_DEFAULT_DAYS)
             } else {
                 0
             },
@@ -185,7 +201,7 @@ mod tests {
         assert!(shown[0].starts_with("column target_datastore: must not be empty"));
         assert_eq!(
             shown[1],
-            "column rpo: expected minutes between 5 and 1440, got 2"
+            "column rpo: expected minutes between 5 and 1440, got 2 (in [defaults])"
         );
         assert!(shown[2].starts_with("column mpit_days: must be at most"));
         assert!(shown[3].starts_with("column disk_format: expected one of"));
@@ -201,5 +217,22 @@ mod tests {
         assert!(defaults.validate().is_ok());
         assert_eq!(defaults.replication_server(), None);
         assert_eq!(defaults.settings().mpit_days, 0);
+    }
+
+    #[test]
+    fn mpit_defaults_obey_the_copy_limit() {
+        let defaults = Defaults {
+            mpit_instances: Some(6),
+            mpit_days: Some(5),
+            ..Defaults::default()
+        };
+        let errors = defaults.validate().unwrap_err();
+        assert_eq!(errors[0].column.as_deref(), Some("mpit_days"));
+        let one_day = Defaults {
+            mpit_instances: Some(6),
+            ..Defaults::default()
+        };
+        assert!(one_day.validate().is_ok());
+        assert_eq!(one_day.settings().mpit_days, 1);
     }
 }

@@ -50,10 +50,9 @@ pub fn summarize(jobs: &[JobSpec]) -> Summary {
             if j.settings.mpit_instances == 0 {
                 "off".into()
             } else {
-                format!(
-                    "{} per day for {} days",
-                    j.settings.mpit_instances, j.settings.mpit_days
-                )
+                let days = j.settings.mpit_days;
+                let unit = if days == 1 { "day" } else { "days" };
+                format!("{} per day for {days} {unit}", j.settings.mpit_instances)
             }
         }),
         ("disk_format", |j| j.settings.disk_format.to_string()),

@@ -687,31 +687,49 @@ impl Row<'_> {
     /// MPIT instances and days (the rest of the settings left at their defaults). Days written
     /// in the row while the row's instances are zero is an error: MPIT is on only with
     /// instances, so such a row would silently not get the retention it asks for. Days that
-    /// come from `[defaults]` are a retention for the rows that do turn MPIT on.
+    /// come from `[defaults]` are a retention for the rows that do turn MPIT on; when nobody
+    /// gives days, MPIT keeps copies for [`cells::MPIT_DEFAULT_DAYS`].
     fn mpit(&mut self, defaults: &Defaults) -> ReplicationSettings {
+        // A value that did not parse is already reported; judging the pair without it would
+        // blame the other column for it.
         let instances_cell = self.parse(Column::MpitInstances, cells::parse_count);
         let instances_bad = instances_cell.is_none() && self.cell(Column::MpitInstances).is_some();
+        let days_cell = self.parse(Column::MpitDays, cells::parse_count);
+        let days_bad = days_cell.is_none() && self.cell(Column::MpitDays).is_some();
         let instances = instances_cell.or(defaults.mpit_instances).unwrap_or(0);
-        let days = match self.parse(Column::MpitDays, cells::parse_count) {
-            Some(days) => {
-                if days > 0 && instances == 0 && !instances_bad {
-                    self.fail(
-                        Column::MpitDays,
-                        format!(
-                            "mpit_days is {days} but mpit_instances is 0: point-in-time copies \
-                             are kept only when mpit_instances is above zero; set it, or clear \
-                             mpit_days"
-                        ),
-                    );
-                }
-                days
-            }
-            None => defaults.mpit_days.unwrap_or(0),
+        let off = ReplicationSettings {
+            mpit_instances: 0,
+            mpit_days: 0,
+            ..ReplicationSettings::default()
         };
+        if instances == 0 {
+            if let Some(days) = days_cell.filter(|&d| d > 0 && !instances_bad) {
+                self.fail(
+                    Column::MpitDays,
+                    format!(
+                        "mpit_days is {days} but mpit_instances is 0: point-in-time copies are \
+                         kept only when mpit_instances is above zero; set it, or clear mpit_days"
+                    ),
+                );
+            }
+            return off;
+        }
+        let days = days_cell
+            .or(defaults.mpit_days)
+            .unwrap_or(cells::MPIT_DEFAULT_DAYS);
+        if !instances_bad && !days_bad {
+            if let Err((field, message)) = cells::check_mpit(instances, days) {
+                let column = match field {
+                    cells::MpitField::Instances => Column::MpitInstances,
+                    cells::MpitField::Days => Column::MpitDays,
+                };
+                self.fail(column, message);
+            }
+        }
         ReplicationSettings {
             mpit_instances: instances,
-            mpit_days: if instances > 0 { days } else { 0 },
-            ..ReplicationSettings::default()
+            mpit_days: days,
+            ..off
         }
     }
 }

@@ -130,7 +130,7 @@ fn defaults_errors_are_reported_with_the_file_errors() {
     assert_eq!(
         errors,
         [
-            "column rpo: expected minutes between 5 and 1440, got 1",
+            "column rpo: expected minutes between 5 and 1440, got 1 (in [defaults])",
             "line 2, column rpo: expected minutes between 5 and 1440, got \"2\"",
         ]
     );
@@ -498,4 +498,32 @@ fn cells_are_trimmed_and_unicode_names_survive() {
     );
     assert_eq!(jobs[0].target_datastore, "ds-gold-01");
     assert_eq!(jobs[0].change_ticket.as_deref(), Some("CHG0012345"));
+}
+
+#[test]
+fn mpit_on_defaults_to_one_day_and_keeps_at_most_24_copies() {
+    let jobs = parse("vm_name,target_datastore,mpit_instances\napp-001,ds,6\n").unwrap();
+    assert_eq!(
+        (jobs[0].settings.mpit_instances, jobs[0].settings.mpit_days),
+        (6, 1)
+    );
+    let text = "vm_name,target_datastore,mpit_instances,mpit_days\n\
+                app-001,ds,6,5\n\
+                app-002,ds,4,0\n\
+                app-004,ds,30,\n\
+                app-005,ds,x,30\n";
+    let positions: Vec<String> = errors(text)
+        .iter()
+        .map(|e| e.split(": ").next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        positions,
+        [
+            "line 2, column mpit_days",
+            "line 3, column mpit_days",
+            "line 4, column mpit_instances",
+            "line 5, column mpit_instances",
+        ],
+        "the unparsable instances on line 5 are not also judged against the days"
+    );
 }
