@@ -342,8 +342,8 @@ impl Header {
         let mut suggested = Vec::new();
         for (index, raw) in record.iter().enumerate() {
             let name = raw.trim();
-            let lower = name.to_lowercase();
-            match Column::from_name(&lower) {
+            let known = Column::from_name(&name.to_lowercase());
+            match known {
                 Some(column) => match columns.get(&column) {
                     Some(&first) => errors.push(InputError::new(
                         Some(line),
@@ -365,11 +365,7 @@ impl Header {
                     errors.push(InputError::new(Some(line), Some(name), message));
                 }
             }
-            names.push(if Column::from_name(&lower).is_some() {
-                lower
-            } else {
-                name.to_owned()
-            });
+            names.push(known.map_or_else(|| name.to_owned(), |c| c.name().to_owned()));
         }
         let named_width = names
             .iter()
