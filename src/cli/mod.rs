@@ -2,6 +2,8 @@
 //! with its arguments and its `run`; the logic they call lives in the library modules.
 
 mod config_cmd;
+mod demo;
+mod simulate;
 
 use std::path::PathBuf;
 
@@ -49,6 +51,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole workflow against the built-in simulator, start to finish.
+    Demo(demo::DemoArgs),
+    /// Serve a simulated vSphere Replication appliance (for trying vrbulk out and for tests).
+    Simulate(simulate::SimulateArgs),
     /// Check the settings file and, with --connect, the connection to both sites.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -62,6 +68,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         .build()?;
     runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Simulate(args) => simulate::run(args).await,
             Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()).await,
         }
     })

@@ -1,0 +1,355 @@
+//! The VR client against the in-process simulator: every endpoint of the configure workflow,
+//! paging, filters, re-login, throttling, typed errors and TLS trust.
+
+use std::time::Duration;
+
+use vrbulk::sim::{SimConfig, VmKind};
+use vrbulk::vr::model::TaskStatus;
+use vrbulk::vr::{ApiError, Client, ErrorClass, Filter, Thumbprint, TlsTrust};
+use vrbulk::workflow::{build_spec, Placement, ReplicationSettings};
+
+use crate::support::harness::{client_for, settings_for, sim_config, start};
+
+#[tokio::test]
+async fn logs_in_and_reads_its_session() {
+    let sim = start(sim_config()).await;
+    let client = client_for(&sim).await;
+    let info = client.session_info().await.unwrap();
+    assert_eq!(info.username.as_deref(), Some("administrator@vsphere.local"));
+    client.logout().await.unwrap();
+    let stats = sim.stats();
+    assert_eq!(stats.calls.get("login"), Some(&1));
+    assert_eq!(stats.calls.get("logout"), Some(&1));
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_session_error_naming_the_login_call() {
+    let sim = start(sim_config()).await;
+    let mut settings = settings_for(&sim);
+    settings.source.password = vrbulk::secret::Secret::new("wrong");
+    let err = Client::connect(settings).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Session, "{err}");
+    assert!(err.to_string().starts_with("POST /session: HTTP 401"), "{err}");
+}
+
+#[tokio::test]
+async fn reads_every_discovery_endpoint_of_the_workflow() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+
+    let pairings = client.pairings().await.unwrap();
+    assert_eq!(pairings.len(), 1);
+    let p = &pairings[0];
+    assert_eq!(p.pairing_id, inv.pairing_id);
+    assert_eq!(p.remote_vc_server.id.as_deref(), Some(inv.remote_vc.id.as_str()));
+
+    client.remote_login(&p.pairing_id).await.unwrap();
+    let remote = client.remote_session_info(&p.pairing_id).await.unwrap();
+    assert!(remote.username.is_some());
+
+    let vrms = client.vrms(&p.pairing_id).await.unwrap();
+    let target = vrms
+        .iter()
+        .find(|v| v.vc_guid.as_deref() == Some(inv.remote_vc.id.as_str()))
+        .expect("a VRMS for the remote vCenter");
+    let servers = client
+        .replication_servers(&p.pairing_id, &target.id)
+        .await
+        .unwrap();
+    assert_eq!(servers.len(), inv.replication_servers.len());
+
+    let datastores = client.datastores(&p.pairing_id, &inv.remote_vc.id).await.unwrap();
+    let names: Vec<&str> = datastores.iter().map(|d| d.name.as_str()).collect();
+    for expected in ["ds-gold-01", "ds-silver-01", "ds-bronze-01", "ds-full-01"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let policies = client
+        .storage_policies(&p.pairing_id, &inv.remote_vc.id)
+        .await
+        .unwrap();
+    assert!(policies.iter().any(|sp| sp.storage_policy_name == "VR Gold"));
+
+    let vms = client
+        .vms(&p.pairing_id, &inv.local_vc.id, false, None)
+        .await
+        .unwrap();
+    assert_eq!(vms.len(), inv.vms.len());
+    assert!(vms.iter().all(|vm| vm.disks.as_ref().is_some_and(|d| !d.is_empty())));
+
+    let nvme = inv.vms.iter().find(|v| v.kind == VmKind::UnsupportedDisk).unwrap();
+    let disks = client
+        .vm_disks(&p.pairing_id, &inv.local_vc.id, &nvme.vm.id)
+        .await
+        .unwrap();
+    assert!(disks.iter().any(|d| !d.is_supported()));
+
+    let template = inv.vms.iter().find(|v| v.kind == VmKind::Template).unwrap();
+    let cap = client
+        .vm_capability(&p.pairing_id, &inv.local_vc.id, &template.vm.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        cap.vm_validation_status,
+        Some(vrbulk::vr::model::VmValidationStatus::IsVmTemplate)
+    );
+
+    let replicated = inv.vms.iter().find(|v| v.kind == VmKind::AlreadyReplicated).unwrap();
+    let replications = client.replications(&p.pairing_id, None).await.unwrap();
+    assert!(replications
+        .iter()
+        .any(|r| r.vm_id.as_deref() == Some(replicated.vm.id.as_str())));
+}
+
+#[tokio::test]
+async fn lists_follow_paging_past_one_hundred_items() {
+    let sim = start(SimConfig {
+        vms: 250,
+        ..sim_config()
+    })
+    .await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+    let vms = client
+        .vms(&inv.pairing_id, &inv.local_vc.id, false, None)
+        .await
+        .unwrap();
+    assert_eq!(vms.len(), 250);
+    let mut ids: Vec<&str> = vms.iter().map(|v| v.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 250, "pages overlapped or repeated");
+    assert_eq!(sim.stats().calls.get("getLocalVms"), Some(&3));
+}
+
+#[tokio::test]
+async fn repeated_filter_values_select_exactly_those_vms() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+    let unusual = inv.vms.iter().find(|v| v.kind == VmKind::UnusualName).unwrap();
+    let wanted = [
+        inv.vms[0].vm.name.clone(),
+        unusual.vm.name.clone(),
+        "no-such-vm".to_string(),
+    ];
+    let vms = client
+        .vms(
+            &inv.pairing_id,
+            &inv.local_vc.id,
+            false,
+            Some(&Filter::new("name", wanted.clone())),
+        )
+        .await
+        .unwrap();
+    let mut got: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+    got.sort();
+    let mut expected = vec![wanted[0].as_str(), wanted[1].as_str()];
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_renewed_once_with_its_remote_login() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+    client.remote_login(&inv.pairing_id).await.unwrap();
+
+    sim.expire_sessions();
+    // A target-site call: it needs the remote login too, which the re-login must restore.
+    let datastores = client.datastores(&inv.pairing_id, &inv.remote_vc.id).await.unwrap();
+    assert!(!datastores.is_empty());
+
+    assert_eq!(client.metrics().relogins, 1);
+    let stats = sim.stats();
+    assert_eq!(stats.calls.get("login"), Some(&2));
+    assert_eq!(stats.calls.get("createRemoteSession"), Some(&2));
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_relogin() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+    client.remote_login(&inv.pairing_id).await.unwrap();
+    sim.expire_sessions();
+
+    let calls = (0..16).map(|_| {
+        let client = client.clone();
+        let (p, vc) = (inv.pairing_id.clone(), inv.remote_vc.id.clone());
+        tokio::spawn(async move { client.storage_policies(&p, &vc).await })
+    });
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.stats().calls.get("login"), Some(&2), "one re-login, not one each");
+    assert_eq!(client.metrics().relogins, 1);
+}
+
+#[tokio::test]
+async fn a_session_past_its_ttl_is_renewed_transparently() {
+    let sim = start(SimConfig {
+        session_ttl: Some(Duration::from_millis(300)),
+        ..sim_config()
+    })
+    .await;
+    let client = client_for(&sim).await;
+    client.pairings().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    client.pairings().await.unwrap();
+    assert_eq!(client.metrics().relogins, 1);
+}
+
+#[tokio::test]
+async fn throttling_is_a_typed_error_with_retry_after() {
+    let sim = start(SimConfig {
+        rate: Some(1.0),
+        ..sim_config()
+    })
+    .await;
+    let client = client_for(&sim).await;
+    let mut throttled = None;
+    for _ in 0..5 {
+        if let Err(e) = client.pairings().await {
+            throttled = Some(e);
+            break;
+        }
+    }
+    let err = throttled.expect("a 429 within five quick calls at 1 request/s");
+    assert_eq!(err.class(), ErrorClass::Throttled, "{err}");
+    assert!(err.class().is_retryable());
+    assert!(err.retry_after().is_some_and(|d| d >= Duration::from_secs(1)), "{err:?}");
+    assert!(client.metrics().throttled >= 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_transient_and_carry_the_servers_words() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+
+    sim.fail_next(1, 503);
+    let err = client.pairings().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(err.status(), Some(503));
+
+    let err = client
+        .vm_disks(&inv.pairing_id, &inv.local_vc.id, "VirtualMachine:vm-999999:nope")
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+    assert_eq!(err.status(), Some(404));
+    assert!(err.server_message().is_some_and(|m| !m.is_empty()), "{err}");
+}
+
+#[tokio::test]
+async fn a_rejected_configure_names_the_offending_field() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+    client.remote_login(&inv.pairing_id).await.unwrap();
+    let vm = inv.vms.iter().find(|v| v.kind == VmKind::Normal).unwrap();
+    let placement = Placement {
+        target_vc_id: inv.remote_vc.id.clone(),
+        datastore_id: inv.datastores[0].id.clone(),
+        storage_policy_id: None,
+        replication_server_id: None,
+    };
+    let (mut spec, _) = build_spec(&vm.vm, &placement, &ReplicationSettings::default());
+    spec.rpo = 2;
+    let err = client
+        .configure_replications(&inv.pairing_id, &[spec])
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let ApiError::Status { message, error_code, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("rpo"), "{message}");
+    assert!(error_code.is_some());
+    assert!(sim.stats().configure_attempts.is_empty());
+}
+
+#[tokio::test]
+async fn configures_and_follows_tasks_by_id() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+    client.remote_login(&inv.pairing_id).await.unwrap();
+    let vm = inv.vms.iter().find(|v| v.kind == VmKind::PoweredOff).unwrap();
+    let placement = Placement {
+        target_vc_id: inv.remote_vc.id.clone(),
+        datastore_id: inv
+            .datastores
+            .iter()
+            .find(|d| d.name == "ds-silver-01")
+            .unwrap()
+            .id
+            .clone(),
+        storage_policy_id: None,
+        replication_server_id: Some(inv.replication_servers[1].id.clone()),
+    };
+    let (spec, _) = build_spec(&vm.vm, &placement, &ReplicationSettings::default());
+    let tasks = client
+        .configure_replications(&inv.pairing_id, &[spec])
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+    let task = loop {
+        let t = client.task(&tasks[0].id).await.unwrap();
+        if t.status.is_finished() {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(task.status, TaskStatus::Success, "{task:?}");
+    let recent = client
+        .tasks(Some(&Filter::new("id", [task.id.clone()])))
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 1);
+}
+
+#[tokio::test]
+async fn a_pinned_thumbprint_is_trusted_and_any_other_certificate_refused() {
+    let sim = start(sim_config()).await;
+    let client = Client::connect(settings_for(&sim)).await;
+    assert!(client.is_ok(), "pinned thumbprint accepted");
+
+    let mut wrong_pin = settings_for(&sim);
+    wrong_pin.trust = TlsTrust::Pinned(Thumbprint::of_der(b"some other certificate"));
+    let err = Client::connect(wrong_pin).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient);
+    assert!(matches!(err, ApiError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("thumbprint"), "{err}");
+
+    let mut default_trust = settings_for(&sim);
+    default_trust.trust = TlsTrust::Verify;
+    let err = Client::connect(default_trust).await.unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    let mut insecure = settings_for(&sim);
+    insecure.trust = TlsTrust::Insecure;
+    assert!(Client::connect(insecure).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_unreadable_ca_file_is_a_setup_error() {
+    let sim = start(sim_config()).await;
+    let mut settings = settings_for(&sim);
+    settings.trust = TlsTrust::VerifyWithCa("/nonexistent/vmca.pem".into());
+    let err = Client::new(settings).unwrap_err();
+    assert!(matches!(err, ApiError::Setup(_)), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/vmca.pem"), "{err}");
+}
+
+#[tokio::test]
+async fn speaks_api_v1_as_well() {
+    let sim = start(sim_config()).await;
+    let mut settings = settings_for(&sim);
+    settings.api_version = vrbulk::vr::ApiVersion::V1;
+    let client = Client::connect(settings).await.unwrap();
+    assert_eq!(client.pairings().await.unwrap().len(), 1);
+}
