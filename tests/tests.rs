@@ -3,6 +3,7 @@
 mod support;
 
 mod client;
+mod input_corpus;
 mod openapi_validator;
 mod queue;
 mod spec_conformance;

@@ -1,22 +1,260 @@
-//! PLACEHOLDER until the input branch lands: the JobSpec contract only.
+//! What the operator hands in, turned into validated [`JobSpec`]s: one per VM, from a CSV file
+//! ([`parse_csv`]) or from an inventory selection ([`jobs_for_inventory`], with [`glob_match`]
+//! for the name patterns), both over the `[defaults]` profile of `vrbulk.toml` ([`Defaults`]).
+//!
+//! This module never touches the network or the database: the queue stores what it returns, the
+//! workflow resolves the names in it against the API. Every problem of an input is collected and
+//! reported at once, positioned by line and column ([`InputErrors`]); nothing is returned unless
+//! the whole input is valid, so a batch is never half imported.
+
+mod cells;
+mod defaults;
+mod glob;
+mod summary;
+mod table;
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::workflow::ReplicationSettings;
+
+pub use defaults::Defaults;
+pub use glob::glob_match;
+pub use summary::{summarize, Summary};
+pub use table::{parse_csv, Column};
+
+/// Which VM a job is for: at least one of `name` and `id`. The id, when given, is authoritative
+/// (two VMs may share a name on one vCenter, never an id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmRef {
     pub name: Option<String>,
     pub id: Option<String>,
 }
 
+impl VmRef {
+    /// The name the operator knows the VM by, else its id.
+    pub fn display(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.id.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// One VM's job as the operator asked for it; names are resolved to ids later, by the workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
+    /// The physical CSV line the row starts on (the header is line 1); `None` for inventory
+    /// selections.
     pub line: Option<u64>,
     pub vm: VmRef,
+    /// Remote vCenter name or pairing id; `None`: the only pairing.
     pub pairing: Option<String>,
     pub target_datastore: String,
+    /// `None`: the datastore's default policy.
     pub storage_policy: Option<String>,
+    /// Target VR server name; `None`: automatic placement.
     pub replication_server: Option<String>,
-    pub settings: crate::workflow::ReplicationSettings,
+    pub settings: ReplicationSettings,
     pub change_ticket: Option<String>,
     pub notes: Option<String>,
+}
+
+/// One problem of an input, positioned as precisely as it can be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InputError {
+    /// Physical line of the file (the header is line 1); `None` for the file as a whole or for
+    /// `[defaults]`.
+    pub line: Option<u64>,
+    /// The column's name as the header spells it (lower-cased for known columns), or the
+    /// `[defaults]` key.
+    pub column: Option<String>,
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(line: Option<u64>, column: Option<&str>, message: impl Into<String>) -> Self {
+        InputError {
+            line,
+            column: column.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+
+    /// `line 7, column rpo`, `line 7`, `column rpo` or empty: the part of the message before
+    /// the colon, which is what the corpus tests compare.
+    pub fn position(&self) -> String {
+        match (self.line, &self.column) {
+            (Some(line), Some(column)) => format!("line {line}, column {column}"),
+            (Some(line), None) => format!("line {line}"),
+            (None, Some(column)) => format!("column {column}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let position = self.position();
+        if position.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{position}: {}", self.message)
+        }
+    }
+}
+
+/// All problems of one input, in line order (problems of the file as a whole, and of
+/// `[defaults]`, first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InputErrors(pub Vec<InputError>);
+
+impl InputErrors {
+    /// Orders the problems by line, keeping the order they were found in within a line (which
+    /// is column order).
+    fn sorted(mut errors: Vec<InputError>) -> Self {
+        errors.sort_by_key(|e| e.line);
+        InputErrors(errors)
+    }
+}
+
+impl fmt::Display for InputErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "{n} {} in the input, nothing imported:",
+            if n == 1 { "problem" } else { "problems" }
+        )?;
+        for error in &self.0 {
+            write!(f, "\n  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Jobs for VMs picked from the live inventory (`import --inventory`): the `[defaults]` profile
+/// applies to all of them, so it must name a target datastore.
+pub fn jobs_for_inventory(
+    vms: impl IntoIterator<Item = VmRef>,
+    defaults: &Defaults,
+) -> Result<Vec<JobSpec>, InputErrors> {
+    let mut errors = defaults.validate().err().unwrap_or_default();
+    let target_datastore = defaults.target_datastore();
+    if target_datastore.is_none() {
+        errors.push(InputError::new(
+            None,
+            Some("target_datastore"),
+            "an inventory selection needs [defaults] target_datastore",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(InputErrors::sorted(errors));
+    }
+    let settings = defaults.settings();
+    let jobs: Vec<JobSpec> = vms
+        .into_iter()
+        .map(|vm| JobSpec {
+            line: None,
+            vm,
+            pairing: defaults.pairing(),
+            target_datastore: target_datastore.clone().unwrap_or_default(),
+            storage_policy: defaults.storage_policy(),
+            replication_server: defaults.replication_server(),
+            settings: settings.clone(),
+            change_ticket: None,
+            notes: None,
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Err(InputErrors(vec![InputError::new(
+            None,
+            None,
+            "no VM matches the selection",
+        )]));
+    }
+    Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_ref_displays_name_else_id() {
+        let both = VmRef {
+            name: Some("app-001".into()),
+            id: Some("VirtualMachine:vm-1:x".into()),
+        };
+        assert_eq!(both.display(), "app-001");
+        let id = VmRef {
+            name: None,
+            id: Some("VirtualMachine:vm-1:x".into()),
+        };
+        assert_eq!(id.display(), "VirtualMachine:vm-1:x");
+    }
+
+    #[test]
+    fn error_display_omits_missing_parts() {
+        let full = InputError::new(
+            Some(7),
+            Some("rpo"),
+            "expected minutes between 5 and 1440, got \"2\"",
+        );
+        assert_eq!(
+            full.to_string(),
+            "line 7, column rpo: expected minutes between 5 and 1440, got \"2\""
+        );
+        assert_eq!(InputError::new(Some(3), None, "x").to_string(), "line 3: x");
+        assert_eq!(
+            InputError::new(None, Some("rpo"), "x").to_string(),
+            "column rpo: x"
+        );
+        assert_eq!(InputError::new(None, None, "x").to_string(), "x");
+    }
+
+    #[test]
+    fn errors_display_a_count_header_and_one_problem_per_line() {
+        let errors = InputErrors(vec![
+            InputError::new(Some(2), Some("rpo"), "a"),
+            InputError::new(Some(3), None, "b"),
+        ]);
+        assert_eq!(
+            errors.to_string(),
+            "2 problems in the input, nothing imported:\n  line 2, column rpo: a\n  line 3: b"
+        );
+    }
+
+    #[test]
+    fn inventory_jobs_take_the_defaults_profile() {
+        let defaults = Defaults {
+            target_datastore: Some("ds-gold-01".into()),
+            rpo: Some(15),
+            replication_server: Some("AUTO".into()),
+            ..Defaults::default()
+        };
+        let vm = VmRef {
+            name: Some("app-001".into()),
+            id: Some("VirtualMachine:vm-1001:x".into()),
+        };
+        let jobs = jobs_for_inventory([vm.clone()], &defaults).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].line, None);
+        assert_eq!(jobs[0].vm, vm);
+        assert_eq!(jobs[0].target_datastore, "ds-gold-01");
+        assert_eq!(jobs[0].replication_server, None);
+        assert_eq!(jobs[0].settings.rpo, 15);
+    }
+
+    #[test]
+    fn inventory_jobs_need_a_default_datastore() {
+        let vm = VmRef {
+            name: Some("app-001".into()),
+            id: None,
+        };
+        let errors = jobs_for_inventory([vm], &Defaults::default()).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].column.as_deref(), Some("target_datastore"));
+    }
 }

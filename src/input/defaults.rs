@@ -1,0 +1,238 @@
+//! The `[defaults]` section of `vrbulk.toml`: the values a CSV cell falls back to when it is
+//! empty (or its column absent), and the whole profile of an inventory selection. Its keys are
+//! the CSV's column names and obey the same rules.
+
+use serde::{Deserialize, Serialize};
+
+use super::cells;
+use super::InputError;
+use crate::vr::model::DiskFormat;
+use crate::workflow::ReplicationSettings;
+
+/// `[defaults]`: every key optional; a key left out falls back to the built-in default
+/// ([`ReplicationSettings::default`]: RPO 60, `SAME_AS_SOURCE`, everything off, no MPIT).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    pub pairing: Option<String>,
+    pub target_datastore: Option<String>,
+    pub storage_policy: Option<String>,
+    /// A target VR server name, or `auto`.
+    pub replication_server: Option<String>,
+    pub rpo: Option<u32>,
+    pub mpit_instances: Option<u32>,
+    pub mpit_days: Option<u32>,
+    pub quiesce: Option<bool>,
+    pub network_compression: Option<bool>,
+    pub lwd_encryption: Option<bool>,
+    pub auto_replicate_new_disks: Option<bool>,
+    /// One of the spec's `DiskFormat` values, in any case.
+    pub disk_format: Option<String>,
+}
+
+impl Defaults {
+    /// Checks the keys by the CSV cells' rules; each problem names its key as the column.
+    ///
+    /// `mpit_days` without `mpit_instances` is allowed here (unlike in a row): it is the
+    /// retention that rows turning MPIT on will get. With both, the pair must be one that
+    /// vSphere Replication keeps (at least a day, at most 24 copies).
+    pub fn validate(&self) -> Result<(), Vec<InputError>> {
+        let mut errors = Vec::new();
+        let mut check = |key: &str, result: Result<(), String>| {
+            if let Err(message) = result {
+                // Said in the message too, as the same column name may also be in the CSV.
+                errors.push(InputError::new(
+                    None,
+                    Some(key),
+                    format!("{message} (in [defaults])"),
+                ));
+            }
+        };
+        for (key, value) in [
+            ("pairing", &self.pairing),
+            ("target_datastore", &self.target_datastore),
+            ("storage_policy", &self.storage_policy),
+            ("replication_server", &self.replication_server),
+        ] {
+            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                check(
+                    key,
+                    Err("must not be empty: leave the key out to have no default".into()),
+                );
+            }
+        }
+        if let Some(rpo) = self.rpo {
+            check("rpo", cells::check_rpo(rpo).map(drop));
+        }
+        if let Some(n) = self.mpit_instances {
+            check("mpit_instances", cells::check_count(n).map(drop));
+        }
+        if let Some(n) = self.mpit_days {
+            check("mpit_days", cells::check_count(n).map(drop));
+        }
+        if let Some(instances) = self.mpit_instances.filter(|&n| n > 0) {
+            let days = self.mpit_days.unwrap_or(cells::MPIT_DEFAULT_DAYS);
+            if let Err((field, message)) = cells::check_mpit(instances, days) {
+                let key = match field {
+                    cells::MpitField::Instances => "mpit_instances",
+                    cells::MpitField::Days => "mpit_days",
+                };
+                check(key, Err(message));
+            }
+        }
+        if let Some(format) = &self.disk_format {
+            check(
+                "disk_format",
+                cells::parse_disk_format(format.trim()).map(drop),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The replication settings of a row that leaves every setting empty. Assumes
+    /// [`validate`](Self::validate) passed; an invalid disk format would fall back to the
+    /// built-in one.
+    pub fn settings(&self) -> ReplicationSettings {
+        let builtin = ReplicationSettings::default();
+        let mpit_instances = self.mpit_instances.unwrap_or(builtin.mpit_instances);
+        ReplicationSettings {
+            rpo: self.rpo.unwrap_or(builtin.rpo),
+            mpit_instances,
+            // A retention without instances means nothing to the API; keep the job's settings
+            // honest about MPIT being off.
+            mpit_days: if mpit_instances > 0 {
+                self.mpit_days.unwrap_or(cells::MPIT_DEFAULT_DAYS)
+            } else {
+                0
+            },
+            quiesce: self.quiesce.unwrap_or(builtin.quiesce),
+            network_compression: self
+                .network_compression
+                .unwrap_or(builtin.network_compression),
+            lwd_encryption: self.lwd_encryption.unwrap_or(builtin.lwd_encryption),
+            auto_replicate_new_disks: self
+                .auto_replicate_new_disks
+                .unwrap_or(builtin.auto_replicate_new_disks),
+            disk_format: self
+                .disk_format
+                .as_deref()
+                .and_then(|f| f.parse::<DiskFormat>().ok())
+                .unwrap_or(builtin.disk_format),
+        }
+    }
+
+    pub fn pairing(&self) -> Option<String> {
+        non_empty(&self.pairing)
+    }
+
+    pub fn target_datastore(&self) -> Option<String> {
+        non_empty(&self.target_datastore)
+    }
+
+    pub fn storage_policy(&self) -> Option<String> {
+        non_empty(&self.storage_policy)
+    }
+
+    /// `None` for automatic placement, also when the key says `auto`.
+    pub fn replication_server(&self) -> Option<String> {
+        non_empty(&self.replication_server).filter(|s| !is_auto(s))
+    }
+}
+
+/// `auto` (any case) asks the target VRMS to place the replica.
+pub(super) fn is_auto(value: &str) -> bool {
+    value.eq_ignore_ascii_case("auto")
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_from_toml_and_refuses_unknown_keys() {
+        let defaults: Defaults = toml::from_str(
+            "target_datastore = \"ds-gold-01\"\nrpo = 15\nquiesce = true\ndisk_format = \"thin\"",
+        )
+        .unwrap();
+        assert_eq!(defaults.target_datastore.as_deref(), Some("ds-gold-01"));
+        assert!(defaults.validate().is_ok());
+        let settings = defaults.settings();
+        assert_eq!(settings.rpo, 15);
+        assert!(settings.quiesce);
+        assert_eq!(settings.disk_format, DiskFormat::Thin);
+
+        let err = toml::from_str::<Defaults>("target_datastor = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("target_datastor"), "{err}");
+    }
+
+    #[test]
+    fn no_defaults_means_the_builtin_settings() {
+        assert_eq!(
+            Defaults::default().settings(),
+            ReplicationSettings::default()
+        );
+        assert_eq!(Defaults::default().replication_server(), None);
+    }
+
+    #[test]
+    fn validate_names_each_bad_key() {
+        let defaults = Defaults {
+            rpo: Some(2),
+            disk_format: Some("sparse".into()),
+            target_datastore: Some(" ".into()),
+            mpit_days: Some(u32::MAX),
+            ..Defaults::default()
+        };
+        let errors = defaults.validate().unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 4, "{shown:?}");
+        assert!(shown[0].starts_with("column target_datastore: must not be empty"));
+        assert_eq!(
+            shown[1],
+            "column rpo: expected minutes between 5 and 1440, got 2 (in [defaults])"
+        );
+        assert!(shown[2].starts_with("column mpit_days: must be at most"));
+        assert!(shown[3].starts_with("column disk_format: expected one of"));
+    }
+
+    #[test]
+    fn auto_replication_server_is_none_and_days_without_instances_are_dropped() {
+        let defaults = Defaults {
+            replication_server: Some("Auto".into()),
+            mpit_days: Some(3),
+            ..Defaults::default()
+        };
+        assert!(defaults.validate().is_ok());
+        assert_eq!(defaults.replication_server(), None);
+        assert_eq!(defaults.settings().mpit_days, 0);
+    }
+
+    #[test]
+    fn mpit_defaults_obey_the_copy_limit() {
+        let defaults = Defaults {
+            mpit_instances: Some(6),
+            mpit_days: Some(5),
+            ..Defaults::default()
+        };
+        let errors = defaults.validate().unwrap_err();
+        assert_eq!(errors[0].column.as_deref(), Some("mpit_days"));
+        let one_day = Defaults {
+            mpit_instances: Some(6),
+            ..Defaults::default()
+        };
+        assert!(one_day.validate().is_ok());
+        assert_eq!(one_day.settings().mpit_days, 1);
+    }
+}
