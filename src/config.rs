@@ -44,6 +44,9 @@ pub struct ConfigFile {
     pub source: SourceSection,
     #[serde(default)]
     pub target: TargetSection,
+    /// Replication settings that CSV cells and inventory selections fall back to.
+    #[serde(default)]
+    pub defaults: crate::input::Defaults,
     /// Where the file was read from; relative paths inside it are relative to its folder.
     #[serde(skip)]
     pub path: Option<PathBuf>,

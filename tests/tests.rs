@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cli;
 mod client;
 mod input_corpus;
 mod openapi_validator;

@@ -53,8 +53,8 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
     let defaults = args.profile.over(&file.defaults);
     let (jobs, kind, input_path, sha, default_name) = match &args.file {
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             let jobs = input::parse_csv(&bytes, &defaults)?;
             let stem = path
                 .file_stem()
@@ -106,7 +106,11 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
         },
         &jobs,
     )?;
-    println!("batch {batch} \"{name}\": {} jobs imported into {}", jobs.len(), db.display());
+    println!(
+        "batch {batch} \"{name}\": {} jobs imported into {}",
+        jobs.len(),
+        db.display()
+    );
     print!("{}", input::summarize(&jobs));
     println!("\nnext: vrbulk plan --batch {batch}   (a dry run), then vrbulk run --batch {batch}");
     Ok(super::exit::OK)

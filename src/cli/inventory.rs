@@ -16,7 +16,9 @@ use crate::workflow::choose_pairing;
 #[derive(Debug, Subcommand)]
 pub enum InventoryCommand {
     /// Write a CSV template of the source VMs, ready to edit and import.
-    #[command(after_help = "Example:\n  vrbulk inventory export --pairing vc-site-b.corp.local -o wave-1.csv")]
+    #[command(
+        after_help = "Example:\n  vrbulk inventory export --pairing vc-site-b.corp.local -o wave-1.csv"
+    )]
     Export(ExportArgs),
 }
 
@@ -36,7 +38,8 @@ pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result
     let pairing_wanted = args.pairing.clone().or_else(|| file.defaults.pairing());
     let client = connect(&file).await?;
     let pairings = client.pairings().await.context("listing pairings")?;
-    let pairing = choose_pairing(&pairings, pairing_wanted.as_deref()).map_err(anyhow::Error::msg)?;
+    let pairing =
+        choose_pairing(&pairings, pairing_wanted.as_deref()).map_err(anyhow::Error::msg)?;
     let local_vc = pairing
         .local_vc_server
         .id
@@ -96,7 +99,9 @@ pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result
                 Column::LwdEncryption => settings.lwd_encryption.to_string(),
                 Column::AutoReplicateNewDisks => settings.auto_replicate_new_disks.to_string(),
                 Column::DiskFormat => settings.disk_format.to_string(),
-                Column::ReplicationServer => d.replication_server().unwrap_or_else(|| "auto".into()),
+                Column::ReplicationServer => {
+                    d.replication_server().unwrap_or_else(|| "auto".into())
+                }
                 Column::ChangeTicket => String::new(),
                 Column::Notes => status.clone(),
             })

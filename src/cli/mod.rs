@@ -3,14 +3,19 @@
 
 mod config_cmd;
 mod demo;
+mod import;
+mod inventory;
 mod simulate;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 
-use crate::config::ConfigError;
-use crate::vr::ApiError;
+use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment};
+use crate::input::{Defaults, InputErrors};
+use crate::queue::QueueError;
+use crate::vr::{ApiError, Client};
 
 /// Exit codes of the operator contract (DESIGN.md).
 pub mod exit {
@@ -55,9 +60,106 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Serve a simulated vSphere Replication appliance (for trying vrbulk out and for tests).
     Simulate(simulate::SimulateArgs),
+    /// Turn a CSV, or a name pattern over the live inventory, into a batch of jobs.
+    Import(import::ImportArgs),
+    /// Look at the source inventory: `inventory export` writes a CSV template.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
     /// Check the settings file and, with --connect, the connection to both sites.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+}
+
+/// Replication settings given as flags; they win over `[defaults]` of the settings file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Profile {
+    /// Remote vCenter name or pairing id.
+    #[arg(long)]
+    pub pairing: Option<String>,
+    /// Datastore name on the target site.
+    #[arg(long)]
+    pub target_datastore: Option<String>,
+    /// Storage policy name on the target site.
+    #[arg(long)]
+    pub storage_policy: Option<String>,
+    /// Target VR server name, or `auto`.
+    #[arg(long)]
+    pub replication_server: Option<String>,
+    /// Recovery point objective in minutes (5..1440).
+    #[arg(long)]
+    pub rpo: Option<u32>,
+    /// Point-in-time instances to keep per day (0: MPIT off).
+    #[arg(long)]
+    pub mpit_instances: Option<u32>,
+    /// Days of point-in-time instances.
+    #[arg(long)]
+    pub mpit_days: Option<u32>,
+    /// Quiesce the guest OS (true/false).
+    #[arg(long, value_name = "BOOL")]
+    pub quiesce: Option<bool>,
+    /// Compress replication traffic (true/false).
+    #[arg(long, value_name = "BOOL")]
+    pub network_compression: Option<bool>,
+    /// Encrypt replication traffic (true/false).
+    #[arg(long, value_name = "BOOL")]
+    pub lwd_encryption: Option<bool>,
+    /// Replicate disks added to the VM later (true/false).
+    #[arg(long, value_name = "BOOL")]
+    pub auto_replicate_new_disks: Option<bool>,
+    /// Disk format on the target (e.g. SAME_AS_SOURCE, THIN).
+    #[arg(long)]
+    pub disk_format: Option<String>,
+    /// Change ticket recorded for every job without one.
+    #[arg(long)]
+    pub change_ticket: Option<String>,
+}
+
+impl Profile {
+    /// These flags over `base`: a flag given wins.
+    pub fn over(&self, base: &Defaults) -> Defaults {
+        let p = self.clone();
+        let b = base.clone();
+        Defaults {
+            pairing: p.pairing.or(b.pairing),
+            target_datastore: p.target_datastore.or(b.target_datastore),
+            storage_policy: p.storage_policy.or(b.storage_policy),
+            replication_server: p.replication_server.or(b.replication_server),
+            rpo: p.rpo.or(b.rpo),
+            mpit_instances: p.mpit_instances.or(b.mpit_instances),
+            mpit_days: p.mpit_days.or(b.mpit_days),
+            quiesce: p.quiesce.or(b.quiesce),
+            network_compression: p.network_compression.or(b.network_compression),
+            lwd_encryption: p.lwd_encryption.or(b.lwd_encryption),
+            auto_replicate_new_disks: p.auto_replicate_new_disks.or(b.auto_replicate_new_disks),
+            disk_format: p.disk_format.or(b.disk_format),
+        }
+    }
+}
+
+/// Logs in to the source site with the settings of `file` and the environment.
+pub async fn connect(file: &ConfigFile) -> anyhow::Result<Client> {
+    let env = ProcessEnvironment;
+    let settings = Connection::resolve(file, &env)?.with_passwords(&env)?;
+    let (url, user) = (settings.url.clone(), settings.source.user.clone());
+    Client::connect(settings)
+        .await
+        .with_context(|| format!("logging in to {url} as {user}"))
+}
+
+/// Who runs this and where, for the audit record.
+pub fn who() -> (String, String) {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let operator = env("USER")
+        .or_else(|| env("USERNAME"))
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| env("HOSTNAME"))
+        .or_else(|| env("COMPUTERNAME"))
+        .unwrap_or_else(|| "unknown".into());
+    (operator, host)
 }
 
 /// Runs one command; the `u8` is the process exit code.
@@ -70,6 +172,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
+            Command::Import(args) => import::run(args, cli.config.as_deref(), &cli.db).await,
+            Command::Inventory(cmd) => inventory::run(cmd, cli.config.as_deref()).await,
             Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()).await,
         }
     })
@@ -93,7 +197,13 @@ fn init_logging(verbose: u8, quiet: bool) {
 /// Maps a failure to the operator contract's exit code: bad input 2, no connection or login 3.
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<InputErrors>().is_some()
+            || matches!(
+                cause.downcast_ref::<QueueError>(),
+                Some(QueueError::TooNew { .. })
+            )
+        {
             return exit::USAGE;
         }
         if let Some(api) = cause.downcast_ref::<ApiError>() {

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration-test modules.
 
+pub mod cmd;
 pub mod harness;
 pub mod openapi;

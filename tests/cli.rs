@@ -1,0 +1,333 @@
+//! The `vrbulk` binary as an operator uses it: import (CSV and inventory), inventory export,
+//! config check, and the exit codes of the operator contract.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use vrbulk::queue::Queue;
+use vrbulk::sim::Simulator;
+
+use crate::support::cmd::Cmd;
+use crate::support::harness::{sim_config, start};
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// How many rows each table holds and its newest id: equal before and after means nothing
+/// was written.
+fn snapshot(db: &Path) -> String {
+    let q = Queue::open(db).unwrap();
+    ["batches", "jobs", "job_events"]
+        .iter()
+        .map(|t| {
+            q.connection()
+                .query_row(
+                    &format!("SELECT '{t}=' || COUNT(*) || '/' || IFNULL(MAX(id), 0) FROM {t}"),
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .unwrap()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A settings file for the simulator, trusted by its thumbprint.
+fn config_for(sim: &Simulator, dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("vrbulk.toml");
+    fs::write(
+        &path,
+        format!(
+            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n{extra}",
+            sim.url(),
+            sim.thumbprint().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn bad_csv_files_exit_2_name_each_problem_and_leave_the_db_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    Cmd::new()
+        .args([
+            "--db".as_ref(),
+            db.as_os_str(),
+            "import".as_ref(),
+            data("samples/vms.csv").as_os_str(),
+        ])
+        .assert_exit(0);
+    let before = snapshot(&db);
+
+    let mut files: Vec<PathBuf> = fs::read_dir(data("tests/data/bad-csv"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 25, "the corpus has {} files", files.len());
+    for csv in &files {
+        let mut cmd = Cmd::new().args(["--db".as_ref(), db.as_os_str()]);
+        let toml = csv.with_extension("toml");
+        if toml.exists() {
+            cmd = cmd.args(["--config".as_ref(), toml.as_os_str()]);
+        }
+        let ran = cmd
+            .args(["import".as_ref(), csv.as_os_str()])
+            .assert_exit(2);
+        let expected = fs::read_to_string(csv.with_extension("expect")).unwrap();
+        for line in expected
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let position = line.split(": ").next().unwrap();
+            assert!(
+                ran.stderr().contains(position),
+                "{}: stderr lacks `{position}`:\n{}",
+                csv.display(),
+                ran.stderr()
+            );
+        }
+    }
+    assert_eq!(
+        snapshot(&db),
+        before,
+        "a rejected import wrote to the queue"
+    );
+}
+
+#[test]
+fn a_rejected_import_creates_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    Cmd::new()
+        .args([
+            "--db".as_ref(),
+            db.as_os_str(),
+            "import".as_ref(),
+            data("tests/data/bad-csv/01-rpo-too-small.csv").as_os_str(),
+        ])
+        .assert_exit(2)
+        .stderr_contains("nothing imported");
+    assert!(!db.exists());
+}
+
+#[test]
+fn a_good_import_prints_the_batch_and_its_settings_and_refuses_the_same_vms_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let csv = data("samples/vms.csv");
+    Cmd::new()
+        .args([
+            "--db".as_ref(),
+            db.as_os_str(),
+            "import".as_ref(),
+            csv.as_os_str(),
+            "--name".as_ref(),
+            "wave 1".as_ref(),
+        ])
+        .assert_exit(0)
+        .stdout_contains("batch 1 \"wave 1\": 40 jobs")
+        .stdout_contains("ds-full-01 2");
+    let q = Queue::open(&db).unwrap();
+    let batch = q.batch(1).unwrap();
+    assert_eq!(batch.input_sha256.as_deref().map(str::len), Some(64));
+    assert_eq!(q.jobs(1).unwrap().len(), 40);
+    drop(q);
+
+    Cmd::new()
+        .args([
+            "--db".as_ref(),
+            db.as_os_str(),
+            "import".as_ref(),
+            csv.as_os_str(),
+        ])
+        .assert_exit(2)
+        .stderr_contains("line 2, column vm_name: VM `app-001` is already in unfinished batch 1");
+}
+
+#[tokio::test]
+async fn inventory_selection_and_export_work_against_the_simulator() {
+    let sim = start(sim_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(
+        &sim,
+        dir.path(),
+        "[defaults]\ntarget_datastore = \"ds-silver-01\"\n",
+    );
+    let db = dir.path().join("q.db");
+    let (config2, db2, dir2) = (config.clone(), db.clone(), dir.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let base = || {
+            Cmd::new().env("VRBULK_PASSWORD", "VMware1!").args([
+                "--config".as_ref(),
+                config2.as_os_str(),
+                "--db".as_ref(),
+                db2.as_os_str(),
+            ])
+        };
+        base()
+            .args([
+                "import",
+                "--inventory",
+                "--match",
+                "APP-0*",
+                "--exclude",
+                "app-001",
+                "--rpo",
+                "15",
+            ])
+            .assert_exit(0)
+            .stdout_contains("15 min");
+        let export = dir2.join("export.csv");
+        base()
+            .args([
+                "inventory".as_ref(),
+                "export".as_ref(),
+                "-o".as_ref(),
+                export.as_os_str(),
+            ])
+            .assert_exit(0);
+        let text = fs::read_to_string(&export).unwrap();
+        assert!(
+            text.starts_with("vm_name,vm_id,pairing,target_datastore"),
+            "{text}"
+        );
+        assert!(text.contains("already replicated (GID-"), "{text}");
+        assert!(text.contains("template: cannot be replicated"), "{text}");
+        // The template as exported imports again (into a fresh queue): it is a real template.
+        let fresh = dir2.join("fresh.db");
+        Cmd::new()
+            .args([
+                "--db".as_ref(),
+                fresh.as_os_str(),
+                "import".as_ref(),
+                export.as_os_str(),
+            ])
+            .assert_exit(0)
+            .stdout_contains("ds-silver-01 40");
+    })
+    .await
+    .unwrap();
+    let q = Queue::open(&db).unwrap();
+    let names: Vec<String> = q
+        .jobs(1)
+        .unwrap()
+        .iter()
+        .map(|j| j.vm_label().to_string())
+        .collect();
+    let inv = sim.inventory();
+    let mut expected: Vec<String> = inv
+        .vms
+        .iter()
+        .filter(|v| v.vm.name.starts_with("app-0") && v.vm.name != "app-001")
+        .map(|v| v.vm.name.clone())
+        .collect();
+    expected.sort();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, expected);
+    assert!(q
+        .jobs(1)
+        .unwrap()
+        .iter()
+        .all(|j| j.spec.vm.id.is_some() && j.spec.settings.rpo == 15));
+}
+
+#[tokio::test]
+async fn config_check_masks_secrets_and_a_wrong_password_exits_3() {
+    let sim = start(sim_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sim, dir.path(), "");
+    tokio::task::spawn_blocking(move || {
+        let ran = Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .args([
+                "--config".as_ref(),
+                config.as_os_str(),
+                "config".as_ref(),
+                "check".as_ref(),
+                "--connect".as_ref(),
+            ])
+            .assert_exit(0)
+            .stdout_contains("from VRBULK_PASSWORD")
+            .stdout_contains("remote login OK");
+        assert!(!ran.stdout().contains("VMware1!") && !ran.stderr().contains("VMware1!"));
+
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "wrong")
+            .args([
+                "--config".as_ref(),
+                config.as_os_str(),
+                "config".as_ref(),
+                "check".as_ref(),
+                "--connect".as_ref(),
+            ])
+            .assert_exit(3)
+            .stderr_contains("POST /session: HTTP 401");
+
+        Cmd::new()
+            .args([
+                "--config".as_ref(),
+                config.as_os_str(),
+                "config".as_ref(),
+                "check".as_ref(),
+                "--connect".as_ref(),
+            ])
+            .assert_exit(2)
+            .stderr_contains("VRBULK_PASSWORD");
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn a_missing_settings_file_or_an_unknown_key_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    Cmd::new()
+        .args(["--config", "/nonexistent/vrbulk.toml", "config", "check"])
+        .assert_exit(2)
+        .stderr_contains("/nonexistent/vrbulk.toml");
+    let bad = dir.path().join("bad.toml");
+    fs::write(&bad, "[source]\nurl = \"https://vr\"\nthumbprnt = \"x\"\n").unwrap();
+    Cmd::new()
+        .args([
+            "--config".as_ref(),
+            bad.as_os_str(),
+            "config".as_ref(),
+            "check".as_ref(),
+        ])
+        .assert_exit(2)
+        .stderr_contains("thumbprnt");
+}
+
+#[test]
+fn an_unreachable_appliance_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: bind one, note it, let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("vrbulk.toml");
+    fs::write(
+        &config,
+        format!("[source]\nurl = \"https://127.0.0.1:{port}\"\nuser = \"u\"\n"),
+    )
+    .unwrap();
+    Cmd::new()
+        .env("VRBULK_PASSWORD", "p")
+        .args([
+            "--config".as_ref(),
+            config.as_os_str(),
+            "config".as_ref(),
+            "check".as_ref(),
+            "--connect".as_ref(),
+        ])
+        .assert_exit(3)
+        .stderr_contains("cannot reach the server");
+}

@@ -1,0 +1,90 @@
+//! A small fluent runner for the `vrbulk` binary: arguments, environment, then assertions on
+//! the exit code and the output.
+
+use std::process::{Command, Output};
+
+pub struct Cmd {
+    command: Command,
+}
+
+pub struct Ran {
+    pub output: Output,
+}
+
+impl Cmd {
+    pub fn new() -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vrbulk"));
+        // The tests' own environment must not leak settings into the binary.
+        for var in [
+            "VRBULK_URL",
+            "VRBULK_USER",
+            "VRBULK_PASSWORD",
+            "VRBULK_REMOTE_USER",
+            "VRBULK_REMOTE_PASSWORD",
+            "VRBULK_LOG",
+        ] {
+            command.env_remove(var);
+        }
+        Cmd { command }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn run(mut self) -> Ran {
+        Ran {
+            output: self.command.output().expect("vrbulk runs"),
+        }
+    }
+
+    pub fn assert_exit(self, code: i32) -> Ran {
+        let ran = self.run();
+        assert_eq!(
+            ran.output.status.code(),
+            Some(code),
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            ran.stdout(),
+            ran.stderr()
+        );
+        ran
+    }
+}
+
+impl Ran {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn stdout_contains(self, text: &str) -> Self {
+        assert!(
+            self.stdout().contains(text),
+            "stdout lacks `{text}`:\n{}",
+            self.stdout()
+        );
+        self
+    }
+
+    pub fn stderr_contains(self, text: &str) -> Self {
+        assert!(
+            self.stderr().contains(text),
+            "stderr lacks `{text}`:\n{}",
+            self.stderr()
+        );
+        self
+    }
+}
