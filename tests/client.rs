@@ -259,7 +259,7 @@ async fn throttling_is_a_typed_error_with_retry_after() {
             .is_some_and(|d| d >= Duration::from_secs(1)),
         "{err:?}"
     );
-    assert!(client.metrics().throttled >= 1);
+    assert!(client.metrics().total().throttled >= 1);
 }
 
 #[tokio::test]

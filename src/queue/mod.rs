@@ -6,6 +6,7 @@
 //! lease was rescued cannot overwrite a newer attempt), and appends the event in the same
 //! transaction. The schema lives in `migrations/`; the database refuses illegal states too.
 
+mod runs;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -195,6 +196,15 @@ impl Job {
     }
 }
 
+/// One job's checkpoint to save; `in_doubt: Some(_)` also sets or clears the in-doubt mark.
+#[derive(Debug, Clone)]
+pub struct Save {
+    pub lease: Lease,
+    pub step: Step,
+    pub checkpoint: Checkpoint,
+    pub in_doubt: Option<bool>,
+}
+
 /// Proof that a worker holds a job: every write of a running job must present it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -316,7 +326,7 @@ impl Queue {
     /// Every write transaction takes the write lock up front: in WAL mode a transaction that
     /// reads first and then writes fails at once (SQLITE_BUSY_SNAPSHOT) when another process
     /// wrote in between, whatever the busy timeout.
-    fn write_tx(&mut self) -> Result<Transaction<'_>> {
+    pub(crate) fn write_tx(&mut self) -> Result<Transaction<'_>> {
         Ok(self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
@@ -521,50 +531,53 @@ impl Queue {
 
     /// Saves a step's result and moves the job to `step`; fenced by the lease.
     pub fn checkpoint(&mut self, lease: &Lease, step: Step, checkpoint: &Checkpoint) -> Result<()> {
-        let now = self.now();
-        let disks = to_json("disks", checkpoint.disks.as_ref())?;
-        let placement = to_json("placement", checkpoint.placement.as_ref())?;
-        let tx = self.write_tx()?;
-        let current = fenced(&tx, lease)?;
-        tx.execute(
-            "UPDATE jobs SET step = ?, resolved_vm_id = ?, disks_json = ?, placement_json = ?, \
-             task_id = ?, replication_id = ?, updated_at = ? WHERE id = ?",
-            params![
-                step.as_str(),
-                checkpoint.vm_id,
-                disks,
-                placement,
-                checkpoint.task_id,
-                checkpoint.replication_id,
-                now,
-                lease.job
-            ],
-        )?;
-        if current != step {
-            append_event(
-                &tx,
-                now,
-                lease.job,
-                Some(JobState::Running),
-                JobState::Running,
-                step,
-                lease.attempt,
-                Some(&format!("step {current} done")),
-                None,
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.save_all(&[Save {
+            lease: lease.clone(),
+            step,
+            checkpoint: checkpoint.clone(),
+            in_doubt: None,
+        }])
     }
 
-    /// Marks (or clears) a job whose configure call's outcome is unknown.
-    pub fn set_in_doubt(&mut self, lease: &Lease, in_doubt: bool) -> Result<()> {
+    /// Saves several jobs' checkpoints in one transaction (a submit group is written ahead of
+    /// its call as one). All or nothing: one lost lease fails the whole save.
+    pub fn save_all(&mut self, saves: &[Save]) -> Result<()> {
+        let now = self.now();
         let tx = self.write_tx()?;
-        fenced(&tx, lease)?;
-        tx.execute(
-            "UPDATE jobs SET in_doubt = ? WHERE id = ?",
-            params![in_doubt, lease.job],
-        )?;
+        for save in saves {
+            let lease = &save.lease;
+            let current = fenced(&tx, lease)?;
+            let c = &save.checkpoint;
+            tx.prepare_cached(
+                "UPDATE jobs SET step = ?, resolved_vm_id = ?, disks_json = ?, placement_json = ?, \
+                 task_id = ?, replication_id = ?, in_doubt = COALESCE(?, in_doubt), updated_at = ? \
+                 WHERE id = ?",
+            )?
+            .execute(params![
+                save.step.as_str(),
+                c.vm_id,
+                to_json("disks", c.disks.as_ref())?,
+                to_json("placement", c.placement.as_ref())?,
+                c.task_id,
+                c.replication_id,
+                save.in_doubt,
+                now,
+                lease.job
+            ])?;
+            if current != save.step {
+                append_event(
+                    &tx,
+                    now,
+                    lease.job,
+                    Some(JobState::Running),
+                    JobState::Running,
+                    save.step,
+                    lease.attempt,
+                    Some(&format!("step {current} done")),
+                    None,
+                )?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }

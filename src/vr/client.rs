@@ -97,18 +97,108 @@ impl Filter {
     }
 }
 
-/// What this client has cost the server so far, per API operation (the spec's operationId).
+/// What one API operation (the spec's operationId) has cost the server so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OpUsage {
+    /// HTTP requests sent, retries included.
+    pub calls: u64,
+    /// Answers with 429.
+    pub throttled: u64,
+    /// Answers with 5xx.
+    pub server_errors: u64,
+    /// Requests repeated after a transient failure or a 429.
+    pub retries: u64,
+}
+
+/// What this client has cost the server so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ClientMetrics {
-    pub calls: BTreeMap<String, u64>,
-    pub throttled: u64,
-    pub server_errors: u64,
+    pub ops: BTreeMap<String, OpUsage>,
     pub relogins: u64,
 }
 
 impl ClientMetrics {
     pub fn total_calls(&self) -> u64 {
-        self.calls.values().sum()
+        self.ops.values().map(|o| o.calls).sum()
+    }
+
+    pub fn total(&self) -> OpUsage {
+        self.ops.values().fold(OpUsage::default(), |a, o| OpUsage {
+            calls: a.calls + o.calls,
+            throttled: a.throttled + o.throttled,
+            server_errors: a.server_errors + o.server_errors,
+            retries: a.retries + o.retries,
+        })
+    }
+
+    pub fn calls(&self, op: &str) -> u64 {
+        self.ops.get(op).map_or(0, |o| o.calls)
+    }
+}
+
+/// How hard this client may press the server: a token bucket shared by every request of every
+/// clone, a cap on requests in flight, and quick retries inside one request.
+#[derive(Clone, Default)]
+pub struct Politeness {
+    pub rate: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    pub in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    pub retry: RetryPolicy,
+}
+
+impl Politeness {
+    /// `rate` requests per second with bursts of `burst`, at most `in_flight` at once.
+    pub fn new(rate: f64, burst: u32, in_flight: usize, retry: RetryPolicy) -> Politeness {
+        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        let burst = std::num::NonZeroU32::new(burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let rate = governor::Quota::with_period(period)
+            .map(|q| Arc::new(governor::RateLimiter::direct(q.allow_burst(burst))));
+        Politeness {
+            rate,
+            in_flight: Some(Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)))),
+            retry,
+        }
+    }
+}
+
+/// Retries inside one request: transient failures of reads with exponential backoff and full
+/// jitter, and 429 for any call after the server's `Retry-After` (a throttled request was not
+/// processed). A write whose effect is unknown is never repeated here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base: Duration,
+    pub cap: Duration,
+    /// A `Retry-After` longer than this is not waited out inside the request.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// No retries: the caller sees every failure.
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn patient(max_retries: u32) -> Self {
+        RetryPolicy {
+            max_retries,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Full jitter: a random wait between zero and the exponential step.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let step = self
+            .base
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(self.cap);
+        step.mul_f64(fastrand::f64())
     }
 }
 
@@ -135,6 +225,7 @@ struct Inner {
     /// Pairings whose remote login must be redone after a re-login.
     remote_pairings: Mutex<BTreeSet<String>>,
     metrics: Mutex<ClientMetrics>,
+    politeness: Politeness,
 }
 
 #[derive(Default)]
@@ -152,8 +243,15 @@ enum Auth<'a> {
 }
 
 impl Client {
-    /// Builds the HTTP client (no network traffic yet).
+    /// Builds the HTTP client (no network traffic yet), with no limits and no retries.
     pub fn new(settings: ClientSettings) -> Result<Client, ApiError> {
+        Client::with_politeness(settings, Politeness::default())
+    }
+
+    pub fn with_politeness(
+        settings: ClientSettings,
+        politeness: Politeness,
+    ) -> Result<Client, ApiError> {
         let builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
@@ -202,6 +300,7 @@ impl Client {
                 relogin: tokio::sync::Mutex::new(()),
                 remote_pairings: Mutex::new(BTreeSet::new()),
                 metrics: Mutex::new(ClientMetrics::default()),
+                politeness,
             }),
         })
     }
@@ -514,8 +613,45 @@ impl Client {
         }
     }
 
-    /// One API call, repeated once after a re-login when the session turned out to be gone.
+    /// One API call, repeated once after a re-login when the session turned out to be gone, and
+    /// as the [`RetryPolicy`] allows after a 429 or (for reads) a transient failure.
     async fn call(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &[&str],
+        query: &[(String, String)],
+        body: Option<&[u8]>,
+        auth: Auth<'_>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let policy = self.inner.politeness.retry;
+        let mut retry = 0;
+        loop {
+            let result = self
+                .call_with_session(op, method.clone(), path, query, body, auth)
+                .await;
+            let Err(e) = &result else { return result };
+            let wait = match e.class() {
+                ErrorClass::Throttled => e
+                    .retry_after()
+                    .filter(|d| *d <= policy.max_retry_after)
+                    .or(Some(policy.delay(retry))),
+                ErrorClass::Transient if method == Method::GET => Some(policy.delay(retry)),
+                _ => None,
+            };
+            match wait {
+                Some(wait) if retry < policy.max_retries => {
+                    tracing::debug!(op, retry, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
+                    self.usage(op, |u| u.retries += 1);
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    async fn call_with_session(
         &self,
         op: &'static str,
         method: Method,
@@ -642,10 +778,14 @@ impl Client {
                 .body(b.to_vec());
         }
 
-        *lock(&self.inner.metrics)
-            .calls
-            .entry(op.to_string())
-            .or_default() += 1;
+        let _permit = match &self.inner.politeness.in_flight {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        };
+        if let Some(rate) = &self.inner.politeness.rate {
+            rate.until_ready().await;
+        }
+        self.usage(op, |u| u.calls += 1);
         let started = Instant::now();
         let response = request
             .send()
@@ -673,13 +813,10 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(bytes.to_vec());
         }
-        {
-            let mut m = lock(&self.inner.metrics);
-            if status == 429 {
-                m.throttled += 1;
-            } else if status >= 500 {
-                m.server_errors += 1;
-            }
+        if status == 429 {
+            self.usage(op, |u| u.throttled += 1);
+        } else if status >= 500 {
+            self.usage(op, |u| u.server_errors += 1);
         }
         let error: ResponseError = serde_json::from_slice(&bytes).unwrap_or_default();
         let message = error.message.unwrap_or_else(|| {
@@ -703,6 +840,13 @@ impl Client {
             op_id: error.op_id,
             retry_after,
         })))
+    }
+
+    fn usage(&self, op: &str, f: impl FnOnce(&mut OpUsage)) {
+        f(lock(&self.inner.metrics)
+            .ops
+            .entry(op.to_string())
+            .or_default());
     }
 
     fn url_for(&self, path: &[&str]) -> Result<Url, ApiError> {

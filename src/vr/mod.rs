@@ -6,6 +6,9 @@ pub mod error;
 pub mod model;
 pub mod tls;
 
-pub use client::{ApiVersion, Client, ClientMetrics, ClientSettings, Credentials, Filter};
+pub use client::{
+    ApiVersion, Client, ClientMetrics, ClientSettings, Credentials, Filter, OpUsage, Politeness,
+    RetryPolicy,
+};
 pub use error::{ApiError, ErrorClass, StatusError};
 pub use tls::{Thumbprint, TlsTrust};

@@ -1,8 +1,13 @@
-//! The steps for one VM: the per-pairing discovery, and building its `ConfigureReplicationSpec`.
-//! Retry timing is not decided here but by the runner.
+//! The steps for one VM: the per-pairing discovery, looking VMs up in groups, deciding what to
+//! do with each, and building its `ConfigureReplicationSpec`. Retry timing is not decided here
+//! but by the runner.
 
+pub mod discovery;
 pub mod pairing;
+pub mod resolve;
 pub mod spec;
 
+pub use discovery::{Discovery, DiscoveryError, DiscoverySummary};
 pub use pairing::choose_pairing;
+pub use resolve::{decide, lookup_vms, plan_configure, vm_key, Decision, VmLookup};
 pub use spec::{build_spec, Placement, ReplicationSettings};

@@ -1,0 +1,272 @@
+//! What a run learns once per pairing and keeps: the pairing's vCenters, the target VRMS and
+//! its VR servers, the target datastores and storage policies, and the replications that already
+//! exist. Everything a job names is resolved against this, without further calls.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::input::JobSpec;
+use crate::vr::model::{Datastore, Pairing, ReplicationInfo, ReplicationServerInfo, StoragePolicy};
+use crate::vr::{ApiError, Client};
+
+use super::choose_pairing;
+use super::spec::Placement;
+
+#[derive(Debug, Error)]
+pub enum DiscoveryError {
+    #[error("{0}")]
+    Pairing(String),
+    #[error("pairing {pairing}: {what}: {source}")]
+    Api {
+        pairing: String,
+        what: &'static str,
+        #[source]
+        source: ApiError,
+    },
+    #[error("pairing {pairing}: {message}")]
+    Incomplete { pairing: String, message: String },
+}
+
+impl DiscoveryError {
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            DiscoveryError::Api { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// One pairing, discovered.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub pairing: Pairing,
+    pub local_vc_id: String,
+    pub remote_vc_id: String,
+    pub remote_vc_name: String,
+    pub target_vrms_id: String,
+    pub replication_servers: Vec<ReplicationServerInfo>,
+    pub datastores: Vec<Datastore>,
+    pub storage_policies: Vec<StoragePolicy>,
+    /// Existing replications by VM id, when discovery ran.
+    pub replications: HashMap<String, ReplicationInfo>,
+}
+
+/// What the report keeps of a discovery (names and counts, no secrets).
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscoverySummary {
+    pub pairing_id: String,
+    pub local_vc: String,
+    pub remote_vc: String,
+    pub target_vrms_id: String,
+    pub replication_servers: Vec<String>,
+    pub datastores: Vec<String>,
+    pub storage_policies: Vec<String>,
+    pub existing_replications: usize,
+}
+
+impl Discovery {
+    /// Discovers the pairing `wanted` names (or the only one) among `pairings`: remote login,
+    /// target VRMS, VR servers, datastores, policies and existing replications.
+    pub async fn run(
+        client: &Client,
+        pairings: &[Pairing],
+        wanted: Option<&str>,
+    ) -> Result<Discovery, DiscoveryError> {
+        let pairing = choose_pairing(pairings, wanted)
+            .map_err(DiscoveryError::Pairing)?
+            .clone();
+        let id = pairing.pairing_id.clone();
+        let api = |what| {
+            let pairing = id.clone();
+            move |source| DiscoveryError::Api {
+                pairing,
+                what,
+                source,
+            }
+        };
+        let incomplete = |message: &str| DiscoveryError::Incomplete {
+            pairing: id.clone(),
+            message: message.to_string(),
+        };
+        let local_vc_id = pairing
+            .local_vc_server
+            .id
+            .clone()
+            .ok_or_else(|| incomplete("the server names no local vCenter id"))?;
+        let remote_vc_id = pairing
+            .remote_vc_server
+            .id
+            .clone()
+            .ok_or_else(|| incomplete("the server names no remote vCenter id"))?;
+        // Within one vCenter the local session already reaches the "target".
+        if local_vc_id != remote_vc_id {
+            client
+                .remote_login(&id)
+                .await
+                .map_err(api("logging in to the target site"))?;
+        }
+        let vrms = client.vrms(&id).await.map_err(api("listing the VRMS"))?;
+        let target_vrms_id = vrms
+            .iter()
+            .find(|v| v.vc_guid.as_deref() == Some(remote_vc_id.as_str()))
+            .map(|v| v.id.clone())
+            .ok_or_else(|| incomplete("no VRMS of the pairing serves the remote vCenter"))?;
+        let (servers, datastores, policies, replications) = tokio::try_join!(
+            async {
+                client
+                    .replication_servers(&id, &target_vrms_id)
+                    .await
+                    .map_err(api("listing the target VR servers"))
+            },
+            async {
+                client
+                    .datastores(&id, &remote_vc_id)
+                    .await
+                    .map_err(api("listing the target datastores"))
+            },
+            async {
+                client
+                    .storage_policies(&id, &remote_vc_id)
+                    .await
+                    .map_err(api("listing the target storage policies"))
+            },
+            async {
+                client
+                    .replications(&id, None)
+                    .await
+                    .map_err(api("listing the existing replications"))
+            },
+        )?;
+        Ok(Discovery {
+            remote_vc_name: pairing
+                .remote_vc_server
+                .name
+                .clone()
+                .unwrap_or_else(|| remote_vc_id.clone()),
+            pairing,
+            local_vc_id,
+            remote_vc_id,
+            target_vrms_id,
+            replication_servers: servers,
+            datastores,
+            storage_policies: policies,
+            replications: replications
+                .into_iter()
+                .filter_map(|r| Some((r.vm_id.clone()?, r)))
+                .collect(),
+        })
+    }
+
+    pub fn summary(&self) -> DiscoverySummary {
+        DiscoverySummary {
+            pairing_id: self.pairing.pairing_id.clone(),
+            local_vc: self
+                .pairing
+                .local_vc_server
+                .name
+                .clone()
+                .unwrap_or_else(|| self.local_vc_id.clone()),
+            remote_vc: self.remote_vc_name.clone(),
+            target_vrms_id: self.target_vrms_id.clone(),
+            replication_servers: self
+                .replication_servers
+                .iter()
+                .map(|s| s.name.clone().unwrap_or_else(|| s.id.clone()))
+                .collect(),
+            datastores: self.datastores.iter().map(|d| d.name.clone()).collect(),
+            storage_policies: self
+                .storage_policies
+                .iter()
+                .map(|p| p.storage_policy_name.clone())
+                .collect(),
+            existing_replications: self.replications.len(),
+        }
+    }
+
+    /// The datastore, policy and VR server a job names, as ids; or why not, with the names that
+    /// do exist.
+    pub fn placement(&self, job: &JobSpec) -> Result<Placement, String> {
+        let datastore = find_named(
+            &self.datastores,
+            &job.target_datastore,
+            |d| &d.name,
+            "datastore",
+            &self.remote_vc_name,
+        )?;
+        let storage_policy_id = match &job.storage_policy {
+            None => None,
+            Some(name) => Some(
+                find_named(
+                    &self.storage_policies,
+                    name,
+                    |p| &p.storage_policy_name,
+                    "storage policy",
+                    &self.remote_vc_name,
+                )?
+                .storage_policy_id
+                .clone(),
+            ),
+        };
+        let replication_server_id = match &job.replication_server {
+            None => None,
+            Some(name) => {
+                let server = find_named(
+                    &self.replication_servers,
+                    name,
+                    |s| s.name.as_deref().unwrap_or(&s.id),
+                    "VR server",
+                    &self.remote_vc_name,
+                )?;
+                if server.connected == Some(false) {
+                    return Err(format!(
+                        "VR server `{name}` on {} is not connected",
+                        self.remote_vc_name
+                    ));
+                }
+                Some(server.id.clone())
+            }
+        };
+        Ok(Placement {
+            target_vc_id: self.remote_vc_id.clone(),
+            datastore_id: datastore.id.clone(),
+            storage_policy_id,
+            replication_server_id,
+        })
+    }
+
+    pub fn datastore(&self, id: &str) -> Option<&Datastore> {
+        self.datastores.iter().find(|d| d.id == id)
+    }
+}
+
+/// Exact name first, then case-insensitive when that is unambiguous.
+fn find_named<'a, T>(
+    items: &'a [T],
+    wanted: &str,
+    name: impl Fn(&T) -> &str,
+    what: &str,
+    site: &str,
+) -> Result<&'a T, String> {
+    if let Some(hit) = items.iter().find(|i| name(i) == wanted) {
+        return Ok(hit);
+    }
+    let folded: Vec<&T> = items
+        .iter()
+        .filter(|i| name(i).eq_ignore_ascii_case(wanted))
+        .collect();
+    if let [one] = folded[..] {
+        return Ok(one);
+    }
+    let mut known: Vec<&str> = items.iter().map(&name).collect();
+    known.sort_unstable();
+    Err(format!(
+        "{what} `{wanted}` not found on {site}; known: {}",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    ))
+}
