@@ -7,6 +7,7 @@
 //! transaction. The schema lives in `migrations/`; the database refuses illegal states too.
 
 mod state;
+mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use state::{JobState, Step};
+pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 
 use crate::input::JobSpec;
 use crate::vr::model::VmDisk;
