@@ -8,4 +8,5 @@ mod input_corpus;
 mod openapi_validator;
 mod queue;
 mod spec_conformance;
+mod status;
 mod workflow;

@@ -1,20 +1,24 @@
 //! Command-line definitions (clap derive) and dispatch. Each subcommand lives in its own file
 //! with its arguments and its `run`; the logic they call lives in the library modules.
 
+mod cancel;
 mod config_cmd;
 mod demo;
 mod import;
 mod inventory;
+mod retry;
 mod simulate;
+mod status;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use thiserror::Error;
 
 use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment};
 use crate::input::{Defaults, InputErrors};
-use crate::queue::QueueError;
+use crate::queue::{Batch, BatchId, Queue, QueueError};
 use crate::vr::{ApiError, Client};
 
 /// Exit codes of the operator contract (DESIGN.md).
@@ -68,6 +72,12 @@ pub enum Command {
     /// Check the settings file and, with --connect, the connection to both sites.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Show where a batch stands: jobs per state and step, retries, jobs in doubt, last errors.
+    Status(status::StatusArgs),
+    /// Requeue the failed (and, with --cancelled, the cancelled) jobs of a batch.
+    Retry(retry::RetryArgs),
+    /// Cancel the jobs of a batch that have not started; running ones finish.
+    Cancel(cancel::CancelArgs),
 }
 
 /// Replication settings given as flags; they win over `[defaults]` of the settings file.
@@ -162,6 +172,61 @@ pub fn who() -> (String, String) {
     (operator, host)
 }
 
+/// There is no batch to act on: a usage error (exit 2), with what to do about it.
+#[derive(Debug, Error)]
+pub enum NoBatch {
+    #[error(
+        "there is no job queue at {}: import a batch first (`vrbulk import FILE`), or point \
+         --db at the queue",
+        db.display()
+    )]
+    NoQueue { db: PathBuf },
+
+    #[error(
+        "the job queue {} holds no batch yet: import one first (`vrbulk import FILE`)",
+        db.display()
+    )]
+    Empty { db: PathBuf },
+}
+
+/// Opens the queue at `db` for a command about one batch: `batch`, or the newest. Never
+/// creates a queue file; an unknown `--batch` names the batches there are.
+pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
+    if !db.exists() {
+        return Err(NoBatch::NoQueue { db: db.into() }.into());
+    }
+    let queue = Queue::open(db)?;
+    let chosen = match batch {
+        None => queue.latest_batch()?,
+        Some(id) => match queue.batch(id) {
+            Ok(found) => Some(found),
+            Err(QueueError::NoSuchBatch(_)) => {
+                let known: Vec<String> = queue
+                    .batches()?
+                    .iter()
+                    .map(|b| format!("{} \"{}\"", b.id, b.name))
+                    .collect();
+                let known = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
+                return Err(
+                    anyhow::Error::new(QueueError::NoSuchBatch(id)).context(format!(
+                        "--batch {id}: the batches in {} are: {known}",
+                        db.display()
+                    )),
+                );
+            }
+            Err(other) => return Err(other.into()),
+        },
+    };
+    match chosen {
+        Some(found) => Ok((queue, found)),
+        None => Err(NoBatch::Empty { db: db.into() }.into()),
+    }
+}
+
 /// Runs one command; the `u8` is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     init_logging(cli.verbose, cli.quiet);
@@ -175,6 +240,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Import(args) => import::run(args, cli.config.as_deref(), &cli.db).await,
             Command::Inventory(cmd) => inventory::run(cmd, cli.config.as_deref()).await,
             Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()).await,
+            Command::Status(args) => status::run(args, &cli.db),
+            Command::Retry(args) => retry::run(args, &cli.db),
+            Command::Cancel(args) => cancel::run(args, &cli.db),
         }
     })
 }
@@ -199,9 +267,10 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<InputErrors>().is_some()
+            || cause.downcast_ref::<NoBatch>().is_some()
             || matches!(
                 cause.downcast_ref::<QueueError>(),
-                Some(QueueError::TooNew { .. })
+                Some(QueueError::TooNew { .. } | QueueError::NoSuchBatch(_))
             )
         {
             return exit::USAGE;

@@ -8,6 +8,7 @@
 
 mod runs;
 mod state;
+mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use state::{JobState, Step};
+pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 
 use crate::input::JobSpec;
 use crate::vr::model::VmDisk;

@@ -1,0 +1,40 @@
+//! `vrbulk cancel`: stop a batch from starting anything new. Jobs not yet started (`pending`,
+//! `retryable`) are cancelled with an event naming the operator; running jobs are left to
+//! finish, or to be released by the `vrbulk run` that holds them. `vrbulk retry --cancelled`
+//! undoes it.
+
+use std::path::Path;
+
+use clap::Args;
+
+use super::{open_batch, who};
+use crate::queue::{BatchId, JobState};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  vrbulk cancel                  the newest batch
+  vrbulk cancel --batch 3
+undo: vrbulk retry --batch 3 --cancelled")]
+pub struct CancelArgs {
+    /// The batch [default: the newest].
+    #[arg(long, value_name = "ID")]
+    pub batch: Option<BatchId>,
+}
+
+pub fn run(args: CancelArgs, db: &Path) -> anyhow::Result<u8> {
+    let (mut queue, batch) = open_batch(db, args.batch)?;
+    let (operator, host) = who();
+    let cancelled = queue.cancel(batch.id, &format!("cancelled by {operator}@{host}"))?;
+    let running = queue.counts(batch.id)?[&JobState::Running];
+    println!(
+        "batch {} \"{}\": {cancelled} jobs that had not started cancelled",
+        batch.id, batch.name
+    );
+    if running > 0 {
+        println!(
+            "{running} jobs still running: they finish, or the `vrbulk run` holding them \
+             releases them"
+        );
+    }
+    Ok(super::exit::OK)
+}

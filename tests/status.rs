@@ -1,0 +1,366 @@
+//! The operator's commands about one batch: `status` (text and `--json`), `retry` and
+//! `cancel`, driven through the binary against a queue filled through the library.
+
+use std::path::Path;
+use std::time::Duration;
+
+use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::queue::{InputKind, JobState, NewBatch, Queue};
+
+use crate::support::cmd::{Cmd, Ran};
+
+const LEASE: Duration = Duration::from_secs(600);
+
+/// The number of jobs per state of [`mixed_batch`], in `JobState::ALL` order.
+const MIXED: [(JobState, u64); 7] = [
+    (JobState::Pending, 3),
+    (JobState::Running, 2),
+    (JobState::Retryable, 4),
+    (JobState::Succeeded, 5),
+    (JobState::Skipped, 6),
+    (JobState::Failed, 1),
+    (JobState::Cancelled, 7),
+];
+
+fn spec(name: &str) -> JobSpec {
+    JobSpec {
+        line: None,
+        vm: VmRef {
+            name: Some(name.into()),
+            id: None,
+        },
+        pairing: None,
+        target_datastore: "ds-gold-01".into(),
+        storage_policy: None,
+        replication_server: None,
+        settings: Default::default(),
+        change_ticket: None,
+        notes: None,
+    }
+}
+
+fn new_batch(name: &str) -> NewBatch {
+    NewBatch {
+        name: name.into(),
+        operator: "ops".into(),
+        host: "jump01".into(),
+        input_kind: InputKind::Csv,
+        input_path: None,
+        input_sha256: None,
+        settings: serde_json::json!({}),
+        max_attempts: 3,
+    }
+}
+
+/// Batch 1 "wave 1" with 28 jobs `vm-0000`..`vm-0027` in every state, as [`MIXED`] counts them:
+/// `vm-0003` failed with HTTP 400, `vm-0004`..`vm-0007` wait an hour after an HTTP 503, the
+/// first three were requeued after failing, two are running.
+fn mixed_batch(db: &Path) -> Queue {
+    let mut q = Queue::open(db).unwrap();
+    let specs: Vec<_> = (0..28).map(|i| spec(&format!("vm-{i:04}"))).collect();
+    let batch = q.create_batch(&new_batch("wave 1"), &specs).unwrap();
+    let leases: Vec<_> = q
+        .claim(Some(batch), 21, "jump01:1:run", LEASE)
+        .unwrap()
+        .iter()
+        .map(|j| j.lease().unwrap())
+        .collect();
+    assert_eq!(q.cancel(batch, "cancelled by test").unwrap(), 7);
+    for lease in &leases[0..3] {
+        q.fail(lease, "HTTP 500: internal error", Some(500))
+            .unwrap();
+    }
+    assert_eq!(q.requeue(batch, false, "requeued by test").unwrap(), 3);
+    q.fail(
+        &leases[3],
+        "rpo 2 is out of range (VR_INVALID_RPO)",
+        Some(400),
+    )
+    .unwrap();
+    let later = q.now() + 3_600_000;
+    for lease in &leases[4..8] {
+        let to = q
+            .retry_later(lease, later, "appliance busy, try later", Some(503))
+            .unwrap();
+        assert_eq!(to, JobState::Retryable);
+    }
+    for lease in &leases[8..13] {
+        q.succeed(lease, Some("GID-1"), "configured").unwrap();
+    }
+    for lease in &leases[13..19] {
+        q.skip(lease, "already replicated (GID-2)", None).unwrap();
+    }
+    let counts: Vec<_> = q.counts(batch).unwrap().into_iter().collect();
+    assert_eq!(counts, MIXED, "the fixture itself");
+    q
+}
+
+fn vrbulk(db: &Path) -> Cmd {
+    Cmd::new().args(["--db".as_ref(), db.as_os_str()])
+}
+
+fn state_of(q: &Queue, vm: &str) -> JobState {
+    q.jobs(1)
+        .unwrap()
+        .into_iter()
+        .find(|j| j.vm_label() == vm)
+        .unwrap()
+        .state
+}
+
+#[test]
+fn status_shows_every_states_count_and_the_last_errors_in_the_servers_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    drop(mixed_batch(&db));
+
+    let ran = vrbulk(&db).args(["status"]).assert_exit(0);
+    let out = ran.stdout();
+    assert!(
+        out.starts_with("batch 1 \"wave 1\": created "),
+        "header:\n{out}"
+    );
+    assert!(out.contains(" UTC by ops@jump01, 28 jobs\n"), "{out}");
+    for (state, n) in MIXED {
+        let line = format!("\n  {:<10} {n}\n", state.as_str());
+        assert!(out.contains(&line), "no `{}`:\n{out}", line.trim());
+    }
+    for line in [
+        "  pending    resolve_vm      3",
+        "  running    resolve_vm      2",
+        "  retryable  resolve_vm      4",
+    ] {
+        assert!(out.contains(line), "no `{line}`:\n{out}");
+    }
+    assert!(
+        out.contains("oldest running: job 20 vm-0019 at resolve_vm, attempt 1"),
+        "{out}"
+    );
+    assert!(out.contains("held by jump01:1:run until "), "{out}");
+    assert!(out.contains("0 of 4 retryable due"), "{out}");
+    assert!(!out.contains("in doubt"), "{out}");
+    assert!(out.contains("last errors, newest first:"), "{out}");
+    assert!(
+        out.contains(
+            "vm-0003 (failed) at resolve_vm, attempt 1, HTTP 400: rpo 2 is out of range (VR_INVALID_RPO)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("vm-0004 (retryable) at resolve_vm, attempt 1, HTTP 503: appliance busy"),
+        "{out}"
+    );
+    // Requeued jobs keep their last error until they run again: 3 + 1 + 4 jobs have one.
+    let errors = out.split("last errors, newest first:\n").nth(1).unwrap();
+    assert_eq!(errors.lines().count(), 8, "{out}");
+}
+
+#[test]
+fn status_json_has_the_batch_and_every_states_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    drop(mixed_batch(&db));
+
+    let ran = vrbulk(&db)
+        .args(["status", "--batch", "1", "--json"])
+        .assert_exit(0);
+    let json: serde_json::Value = serde_json::from_str(&ran.stdout()).expect("stdout is JSON");
+    assert_eq!(json["batch"]["id"], 1);
+    assert_eq!(json["batch"]["name"], "wave 1");
+    assert_eq!(json["batch"]["operator"], "ops");
+    let counts = json["counts"].as_object().unwrap();
+    assert_eq!(counts.len(), 7, "{counts:?}");
+    for (state, n) in MIXED {
+        assert_eq!(counts[state.as_str()], n, "{state}");
+    }
+    assert_eq!(json["total"], 28);
+    assert_eq!(json["steps"]["retryable"]["resolve_vm"], 4);
+    assert_eq!(json["oldest_running"]["vm"], "vm-0019");
+    assert_eq!(json["retries_due"], 0);
+    assert!(json["next_retry_at"].as_i64().unwrap() > json["as_of"].as_i64().unwrap());
+    assert_eq!(json["in_doubt"], 0);
+    let errors = json["last_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 8);
+    let failed = errors.iter().find(|e| e["state"] == "failed").unwrap();
+    assert_eq!(failed["vm"], "vm-0003");
+    assert_eq!(failed["http_status"], 400);
+    assert_eq!(failed["message"], "rpo 2 is out of range (VR_INVALID_RPO)");
+
+    let fewer = vrbulk(&db)
+        .args(["status", "--json", "--errors", "2"])
+        .assert_exit(0);
+    let fewer: serde_json::Value = serde_json::from_str(&fewer.stdout()).unwrap();
+    assert_eq!(fewer["last_errors"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn status_without_batch_shows_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let mut q = mixed_batch(&db);
+    q.create_batch(&new_batch("wave 2"), &[spec("web-01"), spec("web-02")])
+        .unwrap();
+    drop(q);
+    vrbulk(&db)
+        .args(["status"])
+        .assert_exit(0)
+        .stdout_contains("batch 2 \"wave 2\"")
+        .stdout_contains(", 2 jobs\n");
+}
+
+#[test]
+fn retry_failed_moves_failed_jobs_back_to_pending_with_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    drop(mixed_batch(&db));
+
+    vrbulk(&db)
+        .args(["retry", "--failed"])
+        .assert_exit(0)
+        .stdout_contains("batch 1 \"wave 1\": 1 failed jobs requeued")
+        .stdout_contains("next: vrbulk run --batch 1");
+    let q = Queue::open(&db).unwrap();
+    let job = q
+        .jobs(1)
+        .unwrap()
+        .into_iter()
+        .find(|j| j.vm_label() == "vm-0003")
+        .unwrap();
+    assert_eq!(
+        (job.state, job.attempt, job.reason),
+        (JobState::Pending, 0, None)
+    );
+    let event = q.events(job.id).unwrap().pop().unwrap();
+    assert_eq!(
+        (event.from_state, event.to_state),
+        (Some(JobState::Failed), JobState::Pending)
+    );
+    let message = event.message.unwrap();
+    assert!(
+        message.starts_with("requeued by ") && message.ends_with("(vrbulk retry)"),
+        "{message}"
+    );
+    let counts = q.counts(1).unwrap();
+    assert_eq!(
+        (
+            counts[&JobState::Pending],
+            counts[&JobState::Failed],
+            counts[&JobState::Cancelled]
+        ),
+        (4, 0, 7)
+    );
+    drop(q);
+
+    vrbulk(&db)
+        .args(["retry"])
+        .assert_exit(0)
+        .stdout_contains("no failed jobs to retry");
+    vrbulk(&db)
+        .args(["retry", "--cancelled"])
+        .assert_exit(0)
+        .stdout_contains("7 failed and cancelled jobs requeued (0 failed, 7 cancelled)");
+    let q = Queue::open(&db).unwrap();
+    assert_eq!(q.counts(1).unwrap()[&JobState::Pending], 11);
+    assert_eq!(state_of(&q, "vm-0027"), JobState::Pending);
+}
+
+#[test]
+fn cancel_takes_pending_and_retryable_and_leaves_running_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    drop(mixed_batch(&db));
+
+    vrbulk(&db)
+        .args(["cancel", "--batch", "1"])
+        .assert_exit(0)
+        .stdout_contains("batch 1 \"wave 1\": 7 jobs that had not started cancelled")
+        .stdout_contains("2 jobs still running");
+    let q = Queue::open(&db).unwrap();
+    let counts: Vec<_> = q.counts(1).unwrap().into_iter().collect();
+    assert_eq!(
+        counts,
+        [
+            (JobState::Pending, 0),
+            (JobState::Running, 2),
+            (JobState::Retryable, 0),
+            (JobState::Succeeded, 5),
+            (JobState::Skipped, 6),
+            (JobState::Failed, 1),
+            (JobState::Cancelled, 14),
+        ]
+    );
+    assert_eq!(state_of(&q, "vm-0019"), JobState::Running);
+    let job = q
+        .jobs(1)
+        .unwrap()
+        .into_iter()
+        .find(|j| j.vm_label() == "vm-0004")
+        .unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    let reason = job.reason.unwrap();
+    assert!(reason.starts_with("cancelled by "), "{reason}");
+    let event = q.events(job.id).unwrap().pop().unwrap();
+    assert_eq!(
+        (event.from_state, event.to_state, event.message.as_deref()),
+        (
+            Some(JobState::Retryable),
+            JobState::Cancelled,
+            Some(reason.as_str())
+        )
+    );
+}
+
+#[test]
+fn an_unknown_batch_exits_2_and_names_the_batches_there_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    drop(mixed_batch(&db));
+    for command in ["status", "retry", "cancel"] {
+        let ran: Ran = vrbulk(&db)
+            .args([command, "--batch", "9"])
+            .assert_exit(2)
+            .stderr_contains("batch 9 does not exist")
+            .stderr_contains("1 \"wave 1\"");
+        assert!(ran.stdout().is_empty(), "{command}: {}", ran.stdout());
+    }
+    let q = Queue::open(&db).unwrap();
+    let counts: Vec<_> = q.counts(1).unwrap().into_iter().collect();
+    assert_eq!(counts, MIXED);
+}
+
+#[test]
+fn a_queue_without_batches_exits_2_and_says_to_import_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    drop(Queue::open(&db).unwrap());
+    for command in ["status", "retry", "cancel"] {
+        vrbulk(&db)
+            .args([command])
+            .assert_exit(2)
+            .stderr_contains("holds no batch yet")
+            .stderr_contains("vrbulk import");
+    }
+
+    let missing = dir.path().join("typo.db");
+    vrbulk(&missing)
+        .args(["status"])
+        .assert_exit(2)
+        .stderr_contains("there is no job queue at")
+        .stderr_contains("typo.db");
+    assert!(!missing.exists(), "status created a queue file");
+}
+
+#[test]
+fn each_command_shows_an_example_in_its_help() {
+    for (command, example) in [
+        ("status", "vrbulk status --batch 3 --json"),
+        ("retry", "vrbulk retry --batch 3 --cancelled"),
+        ("cancel", "vrbulk cancel --batch 3"),
+    ] {
+        Cmd::new()
+            .args([command, "--help"])
+            .assert_exit(0)
+            .stdout_contains("Examples:")
+            .stdout_contains(example);
+    }
+}
