@@ -47,6 +47,8 @@ pub struct ConfigFile {
     /// Replication settings that CSV cells and inventory selections fall back to.
     #[serde(default)]
     pub defaults: crate::input::Defaults,
+    #[serde(default)]
+    pub run: RunSection,
     /// Where the file was read from; relative paths inside it are relative to its folder.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -64,6 +66,22 @@ pub struct SourceSection {
     pub insecure: bool,
     pub timeout_seconds: Option<u64>,
     pub page_size: Option<u32>,
+}
+
+/// `[run]`: how hard a run may press the appliance; flags override each key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub workers: Option<usize>,
+    pub rate: Option<f64>,
+    pub burst: Option<u32>,
+    pub lookup_group: Option<usize>,
+    pub submit_group: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub poll_interval_seconds: Option<f64>,
+    pub request_retries: Option<u32>,
+    /// How long a job stays reserved to a run that stopped answering (killed, host lost).
+    pub lease_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -6,7 +6,9 @@ mod config_cmd;
 mod demo;
 mod import;
 mod inventory;
+mod plan;
 mod retry;
+mod run;
 mod simulate;
 mod status;
 
@@ -64,6 +66,10 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Serve a simulated vSphere Replication appliance (for trying vrbulk out and for tests).
     Simulate(simulate::SimulateArgs),
+    /// Dry run: what `run` would do with each VM of a batch, configuring nothing.
+    Plan(plan::PlanArgs),
+    /// Configure replication for the jobs of a batch; resumable, rate-limited.
+    Run(run::RunArgs),
     /// Turn a CSV, or a name pattern over the live inventory, into a batch of jobs.
     Import(import::ImportArgs),
     /// Look at the source inventory: `inventory export` writes a CSV template.
@@ -237,6 +243,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
+            Command::Plan(args) => plan::run(args, cli.config.as_deref(), &cli.db).await,
+            Command::Run(args) => run::run(args, cli.config.as_deref(), &cli.db).await,
             Command::Import(args) => import::run(args, cli.config.as_deref(), &cli.db).await,
             Command::Inventory(cmd) => inventory::run(cmd, cli.config.as_deref()).await,
             Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()).await,

@@ -104,6 +104,21 @@ impl Queue {
         )?)
     }
 
+    /// The earliest lease expiry among the batch's running jobs that `owner` does not hold:
+    /// another run is working on them, or died and they will be rescued then.
+    pub fn held_elsewhere(&self, batch: BatchId, owner: &str) -> Result<Option<i64>> {
+        Ok(self
+            .connection()
+            .query_row(
+                "SELECT MIN(lease_expires_at) FROM jobs WHERE batch_id = ? AND state = 'running' \
+                 AND lease_owner <> ?",
+                params![batch, owner],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     /// When the next job of the batch becomes due, if any is waiting.
     pub fn next_due(&self, batch: BatchId) -> Result<Option<i64>> {
         Ok(self

@@ -308,11 +308,29 @@ impl Runner {
                 if closed {
                     return Ok(Ending::WindowClosed);
                 }
-                let Some(due) = lock(&self.queue).next_due(self.batch)? else {
-                    return Ok(Ending::Done);
+                let (due, elsewhere) = {
+                    let mut q = lock(&self.queue);
+                    q.rescue()?;
+                    (
+                        q.next_due(self.batch)?,
+                        q.held_elsewhere(self.batch, &self.owner)?,
+                    )
                 };
-                let until = self.opts.until.map_or(due, |u| due.min(u));
-                self.sleep(Duration::from_millis((until - now).clamp(10, 1000) as u64))
+                let wake = match (due, elsewhere) {
+                    (None, None) => return Ok(Ending::Done),
+                    (Some(d), None) => d,
+                    (None, Some(e)) => e,
+                    (Some(d), Some(e)) => d.min(e),
+                };
+                if elsewhere.is_some_and(|e| e <= wake) {
+                    tracing::info!(
+                        batch = self.batch,
+                        "waiting for jobs another run holds (or held, if it died: their lease expires in {} s)",
+                        (wake - now).max(0) / 1000
+                    );
+                }
+                let wake = self.opts.until.map_or(wake, |u| wake.min(u));
+                self.sleep(Duration::from_millis((wake - now).clamp(10, 1000) as u64))
                     .await;
                 continue;
             }
@@ -367,20 +385,18 @@ impl Runner {
     }
 
     async fn sleep(&mut self, d: Duration) {
-        let mut stop = self.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = stop.wait_for(|s| *s) => {}
+            _ = stopped(self.stop.clone()) => {}
         }
     }
 
     /// Runs network work; after Ctrl-C it gets [`GRACE`] to finish, then is abandoned (`None`).
     async fn guarded<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
         tokio::pin!(work);
-        let mut stop = self.stop.clone();
         tokio::select! {
             out = &mut work => Some(out),
-            _ = stop.wait_for(|s| *s) => tokio::time::timeout(GRACE, work).await.ok(),
+            _ = stopped(self.stop.clone()) => tokio::time::timeout(GRACE, work).await.ok(),
         }
     }
 
@@ -461,7 +477,7 @@ impl Runner {
         if let Some(a) = self.active.remove(&id) {
             tracing::warn!(job = id, vm = a.job.vm_label(), step = %a.step, "failed: {reason}");
             self.save(&a)?;
-            lock(&self.queue).fail(&a.lease, &format!("{}: {reason}", a.step), status)?;
+            lock(&self.queue).fail(&a.lease, reason, status)?;
         }
         Ok(())
     }
@@ -482,7 +498,7 @@ impl Runner {
             .min(self.opts.retry_cap);
         let wait = error.retry_after().unwrap_or(exp.mul_f64(fastrand::f64()));
         let at = self.now() + wait.as_millis() as i64;
-        let message = format!("{}: {error}", a.step);
+        let message = error.to_string();
         let state = lock(&self.queue).retry_later(&a.lease, at, &message, error.status())?;
         tracing::warn!(job = id, vm = a.job.vm_label(), step = %a.step, next = ?state, "{message}");
         Ok(())
@@ -506,6 +522,12 @@ impl Runner {
         lock(&self.queue).save_all(&saves)?;
         Ok(())
     }
+}
+
+/// Resolves once Ctrl-C (or the caller) asked the run to stop.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await: it is not Send.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
 // A poisoned lock means a panic elsewhere mid-write; SQLite rolled that transaction back, so

@@ -19,6 +19,9 @@ use crate::workflow::{
 /// Ids per task poll or replication check: one page of the server's default size.
 const IDS_PER_CALL: usize = 100;
 
+/// Passes over a job whose task succeeded before its missing replication fails it.
+const VERIFY_TRIES: u32 = 5;
+
 impl Runner {
     /// Discovers each pairing the held jobs name, once per run.
     pub(super) async fn discover(&mut self) -> Result<(), RunError> {
@@ -109,34 +112,34 @@ impl Runner {
                     .vm_id
                     .clone()
                     .unwrap_or_default();
-                if let Some(rep) = reps.get(&vm) {
-                    let msg = format!(
-                        "configured by an earlier attempt whose answer was lost: {} found on the server",
-                        rep.id
-                    );
-                    self.active
-                        .get_mut(&id)
-                        .map(|a| a.checkpoint.replication_id = Some(rep.id.clone()));
-                    self.succeed(id, Some(&rep.id.clone()), &msg)?;
+                let Some(a) = self.active.get_mut(&id) else {
                     continue;
-                }
-                let a = self.active.get_mut(&id).ok_or(RunError::NoBatch)?;
+                };
                 a.in_doubt = false;
-                match tasks.get(&vm) {
-                    Some(t) if t.status == TaskStatus::Error => {
+                // A live or finished task says the most; a replication without one is judged by
+                // `verify`, from its configuration state.
+                match (tasks.get(&vm), reps.get(&vm)) {
+                    (Some(t), _) if t.status == TaskStatus::Error => {
                         let reason = t
                             .error_text()
-                            .unwrap_or_else(|| "configure task failed".into());
+                            .unwrap_or_else(|| "the configure task failed".into());
                         a.checkpoint.task_id = Some(t.id.clone());
                         self.fail(id, &reason, None)?;
                     }
-                    Some(t) if t.status != TaskStatus::Cancelled => {
+                    (Some(t), _) if t.status != TaskStatus::Cancelled => {
                         a.checkpoint.task_id = Some(t.id.clone());
                         a.step = if t.status == TaskStatus::Success {
                             Step::Verify
                         } else {
                             Step::AwaitTask
                         };
+                        tracing::info!(job = id, task = %t.id, "in doubt: the configure call had reached the server; following its task");
+                        let a = a.clone();
+                        self.save(&a)?;
+                    }
+                    (_, Some(rep)) => {
+                        tracing::info!(job = id, replication = %rep.id, "in doubt: the VM has its replication; verifying it");
+                        a.step = Step::Verify;
                         let a = a.clone();
                         self.save(&a)?;
                     }
@@ -211,7 +214,9 @@ impl Runner {
                         }
                     }
                 };
-                let a = self.active.get_mut(&id).ok_or(RunError::NoBatch)?;
+                let Some(a) = self.active.get_mut(&id) else {
+                    continue;
+                };
                 match decision {
                     Decision::Configure {
                         vm,
@@ -264,7 +269,9 @@ impl Runner {
         for (disc, ids) in self.by_pairing(|a| !a.in_doubt && a.step == Step::Submit) {
             let mut batch = Vec::new();
             for id in ids {
-                let a = self.active.get_mut(&id).ok_or(RunError::NoBatch)?;
+                let Some(a) = self.active.get_mut(&id) else {
+                    continue;
+                };
                 if a.spec.is_none() {
                     let vm = vm_from_checkpoint(a);
                     match a
@@ -404,7 +411,7 @@ impl Runner {
                         let reason = task
                             .error_text()
                             .unwrap_or_else(|| "the configure task failed".into());
-                        self.fail(job, &format!("task {}: {reason}", task.id), None)?;
+                        self.fail(job, &reason, None)?;
                     }
                     TaskStatus::Cancelled => {
                         self.fail(
@@ -482,7 +489,9 @@ impl Runner {
                             .unwrap_or_else(|| "configuration state ERROR".into());
                         self.fail(id, &format!("replication {}: {why}", rep.id), None)?;
                     }
-                    Some(rep) => {
+                    Some(rep)
+                        if rep.configuration_state != Some(ConfigurationState::InProgress) =>
+                    {
                         let rep_id = rep.id.clone();
                         if let Some(a) = self.active.get_mut(&id) {
                             a.checkpoint.replication_id = Some(rep_id.clone());
@@ -493,12 +502,13 @@ impl Runner {
                             &format!("replication {rep_id} configured"),
                         )?;
                     }
-                    None => {
+                    found => {
+                        // Not listed yet, or still being configured: look again at the next pass.
                         let tries = self.active.get_mut(&id).map(|a| {
                             a.verify_tries += 1;
                             a.verify_tries
                         });
-                        if tries.is_some_and(|t| t >= 3) {
+                        if found.is_none() && tries.is_some_and(|t| t >= VERIFY_TRIES) {
                             self.fail(id, "the task succeeded, but the server lists no replication for the VM", None)?;
                         }
                     }

@@ -1,0 +1,228 @@
+//! `vrbulk plan`: a dry run of discovery and validation for every unfinished job of a batch —
+//! what would be configured where, what would be skipped or fail, and why — without
+//! configuring anything or touching the jobs. Operators attach it to the change request.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use super::{connect, open_batch};
+use crate::config::ConfigFile;
+use crate::queue::Job;
+use crate::workflow::{decide, lookup_vms, vm_key, Decision, Discovery};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  vrbulk plan --batch 3 > wave-3-plan.txt")]
+pub struct PlanArgs {
+    /// The batch to plan [default: the newest].
+    #[arg(long)]
+    pub batch: Option<i64>,
+    /// VMs per lookup call.
+    #[arg(long, default_value_t = 50)]
+    pub lookup_group: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One job's fate, as planned.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedJob {
+    pub job_id: i64,
+    pub vm_name: String,
+    pub vm_id: Option<String>,
+    /// `configure`, `skip` or `fail`.
+    pub action: &'static str,
+    pub reason: Option<String>,
+    pub target_datastore: String,
+    pub storage_policy: Option<String>,
+    pub replication_server: Option<String>,
+    pub disks: usize,
+    pub excluded_disks: Vec<String>,
+    /// Sum of the replicated disks' capacities, in bytes.
+    pub capacity_bytes: i64,
+    pub warnings: Vec<String>,
+}
+
+pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
+    let file = ConfigFile::load(config)?;
+    let (queue, batch) = open_batch(db, args.batch)?;
+    let jobs: Vec<Job> = queue
+        .jobs(batch.id)?
+        .into_iter()
+        .filter(|j| !j.state.is_terminal())
+        .collect();
+    drop(queue);
+    let client = connect(&file).await?;
+    let pairings = client.pairings().await.context("listing pairings")?;
+
+    let mut by_pairing: HashMap<Option<String>, Vec<&Job>> = HashMap::new();
+    for j in &jobs {
+        by_pairing
+            .entry(j.spec.pairing.clone())
+            .or_default()
+            .push(j);
+    }
+    let mut planned = Vec::new();
+    for (key, group) in by_pairing {
+        let disc = match Discovery::run(&client, &pairings, key.as_deref()).await {
+            Ok(d) => d,
+            Err(e) => {
+                planned.extend(group.iter().map(|j| failed(j, e.to_string())));
+                continue;
+            }
+        };
+        let refs: Vec<_> = group.iter().map(|j| &j.spec.vm).collect();
+        let lookups = lookup_vms(&client, &disc, &refs, args.lookup_group)
+            .await
+            .with_context(|| format!("looking up the VMs on {}", disc.remote_vc_name))?;
+        let mut needed: HashMap<String, i64> = HashMap::new();
+        for j in group {
+            let lookup = &lookups[&vm_key(&j.spec.vm)];
+            let p = plan_one(j, decide(&j.spec, lookup, &disc));
+            if p.action == "configure" {
+                *needed.entry(p.target_datastore.clone()).or_default() += p.capacity_bytes;
+            }
+            planned.push(p);
+        }
+        warn_about_space(&disc, &needed, &mut planned);
+    }
+    client.logout().await.ok();
+    planned.sort_by_key(|p| p.job_id);
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&planned)?);
+    } else {
+        print_table(
+            &batch.name,
+            batch.id,
+            &planned,
+            client.metrics().total_calls(),
+        );
+    }
+    Ok(super::exit::OK)
+}
+
+fn plan_one(job: &Job, decision: Decision) -> PlannedJob {
+    let mut p = failed(job, String::new());
+    match decision {
+        Decision::Configure {
+            vm, excluded, spec, ..
+        } => {
+            p.action = "configure";
+            p.reason = None;
+            p.vm_id = Some(vm.id.clone());
+            p.disks = spec.disks.len();
+            p.capacity_bytes = spec
+                .disks
+                .iter()
+                .filter(|d| d.enabled_for_replication)
+                .filter_map(|d| d.vm_disk.capacity)
+                .sum::<i64>()
+                * 1024;
+            if !excluded.is_empty() {
+                p.warnings.push(format!(
+                    "not replicated (unsupported): {}",
+                    excluded.join(", ")
+                ));
+            }
+            p.excluded_disks = excluded;
+        }
+        Decision::Skip { vm_id, reason, .. } => {
+            p.action = "skip";
+            p.vm_id = vm_id;
+            p.reason = Some(reason);
+        }
+        Decision::Fail { vm_id, reason } => {
+            p.vm_id = vm_id;
+            p.reason = Some(reason);
+        }
+    }
+    p
+}
+
+fn failed(job: &Job, reason: String) -> PlannedJob {
+    PlannedJob {
+        job_id: job.id,
+        vm_name: job.vm_label().to_string(),
+        vm_id: job.spec.vm.id.clone(),
+        action: "fail",
+        reason: Some(reason),
+        target_datastore: job.spec.target_datastore.clone(),
+        storage_policy: job.spec.storage_policy.clone(),
+        replication_server: job.spec.replication_server.clone(),
+        disks: 0,
+        excluded_disks: Vec::new(),
+        capacity_bytes: 0,
+        warnings: Vec::new(),
+    }
+}
+
+/// The server decides at configure time; the plan can only warn that a datastore looks short.
+fn warn_about_space(disc: &Discovery, needed: &HashMap<String, i64>, planned: &mut [PlannedJob]) {
+    for (name, bytes) in needed {
+        let Some(ds) = disc.datastores.iter().find(|d| &d.name == name) else {
+            continue;
+        };
+        let Some(free) = ds.free_space else { continue };
+        if *bytes > free {
+            let warning = format!(
+                "datastore {name} has {} free; the VMs planned onto it need up to {}",
+                gib(free),
+                gib(*bytes)
+            );
+            for p in planned
+                .iter_mut()
+                .filter(|p| &p.target_datastore == name && p.action == "configure")
+            {
+                p.warnings.push(warning.clone());
+            }
+        }
+    }
+}
+
+fn gib(bytes: i64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn print_table(name: &str, id: i64, planned: &[PlannedJob], calls: u64) {
+    let count = |a: &str| planned.iter().filter(|p| p.action == a).count();
+    println!(
+        "plan for batch {id} \"{name}\": {} to configure, {} to skip, {} would fail ({calls} API calls, nothing configured)",
+        count("configure"),
+        count("skip"),
+        count("fail")
+    );
+    let width = planned
+        .iter()
+        .map(|p| p.vm_name.chars().count())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    for p in planned {
+        let detail = match p.action {
+            "configure" => format!(
+                "-> {}{}{}, {} disks, {}",
+                p.target_datastore,
+                p.storage_policy
+                    .as_deref()
+                    .map(|s| format!(" / {s}"))
+                    .unwrap_or_default(),
+                p.replication_server
+                    .as_deref()
+                    .map(|s| format!(" via {s}"))
+                    .unwrap_or_default(),
+                p.disks,
+                gib(p.capacity_bytes)
+            ),
+            _ => p.reason.clone().unwrap_or_default(),
+        };
+        println!("  {:<width$}  {:<9}  {detail}", p.vm_name, p.action);
+        for w in &p.warnings {
+            println!("  {:<width$}  {:<9}  warning: {w}", "", "");
+        }
+    }
+}

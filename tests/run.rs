@@ -1,0 +1,448 @@
+//! `vrbulk run` against the simulator: a large batch under errors, throttling and expiring
+//! sessions ends as the simulator's truth dictates; crashes and Ctrl-C lose nothing and never
+//! configure a VM twice; a bad spec in a group sinks only itself.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::queue::{InputKind, Job, JobState, NewBatch, Queue};
+use vrbulk::runner::{self, Ending, RunOptions};
+use vrbulk::sim::{Inventory, SimConfig, Simulator, VmKind};
+use vrbulk::workflow::ReplicationSettings;
+
+use crate::support::cmd::Cmd;
+use crate::support::harness::{settings_for, start};
+
+/// One job per source VM: most onto healthy datastores, every seventh onto the full one.
+fn jobs_for(inv: &Inventory) -> Vec<JobSpec> {
+    let datastores = ["ds-gold-01", "ds-silver-01", "ds-bronze-01"];
+    inv.vms
+        .iter()
+        .enumerate()
+        .map(|(i, vm)| JobSpec {
+            line: Some(i as u64 + 2),
+            vm: VmRef {
+                name: Some(vm.vm.name.clone()),
+                id: None,
+            },
+            pairing: Some("vc-site-b.corp.local".into()),
+            target_datastore: if i % 7 == 3 && vm.kind == VmKind::Normal {
+                "ds-full-01".into()
+            } else {
+                datastores[i % 3].into()
+            },
+            storage_policy: (i % 2 == 0).then(|| "VR Gold".to_string()),
+            replication_server: (i % 5 == 0).then(|| "vrs-target-02".to_string()),
+            settings: ReplicationSettings {
+                rpo: [15, 30, 60, 240][i % 4],
+                mpit_instances: (i % 4 == 1) as u32 * 3,
+                mpit_days: (i % 4 == 1) as u32,
+                ..ReplicationSettings::default()
+            },
+            change_ticket: Some("CHG0042".into()),
+            notes: None,
+        })
+        .collect()
+}
+
+fn import(db: &Path, jobs: &[JobSpec]) -> i64 {
+    let mut q = Queue::open(db).unwrap();
+    q.create_batch(
+        &NewBatch {
+            name: "test".into(),
+            operator: "test".into(),
+            host: "test".into(),
+            input_kind: InputKind::Csv,
+            input_path: None,
+            input_sha256: None,
+            settings: serde_json::json!({}),
+            max_attempts: 8,
+        },
+        jobs,
+    )
+    .unwrap()
+}
+
+fn quick_options() -> RunOptions {
+    RunOptions {
+        workers: 4,
+        rate: 200.0,
+        burst: 20,
+        poll_interval: Duration::from_millis(200),
+        retry_base: Duration::from_millis(100),
+        retry_cap: Duration::from_secs(1),
+        request_retries: 6,
+        ..RunOptions::default()
+    }
+}
+
+/// Every job ended as the simulator's truth says it must, with its proper reason.
+fn assert_matches_truth(jobs: &[Job], sim: &Simulator) {
+    let inv = sim.inventory();
+    let kinds: HashMap<&str, VmKind> = inv
+        .vms
+        .iter()
+        .map(|v| (v.vm.name.as_str(), v.kind))
+        .collect();
+    for job in jobs {
+        let kind = kinds[job.vm_label()];
+        let reason = job.reason.as_deref().unwrap_or("");
+        match (kind, job.spec.target_datastore.as_str()) {
+            (VmKind::Template, _) => {
+                assert_eq!(job.state, JobState::Skipped, "{}", job.vm_label());
+                assert!(reason.contains("template"), "{reason}");
+            }
+            (VmKind::AlreadyReplicated, _) => {
+                assert_eq!(job.state, JobState::Skipped, "{}", job.vm_label());
+                assert!(reason.contains("already replicated"), "{reason}");
+                assert!(job.checkpoint.replication_id.is_some());
+            }
+            (_, "ds-full-01") => {
+                assert_eq!(job.state, JobState::Failed, "{}", job.vm_label());
+                assert!(reason.contains("Insufficient disk space"), "{reason}");
+            }
+            _ => {
+                assert_eq!(
+                    job.state,
+                    JobState::Succeeded,
+                    "{} {:?}",
+                    job.vm_label(),
+                    job
+                );
+                let rep = job.checkpoint.replication_id.as_deref().unwrap();
+                assert!(
+                    inv.replications.iter().any(|r| r.id == rep),
+                    "{rep} not on the server"
+                );
+            }
+        }
+    }
+    let stats = sim.stats();
+    assert!(
+        stats.configured_more_than_once.is_empty(),
+        "configured twice: {:?}",
+        stats.configured_more_than_once
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_vms_end_as_the_simulator_dictates_despite_errors_throttling_and_expiring_sessions(
+) {
+    let sim = start(SimConfig {
+        vms: 200,
+        task_seconds: 0.4,
+        fail_rate: 0.05,
+        rate: Some(5.0),
+        session_ttl: Some(Duration::from_millis(1500)),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &jobs_for(&sim.inventory()));
+    let (_stop, stop_rx) = watch::channel(false);
+    let opts = RunOptions {
+        // Faster than the server allows, so that it throttles.
+        rate: 60.0,
+        ..quick_options()
+    };
+    let outcome = runner::run(Queue::open(&db).unwrap(), settings_for(&sim), opts, stop_rx)
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.ending, Ending::Done);
+    let q = Queue::open(&db).unwrap();
+    let jobs = q.jobs(batch).unwrap();
+    assert_eq!(jobs.len(), 200);
+    assert!(
+        jobs.iter().all(|j| j.state.is_terminal()),
+        "{:?}",
+        q.counts(batch)
+    );
+    assert_matches_truth(&jobs, &sim);
+    assert_eq!(outcome.exit_code(), 1, "the full-datastore VMs failed");
+
+    let stats = sim.stats();
+    assert!(
+        stats.status_429 > 0,
+        "the server never throttled: {stats:?}"
+    );
+    assert!(
+        stats.status_5xx > 0,
+        "no server error was injected: {stats:?}"
+    );
+    assert!(outcome.metrics.relogins > 0, "sessions never expired");
+    let usage = q.api_usage(batch).unwrap();
+    let recorded: u64 = usage.values().map(|u| u.calls).sum();
+    assert!(
+        recorded > 0 && usage["configureReplication"].calls >= 10,
+        "{usage:?}"
+    );
+    assert!(usage.values().map(|u| u.throttled).sum::<u64>() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_gives_jobs_back_and_the_next_run_finishes_without_duplicates() {
+    let sim = start(SimConfig {
+        vms: 60,
+        task_seconds: 0.6,
+        latency_ms: 5,
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &jobs_for(&sim.inventory()));
+
+    let (stop, stop_rx) = watch::channel(false);
+    let first = tokio::spawn(runner::run(
+        Queue::open(&db).unwrap(),
+        settings_for(&sim),
+        RunOptions {
+            submit_group: 5,
+            ..quick_options()
+        },
+        stop_rx,
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop.send(true).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(8), first)
+        .await
+        .expect("stops within the grace period")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.ending, Ending::Interrupted);
+    assert_eq!(outcome.exit_code(), 130);
+    assert_eq!(
+        outcome.counts[&JobState::Running],
+        0,
+        "every lease was given back"
+    );
+
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(
+        Queue::open(&db).unwrap(),
+        settings_for(&sim),
+        quick_options(),
+        stop_rx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.ending, Ending::Done);
+    assert_matches_truth(&Queue::open(&db).unwrap().jobs(batch).unwrap(), &sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configure_answer_lost_after_the_server_acted_is_reconciled_not_resubmitted() {
+    let sim = start(SimConfig {
+        vms: 30,
+        task_seconds: 0.3,
+        ..SimConfig::default()
+    })
+    .await;
+    sim.fail_next_configure_after_commit(2);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &jobs_for(&sim.inventory()));
+    let (_stop, stop_rx) = watch::channel(false);
+    let opts = RunOptions {
+        submit_group: 4,
+        ..quick_options()
+    };
+    runner::run(Queue::open(&db).unwrap(), settings_for(&sim), opts, stop_rx)
+        .await
+        .unwrap();
+    let jobs = Queue::open(&db).unwrap().jobs(batch).unwrap();
+    assert_matches_truth(&jobs, &sim);
+    let reconciled = jobs
+        .iter()
+        .filter(|j| j.attempt > 1 && j.state == JobState::Succeeded)
+        .count();
+    assert!(
+        reconciled >= 2,
+        "the jobs whose answer was lost were taken up again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_has_closed_claims_nothing() {
+    let sim = start(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &jobs_for(&sim.inventory())[..5]);
+    let (_stop, stop_rx) = watch::channel(false);
+    let opts = RunOptions {
+        until: Some(0),
+        ..quick_options()
+    };
+    let outcome = runner::run(Queue::open(&db).unwrap(), settings_for(&sim), opts, stop_rx)
+        .await
+        .unwrap();
+    assert_eq!(outcome.ending, Ending::WindowClosed);
+    assert_eq!(outcome.counts[&JobState::Pending], 5);
+    assert!(sim.stats().configure_attempts.is_empty());
+    let _ = batch;
+}
+
+/// A settings file for the simulator, with a short lease so that a killed run's jobs come back
+/// quickly.
+fn write_config(sim: &Simulator, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("vrbulk.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n\n\
+             [run]\nrate = 100\nburst = 10\nworkers = 4\nsubmit_group = 4\npoll_interval_seconds = 0.2\nlease_seconds = 2\n",
+            sim.url(),
+            sim.thumbprint().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_anything() {
+    let sim = start(SimConfig {
+        vms: 80,
+        task_seconds: 0.5,
+        latency_ms: 10,
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &jobs_for(&sim.inventory()));
+    let config = write_config(&sim, dir.path());
+    let exe = env!("CARGO_BIN_EXE_vrbulk");
+
+    let mut rng = fastrand::Rng::with_seed(7);
+    for round in 0..4 {
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "--db".as_ref(),
+                db.as_os_str(),
+                "--config".as_ref(),
+                config.as_os_str(),
+                "run".as_ref(),
+            ])
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let after = Duration::from_millis(rng.u64(150..900));
+        tokio::time::sleep(after).await;
+        // SIGKILL: no chance to release anything.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        eprintln!(
+            "round {round}: killed after {after:?}: {:?}",
+            Queue::open(&db).unwrap().counts(batch).unwrap()
+        );
+    }
+
+    let db2 = db.clone();
+    let config2 = config.clone();
+    let code = tokio::task::spawn_blocking(move || {
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .args([
+                "--db".as_ref(),
+                db2.as_os_str(),
+                "--config".as_ref(),
+                config2.as_os_str(),
+                "run".as_ref(),
+            ])
+            .run()
+            .output
+            .status
+            .code()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1), "the full-datastore VMs fail; nothing else");
+
+    let q = Queue::open(&db).unwrap();
+    let jobs = q.jobs(batch).unwrap();
+    assert_eq!(jobs.len(), 80, "no job lost");
+    assert!(
+        jobs.iter().all(|j| j.state.is_terminal()),
+        "{:?}",
+        q.counts(batch)
+    );
+    assert_matches_truth(&jobs, &sim);
+}
+
+#[tokio::test]
+async fn a_wrong_password_exits_3_with_the_reason() {
+    let sim = start(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    import(&db, &jobs_for(&sim.inventory())[..2]);
+    let config = write_config(&sim, dir.path());
+    tokio::task::spawn_blocking(move || {
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "not-it")
+            .args([
+                "--db".as_ref(),
+                db.as_os_str(),
+                "--config".as_ref(),
+                config.as_os_str(),
+                "run".as_ref(),
+            ])
+            .assert_exit(3)
+            .stderr_contains("HTTP 401");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn plan_shows_what_would_happen_and_configures_nothing() {
+    let sim = start(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    import(&db, &jobs_for(&sim.inventory()));
+    let config = write_config(&sim, dir.path());
+    let out = tokio::task::spawn_blocking(move || {
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .args([
+                "--db".as_ref(),
+                db.as_os_str(),
+                "--config".as_ref(),
+                config.as_os_str(),
+                "plan".as_ref(),
+                "--json".as_ref(),
+            ])
+            .assert_exit(0)
+            .stdout()
+    })
+    .await
+    .unwrap();
+    let planned: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let action = |name: &str| {
+        planned
+            .iter()
+            .find(|p| p["vm_name"] == name)
+            .map(|p| p["action"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(action("tmpl-rhel9-golden"), "skip");
+    assert_eq!(action("legacy-erp-01"), "skip");
+    assert_eq!(action("db-nvme-01"), "configure");
+    let nvme = planned
+        .iter()
+        .find(|p| p["vm_name"] == "db-nvme-01")
+        .unwrap();
+    assert_eq!(nvme["excluded_disks"].as_array().unwrap().len(), 1);
+    assert!(
+        sim.stats().configure_attempts.is_empty(),
+        "plan configured something"
+    );
+    assert_eq!(sim.stats().calls.get("configureReplication"), None);
+}
