@@ -289,13 +289,13 @@ async fn a_window_that_has_closed_claims_nothing() {
 
 /// A settings file for the simulator, with a short lease so that a killed run's jobs come back
 /// quickly.
-fn write_config(sim: &Simulator, dir: &Path) -> std::path::PathBuf {
+fn write_config(sim: &Simulator, dir: &Path, rate: u32) -> std::path::PathBuf {
     let path = dir.join("vrbulk.toml");
     std::fs::write(
         &path,
         format!(
             "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n\n\
-             [run]\nrate = 100\nburst = 10\nworkers = 4\nsubmit_group = 4\npoll_interval_seconds = 0.2\nlease_seconds = 2\n",
+             [run]\nrate = {rate}\nburst = 5\nworkers = 4\nsubmit_group = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n",
             sim.url(),
             sim.thumbprint().unwrap()
         ),
@@ -307,20 +307,35 @@ fn write_config(sim: &Simulator, dir: &Path) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_anything() {
     let sim = start(SimConfig {
-        vms: 80,
-        task_seconds: 0.5,
-        latency_ms: 10,
+        vms: 120,
+        task_seconds: 1.0,
+        latency_ms: 20,
         ..SimConfig::default()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let batch = import(&db, &jobs_for(&sim.inventory()));
-    let config = write_config(&sim, dir.path());
+    // Slow enough that every kill lands in the middle of the work.
+    let config = write_config(&sim, dir.path(), 25);
     let exe = env!("CARGO_BIN_EXE_vrbulk");
 
+    let events = |db: &Path| -> i64 {
+        Queue::open(db)
+            .unwrap()
+            .connection()
+            // Steps done and jobs finished: claims and rescues come in lumps and say nothing.
+            .query_row(
+                "SELECT COUNT(*) FROM job_events WHERE message LIKE 'step %' \
+                 OR to_state IN ('succeeded', 'skipped', 'failed')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
     let mut rng = fastrand::Rng::with_seed(7);
-    for round in 0..4 {
+    let mut killed_mid_work = 0;
+    for round in 0..5 {
         let mut child = std::process::Command::new(exe)
             .args([
                 "--db".as_ref(),
@@ -334,16 +349,32 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let after = Duration::from_millis(rng.u64(150..900));
-        tokio::time::sleep(after).await;
+        // Kill once the run has moved jobs a random amount further: a moment inside the work,
+        // whatever the machine's speed.
+        let target = events(&db) + rng.i64(5..150);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while events(&db) < target && std::time::Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
+        }
         // SIGKILL: no chance to release anything.
-        child.kill().unwrap();
+        child.kill().ok();
         child.wait().unwrap();
+        let counts = Queue::open(&db).unwrap().counts(batch).unwrap();
         eprintln!(
-            "round {round}: killed after {after:?}: {:?}",
-            Queue::open(&db).unwrap().counts(batch).unwrap()
+            "round {round}: killed at {} events: {counts:?}",
+            events(&db)
         );
+        if counts[&JobState::Running] > 0 {
+            killed_mid_work += 1;
+        }
     }
+    assert!(
+        killed_mid_work >= 3,
+        "only {killed_mid_work} kills hit running jobs"
+    );
 
     let db2 = db.clone();
     let config2 = config.clone();
@@ -368,7 +399,7 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
 
     let q = Queue::open(&db).unwrap();
     let jobs = q.jobs(batch).unwrap();
-    assert_eq!(jobs.len(), 80, "no job lost");
+    assert_eq!(jobs.len(), 120, "no job lost");
     assert!(
         jobs.iter().all(|j| j.state.is_terminal()),
         "{:?}",
@@ -383,7 +414,7 @@ async fn a_wrong_password_exits_3_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     import(&db, &jobs_for(&sim.inventory())[..2]);
-    let config = write_config(&sim, dir.path());
+    let config = write_config(&sim, dir.path(), 100);
     tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", "not-it")
@@ -407,7 +438,7 @@ async fn plan_shows_what_would_happen_and_configures_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     import(&db, &jobs_for(&sim.inventory()));
-    let config = write_config(&sim, dir.path());
+    let config = write_config(&sim, dir.path(), 100);
     let out = tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", "VMware1!")

@@ -205,7 +205,7 @@ mod tests {
 
     use super::*;
     use crate::queue::tests::spec;
-    use crate::queue::{Checkpoint, InputKind, NewBatch, QueueError};
+    use crate::queue::{Checkpoint, InputKind, NewBatch, QueueError, Save};
 
     const LEASE: Duration = Duration::from_secs(30);
 
@@ -249,9 +249,13 @@ mod tests {
             .unwrap();
         q.retry_later(&b, 5000, "HTTP 503: service unavailable", Some(503))
             .unwrap();
-        q.checkpoint(&c, Step::Submit, &Checkpoint::default())
-            .unwrap();
-        q.set_in_doubt(&c, true).unwrap();
+        q.save_all(&[Save {
+            lease: c.clone(),
+            step: Step::Submit,
+            checkpoint: Checkpoint::default(),
+            in_doubt: Some(true),
+        }])
+        .unwrap();
         now.store(4000, Ordering::SeqCst);
         q.succeed(&d, Some("GID-1"), "configured").unwrap();
         now.store(4500, Ordering::SeqCst);

@@ -109,13 +109,8 @@ pub enum RunError {
     #[error(transparent)]
     Queue(#[from] QueueError),
 
-    #[error("logging in to {url} as {user}: {source}")]
-    Login {
-        url: String,
-        user: String,
-        #[source]
-        source: ApiError,
-    },
+    #[error("logging in: {0}")]
+    Login(#[source] ApiError),
 
     #[error("listing the pairings: {0}")]
     Pairings(#[source] ApiError),
@@ -191,32 +186,23 @@ pub async fn run(
     let owner = format!("{host}:{}:{run_id}", std::process::id());
     queue.start_run(&run_id, batch, &owner, "run")?;
 
-    let (url, user) = (settings.url.to_string(), settings.source.user.clone());
     let politeness = Politeness::new(
         opts.rate,
         opts.burst,
         opts.workers,
         RetryPolicy::patient(opts.request_retries),
     );
-    let client =
-        Client::with_politeness(settings, politeness).map_err(|source| RunError::Login {
-            url: url.clone(),
-            user: user.clone(),
-            source,
-        })?;
+    let client = Client::with_politeness(settings, politeness).map_err(RunError::Login)?;
     let queue: Shared = Arc::new(Mutex::new(queue));
-    let login = async {
-        client.login().await?;
-        client.pairings().await
+    let start = async {
+        client.login().await.map_err(RunError::Login)?;
+        client.pairings().await.map_err(RunError::Pairings)
     };
-    let pairings = match login.await {
+    let pairings = match start.await {
         Ok(p) => p,
-        Err(source) => {
-            lock(&queue).finish_run(&run_id, "login failed", 0)?;
-            return Err(match source.status() {
-                Some(_) if source.class() != ErrorClass::Session => RunError::Pairings(source),
-                _ => RunError::Login { url, user, source },
-            });
+        Err(e) => {
+            lock(&queue).finish_run(&run_id, &format!("could not start: {e}"), 0)?;
+            return Err(e);
         }
     };
 

@@ -361,7 +361,7 @@ impl Runner {
         let ids: Vec<String> = waiting.iter().map(|(_, t)| t.clone()).collect();
         let client = &self.client;
         let work = async {
-            let mut found: HashMap<String, Result<Task, ApiError>> = HashMap::new();
+            let mut found: HashMap<String, Result<Task, Arc<ApiError>>> = HashMap::new();
             let pages = join_all(ids.chunks(IDS_PER_CALL).map(|chunk| async move {
                 (
                     chunk,
@@ -383,14 +383,14 @@ impl Runner {
                     Err(e) => {
                         let e = Arc::new(e);
                         for id in chunk {
-                            found.insert(id.clone(), Err(clone_error(&e)));
+                            found.insert(id.clone(), Err(e.clone()));
                         }
                     }
                 }
             }
             let singles = join_all(missing.iter().map(|id| client.task(id))).await;
             for (id, t) in missing.into_iter().zip(singles) {
-                found.insert(id, t);
+                found.insert(id, t.map_err(Arc::new));
             }
             found
         };
@@ -546,17 +546,20 @@ impl Runner {
 enum Submitted {
     Task(Task),
     /// The server refused this spec alone (400): nothing was created.
-    Rejected(ApiError),
+    Rejected(Arc<ApiError>),
     /// The call failed in a way that leaves its effect unknown.
-    Unknown(ApiError),
+    Unknown(Arc<ApiError>),
 }
+
+type Submission<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(JobId, Submitted)>> + Send + 'a>>;
 
 /// One configure call; a 400 splits the group in halves, down to the spec that is at fault.
 fn submit_group<'a>(
     client: &'a Client,
     pairing: &'a str,
     group: Vec<(JobId, ConfigureReplicationSpec)>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(JobId, Submitted)>> + Send + 'a>> {
+) -> Submission<'a> {
     Box::pin(async move {
         let specs: Vec<ConfigureReplicationSpec> = group.iter().map(|(_, s)| s.clone()).collect();
         match client.configure_replications(pairing, &specs).await {
@@ -574,14 +577,14 @@ fn submit_group<'a>(
                 let e = Arc::new(e);
                 group
                     .into_iter()
-                    .map(|(id, _)| (id, Submitted::Rejected(clone_error(&e))))
+                    .map(|(id, _)| (id, Submitted::Rejected(e.clone())))
                     .collect()
             }
             Err(e) => {
                 let e = Arc::new(e);
                 group
                     .into_iter()
-                    .map(|(id, _)| (id, Submitted::Unknown(clone_error(&e))))
+                    .map(|(id, _)| (id, Submitted::Unknown(e.clone())))
                     .collect()
             }
         }
@@ -619,11 +622,11 @@ fn match_tasks(
                 Some(t) => (id, Submitted::Task(t)),
                 None => (
                     id,
-                    Submitted::Unknown(ApiError::Decode {
+                    Submitted::Unknown(Arc::new(ApiError::Decode {
                         method: "POST".into(),
                         path: "/replications".into(),
                         detail: format!("no task in the answer for VM {}", spec.vm_id),
-                    }),
+                    })),
                 ),
             }
         })
@@ -688,22 +691,78 @@ fn vm_from_checkpoint(a: &Active) -> VirtualMachine {
     }
 }
 
-/// One failure shared by every job of a group, each needing its own copy.
-fn clone_error(e: &Arc<ApiError>) -> ApiError {
-    match e.as_ref() {
-        ApiError::Status(s) => ApiError::Status(Box::new(crate::vr::StatusError {
-            method: s.method.clone(),
-            path: s.path.clone(),
-            status: s.status,
-            error_code: s.error_code.clone(),
-            message: s.message.clone(),
-            op_id: s.op_id.clone(),
-            retry_after: s.retry_after,
-        })),
-        other => ApiError::Decode {
-            method: String::new(),
-            path: String::new(),
-            detail: other.to_string(),
-        },
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::sim::{SimConfig, Simulator, VmKind};
+    use crate::vr::{ApiVersion, ClientSettings, Credentials, TlsTrust};
+    use crate::workflow::{build_spec, Placement, ReplicationSettings};
+
+    #[tokio::test]
+    async fn a_group_with_one_bad_spec_is_split_until_only_that_one_fails() {
+        let sim = Simulator::start(SimConfig {
+            tls: false,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let inv = sim.inventory();
+        let who = Credentials {
+            user: "administrator@vsphere.local".into(),
+            password: Secret::new("VMware1!"),
+        };
+        let client = Client::connect(ClientSettings {
+            url: sim.url().parse().unwrap(),
+            api_version: ApiVersion::V2,
+            trust: TlsTrust::Verify,
+            timeout: std::time::Duration::from_secs(5),
+            page_size: 100,
+            source: who.clone(),
+            target: who,
+        })
+        .await
+        .unwrap();
+        client.remote_login(&inv.pairing_id).await.unwrap();
+        let placement = Placement {
+            target_vc_id: inv.remote_vc.id.clone(),
+            datastore_id: inv.datastores[0].id.clone(),
+            storage_policy_id: None,
+            replication_server_id: None,
+        };
+        let group: Vec<(JobId, ConfigureReplicationSpec)> = inv
+            .vms
+            .iter()
+            .filter(|v| v.kind == VmKind::Normal)
+            .take(5)
+            .enumerate()
+            .map(|(i, vm)| {
+                let (mut spec, _) = build_spec(&vm.vm, &placement, &ReplicationSettings::default());
+                if i == 3 {
+                    spec.rpo = 2;
+                }
+                (i as JobId, spec)
+            })
+            .collect();
+
+        let results = submit_group(&client, &inv.pairing_id, group).await;
+
+        let mut tasks = 0;
+        for (id, outcome) in &results {
+            match outcome {
+                Submitted::Task(_) => tasks += 1,
+                Submitted::Rejected(e) => {
+                    assert_eq!(*id, 3);
+                    assert!(e.server_message().unwrap().contains("rpo"), "{e}");
+                }
+                Submitted::Unknown(e) => panic!("job {id}: {e}"),
+            }
+        }
+        assert_eq!((results.len(), tasks), (5, 4));
+        let stats = sim.stats();
+        assert_eq!(stats.configure_attempts.len(), 4);
+        // 5 ✗ -> 2 ✓ + 3 ✗ -> 1 ✓ + 2 ✗ -> 1 ✗ + 1 ✓: seven calls, each half split again
+        // only while it still holds the bad spec.
+        assert_eq!(stats.calls.get("configureReplication"), Some(&7));
     }
 }
