@@ -1,29 +1,62 @@
-//! `vrbulk demo`: the configure workflow end to end against the built-in simulator (HTTPS,
-//! pinned by its thumbprint), printed step by step. Until the job queue lands it protects a few
-//! VMs directly; later it drives a whole batch.
+//! `vrbulk demo`: the whole job, start to finish, against the built-in simulator — a simulated
+//! appliance over HTTPS (trusted by its thumbprint), `samples/vms.csv` imported, the plan, the
+//! run with live progress, the summary and the reports — in a folder the operator can inspect
+//! afterwards with the ordinary commands.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 
+use super::import::{self, ImportArgs};
+use super::progress::{Progress, ProgressMode};
+use super::run::print_summary;
+use super::{plan, Profile};
+use crate::queue::Queue;
+use crate::runner::{self, RunOptions};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, Simulator};
-use crate::vr::model::TaskStatus;
-use crate::vr::{ApiVersion, Client, ClientSettings, Credentials, Filter, Thumbprint, TlsTrust};
-use crate::workflow::{build_spec, Placement, ReplicationSettings};
+use crate::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
+
+/// The sample every operator can copy; embedded so the demo runs from any folder.
+const SAMPLE_CSV: &str = include_str!("../../samples/vms.csv");
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cargo run --release -- demo --vms 5")]
+#[command(
+    after_help = "Example:\n  cargo run --release -- demo\n  vrbulk demo --dir /tmp/try-vrbulk --task-seconds 0.2"
+)]
 pub struct DemoArgs {
-    /// How many VMs to protect.
-    #[arg(long, default_value_t = 3)]
-    pub vms: usize,
+    /// Folder for the demo's settings, queue, logs and reports [default: ./vrbulk-demo-<time>].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// How long each simulated configure task takes.
+    #[arg(long, default_value_t = 1.0)]
+    pub task_seconds: f64,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
+pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => PathBuf::from(format!(
+            "vrbulk-demo-{}",
+            jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
+        )),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let db = dir.join("vrbulk.db");
+    anyhow::ensure!(
+        !db.exists(),
+        "{} already holds a demo; pick another --dir",
+        dir.display()
+    );
+
     let cfg = SimConfig {
-        task_seconds: 1.0,
+        task_seconds: args.task_seconds,
+        rate: Some(50.0),
         ..SimConfig::default()
     };
     let sim = Simulator::start(cfg.clone())
@@ -31,147 +64,133 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         .context("starting the simulator")?;
     let thumbprint = sim
         .thumbprint()
-        .context("the simulator serves no certificate")?;
-    println!("simulator      {} (certificate {thumbprint})", sim.url());
+        .context("the simulator serves no certificate")?
+        .to_string();
+    let inv = sim.inventory();
+    heading(&format!(
+        "1. A simulated vSphere Replication appliance at {} ({} -> {}, {} VMs)",
+        sim.url(),
+        inv.local_vc.name,
+        inv.remote_vc.name,
+        inv.vms.len()
+    ));
+    println!(
+        "   certificate thumbprint {thumbprint} (pinned: no certificate warning to click away)"
+    );
+
+    let config = write_settings(&dir, sim.url(), &cfg.user, &thumbprint)?;
+    let csv = dir.join("vms.csv");
+    std::fs::write(&csv, SAMPLE_CSV).with_context(|| format!("writing {}", csv.display()))?;
+
+    heading("2. Import samples/vms.csv: one job per VM, validated before anything is written");
+    import::run(
+        ImportArgs {
+            file: Some(csv.clone()),
+            name: Some("demo wave 1".into()),
+            inventory: false,
+            patterns: Vec::new(),
+            exclude: Vec::new(),
+            max_attempts: 5,
+            profile: Profile::default(),
+        },
+        Some(&config),
+        &db,
+    )
+    .await?;
+
     let credentials = Credentials {
         user: cfg.user.clone(),
         password: Secret::new(cfg.password.clone()),
     };
-    let client = Client::connect(ClientSettings {
+    let settings = ClientSettings {
         url: sim.url().parse().context("simulator URL")?,
         api_version: ApiVersion::V2,
-        trust: TlsTrust::Pinned(Thumbprint::parse(thumbprint).map_err(anyhow::Error::msg)?),
-        timeout: Duration::from_secs(10),
+        trust: TlsTrust::Pinned(Thumbprint::parse(&thumbprint).map_err(anyhow::Error::msg)?),
+        timeout: Duration::from_secs(30),
         page_size: 100,
         source: credentials.clone(),
         target: credentials,
-    })
-    .await
-    .context("login")?;
-    println!("1 login        OK as {}", cfg.user);
-
-    let pairing = client
-        .pairings()
-        .await?
-        .into_iter()
-        .next()
-        .context("the simulator has no pairing")?;
-    let local_vc = pairing
-        .local_vc_server
-        .id
-        .clone()
-        .context("local vCenter id")?;
-    let remote_vc = pairing
-        .remote_vc_server
-        .id
-        .clone()
-        .context("remote vCenter id")?;
-    println!(
-        "2 pairing      {} -> {}",
-        pairing.local_vc_server.name.as_deref().unwrap_or("?"),
-        pairing.remote_vc_server.name.as_deref().unwrap_or("?")
-    );
-    client.remote_login(&pairing.pairing_id).await?;
-    println!("3 remote login OK");
-    let vrms = client
-        .vrms(&pairing.pairing_id)
-        .await?
-        .into_iter()
-        .find(|v| v.vc_guid.as_deref() == Some(remote_vc.as_str()))
-        .context("no VRMS on the target site")?;
-    let servers = client
-        .replication_servers(&pairing.pairing_id, &vrms.id)
-        .await?;
-    println!(
-        "4 target VRMS  {} with {} VR servers",
-        vrms.name.as_deref().unwrap_or("?"),
-        servers.len()
-    );
-    let datastore = client
-        .datastores(&pairing.pairing_id, &remote_vc)
-        .await?
-        .into_iter()
-        .find(|d| d.name == "ds-gold-01")
-        .context("datastore ds-gold-01 not found")?;
-    let policy = client
-        .storage_policies(&pairing.pairing_id, &remote_vc)
-        .await?
-        .into_iter()
-        .find(|p| p.storage_policy_name == "VR Gold")
-        .context("storage policy VR Gold not found")?;
-    println!(
-        "5 target       datastore {}, policy {}",
-        datastore.name, policy.storage_policy_name
-    );
-
-    let replicated: Vec<String> = client
-        .replications(&pairing.pairing_id, None)
-        .await?
-        .into_iter()
-        .filter_map(|r| r.vm_id)
-        .collect();
-    let vms: Vec<_> = client
-        .vms(&pairing.pairing_id, &local_vc, true, None)
-        .await?
-        .into_iter()
-        .filter(|vm| !replicated.contains(&vm.id))
-        .take(args.vms)
-        .collect();
-    let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
-    println!("6 VMs          {}", names.join(", "));
-
-    let placement = Placement {
-        target_vc_id: remote_vc.clone(),
-        datastore_id: datastore.id.clone(),
-        storage_policy_id: Some(policy.storage_policy_id.clone()),
-        replication_server_id: None,
     };
-    let specs: Vec<_> = vms
-        .iter()
-        .map(|vm| build_spec(vm, &placement, &ReplicationSettings::default()).0)
-        .collect();
-    let tasks = client
-        .configure_replications(&pairing.pairing_id, &specs)
-        .await?;
-    println!("7 configure    {} tasks submitted in one call", tasks.len());
 
-    let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
-    let finished = loop {
-        let now = client.tasks(Some(&Filter::new("id", ids.clone()))).await?;
-        if now.len() == ids.len() && now.iter().all(|t| t.status.is_finished()) {
-            break now;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    for t in &finished {
-        println!(
-            "8 task         {} {:?}{}",
-            t.entity_name.as_deref().unwrap_or(&t.id),
-            t.status,
-            t.error_text().map(|e| format!(": {e}")).unwrap_or_default()
-        );
-    }
-    let ok = finished
-        .iter()
-        .filter(|t| t.status == TaskStatus::Success)
-        .count();
-    let protected = client
-        .replications(
-            &pairing.pairing_id,
-            Some(&Filter::new("vm_id", vms.iter().map(|v| v.id.clone()))),
-        )
-        .await?;
-    println!(
-        "9 verify       {} of {} VMs now have a replication",
-        protected.len(),
-        vms.len()
+    heading("3. Plan: what would happen to each VM, without configuring anything");
+    let queue = Queue::open(&db)?;
+    let batch = queue.latest_batch()?.context("the import made no batch")?;
+    let jobs = queue.jobs(batch.id)?;
+    drop(queue);
+    let client = Client::connect(settings.clone()).await.context("login")?;
+    let planned = plan::plan_jobs(&client, &jobs, 50).await?;
+    client.logout().await.ok();
+    plan::print_table(
+        &batch.name,
+        batch.id,
+        &planned,
+        client.metrics().total_calls(),
     );
-    let metrics = client.metrics();
-    println!("API calls      {} in all", metrics.total_calls());
-    client.logout().await?;
+
+    heading("4. Run: grouped lookups and submits, one task poll for all, rate-limited");
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let opts = RunOptions {
+        batch: Some(batch.id),
+        rate: 40.0,
+        poll_interval: Duration::from_millis(500),
+        ..RunOptions::default()
+    };
+    let progress = Progress::start(db.clone(), batch.id, args.progress, quiet);
+    let outcome = runner::run(Queue::open(&db)?, settings, opts, stop_rx).await;
+    progress.finish().await;
+    let outcome = outcome.context("running the demo batch")?;
+    print_summary(&outcome, &db)?;
+    let stats = sim.stats();
+    println!(
+        "   the simulator saw {} configure calls for {} VMs, and no VM configured twice: {}",
+        stats
+            .calls
+            .get("configureReplication")
+            .copied()
+            .unwrap_or(0),
+        stats.configure_attempts.len(),
+        stats.configured_more_than_once.is_empty()
+    );
+    println!(
+        "   (the failures are on purpose: the simulator's ds-full-01 is nearly full, and the report\n    groups them under that cause with what to do next)"
+    );
     sim.shutdown().await;
-    if ok != vms.len() {
-        bail!("{} of {} tasks did not succeed", vms.len() - ok, vms.len());
-    }
+
+    heading("5. What to look at next");
+    print_next_steps(&dir, &db, &config);
     Ok(super::exit::OK)
+}
+
+fn heading(text: &str) {
+    println!("\n== {text}");
+}
+
+/// The settings a real run would use, pointing at the simulator, for the operator to read.
+fn write_settings(dir: &Path, url: &str, user: &str, thumbprint: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join("vrbulk.toml");
+    let text = format!(
+        "# Written by `vrbulk demo` for its simulator, which has stopped since.\n\
+         # Against a real appliance: `vrbulk init`, then edit url, user and thumbprint.\n\n\
+         [source]\nurl = \"{url}\"\nuser = \"{user}\"\nthumbprint = \"{thumbprint}\"\n"
+    );
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn print_next_steps(dir: &Path, db: &Path, config: &Path) {
+    let db = db.display();
+    println!("   the demo's files are in {}/", dir.display());
+    println!("     {}  the settings used", config.display());
+    println!("     {db}  the queue: batch, jobs and their event log");
+    println!("   inspect them (the simulator is gone; these read the queue only):");
+    println!("     vrbulk --db {db} status");
+    println!("     vrbulk --db {db} status --json");
+    println!("   do the same against a real appliance:");
+    println!("     vrbulk init                        # writes vrbulk.toml and an example vms.csv");
+    println!("     $EDITOR vrbulk.toml vms.csv        # [source] url, user, thumbprint; your VMs");
+    println!("     export VRBULK_PASSWORD='…'         # or let vrbulk ask");
+    println!("     vrbulk config check --connect");
+    println!("     vrbulk import vms.csv --name wave-1");
+    println!("     vrbulk plan > plan.txt             # attach to the change request");
+    println!("     vrbulk run --until 05:30           # inside the change window");
 }

@@ -7,6 +7,7 @@ mod demo;
 mod import;
 mod inventory;
 mod plan;
+mod progress;
 mod retry;
 mod run;
 mod simulate;
@@ -162,6 +163,14 @@ pub async fn connect(file: &ConfigFile) -> anyhow::Result<Client> {
         .with_context(|| format!("logging in to {url} as {user}"))
 }
 
+/// A plain-text table (Markdown-shaped, so it pastes into tickets as is).
+pub fn table<const N: usize>(header: [&str; N]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::ASCII_MARKDOWN);
+    table.set_header(header);
+    table
+}
+
 /// Who runs this and where, for the audit record.
 pub fn who() -> (String, String) {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -241,10 +250,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Demo(args) => demo::run(args).await,
+            Command::Demo(args) => demo::run(args, cli.quiet).await,
             Command::Simulate(args) => simulate::run(args).await,
             Command::Plan(args) => plan::run(args, cli.config.as_deref(), &cli.db).await,
-            Command::Run(args) => run::run(args, cli.config.as_deref(), &cli.db).await,
+            Command::Run(args) => run::run(args, cli.config.as_deref(), &cli.db, cli.quiet).await,
             Command::Import(args) => import::run(args, cli.config.as_deref(), &cli.db).await,
             Command::Inventory(cmd) => inventory::run(cmd, cli.config.as_deref()).await,
             Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()).await,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{connect, open_batch};
 use crate::config::ConfigFile;
 use crate::queue::Job;
+use crate::vr::Client;
 use crate::workflow::{decide, lookup_vms, vm_key, Decision, Discovery};
 
 #[derive(Debug, Args)]
@@ -50,17 +51,33 @@ pub struct PlannedJob {
 pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
     let file = ConfigFile::load(config)?;
     let (queue, batch) = open_batch(db, args.batch)?;
-    let jobs: Vec<Job> = queue
-        .jobs(batch.id)?
-        .into_iter()
-        .filter(|j| !j.state.is_terminal())
-        .collect();
+    let jobs = queue.jobs(batch.id)?;
     drop(queue);
     let client = connect(&file).await?;
-    let pairings = client.pairings().await.context("listing pairings")?;
+    let planned = plan_jobs(&client, &jobs, args.lookup_group).await?;
+    client.logout().await.ok();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&planned)?);
+    } else {
+        print_table(
+            &batch.name,
+            batch.id,
+            &planned,
+            client.metrics().total_calls(),
+        );
+    }
+    Ok(super::exit::OK)
+}
 
+/// What `run` would do with each unfinished job, found with the same grouped calls.
+pub async fn plan_jobs(
+    client: &Client,
+    jobs: &[Job],
+    lookup_group: usize,
+) -> anyhow::Result<Vec<PlannedJob>> {
+    let pairings = client.pairings().await.context("listing pairings")?;
     let mut by_pairing: HashMap<Option<String>, Vec<&Job>> = HashMap::new();
-    for j in &jobs {
+    for j in jobs.iter().filter(|j| !j.state.is_terminal()) {
         by_pairing
             .entry(j.spec.pairing.clone())
             .or_default()
@@ -68,7 +85,7 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     }
     let mut planned = Vec::new();
     for (key, group) in by_pairing {
-        let disc = match Discovery::run(&client, &pairings, key.as_deref()).await {
+        let disc = match Discovery::run(client, &pairings, key.as_deref()).await {
             Ok(d) => d,
             Err(e) => {
                 planned.extend(group.iter().map(|j| failed(j, e.to_string())));
@@ -76,7 +93,7 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
             }
         };
         let refs: Vec<_> = group.iter().map(|j| &j.spec.vm).collect();
-        let lookups = lookup_vms(&client, &disc, &refs, args.lookup_group)
+        let lookups = lookup_vms(client, &disc, &refs, lookup_group)
             .await
             .with_context(|| format!("looking up the VMs on {}", disc.remote_vc_name))?;
         let mut needed: HashMap<String, i64> = HashMap::new();
@@ -90,20 +107,8 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
         }
         warn_about_space(&disc, &needed, &mut planned);
     }
-    client.logout().await.ok();
     planned.sort_by_key(|p| p.job_id);
-
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&planned)?);
-    } else {
-        print_table(
-            &batch.name,
-            batch.id,
-            &planned,
-            client.metrics().total_calls(),
-        );
-    }
-    Ok(super::exit::OK)
+    Ok(planned)
 }
 
 fn plan_one(job: &Job, decision: Decision) -> PlannedJob {
@@ -188,7 +193,7 @@ fn gib(bytes: i64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
-fn print_table(name: &str, id: i64, planned: &[PlannedJob], calls: u64) {
+pub fn print_table(name: &str, id: i64, planned: &[PlannedJob], calls: u64) {
     let count = |a: &str| planned.iter().filter(|p| p.action == a).count();
     println!(
         "plan for batch {id} \"{name}\": {} to configure, {} to skip, {} would fail ({calls} API calls, nothing configured)",

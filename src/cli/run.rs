@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::progress::{Progress, ProgressMode};
 use super::{exit, open_batch};
 use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment, RunSection};
 use crate::queue::JobState;
@@ -46,6 +47,9 @@ pub struct RunArgs {
     /// Seconds between task polls [default: 2].
     #[arg(long)]
     pub poll_interval: Option<f64>,
+    /// How to show progress: a bar on a terminal, plain lines otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 impl RunArgs {
@@ -169,7 +173,12 @@ pub fn parse_until(text: &str) -> Result<i64, String> {
     Ok(instant.as_millisecond())
 }
 
-pub async fn run(args: RunArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
+pub async fn run(
+    args: RunArgs,
+    config: Option<&Path>,
+    db: &Path,
+    quiet: bool,
+) -> anyhow::Result<u8> {
     let file = ConfigFile::load(config)?;
     let opts = args.options(&file.run)?;
     let (queue, batch) = open_batch(db, args.batch)?;
@@ -202,40 +211,55 @@ pub async fn run(args: RunArgs, config: Option<&Path>, db: &Path) -> anyhow::Res
             }
         }
     });
-    let outcome = runner::run(queue, settings, opts, stop_rx)
-        .await
-        .with_context(|| format!("running batch {}", batch.id))?;
-    print_summary(&outcome, db);
+    let progress = Progress::start(db.to_path_buf(), batch.id, args.progress, quiet);
+    let outcome = runner::run(queue, settings, opts, stop_rx).await;
+    progress.finish().await;
+    let outcome = outcome.with_context(|| format!("running batch {}", batch.id))?;
+    print_summary(&outcome, db)?;
     Ok(outcome.exit_code())
 }
 
-fn print_summary(outcome: &RunOutcome, db: &Path) {
-    let counts: Vec<String> = outcome
-        .counts
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(s, n)| format!("{s} {n}"))
-        .collect();
+/// The end of a run: counts per state, API cost, and every failure with its reason.
+pub(super) fn print_summary(outcome: &RunOutcome, db: &Path) -> anyhow::Result<()> {
     let total: u64 = outcome.counts.values().sum();
+    let mut table = super::table(["state", "VMs", "%"]);
+    for (state, n) in outcome.counts.iter().filter(|(_, n)| **n > 0) {
+        table.add_row([
+            state.to_string(),
+            n.to_string(),
+            format!("{:.0}", *n as f64 * 100.0 / total.max(1) as f64),
+        ]);
+    }
+    println!("{table}");
     let calls = outcome.metrics.total_calls();
     println!(
-        "batch {}: {} ({} API calls, {:.2} per VM, {:.1} s)",
+        "batch {}: {total} VMs, {calls} API calls ({:.2} per VM, {} throttled, {} re-logins) in {:.1} s",
         outcome.batch,
-        counts.join(", "),
-        calls,
         calls as f64 / total.max(1) as f64,
+        outcome.metrics.total().throttled,
+        outcome.metrics.relogins,
         outcome.elapsed.as_secs_f64()
     );
-    if let Ok(q) = crate::queue::Queue::open(db) {
-        if let Ok(jobs) = q.jobs(outcome.batch) {
-            for j in jobs.iter().filter(|j| j.state == JobState::Failed) {
-                println!(
-                    "  failed  {}: {}",
-                    j.vm_label(),
-                    j.reason.as_deref().unwrap_or("?")
-                );
-            }
+    let queue = crate::queue::Queue::open(db)?;
+    let failed: Vec<_> = queue
+        .jobs(outcome.batch)?
+        .into_iter()
+        .filter(|j| j.state == JobState::Failed)
+        .collect();
+    if !failed.is_empty() {
+        let mut table = super::table(["failed VM", "step", "reason"]);
+        for j in &failed {
+            table.add_row([
+                j.vm_label().to_string(),
+                j.step.to_string(),
+                j.reason.clone().unwrap_or_default(),
+            ]);
         }
+        println!("\n{table}");
+        println!(
+            "fix the causes, then `vrbulk retry --batch {0} --failed` and `vrbulk run --batch {0}`",
+            outcome.batch
+        );
     }
     match outcome.ending {
         Ending::Done => {}
@@ -249,4 +273,5 @@ fn print_summary(outcome: &RunOutcome, db: &Path) {
             outcome.batch
         ),
     }
+    Ok(())
 }

@@ -461,7 +461,7 @@ impl Runner {
 
     fn fail(&mut self, id: JobId, reason: &str, status: Option<u16>) -> Result<(), RunError> {
         if let Some(a) = self.active.remove(&id) {
-            tracing::warn!(job = id, vm = a.job.vm_label(), step = %a.step, "failed: {reason}");
+            tracing::info!(job = id, vm = a.job.vm_label(), step = %a.step, "failed: {reason}");
             self.save(&a)?;
             lock(&self.queue).fail(&a.lease, reason, status)?;
         }
@@ -486,7 +486,7 @@ impl Runner {
         let at = self.now() + wait.as_millis() as i64;
         let message = error.to_string();
         let state = lock(&self.queue).retry_later(&a.lease, at, &message, error.status())?;
-        tracing::warn!(job = id, vm = a.job.vm_label(), step = %a.step, next = ?state, "{message}");
+        tracing::info!(job = id, vm = a.job.vm_label(), step = %a.step, next = ?state, "{message}");
         Ok(())
     }
 
