@@ -275,3 +275,73 @@ pub(super) fn print_summary(outcome: &RunOutcome, db: &Path) -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let cli = crate::cli::Cli::parse_from([&["vrbulk", "run"], extra].concat());
+        match cli.command {
+            crate::cli::Command::Run(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_settings_file_which_wins_over_the_defaults() {
+        let file = RunSection {
+            workers: Some(3),
+            rate: Some(7.5),
+            submit_group: Some(10),
+            lease_seconds: Some(90),
+            ..RunSection::default()
+        };
+        let opts = args(&["--rate", "2", "--max-attempts", "9"])
+            .options(&file)
+            .unwrap();
+        assert_eq!(opts.rate, 2.0, "flag over file");
+        assert_eq!(opts.workers, 3, "file over default");
+        assert_eq!(opts.submit_group, 10);
+        assert_eq!(opts.lease, Duration::from_secs(90));
+        assert_eq!(opts.max_attempts, Some(9));
+        assert_eq!(
+            opts.lookup_group,
+            RunOptions::default().lookup_group,
+            "default"
+        );
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_naming_the_setting() {
+        let err = args(&["--workers", "0"])
+            .options(&RunSection::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("workers"), "{err}");
+        let file = RunSection {
+            submit_group: Some(500),
+            ..RunSection::default()
+        };
+        assert!(args(&[])
+            .options(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("submit_group"));
+        assert!(args(&["--until", "soon"])
+            .options(&RunSection::default())
+            .is_err());
+    }
+
+    #[test]
+    fn until_understands_clock_times_and_instants() {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let next = parse_until("05:30").unwrap();
+        assert!(next > now && next <= now + 24 * 3600 * 1000);
+        assert_eq!(
+            parse_until("2026-11-27T05:30:00Z").unwrap(),
+            1_795_757_400_000
+        );
+        assert!(parse_until("half past five").unwrap_err().contains("HH:MM"));
+    }
+}
