@@ -273,7 +273,7 @@ pub async fn run(
 impl Runner {
     async fn drive(&mut self) -> Result<Ending, RunError> {
         loop {
-            if *self.stop.borrow() {
+            if self.stopping() {
                 return Ok(Ending::Interrupted);
             }
             let now = self.now();
@@ -322,14 +322,23 @@ impl Runner {
             }
 
             let before = self.progress_marker();
+            // After Ctrl-C only the phase already under way gets its grace period.
             self.discover().await?;
-            self.reconcile().await?;
-            self.resolve().await?;
-            if !*self.stop.borrow() {
+            if !self.stopping() {
+                self.reconcile().await?;
+            }
+            if !self.stopping() {
+                self.resolve().await?;
+            }
+            if !self.stopping() {
                 self.submit().await?;
             }
-            self.poll_tasks().await?;
-            self.verify().await?;
+            if !self.stopping() {
+                self.poll_tasks().await?;
+            }
+            if !self.stopping() {
+                self.verify().await?;
+            }
             self.flush_usage();
             if self.progress_marker() == before {
                 let next_poll = self
@@ -368,6 +377,10 @@ impl Runner {
             .values()
             .map(|a| (a.job.id, a.step, a.in_doubt))
             .collect()
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
     }
 
     async fn sleep(&mut self, d: Duration) {

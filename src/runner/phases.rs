@@ -36,7 +36,7 @@ impl Runner {
         for key in keys {
             if let Some(Err(reason)) = self.discoveries.get(&key) {
                 let reason = reason.clone();
-                for id in self.held_with(&key, |_| true) {
+                for id in self.held_with(&key) {
                     self.fail(id, &reason, None)?;
                 }
                 continue;
@@ -60,7 +60,7 @@ impl Runner {
                     let transient = e.api_error().is_some_and(|a| {
                         a.class().is_retryable() || a.class() == ErrorClass::Session
                     });
-                    let ids = self.held_with(&key, |_| true);
+                    let ids = self.held_with(&key);
                     match (&e, e.api_error()) {
                         (DiscoveryError::Api { .. }, Some(api)) if transient => {
                             for id in ids {
@@ -534,10 +534,11 @@ impl Runner {
         groups.into_values().collect()
     }
 
-    fn held_with(&self, key: &Option<String>, matches: impl Fn(&Active) -> bool) -> Vec<JobId> {
+    /// Held jobs that name the pairing `key`.
+    fn held_with(&self, key: &Option<String>) -> Vec<JobId> {
         self.active
             .values()
-            .filter(|a| &a.pairing_key() == key && matches(a))
+            .filter(|a| &a.pairing_key() == key)
             .map(|a| a.job.id)
             .collect()
     }
