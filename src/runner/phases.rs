@@ -63,9 +63,7 @@ impl Runner {
                     let ids = self.held_with(&key);
                     match (&e, e.api_error()) {
                         (DiscoveryError::Api { .. }, Some(api)) if transient => {
-                            for id in ids {
-                                self.setback(id, api)?;
-                            }
+                            self.setback_all(ids, api)?;
                         }
                         _ => {
                             let reason = e.to_string();
@@ -85,10 +83,7 @@ impl Runner {
     /// is sent again: a replication means it did, a live task is followed, none means it did not.
     pub(super) async fn reconcile(&mut self) -> Result<(), RunError> {
         for (disc, ids) in self.by_pairing(|a| a.in_doubt) {
-            let vm_ids: Vec<String> = ids
-                .iter()
-                .filter_map(|id| self.active[id].checkpoint.vm_id.clone())
-                .collect();
+            let vm_ids = self.vm_ids(&ids);
             let work = async {
                 let reps = replications_of(&self.client, &disc, &vm_ids).await?;
                 let tasks = tasks_of_vms(&self.client, &vm_ids).await?;
@@ -100,9 +95,7 @@ impl Runner {
             let (reps, tasks) = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    for id in ids {
-                        self.setback(id, &e)?;
-                    }
+                    self.setback_all(ids, &e)?;
                     continue;
                 }
             };
@@ -183,9 +176,7 @@ impl Runner {
                 match result {
                     Ok(l) => l,
                     Err(e) => {
-                        for id in needs_lookup {
-                            self.setback(id, &e)?;
-                        }
+                        self.setback_all(needs_lookup, &e)?;
                         continue;
                     }
                 }
@@ -455,10 +446,7 @@ impl Runner {
     /// Confirms that each job whose task succeeded now has its replication.
     pub(super) async fn verify(&mut self) -> Result<(), RunError> {
         for (disc, ids) in self.by_pairing(|a| a.step == Step::Verify) {
-            let vm_ids: Vec<String> = ids
-                .iter()
-                .filter_map(|id| self.active[id].checkpoint.vm_id.clone())
-                .collect();
+            let vm_ids = self.vm_ids(&ids);
             let Some(result) = self
                 .guarded(replications_of(&self.client, &disc, &vm_ids))
                 .await
@@ -468,9 +456,7 @@ impl Runner {
             let reps = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    for id in ids {
-                        self.setback(id, &e)?;
-                    }
+                    self.setback_all(ids, &e)?;
                     continue;
                 }
             };
@@ -532,6 +518,17 @@ impl Runner {
             }
         }
         groups.into_values().collect()
+    }
+
+    fn setback_all(&mut self, ids: Vec<JobId>, error: &ApiError) -> Result<(), RunError> {
+        ids.into_iter().try_for_each(|id| self.setback(id, error))
+    }
+
+    /// The resolved VM ids of these held jobs.
+    fn vm_ids(&self, ids: &[JobId]) -> Vec<String> {
+        ids.iter()
+            .filter_map(|id| self.active[id].checkpoint.vm_id.clone())
+            .collect()
     }
 
     /// Held jobs that name the pairing `key`.
