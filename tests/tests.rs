@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod input_corpus;
 mod openapi_validator;
+mod ops;
 mod queue;
 mod run;
 mod spec_conformance;

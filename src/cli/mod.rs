@@ -6,6 +6,7 @@ mod config_cmd;
 mod demo;
 mod import;
 mod inventory;
+pub mod logging;
 mod plan;
 mod retry;
 mod run;
@@ -55,6 +56,10 @@ pub struct Cli {
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Format of the log files in logs/ beside the DB (stderr stays text).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    pub log_format: logging::LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
@@ -235,7 +240,8 @@ pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, B
 
 /// Runs one command; the `u8` is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
-    init_logging(cli.verbose, cli.quiet);
+    // Held to the end of the process: dropping it flushes the log file.
+    let _log_guard = logging::init(&logging::LogSetup::for_cli(&cli));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -253,21 +259,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Cancel(args) => cancel::run(args, &cli.db),
         }
     })
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, _) => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VRBULK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("vrbulk={level}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Maps a failure to the operator contract's exit code: bad input 2, no connection or login 3.
