@@ -1,11 +1,12 @@
-//! Operator conveniences: the log files beside the DB (their format, which commands write them,
-//! and that no secret reaches them).
+//! Operator conveniences: `vrbulk init`, and the log files beside the DB (their format, which
+//! commands write them, and that no secret reaches them).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
+use vrbulk::config::ConfigFile;
 use vrbulk::input::{JobSpec, VmRef};
 use vrbulk::queue::{InputKind, NewBatch, Queue};
 use vrbulk::sim::{SimConfig, Simulator};
@@ -66,6 +67,103 @@ fn all_logs(dir: &Path) -> String {
 }
 
 #[test]
+fn init_writes_a_commented_config_and_an_example_csv_that_parse_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    Cmd::new()
+        .current_dir(dir.path())
+        .args(["init"])
+        .assert_exit(0)
+        .stdout_contains("export VRBULK_PASSWORD=")
+        .stdout_contains("vrbulk config check --connect")
+        .stdout_contains("vrbulk import vms.csv")
+        .stdout_contains("vrbulk plan")
+        .stdout_contains("vrbulk run");
+
+    let toml = fs::read_to_string(dir.path().join("vrbulk.toml")).unwrap();
+    let file = ConfigFile::parse(&toml).unwrap();
+    file.defaults.validate().unwrap();
+    assert_eq!(file.source.url.as_deref(), Some("https://127.0.0.1:8443"));
+    for section in ["[source]", "[target]", "[defaults]", "[run]"] {
+        assert!(toml.contains(section), "{section} missing");
+    }
+    for key in [
+        "api_version",
+        "ca_file",
+        "thumbprint",
+        "insecure",
+        "timeout_seconds",
+        "page_size",
+        "target_datastore",
+        "auto_replicate_new_disks",
+        "disk_format",
+        "workers",
+        "rate",
+        "burst",
+        "lookup_group",
+        "submit_group",
+        "max_attempts",
+        "poll_interval_seconds",
+        "lease_seconds",
+    ] {
+        assert!(toml.contains(&format!("# {key} = ")), "{key} not shown");
+    }
+
+    // The example CSV imports as it is, with the settings file beside it.
+    let db = dir.path().join("q.db");
+    Cmd::new()
+        .current_dir(dir.path())
+        .args([
+            "--db".as_ref(),
+            db.as_os_str(),
+            "import".as_ref(),
+            "vms.csv".as_ref(),
+        ])
+        .assert_exit(0)
+        .stdout_contains("jobs imported");
+}
+
+#[test]
+fn a_second_init_without_force_exits_2_and_leaves_the_files_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    Cmd::new()
+        .current_dir(dir.path())
+        .args(["init"])
+        .assert_exit(0);
+    let config = dir.path().join("vrbulk.toml");
+    let csv = dir.path().join("vms.csv");
+    fs::write(&config, "# edited by the operator\n").unwrap();
+    fs::write(&csv, "vm_name\nweb-01\n").unwrap();
+
+    Cmd::new()
+        .current_dir(dir.path())
+        .args(["init"])
+        .assert_exit(2)
+        .stderr_contains("vrbulk.toml already exists")
+        .stderr_contains("--force");
+    assert_eq!(
+        fs::read_to_string(&config).unwrap(),
+        "# edited by the operator\n"
+    );
+    assert_eq!(fs::read_to_string(&csv).unwrap(), "vm_name\nweb-01\n");
+
+    // Only the CSV there: still refused, naming it, and the config is not written either.
+    fs::remove_file(&config).unwrap();
+    Cmd::new()
+        .current_dir(dir.path())
+        .args(["init"])
+        .assert_exit(2)
+        .stderr_contains("vms.csv already exists");
+    assert!(!config.exists());
+
+    Cmd::new()
+        .current_dir(dir.path())
+        .args(["init", "--force"])
+        .assert_exit(0);
+    assert!(fs::read_to_string(&config).unwrap().contains("[run]"));
+    assert!(fs::read_to_string(&csv).unwrap().starts_with("vm_name,"));
+}
+
+#[test]
 fn json_log_files_sit_beside_the_db_for_a_batch_command() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("queue").join("q.db");
@@ -121,6 +219,7 @@ fn commands_that_touch_no_batch_create_no_logs_folder() {
     with_db(&["--config", config.to_str().unwrap(), "config", "check"])
         .assert_exit(0)
         .stdout_contains("vrms-a.corp.local");
+    with_db(&["init"]).assert_exit(0);
     with_db(&["--help"]).assert_exit(0);
     // A command about a batch, with no queue there yet: exit 2 and nothing written.
     with_db(&["status"]).assert_exit(2);

@@ -61,6 +61,7 @@ impl LogSetup {
             C::Simulate(_) => ("simulate", false, false),
             C::Inventory(_) => ("inventory", false, false),
             C::Config(_) => ("config", false, false),
+            C::Init(_) => ("init", false, false),
         };
         let db = (on_batch && (creates_queue || cli.db.exists())).then(|| cli.db.clone());
         LogSetup {

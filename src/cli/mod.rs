@@ -5,6 +5,7 @@ mod cancel;
 mod config_cmd;
 mod demo;
 mod import;
+mod init;
 mod inventory;
 pub mod logging;
 mod plan;
@@ -89,6 +90,8 @@ pub enum Command {
     Retry(retry::RetryArgs),
     /// Cancel the jobs of a batch that have not started; running ones finish.
     Cancel(cancel::CancelArgs),
+    /// Write a commented vrbulk.toml and an example vms.csv into the current folder.
+    Init(init::InitArgs),
 }
 
 /// Replication settings given as flags; they win over `[defaults]` of the settings file.
@@ -257,6 +260,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Status(args) => status::run(args, &cli.db),
             Command::Retry(args) => retry::run(args, &cli.db),
             Command::Cancel(args) => cancel::run(args, &cli.db),
+            Command::Init(args) => init::run(args),
         }
     })
 }
