@@ -1,11 +1,14 @@
-//! Operator conveniences: `vrbulk init`, and the log files beside the DB (their format, which
-//! commands write them, and that no secret reaches them).
+//! Operator conveniences: `vrbulk init`, shell completions, an example in every `--help`, and
+//! the log files beside the DB (their format, which commands write them, and that no secret
+//! reaches them).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
+use clap::CommandFactory;
+use vrbulk::cli::Cli;
 use vrbulk::config::ConfigFile;
 use vrbulk::input::{JobSpec, VmRef};
 use vrbulk::queue::{InputKind, NewBatch, Queue};
@@ -164,6 +167,60 @@ fn a_second_init_without_force_exits_2_and_leaves_the_files_unchanged() {
 }
 
 #[test]
+fn completions_for_each_shell_mention_vrbulk_and_its_subcommands() {
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let ran = Cmd::new().args(["completions", shell]).assert_exit(0);
+        let script = ran.stdout();
+        assert!(!script.trim().is_empty(), "{shell}: empty");
+        assert!(script.contains("vrbulk"), "{shell}: no vrbulk");
+        assert!(
+            script.contains("import") && script.contains("status"),
+            "{shell}: no subcommand names"
+        );
+    }
+    Cmd::new()
+        .args(["completions", "tcsh"])
+        .assert_exit(2)
+        .stderr_contains("possible values");
+}
+
+/// Every command path under `cmd` (`["config", "check"]`, ...), parents included.
+fn command_paths(cmd: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let mut path = prefix.to_vec();
+        path.push(sub.get_name().to_string());
+        command_paths(sub, &path, out);
+        out.push(path);
+    }
+}
+
+#[test]
+fn every_subcommand_help_has_an_example() {
+    let mut paths = Vec::new();
+    command_paths(&Cli::command(), &[], &mut paths);
+    assert!(paths.len() >= 12, "{paths:?}");
+    for path in &paths {
+        let err = Cli::command()
+            .try_get_matches_from(
+                std::iter::once("vrbulk")
+                    .chain(path.iter().map(String::as_str))
+                    .chain(["--help"]),
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{path:?}");
+        let help = err.to_string();
+        assert!(
+            help.contains("Example"),
+            "`vrbulk {} --help` has no example:\n{help}",
+            path.join(" ")
+        );
+    }
+}
+
+#[test]
 fn json_log_files_sit_beside_the_db_for_a_batch_command() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("queue").join("q.db");
@@ -219,6 +276,7 @@ fn commands_that_touch_no_batch_create_no_logs_folder() {
     with_db(&["--config", config.to_str().unwrap(), "config", "check"])
         .assert_exit(0)
         .stdout_contains("vrms-a.corp.local");
+    with_db(&["completions", "bash"]).assert_exit(0);
     with_db(&["init"]).assert_exit(0);
     with_db(&["--help"]).assert_exit(0);
     // A command about a batch, with no queue there yet: exit 2 and nothing written.

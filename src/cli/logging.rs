@@ -62,6 +62,7 @@ impl LogSetup {
             C::Inventory(_) => ("inventory", false, false),
             C::Config(_) => ("config", false, false),
             C::Init(_) => ("init", false, false),
+            C::Completions(_) => ("completions", false, false),
         };
         let db = (on_batch && (creates_queue || cli.db.exists())).then(|| cli.db.clone());
         LogSetup {

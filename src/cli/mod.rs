@@ -2,6 +2,7 @@
 //! with its arguments and its `run`; the logic they call lives in the library modules.
 
 mod cancel;
+mod completions;
 mod config_cmd;
 mod demo;
 mod import;
@@ -79,10 +80,16 @@ pub enum Command {
     /// Turn a CSV, or a name pattern over the live inventory, into a batch of jobs.
     Import(import::ImportArgs),
     /// Look at the source inventory: `inventory export` writes a CSV template.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  vrbulk inventory export --pairing vc-site-b.corp.local -o wave-1.csv"
+    )]
     Inventory(inventory::InventoryCommand),
     /// Check the settings file and, with --connect, the connection to both sites.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  VRBULK_PASSWORD=… vrbulk config check --connect"
+    )]
     Config(config_cmd::ConfigCommand),
     /// Show where a batch stands: jobs per state and step, retries, jobs in doubt, last errors.
     Status(status::StatusArgs),
@@ -92,6 +99,8 @@ pub enum Command {
     Cancel(cancel::CancelArgs),
     /// Write a commented vrbulk.toml and an example vms.csv into the current folder.
     Init(init::InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(completions::CompletionsArgs),
 }
 
 /// Replication settings given as flags; they win over `[defaults]` of the settings file.
@@ -261,6 +270,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Retry(args) => retry::run(args, &cli.db),
             Command::Cancel(args) => cancel::run(args, &cli.db),
             Command::Init(args) => init::run(args),
+            Command::Completions(args) => completions::run(args),
         }
     })
 }
