@@ -7,6 +7,7 @@ mod client;
 mod input_corpus;
 mod openapi_validator;
 mod operator;
+mod ops;
 mod queue;
 mod run;
 mod spec_conformance;

@@ -2,10 +2,13 @@
 //! with its arguments and its `run`; the logic they call lives in the library modules.
 
 mod cancel;
+mod completions;
 mod config_cmd;
 mod demo;
 mod import;
+mod init;
 mod inventory;
+pub mod logging;
 mod plan;
 mod progress;
 mod retry;
@@ -57,6 +60,10 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// Format of the log files in logs/ beside the DB (stderr stays text).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    pub log_format: logging::LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -74,10 +81,16 @@ pub enum Command {
     /// Turn a CSV, or a name pattern over the live inventory, into a batch of jobs.
     Import(import::ImportArgs),
     /// Look at the source inventory: `inventory export` writes a CSV template.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  vrbulk inventory export --pairing vc-site-b.corp.local -o wave-1.csv"
+    )]
     Inventory(inventory::InventoryCommand),
     /// Check the settings file and, with --connect, the connection to both sites.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  VRBULK_PASSWORD=… vrbulk config check --connect"
+    )]
     Config(config_cmd::ConfigCommand),
     /// Show where a batch stands: jobs per state and step, retries, jobs in doubt, last errors.
     Status(status::StatusArgs),
@@ -85,6 +98,10 @@ pub enum Command {
     Retry(retry::RetryArgs),
     /// Cancel the jobs of a batch that have not started; running ones finish.
     Cancel(cancel::CancelArgs),
+    /// Write a commented vrbulk.toml and an example vms.csv into the current folder.
+    Init(init::InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(completions::CompletionsArgs),
 }
 
 /// Replication settings given as flags; they win over `[defaults]` of the settings file.
@@ -244,7 +261,8 @@ pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, B
 
 /// Runs one command; the `u8` is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
-    init_logging(cli.verbose, cli.quiet);
+    // Held to the end of the process: dropping it flushes the log file.
+    let _log_guard = logging::init(&logging::LogSetup::for_cli(&cli));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -260,23 +278,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Status(args) => status::run(args, &cli.db),
             Command::Retry(args) => retry::run(args, &cli.db),
             Command::Cancel(args) => cancel::run(args, &cli.db),
+            Command::Init(args) => init::run(args),
+            Command::Completions(args) => completions::run(args),
         }
     })
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, _) => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VRBULK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("vrbulk={level}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Maps a failure to the operator contract's exit code: bad input 2, no connection or login 3.

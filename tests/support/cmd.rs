@@ -37,6 +37,12 @@ impl Cmd {
         self
     }
 
+    /// Runs in `dir` (for commands that work on the current folder, such as `init`).
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.command.env(key, value);
         self

@@ -1,0 +1,25 @@
+//! `vrbulk completions SHELL`: the shell completion script, generated from the clap definitions
+//! so it never falls behind the commands.
+
+use clap::{Args, CommandFactory};
+use clap_complete::Shell;
+
+use super::{exit, Cli};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  vrbulk completions bash > ~/.local/share/bash-completion/completions/vrbulk
+  vrbulk completions zsh > \"${fpath[1]}/_vrbulk\"
+  vrbulk completions fish > ~/.config/fish/completions/vrbulk.fish
+  vrbulk completions powershell >> $PROFILE")]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+pub fn run(args: CompletionsArgs) -> anyhow::Result<u8> {
+    let mut command = Cli::command();
+    clap_complete::generate(args.shell, &mut command, "vrbulk", &mut std::io::stdout());
+    Ok(exit::OK)
+}
