@@ -233,7 +233,12 @@ pub async fn run(
         last_poll: None,
         flushed: ClientMetrics::default(),
     };
-    let ending = runner.drive().await;
+    // Every log line of the run carries its batch.
+    let ending = tracing::Instrument::instrument(
+        runner.drive(),
+        tracing::info_span!("run", batch, run = %run_id),
+    )
+    .await;
     heartbeat.abort();
     let ending = match ending {
         Ok(e) => e,
