@@ -544,7 +544,8 @@ impl Runner {
 }
 
 enum Submitted {
-    Task(Task),
+    // Boxed: a task is ~240 bytes, the other variants one pointer (clippy::large_enum_variant).
+    Task(Box<Task>),
     /// The server refused this spec alone (400): nothing was created.
     Rejected(Arc<ApiError>),
     /// The call failed in a way that leaves its effect unknown.
@@ -619,7 +620,7 @@ fn match_tasks(
                 by_entity.remove(&spec.vm_id)
             };
             match task {
-                Some(t) => (id, Submitted::Task(t)),
+                Some(t) => (id, Submitted::Task(Box::new(t))),
                 None => (
                     id,
                     Submitted::Unknown(Arc::new(ApiError::Decode {
