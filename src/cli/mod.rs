@@ -7,10 +7,14 @@ mod demo;
 mod import;
 mod inventory;
 mod plan;
+mod report;
 mod retry;
 mod run;
 mod simulate;
 mod status;
+
+// The report speaks of times and durations in the same words as `vrbulk status`.
+pub(crate) use status::{span, utc};
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +88,8 @@ pub enum Command {
     Retry(retry::RetryArgs),
     /// Cancel the jobs of a batch that have not started; running ones finish.
     Cancel(cancel::CancelArgs),
+    /// Write the report of a batch for change management: Markdown, HTML, CSV or JSON.
+    Report(report::ReportArgs),
 }
 
 /// Replication settings given as flags; they win over `[defaults]` of the settings file.
@@ -251,6 +257,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Status(args) => status::run(args, &cli.db),
             Command::Retry(args) => retry::run(args, &cli.db),
             Command::Cancel(args) => cancel::run(args, &cli.db),
+            Command::Report(args) => report::run(args, &cli.db),
         }
     })
 }
