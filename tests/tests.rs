@@ -7,6 +7,7 @@ mod client;
 mod input_corpus;
 mod openapi_validator;
 mod queue;
+mod report;
 mod run;
 mod spec_conformance;
 mod status;
