@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod input;
 pub mod queue;
+pub mod report;
 pub mod runner;
 pub mod secret;
 pub mod sim;

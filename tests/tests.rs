@@ -9,6 +9,7 @@ mod openapi_validator;
 mod operator;
 mod ops;
 mod queue;
+mod report;
 mod run;
 mod spec_conformance;
 mod status;

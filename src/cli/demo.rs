@@ -11,9 +11,11 @@ use clap::Args;
 
 use super::import::{self, ImportArgs};
 use super::progress::{Progress, ProgressMode};
+use super::report::write_output;
 use super::run::print_summary;
 use super::{plan, Profile};
 use crate::queue::Queue;
+use crate::report::{Format, Report};
 use crate::runner::{self, RunOptions};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, Simulator};
@@ -39,13 +41,7 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => PathBuf::from(format!(
-            "vrbulk-demo-{}",
-            jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
-        )),
-    };
+    let dir = args.dir.clone().unwrap_or_else(default_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let db = dir.join("vrbulk.db");
     anyhow::ensure!(
@@ -156,9 +152,28 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
     );
     sim.shutdown().await;
 
-    heading("5. What to look at next");
+    heading("5. Reports for the change board, from the queue's own record");
+    let reports = dir.join("reports");
+    std::fs::create_dir_all(&reports).with_context(|| format!("creating {}", reports.display()))?;
+    let queue = Queue::open(&db)?;
+    let report = Report::load(&queue, batch.id, crate::queue::system_clock()())?;
+    for format in Format::ALL {
+        let path = reports.join(format!("wave-1.{format}"));
+        write_output(&report.render(format)?, Some(&path))?;
+        println!("   {}", path.display());
+    }
+
+    heading("6. What to look at next");
     print_next_steps(&dir, &db, &config);
     Ok(super::exit::OK)
+}
+
+/// `./vrbulk-demo-<time>`: a new folder for each demo.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from(format!(
+        "vrbulk-demo-{}",
+        jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
+    ))
 }
 
 fn heading(text: &str) {
@@ -185,6 +200,7 @@ fn print_next_steps(dir: &Path, db: &Path, config: &Path) {
     println!("   inspect them (the simulator is gone; these read the queue only):");
     println!("     vrbulk --db {db} status");
     println!("     vrbulk --db {db} status --json");
+    println!("     vrbulk --db {db} report --format html -o report.html");
     println!("   do the same against a real appliance:");
     println!("     vrbulk init                        # writes vrbulk.toml and an example vms.csv");
     println!("     $EDITOR vrbulk.toml vms.csv        # [source] url, user, thumbprint; your VMs");

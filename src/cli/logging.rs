@@ -63,6 +63,7 @@ impl LogSetup {
             C::Config(_) => ("config", false, false),
             C::Init(_) => ("init", false, false),
             C::Completions(_) => ("completions", false, false),
+            C::Report(_) => ("report", false, true),
         };
         let db = (on_batch && (creates_queue || cli.db.exists())).then(|| cli.db.clone());
         LogSetup {

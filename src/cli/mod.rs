@@ -11,10 +11,14 @@ mod inventory;
 pub mod logging;
 mod plan;
 mod progress;
+mod report;
 mod retry;
 mod run;
 mod simulate;
 mod status;
+
+// The report speaks of times and durations in the same words as `vrbulk status`.
+pub(crate) use status::{span, utc};
 
 use std::path::{Path, PathBuf};
 
@@ -102,6 +106,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell).
     Completions(completions::CompletionsArgs),
+    /// Write the report of a batch for change management: Markdown, HTML, CSV or JSON.
+    Report(report::ReportArgs),
 }
 
 /// Replication settings given as flags; they win over `[defaults]` of the settings file.
@@ -260,7 +266,14 @@ pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, B
 }
 
 /// Runs one command; the `u8` is the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+pub fn run(mut cli: Cli) -> anyhow::Result<u8> {
+    // The demo keeps its queue, and so its logs, in its own folder.
+    if let Command::Demo(args) = &mut cli.command {
+        cli.db = args
+            .dir
+            .get_or_insert_with(demo::default_dir)
+            .join("vrbulk.db");
+    }
     // Held to the end of the process: dropping it flushes the log file.
     let _log_guard = logging::init(&logging::LogSetup::for_cli(&cli));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -280,6 +293,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Cancel(args) => cancel::run(args, &cli.db),
             Command::Init(args) => init::run(args),
             Command::Completions(args) => completions::run(args),
+            Command::Report(args) => report::run(args, &cli.db),
         }
     })
 }

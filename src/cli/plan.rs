@@ -3,7 +3,7 @@
 //! configuring anything or touching the jobs. Operators attach it to the change request.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -12,11 +12,14 @@ use serde::Serialize;
 use super::{connect, open_batch};
 use crate::config::ConfigFile;
 use crate::queue::Job;
+use crate::report::{Format, PlanAction, PlanReport, PlanRow};
 use crate::vr::Client;
 use crate::workflow::{decide, lookup_vms, vm_key, Decision, Discovery};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  vrbulk plan --batch 3 > wave-3-plan.txt")]
+#[command(after_help = "Examples:
+  vrbulk plan --batch 3 > wave-3-plan.txt
+  vrbulk plan --batch 3 --format html -o wave-3-plan.html")]
 pub struct PlanArgs {
     /// The batch to plan [default: the newest].
     #[arg(long)]
@@ -25,8 +28,14 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 50)]
     pub lookup_group: usize,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Write the plan as a report: md, html, csv or json (the report's schema).
+    #[arg(long, short = 'f', value_name = "FORMAT")]
+    pub format: Option<Format>,
+    /// Write the plan report to this file [format: --format, else the file's extension].
+    #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "json")]
+    pub output: Option<PathBuf>,
 }
 
 /// One job's fate, as planned.
@@ -56,7 +65,13 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     let client = connect(&file).await?;
     let planned = plan_jobs(&client, &jobs, args.lookup_group).await?;
     client.logout().await.ok();
-    if args.json {
+    if args.format.is_some() || args.output.is_some() {
+        let rows = planned.iter().map(plan_row).collect();
+        let now = crate::queue::system_clock()();
+        let report = PlanReport::new(&batch, &jobs, rows, client.metrics().total_calls(), now);
+        let format = super::report::format_for(args.format, args.output.as_deref());
+        super::report::write_output(&report.render(format)?, args.output.as_deref())?;
+    } else if args.json {
         println!("{}", serde_json::to_string_pretty(&planned)?);
     } else {
         print_table(
@@ -109,6 +124,30 @@ pub async fn plan_jobs(
     }
     planned.sort_by_key(|p| p.job_id);
     Ok(planned)
+}
+
+/// A planned job as the report renders it.
+fn plan_row(p: &PlannedJob) -> PlanRow {
+    PlanRow {
+        job_id: p.job_id,
+        vm_name: p.vm_name.clone(),
+        vm_id: p.vm_id.clone(),
+        action: match p.action {
+            "configure" => PlanAction::Configure,
+            "skip" => PlanAction::Skip,
+            _ => PlanAction::Fail,
+        },
+        reason: p.reason.clone(),
+        target_datastore: p.target_datastore.clone(),
+        storage_policy: p.storage_policy.clone(),
+        replication_server: p.replication_server.clone(),
+        disks: p.disks,
+        excluded_disks: p.excluded_disks.clone(),
+        capacity_bytes: p.capacity_bytes,
+        warnings: p.warnings.clone(),
+        change_ticket: None,
+        notes: None,
+    }
 }
 
 fn plan_one(job: &Job, decision: Decision) -> PlannedJob {

@@ -190,7 +190,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// A length of time the way an operator reads it: `45s`, `3m 10s`, `2h 05m`, `3d 04h`.
-fn span(ms: i64) -> String {
+pub fn span(ms: i64) -> String {
     let s = ms.max(0) / 1000;
     match s {
         0..60 => format!("{s}s"),

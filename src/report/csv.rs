@@ -1,0 +1,159 @@
+//! CSV for spreadsheets: one row per VM under stable snake_case column names (scripts and
+//! saved pivot tables depend on them: add columns at the end, never rename). Lists (disk labels)
+//! are joined with `; `. Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` at the
+//! start) gets a leading `'`, the usual guard against CSV injection.
+
+use super::{PlanReport, Report, ReportError, UtcTime};
+
+pub(crate) const BATCH_COLUMNS: [&str; 27] = [
+    "job_id",
+    "input_line",
+    "vm_name",
+    "vm_id",
+    "state",
+    "step",
+    "reason",
+    "last_error",
+    "http_status",
+    "replication_id",
+    "task_id",
+    "in_doubt",
+    "target_datastore",
+    "storage_policy",
+    "replication_server",
+    "rpo_minutes",
+    "mpit_instances",
+    "mpit_days",
+    "disks_replicated",
+    "disks_excluded",
+    "replicated_capacity_bytes",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "duration_seconds",
+    "change_ticket",
+    "notes",
+];
+
+pub(crate) const PLAN_COLUMNS: [&str; 14] = [
+    "job_id",
+    "vm_name",
+    "vm_id",
+    "action",
+    "reason",
+    "target_datastore",
+    "storage_policy",
+    "replication_server",
+    "disks",
+    "excluded_disks",
+    "capacity_bytes",
+    "warnings",
+    "change_ticket",
+    "notes",
+];
+
+pub(super) fn batch(report: &Report) -> Result<String, ReportError> {
+    let mut w = ::csv::Writer::from_writer(Vec::with_capacity(report.jobs.len() * 256 + 512));
+    w.write_record(BATCH_COLUMNS)?;
+    for j in &report.jobs {
+        w.write_record([
+            j.job_id.to_string(),
+            opt(j.input_line),
+            text(&j.vm_name),
+            opt_text(&j.vm_id),
+            j.state.to_string(),
+            j.step.to_string(),
+            opt_text(&j.reason),
+            opt_text(&j.last_error),
+            opt(j.http_status),
+            opt_text(&j.replication_id),
+            opt_text(&j.task_id),
+            j.in_doubt.to_string(),
+            text(&j.target_datastore),
+            opt_text(&j.storage_policy),
+            opt_text(&j.replication_server),
+            j.rpo_minutes.to_string(),
+            j.mpit_instances.to_string(),
+            j.mpit_days.to_string(),
+            text(&j.disks_replicated.join("; ")),
+            text(&j.disks_excluded.join("; ")),
+            j.replicated_capacity_bytes.to_string(),
+            j.attempts.to_string(),
+            time(j.started_at),
+            time(j.finished_at),
+            j.duration_ms
+                .map(|ms| format!("{:.3}", ms as f64 / 1000.0))
+                .unwrap_or_default(),
+            opt_text(&j.change_ticket),
+            opt_text(&j.notes),
+        ])?;
+    }
+    finish(w)
+}
+
+pub(super) fn plan(plan: &PlanReport) -> Result<String, ReportError> {
+    let mut w = ::csv::Writer::from_writer(Vec::with_capacity(plan.jobs.len() * 200 + 256));
+    w.write_record(PLAN_COLUMNS)?;
+    for p in &plan.jobs {
+        w.write_record([
+            p.job_id.to_string(),
+            text(&p.vm_name),
+            opt_text(&p.vm_id),
+            p.action.as_str().to_string(),
+            opt_text(&p.reason),
+            text(&p.target_datastore),
+            opt_text(&p.storage_policy),
+            opt_text(&p.replication_server),
+            p.disks.to_string(),
+            text(&p.excluded_disks.join("; ")),
+            p.capacity_bytes.to_string(),
+            text(&p.warnings.join("; ")),
+            opt_text(&p.change_ticket),
+            opt_text(&p.notes),
+        ])?;
+    }
+    finish(w)
+}
+
+fn finish(w: ::csv::Writer<Vec<u8>>) -> Result<String, ReportError> {
+    let bytes = w
+        .into_inner()
+        .map_err(|e| ReportError::Csv(e.into_error().into()))?;
+    // Every cell is a Rust `String`, so the bytes are UTF-8; lossy only to avoid a panic path.
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+fn time(t: Option<UtcTime>) -> String {
+    t.map(|t| t.to_string()).unwrap_or_default()
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn opt_text(v: &Option<String>) -> String {
+    v.as_deref().map(text).unwrap_or_default()
+}
+
+/// Free text, defused for spreadsheets.
+pub(crate) fn text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_defused_and_plain_text_is_left_alone() {
+        assert_eq!(text("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(text("app-001"), "app-001");
+        assert_eq!(text(""), "");
+    }
+}

@@ -1,0 +1,210 @@
+//! Reports for change management: one batch rendered from the queue's own record, never from
+//! the API (DESIGN.md, "Shape"), as Markdown, HTML, CSV or JSON.
+//!
+//! [`Report::load`] reads everything a report says from the database in one read transaction
+//! (batch, jobs, the event log's timeline, runs, API usage, discovery) into one serializable
+//! model; the renderers (`md`, `html`, `csv`, `json`, one file each) only format that model.
+//! `vrbulk plan` writes its dry run through the same renderers as a [`PlanReport`]. Failures are
+//! grouped by cause with a suggested next step in `causes`.
+//!
+//! Times are Unix milliseconds in the model ([`UtcTime`]); they render as
+//! `YYYY-MM-DD HH:MM:SS UTC` for people and as RFC 3339 in JSON. The caller passes `now`, so a
+//! golden test renders the same bytes every time.
+
+mod causes;
+mod csv;
+mod html;
+mod json;
+mod md;
+mod model;
+mod plan;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Serialize, Serializer};
+use thiserror::Error;
+
+use crate::queue::QueueError;
+
+pub use causes::{classify, normalize, CauseKind};
+pub use json::SCHEMA_VERSION;
+pub use model::{
+    ApiCall, BatchHeader, FailureGroup, JobRow, Progress, Report, Runs, Site, Summary,
+    TimelineEntry,
+};
+pub use plan::{PlanAction, PlanCounts, PlanReport, PlanRow};
+
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+
+    #[error("report: reading the job queue: {0}")]
+    Sql(#[from] rusqlite::Error),
+
+    #[error("report: writing CSV: {0}")]
+    Csv(#[from] ::csv::Error),
+
+    #[error("report: writing JSON: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+/// The formats a report renders in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// GitHub-flavoured Markdown.
+    #[default]
+    Md,
+    /// One self-contained page: inline CSS and SVG, no script.
+    Html,
+    /// One row per VM.
+    Csv,
+    /// The versioned schema of `docs/report-schema.md`.
+    Json,
+}
+
+impl Format {
+    pub const ALL: [Format; 4] = [Format::Md, Format::Html, Format::Csv, Format::Json];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Md => "md",
+            Format::Html => "html",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown report format `{0}`: use md, html, csv or json")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Format, UnknownFormat> {
+        match s.to_ascii_lowercase().as_str() {
+            "md" | "markdown" => Ok(Format::Md),
+            "html" => Ok(Format::Html),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            _ => Err(UnknownFormat(s.to_string())),
+        }
+    }
+}
+
+impl Report {
+    /// The report in `format`, as the bytes of a file.
+    pub fn render(&self, format: Format) -> Result<String, ReportError> {
+        Ok(match format {
+            Format::Md => md::batch(self),
+            Format::Html => html::batch(self),
+            Format::Csv => csv::batch(self)?,
+            Format::Json => json::batch(self)?,
+        })
+    }
+}
+
+impl PlanReport {
+    /// The plan in `format`, as the bytes of a file.
+    pub fn render(&self, format: Format) -> Result<String, ReportError> {
+        Ok(match format {
+            Format::Md => md::plan(self),
+            Format::Html => html::plan(self),
+            Format::Csv => csv::plan(self)?,
+            Format::Json => json::plan(self)?,
+        })
+    }
+}
+
+/// A moment as the queue records it (Unix milliseconds, UTC). Displays as
+/// `YYYY-MM-DD HH:MM:SS UTC`; serializes as RFC 3339 with milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UtcTime(pub i64);
+
+impl UtcTime {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// `2024-06-01T12:00:00.000Z`; a moment outside jiff's range (never written by vrbulk)
+    /// falls back to the readable form rather than failing the whole report.
+    pub fn rfc3339(self) -> String {
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            Err(_) => self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::cli::utc(self.0))
+    }
+}
+
+impl Serialize for UtcTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+/// A length of time as operators read it (`3m 10s`); the same words as `vrbulk status`.
+pub(crate) fn span(ms: i64) -> String {
+    crate::cli::span(ms)
+}
+
+/// Bytes in binary units with one decimal: `1.5 TiB`.
+pub(crate) fn bytes(n: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_render_for_people_and_as_rfc3339() {
+        let t = UtcTime(1_717_243_200_250);
+        assert_eq!(t.to_string(), "2024-06-01 12:00:00 UTC");
+        assert_eq!(t.rfc3339(), "2024-06-01T12:00:00.250Z");
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2024-06-01T12:00:00.250Z\""
+        );
+    }
+
+    #[test]
+    fn formats_parse_by_name() {
+        for f in Format::ALL {
+            assert_eq!(f.as_str().parse::<Format>(), Ok(f));
+        }
+        assert!("pdf".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * (1 << 40)), "3.0 TiB");
+    }
+}

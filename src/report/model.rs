@@ -1,0 +1,485 @@
+//! The report's model and [`Report::load`], which fills it from the queue alone: the batch row,
+//! the jobs with their checkpoints, the event log (timeline), and what runs recorded (runs,
+//! API usage per operation, discovery per pairing). Field names are the JSON schema's
+//! (`docs/report-schema.md`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::causes::{self, CauseKind};
+use super::{ReportError, UtcTime};
+use crate::queue::{Batch, BatchId, Job, JobState, Queue, Step};
+use crate::vr::model::VmDisk;
+
+/// One batch, as a change board files it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// When the report was made (the `now` given to [`Report::load`]).
+    pub generated_at: UtcTime,
+    pub batch: BatchHeader,
+    /// Source and target site of each pairing the batch's runs discovered.
+    pub sites: Vec<Site>,
+    pub runs: Runs,
+    pub progress: Progress,
+    pub summary: Summary,
+    /// Failed jobs grouped by cause, the largest group first.
+    pub failures: Vec<FailureGroup>,
+    /// One row per VM, in import order.
+    pub jobs: Vec<JobRow>,
+    /// When each job started and ended, from its events; in import order.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// The audit header: what was imported, by whom, where, with which settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchHeader {
+    pub id: BatchId,
+    pub name: String,
+    /// When the batch was imported.
+    pub created_at: UtcTime,
+    pub operator: String,
+    pub host: String,
+    /// The vrbulk version that imported the batch.
+    pub tool_version: String,
+    /// `csv` or `inventory`.
+    pub input_kind: String,
+    pub input_path: Option<String>,
+    pub input_sha256: Option<String>,
+    /// The effective settings of the import; the queue never holds secrets.
+    pub settings: serde_json::Value,
+    /// Distinct change tickets of the batch's jobs, sorted.
+    pub change_tickets: Vec<String>,
+}
+
+impl BatchHeader {
+    pub fn new<'a>(batch: &Batch, jobs: impl IntoIterator<Item = &'a Job>) -> BatchHeader {
+        let tickets: BTreeSet<&str> = jobs
+            .into_iter()
+            .filter_map(|j| j.spec.change_ticket.as_deref())
+            .filter(|t| !t.trim().is_empty())
+            .collect();
+        BatchHeader {
+            id: batch.id,
+            name: batch.name.clone(),
+            created_at: UtcTime(batch.created_at),
+            operator: batch.operator.clone(),
+            host: batch.host.clone(),
+            tool_version: batch.tool_version.clone(),
+            input_kind: batch.input_kind.clone(),
+            input_path: batch.input_path.clone(),
+            input_sha256: batch.input_sha256.clone(),
+            settings: batch.settings.clone(),
+            change_tickets: tickets.into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
+
+/// One pairing as discovered: the source (local) and target (remote) vCenter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Site {
+    pub pairing_id: String,
+    pub source_vcenter: Option<String>,
+    pub target_vcenter: Option<String>,
+    pub discovered_at: UtcTime,
+}
+
+/// The `vrbulk run`s of the batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Runs {
+    pub count: u64,
+    pub first_started_at: Option<UtcTime>,
+    pub last_started_at: Option<UtcTime>,
+    /// The end of the last run that finished.
+    pub last_finished_at: Option<UtcTime>,
+    /// How the newest run ended (`done`, `interrupted`, …); `None` while it runs.
+    pub last_outcome: Option<String>,
+    /// The runs' durations added up. A run that never recorded its end (killed) counts until
+    /// the batch's last event.
+    pub wall_time_ms: i64,
+    /// Logins repeated after a session expired, over all runs.
+    pub relogins: u64,
+}
+
+/// Where the batch stands: `in_progress` while any job is pending, running or retryable.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    pub in_progress: bool,
+    /// Jobs in a final state.
+    pub done: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub total: u64,
+    /// Jobs per state; every state is present.
+    pub counts: BTreeMap<JobState, u64>,
+    /// Share of the jobs per state, in percent with one decimal; every state is present.
+    pub percent: BTreeMap<JobState, f64>,
+    /// Sum over succeeded jobs of their replicated disks' capacities, in bytes.
+    pub replicated_capacity_bytes: i64,
+    /// API calls per operation (the spec's operationId), sorted by operation.
+    pub api_calls: Vec<ApiCall>,
+    /// All operations added up (`operation` is `total`).
+    pub api_total: ApiCall,
+    pub relogins: u64,
+    /// Attempts beyond the first, over all jobs.
+    pub job_retries: u64,
+}
+
+/// What one API operation cost over all runs of the batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiCall {
+    pub operation: String,
+    /// HTTP requests sent, retries included.
+    pub calls: u64,
+    /// Answers with 429.
+    pub throttled: u64,
+    /// Answers with 5xx.
+    pub server_errors: u64,
+    /// Requests repeated after a transient failure or a 429.
+    pub retries: u64,
+}
+
+/// Failed jobs with one cause.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureGroup {
+    pub kind: CauseKind,
+    /// The reason with ids and numbers taken out (`…`).
+    pub cause: String,
+    /// The first reason of the group, in the server's words.
+    pub example: String,
+    pub next_step: String,
+    pub count: u64,
+    pub vms: Vec<String>,
+}
+
+/// One VM's job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRow {
+    pub job_id: i64,
+    /// The CSV line the job came from (the header is line 1).
+    pub input_line: Option<u64>,
+    /// The VM's name as the operator gave it (its id when only the id was given).
+    pub vm_name: String,
+    /// The id the API resolved, else the one the input gave.
+    pub vm_id: Option<String>,
+    pub state: JobState,
+    /// The workflow step the job is at, or ended at.
+    pub step: Step,
+    /// Why a skipped, failed or cancelled job ended so, in the server's words.
+    pub reason: Option<String>,
+    /// The newest error of the job, even if a later attempt succeeded.
+    pub last_error: Option<String>,
+    pub http_status: Option<u16>,
+    pub replication_id: Option<String>,
+    pub task_id: Option<String>,
+    pub in_doubt: bool,
+    pub target_datastore: String,
+    /// `None`: the datastore's default policy.
+    pub storage_policy: Option<String>,
+    /// `None`: automatic placement.
+    pub replication_server: Option<String>,
+    pub rpo_minutes: u32,
+    /// Point-in-time copies per day; 0 is MPIT off.
+    pub mpit_instances: u32,
+    pub mpit_days: u32,
+    /// Disk labels (the VM home included) enabled for replication.
+    pub disks_replicated: Vec<String>,
+    /// Disk labels the server reports as unsupported, left out.
+    pub disks_excluded: Vec<String>,
+    /// Capacity of the replicated disks, in bytes.
+    pub replicated_capacity_bytes: i64,
+    pub attempts: u32,
+    pub started_at: Option<UtcTime>,
+    pub finished_at: Option<UtcTime>,
+    pub duration_ms: Option<i64>,
+    pub change_ticket: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// One job on the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    pub job_id: i64,
+    pub vm_name: String,
+    pub state: JobState,
+    /// The first claim.
+    pub started_at: Option<UtcTime>,
+    /// The final event; `None` while the job is not finished.
+    pub ended_at: Option<UtcTime>,
+    /// How many times a worker claimed the job.
+    pub claims: u64,
+}
+
+struct RunRow {
+    started_at: i64,
+    finished_at: Option<i64>,
+    outcome: Option<String>,
+    relogins: i64,
+}
+
+impl Report {
+    /// Reads batch `batch` from the queue into a report made at `now` (Unix ms). All queries
+    /// share one read transaction, so the numbers agree while a `vrbulk run` writes.
+    pub fn load(queue: &Queue, batch: BatchId, now: i64) -> Result<Report, ReportError> {
+        let tx = queue.connection().unchecked_transaction()?;
+        let batch = queue.batch(batch)?;
+        let id = batch.id;
+        let jobs = queue.jobs(id)?;
+        let counts = queue.counts(id)?;
+        let usage = queue.api_usage(id)?;
+
+        let mut timeline_rows: HashMap<i64, (Option<i64>, i64, u64)> = HashMap::new();
+        {
+            let mut stmt = tx.prepare(include_str!("timeline.sql"))?;
+            let mut rows = stmt.query([id])?;
+            while let Some(r) = rows.next()? {
+                timeline_rows.insert(
+                    r.get(0)?,
+                    (r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64),
+                );
+            }
+        }
+        let last_event = timeline_rows.values().map(|t| t.1).max();
+
+        let runs: Vec<RunRow> = {
+            let mut stmt = tx.prepare(
+                "SELECT started_at, finished_at, outcome, relogins FROM runs WHERE batch_id = ? \
+                 ORDER BY started_at, rowid",
+            )?;
+            let rows = stmt.query_map(params![id], |r| {
+                Ok(RunRow {
+                    started_at: r.get(0)?,
+                    finished_at: r.get(1)?,
+                    outcome: r.get(2)?,
+                    relogins: r.get(3)?,
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+
+        let sites: Vec<Site> = {
+            let mut stmt = tx.prepare(
+                "SELECT pairing, fetched_at, summary_json FROM discovery WHERE batch_id = ? \
+                 ORDER BY pairing",
+            )?;
+            let rows = stmt.query_map(params![id], |r| {
+                let summary: String = r.get(2)?;
+                // Lenient: a summary written by another vrbulk version may lack a field; the
+                // report then shows what there is rather than failing.
+                let summary: serde_json::Value =
+                    serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null);
+                let text = |k: &str| summary.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                Ok(Site {
+                    pairing_id: r.get(0)?,
+                    source_vcenter: text("local_vc"),
+                    target_vcenter: text("remote_vc"),
+                    discovered_at: UtcTime(r.get(1)?),
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        drop(tx);
+
+        let header = BatchHeader::new(&batch, &jobs);
+        let rows: Vec<JobRow> = jobs.iter().map(job_row).collect();
+        let timeline = jobs
+            .iter()
+            .map(|j| {
+                let (started, last, claims) =
+                    timeline_rows.get(&j.id).copied().unwrap_or((None, 0, 0));
+                TimelineEntry {
+                    job_id: j.id,
+                    vm_name: j.vm_label().to_string(),
+                    state: j.state,
+                    started_at: started.map(UtcTime),
+                    ended_at: j.state.is_terminal().then_some(UtcTime(last)),
+                    claims,
+                }
+            })
+            .collect();
+
+        let failed: Vec<causes::Failed<'_>> = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Failed)
+            .map(|j| causes::Failed {
+                vm: j.vm_label(),
+                reason: j
+                    .reason
+                    .as_deref()
+                    .or(j.last_error.as_deref())
+                    .unwrap_or("no reason recorded"),
+                http_status: j.last_http_status,
+            })
+            .collect();
+        let failures = causes::group(&failed)
+            .into_iter()
+            .map(|g| FailureGroup {
+                kind: g.kind,
+                next_step: g.kind.next_step().to_string(),
+                cause: g.cause,
+                example: g.example,
+                count: g.vms.len() as u64,
+                vms: g.vms,
+            })
+            .collect();
+
+        let total = jobs.len() as u64;
+        let done: u64 = counts
+            .iter()
+            .filter(|(s, _)| s.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
+        let percent = counts
+            .iter()
+            .map(|(s, n)| (*s, percent(*n, total)))
+            .collect();
+        let replicated_capacity_bytes = rows
+            .iter()
+            .filter(|r| r.state == JobState::Succeeded)
+            .map(|r| r.replicated_capacity_bytes)
+            .sum();
+        let api_calls: Vec<ApiCall> = usage
+            .into_iter()
+            .map(|(operation, u)| ApiCall {
+                operation,
+                calls: u.calls,
+                throttled: u.throttled,
+                server_errors: u.server_errors,
+                retries: u.retries,
+            })
+            .collect();
+        let api_total = api_calls.iter().fold(
+            ApiCall {
+                operation: "total".into(),
+                calls: 0,
+                throttled: 0,
+                server_errors: 0,
+                retries: 0,
+            },
+            |mut t, c| {
+                t.calls += c.calls;
+                t.throttled += c.throttled;
+                t.server_errors += c.server_errors;
+                t.retries += c.retries;
+                t
+            },
+        );
+        let relogins = runs.iter().map(|r| r.relogins.max(0) as u64).sum();
+        let runs = Runs {
+            count: runs.len() as u64,
+            first_started_at: runs.first().map(|r| UtcTime(r.started_at)),
+            last_started_at: runs.last().map(|r| UtcTime(r.started_at)),
+            last_finished_at: runs.iter().filter_map(|r| r.finished_at).max().map(UtcTime),
+            last_outcome: runs.last().and_then(|r| r.outcome.clone()),
+            wall_time_ms: runs
+                .iter()
+                .map(|r| {
+                    let end = r
+                        .finished_at
+                        .unwrap_or_else(|| last_event.unwrap_or(r.started_at).max(r.started_at));
+                    (end - r.started_at).max(0)
+                })
+                .sum(),
+            relogins,
+        };
+        let job_retries = jobs
+            .iter()
+            .map(|j| u64::from(j.attempt.saturating_sub(1)))
+            .sum();
+
+        Ok(Report {
+            generated_at: UtcTime(now),
+            batch: header,
+            sites,
+            runs,
+            progress: Progress {
+                in_progress: done < total,
+                done,
+                total,
+            },
+            summary: Summary {
+                total,
+                counts,
+                percent,
+                replicated_capacity_bytes,
+                api_calls,
+                api_total,
+                relogins,
+                job_retries,
+            },
+            failures,
+            jobs: rows,
+            timeline,
+        })
+    }
+}
+
+/// `n` of `total` in percent, one decimal.
+fn percent(n: u64, total: u64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    ((n as f64) * 1000.0 / total as f64).round() / 10.0
+}
+
+fn job_row(j: &Job) -> JobRow {
+    let disks: &[VmDisk] = j.checkpoint.disks.as_deref().unwrap_or_default();
+    let mut disks_replicated = Vec::new();
+    let mut disks_excluded = Vec::new();
+    let mut capacity_kb: i64 = 0;
+    for (i, d) in disks.iter().enumerate() {
+        let label = disk_label(d, i);
+        // What the workflow enables: every disk the server does not call unsupported.
+        if d.supported_for_replication == Some(false) {
+            disks_excluded.push(label);
+        } else {
+            disks_replicated.push(label);
+            capacity_kb = capacity_kb.saturating_add(d.capacity.unwrap_or(0).max(0));
+        }
+    }
+    let s = &j.spec;
+    JobRow {
+        job_id: j.id,
+        input_line: s.line,
+        vm_name: j.vm_label().to_string(),
+        vm_id: j.checkpoint.vm_id.clone().or_else(|| s.vm.id.clone()),
+        state: j.state,
+        step: j.step,
+        reason: j.reason.clone(),
+        last_error: j.last_error.clone(),
+        http_status: j.last_http_status,
+        replication_id: j.checkpoint.replication_id.clone(),
+        task_id: j.checkpoint.task_id.clone(),
+        in_doubt: j.in_doubt,
+        target_datastore: s.target_datastore.clone(),
+        storage_policy: s.storage_policy.clone(),
+        replication_server: s.replication_server.clone(),
+        rpo_minutes: s.settings.rpo,
+        mpit_instances: s.settings.mpit_instances,
+        mpit_days: s.settings.mpit_days,
+        disks_replicated,
+        disks_excluded,
+        // The spec gives disk capacities in KB.
+        replicated_capacity_bytes: capacity_kb.saturating_mul(1024),
+        attempts: j.attempt,
+        started_at: j.started_at.map(UtcTime),
+        finished_at: j.finished_at.map(UtcTime),
+        duration_ms: j.started_at.zip(j.finished_at).map(|(s, f)| (f - s).max(0)),
+        change_ticket: s.change_ticket.clone(),
+        notes: s.notes.clone(),
+    }
+}
+
+/// The disk as vSphere labels it (`Hard disk 2`); the VM home or the device key otherwise.
+fn disk_label(d: &VmDisk, index: usize) -> String {
+    match (&d.label, d.is_vm_home, d.device_key) {
+        (Some(label), _, _) if !label.is_empty() => label.clone(),
+        (_, Some(true), _) => "VM home".into(),
+        (_, _, Some(key)) => format!("disk {key}"),
+        _ => format!("disk #{}", index + 1),
+    }
+}

@@ -1,0 +1,126 @@
+//! The "plan" report: what `vrbulk plan` found would happen to each unfinished job of a batch
+//! (configure where, skip or fail and why), in the same formats as a batch report so it can be
+//! attached to the change request before anything is configured.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{BatchHeader, UtcTime};
+use crate::queue::{Batch, Job};
+
+/// What `run` would do with one VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    Configure,
+    Skip,
+    Fail,
+}
+
+impl PlanAction {
+    pub const ALL: [PlanAction; 3] = [PlanAction::Configure, PlanAction::Skip, PlanAction::Fail];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanAction::Configure => "configure",
+            PlanAction::Skip => "skip",
+            PlanAction::Fail => "fail",
+        }
+    }
+}
+
+/// One job's planned fate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanRow {
+    pub job_id: i64,
+    pub vm_name: String,
+    pub vm_id: Option<String>,
+    pub action: PlanAction,
+    /// Why the VM would be skipped or fail.
+    pub reason: Option<String>,
+    pub target_datastore: String,
+    pub storage_policy: Option<String>,
+    pub replication_server: Option<String>,
+    /// Disks in the configure spec (the VM home included).
+    pub disks: usize,
+    /// Disk labels the server reports as unsupported, left out.
+    pub excluded_disks: Vec<String>,
+    /// Capacity of the disks that would replicate, in bytes.
+    pub capacity_bytes: i64,
+    pub warnings: Vec<String>,
+    /// Filled from the job by [`PlanReport::new`].
+    pub change_ticket: Option<String>,
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PlanCounts {
+    pub configure: u64,
+    pub skip: u64,
+    pub fail: u64,
+}
+
+/// A dry run of a batch, ready to render.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanReport {
+    pub generated_at: UtcTime,
+    pub batch: BatchHeader,
+    pub counts: PlanCounts,
+    /// Jobs with at least one warning (for example a datastore that looks short of space).
+    pub warnings: u64,
+    /// Capacity of everything that would be configured, in bytes.
+    pub capacity_bytes: i64,
+    /// API calls the plan cost (all reads; nothing is configured).
+    pub api_calls: u64,
+    /// In job order.
+    pub jobs: Vec<PlanRow>,
+}
+
+impl PlanReport {
+    /// The plan of `batch`: `rows` as the planner decided them, `jobs` the batch's jobs (for
+    /// change tickets and notes), made at `now` (Unix ms).
+    pub fn new(
+        batch: &Batch,
+        jobs: &[Job],
+        mut rows: Vec<PlanRow>,
+        api_calls: u64,
+        now: i64,
+    ) -> PlanReport {
+        let by_id: HashMap<i64, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
+        rows.sort_by_key(|r| r.job_id);
+        let mut counts = PlanCounts::default();
+        for row in &mut rows {
+            if let Some(job) = by_id.get(&row.job_id) {
+                row.change_ticket.clone_from(&job.spec.change_ticket);
+                row.notes.clone_from(&job.spec.notes);
+            }
+            match row.action {
+                PlanAction::Configure => counts.configure += 1,
+                PlanAction::Skip => counts.skip += 1,
+                PlanAction::Fail => counts.fail += 1,
+            }
+        }
+        PlanReport {
+            generated_at: UtcTime(now),
+            batch: BatchHeader::new(batch, jobs),
+            counts,
+            warnings: rows.iter().filter(|r| !r.warnings.is_empty()).count() as u64,
+            capacity_bytes: rows
+                .iter()
+                .filter(|r| r.action == PlanAction::Configure)
+                .map(|r| r.capacity_bytes)
+                .sum(),
+            api_calls,
+            jobs: rows,
+        }
+    }
+
+    pub fn count(&self, action: PlanAction) -> u64 {
+        match action {
+            PlanAction::Configure => self.counts.configure,
+            PlanAction::Skip => self.counts.skip,
+            PlanAction::Fail => self.counts.fail,
+        }
+    }
+}

@@ -1,0 +1,943 @@
+//! Reports: golden files for every format of a fixed batch built through the library with an
+//! injected clock, the JSON checked job by job against the queue, a batch still in progress, the
+//! `report` and `plan --format` commands, and the HTML page rendered by a real browser.
+//!
+//! `VRBULK_BLESS=1 cargo test report` rewrites the golden files in `tests/golden/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::queue::{Checkpoint, InputKind, JobState, Lease, NewBatch, Queue, Step};
+use vrbulk::report::{Format, PlanAction, PlanReport, PlanRow, Report};
+use vrbulk::sim::{SimConfig, Simulator};
+use vrbulk::vr::model::VmDisk;
+use vrbulk::vr::OpUsage;
+use vrbulk::workflow::{Placement, ReplicationSettings};
+
+use crate::support::cmd::Cmd;
+use crate::support::harness::start;
+
+const LEASE: Duration = Duration::from_secs(300);
+/// 2024-06-01 08:00:00 UTC.
+const T0: i64 = 1_717_228_800_000;
+const OWNER: &str = "jump01:4242:run-1";
+const GIB_KB: i64 = 1024 * 1024;
+
+struct Row {
+    name: Option<&'static str>,
+    id: Option<&'static str>,
+    datastore: &'static str,
+    policy: Option<&'static str>,
+    rpo: u32,
+    mpit: (u32, u32),
+    ticket: Option<&'static str>,
+    notes: Option<&'static str>,
+}
+
+fn row(name: &'static str, datastore: &'static str) -> Row {
+    Row {
+        name: Some(name),
+        id: None,
+        datastore,
+        policy: None,
+        rpo: 60,
+        mpit: (0, 0),
+        ticket: Some("CHG0002"),
+        notes: None,
+    }
+}
+
+fn spec(i: usize, r: Row) -> JobSpec {
+    JobSpec {
+        line: Some(i as u64 + 2),
+        vm: VmRef {
+            name: r.name.map(str::to_owned),
+            id: r.id.map(str::to_owned),
+        },
+        pairing: Some("vc-site-b.corp.local".into()),
+        target_datastore: r.datastore.into(),
+        storage_policy: r.policy.map(str::to_owned),
+        replication_server: None,
+        settings: ReplicationSettings {
+            rpo: r.rpo,
+            mpit_instances: r.mpit.0,
+            mpit_days: r.mpit.1,
+            ..ReplicationSettings::default()
+        },
+        change_ticket: r.ticket.map(str::to_owned),
+        notes: r.notes.map(str::to_owned),
+    }
+}
+
+fn new_batch(name: &str) -> NewBatch {
+    NewBatch {
+        name: name.into(),
+        operator: "ops-jane".into(),
+        host: "jump01".into(),
+        input_kind: InputKind::Csv,
+        input_path: Some("waves/wave-1.csv".into()),
+        input_sha256: Some("3f".repeat(32)),
+        settings: json!({"rpo": 60, "disk_format": "SAME_AS_SOURCE", "max_attempts": 2}),
+        max_attempts: 2,
+    }
+}
+
+/// A queue whose clock the test moves by hand.
+fn queue_at(path: &Path) -> (Queue, Arc<AtomicI64>) {
+    let now = Arc::new(AtomicI64::new(T0));
+    let clock = now.clone();
+    let q = Queue::open(path)
+        .unwrap()
+        .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
+    (q, now)
+}
+
+fn disks(vm: &str, data: &[(&str, i64, bool)]) -> Vec<VmDisk> {
+    let mut all = vec![json!({"vm_id": vm, "is_vm_home": true, "supported_for_replication": true})];
+    for (i, (label, kb, ok)) in data.iter().enumerate() {
+        all.push(json!({
+            "vm_id": vm,
+            "device_key": 2000 + i,
+            "label": label,
+            "capacity": kb,
+            "supported_for_replication": ok,
+        }));
+    }
+    serde_json::from_value(Value::Array(all)).unwrap()
+}
+
+fn placement() -> Placement {
+    Placement {
+        target_vc_id: "vc-b-uuid".into(),
+        datastore_id: "datastore-11".into(),
+        storage_policy_id: None,
+        replication_server_id: None,
+    }
+}
+
+/// Drives one claimed job through the workflow's checkpoints, a few seconds apart.
+struct Driver<'a> {
+    q: &'a mut Queue,
+    now: &'a AtomicI64,
+}
+
+impl Driver<'_> {
+    fn tick(&self, seconds: i64) {
+        self.now.fetch_add(seconds * 1000, Ordering::SeqCst);
+    }
+
+    fn claim(&mut self, batch: i64) -> Lease {
+        self.tick(2);
+        let jobs = self.q.claim(Some(batch), 1, OWNER, LEASE).unwrap();
+        jobs[0].lease().unwrap()
+    }
+
+    fn resolved(&mut self, lease: &Lease, vm: &str, d: Vec<VmDisk>) -> Checkpoint {
+        self.tick(3);
+        let c = Checkpoint {
+            vm_id: Some(vm.into()),
+            disks: Some(d),
+            ..Checkpoint::default()
+        };
+        self.q.checkpoint(lease, Step::ResolveTarget, &c).unwrap();
+        c
+    }
+
+    fn submitted(&mut self, lease: &Lease, mut c: Checkpoint, task: &str) -> Checkpoint {
+        self.tick(4);
+        c.placement = Some(placement());
+        self.q.checkpoint(lease, Step::Submit, &c).unwrap();
+        self.tick(5);
+        c.task_id = Some(task.into());
+        self.q.checkpoint(lease, Step::AwaitTask, &c).unwrap();
+        c
+    }
+
+    fn replicated(&mut self, batch: i64, vm: &str, d: Vec<VmDisk>, n: u32) {
+        let lease = self.claim(batch);
+        let c = self.resolved(&lease, vm, d);
+        let c = self.submitted(&lease, c, &format!("HmsTask-{n:04}"));
+        self.tick(40);
+        self.q.checkpoint(&lease, Step::Verify, &c).unwrap();
+        self.tick(3);
+        self.q
+            .succeed(
+                &lease,
+                Some(&format!("GID-{n:04}")),
+                "replication configured",
+            )
+            .unwrap();
+    }
+}
+
+fn vm(n: u32) -> String {
+    format!("VirtualMachine:vm-{n}:4f1c2e0a-6d3b-4a57-9d8e-1b2c3d4e5f60")
+}
+
+/// The fixed batch of the golden files: every final state, two failures of one cause, a
+/// retry that gave up, a VM named only by id, a Ctrl-C'd run and a cancel, with text that
+/// needs escaping in every format.
+fn fixture(path: &Path) -> (Queue, i64) {
+    let (mut q, now) = queue_at(path);
+    let rows = vec![
+        Row {
+            policy: Some("VR Gold"),
+            rpo: 15,
+            mpit: (3, 1),
+            ticket: Some("CHG0001"),
+            notes: Some("web tier | frontend"),
+            ..row("app-001", "ds-gold-01")
+        },
+        Row {
+            ticket: Some("CHG0001"),
+            notes: Some("<script>alert(\"x\")</script> & *more*\nsecond line"),
+            ..row("app-002", "ds-gold-01")
+        },
+        row("db-003", "ds-full-01"),
+        row("db-004", "ds-full-01"),
+        row("ghost-005", "ds-silver-01"),
+        row("bad-006", "ds-silver-01"),
+        row("flaky-007", "ds-bronze-01"),
+        row("tmpl-008", "ds-silver-01"),
+        Row {
+            ticket: None,
+            ..row("old-009", "ds-silver-01")
+        },
+        Row {
+            name: None,
+            id: Some("VirtualMachine:vm-1010:4f1c2e0a-6d3b-4a57-9d8e-1b2c3d4e5f60"),
+            ticket: Some("=HYPERLINK(\"x\")"),
+            ..row("", "ds-bronze-01")
+        },
+        row("late-011", "ds-gold-01"),
+    ];
+    let specs: Vec<JobSpec> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| spec(i, r))
+        .collect();
+    let batch = q
+        .create_batch(&new_batch("wave 1 | east <DC-A>"), &specs)
+        .unwrap();
+
+    let mut d = Driver {
+        q: &mut q,
+        now: &now,
+    };
+    d.tick(60);
+    d.q.start_run("run-1", batch, OWNER, "run").unwrap();
+    d.tick(1);
+    d.q.record_discovery(
+        batch,
+        "8a5b2f3e-pairing-0001",
+        &json!({
+            "pairing_id": "8a5b2f3e-pairing-0001",
+            "local_vc": "vc-site-a.corp.local",
+            "remote_vc": "vc-site-b.corp.local",
+            "target_vrms_id": "vrms-b",
+            "replication_servers": ["vrs-target-01"],
+            "datastores": ["ds-gold-01", "ds-full-01"],
+            "storage_policies": ["VR Gold"],
+            "existing_replications": 1,
+        }),
+    )
+    .unwrap();
+
+    // app-001: a data disk the server cannot replicate stays out.
+    d.replicated(
+        batch,
+        &vm(1001),
+        disks(
+            &vm(1001),
+            &[
+                ("Hard disk 1", 40 * GIB_KB, true),
+                ("NVMe disk 1", 100 * GIB_KB, false),
+            ],
+        ),
+        1,
+    );
+    d.replicated(
+        batch,
+        &vm(1002),
+        disks(&vm(1002), &[("Hard disk 1", 20 * GIB_KB, true)]),
+        2,
+    );
+    for (n, need) in [(3, "40.0"), (4, "64.5")] {
+        let lease = d.claim(batch);
+        let c = d.resolved(
+            &lease,
+            &vm(1000 + n),
+            disks(&vm(1000 + n), &[("Hard disk 1", 40 * GIB_KB, true)]),
+        );
+        d.submitted(&lease, c, &format!("HmsTask-{n:04}"));
+        d.tick(20);
+        d.q.fail(
+            &lease,
+            &format!(
+                "Insufficient disk space on datastore 'ds-full-01': 12.0 GiB free, {need} GiB required"
+            ),
+            None,
+        )
+        .unwrap();
+    }
+    let lease = d.claim(batch);
+    d.tick(1);
+    d.q.fail(
+        &lease,
+        "VM `ghost-005` not found on vc-site-a.corp.local",
+        None,
+    )
+    .unwrap();
+    let lease = d.claim(batch);
+    let c = d.resolved(
+        &lease,
+        &vm(1006),
+        disks(&vm(1006), &[("Hard disk 1", GIB_KB, true)]),
+    );
+    d.tick(4);
+    d.q.checkpoint(&lease, Step::Submit, &c).unwrap();
+    d.tick(1);
+    d.q.fail(
+        &lease,
+        "the server refused the spec: VR-0042 target_datastore_id: datastore-11 is read-only",
+        Some(400),
+    )
+    .unwrap();
+    // flaky-007: one 503 now, another after the others, then it gives up.
+    let flaky = d.claim(batch);
+    d.tick(2);
+    let flaky_again = d.now.load(Ordering::SeqCst) + 120_000;
+    d.q.retry_later(
+        &flaky,
+        flaky_again,
+        "GET /tasks/HmsTask-0007: HTTP 503: Service Unavailable",
+        Some(503),
+    )
+    .unwrap();
+    let lease = d.claim(batch);
+    d.resolved(&lease, &vm(1008), Vec::new());
+    d.tick(1);
+    d.q.skip(
+        &lease,
+        "not suitable for replication: VM is a template",
+        None,
+    )
+    .unwrap();
+    let lease = d.claim(batch);
+    d.tick(1);
+    d.q.skip(
+        &lease,
+        "already replicated: GID-0009 (OK)",
+        Some("GID-0009"),
+    )
+    .unwrap();
+    d.replicated(
+        batch,
+        &vm(1010),
+        disks(&vm(1010), &[("Hard disk 1", 10 * GIB_KB, true)]),
+        10,
+    );
+
+    // Past flaky-007's retry time both it and late-011 are due: flaky-007 gives up, late-011
+    // is given back by a Ctrl-C.
+    d.tick(150);
+    let both = d.q.claim(Some(batch), 2, OWNER, LEASE).unwrap();
+    let (late, flaky) = (both[0].lease().unwrap(), both[1].lease().unwrap());
+    assert_eq!(flaky.job, both[1].id);
+    d.tick(6);
+    let ended =
+        d.q.retry_later(
+            &flaky,
+            0,
+            "GET /tasks/HmsTask-0007: HTTP 503: Service Unavailable",
+            Some(503),
+        )
+        .unwrap();
+    assert_eq!(ended, JobState::Failed);
+    d.q.release(&late, "interrupted (Ctrl-C): given back for the next run")
+        .unwrap();
+    let usage: BTreeMap<String, OpUsage> = [
+        ("configureReplication", 2, 0, 0, 0),
+        ("getTaskInfo", 14, 1, 2, 2),
+        ("getVms", 3, 0, 0, 0),
+        ("login", 2, 0, 0, 0),
+    ]
+    .into_iter()
+    .map(|(op, calls, throttled, server_errors, retries)| {
+        (
+            op.to_string(),
+            OpUsage {
+                calls,
+                throttled,
+                server_errors,
+                retries,
+            },
+        )
+    })
+    .collect();
+    d.q.add_api_usage(batch, &usage).unwrap();
+    d.tick(1);
+    d.q.finish_run("run-1", "interrupted", 1).unwrap();
+
+    d.tick(600);
+    d.q.cancel(batch, "cancelled by the operator: change window closed")
+        .unwrap();
+    d.tick(30);
+    d.q.start_run("run-2", batch, "jump01:4343:run-2", "run")
+        .unwrap();
+    d.tick(2);
+    d.q.finish_run("run-2", "done", 0).unwrap();
+    (q, batch)
+}
+
+/// The moment the golden reports are made: an hour after import.
+const REPORT_AT: i64 = T0 + 3_600_000;
+
+fn golden_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+/// Compares `actual` with the golden file, showing a unified diff on mismatch;
+/// `VRBULK_BLESS=1` rewrites the file instead.
+fn assert_golden(name: &str, actual: &str) {
+    let path = golden_path(name);
+    if std::env::var("VRBULK_BLESS").as_deref() == Ok("1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `VRBULK_BLESS=1 cargo test report` to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(expected.as_str(), actual)
+            .unified_diff()
+            .context_radius(2)
+            .header(&format!("{name} (golden)"), &format!("{name} (rendered)"))
+            .to_string();
+        panic!(
+            "{name} differs from its golden file (VRBULK_BLESS=1 rewrites it after review):\n{diff}"
+        );
+    }
+}
+
+fn fixture_report() -> (Report, Queue, i64, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, batch) = fixture(&dir.path().join("q.db"));
+    let report = Report::load(&q, batch, REPORT_AT).unwrap();
+    (report, q, batch, dir)
+}
+
+#[test]
+fn every_format_of_a_finished_batch_matches_its_golden_file() {
+    let (report, ..) = fixture_report();
+    for format in Format::ALL {
+        let text = report.render(format).unwrap();
+        assert_golden(&format!("report.{format}"), &text);
+    }
+}
+
+fn plan_fixture(q: &Queue, batch: i64) -> PlanReport {
+    let jobs = q.jobs(batch).unwrap();
+    let row = |i: usize, action: PlanAction| PlanRow {
+        job_id: jobs[i].id,
+        vm_name: jobs[i].vm_label().to_string(),
+        vm_id: Some(vm(1001 + i as u32)),
+        action,
+        reason: None,
+        target_datastore: jobs[i].spec.target_datastore.clone(),
+        storage_policy: jobs[i].spec.storage_policy.clone(),
+        replication_server: None,
+        disks: 0,
+        excluded_disks: Vec::new(),
+        capacity_bytes: 0,
+        warnings: Vec::new(),
+        change_ticket: None,
+        notes: None,
+    };
+    let rows = vec![
+        PlanRow {
+            disks: 3,
+            excluded_disks: vec!["NVMe disk 1".into()],
+            capacity_bytes: 40 << 30,
+            warnings: vec!["not replicated (unsupported): NVMe disk 1".into()],
+            ..row(0, PlanAction::Configure)
+        },
+        PlanRow {
+            disks: 2,
+            capacity_bytes: 40 << 30,
+            warnings: vec![
+                "datastore ds-full-01 has 12.0 GiB free; the VMs planned onto it need up to 40.0 GiB"
+                    .into(),
+            ],
+            ..row(2, PlanAction::Configure)
+        },
+        PlanRow {
+            vm_id: None,
+            reason: Some("VM `ghost-005` not found on vc-site-a.corp.local".into()),
+            ..row(4, PlanAction::Fail)
+        },
+        PlanRow {
+            reason: Some("not suitable for replication: VM is a template".into()),
+            ..row(7, PlanAction::Skip)
+        },
+    ];
+    PlanReport::new(&q.batch(batch).unwrap(), &jobs, rows, 9, REPORT_AT)
+}
+
+#[test]
+fn every_format_of_a_plan_matches_its_golden_file() {
+    let (_, q, batch, _dir) = fixture_report();
+    let plan = plan_fixture(&q, batch);
+    for format in Format::ALL {
+        let text = plan.render(format).unwrap();
+        assert_golden(&format!("plan.{format}"), &text);
+    }
+}
+
+#[test]
+fn the_json_report_agrees_with_the_queue_job_by_job_and_count_by_count() {
+    let (report, q, batch, _dir) = fixture_report();
+    let doc: Value = serde_json::from_str(&report.render(Format::Json).unwrap()).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["kind"], "batch");
+    let b = q.batch(batch).unwrap();
+    assert_eq!(doc["batch"]["id"], b.id);
+    assert_eq!(doc["batch"]["name"], b.name.as_str());
+    assert_eq!(doc["batch"]["input_sha256"], json!(b.input_sha256));
+    assert_eq!(doc["batch"]["settings"], b.settings);
+
+    let counts = q.counts(batch).unwrap();
+    let json_counts = doc["summary"]["counts"].as_object().unwrap();
+    assert_eq!(
+        json_counts.len(),
+        JobState::ALL.len(),
+        "every state present"
+    );
+    for (state, n) in &counts {
+        assert_eq!(json_counts[state.as_str()], *n, "count of {state}");
+    }
+    assert_eq!(doc["summary"]["total"], counts.values().sum::<u64>());
+    let failed = counts[&JobState::Failed];
+    let grouped: u64 = doc["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(grouped, failed, "every failed job is in one group");
+
+    let jobs = q.jobs(batch).unwrap();
+    let rows = doc["jobs"].as_array().unwrap();
+    assert_eq!(rows.len(), jobs.len());
+    for (job, row) in jobs.iter().zip(rows) {
+        let at = |ms: Option<i64>| {
+            ms.map(|ms| {
+                jiff::Timestamp::from_millisecond(ms)
+                    .unwrap()
+                    .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string()
+            })
+        };
+        let expected = json!({
+            "job_id": job.id,
+            "vm_name": job.vm_label(),
+            "vm_id": job.checkpoint.vm_id.clone().or_else(|| job.spec.vm.id.clone()),
+            "state": job.state.as_str(),
+            "step": job.step.as_str(),
+            "reason": job.reason,
+            "last_error": job.last_error,
+            "http_status": job.last_http_status,
+            "replication_id": job.checkpoint.replication_id,
+            "task_id": job.checkpoint.task_id,
+            "attempts": job.attempt,
+            "in_doubt": job.in_doubt,
+            "started_at": at(job.started_at),
+            "finished_at": at(job.finished_at),
+            "change_ticket": job.spec.change_ticket,
+            "notes": job.spec.notes,
+            "target_datastore": job.spec.target_datastore,
+            "storage_policy": job.spec.storage_policy,
+            "rpo_minutes": job.spec.settings.rpo,
+        });
+        for (key, value) in expected.as_object().unwrap() {
+            assert_eq!(&row[key], value, "job {} {key}", job.id);
+        }
+    }
+    let capacity: i64 = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Succeeded)
+        .flat_map(|j| j.checkpoint.disks.iter().flatten())
+        .filter(|d| d.supported_for_replication != Some(false))
+        .filter_map(|d| d.capacity)
+        .sum::<i64>()
+        * 1024;
+    assert_eq!(doc["summary"]["replicated_capacity_bytes"], capacity);
+    assert_eq!(capacity, 70 << 30);
+    let usage = q.api_usage(batch).unwrap();
+    assert_eq!(
+        doc["summary"]["api_total"]["calls"],
+        usage.values().map(|u| u.calls).sum::<u64>()
+    );
+    assert_eq!(doc["summary"]["relogins"], 1);
+    assert_eq!(doc["runs"]["count"], 2);
+}
+
+#[test]
+fn a_report_of_a_batch_still_running_says_where_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, now) = queue_at(&dir.path().join("q.db"));
+    let specs: Vec<JobSpec> = ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| spec(i, row(n, "ds-gold-01")))
+        .collect();
+    let batch = q.create_batch(&new_batch("wave 2"), &specs).unwrap();
+    q.start_run("run-1", batch, OWNER, "run").unwrap();
+    let mut d = Driver {
+        q: &mut q,
+        now: &now,
+    };
+    d.replicated(
+        batch,
+        &vm(1),
+        disks(&vm(1), &[("Hard disk 1", GIB_KB, true)]),
+        1,
+    );
+    let running = d.claim(batch);
+    d.resolved(&running, &vm(2), Vec::new());
+    d.tick(10);
+
+    let report = Report::load(&q, batch, now.load(Ordering::SeqCst)).unwrap();
+    assert!(report.progress.in_progress);
+    assert_eq!((report.progress.done, report.progress.total), (1, 4));
+    let md = report.render(Format::Md).unwrap();
+    assert!(
+        md.contains("**In progress: 1 of 4 done.**") && md.contains("2 pending, 1 running"),
+        "{md}"
+    );
+    let html = report.render(Format::Html).unwrap();
+    assert!(html.contains("In progress: 1 of 4 done."), "html says so");
+    let doc: Value = serde_json::from_str(&report.render(Format::Json).unwrap()).unwrap();
+    assert_eq!(
+        doc["progress"],
+        json!({"in_progress": true, "done": 1, "total": 4})
+    );
+    let unfinished = &doc["timeline"][1];
+    assert!(unfinished["started_at"].is_string() && unfinished["ended_at"].is_null());
+    // A run that has not ended counts until the newest event.
+    assert!(doc["runs"]["wall_time_ms"].as_i64().unwrap() > 0);
+    assert!(doc["runs"]["last_outcome"].is_null());
+}
+
+#[test]
+fn the_report_command_writes_each_format_and_picks_it_from_the_extension() {
+    let (_, q, _, dir) = fixture_report();
+    let db = q.path().to_path_buf();
+    drop(q);
+    let out = Cmd::new()
+        .args(["--db".as_ref(), db.as_os_str(), "report".as_ref()])
+        .assert_exit(0)
+        .stdout();
+    assert!(out.starts_with("# Replication report: batch 1"), "{out}");
+    for (file, first) in [
+        ("r.html", "<!DOCTYPE html>"),
+        ("r.csv", "job_id,input_line,vm_name"),
+        ("r.json", "{"),
+        ("r.md", "# Replication report"),
+    ] {
+        let path = dir.path().join(file);
+        Cmd::new()
+            .args([
+                "--db".as_ref(),
+                db.as_os_str(),
+                "report".as_ref(),
+                "-o".as_ref(),
+                path.as_os_str(),
+            ])
+            .assert_exit(0);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(first), "{file}: {}", &text[..40]);
+    }
+    let json = Cmd::new()
+        .args(["--db".as_ref(), db.as_os_str()])
+        .args(["report", "--batch", "1", "--format", "json"])
+        .assert_exit(0)
+        .stdout();
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["batch"]["id"], 1);
+    Cmd::new()
+        .args(["--db".as_ref(), db.as_os_str()])
+        .args(["report", "--format", "pdf"])
+        .assert_exit(2)
+        .stderr_contains("md, html, csv or json");
+    Cmd::new()
+        .args(["--db".as_ref(), db.as_os_str()])
+        .args(["report", "--batch", "9"])
+        .assert_exit(2)
+        .stderr_contains("--batch 9");
+}
+
+#[tokio::test]
+async fn plan_writes_its_dry_run_through_the_report_renderers() {
+    let sim: Simulator = start(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let specs: Vec<JobSpec> = sim
+        .inventory()
+        .vms
+        .iter()
+        .take(6)
+        .enumerate()
+        .map(|(i, v)| JobSpec {
+            vm: VmRef {
+                name: Some(v.vm.name.clone()),
+                id: None,
+            },
+            ..spec(i, row("x", "ds-gold-01"))
+        })
+        .collect();
+    Queue::open(&db)
+        .unwrap()
+        .create_batch(&new_batch("plan me"), &specs)
+        .unwrap();
+    let config = dir.path().join("vrbulk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n",
+            sim.url(),
+            sim.thumbprint().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("plan.html");
+    let (db2, out2) = (db.clone(), out.clone());
+    tokio::task::spawn_blocking(move || {
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .args(["--db".as_ref(), db2.as_os_str()])
+            .args(["--config".as_ref(), config.as_os_str()])
+            .args(["plan".as_ref(), "-o".as_ref(), out2.as_os_str()])
+            .assert_exit(0);
+        let json = Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .args(["--db".as_ref(), db2.as_os_str()])
+            .args(["--config".as_ref(), config.as_os_str()])
+            .args(["plan", "--format", "json"])
+            .assert_exit(0)
+            .stdout();
+        let doc: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(doc["schema_version"], 1);
+        assert_eq!(doc["kind"], "plan");
+        assert_eq!(doc["jobs"].as_array().unwrap().len(), 6);
+        assert_eq!(doc["batch"]["change_tickets"], json!(["CHG0002"]));
+    })
+    .await
+    .unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("Dry run: nothing was configured")
+    );
+    assert_eq!(sim.stats().calls.get("configureReplication"), None);
+}
+
+/// A batch of `n` jobs in every final state, for the browser and the aggregated timeline.
+fn big_batch(path: &Path, n: usize) -> (Queue, i64) {
+    let (mut q, now) = queue_at(path);
+    let specs: Vec<JobSpec> = (0..n)
+        .map(|i| {
+            let name: &'static str = Box::leak(format!("vm-{i:05}").into_boxed_str());
+            spec(i, row(name, "ds-gold-01"))
+        })
+        .collect();
+    let batch = q.create_batch(&new_batch("big"), &specs).unwrap();
+    for i in 0..n {
+        now.fetch_add(1_000 + (i as i64 % 7) * 300, Ordering::SeqCst);
+        let lease = q.claim(Some(batch), 1, OWNER, LEASE).unwrap()[0]
+            .lease()
+            .unwrap();
+        match i % 10 {
+            0 => q.fail(&lease, &format!("VM `vm-{i:05}` not found on vc-a"), None),
+            1 => q.skip(&lease, "already replicated: GID-1 (OK)", None),
+            _ => q.succeed(&lease, Some("GID-x"), "replication configured"),
+        }
+        .unwrap();
+    }
+    (q, batch)
+}
+
+#[test]
+fn many_jobs_make_an_aggregated_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, batch) = big_batch(&dir.path().join("q.db"), 300);
+    let html = Report::load(&q, batch, T0 + 86_400_000)
+        .unwrap()
+        .render(Format::Html)
+        .unwrap();
+    assert!(html.contains("300 jobs are too many for one bar each"));
+}
+
+/// Chromium, where Debian installs it or on PATH.
+fn browser() -> Option<PathBuf> {
+    let fixed = PathBuf::from("/usr/bin/chromium");
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("chromium"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Takes a headless screenshot of `page`; returns the PNG and what the browser logged.
+fn screenshot(browser: &Path, page: &Path, dir: &Path) -> (PathBuf, String) {
+    let png = dir.join(format!(
+        "{}.png",
+        page.file_stem().unwrap().to_string_lossy()
+    ));
+    let profile = tempfile::tempdir().unwrap();
+    let log = dir.join("chromium.log");
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=3000",
+            "--window-size=1200,1600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::fs::File::create(dir.join("chromium.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("chromium starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!(
+                "chromium took more than 120 s to screenshot {}",
+                page.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (png, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// Share of pixels that are not (nearly) white.
+fn ink(png: &Path) -> (f64, u32, u32) {
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let channels = frame.color_type.samples();
+    let pixels = &buf[..frame.buffer_size()];
+    let total = pixels.len() / channels;
+    let inked = pixels
+        .chunks(channels)
+        .filter(|p| p.iter().take(3.min(channels)).any(|c| *c < 235))
+        .count();
+    (inked as f64 / total as f64, frame.width, frame.height)
+}
+
+#[test]
+fn the_html_report_renders_in_a_real_browser_without_console_errors() {
+    let Some(browser) = browser() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but no browser was found (/usr/bin/chromium or chromium on PATH): \
+             .ci/run installs Debian's chromium"
+        );
+        eprintln!(
+            "SKIPPED the_html_report_renders_in_a_real_browser: no chromium found \
+             (/usr/bin/chromium or on PATH); `apt-get install chromium` to run it"
+        );
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let (report, q, batch, _dir) = fixture_report();
+    let small = out.path().join("report.html");
+    std::fs::write(&small, report.render(Format::Html).unwrap()).unwrap();
+    let plan = out.path().join("plan.html");
+    std::fs::write(&plan, plan_fixture(&q, batch).render(Format::Html).unwrap()).unwrap();
+    let (big_q, big) = big_batch(&out.path().join("big.db"), 400);
+    let large = out.path().join("large.html");
+    let html = Report::load(&big_q, big, T0 + 86_400_000)
+        .unwrap()
+        .render(Format::Html)
+        .unwrap();
+    std::fs::write(&large, html).unwrap();
+
+    for page in [&small, &plan, &large] {
+        let html = std::fs::read_to_string(page).unwrap();
+        assert!(!html.contains("<script"), "no script at all");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "nothing fetched from the network"
+        );
+        assert!(
+            !html.contains(" src=") && !html.contains("<link"),
+            "no external asset"
+        );
+
+        let (png, log) = screenshot(&browser, page, out.path());
+        assert!(
+            png.is_file(),
+            "no screenshot of {}; log:\n{log}",
+            page.display()
+        );
+        let (share, w, h) = ink(&png);
+        assert_eq!((w, h), (1200, 1600), "screenshot size");
+        assert!(
+            share > 0.02,
+            "{} looks blank: {:.2}% of pixels are not white",
+            page.display(),
+            share * 100.0
+        );
+        let console: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+            .collect();
+        assert!(
+            console.is_empty(),
+            "{} logged to the console:\n{}",
+            page.display(),
+            console.join("\n")
+        );
+        if let Some(keep) = std::env::var_os("VRBULK_KEEP_SCREENSHOTS") {
+            let keep = PathBuf::from(keep);
+            std::fs::create_dir_all(&keep).unwrap();
+            std::fs::copy(&png, keep.join(png.file_name().unwrap())).unwrap();
+            std::fs::copy(page, keep.join(page.file_name().unwrap())).unwrap();
+        }
+    }
+}
