@@ -86,12 +86,22 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
     let mut queue = Queue::open(db)?;
     refuse_vms_already_queued(&queue, &jobs)?;
     let (operator, host) = who();
-    let settings = serde_json::json!({
-        "defaults": defaults,
-        "patterns": args.patterns,
-        "exclude": args.exclude,
+    // What was asked, for the audit: the profile's keys that are set, and the selection.
+    let profile: serde_json::Map<String, serde_json::Value> = match serde_json::to_value(&defaults)
+    {
+        Ok(serde_json::Value::Object(keys)) => {
+            keys.into_iter().filter(|(_, v)| !v.is_null()).collect()
+        }
+        _ => serde_json::Map::new(),
+    };
+    let mut settings = serde_json::json!({
+        "defaults": profile,
         "max_attempts": args.max_attempts,
     });
+    if kind == InputKind::Inventory {
+        settings["match"] = serde_json::json!(args.patterns);
+        settings["exclude"] = serde_json::json!(args.exclude);
+    }
     let name = args.name.clone().unwrap_or(default_name);
     let batch = queue.create_batch(
         &NewBatch {

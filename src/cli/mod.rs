@@ -199,6 +199,7 @@ pub fn who() -> (String, String) {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let operator = env("USER")
         .or_else(|| env("USERNAME"))
+        .or_else(login_name)
         .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -208,6 +209,29 @@ pub fn who() -> (String, String) {
         .or_else(|| env("COMPUTERNAME"))
         .unwrap_or_else(|| "unknown".into());
     (operator, host)
+}
+
+/// The account's name from the password database, for sessions (cron, CI) without `$USER`.
+#[cfg(unix)]
+fn login_name() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; it is read at once, on
+    // this thread, before any other call could overwrite it.
+    unsafe {
+        let entry = libc::getpwuid(libc::getuid());
+        if entry.is_null() || (*entry).pw_name.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr((*entry).pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+#[cfg(not(unix))]
+fn login_name() -> Option<String> {
+    None
 }
 
 /// There is no batch to act on: a usage error (exit 2), with what to do about it.
