@@ -463,8 +463,8 @@ fn plan_fixture(q: &Queue, batch: i64) -> PlanReport {
         excluded_disks: Vec::new(),
         capacity_bytes: 0,
         warnings: Vec::new(),
-        change_ticket: None,
-        notes: None,
+        change_ticket: jobs[i].spec.change_ticket.clone(),
+        notes: jobs[i].spec.notes.clone(),
     };
     let rows = vec![
         PlanRow {

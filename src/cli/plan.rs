@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use serde::Serialize;
 
 use super::{connect, open_batch};
 use crate::config::ConfigFile;
@@ -38,25 +37,6 @@ pub struct PlanArgs {
     pub output: Option<PathBuf>,
 }
 
-/// One job's fate, as planned.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlannedJob {
-    pub job_id: i64,
-    pub vm_name: String,
-    pub vm_id: Option<String>,
-    /// `configure`, `skip` or `fail`.
-    pub action: &'static str,
-    pub reason: Option<String>,
-    pub target_datastore: String,
-    pub storage_policy: Option<String>,
-    pub replication_server: Option<String>,
-    pub disks: usize,
-    pub excluded_disks: Vec<String>,
-    /// Sum of the replicated disks' capacities, in bytes.
-    pub capacity_bytes: i64,
-    pub warnings: Vec<String>,
-}
-
 pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
     let file = ConfigFile::load(config)?;
     let (queue, batch) = open_batch(db, args.batch)?;
@@ -66,7 +46,7 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     let planned = plan_jobs(&client, &jobs, args.lookup_group).await?;
     client.logout().await.ok();
     if args.format.is_some() || args.output.is_some() {
-        let rows = planned.iter().map(plan_row).collect();
+        let rows = planned;
         let now = crate::queue::system_clock()();
         let report = PlanReport::new(&batch, &jobs, rows, client.metrics().total_calls(), now);
         let format = super::report::format_for(args.format, args.output.as_deref());
@@ -89,7 +69,7 @@ pub async fn plan_jobs(
     client: &Client,
     jobs: &[Job],
     lookup_group: usize,
-) -> anyhow::Result<Vec<PlannedJob>> {
+) -> anyhow::Result<Vec<PlanRow>> {
     let pairings = client.pairings().await.context("listing pairings")?;
     let mut by_pairing: HashMap<Option<String>, Vec<&Job>> = HashMap::new();
     for j in jobs.iter().filter(|j| !j.state.is_terminal()) {
@@ -115,7 +95,7 @@ pub async fn plan_jobs(
         for j in group {
             let lookup = &lookups[&vm_key(&j.spec.vm)];
             let p = plan_one(j, decide(&j.spec, lookup, &disc));
-            if p.action == "configure" {
+            if p.action == PlanAction::Configure {
                 *needed.entry(p.target_datastore.clone()).or_default() += p.capacity_bytes;
             }
             planned.push(p);
@@ -126,37 +106,13 @@ pub async fn plan_jobs(
     Ok(planned)
 }
 
-/// A planned job as the report renders it.
-fn plan_row(p: &PlannedJob) -> PlanRow {
-    PlanRow {
-        job_id: p.job_id,
-        vm_name: p.vm_name.clone(),
-        vm_id: p.vm_id.clone(),
-        action: match p.action {
-            "configure" => PlanAction::Configure,
-            "skip" => PlanAction::Skip,
-            _ => PlanAction::Fail,
-        },
-        reason: p.reason.clone(),
-        target_datastore: p.target_datastore.clone(),
-        storage_policy: p.storage_policy.clone(),
-        replication_server: p.replication_server.clone(),
-        disks: p.disks,
-        excluded_disks: p.excluded_disks.clone(),
-        capacity_bytes: p.capacity_bytes,
-        warnings: p.warnings.clone(),
-        change_ticket: None,
-        notes: None,
-    }
-}
-
-fn plan_one(job: &Job, decision: Decision) -> PlannedJob {
+fn plan_one(job: &Job, decision: Decision) -> PlanRow {
     let mut p = failed(job, String::new());
     match decision {
         Decision::Configure {
             vm, excluded, spec, ..
         } => {
-            p.action = "configure";
+            p.action = PlanAction::Configure;
             p.reason = None;
             p.vm_id = Some(vm.id.clone());
             p.disks = spec.disks.len();
@@ -176,7 +132,7 @@ fn plan_one(job: &Job, decision: Decision) -> PlannedJob {
             p.excluded_disks = excluded;
         }
         Decision::Skip { vm_id, reason, .. } => {
-            p.action = "skip";
+            p.action = PlanAction::Skip;
             p.vm_id = vm_id;
             p.reason = Some(reason);
         }
@@ -188,12 +144,12 @@ fn plan_one(job: &Job, decision: Decision) -> PlannedJob {
     p
 }
 
-fn failed(job: &Job, reason: String) -> PlannedJob {
-    PlannedJob {
+fn failed(job: &Job, reason: String) -> PlanRow {
+    PlanRow {
         job_id: job.id,
         vm_name: job.vm_label().to_string(),
         vm_id: job.spec.vm.id.clone(),
-        action: "fail",
+        action: PlanAction::Fail,
         reason: Some(reason),
         target_datastore: job.spec.target_datastore.clone(),
         storage_policy: job.spec.storage_policy.clone(),
@@ -202,11 +158,13 @@ fn failed(job: &Job, reason: String) -> PlannedJob {
         excluded_disks: Vec::new(),
         capacity_bytes: 0,
         warnings: Vec::new(),
+        change_ticket: job.spec.change_ticket.clone(),
+        notes: job.spec.notes.clone(),
     }
 }
 
 /// The server decides at configure time; the plan can only warn that a datastore looks short.
-fn warn_about_space(disc: &Discovery, needed: &HashMap<String, i64>, planned: &mut [PlannedJob]) {
+fn warn_about_space(disc: &Discovery, needed: &HashMap<String, i64>, planned: &mut [PlanRow]) {
     for (name, bytes) in needed {
         let Some(ds) = disc.datastores.iter().find(|d| &d.name == name) else {
             continue;
@@ -220,7 +178,7 @@ fn warn_about_space(disc: &Discovery, needed: &HashMap<String, i64>, planned: &m
             );
             for p in planned
                 .iter_mut()
-                .filter(|p| &p.target_datastore == name && p.action == "configure")
+                .filter(|p| &p.target_datastore == name && p.action == PlanAction::Configure)
             {
                 p.warnings.push(warning.clone());
             }
@@ -232,13 +190,13 @@ fn gib(bytes: i64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
-pub fn print_table(name: &str, id: i64, planned: &[PlannedJob], calls: u64) {
-    let count = |a: &str| planned.iter().filter(|p| p.action == a).count();
+pub fn print_table(name: &str, id: i64, planned: &[PlanRow], calls: u64) {
+    let count = |a: PlanAction| planned.iter().filter(|p| p.action == a).count();
     println!(
         "plan for batch {id} \"{name}\": {} to configure, {} to skip, {} would fail ({calls} API calls, nothing configured)",
-        count("configure"),
-        count("skip"),
-        count("fail")
+        count(PlanAction::Configure),
+        count(PlanAction::Skip),
+        count(PlanAction::Fail)
     );
     let width = planned
         .iter()
@@ -248,7 +206,7 @@ pub fn print_table(name: &str, id: i64, planned: &[PlannedJob], calls: u64) {
         .max(2);
     for p in planned {
         let detail = match p.action {
-            "configure" => format!(
+            PlanAction::Configure => format!(
                 "-> {}{}{}, {} disks, {}",
                 p.target_datastore,
                 p.storage_policy
@@ -264,7 +222,11 @@ pub fn print_table(name: &str, id: i64, planned: &[PlannedJob], calls: u64) {
             ),
             _ => p.reason.clone().unwrap_or_default(),
         };
-        println!("  {:<width$}  {:<9}  {detail}", p.vm_name, p.action);
+        println!(
+            "  {:<width$}  {:<9}  {detail}",
+            p.vm_name,
+            p.action.as_str()
+        );
         for w in &p.warnings {
             println!("  {:<width$}  {:<9}  warning: {w}", "", "");
         }

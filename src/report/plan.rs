@@ -2,8 +2,6 @@
 //! (configure where, skip or fail and why), in the same formats as a batch report so it can be
 //! attached to the change request before anything is configured.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use super::{BatchHeader, UtcTime};
@@ -49,7 +47,6 @@ pub struct PlanRow {
     /// Capacity of the disks that would replicate, in bytes.
     pub capacity_bytes: i64,
     pub warnings: Vec<String>,
-    /// Filled from the job by [`PlanReport::new`].
     pub change_ticket: Option<String>,
     pub notes: Option<String>,
 }
@@ -79,7 +76,7 @@ pub struct PlanReport {
 
 impl PlanReport {
     /// The plan of `batch`: `rows` as the planner decided them, `jobs` the batch's jobs (for
-    /// change tickets and notes), made at `now` (Unix ms).
+    /// the header's change tickets), made at `now` (Unix ms).
     pub fn new(
         batch: &Batch,
         jobs: &[Job],
@@ -87,14 +84,9 @@ impl PlanReport {
         api_calls: u64,
         now: i64,
     ) -> PlanReport {
-        let by_id: HashMap<i64, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
         rows.sort_by_key(|r| r.job_id);
         let mut counts = PlanCounts::default();
-        for row in &mut rows {
-            if let Some(job) = by_id.get(&row.job_id) {
-                row.change_ticket.clone_from(&job.spec.change_ticket);
-                row.notes.clone_from(&job.spec.notes);
-            }
+        for row in &rows {
             match row.action {
                 PlanAction::Configure => counts.configure += 1,
                 PlanAction::Skip => counts.skip += 1,
