@@ -1,13 +1,14 @@
 //! The `vrbulk` binary as an operator uses it: import (CSV and inventory), inventory export,
 //! config check, and the exit codes of the operator contract.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use vrbulk::queue::Queue;
-use vrbulk::sim::Simulator;
 
 use crate::support::cmd::Cmd;
+use crate::support::fixtures::config_for;
 use crate::support::harness::{sim_config, start};
 
 fn data(path: &str) -> PathBuf {
@@ -33,33 +34,23 @@ fn snapshot(db: &Path) -> String {
         .join(" ")
 }
 
-/// A settings file for the simulator, trusted by its thumbprint.
-fn config_for(sim: &Simulator, dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("vrbulk.toml");
-    fs::write(
-        &path,
-        format!(
-            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n{extra}",
-            sim.url(),
-            sim.thumbprint().unwrap()
-        ),
-    )
-    .unwrap();
-    path
+/// `vrbulk --db db import file`.
+fn import(db: &Path, file: &Path) -> Cmd {
+    Cmd::new()
+        .db(db)
+        .args([OsStr::new("import"), file.as_os_str()])
+}
+
+/// `vrbulk --config config config check`.
+fn check(config: &Path) -> Cmd {
+    Cmd::new().config(config).args(["config", "check"])
 }
 
 #[test]
 fn bad_csv_files_exit_2_name_each_problem_and_leave_the_db_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
-    Cmd::new()
-        .args([
-            "--db".as_ref(),
-            db.as_os_str(),
-            "import".as_ref(),
-            data("samples/vms.csv").as_os_str(),
-        ])
-        .assert_exit(0);
+    import(&db, &data("samples/vms.csv")).assert_exit(0);
     let before = snapshot(&db);
 
     let mut files: Vec<PathBuf> = fs::read_dir(data("tests/data/bad-csv"))
@@ -70,10 +61,10 @@ fn bad_csv_files_exit_2_name_each_problem_and_leave_the_db_unchanged() {
     files.sort();
     assert!(files.len() >= 25, "the corpus has {} files", files.len());
     for csv in &files {
-        let mut cmd = Cmd::new().args(["--db".as_ref(), db.as_os_str()]);
+        let mut cmd = Cmd::new().db(&db);
         let toml = csv.with_extension("toml");
         if toml.exists() {
-            cmd = cmd.args(["--config".as_ref(), toml.as_os_str()]);
+            cmd = cmd.config(&toml);
         }
         let ran = cmd
             .args(["import".as_ref(), csv.as_os_str()])
@@ -103,13 +94,7 @@ fn bad_csv_files_exit_2_name_each_problem_and_leave_the_db_unchanged() {
 fn a_rejected_import_creates_no_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("never.db");
-    Cmd::new()
-        .args([
-            "--db".as_ref(),
-            db.as_os_str(),
-            "import".as_ref(),
-            data("tests/data/bad-csv/01-rpo-too-small.csv").as_os_str(),
-        ])
+    import(&db, &data("tests/data/bad-csv/01-rpo-too-small.csv"))
         .assert_exit(2)
         .stderr_contains("nothing imported");
     assert!(!db.exists());
@@ -120,15 +105,8 @@ fn a_good_import_prints_the_batch_and_its_settings_and_refuses_the_same_vms_twic
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let csv = data("samples/vms.csv");
-    Cmd::new()
-        .args([
-            "--db".as_ref(),
-            db.as_os_str(),
-            "import".as_ref(),
-            csv.as_os_str(),
-            "--name".as_ref(),
-            "wave 1".as_ref(),
-        ])
+    import(&db, &csv)
+        .args(["--name", "wave 1"])
         .assert_exit(0)
         .stdout_contains("batch 1 \"wave 1\": 40 jobs")
         .stdout_contains("ds-full-01 2");
@@ -138,13 +116,7 @@ fn a_good_import_prints_the_batch_and_its_settings_and_refuses_the_same_vms_twic
     assert_eq!(q.jobs(1).unwrap().len(), 40);
     drop(q);
 
-    Cmd::new()
-        .args([
-            "--db".as_ref(),
-            db.as_os_str(),
-            "import".as_ref(),
-            csv.as_os_str(),
-        ])
+    import(&db, &csv)
         .assert_exit(2)
         .stderr_contains("line 2, column vm_name: VM `app-001` is already in unfinished batch 1");
 }
@@ -162,12 +134,10 @@ async fn inventory_selection_and_export_work_against_the_simulator() {
     let (config2, db2, dir2) = (config.clone(), db.clone(), dir.path().to_path_buf());
     tokio::task::spawn_blocking(move || {
         let base = || {
-            Cmd::new().env("VRBULK_PASSWORD", "VMware1!").args([
-                "--config".as_ref(),
-                config2.as_os_str(),
-                "--db".as_ref(),
-                db2.as_os_str(),
-            ])
+            Cmd::new()
+                .env("VRBULK_PASSWORD", "VMware1!")
+                .config(&config2)
+                .db(&db2)
         };
         base()
             .args([
@@ -200,13 +170,7 @@ async fn inventory_selection_and_export_work_against_the_simulator() {
         assert!(text.contains("template: cannot be replicated"), "{text}");
         // The template as exported imports again (into a fresh queue): it is a real template.
         let fresh = dir2.join("fresh.db");
-        Cmd::new()
-            .args([
-                "--db".as_ref(),
-                fresh.as_os_str(),
-                "import".as_ref(),
-                export.as_os_str(),
-            ])
+        import(&fresh, &export)
             .assert_exit(0)
             .stdout_contains("ds-silver-01 40");
     })
@@ -243,40 +207,22 @@ async fn config_check_masks_secrets_and_a_wrong_password_exits_3() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_for(&sim, dir.path(), "");
     tokio::task::spawn_blocking(move || {
-        let ran = Cmd::new()
+        let ran = check(&config)
             .env("VRBULK_PASSWORD", "VMware1!")
-            .args([
-                "--config".as_ref(),
-                config.as_os_str(),
-                "config".as_ref(),
-                "check".as_ref(),
-                "--connect".as_ref(),
-            ])
+            .args(["--connect"])
             .assert_exit(0)
             .stdout_contains("from VRBULK_PASSWORD")
             .stdout_contains("remote login OK");
         assert!(!ran.stdout().contains("VMware1!") && !ran.stderr().contains("VMware1!"));
 
-        Cmd::new()
+        check(&config)
             .env("VRBULK_PASSWORD", "wrong")
-            .args([
-                "--config".as_ref(),
-                config.as_os_str(),
-                "config".as_ref(),
-                "check".as_ref(),
-                "--connect".as_ref(),
-            ])
+            .args(["--connect"])
             .assert_exit(3)
             .stderr_contains("POST /session: HTTP 401");
 
-        Cmd::new()
-            .args([
-                "--config".as_ref(),
-                config.as_os_str(),
-                "config".as_ref(),
-                "check".as_ref(),
-                "--connect".as_ref(),
-            ])
+        check(&config)
+            .args(["--connect"])
             .assert_exit(2)
             .stderr_contains("VRBULK_PASSWORD");
     })
@@ -293,15 +239,7 @@ fn a_missing_settings_file_or_an_unknown_key_exits_2() {
         .stderr_contains("/nonexistent/vrbulk.toml");
     let bad = dir.path().join("bad.toml");
     fs::write(&bad, "[source]\nurl = \"https://vr\"\nthumbprnt = \"x\"\n").unwrap();
-    Cmd::new()
-        .args([
-            "--config".as_ref(),
-            bad.as_os_str(),
-            "config".as_ref(),
-            "check".as_ref(),
-        ])
-        .assert_exit(2)
-        .stderr_contains("thumbprnt");
+    check(&bad).assert_exit(2).stderr_contains("thumbprnt");
 }
 
 #[test]
@@ -319,15 +257,9 @@ fn an_unreachable_appliance_exits_3() {
         format!("[source]\nurl = \"https://127.0.0.1:{port}\"\nuser = \"u\"\n"),
     )
     .unwrap();
-    Cmd::new()
+    check(&config)
         .env("VRBULK_PASSWORD", "p")
-        .args([
-            "--config".as_ref(),
-            config.as_os_str(),
-            "config".as_ref(),
-            "check".as_ref(),
-            "--connect".as_ref(),
-        ])
+        .args(["--connect"])
         .assert_exit(3)
         .stderr_contains("cannot reach the server");
 }

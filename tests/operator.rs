@@ -6,6 +6,7 @@ use std::fs;
 use vrbulk::queue::{JobState, Queue};
 
 use crate::support::cmd::Cmd;
+use crate::support::fixtures::config_for;
 use crate::support::harness::start;
 
 #[test]
@@ -59,26 +60,15 @@ async fn a_run_without_a_terminal_prints_plain_progress_and_no_control_character
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("vrbulk.toml");
-    fs::write(
-        &config,
-        format!(
-            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n",
-            sim.url(),
-            sim.thumbprint().unwrap()
-        ),
-    )
-    .unwrap();
+    let config = config_for(&sim, dir.path(), "");
     let db = dir.path().join("q.db");
     let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/vms.csv");
     tokio::task::spawn_blocking(move || {
         let base = || {
-            Cmd::new().env("VRBULK_PASSWORD", "VMware1!").args([
-                "--db".as_ref(),
-                db.as_os_str(),
-                "--config".as_ref(),
-                config.as_os_str(),
-            ])
+            Cmd::new()
+                .env("VRBULK_PASSWORD", "VMware1!")
+                .db(&db)
+                .config(&config)
         };
         base()
             .args(["import".as_ref(), samples.as_os_str()])

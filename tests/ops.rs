@@ -10,46 +10,21 @@ use base64::Engine;
 use clap::CommandFactory;
 use vrbulk::cli::Cli;
 use vrbulk::config::ConfigFile;
-use vrbulk::input::{JobSpec, VmRef};
-use vrbulk::queue::{InputKind, NewBatch, Queue};
+use vrbulk::input::JobSpec;
+use vrbulk::queue::NewBatch;
 use vrbulk::sim::{SimConfig, Simulator};
 
 use crate::support::cmd::Cmd;
+use crate::support::fixtures::{config_for, import, new_batch, spec};
 use crate::support::harness::start;
 
 fn one_batch(db: &Path, vm_names: &[&str]) {
-    let specs: Vec<JobSpec> = vm_names
-        .iter()
-        .map(|name| JobSpec {
-            line: None,
-            vm: VmRef {
-                name: Some(name.to_string()),
-                id: None,
-            },
-            pairing: None,
-            target_datastore: "ds-gold-01".into(),
-            storage_policy: None,
-            replication_server: None,
-            settings: Default::default(),
-            change_ticket: None,
-            notes: None,
-        })
-        .collect();
-    let mut q = Queue::open(db).unwrap();
-    q.create_batch(
-        &NewBatch {
-            name: "wave 1".into(),
-            operator: "ops".into(),
-            host: "jump01".into(),
-            input_kind: InputKind::Csv,
-            input_path: None,
-            input_sha256: None,
-            settings: serde_json::json!({}),
-            max_attempts: 8,
-        },
-        &specs,
-    )
-    .unwrap();
+    let specs: Vec<JobSpec> = vm_names.iter().map(|name| spec(name)).collect();
+    let batch = NewBatch {
+        max_attempts: 8,
+        ..new_batch("wave 1")
+    };
+    import(db, &batch, &specs);
 }
 
 /// The files of `dir/logs`, sorted; none when the folder does not exist.
@@ -267,12 +242,7 @@ fn commands_that_touch_no_batch_create_no_logs_folder() {
         "[source]\nurl = \"https://vrms-a.corp.local\"\nuser = \"svc-vr@corp.local\"\n",
     )
     .unwrap();
-    let with_db = |args: &[&str]| {
-        Cmd::new()
-            .current_dir(dir.path())
-            .args(["--db".as_ref(), db.as_os_str()])
-            .args(args)
-    };
+    let with_db = |args: &[&str]| Cmd::new().current_dir(dir.path()).db(&db).args(args);
     with_db(&["--config", config.to_str().unwrap(), "config", "check"])
         .assert_exit(0)
         .stdout_contains("vrms-a.corp.local");
@@ -358,34 +328,25 @@ async fn a_run_logs_jobs_and_vms_as_fields_and_never_a_password_or_session_id() 
         .map(|v| v.vm.name.clone())
         .collect();
     one_batch(&db, &names.iter().map(String::as_str).collect::<Vec<_>>());
-    let config = dir.path().join("vrbulk.toml");
-    fs::write(
-        &config,
-        format!(
-            "[source]\nurl = \"{}\"\nuser = \"{}\"\nthumbprint = \"{}\"\n\n\
-             [run]\nsubmit_group = 3\nlookup_group = 4\npoll_interval_seconds = 0.2\n",
-            sim.url(),
-            cfg.user,
-            sim.thumbprint().unwrap()
-        ),
-    )
-    .unwrap();
+    assert_eq!(
+        cfg.user,
+        SimConfig::default().user,
+        "the user config_for writes"
+    );
+    let config = config_for(
+        &sim,
+        dir.path(),
+        "\n[run]\nsubmit_group = 3\nlookup_group = 4\npoll_interval_seconds = 0.2\n",
+    );
     sim.fail_next(2, 503);
 
     let password = cfg.password.clone();
     let ran = tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", &password)
-            .args([
-                "--db".as_ref(),
-                db.as_os_str(),
-                "--config".as_ref(),
-                config.as_os_str(),
-                "--log-format".as_ref(),
-                "json".as_ref(),
-                "-vv".as_ref(),
-                "run".as_ref(),
-            ])
+            .db(&db)
+            .config(&config)
+            .args(["--log-format", "json", "-vv", "run"])
             .run()
     })
     .await

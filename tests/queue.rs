@@ -8,53 +8,36 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vrbulk::input::{JobSpec, VmRef};
-use vrbulk::queue::{Checkpoint, InputKind, JobState, NewBatch, Queue, QueueError, Step};
+use vrbulk::input::JobSpec;
+use vrbulk::queue::{Checkpoint, JobState, NewBatch, Queue, QueueError, Step};
+
+use crate::support::fixtures;
 
 const LEASE: Duration = Duration::from_secs(30);
 
-fn spec(name: &str) -> JobSpec {
-    JobSpec {
-        line: None,
-        vm: VmRef {
-            name: Some(name.into()),
-            id: None,
-        },
-        pairing: None,
-        target_datastore: "ds-gold-01".into(),
-        storage_policy: None,
-        replication_server: None,
-        settings: Default::default(),
-        change_ticket: Some("CHG0001".into()),
-        notes: None,
-    }
-}
-
 fn new_batch(max_attempts: u32) -> NewBatch {
     NewBatch {
-        name: "wave 1".into(),
-        operator: "ops".into(),
-        host: "jump01".into(),
-        input_kind: InputKind::Csv,
         input_path: Some("vms.csv".into()),
         input_sha256: Some("ab".repeat(32)),
         settings: serde_json::json!({"rpo": 60}),
         max_attempts,
+        ..fixtures::new_batch("wave 1")
     }
 }
 
 /// A queue whose clock the test moves by hand.
 fn queue_at(path: &Path) -> (Queue, Arc<AtomicI64>) {
-    let now = Arc::new(AtomicI64::new(1_000_000));
-    let clock = now.clone();
-    let q = Queue::open(path)
-        .unwrap()
-        .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
-    (q, now)
+    fixtures::queue_at(path, 1_000_000)
 }
 
 fn with_jobs(q: &mut Queue, n: usize, max_attempts: u32) -> i64 {
-    let specs: Vec<_> = (0..n).map(|i| spec(&format!("vm-{i:04}"))).collect();
+    let specs: Vec<JobSpec> = fixtures::specs(n)
+        .into_iter()
+        .map(|s| JobSpec {
+            change_ticket: Some("CHG0001".into()),
+            ..s
+        })
+        .collect();
     q.create_batch(&new_batch(max_attempts), &specs).unwrap()
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vrbulk::input::{JobSpec, VmRef};
-use vrbulk::queue::{Checkpoint, InputKind, JobState, Lease, NewBatch, Queue, Step};
+use vrbulk::queue::{Checkpoint, JobState, Lease, NewBatch, Queue, Step};
 use vrbulk::report::{Format, PlanAction, PlanReport, PlanRow, Report};
 use vrbulk::sim::{SimConfig, Simulator};
 use vrbulk::vr::model::VmDisk;
@@ -21,6 +21,7 @@ use vrbulk::vr::OpUsage;
 use vrbulk::workflow::{Placement, ReplicationSettings};
 
 use crate::support::cmd::Cmd;
+use crate::support::fixtures::{self, config_for};
 use crate::support::harness::start;
 
 const LEASE: Duration = Duration::from_secs(300);
@@ -77,25 +78,18 @@ fn spec(i: usize, r: Row) -> JobSpec {
 
 fn new_batch(name: &str) -> NewBatch {
     NewBatch {
-        name: name.into(),
         operator: "ops-jane".into(),
-        host: "jump01".into(),
-        input_kind: InputKind::Csv,
         input_path: Some("waves/wave-1.csv".into()),
         input_sha256: Some("3f".repeat(32)),
         settings: json!({"rpo": 60, "disk_format": "SAME_AS_SOURCE", "max_attempts": 2}),
         max_attempts: 2,
+        ..fixtures::new_batch(name)
     }
 }
 
 /// A queue whose clock the test moves by hand.
 fn queue_at(path: &Path) -> (Queue, Arc<AtomicI64>) {
-    let now = Arc::new(AtomicI64::new(T0));
-    let clock = now.clone();
-    let q = Queue::open(path)
-        .unwrap()
-        .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
-    (q, now)
+    fixtures::queue_at(path, T0)
 }
 
 fn disks(vm: &str, data: &[(&str, i64, bool)]) -> Vec<VmDisk> {
@@ -671,19 +665,19 @@ fn the_report_command_writes_each_format_and_picks_it_from_the_extension() {
         assert!(text.starts_with(first), "{file}: {}", &text[..40]);
     }
     let json = Cmd::new()
-        .args(["--db".as_ref(), db.as_os_str()])
+        .db(&db)
         .args(["report", "--batch", "1", "--format", "json"])
         .assert_exit(0)
         .stdout();
     let doc: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["batch"]["id"], 1);
     Cmd::new()
-        .args(["--db".as_ref(), db.as_os_str()])
+        .db(&db)
         .args(["report", "--format", "pdf"])
         .assert_exit(2)
         .stderr_contains("md, html, csv or json");
     Cmd::new()
-        .args(["--db".as_ref(), db.as_os_str()])
+        .db(&db)
         .args(["report", "--batch", "9"])
         .assert_exit(2)
         .stderr_contains("--batch 9");
@@ -712,29 +706,20 @@ async fn plan_writes_its_dry_run_through_the_report_renderers() {
         .unwrap()
         .create_batch(&new_batch("plan me"), &specs)
         .unwrap();
-    let config = dir.path().join("vrbulk.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n",
-            sim.url(),
-            sim.thumbprint().unwrap()
-        ),
-    )
-    .unwrap();
+    let config = config_for(&sim, dir.path(), "");
     let out = dir.path().join("plan.html");
     let (db2, out2) = (db.clone(), out.clone());
     tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", "VMware1!")
-            .args(["--db".as_ref(), db2.as_os_str()])
-            .args(["--config".as_ref(), config.as_os_str()])
+            .db(&db2)
+            .config(&config)
             .args(["plan".as_ref(), "-o".as_ref(), out2.as_os_str()])
             .assert_exit(0);
         let json = Cmd::new()
             .env("VRBULK_PASSWORD", "VMware1!")
-            .args(["--db".as_ref(), db2.as_os_str()])
-            .args(["--config".as_ref(), config.as_os_str()])
+            .db(&db2)
+            .config(&config)
             .args(["plan", "--format", "json"])
             .assert_exit(0)
             .stdout();

@@ -3,17 +3,18 @@
 //! configure a VM twice; a bad spec in a group sinks only itself.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use vrbulk::input::{JobSpec, VmRef};
-use vrbulk::queue::{InputKind, Job, JobState, NewBatch, Queue};
-use vrbulk::runner::{self, Ending, RunOptions};
+use vrbulk::queue::{Job, JobState, NewBatch, Queue};
+use vrbulk::runner::{self, Ending, RunOptions, RunOutcome};
 use vrbulk::sim::{Inventory, SimConfig, Simulator, VmKind};
 use vrbulk::workflow::ReplicationSettings;
 
 use crate::support::cmd::Cmd;
+use crate::support::fixtures::{self, config_for, new_batch};
 use crate::support::harness::{settings_for, start};
 
 /// One job per source VM: most onto healthy datastores, every seventh onto the full one.
@@ -49,21 +50,28 @@ fn jobs_for(inv: &Inventory) -> Vec<JobSpec> {
 }
 
 fn import(db: &Path, jobs: &[JobSpec]) -> i64 {
-    let mut q = Queue::open(db).unwrap();
-    q.create_batch(
-        &NewBatch {
-            name: "test".into(),
-            operator: "test".into(),
-            host: "test".into(),
-            input_kind: InputKind::Csv,
-            input_path: None,
-            input_sha256: None,
-            settings: serde_json::json!({}),
-            max_attempts: 8,
-        },
-        jobs,
-    )
-    .unwrap()
+    let batch = NewBatch {
+        operator: "test".into(),
+        host: "test".into(),
+        max_attempts: 8,
+        ..new_batch("test")
+    };
+    fixtures::import(db, &batch, jobs)
+}
+
+/// `dir/q.db` with one job per VM of the simulator: the database and the batch.
+fn import_all(sim: &Simulator, dir: &Path) -> (PathBuf, i64) {
+    let db = dir.join("q.db");
+    let batch = import(&db, &jobs_for(&sim.inventory()));
+    (db, batch)
+}
+
+/// One `runner::run` over the queue at `db` that nobody stops.
+async fn run_once(db: &Path, sim: &Simulator, opts: RunOptions) -> RunOutcome {
+    let (_stop, stop_rx) = watch::channel(false);
+    runner::run(Queue::open(db).unwrap(), settings_for(sim), opts, stop_rx)
+        .await
+        .unwrap()
 }
 
 fn quick_options() -> RunOptions {
@@ -141,17 +149,13 @@ async fn two_hundred_vms_end_as_the_simulator_dictates_despite_errors_throttling
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("q.db");
-    let batch = import(&db, &jobs_for(&sim.inventory()));
-    let (_stop, stop_rx) = watch::channel(false);
+    let (db, batch) = import_all(&sim, dir.path());
     let opts = RunOptions {
         // Faster than the server allows, so that it throttles.
         rate: 60.0,
         ..quick_options()
     };
-    let outcome = runner::run(Queue::open(&db).unwrap(), settings_for(&sim), opts, stop_rx)
-        .await
-        .unwrap();
+    let outcome = run_once(&db, &sim, opts).await;
 
     assert_eq!(outcome.ending, Ending::Done);
     let q = Queue::open(&db).unwrap();
@@ -194,8 +198,7 @@ async fn ctrl_c_gives_jobs_back_and_the_next_run_finishes_without_duplicates() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("q.db");
-    let batch = import(&db, &jobs_for(&sim.inventory()));
+    let (db, batch) = import_all(&sim, dir.path());
 
     let (stop, stop_rx) = watch::channel(false);
     let first = tokio::spawn(runner::run(
@@ -222,15 +225,7 @@ async fn ctrl_c_gives_jobs_back_and_the_next_run_finishes_without_duplicates() {
         "every lease was given back"
     );
 
-    let (_stop, stop_rx) = watch::channel(false);
-    let outcome = runner::run(
-        Queue::open(&db).unwrap(),
-        settings_for(&sim),
-        quick_options(),
-        stop_rx,
-    )
-    .await
-    .unwrap();
+    let outcome = run_once(&db, &sim, quick_options()).await;
     assert_eq!(outcome.ending, Ending::Done);
     assert_matches_truth(&Queue::open(&db).unwrap().jobs(batch).unwrap(), &sim);
 }
@@ -245,16 +240,12 @@ async fn a_configure_answer_lost_after_the_server_acted_is_reconciled_not_resubm
     .await;
     sim.fail_next_configure_after_commit(2);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("q.db");
-    let batch = import(&db, &jobs_for(&sim.inventory()));
-    let (_stop, stop_rx) = watch::channel(false);
+    let (db, batch) = import_all(&sim, dir.path());
     let opts = RunOptions {
         submit_group: 4,
         ..quick_options()
     };
-    runner::run(Queue::open(&db).unwrap(), settings_for(&sim), opts, stop_rx)
-        .await
-        .unwrap();
+    run_once(&db, &sim, opts).await;
     let jobs = Queue::open(&db).unwrap().jobs(batch).unwrap();
     assert_matches_truth(&jobs, &sim);
     let reconciled = jobs
@@ -273,14 +264,11 @@ async fn a_window_that_has_closed_claims_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let batch = import(&db, &jobs_for(&sim.inventory())[..5]);
-    let (_stop, stop_rx) = watch::channel(false);
     let opts = RunOptions {
         until: Some(0),
         ..quick_options()
     };
-    let outcome = runner::run(Queue::open(&db).unwrap(), settings_for(&sim), opts, stop_rx)
-        .await
-        .unwrap();
+    let outcome = run_once(&db, &sim, opts).await;
     assert_eq!(outcome.ending, Ending::WindowClosed);
     assert_eq!(outcome.counts[&JobState::Pending], 5);
     assert!(sim.stats().configure_attempts.is_empty());
@@ -289,19 +277,15 @@ async fn a_window_that_has_closed_claims_nothing() {
 
 /// A settings file for the simulator, with a short lease so that a killed run's jobs come back
 /// quickly.
-fn write_config(sim: &Simulator, dir: &Path, rate: u32) -> std::path::PathBuf {
-    let path = dir.join("vrbulk.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n\n\
-             [run]\nrate = {rate}\nburst = 5\nworkers = 4\nsubmit_group = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n",
-            sim.url(),
-            sim.thumbprint().unwrap()
+fn write_config(sim: &Simulator, dir: &Path, rate: u32) -> PathBuf {
+    config_for(
+        sim,
+        dir,
+        &format!(
+            "\n[run]\nrate = {rate}\nburst = 5\nworkers = 4\nsubmit_group = 4\n\
+             poll_interval_seconds = 0.2\nlease_seconds = 1\n"
         ),
     )
-    .unwrap();
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,8 +298,7 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("q.db");
-    let batch = import(&db, &jobs_for(&sim.inventory()));
+    let (db, batch) = import_all(&sim, dir.path());
     // Slow enough that every kill lands in the middle of the work.
     let config = write_config(&sim, dir.path(), 25);
     let exe = env!("CARGO_BIN_EXE_vrbulk");
@@ -383,13 +366,9 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
     let code = tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", "VMware1!")
-            .args([
-                "--db".as_ref(),
-                db2.as_os_str(),
-                "--config".as_ref(),
-                config2.as_os_str(),
-                "run".as_ref(),
-            ])
+            .db(&db2)
+            .config(&config2)
+            .args(["run"])
             .run()
             .output
             .status
@@ -420,13 +399,9 @@ async fn a_wrong_password_exits_3_with_the_reason() {
     tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", "not-it")
-            .args([
-                "--db".as_ref(),
-                db.as_os_str(),
-                "--config".as_ref(),
-                config.as_os_str(),
-                "run".as_ref(),
-            ])
+            .db(&db)
+            .config(&config)
+            .args(["run"])
             .assert_exit(3)
             .stderr_contains("HTTP 401");
     })
@@ -438,20 +413,14 @@ async fn a_wrong_password_exits_3_with_the_reason() {
 async fn plan_shows_what_would_happen_and_configures_nothing() {
     let sim = start(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("q.db");
-    import(&db, &jobs_for(&sim.inventory()));
+    let (db, _) = import_all(&sim, dir.path());
     let config = write_config(&sim, dir.path(), 100);
     let out = tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", "VMware1!")
-            .args([
-                "--db".as_ref(),
-                db.as_os_str(),
-                "--config".as_ref(),
-                config.as_os_str(),
-                "plan".as_ref(),
-                "--json".as_ref(),
-            ])
+            .db(&db)
+            .config(&config)
+            .args(["plan", "--json"])
             .assert_exit(0)
             .stdout()
     })

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vrbulk::input::{JobSpec, VmRef};
-use vrbulk::queue::{InputKind, JobState, NewBatch, Queue};
+use vrbulk::queue::{JobState, Queue};
 
 use crate::support::cmd::{Cmd, Ran};
+use crate::support::fixtures::{new_batch, spec, specs};
 
 const LEASE: Duration = Duration::from_secs(600);
 
@@ -22,43 +22,12 @@ const MIXED: [(JobState, u64); 7] = [
     (JobState::Cancelled, 7),
 ];
 
-fn spec(name: &str) -> JobSpec {
-    JobSpec {
-        line: None,
-        vm: VmRef {
-            name: Some(name.into()),
-            id: None,
-        },
-        pairing: None,
-        target_datastore: "ds-gold-01".into(),
-        storage_policy: None,
-        replication_server: None,
-        settings: Default::default(),
-        change_ticket: None,
-        notes: None,
-    }
-}
-
-fn new_batch(name: &str) -> NewBatch {
-    NewBatch {
-        name: name.into(),
-        operator: "ops".into(),
-        host: "jump01".into(),
-        input_kind: InputKind::Csv,
-        input_path: None,
-        input_sha256: None,
-        settings: serde_json::json!({}),
-        max_attempts: 3,
-    }
-}
-
 /// Batch 1 "wave 1" with 28 jobs `vm-0000`..`vm-0027` in every state, as [`MIXED`] counts them:
 /// `vm-0003` failed with HTTP 400, `vm-0004`..`vm-0007` wait an hour after an HTTP 503, the
 /// first three were requeued after failing, two are running.
 fn mixed_batch(db: &Path) -> Queue {
     let mut q = Queue::open(db).unwrap();
-    let specs: Vec<_> = (0..28).map(|i| spec(&format!("vm-{i:04}"))).collect();
-    let batch = q.create_batch(&new_batch("wave 1"), &specs).unwrap();
+    let batch = q.create_batch(&new_batch("wave 1"), &specs(28)).unwrap();
     let leases: Vec<_> = q
         .claim(Some(batch), 21, "jump01:1:run", LEASE)
         .unwrap()
@@ -96,7 +65,7 @@ fn mixed_batch(db: &Path) -> Queue {
 }
 
 fn vrbulk(db: &Path) -> Cmd {
-    Cmd::new().args(["--db".as_ref(), db.as_os_str()])
+    Cmd::new().db(db)
 }
 
 fn state_of(q: &Queue, vm: &str) -> JobState {

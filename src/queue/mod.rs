@@ -1049,11 +1049,11 @@ mod tests {
         }
     }
 
-    fn batch() -> NewBatch {
+    pub(crate) fn new_batch() -> NewBatch {
         NewBatch {
-            name: "t".into(),
-            operator: "op".into(),
-            host: "h".into(),
+            name: "wave 1".into(),
+            operator: "ops".into(),
+            host: "jump01".into(),
             input_kind: InputKind::Csv,
             input_path: None,
             input_sha256: None,
@@ -1082,7 +1082,7 @@ mod tests {
     #[test]
     fn every_legal_transition_is_written_with_its_event_and_every_other_refused() {
         let mut q = Queue::open_in_memory().unwrap();
-        let batch_id = q.create_batch(&batch(), &[spec("vm")]).unwrap();
+        let batch_id = q.create_batch(&new_batch(), &[spec("vm")]).unwrap();
         let id = q.jobs(batch_id).unwrap()[0].id;
         let mut legal = 0;
         for from in JobState::ALL {
@@ -1121,7 +1121,7 @@ mod tests {
     #[test]
     fn the_database_refuses_states_the_code_must_never_write() {
         let mut q = Queue::open_in_memory().unwrap();
-        let batch_id = q.create_batch(&batch(), &[spec("vm")]).unwrap();
+        let batch_id = q.create_batch(&new_batch(), &[spec("vm")]).unwrap();
         let id = q.jobs(batch_id).unwrap()[0].id;
         for sql in [
             "UPDATE jobs SET state = 'done' WHERE id = ?",

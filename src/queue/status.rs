@@ -204,8 +204,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::queue::tests::spec;
-    use crate::queue::{Checkpoint, InputKind, NewBatch, QueueError, Save};
+    use crate::queue::tests::{new_batch, spec};
+    use crate::queue::{Checkpoint, QueueError, Save};
 
     const LEASE: Duration = Duration::from_secs(30);
 
@@ -216,19 +216,6 @@ mod tests {
             .unwrap()
             .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
         (q, now)
-    }
-
-    fn new_batch() -> NewBatch {
-        NewBatch {
-            name: "wave 1".into(),
-            operator: "ops".into(),
-            host: "jump01".into(),
-            input_kind: InputKind::Csv,
-            input_path: None,
-            input_sha256: None,
-            settings: serde_json::json!({}),
-            max_attempts: 3,
-        }
     }
 
     /// Six jobs: failed (400) at 2000, retryable (503, due at 5000) at 3000, running in submit

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use super::audit::{self, Markup};
 use super::{bytes, span, PlanAction, PlanReport, Report, TimelineEntry, UtcTime};
 use crate::queue::JobState;
 
@@ -81,108 +82,34 @@ pub(super) fn batch(r: &Report) -> String {
     );
     let _ = write!(
         out,
-        "<header><h1>Replication report <span class=\"muted\">batch {} \u{201c}{}\u{201d}</span></h1>",
+        "<header><h1>Replication report <span class=\"muted\">batch {} {}</span></h1>",
         b.id,
-        esc(&b.name)
+        Html.quoted(&b.name)
     );
     let c = &r.summary.counts;
-    let p = &r.progress;
-    if p.in_progress {
+    let banner = audit::banner(r);
+    if banner.in_progress {
         let _ = write!(
             out,
-            "<p class=\"banner warn\">In progress: {} of {} done. This report shows where the \
-             batch stood at {}: {} pending, {} running, {} retryable.</p>",
-            p.done,
-            p.total,
-            r.generated_at,
-            c[&JobState::Pending],
-            c[&JobState::Running],
-            c[&JobState::Retryable]
+            "<p class=\"banner warn\">{} This report shows where the batch stood at {}: {}.</p>",
+            banner.headline, r.generated_at, banner.counts
         );
     } else {
-        let failed = c[&JobState::Failed];
         let _ = write!(
             out,
-            "<p class=\"banner {}\">Complete: {} of {} done. {} succeeded, {} skipped, {} failed, \
-             {} cancelled.</p>",
-            if failed > 0 { "bad" } else { "ok" },
-            p.done,
-            p.total,
-            c[&JobState::Succeeded],
-            c[&JobState::Skipped],
-            failed,
-            c[&JobState::Cancelled]
+            "<p class=\"banner {}\">{} {}.</p>",
+            if c[&JobState::Failed] > 0 {
+                "bad"
+            } else {
+                "ok"
+            },
+            banner.headline,
+            banner.counts
         );
     }
     out.push_str("</header>\n");
 
-    out.push_str("<section id=\"audit\"><h2>Audit</h2><table class=\"kv\">");
-    let mut kv = |k: &str, v: String| {
-        let _ = write!(out, "<tr><th>{k}</th><td>{v}</td></tr>");
-    };
-    kv(
-        "Batch",
-        format!("{} \u{201c}{}\u{201d}", b.id, esc(&b.name)),
-    );
-    kv("Change tickets", list(&b.change_tickets));
-    kv("Operator", format!("{}@{}", esc(&b.operator), esc(&b.host)));
-    kv("Tool", format!("vrbulk {}", esc(&b.tool_version)));
-    kv(
-        "Input",
-        format!(
-            "{} {}",
-            esc(&b.input_kind),
-            b.input_path
-                .as_deref()
-                .map_or("(none)".into(), |p| format!("<code>{}</code>", esc(p)))
-        ),
-    );
-    kv(
-        "Input SHA-256",
-        b.input_sha256
-            .as_deref()
-            .map_or("(none)".into(), |h| format!("<code>{}</code>", esc(h))),
-    );
-    for s in &r.sites {
-        kv(
-            "Sites",
-            format!(
-                "source <b>{}</b> \u{2192} target <b>{}</b> <span class=\"muted\">(pairing \
-                 <code>{}</code>, discovered {})</span>",
-                esc(s.source_vcenter.as_deref().unwrap_or("?")),
-                esc(s.target_vcenter.as_deref().unwrap_or("?")),
-                esc(&s.pairing_id),
-                s.discovered_at
-            ),
-        );
-    }
-    if r.sites.is_empty() {
-        kv(
-            "Sites",
-            "not discovered yet (no run reached the API)".into(),
-        );
-    }
-    kv("Imported", b.created_at.to_string());
-    let runs = &r.runs;
-    kv(
-        "Runs",
-        match (runs.first_started_at, runs.last_started_at) {
-            (Some(first), Some(last)) => format!(
-                "{}: first started {first}, last started {last}{}{}",
-                runs.count,
-                runs.last_finished_at
-                    .map(|t| format!(", last finished {t}"))
-                    .unwrap_or_default(),
-                runs.last_outcome
-                    .as_deref()
-                    .map(|o| format!(" ({})", esc(o)))
-                    .unwrap_or_default()
-            ),
-            _ => "none yet".into(),
-        },
-    );
-    kv("Wall time", span(runs.wall_time_ms));
-    kv("Report generated", r.generated_at.to_string());
+    audit_table(&mut out, &audit::batch_rows(r, &Html));
     out.push_str("</table>");
     let settings = serde_json::to_string_pretty(&b.settings).unwrap_or_default();
     let _ = writeln!(
@@ -323,14 +250,7 @@ pub(super) fn batch(r: &Report) -> String {
             j.rpo_minutes,
             esc(&super::md::mpit(j.mpit_instances, j.mpit_days)),
             list(&j.disks_replicated),
-            if j.disks_excluded.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "<br><span class=\"muted\">excluded: {}</span>",
-                    list(&j.disks_excluded)
-                )
-            },
+            excluded(&j.disks_excluded),
             j.attempts,
             table_time(j.started_at),
             table_time(j.finished_at),
@@ -356,44 +276,14 @@ pub(super) fn plan(p: &PlanReport) -> String {
     );
     let _ = writeln!(
         out,
-        "<header><h1>Replication plan <span class=\"muted\">batch {} \u{201c}{}\u{201d}</span></h1>\
-         <p class=\"banner plan\">Dry run: nothing was configured. {} to configure, {} to skip, \
-         {} would fail; {} API calls (reads only).</p></header>",
+        "<header><h1>Replication plan <span class=\"muted\">batch {} {}</span></h1>\
+         <p class=\"banner plan\">{} {}</p></header>",
         b.id,
-        esc(&b.name),
-        p.counts.configure,
-        p.counts.skip,
-        p.counts.fail,
-        p.api_calls
+        Html.quoted(&b.name),
+        audit::DRY_RUN,
+        audit::plan_counts(p)
     );
-    out.push_str("<section id=\"audit\"><h2>Audit</h2><table class=\"kv\">");
-    let mut kv = |k: &str, v: String| {
-        let _ = write!(out, "<tr><th>{k}</th><td>{v}</td></tr>");
-    };
-    kv("Change tickets", list(&b.change_tickets));
-    kv("Operator", format!("{}@{}", esc(&b.operator), esc(&b.host)));
-    kv(
-        "Input",
-        format!(
-            "{} {}",
-            esc(&b.input_kind),
-            b.input_path
-                .as_deref()
-                .map_or("(none)".into(), |p| format!("<code>{}</code>", esc(p)))
-        ),
-    );
-    kv(
-        "Input SHA-256",
-        b.input_sha256
-            .as_deref()
-            .map_or("(none)".into(), |h| format!("<code>{}</code>", esc(h))),
-    );
-    kv("Imported", b.created_at.to_string());
-    kv(
-        "Capacity to replicate",
-        format!("{} ({} bytes)", bytes(p.capacity_bytes), p.capacity_bytes),
-    );
-    kv("Plan made", p.generated_at.to_string());
+    audit_table(&mut out, &audit::plan_rows(p, &Html));
     out.push_str("</table></section>\n<section id=\"summary\"><h2>Summary</h2>");
     let bars: Vec<(String, u64, &str)> = PlanAction::ALL
         .iter()
@@ -430,14 +320,7 @@ pub(super) fn plan(p: &PlanReport) -> String {
                 .map_or("datastore default".into(), esc),
             j.replication_server.as_deref().map_or("auto".into(), esc),
             j.disks,
-            if j.excluded_disks.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "<br><span class=\"muted\">excluded: {}</span>",
-                    list(&j.excluded_disks)
-                )
-            },
+            excluded(&j.excluded_disks),
             bytes(j.capacity_bytes),
             list(&j.warnings),
             opt(&j.change_ticket),
@@ -447,6 +330,14 @@ pub(super) fn plan(p: &PlanReport) -> String {
     out.push_str("</tbody></table></div></section>\n");
     foot(&mut out, p.generated_at);
     out
+}
+
+/// The audit section's table (the caller closes the table and its section).
+fn audit_table(out: &mut String, rows: &[audit::Row]) {
+    out.push_str("<section id=\"audit\"><h2>Audit</h2><table class=\"kv\">");
+    for (k, v) in rows {
+        let _ = write!(out, "<tr><th>{k}</th><td>{v}</td></tr>");
+    }
 }
 
 fn head(out: &mut String, title: &str) {
@@ -742,6 +633,31 @@ fn badge(s: JobState) -> String {
     )
 }
 
+/// HTML's marks for the text the renderers share.
+struct Html;
+
+impl Markup for Html {
+    fn text(&self, s: &str) -> String {
+        esc(s)
+    }
+
+    fn code(&self, s: &str) -> String {
+        format!("<code>{}</code>", esc(s))
+    }
+
+    fn quoted(&self, s: &str) -> String {
+        format!("\u{201c}{}\u{201d}", esc(s))
+    }
+
+    fn strong(&self, s: String) -> String {
+        format!("<b>{s}</b>")
+    }
+
+    fn muted(&self, s: String) -> String {
+        format!("<span class=\"muted\">{s}</span>")
+    }
+}
+
 /// Escapes text for HTML element content and quoted attribute values alike.
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
@@ -778,10 +694,15 @@ fn opt(v: &Option<String>) -> String {
 }
 
 fn list(v: &[String]) -> String {
-    if v.is_empty() {
-        "\u{2014}".into()
+    Html.list(v)
+}
+
+/// The disks a VM table row leaves out, under the replicated ones; nothing when there are none.
+fn excluded(disks: &[String]) -> String {
+    if disks.is_empty() {
+        String::new()
     } else {
-        v.iter().map(|s| esc(s)).collect::<Vec<_>>().join(", ")
+        format!("<br><span class=\"muted\">excluded: {}</span>", list(disks))
     }
 }
 

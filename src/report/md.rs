@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::audit::{self, Markup};
 use super::{bytes, span, PlanAction, PlanReport, Report, UtcTime};
 use crate::queue::JobState;
 
@@ -12,98 +13,23 @@ pub(super) fn batch(r: &Report) -> String {
     let b = &r.batch;
     let _ = writeln!(
         out,
-        "# Replication report: batch {} \"{}\"\n",
+        "# Replication report: batch {} {}\n",
         b.id,
-        cell(&b.name)
+        Markdown.quoted(&b.name)
     );
-    let p = &r.progress;
-    if p.in_progress {
+    let banner = audit::banner(r);
+    if banner.in_progress {
         let _ = writeln!(
             out,
-            "> **In progress: {} of {} done.** This report shows where the batch stood at {}; \
-             {} pending, {} running, {} retryable.\n",
-            p.done,
-            p.total,
-            r.generated_at,
-            r.summary.counts[&JobState::Pending],
-            r.summary.counts[&JobState::Running],
-            r.summary.counts[&JobState::Retryable],
+            "> **{}** This report shows where the batch stood at {}; {}.\n",
+            banner.headline, r.generated_at, banner.counts
         );
     } else {
-        let _ = writeln!(
-            out,
-            "> **Complete: {} of {} done.** {} succeeded, {} skipped, {} failed, {} cancelled.\n",
-            p.done,
-            p.total,
-            r.summary.counts[&JobState::Succeeded],
-            r.summary.counts[&JobState::Skipped],
-            r.summary.counts[&JobState::Failed],
-            r.summary.counts[&JobState::Cancelled],
-        );
+        let _ = writeln!(out, "> **{}** {}.\n", banner.headline, banner.counts);
     }
 
-    out.push_str("## Audit\n\n| | |\n|---|---|\n");
-    let mut row = |k: &str, v: String| {
-        let _ = writeln!(out, "| {k} | {v} |");
-    };
-    row("Batch", format!("{} \"{}\"", b.id, cell(&b.name)));
-    row("Change tickets", list(&b.change_tickets));
-    row(
-        "Operator",
-        format!("{}@{}", cell(&b.operator), cell(&b.host)),
-    );
-    row("Tool", format!("vrbulk {}", cell(&b.tool_version)));
-    row(
-        "Input",
-        format!(
-            "{} {}",
-            cell(&b.input_kind),
-            b.input_path.as_deref().map_or("(none)".into(), code)
-        ),
-    );
-    row(
-        "Input SHA-256",
-        b.input_sha256.as_deref().map_or("(none)".into(), code),
-    );
-    for s in &r.sites {
-        row(
-            "Sites",
-            format!(
-                "source {} → target {} (pairing {}, discovered {})",
-                s.source_vcenter.as_deref().map_or("?".into(), cell),
-                s.target_vcenter.as_deref().map_or("?".into(), cell),
-                code(&s.pairing_id),
-                s.discovered_at
-            ),
-        );
-    }
-    if r.sites.is_empty() {
-        row(
-            "Sites",
-            "not discovered yet (no run reached the API)".into(),
-        );
-    }
-    row("Imported", b.created_at.to_string());
-    let runs = &r.runs;
-    row(
-        "Runs",
-        match (runs.first_started_at, runs.last_started_at) {
-            (Some(first), Some(last)) => format!(
-                "{}: first started {first}, last started {last}{}{}",
-                runs.count,
-                runs.last_finished_at
-                    .map(|t| format!(", last finished {t}"))
-                    .unwrap_or_default(),
-                runs.last_outcome
-                    .as_deref()
-                    .map(|o| format!(" ({})", cell(o)))
-                    .unwrap_or_default()
-            ),
-            _ => "none yet".into(),
-        },
-    );
-    row("Wall time", span(runs.wall_time_ms));
-    row("Report generated", r.generated_at.to_string());
+    out.push_str("## Audit\n\n");
+    audit_table(&mut out, &audit::batch_rows(r, &Markdown));
     let settings = serde_json::to_string_pretty(&b.settings).unwrap_or_default();
     let _ = writeln!(out, "\nEffective settings:\n\n```json\n{settings}\n```\n");
 
@@ -227,42 +153,14 @@ pub(super) fn plan(p: &PlanReport) -> String {
     let b = &p.batch;
     let _ = writeln!(
         out,
-        "# Replication plan: batch {} \"{}\"\n\n> **Dry run: nothing was configured.** {} to \
-         configure, {} to skip, {} would fail; {} API calls (reads only).\n",
+        "# Replication plan: batch {} {}\n\n> **{}** {}\n",
         b.id,
-        cell(&b.name),
-        p.counts.configure,
-        p.counts.skip,
-        p.counts.fail,
-        p.api_calls
+        Markdown.quoted(&b.name),
+        audit::DRY_RUN,
+        audit::plan_counts(p)
     );
-    out.push_str("| | |\n|---|---|\n");
-    let _ = writeln!(out, "| Change tickets | {} |", list(&b.change_tickets));
-    let _ = writeln!(
-        out,
-        "| Operator | {}@{} |",
-        cell(&b.operator),
-        cell(&b.host)
-    );
-    let _ = writeln!(
-        out,
-        "| Input | {} {} |",
-        cell(&b.input_kind),
-        b.input_path.as_deref().map_or("(none)".into(), code)
-    );
-    let _ = writeln!(
-        out,
-        "| Input SHA-256 | {} |",
-        b.input_sha256.as_deref().map_or("(none)".into(), code)
-    );
-    let _ = writeln!(out, "| Imported | {} |", b.created_at);
-    let _ = writeln!(
-        out,
-        "| Capacity to replicate | {} ({} bytes) |",
-        bytes(p.capacity_bytes),
-        p.capacity_bytes
-    );
-    let _ = writeln!(out, "| Plan made | {} |\n", p.generated_at);
+    audit_table(&mut out, &audit::plan_rows(p, &Markdown));
+    out.push('\n');
 
     out.push_str("| Action | Jobs |\n|---|---:|\n");
     for a in PlanAction::ALL {
@@ -295,6 +193,31 @@ pub(super) fn plan(p: &PlanReport) -> String {
         );
     }
     out
+}
+
+/// A two-column table of audit rows.
+fn audit_table(out: &mut String, rows: &[audit::Row]) {
+    out.push_str("| | |\n|---|---|\n");
+    for (k, v) in rows {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+}
+
+/// Markdown's marks for the text the renderers share.
+struct Markdown;
+
+impl Markup for Markdown {
+    fn text(&self, s: &str) -> String {
+        cell(s)
+    }
+
+    fn code(&self, s: &str) -> String {
+        code(s)
+    }
+
+    fn quoted(&self, s: &str) -> String {
+        format!("\"{}\"", cell(s))
+    }
 }
 
 /// Text made safe for a table cell (and for running text): `|` and Markdown's inline
@@ -339,11 +262,7 @@ fn opt(v: &Option<String>) -> String {
 }
 
 fn list(v: &[String]) -> String {
-    if v.is_empty() {
-        "—".into()
-    } else {
-        v.iter().map(|s| cell(s)).collect::<Vec<_>>().join(", ")
-    }
+    Markdown.list(v)
 }
 
 fn time(t: Option<UtcTime>) -> String {

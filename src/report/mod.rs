@@ -11,6 +11,7 @@
 //! `YYYY-MM-DD HH:MM:SS UTC` for people and as RFC 3339 in JSON. The caller passes `now`, so a
 //! golden test renders the same bytes every time.
 
+mod audit;
 mod causes;
 mod csv;
 mod html;

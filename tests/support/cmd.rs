@@ -1,6 +1,8 @@
 //! A small fluent runner for the `vrbulk` binary: arguments, environment, then assertions on
 //! the exit code and the output.
 
+use std::ffi::OsStr;
+use std::path::Path;
 use std::process::{Command, Output};
 
 pub struct Cmd {
@@ -31,14 +33,24 @@ impl Cmd {
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
+        S: AsRef<OsStr>,
     {
         self.command.args(args);
         self
     }
 
+    /// `--db db`: the queue to work on.
+    pub fn db(self, db: &Path) -> Self {
+        self.args([OsStr::new("--db"), db.as_os_str()])
+    }
+
+    /// `--config config`: the settings file.
+    pub fn config(self, config: &Path) -> Self {
+        self.args([OsStr::new("--config"), config.as_os_str()])
+    }
+
     /// Runs in `dir` (for commands that work on the current folder, such as `init`).
-    pub fn current_dir(mut self, dir: &std::path::Path) -> Self {
+    pub fn current_dir(mut self, dir: &Path) -> Self {
         self.command.current_dir(dir);
         self
     }
