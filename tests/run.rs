@@ -448,3 +448,74 @@ async fn plan_shows_what_would_happen_and_configures_nothing() {
     );
     assert_eq!(sim.stats().calls.get("configureReplication"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
+    let sim = start(SimConfig {
+        vms: 120,
+        task_seconds: 1.0,
+        latency_ms: 20,
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &jobs_for(&sim.inventory()));
+    let config = write_config(&sim, dir.path(), 25);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .args([
+            "--db".as_ref(),
+            db.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "run".as_ref(),
+        ])
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once work is under way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Running] == 0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stopped within the grace period"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resumes where this run stopped"));
+    let counts = Queue::open(&db).unwrap().counts(batch).unwrap();
+    assert_eq!(
+        counts[&JobState::Running],
+        0,
+        "every lease given back: {counts:?}"
+    );
+
+    let (_stop, stop_rx) = watch::channel(false);
+    runner::run(
+        Queue::open(&db).unwrap(),
+        settings_for(&sim),
+        quick_options(),
+        stop_rx,
+    )
+    .await
+    .unwrap();
+    assert_matches_truth(&Queue::open(&db).unwrap().jobs(batch).unwrap(), &sim);
+}
