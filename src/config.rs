@@ -230,8 +230,9 @@ impl Connection {
         })
     }
 
-    /// Where each password will come from, for `config check`; reads no prompt.
-    pub fn password_sources(&self, env: &dyn Environment) -> [(&'static str, String); 2] {
+    /// Where the source and the target password will come from, for `config check`; asks
+    /// nothing.
+    pub fn password_sources(&self, env: &dyn Environment) -> (String, String) {
         let source = if env.var("VRBULK_PASSWORD").is_some() {
             "from VRBULK_PASSWORD"
         } else {
@@ -244,7 +245,7 @@ impl Connection {
         } else {
             "asked at start (or export VRBULK_REMOTE_PASSWORD)".to_string()
         };
-        [("source", source.to_string()), ("target", target)]
+        (source.to_string(), target)
     }
 
     /// Adds the passwords: from the environment, else asked on the terminal.

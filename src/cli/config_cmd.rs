@@ -66,7 +66,7 @@ fn describe(conn: &Connection, env: &ProcessEnvironment) -> String {
         TlsTrust::Pinned(t) => format!("pinned to SHA-256 thumbprint {t}"),
         TlsTrust::Insecure => "NOT VERIFIED (insecure = true)".to_string(),
     };
-    let [(_, source_pw), (_, target_pw)] = conn.password_sources(env);
+    let (source_pw, target_pw) = conn.password_sources(env);
     format!(
         "[source]\n  url          {}\n  api_version  {}\n  user         {}\n  password     {}\n  tls          {}\n  timeout      {} s\n  page_size    {}\n[target]\n  user         {}\n  password     {}\n",
         conn.url,
