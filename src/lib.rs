@@ -5,10 +5,12 @@
 pub mod cli;
 pub mod config;
 pub mod input;
+pub mod operator;
 pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod secret;
 pub mod sim;
+pub mod timefmt;
 pub mod vr;
 pub mod workflow;

@@ -18,7 +18,6 @@ mod simulate;
 mod status;
 
 // The report speaks of times and durations in the same words as `vrbulk status`.
-pub(crate) use status::{span, utc};
 
 use std::path::{Path, PathBuf};
 
@@ -186,52 +185,14 @@ pub async fn connect(file: &ConfigFile) -> anyhow::Result<Client> {
         .with_context(|| format!("logging in to {url} as {user}"))
 }
 
+pub use crate::operator::who;
+
 /// A plain-text table (Markdown-shaped, so it pastes into tickets as is).
 pub fn table<const N: usize>(header: [&str; N]) -> comfy_table::Table {
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::ASCII_MARKDOWN);
     table.set_header(header);
     table
-}
-
-/// Who runs this and where, for the audit record.
-pub fn who() -> (String, String) {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let operator = env("USER")
-        .or_else(|| env("USERNAME"))
-        .or_else(login_name)
-        .unwrap_or_else(|| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| env("HOSTNAME"))
-        .or_else(|| env("COMPUTERNAME"))
-        .unwrap_or_else(|| "unknown".into());
-    (operator, host)
-}
-
-/// The account's name from the password database, for sessions (cron, CI) without `$USER`.
-#[cfg(unix)]
-fn login_name() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer into static storage or null; it is read at once, on
-    // this thread, before any other call could overwrite it.
-    unsafe {
-        let entry = libc::getpwuid(libc::getuid());
-        if entry.is_null() || (*entry).pw_name.is_null() {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr((*entry).pw_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
-}
-
-#[cfg(not(unix))]
-fn login_name() -> Option<String> {
-    None
 }
 
 /// There is no batch to act on: a usage error (exit 2), with what to do about it.

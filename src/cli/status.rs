@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::open_batch;
 use crate::queue::{BatchId, BatchStatus, JobState};
+use crate::timefmt::{span, utc};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -160,65 +161,4 @@ pub fn render(s: &BatchStatus) -> String {
         }
     }
     out
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// A length of time the way an operator reads it: `45s`, `3m 10s`, `2h 05m`, `3d 04h`.
-pub fn span(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
-        3600..86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {:02}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_renders_unix_milliseconds_as_a_calendar_time() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_700_000_000_999), "2023-11-14 22:13:20 UTC");
-        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
-        assert_eq!(utc(4_107_542_399_000), "2100-02-28 23:59:59 UTC");
-    }
-
-    #[test]
-    fn spans_read_in_the_two_largest_units() {
-        assert_eq!(span(-5), "0s");
-        assert_eq!(span(45_000), "45s");
-        assert_eq!(span(190_000), "3m 10s");
-        assert_eq!(span(7_500_000), "2h 05m");
-        assert_eq!(span(273_600_000), "3d 04h");
-    }
 }

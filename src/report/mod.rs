@@ -148,7 +148,7 @@ impl UtcTime {
 
 impl fmt::Display for UtcTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::cli::utc(self.0))
+        f.write_str(&crate::timefmt::utc(self.0))
     }
 }
 
@@ -160,7 +160,7 @@ impl Serialize for UtcTime {
 
 /// A length of time as operators read it (`3m 10s`); the same words as `vrbulk status`.
 pub(crate) fn span(ms: i64) -> String {
-    crate::cli::span(ms)
+    crate::timefmt::span(ms)
 }
 
 /// Bytes in binary units with one decimal: `1.5 TiB`.

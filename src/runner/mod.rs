@@ -181,7 +181,7 @@ pub async fn run(
             "rescued jobs whose worker stopped"
         );
     }
-    let (_, host) = crate::cli::who();
+    let (_, host) = crate::operator::who();
     let run_id = format!("{:x}", fastrand::u64(..));
     let owner = format!("{host}:{}:{run_id}", std::process::id());
     queue.start_run(&run_id, batch, &owner, "run")?;
