@@ -288,6 +288,23 @@ fn write_config(sim: &Simulator, dir: &Path, rate: u32) -> PathBuf {
     )
 }
 
+/// `vrbulk run` as a child process, its output captured.
+fn spawn_run(db: &Path, config: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .args([
+            "--db".as_ref(),
+            db.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "run".as_ref(),
+        ])
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_anything() {
     let sim = start(SimConfig {
@@ -301,7 +318,6 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
     let (db, batch) = import_all(&sim, dir.path());
     // Slow enough that every kill lands in the middle of the work.
     let config = write_config(&sim, dir.path(), 25);
-    let exe = env!("CARGO_BIN_EXE_vrbulk");
 
     let events = |db: &Path| -> i64 {
         Queue::open(db)
@@ -319,19 +335,7 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
     let mut rng = fastrand::Rng::with_seed(7);
     let mut killed_mid_work = 0;
     for round in 0..5 {
-        let mut child = std::process::Command::new(exe)
-            .args([
-                "--db".as_ref(),
-                db.as_os_str(),
-                "--config".as_ref(),
-                config.as_os_str(),
-                "run".as_ref(),
-            ])
-            .env("VRBULK_PASSWORD", "VMware1!")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(&db, &config);
         // Kill once the run has moved jobs a random amount further: a moment inside the work,
         // whatever the machine's speed.
         let target = events(&db) + rng.i64(1..60);
@@ -462,19 +466,7 @@ async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
     let db = dir.path().join("q.db");
     let batch = import(&db, &jobs_for(&sim.inventory()));
     let config = write_config(&sim, dir.path(), 25);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
-        .args([
-            "--db".as_ref(),
-            db.as_os_str(),
-            "--config".as_ref(),
-            config.as_os_str(),
-            "run".as_ref(),
-        ])
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&db, &config);
     // Interrupt once work is under way.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Running] == 0
