@@ -240,6 +240,23 @@ fn a_missing_settings_file_or_an_unknown_key_exits_2() {
     let bad = dir.path().join("bad.toml");
     fs::write(&bad, "[source]\nurl = \"https://vr\"\nthumbprnt = \"x\"\n").unwrap();
     check(&bad).assert_exit(2).stderr_contains("thumbprnt");
+    fs::write(
+        &bad,
+        "[source]\nurl = \"https://vr\"\nuser = \"u\"\n[defaults]\nrpo = 2\n",
+    )
+    .unwrap();
+    check(&bad)
+        .assert_exit(2)
+        .stderr_contains("[defaults]: column rpo: expected minutes between 5 and 1440, got 2");
+    fs::write(
+        &bad,
+        "[source]\nurl = \"https://vr\"\nuser = \"u\"\n[defaults]\nrpo = 15\n[run]\nrate = 5\n",
+    )
+    .unwrap();
+    check(&bad)
+        .assert_exit(0)
+        .stdout_contains("rpo = 15")
+        .stdout_contains("5 requests/s");
 }
 
 #[test]

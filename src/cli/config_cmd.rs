@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::config::{ConfigFile, Connection, ProcessEnvironment};
+use super::run::RunArgs;
+use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment};
 use crate::vr::{Client, TlsTrust};
 
 #[derive(Debug, Subcommand)]
@@ -30,6 +31,44 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<u8
         None => println!("settings file  (none; environment only)"),
     }
     print!("{}", describe(&conn, &env));
+    file.defaults
+        .validate()
+        .map_err(|errors| ConfigError::Invalid {
+            field: "[defaults]".into(),
+            message: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        })?;
+    let defaults: Vec<String> = match serde_json::to_value(&file.defaults) {
+        Ok(serde_json::Value::Object(keys)) => keys
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    println!("[defaults]");
+    if defaults.is_empty() {
+        println!("  (none: every CSV row names its settings, or the built-in defaults apply)");
+    }
+    for d in defaults {
+        println!("  {d}");
+    }
+    let run = RunArgs::from_file(&file.run)?;
+    println!(
+        "[run]\n  rate         {} requests/s (burst {})\n  workers      {}\n  groups       {} VMs per lookup, {} per configure call\n  attempts     {}\n  polls        every {:.1} s\n  lease        {} s",
+        run.rate,
+        run.burst,
+        run.workers,
+        run.lookup_group,
+        run.submit_group,
+        run.max_attempts
+            .map_or("as each batch was imported".to_string(), |k| k.to_string()),
+        run.poll_interval.as_secs_f64(),
+        run.lease.as_secs()
+    );
     if !connect {
         println!("settings OK (add --connect to log in to both sites)");
         return Ok(super::exit::OK);

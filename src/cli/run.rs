@@ -53,6 +53,23 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The run settings of the file alone (no flags), checked: for `config check`.
+    pub fn from_file(file: &RunSection) -> Result<RunOptions, ConfigError> {
+        RunArgs {
+            batch: None,
+            workers: None,
+            rate: None,
+            burst: None,
+            max_attempts: None,
+            until: None,
+            lookup_group: None,
+            submit_group: None,
+            poll_interval: None,
+            progress: ProgressMode::Auto,
+        }
+        .options(file)
+    }
+
     /// Flags over `[run]` over the built-in defaults, checked once.
     pub fn options(&self, file: &RunSection) -> Result<RunOptions, ConfigError> {
         let d = RunOptions::default();
