@@ -91,9 +91,12 @@ impl Filter {
         }
     }
 
-    fn push_query(&self, query: &mut Vec<(String, String)>) {
-        query.push(("filter_property".into(), self.property.clone()));
-        query.extend(self.values.iter().map(|v| ("filter".into(), v.clone())));
+    /// The query pairs of an optional filter.
+    fn query(filter: Option<&Filter>) -> Vec<(String, String)> {
+        let Some(f) = filter else { return Vec::new() };
+        std::iter::once(("filter_property".to_string(), f.property.clone()))
+            .chain(f.values.iter().map(|v| ("filter".to_string(), v.clone())))
+            .collect()
     }
 }
 
@@ -425,12 +428,9 @@ impl Client {
         suitable_for_replication: bool,
         filter: Option<&Filter>,
     ) -> Result<Vec<VirtualMachine>, ApiError> {
-        let mut query = Vec::new();
+        let mut query = Filter::query(filter);
         if suitable_for_replication {
             query.push(("suitable_for_replication".into(), "true".into()));
-        }
-        if let Some(f) = filter {
-            f.push_query(&mut query);
         }
         self.list(
             "getLocalVms",
@@ -521,10 +521,7 @@ impl Client {
         pairing_id: &str,
         filter: Option<&Filter>,
     ) -> Result<Vec<ReplicationInfo>, ApiError> {
-        let mut query = Vec::new();
-        if let Some(f) = filter {
-            f.push_query(&mut query);
-        }
+        let query = Filter::query(filter);
         self.list(
             "getAllReplications",
             &["pairings", pairing_id, "replications"],
@@ -560,11 +557,8 @@ impl Client {
 
     /// `GET /tasks`: the server's recent tasks.
     pub async fn tasks(&self, filter: Option<&Filter>) -> Result<Vec<Task>, ApiError> {
-        let mut query = Vec::new();
-        if let Some(f) = filter {
-            f.push_query(&mut query);
-        }
-        self.list("getRecentTasksInfo", &["tasks"], query).await
+        self.list("getRecentTasksInfo", &["tasks"], Filter::query(filter))
+            .await
     }
 
     /// `GET /tasks/{id}`
@@ -983,8 +977,7 @@ mod tests {
 
     #[test]
     fn filters_become_repeated_query_values() {
-        let mut q = Vec::new();
-        Filter::new("name", ["a", "b c"]).push_query(&mut q);
+        let q = Filter::query(Some(&Filter::new("name", ["a", "b c"])));
         let q: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(q, ["filter_property=name", "filter=a", "filter=b c"]);
     }
