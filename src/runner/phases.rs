@@ -300,6 +300,7 @@ impl Runner {
             let Some(results) = self.guarded(work).await else {
                 return Ok(());
             };
+            let mut accepted = Vec::new();
             for (id, outcome) in results.into_iter().flatten() {
                 match outcome {
                     Submitted::Task(task) => {
@@ -307,6 +308,7 @@ impl Runner {
                             a.in_doubt = false;
                             a.checkpoint.task_id = Some(task.id.clone());
                             a.step = Step::AwaitTask;
+                            accepted.push(id);
                         }
                     }
                     Submitted::Rejected(e) => {
@@ -323,11 +325,7 @@ impl Runner {
                     Submitted::Unknown(e) => self.setback(id, &e)?,
                 }
             }
-            self.save_many(
-                self.active
-                    .values()
-                    .filter(|a| a.step == Step::AwaitTask && a.checkpoint.task_id.is_some()),
-            )?;
+            self.save_many(accepted.iter().filter_map(|id| self.active.get(id)))?;
             self.last_poll = Some(std::time::Instant::now());
         }
         Ok(())
