@@ -15,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::inventory::{SimVm, VmKind};
+use super::inventory::{Inventory, SimVm, VmKind};
 use super::listing::ListQuery;
 use super::state::{epoch_ms, SimState, SimTask, World};
 use super::validate::{self, AcceptedSpec};
@@ -640,13 +641,9 @@ async fn get_datastores(
     Extension(ctx): Extension<ReqCtx>,
     Path((pairing_id, vc_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let q = ListQuery::parse(&ctx.query)?;
-    let w = state.world();
-    let list = match side(&w, &ctx, &pairing_id, &vc_id)? {
-        Side::Local => &w.inv.source_datastores,
-        Side::Remote => &w.inv.datastores,
-    };
-    Ok(Json(q.respond(list, &ctx.self_url)))
+    site_list(&state, &ctx, &pairing_id, &vc_id, |inv| {
+        (&inv.source_datastores, &inv.datastores)
+    })
 }
 
 async fn get_storage_policies(
@@ -654,11 +651,26 @@ async fn get_storage_policies(
     Extension(ctx): Extension<ReqCtx>,
     Path((pairing_id, vc_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    site_list(&state, &ctx, &pairing_id, &vc_id, |inv| {
+        (&inv.source_storage_policies, &inv.storage_policies)
+    })
+}
+
+/// A list the inventory keeps once per site: `lists` gives (source site's, target site's), and
+/// the vCenter id picks one.
+fn site_list<T: Serialize>(
+    state: &SimState,
+    ctx: &ReqCtx,
+    pairing_id: &str,
+    vc_id: &str,
+    lists: impl FnOnce(&Inventory) -> (&Vec<T>, &Vec<T>),
+) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&ctx.query)?;
     let w = state.world();
-    let list = match side(&w, &ctx, &pairing_id, &vc_id)? {
-        Side::Local => &w.inv.source_storage_policies,
-        Side::Remote => &w.inv.storage_policies,
+    let (local, remote) = lists(&w.inv);
+    let list = match side(&w, ctx, pairing_id, vc_id)? {
+        Side::Local => local,
+        Side::Remote => remote,
     };
     Ok(Json(q.respond(list, &ctx.self_url)))
 }

@@ -42,28 +42,37 @@ impl Harness {
         self.inv().pairing_id
     }
 
-    async fn login(&self) -> String {
-        let r = self
-            .http
+    /// `POST /session` as `USER` with `password`.
+    async fn post_session(&self, password: &str) -> reqwest::Response {
+        self.http
             .post(self.api("/session"))
-            .basic_auth(USER, Some(PASSWORD))
+            .basic_auth(USER, Some(password))
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn login(&self) -> String {
+        let r = self.post_session(PASSWORD).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
         v["session_id"].as_str().unwrap().to_string()
     }
 
-    async fn remote_login(&self, sid: &str) -> StatusCode {
+    /// The remote-site login for this session, as `USER` with `password`.
+    async fn remote_login_with(&self, sid: &str, password: &str) -> StatusCode {
         self.http
             .post(self.api(&format!("/pairings/{}/remote-session", self.pairing())))
             .header("x-dr-session", sid)
-            .basic_auth(USER, Some(PASSWORD))
+            .basic_auth(USER, Some(password))
             .send()
             .await
             .unwrap()
             .status()
+    }
+
+    async fn remote_login(&self, sid: &str) -> StatusCode {
+        self.remote_login_with(sid, PASSWORD).await
     }
 
     /// A local session with the remote-site login done.
@@ -73,30 +82,53 @@ impl Harness {
         sid
     }
 
-    async fn get(&self, sid: &str, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(self.api(path))
+    /// `GET url` (a full URL) with the session header.
+    async fn get_url(&self, sid: &str, url: &str) -> reqwest::Response {
+        self.http
+            .get(url)
             .header("x-dr-session", sid)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn get(&self, sid: &str, path: &str) -> (StatusCode, Value) {
+        let r = self.get_url(sid, &self.api(path)).await;
         let status = r.status();
         let body = r.json().await.unwrap_or(Value::Null);
         (status, body)
     }
 
-    async fn configure(&self, sid: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .http
+    /// `POST /pairings/{p}/replications` with a raw body of `content_type`.
+    async fn post_replications(
+        &self,
+        sid: &str,
+        content_type: &str,
+        body: String,
+    ) -> reqwest::Response {
+        self.http
             .post(self.api(&format!("/pairings/{}/replications", self.pairing())))
             .header("x-dr-session", sid)
-            .json(body)
+            .header("content-type", content_type)
+            .body(body)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn configure(&self, sid: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .post_replications(sid, "application/json", body.to_string())
+            .await;
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Configures `body`, which must be refused with 400; the error body.
+    async fn rejected(&self, sid: &str, body: &Value) -> Value {
+        let (s, b) = self.configure(sid, body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        b
     }
 
     async fn wait_task(&self, sid: &str, id: &str) -> Value {
@@ -153,6 +185,41 @@ fn message(body: &Value) -> String {
     body["message"].as_str().unwrap_or_default().to_string()
 }
 
+/// The `name` of every item of a list answer, in order.
+fn names(body: &Value) -> Vec<String> {
+    body["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The item of a list answer called `name`.
+fn named<'b>(body: &'b Value, name: &str) -> &'b Value {
+    body["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap()
+}
+
+/// The VM listing of the source vCenter.
+fn local_vms(inv: &Inventory) -> String {
+    format!(
+        "/pairings/{}/vcenters/{}/vms",
+        inv.pairing_id, inv.local_vc.id
+    )
+}
+
+/// A simulator on plain HTTP.
+async fn plain_sim(cfg: SimConfig) -> Simulator {
+    Simulator::start(SimConfig { tls: false, ..cfg })
+        .await
+        .unwrap()
+}
+
 fn fast() -> SimConfig {
     SimConfig {
         task_seconds: 0.2,
@@ -169,13 +236,7 @@ async fn login_succeeds_and_bad_or_missing_credentials_get_401() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(who["username"], USER);
 
-    let bad = h
-        .http
-        .post(h.api("/session"))
-        .basic_auth(USER, Some("wrong"))
-        .send()
-        .await
-        .unwrap();
+    let bad = h.post_session("wrong").await;
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
     let body: Value = bad.json().await.unwrap();
     assert!(message(&body).contains("wrong user name or password"));
@@ -252,27 +313,16 @@ async fn target_site_calls_need_the_remote_login_of_this_session() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["list"][0]["name"], "src-ds-01");
 
-    let wrong = h
-        .http
-        .post(h.api(&format!("/pairings/{p}/remote-session")))
-        .header("x-dr-session", &sid)
-        .basic_auth(USER, Some("nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.remote_login_with(&sid, "nope").await,
+        StatusCode::UNAUTHORIZED
+    );
 
     assert_eq!(h.remote_login(&sid).await, StatusCode::NO_CONTENT);
     let (s, body) = h.get(&sid, &remote_ds).await;
     assert_eq!(s, StatusCode::OK);
-    let names: Vec<_> = body["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        names(&body),
         ["ds-gold-01", "ds-silver-01", "ds-bronze-01", "ds-full-01"]
     );
     let (s, who) = h.get(&sid, &format!("/pairings/{p}/remote-session")).await;
@@ -323,10 +373,7 @@ async fn vm_listing_pages_past_100_with_meta_and_links() {
     .await;
     let inv = h.inv();
     let sid = h.login().await;
-    let base = format!(
-        "/pairings/{}/vcenters/{}/vms",
-        inv.pairing_id, inv.local_vc.id
-    );
+    let base = local_vms(&inv);
 
     let (s, first) = h.get(&sid, &base).await;
     assert_eq!(s, StatusCode::OK);
@@ -342,14 +389,7 @@ async fn vm_listing_pages_past_100_with_meta_and_links() {
     assert_eq!(first["list"][0]["disks"][0]["is_vm_home"], true);
 
     // Following the link gives the next page.
-    let r = h
-        .http
-        .get(next)
-        .header("x-dr-session", &sid)
-        .send()
-        .await
-        .unwrap();
-    let second: Value = r.json().await.unwrap();
+    let second: Value = h.get_url(&sid, next).await.json().await.unwrap();
     assert_eq!(second["_meta"]["offset"], 100);
     assert_ne!(second["list"][0]["id"], first["list"][0]["id"]);
 
@@ -374,10 +414,7 @@ async fn repeated_filter_values_select_several_vms_by_name() {
     let h = Harness::plain(SimConfig::default()).await;
     let inv = h.inv();
     let sid = h.login().await;
-    let base = format!(
-        "/pairings/{}/vcenters/{}/vms",
-        inv.pairing_id, inv.local_vc.id
-    );
+    let base = local_vms(&inv);
     let unusual = listing::encode(UNUSUAL_NAME_VM);
     let (s, body) = h
         .get(
@@ -388,14 +425,9 @@ async fn repeated_filter_values_select_several_vms_by_name() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let mut names: Vec<_> = body["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["Finance Server Ünïcødé 01", "app-001"]);
+    let mut found = names(&body);
+    found.sort();
+    assert_eq!(found, ["Finance Server Ünïcødé 01", "app-001"]);
     assert_eq!(body["_meta"]["total"], 2);
 
     let (s, body) = h.get(&sid, &format!("{base}?filter=app-001")).await;
@@ -413,25 +445,18 @@ async fn suitable_for_replication_leaves_out_templates_and_replicated_vms() {
     let h = Harness::plain(SimConfig::default()).await;
     let inv = h.inv();
     let sid = h.login().await;
-    let base = format!(
-        "/pairings/{}/vcenters/{}/vms",
-        inv.pairing_id, inv.local_vc.id
-    );
+    let base = local_vms(&inv);
     let (_, all) = h.get(&sid, &base).await;
     let (_, suitable) = h
         .get(&sid, &format!("{base}?suitable_for_replication=true"))
         .await;
     assert_eq!(all["_meta"]["total"], 40);
     assert_eq!(suitable["_meta"]["total"], 38);
-    let names: Vec<_> = suitable["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
-    assert!(!names.contains(&TEMPLATE_VM));
-    assert!(!names.contains(&REPLICATED_VM));
-    assert!(names.contains(&NVME_VM) && names.contains(&POWERED_OFF_VM));
+    let names = names(&suitable);
+    let listed = |vm: &str| names.iter().any(|n| n == vm);
+    assert!(!listed(TEMPLATE_VM));
+    assert!(!listed(REPLICATED_VM));
+    assert!(listed(NVME_VM) && listed(POWERED_OFF_VM));
 }
 
 #[tokio::test]
@@ -441,9 +466,8 @@ async fn capability_and_disks_explain_each_special_vm() {
     let sid = h.login().await;
     let vm_path = |name: &str| {
         format!(
-            "/pairings/{}/vcenters/{}/vms/{}",
-            inv.pairing_id,
-            inv.local_vc.id,
+            "{}/{}",
+            local_vms(&inv),
             inv.vm_by_name(name).unwrap().vm.id
         )
     };
@@ -478,8 +502,8 @@ async fn capability_and_disks_explain_each_special_vm() {
         .get(
             &sid,
             &format!(
-                "/pairings/{}/vcenters/{}/vms?filter_property=name&filter={POWERED_OFF_VM}",
-                inv.pairing_id, inv.local_vc.id
+                "{}?filter_property=name&filter={POWERED_OFF_VM}",
+                local_vms(&inv)
             ),
         )
         .await;
@@ -682,8 +706,7 @@ async fn every_invalid_configure_body_is_rejected_naming_the_field() {
     for (mutate, expected) in &cases {
         let mut spec = good();
         mutate(&mut spec);
-        let (s, body) = h.configure(&sid, &json!([spec])).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{expected}: {body}");
+        let body = h.rejected(&sid, &json!([spec])).await;
         assert!(
             message(&body).contains(expected.as_str()),
             "expected {expected:?} in {:?}",
@@ -701,29 +724,16 @@ async fn every_invalid_configure_body_is_rejected_naming_the_field() {
             "[0]: must be a ConfigureReplicationSpec object",
         ),
     ] {
-        let (s, b) = h.configure(&sid, &body).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let b = h.rejected(&sid, &body).await;
         assert!(message(&b).contains(expected), "{b}");
     }
     let r = h
-        .http
-        .post(h.api(&format!("/pairings/{}/replications", inv.pairing_id)))
-        .header("x-dr-session", &sid)
-        .header("content-type", "application/json")
-        .body("[{")
-        .send()
-        .await
-        .unwrap();
+        .post_replications(&sid, "application/json", "[{".into())
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = h
-        .http
-        .post(h.api(&format!("/pairings/{}/replications", inv.pairing_id)))
-        .header("x-dr-session", &sid)
-        .header("content-type", "text/plain")
-        .body(json!([good()]).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post_replications(&sid, "text/plain", json!([good()]).to_string())
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let b: Value = r.json().await.unwrap();
     assert!(message(&b).contains("Content-Type"));
@@ -732,36 +742,38 @@ async fn every_invalid_configure_body_is_rejected_naming_the_field() {
     let mut third = spec_for(&inv, "app-002", "ds-gold-01");
     third["rpo"] = json!(2);
     let body = json!([good(), spec_for(&inv, "app-004", "ds-silver-01"), third]);
-    let (s, b) = h.configure(&sid, &body).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let b = h.rejected(&sid, &body).await;
     assert_eq!(message(&b), "[2].rpo: must be between 5 and 1440, got 2");
 
     // VM-level refusals.
-    let (s, b) = h
-        .configure(&sid, &json!([spec_for(&inv, TEMPLATE_VM, "ds-gold-01")]))
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&b).contains("[0].vm_id: VM 'tmpl-rhel9-golden' is a template"));
-    assert_eq!(b["error_code"], "VM_NOT_REPLICABLE");
+    for (vm, expected, code) in [
+        (
+            TEMPLATE_VM,
+            "[0].vm_id: VM 'tmpl-rhel9-golden' is a template",
+            "VM_NOT_REPLICABLE",
+        ),
+        (
+            REPLICATED_VM,
+            "is already configured for replication (GID-",
+            "VM_ALREADY_CONFIGURED",
+        ),
+    ] {
+        let b = h
+            .rejected(&sid, &json!([spec_for(&inv, vm, "ds-gold-01")]))
+            .await;
+        assert!(message(&b).contains(expected), "{b}");
+        assert_eq!(b["error_code"], code);
+    }
 
     let mut nvme = spec_for(&inv, NVME_VM, "ds-gold-01");
     nvme["disks"][2]["enabled_for_replication"] = json!(true);
-    let (s, b) = h.configure(&sid, &json!([nvme])).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let b = h.rejected(&sid, &json!([nvme])).await;
     assert!(
         message(&b).contains("[0].disks[2].enabled_for_replication: disk 'Hard disk 2' (device_key 31000) of VM 'db-nvme-01' is not supported"),
         "{b}"
     );
 
-    let (s, b) = h
-        .configure(&sid, &json!([spec_for(&inv, REPLICATED_VM, "ds-gold-01")]))
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&b).contains("is already configured for replication (GID-"));
-    assert_eq!(b["error_code"], "VM_ALREADY_CONFIGURED");
-
-    let (s, b) = h.configure(&sid, &json!([good(), good()])).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let b = h.rejected(&sid, &json!([good(), good()])).await;
     assert!(message(&b).contains("[1].vm_id: VM"));
     assert!(message(&b).contains("appears more than once in the request (also at [0])"));
 
@@ -810,10 +822,9 @@ async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replicati
     }
 
     // Right away the VM counts as being configured.
-    let (s, b) = h
-        .configure(&sid, &json!([spec_for(&inv, "app-001", "ds-gold-01")]))
+    let b = h
+        .rejected(&sid, &json!([spec_for(&inv, "app-001", "ds-gold-01")]))
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(message(&b).contains("has a configure replication task in progress (HTask:"));
 
     let mut saw_running = false;
@@ -866,12 +877,7 @@ async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replicati
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(reps["_meta"]["total"], 5);
-    let app1 = reps["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "app-001")
-        .unwrap();
+    let app1 = named(&reps, "app-001");
     assert_eq!(app1["configuration_state"], "OK");
     assert_eq!(app1["rpo"], 15);
     assert_eq!(app1["mpit_instances"], 3);
@@ -881,13 +887,10 @@ async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replicati
         app1["vm_id"],
         inv.vm_by_name("app-001").unwrap().vm.id.as_str()
     );
-    let nvme = reps["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == NVME_VM)
-        .unwrap();
-    assert_eq!(nvme["replication_server_name"], "vrs-target-02");
+    assert_eq!(
+        named(&reps, NVME_VM)["replication_server_name"],
+        "vrs-target-02"
+    );
 
     let truth = h.sim.inventory();
     assert_eq!(truth.replications.len(), 5);
@@ -1013,13 +1016,7 @@ async fn rate_limit_answers_429_with_retry_after() {
     let sid = h.login().await;
     let mut throttled = None;
     for _ in 0..5 {
-        let r = h
-            .http
-            .get(h.api("/pairings"))
-            .header("x-dr-session", &sid)
-            .send()
-            .await
-            .unwrap();
+        let r = h.get_url(&sid, &h.api("/pairings")).await;
         if r.status() == StatusCode::TOO_MANY_REQUESTS {
             throttled = Some(r);
             break;
@@ -1093,12 +1090,8 @@ async fn v1_prefix_serves_the_same_api_and_stats_are_served_without_auth() {
     let h = Harness::plain(SimConfig::default()).await;
     let sid = h.login().await;
     let r = h
-        .http
-        .get(format!("{}/api/rest/vr/v1/pairings", h.sim.url()))
-        .header("x-dr-session", &sid)
-        .send()
-        .await
-        .unwrap();
+        .get_url(&sid, &format!("{}/api/rest/vr/v1/pairings", h.sim.url()))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = h
         .http
@@ -1115,27 +1108,15 @@ async fn v1_prefix_serves_the_same_api_and_stats_are_served_without_auth() {
 
 #[tokio::test]
 async fn same_seed_gives_the_same_inventory() {
-    let a = Simulator::start(SimConfig {
-        tls: false,
-        seed: 42,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let b = Simulator::start(SimConfig {
-        tls: false,
-        seed: 42,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let c = Simulator::start(SimConfig {
-        tls: false,
-        seed: 43,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let seeded = |seed| {
+        plain_sim(SimConfig {
+            seed,
+            ..SimConfig::default()
+        })
+    };
+    let a = seeded(42).await;
+    let b = seeded(42).await;
+    let c = seeded(43).await;
     let json = |s: &Simulator| serde_json::to_string(&s.inventory()).unwrap();
     assert_eq!(json(&a), json(&b));
     assert_ne!(json(&a), json(&c));
@@ -1172,12 +1153,7 @@ async fn https_uses_a_self_signed_localhost_certificate_with_a_vsphere_style_thu
     let der = pem_to_der(pem);
     assert_eq!(thumbprint(&der), tp);
 
-    let plain = Simulator::start(SimConfig {
-        tls: false,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let plain = plain_sim(SimConfig::default()).await;
     assert!(plain.thumbprint().is_none());
     assert!(plain.url().starts_with("http://127.0.0.1:"));
 }
@@ -1192,12 +1168,7 @@ fn pem_to_der(pem: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn dropping_the_simulator_stops_the_server() {
-    let sim = Simulator::start(SimConfig {
-        tls: false,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = plain_sim(SimConfig::default()).await;
     let url = format!("{}/__sim/stats", sim.url());
     let http = reqwest::Client::new();
     assert!(http.get(&url).send().await.is_ok());
@@ -1216,14 +1187,6 @@ async fn lists_sort_by_a_field_in_either_order() {
         "/pairings/{}/vcenters/{}/datastores",
         inv.pairing_id, inv.remote_vc.id
     );
-    let names = |v: &Value| -> Vec<String> {
-        v["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["name"].as_str().unwrap().to_string())
-            .collect()
-    };
     let (_, asc) = h.get(&sid, &format!("{base}?sort_by=name")).await;
     assert_eq!(
         names(&asc),

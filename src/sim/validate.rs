@@ -209,17 +209,7 @@ pub(crate) fn configure_body(body: &Value, world: &World) -> Result<Vec<Accepted
 /// Reads and checks one spec; `None` when anything about it is wrong (errors already recorded).
 fn spec(c: &mut Checker<'_>, path: &str, item: &Value, world: &World) -> Option<AcceptedSpec> {
     let before = c.errors.len();
-    let Some(obj) = item.as_object() else {
-        c.push(
-            ErrorKind::Schema,
-            format!(
-                "{path}: must be a ConfigureReplicationSpec object, got {}",
-                describe(item)
-            ),
-        );
-        return None;
-    };
-    c.unknown_fields(path, obj, &SPEC_FIELDS);
+    let obj = c.schema_object(path, item, "ConfigureReplicationSpec", &SPEC_FIELDS)?;
     let quiesce = c.bool_opt(path, obj, "quiesce_enabled");
     let rpo = c.int_req(path, obj, "rpo", 5, 1440);
     let network_compression = c.bool_req(path, obj, "network_compression_enabled");
@@ -447,17 +437,7 @@ fn disk(
     world: &World,
 ) -> Option<ParsedDisk> {
     let before = c.errors.len();
-    let Some(obj) = item.as_object() else {
-        c.push(
-            ErrorKind::Schema,
-            format!(
-                "{path}: must be a ConfigureReplicationVmDisk object, got {}",
-                describe(item)
-            ),
-        );
-        return None;
-    };
-    c.unknown_fields(path, obj, &DISK_FIELDS);
+    let obj = c.schema_object(path, item, "ConfigureReplicationVmDisk", &DISK_FIELDS)?;
     let vm_disk = c.object_req(path, obj, "vm_disk");
     let enabled = c.bool_req(path, obj, "enabled_for_replication");
     c.bool_opt(path, obj, "use_seeds");
@@ -574,18 +554,58 @@ impl Checker<'_> {
         self.errors.push(FieldError { kind, message });
     }
 
-    fn missing(&mut self, path: &str, key: &str) {
+    /// `Some(())` when `key` is present; otherwise records `path.key: required field is missing`.
+    /// Every `*_req` reader is this followed by its `*_opt` reader.
+    fn require(&mut self, path: &str, obj: &Map<String, Value>, key: &str) -> Option<()> {
+        if obj.contains_key(key) {
+            return Some(());
+        }
         self.push(
             ErrorKind::Schema,
             format!("{path}.{key}: required field is missing"),
         );
+        None
     }
 
-    fn wrong(&mut self, path: &str, key: &str, expected: &str, got: &Value) {
-        self.push(
-            ErrorKind::Schema,
-            format!("{path}.{key}: must be {expected}, got {}", describe(got)),
-        );
+    /// `obj[key]` as `read` takes it: `None` without an error when the key is absent, `None` with
+    /// `path.key: must be {expected}, got …` when `read` refuses the value.
+    fn typed<'v, T>(
+        &mut self,
+        path: &str,
+        obj: &'v Map<String, Value>,
+        key: &str,
+        expected: &str,
+        read: impl FnOnce(&'v Value) -> Option<T>,
+    ) -> Option<T> {
+        let v = obj.get(key)?;
+        let got = read(v);
+        if got.is_none() {
+            self.push(
+                ErrorKind::Schema,
+                format!("{path}.{key}: must be {expected}, got {}", describe(v)),
+            );
+        }
+        got
+    }
+
+    /// `item` as a `schema` object, its fields outside `fields` reported; `None` (recorded) when
+    /// it is not an object at all.
+    fn schema_object<'v>(
+        &mut self,
+        path: &str,
+        item: &'v Value,
+        schema: &str,
+        fields: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let Some(obj) = item.as_object() else {
+            self.push(
+                ErrorKind::Schema,
+                format!("{path}: must be a {schema} object, got {}", describe(item)),
+            );
+            return None;
+        };
+        self.unknown_fields(path, obj, fields);
+        Some(obj)
     }
 
     fn unknown_fields(&mut self, path: &str, obj: &Map<String, Value>, allowed: &[&str]) {
@@ -598,20 +618,11 @@ impl Checker<'_> {
     }
 
     fn bool_opt(&mut self, path: &str, obj: &Map<String, Value>, key: &str) -> Option<bool> {
-        match obj.get(key)? {
-            Value::Bool(b) => Some(*b),
-            other => {
-                self.wrong(path, key, "a boolean", other);
-                None
-            }
-        }
+        self.typed(path, obj, key, "a boolean", Value::as_bool)
     }
 
     fn bool_req(&mut self, path: &str, obj: &Map<String, Value>, key: &str) -> Option<bool> {
-        if !obj.contains_key(key) {
-            self.missing(path, key);
-            return None;
-        }
+        self.require(path, obj, key)?;
         self.bool_opt(path, obj, key)
     }
 
@@ -623,11 +634,7 @@ impl Checker<'_> {
         min: i64,
         max: i64,
     ) -> Option<i64> {
-        let v = obj.get(key)?;
-        let Some(n) = v.as_i64() else {
-            self.wrong(path, key, "an integer", v);
-            return None;
-        };
+        let n = self.typed(path, obj, key, "an integer", Value::as_i64)?;
         if n < min || n > max {
             self.push(
                 ErrorKind::Schema,
@@ -646,10 +653,7 @@ impl Checker<'_> {
         min: i64,
         max: i64,
     ) -> Option<i64> {
-        if !obj.contains_key(key) {
-            self.missing(path, key);
-            return None;
-        }
+        self.require(path, obj, key)?;
         self.int_opt(path, obj, key, min, max)
     }
 
@@ -659,13 +663,7 @@ impl Checker<'_> {
         obj: &'v Map<String, Value>,
         key: &str,
     ) -> Option<&'v str> {
-        match obj.get(key)? {
-            Value::String(s) => Some(s),
-            other => {
-                self.wrong(path, key, "a string", other);
-                None
-            }
-        }
+        self.typed(path, obj, key, "a string", Value::as_str)
     }
 
     fn str_req<'v>(
@@ -674,10 +672,7 @@ impl Checker<'_> {
         obj: &'v Map<String, Value>,
         key: &str,
     ) -> Option<&'v str> {
-        if !obj.contains_key(key) {
-            self.missing(path, key);
-            return None;
-        }
+        self.require(path, obj, key)?;
         self.str_opt(path, obj, key)
     }
 
@@ -690,11 +685,9 @@ impl Checker<'_> {
     ) -> Option<Option<&'v str>> {
         match obj.get(key) {
             None | Some(Value::Null) => Some(None),
-            Some(Value::String(s)) => Some(Some(s)),
-            Some(other) => {
-                self.wrong(path, key, "a string or null", other);
-                None
-            }
+            Some(_) => self
+                .typed(path, obj, key, "a string or null", Value::as_str)
+                .map(Some),
         }
     }
 
@@ -727,10 +720,7 @@ impl Checker<'_> {
         key: &str,
         allowed: &[&str],
     ) -> Option<String> {
-        if !obj.contains_key(key) {
-            self.missing(path, key);
-            return None;
-        }
+        self.require(path, obj, key)?;
         self.enum_opt(path, obj, key, allowed)
     }
 
@@ -740,17 +730,8 @@ impl Checker<'_> {
         obj: &'v Map<String, Value>,
         key: &str,
     ) -> Option<&'v Vec<Value>> {
-        match obj.get(key) {
-            None => {
-                self.missing(path, key);
-                None
-            }
-            Some(Value::Array(a)) => Some(a),
-            Some(other) => {
-                self.wrong(path, key, "an array", other);
-                None
-            }
-        }
+        self.require(path, obj, key)?;
+        self.typed(path, obj, key, "an array", Value::as_array)
     }
 
     fn object_opt<'v>(
@@ -759,13 +740,7 @@ impl Checker<'_> {
         obj: &'v Map<String, Value>,
         key: &str,
     ) -> Option<&'v Map<String, Value>> {
-        match obj.get(key)? {
-            Value::Object(o) => Some(o),
-            other => {
-                self.wrong(path, key, "an object", other);
-                None
-            }
-        }
+        self.typed(path, obj, key, "an object", Value::as_object)
     }
 
     fn object_req<'v>(
@@ -774,10 +749,7 @@ impl Checker<'_> {
         obj: &'v Map<String, Value>,
         key: &str,
     ) -> Option<&'v Map<String, Value>> {
-        if !obj.contains_key(key) {
-            self.missing(path, key);
-            return None;
-        }
+        self.require(path, obj, key)?;
         self.object_opt(path, obj, key)
     }
 }
