@@ -200,6 +200,6 @@ async fn select_from_inventory(
     Ok(input::jobs_for_inventory(chosen, defaults)?)
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
