@@ -288,6 +288,18 @@ fn write_config(sim: &Simulator, dir: &Path, rate: u32) -> PathBuf {
     )
 }
 
+/// 120 VMs, 1 s tasks and 20 ms latency: with `write_config(…, 25)` a run lasts long enough
+/// that a kill or an interrupt lands in the middle of the work.
+async fn slow_simulator() -> Simulator {
+    start(SimConfig {
+        vms: 120,
+        task_seconds: 1.0,
+        latency_ms: 20,
+        ..SimConfig::default()
+    })
+    .await
+}
+
 /// `vrbulk run` as a child process, its output captured.
 fn spawn_run(db: &Path, config: &Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
@@ -307,16 +319,9 @@ fn spawn_run(db: &Path, config: &Path) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_anything() {
-    let sim = start(SimConfig {
-        vms: 120,
-        task_seconds: 1.0,
-        latency_ms: 20,
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = slow_simulator().await;
     let dir = tempfile::tempdir().unwrap();
     let (db, batch) = import_all(&sim, dir.path());
-    // Slow enough that every kill lands in the middle of the work.
     let config = write_config(&sim, dir.path(), 25);
 
     let events = |db: &Path| -> i64 {
@@ -455,16 +460,9 @@ async fn plan_shows_what_would_happen_and_configures_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
-    let sim = start(SimConfig {
-        vms: 120,
-        task_seconds: 1.0,
-        latency_ms: 20,
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = slow_simulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("q.db");
-    let batch = import(&db, &jobs_for(&sim.inventory()));
+    let (db, batch) = import_all(&sim, dir.path());
     let config = write_config(&sim, dir.path(), 25);
     let child = spawn_run(&db, &config);
     // Interrupt once work is under way.
