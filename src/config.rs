@@ -12,8 +12,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::runner::RunOptions;
 use crate::secret::Secret;
-use crate::vr::{ApiVersion, ClientSettings, Credentials, Thumbprint, TlsTrust};
+use crate::vr::{ApiVersion, ClientSettings, Credentials, Limits, Thumbprint, TlsTrust};
 
 pub const DEFAULT_CONFIG: &str = "vrbulk.toml";
 
@@ -66,15 +67,20 @@ pub struct SourceSection {
     pub insecure: bool,
     pub timeout_seconds: Option<u64>,
     pub page_size: Option<u32>,
+    /// The appliance's DR REST API rate limiter, if its admin changed the defaults: requests
+    /// per window for one session, and for one client IP address.
+    pub requests_per_minute: Option<u32>,
+    pub requests_per_minute_per_ip: Option<u32>,
+    /// The limiter's window; the two quotas above are per window. 60 unless changed.
+    pub rate_window_seconds: Option<f64>,
 }
 
-/// `[run]`: how hard a run may press the appliance; flags override each key.
+/// `[run]`: how a run works through a batch; flags override each key. How hard it may press the
+/// appliance is the appliance's own limit, in `[source]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSection {
     pub workers: Option<usize>,
-    pub rate: Option<f64>,
-    pub burst: Option<u32>,
     pub lookup_group: Option<usize>,
     pub submit_group: Option<usize>,
     pub max_attempts: Option<u32>,
@@ -82,6 +88,140 @@ pub struct RunSection {
     pub request_retries: Option<u32>,
     /// How long a job stays reserved to a run that stopped answering (killed, host lost).
     pub lease_seconds: Option<u64>,
+    /// Requests per second and burst of earlier versions: the appliance's own rate limit
+    /// (`[source] requests_per_minute`) paces a run now. Read only to say so, so that an older
+    /// settings file still works.
+    pub rate: Option<toml::Value>,
+    pub burst: Option<toml::Value>,
+}
+
+/// The flags of `vrbulk run` that override `[run]`.
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags {
+    pub batch: Option<i64>,
+    pub workers: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub until: Option<String>,
+    pub lookup_group: Option<usize>,
+    pub submit_group: Option<usize>,
+    pub poll_interval: Option<f64>,
+}
+
+impl RunSection {
+    /// Flags over `[run]` over the built-in defaults, checked once.
+    pub fn options(&self, flags: &RunFlags) -> Result<RunOptions, ConfigError> {
+        if self.rate.is_some() || self.burst.is_some() {
+            tracing::warn!(
+                "[run] rate and burst are no longer used: vrbulk keeps to the appliance's own \
+                 rate limit ([source] requests_per_minute, 50 by default); remove them"
+            );
+        }
+        let d = RunOptions::default();
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            field: field.to_string(),
+            message,
+        };
+        let in_range = |field: &str, value: usize, range: std::ops::RangeInclusive<usize>| {
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(invalid(
+                    field,
+                    format!(
+                        "must be between {} and {}, got {value}",
+                        range.start(),
+                        range.end()
+                    ),
+                ))
+            }
+        };
+        let seconds = |field: &str, secs: f64, min: f64| {
+            if secs.is_finite() && (min..=86_400.0).contains(&secs) {
+                Ok(Duration::from_secs_f64(secs))
+            } else {
+                Err(invalid(
+                    field,
+                    format!("must be between {min} and 86400 seconds, got {secs}"),
+                ))
+            }
+        };
+        let max_attempts = flags.max_attempts.or(self.max_attempts);
+        if let Some(k) = max_attempts {
+            in_range("max_attempts", k as usize, 1..=100)?;
+        }
+        Ok(RunOptions {
+            batch: flags.batch,
+            workers: in_range(
+                "workers",
+                flags.workers.or(self.workers).unwrap_or(d.workers),
+                1..=64,
+            )?,
+            max_attempts,
+            until: flags
+                .until
+                .as_deref()
+                .map(parse_until)
+                .transpose()
+                .map_err(|m| invalid("--until", m))?,
+            lookup_group: in_range(
+                "lookup_group",
+                flags
+                    .lookup_group
+                    .or(self.lookup_group)
+                    .unwrap_or(d.lookup_group),
+                1..=200,
+            )?,
+            // The appliance takes at most 20 VMs in one configure operation.
+            submit_group: in_range(
+                "submit_group",
+                flags
+                    .submit_group
+                    .or(self.submit_group)
+                    .unwrap_or(d.submit_group),
+                1..=20,
+            )?,
+            poll_interval: match flags.poll_interval.or(self.poll_interval_seconds) {
+                Some(secs) => seconds("poll_interval", secs, 0.1)?,
+                None => d.poll_interval,
+            },
+            request_retries: self.request_retries.unwrap_or(d.request_retries),
+            lease: match self.lease_seconds {
+                Some(secs) => seconds("lease_seconds", secs as f64, 1.0)?,
+                None => d.lease,
+            },
+            ..d
+        })
+    }
+}
+
+/// `HH:MM` (the next one, local), `YYYY-MM-DD HH:MM` (local) or an RFC 3339 instant, as Unix ms.
+pub fn parse_until(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let now = jiff::ZonedDateTime::now();
+    let local = |dt: jiff::civil::DateTime| {
+        dt.to_zoned_datetime(now.time_zone().clone())
+            .map(|z| z.timestamp())
+            .map_err(|e| e.to_string())
+    };
+    let instant = if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        t
+    } else if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        local(dt)?
+    } else if let Ok(t) = text.parse::<jiff::civil::Time>() {
+        let today = local(now.date().to_datetime(t))?;
+        if today > now.timestamp() {
+            today
+        } else {
+            today
+                .checked_add(jiff::SignedDuration::from_hours(24))
+                .map_err(|e| e.to_string())?
+        }
+    } else {
+        return Err(format!(
+            "`{text}`: expected HH:MM, YYYY-MM-DD HH:MM or an RFC 3339 time"
+        ));
+    };
+    Ok(instant.as_millisecond())
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -168,6 +308,7 @@ pub struct Connection {
     pub trust: TlsTrust,
     pub timeout: Duration,
     pub page_size: u32,
+    pub limits: Limits,
     pub user: String,
     pub target_user: String,
 }
@@ -212,7 +353,9 @@ impl Connection {
                 message: "must be at least 1".into(),
             });
         }
-        let page_size = s.page_size.unwrap_or(100);
+        // Large pages make bulk reads (every task of a wave, every VM of a vCenter) one call
+        // instead of ten; an appliance that refuses them can be given a smaller size.
+        let page_size = s.page_size.unwrap_or(1000);
         if !(1..=1000).contains(&page_size) {
             return Err(ConfigError::Invalid {
                 field: "[source] page_size".into(),
@@ -225,6 +368,7 @@ impl Connection {
             trust,
             timeout,
             page_size,
+            limits: limits(s)?,
             user,
             target_user,
         })
@@ -280,6 +424,7 @@ impl Connection {
             trust: self.trust,
             timeout: self.timeout,
             page_size: self.page_size,
+            limits: self.limits,
             source: Credentials {
                 user: self.user,
                 password,
@@ -324,6 +469,39 @@ fn parse_url(text: &str) -> Result<Url, ConfigError> {
         ));
     }
     Ok(url)
+}
+
+/// The appliance's rate limiter: its defaults, or what its admin set.
+fn limits(s: &SourceSection) -> Result<Limits, ConfigError> {
+    let d = Limits::APPLIANCE;
+    let quota = |field: &str, value: Option<u32>, default: u32| match value.unwrap_or(default) {
+        n @ 1..=100_000 => Ok(n),
+        n => Err(ConfigError::Invalid {
+            field: format!("[source] {field}"),
+            message: format!("must be between 1 and 100000, got {n}"),
+        }),
+    };
+    let window = match s.rate_window_seconds {
+        None => d.window,
+        Some(secs) if secs.is_finite() && (0.1..=3600.0).contains(&secs) => {
+            Duration::from_secs_f64(secs)
+        }
+        Some(secs) => {
+            return Err(ConfigError::Invalid {
+                field: "[source] rate_window_seconds".into(),
+                message: format!("must be between 0.1 and 3600, got {secs}"),
+            })
+        }
+    };
+    Ok(Limits {
+        per_session: quota("requests_per_minute", s.requests_per_minute, d.per_session)?,
+        per_ip: quota(
+            "requests_per_minute_per_ip",
+            s.requests_per_minute_per_ip,
+            d.per_ip,
+        )?,
+        window,
+    })
 }
 
 fn trust(file: &ConfigFile) -> Result<TlsTrust, ConfigError> {
@@ -448,6 +626,52 @@ mod tests {
             let err = client_settings(&file, &env(&[("VRBULK_PASSWORD", "p")])).unwrap_err();
             assert!(err.to_string().contains("[source] url"), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn the_rate_limiter_defaults_to_the_appliances_and_can_be_changed() {
+        let file = ConfigFile::parse(FILE).unwrap();
+        let c = Connection::resolve(&file, &env(&[])).unwrap();
+        assert_eq!(c.limits, Limits::APPLIANCE);
+        let file = ConfigFile::parse(&format!("{FILE}\n[source]\n"));
+        assert!(file.is_err(), "one [source] table only");
+        let text = FILE.replace(
+            "[target]",
+            "requests_per_minute = 20\nrequests_per_minute_per_ip = 40\nrate_window_seconds = 2.5\n[target]",
+        );
+        let c = Connection::resolve(&ConfigFile::parse(&text).unwrap(), &env(&[])).unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                per_session: 20,
+                per_ip: 40,
+                window: Duration::from_millis(2500)
+            }
+        );
+        for bad in [
+            "requests_per_minute = 0",
+            "rate_window_seconds = -1",
+            "rate_window_seconds = nan",
+            "rate_window_seconds = inf",
+        ] {
+            let text = FILE.replace("[target]", &format!("{bad}\n[target]"));
+            let err = Connection::resolve(&ConfigFile::parse(&text).unwrap(), &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("[source]"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn until_understands_clock_times_and_instants() {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let next = parse_until("05:30").unwrap();
+        assert!(next > now && next <= now + 24 * 3600 * 1000);
+        assert_eq!(
+            parse_until("2026-11-27T05:30:00Z").unwrap(),
+            1_795_757_400_000
+        );
+        assert!(parse_until("half past five").unwrap_err().contains("HH:MM"));
     }
 
     #[test]

@@ -250,13 +250,25 @@ fn a_missing_settings_file_or_an_unknown_key_exits_2() {
         .stderr_contains("[defaults]: column rpo: expected minutes between 5 and 1440, got 2");
     fs::write(
         &bad,
-        "[source]\nurl = \"https://vr\"\nuser = \"u\"\n[defaults]\nrpo = 15\n[run]\nrate = 5\n",
+        "[source]\nurl = \"https://vr\"\nuser = \"u\"\n[defaults]\nrpo = 15\n[run]\nworkers = 5\n",
     )
     .unwrap();
     check(&bad)
         .assert_exit(0)
         .stdout_contains("rpo = 15")
-        .stdout_contains("5 requests/s");
+        .stdout_contains("5 requests in flight")
+        .stdout_contains(
+            "rate limit   50 requests per session and 100 per client IP, per 60 s window",
+        );
+    // A settings file of an earlier version still works; its pacing keys are said to be unused.
+    fs::write(
+        &bad,
+        "[source]\nurl = \"https://vr\"\nuser = \"u\"\n[run]\nrate = 5\nburst = 10\n",
+    )
+    .unwrap();
+    check(&bad)
+        .assert_exit(0)
+        .stderr_contains("[run] rate and burst are no longer used");
 }
 
 #[test]
@@ -278,5 +290,5 @@ fn an_unreachable_appliance_exits_3() {
         .env("VRBULK_PASSWORD", "p")
         .args(["--connect"])
         .assert_exit(3)
-        .stderr_contains("cannot reach the server");
+        .stderr_contains("cannot reach https://127.0.0.1");
 }

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use vrbulk::sim::{SimConfig, VmKind};
+use vrbulk::sim::{RateLimits, SimConfig, VmKind};
 use vrbulk::vr::model::TaskStatus;
-use vrbulk::vr::{ApiError, Client, ErrorClass, Filter, Thumbprint, TlsTrust};
+use vrbulk::vr::{
+    ApiError, Client, ErrorClass, Filter, Politeness, RetryPolicy, Thumbprint, TlsTrust,
+};
 use vrbulk::workflow::{build_spec, Placement, ReplicationSettings};
 
 use crate::support::harness::{client_for, settings_for, sim_config, start};
@@ -237,36 +239,77 @@ async fn a_session_past_its_ttl_is_renewed_transparently() {
 }
 
 #[tokio::test]
-async fn throttling_is_a_typed_error_with_retry_after() {
+async fn a_refusal_is_waited_out_for_the_next_window_not_returned() {
+    // The appliance allows 4 requests a session per second; the client believes the defaults.
     let sim = start(SimConfig {
-        rate: Some(1.0),
+        limits: Some(RateLimits {
+            per_session: 4,
+            ..RateLimits::scaled(Duration::from_secs(1))
+        }),
         ..sim_config()
     })
     .await;
-    let client = client_for(&sim).await;
-    let mut throttled = None;
-    for _ in 0..5 {
-        if let Err(e) = client.pairings().await {
-            throttled = Some(e);
-            break;
-        }
+    let mut settings = settings_for(&sim);
+    settings.limits = RateLimits::scaled(Duration::from_secs(1)).client_limits();
+    let client = Client::connect(settings).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        client.pairings().await.expect("throttling is waited out");
     }
-    let err = throttled.expect("a 429 within five quick calls at 1 request/s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "a window was waited for"
+    );
+    let refused = sim.stats().status_429;
+    assert!(refused >= 1);
+    assert_eq!(client.metrics().total().throttled, refused);
+    assert_eq!(
+        client.metrics().total().retries,
+        0,
+        "refusals are not retries"
+    );
+    let status = client.budget().status();
+    assert_eq!(status.stats.refusals, refused);
+    assert!(status.quota <= 4, "the budget learnt the quota: {status:?}");
+}
+
+#[tokio::test]
+async fn a_client_told_not_to_wait_sees_throttling_as_a_typed_error() {
+    let sim = start(SimConfig {
+        limits: Some(RateLimits {
+            per_session: 1,
+            retry_after: true,
+            ..RateLimits::scaled(Duration::from_secs(30))
+        }),
+        ..sim_config()
+    })
+    .await;
+    let mut settings = settings_for(&sim);
+    settings.limits = RateLimits::scaled(Duration::from_secs(30)).client_limits();
+    let impatient = RetryPolicy {
+        max_throttled: Duration::ZERO,
+        ..RetryPolicy::default()
+    };
+    let client = Client::with_politeness(settings, Politeness::new(1, impatient)).unwrap();
+    client.login().await.unwrap();
+    client.pairings().await.unwrap();
+    let err = client.pairings().await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Throttled, "{err}");
-    assert!(err.class().is_retryable());
+    assert_eq!(err.status(), Some(429));
     assert!(
         err.retry_after()
             .is_some_and(|d| d >= Duration::from_secs(1)),
         "{err:?}"
     );
-    assert!(client.metrics().total().throttled >= 1);
 }
 
 #[tokio::test]
 async fn server_errors_are_transient_and_carry_the_servers_words() {
     let sim = start(sim_config()).await;
     let inv = sim.inventory();
-    let client = client_for(&sim).await;
+    // No retries: this client shows every failure as it comes.
+    let client = Client::new(settings_for(&sim)).unwrap();
+    client.login().await.unwrap();
 
     sim.fail_next(1, 503);
     let err = client.pairings().await.unwrap_err();
@@ -364,22 +407,48 @@ async fn a_pinned_thumbprint_is_trusted_and_any_other_certificate_refused() {
     let sim = start(sim_config()).await;
     let client = Client::connect(settings_for(&sim)).await;
     assert!(client.is_ok(), "pinned thumbprint accepted");
+    let presented = sim.thumbprint().unwrap();
 
     let mut wrong_pin = settings_for(&sim);
     wrong_pin.trust = TlsTrust::Pinned(Thumbprint::of_der(b"some other certificate"));
     let err = Client::connect(wrong_pin).await.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Transient);
-    assert!(matches!(err, ApiError::Connect { .. }), "{err:?}");
-    assert!(err.to_string().contains("thumbprint"), "{err}");
+    assert_eq!(err.class(), ErrorClass::Permanent, "retrying will not help");
+    assert!(matches!(err, ApiError::Untrusted { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(shown.contains("is not trusted"), "{shown}");
+    assert!(!shown.contains("cannot reach"), "{shown}");
+    assert!(
+        shown.contains(&format!("thumbprint = \"{presented}\"")),
+        "{shown}"
+    );
 
     let mut default_trust = settings_for(&sim);
     default_trust.trust = TlsTrust::Verify;
     let err = Client::connect(default_trust).await.unwrap_err();
-    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(matches!(err, ApiError::Untrusted { .. }), "{err:?}");
+    assert!(err.to_string().contains(presented), "{err}");
 
     let mut insecure = settings_for(&sim);
     insecure.trust = TlsTrust::Insecure;
     assert!(Client::connect(insecure).await.is_ok());
+}
+
+#[tokio::test]
+async fn each_error_says_its_part_once() {
+    let sim = start(sim_config()).await;
+    let mut settings = settings_for(&sim);
+    settings.source.password = vrbulk::secret::Secret::new("wrong");
+    let err = Client::connect(settings).await.unwrap_err();
+    let shown = format!("{:#}", anyhow::Error::new(err).context("logging in"));
+    assert_eq!(shown.matches("HTTP 401").count(), 1, "{shown}");
+
+    let mut unreachable = settings_for(&sim);
+    unreachable.url = "https://127.0.0.1:1".parse().unwrap();
+    let err = Client::connect(unreachable).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient);
+    let shown = format!("{:#}", anyhow::Error::new(err));
+    assert_eq!(shown.matches("127.0.0.1:1").count(), 1, "{shown}");
+    assert!(shown.contains("cannot reach"), "{shown}");
 }
 
 #[tokio::test]

@@ -56,7 +56,7 @@ fn the_demo_runs_the_whole_job_and_leaves_a_queue_that_agrees_with_its_summary()
 async fn a_run_without_a_terminal_prints_plain_progress_and_no_control_characters() {
     let sim = start(vrbulk::sim::SimConfig {
         task_seconds: 0.2,
-        ..vrbulk::sim::SimConfig::default()
+        ..vrbulk::sim::SimConfig::fast()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();

@@ -74,9 +74,10 @@ fn init_writes_a_commented_config_and_an_example_csv_that_parse_and_validate() {
         "target_datastore",
         "auto_replicate_new_disks",
         "disk_format",
+        "requests_per_minute",
+        "requests_per_minute_per_ip",
+        "rate_window_seconds",
         "workers",
-        "rate",
-        "burst",
         "lookup_group",
         "submit_group",
         "max_attempts",
@@ -309,7 +310,7 @@ async fn a_run_logs_jobs_and_vms_as_fields_and_never_a_password_or_session_id() 
         // Sessions die during the run, so the log covers logging in again too.
         session_ttl: Some(Duration::from_millis(400)),
         password: "Pa55-for-the-log-test!".into(),
-        ..SimConfig::default()
+        ..SimConfig::fast()
     };
     let sim = start(cfg.clone()).await;
     let session = raw_login(&sim, &cfg).await;

@@ -128,7 +128,7 @@ fn heartbeats_keep_a_lease_from_being_rescued() {
 }
 
 #[test]
-fn a_job_rescued_in_submit_is_in_doubt_and_one_without_attempts_fails() {
+fn a_job_rescued_in_submit_is_in_doubt_and_kept_for_the_servers_word_without_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, now) = queue_at(&dir.path().join("q.db"));
     let batch = with_jobs(&mut q, 2, 1);
@@ -153,10 +153,41 @@ fn a_job_rescued_in_submit_is_in_doubt_and_one_without_attempts_fails() {
         job.checkpoint.vm_id.as_deref(),
         Some("VirtualMachine:vm-1:x")
     );
-    // max_attempts = 1: the one attempt is spent, so rescue fails both jobs with the reason.
-    assert_eq!(job.state, JobState::Failed);
-    assert!(job.reason.unwrap().contains("lease expired"));
-    assert!(!q.job(jobs[1].id).unwrap().in_doubt);
+    // max_attempts = 1 and the one attempt is spent. The configure may have reached the
+    // server, so only the server's truth may end this job: it waits to be reconciled.
+    assert_eq!(job.state, JobState::Retryable);
+    assert!(job.last_error.unwrap().contains("lease expired"));
+    // The other never got as far as sending anything: it fails with the reason.
+    let other = q.job(jobs[1].id).unwrap();
+    assert!(!other.in_doubt);
+    assert_eq!(other.state, JobState::Failed);
+    assert!(other.reason.unwrap().contains("lease expired"));
+}
+
+#[test]
+fn a_job_whose_configure_may_have_been_sent_is_deferred_never_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 1, 1);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    let at = q.now() + 5_000;
+    let state = q
+        .defer(&lease, at, "GET /tasks: HTTP 503: busy", Some(503))
+        .unwrap();
+    assert_eq!(
+        state,
+        JobState::Retryable,
+        "out of attempts, yet not failed"
+    );
+    let job = q.job(lease.job).unwrap();
+    assert_eq!(job.state, JobState::Retryable);
+    assert!(job.reason.is_none());
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("GET /tasks: HTTP 503: busy")
+    );
 }
 
 #[test]

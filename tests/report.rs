@@ -685,7 +685,7 @@ fn the_report_command_writes_each_format_and_picks_it_from_the_extension() {
 
 #[tokio::test]
 async fn plan_writes_its_dry_run_through_the_report_renderers() {
-    let sim: Simulator = start(SimConfig::default()).await;
+    let sim: Simulator = start(SimConfig::fast()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let specs: Vec<JobSpec> = sim

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use vrbulk::input::{JobSpec, VmRef};
 use vrbulk::queue::{Job, JobState, NewBatch, Queue};
 use vrbulk::runner::{self, Ending, RunOptions, RunOutcome};
-use vrbulk::sim::{Inventory, SimConfig, Simulator, VmKind};
+use vrbulk::sim::{Inventory, RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 use vrbulk::workflow::ReplicationSettings;
 
 use crate::support::cmd::Cmd;
@@ -77,8 +77,6 @@ async fn run_once(db: &Path, sim: &Simulator, opts: RunOptions) -> RunOutcome {
 fn quick_options() -> RunOptions {
     RunOptions {
         workers: 4,
-        rate: 200.0,
-        burst: 20,
         poll_interval: Duration::from_millis(200),
         retry_base: Duration::from_millis(100),
         retry_cap: Duration::from_secs(1),
@@ -136,38 +134,93 @@ fn assert_matches_truth(jobs: &[Job], sim: &Simulator) {
     );
 }
 
+/// The limiter's record of a run: nothing refused, and no session or address ever over its
+/// quota in any window-long interval, wherever the server's windows fall.
+fn assert_within_quota(sim: &Simulator) {
+    let stats = sim.stats();
+    let limits = sim.limits();
+    assert_eq!(stats.status_429, 0, "{:?}", stats.limiter);
+    let peak = &stats.limiter.peak_in_any_window;
+    assert!(peak["session"] <= limits.per_session, "{peak:?}");
+    assert!(peak["ip"] <= limits.per_ip, "{peak:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_vms_end_as_the_simulator_dictates_despite_errors_throttling_and_expiring_sessions(
-) {
+async fn three_hundred_vms_at_the_appliances_limits_are_never_refused() {
+    // The appliance's quotas over 2 s windows, and the first boundary 0.7 s after the start.
     let sim = start(SimConfig {
-        vms: 200,
-        task_seconds: 0.4,
-        fail_rate: 0.05,
-        rate: Some(5.0),
-        session_ttl: Some(Duration::from_millis(1500)),
-        ..SimConfig::default()
+        vms: 300,
+        limits: Some(RateLimits {
+            offset: Duration::from_millis(1300),
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let (db, batch) = import_all(&sim, dir.path());
-    let opts = RunOptions {
-        // Faster than the server allows, so that it throttles.
-        rate: 60.0,
-        ..quick_options()
-    };
-    let outcome = run_once(&db, &sim, opts).await;
+    let outcome = run_once(&db, &sim, quick_options()).await;
+
+    assert_eq!(outcome.ending, Ending::Done);
+    let jobs = Queue::open(&db).unwrap().jobs(batch).unwrap();
+    assert_eq!(jobs.len(), 300);
+    assert_matches_truth(&jobs, &sim);
+    assert_within_quota(&sim);
+    assert_eq!(outcome.budget.refusals, 0);
+    assert!(
+        outcome.metrics.total_calls() < 80,
+        "{} calls for 300 VMs",
+        outcome.metrics.total_calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_lower_than_configured_slow_the_run_down_but_fail_no_job() {
+    // The client keeps to the appliance's defaults (50 a session, 100 an address); this
+    // appliance's admin allows 20 and 40, and says nothing of when to come back. Sessions
+    // expire and 5 % of the calls fail on top.
+    let sim = start(SimConfig {
+        vms: 200,
+        task_seconds: 0.4,
+        fail_rate: 0.05,
+        session_ttl: Some(Duration::from_millis(1500)),
+        limits: Some(RateLimits {
+            per_session: 20,
+            per_ip: 40,
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, batch) = import_all(&sim, dir.path());
+    let mut settings = settings_for(&sim);
+    settings.limits = RateLimits::scaled(FAST_WINDOW).client_limits();
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(
+        Queue::open(&db).unwrap(),
+        settings,
+        quick_options(),
+        stop_rx,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(outcome.ending, Ending::Done);
     let q = Queue::open(&db).unwrap();
     let jobs = q.jobs(batch).unwrap();
     assert_eq!(jobs.len(), 200);
-    assert!(
-        jobs.iter().all(|j| j.state.is_terminal()),
-        "{:?}",
-        q.counts(batch)
-    );
     assert_matches_truth(&jobs, &sim);
     assert_eq!(outcome.exit_code(), 1, "the full-datastore VMs failed");
+    for job in &jobs {
+        let events = q.events(job.id).unwrap();
+        assert!(
+            events.iter().all(|e| e.http_status != Some(429)
+                && !e.message.as_deref().unwrap_or("").contains("HTTP 429")),
+            "{}: {events:?}",
+            job.vm_label()
+        );
+    }
 
     let stats = sim.stats();
     assert!(
@@ -179,13 +232,39 @@ async fn two_hundred_vms_end_as_the_simulator_dictates_despite_errors_throttling
         "no server error was injected: {stats:?}"
     );
     assert!(outcome.metrics.relogins > 0, "sessions never expired");
+    assert_eq!(outcome.budget.refusals, stats.status_429);
+    // Refusals find the quota and the window's boundary, then stop; never a ban's worth.
+    assert!(stats.status_429 < 40, "{:?}", stats.limiter);
     let usage = q.api_usage(batch).unwrap();
-    let recorded: u64 = usage.values().map(|u| u.calls).sum();
-    assert!(
-        recorded > 0 && usage["configureReplication"].calls >= 10,
-        "{usage:?}"
+    assert!(usage["configureReplication"].calls >= 10, "{usage:?}");
+    assert_eq!(
+        usage.values().map(|u| u.throttled).sum::<u64>(),
+        stats.status_429
     );
-    assert!(usage.values().map(|u| u.throttled).sum::<u64>() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configure_answer_that_cannot_be_read_is_reconciled_not_failed() {
+    let sim = start(SimConfig {
+        vms: 30,
+        ..SimConfig::fast()
+    })
+    .await;
+    sim.garble_next_configure_answer(2);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, batch) = import_all(&sim, dir.path());
+    let opts = RunOptions {
+        submit_group: 4,
+        ..quick_options()
+    };
+    run_once(&db, &sim, opts).await;
+    let jobs = Queue::open(&db).unwrap().jobs(batch).unwrap();
+    assert_matches_truth(&jobs, &sim);
+    let reconciled = jobs
+        .iter()
+        .filter(|j| j.attempt > 1 && j.state == JobState::Succeeded)
+        .count();
+    assert!(reconciled >= 2, "the garbled groups were taken up again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +273,7 @@ async fn ctrl_c_gives_jobs_back_and_the_next_run_finishes_without_duplicates() {
         vms: 60,
         task_seconds: 0.6,
         latency_ms: 5,
-        ..SimConfig::default()
+        ..SimConfig::fast()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -234,8 +313,7 @@ async fn ctrl_c_gives_jobs_back_and_the_next_run_finishes_without_duplicates() {
 async fn a_configure_answer_lost_after_the_server_acted_is_reconciled_not_resubmitted() {
     let sim = start(SimConfig {
         vms: 30,
-        task_seconds: 0.3,
-        ..SimConfig::default()
+        ..SimConfig::fast()
     })
     .await;
     sim.fail_next_configure_after_commit(2);
@@ -260,7 +338,7 @@ async fn a_configure_answer_lost_after_the_server_acted_is_reconciled_not_resubm
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_that_has_closed_claims_nothing() {
-    let sim = start(SimConfig::default()).await;
+    let sim = start(SimConfig::fast()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let batch = import(&db, &jobs_for(&sim.inventory())[..5]);
@@ -277,25 +355,26 @@ async fn a_window_that_has_closed_claims_nothing() {
 
 /// A settings file for the simulator, with a short lease so that a killed run's jobs come back
 /// quickly.
-fn write_config(sim: &Simulator, dir: &Path, rate: u32) -> PathBuf {
+fn write_config(sim: &Simulator, dir: &Path) -> PathBuf {
     config_for(
         sim,
         dir,
-        &format!(
-            "\n[run]\nrate = {rate}\nburst = 5\nworkers = 4\nsubmit_group = 4\n\
-             poll_interval_seconds = 0.2\nlease_seconds = 1\n"
-        ),
+        "\n[run]\nworkers = 4\nsubmit_group = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n",
     )
 }
 
-/// 120 VMs, 1 s tasks and 20 ms latency: with `write_config(…, 25)` a run lasts long enough
-/// that a kill or an interrupt lands in the middle of the work.
+/// 120 VMs, 1 s tasks, 20 ms latency and 12 requests per 2 s session window: a run lasts long
+/// enough that a kill or an interrupt lands in the middle of the work.
 async fn slow_simulator() -> Simulator {
     start(SimConfig {
         vms: 120,
         task_seconds: 1.0,
         latency_ms: 20,
-        ..SimConfig::default()
+        limits: Some(RateLimits {
+            per_session: 12,
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
     })
     .await
 }
@@ -322,7 +401,7 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
     let sim = slow_simulator().await;
     let dir = tempfile::tempdir().unwrap();
     let (db, batch) = import_all(&sim, dir.path());
-    let config = write_config(&sim, dir.path(), 25);
+    let config = write_config(&sim, dir.path());
 
     let events = |db: &Path| -> i64 {
         Queue::open(db)
@@ -400,11 +479,11 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
 
 #[tokio::test]
 async fn a_wrong_password_exits_3_with_the_reason() {
-    let sim = start(SimConfig::default()).await;
+    let sim = start(SimConfig::fast()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     import(&db, &jobs_for(&sim.inventory())[..2]);
-    let config = write_config(&sim, dir.path(), 100);
+    let config = write_config(&sim, dir.path());
     tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", "not-it")
@@ -420,10 +499,10 @@ async fn a_wrong_password_exits_3_with_the_reason() {
 
 #[tokio::test]
 async fn plan_shows_what_would_happen_and_configures_nothing() {
-    let sim = start(SimConfig::default()).await;
+    let sim = start(SimConfig::fast()).await;
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = import_all(&sim, dir.path());
-    let config = write_config(&sim, dir.path(), 100);
+    let config = write_config(&sim, dir.path());
     let out = tokio::task::spawn_blocking(move || {
         Cmd::new()
             .env("VRBULK_PASSWORD", "VMware1!")
@@ -463,7 +542,7 @@ async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
     let sim = slow_simulator().await;
     let dir = tempfile::tempdir().unwrap();
     let (db, batch) = import_all(&sim, dir.path());
-    let config = write_config(&sim, dir.path(), 25);
+    let config = write_config(&sim, dir.path());
     let child = spawn_run(&db, &config);
     // Interrupt once work is under way.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

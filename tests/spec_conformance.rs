@@ -46,6 +46,13 @@ impl Raw {
         let mut verdict =
             self.spec
                 .validate_response(method.as_str(), path, status, value.as_ref());
+        // The rate limiter's 429 is documented in the administration guide, not in the spec:
+        // its body must be a ResponseError like every other error.
+        if status == 429 {
+            verdict = self
+                .spec
+                .validate_schema("ResponseError", value.as_ref().unwrap_or(&Value::Null));
+        }
         // The spec documents 401 and 404 without a body; appliances still explain themselves
         // with a ResponseError, and so does the simulator. Such a body must then be one.
         if (status == 401 || status == 404) && value.is_some() {
@@ -73,7 +80,9 @@ async fn every_answer_of_the_workflow_matches_the_spec() {
     let sim = Simulator::start(SimConfig {
         tls: false,
         task_seconds: 0.3,
-        ..SimConfig::default()
+        // The raw calls here do not pace themselves; the limiter's answers are checked below.
+        limits: None,
+        ..SimConfig::fast()
     })
     .await
     .unwrap();
@@ -236,4 +245,33 @@ async fn every_answer_of_the_workflow_matches_the_spec() {
     assert_eq!(raw.call(Method::DELETE, "/session", None).await.0, 204);
     assert_eq!(raw.call(Method::GET, "/pairings", None).await.0, 401);
     assert!(raw.checked > 2 * inv.vms.len() + 20);
+}
+
+#[tokio::test]
+async fn a_refusal_of_the_rate_limiter_is_a_response_error() {
+    let sim = Simulator::start(SimConfig {
+        tls: false,
+        ..SimConfig::fast()
+    })
+    .await
+    .unwrap();
+    let mut raw = Raw {
+        http: reqwest::Client::new(),
+        base: format!("{}/api/rest/vr/v2", sim.url()),
+        session: None,
+        spec: Spec::load(),
+        checked: 0,
+    };
+    let (_, body) = raw.call(Method::POST, "/session", None).await;
+    raw.session = Some(body.unwrap()["session_id"].as_str().unwrap().to_string());
+    let quota = sim.limits().per_session as usize;
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..=quota {
+            v.push(raw.call(Method::GET, "/pairings", None).await.0);
+        }
+        v
+    };
+    assert!(statuses[..quota].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[quota], 429);
 }

@@ -6,8 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::run::RunArgs;
-use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment};
+use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::vr::{Client, TlsTrust};
 
 #[derive(Debug, Subcommand)]
@@ -56,11 +55,9 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<u8
     for d in defaults {
         println!("  {d}");
     }
-    let run = RunArgs::from_file(&file.run)?;
+    let run = file.run.options(&RunFlags::default())?;
     println!(
-        "[run]\n  rate         {} requests/s (burst {})\n  workers      {}\n  groups       {} VMs per lookup, {} per configure call\n  attempts     {}\n  polls        every {:.1} s\n  lease        {} s",
-        run.rate,
-        run.burst,
+        "[run]\n  workers      {} requests in flight\n  groups       {} VMs per lookup, {} per configure call\n  attempts     {}\n  polls        at least {:.1} s apart\n  lease        {} s",
         run.workers,
         run.lookup_group,
         run.submit_group,
@@ -106,8 +103,9 @@ fn describe(conn: &Connection, env: &ProcessEnvironment) -> String {
         TlsTrust::Insecure => "NOT VERIFIED (insecure = true)".to_string(),
     };
     let (source_pw, target_pw) = conn.password_sources(env);
+    let limits = conn.limits;
     format!(
-        "[source]\n  url          {}\n  api_version  {}\n  user         {}\n  password     {}\n  tls          {}\n  timeout      {} s\n  page_size    {}\n[target]\n  user         {}\n  password     {}\n",
+        "[source]\n  url          {}\n  api_version  {}\n  user         {}\n  password     {}\n  tls          {}\n  timeout      {} s\n  page_size    {}\n  rate limit   {} requests per session and {} per client IP, per {} s window\n[target]\n  user         {}\n  password     {}\n",
         conn.url,
         conn.api_version.as_str(),
         conn.user,
@@ -115,6 +113,9 @@ fn describe(conn: &Connection, env: &ProcessEnvironment) -> String {
         tls,
         conn.timeout.as_secs(),
         conn.page_size,
+        limits.per_session,
+        limits.per_ip,
+        limits.window.as_secs_f64(),
         conn.target_user,
         target_pw,
     )

@@ -50,9 +50,9 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
         dir.display()
     );
 
+    // The appliance's own limits: the demo shows what a real night looks like.
     let cfg = SimConfig {
         task_seconds: args.task_seconds,
-        rate: Some(50.0),
         ..SimConfig::default()
     };
     let sim = Simulator::start(cfg.clone())
@@ -103,9 +103,10 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
         api_version: ApiVersion::V2,
         trust: TlsTrust::Pinned(Thumbprint::parse(&thumbprint).map_err(anyhow::Error::msg)?),
         timeout: Duration::from_secs(30),
-        page_size: 100,
+        page_size: 1000,
         source: credentials.clone(),
         target: credentials,
+        limits: sim.limits(),
     };
 
     heading("3. Plan: what would happen to each VM, without configuring anything");
@@ -123,15 +124,19 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
         client.metrics().total_calls(),
     );
 
-    heading("4. Run: grouped lookups and submits, one task poll for all, rate-limited");
+    heading(&format!(
+        "4. Run: grouped lookups and submits, polls timed to the tasks, within the appliance's \
+         limit of {} requests a minute",
+        sim.limits().quota()
+    ));
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let opts = RunOptions {
         batch: Some(batch.id),
-        rate: 40.0,
         poll_interval: Duration::from_millis(500),
         ..RunOptions::default()
     };
-    let progress = Progress::start(db.clone(), batch.id, args.progress, quiet);
+    let budget = crate::vr::Budget::shared(&settings.url, settings.limits);
+    let progress = Progress::start(db.clone(), batch.id, Some(budget), args.progress, quiet);
     let outcome = runner::run(Queue::open(&db)?, settings, opts, stop_rx).await;
     progress.finish().await;
     let outcome = outcome.context("running the demo batch")?;

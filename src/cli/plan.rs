@@ -12,13 +12,14 @@ use super::{connect, open_batch};
 use crate::config::ConfigFile;
 use crate::queue::Job;
 use crate::report::{Format, PlanAction, PlanReport, PlanRow};
-use crate::vr::Client;
+use crate::vr::{Client, ErrorClass};
 use crate::workflow::{decide, lookup_vms, vm_key, Decision, Discovery};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   vrbulk plan --batch 3 > wave-3-plan.txt
-  vrbulk plan --batch 3 --format html -o wave-3-plan.html")]
+  vrbulk plan --batch 3 --format html -o wave-3-plan.html
+Exit code 1 when any VM would fail, so that a script can stop before `vrbulk run`.")]
 pub struct PlanArgs {
     /// The batch to plan [default: the newest].
     #[arg(long)]
@@ -45,10 +46,10 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     let client = connect(&file).await?;
     let planned = plan_jobs(&client, &jobs, args.lookup_group).await?;
     client.logout().await.ok();
+    let would_fail = planned.iter().any(|p| p.action == PlanAction::Fail);
     if args.format.is_some() || args.output.is_some() {
-        let rows = planned;
         let now = crate::queue::system_clock()();
-        let report = PlanReport::new(&batch, &jobs, rows, client.metrics().total_calls(), now);
+        let report = PlanReport::new(&batch, &jobs, planned, client.metrics().total_calls(), now);
         let format = super::report::format_for(args.format, args.output.as_deref());
         super::report::write_output(&report.render(format)?, args.output.as_deref())?;
     } else if args.json {
@@ -60,6 +61,10 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
             &planned,
             client.metrics().total_calls(),
         );
+    }
+    // A script can stop before `run` when the plan already knows some VMs will fail.
+    if would_fail {
+        return Ok(super::exit::JOBS_FAILED);
     }
     Ok(super::exit::OK)
 }
@@ -82,8 +87,16 @@ pub async fn plan_jobs(
     for (key, group) in by_pairing {
         let disc = match Discovery::run(client, &pairings, key.as_deref()).await {
             Ok(d) => d,
+            // A server that failed to answer says nothing about the VMs: no verdict on them.
+            Err(e)
+                if e.api_error()
+                    .is_some_and(|a| a.class() != ErrorClass::Permanent) =>
+            {
+                return Err(anyhow::Error::new(e).context("the plan is incomplete"));
+            }
             Err(e) => {
-                planned.extend(group.iter().map(|j| failed(j, e.to_string())));
+                let reason = crate::vr::error::error_chain(&e);
+                planned.extend(group.iter().map(|j| failed(j, reason.clone())));
                 continue;
             }
         };

@@ -1,6 +1,8 @@
 //! Progress of a running batch, read from the queue on a second connection (WAL lets it read
 //! while the runner writes): a bar with counts, rate and ETA on a terminal, or one plain line
-//! every few seconds when the output goes to a file or a pipe.
+//! every few seconds when the output goes to a file or a pipe. When requests wait for the
+//! appliance's rate limit, or the appliance refuses them, the line says so: a run that seems to
+//! stand still is usually waiting for the next rate window.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::queue::{BatchId, JobState, Queue};
+use crate::vr::Budget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
@@ -38,12 +41,32 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(db: PathBuf, batch: BatchId, mode: ProgressMode, quiet: bool) -> Progress {
+    pub fn start(
+        db: PathBuf,
+        batch: BatchId,
+        budget: Option<std::sync::Arc<Budget>>,
+        mode: ProgressMode,
+        quiet: bool,
+    ) -> Progress {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let mode = mode.resolve(quiet);
         let task = (mode != ProgressMode::None).then(|| {
             tokio::spawn(async move {
                 let Ok(queue) = Queue::open(&db) else { return };
+                let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+                // Off the async threads: a busy queue file must not hold up the requests.
+                let counts = move || {
+                    let queue = queue.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            let q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                            q.counts(batch).ok()
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                    }
+                };
                 let mut view = View::new(mode);
                 let every = if mode == ProgressMode::Bar {
                     Duration::from_millis(200)
@@ -51,16 +74,16 @@ impl Progress {
                     Duration::from_secs(5)
                 };
                 loop {
-                    if let Ok(counts) = queue.counts(batch) {
-                        view.show(&counts);
+                    if let Some(c) = counts().await {
+                        view.show(&c, budget.as_deref().and_then(waiting_for_budget));
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(every) => {}
                         _ = stopped.changed() => break,
                     }
                 }
-                if let Ok(counts) = queue.counts(batch) {
-                    view.finish(&counts);
+                if let Some(c) = counts().await {
+                    view.finish(&c);
                 }
             })
         });
@@ -106,14 +129,17 @@ impl View {
         }
     }
 
-    fn show(&mut self, counts: &std::collections::BTreeMap<JobState, u64>) {
+    fn show(&mut self, counts: &std::collections::BTreeMap<JobState, u64>, budget: Option<String>) {
         let total: u64 = counts.values().sum();
         let done: u64 = counts
             .iter()
             .filter(|(s, _)| s.is_terminal())
             .map(|(_, n)| n)
             .sum();
-        let summary = summary(counts);
+        let mut summary = summary(counts);
+        if let Some(b) = budget {
+            summary = format!("{summary}; {b}");
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_length(total);
@@ -139,11 +165,34 @@ impl View {
     }
 
     fn finish(&mut self, counts: &std::collections::BTreeMap<JobState, u64>) {
-        self.show(counts);
+        self.show(counts, None);
         if let Some(bar) = &self.bar {
             bar.finish();
         }
     }
+}
+
+/// What the requests are waiting for, when they wait: the appliance's refusal (throttled) or
+/// the budget's next free slot (paced).
+fn waiting_for_budget(budget: &Budget) -> Option<String> {
+    let s = budget.status();
+    let now = tokio::time::Instant::now();
+    let window = s.window.as_secs_f64();
+    if let Some(until) = s.throttled_until {
+        return Some(format!(
+            "throttled: the appliance refused a request (HTTP 429); waiting {:.0} s for its next \
+             rate window, then at most {} requests per {window:.0} s",
+            until.saturating_duration_since(now).as_secs_f64().ceil(),
+            s.quota
+        ));
+    }
+    let next = s.next_slot.filter(|_| s.waiting > 0)?;
+    Some(format!(
+        "paced: {} requests wait for the rate limit ({} per {window:.0} s), next slot in {:.0} s",
+        s.waiting,
+        s.quota,
+        next.saturating_duration_since(now).as_secs_f64().ceil()
+    ))
 }
 
 /// `succeeded 10, failed 1, running 20`: the states that have jobs.

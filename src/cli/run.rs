@@ -1,23 +1,23 @@
 //! `vrbulk run`: drive a batch to the end (or to the end of the change window), politely.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
 use super::progress::{Progress, ProgressMode};
 use super::{exit, open_batch};
-use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment, RunSection};
+use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::JobState;
 use crate::runner::{self, Ending, RunOptions, RunOutcome};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   vrbulk run                                  # the newest batch
-  vrbulk run --batch 3 --rate 5 --until 05:30 # gentle, and stop claiming at 05:30 local time
+  vrbulk run --batch 3 --until 05:30          # stop claiming at 05:30 local time
 Ctrl-C stops claiming, lets in-flight calls finish for a few seconds and gives the rest back;
-a second Ctrl-C exits at once. Either way the next `vrbulk run` resumes where this one stopped.")]
+a second Ctrl-C exits at once. Either way the next `vrbulk run` resumes where this one stopped.
+Requests keep to the appliance's rate limit ([source] requests_per_minute, 50 by default).")]
 pub struct RunArgs {
     /// The batch to run [default: the newest].
     #[arg(long)]
@@ -25,12 +25,10 @@ pub struct RunArgs {
     /// Requests in flight at most [default: 8, or [run] workers].
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Requests per second to the appliance [default: 20, or [run] rate].
+    /// Requests per minute the appliance allows one session [default: 50, or [source]
+    /// requests_per_minute]; only if its admin changed the rate limiter.
     #[arg(long)]
-    pub rate: Option<f64>,
-    /// Requests that may go at once after a quiet spell [default: 10, or [run] burst].
-    #[arg(long)]
-    pub burst: Option<u32>,
+    pub requests_per_minute: Option<u32>,
     /// Attempts per job before it fails (applies to the batch's unfinished jobs).
     #[arg(long)]
     pub max_attempts: Option<u32>,
@@ -41,10 +39,11 @@ pub struct RunArgs {
     /// VMs per lookup call [default: 50].
     #[arg(long)]
     pub lookup_group: Option<usize>,
-    /// Specs per configure call [default: 20].
+    /// Specs per configure call [default and most: 20].
     #[arg(long)]
     pub submit_group: Option<usize>,
-    /// Seconds between task polls [default: 2].
+    /// The shortest time between two task polls, in seconds [default: 2]; polls are further
+    /// spaced to what the tasks take and to the rate limit.
     #[arg(long)]
     pub poll_interval: Option<f64>,
     /// How to show progress: a bar on a terminal, plain lines otherwise.
@@ -53,141 +52,17 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The run settings of the file alone (no flags), checked: for `config check`.
-    pub fn from_file(file: &RunSection) -> Result<RunOptions, ConfigError> {
-        RunArgs {
-            batch: None,
-            workers: None,
-            rate: None,
-            burst: None,
-            max_attempts: None,
-            until: None,
-            lookup_group: None,
-            submit_group: None,
-            poll_interval: None,
-            progress: ProgressMode::Auto,
-        }
-        .options(file)
-    }
-
-    /// Flags over `[run]` over the built-in defaults, checked once.
-    pub fn options(&self, file: &RunSection) -> Result<RunOptions, ConfigError> {
-        let d = RunOptions::default();
-        let invalid = |field: &str, message: String| ConfigError::Invalid {
-            field: field.to_string(),
-            message,
-        };
-        let opts = RunOptions {
+    fn flags(&self) -> RunFlags {
+        RunFlags {
             batch: self.batch,
-            workers: self.workers.or(file.workers).unwrap_or(d.workers),
-            rate: self.rate.or(file.rate).unwrap_or(d.rate),
-            burst: self.burst.or(file.burst).unwrap_or(d.burst),
-            max_attempts: self.max_attempts.or(file.max_attempts),
-            until: self
-                .until
-                .as_deref()
-                .map(parse_until)
-                .transpose()
-                .map_err(|m| invalid("--until", m))?,
-            lookup_group: self
-                .lookup_group
-                .or(file.lookup_group)
-                .unwrap_or(d.lookup_group),
-            submit_group: self
-                .submit_group
-                .or(file.submit_group)
-                .unwrap_or(d.submit_group),
-            poll_interval: self
-                .poll_interval
-                .or(file.poll_interval_seconds)
-                .map(Duration::from_secs_f64)
-                .unwrap_or(d.poll_interval),
-            request_retries: file.request_retries.unwrap_or(d.request_retries),
-            lease: file
-                .lease_seconds
-                .map(Duration::from_secs)
-                .unwrap_or(d.lease),
-            ..d
-        };
-        let checks: [(&str, bool, &str); 8] = [
-            (
-                "lease_seconds",
-                opts.lease >= Duration::from_secs(1),
-                "at least 1",
-            ),
-            (
-                "workers",
-                (1..=64).contains(&opts.workers),
-                "between 1 and 64",
-            ),
-            (
-                "rate",
-                opts.rate > 0.0 && opts.rate <= 1000.0,
-                "above 0 and at most 1000 requests/s",
-            ),
-            (
-                "burst",
-                (1..=1000).contains(&opts.burst),
-                "between 1 and 1000",
-            ),
-            (
-                "lookup_group",
-                (1..=200).contains(&opts.lookup_group),
-                "between 1 and 200",
-            ),
-            (
-                "submit_group",
-                (1..=100).contains(&opts.submit_group),
-                "between 1 and 100",
-            ),
-            (
-                "max_attempts",
-                opts.max_attempts.is_none_or(|k| (1..=100).contains(&k)),
-                "between 1 and 100",
-            ),
-            (
-                "poll_interval",
-                opts.poll_interval >= Duration::from_millis(100),
-                "at least 0.1 s",
-            ),
-        ];
-        for (field, ok, expected) in checks {
-            if !ok {
-                return Err(invalid(field, format!("must be {expected}")));
-            }
+            workers: self.workers,
+            max_attempts: self.max_attempts,
+            until: self.until.clone(),
+            lookup_group: self.lookup_group,
+            submit_group: self.submit_group,
+            poll_interval: self.poll_interval,
         }
-        Ok(opts)
     }
-}
-
-/// `HH:MM` (the next one, local), `YYYY-MM-DD HH:MM` (local) or an RFC 3339 instant, as Unix ms.
-pub fn parse_until(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let now = jiff::ZonedDateTime::now();
-    let local = |dt: jiff::civil::DateTime| {
-        dt.to_zoned_datetime(now.time_zone().clone())
-            .map(|z| z.timestamp())
-            .map_err(|e| e.to_string())
-    };
-    let instant = if let Ok(t) = text.parse::<jiff::Timestamp>() {
-        t
-    } else if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
-        local(dt)?
-    } else if let Ok(t) = text.parse::<jiff::civil::Time>() {
-        let today = local(now.date().to_datetime(t))?;
-        if today > now.timestamp() {
-            today
-        } else {
-            today
-                .checked_add(jiff::SignedDuration::from_hours(24))
-                .map_err(|e| e.to_string())?
-        }
-    } else {
-        return Err(format!(
-            "`{text}`: expected HH:MM, YYYY-MM-DD HH:MM or an RFC 3339 time"
-        ));
-    };
-    Ok(instant.as_millisecond())
 }
 
 pub async fn run(
@@ -196,11 +71,15 @@ pub async fn run(
     db: &Path,
     quiet: bool,
 ) -> anyhow::Result<u8> {
-    let file = ConfigFile::load(config)?;
-    let opts = args.options(&file.run)?;
+    let mut file = ConfigFile::load(config)?;
+    if let Some(n) = args.requests_per_minute {
+        file.source.requests_per_minute = Some(n);
+    }
+    let opts = file.run.options(&args.flags())?;
     let (queue, batch) = open_batch(db, args.batch)?;
     let env = ProcessEnvironment;
     let settings = Connection::resolve(&file, &env)?.with_passwords(&env)?;
+    let limits = settings.limits;
     let opts = RunOptions {
         batch: Some(batch.id),
         ..opts
@@ -211,8 +90,13 @@ pub async fn run(
         .map(|s| before[s])
         .sum();
     eprintln!(
-        "batch {} \"{}\": {todo} jobs to do, at most {} requests/s, {} in flight",
-        batch.id, batch.name, opts.rate, opts.workers
+        "batch {} \"{}\": {todo} jobs to do, at most {} requests per {} s (the appliance's rate \
+         limit), {} in flight",
+        batch.id,
+        batch.name,
+        limits.quota(),
+        limits.window.as_secs_f64(),
+        opts.workers
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -228,7 +112,14 @@ pub async fn run(
             }
         }
     });
-    let progress = Progress::start(db.to_path_buf(), batch.id, args.progress, quiet);
+    let budget = crate::vr::Budget::shared(&settings.url, limits);
+    let progress = Progress::start(
+        db.to_path_buf(),
+        batch.id,
+        Some(budget),
+        args.progress,
+        quiet,
+    );
     let outcome = runner::run(queue, settings, opts, stop_rx).await;
     progress.finish().await;
     let outcome = outcome.with_context(|| format!("running batch {}", batch.id))?;
@@ -250,13 +141,29 @@ pub(super) fn print_summary(outcome: &RunOutcome, db: &Path) -> anyhow::Result<(
     println!("{table}");
     let calls = outcome.metrics.total_calls();
     println!(
-        "batch {}: {total} VMs, {calls} API calls ({:.2} per VM, {} throttled, {} re-logins) in {:.1} s",
+        "batch {}: {total} VMs, {calls} API calls ({:.2} per VM, {} re-logins) in {:.1} s",
         outcome.batch,
         calls as f64 / total.max(1) as f64,
-        outcome.metrics.total().throttled,
         outcome.metrics.relogins,
         outcome.elapsed.as_secs_f64()
     );
+    let b = &outcome.budget;
+    if b.paced > 0 {
+        println!(
+            "paced by the appliance's rate limit: {} requests waited for a free slot ({:.0} s in all)",
+            b.paced,
+            b.paced_ms as f64 / 1000.0
+        );
+    }
+    if b.refusals > 0 {
+        println!(
+            "throttled: the appliance refused {} requests (HTTP 429) and vrbulk waited {:.0} s for \
+             its next rate window; no job counted them as failures. If another tool shares this \
+             appliance's quota, or its admin lowered the limit, set [source] requests_per_minute",
+            b.refusals,
+            b.throttled_ms as f64 / 1000.0
+        );
+    }
     let queue = crate::queue::Queue::open(db)?;
     let failed: Vec<_> = queue
         .jobs(outcome.batch)?
@@ -296,12 +203,15 @@ pub(super) fn print_summary(outcome: &RunOutcome, db: &Path) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RunSection;
+    use crate::runner::RunOptions;
     use clap::Parser;
+    use std::time::Duration;
 
-    fn args(extra: &[&str]) -> RunArgs {
+    fn args(extra: &[&str]) -> RunFlags {
         let cli = crate::cli::Cli::parse_from([&["vrbulk", "run"], extra].concat());
         match cli.command {
-            crate::cli::Command::Run(a) => a,
+            crate::cli::Command::Run(a) => a.flags(),
             other => panic!("{other:?}"),
         }
     }
@@ -310,15 +220,15 @@ mod tests {
     fn flags_win_over_the_settings_file_which_wins_over_the_defaults() {
         let file = RunSection {
             workers: Some(3),
-            rate: Some(7.5),
+            poll_interval_seconds: Some(7.5),
             submit_group: Some(10),
             lease_seconds: Some(90),
             ..RunSection::default()
         };
-        let opts = args(&["--rate", "2", "--max-attempts", "9"])
-            .options(&file)
+        let opts = file
+            .options(&args(&["--poll-interval", "2", "--max-attempts", "9"]))
             .unwrap();
-        assert_eq!(opts.rate, 2.0, "flag over file");
+        assert_eq!(opts.poll_interval, Duration::from_secs(2), "flag over file");
         assert_eq!(opts.workers, 3, "file over default");
         assert_eq!(opts.submit_group, 10);
         assert_eq!(opts.lease, Duration::from_secs(90));
@@ -332,33 +242,31 @@ mod tests {
 
     #[test]
     fn out_of_range_settings_are_refused_naming_the_setting() {
-        let err = args(&["--workers", "0"])
-            .options(&RunSection::default())
+        let err = RunSection::default()
+            .options(&args(&["--workers", "0"]))
             .unwrap_err();
         assert!(err.to_string().contains("workers"), "{err}");
+        // The appliance takes at most 20 VMs in one configure call.
         let file = RunSection {
-            submit_group: Some(500),
+            submit_group: Some(21),
             ..RunSection::default()
         };
-        assert!(args(&[])
-            .options(&file)
-            .unwrap_err()
-            .to_string()
-            .contains("submit_group"));
-        assert!(args(&["--until", "soon"])
-            .options(&RunSection::default())
+        let err = file.options(&args(&[])).unwrap_err().to_string();
+        assert!(err.contains("submit_group"), "{err}");
+        assert!(RunSection::default()
+            .options(&args(&["--until", "soon"]))
             .is_err());
     }
 
     #[test]
-    fn until_understands_clock_times_and_instants() {
-        let now = jiff::Timestamp::now().as_millisecond();
-        let next = parse_until("05:30").unwrap();
-        assert!(next > now && next <= now + 24 * 3600 * 1000);
-        assert_eq!(
-            parse_until("2026-11-27T05:30:00Z").unwrap(),
-            1_795_757_400_000
-        );
-        assert!(parse_until("half past five").unwrap_err().contains("HH:MM"));
+    fn a_negative_or_non_finite_poll_interval_is_refused_not_a_panic() {
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300] {
+            let file = RunSection {
+                poll_interval_seconds: Some(bad),
+                ..RunSection::default()
+            };
+            let err = file.options(&RunFlags::default()).unwrap_err().to_string();
+            assert!(err.contains("poll_interval"), "{bad}: {err}");
+        }
     }
 }

@@ -6,10 +6,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::{Ban, RateLimits, SimConfig, Simulator};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  vrbulk simulate --vms 200 --rate 50 --fail-rate 0.05")]
+#[command(after_help = "Examples:
+  vrbulk simulate --vms 300 --fail-rate 0.05        # the appliance's limits, 5 % random 5xx
+  vrbulk simulate --rate-window 2 --retry-after     # its quotas over 2 s windows, with Retry-After
+It enforces the appliance's DR REST API rate limiter by default: 100 requests per client IP,
+1000 for the service and 50 per session in each fixed 60 s window, 429 without Retry-After.")]
 pub struct SimulateArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8443")]
@@ -26,9 +30,33 @@ pub struct SimulateArgs {
     /// Latency added to every API call, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Requests per second the server accepts; the excess gets 429 with Retry-After.
+    /// Requests per session (x-dr-session) in one window of the rate limiter.
+    #[arg(long, default_value_t = 50)]
+    pub requests_per_session: u32,
+    /// Requests per client IP address in one window.
+    #[arg(long, default_value_t = 100)]
+    pub requests_per_ip: u32,
+    /// Requests to the service from everyone in one window.
+    #[arg(long, default_value_t = 1000)]
+    pub requests_per_service: u32,
+    /// Length of the rate limiter's fixed window, in seconds.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub rate_window: f64,
+    /// Send Retry-After with a 429 (the appliance documents none).
     #[arg(long)]
-    pub rate: Option<f64>,
+    pub retry_after: bool,
+    /// Ban a key that is refused this many times in one window (with --ban-windows).
+    #[arg(long, requires = "ban_windows")]
+    pub ban_after: Option<u32>,
+    /// Windows a ban lasts.
+    #[arg(long, requires = "ban_after")]
+    pub ban_windows: Option<u32>,
+    /// Serve every request: no rate limiter at all.
+    #[arg(long, conflicts_with_all = ["retry_after", "ban_after"])]
+    pub no_rate_limit: bool,
+    /// VMs one configure call may carry.
+    #[arg(long, default_value_t = 20)]
+    pub max_configure_specs: usize,
     /// Fraction of API calls answered with a random 500 or 503.
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
@@ -53,15 +81,32 @@ impl SimulateArgs {
             "--fail-rate must be between 0 and 1"
         );
         anyhow::ensure!(
-            self.task_seconds >= 0.0,
+            self.task_seconds.is_finite() && self.task_seconds >= 0.0,
             "--task-seconds must not be negative"
         );
+        anyhow::ensure!(
+            self.rate_window.is_finite() && (0.1..=3600.0).contains(&self.rate_window),
+            "--rate-window must be between 0.1 and 3600 seconds"
+        );
+        let limits = RateLimits {
+            per_ip: self.requests_per_ip,
+            per_service: self.requests_per_service,
+            per_session: self.requests_per_session,
+            window: Duration::from_secs_f64(self.rate_window),
+            retry_after: self.retry_after,
+            ban: self
+                .ban_after
+                .zip(self.ban_windows)
+                .map(|(after, windows)| Ban { after, windows }),
+            offset: Duration::ZERO,
+        };
         Ok(SimConfig {
             vms: self.vms,
             seed: self.seed,
             task_seconds: self.task_seconds,
             latency_ms: self.latency_ms,
-            rate: self.rate,
+            limits: (!self.no_rate_limit).then_some(limits),
+            max_configure_specs: self.max_configure_specs,
             fail_rate: self.fail_rate,
             session_ttl: self.session_ttl.map(Duration::from_secs),
             user: self.user.clone(),
@@ -90,6 +135,17 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<u8> {
         inv.remote_vc.name,
         inv.vms.len()
     );
+    match &sim.state().config().limits {
+        Some(l) => println!(
+            "  limits     {} requests per session, {} per client IP, {} for the service, per {} s window{}",
+            l.per_session,
+            l.per_ip,
+            l.per_service,
+            l.window.as_secs_f64(),
+            if l.retry_after { " (429 with Retry-After)" } else { " (429 without Retry-After)" }
+        ),
+        None => println!("  limits     none (--no-rate-limit)"),
+    }
     println!("  stats      {}/__sim/stats", sim.url());
     println!(
         "\nvrbulk.toml to use it:\n\n[source]\nurl = \"{}\"\nuser = \"{}\"",
@@ -98,6 +154,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<u8> {
     );
     if let Some(t) = sim.thumbprint() {
         println!("thumbprint = \"{t}\"");
+    }
+    // A client keeps to the appliance's defaults unless told the limiter differs.
+    let limits = sim.limits();
+    if limits != crate::vr::Limits::APPLIANCE {
+        println!(
+            "requests_per_minute = {}\nrequests_per_minute_per_ip = {}\nrate_window_seconds = {}",
+            limits.per_session,
+            limits.per_ip,
+            limits.window.as_secs_f64()
+        );
     }
     println!(
         "\nand: export VRBULK_PASSWORD='{}'\n\nCtrl-C stops it.",

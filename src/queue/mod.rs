@@ -503,8 +503,11 @@ impl Queue {
             if step == Step::Submit.as_str() {
                 tx.execute("UPDATE jobs SET in_doubt = 1 WHERE id = ?", [id])?;
             }
+            // From `submit` on, the configure may have reached the server: out of attempts or
+            // not, only the server's truth may end such a job.
+            let past_submit = Step::parse(step).is_some_and(|s| s >= Step::Submit);
             let message = "lease expired: the worker holding this job stopped";
-            let (to, change) = if attempt >= max_attempts {
+            let (to, change) = if attempt >= max_attempts && !past_submit {
                 (
                     JobState::Failed,
                     Change {
@@ -656,6 +659,30 @@ impl Queue {
             self.fail(lease, &reason, http_status)?;
             return Ok(JobState::Failed);
         }
+        self.finish_running(
+            lease,
+            JobState::Retryable,
+            Change {
+                message: Some(error),
+                last_error: Some(error),
+                http_status,
+                scheduled_at: Some(at),
+                ..Change::default()
+            },
+        )?;
+        Ok(JobState::Retryable)
+    }
+
+    /// A job whose configure may have reached the server, and whose truth could not be read:
+    /// tried again at `at` whatever its attempts, since failing it could report a configured VM
+    /// as failed. Only the server's own word ends it.
+    pub fn defer(
+        &mut self,
+        lease: &Lease,
+        at: i64,
+        error: &str,
+        http_status: Option<u16>,
+    ) -> Result<JobState> {
         self.finish_running(
             lease,
             JobState::Retryable,

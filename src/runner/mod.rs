@@ -1,28 +1,34 @@
 //! `vrbulk run`: claims the jobs of a batch and drives them, many at a time, through
 //! `resolve_vm` → `resolve_target` → `submit` → `await_task` → `verify`.
 //!
-//! The appliance is the bottleneck, so the runner works in groups: discovery once per pairing,
-//! VM lookups with many `filter=` values per call, up to G specs per configure call, one task
-//! poll for all outstanding tasks. Every request goes through the client's shared token bucket
-//! and in-flight cap. Each step's result is saved before the next starts; a submit is written
-//! ahead as "in doubt" and reconciled with the server before anything is sent again, so a VM is
-//! never configured twice, whatever kills the process.
+//! The appliance is the bottleneck (50 requests a minute by default), so the runner works in
+//! groups: discovery once per pairing, VM lookups with many `filter=` values per call (or one
+//! listing of the whole inventory when that is cheaper), up to 20 specs per configure call, one
+//! task poll for all outstanding tasks, timed by [`pacing`]. Every request goes through the
+//! appliance's budget and the client's in-flight cap. Each step's result is saved before the next
+//! starts; a submit is written ahead as "in doubt" and reconciled with the server before anything
+//! is sent again, so a VM is never configured twice, whatever kills the process. Once a configure
+//! may have reached the server, only the server's own word (a failed task, a replication in
+//! error) fails the job: a read that fails leaves it in doubt for a later attempt.
 
+mod pacing;
 mod phases;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::queue::{BatchId, Checkpoint, Job, JobId, JobState, Lease, Queue, QueueError, Step};
 use crate::vr::model::{ConfigureReplicationSpec, Pairing};
 use crate::vr::{
-    ApiError, Client, ClientMetrics, ClientSettings, ErrorClass, Politeness, RetryPolicy,
+    ApiError, BudgetStats, Client, ClientMetrics, ClientSettings, ErrorClass, Politeness,
+    RetryPolicy,
 };
-use crate::workflow::Discovery;
+use crate::workflow::{Discovery, DiscoveryError};
 
 /// The knobs of one run (flags and `[run]` of vrbulk.toml).
 #[derive(Debug, Clone)]
@@ -30,20 +36,18 @@ pub struct RunOptions {
     pub batch: Option<BatchId>,
     /// Requests in flight at most.
     pub workers: usize,
-    /// Requests per second to the appliance, shared by everything this run sends.
-    pub rate: f64,
-    pub burst: u32,
     /// Overrides the batch's attempts per job.
     pub max_attempts: Option<u32>,
     /// Unix ms after which no new job is claimed (the end of the change window).
     pub until: Option<i64>,
     /// VM names or ids per lookup call.
     pub lookup_group: usize,
-    /// Specs per configure call.
+    /// Specs per configure call (the appliance takes at most 20).
     pub submit_group: usize,
+    /// The shortest gap between two task polls.
     pub poll_interval: Duration,
     pub lease: Duration,
-    /// Jobs held at once.
+    /// Jobs held at once (the appliance holds at most 2000 replications).
     pub window: usize,
     /// Quick retries inside one request.
     pub request_retries: u32,
@@ -57,15 +61,13 @@ impl Default for RunOptions {
         RunOptions {
             batch: None,
             workers: 8,
-            rate: 20.0,
-            burst: 10,
             max_attempts: None,
             until: None,
             lookup_group: 50,
             submit_group: 20,
             poll_interval: Duration::from_secs(2),
             lease: Duration::from_secs(60),
-            window: 1000,
+            window: 2000,
             request_retries: 4,
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(300),
@@ -90,6 +92,8 @@ pub struct RunOutcome {
     pub ending: Ending,
     pub counts: BTreeMap<JobState, u64>,
     pub metrics: ClientMetrics,
+    /// What the appliance's budget did during this run: requests paced, refused (429).
+    pub budget: BudgetStats,
     pub elapsed: Duration,
 }
 
@@ -109,14 +113,17 @@ pub enum RunError {
     #[error(transparent)]
     Queue(#[from] QueueError),
 
-    #[error("logging in: {0}")]
+    #[error("logging in")]
     Login(#[source] ApiError),
 
-    #[error("listing the pairings: {0}")]
+    #[error("listing the pairings")]
     Pairings(#[source] ApiError),
 
     #[error("the job queue holds no batch: import one first (vrbulk import FILE.csv)")]
     NoBatch,
+
+    #[error("a job queue operation stopped unexpectedly")]
+    Worker(#[source] tokio::task::JoinError),
 }
 
 /// A job this run holds, with what it has learnt so far.
@@ -128,6 +135,11 @@ struct Active {
     checkpoint: Checkpoint,
     in_doubt: bool,
     spec: Option<ConfigureReplicationSpec>,
+    /// When this run submitted the job's task, or took over the job with its task.
+    submitted: Option<Instant>,
+    /// The task's progress as the last two polls saw it.
+    progress: Option<(Instant, i32)>,
+    previous_progress: Option<(Instant, i32)>,
     poll_failures: u32,
     verify_tries: u32,
 }
@@ -136,21 +148,47 @@ impl Active {
     fn pairing_key(&self) -> Option<String> {
         self.job.spec.pairing.clone()
     }
+
+    /// Whether a configure call may have reached the server: from here on, only the server's own
+    /// word (a failed task, a replication in error) may fail the job.
+    fn past_submit(&self) -> bool {
+        self.in_doubt || self.step >= Step::AwaitTask
+    }
 }
 
-type Shared = Arc<Mutex<Queue>>;
+/// The queue, used from the runner's async code: every call runs on the blocking pool, so a slow
+/// disk or a busy lock never stalls the requests in flight.
+#[derive(Clone)]
+struct Db(Arc<Mutex<Queue>>);
+
+impl Db {
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Queue) -> Result<R, QueueError> + Send + 'static,
+    ) -> Result<R, RunError> {
+        let queue = self.0.clone();
+        // A poisoned lock means a panic elsewhere mid-write; SQLite rolled that transaction
+        // back, so the queue is still consistent.
+        let result = tokio::task::spawn_blocking(move || {
+            f(&mut queue.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+        .await
+        .map_err(RunError::Worker)?;
+        Ok(result?)
+    }
+}
 
 struct Runner {
-    queue: Shared,
+    db: Db,
     client: Client,
     opts: RunOptions,
     batch: BatchId,
     owner: String,
     pairings: Vec<Pairing>,
-    discoveries: HashMap<Option<String>, Result<Arc<Discovery>, String>>,
+    discoveries: HashMap<Option<String>, Result<Arc<Discovery>, Arc<DiscoveryError>>>,
     active: BTreeMap<JobId, Active>,
     stop: watch::Receiver<bool>,
-    last_poll: Option<Instant>,
+    pacer: pacing::Pacer,
     flushed: ClientMetrics,
 }
 
@@ -165,35 +203,43 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    let mut queue = queue;
-    let batch = match opts.batch {
-        Some(b) => queue.batch(b)?.id,
-        None => queue.latest_batch()?.ok_or(RunError::NoBatch)?.id,
-    };
-    if let Some(k) = opts.max_attempts {
-        queue.set_max_attempts(batch, k)?;
-    }
-    let rescued = queue.rescue()?;
-    if !rescued.is_empty() {
-        tracing::warn!(
-            batch,
-            jobs = rescued.len(),
-            "rescued jobs whose worker stopped"
-        );
-    }
+    let limits = settings.limits;
+    let politeness = Politeness::new(opts.workers, RetryPolicy::patient(opts.request_retries));
+    let client = Client::with_politeness(settings, politeness).map_err(RunError::Login)?;
+    let budget_before = client.budget().status().stats;
     let (_, host) = crate::operator::who();
     let run_id = format!("{:x}", fastrand::u64(..));
     let owner = format!("{host}:{}:{run_id}", std::process::id());
-    queue.start_run(&run_id, batch, &owner, "run")?;
+    let db = Db(Arc::new(Mutex::new(queue)));
+    let batch = {
+        let (owner, run_id, wanted, max_attempts) =
+            (owner.clone(), run_id.clone(), opts.batch, opts.max_attempts);
+        db.run(move |q| {
+            let batch = match wanted {
+                Some(b) => q.batch(b)?.id,
+                None => match q.latest_batch()? {
+                    Some(b) => b.id,
+                    None => return Ok(None),
+                },
+            };
+            if let Some(k) = max_attempts {
+                q.set_max_attempts(batch, k)?;
+            }
+            let rescued = q.rescue()?;
+            if !rescued.is_empty() {
+                tracing::warn!(
+                    batch,
+                    jobs = rescued.len(),
+                    "rescued jobs whose worker stopped"
+                );
+            }
+            q.start_run(&run_id, batch, &owner, "run")?;
+            Ok(Some(batch))
+        })
+        .await?
+        .ok_or(RunError::NoBatch)?
+    };
 
-    let politeness = Politeness::new(
-        opts.rate,
-        opts.burst,
-        opts.workers,
-        RetryPolicy::patient(opts.request_retries),
-    );
-    let client = Client::with_politeness(settings, politeness).map_err(RunError::Login)?;
-    let queue: Shared = Arc::new(Mutex::new(queue));
     let start = async {
         client.login().await.map_err(RunError::Login)?;
         client.pairings().await.map_err(RunError::Pairings)
@@ -201,19 +247,22 @@ pub async fn run(
     let pairings = match start.await {
         Ok(p) => p,
         Err(e) => {
-            lock(&queue).finish_run(&run_id, &format!("could not start: {e}"), 0)?;
+            let outcome = format!("could not start: {}", crate::vr::error::error_chain(&e));
+            let id = run_id.clone();
+            db.run(move |q| q.finish_run(&id, &outcome, 0)).await?;
             return Err(e);
         }
     };
 
     let heartbeat = {
-        let queue = queue.clone();
+        let db = db.clone();
         let (owner, lease) = (owner.clone(), opts.lease);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(lease / 3);
             loop {
                 tick.tick().await;
-                if let Err(e) = lock(&queue).heartbeat(&owner, lease) {
+                let owner = owner.clone();
+                if let Err(e) = db.run(move |q| q.heartbeat(&owner, lease)).await {
                     tracing::warn!(error = %e, "lease heartbeat failed");
                 }
             }
@@ -221,8 +270,9 @@ pub async fn run(
     };
 
     let mut runner = Runner {
-        queue: queue.clone(),
+        db: db.clone(),
         client,
+        pacer: pacing::Pacer::new(opts.poll_interval, limits),
         opts,
         batch,
         owner,
@@ -230,7 +280,6 @@ pub async fn run(
         discoveries: HashMap::new(),
         active: BTreeMap::new(),
         stop,
-        last_poll: None,
         flushed: ClientMetrics::default(),
     };
     // Every log line of the run carries its batch.
@@ -243,34 +292,46 @@ pub async fn run(
     let ending = match ending {
         Ok(e) => e,
         Err(e) => {
-            runner.release_all("run stopped by an error");
-            lock(&queue)
-                .finish_run(&run_id, &format!("error: {e}"), 0)
-                .ok();
+            runner.release_all("run stopped by an error").await;
+            let (id, outcome) = (run_id.clone(), format!("error: {e}"));
+            db.run(move |q| q.finish_run(&id, &outcome, 0)).await.ok();
             return Err(e);
         }
     };
     if ending == Ending::Interrupted {
-        runner.release_all("interrupted (Ctrl-C): given back for the next run");
+        runner
+            .release_all("interrupted (Ctrl-C): given back for the next run")
+            .await;
     }
-    runner.flush_usage();
-    runner.client.logout().await.ok();
+    runner.flush_usage().await;
+    // Only with a free slot: a logout must not keep the run waiting for the next window, and
+    // the appliance ends an idle session by itself.
+    if runner.client.budget().free_now() > 0 {
+        runner.client.logout().await.ok();
+    }
     let metrics = runner.client.metrics();
-    let mut q = lock(&queue);
-    q.finish_run(
-        &run_id,
-        match ending {
-            Ending::Done => "done",
-            Ending::WindowClosed => "window closed",
-            Ending::Interrupted => "interrupted",
-        },
-        metrics.relogins,
-    )?;
+    let budget = runner.client.budget().status().stats.since(&budget_before);
+    let relogins = metrics.relogins;
+    let counts = db
+        .run(move |q| {
+            q.finish_run(
+                &run_id,
+                match ending {
+                    Ending::Done => "done",
+                    Ending::WindowClosed => "window closed",
+                    Ending::Interrupted => "interrupted",
+                },
+                relogins,
+            )?;
+            q.counts(batch)
+        })
+        .await?;
     Ok(RunOutcome {
         batch,
         ending,
-        counts: q.counts(batch)?,
+        counts,
         metrics,
+        budget,
         elapsed: started.elapsed(),
     })
 }
@@ -281,16 +342,15 @@ impl Runner {
             if self.stopping() {
                 return Ok(Ending::Interrupted);
             }
-            let now = self.now();
+            let now = now_ms();
             let closed = self.opts.until.is_some_and(|u| now >= u);
             if !closed && self.active.len() < self.opts.window {
                 let want = self.opts.window - self.active.len();
-                let claimed = lock(&self.queue).claim(
-                    Some(self.batch),
-                    want,
-                    &self.owner,
-                    self.opts.lease,
-                )?;
+                let (batch, owner, lease) = (self.batch, self.owner.clone(), self.opts.lease);
+                let claimed = self
+                    .db
+                    .run(move |q| q.claim(Some(batch), want, &owner, lease))
+                    .await?;
                 for job in claimed {
                     self.hold(job);
                 }
@@ -299,14 +359,14 @@ impl Runner {
                 if closed {
                     return Ok(Ending::WindowClosed);
                 }
-                let (due, elsewhere) = {
-                    let mut q = lock(&self.queue);
-                    q.rescue()?;
-                    (
-                        q.next_due(self.batch)?,
-                        q.held_elsewhere(self.batch, &self.owner)?,
-                    )
-                };
+                let (batch, owner) = (self.batch, self.owner.clone());
+                let (due, elsewhere) = self
+                    .db
+                    .run(move |q| {
+                        q.rescue()?;
+                        Ok((q.next_due(batch)?, q.held_elsewhere(batch, &owner)?))
+                    })
+                    .await?;
                 let wake = match (due, elsewhere) {
                     (None, None) => return Ok(Ending::Done),
                     (Some(d), None) => d,
@@ -339,20 +399,16 @@ impl Runner {
                 self.submit().await?;
             }
             if !self.stopping() {
-                self.poll_tasks().await?;
+                self.follow().await?;
             }
-            if !self.stopping() {
-                self.verify().await?;
-            }
-            self.flush_usage();
+            self.flush_usage().await;
             if self.progress_marker() == before {
-                let next_poll = self
-                    .last_poll
-                    .map(|t| {
-                        (t + self.opts.poll_interval).saturating_duration_since(Instant::now())
-                    })
-                    .unwrap_or(self.opts.poll_interval);
-                self.sleep(next_poll.clamp(Duration::from_millis(10), Duration::from_secs(1)))
+                let until_round = self
+                    .pacer
+                    .next()
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_secs(1));
+                self.sleep(until_round.clamp(Duration::from_millis(10), Duration::from_secs(1)))
                     .await;
             }
         }
@@ -361,6 +417,11 @@ impl Runner {
     fn hold(&mut self, job: Job) {
         let Some(lease) = job.lease() else { return };
         tracing::info!(job = job.id, vm = job.vm_label(), step = %job.step, attempt = job.attempt, "claimed");
+        // A job taken over with its task in flight is followed like one just submitted.
+        let submitted = (job.step == Step::AwaitTask).then(Instant::now);
+        if let Some(at) = submitted {
+            self.pacer.submitted(at);
+        }
         self.active.insert(
             job.id,
             Active {
@@ -369,6 +430,9 @@ impl Runner {
                 checkpoint: job.checkpoint.clone(),
                 in_doubt: job.in_doubt,
                 spec: None,
+                submitted,
+                progress: None,
+                previous_progress: None,
                 poll_failures: 0,
                 verify_tries: 0,
                 job,
@@ -404,39 +468,37 @@ impl Runner {
         }
     }
 
-    fn now(&self) -> i64 {
-        lock(&self.queue).now()
-    }
-
-    fn release_all(&mut self, why: &str) {
-        let mut q = lock(&self.queue);
-        for a in std::mem::take(&mut self.active).into_values() {
-            if let Err(e) = q.release(&a.lease, why) {
-                tracing::warn!(job = a.job.id, error = %e, "could not release the job");
-            }
+    async fn release_all(&mut self, why: &'static str) {
+        let leases: Vec<Lease> = std::mem::take(&mut self.active)
+            .into_values()
+            .map(|a| a.lease)
+            .collect();
+        let released = self
+            .db
+            .run(move |q| {
+                for lease in &leases {
+                    if let Err(e) = q.release(lease, why) {
+                        tracing::warn!(job = lease.job, error = %e, "could not release the job");
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "could not release the jobs");
         }
     }
 
     /// Adds what the client spent since the last flush to the batch's tally.
-    fn flush_usage(&mut self) {
+    async fn flush_usage(&mut self) {
         let now = self.client.metrics();
-        let delta: BTreeMap<String, crate::vr::OpUsage> = now
-            .ops
-            .iter()
-            .map(|(op, u)| {
-                let before = self.flushed.ops.get(op).copied().unwrap_or_default();
-                (
-                    op.clone(),
-                    crate::vr::OpUsage {
-                        calls: u.calls - before.calls,
-                        throttled: u.throttled - before.throttled,
-                        server_errors: u.server_errors - before.server_errors,
-                        retries: u.retries - before.retries,
-                    },
-                )
-            })
-            .collect();
-        match lock(&self.queue).add_api_usage(self.batch, &delta) {
+        let delta = now.since(&self.flushed);
+        let batch = self.batch;
+        match self
+            .db
+            .run(move |q| q.add_api_usage(batch, &delta.ops))
+            .await
+        {
             Ok(()) => self.flushed = now,
             Err(e) => tracing::warn!(error = %e, "could not record API usage"),
         }
@@ -444,98 +506,143 @@ impl Runner {
 
     // ---- ending a job -------------------------------------------------------------------
 
-    fn succeed(
+    async fn succeed(&mut self, id: JobId, replication_id: String) -> Result<(), RunError> {
+        let Some(a) = self.active.remove(&id) else {
+            return Ok(());
+        };
+        let message = format!("replication {replication_id} configured");
+        tracing::info!(job = id, vm = a.job.vm_label(), replication = %replication_id, "{message}");
+        let save = a.save();
+        self.db
+            .run(move |q| {
+                q.save_all(&[save])?;
+                q.succeed(&a.lease, Some(&replication_id), &message)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn skip(
         &mut self,
         id: JobId,
-        replication_id: Option<&str>,
-        message: &str,
+        reason: String,
+        replication_id: Option<String>,
     ) -> Result<(), RunError> {
-        if let Some(a) = self.active.remove(&id) {
-            tracing::info!(
-                job = id,
-                vm = a.job.vm_label(),
-                replication = replication_id,
-                "{message}"
-            );
-            self.save(&a)?;
-            lock(&self.queue).succeed(&a.lease, replication_id, message)?;
-        }
+        let Some(a) = self.active.remove(&id) else {
+            return Ok(());
+        };
+        tracing::info!(job = id, vm = a.job.vm_label(), "skipped: {reason}");
+        let save = a.save();
+        self.db
+            .run(move |q| {
+                q.save_all(&[save])?;
+                q.skip(&a.lease, &reason, replication_id.as_deref())
+            })
+            .await?;
         Ok(())
     }
 
-    fn skip(
+    /// Fails a job in the server's words. Only for what the server said of this VM, or for
+    /// what was found before anything was sent.
+    async fn fail(
         &mut self,
         id: JobId,
-        reason: &str,
-        replication_id: Option<&str>,
+        reason: String,
+        status: Option<u16>,
     ) -> Result<(), RunError> {
-        if let Some(a) = self.active.remove(&id) {
-            tracing::info!(job = id, vm = a.job.vm_label(), "skipped: {reason}");
-            self.save(&a)?;
-            lock(&self.queue).skip(&a.lease, reason, replication_id)?;
-        }
+        let Some(a) = self.active.remove(&id) else {
+            return Ok(());
+        };
+        tracing::info!(job = id, vm = a.job.vm_label(), step = %a.step, "failed: {reason}");
+        let save = a.save();
+        self.db
+            .run(move |q| {
+                q.save_all(&[save])?;
+                q.fail(&a.lease, &reason, status)
+            })
+            .await?;
         Ok(())
     }
 
-    fn fail(&mut self, id: JobId, reason: &str, status: Option<u16>) -> Result<(), RunError> {
-        if let Some(a) = self.active.remove(&id) {
-            tracing::info!(job = id, vm = a.job.vm_label(), step = %a.step, "failed: {reason}");
-            self.save(&a)?;
-            lock(&self.queue).fail(&a.lease, reason, status)?;
-        }
-        Ok(())
-    }
-
-    /// A failure worth another attempt later: permanent ones fail the job at once.
-    fn setback(&mut self, id: JobId, error: &ApiError) -> Result<(), RunError> {
-        if !error.class().is_retryable() && error.class() != ErrorClass::Session {
-            return self.fail(id, &error.to_string(), error.status());
+    /// A failure worth another attempt later. Permanent ones fail the job at once, unless its
+    /// configure may have reached the server: then nothing but the server's word fails it, and
+    /// it comes back (in doubt, or at its step) however often reading the truth fails.
+    async fn setback(&mut self, id: JobId, error: &ApiError) -> Result<(), RunError> {
+        let Some(past_submit) = self.active.get(&id).map(Active::past_submit) else {
+            return Ok(());
+        };
+        let class = error.class();
+        let retryable = class.is_retryable() || class == ErrorClass::Session;
+        if !retryable && !past_submit {
+            return self
+                .fail(id, crate::vr::error::error_chain(error), error.status())
+                .await;
         }
         let Some(a) = self.active.remove(&id) else {
             return Ok(());
         };
-        self.save(&a)?;
-        let exp = self
-            .opts
-            .retry_base
-            .saturating_mul(2u32.saturating_pow(a.lease.attempt.saturating_sub(1)))
-            .min(self.opts.retry_cap);
-        let wait = error.retry_after().unwrap_or(exp.mul_f64(fastrand::f64()));
-        let at = self.now() + wait.as_millis() as i64;
-        let message = error.to_string();
-        let state = lock(&self.queue).retry_later(&a.lease, at, &message, error.status())?;
-        tracing::info!(job = id, vm = a.job.vm_label(), step = %a.step, next = ?state, "{message}");
-        Ok(())
-    }
-
-    /// Writes a held job's step and checkpoint (with its in-doubt mark).
-    fn save(&self, a: &Active) -> Result<(), RunError> {
-        self.save_many([a])
-    }
-
-    fn save_many<'a>(&self, jobs: impl IntoIterator<Item = &'a Active>) -> Result<(), RunError> {
-        let saves: Vec<_> = jobs
-            .into_iter()
-            .map(|a| crate::queue::Save {
-                lease: a.lease.clone(),
-                step: a.step,
-                checkpoint: a.checkpoint.clone(),
-                in_doubt: Some(a.in_doubt),
+        let wait = crate::vr::client::full_jitter(
+            self.opts.retry_base,
+            self.opts.retry_cap,
+            a.lease.attempt.saturating_sub(1),
+        );
+        let wait = error.retry_after().unwrap_or(wait);
+        let at = now_ms() + wait.as_millis() as i64;
+        let message = crate::vr::error::error_chain(error);
+        let status = error.status();
+        // Throttling waited out for so long is still the appliance's pace, not the job's fault.
+        let may_fail = !past_submit && class != ErrorClass::Throttled;
+        let save = a.save();
+        let (vm, step) = (a.job.vm_label().to_string(), a.step);
+        let logged = message.clone();
+        let state = self
+            .db
+            .run(move |q| {
+                q.save_all(&[save])?;
+                if may_fail {
+                    q.retry_later(&a.lease, at, &message, status)
+                } else {
+                    q.defer(&a.lease, at, &message, status)
+                }
             })
-            .collect();
-        lock(&self.queue).save_all(&saves)?;
+            .await?;
+        tracing::info!(job = id, vm, step = %step, next = ?state, "{logged}");
         Ok(())
     }
+
+    /// Writes the step and checkpoint (with the in-doubt mark) of these held jobs, in one
+    /// transaction.
+    async fn save_many(&self, ids: &[JobId]) -> Result<(), RunError> {
+        let saves: Vec<_> = ids
+            .iter()
+            .filter_map(|id| self.active.get(id))
+            .map(Active::save)
+            .collect();
+        if !saves.is_empty() {
+            self.db.run(move |q| q.save_all(&saves)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Active {
+    fn save(&self) -> crate::queue::Save {
+        crate::queue::Save {
+            lease: self.lease.clone(),
+            step: self.step,
+            checkpoint: self.checkpoint.clone(),
+            in_doubt: Some(self.in_doubt),
+        }
+    }
+}
+
+/// Unix milliseconds, as the queue keeps time.
+fn now_ms() -> i64 {
+    crate::queue::system_clock()()
 }
 
 /// Resolves once Ctrl-C (or the caller) asked the run to stop.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     // The guard `wait_for` returns must not live across an await: it is not Send.
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
-}
-
-// A poisoned lock means a panic elsewhere mid-write; SQLite rolled that transaction back, so
-// the queue is still consistent.
-fn lock(q: &Shared) -> std::sync::MutexGuard<'_, Queue> {
-    q.lock().unwrap_or_else(|p| p.into_inner())
 }

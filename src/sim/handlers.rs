@@ -213,7 +213,12 @@ async fn gate(State(state): State<SimState>, mut req: Request, next: Next) -> Re
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        match state.admit(op, header.as_deref()).await {
+        // In-process tests call the router without a socket: one "address" for them all.
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "in-process".to_string(), |c| c.0.ip().to_string());
+        match state.admit(op, &ip, header.as_deref()).await {
             Err(e) => e.into_response(),
             Ok(session) => {
                 let ctx = ReqCtx {
@@ -740,6 +745,16 @@ async fn configure_replications(
     }
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("body: not valid JSON: {e}")))?;
+    let max = state.config().max_configure_specs;
+    if body.as_array().is_some_and(|specs| specs.len() > max) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VR_OPERATION_LIMIT_EXCEEDED",
+            format!(
+                "Cannot configure replication for more than {max} virtual machines in one operation"
+            ),
+        ));
+    }
     let specs = match validate::configure_body(&body, &w) {
         Ok(specs) => specs,
         Err(rej) => {
@@ -775,6 +790,15 @@ async fn configure_replications(
             "INTERNAL_SERVER_ERROR",
             "simulated failure after the configure tasks were created",
         ));
+    }
+    if w.garble_after_commit > 0 {
+        w.garble_after_commit -= 1;
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"list\": [{\"id\": ",
+        )
+            .into_response());
     }
     let n = tasks.len() as i64;
     let meta = MetadataList {

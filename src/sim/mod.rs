@@ -4,9 +4,11 @@
 //! `/api/rest/vr/v2` and `/api/rest/vr/v1`: sessions and remote-site logins, pairings, VRMS and VR
 //! servers, a deterministic source inventory (VMs with disks, including a few awkward ones), target
 //! datastores and storage policies, configure with server-side validation, tasks that progress with
-//! time, and the replications they create. Knobs inject latency, throttling (429), random and
+//! time, and the replications they create. It enforces the appliance's limits at their defaults
+//! unless told otherwise (DESIGN.md, "The appliance's limits"): the DR REST API rate limiter
+//! ([`limiter`]) and at most 20 VMs in one configure call. Knobs inject latency, random and
 //! scheduled failures and session expiry; `GET /__sim/stats` and [`Simulator::stats`] count what a
-//! client did, above all whether it ever configured a VM twice.
+//! client did, above all whether it ever configured a VM twice or went over a quota.
 //!
 //! Behaviour where the spec is silent (each chosen to be what a VRMS does, or the stricter
 //! reading, so that a client that passes here also passes there):
@@ -29,8 +31,12 @@
 //! - Configure bodies are checked strictly: unknown fields, `null` in non-nullable fields, an
 //!   empty array, a missing `Content-Type: application/json`, and every disk of the VM not being
 //!   listed are all 400. All errors found are joined into `message`; `error_code` is the first's.
-//! - Injected failures (`fail_next`, `fail_rate`) and 429s come before the session check, so
-//!   they apply to any API call but `POST /session` (which is still rate limited).
+//! - The rate limiter and injected failures (`fail_next`, `fail_rate`) come before the session
+//!   check; injected failures apply to any API call but `POST /session` (which is still rate
+//!   limited).
+//! - A configure body of more than 20 specs is refused whole with 400
+//!   `VR_OPERATION_LIMIT_EXCEEDED`, in the words of the operational limits ("at most 20 VMs in
+//!   one configure operation").
 //!
 //! Neighbours: `vr::model` provides the response shapes only; request bodies are validated in
 //! `validate` from the spec on raw JSON, so that the simulator catches client bugs instead of
@@ -39,6 +45,7 @@
 mod error;
 mod handlers;
 mod inventory;
+pub mod limiter;
 mod listing;
 mod state;
 mod stats;
@@ -57,12 +64,14 @@ pub use inventory::{
     Inventory, SimVm, Site, VmKind, FULL_DATASTORE, NVME_VM, POWERED_OFF_VM, REPLICATED_VM,
     TEMPLATE_VM, UNUSUAL_NAME_VM, VM_HOME_DEVICE_KEY,
 };
+pub use limiter::{Ban, LimiterStats, RateLimits};
 pub use listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use state::{SimState, DEFAULT_RECENT_TASK_WINDOW};
 pub use stats::SimStats;
 pub use tls::thumbprint;
 
-/// How the simulator behaves; `Default` is a healthy, fast, HTTPS appliance with 40 VMs.
+/// How the simulator behaves; `Default` is a healthy HTTPS appliance with 40 VMs and the
+/// appliance's limits; [`SimConfig::fast`] keeps those limits' proportions over 2 s windows.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Source VMs in total, the five special ones included.
@@ -74,9 +83,10 @@ pub struct SimConfig {
     pub task_seconds: f64,
     /// Added to every API request.
     pub latency_ms: u64,
-    /// Requests per second over all API calls (burst `max(1, rate)`); excess gets 429 with
-    /// `Retry-After`.
-    pub rate: Option<f64>,
+    /// The DR REST API rate limiter; `None` admits everything.
+    pub limits: Option<RateLimits>,
+    /// Specs one configure call may carry.
+    pub max_configure_specs: usize,
     /// Fraction of API calls (not `POST /session`, not `/__sim`) answered 500 or 503 at random
     /// (seeded), before any effect.
     pub fail_rate: f64,
@@ -96,13 +106,41 @@ impl Default for SimConfig {
             seed: 1,
             task_seconds: 2.0,
             latency_ms: 0,
-            rate: None,
+            limits: Some(RateLimits::APPLIANCE),
+            max_configure_specs: 20,
             fail_rate: 0.0,
             session_ttl: None,
             user: "administrator@vsphere.local".into(),
             password: "VMware1!".into(),
             tls: true,
         }
+    }
+}
+
+/// The window tests use: the appliance's quotas, thirty times as fast.
+pub const FAST_WINDOW: Duration = Duration::from_secs(2);
+
+impl SimConfig {
+    /// The appliance's limits over [`FAST_WINDOW`] and tasks of 0.3 s: for tests.
+    pub fn fast() -> SimConfig {
+        SimConfig {
+            task_seconds: 0.3,
+            limits: Some(RateLimits::scaled(FAST_WINDOW)),
+            ..SimConfig::default()
+        }
+    }
+
+    /// What a client must keep to against this simulator; a generous budget when it has no
+    /// limiter.
+    pub fn client_limits(&self) -> crate::vr::Limits {
+        self.limits.map_or(
+            crate::vr::Limits {
+                per_session: 100_000,
+                per_ip: 100_000,
+                window: Duration::from_secs(1),
+            },
+            |l| l.client_limits(),
+        )
     }
 }
 
@@ -146,7 +184,7 @@ impl Simulator {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = SimState::new(cfg);
-        let app = router(state.clone()).into_make_service();
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
         let (task, thumbprint, certificate_pem) = match tls {
             Some(id) => {
@@ -217,6 +255,11 @@ impl Simulator {
         self.state.stats()
     }
 
+    /// What a client must keep to against this simulator.
+    pub fn limits(&self) -> crate::vr::Limits {
+        self.state.config().client_limits()
+    }
+
     /// The next `n` API calls (not `/__sim`, not `POST /session`) answer `status` with a
     /// `ResponseError`, before any effect.
     pub fn fail_next(&self, n: usize, status: u16) {
@@ -226,6 +269,12 @@ impl Simulator {
     /// The next `n` `POST /replications` create their tasks, then answer 500 anyway.
     pub fn fail_next_configure_after_commit(&self, n: usize) {
         self.state.fail_next_configure_after_commit(n);
+    }
+
+    /// The next `n` `POST /replications` create their tasks, then answer 202 with a body that
+    /// is not the spec's list of tasks (a proxy's page, a truncated answer).
+    pub fn garble_next_configure_answer(&self, n: usize) {
+        self.state.garble_next_configure_answer(n);
     }
 
     /// Forgets every session: the next call with any old id gets 401.

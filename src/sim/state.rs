@@ -3,23 +3,20 @@
 //! computed from elapsed time whenever they are read, so no background timer is needed.
 
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::http::StatusCode;
-use base64::Engine as _;
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-
 use super::error::ApiError;
 use super::inventory::{uuid, Inventory};
+use super::limiter::Limiter;
 use super::stats::SimStats;
 use super::SimConfig;
 use crate::vr::model::{
     CompoundReplicationStatus, ConfigurationState, ReplicationInfo, ReplicationStatus, Task,
     TaskError, TaskStatus,
 };
+use axum::http::StatusCode;
+use base64::Engine as _;
 
 /// How long `GET /tasks` keeps showing a task, unless a test shrinks it.
 pub const DEFAULT_RECENT_TASK_WINDOW: Duration = Duration::from_secs(600);
@@ -32,7 +29,6 @@ pub struct SimState {
 
 struct Shared {
     cfg: SimConfig,
-    limiter: Option<DefaultDirectRateLimiter>,
     world: Mutex<World>,
 }
 
@@ -80,23 +76,18 @@ pub(crate) struct World {
     pub stats: SimStats,
     pub fail_next: VecDeque<StatusCode>,
     pub fail_after_commit: usize,
+    pub garble_after_commit: usize,
+    limiter: Option<Limiter>,
     pub rng: fastrand::Rng,
     pub recent_window: Duration,
     pub task_seconds: f64,
 }
 
 impl SimState {
-    /// Builds the inventory from `cfg.vms` and `cfg.seed`, and the rate limiter from `cfg.rate`.
+    /// Builds the inventory from `cfg.vms` and `cfg.seed`, and the rate limiter from
+    /// `cfg.limits`.
     pub fn new(cfg: SimConfig) -> SimState {
         let inv = Inventory::generate(cfg.vms, cfg.seed);
-        let limiter = cfg.rate.and_then(|rate| {
-            if !(rate.is_finite() && rate > 0.0) {
-                return None;
-            }
-            let burst = NonZeroU32::new((rate as u32).max(1))?;
-            let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))?;
-            Some(RateLimiter::direct(quota.allow_burst(burst)))
-        });
         let world = World {
             inv,
             sessions: HashMap::new(),
@@ -106,6 +97,8 @@ impl SimState {
             stats: SimStats::default(),
             fail_next: VecDeque::new(),
             fail_after_commit: 0,
+            garble_after_commit: 0,
+            limiter: cfg.limits.map(Limiter::new),
             // Distinct from the inventory's stream so that adding a VM does not shift ids
             // handed out at run time, and vice versa.
             rng: fastrand::Rng::with_seed(cfg.seed ^ 0x5EED_0F5E_5510_7500),
@@ -115,7 +108,6 @@ impl SimState {
         SimState {
             inner: Arc::new(Shared {
                 cfg,
-                limiter,
                 world: Mutex::new(world),
             }),
         }
@@ -143,7 +135,12 @@ impl SimState {
     }
 
     pub fn stats(&self) -> SimStats {
-        self.world().stats.clone()
+        let w = self.world();
+        let mut stats = w.stats.clone();
+        if let Some(l) = &w.limiter {
+            stats.limiter = l.stats.clone();
+        }
+        stats
     }
 
     /// The next `n` API calls (not `/__sim`, not `POST /session`) answer `status`.
@@ -158,6 +155,12 @@ impl SimState {
         self.world().fail_after_commit += n;
     }
 
+    /// The next `n` configure calls create their tasks, then answer 202 with a body that does
+    /// not decode as the spec's task list.
+    pub fn garble_next_configure_answer(&self, n: usize) {
+        self.world().garble_after_commit += n;
+    }
+
     /// Forgets every session (and with them every remote-site login).
     pub fn expire_sessions(&self) {
         self.world().sessions.clear();
@@ -168,31 +171,20 @@ impl SimState {
         self.world().recent_window = window;
     }
 
-    /// Applies the knobs that precede every API call: latency, the rate limit, injected
-    /// failures and the session check. Returns the caller's session id (`None` for login).
+    /// Applies what precedes every API call: latency, the rate limiter, injected failures and
+    /// the session check. Returns the caller's session id (`None` for login).
     pub(crate) async fn admit(
         &self,
         op: &str,
+        ip: &str,
         session_header: Option<&str>,
     ) -> Result<Option<String>, ApiError> {
         let cfg = &self.inner.cfg;
         if cfg.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
         }
-        if let Some(limiter) = &self.inner.limiter {
-            if let Err(not_until) = limiter.check() {
-                let wait = not_until.wait_time_from(limiter.clock().now());
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TOO_MANY_REQUESTS",
-                    format!(
-                        "rate limit of {} requests/s exceeded",
-                        cfg.rate.unwrap_or_default()
-                    ),
-                )
-                .with_retry_after(secs));
-            }
+        if let Some(limiter) = &mut self.world().limiter {
+            limiter.check(tokio::time::Instant::now(), ip, session_header)?;
         }
         let is_login = op == "login";
         let mut w = self.world();

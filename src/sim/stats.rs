@@ -24,6 +24,8 @@ pub struct SimStats {
     pub configure_rejected: BTreeMap<String, u64>,
     /// VM ids with `configure_attempts > 1`: a correct client never causes this.
     pub configured_more_than_once: Vec<String>,
+    /// The rate limiter's refusals and peaks, per tier.
+    pub limiter: super::LimiterStats,
 }
 
 impl SimStats {

@@ -17,7 +17,17 @@ struct Harness {
 }
 
 impl Harness {
+    /// Without the rate limiter: these tests speak to the API itself, as fast as they like; the
+    /// limiter's tests use [`Harness::limited`].
     async fn start(cfg: SimConfig) -> Harness {
+        Harness::limited(SimConfig {
+            limits: None,
+            ..cfg
+        })
+        .await
+    }
+
+    async fn limited(cfg: SimConfig) -> Harness {
         let sim = Simulator::start(cfg).await.unwrap();
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
@@ -1007,33 +1017,101 @@ async fn fail_rate_one_fails_everything_but_login() {
 }
 
 #[tokio::test]
-async fn rate_limit_answers_429_with_retry_after() {
-    let h = Harness::plain(SimConfig {
-        rate: Some(2.0),
+async fn the_rate_limiter_answers_429_per_tier_without_retry_after() {
+    let h = Harness::limited(SimConfig {
+        tls: false,
+        limits: Some(RateLimits {
+            per_session: 3,
+            per_ip: 6,
+            ..RateLimits::APPLIANCE
+        }),
+        ..SimConfig::default()
+    })
+    .await;
+    // Login counts against the client IP only: 1 of 6.
+    let sid = h.login().await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = h.get_url(&sid, &h.api("/pairings")).await;
+        statuses.push(r.status().as_u16());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().get("retry-after").is_none());
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error_code"], "TOO_MANY_REQUESTS");
+            assert!(
+                body["message"].as_str().unwrap().contains("session"),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // A second session from the same address: the IP tier has one place left (the refused
+    // request used its place there), which the login takes.
+    let other = h.login().await;
+    let r = h.get_url(&other, &h.api("/pairings")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("client IP"),
+        "{body}"
+    );
+    let stats = h.sim.stats();
+    assert_eq!(stats.status_429, 2);
+    assert_eq!(stats.limiter.refused["session"], 1);
+    assert_eq!(stats.limiter.refused["ip"], 1);
+    assert_eq!(stats.limiter.peak_in_window["session"], 3);
+    assert_eq!(stats.limiter.peak_in_window["ip"], 6);
+}
+
+#[tokio::test]
+async fn retry_after_is_sent_when_asked_for() {
+    let h = Harness::limited(SimConfig {
+        tls: false,
+        limits: Some(RateLimits {
+            per_session: 1,
+            retry_after: true,
+            ..RateLimits::APPLIANCE
+        }),
         ..SimConfig::default()
     })
     .await;
     let sid = h.login().await;
-    let mut throttled = None;
-    for _ in 0..5 {
-        let r = h.get_url(&sid, &h.api("/pairings")).await;
-        if r.status() == StatusCode::TOO_MANY_REQUESTS {
-            throttled = Some(r);
-            break;
-        }
-    }
-    let r = throttled.expect("never throttled");
+    assert_eq!(
+        h.get_url(&sid, &h.api("/pairings")).await.status(),
+        StatusCode::OK
+    );
+    let r = h.get_url(&sid, &h.api("/pairings")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let secs: u64 = r.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert!(secs >= 1);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error_code"], "TOO_MANY_REQUESTS");
-    let stats = h.sim.stats();
-    assert_eq!(stats.status_429, 1);
-    assert_eq!(stats.status_4xx, 1);
+    assert!((1..=60).contains(&secs), "{secs}");
+}
+
+#[tokio::test]
+async fn a_configure_call_of_more_than_twenty_vms_is_refused_whole() {
+    let h = Harness::plain(SimConfig {
+        vms: 40,
+        ..SimConfig::default()
+    })
+    .await;
+    let sid = h.login().await;
+    h.remote_login(&sid).await;
+    let inv = h.inv();
+    let specs: Vec<Value> = inv
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .take(21)
+        .map(|v| spec_for(&inv, &v.vm.name, "ds-gold-01"))
+        .collect();
+    assert_eq!(specs.len(), 21);
+    let body = h.rejected(&sid, &Value::Array(specs)).await;
+    assert_eq!(body["error_code"], "VR_OPERATION_LIMIT_EXCEEDED");
+    assert!(body["message"].as_str().unwrap().contains("20"), "{body}");
+    assert!(h.sim.stats().configure_attempts.is_empty());
 }
 
 #[tokio::test]

@@ -4,8 +4,10 @@
 //! remote login per pairing for calls that touch the target site, and a single-flight re-login
 //! when the server answers 401 (an expired session takes its remote logins with it, so those are
 //! redone before the new session is published). It follows `limit`/`offset` paging and decodes
-//! with the path of the offending field. It does not retry transient failures itself: retry timing
-//! belongs to the runner, which sees the error's class.
+//! with the path of the offending field. Every request of every client of one appliance goes
+//! through that appliance's [`Budget`], and a 429 is waited out there, never handed to the caller
+//! before `max_throttled`. Reads are retried a few times on transient failures ([`RetryPolicy`]);
+//! writes never are: what happened to a write whose answer was lost is for the caller to find out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,9 +18,10 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::error::{ApiError, ErrorClass, StatusError};
+use super::budget::{Budget, Limits, Outcome};
+use super::error::{ApiError, ErrorClass, SetupError, StatusError};
 use super::model::*;
-use super::tls::{pinned_config, TlsTrust};
+use super::tls::{pinned_config, presented_thumbprint, TlsTrust};
 use crate::secret::Secret;
 
 /// Which REST API generation to speak; v1 shares v2's shapes for everything vrbulk calls.
@@ -71,6 +74,8 @@ pub struct ClientSettings {
     pub source: Credentials,
     /// The target site's user for `POST /pairings/{p}/remote-session`.
     pub target: Credentials,
+    /// The appliance's rate limiter, which the shared [`Budget`] keeps to.
+    pub limits: Limits,
 }
 
 /// `filter_property=<property>&filter=<v1>&filter=<v2>…`
@@ -100,6 +105,13 @@ impl Filter {
     }
 }
 
+/// One page of a list and the number of items the server counts in the whole list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: Option<i64>,
+}
+
 /// What one API operation (the spec's operationId) has cost the server so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct OpUsage {
@@ -120,69 +132,104 @@ pub struct ClientMetrics {
     pub relogins: u64,
 }
 
+impl OpUsage {
+    fn zip(self, other: OpUsage, f: impl Fn(u64, u64) -> u64) -> OpUsage {
+        OpUsage {
+            calls: f(self.calls, other.calls),
+            throttled: f(self.throttled, other.throttled),
+            server_errors: f(self.server_errors, other.server_errors),
+            retries: f(self.retries, other.retries),
+        }
+    }
+
+    pub fn plus(self, other: OpUsage) -> OpUsage {
+        self.zip(other, u64::saturating_add)
+    }
+
+    /// What was spent between `earlier` and this.
+    pub fn since(self, earlier: OpUsage) -> OpUsage {
+        self.zip(earlier, u64::saturating_sub)
+    }
+}
+
 impl ClientMetrics {
     pub fn total_calls(&self) -> u64 {
-        self.ops.values().map(|o| o.calls).sum()
+        self.total().calls
     }
 
     pub fn total(&self) -> OpUsage {
-        self.ops.values().fold(OpUsage::default(), |a, o| OpUsage {
-            calls: a.calls + o.calls,
-            throttled: a.throttled + o.throttled,
-            server_errors: a.server_errors + o.server_errors,
-            retries: a.retries + o.retries,
-        })
+        self.ops
+            .values()
+            .fold(OpUsage::default(), |a, o| a.plus(*o))
     }
 
     pub fn calls(&self, op: &str) -> u64 {
         self.ops.get(op).map_or(0, |o| o.calls)
     }
+
+    /// What was spent between `earlier` (a snapshot of the same client) and this.
+    pub fn since(&self, earlier: &ClientMetrics) -> ClientMetrics {
+        ClientMetrics {
+            ops: self
+                .ops
+                .iter()
+                .map(|(op, u)| {
+                    let before = earlier.ops.get(op).copied().unwrap_or_default();
+                    (op.clone(), u.since(before))
+                })
+                .collect(),
+            relogins: self.relogins.saturating_sub(earlier.relogins),
+        }
+    }
 }
 
-/// How hard this client may press the server: a token bucket shared by every request of every
-/// clone, a cap on requests in flight, and quick retries inside one request.
+/// How hard this client may press the server beyond the appliance's budget, which every client
+/// shares: a cap on requests in flight, and quick retries inside one request.
 #[derive(Clone, Default)]
 pub struct Politeness {
-    pub rate: Option<Arc<governor::DefaultDirectRateLimiter>>,
     pub in_flight: Option<Arc<tokio::sync::Semaphore>>,
     pub retry: RetryPolicy,
 }
 
 impl Politeness {
-    /// `rate` requests per second with bursts of `burst`, at most `in_flight` at once.
-    pub fn new(rate: f64, burst: u32, in_flight: usize, retry: RetryPolicy) -> Politeness {
-        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
-        let burst = std::num::NonZeroU32::new(burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
-        let rate = governor::Quota::with_period(period)
-            .map(|q| Arc::new(governor::RateLimiter::direct(q.allow_burst(burst))));
+    /// At most `in_flight` requests at once, `retry` inside each.
+    pub fn new(in_flight: usize, retry: RetryPolicy) -> Politeness {
         Politeness {
-            rate,
             in_flight: Some(Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)))),
             retry,
         }
     }
+
+    /// What every command that talks to an appliance uses: 8 requests in flight, transient
+    /// failures of reads retried four times.
+    pub fn standard() -> Politeness {
+        Politeness::new(8, RetryPolicy::patient(4))
+    }
 }
 
 /// Retries inside one request: transient failures of reads with exponential backoff and full
-/// jitter, and 429 for any call after the server's `Retry-After` (a throttled request was not
-/// processed). A write whose effect is unknown is never repeated here.
+/// jitter (or the server's `Retry-After`), and 429s of any call, which the budget waits out. A
+/// write whose effect is unknown is never repeated here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_retries: u32,
     pub base: Duration,
     pub cap: Duration,
-    /// A `Retry-After` longer than this is not waited out inside the request.
+    /// A `Retry-After` longer than this on a transient failure is not waited out here.
     pub max_retry_after: Duration,
+    /// How long one request waits out refusals (429) before its caller sees one.
+    pub max_throttled: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// No retries: the caller sees every failure.
+    /// No retries of transient failures: the caller sees each. Throttling is waited out.
     fn default() -> Self {
         RetryPolicy {
             max_retries: 0,
             base: Duration::from_millis(200),
             cap: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
+            max_throttled: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -197,12 +244,16 @@ impl RetryPolicy {
 
     /// Full jitter: a random wait between zero and the exponential step.
     pub fn delay(&self, retry: u32) -> Duration {
-        let step = self
-            .base
-            .saturating_mul(2u32.saturating_pow(retry))
-            .min(self.cap);
-        step.mul_f64(fastrand::f64())
+        full_jitter(self.base, self.cap, retry)
     }
+}
+
+/// A random wait between zero and `base * 2^n`, at most `cap` (the "full jitter" of AWS's
+/// backoff study): retries of many clients spread out instead of arriving together.
+pub fn full_jitter(base: Duration, cap: Duration, n: u32) -> Duration {
+    base.saturating_mul(2u32.saturating_pow(n))
+        .min(cap)
+        .mul_f64(fastrand::f64())
 }
 
 /// A cheap-to-clone handle; clones share the session, the re-login lock and the metrics.
@@ -229,6 +280,7 @@ struct Inner {
     remote_pairings: Mutex<BTreeSet<String>>,
     metrics: Mutex<ClientMetrics>,
     politeness: Politeness,
+    budget: Arc<Budget>,
 }
 
 #[derive(Default)]
@@ -245,8 +297,41 @@ enum Auth<'a> {
     SessionAndBasic(&'a Credentials),
 }
 
+/// One request, as the spec names it.
+struct Call<'a> {
+    /// The spec's operationId, for metrics and logs.
+    op: &'static str,
+    method: Method,
+    path: &'a [&'a str],
+    query: &'a [(String, String)],
+    body: Option<&'a [u8]>,
+}
+
+impl<'a> Call<'a> {
+    fn get(op: &'static str, path: &'a [&'a str], query: &'a [(String, String)]) -> Self {
+        Call {
+            op,
+            method: Method::GET,
+            path,
+            query,
+            body: None,
+        }
+    }
+
+    fn post(op: &'static str, path: &'a [&'a str], body: Option<&'a [u8]>) -> Self {
+        Call {
+            op,
+            method: Method::POST,
+            path,
+            query: &[],
+            body,
+        }
+    }
+}
+
 impl Client {
-    /// Builds the HTTP client (no network traffic yet), with no limits and no retries.
+    /// Builds the HTTP client (no network traffic yet): the appliance's budget, no retries of
+    /// transient failures.
     pub fn new(settings: ClientSettings) -> Result<Client, ApiError> {
         Client::with_politeness(settings, Politeness::default())
     }
@@ -262,26 +347,25 @@ impl Client {
         let builder = match &settings.trust {
             TlsTrust::Verify => builder.use_rustls_tls(),
             TlsTrust::VerifyWithCa(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    ApiError::Setup(format!("cannot read ca_file {}: {e}", path.display()))
+                let pem = std::fs::read(path).map_err(|source| SetupError::CaFile {
+                    path: path.clone(),
+                    source,
                 })?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    ApiError::Setup(format!("ca_file {} is not PEM: {e}", path.display()))
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                    SetupError::CaFileNotPem {
+                        path: path.clone(),
+                        source,
+                    }
                 })?;
                 if certs.is_empty() {
-                    return Err(ApiError::Setup(format!(
-                        "ca_file {} holds no certificate",
-                        path.display()
-                    )));
+                    return Err(SetupError::CaFileEmpty { path: path.clone() }.into());
                 }
                 certs
                     .into_iter()
                     .fold(builder.use_rustls_tls(), |b, c| b.add_root_certificate(c))
             }
             TlsTrust::Pinned(pin) => {
-                let config = pinned_config(*pin)
-                    .map_err(|e| ApiError::Setup(format!("TLS configuration: {e}")))?;
-                builder.use_preconfigured_tls(config)
+                builder.use_preconfigured_tls(pinned_config(*pin).map_err(SetupError::Tls)?)
             }
             TlsTrust::Insecure => {
                 tracing::warn!(
@@ -292,9 +376,8 @@ impl Client {
                 builder.use_rustls_tls().danger_accept_invalid_certs(true)
             }
         };
-        let http = builder
-            .build()
-            .map_err(|e| ApiError::Setup(format!("HTTP client: {}", error_chain(&e))))?;
+        let http = builder.build().map_err(SetupError::HttpClient)?;
+        let budget = Budget::shared(&settings.url, settings.limits);
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -304,13 +387,14 @@ impl Client {
                 remote_pairings: Mutex::new(BTreeSet::new()),
                 metrics: Mutex::new(ClientMetrics::default()),
                 politeness,
+                budget,
             }),
         })
     }
 
-    /// Builds the client and logs in to the source site.
+    /// Builds a client with [`Politeness::standard`] and logs in to the source site.
     pub async fn connect(settings: ClientSettings) -> Result<Client, ApiError> {
-        let client = Client::new(settings)?;
+        let client = Client::with_politeness(settings, Politeness::standard())?;
         client.login().await?;
         Ok(client)
     }
@@ -321,6 +405,11 @@ impl Client {
 
     pub fn metrics(&self) -> ClientMetrics {
         lock(&self.inner.metrics).clone()
+    }
+
+    /// The appliance's request budget this client spends.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.inner.budget
     }
 
     /// `POST /session`: a new session for the source site.
@@ -336,16 +425,14 @@ impl Client {
     pub async fn logout(&self) -> Result<(), ApiError> {
         let id = write(&self.inner.session).id.take();
         if let Some(id) = id {
-            self.send_once(
-                "logout",
-                Method::DELETE,
-                &["session"],
-                &[],
-                None,
-                None,
-                Some(&id),
-            )
-            .await?;
+            let call = Call {
+                op: "logout",
+                method: Method::DELETE,
+                path: &["session"],
+                query: &[],
+                body: None,
+            };
+            self.send_once(&call, None, Some(&id)).await?;
         }
         lock(&self.inner.remote_pairings).clear();
         Ok(())
@@ -366,12 +453,9 @@ impl Client {
     /// re-login after an expired session restores it.
     pub async fn remote_login(&self, pairing_id: &str) -> Result<(), ApiError> {
         let target = &self.inner.settings.target;
+        let path = ["pairings", pairing_id, "remote-session"];
         self.call(
-            "createRemoteSession",
-            Method::POST,
-            &["pairings", pairing_id, "remote-session"],
-            &[],
-            None,
+            &Call::post("createRemoteSession", &path, None),
             Auth::SessionAndBasic(target),
         )
         .await?;
@@ -436,6 +520,30 @@ impl Client {
             "getLocalVms",
             &["pairings", pairing_id, "vcenters", vcenter_id, "vms"],
             query,
+        )
+        .await
+    }
+
+    /// One page of `GET /pairings/{p}/vcenters/{vc}/vms`, from `offset`, with the total the
+    /// server counts: for a caller that decides after the first page whether listing on is
+    /// cheaper than asking by name.
+    pub async fn vms_page(
+        &self,
+        pairing_id: &str,
+        vcenter_id: &str,
+        suitable_for_replication: bool,
+        offset: usize,
+    ) -> Result<Page<VirtualMachine>, ApiError> {
+        let query = if suitable_for_replication {
+            vec![("suitable_for_replication".into(), "true".into())]
+        } else {
+            Vec::new()
+        };
+        self.page(
+            "getLocalVms",
+            &["pairings", pairing_id, "vcenters", vcenter_id, "vms"],
+            &query,
+            offset,
         )
         .await
     }
@@ -540,15 +648,10 @@ impl Client {
         specs: &[ConfigureReplicationSpec],
     ) -> Result<Vec<Task>, ApiError> {
         let path = ["pairings", pairing_id, "replications"];
-        let body = serde_json::to_vec(specs)
-            .map_err(|e| ApiError::Setup(format!("cannot encode configure specs: {e}")))?;
+        let body = serde_json::to_vec(specs).map_err(SetupError::Encode)?;
         let bytes = self
             .call(
-                "configureReplication",
-                Method::POST,
-                &path,
-                &[],
-                Some(&body),
+                &Call::post("configureReplication", &path, Some(&body)),
                 Auth::Session,
             )
             .await?;
@@ -575,7 +678,7 @@ impl Client {
         query: Vec<(String, String)>,
     ) -> Result<T, ApiError> {
         let bytes = self
-            .call(op, Method::GET, path, &query, None, Auth::Session)
+            .call(&Call::get(op, path, &query), Auth::Session)
             .await?;
         decode("GET", &display_path(path), &bytes)
     }
@@ -587,16 +690,13 @@ impl Client {
         path: &[&str],
         query: Vec<(String, String)>,
     ) -> Result<Vec<T>, ApiError> {
-        let page_size = u64::from(self.inner.settings.page_size.max(1));
+        let page_size = self.page_size();
         let mut items = Vec::new();
         loop {
-            let mut page_query = query.clone();
-            page_query.push(("limit".into(), page_size.to_string()));
-            page_query.push(("offset".into(), items.len().to_string()));
-            let page: DrList<T> = self.get(op, path, page_query).await?;
-            let received = page.list.len() as u64;
-            items.extend(page.list);
-            let more = match page.meta.and_then(|m| m.total) {
+            let page: Page<T> = self.page(op, path, &query, items.len()).await?;
+            let received = page.items.len();
+            items.extend(page.items);
+            let more = match page.total {
                 Some(total) => (items.len() as i64) < total,
                 // Without a total, a full page may be followed by another.
                 None => received == page_size,
@@ -607,38 +707,59 @@ impl Client {
         }
     }
 
-    /// One API call, repeated once after a re-login when the session turned out to be gone, and
-    /// as the [`RetryPolicy`] allows after a 429 or (for reads) a transient failure.
-    async fn call(
+    /// One page of a list, `limit` being the configured page size.
+    async fn page<T: DeserializeOwned>(
         &self,
         op: &'static str,
-        method: Method,
         path: &[&str],
         query: &[(String, String)],
-        body: Option<&[u8]>,
-        auth: Auth<'_>,
-    ) -> Result<Vec<u8>, ApiError> {
+        offset: usize,
+    ) -> Result<Page<T>, ApiError> {
+        let mut page_query = query.to_vec();
+        page_query.push(("limit".into(), self.page_size().to_string()));
+        page_query.push(("offset".into(), offset.to_string()));
+        let list: DrList<T> = self.get(op, path, page_query).await?;
+        Ok(Page {
+            total: list.meta.and_then(|m| m.total),
+            items: list.list,
+        })
+    }
+
+    /// Items per page of every list call.
+    pub fn page_size(&self) -> usize {
+        self.inner.settings.page_size.max(1) as usize
+    }
+
+    /// One API call, repeated once after a re-login when the session turned out to be gone,
+    /// after every 429 (the budget waits for the server's next window), and as the
+    /// [`RetryPolicy`] allows after a transient failure of a read.
+    async fn call(&self, call: &Call<'_>, auth: Auth<'_>) -> Result<Vec<u8>, ApiError> {
         let policy = self.inner.politeness.retry;
-        let mut retry = 0;
+        let mut retries = 0;
+        let mut throttled_since = None;
         loop {
-            let result = self
-                .call_with_session(op, method.clone(), path, query, body, auth)
-                .await;
+            let result = self.call_with_session(call, auth).await;
             let Err(e) = &result else { return result };
-            let wait = match e.class() {
-                ErrorClass::Throttled => e
-                    .retry_after()
-                    .filter(|d| *d <= policy.max_retry_after)
-                    .or(Some(policy.delay(retry))),
-                ErrorClass::Transient if method == Method::GET => Some(policy.delay(retry)),
-                _ => None,
-            };
-            match wait {
-                Some(wait) if retry < policy.max_retries => {
-                    tracing::debug!(op, retry, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
-                    self.usage(op, |u| u.retries += 1);
+            match e.class() {
+                // Back-pressure, not failure: the budget has closed until the server's window
+                // is over, so the next try waits for it. It is not one of the request's retries.
+                ErrorClass::Throttled => {
+                    let since = *throttled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= policy.max_throttled {
+                        return result;
+                    }
+                }
+                ErrorClass::Transient
+                    if call.method == Method::GET && retries < policy.max_retries =>
+                {
+                    let wait = e
+                        .retry_after()
+                        .filter(|d| *d <= policy.max_retry_after)
+                        .unwrap_or_else(|| policy.delay(retries));
+                    tracing::debug!(op = call.op, retries, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
+                    self.usage(call.op, |u| u.retries += 1);
                     tokio::time::sleep(wait).await;
-                    retry += 1;
+                    retries += 1;
                 }
                 _ => return result,
             }
@@ -647,11 +768,7 @@ impl Client {
 
     async fn call_with_session(
         &self,
-        op: &'static str,
-        method: Method,
-        path: &[&str],
-        query: &[(String, String)],
-        body: Option<&[u8]>,
+        call: &Call<'_>,
         auth: Auth<'_>,
     ) -> Result<Vec<u8>, ApiError> {
         let mut relogged = false;
@@ -664,20 +781,9 @@ impl Client {
                 Auth::Session => None,
                 Auth::SessionAndBasic(c) => Some(c),
             };
-            let result = self
-                .send_once(
-                    op,
-                    method.clone(),
-                    path,
-                    query,
-                    body,
-                    basic,
-                    session.as_ref(),
-                )
-                .await;
-            match result {
+            match self.send_once(call, basic, session.as_ref()).await {
                 Err(e) if !relogged && e.class() == ErrorClass::Session => {
-                    tracing::info!(op, "session rejected (401); logging in again");
+                    tracing::info!(op = call.op, "session rejected (401); logging in again");
                     self.relogin(generation).await?;
                     relogged = true;
                 }
@@ -696,16 +802,10 @@ impl Client {
         let id = self.new_session().await?;
         let pairings: Vec<String> = lock(&self.inner.remote_pairings).iter().cloned().collect();
         for pairing_id in &pairings {
-            self.send_once(
-                "createRemoteSession",
-                Method::POST,
-                &["pairings", pairing_id, "remote-session"],
-                &[],
-                None,
-                Some(&self.inner.settings.target),
-                Some(&id),
-            )
-            .await?;
+            let path = ["pairings", pairing_id.as_str(), "remote-session"];
+            let call = Call::post("createRemoteSession", &path, None);
+            self.send_once(&call, Some(&self.inner.settings.target), Some(&id))
+                .await?;
         }
         {
             let mut session = write(&self.inner.session);
@@ -717,89 +817,76 @@ impl Client {
     }
 
     async fn new_session(&self) -> Result<Secret, ApiError> {
-        let source = &self.inner.settings.source;
-        let bytes = self
-            .send_once(
-                "login",
-                Method::POST,
-                &["session"],
-                &[],
-                None,
-                Some(source),
-                None,
-            )
-            .await?;
+        let call = Call::post("login", &["session"], None);
+        // A refused login (429) is waited out like any other call.
+        let mut throttled_since = None;
+        let bytes = loop {
+            match self
+                .send_once(&call, Some(&self.inner.settings.source), None)
+                .await
+            {
+                Err(e) if e.class() == ErrorClass::Throttled => {
+                    let since = *throttled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.inner.politeness.retry.max_throttled {
+                        return Err(e);
+                    }
+                }
+                other => break other?,
+            }
+        };
         let data: SessionIdData = decode("POST", "/session", &bytes)?;
         Ok(Secret::new(data.session_id))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One HTTP exchange: waits for a request slot (in flight, then the appliance's budget),
+    /// sends, and tells the budget what the server answered.
     async fn send_once(
         &self,
-        op: &'static str,
-        method: Method,
-        path: &[&str],
-        query: &[(String, String)],
-        body: Option<&[u8]>,
+        call: &Call<'_>,
         basic: Option<&Credentials>,
         session: Option<&Secret>,
     ) -> Result<Vec<u8>, ApiError> {
-        let shown = display_path(path);
-        let url = self.url_for(path)?;
-        let mut request = self
-            .inner
-            .http
-            .request(method.clone(), url)
-            .header(ACCEPT, "application/json");
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        if let Some(c) = basic {
-            request = request.basic_auth(&c.user, Some(c.password.expose()));
-        }
-        if let Some(id) = session {
-            let mut value = HeaderValue::from_str(id.expose()).map_err(|_| ApiError::Decode {
-                method: method.to_string(),
-                path: shown.clone(),
-                detail: "the session id the server gave is not a valid header value".into(),
-            })?;
-            value.set_sensitive(true);
-            request = request.header("x-dr-session", value);
-        }
-        if let Some(b) = body {
-            request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(b.to_vec());
-        }
-
+        let request = self.request(call, basic, session)?;
         let _permit = match &self.inner.politeness.in_flight {
             Some(s) => s.acquire().await.ok(),
             None => None,
         };
-        if let Some(rate) = &self.inner.politeness.rate {
-            rate.until_ready().await;
-        }
-        self.usage(op, |u| u.calls += 1);
+        let budget = &self.inner.budget;
+        let ticket = budget.acquire().await;
+        self.usage(call.op, |u| u.calls += 1);
         let started = Instant::now();
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&method, &shown, e))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&method, &shown, e))?;
+        let answer = async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let bytes = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, retry_after, bytes))
+        }
+        .await;
+        let (status, retry_after, bytes) = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                budget.settle(ticket, Outcome::Unknown);
+                return Err(self.transport_error(call, e).await);
+            }
+        };
+        budget.settle(
+            ticket,
+            if status == 429 {
+                Outcome::Refused { retry_after }
+            } else {
+                Outcome::Admitted
+            },
+        );
         tracing::debug!(
-            op,
-            method = %method,
-            path = %shown,
+            op = call.op,
+            method = %call.method,
+            path = %display_path(call.path),
             status,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "VR API call"
@@ -807,14 +894,59 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(bytes.to_vec());
         }
-        if status == 429 {
-            self.usage(op, |u| u.throttled += 1);
-        } else if status >= 500 {
-            self.usage(op, |u| u.server_errors += 1);
+        Err(self.status_error(call, status, retry_after, &bytes))
+    }
+
+    fn request(
+        &self,
+        call: &Call<'_>,
+        basic: Option<&Credentials>,
+        session: Option<&Secret>,
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), self.url_for(call.path)?)
+            .header(ACCEPT, "application/json");
+        if !call.query.is_empty() {
+            request = request.query(call.query);
         }
-        let error: ResponseError = serde_json::from_slice(&bytes).unwrap_or_default();
+        if let Some(c) = basic {
+            request = request.basic_auth(&c.user, Some(c.password.expose()));
+        }
+        if let Some(id) = session {
+            let mut value = HeaderValue::from_str(id.expose()).map_err(|_| ApiError::Decode {
+                method: call.method.to_string(),
+                path: display_path(call.path),
+                detail: "the session id the server gave is not a valid header value".into(),
+            })?;
+            value.set_sensitive(true);
+            request = request.header("x-dr-session", value);
+        }
+        if let Some(b) = call.body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.to_vec());
+        }
+        Ok(request)
+    }
+
+    /// A non-2xx answer as a typed error with the server's own words.
+    fn status_error(
+        &self,
+        call: &Call<'_>,
+        status: u16,
+        retry_after: Option<Duration>,
+        bytes: &[u8],
+    ) -> ApiError {
+        if status == 429 {
+            self.usage(call.op, |u| u.throttled += 1);
+        } else if status >= 500 {
+            self.usage(call.op, |u| u.server_errors += 1);
+        }
+        let error: ResponseError = serde_json::from_slice(bytes).unwrap_or_default();
         let message = error.message.unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&bytes).trim().to_string();
+            let text = String::from_utf8_lossy(bytes).trim().to_string();
             if text.is_empty() {
                 reqwest::StatusCode::from_u16(status)
                     .ok()
@@ -825,15 +957,15 @@ impl Client {
                 text.chars().take(500).collect()
             }
         });
-        Err(ApiError::Status(Box::new(StatusError {
-            method: method.to_string(),
-            path: shown,
+        ApiError::Status(Box::new(StatusError {
+            method: call.method.to_string(),
+            path: display_path(call.path),
             status,
             error_code: error.error_code,
             message,
             op_id: error.op_id,
             retry_after,
-        })))
+        }))
     }
 
     fn usage(&self, op: &str, f: impl FnOnce(&mut OpUsage)) {
@@ -844,13 +976,11 @@ impl Client {
     }
 
     fn url_for(&self, path: &[&str]) -> Result<Url, ApiError> {
-        let mut url = self.inner.settings.url.clone();
+        let base = &self.inner.settings.url;
+        let mut url = base.clone();
         {
-            let mut segments = url.path_segments_mut().map_err(|_| {
-                ApiError::Setup(format!(
-                    "{} cannot be used as a base URL",
-                    self.inner.settings.url
-                ))
+            let mut segments = url.path_segments_mut().map_err(|_| SetupError::BaseUrl {
+                url: base.to_string(),
             })?;
             segments.pop_if_empty().extend([
                 "api",
@@ -863,29 +993,64 @@ impl Client {
         Ok(url)
     }
 
-    fn transport_error(&self, method: &Method, path: &str, e: reqwest::Error) -> ApiError {
+    async fn transport_error(&self, call: &Call<'_>, e: reqwest::Error) -> ApiError {
+        let (method, path) = (call.method.to_string(), display_path(call.path));
+        let url = self
+            .inner
+            .settings
+            .url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
         if e.is_timeout() {
             return ApiError::Timeout {
-                method: method.to_string(),
-                path: path.to_string(),
+                method,
+                path,
                 timeout: self.inner.settings.timeout,
-                source: e,
+                source: e.without_url(),
             };
         }
-        let mut detail = format!("{}: {}", self.inner.settings.url, error_chain(&e));
-        if detail.contains("certificate") || detail.contains("thumbprint") {
-            detail.push_str(
-                " (trust the appliance with [source] ca_file = \"vmca.pem\" or thumbprint = \
-                 \"AB:CD:…\" in vrbulk.toml)",
-            );
+        if is_certificate_error(&e) {
+            let presented =
+                presented_thumbprint(&self.inner.settings.url, self.inner.settings.timeout).await;
+            return ApiError::Untrusted {
+                method,
+                path,
+                url,
+                presented,
+                source: e.without_url(),
+            };
         }
         ApiError::Connect {
-            method: method.to_string(),
-            path: path.to_string(),
-            detail,
-            source: e,
+            method,
+            path,
+            url,
+            source: e.without_url(),
         }
     }
+}
+
+/// Whether the handshake failed on the server's certificate. rustls' error travels inside
+/// `io::Error`s (one in another), whose `source()` skips what they wrap, hence the `get_ref`s.
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let mut inner = Some(c);
+        while let Some(i) = inner {
+            if matches!(
+                i.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_) | rustls::Error::General(_))
+            ) {
+                return true;
+            }
+            inner = i
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|e| e as &(dyn std::error::Error + 'static));
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn display_path(path: &[&str]) -> String {
@@ -904,20 +1069,6 @@ fn decode<T: DeserializeOwned>(method: &str, path: &str, bytes: &[u8]) -> Result
         path: path.to_string(),
         detail: format!("at `{}`: {}", e.path(), e.inner()),
     })
-}
-
-/// reqwest's own message is terse ("error sending request"); the reason is down the chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 // A poisoned lock only means another task panicked mid-update of plain counters or ids, which
@@ -953,6 +1104,7 @@ mod tests {
                 user: "administrator@vsphere.local".into(),
                 password: Secret::new("s3cret!"),
             },
+            limits: Limits::APPLIANCE,
         }
     }
 

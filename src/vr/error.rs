@@ -4,9 +4,12 @@
 //! failures are retried with backoff, session failures trigger a re-login, permanent ones fail the
 //! job with the server's own words.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
+
+use super::tls::Thumbprint;
 
 /// What kind of failure an [`ApiError`] is, which decides what the caller does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +32,29 @@ impl ErrorClass {
 
 #[derive(Debug, Error)]
 pub enum ApiError {
-    #[error("{method} {path}: cannot reach the server: {detail}")]
+    #[error("{method} {path}: cannot reach {url}")]
     Connect {
         method: String,
         path: String,
-        detail: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The TLS handshake failed on the certificate: a trust problem, not a network one.
+    #[error(
+        "{method} {path}: the certificate of {url} is not trusted{}",
+        presented.map(|t| format!(
+            "; it presents the SHA-256 thumbprint {t}. If that is your appliance's certificate, \
+             add this line under [source] in vrbulk.toml:\n    thumbprint = \"{t}\"\n"
+        )).unwrap_or_else(|| " (give its CA as [source] ca_file, or pin its thumbprint)".into())
+    )]
+    Untrusted {
+        method: String,
+        path: String,
+        url: String,
+        /// The thumbprint of the certificate the server showed, when it could be read.
+        presented: Option<Thumbprint>,
         #[source]
         source: reqwest::Error,
     },
@@ -47,7 +68,7 @@ pub enum ApiError {
         source: reqwest::Error,
     },
 
-    #[error("{0}")]
+    #[error(transparent)]
     Status(Box<StatusError>),
 
     #[error("{method} {path}: unexpected answer from the server: {detail}")]
@@ -57,8 +78,41 @@ pub enum ApiError {
         detail: String,
     },
 
-    #[error("invalid client settings: {0}")]
-    Setup(String),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+}
+
+/// The client cannot be built from its settings; nothing was sent.
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("cannot read ca_file {}", path.display())]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("ca_file {} is not PEM", path.display())]
+    CaFileNotPem {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("ca_file {} holds no certificate", path.display())]
+    CaFileEmpty { path: PathBuf },
+
+    #[error("cannot set up TLS")]
+    Tls(#[source] rustls::Error),
+
+    #[error("cannot build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+
+    #[error("{url} cannot be used as a base URL")]
+    BaseUrl { url: String },
+
+    #[error("cannot encode a request body")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// A non-2xx answer, with the server's own words. Boxed: errors travel by value in every
@@ -82,7 +136,9 @@ impl ApiError {
         match self {
             ApiError::Connect { .. } | ApiError::Timeout { .. } => ErrorClass::Transient,
             ApiError::Status(e) => classify_status(e.status),
-            ApiError::Decode { .. } | ApiError::Setup(_) => ErrorClass::Permanent,
+            ApiError::Untrusted { .. } | ApiError::Decode { .. } | ApiError::Setup(_) => {
+                ErrorClass::Permanent
+            }
         }
     }
 
@@ -108,6 +164,22 @@ impl ApiError {
             _ => None,
         }
     }
+}
+
+/// An error and its causes in one line, each said once: reqwest's own message is terse
+/// ("error sending request"), the reason is down the chain. For reasons written into a job's
+/// record, where no `{:#}` will print the chain later.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
 }
 
 pub fn classify_status(status: u16) -> ErrorClass {

@@ -95,6 +95,86 @@ pub(crate) fn pinned_config(pin: Thumbprint) -> Result<rustls::ClientConfig, rus
     )
 }
 
+/// The thumbprint of the certificate the server at `url` presents, read by a handshake that
+/// trusts nothing and sends no request: for telling an operator exactly what to pin.
+pub(crate) async fn presented_thumbprint(
+    url: &reqwest::Url,
+    timeout: std::time::Duration,
+) -> Option<Thumbprint> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+            seen: seen.clone(),
+            provider,
+        }))
+        .with_no_client_auth();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(timeout)
+        .build()
+        .ok()?;
+    // The verifier refuses every certificate, so this ends in the handshake.
+    let _ = http.head(url.clone()).send().await;
+    let found = *seen.lock().unwrap_or_else(|p| p.into_inner());
+    found
+}
+
+/// Notes the server's certificate and refuses it.
+#[derive(Debug)]
+struct RecordingVerifier {
+    seen: Arc<std::sync::Mutex<Option<Thumbprint>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Thumbprint::of_der(end_entity.as_ref()));
+        Err(rustls::Error::General(
+            "only reading the certificate".into(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "only reading the certificate".into(),
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "only reading the certificate".into(),
+        ))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 #[derive(Debug)]
 struct PinnedVerifier {
     pin: Thumbprint,

@@ -18,7 +18,7 @@ use super::spec::Placement;
 pub enum DiscoveryError {
     #[error("{0}")]
     Pairing(String),
-    #[error("pairing {pairing}: {what}: {source}")]
+    #[error("pairing {pairing}: {what}")]
     Api {
         pairing: String,
         what: &'static str,

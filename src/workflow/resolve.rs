@@ -1,9 +1,10 @@
 //! Resolving many VMs with few calls, and deciding what to do with each.
 //!
 //! VMs are looked up by name (or id) with many `filter=` values per call, asking only for VMs
-//! suitable for replication, which also brings their disks. The few names that do not come back
-//! are asked again without that filter, to tell "not found" from "cannot be replicated", and the
-//! capability endpoint explains the latter.
+//! suitable for replication, which also brings their disks; a batch that is a large part of the
+//! inventory is found by listing the inventory instead, when that takes fewer calls. The few
+//! names that do not come back are asked again without that filter, to tell "not found" from
+//! "cannot be replicated", and the capability endpoint explains the latter.
 
 use std::collections::HashMap;
 
@@ -53,8 +54,7 @@ pub async fn lookup_vms(
             .filter(|r| r.id.is_none())
             .filter_map(|r| r.name.clone()),
     );
-    let mut found = list_by(client, disc, "id", &ids, group, true).await?;
-    found.extend(list_by(client, disc, "name", &names, group, true).await?);
+    let found = suitable_vms(client, disc, &ids, &names, group).await?;
 
     let mut out = HashMap::new();
     let missing_ids: Vec<String> = ids
@@ -112,6 +112,56 @@ fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
     v.sort();
     v.dedup();
     v
+}
+
+/// The VMs suitable for replication among `ids` and `names`: by filtered lookups of `group`
+/// values a call, or by listing the inventory when that takes fewer calls. The listing's first
+/// page tells how large the inventory is; whichever way is then cheaper for the VMs still
+/// missing goes on, so the listing costs at most one call more than the lookups would.
+async fn suitable_vms(
+    client: &Client,
+    disc: &Discovery,
+    ids: &[String],
+    names: &[String],
+    group: usize,
+) -> Result<Vec<VirtualMachine>, ApiError> {
+    let group = group.max(1);
+    let by_filter = |ids: Vec<String>, names: Vec<String>| async move {
+        let mut found = list_by(client, disc, "id", &ids, group, true).await?;
+        found.extend(list_by(client, disc, "name", &names, group, true).await?);
+        Ok::<_, ApiError>(found)
+    };
+    if ids.len().div_ceil(group) + names.len().div_ceil(group) <= 1 {
+        return by_filter(ids.to_vec(), names.to_vec()).await;
+    }
+    let wanted = |vm: &VirtualMachine| ids.contains(&vm.id) || names.contains(&vm.name);
+    let (pairing, vc) = (&disc.pairing.pairing_id, &disc.local_vc_id);
+    let first = client.vms_page(pairing, vc, true, 0).await?;
+    let listed = first.items.len();
+    let total = first.total.map_or(listed, |t| t.max(0) as usize);
+    let mut found: Vec<VirtualMachine> = first.items.into_iter().filter(wanted).collect();
+    let missing_ids: Vec<String> = ids
+        .iter()
+        .filter(|id| !found.iter().any(|vm| &vm.id == *id))
+        .cloned()
+        .collect();
+    let missing_names: Vec<String> = names
+        .iter()
+        .filter(|n| !found.iter().any(|vm| &vm.name == *n))
+        .cloned()
+        .collect();
+    // The server's pages may be shorter than asked for: step by what it gave.
+    let page = listed.max(1);
+    let listing_calls = total.saturating_sub(listed).div_ceil(page);
+    let lookup_calls = missing_ids.len().div_ceil(group) + missing_names.len().div_ceil(group);
+    if listing_calls <= lookup_calls {
+        let offsets = (listed..total).step_by(page);
+        let pages = try_join_all(offsets.map(|o| client.vms_page(pairing, vc, true, o))).await?;
+        found.extend(pages.into_iter().flat_map(|p| p.items).filter(wanted));
+    } else {
+        found.extend(by_filter(missing_ids, missing_names).await?);
+    }
+    Ok(found)
 }
 
 async fn list_by(

@@ -61,15 +61,21 @@ pub fn queue_at(path: &Path, start: i64) -> (Queue, Arc<AtomicI64>) {
     (q, now)
 }
 
-/// `dir/vrbulk.toml`: the simulator as source, trusted by its thumbprint, then `extra`.
+/// `dir/vrbulk.toml`: the simulator as source, trusted by its thumbprint, with its rate
+/// limiter's quotas and window, then `extra`.
 pub fn config_for(sim: &Simulator, dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("vrbulk.toml");
+    let limits = sim.limits();
     fs::write(
         &path,
         format!(
-            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n{extra}",
+            "[source]\nurl = \"{}\"\nuser = \"administrator@vsphere.local\"\nthumbprint = \"{}\"\n\
+             requests_per_minute = {}\nrequests_per_minute_per_ip = {}\nrate_window_seconds = {}\n{extra}",
             sim.url(),
-            sim.thumbprint().unwrap()
+            sim.thumbprint().unwrap(),
+            limits.per_session,
+            limits.per_ip,
+            limits.window.as_secs_f64()
         ),
     )
     .unwrap();

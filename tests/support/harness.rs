@@ -6,12 +6,10 @@ use vrbulk::secret::Secret;
 use vrbulk::sim::{SimConfig, Simulator};
 use vrbulk::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
 
-/// A small, fast simulator: HTTPS, 40 VMs, tasks that finish in 0.3 s.
+/// A small, fast simulator: HTTPS, 40 VMs, tasks that finish in 0.3 s, the appliance's rate
+/// limits over 2 s windows.
 pub fn sim_config() -> SimConfig {
-    SimConfig {
-        task_seconds: 0.3,
-        ..SimConfig::default()
-    }
+    SimConfig::fast()
 }
 
 pub async fn start(cfg: SimConfig) -> Simulator {
@@ -37,6 +35,7 @@ pub fn settings_for(sim: &Simulator) -> ClientSettings {
         page_size: 100,
         source: credentials.clone(),
         target: credentials,
+        limits: sim.limits(),
     }
 }
 

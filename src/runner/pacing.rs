@@ -1,0 +1,233 @@
+//! When to ask the appliance "done yet?" about the outstanding configure tasks.
+//!
+//! At 50 requests a minute every poll is a submit not sent, so polls are timed from what the
+//! run has seen rather than a fixed interval: once tasks have finished, a new one is expected
+//! to take as long as the slowest of the recent ones (measured on the server's clock, queue time
+//! included); before that, from the progress two polls saw, or failing that with a gap that
+//! doubles while nothing finishes. Whatever the estimate, polls may use only a share of the
+//! request budget: a fifth while other work (lookups, submits) waits for it, half otherwise.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::vr::Limits;
+
+/// Task durations remembered for the estimate.
+const SAMPLES: usize = 50;
+
+#[derive(Debug)]
+pub(super) struct Pacer {
+    /// The shortest gap between two rounds (`poll_interval`).
+    min_gap: Duration,
+    /// The longest gap while tasks are outstanding and nothing is known of their duration.
+    max_gap: Duration,
+    limits: Limits,
+    /// Durations of finished tasks (queued to complete), newest last.
+    durations: VecDeque<Duration>,
+    /// Rounds in a row in which nothing finished.
+    misses: u32,
+    last_round: Option<Instant>,
+    next: Option<Instant>,
+}
+
+/// What a round saw of one outstanding task.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Sighting {
+    /// When this run submitted it (or took it over).
+    pub submitted: Instant,
+    /// Progress seen by the previous round and now, with the instants.
+    pub progress: Option<((Instant, i32), (Instant, i32))>,
+}
+
+impl Pacer {
+    pub fn new(min_gap: Duration, limits: Limits) -> Pacer {
+        Pacer {
+            min_gap,
+            max_gap: Duration::from_secs(30).max(min_gap),
+            limits,
+            durations: VecDeque::new(),
+            misses: 0,
+            last_round: None,
+            next: None,
+        }
+    }
+
+    /// A task was accepted (or taken over): make sure a round is planned for it.
+    pub fn submitted(&mut self, at: Instant) {
+        let expected = at + self.expected_duration().unwrap_or(self.min_gap);
+        self.next = Some(self.next.map_or(expected, |n| n.min(expected)));
+    }
+
+    /// Whether a round is due; also true when something other than a task (a job waiting to be
+    /// verified) asks for one and none is planned.
+    pub fn due(&self, now: Instant) -> bool {
+        self.next.is_some_and(|n| n <= now)
+    }
+
+    /// When the next round is due, if one is planned.
+    pub fn next(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// A finished task took this long, from queued to complete.
+    pub fn finished(&mut self, took: Duration) {
+        if self.durations.len() == SAMPLES {
+            self.durations.pop_front();
+        }
+        self.durations.push_back(took);
+    }
+
+    /// Plans the next round after one that settled `settled` jobs and cost `cost` calls.
+    /// `outstanding` are the tasks still running; `verifying` jobs wait to be verified;
+    /// `work_waiting` tells whether lookups or submits compete for the budget.
+    pub fn after_round(
+        &mut self,
+        now: Instant,
+        outstanding: &[Sighting],
+        verifying: usize,
+        settled: usize,
+        cost: u32,
+        work_waiting: bool,
+    ) {
+        self.last_round = Some(now);
+        self.misses = if settled > 0 { 0 } else { self.misses + 1 };
+        if outstanding.is_empty() && verifying == 0 {
+            self.next = None;
+            return;
+        }
+        let backoff = self
+            .min_gap
+            .saturating_mul(1 << self.misses.min(8))
+            .min(self.max_gap);
+        let expected = outstanding
+            .iter()
+            .filter_map(|t| self.expected_end(t))
+            .min();
+        let wanted = match (expected, verifying) {
+            // A replication not yet listed is looked at again soon.
+            (_, v) if v > 0 => now + self.min_gap,
+            (Some(end), _) => end.max(now + self.min_gap),
+            (None, _) => now + backoff,
+        };
+        self.next = Some(wanted.max(now + self.budget_gap(cost, work_waiting)));
+    }
+
+    /// The gap that keeps rounds of `cost` calls within their share of the budget.
+    fn budget_gap(&self, cost: u32, work_waiting: bool) -> Duration {
+        let share = if work_waiting { 0.2 } else { 0.5 };
+        let per_second = self.limits.per_second() * share;
+        Duration::from_secs_f64(f64::from(cost.max(1)) / per_second.max(1e-6))
+    }
+
+    /// When a task is expected to finish: from the durations seen, else from its progress.
+    fn expected_end(&self, t: &Sighting) -> Option<Instant> {
+        if let Some(d) = self.expected_duration() {
+            return Some(t.submitted + d);
+        }
+        let ((t1, p1), (t2, p2)) = t.progress?;
+        if p2 <= p1 || t2 <= t1 {
+            return None;
+        }
+        let rate = f64::from(p2 - p1) / (t2 - t1).as_secs_f64();
+        let left = f64::from(100 - p2.min(100)) / rate;
+        Some(t2 + Duration::from_secs_f64(left.min(3600.0)))
+    }
+
+    /// The slowest recent task: a poll planned by it finds (nearly) all of a group done.
+    fn expected_duration(&self) -> Option<Duration> {
+        self.durations.iter().max().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pacer() -> Pacer {
+        Pacer::new(Duration::from_secs(2), Limits::APPLIANCE)
+    }
+
+    fn task(submitted: Instant) -> Sighting {
+        Sighting {
+            submitted,
+            progress: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_anything_is_known_polls_back_off() {
+        let mut p = pacer();
+        let t0 = Instant::now();
+        p.submitted(t0);
+        assert_eq!(p.next(), Some(t0 + Duration::from_secs(2)));
+        let mut now = t0 + Duration::from_secs(2);
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            p.after_round(now, &[task(t0)], 0, 0, 1, false);
+            let next = p.next().unwrap();
+            gaps.push((next - now).as_secs());
+            now = next;
+        }
+        assert_eq!(gaps, [4, 8, 16, 30, 30, 30]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_tasks_finish_the_next_poll_waits_for_the_slowest_duration() {
+        let mut p = pacer();
+        let t0 = Instant::now();
+        p.finished(Duration::from_secs(18));
+        p.finished(Duration::from_secs(20));
+        let submitted = t0 + Duration::from_secs(1);
+        p.submitted(submitted);
+        assert_eq!(p.next(), Some(submitted + Duration::from_secs(20)));
+        p.after_round(
+            t0 + Duration::from_secs(5),
+            &[task(submitted)],
+            0,
+            3,
+            1,
+            false,
+        );
+        assert_eq!(p.next(), Some(submitted + Duration::from_secs(20)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_seen_twice_predicts_the_end() {
+        let mut p = pacer();
+        let t0 = Instant::now();
+        let seen = Sighting {
+            submitted: t0,
+            progress: Some((
+                (t0 + Duration::from_secs(4), 10),
+                (t0 + Duration::from_secs(8), 30),
+            )),
+        };
+        p.after_round(t0 + Duration::from_secs(8), &[seen], 0, 0, 1, false);
+        // 20 % in 4 s: the remaining 70 % take 14 s.
+        assert_eq!(p.next(), Some(t0 + Duration::from_secs(22)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_keep_to_their_share_of_the_budget() {
+        let mut p = pacer();
+        let t0 = Instant::now();
+        // A round of 10 calls at 50 a minute: half the budget allows one every 24 s, a fifth
+        // (while submits wait) one every 60 s.
+        p.after_round(t0, &[task(t0)], 0, 1, 10, false);
+        assert_eq!(p.next(), Some(t0 + Duration::from_secs(24)));
+        p.after_round(t0, &[task(t0)], 0, 1, 10, true);
+        assert_eq!(p.next(), Some(t0 + Duration::from_secs(60)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_outstanding_plans_nothing() {
+        let mut p = pacer();
+        let t0 = Instant::now();
+        p.submitted(t0);
+        p.after_round(t0, &[], 0, 5, 1, false);
+        assert_eq!(p.next(), None);
+        assert!(!p.due(t0 + Duration::from_secs(3600)));
+    }
+}
