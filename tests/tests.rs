@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod client;
+mod faults;
 mod input_corpus;
 mod openapi_validator;
 mod operator;

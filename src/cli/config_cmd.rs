@@ -71,9 +71,11 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<u8
         return Ok(super::exit::OK);
     }
 
-    let client = Client::connect(conn.with_passwords(&env)?)
+    let settings = conn.with_passwords(&env)?;
+    let (site, user) = (settings.url.to_string(), settings.source.user.clone());
+    let client = Client::connect(settings)
         .await
-        .context("logging in to the source site")?;
+        .map_err(|source| super::LoginFailed { site, user, source })?;
     println!("login          OK as {}", client.settings().source.user);
     let pairings = client.pairings().await.context("listing pairings")?;
     if pairings.is_empty() {
@@ -85,7 +87,11 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<u8
         client
             .remote_login(&p.pairing_id)
             .await
-            .with_context(|| format!("logging in to the target site {remote}"))?;
+            .map_err(|source| super::LoginFailed {
+                site: format!("the target site {remote}"),
+                user: client.settings().target.user.clone(),
+                source,
+            })?;
         println!(
             "pairing        {local} -> {remote}  ({})  remote login OK",
             p.pairing_id

@@ -48,7 +48,14 @@ pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result
     client
         .remote_login(&pairing.pairing_id)
         .await
-        .context("logging in to the target site")?;
+        .map_err(|source| super::LoginFailed {
+            site: format!(
+                "the target site {}",
+                pairing.remote_vc_server.name.as_deref().unwrap_or("?")
+            ),
+            user: client.settings().target.user.clone(),
+            source,
+        })?;
     let vms = client
         .vms(&pairing.pairing_id, local_vc, false, None)
         .await

@@ -28,6 +28,7 @@ use thiserror::Error;
 use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment};
 use crate::input::{Defaults, InputErrors};
 use crate::queue::{Batch, BatchId, Queue, QueueError};
+use crate::runner::RunError;
 use crate::vr::{ApiError, Client};
 
 /// Exit codes of the operator contract (DESIGN.md).
@@ -175,14 +176,25 @@ impl Profile {
     }
 }
 
-/// Logs in to the source site with the settings of `file` and the environment.
+/// Logging in to a site failed: the operator contract's exit 3.
+#[derive(Debug, Error)]
+#[error("logging in to {site} as {user}")]
+pub struct LoginFailed {
+    pub site: String,
+    pub user: String,
+    #[source]
+    pub source: ApiError,
+}
+
+/// Logs in to the source site with the settings of `file` and the environment, with the
+/// standard politeness: the appliance's budget, retries of transient failures.
 pub async fn connect(file: &ConfigFile) -> anyhow::Result<Client> {
     let env = ProcessEnvironment;
     let settings = Connection::resolve(file, &env)?.with_passwords(&env)?;
-    let (url, user) = (settings.url.clone(), settings.source.user.clone());
-    Client::connect(settings)
+    let (site, user) = (settings.url.to_string(), settings.source.user.clone());
+    Ok(Client::connect(settings)
         .await
-        .with_context(|| format!("logging in to {url} as {user}"))
+        .map_err(|source| LoginFailed { site, user, source })?)
 }
 
 pub use crate::operator::who;
@@ -283,7 +295,8 @@ pub fn run(mut cli: Cli) -> anyhow::Result<u8> {
     })
 }
 
-/// Maps a failure to the operator contract's exit code: bad input 2, no connection or login 3.
+/// Maps a failure to the operator contract's exit code, by the type of its causes: bad input 2,
+/// no connection, no login or a server that keeps failing 3, anything else 1.
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
@@ -296,17 +309,22 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         {
             return exit::USAGE;
         }
+        if cause.downcast_ref::<LoginFailed>().is_some()
+            || matches!(
+                cause.downcast_ref::<RunError>(),
+                Some(RunError::Login(_) | RunError::Pairings(_))
+            )
+        {
+            return exit::CONNECT;
+        }
         if let Some(api) = cause.downcast_ref::<ApiError>() {
             return match api {
-                ApiError::Connect { .. } | ApiError::Timeout { .. } | ApiError::Setup(_) => {
-                    exit::CONNECT
-                }
-                ApiError::Status(e)
-                    if (e.path == "/session" || e.path.ends_with("/remote-session"))
-                        && matches!(e.status, 401 | 403) =>
-                {
-                    exit::CONNECT
-                }
+                ApiError::Connect { .. }
+                | ApiError::Timeout { .. }
+                | ApiError::Untrusted { .. }
+                | ApiError::Setup(_) => exit::CONNECT,
+                // The server kept failing after the retries: it cannot be worked with now.
+                _ if api.class() == crate::vr::ErrorClass::Transient => exit::CONNECT,
                 _ => exit::JOBS_FAILED,
             };
         }

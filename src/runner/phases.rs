@@ -290,13 +290,13 @@ impl Runner {
             let mut accepted = Vec::new();
             for (id, outcome) in results.into_iter().flatten() {
                 match outcome {
-                    Submitted::Task(task) => {
+                    Submitted::Task(task, at) => {
                         if let Some(a) = self.active.get_mut(&id) {
                             a.in_doubt = false;
                             a.checkpoint.task_id = Some(task.id.clone());
                             a.step = Step::AwaitTask;
-                            a.submitted = Some(Instant::now());
-                            self.pacer.submitted(Instant::now());
+                            a.submitted = Some(at);
+                            self.pacer.submitted(at);
                             accepted.push(id);
                         }
                     }
@@ -601,7 +601,9 @@ fn task_failure(task: &Task) -> String {
 }
 
 enum Submitted {
-    Task(Box<Task>),
+    /// Accepted: the task, and when its answer came (a group waiting for the budget may be
+    /// answered long after the first).
+    Task(Box<Task>, Instant),
     /// The server refused this spec alone (4xx): nothing was created.
     Rejected(Arc<ApiError>),
     /// The call failed in a way that leaves its effect unknown.
@@ -680,7 +682,7 @@ fn match_tasks(
                 by_entity.remove(&spec.vm_id)
             };
             match task {
-                Some(t) => (id, Submitted::Task(Box::new(t))),
+                Some(t) => (id, Submitted::Task(Box::new(t), Instant::now())),
                 None => (
                     id,
                     Submitted::Unknown(Arc::new(ApiError::Decode {
@@ -876,7 +878,7 @@ mod tests {
         let mut tasks = 0;
         for (id, outcome) in &results {
             match outcome {
-                Submitted::Task(_) => tasks += 1,
+                Submitted::Task(..) => tasks += 1,
                 Submitted::Rejected(e) => {
                     assert_eq!(*id, 3);
                     assert!(e.server_message().unwrap().contains("rpo"), "{e}");

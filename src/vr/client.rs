@@ -207,9 +207,10 @@ impl Politeness {
     }
 }
 
-/// Retries inside one request: transient failures of reads with exponential backoff and full
-/// jitter (or the server's `Retry-After`), and 429s of any call, which the budget waits out. A
-/// write whose effect is unknown is never repeated here.
+/// Retries inside one request: transient failures of reads (and of the remote login, which
+/// only renews a session) with exponential backoff and full jitter (or the server's
+/// `Retry-After`), and 429s of any call, which the budget waits out. A write whose effect is
+/// unknown is never repeated here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_retries: u32,
@@ -305,6 +306,8 @@ struct Call<'a> {
     path: &'a [&'a str],
     query: &'a [(String, String)],
     body: Option<&'a [u8]>,
+    /// Sending it twice does no harm, so a transient failure may be retried here.
+    idempotent: bool,
 }
 
 impl<'a> Call<'a> {
@@ -315,6 +318,7 @@ impl<'a> Call<'a> {
             path,
             query,
             body: None,
+            idempotent: true,
         }
     }
 
@@ -325,6 +329,7 @@ impl<'a> Call<'a> {
             path,
             query: &[],
             body,
+            idempotent: false,
         }
     }
 }
@@ -431,6 +436,7 @@ impl Client {
                 path: &["session"],
                 query: &[],
                 body: None,
+                idempotent: true,
             };
             self.send_once(&call, None, Some(&id)).await?;
         }
@@ -454,11 +460,12 @@ impl Client {
     pub async fn remote_login(&self, pairing_id: &str) -> Result<(), ApiError> {
         let target = &self.inner.settings.target;
         let path = ["pairings", pairing_id, "remote-session"];
-        self.call(
-            &Call::post("createRemoteSession", &path, None),
-            Auth::SessionAndBasic(target),
-        )
-        .await?;
+        // Logging in again only renews the remote session: safe to retry.
+        let call = Call {
+            idempotent: true,
+            ..Call::post("createRemoteSession", &path, None)
+        };
+        self.call(&call, Auth::SessionAndBasic(target)).await?;
         lock(&self.inner.remote_pairings).insert(pairing_id.to_string());
         Ok(())
     }
@@ -750,7 +757,7 @@ impl Client {
                     }
                 }
                 ErrorClass::Transient
-                    if call.method == Method::GET && retries < policy.max_retries =>
+                    if call.idempotent && retries < policy.max_retries =>
                 {
                     let wait = e
                         .retry_after()
