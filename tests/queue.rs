@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vrbulk::input::JobSpec;
-use vrbulk::queue::{Checkpoint, JobState, NewBatch, Queue, QueueError, Step};
+use vrbulk::queue::{Checkpoint, JobState, Lease, NewBatch, Queue, QueueError, Save, Step};
 
 use crate::support::fixtures;
 
@@ -39,6 +39,13 @@ fn with_jobs(q: &mut Queue, n: usize, max_attempts: u32) -> i64 {
         })
         .collect();
     q.create_batch(&new_batch(max_attempts), &specs).unwrap()
+}
+
+/// Saves `checkpoint` at each step from the job's first up to `to`, as a worker does.
+fn advance(q: &mut Queue, lease: &Lease, to: Step, checkpoint: &Checkpoint) {
+    for step in Step::ALL.into_iter().skip(1).take_while(|s| *s <= to) {
+        q.checkpoint(lease, step, checkpoint).unwrap();
+    }
 }
 
 #[test]
@@ -134,15 +141,15 @@ fn a_job_rescued_in_submit_is_in_doubt_and_one_without_attempts_fails() {
     let batch = with_jobs(&mut q, 2, 1);
     let jobs = q.claim(Some(batch), 2, "w", LEASE).unwrap();
     let submitting = jobs[0].lease().unwrap();
-    q.checkpoint(
+    advance(
+        &mut q,
         &submitting,
         Step::Submit,
         &Checkpoint {
             vm_id: Some("VirtualMachine:vm-1:x".into()),
             ..Checkpoint::default()
         },
-    )
-    .unwrap();
+    );
     now.fetch_add(LEASE.as_millis() as i64 + 1, Ordering::SeqCst);
     assert_eq!(q.rescue().unwrap().len(), 2);
 
@@ -222,7 +229,7 @@ fn checkpoints_survive_reopening_the_file() {
         task_id: Some("HTask:1".into()),
         replication_id: None,
     };
-    q.checkpoint(&lease, Step::AwaitTask, &checkpoint).unwrap();
+    advance(&mut q, &lease, Step::AwaitTask, &checkpoint);
     drop(q);
     let (q, _) = queue_at(&path);
     let job = q.job(lease.job).unwrap();
@@ -264,6 +271,44 @@ fn cancel_takes_what_has_not_started_and_retry_requeues_the_failed() {
         q.cancel(999, "x"),
         Err(QueueError::NoSuchBatch(999))
     ));
+}
+
+#[test]
+fn a_checkpoint_moves_the_step_only_as_the_step_order_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 1, 3);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    let none = Checkpoint::default();
+    let err = q.checkpoint(&lease, Step::Submit, &none).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QueueError::IllegalStep {
+                from: Step::ResolveVm,
+                to: Step::Submit,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    advance(&mut q, &lease, Step::AwaitTask, &none);
+    // A configure call was sent: back to submit only with the in-doubt mark, never to resolving.
+    let back = |in_doubt| Save {
+        lease: lease.clone(),
+        step: Step::Submit,
+        checkpoint: none.clone(),
+        in_doubt: Some(in_doubt),
+    };
+    assert!(q.save_all(&[back(false)]).is_err());
+    assert!(q.checkpoint(&lease, Step::ResolveVm, &none).is_err());
+    assert_eq!(q.job(lease.job).unwrap().step, Step::AwaitTask);
+    q.save_all(&[back(true)]).unwrap();
+    let job = q.job(lease.job).unwrap();
+    assert_eq!((job.step, job.in_doubt), (Step::Submit, true));
 }
 
 #[test]

@@ -76,6 +76,14 @@ pub enum QueueError {
         to: JobState,
     },
 
+    #[error("job {job}: step {from} -> {to} is not a legal move (in doubt: {in_doubt})")]
+    IllegalStep {
+        job: JobId,
+        from: Step,
+        to: Step,
+        in_doubt: bool,
+    },
+
     #[error(
         "job {job}: attempt {attempt} no longer holds its lease (rescued or finished elsewhere)"
     )]
@@ -238,8 +246,6 @@ struct Change<'a> {
     last_error: Option<&'a str>,
     scheduled_at: Option<i64>,
     replication_id: Option<&'a str>,
-    /// Claim: the new lease owner and expiry; the attempt is bumped.
-    lease: Option<(&'a str, i64)>,
 }
 
 pub struct Queue {
@@ -433,7 +439,9 @@ impl Queue {
     }
 
     /// Hands out up to `n` due jobs (`pending`, or `retryable` whose time has come) to `owner`,
-    /// oldest first, inside `BEGIN IMMEDIATE` so two processes never claim the same job.
+    /// oldest first, in one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`, so two processes
+    /// never claim the same job. Only states that [`JobState::can_become`] running are claimed;
+    /// each claim appends its event in the same transaction.
     pub fn claim(
         &mut self,
         batch: Option<BatchId>,
@@ -443,34 +451,35 @@ impl Queue {
     ) -> Result<Vec<Job>> {
         let now = self.now();
         let expires = now + lease.as_millis() as i64;
+        let claimable = states_json(JobState::ALL.into_iter().filter(|s| s.can_become(JobState::Running)));
         let tx = self.write_tx()?;
-        let ids: Vec<JobId> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id FROM jobs WHERE state IN ('pending', 'retryable') AND scheduled_at <= ?1 \
-                 AND (?2 IS NULL OR batch_id = ?2) ORDER BY scheduled_at, id LIMIT ?3",
+        let claimed: Vec<(JobId, String, u32, Option<String>)> = {
+            let mut stmt = tx.prepare_cached(include_str!("claim.sql"))?;
+            let rows = stmt.query_map(
+                params![now, owner, expires, batch, n as i64, claimable],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
-            let rows = stmt.query_map(params![now, batch, n as i64], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
-        for &id in &ids {
-            transition(
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for (id, step, attempt, from) in claimed {
+            let from = from.as_deref().map(|s| parse_state(s, 3)).transpose()?;
+            append_event(
                 &tx,
                 now,
                 id,
-                None,
+                from,
                 JobState::Running,
-                &Change {
-                    lease: Some((owner, expires)),
-                    message: Some("claimed"),
-                    ..Change::default()
-                },
+                parse_step(&step, 1)?,
+                attempt,
+                Some("claimed"),
+                None,
             )?;
+            jobs.push(job_by_id(&tx, id)?);
         }
-        let jobs = ids
-            .iter()
-            .map(|&id| job_by_id(&tx, id))
-            .collect::<Result<Vec<_>>>()?;
         tx.commit()?;
+        // RETURNING gives no order; callers expect the claim's own.
+        jobs.sort_by_key(|j| (j.scheduled_at, j.id));
         Ok(jobs)
     }
 
@@ -542,13 +551,23 @@ impl Queue {
     }
 
     /// Saves several jobs' checkpoints in one transaction (a submit group is written ahead of
-    /// its call as one). All or nothing: one lost lease fails the whole save.
+    /// its call as one). All or nothing: one lost lease, or one step move that
+    /// [`Step::can_become`] refuses, fails the whole save.
     pub fn save_all(&mut self, saves: &[Save]) -> Result<()> {
         let now = self.now();
         let tx = self.write_tx()?;
         for save in saves {
             let lease = &save.lease;
-            let current = fenced(&tx, lease)?;
+            let (current, was_in_doubt) = fenced(&tx, lease)?;
+            let in_doubt = save.in_doubt.unwrap_or(was_in_doubt);
+            if !current.can_become(save.step, in_doubt) {
+                return Err(QueueError::IllegalStep {
+                    job: lease.job,
+                    from: current,
+                    to: save.step,
+                    in_doubt,
+                });
+            }
             let c = &save.checkpoint;
             tx.prepare_cached(
                 "UPDATE jobs SET step = ?, resolved_vm_id = ?, disks_json = ?, placement_json = ?, \
@@ -734,13 +753,12 @@ impl Queue {
         let now = self.now();
         let tx = self.write_tx()?;
         let ids: Vec<JobId> = {
-            let states: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
             let mut stmt = tx.prepare(
                 "SELECT id FROM jobs WHERE batch_id = ? AND state IN (SELECT value FROM json_each(?)) \
                  ORDER BY id",
             )?;
             let rows = stmt.query_map(
-                params![batch, serde_json::Value::from(states).to_string()],
+                params![batch, states_json(from.iter().copied())],
                 |r| r.get(0),
             )?;
             rows.collect::<Result<_, _>>()?
@@ -812,7 +830,9 @@ impl Queue {
 }
 
 /// The one place a job's state changes: checks the fence and the state machine, writes the new
-/// state and its event in the caller's transaction.
+/// state and its event in the caller's transaction. A job becomes `running` only through
+/// [`Queue::claim`], whose one statement takes only the states this same rule lets become
+/// running and sets the lease a running job must carry (the database refuses one without).
 fn transition(
     tx: &Transaction<'_>,
     now: i64,
@@ -844,32 +864,30 @@ fn transition(
     if !from.can_become(to) {
         return Err(QueueError::IllegalTransition { job, from, to });
     }
+    // A requeued job starts its life again: first step, fresh attempts.
     let requeue = to == JobState::Pending;
-    let (attempt, step) = match (change.lease, requeue) {
-        (Some(_), _) => (attempt + 1, parse_step(&step, 1)?),
-        (None, true) => (0, Step::ResolveVm),
-        (None, false) => (attempt, parse_step(&step, 1)?),
+    let (attempt, step) = if requeue {
+        (0, Step::ResolveVm)
+    } else {
+        (attempt, parse_step(&step, 1)?)
     };
     tx.execute(
         "UPDATE jobs SET state = ?2, step = ?3, attempt = ?4, \
-         lease_owner = ?5, lease_expires_at = ?6, \
-         scheduled_at = COALESCE(?7, scheduled_at), \
-         reason = CASE WHEN ?8 THEN NULL ELSE COALESCE(?9, reason) END, \
-         last_error = COALESCE(?10, last_error), \
-         last_http_status = COALESCE(?11, last_http_status), \
-         replication_id = COALESCE(?12, replication_id), \
-         task_id = CASE WHEN ?8 THEN NULL ELSE task_id END, \
-         started_at = CASE WHEN ?5 IS NOT NULL THEN COALESCE(started_at, ?1) ELSE started_at END, \
-         finished_at = CASE WHEN ?13 THEN ?1 ELSE NULL END, \
+         lease_owner = NULL, lease_expires_at = NULL, \
+         scheduled_at = COALESCE(?5, scheduled_at), \
+         reason = CASE WHEN ?6 THEN NULL ELSE COALESCE(?7, reason) END, \
+         last_error = COALESCE(?8, last_error), \
+         last_http_status = COALESCE(?9, last_http_status), \
+         replication_id = COALESCE(?10, replication_id), \
+         task_id = CASE WHEN ?6 THEN NULL ELSE task_id END, \
+         finished_at = CASE WHEN ?11 THEN ?1 ELSE NULL END, \
          updated_at = ?1 \
-         WHERE id = ?14",
+         WHERE id = ?12",
         params![
             now,
             to.as_str(),
             step.as_str(),
             attempt,
-            change.lease.map(|l| l.0),
-            change.lease.map(|l| l.1),
             change.scheduled_at,
             requeue,
             change.reason,
@@ -893,18 +911,18 @@ fn transition(
     )
 }
 
-/// The current step of a job the lease still holds, or `LostLease`.
-fn fenced(tx: &Transaction<'_>, lease: &Lease) -> Result<Step> {
-    let step: Option<String> = tx
+/// The current step and in-doubt mark of a job the lease still holds, or `LostLease`.
+fn fenced(tx: &Transaction<'_>, lease: &Lease) -> Result<(Step, bool)> {
+    let found: Option<(String, bool)> = tx
         .query_row(
-            "SELECT step FROM jobs WHERE id = ? AND state = 'running' AND attempt = ? \
+            "SELECT step, in_doubt FROM jobs WHERE id = ? AND state = 'running' AND attempt = ? \
              AND lease_owner = ?",
             params![lease.job, lease.attempt, lease.owner],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    match step {
-        Some(s) => parse_step(&s, 0).map_err(QueueError::from),
+    match found {
+        Some((step, in_doubt)) => Ok((parse_step(&step, 0)?, in_doubt)),
         None => Err(QueueError::LostLease {
             job: lease.job,
             attempt: lease.attempt,
@@ -979,6 +997,11 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         finished_at: r.get(21)?,
         updated_at: r.get(22)?,
     })
+}
+
+/// States as the JSON array that `json_each` reads in SQL.
+fn states_json(states: impl IntoIterator<Item = JobState>) -> String {
+    serde_json::Value::from_iter(states.into_iter().map(JobState::as_str)).to_string()
 }
 
 fn to_json<T: Serialize>(what: &'static str, value: Option<&T>) -> Result<Option<String>> {
@@ -1062,21 +1085,83 @@ mod tests {
         }
     }
 
-    /// Puts a job straight into `state`, with the columns the CHECKs demand of it.
+    /// Puts a job straight into `state`, with the columns the CHECKs demand of it and an event,
+    /// so that the log still ends in the job's state.
     fn force(q: &Queue, id: JobId, state: JobState) {
         q.conn
             .execute(
-                "UPDATE jobs SET state = ?2, \
+                "UPDATE jobs SET state = ?2, scheduled_at = 0, \
                  lease_owner = CASE WHEN ?2 = 'running' THEN 'w' END, \
                  lease_expires_at = CASE WHEN ?2 = 'running' THEN 1 END, \
                  finished_at = CASE WHEN ?3 THEN 1 END WHERE id = ?1",
                 params![id, state.as_str(), state.is_terminal()],
             )
             .unwrap();
+        q.conn
+            .execute(
+                "INSERT INTO job_events (job_id, at, to_state, step, attempt, message) \
+                 VALUES (?, 1, ?, 'resolve_vm', 0, 'forced')",
+                params![id, state.as_str()],
+            )
+            .unwrap();
+    }
+
+    /// `from -> to` as the queue makes it: a claim for `running`, [`transition`] otherwise.
+    fn apply(q: &mut Queue, id: JobId, to: JobState) -> Result<()> {
+        if to == JobState::Running {
+            let claimed = q.claim(None, 1, "w2", Duration::from_secs(10))?;
+            let job = q.job(id)?;
+            return match claimed.as_slice() {
+                [one] if one.id == id => Ok(()),
+                [] => Err(QueueError::IllegalTransition {
+                    job: id,
+                    from: job.state,
+                    to,
+                }),
+                other => panic!("claimed {other:?}"),
+            };
+        }
+        let tx = q.conn.transaction()?;
+        transition(&tx, 5, id, None, to, &Change::default())?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn event_count(q: &Queue, id: JobId) -> usize {
         q.events(id).unwrap().len()
+    }
+
+    /// The claim is one SQL statement rather than a [`transition`] per job: it must take
+    /// exactly the states from which the state machine lets a job become running.
+    #[test]
+    fn the_claim_takes_exactly_the_states_that_can_become_running() {
+        let mut q = Queue::open_in_memory().unwrap();
+        let specs: Vec<JobSpec> = JobState::ALL.iter().map(|s| spec(s.as_str())).collect();
+        let batch_id = q.create_batch(&new_batch(), &specs).unwrap();
+        let jobs = q.jobs(batch_id).unwrap();
+        for (job, state) in jobs.iter().zip(JobState::ALL) {
+            force(&q, job.id, state);
+        }
+        let claimed = q
+            .claim(None, JobState::ALL.len() * 2, "w", Duration::from_secs(10))
+            .unwrap();
+        let claimed_from: Vec<JobState> = claimed
+            .iter()
+            .map(|j| {
+                let events = q.events(j.id).unwrap();
+                let from = events[events.len() - 2].to_state;
+                assert_eq!(events.last().unwrap().from_state, Some(from));
+                from
+            })
+            .collect();
+        let expected: Vec<JobState> = JobState::ALL
+            .into_iter()
+            .filter(|s| s.can_become(JobState::Running))
+            .collect();
+        assert_eq!(claimed_from, expected);
+        assert!(claimed.iter().all(|j| j.state == JobState::Running
+            && j.attempt == 1
+            && j.lease_owner.as_deref() == Some("w")));
     }
 
     #[test]
@@ -1089,13 +1174,7 @@ mod tests {
             for to in JobState::ALL {
                 force(&q, id, from);
                 let before = event_count(&q, id);
-                let change = Change {
-                    lease: (to == JobState::Running).then_some(("w2", 10)),
-                    ..Change::default()
-                };
-                let tx = q.conn.transaction().unwrap();
-                let result = transition(&tx, 5, id, None, to, &change);
-                tx.commit().unwrap();
+                let result = apply(&mut q, id, to);
                 let job = q.job(id).unwrap();
                 if from.can_become(to) {
                     legal += 1;
