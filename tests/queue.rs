@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vrbulk::input::JobSpec;
-use vrbulk::queue::{Checkpoint, JobState, Lease, NewBatch, Queue, QueueError, Save, Step};
+use vrbulk::queue::{
+    Checkpoint, JobState, Lease, NewBatch, Queue, QueueError, QueuedVm, Save, Step,
+};
 
 use crate::support::fixtures;
 
@@ -274,6 +276,68 @@ fn cancel_takes_what_has_not_started_and_retry_requeues_the_failed() {
 }
 
 #[test]
+fn a_batch_naming_a_vm_of_an_unfinished_batch_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 2, 3);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    q.succeed(&lease, None, "ok").unwrap();
+
+    // vm-0000 has finished, vm-0001 has not; vm-0001 is named by id in the new batch.
+    let mut by_id = fixtures::spec("other-name");
+    by_id.vm.id = Some("vm-0001".into());
+    by_id.line = Some(3);
+    let specs = [fixtures::spec("vm-0000"), by_id, fixtures::spec("vm-0009")];
+    let err = q.create_batch(&new_batch(3), &specs).unwrap_err();
+    let QueueError::AlreadyQueued(vms) = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        vms,
+        &[QueuedVm {
+            line: Some(3),
+            vm: "vm-0001".into(),
+            by_id: true,
+            batch,
+        }]
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "1 VM is already in an unfinished batch, so the new batch was not created: \
+             `vm-0001` (batch {batch})"
+        )
+    );
+    assert_eq!(q.batches().unwrap().len(), 1, "nothing was written");
+}
+
+#[test]
+fn two_imports_at_once_cannot_both_queue_one_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    drop(queue_at(&path));
+    let imports: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                Queue::open(&path)
+                    .unwrap()
+                    .create_batch(&new_batch(3), &fixtures::specs(50))
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let created = imports
+        .into_iter()
+        .map(|i| i.join().unwrap())
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(created, 1);
+}
+
+#[test]
 fn a_checkpoint_moves_the_step_only_as_the_step_order_allows() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, _) = queue_at(&dir.path().join("q.db"));
@@ -309,20 +373,6 @@ fn a_checkpoint_moves_the_step_only_as_the_step_order_allows() {
     q.save_all(&[back(true)]).unwrap();
     let job = q.job(lease.job).unwrap();
     assert_eq!((job.step, job.in_doubt), (Step::Submit, true));
-}
-
-#[test]
-fn vms_of_unfinished_batches_are_known() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut q, _) = queue_at(&dir.path().join("q.db"));
-    let batch = with_jobs(&mut q, 2, 3);
-    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
-        .lease()
-        .unwrap();
-    q.succeed(&lease, None, "ok").unwrap();
-    let open = q.unfinished_vms().unwrap();
-    assert_eq!(open.len(), 1);
-    assert_eq!(open.get("vm-0001"), Some(&batch));
 }
 
 #[test]

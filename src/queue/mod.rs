@@ -84,6 +84,15 @@ pub enum QueueError {
         in_doubt: bool,
     },
 
+    /// A new batch names VMs that already have an unfinished job: two jobs for one VM could both
+    /// configure it. Nothing was written.
+    #[error(
+        "{} already in an unfinished batch, so the new batch was not created: {}",
+        plural(.0.len(), "VM is", "VMs are"),
+        queued_list(.0)
+    )]
+    AlreadyQueued(Vec<QueuedVm>),
+
     #[error(
         "job {job}: attempt {attempt} no longer holds its lease (rescued or finished elsewhere)"
     )]
@@ -104,6 +113,34 @@ pub enum QueueError {
 
     #[error("job queue: {0}")]
     Sql(#[from] rusqlite::Error),
+}
+
+/// A VM of a new batch that already has a job not yet finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedVm {
+    /// The input line of the new batch's job (`None` for inventory selections).
+    pub line: Option<u64>,
+    /// The VM as the new job names it: its id when the id matched, else its name.
+    pub vm: String,
+    /// Whether `vm` is the VM's id (`vm_id` column) rather than its name.
+    pub by_id: bool,
+    /// The unfinished batch that holds it.
+    pub batch: BatchId,
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+fn queued_list(vms: &[QueuedVm]) -> String {
+    vms.iter()
+        .map(|q| format!("`{}` (batch {})", q.vm, q.batch))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
@@ -340,10 +377,17 @@ impl Queue {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
-    /// Creates a batch and its jobs in one transaction: all or nothing.
+    /// Creates a batch and its jobs in one transaction: all or nothing. A VM that already has an
+    /// unfinished job refuses the whole batch ([`QueueError::AlreadyQueued`]): two jobs for one
+    /// VM could both configure it. The check shares the write lock with the insert, so two
+    /// imports at once cannot both pass it.
     pub fn create_batch(&mut self, batch: &NewBatch, jobs: &[JobSpec]) -> Result<BatchId> {
         let now = self.now();
         let tx = self.write_tx()?;
+        let queued = already_queued(&tx, jobs)?;
+        if !queued.is_empty() {
+            return Err(QueueError::AlreadyQueued(queued));
+        }
         tx.execute(
             "INSERT INTO batches (name, created_at, operator, host, input_kind, input_path, \
              input_sha256, settings_json, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -416,26 +460,6 @@ impl Queue {
     /// The newest batch, which commands use when no `--batch` is given.
     pub fn latest_batch(&self) -> Result<Option<Batch>> {
         Ok(self.batches()?.pop())
-    }
-
-    /// VMs (by name and by id) that already have a job not yet finished, with its batch: a VM
-    /// must not be queued twice while one job for it may still configure it.
-    pub fn unfinished_vms(&self) -> Result<HashMap<String, BatchId>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT vm_name, vm_id, batch_id FROM jobs \
-             WHERE state IN ('pending', 'running', 'retryable')",
-        )?;
-        let mut out = HashMap::new();
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let batch: BatchId = row.get(2)?;
-            for col in 0..2 {
-                if let Some(key) = row.get::<_, Option<String>>(col)? {
-                    out.insert(key, batch);
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Hands out up to `n` due jobs (`pending`, or `retryable` whose time has come) to `owner`,
@@ -827,6 +851,40 @@ impl Queue {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The jobs of `jobs` whose VM (by id, else by name) already has a job not yet finished, with
+/// that job's batch.
+fn already_queued(conn: &Connection, jobs: &[JobSpec]) -> Result<Vec<QueuedVm>> {
+    let mut stmt = conn.prepare(
+        "SELECT vm_name, vm_id, batch_id FROM jobs \
+         WHERE state IN ('pending', 'running', 'retryable')",
+    )?;
+    let mut open: HashMap<String, BatchId> = HashMap::new();
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let batch: BatchId = row.get(2)?;
+        for col in 0..2 {
+            if let Some(key) = row.get::<_, Option<String>>(col)? {
+                open.insert(key, batch);
+            }
+        }
+    }
+    Ok(jobs
+        .iter()
+        .filter_map(|job| {
+            let (vm, batch) = [&job.vm.id, &job.vm.name]
+                .into_iter()
+                .flatten()
+                .find_map(|k| Some((k, *open.get(k)?)))?;
+            Some(QueuedVm {
+                line: job.line,
+                vm: vm.clone(),
+                by_id: job.vm.id.as_ref() == Some(vm),
+                batch,
+            })
+        })
+        .collect())
 }
 
 /// The one place a job's state changes: checks the fence and the state machine, writes the new
