@@ -507,6 +507,36 @@ fn a_database_from_the_first_schema_opens_and_upgrades() {
 }
 
 #[test]
+fn a_queue_that_cannot_be_opened_says_why_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-folder").join("q.db");
+    let err = anyhow::Error::new(Queue::open(&path).unwrap_err());
+    let text = format!("{err:#}");
+    assert!(text.starts_with("cannot open the job queue"), "{text}");
+    assert_eq!(text.matches("unable to open").count(), 1, "{text}");
+}
+
+#[test]
+fn a_failed_upgrade_names_the_file_and_says_sqlites_words_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        // Schema 1 by its number, but already holding a table that migration 2 creates.
+        conn.execute_batch(include_str!("../migrations/0001_queue.sql"))
+            .unwrap();
+        conn.execute_batch("CREATE TABLE runs (id TEXT); PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let err = Queue::open(&path).unwrap_err();
+    assert!(matches!(err, QueueError::Migrate { .. }), "{err}");
+    let text = format!("{:#}", anyhow::Error::new(err));
+    assert!(text.starts_with("cannot upgrade the job queue"), "{text}");
+    assert_eq!(text.matches("already exists").count(), 1, "{text}");
+    assert_eq!(text.matches("CREATE TABLE runs").count(), 1, "{text}");
+}
+
+#[test]
 fn a_database_from_a_newer_vrbulk_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.db");

@@ -49,12 +49,12 @@ const MIGRATIONS: &[M<'static>] = &[
 
 #[derive(Debug, Error)]
 pub enum QueueError {
-    #[error("cannot open the job queue {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    // The variants that wrap a rusqlite or rusqlite_migration error say its words in their own
+    // message and do not return it as `source`: those errors repeat their cause in their message
+    // and as their own source too (rusqlite's `SqliteFailure`), so a cause chain through them
+    // would say it twice.
+    #[error("cannot open the job queue {path}: {error}")]
+    Open { path: PathBuf, error: rusqlite::Error },
 
     #[error(
         "the job queue {path} was written by a newer vrbulk (schema version {found}; this vrbulk \
@@ -66,8 +66,11 @@ pub enum QueueError {
         known: usize,
     },
 
-    #[error("cannot upgrade the job queue {path}: {message}")]
-    Migrate { path: PathBuf, message: String },
+    #[error("cannot upgrade the job queue {path}: {}", migration_words(.error))]
+    Migrate {
+        path: PathBuf,
+        error: rusqlite_migration::Error,
+    },
 
     #[error("job {job}: {from} -> {to} is not a legal transition")]
     IllegalTransition {
@@ -104,7 +107,7 @@ pub enum QueueError {
     #[error("batch {0} does not exist")]
     NoSuchBatch(BatchId),
 
-    #[error("job queue: stored {what} does not decode: {source}")]
+    #[error("job queue: stored {what} does not decode")]
     Json {
         what: &'static str,
         #[source]
@@ -112,7 +115,13 @@ pub enum QueueError {
     },
 
     #[error("job queue: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        QueueError::Sql(e)
+    }
 }
 
 /// A VM of a new batch that already has a job not yet finished.
@@ -126,6 +135,15 @@ pub struct QueuedVm {
     pub by_id: bool,
     /// The unfinished batch that holds it.
     pub batch: BatchId,
+}
+
+/// What went wrong in a migration, in SQLite's words, without rusqlite_migration's own quote of
+/// the migration's whole SQL in front of them.
+fn migration_words(e: &rusqlite_migration::Error) -> String {
+    match e {
+        rusqlite_migration::Error::RusqliteError { err, .. } => err.to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -306,9 +324,9 @@ impl Queue {
     /// Opens (creating or upgrading) the queue file. WAL lets `status` read while `run` writes;
     /// the busy timeout lets two processes share the file without "database is locked".
     pub fn open(path: &Path) -> Result<Queue> {
-        let conn = Connection::open(path).map_err(|source| QueueError::Open {
+        let conn = Connection::open(path).map_err(|error| QueueError::Open {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Queue::setup(conn, path)
     }
@@ -332,9 +350,9 @@ impl Queue {
         }
         Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)
-            .map_err(|e| QueueError::Migrate {
+            .map_err(|error| QueueError::Migrate {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                error,
             })?;
         Ok(Queue {
             conn,

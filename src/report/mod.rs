@@ -44,10 +44,10 @@ pub enum ReportError {
     #[error("report: reading the job queue: {0}")]
     Sql(#[from] rusqlite::Error),
 
-    #[error("report: writing CSV: {0}")]
+    #[error("report: writing CSV")]
     Csv(#[from] ::csv::Error),
 
-    #[error("report: writing JSON: {0}")]
+    #[error("report: writing JSON")]
     Json(#[source] serde_json::Error),
 }
 
