@@ -6,6 +6,7 @@
 //! lease was rescued cannot overwrite a newer attempt), and appends the event in the same
 //! transaction. The schema lives in `migrations/`; the database refuses illegal states too.
 
+mod record;
 mod runs;
 mod state;
 mod status;
@@ -20,6 +21,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use record::{BatchRecord, DiscoveryRecord, JobTimes, RunRecord};
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 
@@ -54,7 +56,10 @@ pub enum QueueError {
     // and as their own source too (rusqlite's `SqliteFailure`), so a cause chain through them
     // would say it twice.
     #[error("cannot open the job queue {path}: {error}")]
-    Open { path: PathBuf, error: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
 
     #[error(
         "the job queue {path} was written by a newer vrbulk (schema version {found}; this vrbulk \
@@ -381,7 +386,10 @@ impl Queue {
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
-    /// The raw connection, for the few queries that belong to other modules (reports).
+    /// The raw connection, for tests that look at the file as SQL. The rest of vrbulk reads and
+    /// writes only through the typed methods, which keep the state machine and the append-only
+    /// log whole.
+    #[doc(hidden)]
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -493,7 +501,11 @@ impl Queue {
     ) -> Result<Vec<Job>> {
         let now = self.now();
         let expires = now + lease.as_millis() as i64;
-        let claimable = states_json(JobState::ALL.into_iter().filter(|s| s.can_become(JobState::Running)));
+        let claimable = states_json(
+            JobState::ALL
+                .into_iter()
+                .filter(|s| s.can_become(JobState::Running)),
+        );
         let tx = self.write_tx()?;
         let claimed: Vec<(JobId, String, u32, Option<String>)> = {
             let mut stmt = tx.prepare_cached(include_str!("claim.sql"))?;
@@ -799,10 +811,9 @@ impl Queue {
                 "SELECT id FROM jobs WHERE batch_id = ? AND state IN (SELECT value FROM json_each(?)) \
                  ORDER BY id",
             )?;
-            let rows = stmt.query_map(
-                params![batch, states_json(from.iter().copied())],
-                |r| r.get(0),
-            )?;
+            let rows = stmt.query_map(params![batch, states_json(from.iter().copied())], |r| {
+                r.get(0)
+            })?;
             rows.collect::<Result<_, _>>()?
         };
         for &id in &ids {

@@ -41,9 +41,6 @@ pub enum ReportError {
     #[error(transparent)]
     Queue(#[from] QueueError),
 
-    #[error("report: reading the job queue: {0}")]
-    Sql(#[from] rusqlite::Error),
-
     #[error("report: writing CSV")]
     Csv(#[from] ::csv::Error),
 
