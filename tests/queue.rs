@@ -422,8 +422,9 @@ fn assert_all_claimed_once(claimed: &[Vec<i64>], total: usize) {
 
 const CLAIMER_DB: &str = "VRBULK_TEST_CLAIMER_DB";
 
-/// Not a test of its own: the body of the child processes of the test below.
+/// The body of the child processes of the test below, which runs it with `--ignored --exact`.
 #[test]
+#[ignore = "not a test of its own: the child process of two_processes_never_hold_the_same_job"]
 fn claimer_child() {
     let Ok(path) = std::env::var(CLAIMER_DB) else {
         return;
@@ -452,6 +453,7 @@ fn two_processes_never_hold_the_same_job() {
             std::process::Command::new(&exe)
                 .args([
                     "queue::claimer_child",
+                    "--ignored",
                     "--exact",
                     "--nocapture",
                     "--test-threads=1",
