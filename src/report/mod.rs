@@ -129,10 +129,6 @@ impl PlanReport {
 pub struct UtcTime(pub i64);
 
 impl UtcTime {
-    pub fn millis(self) -> i64 {
-        self.0
-    }
-
     /// `2024-06-01T12:00:00.000Z`; a moment outside jiff's range (never written by vrbulk)
     /// falls back to the readable form rather than failing the whole report.
     pub fn rfc3339(self) -> String {
