@@ -158,18 +158,7 @@ pub(crate) fn span(ms: i64) -> String {
 
 /// Bytes in binary units with one decimal: `1.5 TiB`.
 pub(crate) fn bytes(n: i64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    crate::units::bytes(n)
 }
 
 #[cfg(test)]
@@ -193,12 +182,5 @@ mod tests {
             assert_eq!(f.as_str().parse::<Format>(), Ok(f));
         }
         assert!("pdf".parse::<Format>().is_err());
-    }
-
-    #[test]
-    fn bytes_use_binary_units() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 * (1 << 40)), "3.0 TiB");
     }
 }

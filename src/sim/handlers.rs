@@ -823,8 +823,8 @@ fn new_task(w: &mut World, spec: &AcceptedSpec, now: Instant, queued_ms: i64) ->
             failure = Some(format!(
                 "Insufficient disk space on datastore '{}': {} free, {} required",
                 ds.name,
-                gib(free),
-                gib(need)
+                crate::units::gib(free),
+                crate::units::gib(need)
             ));
             break;
         }
@@ -894,10 +894,6 @@ fn new_task(w: &mut World, spec: &AcceptedSpec, now: Instant, queued_ms: i64) ->
         failure,
         replication,
     }
-}
-
-fn gib(bytes: i64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1024.0 * 1024.0 * 1024.0))
 }
 
 // ---- tasks ----
