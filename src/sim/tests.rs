@@ -407,6 +407,12 @@ async fn vm_listing_pages_past_100_with_meta_and_links() {
 
     let (s, _) = h.get(&sid, &format!("{base}?limit=ten")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // An offset past everything is an empty page, however large (it once overflowed).
+    let (s, past) = h.get(&sid, &format!("{base}?offset={}", usize::MAX)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(past["list"].as_array().unwrap().len(), 0);
+    assert!(past["_meta"]["links"].get("next").is_none());
 }
 
 #[tokio::test]
@@ -952,10 +958,12 @@ async fn fail_next_answers_the_status_before_any_effect() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(b["message"].is_string());
     // Login is never failed, and does not use up the injected failures.
-    let _ = h.login().await;
+    let fresh = h.login().await;
     let (s, _) = h.get(&sid, "/tasks").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(h.sim.stats().configure_attempts.is_empty());
+    let (s, who) = h.get(&fresh, "/session").await;
+    assert_eq!((s, &who["username"]), (StatusCode::OK, &json!(USER)));
     let (s, _) = h.configure(&sid, &body).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let stats = h.sim.stats();
@@ -1064,7 +1072,11 @@ async fn latency_is_added_to_every_call() {
     })
     .await;
     let started = Instant::now();
-    let _ = h.login().await;
+    let sid = h.login().await;
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let started = Instant::now();
+    let (s, _) = h.get(&sid, "/pairings").await;
+    assert_eq!(s, StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
 
