@@ -1212,3 +1212,52 @@ async fn lists_sort_by_a_field_in_either_order() {
     let (s, _) = h.get(&sid, &format!("{base}?order_by=desc")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// The route table is the one source of the router and of the operation names in the stats:
+/// each entry must be the spec's operation at that method and path, and be served.
+#[tokio::test]
+async fn every_route_is_the_specs_operation_and_is_served() {
+    use axum::routing::MethodFilter;
+
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/vr-api/vsphere-replication-api-v2.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let h = Harness::plain(SimConfig::default()).await;
+    let mut seen = std::collections::HashSet::new();
+    for (filter, path, id, _) in handlers::OPERATIONS {
+        let method = [
+            (MethodFilter::GET, reqwest::Method::GET),
+            (MethodFilter::POST, reqwest::Method::POST),
+            (MethodFilter::DELETE, reqwest::Method::DELETE),
+        ]
+        .into_iter()
+        .find_map(|(f, m)| (f == *filter).then_some(m))
+        .unwrap_or_else(|| panic!("{path}: a method the test does not know"));
+        assert!(
+            seen.insert((method.clone(), *path)),
+            "{method} {path} twice"
+        );
+        let documented = &spec["paths"][*path][method.as_str().to_lowercase()]["operationId"];
+        assert_eq!(documented, &json!(id), "{method} {path}");
+
+        // Served: without credentials or a session every operation answers 401, never the
+        // router's 404 or 405.
+        let r = h
+            .http
+            .request(method.clone(), h.api(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(
+            h.sim.stats().calls[*id],
+            1,
+            "{method} {path} counted as {id}"
+        );
+    }
+}
