@@ -1,10 +1,13 @@
 //! The persistent job queue: one SQLite file with batches, one job per VM, leases, checkpoints
 //! and the append-only `job_events` log.
 //!
-//! Every state change goes through [`Queue::transition`], which checks the state machine of
-//! [`JobState::can_become`], fences writes by the job's attempt and lease owner (a worker whose
-//! lease was rescued cannot overwrite a newer attempt), and appends the event in the same
-//! transaction. The schema lives in `migrations/`; the database refuses illegal states too.
+//! Every state change but the claim goes through `transition`, which checks the state machine
+//! of [`JobState::can_become`], fences writes by the job's attempt and lease owner (a worker
+//! whose lease was rescued cannot overwrite a newer attempt), and appends the event in the same
+//! transaction. The claim is one `UPDATE … RETURNING` (`claim.sql`) that takes only the states
+//! the same rule lets become running, and appends its events in its transaction. A running job's
+//! step moves as [`Step::can_become`] allows. The schema lives in `migrations/`; the database
+//! refuses illegal states too. What the report reads is in `record`.
 
 mod record;
 mod runs;
@@ -296,7 +299,7 @@ pub struct JobEvent {
     pub http_status: Option<u16>,
 }
 
-/// One state change, as [`Queue::transition`] applies it.
+/// One state change, as [`transition`] applies it.
 #[derive(Debug, Clone, Default)]
 struct Change<'a> {
     message: Option<&'a str>,
