@@ -153,8 +153,10 @@ fn build(path: &std::path::Path) -> (Queue, i64) {
                         task_id: Some(format!("HmsTask-{n}")),
                         ..Checkpoint::default()
                     };
-                    queue
-                        .checkpoint(&lease, Step::AwaitTask, &c)
+                    // Each step is saved in turn, as the runner does (the queue refuses a skip).
+                    [Step::ResolveTarget, Step::Submit, Step::AwaitTask]
+                        .into_iter()
+                        .try_for_each(|step| queue.checkpoint(&lease, step, &c))
                         .and_then(|_| queue.succeed(&lease, Some(&format!("GID-{n}")), "configured"))
                 }
                 17 => queue.fail(

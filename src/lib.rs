@@ -12,5 +12,6 @@ pub mod runner;
 pub mod secret;
 pub mod sim;
 pub mod timefmt;
+pub mod units;
 pub mod vr;
 pub mod workflow;

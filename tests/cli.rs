@@ -18,17 +18,16 @@ fn data(path: &str) -> PathBuf {
 /// How many rows each table holds and its newest id: equal before and after means nothing
 /// was written.
 fn snapshot(db: &Path) -> String {
-    let q = Queue::open(db).unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
     ["batches", "jobs", "job_events"]
         .iter()
         .map(|t| {
-            q.connection()
-                .query_row(
-                    &format!("SELECT '{t}=' || COUNT(*) || '/' || IFNULL(MAX(id), 0) FROM {t}"),
-                    [],
-                    |r| r.get::<_, String>(0),
-                )
-                .unwrap()
+            conn.query_row(
+                &format!("SELECT '{t}=' || COUNT(*) || '/' || IFNULL(MAX(id), 0) FROM {t}"),
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .unwrap()
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{connect, who, Profile};
 use crate::config::ConfigFile;
 use crate::input::{self, glob_match, InputError, InputErrors, JobSpec, VmRef};
-use crate::queue::{InputKind, NewBatch, Queue};
+use crate::queue::{InputKind, NewBatch, Queue, QueueError};
 use crate::workflow::choose_pairing;
 
 #[derive(Debug, Args)]
@@ -84,7 +84,6 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
 
     // The input was checked before the queue is opened, so a bad file leaves no database behind.
     let mut queue = Queue::open(db)?;
-    refuse_vms_already_queued(&queue, &jobs)?;
     let (operator, host) = who();
     // What was asked, for the audit: the profile's keys that are set, and the selection.
     let profile: serde_json::Map<String, serde_json::Value> = match serde_json::to_value(&defaults)
@@ -103,19 +102,21 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
         settings["exclude"] = serde_json::json!(args.exclude);
     }
     let name = args.name.clone().unwrap_or(default_name);
-    let batch = queue.create_batch(
-        &NewBatch {
-            name: name.clone(),
-            operator,
-            host,
-            input_kind: kind,
-            input_path,
-            input_sha256: sha,
-            settings,
-            max_attempts: args.max_attempts,
-        },
-        &jobs,
-    )?;
+    let batch = queue
+        .create_batch(
+            &NewBatch {
+                name: name.clone(),
+                operator,
+                host,
+                input_kind: kind,
+                input_path,
+                input_sha256: sha,
+                settings,
+                max_attempts: args.max_attempts,
+            },
+            &jobs,
+        )
+        .map_err(refusal_as_input_errors)?;
     println!(
         "batch {batch} \"{name}\": {} jobs imported into {}",
         jobs.len(),
@@ -126,32 +127,26 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
     Ok(super::exit::OK)
 }
 
-/// A VM with a job still pending or running elsewhere must not be queued again: two jobs for
-/// one VM could both configure it.
-fn refuse_vms_already_queued(queue: &Queue, jobs: &[JobSpec]) -> anyhow::Result<()> {
-    let open = queue.unfinished_vms()?;
-    let errors: Vec<InputError> = jobs
+/// A VM with a job still pending or running elsewhere must not be queued again (the queue
+/// refuses the batch): to the operator that is a mistake in the input, at its line and column.
+fn refusal_as_input_errors(err: QueueError) -> anyhow::Error {
+    let QueueError::AlreadyQueued(vms) = err else {
+        return err.into();
+    };
+    let errors = vms
         .iter()
-        .filter_map(|job| {
-            let key = [&job.vm.id, &job.vm.name]
-                .into_iter()
-                .flatten()
-                .find(|k| open.contains_key(*k))?;
-            Some(InputError::new(
-                job.line,
-                Some(if job.vm.id.as_ref() == Some(key) { "vm_id" } else { "vm_name" }),
+        .map(|q| {
+            InputError::new(
+                q.line,
+                Some(if q.by_id { "vm_id" } else { "vm_name" }),
                 format!(
-                    "VM `{key}` is already in unfinished batch {}: let it finish, or `vrbulk cancel --batch {}`",
-                    open[key], open[key]
+                    "VM `{}` is already in unfinished batch {}: let it finish, or `vrbulk cancel --batch {}`",
+                    q.vm, q.batch, q.batch
                 ),
-            ))
+            )
         })
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(InputErrors(errors).into())
-    }
+    InputErrors(errors).into()
 }
 
 async fn select_from_inventory(

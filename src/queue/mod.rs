@@ -1,11 +1,15 @@
 //! The persistent job queue: one SQLite file with batches, one job per VM, leases, checkpoints
 //! and the append-only `job_events` log.
 //!
-//! Every state change goes through [`Queue::transition`], which checks the state machine of
-//! [`JobState::can_become`], fences writes by the job's attempt and lease owner (a worker whose
-//! lease was rescued cannot overwrite a newer attempt), and appends the event in the same
-//! transaction. The schema lives in `migrations/`; the database refuses illegal states too.
+//! Every state change but the claim goes through `transition`, which checks the state machine
+//! of [`JobState::can_become`], fences writes by the job's attempt and lease owner (a worker
+//! whose lease was rescued cannot overwrite a newer attempt), and appends the event in the same
+//! transaction. The claim is one `UPDATE … RETURNING` (`claim.sql`) that takes only the states
+//! the same rule lets become running, and appends its events in its transaction. A running job's
+//! step moves as [`Step::can_become`] allows. The schema lives in `migrations/`; the database
+//! refuses illegal states too. What the report reads is in `record`.
 
+mod record;
 mod runs;
 mod state;
 mod status;
@@ -20,6 +24,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use record::{BatchRecord, DiscoveryRecord, JobTimes, RunRecord};
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 
@@ -49,11 +54,14 @@ const MIGRATIONS: &[M<'static>] = &[
 
 #[derive(Debug, Error)]
 pub enum QueueError {
-    #[error("cannot open the job queue {path}: {source}")]
+    // The variants that wrap a rusqlite or rusqlite_migration error say its words in their own
+    // message and do not return it as `source`: those errors repeat their cause in their message
+    // and as their own source too (rusqlite's `SqliteFailure`), so a cause chain through them
+    // would say it twice.
+    #[error("cannot open the job queue {path}: {error}")]
     Open {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
 
     #[error(
@@ -66,8 +74,11 @@ pub enum QueueError {
         known: usize,
     },
 
-    #[error("cannot upgrade the job queue {path}: {message}")]
-    Migrate { path: PathBuf, message: String },
+    #[error("cannot upgrade the job queue {path}: {}", migration_words(.error))]
+    Migrate {
+        path: PathBuf,
+        error: rusqlite_migration::Error,
+    },
 
     #[error("job {job}: {from} -> {to} is not a legal transition")]
     IllegalTransition {
@@ -75,6 +86,23 @@ pub enum QueueError {
         from: JobState,
         to: JobState,
     },
+
+    #[error("job {job}: step {from} -> {to} is not a legal move (in doubt: {in_doubt})")]
+    IllegalStep {
+        job: JobId,
+        from: Step,
+        to: Step,
+        in_doubt: bool,
+    },
+
+    /// A new batch names VMs that already have an unfinished job: two jobs for one VM could both
+    /// configure it. Nothing was written.
+    #[error(
+        "{} already in an unfinished batch, so the new batch was not created: {}",
+        plural(.0.len(), "VM is", "VMs are"),
+        queued_list(.0)
+    )]
+    AlreadyQueued(Vec<QueuedVm>),
 
     #[error(
         "job {job}: attempt {attempt} no longer holds its lease (rescued or finished elsewhere)"
@@ -87,7 +115,7 @@ pub enum QueueError {
     #[error("batch {0} does not exist")]
     NoSuchBatch(BatchId),
 
-    #[error("job queue: stored {what} does not decode: {source}")]
+    #[error("job queue: stored {what} does not decode")]
     Json {
         what: &'static str,
         #[source]
@@ -95,7 +123,50 @@ pub enum QueueError {
     },
 
     #[error("job queue: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        QueueError::Sql(e)
+    }
+}
+
+/// A VM of a new batch that already has a job not yet finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedVm {
+    /// The input line of the new batch's job (`None` for inventory selections).
+    pub line: Option<u64>,
+    /// The VM as the new job names it: its id when the id matched, else its name.
+    pub vm: String,
+    /// Whether `vm` is the VM's id (`vm_id` column) rather than its name.
+    pub by_id: bool,
+    /// The unfinished batch that holds it.
+    pub batch: BatchId,
+}
+
+/// What went wrong in a migration, in SQLite's words, without rusqlite_migration's own quote of
+/// the migration's whole SQL in front of them.
+fn migration_words(e: &rusqlite_migration::Error) -> String {
+    match e {
+        rusqlite_migration::Error::RusqliteError { err, .. } => err.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+fn queued_list(vms: &[QueuedVm]) -> String {
+    vms.iter()
+        .map(|q| format!("`{}` (batch {})", q.vm, q.batch))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
@@ -228,7 +299,7 @@ pub struct JobEvent {
     pub http_status: Option<u16>,
 }
 
-/// One state change, as [`Queue::transition`] applies it.
+/// One state change, as [`transition`] applies it.
 #[derive(Debug, Clone, Default)]
 struct Change<'a> {
     message: Option<&'a str>,
@@ -238,8 +309,6 @@ struct Change<'a> {
     last_error: Option<&'a str>,
     scheduled_at: Option<i64>,
     replication_id: Option<&'a str>,
-    /// Claim: the new lease owner and expiry; the attempt is bumped.
-    lease: Option<(&'a str, i64)>,
 }
 
 pub struct Queue {
@@ -263,9 +332,9 @@ impl Queue {
     /// Opens (creating or upgrading) the queue file. WAL lets `status` read while `run` writes;
     /// the busy timeout lets two processes share the file without "database is locked".
     pub fn open(path: &Path) -> Result<Queue> {
-        let conn = Connection::open(path).map_err(|source| QueueError::Open {
+        let conn = Connection::open(path).map_err(|error| QueueError::Open {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Queue::setup(conn, path)
     }
@@ -289,9 +358,9 @@ impl Queue {
         }
         Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)
-            .map_err(|e| QueueError::Migrate {
+            .map_err(|error| QueueError::Migrate {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                error,
             })?;
         Ok(Queue {
             conn,
@@ -320,7 +389,10 @@ impl Queue {
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
-    /// The raw connection, for the few queries that belong to other modules (reports).
+    /// The raw connection, for tests that look at the file as SQL. The rest of vrbulk reads and
+    /// writes only through the typed methods, which keep the state machine and the append-only
+    /// log whole.
+    #[doc(hidden)]
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -334,10 +406,17 @@ impl Queue {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
-    /// Creates a batch and its jobs in one transaction: all or nothing.
+    /// Creates a batch and its jobs in one transaction: all or nothing. A VM that already has an
+    /// unfinished job refuses the whole batch ([`QueueError::AlreadyQueued`]): two jobs for one
+    /// VM could both configure it. The check shares the write lock with the insert, so two
+    /// imports at once cannot both pass it.
     pub fn create_batch(&mut self, batch: &NewBatch, jobs: &[JobSpec]) -> Result<BatchId> {
         let now = self.now();
         let tx = self.write_tx()?;
+        let queued = already_queued(&tx, jobs)?;
+        if !queued.is_empty() {
+            return Err(QueueError::AlreadyQueued(queued));
+        }
         tx.execute(
             "INSERT INTO batches (name, created_at, operator, host, input_kind, input_path, \
              input_sha256, settings_json, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -412,28 +491,10 @@ impl Queue {
         Ok(self.batches()?.pop())
     }
 
-    /// VMs (by name and by id) that already have a job not yet finished, with its batch: a VM
-    /// must not be queued twice while one job for it may still configure it.
-    pub fn unfinished_vms(&self) -> Result<HashMap<String, BatchId>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT vm_name, vm_id, batch_id FROM jobs \
-             WHERE state IN ('pending', 'running', 'retryable')",
-        )?;
-        let mut out = HashMap::new();
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let batch: BatchId = row.get(2)?;
-            for col in 0..2 {
-                if let Some(key) = row.get::<_, Option<String>>(col)? {
-                    out.insert(key, batch);
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Hands out up to `n` due jobs (`pending`, or `retryable` whose time has come) to `owner`,
-    /// oldest first, inside `BEGIN IMMEDIATE` so two processes never claim the same job.
+    /// oldest first, in one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`, so two processes
+    /// never claim the same job. Only states that [`JobState::can_become`] running are claimed;
+    /// each claim appends its event in the same transaction.
     pub fn claim(
         &mut self,
         batch: Option<BatchId>,
@@ -443,34 +504,39 @@ impl Queue {
     ) -> Result<Vec<Job>> {
         let now = self.now();
         let expires = now + lease.as_millis() as i64;
+        let claimable = states_json(
+            JobState::ALL
+                .into_iter()
+                .filter(|s| s.can_become(JobState::Running)),
+        );
         let tx = self.write_tx()?;
-        let ids: Vec<JobId> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id FROM jobs WHERE state IN ('pending', 'retryable') AND scheduled_at <= ?1 \
-                 AND (?2 IS NULL OR batch_id = ?2) ORDER BY scheduled_at, id LIMIT ?3",
+        let claimed: Vec<(JobId, String, u32, Option<String>)> = {
+            let mut stmt = tx.prepare_cached(include_str!("claim.sql"))?;
+            let rows = stmt.query_map(
+                params![now, owner, expires, batch, n as i64, claimable],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
-            let rows = stmt.query_map(params![now, batch, n as i64], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
-        for &id in &ids {
-            transition(
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for (id, step, attempt, from) in claimed {
+            let from = from.as_deref().map(|s| parse_state(s, 3)).transpose()?;
+            append_event(
                 &tx,
                 now,
                 id,
-                None,
+                from,
                 JobState::Running,
-                &Change {
-                    lease: Some((owner, expires)),
-                    message: Some("claimed"),
-                    ..Change::default()
-                },
+                parse_step(&step, 1)?,
+                attempt,
+                Some("claimed"),
+                None,
             )?;
+            jobs.push(job_by_id(&tx, id)?);
         }
-        let jobs = ids
-            .iter()
-            .map(|&id| job_by_id(&tx, id))
-            .collect::<Result<Vec<_>>>()?;
         tx.commit()?;
+        // RETURNING gives no order; callers expect the claim's own.
+        jobs.sort_by_key(|j| (j.scheduled_at, j.id));
         Ok(jobs)
     }
 
@@ -545,13 +611,23 @@ impl Queue {
     }
 
     /// Saves several jobs' checkpoints in one transaction (a submit group is written ahead of
-    /// its call as one). All or nothing: one lost lease fails the whole save.
+    /// its call as one). All or nothing: one lost lease, or one step move that
+    /// [`Step::can_become`] refuses, fails the whole save.
     pub fn save_all(&mut self, saves: &[Save]) -> Result<()> {
         let now = self.now();
         let tx = self.write_tx()?;
         for save in saves {
             let lease = &save.lease;
-            let current = fenced(&tx, lease)?;
+            let (current, was_in_doubt) = fenced(&tx, lease)?;
+            let in_doubt = save.in_doubt.unwrap_or(was_in_doubt);
+            if !current.can_become(save.step, in_doubt) {
+                return Err(QueueError::IllegalStep {
+                    job: lease.job,
+                    from: current,
+                    to: save.step,
+                    in_doubt,
+                });
+            }
             let c = &save.checkpoint;
             tx.prepare_cached(
                 "UPDATE jobs SET step = ?, resolved_vm_id = ?, disks_json = ?, placement_json = ?, \
@@ -761,15 +837,13 @@ impl Queue {
         let now = self.now();
         let tx = self.write_tx()?;
         let ids: Vec<JobId> = {
-            let states: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
             let mut stmt = tx.prepare(
                 "SELECT id FROM jobs WHERE batch_id = ? AND state IN (SELECT value FROM json_each(?)) \
                  ORDER BY id",
             )?;
-            let rows = stmt.query_map(
-                params![batch, serde_json::Value::from(states).to_string()],
-                |r| r.get(0),
-            )?;
+            let rows = stmt.query_map(params![batch, states_json(from.iter().copied())], |r| {
+                r.get(0)
+            })?;
             rows.collect::<Result<_, _>>()?
         };
         for &id in &ids {
@@ -838,8 +912,44 @@ impl Queue {
     }
 }
 
+/// The jobs of `jobs` whose VM (by id, else by name) already has a job not yet finished, with
+/// that job's batch.
+fn already_queued(conn: &Connection, jobs: &[JobSpec]) -> Result<Vec<QueuedVm>> {
+    let mut stmt = conn.prepare(
+        "SELECT vm_name, vm_id, batch_id FROM jobs \
+         WHERE state IN ('pending', 'running', 'retryable')",
+    )?;
+    let mut open: HashMap<String, BatchId> = HashMap::new();
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let batch: BatchId = row.get(2)?;
+        for col in 0..2 {
+            if let Some(key) = row.get::<_, Option<String>>(col)? {
+                open.insert(key, batch);
+            }
+        }
+    }
+    Ok(jobs
+        .iter()
+        .filter_map(|job| {
+            let (vm, batch) = [&job.vm.id, &job.vm.name]
+                .into_iter()
+                .flatten()
+                .find_map(|k| Some((k, *open.get(k)?)))?;
+            Some(QueuedVm {
+                line: job.line,
+                vm: vm.clone(),
+                by_id: job.vm.id.as_ref() == Some(vm),
+                batch,
+            })
+        })
+        .collect())
+}
+
 /// The one place a job's state changes: checks the fence and the state machine, writes the new
-/// state and its event in the caller's transaction.
+/// state and its event in the caller's transaction. A job becomes `running` only through
+/// [`Queue::claim`], whose one statement takes only the states this same rule lets become
+/// running and sets the lease a running job must carry (the database refuses one without).
 fn transition(
     tx: &Transaction<'_>,
     now: i64,
@@ -871,32 +981,30 @@ fn transition(
     if !from.can_become(to) {
         return Err(QueueError::IllegalTransition { job, from, to });
     }
+    // A requeued job starts its life again: first step, fresh attempts.
     let requeue = to == JobState::Pending;
-    let (attempt, step) = match (change.lease, requeue) {
-        (Some(_), _) => (attempt + 1, parse_step(&step, 1)?),
-        (None, true) => (0, Step::ResolveVm),
-        (None, false) => (attempt, parse_step(&step, 1)?),
+    let (attempt, step) = if requeue {
+        (0, Step::ResolveVm)
+    } else {
+        (attempt, parse_step(&step, 1)?)
     };
     tx.execute(
         "UPDATE jobs SET state = ?2, step = ?3, attempt = ?4, \
-         lease_owner = ?5, lease_expires_at = ?6, \
-         scheduled_at = COALESCE(?7, scheduled_at), \
-         reason = CASE WHEN ?8 THEN NULL ELSE COALESCE(?9, reason) END, \
-         last_error = COALESCE(?10, last_error), \
-         last_http_status = COALESCE(?11, last_http_status), \
-         replication_id = COALESCE(?12, replication_id), \
-         task_id = CASE WHEN ?8 THEN NULL ELSE task_id END, \
-         started_at = CASE WHEN ?5 IS NOT NULL THEN COALESCE(started_at, ?1) ELSE started_at END, \
-         finished_at = CASE WHEN ?13 THEN ?1 ELSE NULL END, \
+         lease_owner = NULL, lease_expires_at = NULL, \
+         scheduled_at = COALESCE(?5, scheduled_at), \
+         reason = CASE WHEN ?6 THEN NULL ELSE COALESCE(?7, reason) END, \
+         last_error = COALESCE(?8, last_error), \
+         last_http_status = COALESCE(?9, last_http_status), \
+         replication_id = COALESCE(?10, replication_id), \
+         task_id = CASE WHEN ?6 THEN NULL ELSE task_id END, \
+         finished_at = CASE WHEN ?11 THEN ?1 ELSE NULL END, \
          updated_at = ?1 \
-         WHERE id = ?14",
+         WHERE id = ?12",
         params![
             now,
             to.as_str(),
             step.as_str(),
             attempt,
-            change.lease.map(|l| l.0),
-            change.lease.map(|l| l.1),
             change.scheduled_at,
             requeue,
             change.reason,
@@ -920,18 +1028,18 @@ fn transition(
     )
 }
 
-/// The current step of a job the lease still holds, or `LostLease`.
-fn fenced(tx: &Transaction<'_>, lease: &Lease) -> Result<Step> {
-    let step: Option<String> = tx
+/// The current step and in-doubt mark of a job the lease still holds, or `LostLease`.
+fn fenced(tx: &Transaction<'_>, lease: &Lease) -> Result<(Step, bool)> {
+    let found: Option<(String, bool)> = tx
         .query_row(
-            "SELECT step FROM jobs WHERE id = ? AND state = 'running' AND attempt = ? \
+            "SELECT step, in_doubt FROM jobs WHERE id = ? AND state = 'running' AND attempt = ? \
              AND lease_owner = ?",
             params![lease.job, lease.attempt, lease.owner],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    match step {
-        Some(s) => parse_step(&s, 0).map_err(QueueError::from),
+    match found {
+        Some((step, in_doubt)) => Ok((parse_step(&step, 0)?, in_doubt)),
         None => Err(QueueError::LostLease {
             job: lease.job,
             attempt: lease.attempt,
@@ -1006,6 +1114,11 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         finished_at: r.get(21)?,
         updated_at: r.get(22)?,
     })
+}
+
+/// States as the JSON array that `json_each` reads in SQL.
+fn states_json(states: impl IntoIterator<Item = JobState>) -> String {
+    serde_json::Value::from_iter(states.into_iter().map(JobState::as_str)).to_string()
 }
 
 fn to_json<T: Serialize>(what: &'static str, value: Option<&T>) -> Result<Option<String>> {
@@ -1089,21 +1202,83 @@ mod tests {
         }
     }
 
-    /// Puts a job straight into `state`, with the columns the CHECKs demand of it.
+    /// Puts a job straight into `state`, with the columns the CHECKs demand of it and an event,
+    /// so that the log still ends in the job's state.
     fn force(q: &Queue, id: JobId, state: JobState) {
         q.conn
             .execute(
-                "UPDATE jobs SET state = ?2, \
+                "UPDATE jobs SET state = ?2, scheduled_at = 0, \
                  lease_owner = CASE WHEN ?2 = 'running' THEN 'w' END, \
                  lease_expires_at = CASE WHEN ?2 = 'running' THEN 1 END, \
                  finished_at = CASE WHEN ?3 THEN 1 END WHERE id = ?1",
                 params![id, state.as_str(), state.is_terminal()],
             )
             .unwrap();
+        q.conn
+            .execute(
+                "INSERT INTO job_events (job_id, at, to_state, step, attempt, message) \
+                 VALUES (?, 1, ?, 'resolve_vm', 0, 'forced')",
+                params![id, state.as_str()],
+            )
+            .unwrap();
+    }
+
+    /// `from -> to` as the queue makes it: a claim for `running`, [`transition`] otherwise.
+    fn apply(q: &mut Queue, id: JobId, to: JobState) -> Result<()> {
+        if to == JobState::Running {
+            let claimed = q.claim(None, 1, "w2", Duration::from_secs(10))?;
+            let job = q.job(id)?;
+            return match claimed.as_slice() {
+                [one] if one.id == id => Ok(()),
+                [] => Err(QueueError::IllegalTransition {
+                    job: id,
+                    from: job.state,
+                    to,
+                }),
+                other => panic!("claimed {other:?}"),
+            };
+        }
+        let tx = q.conn.transaction()?;
+        transition(&tx, 5, id, None, to, &Change::default())?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn event_count(q: &Queue, id: JobId) -> usize {
         q.events(id).unwrap().len()
+    }
+
+    /// The claim is one SQL statement rather than a [`transition`] per job: it must take
+    /// exactly the states from which the state machine lets a job become running.
+    #[test]
+    fn the_claim_takes_exactly_the_states_that_can_become_running() {
+        let mut q = Queue::open_in_memory().unwrap();
+        let specs: Vec<JobSpec> = JobState::ALL.iter().map(|s| spec(s.as_str())).collect();
+        let batch_id = q.create_batch(&new_batch(), &specs).unwrap();
+        let jobs = q.jobs(batch_id).unwrap();
+        for (job, state) in jobs.iter().zip(JobState::ALL) {
+            force(&q, job.id, state);
+        }
+        let claimed = q
+            .claim(None, JobState::ALL.len() * 2, "w", Duration::from_secs(10))
+            .unwrap();
+        let claimed_from: Vec<JobState> = claimed
+            .iter()
+            .map(|j| {
+                let events = q.events(j.id).unwrap();
+                let from = events[events.len() - 2].to_state;
+                assert_eq!(events.last().unwrap().from_state, Some(from));
+                from
+            })
+            .collect();
+        let expected: Vec<JobState> = JobState::ALL
+            .into_iter()
+            .filter(|s| s.can_become(JobState::Running))
+            .collect();
+        assert_eq!(claimed_from, expected);
+        assert!(claimed.iter().all(|j| j.state == JobState::Running
+            && j.attempt == 1
+            && j.lease_owner.as_deref() == Some("w")));
     }
 
     #[test]
@@ -1116,13 +1291,7 @@ mod tests {
             for to in JobState::ALL {
                 force(&q, id, from);
                 let before = event_count(&q, id);
-                let change = Change {
-                    lease: (to == JobState::Running).then_some(("w2", 10)),
-                    ..Change::default()
-                };
-                let tx = q.conn.transaction().unwrap();
-                let result = transition(&tx, 5, id, None, to, &change);
-                tx.commit().unwrap();
+                let result = apply(&mut q, id, to);
                 let job = q.job(id).unwrap();
                 if from.can_become(to) {
                     legal += 1;

@@ -17,7 +17,7 @@ impl Queue {
         command: &str,
     ) -> Result<()> {
         let now = self.now();
-        self.connection().execute(
+        self.conn.execute(
             "INSERT INTO runs (id, batch_id, owner, command, started_at) VALUES (?, ?, ?, ?, ?)",
             params![run_id, batch, owner, command, now],
         )?;
@@ -26,7 +26,7 @@ impl Queue {
 
     pub fn finish_run(&mut self, run_id: &str, outcome: &str, relogins: u64) -> Result<()> {
         let now = self.now();
-        self.connection().execute(
+        self.conn.execute(
             "UPDATE runs SET finished_at = ?, outcome = ?, relogins = ? WHERE id = ?",
             params![now, outcome, relogins as i64, run_id],
         )?;
@@ -61,7 +61,7 @@ impl Queue {
     }
 
     pub fn api_usage(&self, batch: BatchId) -> Result<BTreeMap<String, OpUsage>> {
-        let mut stmt = self.connection().prepare(
+        let mut stmt = self.conn.prepare(
             "SELECT operation, calls, throttled, server_errors, retries FROM api_usage \
              WHERE batch_id = ? ORDER BY operation",
         )?;
@@ -86,7 +86,7 @@ impl Queue {
         summary: &serde_json::Value,
     ) -> Result<()> {
         let now = self.now();
-        self.connection().execute(
+        self.conn.execute(
             "INSERT INTO discovery (batch_id, pairing, fetched_at, summary_json) VALUES (?, ?, ?, ?) \
              ON CONFLICT (batch_id, pairing) DO UPDATE SET fetched_at = excluded.fetched_at, \
              summary_json = excluded.summary_json",
@@ -97,7 +97,7 @@ impl Queue {
 
     /// `run --max-attempts K` applies to the batch's jobs that have not ended.
     pub fn set_max_attempts(&mut self, batch: BatchId, max_attempts: u32) -> Result<usize> {
-        Ok(self.connection().execute(
+        Ok(self.conn.execute(
             "UPDATE jobs SET max_attempts = ? WHERE batch_id = ? \
              AND state IN ('pending', 'running', 'retryable')",
             params![max_attempts.max(1), batch],
@@ -108,7 +108,7 @@ impl Queue {
     /// another run is working on them, or died and they will be rescued then.
     pub fn held_elsewhere(&self, batch: BatchId, owner: &str) -> Result<Option<i64>> {
         Ok(self
-            .connection()
+            .conn
             .query_row(
                 "SELECT MIN(lease_expires_at) FROM jobs WHERE batch_id = ? AND state = 'running' \
                  AND lease_owner <> ?",
@@ -122,7 +122,7 @@ impl Queue {
     /// When the next job of the batch becomes due, if any is waiting.
     pub fn next_due(&self, batch: BatchId) -> Result<Option<i64>> {
         Ok(self
-            .connection()
+            .conn
             .query_row(
                 "SELECT MIN(scheduled_at) FROM jobs WHERE batch_id = ? \
                  AND state IN ('pending', 'retryable')",

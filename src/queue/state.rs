@@ -111,6 +111,31 @@ impl Step {
     pub fn parse(s: &str) -> Option<Step> {
         Step::ALL.into_iter().find(|st| st.as_str() == s)
     }
+
+    /// The moves a running job's step may make, `in_doubt` being the job's mark after the move.
+    /// Forward one step at a time, each step's result saved before the next starts, except that
+    /// a reconciled submit may go straight to `verify` (the server already has the replication).
+    /// Back only where nothing can be sent twice: to resolving again while no configure call is
+    /// in doubt, and to `submit` from a later step only with the in-doubt mark, so that the
+    /// server is asked before anything is sent again.
+    pub fn can_become(self, to: Step, in_doubt: bool) -> bool {
+        use Step::*;
+        self == to
+            || matches!(
+                (self, to),
+                (ResolveVm, ResolveTarget)
+                    | (ResolveTarget, Submit)
+                    | (Submit, AwaitTask)
+                    | (Submit, Verify)
+                    | (AwaitTask, Verify)
+            )
+            || (!in_doubt
+                && matches!(
+                    (self, to),
+                    (ResolveTarget | Submit, ResolveVm) | (Submit, ResolveTarget)
+                ))
+            || (in_doubt && matches!((self, to), (AwaitTask | Verify, Submit)))
+    }
 }
 
 impl fmt::Display for Step {
@@ -130,6 +155,46 @@ mod tests {
         }
         for s in Step::ALL {
             assert_eq!(Step::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn steps_move_forward_in_order_and_back_only_where_nothing_is_sent_twice() {
+        use Step::*;
+        let forward = [
+            (ResolveVm, ResolveTarget),
+            (ResolveTarget, Submit),
+            (Submit, AwaitTask),
+            (Submit, Verify),
+            (AwaitTask, Verify),
+        ];
+        let back_to_resolve = [
+            (ResolveTarget, ResolveVm),
+            (Submit, ResolveVm),
+            (Submit, ResolveTarget),
+        ];
+        let back_to_submit = [(AwaitTask, Submit), (Verify, Submit)];
+        for from in Step::ALL {
+            for to in Step::ALL {
+                for in_doubt in [false, true] {
+                    let pair = (from, to);
+                    let legal = from == to
+                        || forward.contains(&pair)
+                        || (!in_doubt && back_to_resolve.contains(&pair))
+                        || (in_doubt && back_to_submit.contains(&pair));
+                    assert_eq!(
+                        from.can_become(to, in_doubt),
+                        legal,
+                        "{from} -> {to} (in doubt: {in_doubt})"
+                    );
+                }
+            }
+        }
+        // Once a configure call may have been sent, no move leads back to resolving.
+        for from in [AwaitTask, Verify] {
+            for to in [ResolveVm, ResolveTarget] {
+                assert!(!from.can_become(to, false) && !from.can_become(to, true));
+            }
         }
     }
 

@@ -236,6 +236,8 @@ mod tests {
             .unwrap();
         q.retry_later(&b, 5000, "HTTP 503: service unavailable", Some(503))
             .unwrap();
+        q.checkpoint(&c, Step::ResolveTarget, &Checkpoint::default())
+            .unwrap();
         q.save_all(&[Save {
             lease: c.clone(),
             step: Step::Submit,

@@ -1,11 +1,17 @@
 //! HTML: one self-contained page (inline CSS and SVG, no script, nothing fetched) that reads
 //! well on screen and on paper. The summary is a bar chart, the timeline one bar per job; past
 //! [`TIMELINE_BARS`] jobs the timeline becomes a histogram of finishes per time slice, because
-//! ten thousand one-pixel bars say nothing. All text goes through [`esc`].
+//! ten thousand one-pixel bars say nothing.
+//!
+//! The page is written with `maud`, which escapes every value it splices in: text from the
+//! database cannot become markup. The only markup spliced in whole is the audit rows', which
+//! [`Html`] builds with `maud` too. SVG shapes without children are closed with an end tag
+//! (`<rect …></rect>`), since maud has no self-closing form and an unclosed `<rect>` would
+//! swallow what follows it.
 
-use std::fmt::Write as _;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::audit::{self, Markup};
+use super::audit;
 use super::{bytes, span, PlanAction, PlanReport, Report, TimelineEntry, UtcTime};
 use crate::queue::JobState;
 
@@ -71,539 +77,512 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 "#;
 
 pub(super) fn batch(r: &Report) -> String {
-    let mut out = String::with_capacity(r.jobs.len() * 900 + 32 * 1024);
     let b = &r.batch;
-    head(
-        &mut out,
-        &format!(
-            "Replication report: batch {} \u{201c}{}\u{201d}",
-            b.id, b.name
-        ),
+    let title = format!(
+        "Replication report: batch {} \u{201c}{}\u{201d}",
+        b.id, b.name
     );
-    let _ = write!(
-        out,
-        "<header><h1>Replication report <span class=\"muted\">batch {} {}</span></h1>",
-        b.id,
-        Html.quoted(&b.name)
-    );
-    let c = &r.summary.counts;
+    let settings = serde_json::to_string_pretty(&b.settings).unwrap_or_default();
+    let content = html! {
+        header {
+            h1 { "Replication report " span.muted { "batch " (b.id) " " (quoted(&b.name)) } }
+            (banner(r))
+        } "\n"
+        section #audit {
+            (audit_table(&audit::batch_rows(r, &Html)))
+            h3 { "Effective settings" } pre { (settings) }
+        } "\n"
+        (summary(r)) "\n"
+        (failures(r)) "\n"
+        section #timeline { h2 { "Timeline" } (timeline(&r.timeline, r.generated_at)) } "\n"
+        (vm_table(r))
+    };
+    page(&title, content, r.generated_at)
+}
+
+/// The headline under the title: where the batch stands, coloured by how it ended.
+fn banner(r: &Report) -> Markup {
     let banner = audit::banner(r);
     if banner.in_progress {
-        let _ = write!(
-            out,
-            "<p class=\"banner warn\">{} This report shows where the batch stood at {}: {}.</p>",
-            banner.headline, r.generated_at, banner.counts
-        );
+        html! {
+            p.banner.warn {
+                (banner.headline) " This report shows where the batch stood at "
+                (r.generated_at) ": " (banner.counts) "."
+            }
+        }
     } else {
-        let _ = write!(
-            out,
-            "<p class=\"banner {}\">{} {}.</p>",
-            if c[&JobState::Failed] > 0 {
-                "bad"
-            } else {
-                "ok"
-            },
-            banner.headline,
-            banner.counts
-        );
+        let tone = if r.summary.counts[&JobState::Failed] > 0 {
+            "bad"
+        } else {
+            "ok"
+        };
+        html! { p class={ "banner " (tone) } { (banner.headline) " " (banner.counts) "." } }
     }
-    out.push_str("</header>\n");
+}
 
-    audit_table(&mut out, &audit::batch_rows(r, &Html));
-    out.push_str("</table>");
-    let settings = serde_json::to_string_pretty(&b.settings).unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "<h3>Effective settings</h3><pre>{}</pre></section>",
-        esc(&settings)
-    );
-
+/// The bar chart of states, the number cards, and the tables of states and API calls.
+fn summary(r: &Report) -> Markup {
     let s = &r.summary;
-    out.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"row\">");
+    let c = &s.counts;
     let bars: Vec<(String, u64, &str)> = JobState::ALL
         .iter()
-        .map(|st| (format!("{st}"), c[st], state_colour(*st)))
+        .map(|st| (st.to_string(), c[st], state_colour(*st)))
         .collect();
-    out.push_str(&bar_chart(
-        &bars,
-        s.total,
-        &format!("Jobs per state, {} in all", s.total),
-    ));
-    out.push_str("<div class=\"cards\">");
-    let mut card = |value: String, label: &str| {
-        let _ = write!(
-            out,
-            "<div class=\"card\"><b>{value}</b><span>{label}</span></div>"
-        );
-    };
-    card(
-        format!("{:.1}%", s.percent[&JobState::Succeeded]),
-        "succeeded",
-    );
-    card(bytes(s.replicated_capacity_bytes), "replicated capacity");
-    card(s.api_total.calls.to_string(), "API calls");
-    card(s.api_total.throttled.to_string(), "throttled (429)");
-    card(s.api_total.server_errors.to_string(), "server errors (5xx)");
-    card(s.api_total.retries.to_string(), "request retries");
-    card(s.job_retries.to_string(), "job retries");
-    card(s.relogins.to_string(), "re-logins");
-    out.push_str("</div></div>");
-
-    out.push_str(
-        "<div class=\"tables\"><div><h3>Jobs per state</h3><table style=\"width:auto\"><thead><tr><th>State</th>\
-         <th class=\"n\">Jobs</th><th class=\"n\">Share</th></tr></thead><tbody>",
-    );
-    for st in JobState::ALL {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}%</td></tr>",
-            badge(st),
-            c[&st],
-            s.percent[&st]
-        );
-    }
-    let _ = write!(
-        out,
-        "<tr><th>total</th><th class=\"n\">{}</th><th class=\"n\">100.0%</th></tr></tbody></table>",
-        s.total
-    );
-
-    out.push_str("</div><div><h3>API calls</h3>");
-    if s.api_calls.is_empty() {
-        out.push_str("<p>No API calls recorded.</p>");
-    } else {
-        out.push_str(
-            "<table style=\"width:auto\"><thead><tr><th>Operation</th><th class=\"n\">Calls</th>\
-             <th class=\"n\">Throttled (429)</th><th class=\"n\">Server errors (5xx)</th>\
-             <th class=\"n\">Retries</th></tr></thead><tbody>",
-        );
-        let mut api_row = |a: &super::ApiCall, cell: &str| {
-            let _ = write!(
-                out,
-                "<tr><{cell}><code>{}</code></{cell}><{cell} class=\"n\">{}</{cell}>\
-                 <{cell} class=\"n\">{}</{cell}><{cell} class=\"n\">{}</{cell}>\
-                 <{cell} class=\"n\">{}</{cell}></tr>",
-                esc(&a.operation),
-                a.calls,
-                a.throttled,
-                a.server_errors,
-                a.retries
-            );
-        };
-        for a in &s.api_calls {
-            api_row(a, "td");
+    let cards = [
+        (
+            format!("{:.1}%", s.percent[&JobState::Succeeded]),
+            "succeeded",
+        ),
+        (bytes(s.replicated_capacity_bytes), "replicated capacity"),
+        (s.api_total.calls.to_string(), "API calls"),
+        (s.api_total.throttled.to_string(), "throttled (429)"),
+        (s.api_total.server_errors.to_string(), "server errors (5xx)"),
+        (s.api_total.retries.to_string(), "request retries"),
+        (s.job_retries.to_string(), "job retries"),
+        (s.relogins.to_string(), "re-logins"),
+    ];
+    html! {
+        section #summary {
+            h2 { "Summary" }
+            div.row {
+                (bar_chart(&bars, s.total, &format!("Jobs per state, {} in all", s.total)))
+                div.cards { @for (value, label) in &cards { div.card { b { (value) } span { (label) } } } }
+            }
+            div.tables {
+                div {
+                    h3 { "Jobs per state" }
+                    table style="width:auto" {
+                        thead { tr { th { "State" } th.n { "Jobs" } th.n { "Share" } } }
+                        tbody {
+                            @for st in JobState::ALL {
+                                tr { td { (badge(st)) } td.n { (c[&st]) } td.n { (format!("{:.1}%", s.percent[&st])) } }
+                            }
+                            tr { th { "total" } th.n { (s.total) } th.n { "100.0%" } }
+                        }
+                    }
+                }
+                div { h3 { "API calls" } (api_calls(r)) }
+            }
         }
-        api_row(&s.api_total, "th");
-        out.push_str("</tbody></table>");
     }
-    out.push_str("</div></div></section>\n");
+}
 
-    out.push_str("<section id=\"failures\"><h2>Failures by cause</h2>");
-    if r.failures.is_empty() {
-        out.push_str("<p>No job failed.</p>");
+/// API calls per operation, with the total as the last row.
+fn api_calls(r: &Report) -> Markup {
+    let s = &r.summary;
+    if s.api_calls.is_empty() {
+        return html! { p { "No API calls recorded." } };
     }
-    for g in &r.failures {
-        let _ = write!(
-            out,
-            "<div class=\"cause\"><h3>{} \u{00d7} {}</h3><p><span class=\"muted\">Example:</span> \
-             {}</p><p><b>Next step:</b> {}</p><p><span class=\"muted\">VMs:</span> {}</p></div>",
-            g.count,
-            esc(&g.cause),
-            esc(&g.example),
-            code_spans(&g.next_step),
-            list(&g.vms)
-        );
+    let numbers = |a: &super::ApiCall| [a.calls, a.throttled, a.server_errors, a.retries];
+    html! {
+        table style="width:auto" {
+            thead {
+                tr {
+                    th { "Operation" } th.n { "Calls" } th.n { "Throttled (429)" }
+                    th.n { "Server errors (5xx)" } th.n { "Retries" }
+                }
+            }
+            tbody {
+                @for a in &s.api_calls {
+                    tr { td { code { (a.operation) } } @for n in numbers(a) { td.n { (n) } } }
+                }
+                tr {
+                    th { code { (s.api_total.operation) } }
+                    @for n in numbers(&s.api_total) { th.n { (n) } }
+                }
+            }
+        }
     }
-    out.push_str("</section>\n");
+}
 
-    out.push_str("<section id=\"timeline\"><h2>Timeline</h2>");
-    out.push_str(&timeline(&r.timeline, r.generated_at));
-    out.push_str("</section>\n");
-
-    out.push_str(
-        "<section id=\"vms\"><h2>Virtual machines</h2><p class=\"muted\">Times in UTC. VM ids \
-         show their managed object reference (hover for the full id; the CSV and JSON reports \
-         carry it whole).</p><div class=\"scroll\"><table class=\"jobs\"><thead><tr>\
-         <th>VM</th><th>State</th><th class=\"text\">Reason</th><th>Replication / task</th>\
-         <th>Datastore / policy</th><th>RPO / MPIT</th><th>Disks</th><th class=\"n\">Attempts</th>\
-         <th>Started / finished</th><th class=\"n\">Duration</th><th>Change ticket</th>\
-         <th class=\"text\">Notes</th></tr></thead><tbody>\n",
-    );
-    for j in &r.jobs {
-        let _ = writeln!(
-            out,
-            "<tr><td class=\"vm\"><b>{}</b><br>{}</td><td>{}</td><td class=\"text\">{}</td>\
-             <td class=\"id nw\">{}<br>{}</td><td class=\"nw\">{}<br><span class=\"muted\">{}</span></td>\
-             <td class=\"nw\">{}&nbsp;min<br><span class=\"muted\">MPIT {}</span></td><td class=\"disks\">{}{}</td>\
-             <td class=\"n\">{}</td><td class=\"nw\">{}<br>{}</td><td class=\"n nw\">{}</td>\
-             <td>{}</td><td class=\"text\">{}</td></tr>",
-            vm_name(&j.vm_name),
-            short_id(j.vm_id.as_deref()),
-            badge(j.state),
-            opt(&j.reason),
-            opt(&j.replication_id),
-            opt(&j.task_id),
-            esc(&j.target_datastore),
-            j.storage_policy
-                .as_deref()
-                .map_or("datastore default".into(), esc),
-            j.rpo_minutes,
-            esc(&super::md::mpit(j.mpit_instances, j.mpit_days)),
-            list(&j.disks_replicated),
-            excluded(&j.disks_excluded),
-            j.attempts,
-            table_time(j.started_at),
-            table_time(j.finished_at),
-            j.duration_ms.map(span).unwrap_or_default(),
-            opt(&j.change_ticket),
-            opt(&j.notes),
-        );
+/// Failed jobs grouped by cause, each with an example and the next step.
+fn failures(r: &Report) -> Markup {
+    html! {
+        section #failures {
+            h2 { "Failures by cause" }
+            @if r.failures.is_empty() { p { "No job failed." } }
+            @for g in &r.failures {
+                div.cause {
+                    h3 { (g.count) " \u{00d7} " (g.cause) }
+                    p { span.muted { "Example:" } " " (g.example) }
+                    p { b { "Next step:" } " " (code_spans(&g.next_step)) }
+                    p { span.muted { "VMs:" } " " (list(&g.vms)) }
+                }
+            }
+        }
     }
-    out.push_str("</tbody></table></div></section>\n");
-    foot(&mut out, r.generated_at);
-    out
+}
+
+/// One row per VM, in import order.
+fn vm_table(r: &Report) -> Markup {
+    html! {
+        section #vms {
+            h2 { "Virtual machines" }
+            p.muted {
+                "Times in UTC. VM ids show their managed object reference (hover for the full id; \
+                 the CSV and JSON reports carry it whole)."
+            }
+            div.scroll {
+                table.jobs {
+                    thead {
+                        tr {
+                            th { "VM" } th { "State" } th.text { "Reason" } th { "Replication / task" }
+                            th { "Datastore / policy" } th { "RPO / MPIT" } th { "Disks" }
+                            th.n { "Attempts" } th { "Started / finished" } th.n { "Duration" }
+                            th { "Change ticket" } th.text { "Notes" }
+                        }
+                    }
+                    tbody {
+                        "\n"
+                        @for j in &r.jobs {
+                            tr {
+                                td.vm { b { (vm_name(&j.vm_name)) } br; (short_id(j.vm_id.as_deref())) }
+                                td { (badge(j.state)) }
+                                td.text { (opt(&j.reason)) }
+                                td.id.nw { (opt(&j.replication_id)) br; (opt(&j.task_id)) }
+                                td.nw { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
+                                td.nw {
+                                    (j.rpo_minutes) (PreEscaped("&nbsp;")) "min" br;
+                                    span.muted { "MPIT " (super::md::mpit(j.mpit_instances, j.mpit_days)) }
+                                }
+                                td.disks { (list(&j.disks_replicated)) (excluded(&j.disks_excluded)) }
+                                td.n { (j.attempts) }
+                                td.nw { (table_time(j.started_at)) br; (table_time(j.finished_at)) }
+                                td.n.nw { (j.duration_ms.map(span).unwrap_or_default()) }
+                                td { (opt(&j.change_ticket)) }
+                                td.text { (opt(&j.notes)) }
+                            } "\n"
+                        }
+                    }
+                }
+            }
+        } "\n"
+    }
 }
 
 pub(super) fn plan(p: &PlanReport) -> String {
-    let mut out = String::with_capacity(p.jobs.len() * 600 + 16 * 1024);
     let b = &p.batch;
-    head(
-        &mut out,
-        &format!(
-            "Replication plan: batch {} \u{201c}{}\u{201d}",
-            b.id, b.name
-        ),
+    let title = format!(
+        "Replication plan: batch {} \u{201c}{}\u{201d}",
+        b.id, b.name
     );
-    let _ = writeln!(
-        out,
-        "<header><h1>Replication plan <span class=\"muted\">batch {} {}</span></h1>\
-         <p class=\"banner plan\">{} {}</p></header>",
-        b.id,
-        Html.quoted(&b.name),
-        audit::DRY_RUN,
-        audit::plan_counts(p)
-    );
-    audit_table(&mut out, &audit::plan_rows(p, &Html));
-    out.push_str("</table></section>\n<section id=\"summary\"><h2>Summary</h2>");
     let bars: Vec<(String, u64, &str)> = PlanAction::ALL
         .iter()
         .map(|a| (a.as_str().to_string(), p.count(*a), action_colour(*a)))
         .collect();
-    out.push_str(&bar_chart(
-        &bars,
-        p.jobs.len() as u64,
-        &format!("Planned actions, {} jobs", p.jobs.len()),
-    ));
-    out.push_str(
-        "</section>\n<section id=\"vms\"><h2>Virtual machines</h2><div class=\"scroll\">\
-         <table class=\"jobs\"><thead><tr><th>VM</th><th>Action</th><th class=\"text\">Reason</th>\
-         <th>Datastore / policy</th><th>VR server</th><th>Disks</th>\
-         <th class=\"n\">Capacity</th><th class=\"text\">Warnings</th><th>Change ticket</th>\
-         <th class=\"text\">Notes</th></tr></thead><tbody>\n",
-    );
-    for j in &p.jobs {
-        let _ = writeln!(
-            out,
-            "<tr><td class=\"vm\"><b>{}</b><br>{}</td><td><span class=\"state\" \
-             style=\"background:{}\">{}</span></td><td class=\"text\">{}</td>\
-             <td class=\"nw\">{}<br><span class=\"muted\">{}</span></td><td class=\"nw\">{}</td>\
-             <td class=\"disks\">{}{}</td><td class=\"n nw\">{}</td><td class=\"text\">{}</td>\
-             <td>{}</td><td class=\"text\">{}</td></tr>",
-            vm_name(&j.vm_name),
-            short_id(j.vm_id.as_deref()),
-            action_colour(j.action),
-            j.action.as_str(),
-            opt(&j.reason),
-            esc(&j.target_datastore),
-            j.storage_policy
-                .as_deref()
-                .map_or("datastore default".into(), esc),
-            j.replication_server.as_deref().map_or("auto".into(), esc),
-            j.disks,
-            excluded(&j.excluded_disks),
-            bytes(j.capacity_bytes),
-            list(&j.warnings),
-            opt(&j.change_ticket),
-            opt(&j.notes),
-        );
+    let content = html! {
+        header {
+            h1 { "Replication plan " span.muted { "batch " (b.id) " " (quoted(&b.name)) } }
+            p.banner.plan { (audit::DRY_RUN) " " (audit::plan_counts(p)) }
+        } "\n"
+        section #audit { (audit_table(&audit::plan_rows(p, &Html))) } "\n"
+        section #summary {
+            h2 { "Summary" }
+            (bar_chart(&bars, p.jobs.len() as u64, &format!("Planned actions, {} jobs", p.jobs.len())))
+        } "\n"
+        (plan_vm_table(p))
+    };
+    page(&title, content, p.generated_at)
+}
+
+/// One row per VM of the plan: what would happen to it, and why.
+fn plan_vm_table(p: &PlanReport) -> Markup {
+    html! {
+        section #vms {
+            h2 { "Virtual machines" }
+            div.scroll {
+                table.jobs {
+                    thead {
+                        tr {
+                            th { "VM" } th { "Action" } th.text { "Reason" } th { "Datastore / policy" }
+                            th { "VR server" } th { "Disks" } th.n { "Capacity" }
+                            th.text { "Warnings" } th { "Change ticket" } th.text { "Notes" }
+                        }
+                    }
+                    tbody {
+                        "\n"
+                        @for j in &p.jobs {
+                            tr {
+                                td.vm { b { (vm_name(&j.vm_name)) } br; (short_id(j.vm_id.as_deref())) }
+                                td { span.state style={ "background:" (action_colour(j.action)) } { (j.action.as_str()) } }
+                                td.text { (opt(&j.reason)) }
+                                td.nw { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
+                                td.nw { (j.replication_server.as_deref().unwrap_or("auto")) }
+                                td.disks { (j.disks) (excluded(&j.excluded_disks)) }
+                                td.n.nw { (bytes(j.capacity_bytes)) }
+                                td.text { (list(&j.warnings)) }
+                                td { (opt(&j.change_ticket)) }
+                                td.text { (opt(&j.notes)) }
+                            } "\n"
+                        }
+                    }
+                }
+            }
+        } "\n"
     }
-    out.push_str("</tbody></table></div></section>\n");
-    foot(&mut out, p.generated_at);
-    out
 }
 
-/// The audit section's table (the caller closes the table and its section).
-fn audit_table(out: &mut String, rows: &[audit::Row]) {
-    out.push_str("<section id=\"audit\"><h2>Audit</h2><table class=\"kv\">");
-    for (k, v) in rows {
-        let _ = write!(out, "<tr><th>{k}</th><td>{v}</td></tr>");
+/// The whole document around `content`: head with the inline CSS, and the footer.
+fn page(title: &str, content: Markup, at: UtcTime) -> String {
+    html! {
+        (DOCTYPE) "\n"
+        html lang="en" {
+            "\n"
+            head {
+                "\n" meta charset="utf-8";
+                "\n" meta name="viewport" content="width=device-width, initial-scale=1";
+                "\n" title { (title) }
+                "\n" style { (PreEscaped(CSS)) }
+                "\n"
+            } "\n"
+            body {
+                "\n" (content)
+                footer {
+                    "Written by vrbulk " (env!("CARGO_PKG_VERSION")) " at " (at)
+                    " from the job queue's own record."
+                } "\n"
+            } "\n"
+        } "\n"
     }
+    .into_string()
 }
 
-fn head(out: &mut String, title: &str) {
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
-        esc(title)
-    );
-}
-
-fn foot(out: &mut String, at: UtcTime) {
-    let _ = write!(
-        out,
-        "<footer>Written by vrbulk {} at {at} from the job queue's own record.</footer>\n\
-         </body>\n</html>\n",
-        env!("CARGO_PKG_VERSION")
-    );
+/// The audit table; its values are markup that [`Html`] made.
+fn audit_table(rows: &[audit::Row]) -> Markup {
+    html! {
+        h2 { "Audit" }
+        table.kv { @for (k, v) in rows { tr { th { (k) } td { (PreEscaped(v)) } } } }
+    }
 }
 
 /// Horizontal bars, one per `(label, value, colour)`, scaled to the largest value.
-fn bar_chart(bars: &[(String, u64, &str)], total: u64, title: &str) -> String {
+fn bar_chart(bars: &[(String, u64, &str)], total: u64, title: &str) -> Markup {
     const LABEL: f64 = 90.0;
     const WIDTH: f64 = 300.0;
     const ROW: f64 = 26.0;
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
+    let width = LABEL + WIDTH + 110.0;
     let height = ROW * bars.len() as f64 + 8.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg width=\"{w}\" height=\"{height}\" \
-         viewBox=\"0 0 {w} {height}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>",
-        w = LABEL + WIDTH + 110.0,
-        t = esc(title)
-    );
-    for (i, (label, value, colour)) in bars.iter().enumerate() {
-        let y = 4.0 + ROW * i as f64;
-        let w = if *value == 0 {
-            0.0
-        } else {
-            (*value as f64 / max * WIDTH).max(2.0)
-        };
-        let share = if total == 0 {
-            0.0
-        } else {
-            *value as f64 * 100.0 / total as f64
-        };
-        let _ = write!(
-            svg,
-            "<text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\" font-size=\"13\" fill=\"#1d232a\">{l}</text>\
-             <rect x=\"{LABEL}\" y=\"{y}\" width=\"{WIDTH}\" height=\"18\" fill=\"#eef1f4\" rx=\"3\"/>\
-             <rect x=\"{LABEL}\" y=\"{y}\" width=\"{w:.1}\" height=\"18\" fill=\"{colour}\" rx=\"3\">\
-             <title>{l}: {value}</title></rect>\
-             <text x=\"{vx}\" y=\"{ty}\" font-size=\"13\" fill=\"#1d232a\">{value} ({share:.1}%)</text>",
-            lx = LABEL - 8.0,
-            ty = y + 14.0,
-            l = esc(label),
-            vx = LABEL + WIDTH + 8.0,
-        );
+    html! {
+        svg width=(width) height=(height) viewBox={ "0 0 " (width) " " (height) } role="img" aria-label=(title) {
+            title { (title) }
+            @for (i, (label, value, colour)) in bars.iter().enumerate() {
+                @let y = 4.0 + ROW * i as f64;
+                @let w = if *value == 0 { 0.0 } else { (*value as f64 / max * WIDTH).max(2.0) };
+                @let share = if total == 0 { 0.0 } else { *value as f64 * 100.0 / total as f64 };
+                text x=(LABEL - 8.0) y=(y + 14.0) text-anchor="end" font-size="13" fill="#1d232a" { (label) }
+                rect x=(LABEL) y=(y) width=(WIDTH) height="18" fill="#eef1f4" rx="3" {}
+                rect x=(LABEL) y=(y) width=(format!("{w:.1}")) height="18" fill=(colour) rx="3" {
+                    title { (label) ": " (value) }
+                }
+                text x=(LABEL + WIDTH + 8.0) y=(y + 14.0) font-size="13" fill="#1d232a" {
+                    (value) " (" (format!("{share:.1}")) "%)"
+                }
+            }
+        }
     }
-    svg.push_str("</svg>");
-    svg
+}
+
+/// The time range of the started jobs, `t0` to `t1` (at least a second apart), and where a
+/// moment falls on a plot of `PLOT` pixels after `LEFT`.
+struct TimeScale {
+    t0: i64,
+    t1: i64,
+}
+
+const LEFT: f64 = 190.0;
+const PLOT: f64 = 760.0;
+const CHART_WIDTH: f64 = LEFT + PLOT + 20.0;
+
+impl TimeScale {
+    fn x(&self, ms: i64) -> f64 {
+        LEFT + (ms - self.t0) as f64 / (self.t1 - self.t0) as f64 * PLOT
+    }
 }
 
 /// One bar per job (first claim to final event) while there are few; a histogram of finishes
 /// per time slice, stacked by final state, when there are many.
-fn timeline(entries: &[TimelineEntry], now: UtcTime) -> String {
-    let started: Vec<&TimelineEntry> = entries.iter().filter(|t| t.started_at.is_some()).collect();
-    let not_started = entries.len() - started.len();
-    let mut out = String::new();
+fn timeline(entries: &[TimelineEntry], now: UtcTime) -> Markup {
+    let mut started: Vec<&TimelineEntry> =
+        entries.iter().filter(|t| t.started_at.is_some()).collect();
     if started.is_empty() {
-        out.push_str("<p>No job has started yet.</p>");
-        return out;
+        return html! { p { "No job has started yet." } };
     }
+    let not_started = entries.len() - started.len();
+    let end_of = |t: &TimelineEntry| t.ended_at.unwrap_or(now).0;
     let t0 = started
         .iter()
         .filter_map(|t| t.started_at)
         .min()
         .unwrap_or(now)
         .0;
-    let end_of = |t: &TimelineEntry| t.ended_at.unwrap_or(now).0;
     let t1 = started
         .iter()
         .map(|t| end_of(t))
         .max()
         .unwrap_or(t0)
         .max(t0 + 1000);
-    let range = (t1 - t0) as f64;
-
-    const LEFT: f64 = 190.0;
-    const PLOT: f64 = 760.0;
-    const WIDTH: f64 = LEFT + PLOT + 20.0;
-    let x = |ms: i64| LEFT + (ms - t0) as f64 / range * PLOT;
-
-    let _ = write!(
-        out,
-        "<p class=\"muted\">From {} to {} ({}); {} of {} jobs started{}.</p>",
-        UtcTime(t0),
-        UtcTime(t1),
-        span(t1 - t0),
-        started.len(),
-        entries.len(),
-        if not_started > 0 {
-            format!(", {not_started} not yet")
-        } else {
-            String::new()
+    let scale = TimeScale { t0, t1 };
+    started.sort_by_key(|t| (t.started_at, t.job_id));
+    html! {
+        p.muted {
+            "From " (UtcTime(t0)) " to " (UtcTime(t1)) " (" (span(t1 - t0)) "); "
+            (started.len()) " of " (entries.len()) " jobs started"
+            @if not_started > 0 { ", " (not_started) " not yet" }
+            "."
         }
-    );
-    legend(&mut out);
-
-    let mut sorted = started.clone();
-    sorted.sort_by_key(|t| (t.started_at, t.job_id));
-    if sorted.len() <= TIMELINE_BARS {
-        const ROW: f64 = 16.0;
-        let height = 30.0 + ROW * sorted.len() as f64;
-        let _ = write!(
-            out,
-            "<svg width=\"{WIDTH}\" height=\"{height}\" \
-             viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"Timeline, one bar per \
-             job\"><title>Timeline, one bar per job</title>"
-        );
-        axis(&mut out, t0, t1, LEFT, PLOT, height - 22.0);
-        for (i, t) in sorted.iter().enumerate() {
-            let y = 4.0 + ROW * i as f64;
-            let start = t.started_at.map_or(t0, |s| s.0);
-            let x0 = x(start);
-            let w = (x(end_of(t)) - x0).max(2.0);
-            let short = moref(&t.vm_name).unwrap_or(&t.vm_name);
-            let name: String = if short.chars().count() > 26 {
-                short.chars().take(25).chain(['\u{2026}']).collect()
-            } else {
-                short.to_string()
-            };
-            let open = if t.ended_at.is_none() {
-                " fill-opacity=\"0.55\""
-            } else {
-                ""
-            };
-            let _ = write!(
-                out,
-                "<text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\" font-size=\"11\" fill=\"#1d232a\">{n}</text>\
-                 <rect x=\"{x0:.1}\" y=\"{y}\" width=\"{w:.1}\" height=\"11\" rx=\"2\" fill=\"{c}\"{open}>\
-                 <title>{full}: {st}, {from} \u{2192} {to}</title></rect>",
-                tx = LEFT - 6.0,
-                ty = y + 10.0,
-                n = esc(&name),
-                c = state_colour(t.state),
-                full = esc(&t.vm_name),
-                st = t.state,
-                from = UtcTime(start),
-                to = t
-                    .ended_at
-                    .map_or("not finished".to_string(), |e| e.to_string()),
-            );
-        }
-        out.push_str("</svg>");
-    } else {
-        // Many jobs: count finishes per slice and final state; unfinished jobs show as
-        // "started, not finished" in the slice they started in.
-        let slice = range / SLICES as f64;
-        let mut counts = vec![[0u64; JobState::ALL.len()]; SLICES];
-        for t in &sorted {
-            let (at, state) = match t.ended_at {
-                Some(e) => (e.0, t.state),
-                None => (t.started_at.map_or(t0, |s| s.0), t.state),
-            };
-            let i = (((at - t0) as f64 / slice) as usize).min(SLICES - 1);
-            let s = JobState::ALL.iter().position(|s| *s == state).unwrap_or(0);
-            counts[i][s] += 1;
-        }
-        let max = counts
-            .iter()
-            .map(|c| c.iter().sum::<u64>())
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        const CHART: f64 = 200.0;
-        let height = CHART + 40.0;
-        let _ = write!(
-            out,
-            "<p class=\"muted\">{} jobs are too many for one bar each: each column counts the \
-             jobs that ended in one {} slice, by final state (unfinished ones where they \
-             started).</p>\
-             <svg width=\"{WIDTH}\" height=\"{height}\" \
-             viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"Jobs ended per time \
-             slice\"><title>Jobs ended per time slice, by final state</title>",
-            sorted.len(),
-            span(slice as i64)
-        );
-        let _ = write!(
-            out,
-            "<text x=\"{}\" y=\"14\" text-anchor=\"end\" font-size=\"11\" fill=\"#5f6b76\">{} jobs</text>\
-             <line x1=\"{LEFT}\" y1=\"10\" x2=\"{}\" y2=\"10\" stroke=\"#d8dee4\"/>",
-            LEFT - 6.0,
-            max as u64,
-            LEFT + PLOT
-        );
-        let col = PLOT / SLICES as f64;
-        for (i, c) in counts.iter().enumerate() {
-            let mut y = 10.0 + CHART;
-            for (s, n) in c.iter().enumerate() {
-                if *n == 0 {
-                    continue;
-                }
-                let h = *n as f64 / max * CHART;
-                y -= h;
-                let _ = write!(
-                    out,
-                    "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\">\
-                     <title>{n} {}</title></rect>",
-                    LEFT + col * i as f64 + 1.0,
-                    (col - 2.0).max(1.0),
-                    state_colour(JobState::ALL[s]),
-                    JobState::ALL[s]
-                );
+        p.legend {
+            @for s in JobState::ALL {
+                span { i style={ "background:" (state_colour(s)) } {} (s) }
             }
         }
-        axis(&mut out, t0, t1, LEFT, PLOT, 10.0 + CHART);
-        out.push_str("</svg>");
-    }
-    out
-}
-
-/// A time axis along `y` with five labelled ticks.
-fn axis(out: &mut String, t0: i64, t1: i64, left: f64, plot: f64, y: f64) {
-    let _ = write!(
-        out,
-        "<line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#5f6b76\"/>",
-        left + plot
-    );
-    let same_day = UtcTime(t0).to_string()[..10] == UtcTime(t1).to_string()[..10];
-    for k in 0..=4 {
-        let at = t0 + (t1 - t0) * k / 4;
-        let x = left + plot * k as f64 / 4.0;
-        let full = UtcTime(at).to_string();
-        let label = if same_day {
-            &full[11..19]
-        } else {
-            &full[5..16]
-        };
-        let anchor = match k {
-            0 => "start",
-            4 => "end",
-            _ => "middle",
-        };
-        let _ = write!(
-            out,
-            "<line x1=\"{x}\" y1=\"{y}\" x2=\"{x}\" y2=\"{}\" stroke=\"#5f6b76\"/>\
-             <text x=\"{x}\" y=\"{}\" text-anchor=\"{anchor}\" font-size=\"11\" fill=\"#5f6b76\">{label}</text>",
-            y + 4.0,
-            y + 16.0
-        );
+        @if started.len() <= TIMELINE_BARS {
+            (bar_per_job(&started, &scale, now))
+        } @else {
+            (finishes_per_slice(&started, &scale))
+        }
     }
 }
 
-fn legend(out: &mut String) {
-    out.push_str("<p class=\"legend\">");
-    for s in JobState::ALL {
-        let _ = write!(
-            out,
-            "<span><i style=\"background:{}\"></i>{s}</span>",
-            state_colour(s)
-        );
+/// The timeline of a few jobs: one bar each, from its first claim to its final event (to
+/// `now`, paler, while it runs).
+fn bar_per_job(jobs: &[&TimelineEntry], scale: &TimeScale, now: UtcTime) -> Markup {
+    const ROW: f64 = 16.0;
+    let height = 30.0 + ROW * jobs.len() as f64;
+    html! {
+        svg width=(CHART_WIDTH) height=(height) viewBox={ "0 0 " (CHART_WIDTH) " " (height) }
+            role="img" aria-label="Timeline, one bar per job" {
+            title { "Timeline, one bar per job" }
+            (axis(scale, height - 22.0))
+            @for (i, t) in jobs.iter().enumerate() {
+                @let y = 4.0 + ROW * i as f64;
+                @let start = t.started_at.map_or(scale.t0, |s| s.0);
+                @let x0 = scale.x(start);
+                @let w = (scale.x(t.ended_at.unwrap_or(now).0) - x0).max(2.0);
+                text x=(LEFT - 6.0) y=(y + 10.0) text-anchor="end" font-size="11" fill="#1d232a" {
+                    (bar_label(&t.vm_name))
+                }
+                rect x=(format!("{x0:.1}")) y=(y) width=(format!("{w:.1}")) height="11" rx="2"
+                    fill=(state_colour(t.state)) fill-opacity=[t.ended_at.is_none().then_some("0.55")] {
+                    title {
+                        (t.vm_name) ": " (t.state) ", " (UtcTime(start)) " \u{2192} "
+                        @match t.ended_at { Some(e) => (e), None => "not finished" }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</p>");
+}
+
+/// A VM's name on its bar: its moref when it is an id, cut to 26 characters.
+fn bar_label(name: &str) -> String {
+    let short = moref(name).unwrap_or(name);
+    if short.chars().count() > 26 {
+        short.chars().take(25).chain(['\u{2026}']).collect()
+    } else {
+        short.to_string()
+    }
+}
+
+/// The timeline of many jobs: the jobs that ended in each time slice, stacked by final state;
+/// a job not yet finished counts where it started.
+fn finishes_per_slice(jobs: &[&TimelineEntry], scale: &TimeScale) -> Markup {
+    const CHART: f64 = 200.0;
+    let slice = (scale.t1 - scale.t0) as f64 / SLICES as f64;
+    let mut counts = vec![[0u64; JobState::ALL.len()]; SLICES];
+    for t in jobs {
+        let at = t.ended_at.or(t.started_at).map_or(scale.t0, |e| e.0);
+        let i = (((at - scale.t0) as f64 / slice) as usize).min(SLICES - 1);
+        let s = JobState::ALL
+            .iter()
+            .position(|s| *s == t.state)
+            .unwrap_or(0);
+        counts[i][s] += 1;
+    }
+    let max = counts
+        .iter()
+        .map(|c| c.iter().sum::<u64>())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let col = PLOT / SLICES as f64;
+    let height = CHART + 40.0;
+    html! {
+        p.muted {
+            (jobs.len()) " jobs are too many for one bar each: each column counts the jobs that \
+             ended in one " (span(slice as i64)) " slice, by final state (unfinished ones where \
+             they started)."
+        }
+        svg width=(CHART_WIDTH) height=(height) viewBox={ "0 0 " (CHART_WIDTH) " " (height) }
+            role="img" aria-label="Jobs ended per time slice" {
+            title { "Jobs ended per time slice, by final state" }
+            text x=(LEFT - 6.0) y="14" text-anchor="end" font-size="11" fill="#5f6b76" { (max as u64) " jobs" }
+            line x1=(LEFT) y1="10" x2=(LEFT + PLOT) y2="10" stroke="#d8dee4" {}
+            @for (i, column) in counts.iter().enumerate() {
+                @let x = format!("{:.1}", LEFT + col * i as f64 + 1.0);
+                @let width = format!("{:.1}", (col - 2.0).max(1.0));
+                @for (top, h, n, state) in stack(column, max, CHART) {
+                    rect x=(x) y=(format!("{top:.1}")) width=(width) height=(format!("{h:.1}")) fill=(state_colour(state)) {
+                        title { (n) " " (state) }
+                    }
+                }
+            }
+            (axis(scale, 10.0 + CHART))
+        }
+    }
+}
+
+/// The boxes of one histogram column, bottom up: (top, height, jobs, state) of each state
+/// present.
+fn stack(column: &[u64], max: f64, chart: f64) -> Vec<(f64, f64, u64, JobState)> {
+    let mut y = 10.0 + chart;
+    JobState::ALL
+        .into_iter()
+        .zip(column)
+        .filter(|(_, n)| **n > 0)
+        .map(|(state, &n)| {
+            let h = n as f64 / max * chart;
+            y -= h;
+            (y, h, n, state)
+        })
+        .collect()
+}
+
+/// A time axis along `y` with five labelled ticks: times of day when the range is one day,
+/// else month, day and time.
+fn axis(scale: &TimeScale, y: f64) -> Markup {
+    let (t0, t1) = (scale.t0, scale.t1);
+    let same_day = day(t0) == day(t1);
+    html! {
+        line x1=(LEFT) y1=(y) x2=(LEFT + PLOT) y2=(y) stroke="#5f6b76" {}
+        @for k in 0..=4i64 {
+            @let at = t0 + (t1 - t0) * k / 4;
+            @let x = LEFT + PLOT * k as f64 / 4.0;
+            @let anchor = match k { 0 => "start", 4 => "end", _ => "middle" };
+            line x1=(x) y1=(y) x2=(x) y2=(y + 4.0) stroke="#5f6b76" {}
+            text x=(x) y=(y + 16.0) text-anchor=(anchor) font-size="11" fill="#5f6b76" {
+                (tick_label(at, same_day))
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a moment, or the whole text when it is outside the calendar's range.
+fn day(ms: i64) -> String {
+    let full = UtcTime(ms).to_string();
+    full.get(..10).unwrap_or(&full).to_string()
+}
+
+/// `HH:MM:SS` within one day, `MM-DD HH:MM` across days; a moment the calendar cannot show
+/// (never written by vrbulk) shows whole rather than cut mid-character.
+fn tick_label(ms: i64, same_day: bool) -> String {
+    let full = UtcTime(ms).to_string();
+    let part = if same_day {
+        full.get(11..19)
+    } else {
+        full.get(5..16)
+    };
+    part.unwrap_or(&full).to_string()
 }
 
 fn state_colour(s: JobState) -> &'static str {
@@ -626,83 +605,70 @@ fn action_colour(a: PlanAction) -> &'static str {
     }
 }
 
-fn badge(s: JobState) -> String {
-    format!(
-        "<span class=\"state\" style=\"background:{}\">{s}</span>",
-        state_colour(s)
-    )
+fn badge(s: JobState) -> Markup {
+    html! { span.state style={ "background:" (state_colour(s)) } { (s) } }
 }
 
-/// HTML's marks for the text the renderers share.
+/// HTML's marks for the text the renderers share, each made by `maud` and so escaped.
 struct Html;
 
-impl Markup for Html {
+impl audit::Markup for Html {
     fn text(&self, s: &str) -> String {
-        esc(s)
+        html! { (s) }.into_string()
     }
 
     fn code(&self, s: &str) -> String {
-        format!("<code>{}</code>", esc(s))
+        html! { code { (s) } }.into_string()
     }
 
     fn quoted(&self, s: &str) -> String {
-        format!("\u{201c}{}\u{201d}", esc(s))
+        quoted(s).into_string()
     }
 
     fn strong(&self, s: String) -> String {
-        format!("<b>{s}</b>")
+        html! { b { (PreEscaped(s)) } }.into_string()
     }
 
     fn muted(&self, s: String) -> String {
-        format!("<span class=\"muted\">{s}</span>")
+        html! { span.muted { (PreEscaped(s)) } }.into_string()
     }
 }
 
-/// Escapes text for HTML element content and quoted attribute values alike.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// A name in curly quotation marks.
+fn quoted(s: &str) -> Markup {
+    html! { "\u{201c}" (s) "\u{201d}" }
 }
 
 /// Our own next-step sentences mark commands with backticks; they become `<code>`.
-fn code_spans(s: &str) -> String {
-    esc(s)
-        .split('`')
-        .enumerate()
-        .map(|(i, part)| {
-            if i % 2 == 1 {
-                format!("<code>{part}</code>")
-            } else {
-                part.to_string()
-            }
-        })
-        .collect()
+fn code_spans(s: &str) -> Markup {
+    html! {
+        @for (i, part) in s.split('`').enumerate() {
+            @if i % 2 == 1 { code { (part) } } @else { (part) }
+        }
+    }
 }
 
-fn opt(v: &Option<String>) -> String {
-    v.as_deref().map(esc).unwrap_or_default()
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or_default()
 }
 
-fn list(v: &[String]) -> String {
-    Html.list(v)
+/// Texts separated by commas; a dash when there are none.
+fn list(v: &[String]) -> Markup {
+    html! {
+        @if v.is_empty() { "\u{2014}" }
+        @for (i, s) in v.iter().enumerate() { @if i > 0 { ", " } (s) }
+    }
+}
+
+/// `None`: the datastore's default storage policy.
+fn policy(p: &Option<String>) -> &str {
+    p.as_deref().unwrap_or("datastore default")
 }
 
 /// The disks a VM table row leaves out, under the replicated ones; nothing when there are none.
-fn excluded(disks: &[String]) -> String {
-    if disks.is_empty() {
-        String::new()
-    } else {
-        format!("<br><span class=\"muted\">excluded: {}</span>", list(disks))
+fn excluded(disks: &[String]) -> Markup {
+    html! {
+        @if !disks.is_empty() { br; span.muted { "excluded: " (list(disks)) } }
     }
 }
 
@@ -726,26 +692,25 @@ fn moref(id: &str) -> Option<&str> {
 }
 
 /// A VM id shows as its moref, the full id in its tooltip; any other shape shows whole.
-fn short_id(id: Option<&str>) -> String {
-    match id {
-        None => String::new(),
-        Some(id) => match moref(id) {
-            Some(m) => format!(
-                "<span class=\"id muted\" title=\"{}\">{}</span>",
-                esc(id),
-                esc(m)
-            ),
-            None => format!("<span class=\"id muted\">{}</span>", esc(id)),
-        },
+fn short_id(id: Option<&str>) -> Markup {
+    html! {
+        @if let Some(id) = id {
+            @match moref(id) {
+                Some(m) => span.id.muted title=(id) { (m) },
+                None => span.id.muted { (id) },
+            }
+        }
     }
 }
 
 /// A VM the input named only by id has that id as its name: it shows as its moref, like the
 /// id column.
-fn vm_name(name: &str) -> String {
-    match moref(name) {
-        Some(m) => format!("<span title=\"{}\">{}</span>", esc(name), esc(m)),
-        None => esc(name),
+fn vm_name(name: &str) -> Markup {
+    html! {
+        @match moref(name) {
+            Some(m) => span title=(name) { (m) },
+            None => (name),
+        }
     }
 }
 
@@ -756,17 +721,32 @@ mod tests {
     #[test]
     fn text_and_attributes_are_escaped() {
         assert_eq!(
-            esc("<script>alert(\"x\")</script> & 'y'"),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+            vm_name("<script>alert(\"x\")</script> & 'y'").into_string(),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'y'"
         );
-        assert_eq!(esc("plain"), "plain");
+        assert_eq!(
+            short_id(Some("VirtualMachine:vm-1:\"><b>")).into_string(),
+            "<span class=\"id muted\" title=\"VirtualMachine:vm-1:&quot;&gt;&lt;b&gt;\">vm-1</span>"
+        );
     }
 
     #[test]
     fn next_steps_show_commands_as_code_and_stay_escaped() {
         assert_eq!(
-            code_spans("run `vrbulk retry --failed` <now>"),
+            code_spans("run `vrbulk retry --failed` <now>").into_string(),
             "run <code>vrbulk retry --failed</code> &lt;now&gt;"
         );
+    }
+
+    #[test]
+    fn axis_labels_of_moments_outside_the_calendar_do_not_panic() {
+        // jiff cannot show these; the text that stands in for them is shorter than a date.
+        for ms in [i64::MIN, -1_000_000_000_000_000, i64::MAX] {
+            assert!(!tick_label(ms, true).is_empty());
+            assert!(!tick_label(ms, false).is_empty());
+            assert!(!day(ms).is_empty());
+        }
+        assert_eq!(tick_label(1_717_243_200_000, true), "12:00:00");
+        assert_eq!(tick_label(1_717_243_200_000, false), "06-01 12:00");
     }
 }

@@ -41,13 +41,10 @@ pub enum ReportError {
     #[error(transparent)]
     Queue(#[from] QueueError),
 
-    #[error("report: reading the job queue: {0}")]
-    Sql(#[from] rusqlite::Error),
-
-    #[error("report: writing CSV: {0}")]
+    #[error("report: writing CSV")]
     Csv(#[from] ::csv::Error),
 
-    #[error("report: writing JSON: {0}")]
+    #[error("report: writing JSON")]
     Json(#[source] serde_json::Error),
 }
 
@@ -132,10 +129,6 @@ impl PlanReport {
 pub struct UtcTime(pub i64);
 
 impl UtcTime {
-    pub fn millis(self) -> i64 {
-        self.0
-    }
-
     /// `2024-06-01T12:00:00.000Z`; a moment outside jiff's range (never written by vrbulk)
     /// falls back to the readable form rather than failing the whole report.
     pub fn rfc3339(self) -> String {
@@ -165,18 +158,7 @@ pub(crate) fn span(ms: i64) -> String {
 
 /// Bytes in binary units with one decimal: `1.5 TiB`.
 pub(crate) fn bytes(n: i64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    crate::units::bytes(n)
 }
 
 #[cfg(test)]
@@ -200,12 +182,5 @@ mod tests {
             assert_eq!(f.as_str().parse::<Format>(), Ok(f));
         }
         assert!("pdf".parse::<Format>().is_err());
-    }
-
-    #[test]
-    fn bytes_use_binary_units() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 * (1 << 40)), "3.0 TiB");
     }
 }

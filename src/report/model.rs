@@ -3,14 +3,13 @@
 //! API usage per operation, discovery per pairing). Field names are the JSON schema's
 //! (`docs/report-schema.md`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::params;
 use serde::Serialize;
 
 use super::causes::{self, CauseKind};
 use super::{ReportError, UtcTime};
-use crate::queue::{Batch, BatchId, Job, JobState, Queue, Step};
+use crate::queue::{Batch, BatchId, BatchRecord, DiscoveryRecord, Job, JobState, Queue, Step};
 use crate::vr::model::VmDisk;
 
 /// One batch, as a change board files it.
@@ -214,90 +213,38 @@ pub struct TimelineEntry {
     pub claims: u64,
 }
 
-struct RunRow {
-    started_at: i64,
-    finished_at: Option<i64>,
-    outcome: Option<String>,
-    relogins: i64,
-}
-
 impl Report {
-    /// Reads batch `batch` from the queue into a report made at `now` (Unix ms). All queries
-    /// share one read transaction, so the numbers agree while a `vrbulk run` writes.
+    /// Reads batch `batch` from the queue into a report made at `now` (Unix ms). The queue reads
+    /// its whole record in one transaction, so the numbers agree while a `vrbulk run` writes.
     pub fn load(queue: &Queue, batch: BatchId, now: i64) -> Result<Report, ReportError> {
-        let tx = queue.connection().unchecked_transaction()?;
-        let batch = queue.batch(batch)?;
-        let id = batch.id;
-        let jobs = queue.jobs(id)?;
-        let counts = queue.counts(id)?;
-        let usage = queue.api_usage(id)?;
-
-        let mut timeline_rows: HashMap<i64, (Option<i64>, i64, u64)> = HashMap::new();
-        {
-            let mut stmt = tx.prepare(include_str!("timeline.sql"))?;
-            let mut rows = stmt.query([id])?;
-            while let Some(r) = rows.next()? {
-                timeline_rows.insert(
-                    r.get(0)?,
-                    (r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64),
-                );
-            }
-        }
-        let last_event = timeline_rows.values().map(|t| t.1).max();
-
-        let runs: Vec<RunRow> = {
-            let mut stmt = tx.prepare(
-                "SELECT started_at, finished_at, outcome, relogins FROM runs WHERE batch_id = ? \
-                 ORDER BY started_at, rowid",
-            )?;
-            let rows = stmt.query_map(params![id], |r| {
-                Ok(RunRow {
-                    started_at: r.get(0)?,
-                    finished_at: r.get(1)?,
-                    outcome: r.get(2)?,
-                    relogins: r.get(3)?,
-                })
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-
-        let sites: Vec<Site> = {
-            let mut stmt = tx.prepare(
-                "SELECT pairing, fetched_at, summary_json FROM discovery WHERE batch_id = ? \
-                 ORDER BY pairing",
-            )?;
-            let rows = stmt.query_map(params![id], |r| {
-                let summary: String = r.get(2)?;
-                // Lenient: a summary written by another vrbulk version may lack a field; the
-                // report then shows what there is rather than failing.
-                let summary: serde_json::Value =
-                    serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null);
-                let text = |k: &str| summary.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-                Ok(Site {
-                    pairing_id: r.get(0)?,
-                    source_vcenter: text("local_vc"),
-                    target_vcenter: text("remote_vc"),
-                    discovered_at: UtcTime(r.get(1)?),
-                })
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-        drop(tx);
+        let BatchRecord {
+            batch,
+            jobs,
+            counts,
+            api_usage: usage,
+            job_times,
+            runs,
+            discoveries,
+        } = queue.record(batch)?;
+        let last_event = job_times.values().map(|t| t.last_event_at).max();
+        let sites: Vec<Site> = discoveries.into_iter().map(site).collect();
 
         let header = BatchHeader::new(&batch, &jobs);
         let rows: Vec<JobRow> = jobs.iter().map(job_row).collect();
         let timeline = jobs
             .iter()
             .map(|j| {
-                let (started, last, claims) =
-                    timeline_rows.get(&j.id).copied().unwrap_or((None, 0, 0));
+                let times = job_times.get(&j.id);
                 TimelineEntry {
                     job_id: j.id,
                     vm_name: j.vm_label().to_string(),
                     state: j.state,
-                    started_at: started.map(UtcTime),
-                    ended_at: j.state.is_terminal().then_some(UtcTime(last)),
-                    claims,
+                    started_at: times.and_then(|t| t.first_claimed_at).map(UtcTime),
+                    ended_at: j
+                        .state
+                        .is_terminal()
+                        .then_some(UtcTime(times.map_or(0, |t| t.last_event_at))),
+                    claims: times.map_or(0, |t| t.claims),
                 }
             })
             .collect();
@@ -368,7 +315,7 @@ impl Report {
                 t
             },
         );
-        let relogins = runs.iter().map(|r| r.relogins.max(0) as u64).sum();
+        let relogins = runs.iter().map(|r| r.relogins).sum();
         let runs = Runs {
             count: runs.len() as u64,
             first_started_at: runs.first().map(|r| UtcTime(r.started_at)),
@@ -415,6 +362,18 @@ impl Report {
             jobs: rows,
             timeline,
         })
+    }
+}
+
+/// A pairing's sites, from its discovery summary. Lenient: a summary written by another vrbulk
+/// version may lack a field; the report then shows what there is rather than failing.
+fn site(d: DiscoveryRecord) -> Site {
+    let text = |k: &str| d.summary.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    Site {
+        source_vcenter: text("local_vc"),
+        target_vcenter: text("remote_vc"),
+        pairing_id: d.pairing,
+        discovered_at: UtcTime(d.fetched_at),
     }
 }
 

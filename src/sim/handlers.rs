@@ -12,7 +12,7 @@ use axum::extract::{MatchedPath, OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use serde::Serialize;
@@ -34,80 +34,113 @@ pub const API_PREFIXES: [&str; 2] = ["/api/rest/vr/v2", "/api/rest/vr/v1"];
 
 const SESSION_HEADER: &str = "x-dr-session";
 
-/// (method, path under the prefix, the spec's operationId), for the calls counted in stats.
-const OPERATIONS: &[(Method, &str, &str)] = &[
-    (Method::POST, "/session", "login"),
-    (Method::GET, "/session", "getCurrentSession"),
-    (Method::DELETE, "/session", "logout"),
-    (Method::GET, "/pairings", "getVrPairings"),
-    (Method::GET, "/pairings/{pairing_id}", "getVrPairing"),
+/// Builds the route of one operation for its method.
+pub(super) type Handler = fn(MethodFilter) -> MethodRouter<SimState>;
+
+/// Every API operation the simulator serves: (method, path under the prefix, the spec's
+/// operationId, handler). The one table both the router and the stats' operation names come
+/// from.
+pub(super) const OPERATIONS: &[(MethodFilter, &str, &str, Handler)] = &[
+    (MethodFilter::POST, "/session", "login", |m| on(m, login)),
+    (MethodFilter::GET, "/session", "getCurrentSession", |m| {
+        on(m, get_session)
+    }),
+    (MethodFilter::DELETE, "/session", "logout", |m| {
+        on(m, logout)
+    }),
+    (MethodFilter::GET, "/pairings", "getVrPairings", |m| {
+        on(m, get_pairings)
+    }),
     (
-        Method::GET,
+        MethodFilter::GET,
+        "/pairings/{pairing_id}",
+        "getVrPairing",
+        |m| on(m, get_pairing),
+    ),
+    (
+        MethodFilter::GET,
         "/pairings/{pairing_id}/remote-session",
         "getRemoteSession",
+        |m| on(m, get_remote_session),
     ),
     (
-        Method::POST,
+        MethodFilter::POST,
         "/pairings/{pairing_id}/remote-session",
         "createRemoteSession",
+        |m| on(m, create_remote_session),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/vrs",
         "getAllVrDetailsInPairing",
+        |m| on(m, get_vrs),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/vrs/{vr_id}",
         "getVrInfoInPairing",
+        |m| on(m, get_vr),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/vrs/{vr_id}/replication-servers",
         "getAllVrServersInPairing",
+        |m| on(m, get_vr_servers),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms",
         "getLocalVms",
+        |m| on(m, get_vms),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms/{vm_id}/disks",
         "getLocalVmDisks",
+        |m| on(m, get_vm_disks),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms/{vm_id}/capability",
         "getVmCapability",
+        |m| on(m, get_vm_capability),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/vcenters/{vcenter_id}/datastores",
         "getVrCapableTargetDatastores",
+        |m| on(m, get_datastores),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/vcenters/{vcenter_id}/storage-policies",
         "getVcStoragePolicies",
+        |m| on(m, get_storage_policies),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/replications",
         "getAllReplications",
+        |m| on(m, get_replications),
     ),
     (
-        Method::POST,
+        MethodFilter::POST,
         "/pairings/{pairing_id}/replications",
         "configureReplication",
+        |m| on(m, configure_replications),
     ),
     (
-        Method::GET,
+        MethodFilter::GET,
         "/pairings/{pairing_id}/replications/{replication_id}",
         "getReplicationInfo",
+        |m| on(m, get_replication),
     ),
-    (Method::GET, "/tasks", "getRecentTasksInfo"),
-    (Method::GET, "/tasks/{task_id}", "getTaskInfo"),
+    (MethodFilter::GET, "/tasks", "getRecentTasksInfo", |m| {
+        on(m, get_tasks)
+    }),
+    (MethodFilter::GET, "/tasks/{task_id}", "getTaskInfo", |m| {
+        on(m, get_task)
+    }),
 ];
 
 /// What the gate learned about a request, for the handler.
@@ -132,55 +165,17 @@ pub fn router(state: SimState) -> Router {
         .with_state(state)
 }
 
+/// The routes of [`OPERATIONS`]; two methods on one path share its route.
 fn api_routes() -> Router<SimState> {
-    Router::new()
-        .route("/session", get(get_session).post(login).delete(logout))
-        .route("/pairings", get(get_pairings))
-        .route("/pairings/{pairing_id}", get(get_pairing))
-        .route(
-            "/pairings/{pairing_id}/remote-session",
-            get(get_remote_session).post(create_remote_session),
-        )
-        .route("/pairings/{pairing_id}/vrs", get(get_vrs))
-        .route("/pairings/{pairing_id}/vrs/{vr_id}", get(get_vr))
-        .route(
-            "/pairings/{pairing_id}/vrs/{vr_id}/replication-servers",
-            get(get_vr_servers),
-        )
-        .route(
-            "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms",
-            get(get_vms),
-        )
-        .route(
-            "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms/{vm_id}/disks",
-            get(get_vm_disks),
-        )
-        .route(
-            "/pairings/{pairing_id}/vcenters/{vcenter_id}/vms/{vm_id}/capability",
-            get(get_vm_capability),
-        )
-        .route(
-            "/pairings/{pairing_id}/vcenters/{vcenter_id}/datastores",
-            get(get_datastores),
-        )
-        .route(
-            "/pairings/{pairing_id}/vcenters/{vcenter_id}/storage-policies",
-            get(get_storage_policies),
-        )
-        .route(
-            "/pairings/{pairing_id}/replications",
-            get(get_replications).post(configure_replications),
-        )
-        .route(
-            "/pairings/{pairing_id}/replications/{replication_id}",
-            get(get_replication),
-        )
-        .route("/tasks", get(get_tasks))
-        .route("/tasks/{task_id}", get(get_task))
+    OPERATIONS
+        .iter()
+        .fold(Router::new(), |router, (method, path, _, handler)| {
+            router.route(path, handler(*method))
+        })
 }
 
 fn operation_id(method: &Method, matched: Option<&str>) -> &'static str {
-    let Some(path) = matched else {
+    let (Some(path), Ok(method)) = (matched, MethodFilter::try_from(method.clone())) else {
         return "unknown";
     };
     let rel = API_PREFIXES
@@ -189,8 +184,8 @@ fn operation_id(method: &Method, matched: Option<&str>) -> &'static str {
         .unwrap_or(path);
     OPERATIONS
         .iter()
-        .find(|(m, p, _)| m == method && *p == rel)
-        .map(|(_, _, op)| *op)
+        .find(|(m, p, ..)| *m == method && *p == rel)
+        .map(|(_, _, op, _)| *op)
         .unwrap_or("unknown")
 }
 
@@ -847,8 +842,8 @@ fn new_task(w: &mut World, spec: &AcceptedSpec, now: Instant, queued_ms: i64) ->
             failure = Some(format!(
                 "Insufficient disk space on datastore '{}': {} free, {} required",
                 ds.name,
-                gib(free),
-                gib(need)
+                crate::units::gib(free),
+                crate::units::gib(need)
             ));
             break;
         }
@@ -918,10 +913,6 @@ fn new_task(w: &mut World, spec: &AcceptedSpec, now: Instant, queued_ms: i64) ->
         failure,
         replication,
     }
-}
-
-fn gib(bytes: i64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1024.0 * 1024.0 * 1024.0))
 }
 
 // ---- tasks ----

@@ -282,12 +282,6 @@ impl Inventory {
             .iter()
             .find(|p| p.storage_policy_name == name)
     }
-
-    pub fn replication_for_vm(&self, vm_id: &str) -> Option<&ReplicationInfo> {
-        self.replications
-            .iter()
-            .find(|r| r.vm_id.as_deref() == Some(vm_id))
-    }
 }
 
 /// A random (version 4 shaped) UUID from the seeded generator, so ids repeat with the seed.

@@ -154,7 +154,8 @@ impl ListQuery {
         };
         let links = MetaLinks {
             self_: Some(link(self.offset)),
-            next: (self.limit > 0 && self.offset + self.limit < total)
+            // Saturating: `offset` is whatever the client sent, up to usize::MAX.
+            next: (self.limit > 0 && self.offset.saturating_add(self.limit) < total)
                 .then(|| link(self.offset + self.limit)),
             previous: (self.offset > 0).then(|| link(self.offset.saturating_sub(self.limit))),
         };

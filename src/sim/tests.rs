@@ -417,6 +417,12 @@ async fn vm_listing_pages_past_100_with_meta_and_links() {
 
     let (s, _) = h.get(&sid, &format!("{base}?limit=ten")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // An offset past everything is an empty page, however large (it once overflowed).
+    let (s, past) = h.get(&sid, &format!("{base}?offset={}", usize::MAX)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(past["list"].as_array().unwrap().len(), 0);
+    assert!(past["_meta"]["links"].get("next").is_none());
 }
 
 #[tokio::test]
@@ -962,10 +968,12 @@ async fn fail_next_answers_the_status_before_any_effect() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(b["message"].is_string());
     // Login is never failed, and does not use up the injected failures.
-    let _ = h.login().await;
+    let fresh = h.login().await;
     let (s, _) = h.get(&sid, "/tasks").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(h.sim.stats().configure_attempts.is_empty());
+    let (s, who) = h.get(&fresh, "/session").await;
+    assert_eq!((s, &who["username"]), (StatusCode::OK, &json!(USER)));
     let (s, _) = h.configure(&sid, &body).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let stats = h.sim.stats();
@@ -1142,7 +1150,11 @@ async fn latency_is_added_to_every_call() {
     })
     .await;
     let started = Instant::now();
-    let _ = h.login().await;
+    let sid = h.login().await;
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let started = Instant::now();
+    let (s, _) = h.get(&sid, "/pairings").await;
+    assert_eq!(s, StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
 
@@ -1277,4 +1289,53 @@ async fn lists_sort_by_a_field_in_either_order() {
     assert_eq!(names(&desc)[3], FULL_DATASTORE);
     let (s, _) = h.get(&sid, &format!("{base}?order_by=desc")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// The route table is the one source of the router and of the operation names in the stats:
+/// each entry must be the spec's operation at that method and path, and be served.
+#[tokio::test]
+async fn every_route_is_the_specs_operation_and_is_served() {
+    use axum::routing::MethodFilter;
+
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/vr-api/vsphere-replication-api-v2.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let h = Harness::plain(SimConfig::default()).await;
+    let mut seen = std::collections::HashSet::new();
+    for (filter, path, id, _) in handlers::OPERATIONS {
+        let method = [
+            (MethodFilter::GET, reqwest::Method::GET),
+            (MethodFilter::POST, reqwest::Method::POST),
+            (MethodFilter::DELETE, reqwest::Method::DELETE),
+        ]
+        .into_iter()
+        .find_map(|(f, m)| (f == *filter).then_some(m))
+        .unwrap_or_else(|| panic!("{path}: a method the test does not know"));
+        assert!(
+            seen.insert((method.clone(), *path)),
+            "{method} {path} twice"
+        );
+        let documented = &spec["paths"][*path][method.as_str().to_lowercase()]["operationId"];
+        assert_eq!(documented, &json!(id), "{method} {path}");
+
+        // Served: without credentials or a session every operation answers 401, never the
+        // router's 404 or 405.
+        let r = h
+            .http
+            .request(method.clone(), h.api(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(
+            h.sim.stats().calls[*id],
+            1,
+            "{method} {path} counted as {id}"
+        );
+    }
 }

@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use super::inventory::VmKind;
+use super::inventory::{SimVm, VmKind};
 use super::state::{Busy, World};
+use crate::vr::model::VmDisk;
 
 const DISK_FORMATS: [&str; 8] = [
     "SAME_AS_SOURCE",
@@ -225,182 +226,13 @@ fn spec(c: &mut Checker<'_>, path: &str, item: &Value, world: &World) -> Option<
     let vm_id = c.str_req(path, obj, "vm_id");
 
     if mpit_enabled == Some(true) {
-        match mpit_instances {
-            None => c.push(
-                ErrorKind::Schema,
-                format!("{path}.mpit_instances: required when mpit_enabled is true"),
-            ),
-            Some(n) if !(1..=24).contains(&n) => c.push(
-                ErrorKind::Schema,
-                format!("{path}.mpit_instances: must be between 1 and 24, got {n}"),
-            ),
-            Some(n) => {
-                let days = mpit_days.unwrap_or(1);
-                if days < 1 {
-                    c.push(
-                        ErrorKind::Schema,
-                        format!("{path}.mpit_days: must be at least 1, got {days}"),
-                    );
-                } else if n * days > 24 {
-                    c.push(
-                        ErrorKind::Schema,
-                        format!(
-                            "{path}.mpit_days: mpit_instances x mpit_days must not exceed 24 \
-                             point-in-time copies, got {n} x {days}"
-                        ),
-                    );
-                }
-            }
-        }
+        point_in_time_copies(c, path, mpit_instances, mpit_days);
     }
-
-    if let Some(vc) = target_vc {
-        if vc != world.inv.remote_vc.id {
-            let hint = if vc == world.inv.local_vc.id {
-                " (that is the source vCenter)"
-            } else {
-                ""
-            };
-            c.push(
-                ErrorKind::UnknownEntity,
-                format!(
-                    "{path}.target_vc_id: must be the pairing's remote vCenter '{}', got '{vc}'{hint}",
-                    world.inv.remote_vc.id
-                ),
-            );
-        }
-    }
-    if let Some(Some(id)) = &server {
-        if !world.inv.replication_servers.iter().any(|s| &s.id == id) {
-            c.push(
-                ErrorKind::UnknownEntity,
-                format!(
-                    "{path}.target_replication_server_id: unknown VR server '{id}' on the target site"
-                ),
-            );
-        }
-    }
-
-    let vm = vm_id.and_then(|id| {
-        let found = world.inv.vm(id);
-        if found.is_none() {
-            c.push(
-                ErrorKind::UnknownEntity,
-                format!("{path}.vm_id: unknown VM '{id}' on the source vCenter"),
-            );
-        }
-        found
-    });
-    if let Some(vm) = vm {
-        if vm.kind == VmKind::Template || vm.vm.template == Some(true) {
-            c.push(
-                ErrorKind::NotReplicable,
-                format!(
-                    "{path}.vm_id: VM '{}' is a template and cannot be replicated",
-                    vm.vm.name
-                ),
-            );
-        }
-    }
-
-    let mut accepted_disks = Vec::new();
-    if let Some(disks) = disks {
-        let mut listed: HashMap<i32, usize> = HashMap::new();
-        for (k, d) in disks.iter().enumerate() {
-            let dpath = format!("{path}.disks[{k}]");
-            let Some(parsed) = disk(c, &dpath, d, vm_id, world) else {
-                continue;
-            };
-            let Some(vm) = vm else { continue };
-            let Some(key) = parsed.device_key else {
-                continue;
-            };
-            let Some(actual) = vm.disks().iter().find(|x| x.device_key == Some(key)) else {
-                c.push(
-                    ErrorKind::UnknownEntity,
-                    format!(
-                        "{dpath}.vm_disk.device_key: VM '{}' has no disk with device_key {key}",
-                        vm.vm.name
-                    ),
-                );
-                continue;
-            };
-            if let Some(first) = listed.get(&key) {
-                c.push(
-                    ErrorKind::Schema,
-                    format!(
-                        "{dpath}.vm_disk.device_key: disk {key} is listed twice (also at {path}.disks[{first}])"
-                    ),
-                );
-                continue;
-            }
-            listed.insert(key, k);
-            if let Some(home) = parsed.is_vm_home {
-                if home != actual.is_vm_home() {
-                    c.push(
-                        ErrorKind::Schema,
-                        format!(
-                            "{dpath}.vm_disk.is_vm_home: disk {key} of VM '{}' is {}the VM home",
-                            vm.vm.name,
-                            if actual.is_vm_home() { "" } else { "not " }
-                        ),
-                    );
-                }
-            }
-            if actual.is_vm_home() && parsed.destination_path.is_some() {
-                c.push(
-                    ErrorKind::Schema,
-                    format!("{dpath}.destination_path: must be null for the VM home"),
-                );
-            }
-            if parsed.enabled && !actual.is_supported() {
-                c.push(
-                    ErrorKind::NotReplicable,
-                    format!(
-                        "{dpath}.enabled_for_replication: disk '{}' (device_key {key}) of VM '{}' \
-                         is not supported for replication ({}); send it with \
-                         enabled_for_replication false",
-                        actual.label.as_deref().unwrap_or_default(),
-                        vm.vm.name,
-                        actual
-                            .controller_label
-                            .as_deref()
-                            .unwrap_or("unsupported controller"),
-                    ),
-                );
-            }
-            accepted_disks.push(AcceptedDisk {
-                device_key: key,
-                enabled: parsed.enabled,
-                datastore_id: parsed.datastore_id,
-            });
-        }
-        if let Some(vm) = vm {
-            for d in vm.disks() {
-                let Some(key) = d.device_key else { continue };
-                if !listed.contains_key(&key) {
-                    c.push(
-                        ErrorKind::Schema,
-                        format!(
-                            "{path}.disks: disk '{}' (device_key {key}) of VM '{}' is missing; \
-                             list every disk of the VM, the VM home included",
-                            d.label.as_deref().unwrap_or_default(),
-                            vm.vm.name
-                        ),
-                    );
-                }
-            }
-            if !disks.is_empty()
-                && accepted_disks.len() == disks.len()
-                && !accepted_disks.iter().any(|d| d.enabled)
-            {
-                c.push(
-                    ErrorKind::Schema,
-                    format!("{path}.disks: at least one disk must be enabled for replication"),
-                );
-            }
-        }
-    }
+    target_site(c, path, world, target_vc, server.flatten());
+    let vm = source_vm(c, path, world, vm_id);
+    let accepted_disks = disks
+        .map(|disks| spec_disks(c, path, disks, vm_id, vm, world))
+        .unwrap_or_default();
 
     if c.errors.len() > before {
         return None;
@@ -418,6 +250,225 @@ fn spec(c: &mut Checker<'_>, path: &str, item: &Value, world: &World) -> Option<
         target_replication_server_id: server.flatten().map(str::to_string),
         disks: accepted_disks,
     })
+}
+
+/// MPIT on: 1 to 24 instances a day, over at least one day, at most 24 copies in all.
+fn point_in_time_copies(
+    c: &mut Checker<'_>,
+    path: &str,
+    instances: Option<i64>,
+    days: Option<i64>,
+) {
+    match instances {
+        None => c.push(
+            ErrorKind::Schema,
+            format!("{path}.mpit_instances: required when mpit_enabled is true"),
+        ),
+        Some(n) if !(1..=24).contains(&n) => c.push(
+            ErrorKind::Schema,
+            format!("{path}.mpit_instances: must be between 1 and 24, got {n}"),
+        ),
+        Some(n) => {
+            let days = days.unwrap_or(1);
+            if days < 1 {
+                c.push(
+                    ErrorKind::Schema,
+                    format!("{path}.mpit_days: must be at least 1, got {days}"),
+                );
+            } else if n * days > 24 {
+                c.push(
+                    ErrorKind::Schema,
+                    format!(
+                        "{path}.mpit_days: mpit_instances x mpit_days must not exceed 24 \
+                         point-in-time copies, got {n} x {days}"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The target vCenter is the pairing's remote one, and the VR server (when one is named)
+/// exists on that site.
+fn target_site(
+    c: &mut Checker<'_>,
+    path: &str,
+    world: &World,
+    target_vc: Option<&str>,
+    server: Option<&str>,
+) {
+    if let Some(vc) = target_vc {
+        if vc != world.inv.remote_vc.id {
+            let hint = if vc == world.inv.local_vc.id {
+                " (that is the source vCenter)"
+            } else {
+                ""
+            };
+            c.push(
+                ErrorKind::UnknownEntity,
+                format!(
+                    "{path}.target_vc_id: must be the pairing's remote vCenter '{}', got '{vc}'{hint}",
+                    world.inv.remote_vc.id
+                ),
+            );
+        }
+    }
+    if let Some(id) = server {
+        if !world.inv.replication_servers.iter().any(|s| s.id == id) {
+            c.push(
+                ErrorKind::UnknownEntity,
+                format!(
+                    "{path}.target_replication_server_id: unknown VR server '{id}' on the target site"
+                ),
+            );
+        }
+    }
+}
+
+/// The VM the spec names, if it exists on the source vCenter; a template is refused.
+fn source_vm<'w>(
+    c: &mut Checker<'_>,
+    path: &str,
+    world: &'w World,
+    vm_id: Option<&str>,
+) -> Option<&'w SimVm> {
+    let id = vm_id?;
+    let Some(vm) = world.inv.vm(id) else {
+        c.push(
+            ErrorKind::UnknownEntity,
+            format!("{path}.vm_id: unknown VM '{id}' on the source vCenter"),
+        );
+        return None;
+    };
+    if vm.kind == VmKind::Template || vm.vm.template == Some(true) {
+        c.push(
+            ErrorKind::NotReplicable,
+            format!(
+                "{path}.vm_id: VM '{}' is a template and cannot be replicated",
+                vm.vm.name
+            ),
+        );
+    }
+    Some(vm)
+}
+
+/// The spec's `disks`: each well formed and one of the VM's, none listed twice, every disk of
+/// the VM listed, at least one enabled. Returns the disks that passed.
+fn spec_disks(
+    c: &mut Checker<'_>,
+    path: &str,
+    disks: &[Value],
+    vm_id: Option<&str>,
+    vm: Option<&SimVm>,
+    world: &World,
+) -> Vec<AcceptedDisk> {
+    let mut accepted = Vec::new();
+    let mut listed: HashMap<i32, usize> = HashMap::new();
+    for (k, d) in disks.iter().enumerate() {
+        let dpath = format!("{path}.disks[{k}]");
+        let Some(parsed) = disk(c, &dpath, d, vm_id, world) else {
+            continue;
+        };
+        let (Some(vm), Some(key)) = (vm, parsed.device_key) else {
+            continue;
+        };
+        let Some(actual) = vm.disks().iter().find(|x| x.device_key == Some(key)) else {
+            c.push(
+                ErrorKind::UnknownEntity,
+                format!(
+                    "{dpath}.vm_disk.device_key: VM '{}' has no disk with device_key {key}",
+                    vm.vm.name
+                ),
+            );
+            continue;
+        };
+        if let Some(first) = listed.get(&key) {
+            c.push(
+                ErrorKind::Schema,
+                format!(
+                    "{dpath}.vm_disk.device_key: disk {key} is listed twice (also at {path}.disks[{first}])"
+                ),
+            );
+            continue;
+        }
+        listed.insert(key, k);
+        disk_as_the_vm_has_it(c, &dpath, key, &parsed, actual, vm);
+        accepted.push(AcceptedDisk {
+            device_key: key,
+            enabled: parsed.enabled,
+            datastore_id: parsed.datastore_id,
+        });
+    }
+    let Some(vm) = vm else {
+        return accepted;
+    };
+    for d in vm.disks() {
+        let Some(key) = d.device_key else { continue };
+        if !listed.contains_key(&key) {
+            c.push(
+                ErrorKind::Schema,
+                format!(
+                    "{path}.disks: disk '{}' (device_key {key}) of VM '{}' is missing; \
+                     list every disk of the VM, the VM home included",
+                    d.label.as_deref().unwrap_or_default(),
+                    vm.vm.name
+                ),
+            );
+        }
+    }
+    if !disks.is_empty() && accepted.len() == disks.len() && !accepted.iter().any(|d| d.enabled) {
+        c.push(
+            ErrorKind::Schema,
+            format!("{path}.disks: at least one disk must be enabled for replication"),
+        );
+    }
+    accepted
+}
+
+/// A listed disk agrees with the VM's own: the VM home where the VM has it, no destination
+/// path for the home, and not enabled where the server cannot replicate it.
+fn disk_as_the_vm_has_it(
+    c: &mut Checker<'_>,
+    dpath: &str,
+    key: i32,
+    parsed: &ParsedDisk,
+    actual: &VmDisk,
+    vm: &SimVm,
+) {
+    if let Some(home) = parsed.is_vm_home {
+        if home != actual.is_vm_home() {
+            c.push(
+                ErrorKind::Schema,
+                format!(
+                    "{dpath}.vm_disk.is_vm_home: disk {key} of VM '{}' is {}the VM home",
+                    vm.vm.name,
+                    if actual.is_vm_home() { "" } else { "not " }
+                ),
+            );
+        }
+    }
+    if actual.is_vm_home() && parsed.destination_path.is_some() {
+        c.push(
+            ErrorKind::Schema,
+            format!("{dpath}.destination_path: must be null for the VM home"),
+        );
+    }
+    if parsed.enabled && !actual.is_supported() {
+        c.push(
+            ErrorKind::NotReplicable,
+            format!(
+                "{dpath}.enabled_for_replication: disk '{}' (device_key {key}) of VM '{}' \
+                 is not supported for replication ({}); send it with \
+                 enabled_for_replication false",
+                actual.label.as_deref().unwrap_or_default(),
+                vm.vm.name,
+                actual
+                    .controller_label
+                    .as_deref()
+                    .unwrap_or("unsupported controller"),
+            ),
+        );
+    }
 }
 
 struct ParsedDisk {

@@ -550,6 +550,9 @@ impl TaskStatus {
     }
 }
 
+/// The spec's `TaskError`: why a task ended in `ERROR`. The spec's
+/// `ReplicationInfoConfigurationError` and `ReplicationInfoLastGroupError` have the same two
+/// fields, so they are this type too ([`ReplicationInfoConfigurationError`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -661,14 +664,8 @@ pub enum ReplicationType {
     Unrecognized,
 }
 
-/// `message` + `details` pairs (`ReplicationInfoConfigurationError`, `…LastGroupError`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ErrorDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub details: Option<String>,
-}
+/// Why a replication's configuration is in `ERROR`: the same shape as [`TaskError`].
+pub type ReplicationInfoConfigurationError = TaskError;
 
 /// An existing replication (`GET /pairings/{p}/replications`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -697,7 +694,7 @@ pub struct ReplicationInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration_state: Option<ConfigurationState>,
     #[serde(default)]
-    pub configuration_error: Option<ErrorDetails>,
+    pub configuration_error: Option<ReplicationInfoConfigurationError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_state: Option<RecoveryState>,
     #[serde(default)]

@@ -40,26 +40,32 @@ impl Thumbprint {
     /// Accepts `AB:CD:…`, `ab cd …` or plain hex; refuses SHA-1 thumbprints with a hint, since
     /// older vSphere screens still show those.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let hex: String = text
+        let digits: Vec<char> = text
             .chars()
             .filter(|c| !matches!(c, ':' | ' ' | '-'))
             .collect();
-        if hex.len() == 40 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        let all_hex = digits.iter().all(char::is_ascii_hexdigit);
+        if digits.len() == 40 && all_hex {
             return Err(format!(
                 "`{text}` is a SHA-1 thumbprint; vrbulk pins certificates by SHA-256 (64 hex digits), \
                  e.g. from `openssl x509 -noout -fingerprint -sha256`"
             ));
         }
-        if hex.len() != 64 {
+        if digits.len() != 64 {
             return Err(format!(
                 "`{text}` is not a SHA-256 thumbprint: expected 64 hex digits (colons allowed), found {}",
-                hex.len()
+                digits.len()
             ));
         }
+        // Digits, not bytes: a multi-byte character must be refused, not sliced through.
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| format!("`{text}` is not a SHA-256 thumbprint: not hexadecimal"))?;
+        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let (Some(high), Some(low)) = (pair[0].to_digit(16), pair[1].to_digit(16)) else {
+                return Err(format!(
+                    "`{text}` is not a SHA-256 thumbprint: not hexadecimal"
+                ));
+            };
+            *byte = (high * 16 + low) as u8;
         }
         Ok(Thumbprint(out))
     }
@@ -251,6 +257,44 @@ mod tests {
             Thumbprint::parse(&shown.replace(':', "").to_lowercase()),
             Ok(t)
         );
+    }
+
+    #[test]
+    fn bad_thumbprints_are_refused_without_panicking() {
+        let not_hex = |t: &str| {
+            let err = Thumbprint::parse(t).unwrap_err();
+            assert!(err.contains("not hexadecimal"), "{t}: {err}");
+        };
+        not_hex(&"g".repeat(64));
+        // 64 bytes in 63 characters: slicing by bytes used to cut the `é` in half and panic.
+        let sixty_four_bytes = format!("{}é", "a".repeat(62));
+        assert_eq!(sixty_four_bytes.len(), 64);
+        let err = Thumbprint::parse(&sixty_four_bytes).unwrap_err();
+        assert!(err.contains("found 63"), "{err}");
+        // 64 characters, one of them multi-byte.
+        not_hex(&format!("{}é", "a".repeat(63)));
+        not_hex(&format!("{}\u{1F512}", "A".repeat(63)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in proptest::prelude::any::<String>()) {
+            let _ = Thumbprint::parse(&text);
+        }
+
+        /// Near misses: hex digits, separators and multi-byte characters, at about the right
+        /// length, where a parser that slices bytes would break.
+        #[test]
+        fn parse_never_panics_on_near_misses(text in "[0-9a-fA-F:é\u{1F512} -]{56,72}") {
+            let _ = Thumbprint::parse(&text);
+        }
+
+        #[test]
+        fn parse_reads_back_what_display_writes(bytes in proptest::prelude::any::<[u8; 32]>()) {
+            let t = Thumbprint(bytes);
+            proptest::prop_assert_eq!(Thumbprint::parse(&t.to_string()), Ok(t));
+            proptest::prop_assert_eq!(Thumbprint::parse(&t.to_string().to_lowercase()), Ok(t));
+        }
     }
 
     #[test]

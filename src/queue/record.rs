@@ -1,0 +1,133 @@
+//! A batch's whole record as the report reads it: the batch, its jobs, and what the event log and
+//! the runs recorded about them (each job's claims, the runs, API usage, discovery), read in one
+//! transaction so that every number agrees while a `vrbulk run` writes.
+//!
+//! Read-only, typed rows; the report (`crate::report`) turns them into its model and never sees
+//! SQL.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::params;
+
+use super::{Batch, BatchId, Job, JobId, JobState, Queue, Result};
+use crate::vr::OpUsage;
+
+/// Everything the queue holds about one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    pub batch: Batch,
+    /// In import order.
+    pub jobs: Vec<Job>,
+    /// Jobs per state; every state is present.
+    pub counts: BTreeMap<JobState, u64>,
+    /// API calls per operation over all runs of the batch.
+    pub api_usage: BTreeMap<String, OpUsage>,
+    /// Per job that has events.
+    pub job_times: HashMap<JobId, JobTimes>,
+    /// Oldest first.
+    pub runs: Vec<RunRecord>,
+    /// By pairing id.
+    pub discoveries: Vec<DiscoveryRecord>,
+}
+
+/// A job's life as its events tell it (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobTimes {
+    /// The first claim; `None` while the job was never claimed.
+    pub first_claimed_at: Option<i64>,
+    /// The newest event of the job.
+    pub last_event_at: i64,
+    /// How many times a worker claimed the job.
+    pub claims: u64,
+}
+
+/// One `vrbulk run` of a batch (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub started_at: i64,
+    /// `None` while it runs, or when it was killed before it could record its end.
+    pub finished_at: Option<i64>,
+    /// How it ended (`done`, `interrupted`, …).
+    pub outcome: Option<String>,
+    /// Logins it repeated after a session expired.
+    pub relogins: u64,
+}
+
+/// What a run discovered about one pairing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveryRecord {
+    pub pairing: String,
+    pub fetched_at: i64,
+    /// As [`Queue::record_discovery`] stored it; `Null` when it does not decode (a summary
+    /// written by another vrbulk version is read leniently, never fatally).
+    pub summary: serde_json::Value,
+}
+
+impl Queue {
+    /// The whole record of `batch`, every query in one read transaction.
+    pub fn record(&self, batch: BatchId) -> Result<BatchRecord> {
+        // A deferred transaction that only reads: one WAL snapshot for every query below.
+        let _snapshot = self.conn.unchecked_transaction()?;
+        let batch = self.batch(batch)?;
+        let id = batch.id;
+        Ok(BatchRecord {
+            jobs: self.jobs(id)?,
+            counts: self.counts(id)?,
+            api_usage: self.api_usage(id)?,
+            job_times: self.job_times(id)?,
+            runs: self.runs(id)?,
+            discoveries: self.discoveries(id)?,
+            batch,
+        })
+    }
+
+    /// First claim, last event and claim count of each job of `batch` that has events.
+    pub fn job_times(&self, batch: BatchId) -> Result<HashMap<JobId, JobTimes>> {
+        let mut stmt = self.conn.prepare_cached(include_str!("job_times.sql"))?;
+        let rows = stmt.query_map([batch], |r| {
+            Ok((
+                r.get(0)?,
+                JobTimes {
+                    first_claimed_at: r.get(1)?,
+                    last_event_at: r.get(2)?,
+                    claims: r.get::<_, i64>(3)?.max(0) as u64,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The runs of `batch`, oldest first.
+    pub fn runs(&self, batch: BatchId) -> Result<Vec<RunRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT started_at, finished_at, outcome, relogins FROM runs WHERE batch_id = ? \
+             ORDER BY started_at, rowid",
+        )?;
+        let rows = stmt.query_map(params![batch], |r| {
+            Ok(RunRecord {
+                started_at: r.get(0)?,
+                finished_at: r.get(1)?,
+                outcome: r.get(2)?,
+                relogins: r.get::<_, i64>(3)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What the runs of `batch` discovered, one row per pairing.
+    pub fn discoveries(&self, batch: BatchId) -> Result<Vec<DiscoveryRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT pairing, fetched_at, summary_json FROM discovery WHERE batch_id = ? \
+             ORDER BY pairing",
+        )?;
+        let rows = stmt.query_map(params![batch], |r| {
+            let summary: String = r.get(2)?;
+            Ok(DiscoveryRecord {
+                pairing: r.get(0)?,
+                fetched_at: r.get(1)?,
+                summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,44 @@
+//! How sizes read in vrbulk's output (reports, `plan`, the simulator's messages): binary units,
+//! one decimal, the way vSphere shows datastore and disk sizes.
+
+/// Bytes in GiB with one decimal: `40.0 GiB`. For sizes an operator compares with what vSphere
+/// shows for a datastore (free space, space a replication needs).
+pub fn gib(bytes: i64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Bytes in the largest binary unit that keeps the number at least 1, with one decimal:
+/// `1.5 TiB`; plain bytes below 1 KiB.
+pub fn bytes(n: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gib_has_one_decimal() {
+        assert_eq!(gib(0), "0.0 GiB");
+        assert_eq!(gib(40 << 30), "40.0 GiB");
+        assert_eq!(gib(3 << 29), "1.5 GiB");
+    }
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * (1 << 40)), "3.0 TiB");
+    }
+}
