@@ -23,7 +23,11 @@ struct Answers {
 }
 
 fn answers(sim: &Simulator, dir: &Path) -> Answers {
-    let config = config_for(sim, dir, "[defaults]\ntarget_datastore = \"ds-silver-01\"\n");
+    let config = config_for(
+        sim,
+        dir,
+        "[defaults]\ntarget_datastore = \"ds-silver-01\"\n",
+    );
     let base = |db: &Path| {
         Cmd::new()
             .env("VRBULK_PASSWORD", "VMware1!")
@@ -102,7 +106,12 @@ async fn plan_export_and_inventory_import_answer_the_same_under_server_errors() 
     for answered in with {
         assert_eq!(answered, healthy);
     }
-    assert_eq!(healthy.plan_exit, Some(1), "a VM would fail: {}", healthy.plan);
+    assert_eq!(
+        healthy.plan_exit,
+        Some(1),
+        "a VM would fail: {}",
+        healthy.plan
+    );
     assert!(healthy.plan.contains("no-such-vm"), "{}", healthy.plan);
     assert!(!healthy.imported.is_empty());
 }

@@ -21,7 +21,6 @@ mod status;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 

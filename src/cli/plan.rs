@@ -12,6 +12,7 @@ use super::{connect, open_batch};
 use crate::config::ConfigFile;
 use crate::queue::Job;
 use crate::report::{Format, PlanAction, PlanReport, PlanRow};
+use crate::units::gib;
 use crate::vr::{Client, ErrorClass};
 use crate::workflow::{decide, lookup_vms, vm_key, Decision, Discovery};
 
@@ -197,10 +198,6 @@ fn warn_about_space(disc: &Discovery, needed: &HashMap<String, i64>, planned: &m
             }
         }
     }
-}
-
-fn gib(bytes: i64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 pub fn print_table(name: &str, id: i64, planned: &[PlanRow], calls: u64) {

@@ -389,14 +389,6 @@ impl Queue {
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
-    /// The raw connection, for tests that look at the file as SQL. The rest of vrbulk reads and
-    /// writes only through the typed methods, which keep the state machine and the append-only
-    /// log whole.
-    #[doc(hidden)]
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Every write transaction takes the write lock up front: in WAL mode a transaction that
     /// reads first and then writes fails at once (SQLITE_BUSY_SNAPSHOT) when another process
     /// wrote in between, whatever the busy timeout.

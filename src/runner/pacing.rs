@@ -3,9 +3,10 @@
 //! At 50 requests a minute every poll is a submit not sent, so polls are timed from what the
 //! run has seen rather than a fixed interval: once tasks have finished, a new one is expected
 //! to take as long as the slowest of the recent ones (measured on the server's clock, queue time
-//! included); before that, from the progress two polls saw, or failing that with a gap that
-//! doubles while nothing finishes. Whatever the estimate, polls may use only a share of the
-//! request budget: a fifth while other work (lookups, submits) waits for it, half otherwise.
+//! included); before that, from the progress two polls saw while it ran, or failing that with a
+//! gap that doubles while nothing finishes. No estimate puts a poll more than 30 s away, and
+//! whatever the estimate, polls may use only a share of the request budget: a fifth while other
+//! work (lookups, submits) waits for it, half otherwise.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -108,7 +109,8 @@ impl Pacer {
         let wanted = match (expected, verifying) {
             // A replication not yet listed is looked at again soon.
             (_, v) if v > 0 => now + self.min_gap,
-            (Some(end), _) => end.max(now + self.min_gap),
+            // An estimate can be wrong: never further than the longest gap.
+            (Some(end), _) => end.clamp(now + self.min_gap, now + self.max_gap),
             (None, _) => now + backoff,
         };
         self.next = Some(wanted.max(now + self.budget_gap(cost, work_waiting)));
@@ -127,7 +129,8 @@ impl Pacer {
             return Some(t.submitted + d);
         }
         let ((t1, p1), (t2, p2)) = t.progress?;
-        if p2 <= p1 || t2 <= t1 {
+        // A queued task shows 0 % however long it waits: only running progress says anything.
+        if p1 <= 0 || p2 <= p1 || t2 <= t1 {
             return None;
         }
         let rate = f64::from(p2 - p1) / (t2 - t1).as_secs_f64();
@@ -207,6 +210,31 @@ mod tests {
         p.after_round(t0 + Duration::from_secs(8), &[seen], 0, 0, 1, false);
         // 20 % in 4 s: the remaining 70 % take 14 s.
         assert_eq!(p.next(), Some(t0 + Duration::from_secs(22)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_tasks_zero_progress_predicts_nothing() {
+        let mut p = pacer();
+        let t0 = Instant::now();
+        let seen = Sighting {
+            submitted: t0,
+            progress: Some((
+                (t0 + Duration::from_secs(2), 0),
+                (t0 + Duration::from_secs(6), 6),
+            )),
+        };
+        p.after_round(t0 + Duration::from_secs(6), &[seen], 0, 0, 1, false);
+        // Not 60 s away, as 6 % in 4 s would say: the back-off of a first miss.
+        assert_eq!(p.next(), Some(t0 + Duration::from_secs(10)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_estimate_puts_a_poll_further_than_thirty_seconds() {
+        let mut p = pacer();
+        let t0 = Instant::now();
+        p.finished(Duration::from_secs(300));
+        p.after_round(t0, &[task(t0)], 0, 1, 1, false);
+        assert_eq!(p.next(), Some(t0 + Duration::from_secs(30)));
     }
 
     #[tokio::test(start_paused = true)]

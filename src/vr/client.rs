@@ -756,9 +756,7 @@ impl Client {
                         return result;
                     }
                 }
-                ErrorClass::Transient
-                    if call.idempotent && retries < policy.max_retries =>
-                {
+                ErrorClass::Transient if call.idempotent && retries < policy.max_retries => {
                     let wait = e
                         .retry_after()
                         .filter(|d| *d <= policy.max_retry_after)
