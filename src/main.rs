@@ -2,19 +2,47 @@
 
 use clap::Parser;
 
+/// The status of a process that wrote into a closed pipe, as shells show it (128 + SIGPIPE).
+const CLOSED_PIPE: u8 = 141;
+
 fn main() -> std::process::ExitCode {
-    // `vrbulk plan | head` must end quietly, as other Unix tools do, not panic on a closed pipe.
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // `vrbulk report | head` must end quietly, as other Unix tools do. SIGPIPE stays ignored
+    // (Rust's default): restoring its default action would also kill vrbulk, without a word or
+    // a released lease, whenever the appliance drops a connection mid-write (socket writes
+    // through writev carry no MSG_NOSIGNAL). A closed stdout is recognised where it surfaces.
+    quiet_on_closed_stdout();
     let cli = vrbulk::cli::Cli::parse();
     match vrbulk::cli::run(cli) {
         Ok(code) => code.into(),
+        Err(err) if is_closed_pipe(&err) => CLOSED_PIPE.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
             vrbulk::cli::exit_code_for(&err).into()
         }
     }
+}
+
+/// `println!` panics when stdout is a closed pipe: end quietly instead.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(CLOSED_PIPE));
+        }
+        default(info)
+    }));
+}
+
+fn is_closed_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

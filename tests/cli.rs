@@ -291,3 +291,23 @@ fn an_unreachable_appliance_exits_3() {
         .assert_exit(3)
         .stderr_contains("cannot reach https://127.0.0.1");
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As `vrbulk … | head` does once it has read enough: the reader goes away.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "no panic, no error message"
+    );
+    assert_eq!(out.status.code(), Some(141));
+}

@@ -1,6 +1,8 @@
 //! `vrbulk completions SHELL`: the shell completion script, generated from the clap definitions
 //! so it never falls behind the commands.
 
+use std::io::Write;
+
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
@@ -20,6 +22,10 @@ pub struct CompletionsArgs {
 
 pub fn run(args: CompletionsArgs) -> anyhow::Result<u8> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "vrbulk", &mut std::io::stdout());
+    // Into memory first: the generator panics on a write error, and a closed stdout (`| head`)
+    // must end quietly instead.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "vrbulk", &mut script);
+    std::io::stdout().write_all(&script)?;
     Ok(exit::OK)
 }

@@ -320,7 +320,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
             return match api {
                 ApiError::Connect { .. }
                 | ApiError::Timeout { .. }
-                | ApiError::Untrusted { .. }
+                | ApiError::Untrusted(_)
                 | ApiError::Setup(_) => exit::CONNECT,
                 // The server kept failing after the retries: it cannot be worked with now.
                 _ if api.class() == crate::vr::ErrorClass::Transient => exit::CONNECT,

@@ -72,7 +72,7 @@ pub struct BudgetStats {
     pub sent: u64,
     /// 429 answers.
     pub refusals: u64,
-    /// Requests that had to wait for a free slot of the budget.
+    /// Requests that had to wait for a free slot of the budget (or for a refusal's window).
     pub paced: u64,
     /// Milliseconds requests spent waiting for a slot, summed over requests.
     pub paced_ms: u64,
@@ -172,6 +172,9 @@ enum Ready {
     AfterProbe,
 }
 
+/// A wait for a slot at least this long counts as pacing in the stats.
+const PACED: Duration = Duration::from_millis(50);
+
 /// Quiet windows after which the quota grows by a tenth of the configured one again.
 const RECOVERY_WINDOWS: u32 = 2;
 
@@ -227,8 +230,8 @@ impl Budget {
     pub async fn acquire(&self) -> Ticket {
         use std::sync::atomic::Ordering::Relaxed;
         self.waiting.fetch_add(1, Relaxed);
-        let _turn = self.turn.lock().await;
         let asked = Instant::now();
+        let _turn = self.turn.lock().await;
         let ticket = loop {
             let ready = {
                 let mut s = lock(&self.state);
@@ -240,8 +243,10 @@ impl Budget {
                         s.stats.sent += 1;
                         let probe = s.probing;
                         s.probe_in_flight |= probe;
-                        let waited = now - asked;
-                        if !waited.is_zero() {
+                        // Waiting behind the request ahead (the turn) is waiting for the budget
+                        // too; a few milliseconds of taking turns is not.
+                        let waited = now.duration_since(asked);
+                        if waited >= PACED {
                             s.stats.paced += 1;
                             s.stats.paced_ms += waited.as_millis() as u64;
                         }

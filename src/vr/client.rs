@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::budget::{Budget, Limits, Outcome};
-use super::error::{ApiError, ErrorClass, SetupError, StatusError};
+use super::error::{ApiError, ErrorClass, SetupError, StatusError, UntrustedError};
 use super::model::*;
 use super::tls::{pinned_config, presented_thumbprint, TlsTrust};
 use crate::secret::Secret;
@@ -1015,16 +1015,16 @@ impl Client {
                 source: e.without_url(),
             };
         }
-        if is_certificate_error(&e) {
+        if let Some(reason) = certificate_error(&e) {
             let presented =
                 presented_thumbprint(&self.inner.settings.url, self.inner.settings.timeout).await;
-            return ApiError::Untrusted {
+            return ApiError::Untrusted(Box::new(UntrustedError {
                 method,
                 path,
                 url,
+                reason,
                 presented,
-                source: e.without_url(),
-            };
+            }));
         }
         ApiError::Connect {
             method,
@@ -1035,18 +1035,18 @@ impl Client {
     }
 }
 
-/// Whether the handshake failed on the server's certificate. rustls' error travels inside
-/// `io::Error`s (one in another), whose `source()` skips what they wrap, hence the `get_ref`s.
-fn is_certificate_error(e: &reqwest::Error) -> bool {
+/// What the TLS layer said, when the handshake failed on the server's certificate. rustls'
+/// error travels inside `io::Error`s (one in another), whose `source()` skips what they wrap,
+/// hence the `get_ref`s.
+fn certificate_error(e: &reqwest::Error) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
         let mut inner = Some(c);
         while let Some(i) = inner {
-            if matches!(
-                i.downcast_ref::<rustls::Error>(),
-                Some(rustls::Error::InvalidCertificate(_) | rustls::Error::General(_))
-            ) {
-                return true;
+            match i.downcast_ref::<rustls::Error>() {
+                Some(e @ rustls::Error::InvalidCertificate(_)) => return Some(e.to_string()),
+                Some(rustls::Error::General(why)) => return Some(why.clone()),
+                _ => {}
             }
             inner = i
                 .downcast_ref::<std::io::Error>()
@@ -1055,7 +1055,7 @@ fn is_certificate_error(e: &reqwest::Error) -> bool {
         }
         cause = c.source();
     }
-    false
+    None
 }
 
 fn display_path(path: &[&str]) -> String {

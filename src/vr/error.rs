@@ -42,22 +42,8 @@ pub enum ApiError {
     },
 
     /// The TLS handshake failed on the certificate: a trust problem, not a network one.
-    #[error(
-        "{method} {path}: the certificate of {url} is not trusted{}",
-        presented.map(|t| format!(
-            "; it presents the SHA-256 thumbprint {t}. If that is your appliance's certificate, \
-             add this line under [source] in vrbulk.toml:\n    thumbprint = \"{t}\"\n"
-        )).unwrap_or_else(|| " (give its CA as [source] ca_file, or pin its thumbprint)".into())
-    )]
-    Untrusted {
-        method: String,
-        path: String,
-        url: String,
-        /// The thumbprint of the certificate the server showed, when it could be read.
-        presented: Option<Thumbprint>,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error(transparent)]
+    Untrusted(Box<UntrustedError>),
 
     #[error("{method} {path}: no answer within {timeout:?}")]
     Timeout {
@@ -80,6 +66,26 @@ pub enum ApiError {
 
     #[error(transparent)]
     Setup(#[from] SetupError),
+}
+
+/// The appliance's certificate is not trusted. The message ends with the line to copy into the
+/// settings, so it carries the handshake's reason itself instead of a source.
+#[derive(Debug, Error)]
+#[error(
+    "{method} {path}: the certificate of {url} is not trusted ({reason}){}",
+    presented.map(|t| format!(
+        "; it presents the SHA-256 thumbprint {t}. If that is your appliance's certificate, \
+         add this line under [source] in vrbulk.toml:\n    thumbprint = \"{t}\""
+    )).unwrap_or_else(|| ": give its CA as [source] ca_file, or pin its thumbprint".into())
+)]
+pub struct UntrustedError {
+    pub method: String,
+    pub path: String,
+    pub url: String,
+    /// What the TLS layer said of the certificate.
+    pub reason: String,
+    /// The thumbprint of the certificate the server showed, when it could be read.
+    pub presented: Option<Thumbprint>,
 }
 
 /// The client cannot be built from its settings; nothing was sent.
@@ -136,7 +142,7 @@ impl ApiError {
         match self {
             ApiError::Connect { .. } | ApiError::Timeout { .. } => ErrorClass::Transient,
             ApiError::Status(e) => classify_status(e.status),
-            ApiError::Untrusted { .. } | ApiError::Decode { .. } | ApiError::Setup(_) => {
+            ApiError::Untrusted(_) | ApiError::Decode { .. } | ApiError::Setup(_) => {
                 ErrorClass::Permanent
             }
         }
