@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tokio::sync::watch;
-use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::domain::{JobSpec, VmRef};
+use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::queue::{InputKind, JobState, NewBatch, Queue};
 use vrbulk::runner::{self, RunOptions};
 use vrbulk::secret::Secret;
 use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind};
 use vrbulk::vr::model::TaskStatus;
 use vrbulk::vr::{ApiVersion, Client, ClientSettings, Credentials, Filter, Limits, TlsTrust};
-use vrbulk::workflow::{build_spec, Placement, ReplicationSettings};
+use vrbulk::workflow::build_spec;
 
 const TASK_SECONDS: f64 = 20.0;
 const LOOKUP_GROUP: usize = 50;

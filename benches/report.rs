@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::domain::ReplicationSettings;
+use vrbulk::domain::{JobSpec, VmRef};
 use vrbulk::queue::{Checkpoint, InputKind, NewBatch, Queue, Step};
 use vrbulk::report::{Format, Report};
 use vrbulk::vr::model::VmDisk;
 use vrbulk::vr::OpUsage;
-use vrbulk::workflow::ReplicationSettings;
 
 const JOBS: usize = 10_000;
 const TARGET: Duration = Duration::from_secs(1);

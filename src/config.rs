@@ -20,7 +20,7 @@ pub const DEFAULT_CONFIG: &str = "vrbulk.toml";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]

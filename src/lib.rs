@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod input;
 pub mod operator;
 pub mod queue;

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::sim::{RateLimits, SimConfig, VmKind};
 use vrbulk::vr::model::TaskStatus;
 use vrbulk::vr::{
     ApiError, Client, ErrorClass, Filter, Politeness, RetryPolicy, Thumbprint, TlsTrust,
 };
-use vrbulk::workflow::{build_spec, Placement, ReplicationSettings};
+use vrbulk::workflow::build_spec;
 
 use crate::support::harness::{client_for, settings_for, sim_config, start};
 

@@ -12,7 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vrbulk::input::{parse_csv, summarize, Defaults, InputError, JobSpec};
+use vrbulk::domain::JobSpec;
+use vrbulk::input::{parse_csv, summarize, Defaults, InputError};
 use vrbulk::vr::model::DiskFormat;
 
 fn data_dir(name: &str) -> PathBuf {

@@ -10,7 +10,7 @@ use base64::Engine;
 use clap::CommandFactory;
 use vrbulk::cli::Cli;
 use vrbulk::config::ConfigFile;
-use vrbulk::input::JobSpec;
+use vrbulk::domain::JobSpec;
 use vrbulk::queue::NewBatch;
 use vrbulk::sim::{SimConfig, Simulator};
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vrbulk::input::JobSpec;
+use vrbulk::domain::JobSpec;
 use vrbulk::queue::{
     Checkpoint, JobState, Lease, NewBatch, Queue, QueueError, QueuedVm, Save, Step,
 };

@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::domain::{JobSpec, VmRef};
+use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::queue::{Checkpoint, JobState, Lease, NewBatch, Queue, Step};
-use vrbulk::report::{Format, PlanAction, PlanReport, PlanRow, Report};
+use vrbulk::report::{Format, PlanReport, Report};
 use vrbulk::sim::{SimConfig, Simulator};
 use vrbulk::vr::model::VmDisk;
 use vrbulk::vr::OpUsage;
-use vrbulk::workflow::{Placement, ReplicationSettings};
+use vrbulk::workflow::{PlanAction, PlanRow};
 
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for};

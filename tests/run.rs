@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::domain::ReplicationSettings;
+use vrbulk::domain::{JobSpec, VmRef};
 use vrbulk::queue::{Job, JobState, NewBatch, Queue};
 use vrbulk::runner::{self, Ending, RunOptions, RunOutcome};
 use vrbulk::sim::{Inventory, RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
-use vrbulk::workflow::ReplicationSettings;
 
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for, new_batch};

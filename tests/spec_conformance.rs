@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::sim::{SimConfig, Simulator, VmKind};
-use vrbulk::workflow::{build_spec, Placement, ReplicationSettings};
+use vrbulk::workflow::build_spec;
 
 use crate::support::openapi::Spec;
 

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
+use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::sim::VmKind;
 use vrbulk::vr::model::{ConfigurationState, TaskStatus};
 use vrbulk::vr::Filter;
-use vrbulk::workflow::{build_spec, Placement, ReplicationSettings};
+use vrbulk::workflow::build_spec;
 
 use crate::support::harness::{client_for, sim_config, start};
 

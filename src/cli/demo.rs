@@ -115,7 +115,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
     let jobs = queue.jobs(batch.id)?;
     drop(queue);
     let client = Client::connect(settings.clone()).await.context("login")?;
-    let planned = plan::plan_jobs(&client, &jobs, 50).await?;
+    let planned = crate::workflow::plan_jobs(&client, &jobs, 50).await?;
     client.logout().await.ok();
     plan::print_table(
         &batch.name,

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::{connect, who, Profile};
 use crate::config::ConfigFile;
-use crate::input::{self, glob_match, InputError, InputErrors, JobSpec, VmRef};
+use crate::domain::{JobSpec, VmRef};
+use crate::input::{self, glob_match, InputError, InputErrors};
 use crate::queue::{InputKind, NewBatch, Queue, QueueError};
 use crate::workflow::choose_pairing;
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cells;
 use super::InputError;
+use crate::domain::ReplicationSettings;
 use crate::vr::model::DiskFormat;
-use crate::workflow::ReplicationSettings;
 
 /// `[defaults]`: every key optional; a key left out falls back to the built-in default
 /// ([`ReplicationSettings::default`]: RPO 60, `SAME_AS_SOURCE`, everything off, no MPIT).

@@ -15,51 +15,12 @@ mod table;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
-use crate::workflow::ReplicationSettings;
+use crate::domain::{JobSpec, VmRef};
 
 pub use defaults::Defaults;
 pub use glob::glob_match;
 pub use summary::{summarize, Summary};
 pub use table::{parse_csv, Column};
-
-/// Which VM a job is for: at least one of `name` and `id`. The id, when given, is authoritative
-/// (two VMs may share a name on one vCenter, never an id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VmRef {
-    pub name: Option<String>,
-    pub id: Option<String>,
-}
-
-impl VmRef {
-    /// The name the operator knows the VM by, else its id.
-    pub fn display(&self) -> &str {
-        self.name
-            .as_deref()
-            .or(self.id.as_deref())
-            .unwrap_or_default()
-    }
-}
-
-/// One VM's job as the operator asked for it; names are resolved to ids later, by the workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobSpec {
-    /// The physical CSV line the row starts on (the header is line 1); `None` for inventory
-    /// selections.
-    pub line: Option<u64>,
-    pub vm: VmRef,
-    /// Remote vCenter name or pairing id; `None`: the only pairing.
-    pub pairing: Option<String>,
-    pub target_datastore: String,
-    /// `None`: the datastore's default policy.
-    pub storage_policy: Option<String>,
-    /// Target VR server name; `None`: automatic placement.
-    pub replication_server: Option<String>,
-    pub settings: ReplicationSettings,
-    pub change_ticket: Option<String>,
-    pub notes: Option<String>,
-}
 
 /// One problem of an input, positioned as precisely as it can be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -119,8 +119,8 @@ impl fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::VmRef;
-    use crate::workflow::ReplicationSettings;
+    use crate::domain::ReplicationSettings;
+    use crate::domain::VmRef;
 
     fn job(name: &str, datastore: &str, rpo: u32, mpit: u32) -> JobSpec {
         JobSpec {

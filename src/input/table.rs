@@ -11,7 +11,7 @@ use csv::{ReaderBuilder, StringRecord};
 
 use super::defaults::is_auto;
 use super::{cells, Defaults, InputError, InputErrors, JobSpec, VmRef};
-use crate::workflow::ReplicationSettings;
+use crate::domain::ReplicationSettings;
 
 /// The columns a CSV may have, named as in DESIGN.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

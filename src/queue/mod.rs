@@ -28,9 +28,9 @@ pub use record::{BatchRecord, DiscoveryRecord, JobTimes, RunRecord};
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 
-use crate::input::JobSpec;
+use crate::domain::JobSpec;
+use crate::domain::Placement;
 use crate::vr::model::VmDisk;
-use crate::workflow::Placement;
 
 pub type BatchId = i64;
 pub type JobId = i64;
@@ -1162,7 +1162,7 @@ fn bad_column(col: usize, what: &str, value: &str) -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::VmRef;
+    use crate::domain::VmRef;
 
     pub(crate) fn spec(name: &str) -> JobSpec {
         JobSpec {

@@ -12,8 +12,9 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::audit;
-use super::{bytes, span, PlanAction, PlanReport, Report, TimelineEntry, UtcTime};
+use super::{bytes, span, PlanReport, Report, TimelineEntry, UtcTime};
 use crate::queue::JobState;
+use crate::workflow::PlanAction;
 
 /// Up to this many started jobs, the timeline draws one bar per job.
 pub(crate) const TIMELINE_BARS: usize = 120;

@@ -5,8 +5,9 @@
 use std::fmt::Write as _;
 
 use super::audit::{self, Markup};
-use super::{bytes, span, PlanAction, PlanReport, Report, UtcTime};
+use super::{bytes, span, PlanReport, Report, UtcTime};
 use crate::queue::JobState;
+use crate::workflow::PlanAction;
 
 pub(super) fn batch(r: &Report) -> String {
     let mut out = String::with_capacity(r.jobs.len() * 400 + 4096);

@@ -34,7 +34,7 @@ pub use model::{
     ApiCall, BatchHeader, FailureGroup, JobRow, Progress, Report, Runs, Site, Summary,
     TimelineEntry,
 };
-pub use plan::{PlanAction, PlanCounts, PlanReport, PlanRow};
+pub use plan::{PlanCounts, PlanReport};
 
 #[derive(Debug, Error)]
 pub enum ReportError {

@@ -6,50 +6,7 @@ use serde::Serialize;
 
 use super::{BatchHeader, UtcTime};
 use crate::queue::{Batch, Job};
-
-/// What `run` would do with one VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlanAction {
-    Configure,
-    Skip,
-    Fail,
-}
-
-impl PlanAction {
-    pub const ALL: [PlanAction; 3] = [PlanAction::Configure, PlanAction::Skip, PlanAction::Fail];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PlanAction::Configure => "configure",
-            PlanAction::Skip => "skip",
-            PlanAction::Fail => "fail",
-        }
-    }
-}
-
-/// One job's planned fate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlanRow {
-    pub job_id: i64,
-    pub vm_name: String,
-    pub vm_id: Option<String>,
-    pub action: PlanAction,
-    /// Why the VM would be skipped or fail.
-    pub reason: Option<String>,
-    pub target_datastore: String,
-    pub storage_policy: Option<String>,
-    pub replication_server: Option<String>,
-    /// Disks in the configure spec (the VM home included).
-    pub disks: usize,
-    /// Disk labels the server reports as unsupported, left out.
-    pub excluded_disks: Vec<String>,
-    /// Capacity of the disks that would replicate, in bytes.
-    pub capacity_bytes: i64,
-    pub warnings: Vec<String>,
-    pub change_ticket: Option<String>,
-    pub notes: Option<String>,
-}
+use crate::workflow::{PlanAction, PlanRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct PlanCounts {

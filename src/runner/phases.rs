@@ -821,10 +821,11 @@ fn vm_from_checkpoint(a: &Active) -> VirtualMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Placement, ReplicationSettings};
     use crate::secret::Secret;
     use crate::sim::{SimConfig, Simulator, VmKind};
     use crate::vr::{ApiVersion, ClientSettings, Credentials, TlsTrust};
-    use crate::workflow::{build_spec, Placement, ReplicationSettings};
+    use crate::workflow::build_spec;
 
     #[tokio::test]
     async fn a_group_with_one_bad_spec_is_split_until_only_that_one_fails() {

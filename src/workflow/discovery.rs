@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::input::JobSpec;
+use crate::domain::JobSpec;
 use crate::vr::model::{Datastore, Pairing, ReplicationInfo, ReplicationServerInfo, StoragePolicy};
 use crate::vr::{ApiError, Client};
 
 use super::choose_pairing;
-use super::spec::Placement;
+use crate::domain::Placement;
 
 #[derive(Debug, Error)]
 pub enum DiscoveryError {

@@ -4,10 +4,12 @@
 
 pub mod discovery;
 pub mod pairing;
+pub mod plan;
 pub mod resolve;
 pub mod spec;
 
 pub use discovery::{Discovery, DiscoveryError, DiscoverySummary};
 pub use pairing::choose_pairing;
+pub use plan::{plan_jobs, PlanAction, PlanError, PlanRow};
 pub use resolve::{decide, lookup_vms, plan_configure, vm_key, Decision, VmLookup};
-pub use spec::{build_spec, Placement, ReplicationSettings};
+pub use spec::build_spec;

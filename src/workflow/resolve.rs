@@ -10,12 +10,13 @@ use std::collections::HashMap;
 
 use futures_util::future::try_join_all;
 
-use crate::input::{JobSpec, VmRef};
+use crate::domain::{JobSpec, VmRef};
 use crate::vr::model::{ConfigureReplicationSpec, VirtualMachine, VmValidationStatus};
 use crate::vr::{ApiError, Client, Filter};
 
 use super::discovery::Discovery;
-use super::spec::{build_spec, Placement, ReplicationSettings};
+use super::spec::build_spec;
+use crate::domain::{Placement, ReplicationSettings};
 
 /// What the source vCenter says of one VM a job names.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,52 +1,8 @@
 //! Building one `ConfigureReplicationSpec` from a VM's disks, the resolved target and the
 //! operator's replication settings.
 
-use serde::{Deserialize, Serialize};
-
-use crate::vr::model::{
-    ConfigureReplicationSpec, ConfigureReplicationVmDisk, DiskFormat, VirtualMachine,
-};
-
-/// What the operator asks for one VM (a CSV row's settings, or a profile).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicationSettings {
-    /// Minutes, 5..=1440.
-    pub rpo: u32,
-    /// Point-in-time copies; MPIT is on when this is above zero.
-    pub mpit_instances: u32,
-    pub mpit_days: u32,
-    pub quiesce: bool,
-    pub network_compression: bool,
-    pub lwd_encryption: bool,
-    pub auto_replicate_new_disks: bool,
-    pub disk_format: DiskFormat,
-}
-
-impl Default for ReplicationSettings {
-    fn default() -> Self {
-        ReplicationSettings {
-            rpo: 60,
-            mpit_instances: 0,
-            mpit_days: 0,
-            quiesce: false,
-            network_compression: false,
-            lwd_encryption: false,
-            auto_replicate_new_disks: false,
-            disk_format: DiskFormat::SameAsSource,
-        }
-    }
-}
-
-/// Where the replica goes on the target site, as ids the API understands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    pub target_vc_id: String,
-    pub datastore_id: String,
-    /// `None`: the datastore's default policy.
-    pub storage_policy_id: Option<String>,
-    /// `None`: the target VRMS picks a VR server.
-    pub replication_server_id: Option<String>,
-}
+use crate::domain::{Placement, ReplicationSettings};
+use crate::vr::model::{ConfigureReplicationSpec, ConfigureReplicationVmDisk, VirtualMachine};
 
 /// One spec for `vm`, with every disk of the VM (the VM home and each data disk). Disks the
 /// server marks unsupported go in with `enabled_for_replication: false`; their labels are

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use vrbulk::input::{JobSpec, VmRef};
+use vrbulk::domain::{JobSpec, VmRef};
 use vrbulk::queue::{InputKind, NewBatch, Queue};
 use vrbulk::sim::Simulator;
 

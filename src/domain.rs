@@ -1,0 +1,87 @@
+//! The words every layer shares, owned by none of them: which VM a job is for ([`VmRef`]), what
+//! the operator asked for it ([`JobSpec`], [`ReplicationSettings`]), and where its replica goes
+//! once resolved ([`Placement`]). `input` makes them, the queue keeps them, the workflow resolves
+//! and uses them. Besides serde this module uses only the spec's own vocabulary (`vr::model`),
+//! which imports nothing of vrbulk either.
+
+use serde::{Deserialize, Serialize};
+
+use crate::vr::model::DiskFormat;
+
+/// Which VM a job is for: at least one of `name` and `id`. The id, when given, is authoritative
+/// (two VMs may share a name on one vCenter, never an id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRef {
+    pub name: Option<String>,
+    pub id: Option<String>,
+}
+
+impl VmRef {
+    /// The name the operator knows the VM by, else its id.
+    pub fn display(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.id.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// One VM's job as the operator asked for it; names are resolved to ids later, by the workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The physical CSV line the row starts on (the header is line 1); `None` for inventory
+    /// selections.
+    pub line: Option<u64>,
+    pub vm: VmRef,
+    /// Remote vCenter name or pairing id; `None`: the only pairing.
+    pub pairing: Option<String>,
+    pub target_datastore: String,
+    /// `None`: the datastore's default policy.
+    pub storage_policy: Option<String>,
+    /// Target VR server name; `None`: automatic placement.
+    pub replication_server: Option<String>,
+    pub settings: ReplicationSettings,
+    pub change_ticket: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// What the operator asks for one VM (a CSV row's settings, or a profile).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationSettings {
+    /// Minutes, 5..=1440.
+    pub rpo: u32,
+    /// Point-in-time copies; MPIT is on when this is above zero.
+    pub mpit_instances: u32,
+    pub mpit_days: u32,
+    pub quiesce: bool,
+    pub network_compression: bool,
+    pub lwd_encryption: bool,
+    pub auto_replicate_new_disks: bool,
+    pub disk_format: DiskFormat,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        ReplicationSettings {
+            rpo: 60,
+            mpit_instances: 0,
+            mpit_days: 0,
+            quiesce: false,
+            network_compression: false,
+            lwd_encryption: false,
+            auto_replicate_new_disks: false,
+            disk_format: DiskFormat::SameAsSource,
+        }
+    }
+}
+
+/// Where the replica goes on the target site, as ids the API understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub target_vc_id: String,
+    pub datastore_id: String,
+    /// `None`: the datastore's default policy.
+    pub storage_policy_id: Option<String>,
+    /// `None`: the target VRMS picks a VR server.
+    pub replication_server_id: Option<String>,
+}

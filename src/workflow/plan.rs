@@ -1,0 +1,210 @@
+//! Planning a batch: what `run` would do with each unfinished job (configure where, skip or
+//! fail and why), found with the same discovery and grouped lookups, without configuring
+//! anything. `vrbulk plan` prints it; the report renders it for the change request.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::{decide, lookup_vms, vm_key, Decision, Discovery, DiscoveryError};
+use crate::queue::Job;
+use crate::units::gib;
+use crate::vr::{ApiError, Client, ErrorClass};
+
+/// Why a plan could not be made. A server that failed to answer says nothing about the VMs, so
+/// it is never turned into a verdict on them.
+#[derive(Debug, Error)]
+pub enum PlanError {
+    #[error("the plan is incomplete: listing the pairings")]
+    Pairings(#[source] ApiError),
+
+    #[error("the plan is incomplete")]
+    Discovery(#[source] DiscoveryError),
+
+    #[error("the plan is incomplete: looking up the VMs on vCenter {vcenter}")]
+    Lookup {
+        vcenter: String,
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// What `run` would do with one VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    Configure,
+    Skip,
+    Fail,
+}
+
+impl PlanAction {
+    pub const ALL: [PlanAction; 3] = [PlanAction::Configure, PlanAction::Skip, PlanAction::Fail];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanAction::Configure => "configure",
+            PlanAction::Skip => "skip",
+            PlanAction::Fail => "fail",
+        }
+    }
+}
+
+/// One job's planned fate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanRow {
+    pub job_id: i64,
+    pub vm_name: String,
+    pub vm_id: Option<String>,
+    pub action: PlanAction,
+    /// Why the VM would be skipped or fail.
+    pub reason: Option<String>,
+    pub target_datastore: String,
+    pub storage_policy: Option<String>,
+    pub replication_server: Option<String>,
+    /// Disks in the configure spec (the VM home included).
+    pub disks: usize,
+    /// Disk labels the server reports as unsupported, left out.
+    pub excluded_disks: Vec<String>,
+    /// Capacity of the disks that would replicate, in bytes.
+    pub capacity_bytes: i64,
+    pub warnings: Vec<String>,
+    pub change_ticket: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// What `run` would do with each unfinished job, found with the same grouped calls.
+pub async fn plan_jobs(
+    client: &Client,
+    jobs: &[Job],
+    lookup_group: usize,
+) -> Result<Vec<PlanRow>, PlanError> {
+    let pairings = client.pairings().await.map_err(PlanError::Pairings)?;
+    let mut by_pairing: HashMap<Option<String>, Vec<&Job>> = HashMap::new();
+    for j in jobs.iter().filter(|j| !j.state.is_terminal()) {
+        by_pairing
+            .entry(j.spec.pairing.clone())
+            .or_default()
+            .push(j);
+    }
+    let mut planned = Vec::new();
+    for (key, group) in by_pairing {
+        let disc = match Discovery::run(client, &pairings, key.as_deref()).await {
+            Ok(d) => d,
+            // A server that failed to answer says nothing about the VMs: no verdict on them.
+            Err(e)
+                if e.api_error()
+                    .is_some_and(|a| a.class() != ErrorClass::Permanent) =>
+            {
+                return Err(PlanError::Discovery(e));
+            }
+            Err(e) => {
+                let reason = crate::vr::error::error_chain(&e);
+                planned.extend(group.iter().map(|j| failed(j, reason.clone())));
+                continue;
+            }
+        };
+        let refs: Vec<_> = group.iter().map(|j| &j.spec.vm).collect();
+        let lookups = lookup_vms(client, &disc, &refs, lookup_group)
+            .await
+            .map_err(|source| PlanError::Lookup {
+                vcenter: disc.local_vc_id.clone(),
+                source,
+            })?;
+        let mut needed: HashMap<String, i64> = HashMap::new();
+        for j in group {
+            let lookup = &lookups[&vm_key(&j.spec.vm)];
+            let p = plan_one(j, decide(&j.spec, lookup, &disc));
+            if p.action == PlanAction::Configure {
+                *needed.entry(p.target_datastore.clone()).or_default() += p.capacity_bytes;
+            }
+            planned.push(p);
+        }
+        warn_about_space(&disc, &needed, &mut planned);
+    }
+    planned.sort_by_key(|p| p.job_id);
+    Ok(planned)
+}
+
+/// The row of one job, from what `run` would decide for it.
+fn plan_one(job: &Job, decision: Decision) -> PlanRow {
+    let mut p = failed(job, String::new());
+    match decision {
+        Decision::Configure {
+            vm, excluded, spec, ..
+        } => {
+            p.action = PlanAction::Configure;
+            p.reason = None;
+            p.vm_id = Some(vm.id.clone());
+            p.disks = spec.disks.len();
+            p.capacity_bytes = spec
+                .disks
+                .iter()
+                .filter(|d| d.enabled_for_replication)
+                .filter_map(|d| d.vm_disk.capacity)
+                .sum::<i64>()
+                * 1024;
+            if !excluded.is_empty() {
+                p.warnings.push(format!(
+                    "not replicated (unsupported): {}",
+                    excluded.join(", ")
+                ));
+            }
+            p.excluded_disks = excluded;
+        }
+        Decision::Skip { vm_id, reason, .. } => {
+            p.action = PlanAction::Skip;
+            p.vm_id = vm_id;
+            p.reason = Some(reason);
+        }
+        Decision::Fail { vm_id, reason } => {
+            p.vm_id = vm_id;
+            p.reason = Some(reason);
+        }
+    }
+    p
+}
+
+/// A row that says the job would fail, for `reason`.
+fn failed(job: &Job, reason: String) -> PlanRow {
+    PlanRow {
+        job_id: job.id,
+        vm_name: job.vm_label().to_string(),
+        vm_id: job.spec.vm.id.clone(),
+        action: PlanAction::Fail,
+        reason: Some(reason),
+        target_datastore: job.spec.target_datastore.clone(),
+        storage_policy: job.spec.storage_policy.clone(),
+        replication_server: job.spec.replication_server.clone(),
+        disks: 0,
+        excluded_disks: Vec::new(),
+        capacity_bytes: 0,
+        warnings: Vec::new(),
+        change_ticket: job.spec.change_ticket.clone(),
+        notes: job.spec.notes.clone(),
+    }
+}
+
+/// The server decides at configure time; the plan can only warn that a datastore looks short.
+fn warn_about_space(disc: &Discovery, needed: &HashMap<String, i64>, planned: &mut [PlanRow]) {
+    for (name, bytes) in needed {
+        let Some(ds) = disc.datastores.iter().find(|d| &d.name == name) else {
+            continue;
+        };
+        let Some(free) = ds.free_space else { continue };
+        if *bytes > free {
+            let warning = format!(
+                "datastore {name} has {} free; the VMs planned onto it need up to {}",
+                gib(free),
+                gib(*bytes)
+            );
+            for p in planned
+                .iter_mut()
+                .filter(|p| &p.target_datastore == name && p.action == PlanAction::Configure)
+            {
+                p.warnings.push(warning.clone());
+            }
+        }
+    }
+}
