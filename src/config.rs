@@ -687,4 +687,74 @@ mod tests {
             TlsTrust::VerifyWithCa(PathBuf::from("/etc/vrbulk/vmca.pem"))
         );
     }
+
+    /// Any number in any numeric setting: an answer (a value or an error naming the setting),
+    /// never a panic, and never a value out of its documented range.
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn seconds() -> impl Strategy<Value = Option<f64>> {
+            prop_oneof![
+                Just(None),
+                any::<f64>().prop_map(Some),
+                (-10.0f64..100_000.0).prop_map(Some),
+                prop::sample::select(vec![f64::NAN, f64::INFINITY, -0.0, 0.1, 86_400.0])
+                    .prop_map(Some),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn run_settings(
+                workers in any::<Option<usize>>(),
+                lookup in any::<Option<usize>>(),
+                submit in any::<Option<usize>>(),
+                attempts in any::<Option<u32>>(),
+                poll in seconds(),
+                lease in any::<Option<u64>>(),
+                flag_poll in seconds(),
+            ) {
+                let file = RunSection {
+                    workers,
+                    lookup_group: lookup,
+                    submit_group: submit,
+                    max_attempts: attempts,
+                    poll_interval_seconds: poll,
+                    lease_seconds: lease,
+                    ..RunSection::default()
+                };
+                let flags = RunFlags { poll_interval: flag_poll, ..RunFlags::default() };
+                if let Ok(o) = file.options(&flags) {
+                    prop_assert!((1..=64).contains(&o.workers));
+                    prop_assert!((1..=20).contains(&o.submit_group));
+                    prop_assert!(o.poll_interval >= Duration::from_millis(100));
+                    prop_assert!(o.lease >= Duration::from_secs(1));
+                }
+            }
+
+            #[test]
+            fn rate_limits(
+                session in any::<Option<u32>>(),
+                ip in any::<Option<u32>>(),
+                window in seconds(),
+            ) {
+                let s = SourceSection {
+                    requests_per_minute: session,
+                    requests_per_minute_per_ip: ip,
+                    rate_window_seconds: window,
+                    ..SourceSection::default()
+                };
+                if let Ok(l) = limits(&s) {
+                    prop_assert!(l.quota() >= 1);
+                    prop_assert!(l.window >= Duration::from_millis(100));
+                }
+            }
+
+            #[test]
+            fn any_text_as_a_settings_file(text in any::<String>()) {
+                let _ = ConfigFile::parse(&text);
+            }
+        }
+    }
 }

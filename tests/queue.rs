@@ -291,7 +291,11 @@ fn cancel_takes_what_has_not_started_and_retry_requeues_the_failed() {
         (2, 1, 1)
     );
 
-    assert_eq!(q.requeue(batch, false, "retry --failed").unwrap(), 1);
+    assert_eq!(
+        q.requeue(batch, &[JobState::Failed], "retry --failed")
+            .unwrap(),
+        1
+    );
     let job = q.job(failed.job).unwrap();
     assert_eq!(
         (job.state, job.attempt, job.step),
@@ -299,7 +303,11 @@ fn cancel_takes_what_has_not_started_and_retry_requeues_the_failed() {
     );
     assert_eq!(job.reason, None);
     assert_eq!(job.finished_at, None);
-    assert_eq!(q.requeue(batch, true, "retry").unwrap(), 2);
+    assert_eq!(
+        q.requeue(batch, &[JobState::Failed, JobState::Cancelled], "retry")
+            .unwrap(),
+        2
+    );
     assert!(matches!(
         q.cancel(999, "x"),
         Err(QueueError::NoSuchBatch(999))

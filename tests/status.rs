@@ -39,7 +39,11 @@ fn mixed_batch(db: &Path) -> Queue {
         q.fail(lease, "HTTP 500: internal error", Some(500))
             .unwrap();
     }
-    assert_eq!(q.requeue(batch, false, "requeued by test").unwrap(), 3);
+    assert_eq!(
+        q.requeue(batch, &[JobState::Failed], "requeued by test")
+            .unwrap(),
+        3
+    );
     q.fail(
         &leases[3],
         "rpo 2 is out of range (VR_INVALID_RPO)",
@@ -225,7 +229,7 @@ fn retry_failed_moves_failed_jobs_back_to_pending_with_an_event() {
         .assert_exit(0)
         .stdout_contains("no failed jobs to retry");
     vrbulk(&db)
-        .args(["retry", "--cancelled"])
+        .args(["retry", "--failed", "--cancelled"])
         .assert_exit(0)
         .stdout_contains("7 failed and cancelled jobs requeued (0 failed, 7 cancelled)");
     let q = Queue::open(&db).unwrap();
@@ -332,4 +336,19 @@ fn each_command_shows_an_example_in_its_help() {
             .stdout_contains("Examples:")
             .stdout_contains(example);
     }
+}
+
+#[test]
+fn retry_cancelled_takes_the_cancelled_jobs_and_leaves_the_failed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    drop(mixed_batch(&db));
+    vrbulk(&db)
+        .args(["retry", "--cancelled"])
+        .assert_exit(0)
+        .stdout_contains("7 cancelled jobs requeued");
+    let counts = Queue::open(&db).unwrap().counts(1).unwrap();
+    assert_eq!(counts[&JobState::Failed], 1, "the failed job stays failed");
+    assert_eq!(counts[&JobState::Cancelled], 0);
+    assert_eq!(counts[&JobState::Pending], 10);
 }

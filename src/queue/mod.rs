@@ -807,14 +807,9 @@ impl Queue {
         )
     }
 
-    /// Requeues the failed (and, with `cancelled`, the cancelled) jobs of a batch from the
+    /// Requeues the jobs of a batch in the ended states `from` (failed, cancelled) from the
     /// start, with a fresh set of attempts. A job in doubt stays in doubt.
-    pub fn requeue(&mut self, batch: BatchId, cancelled: bool, message: &str) -> Result<usize> {
-        let from: &[JobState] = if cancelled {
-            &[JobState::Failed, JobState::Cancelled]
-        } else {
-            &[JobState::Failed]
-        };
+    pub fn requeue(&mut self, batch: BatchId, from: &[JobState], message: &str) -> Result<usize> {
         self.move_all(batch, from, JobState::Pending, message)
     }
 
