@@ -211,40 +211,8 @@ pub async fn run(
     let run_id = format!("{:x}", fastrand::u64(..));
     let owner = format!("{host}:{}:{run_id}", std::process::id());
     let db = Db(Arc::new(Mutex::new(queue)));
-    let batch = {
-        let (owner, run_id, wanted, max_attempts) =
-            (owner.clone(), run_id.clone(), opts.batch, opts.max_attempts);
-        db.run(move |q| {
-            let batch = match wanted {
-                Some(b) => q.batch(b)?.id,
-                None => match q.latest_batch()? {
-                    Some(b) => b.id,
-                    None => return Ok(None),
-                },
-            };
-            if let Some(k) = max_attempts {
-                q.set_max_attempts(batch, k)?;
-            }
-            let rescued = q.rescue()?;
-            if !rescued.is_empty() {
-                tracing::warn!(
-                    batch,
-                    jobs = rescued.len(),
-                    "rescued jobs whose worker stopped"
-                );
-            }
-            q.start_run(&run_id, batch, &owner, "run")?;
-            Ok(Some(batch))
-        })
-        .await?
-        .ok_or(RunError::NoBatch)?
-    };
-
-    let start = async {
-        client.login().await.map_err(RunError::Login)?;
-        client.pairings().await.map_err(RunError::Pairings)
-    };
-    let pairings = match start.await {
+    let batch = begin(&db, &opts, &run_id, &owner).await?;
+    let pairings = match connect(&client).await {
         Ok(p) => p,
         Err(e) => {
             let outcome = format!("could not start: {}", crate::vr::error::error_chain(&e));
@@ -253,24 +221,9 @@ pub async fn run(
             return Err(e);
         }
     };
-
-    let heartbeat = {
-        let db = db.clone();
-        let (owner, lease) = (owner.clone(), opts.lease);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(lease / 3);
-            loop {
-                tick.tick().await;
-                let owner = owner.clone();
-                if let Err(e) = db.run(move |q| q.heartbeat(&owner, lease)).await {
-                    tracing::warn!(error = %e, "lease heartbeat failed");
-                }
-            }
-        })
-    };
-
+    let heartbeat = heartbeat(db.clone(), owner.clone(), opts.lease);
     let mut runner = Runner {
-        db: db.clone(),
+        db,
         client,
         pacer: pacing::Pacer::new(opts.poll_interval, limits),
         opts,
@@ -289,50 +242,60 @@ pub async fn run(
     )
     .await;
     heartbeat.abort();
-    let ending = match ending {
-        Ok(e) => e,
-        Err(e) => {
-            runner.release_all("run stopped by an error").await;
-            let (id, outcome) = (run_id.clone(), format!("error: {e}"));
-            db.run(move |q| q.finish_run(&id, &outcome, 0)).await.ok();
-            return Err(e);
+    runner.finish(ending, run_id, started, budget_before).await
+}
+
+/// Picks the batch, applies `--max-attempts`, rescues what a dead run left and records this run.
+async fn begin(db: &Db, opts: &RunOptions, run_id: &str, owner: &str) -> Result<BatchId, RunError> {
+    let (owner, run_id, wanted, max_attempts) = (
+        owner.to_string(),
+        run_id.to_string(),
+        opts.batch,
+        opts.max_attempts,
+    );
+    db.run(move |q| {
+        let batch = match wanted {
+            Some(b) => q.batch(b)?.id,
+            None => match q.latest_batch()? {
+                Some(b) => b.id,
+                None => return Ok(None),
+            },
+        };
+        if let Some(k) = max_attempts {
+            q.set_max_attempts(batch, k)?;
         }
-    };
-    if ending == Ending::Interrupted {
-        runner
-            .release_all("interrupted (Ctrl-C): given back for the next run")
-            .await;
-    }
-    runner.flush_usage().await;
-    // Only with a free slot: a logout must not keep the run waiting for the next window, and
-    // the appliance ends an idle session by itself.
-    if runner.client.budget().free_now() > 0 {
-        runner.client.logout().await.ok();
-    }
-    let metrics = runner.client.metrics();
-    let budget = runner.client.budget().status().stats.since(&budget_before);
-    let relogins = metrics.relogins;
-    let counts = db
-        .run(move |q| {
-            q.finish_run(
-                &run_id,
-                match ending {
-                    Ending::Done => "done",
-                    Ending::WindowClosed => "window closed",
-                    Ending::Interrupted => "interrupted",
-                },
-                relogins,
-            )?;
-            q.counts(batch)
-        })
-        .await?;
-    Ok(RunOutcome {
-        batch,
-        ending,
-        counts,
-        metrics,
-        budget,
-        elapsed: started.elapsed(),
+        let rescued = q.rescue()?;
+        if !rescued.is_empty() {
+            tracing::warn!(
+                batch,
+                jobs = rescued.len(),
+                "rescued jobs whose worker stopped"
+            );
+        }
+        q.start_run(&run_id, batch, &owner, "run")?;
+        Ok(Some(batch))
+    })
+    .await?
+    .ok_or(RunError::NoBatch)
+}
+
+/// Logs in and lists the pairings: what every later step needs.
+async fn connect(client: &Client) -> Result<Vec<Pairing>, RunError> {
+    client.login().await.map_err(RunError::Login)?;
+    client.pairings().await.map_err(RunError::Pairings)
+}
+
+/// Renews the leases `owner` holds, a third of a lease apart, until aborted.
+fn heartbeat(db: Db, owner: String, lease: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(lease / 3);
+        loop {
+            tick.tick().await;
+            let owner = owner.clone();
+            if let Err(e) = db.run(move |q| q.heartbeat(&owner, lease)).await {
+                tracing::warn!(error = %e, "lease heartbeat failed");
+            }
+        }
     })
 }
 
@@ -344,64 +307,17 @@ impl Runner {
             }
             let now = now_ms();
             let closed = self.opts.until.is_some_and(|u| now >= u);
-            if !closed && self.active.len() < self.opts.window {
-                let want = self.opts.window - self.active.len();
-                let (batch, owner, lease) = (self.batch, self.owner.clone(), self.opts.lease);
-                let claimed = self
-                    .db
-                    .run(move |q| q.claim(Some(batch), want, &owner, lease))
-                    .await?;
-                for job in claimed {
-                    self.hold(job);
-                }
+            if !closed {
+                self.claim_more().await?;
             }
             if self.active.is_empty() {
-                if closed {
-                    return Ok(Ending::WindowClosed);
+                if let Some(ending) = self.idle(now, closed).await? {
+                    return Ok(ending);
                 }
-                let (batch, owner) = (self.batch, self.owner.clone());
-                let (due, elsewhere) = self
-                    .db
-                    .run(move |q| {
-                        q.rescue()?;
-                        Ok((q.next_due(batch)?, q.held_elsewhere(batch, &owner)?))
-                    })
-                    .await?;
-                let wake = match (due, elsewhere) {
-                    (None, None) => return Ok(Ending::Done),
-                    (Some(d), None) => d,
-                    (None, Some(e)) => e,
-                    (Some(d), Some(e)) => d.min(e),
-                };
-                if elsewhere.is_some_and(|e| e <= wake) {
-                    tracing::info!(
-                        batch = self.batch,
-                        "waiting for jobs another run holds (or held, if it died: their lease expires in {} s)",
-                        (wake - now).max(0) / 1000
-                    );
-                }
-                let wake = self.opts.until.map_or(wake, |u| wake.min(u));
-                self.sleep(Duration::from_millis((wake - now).clamp(10, 1000) as u64))
-                    .await;
                 continue;
             }
-
             let before = self.progress_marker();
-            // After Ctrl-C only the phase already under way gets its grace period.
-            self.discover().await?;
-            if !self.stopping() {
-                self.reconcile().await?;
-            }
-            if !self.stopping() {
-                self.resolve().await?;
-            }
-            if !self.stopping() {
-                self.submit().await?;
-            }
-            if !self.stopping() {
-                self.follow().await?;
-            }
-            self.flush_usage().await;
+            self.pass().await?;
             if self.progress_marker() == before {
                 let until_round = self
                     .pacer
@@ -412,6 +328,131 @@ impl Runner {
                     .await;
             }
         }
+    }
+
+    /// Claims due jobs up to the window of jobs held at once.
+    async fn claim_more(&mut self) -> Result<(), RunError> {
+        if self.active.len() >= self.opts.window {
+            return Ok(());
+        }
+        let want = self.opts.window - self.active.len();
+        let (batch, owner, lease) = (self.batch, self.owner.clone(), self.opts.lease);
+        let claimed = self
+            .db
+            .run(move |q| q.claim(Some(batch), want, &owner, lease))
+            .await?;
+        for job in claimed {
+            self.hold(job);
+        }
+        Ok(())
+    }
+
+    /// Nothing held: the run is over, or waits (a bounded while) for jobs due later or held by
+    /// another run.
+    async fn idle(&mut self, now: i64, closed: bool) -> Result<Option<Ending>, RunError> {
+        if closed {
+            return Ok(Some(Ending::WindowClosed));
+        }
+        let (batch, owner) = (self.batch, self.owner.clone());
+        let (due, elsewhere) = self
+            .db
+            .run(move |q| {
+                q.rescue()?;
+                Ok((q.next_due(batch)?, q.held_elsewhere(batch, &owner)?))
+            })
+            .await?;
+        let wake = match (due, elsewhere) {
+            (None, None) => return Ok(Some(Ending::Done)),
+            (Some(d), None) => d,
+            (None, Some(e)) => e,
+            (Some(d), Some(e)) => d.min(e),
+        };
+        if elsewhere.is_some_and(|e| e <= wake) {
+            tracing::info!(
+                batch = self.batch,
+                "waiting for jobs another run holds (or held, if it died: their lease expires in {} s)",
+                (wake - now).max(0) / 1000
+            );
+        }
+        let wake = self.opts.until.map_or(wake, |u| wake.min(u));
+        self.sleep(Duration::from_millis((wake - now).clamp(10, 1000) as u64))
+            .await;
+        Ok(None)
+    }
+
+    /// One pass of every phase over the held jobs. After Ctrl-C only the phase already under
+    /// way gets its grace period.
+    async fn pass(&mut self) -> Result<(), RunError> {
+        self.discover().await?;
+        if !self.stopping() {
+            self.reconcile().await?;
+        }
+        if !self.stopping() {
+            self.resolve().await?;
+        }
+        if !self.stopping() {
+            self.submit().await?;
+        }
+        if !self.stopping() {
+            self.follow().await?;
+        }
+        self.flush_usage().await;
+        Ok(())
+    }
+
+    /// Gives back what an interrupted or failed run holds, records how the run ended, and
+    /// counts the batch's jobs; `started` and `budget_before` were taken as the run began.
+    async fn finish(
+        &mut self,
+        ending: Result<Ending, RunError>,
+        run_id: String,
+        started: Instant,
+        budget_before: BudgetStats,
+    ) -> Result<RunOutcome, RunError> {
+        let ending = match ending {
+            Ok(e) => e,
+            Err(e) => {
+                self.release_all("run stopped by an error").await;
+                let outcome = format!("error: {e}");
+                self.db
+                    .run(move |q| q.finish_run(&run_id, &outcome, 0))
+                    .await
+                    .ok();
+                return Err(e);
+            }
+        };
+        if ending == Ending::Interrupted {
+            self.release_all("interrupted (Ctrl-C): given back for the next run")
+                .await;
+        }
+        self.flush_usage().await;
+        // Only with a free slot: a logout must not keep the run waiting for the next window,
+        // and the appliance ends an idle session by itself.
+        if self.client.budget().free_now() > 0 {
+            self.client.logout().await.ok();
+        }
+        let metrics = self.client.metrics();
+        let (batch, relogins) = (self.batch, metrics.relogins);
+        let counts = self
+            .db
+            .run(move |q| {
+                let outcome = match ending {
+                    Ending::Done => "done",
+                    Ending::WindowClosed => "window closed",
+                    Ending::Interrupted => "interrupted",
+                };
+                q.finish_run(&run_id, outcome, relogins)?;
+                q.counts(batch)
+            })
+            .await?;
+        Ok(RunOutcome {
+            batch,
+            ending,
+            counts,
+            metrics,
+            budget: self.client.budget().status().stats.since(&budget_before),
+            elapsed: started.elapsed(),
+        })
     }
 
     fn hold(&mut self, job: Job) {

@@ -189,42 +189,14 @@ impl Limiter {
         let banned = state.banned_until.is_some_and(|until| window <= until);
         if banned || state.admitted >= quota {
             state.refused += 1;
-            *self
-                .stats
-                .refused
-                .entry(tier.as_str().to_string())
-                .or_default() += 1;
-            if banned {
-                self.stats.refused_banned += 1;
-            } else if let Some(ban) = self.limits.ban {
-                if state.refused >= ban.after {
-                    state.banned_until = Some(window + u64::from(ban.windows));
-                    self.stats.bans += 1;
-                }
+            let earned_ban = self
+                .limits
+                .ban
+                .filter(|ban| !banned && state.refused >= ban.after);
+            if let Some(ban) = earned_ban {
+                state.banned_until = Some(window + u64::from(ban.windows));
             }
-            let ends_in =
-                span * (window as u32 + 1) - (now.duration_since(self.epoch) + self.limits.offset);
-            let error = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOO_MANY_REQUESTS",
-                if banned {
-                    format!(
-                        "Too many requests: the {} is temporarily banned for exceeding its rate limit",
-                        tier.described()
-                    )
-                } else {
-                    format!(
-                        "Too many requests: the rate limit of the {} ({quota} requests per {} seconds) is exceeded",
-                        tier.described(),
-                        span.as_secs_f64()
-                    )
-                },
-            );
-            return Err(if self.limits.retry_after {
-                error.with_retry_after(ends_in.as_secs_f64().ceil() as u64)
-            } else {
-                error
-            });
+            return Err(self.refuse(now, tier, quota, banned, earned_ban.is_some()));
         }
         state.admitted += 1;
         while state
@@ -235,12 +207,51 @@ impl Limiter {
             state.recent.pop_front();
         }
         state.recent.push_back(now);
+        let (admitted, recent) = (state.admitted, state.recent.len() as u32);
         let name = tier.as_str().to_string();
         let peak = self.stats.peak_in_window.entry(name.clone()).or_default();
-        *peak = (*peak).max(state.admitted);
+        *peak = (*peak).max(admitted);
         let sliding = self.stats.peak_in_any_window.entry(name).or_default();
-        *sliding = (*sliding).max(state.recent.len() as u32);
+        *sliding = (*sliding).max(recent);
         Ok(())
+    }
+
+    /// The 429 for a request over `tier`'s quota (or from a banned key), counted.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        tier: Tier,
+        quota: u32,
+        banned: bool,
+        ban: bool,
+    ) -> ApiError {
+        *self
+            .stats
+            .refused
+            .entry(tier.as_str().to_string())
+            .or_default() += 1;
+        self.stats.refused_banned += u64::from(banned);
+        self.stats.bans += u64::from(ban);
+        let span = self.limits.window;
+        let message = if banned {
+            format!(
+                "Too many requests: the {} is temporarily banned for exceeding its rate limit",
+                tier.described()
+            )
+        } else {
+            format!(
+                "Too many requests: the rate limit of the {} ({quota} requests per {} seconds) is exceeded",
+                tier.described(),
+                span.as_secs_f64()
+            )
+        };
+        let error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", message);
+        if !self.limits.retry_after {
+            return error;
+        }
+        let into_window = (now.duration_since(self.epoch) + self.limits.offset).as_secs_f64()
+            % span.as_secs_f64();
+        error.with_retry_after((span.as_secs_f64() - into_window).ceil() as u64)
     }
 }
 
