@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vrbulk::domain::JobSpec;
 use vrbulk::queue::{
-    Checkpoint, JobState, Lease, NewBatch, Queue, QueueError, QueuedVm, Save, Step,
+    Checkpoint, JobState, Lease, NewBatch, Queue, QueueError, QueuedVm, ReplicationSeen, Save, Step,
 };
 
 use crate::support::fixtures;
@@ -584,4 +584,70 @@ fn a_database_from_a_newer_vrbulk_is_refused() {
     let err = Queue::open(&path).unwrap_err();
     assert!(matches!(err, QueueError::TooNew { found: 99, .. }), "{err}");
     assert!(err.to_string().contains("newer vrbulk"), "{err}");
+}
+
+#[test]
+fn the_protection_record_keeps_the_latest_sighting_and_logs_each_status_change_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, now) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 1, 3);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    q.succeed(&lease, Some("GID-1"), "replication GID-1 configured")
+        .unwrap();
+    let configured = q.now();
+    let seen = |status: &str, done: i64, rpo: bool, protected: bool| ReplicationSeen {
+        job: lease.job,
+        replication_id: "GID-1".into(),
+        status: status.into(),
+        configuration_state: Some("OK".into()),
+        bytes_done: Some(done),
+        bytes_total: Some(100 << 30),
+        rpo_violation: rpo,
+        error: None,
+        protected,
+    };
+
+    now.fetch_add(1_000, Ordering::SeqCst);
+    let first = q
+        .record_protection(&[seen("INITIAL_FULL_SYNC", 10 << 30, false, false)])
+        .unwrap();
+    assert_eq!(first.len(), 1, "the first status is logged");
+    assert_eq!(first[0].from_status, None);
+    // Progress alone is not a change worth the log.
+    now.fetch_add(1_000, Ordering::SeqCst);
+    let again = q
+        .record_protection(&[seen("INITIAL_FULL_SYNC", 60 << 30, false, false)])
+        .unwrap();
+    assert!(again.is_empty());
+    now.fetch_add(1_000, Ordering::SeqCst);
+    let protected_at = q.now();
+    q.record_protection(&[seen("OK", 100 << 30, false, true)])
+        .unwrap();
+    // Later it falls behind its RPO: still protected since then, the status says so.
+    now.fetch_add(60_000, Ordering::SeqCst);
+    q.record_protection(&[seen("RPO_VIOLATION", 100 << 30, true, false)])
+        .unwrap();
+
+    let p = &q.protection(batch).unwrap()[0];
+    assert_eq!(p.status, "RPO_VIOLATION");
+    assert!(p.rpo_violation);
+    assert_eq!(p.bytes_done, Some(100 << 30));
+    assert_eq!(p.configured_at, configured);
+    assert_eq!(p.protected_at, Some(protected_at));
+    let statuses: Vec<(Option<String>, String)> = q
+        .replication_events(lease.job)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.from_status, e.to_status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (None, "INITIAL_FULL_SYNC".to_string()),
+            (Some("INITIAL_FULL_SYNC".into()), "OK".into()),
+            (Some("OK".into()), "RPO_VIOLATION".into()),
+        ]
+    );
 }

@@ -9,6 +9,7 @@
 //! step moves as [`Step::can_become`] allows. The schema lives in `migrations/`; the database
 //! refuses illegal states too. What the report reads is in `record`.
 
+mod protection;
 mod record;
 mod runs;
 mod state;
@@ -24,6 +25,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use protection::{Protection, ReplicationEvent, ReplicationSeen};
 pub use record::{BatchRecord, DiscoveryRecord, JobTimes, RunRecord};
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
@@ -50,6 +52,7 @@ pub fn system_clock() -> Clock {
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0001_queue.sql")),
     M::up(include_str!("../../migrations/0002_runs_and_api_usage.sql")),
+    M::up(include_str!("../../migrations/0003_protection.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -1319,5 +1322,27 @@ mod tests {
             .execute("UPDATE job_events SET message = 'x'", [])
             .is_err());
         assert!(q.conn.execute("DELETE FROM job_events", []).is_err());
+        q.conn
+            .execute(
+                "INSERT INTO replication_events (job_id, at, to_status) VALUES (?, 1, 'OK')",
+                [id],
+            )
+            .unwrap();
+        assert!(q
+            .conn
+            .execute("UPDATE replication_events SET to_status = 'x'", [])
+            .is_err());
+        assert!(q
+            .conn
+            .execute("DELETE FROM replication_events", [])
+            .is_err());
+        for sql in [
+            "INSERT INTO protection (job_id, replication_id, status, bytes_done, configured_at, \
+             updated_at) VALUES (?, 'r', 'OK', -1, 1, 1)",
+            "INSERT INTO protection (job_id, replication_id, status, configured_at, protected_at, \
+             updated_at) VALUES (?, 'r', 'OK', 5, 1, 1)",
+        ] {
+            assert!(q.conn.execute(sql, [id]).is_err(), "{sql}");
+        }
     }
 }

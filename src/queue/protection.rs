@@ -1,0 +1,189 @@
+//! The protection record of configured jobs: what the appliance last said of each job's
+//! replication (status, initial-sync bytes, RPO health), when the VM first became protected, and
+//! an append-only log of the replication's status changes (not of every progress tick). `run`
+//! and `watch` write it; `status` and the report read it. Whether a sighting means "protected"
+//! is the workflow's judgement, handed in.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{BatchId, JobId, Queue, Result};
+
+/// What the queue last recorded of one job's replication (times in Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protection {
+    pub job: JobId,
+    pub replication_id: String,
+    /// The spec's `ReplicationStatus`, in the appliance's words.
+    pub status: String,
+    pub configuration_state: Option<String>,
+    pub bytes_done: Option<i64>,
+    pub bytes_total: Option<i64>,
+    pub rpo_violation: bool,
+    /// The appliance's words when the replication is in error.
+    pub error: Option<String>,
+    /// When the job's configure succeeded (or, for a replication found later, first seen).
+    pub configured_at: i64,
+    /// The first time it was seen protected; kept when it later falls behind its RPO.
+    pub protected_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// What was just seen of one job's replication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationSeen {
+    pub job: JobId,
+    pub replication_id: String,
+    pub status: String,
+    pub configuration_state: Option<String>,
+    pub bytes_done: Option<i64>,
+    pub bytes_total: Option<i64>,
+    pub rpo_violation: bool,
+    pub error: Option<String>,
+    /// The workflow judged the VM protected by what was seen.
+    pub protected: bool,
+}
+
+/// One change of a replication's status, as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationEvent {
+    pub job: JobId,
+    pub at: i64,
+    /// `None` for the first status seen.
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub message: Option<String>,
+}
+
+impl Queue {
+    /// Records what was seen of these replications, in one transaction. A status that changed
+    /// (or the first one) goes into the log; the returned events are those changes.
+    pub fn record_protection(&mut self, seen: &[ReplicationSeen]) -> Result<Vec<ReplicationEvent>> {
+        let now = self.now();
+        let tx = self.write_tx()?;
+        let mut changes = Vec::new();
+        for s in seen {
+            let before: Option<String> = tx
+                .query_row(
+                    "SELECT status FROM protection WHERE job_id = ?",
+                    [s.job],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            tx.prepare_cached(
+                "INSERT INTO protection (job_id, replication_id, status, configuration_state, \
+                 bytes_done, bytes_total, rpo_violation, error, configured_at, protected_at, \
+                 updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                         COALESCE((SELECT finished_at FROM jobs WHERE id = ?1), ?10), \
+                         CASE WHEN ?9 THEN ?10 END, ?10) \
+                 ON CONFLICT (job_id) DO UPDATE SET replication_id = ?2, status = ?3, \
+                 configuration_state = ?4, bytes_done = ?5, bytes_total = ?6, \
+                 rpo_violation = ?7, error = ?8, \
+                 protected_at = COALESCE(protected_at, CASE WHEN ?9 THEN ?10 END), \
+                 updated_at = ?10",
+            )?
+            .execute(params![
+                s.job,
+                s.replication_id,
+                s.status,
+                s.configuration_state,
+                s.bytes_done,
+                s.bytes_total,
+                s.rpo_violation,
+                s.error,
+                s.protected,
+                now,
+            ])?;
+            if before.as_deref() != Some(s.status.as_str()) {
+                let event = ReplicationEvent {
+                    job: s.job,
+                    at: now,
+                    from_status: before,
+                    to_status: s.status.clone(),
+                    message: Some(describe(s)),
+                };
+                tx.prepare_cached(
+                    "INSERT INTO replication_events (job_id, at, from_status, to_status, message) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    event.job,
+                    event.at,
+                    event.from_status,
+                    event.to_status,
+                    event.message
+                ])?;
+                changes.push(event);
+            }
+        }
+        tx.commit()?;
+        Ok(changes)
+    }
+
+    /// The protection record of every configured job of `batch`, in job order.
+    pub fn protection(&self, batch: BatchId) -> Result<Vec<Protection>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.job_id, p.replication_id, p.status, p.configuration_state, p.bytes_done, \
+             p.bytes_total, p.rpo_violation, p.error, p.configured_at, p.protected_at, \
+             p.updated_at \
+             FROM protection p JOIN jobs j ON j.id = p.job_id WHERE j.batch_id = ? \
+             ORDER BY p.job_id",
+        )?;
+        let rows = stmt.query_map([batch], |r| {
+            Ok(Protection {
+                job: r.get(0)?,
+                replication_id: r.get(1)?,
+                status: r.get(2)?,
+                configuration_state: r.get(3)?,
+                bytes_done: r.get(4)?,
+                bytes_total: r.get(5)?,
+                rpo_violation: r.get(6)?,
+                error: r.get(7)?,
+                configured_at: r.get(8)?,
+                protected_at: r.get(9)?,
+                updated_at: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The status changes of `job`'s replication, oldest first.
+    pub fn replication_events(&self, job: JobId) -> Result<Vec<ReplicationEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT job_id, at, from_status, to_status, message FROM replication_events \
+             WHERE job_id = ? ORDER BY id",
+        )?;
+        let rows = stmt.query_map([job], |r| {
+            Ok(ReplicationEvent {
+                job: r.get(0)?,
+                at: r.get(1)?,
+                from_status: r.get(2)?,
+                to_status: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// The event's words: the status, with what explains it.
+fn describe(s: &ReplicationSeen) -> String {
+    let mut text = format!("replication {}: {}", s.replication_id, s.status);
+    if let (Some(done), Some(total)) = (s.bytes_done, s.bytes_total) {
+        text.push_str(&format!(
+            " ({} of {})",
+            crate::units::bytes(done),
+            crate::units::bytes(total)
+        ));
+    }
+    if s.rpo_violation {
+        text.push_str(", RPO violated");
+    }
+    if let Some(e) = &s.error {
+        text.push_str(&format!(": {e}"));
+    }
+    if s.protected {
+        text.push_str(", protected");
+    }
+    text
+}
