@@ -28,6 +28,57 @@ pub struct Protection {
     pub updated_at: i64,
 }
 
+/// Where a configured VM stands, in the operator's words: what `status`, `watch` and the report
+/// count and list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// Configured, not yet protected: being configured, in its initial sync, or paused.
+    Syncing,
+    /// Seen protected (OK after a sync). It stays protected while it later falls behind its
+    /// RPO; [`Protection::rpo_violation`] says so.
+    Protected,
+    /// The VM is powered off: nothing replicates until it is powered on.
+    NotActive,
+    /// The replication is in error, in the appliance's words.
+    Error,
+}
+
+impl Readiness {
+    pub const ALL: [Readiness; 4] = [
+        Readiness::Syncing,
+        Readiness::Protected,
+        Readiness::NotActive,
+        Readiness::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Syncing => "syncing",
+            Readiness::Protected => "protected",
+            Readiness::NotActive => "not active",
+            Readiness::Error => "error",
+        }
+    }
+}
+
+impl Protection {
+    pub fn readiness(&self) -> Readiness {
+        if self.error.is_some()
+            || self.status.starts_with("ERROR")
+            || self.configuration_state.as_deref() == Some("ERROR")
+        {
+            Readiness::Error
+        } else if self.status.starts_with("NOT_ACTIVE") {
+            Readiness::NotActive
+        } else if self.protected_at.is_some() {
+            Readiness::Protected
+        } else {
+            Readiness::Syncing
+        }
+    }
+}
+
 /// What was just seen of one job's replication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationSeen {
@@ -186,4 +237,52 @@ fn describe(s: &ReplicationSeen) -> String {
         text.push_str(", protected");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, protected: bool) -> Protection {
+        Protection {
+            job: 1,
+            replication_id: "GID-1".into(),
+            status: status.into(),
+            configuration_state: Some("OK".into()),
+            bytes_done: None,
+            bytes_total: None,
+            rpo_violation: false,
+            error: None,
+            configured_at: 1,
+            protected_at: protected.then_some(2),
+            updated_at: 2,
+        }
+    }
+
+    #[test]
+    fn readiness_is_read_from_the_status_the_error_and_the_protection_time() {
+        assert_eq!(
+            record("INITIAL_FULL_SYNC", false).readiness(),
+            Readiness::Syncing
+        );
+        assert_eq!(record("OK", true).readiness(), Readiness::Protected);
+        // Once protected, an RPO violation does not take that back.
+        assert_eq!(
+            record("RPO_VIOLATION", true).readiness(),
+            Readiness::Protected
+        );
+        assert_eq!(
+            record("NOT_ACTIVE", false).readiness(),
+            Readiness::NotActive
+        );
+        assert_eq!(
+            record("ERROR_RPO_VIOLATION", true).readiness(),
+            Readiness::Error
+        );
+        let config_error = Protection {
+            configuration_state: Some("ERROR".into()),
+            ..record("CONFIGURING", false)
+        };
+        assert_eq!(config_error.readiness(), Readiness::Error);
+    }
 }
