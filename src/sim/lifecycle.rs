@@ -850,4 +850,76 @@ mod tests {
         assert_eq!(w.replications().len(), 1, "only the inventory's is left");
         assert!(w.busy(&s.vm_id).is_none());
     }
+    #[test]
+    fn a_reconfigure_changes_what_the_sync_copies() {
+        use crate::sim::operations::{apply, Operation};
+        use crate::sim::validate::AcceptedReconfigure;
+
+        let mut w = World::new(&config(link(100.0, 10)));
+        let t0 = w.now();
+        let vm = w
+            .inv
+            .vms
+            .iter()
+            .find(|v| v.kind == crate::sim::VmKind::Normal && v.disks().len() >= 3)
+            .unwrap()
+            .vm
+            .name
+            .clone();
+        let ids = configure(&mut w, &[vm.as_str()]);
+        at(&mut w, t0, 10.0);
+        let before = info(&w, &ids[0]).sync_progress.unwrap();
+        let mut spec = spec(&w, &vm);
+        let dropped = spec.disks.last().unwrap().device_key;
+        let dropped_bytes = kib_to_bytes(
+            w.inv
+                .vm_by_name(&vm)
+                .unwrap()
+                .disk(dropped)
+                .unwrap()
+                .capacity,
+        );
+        spec.disks.last_mut().unwrap().enabled = false;
+        let reconfigure = |spec: &AcceptedSpec| {
+            Operation::Reconfigure(Box::new(AcceptedReconfigure {
+                rpo: 30,
+                quiesce: None,
+                network_compression: true,
+                lwd_encryption: false,
+                auto_replicate_new_disks: false,
+                mpit_enabled: false,
+                mpit_instances: None,
+                mpit_days: None,
+                target_replication_server_id: None,
+                disks: spec.disks.clone(),
+            }))
+        };
+        apply(&mut w, &ids[0], &reconfigure(&spec));
+        let after = info(&w, &ids[0]);
+        assert_eq!(after.rpo, Some(30));
+        let p = after.sync_progress.unwrap();
+        let total = before.transferred_total.unwrap() as u64;
+        assert_eq!(p.transferred_total.unwrap() as u64, total - dropped_bytes);
+        assert!(p.transferred_current < before.transferred_current);
+        assert_eq!(w.stats.replications[&ids[0]].bytes, total - dropped_bytes);
+
+        at(&mut w, t0, 1e6);
+        assert_eq!(status(&w, &ids[0]), ReplicationStatus::Ok);
+        // Enabled again: that disk alone is copied in a full sync of its own.
+        spec.disks.last_mut().unwrap().enabled = true;
+        apply(&mut w, &ids[0], &reconfigure(&spec));
+        w.note_link();
+        let r = info(&w, &ids[0]);
+        assert_eq!(r.status.unwrap().status, Some(ReplicationStatus::FullSync));
+        assert_eq!(
+            r.sync_progress.unwrap().transferred_total,
+            Some(dropped_bytes as i64)
+        );
+        assert_eq!(
+            w.stats.peak_initial_syncs, 1,
+            "a full sync is not an initial one"
+        );
+        at(&mut w, t0, 2e6);
+        assert_eq!(status(&w, &ids[0]), ReplicationStatus::Ok);
+    }
 }
