@@ -13,13 +13,13 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::inventory::{uuid, Inventory};
+use super::inventory::{uuid, Inventory, SimVm};
 use super::link::LinkModel;
 use super::operations;
 use super::replication::{Fault, ReplicaDisk, Replications, SimReplication, Transfer};
 use super::state::{epoch_ms, Work, World};
 use super::stats::{Moment, ReplicationTimeline};
-use super::validate::AcceptedSpec;
+use super::validate::{AcceptedDisk, AcceptedSpec};
 use super::SimConfig;
 use crate::vr::model::{
     PowerState, RecoveryState, ReplicationInfo, ReplicationType, Task, TaskError,
@@ -172,6 +172,23 @@ pub(crate) fn from_inventory(inv: &mut Inventory) -> Replications {
         });
     }
     all
+}
+
+/// The replica disks a validated spec asks for, each sized after the VM's own disk.
+pub(crate) fn replica_disks(vm: Option<&SimVm>, disks: &[AcceptedDisk]) -> Vec<ReplicaDisk> {
+    disks
+        .iter()
+        .map(|d| ReplicaDisk {
+            device_key: d.device_key,
+            enabled: d.enabled,
+            datastore_id: d.datastore_id.clone(),
+            storage_policy_id: d.storage_policy_id.clone(),
+            bytes: kib_to_bytes(
+                vm.and_then(|v| v.disk(d.device_key))
+                    .and_then(|x| x.capacity),
+            ),
+        })
+        .collect()
 }
 
 /// The spec's `VmDisk.capacity` (KiB) in bytes.
@@ -380,20 +397,7 @@ impl World {
         let vm = self.inv.vm(&spec.vm_id);
         let vm_name = vm.map(|v| v.vm.name.clone()).unwrap_or_default();
         let powered_on = vm.is_none_or(|v| v.vm.power_state != Some(PowerState::PoweredOff));
-        let disks: Vec<ReplicaDisk> = spec
-            .disks
-            .iter()
-            .map(|d| ReplicaDisk {
-                device_key: d.device_key,
-                enabled: d.enabled,
-                datastore_id: d.datastore_id.clone(),
-                storage_policy_id: d.storage_policy_id.clone(),
-                bytes: kib_to_bytes(
-                    vm.and_then(|v| v.disk(d.device_key))
-                        .and_then(|x| x.capacity),
-                ),
-            })
-            .collect();
+        let disks = replica_disks(vm, &spec.disks);
         let failure = self.no_room(&disks);
         let mut task = self.new_task(&spec.vm_id, &vm_name, "", Work::Configure { failure });
         let id = format!("GID-{}", uuid(&mut self.rng));
@@ -545,7 +549,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sim::validate::AcceptedDisk;
     use crate::sim::POWERED_OFF_VM;
     use crate::vr::model::{ConfigurationState, ReplicationStatus};
 

@@ -17,12 +17,15 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::handlers::{check_pairing, json_body, rejected, require_remote, ReqCtx};
-use super::lifecycle::kib_to_bytes;
+use super::lifecycle::replica_disks;
 use super::listing::ListQuery;
-use super::replication::{ReplicaDisk, SimReplication, Transfer};
+use super::replication::{Fault, ReplicaDisk, SimReplication, Transfer};
 use super::state::{SimState, Work, World};
 use super::validate::{self, AcceptedReconfigure};
-use crate::vr::model::{DatastorePathData, ReplicatedVmDisk, ReplicationStatus, Task};
+use crate::vr::model::{
+    DatastorePathData, ReplicatedVmDisk, ReplicationInfo, ReplicationServerInfo, ReplicationStatus,
+    Task,
+};
 
 /// A day-2 operation, with what it needs when its task ends.
 #[derive(Debug, Clone)]
@@ -293,10 +296,7 @@ fn why_no_sync(r: &SimReplication, status: ReplicationStatus) -> String {
         (ReplicationStatus::Paused, ..) => "the replication is paused; resume it first".into(),
         (ReplicationStatus::NotActive, ..) => "the virtual machine is powered off".into(),
         (ReplicationStatus::Error, _, Some(f)) => {
-            let e = match f {
-                super::replication::Fault::Configuration(e)
-                | super::replication::Fault::Group(e) => e,
-            };
+            let (Fault::Configuration(e) | Fault::Group(e)) = f;
             format!(
                 "the replication is in error: {}",
                 e.message.as_deref().unwrap_or("unknown error")
@@ -352,9 +352,8 @@ fn sync_now(w: &mut World, id: &str) {
     r.rpo_fate = false;
 }
 
-/// The new settings and disks; disks newly enabled are copied in full (with the initial sync if
-/// it is still running, in a full sync of their own otherwise), disks no longer enabled leave
-/// the copy. A fault is cleared: reconfiguring is how an appliance's configuration is repaired.
+/// The new settings and disks. A fault is cleared: reconfiguring is how an appliance's
+/// configuration is repaired.
 fn reconfigure_now(w: &mut World, id: &str, spec: &AcceptedReconfigure) {
     let server = spec.target_replication_server_id.as_ref().and_then(|sid| {
         w.inv
@@ -363,26 +362,30 @@ fn reconfigure_now(w: &mut World, id: &str, spec: &AcceptedReconfigure) {
             .find(|s| &s.id == sid)
             .cloned()
     });
-    let vm_id = w.replications.get(id).map(|r| r.vm_id.clone());
-    let vm = vm_id.as_deref().and_then(|v| w.inv.vm(v));
-    let disks: Vec<ReplicaDisk> = spec
-        .disks
-        .iter()
-        .map(|d| ReplicaDisk {
-            device_key: d.device_key,
-            enabled: d.enabled,
-            datastore_id: d.datastore_id.clone(),
-            storage_policy_id: d.storage_policy_id.clone(),
-            bytes: kib_to_bytes(
-                vm.and_then(|v| v.disk(d.device_key))
-                    .and_then(|x| x.capacity),
-            ),
-        })
-        .collect();
+    let vm = w.replications.get(id).and_then(|r| w.inv.vm(&r.vm_id));
+    let disks = replica_disks(vm, &spec.disks);
     let Some(r) = w.replications.get_mut(id) else {
         return;
     };
-    let info = &mut r.info;
+    apply_settings(&mut r.info, spec, server);
+    change_disks(r, disks);
+    r.fault = None;
+    let initial_total = r
+        .transfer
+        .as_ref()
+        .filter(|t| t.initial)
+        .map(|t| t.total as u64);
+    if let (Some(bytes), Some(line)) = (initial_total, w.stats.replications.get_mut(id)) {
+        line.bytes = bytes;
+    }
+}
+
+/// Optional settings left out keep their value, as does the VR server when none is named.
+fn apply_settings(
+    info: &mut ReplicationInfo,
+    spec: &AcceptedReconfigure,
+    server: Option<ReplicationServerInfo>,
+) {
     info.rpo = Some(spec.rpo);
     info.quiescing_enabled = spec.quiesce.or(info.quiescing_enabled);
     info.network_compression_enabled = Some(spec.network_compression);
@@ -398,6 +401,12 @@ fn reconfigure_now(w: &mut World, id: &str, spec: &AcceptedReconfigure) {
         info.replication_server_name = s.name;
         info.target_replication_server_uuid = s.uuid;
     }
+}
+
+/// Disks newly enabled are copied in full (with the initial sync if it still runs, in a full
+/// sync of their own otherwise); disks no longer enabled leave the copy, with their share of
+/// what was copied.
+fn change_disks(r: &mut SimReplication, disks: Vec<ReplicaDisk>) {
     let enabled =
         |list: &[ReplicaDisk], key: i32| list.iter().any(|d| d.device_key == key && d.enabled);
     let added: u64 = disks
@@ -412,7 +421,6 @@ fn reconfigure_now(w: &mut World, id: &str, spec: &AcceptedReconfigure) {
         .map(|d| d.bytes)
         .sum();
     r.disks = disks;
-    r.fault = None;
     match &mut r.transfer {
         Some(t) => {
             let kept = (t.total - removed as f64).max(0.0);
@@ -432,14 +440,6 @@ fn reconfigure_now(w: &mut World, id: &str, spec: &AcceptedReconfigure) {
             });
         }
         None => {}
-    }
-    let initial_total = r
-        .transfer
-        .as_ref()
-        .filter(|t| t.initial)
-        .map(|t| t.total as u64);
-    if let (Some(bytes), Some(line)) = (initial_total, w.stats.replications.get_mut(id)) {
-        line.bytes = bytes;
     }
 }
 
