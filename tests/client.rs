@@ -1,11 +1,14 @@
-//! The VR client against the in-process simulator: every endpoint of the configure workflow,
-//! paging, filters, re-login, throttling, typed errors and TLS trust.
+//! The VR client against the in-process simulator: every endpoint of the configure workflow and
+//! of the day-2 operations, paging, filters, re-login, throttling, typed errors and TLS trust.
 
 use std::time::Duration;
 
 use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::sim::{RateLimits, SimConfig, VmKind};
-use vrbulk::vr::model::TaskStatus;
+use vrbulk::vr::model::{
+    ConfigurationState, ConfigureReplicationVmDisk, DiskFormat, ReconfigureReplicationSpec,
+    ReplicationStatus, TaskStatus,
+};
 use vrbulk::vr::{
     ApiError, Client, ErrorClass, Filter, Politeness, RetryPolicy, Thumbprint, TlsTrust,
 };
@@ -469,4 +472,211 @@ async fn speaks_api_v1_as_well() {
     settings.api_version = vrbulk::vr::ApiVersion::V1;
     let client = Client::connect(settings).await.unwrap();
     assert_eq!(client.pairings().await.unwrap().len(), 1);
+}
+
+/// Polls `GET /tasks/{id}` until the task has finished.
+async fn finished(client: &Client, task_id: &str) -> vrbulk::vr::model::Task {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let t = client.task(task_id).await.unwrap();
+        if t.status.is_finished() {
+            return t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Configures `vm_name` onto ds-gold-01 and waits for its task; the replication id.
+async fn configured(client: &Client, inv: &vrbulk::sim::Inventory, vm_name: &str) -> String {
+    let vm = inv.vm_by_name(vm_name).unwrap();
+    let placement = Placement {
+        target_vc_id: inv.remote_vc.id.clone(),
+        datastore_id: inv.datastore_by_name("ds-gold-01").unwrap().id.clone(),
+        storage_policy_id: None,
+        replication_server_id: None,
+    };
+    let (spec, _) = build_spec(&vm.vm, &placement, &ReplicationSettings::default());
+    let tasks = client
+        .configure_replications(&inv.pairing_id, &[spec])
+        .await
+        .unwrap();
+    let task = finished(client, &tasks[0].id).await;
+    assert_eq!(task.status, TaskStatus::Success, "{task:?}");
+    task.result.unwrap()["replication_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Polls `GET …/replications/{id}` until its status is `status`.
+async fn status_becomes(
+    client: &Client,
+    pairing: &str,
+    id: &str,
+    status: ReplicationStatus,
+) -> vrbulk::vr::model::ReplicationInfo {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = client.replication(pairing, id).await.unwrap();
+        if r.status.as_ref().and_then(|s| s.status) == Some(status) {
+            return r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Syncs that end within a second or two, the appliance's limits over 2 s windows.
+fn syncing_fast() -> SimConfig {
+    SimConfig {
+        sync_time_scale: 20_000.0,
+        ..sim_config()
+    }
+}
+
+#[tokio::test]
+async fn follows_a_replication_and_its_disks_through_the_initial_sync() {
+    let sim = start(syncing_fast()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+    client.remote_login(&inv.pairing_id).await.unwrap();
+    let id = configured(&client, &inv, "app-001").await;
+
+    let r = client.replication(&inv.pairing_id, &id).await.unwrap();
+    assert_eq!(r.id, id);
+    assert_eq!(r.configuration_state, Some(ConfigurationState::Ok));
+    let disks = client
+        .replication_disks(&inv.pairing_id, &id)
+        .await
+        .unwrap();
+    let vm = inv.vm_by_name("app-001").unwrap();
+    assert_eq!(disks.len(), vm.disks().len());
+    assert!(disks.iter().all(|d| d.replicated == Some(true)));
+    let bytes: i64 = vm.disks().iter().filter_map(|d| d.capacity).sum::<i64>() * 1024;
+    if let Some(p) = &r.sync_progress {
+        assert_eq!(p.transferred_total, Some(bytes));
+    }
+
+    let ok = status_becomes(&client, &inv.pairing_id, &id, ReplicationStatus::Ok).await;
+    assert!(ok.last_sync_time > 0);
+    assert_eq!(ok.last_sync_size, Some(bytes));
+    assert_eq!(ok.current_rpo_violation, Some(0));
+    let err = client
+        .replication(&inv.pairing_id, "GID-nope")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert_eq!(sim.stats().calls.get("getReplicatedVmDisks"), Some(&1));
+}
+
+#[tokio::test]
+async fn pauses_resumes_syncs_reconfigures_and_unconfigures_one_replication() {
+    let sim = start(syncing_fast()).await;
+    let inv = sim.inventory();
+    let p = inv.pairing_id.as_str();
+    let client = client_for(&sim).await;
+    client.remote_login(p).await.unwrap();
+    let id = configured(&client, &inv, "app-002").await;
+    status_becomes(&client, p, &id, ReplicationStatus::Ok).await;
+
+    let task = client.pause_replication(p, &id).await.unwrap();
+    assert_eq!(task.entity_name.as_deref(), Some("app-002"));
+    assert_eq!(
+        finished(&client, &task.id).await.status,
+        TaskStatus::Success
+    );
+    status_becomes(&client, p, &id, ReplicationStatus::Paused).await;
+    let err = client.pause_replication(p, &id).await.unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let ApiError::Status(refusal) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        refusal.error_code.as_deref(),
+        Some("INVALID_REPLICATION_STATE")
+    );
+    assert!(refusal.message.contains("already paused"), "{err}");
+
+    let task = client.resume_replication(p, &id).await.unwrap();
+    finished(&client, &task.id).await;
+    let before = status_becomes(&client, p, &id, ReplicationStatus::Ok).await;
+    let task = client.sync_replication(p, &id).await.unwrap();
+    finished(&client, &task.id).await;
+    let after = client.replication(p, &id).await.unwrap();
+    assert!(after.last_sync_time > before.last_sync_time);
+
+    let disks = client.replication_disks(p, &id).await.unwrap();
+    let spec = ReconfigureReplicationSpec {
+        quiesce_enabled: Some(false),
+        rpo: 15,
+        network_compression_enabled: true,
+        mpit_enabled: false,
+        mpit_instances: None,
+        mpit_days: None,
+        auto_replicate_new_disks: false,
+        target_replication_server_id: None,
+        lwd_encryption_enabled: false,
+        vm_data_sets_replication_enabled: None,
+        disks: disks
+            .into_iter()
+            .map(|d| ConfigureReplicationVmDisk {
+                enabled_for_replication: d.replicated == Some(true),
+                use_seeds: None,
+                destination_storage_policy_id: d.destination_storage_policy_id,
+                destination_path: None,
+                destination_datastore_id: d
+                    .destination_path
+                    .map(|p| p.datastore_id)
+                    .unwrap_or_default(),
+                destination_disk_format: DiskFormat::SameAsSource,
+                vm_disk: d.vm_disk,
+            })
+            .collect(),
+    };
+    let task = client.reconfigure_replication(p, &id, &spec).await.unwrap();
+    assert_eq!(
+        finished(&client, &task.id).await.status,
+        TaskStatus::Success
+    );
+    assert_eq!(client.replication(p, &id).await.unwrap().rpo, Some(15));
+
+    let task = client.unconfigure_replication(p, &id, true).await.unwrap();
+    finished(&client, &task.id).await;
+    assert_eq!(
+        client.replication(p, &id).await.unwrap_err().status(),
+        Some(404)
+    );
+
+    let stats = sim.stats();
+    let ops = &stats.operations[&id];
+    for op in ["pause", "resume", "sync", "reconfigure", "unconfigure"] {
+        assert_eq!(ops.get(op), Some(&1), "{op}: {ops:?}");
+    }
+    assert_eq!(stats.replica_disks_retained, vec![id.clone()]);
+}
+
+#[tokio::test]
+async fn destroys_a_replication_on_the_local_site() {
+    let sim = start(syncing_fast()).await;
+    let inv = sim.inventory();
+    let p = inv.pairing_id.as_str();
+    let client = client_for(&sim).await;
+    client.remote_login(p).await.unwrap();
+    let id = configured(&client, &inv, "app-004").await;
+    let task = client.destroy_replication(p, &id, false).await.unwrap();
+    assert_eq!(
+        task.description_id.as_deref(),
+        Some("com.vmware.vr.DestroyReplicationTask")
+    );
+    finished(&client, &task.id).await;
+    assert!(client
+        .replications(p, None)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.id != id));
+    assert_eq!(sim.stats().operations[&id]["destroy"], 1);
+    assert!(sim.stats().replica_disks_retained.is_empty());
 }

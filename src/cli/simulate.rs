@@ -6,12 +6,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::sim::{Ban, RateLimits, SimConfig, Simulator};
+use crate::sim::{Ban, LinkModel, RateLimits, SimConfig, Simulator};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   vrbulk simulate --vms 300 --fail-rate 0.05        # the appliance's limits, 5 % random 5xx
   vrbulk simulate --rate-window 2 --retry-after     # its quotas over 2 s windows, with Retry-After
+  vrbulk simulate --sync-time-scale 600             # initial syncs ten simulated minutes a second
 It enforces the appliance's DR REST API rate limiter by default: 100 requests per client IP,
 1000 for the service and 50 per session in each fixed 60 s window, 429 without Retry-After.")]
 pub struct SimulateArgs {
@@ -72,6 +73,24 @@ pub struct SimulateArgs {
     /// Serve plain HTTP instead of HTTPS.
     #[arg(long)]
     pub http: bool,
+    /// Bandwidth of the replication link that initial syncs share, in Mbit/s.
+    #[arg(long, default_value_t = 1000.0, value_name = "MBIT/S")]
+    pub link_mbps: f64,
+    /// What one sync never exceeds, in Mbit/s.
+    #[arg(long, default_value_t = 200.0, value_name = "MBIT/S")]
+    pub sync_ceiling_mbps: f64,
+    /// Concurrent syncs past which the link's total throughput falls (B / (1 + (n - K) / K)).
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub contention_threshold: u32,
+    /// Simulated seconds per real second of the sync model (600: ten minutes a second).
+    #[arg(long, default_value_t = 1.0)]
+    pub sync_time_scale: f64,
+    /// Fraction of replications that go to ERROR once configured.
+    #[arg(long, default_value_t = 0.0)]
+    pub replication_error_rate: f64,
+    /// Fraction of replications that fall into RPO violation one RPO after their initial sync.
+    #[arg(long, default_value_t = 0.0)]
+    pub rpo_violation_rate: f64,
 }
 
 impl SimulateArgs {
@@ -87,6 +106,29 @@ impl SimulateArgs {
         anyhow::ensure!(
             self.rate_window.is_finite() && (0.1..=3600.0).contains(&self.rate_window),
             "--rate-window must be between 0.1 and 3600 seconds"
+        );
+        for (flag, rate) in [
+            ("--replication-error-rate", self.replication_error_rate),
+            ("--rpo-violation-rate", self.rpo_violation_rate),
+        ] {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&rate),
+                "{flag} must be between 0 and 1"
+            );
+        }
+        for (flag, value) in [
+            ("--link-mbps", self.link_mbps),
+            ("--sync-ceiling-mbps", self.sync_ceiling_mbps),
+            ("--sync-time-scale", self.sync_time_scale),
+        ] {
+            anyhow::ensure!(
+                value.is_finite() && value > 0.0,
+                "{flag} must be a number above 0"
+            );
+        }
+        anyhow::ensure!(
+            self.contention_threshold >= 1,
+            "--contention-threshold must be at least 1"
         );
         let limits = RateLimits {
             per_ip: self.requests_per_ip,
@@ -112,6 +154,14 @@ impl SimulateArgs {
             user: self.user.clone(),
             password: self.password.clone(),
             tls: !self.http,
+            link: LinkModel {
+                bandwidth_mbps: self.link_mbps,
+                per_sync_ceiling_mbps: self.sync_ceiling_mbps,
+                contention_threshold: self.contention_threshold,
+            },
+            sync_time_scale: self.sync_time_scale,
+            replication_error_rate: self.replication_error_rate,
+            rpo_violation_rate: self.rpo_violation_rate,
         })
     }
 }
@@ -146,7 +196,19 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<u8> {
         ),
         None => println!("  limits     none (--no-rate-limit)"),
     }
+    let cfg = sim.state().config();
+    println!(
+        "  link       {} Mbit/s, {} Mbit/s per sync, contention past {} syncs, time x{}",
+        cfg.link.bandwidth_mbps,
+        cfg.link.per_sync_ceiling_mbps,
+        cfg.link.contention_threshold,
+        cfg.sync_time_scale
+    );
     println!("  stats      {}/__sim/stats", sim.url());
+    println!(
+        "  power      POST {}/__sim/vms/<vm id or name>/power-on (or power-off)",
+        sim.url()
+    );
     println!(
         "\nvrbulk.toml to use it:\n\n[source]\nurl = \"{}\"\nuser = \"{}\"",
         sim.url(),

@@ -1,5 +1,6 @@
-//! The simulator's two kinds of failure: `SimError` for starting the server (the caller's problem),
-//! and `ApiError` for answering a request with a spec-shaped `ResponseError` (the client's problem).
+//! The simulator's two kinds of failure: `SimError` for starting the server or working its knobs
+//! (the caller's problem), and `ApiError` for answering a request with a spec-shaped
+//! `ResponseError` (the client's problem).
 
 use std::net::SocketAddr;
 
@@ -22,6 +23,8 @@ pub enum SimError {
     Certificate(#[from] rcgen::Error),
     #[error("cannot build the simulator's TLS configuration")]
     Tls(#[from] rustls::Error),
+    #[error("the simulator has no VM with id or name '{vm}'")]
+    UnknownVm { vm: String },
 }
 
 /// An error answer: status, the `error_code`/`message` of the spec's `ResponseError`, and for

@@ -2,17 +2,15 @@
 //! API call passes first (counting, latency, rate limit, injected faults, session check).
 //!
 //! Answers are built from the spec's models in `vr::model` (serialization only); request bodies
-//! are checked by `validate` on raw JSON.
-
-use std::collections::HashMap;
-use std::time::Instant;
+//! are checked by `validate` on raw JSON. The day-2 operations' handlers live in `operations`;
+//! the route table here lists them with the rest.
 
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, on, MethodFilter, MethodRouter};
+use axum::routing::{get, on, post, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use serde::Serialize;
@@ -21,11 +19,11 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::inventory::{Inventory, SimVm, VmKind};
 use super::listing::ListQuery;
-use super::state::{epoch_ms, SimState, SimTask, World};
-use super::validate::{self, AcceptedSpec};
+use super::operations;
+use super::state::{SimState, World};
+use super::validate::{self, Rejection};
 use crate::vr::model::{
-    CompoundReplicationStatus, ConfigurationState, HrefDrData, MetaLinks, MetadataList, Pairing,
-    RecoveryState, ReplicationInfo, ReplicationStatus, ReplicationType, ServerInfo, ServerStatus,
+    HrefDrData, MetaLinks, MetadataList, Pairing, ReplicationInfo, ServerInfo, ServerStatus,
     SessionIdData, SessionInfo, VmCapabilities, VmValidationStatus, VrmsInfo,
 };
 
@@ -135,6 +133,48 @@ pub(super) const OPERATIONS: &[(MethodFilter, &str, &str, Handler)] = &[
         "getReplicationInfo",
         |m| on(m, get_replication),
     ),
+    (
+        MethodFilter::DELETE,
+        "/pairings/{pairing_id}/replications/{replication_id}",
+        "destroyReplication",
+        |m| on(m, operations::destroy),
+    ),
+    (
+        MethodFilter::GET,
+        "/pairings/{pairing_id}/replications/{replication_id}/disks",
+        "getReplicatedVmDisks",
+        |m| on(m, operations::disks),
+    ),
+    (
+        MethodFilter::POST,
+        "/pairings/{pairing_id}/replications/{replication_id}/actions/unconfigure",
+        "unconfigureReplication",
+        |m| on(m, operations::unconfigure),
+    ),
+    (
+        MethodFilter::POST,
+        "/pairings/{pairing_id}/replications/{replication_id}/actions/reconfigure",
+        "reconfigureReplication",
+        |m| on(m, operations::reconfigure),
+    ),
+    (
+        MethodFilter::POST,
+        "/pairings/{pairing_id}/replications/{replication_id}/actions/pause",
+        "pauseReplication",
+        |m| on(m, operations::pause),
+    ),
+    (
+        MethodFilter::POST,
+        "/pairings/{pairing_id}/replications/{replication_id}/actions/resume",
+        "resumeReplication",
+        |m| on(m, operations::resume),
+    ),
+    (
+        MethodFilter::POST,
+        "/pairings/{pairing_id}/replications/{replication_id}/actions/sync",
+        "syncReplication",
+        |m| on(m, operations::sync),
+    ),
     (MethodFilter::GET, "/tasks", "getRecentTasksInfo", |m| {
         on(m, get_tasks)
     }),
@@ -147,13 +187,14 @@ pub(super) const OPERATIONS: &[(MethodFilter, &str, &str, Handler)] = &[
 #[derive(Debug, Clone)]
 pub(crate) struct ReqCtx {
     /// The caller's live session (`None` only for login).
-    session: Option<String>,
+    pub(super) session: Option<String>,
     /// Absolute URL of the request without its query, for `_meta.links`.
-    self_url: String,
-    query: Vec<(String, String)>,
+    pub(super) self_url: String,
+    pub(super) query: Vec<(String, String)>,
 }
 
-/// The whole simulator: both API prefixes plus `GET /__sim/stats`.
+/// The whole simulator: both API prefixes, `GET /__sim/stats`, and the test knobs
+/// `POST /__sim/vms/{vm}/power-on` and `…/power-off` (VM by id or name).
 pub fn router(state: SimState) -> Router {
     let api = api_routes().layer(middleware::from_fn_with_state(state.clone(), gate));
     let mut app = Router::new();
@@ -161,6 +202,8 @@ pub fn router(state: SimState) -> Router {
         app = app.nest(prefix, api.clone());
     }
     app.route("/__sim/stats", get(sim_stats))
+        .route("/__sim/vms/{vm}/power-on", post(power_on))
+        .route("/__sim/vms/{vm}/power-off", post(power_off))
         .fallback(unknown_route)
         .with_state(state)
 }
@@ -258,6 +301,27 @@ async fn sim_stats(State(state): State<SimState>) -> Json<super::SimStats> {
     Json(state.stats())
 }
 
+async fn power_on(
+    State(state): State<SimState>,
+    Path(vm): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    power(&state, &vm, true)
+}
+
+async fn power_off(
+    State(state): State<SimState>,
+    Path(vm): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    power(&state, &vm, false)
+}
+
+fn power(state: &SimState, vm: &str, on: bool) -> Result<StatusCode, ApiError> {
+    state
+        .set_power(vm, on)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(|e| ApiError::not_found(e.to_string()))
+}
+
 // ---- sessions ----
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -332,7 +396,7 @@ async fn logout(
 
 // ---- pairings, remote login, VRMS ----
 
-fn check_pairing(w: &World, pairing_id: &str) -> Result<(), ApiError> {
+pub(super) fn check_pairing(w: &World, pairing_id: &str) -> Result<(), ApiError> {
     if pairing_id == w.inv.pairing_id {
         Ok(())
     } else {
@@ -343,7 +407,7 @@ fn check_pairing(w: &World, pairing_id: &str) -> Result<(), ApiError> {
 }
 
 /// Calls that read or write the target site need this session's remote login for the pairing.
-fn require_remote(w: &World, ctx: &ReqCtx, pairing_id: &str) -> Result<(), ApiError> {
+pub(super) fn require_remote(w: &World, ctx: &ReqCtx, pairing_id: &str) -> Result<(), ApiError> {
     let sid = session_id(ctx)?;
     let logged_in = w
         .sessions
@@ -491,7 +555,7 @@ async fn get_vr_servers(
     check_pairing(&w, &pairing_id)?;
     let servers = if vr_id == w.inv.remote_vrms.id {
         require_remote(&w, &ctx, &pairing_id)?;
-        w.servers_with_counts(&w.replications(Instant::now()))
+        w.servers_with_counts(&w.replications())
     } else if vr_id == w.inv.local_vrms.id {
         w.inv.source_replication_servers.clone()
     } else {
@@ -525,10 +589,10 @@ fn side(w: &World, ctx: &ReqCtx, pairing_id: &str, vc_id: &str) -> Result<Side, 
     }
 }
 
-fn validation_status(w: &World, vm: &SimVm, now: Instant) -> VmValidationStatus {
+fn validation_status(w: &World, vm: &SimVm) -> VmValidationStatus {
     if vm.kind == VmKind::Template || vm.vm.template == Some(true) {
         VmValidationStatus::IsVmTemplate
-    } else if w.busy(&vm.vm.id, now).is_some() {
+    } else if w.busy(&vm.vm.id).is_some() {
         VmValidationStatus::AlreadyConfigured
     } else {
         VmValidationStatus::Ok
@@ -546,7 +610,6 @@ async fn get_vms(
     let q = ListQuery::parse(&ctx.query)?;
     let suitable = q.bool_param("suitable_for_replication", false)?;
     let w = state.world();
-    let now = Instant::now();
     let vms: Vec<_> = match side(&w, &ctx, &pairing_id, &vc_id)? {
         // The simulator models no VMs on the target site.
         Side::Remote => Vec::new(),
@@ -554,7 +617,7 @@ async fn get_vms(
             .inv
             .vms
             .iter()
-            .filter(|vm| !suitable || validation_status(&w, vm, now) == VmValidationStatus::Ok)
+            .filter(|vm| !suitable || validation_status(&w, vm) == VmValidationStatus::Ok)
             .map(|vm| &vm.vm)
             .collect(),
     };
@@ -597,7 +660,7 @@ async fn get_vm_capability(
 ) -> Result<Json<VmCapabilities>, ApiError> {
     let w = state.world();
     let vm = local_vm(&w, &ctx, &pairing_id, &vc_id, &vm_id)?;
-    let status = validation_status(&w, vm, Instant::now());
+    let status = validation_status(&w, vm);
     let mut reasons: Vec<Option<String>> = Vec::new();
     match status {
         VmValidationStatus::IsVmTemplate => {
@@ -687,7 +750,7 @@ async fn get_replications(
     let w = state.world();
     check_pairing(&w, &pairing_id)?;
     require_remote(&w, &ctx, &pairing_id)?;
-    let mut list = w.replications(Instant::now());
+    let mut list = w.replications();
     if let Some(vc) = q.param("source_vc_guid") {
         list.retain(|r| r.source_vc_id.as_deref() == Some(vc));
     }
@@ -702,15 +765,9 @@ async fn get_replication(
     let w = state.world();
     check_pairing(&w, &pairing_id)?;
     require_remote(&w, &ctx, &pairing_id)?;
-    w.replications(Instant::now())
-        .into_iter()
-        .find(|r| r.id == replication_id)
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "replication_id: no replication with id '{replication_id}'"
-            ))
-        })
+    w.listed_replication(&replication_id)
+        .map(|r| Json(r.info_at(w.at(r))))
+        .ok_or_else(|| operations::not_found(&replication_id))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -719,6 +776,28 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A request body that must be JSON, as `Content-Type` must say.
+pub(super) fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::bad_request(
+            "Content-Type: must be application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("body: not valid JSON: {e}")))
+}
+
+/// A refused body as one 400: every error found, the first one's code.
+pub(super) fn rejected(rej: Rejection) -> ApiError {
+    let code = rej
+        .errors
+        .first()
+        .map(|e| e.kind.code())
+        .unwrap_or("INVALID_REQUEST_BODY");
+    let message: Vec<String> = rej.errors.into_iter().map(|e| e.message).collect();
+    ApiError::new(StatusCode::BAD_REQUEST, code, message.join("; "))
 }
 
 /// `POST /pairings/{p}/replications`: validates the whole body, then creates one task per spec, in
@@ -733,13 +812,7 @@ async fn configure_replications(
     let mut w = state.world();
     check_pairing(&w, &pairing_id)?;
     require_remote(&w, &ctx, &pairing_id)?;
-    if !is_json(&headers) {
-        return Err(ApiError::bad_request(
-            "Content-Type: must be application/json",
-        ));
-    }
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body: not valid JSON: {e}")))?;
+    let body = json_body(&headers, &body)?;
     let max = state.config().max_configure_specs;
     if body.as_array().is_some_and(|specs| specs.len() > max) {
         return Err(ApiError::new(
@@ -756,28 +829,10 @@ async fn configure_replications(
             for vm in &rej.busy_vms {
                 w.stats.count_rejected(vm);
             }
-            let code = rej
-                .errors
-                .first()
-                .map(|e| e.kind.code())
-                .unwrap_or("INVALID_REQUEST_BODY");
-            let message: Vec<String> = rej.errors.into_iter().map(|e| e.message).collect();
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                code,
-                message.join("; "),
-            ));
+            return Err(rejected(rej));
         }
     };
-    let now = Instant::now();
-    let queued_ms = epoch_ms();
-    let mut tasks = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let task = new_task(&mut w, spec, now, queued_ms);
-        w.stats.count_accepted(&spec.vm_id);
-        tasks.push(w.task_json(&task, now));
-        w.add_task(task);
-    }
+    let tasks: Vec<_> = specs.iter().map(|spec| w.accept_configure(spec)).collect();
     if w.fail_after_commit > 0 {
         w.fail_after_commit -= 1;
         return Err(ApiError::new(
@@ -813,108 +868,6 @@ async fn configure_replications(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// Builds the task for an accepted spec, deciding now whether it will fail (a target datastore
-/// without room for the disks placed on it) and what replication it creates otherwise.
-fn new_task(w: &mut World, spec: &AcceptedSpec, now: Instant, queued_ms: i64) -> SimTask {
-    let task_id = format!("HTask:{}", super::inventory::uuid(&mut w.rng));
-    let replication_id = format!("GID-{}", super::inventory::uuid(&mut w.rng));
-    let vm = w.inv.vm(&spec.vm_id);
-    let vm_name = vm.map(|v| v.vm.name.clone()).unwrap_or_default();
-
-    // Space needed per datastore, in bytes (VmDisk capacities are KiB).
-    let mut needed: HashMap<&str, i64> = HashMap::new();
-    for d in spec.disks.iter().filter(|d| d.enabled) {
-        let kib = vm
-            .and_then(|v| {
-                v.disks()
-                    .iter()
-                    .find(|x| x.device_key == Some(d.device_key))
-            })
-            .and_then(|x| x.capacity)
-            .unwrap_or_default();
-        *needed.entry(d.datastore_id.as_str()).or_default() += kib.saturating_mul(1024);
-    }
-    let mut failure = None;
-    for ds in &w.inv.datastores {
-        let need = needed.get(ds.id.as_str()).copied().unwrap_or_default();
-        let free = ds.free_space.unwrap_or_default();
-        if need > free {
-            failure = Some(format!(
-                "Insufficient disk space on datastore '{}': {} free, {} required",
-                ds.name,
-                crate::units::gib(free),
-                crate::units::gib(need)
-            ));
-            break;
-        }
-    }
-
-    let server = match &spec.target_replication_server_id {
-        Some(id) => w.inv.replication_servers.iter().find(|s| &s.id == id),
-        // Automatic placement: the target VR server with the fewest replications.
-        None => {
-            let load = |uuid: &Option<String>| {
-                w.inv
-                    .replications
-                    .iter()
-                    .map(|r| &r.target_replication_server_uuid)
-                    .chain(
-                        w.tasks()
-                            .iter()
-                            .map(|t| &t.replication.target_replication_server_uuid),
-                    )
-                    .filter(|u| *u == uuid)
-                    .count()
-            };
-            w.inv
-                .replication_servers
-                .iter()
-                .min_by_key(|s| load(&s.uuid))
-        }
-    };
-
-    let replication = ReplicationInfo {
-        id: replication_id,
-        name: Some(vm_name.clone()),
-        vm_id: Some(spec.vm_id.clone()),
-        source_site_name: Some(w.inv.local_vc.name.clone()),
-        source_vc_id: Some(w.inv.local_vc.id.clone()),
-        target_site_name: Some(w.inv.remote_vc.name.clone()),
-        target_vc_id: Some(w.inv.remote_vc.id.clone()),
-        status: Some(CompoundReplicationStatus {
-            status: Some(ReplicationStatus::Configuring),
-            rpo_violation: Some(false),
-        }),
-        rpo: Some(spec.rpo),
-        kind: Some(ReplicationType::VcToVc),
-        replication_server_name: server.and_then(|s| s.name.clone()),
-        configuration_state: Some(ConfigurationState::InProgress),
-        configuration_error: None,
-        recovery_state: Some(RecoveryState::NotStarted),
-        target_replication_server_uuid: server.and_then(|s| s.uuid.clone()),
-        last_sync_time: 0,
-        quiescing_enabled: Some(spec.quiesce),
-        network_compression_enabled: Some(spec.network_compression),
-        encryption_enabled: Some(spec.lwd_encryption),
-        auto_replicate_new_disks_enabled: Some(spec.auto_replicate_new_disks),
-        mpit_enabled: Some(spec.mpit_enabled),
-        mpit_instances: spec.mpit_enabled.then_some(spec.mpit_instances).flatten(),
-        mpit_days: spec
-            .mpit_enabled
-            .then_some(spec.mpit_days.or(Some(1)))
-            .flatten(),
-    };
-    SimTask {
-        id: task_id,
-        vm_id: spec.vm_id.clone(),
-        vm_name,
-        created: now,
-        queued_ms,
-        failure,
-        replication,
-    }
-}
-
 // ---- tasks ----
 
 async fn get_tasks(
@@ -923,12 +876,12 @@ async fn get_tasks(
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&ctx.query)?;
     let w = state.world();
-    let now = Instant::now();
+    let now = w.now();
     let recent: Vec<_> = w
         .tasks()
         .iter()
         .filter(|t| now.saturating_duration_since(t.created) <= w.recent_window)
-        .map(|t| w.task_json(t, now))
+        .map(|t| w.task_json(t))
         .collect();
     Ok(Json(q.respond(&recent, &ctx.self_url)))
 }
@@ -941,5 +894,5 @@ async fn get_task(
     let task = w
         .task(&task_id)
         .ok_or_else(|| ApiError::not_found(format!("task_id: no task with id '{task_id}'")))?;
-    Ok(Json(w.task_json(task, Instant::now())).into_response())
+    Ok(Json(w.task_json(task)).into_response())
 }

@@ -2,8 +2,14 @@
 //! site's datastores, storage policies and VR servers, all derived deterministically from
 //! `(vms, seed)` so that a test can name what it expects.
 //!
+//! Disk sizes are a mix that makes the sync model meaningful: six VMs in ten are small (data disks
+//! of 10 to 40 GiB), three medium (60 to 200 GiB), one large (a first data disk of 500 GiB to
+//! 1 TiB, the others medium), so that at 1 Gbit/s an initial sync lasts from minutes to hours. No
+//! VM needs more than 1.4 TiB, so each fits on any target datastore but the full one.
+//!
 //! `Inventory` is also the snapshot that `Simulator::inventory()` hands to tests; the live parts
-//! (replications that configure tasks created) are merged in by `state`.
+//! (replications that configure tasks created, power states changed since) are merged in by
+//! `state`.
 
 use serde::Serialize;
 
@@ -68,6 +74,12 @@ pub struct SimVm {
 impl SimVm {
     pub fn disks(&self) -> &[VmDisk] {
         self.vm.disks.as_deref().unwrap_or(&[])
+    }
+
+    pub fn disk(&self, device_key: i32) -> Option<&VmDisk> {
+        self.disks()
+            .iter()
+            .find(|d| d.device_key == Some(device_key))
     }
 }
 
@@ -216,9 +228,20 @@ impl Inventory {
                 1 + rng.usize(0..3)
             };
             let mut disks = vec![vm_home(&id, &name, ds)];
-            for n in 1..=data_disks {
+            for (n, gib) in (1..=data_disks).zip(disk_sizes(&mut rng, data_disks)) {
                 let nvme = kind == VmKind::UnsupportedDisk && n == 2;
-                disks.push(data_disk(&mut rng, &id, &name, ds, n, nvme));
+                let format = if rng.bool() {
+                    DiskFormat::Thin
+                } else {
+                    DiskFormat::Thick
+                };
+                let disk = DataDisk {
+                    n,
+                    gib,
+                    format,
+                    nvme,
+                };
+                disks.push(data_disk(&id, &name, ds, &disk));
             }
             let template = kind == VmKind::Template;
             let powered_off = template || kind == VmKind::PoweredOff;
@@ -397,21 +420,40 @@ fn vm_home(vm_id: &str, vm_name: &str, ds: &Datastore) -> VmDisk {
     }
 }
 
-fn data_disk(
-    rng: &mut fastrand::Rng,
-    vm_id: &str,
-    vm_name: &str,
-    ds: &Datastore,
+/// The sizes of a VM's `n` data disks in GiB, after the VM's size class (see the module doc).
+fn disk_sizes(rng: &mut fastrand::Rng, n: usize) -> Vec<i64> {
+    const SMALL: [i64; 4] = [10, 20, 30, 40];
+    const MEDIUM: [i64; 5] = [60, 80, 100, 150, 200];
+    const LARGE: [i64; 3] = [500, 750, 1000];
+    let class = rng.u32(0..10);
+    (0..n)
+        .map(|i| {
+            let sizes: &[i64] = match class {
+                0..=5 => &SMALL,
+                6..=8 => &MEDIUM,
+                _ if i == 0 => &LARGE,
+                _ => &MEDIUM,
+            };
+            sizes[rng.usize(0..sizes.len())]
+        })
+        .collect()
+}
+
+/// What sets one data disk apart: its number on the VM (from 1), size, format, controller.
+struct DataDisk {
     n: usize,
+    gib: i64,
+    format: DiskFormat,
     nvme: bool,
-) -> VmDisk {
-    const SIZES_GIB: [i64; 7] = [20, 40, 60, 80, 100, 200, 500];
-    let gib = SIZES_GIB[rng.usize(0..SIZES_GIB.len())];
-    let format = if rng.bool() {
-        DiskFormat::Thin
-    } else {
-        DiskFormat::Thick
-    };
+}
+
+fn data_disk(vm_id: &str, vm_name: &str, ds: &Datastore, disk: &DataDisk) -> VmDisk {
+    let DataDisk {
+        n,
+        gib,
+        format,
+        nvme,
+    } = *disk;
     let (device_key, controller_key, controller_label) = if nvme {
         (31000, 31000, "NVME controller 0")
     } else {
@@ -474,14 +516,26 @@ fn legacy_replication(rng: &mut fastrand::Rng, inv: &Inventory) -> Option<Replic
         encryption_enabled: Some(false),
         auto_replicate_new_disks_enabled: Some(false),
         mpit_enabled: Some(false),
-        mpit_instances: None,
-        mpit_days: None,
+        ..ReplicationInfo::default()
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_sizes_mix_small_medium_and_large_vms() {
+        let inv = Inventory::generate(300, 1);
+        let gib =
+            |v: &SimVm| v.disks().iter().filter_map(|d| d.capacity).sum::<i64>() / KIB_PER_GIB;
+        let sizes: Vec<i64> = inv.vms.iter().map(gib).collect();
+        let small = sizes.iter().filter(|s| **s <= 120).count();
+        let large = sizes.iter().filter(|s| **s >= 500).count();
+        assert!((120..=240).contains(&small), "{small} small of 300");
+        assert!((10..=60).contains(&large), "{large} large of 300");
+        assert!(sizes.iter().all(|s| *s <= 1400), "{sizes:?}");
+    }
 
     #[test]
     fn same_seed_same_world_and_special_vms_present() {

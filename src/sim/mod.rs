@@ -1,14 +1,68 @@
 //! A spec-faithful vSphere Replication REST API simulator (axum), for tests, demos and benchmarks.
 //!
-//! It serves the configure workflow of `vsphere-replication-api-v2.json` under both
-//! `/api/rest/vr/v2` and `/api/rest/vr/v1`: sessions and remote-site logins, pairings, VRMS and VR
-//! servers, a deterministic source inventory (VMs with disks, including a few awkward ones), target
-//! datastores and storage policies, configure with server-side validation, tasks that progress with
-//! time, and the replications they create. It enforces the appliance's limits at their defaults
-//! unless told otherwise (DESIGN.md, "The appliance's limits"): the DR REST API rate limiter
-//! ([`limiter`]) and at most 20 VMs in one configure call. Knobs inject latency, random and
-//! scheduled failures and session expiry; `GET /__sim/stats` and [`Simulator::stats`] count what a
-//! client did, above all whether it ever configured a VM twice or went over a quota.
+//! It serves the configure workflow and the day-2 operations of `vsphere-replication-api-v2.json`
+//! under both `/api/rest/vr/v2` and `/api/rest/vr/v1`: sessions and remote-site logins, pairings,
+//! VRMS and VR servers, a deterministic source inventory (VMs with disks, including a few awkward
+//! ones), target datastores and storage policies, configure with server-side validation, tasks that
+//! progress with time, the replications they create and how those live on (initial sync, faults,
+//! RPO), and unconfigure, reconfigure, pause, resume, sync and destroy on them. It enforces the
+//! appliance's limits at their defaults unless told otherwise (DESIGN.md, "The appliance's
+//! limits"): the DR REST API rate limiter ([`limiter`]) and at most 20 VMs in one configure call.
+//! Knobs inject latency, random and scheduled failures and session expiry, and power VMs on and
+//! off ([`Simulator::power_on`], `POST /__sim/vms/{vm}/power-on`); `GET /__sim/stats` and
+//! [`Simulator::stats`] count what a client did, above all whether it ever configured a VM twice
+//! or went over a quota, and when each replication was configured and synced.
+//!
+//! # The life of a replication
+//!
+//! `CONFIGURING` while its configure task runs (`configuration_state: IN_PROGRESS`), then
+//! `INITIAL_FULL_SYNC` while its enabled disks are copied (`sync_progress`: `transferred_current`
+//! of `transferred_total` bytes, `progress` in percent; `checksum_*` are 0, as nothing is seeded),
+//! then `OK` with `last_sync_time` (and `last_sync_duration`, `last_sync_size`) set and
+//! `status.rpo_violation` false: from then on it has had a sync since it was configured. On the
+//! way:
+//!
+//! - A powered-off VM's replication is `NOT_ACTIVE` and copies nothing until the VM is powered on.
+//! - With [`SimConfig::replication_error_rate`], a fraction of replications (drawn from the seed
+//!   and the VM id, so the same VMs whatever the order of configuration) go to `ERROR` as their
+//!   configure task succeeds: half with `configuration_state: ERROR` and a `configuration_error`
+//!   (the target datastore unreachable), half with configuration `OK` and a `last_group_error`
+//!   (no connection to the VR server). A reconfigure clears the fault.
+//! - With [`SimConfig::rpo_violation_rate`], a fraction fall into `RPO_VIOLATION`
+//!   (`rpo_violation: true`, `current_rpo_violation` in minutes) one RPO after their initial sync
+//!   ends, until a sync (`actions/sync`).
+//! - Day-2 operations take `task_seconds` like a configure task and act when their task ends:
+//!   unconfigure and destroy remove the replication (the VM may be configured again); reconfigure
+//!   replaces its settings and disks (disks newly enabled are copied in full: with the initial
+//!   sync if it still runs, in a `FULL_SYNC` of their own otherwise); pause makes it `PAUSED`
+//!   (its sync, if any, stops) until a resume; a sync shows `SYNC` while its task runs, then a new
+//!   `last_sync_time`.
+//!
+//! # The link model (an assumption, stated)
+//!
+//! The product documentation only warns that many concurrent initial syncs slow each other down;
+//! it gives no numbers. The simulator assumes ([`LinkModel`], in [`SimConfig::link`]): one
+//! replication link of bandwidth `B` (`bandwidth_mbps`, default 1000 Mbit/s) shared by every full
+//! sync on it (`n`: initial syncs, and full syncs of disks a reconfigure enabled); a ceiling per
+//! sync (`per_sync_ceiling_mbps`, default 200 Mbit/s) that one sync never exceeds; and contention
+//! past `K` concurrent syncs (`contention_threshold`, default 10): the link's total is `B` while
+//! `n <= K` and `B / (1 + (n − K)/K)` beyond. The total is shared equally, each share capped by
+//! the ceiling: each sync moves `min(total(n) / n, ceiling)`. A sync is on the link while its
+//! replication is configured, healthy, not paused and its VM powered on; it copies the VM's
+//! enabled disks (`VmDisk.capacity` KiB × 1024 bytes, the VM home included). Rates change
+//! whenever a sync starts or ends, so progress is integrated piecewise, event by event, up to the
+//! instant of each request (no background timer).
+//!
+//! [`SimConfig::sync_time_scale`] (default 1.0 = real time; 600 = ten simulated minutes a real
+//! second) multiplies the link's speed and divides the wait for an RPO violation; configure and
+//! operation tasks keep to `task_seconds`. Instants the API shows (`last_sync_time`, task times)
+//! are wall-clock, so they agree with a client's clock; durations the model produces
+//! (`last_sync_duration`, `current_rpo_violation`) are simulated. [`SimStats`] records the peak
+//! number of concurrent initial syncs and, per replication ([`ReplicationTimeline`]), when it was
+//! submitted, configured, and when its initial sync started and ended, on both clocks
+//! ([`Moment`]).
+//!
+//! # Where the spec is silent
 //!
 //! Behaviour where the spec is silent (each chosen to be what a VRMS does, or the stricter
 //! reading, so that a client that passes here also passes there):
@@ -18,25 +72,36 @@
 //! - A call without a live `x-dr-session` answers 401 (`ResponseError` body), including
 //!   `GET /session`. `GET /pairings/{p}/remote-session` without a remote login answers 401 too.
 //! - The remote login belongs to the local session: a new session has none, and expiry or logout
-//!   drops it. Target-site calls without it answer 401 `REMOTE_SESSION_REQUIRED`.
+//!   drops it. Target-site calls without it answer 401 `REMOTE_SESSION_REQUIRED`; every call on a
+//!   replication is one, except `DELETE …/replications/{id}`, which cleans up the local site only
+//!   (it is meant for a remote site that is down; the simulator models no leftovers there).
 //! - `suitable_for_replication=true` omits the VMs whose capability is not `OK`: templates, and
 //!   VMs that already have a replication or a configure task in flight. VMs with some unsupported
 //!   disks stay (they are replicable without those disks).
-//! - A configure task is QUEUED for the first quarter of `task_seconds`, then RUNNING. While it
-//!   is RUNNING its replication is listed with `configuration_state: IN_PROGRESS` (status
-//!   `CONFIGURING`); while QUEUED it is not listed yet (only the task shows it), on SUCCESS it is
-//!   `OK`, and on ERROR it disappears (rolled back). A client that reconciles an in-doubt submit
-//!   must therefore look at tasks as well as replications.
+//! - A task (configure or day-2) is QUEUED for the first quarter of `task_seconds`, then RUNNING.
+//!   While a configure task is RUNNING its replication is listed with `configuration_state:
+//!   IN_PROGRESS` (status `CONFIGURING`); while QUEUED it is not listed yet (only the task shows
+//!   it, and `GET …/replications/{id}` is 404), and on ERROR it disappears (rolled back). A client
+//!   that reconciles an in-doubt submit must therefore look at tasks as well as replications. A
+//!   day-2 task's `entity` is the VM, its `result` on SUCCESS the `replication_id`.
 //! - `VmDisk.capacity` is in KiB, as the spec says; datastore sizes are in bytes.
-//! - Configure bodies are checked strictly: unknown fields, `null` in non-nullable fields, an
-//!   empty array, a missing `Content-Type: application/json`, and every disk of the VM not being
-//!   listed are all 400. All errors found are joined into `message`; `error_code` is the first's.
+//! - Configure and reconfigure bodies are checked strictly: unknown fields, `null` in non-nullable
+//!   fields, an empty array, a missing `Content-Type: application/json`, and every disk of the VM
+//!   not being listed are all 400. All errors found are joined into `message`; `error_code` is the
+//!   first's. In a reconfigure, optional fields left out keep their current value and a `null`
+//!   VR server keeps the current one.
 //! - The rate limiter and injected failures (`fail_next`, `fail_rate`) come before the session
 //!   check; injected failures apply to any API call but `POST /session` (which is still rate
 //!   limited).
 //! - A configure body of more than 20 specs is refused whole with 400
 //!   `VR_OPERATION_LIMIT_EXCEEDED`, in the words of the operational limits ("at most 20 VMs in
 //!   one configure operation").
+//! - A day-2 operation the replication's state does not allow is 400 (the spec documents no 409):
+//!   `OPERATION_IN_PROGRESS` while it is being configured or another operation's task is in flight
+//!   (one at a time), `INVALID_REPLICATION_STATE` for a pause of a paused replication, a resume of
+//!   one not paused, and a sync of one that is not `OK` or `RPO_VIOLATION` (in initial or full
+//!   sync, paused, `NOT_ACTIVE`, `ERROR`). Unconfigure, destroy and reconfigure are allowed in any
+//!   other state. An unknown replication id is 404.
 //!
 //! Neighbours: `vr::model` provides the response shapes only; request bodies are validated in
 //! `validate` from the spec on raw JSON, so that the simulator catches client bugs instead of
@@ -45,8 +110,12 @@
 mod error;
 mod handlers;
 mod inventory;
+mod lifecycle;
 pub mod limiter;
+mod link;
 mod listing;
+mod operations;
+mod replication;
 mod state;
 mod stats;
 mod tls;
@@ -65,9 +134,10 @@ pub use inventory::{
     TEMPLATE_VM, UNUSUAL_NAME_VM, VM_HOME_DEVICE_KEY,
 };
 pub use limiter::{Ban, LimiterStats, RateLimits};
+pub use link::LinkModel;
 pub use listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use state::{SimState, DEFAULT_RECENT_TASK_WINDOW};
-pub use stats::SimStats;
+pub use stats::{Moment, ReplicationTimeline, SimStats};
 pub use tls::thumbprint;
 
 /// How the simulator behaves; `Default` is a healthy HTTPS appliance with 40 VMs and the
@@ -97,6 +167,17 @@ pub struct SimConfig {
     pub password: String,
     /// HTTPS with a self-signed certificate generated at start; `false` serves plain HTTP.
     pub tls: bool,
+    /// The replication link that full syncs share.
+    pub link: LinkModel,
+    /// Simulated seconds per real second of the sync model: 1.0 is real time, 600 ten minutes
+    /// a second. Configure and operation tasks keep to `task_seconds` whatever it is.
+    pub sync_time_scale: f64,
+    /// Fraction of replications (seeded, per VM) that go to `ERROR` once configured, half with a
+    /// `configuration_error`, half with a `last_group_error`.
+    pub replication_error_rate: f64,
+    /// Fraction of replications (seeded, per VM) that fall into RPO violation one RPO
+    /// (simulated) after their initial sync, until a sync.
+    pub rpo_violation_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -113,6 +194,10 @@ impl Default for SimConfig {
             user: "administrator@vsphere.local".into(),
             password: "VMware1!".into(),
             tls: true,
+            link: LinkModel::default(),
+            sync_time_scale: 1.0,
+            replication_error_rate: 0.0,
+            rpo_violation_rate: 0.0,
         }
     }
 }
@@ -275,6 +360,17 @@ impl Simulator {
     /// is not the spec's list of tasks (a proxy's page, a truncated answer).
     pub fn garble_next_configure_answer(&self, n: usize) {
         self.state.garble_next_configure_answer(n);
+    }
+
+    /// Powers the VM (by id or name) on: its replication, `NOT_ACTIVE` until now, starts its
+    /// initial sync.
+    pub fn power_on(&self, vm: &str) -> Result<(), SimError> {
+        self.state.set_power(vm, true)
+    }
+
+    /// Powers the VM (by id or name) off: its replication is `NOT_ACTIVE` and copies nothing.
+    pub fn power_off(&self, vm: &str) -> Result<(), SimError> {
+        self.state.set_power(vm, false)
     }
 
     /// Forgets every session: the next call with any old id gets 401.

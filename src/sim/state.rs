@@ -1,20 +1,21 @@
-//! The simulator's mutable state behind one lock: sessions (with their remote-site logins), configure
-//! tasks, counters and the fault knobs. Task progress and the replications that tasks create are
-//! computed from elapsed time whenever they are read, so no background timer is needed.
+//! The simulator's mutable state behind one lock: sessions (with their remote-site logins), tasks,
+//! replications, counters and the fault knobs. Nothing runs in the background: whoever takes the
+//! lock first brings the world up to the present (`lifecycle`'s `advance`), event by event, so
+//! task progress, sync progress and every status are those of the instant of the request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::error::ApiError;
+use super::error::{ApiError, SimError};
 use super::inventory::{uuid, Inventory};
+use super::lifecycle::Life;
 use super::limiter::Limiter;
-use super::stats::SimStats;
+use super::operations::Operation;
+use super::replication::{At, Replications};
+use super::stats::{Moment, SimStats};
 use super::SimConfig;
-use crate::vr::model::{
-    CompoundReplicationStatus, ConfigurationState, ReplicationInfo, ReplicationStatus, Task,
-    TaskError, TaskStatus,
-};
+use crate::vr::model::{PowerState, ReplicationInfo, Task, TaskError, TaskStatus};
 use axum::http::StatusCode;
 use base64::Engine as _;
 
@@ -39,16 +40,27 @@ pub(crate) struct Session {
     pub remote: HashMap<String, String>,
 }
 
-/// A configure task and the replication it creates when it succeeds.
+/// A task: a configure task, which creates its replication, or a day-2 operation's on one.
 pub(crate) struct SimTask {
     pub id: String,
     pub vm_id: String,
     pub vm_name: String,
+    pub replication_id: String,
     pub created: Instant,
+    /// `created` on the world's clock: views and effects both use it, so that they agree on the
+    /// instant the task ends.
+    pub created_s: f64,
     pub queued_ms: i64,
-    /// `Some(message)`: the task ends in ERROR with it.
-    pub failure: Option<String>,
-    pub replication: ReplicationInfo,
+    pub work: Work,
+}
+
+/// What a task does.
+pub(crate) enum Work {
+    /// Creates the replication; `Some(message)`: ends in ERROR with it (and rolls it back).
+    Configure {
+        failure: Option<String>,
+    },
+    Operation(Operation),
 }
 
 /// Where a task is at a given instant.
@@ -68,11 +80,15 @@ pub(crate) enum Busy {
 pub(crate) struct World {
     pub inv: Inventory,
     pub sessions: HashMap<String, Session>,
-    /// Every configure task, oldest first.
+    /// Every task, oldest first.
     tasks: Vec<SimTask>,
-    /// vm id -> indexes into `tasks`, so per-VM checks stay cheap with thousands of tasks.
-    tasks_by_vm: HashMap<String, Vec<usize>>,
     task_by_id: HashMap<String, usize>,
+    /// Indexes of the tasks that have not ended: their effects are still to come.
+    pub(super) pending: BTreeSet<usize>,
+    /// Every replication there is, the inventory's first, then in creation order.
+    pub(super) replications: Replications,
+    /// The sync model's settings and the world's clock.
+    pub(super) life: Life,
     pub stats: SimStats,
     pub fail_next: VecDeque<StatusCode>,
     pub fail_after_commit: usize,
@@ -87,24 +103,7 @@ impl SimState {
     /// Builds the inventory from `cfg.vms` and `cfg.seed`, and the rate limiter from
     /// `cfg.limits`.
     pub fn new(cfg: SimConfig) -> SimState {
-        let inv = Inventory::generate(cfg.vms, cfg.seed);
-        let world = World {
-            inv,
-            sessions: HashMap::new(),
-            tasks: Vec::new(),
-            tasks_by_vm: HashMap::new(),
-            task_by_id: HashMap::new(),
-            stats: SimStats::default(),
-            fail_next: VecDeque::new(),
-            fail_after_commit: 0,
-            garble_after_commit: 0,
-            limiter: cfg.limits.map(Limiter::new),
-            // Distinct from the inventory's stream so that adding a VM does not shift ids
-            // handed out at run time, and vice versa.
-            rng: fastrand::Rng::with_seed(cfg.seed ^ 0x5EED_0F5E_5510_7500),
-            recent_window: DEFAULT_RECENT_TASK_WINDOW,
-            task_seconds: cfg.task_seconds.max(0.0),
-        };
+        let world = World::new(&cfg);
         SimState {
             inner: Arc::new(Shared {
                 cfg,
@@ -117,21 +116,31 @@ impl SimState {
         &self.inner.cfg
     }
 
+    /// The world, brought up to this instant.
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         // A handler that panicked mid-update leaves counters at worst slightly off; keep serving.
-        self.inner
+        let mut w = self
+            .inner
             .world
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        w.advance(Instant::now());
+        w
     }
 
     /// Snapshot of the truth, replications as they are at this instant.
     pub fn inventory(&self) -> Inventory {
         let w = self.world();
         let mut inv = w.inv.clone();
-        inv.replications = w.replications(Instant::now());
+        inv.replications = w.replications();
         inv.replication_servers = w.servers_with_counts(&inv.replications);
         inv
+    }
+
+    /// Powers the VM (by id or name) on or off, as its owner would in vCenter. Its replication
+    /// follows from this instant: a powered-off VM's is `NOT_ACTIVE` and copies nothing.
+    pub fn set_power(&self, vm: &str, on: bool) -> Result<(), SimError> {
+        self.world().set_power(vm, on)
     }
 
     pub fn stats(&self) -> SimStats {
@@ -236,6 +245,55 @@ impl SimState {
 }
 
 impl World {
+    /// The world at the simulator's start: the inventory from `cfg.vms` and `cfg.seed`, its
+    /// replications, the rate limiter from `cfg.limits`, the clock at 0.
+    pub(crate) fn new(cfg: &SimConfig) -> World {
+        let mut inv = Inventory::generate(cfg.vms, cfg.seed);
+        let replications = super::lifecycle::from_inventory(&mut inv);
+        World {
+            inv,
+            sessions: HashMap::new(),
+            tasks: Vec::new(),
+            task_by_id: HashMap::new(),
+            pending: BTreeSet::new(),
+            replications,
+            life: Life::new(cfg),
+            stats: SimStats::default(),
+            fail_next: VecDeque::new(),
+            fail_after_commit: 0,
+            garble_after_commit: 0,
+            limiter: cfg.limits.map(Limiter::new),
+            // Distinct from the inventory's stream so that adding a VM does not shift ids
+            // handed out at run time, and vice versa.
+            rng: fastrand::Rng::with_seed(cfg.seed ^ 0x5EED_0F5E_5510_7500),
+            recent_window: DEFAULT_RECENT_TASK_WINDOW,
+            task_seconds: cfg.task_seconds.max(0.0),
+        }
+    }
+
+    /// Powers the VM (by id or name) on or off, from the instant the world is at.
+    pub(crate) fn set_power(&mut self, vm: &str, on: bool) -> Result<(), SimError> {
+        let Some(found) = self
+            .inv
+            .vms
+            .iter_mut()
+            .find(|v| v.vm.id == vm || v.vm.name == vm)
+        else {
+            return Err(SimError::UnknownVm { vm: vm.to_string() });
+        };
+        found.vm.power_state = Some(if on {
+            PowerState::PoweredOn
+        } else {
+            PowerState::PoweredOff
+        });
+        let id = found.vm.id.clone();
+        if let Some(r) = self.replications.of_vm_mut(&id) {
+            r.powered_on = on;
+        }
+        self.note_link();
+        Ok(())
+    }
+
     pub fn new_session(&mut self, user: &str) -> String {
         let id = uuid(&mut self.rng);
         // Real session ids are base64 of a UUID string; clients must treat them as opaque.
@@ -252,62 +310,78 @@ impl World {
         sid
     }
 
-    pub fn view(&self, task: &SimTask, now: Instant) -> TaskView {
+    /// The instant the world has been brought up to: handlers judge tasks and replications as
+    /// of this instant, so that what they answer agrees with the effects already applied.
+    pub fn now(&self) -> Instant {
+        self.life.now
+    }
+
+    /// When `task` starts running and when it ends, on the world's clock.
+    pub(super) fn task_span(&self, task: &SimTask) -> (f64, f64) {
         let total = self.task_seconds;
-        let elapsed = now.saturating_duration_since(task.created).as_secs_f64();
-        let start_after = total / 4.0;
-        let ms = |secs: f64| task.queued_ms + (secs * 1000.0) as i64;
-        if elapsed < start_after {
+        (task.created_s + total / 4.0, task.created_s + total)
+    }
+
+    pub fn view(&self, task: &SimTask) -> TaskView {
+        let t = self.life.clock;
+        let (starts, ends) = self.task_span(task);
+        let ms = |at: f64| task.queued_ms + ((at - task.created_s) * 1000.0) as i64;
+        if t < starts {
             TaskView {
                 status: TaskStatus::Queued,
                 progress: 0,
                 start_ms: None,
                 complete_ms: None,
             }
-        } else if elapsed < total {
-            let frac = (elapsed - start_after) / (total - start_after);
+        } else if t < ends {
+            let frac = (t - starts) / (ends - starts);
             TaskView {
                 status: TaskStatus::Running,
                 progress: ((frac * 100.0) as i32).clamp(0, 99),
-                start_ms: Some(ms(start_after)),
+                start_ms: Some(ms(starts)),
                 complete_ms: None,
             }
         } else {
+            let failed = matches!(task.work, Work::Configure { failure: Some(_) });
             TaskView {
-                status: if task.failure.is_some() {
+                status: if failed {
                     TaskStatus::Error
                 } else {
                     TaskStatus::Success
                 },
                 progress: 100,
-                start_ms: Some(ms(start_after)),
-                complete_ms: Some(ms(total)),
+                start_ms: Some(ms(starts)),
+                complete_ms: Some(ms(ends)),
             }
         }
     }
 
-    /// The spec's `Task` for one of ours, as of `now`.
-    pub fn task_json(&self, task: &SimTask, now: Instant) -> Task {
-        let v = self.view(task, now);
-        let (error, result) = match v.status {
-            TaskStatus::Error => (
+    /// The spec's `Task` for one of ours, as of now.
+    pub fn task_json(&self, task: &SimTask) -> Task {
+        let v = self.view(task);
+        let (error, result) = match (v.status, &task.work) {
+            (TaskStatus::Error, Work::Configure { failure }) => (
                 Some(TaskError {
-                    message: task.failure.clone(),
+                    message: failure.clone(),
                     details: Some(
                         "Choose another target datastore or free up space on this one.".into(),
                     ),
                 }),
                 None,
             ),
-            TaskStatus::Success => (
+            (TaskStatus::Success, _) => (
                 None,
-                Some(serde_json::json!({ "replication_id": task.replication.id })),
+                Some(serde_json::json!({ "replication_id": task.replication_id })),
             ),
             _ => (None, None),
         };
+        let description_id = match &task.work {
+            Work::Configure { .. } => "com.vmware.vr.ConfigureReplicationTask",
+            Work::Operation(op) => op.description_id(),
+        };
         Task {
             id: task.id.clone(),
-            description_id: Some("com.vmware.vr.ConfigureReplicationTask".into()),
+            description_id: Some(description_id.into()),
             entity: Some(task.vm_id.clone()),
             entity_name: Some(task.vm_name.clone()),
             status: v.status,
@@ -320,35 +394,47 @@ impl World {
         }
     }
 
-    /// Replications that exist at `now`: those of the initial inventory, plus one per configure
-    /// task that is RUNNING (`IN_PROGRESS`) or has succeeded (`OK`). A QUEUED task has not created
-    /// its group yet, and a failed one has rolled it back.
-    pub fn replications(&self, now: Instant) -> Vec<ReplicationInfo> {
-        let mut out = self.inv.replications.clone();
-        for t in &self.tasks {
-            let v = self.view(t, now);
-            let mut r = t.replication.clone();
-            match v.status {
-                TaskStatus::Running => {
-                    r.configuration_state = Some(ConfigurationState::InProgress);
-                    r.status = Some(CompoundReplicationStatus {
-                        status: Some(ReplicationStatus::Configuring),
-                        rpo_violation: Some(false),
-                    });
-                }
-                TaskStatus::Success => {
-                    r.configuration_state = Some(ConfigurationState::Ok);
-                    r.status = Some(CompoundReplicationStatus {
-                        status: Some(ReplicationStatus::Ok),
-                        rpo_violation: Some(false),
-                    });
-                    r.last_sync_time = v.complete_ms.unwrap_or_default();
-                }
-                _ => continue,
-            }
-            out.push(r);
+    /// How a record is looked at now.
+    pub(super) fn at(&self, r: &super::replication::SimReplication) -> At {
+        let syncing = r
+            .operation
+            .and_then(|i| self.tasks.get(i))
+            .is_some_and(|t| {
+                matches!(t.work, Work::Operation(Operation::Sync))
+                    && self.view(t).status == TaskStatus::Running
+            });
+        At {
+            t: self.life.clock,
+            scale: self.life.scale,
+            syncing,
         }
-        out
+    }
+
+    /// Whether the API shows the replication: not while its configure task is QUEUED (the
+    /// group does not exist yet), from the moment that task runs.
+    pub(super) fn listed(&self, r: &super::replication::SimReplication) -> bool {
+        r.configuring
+            .and_then(|i| self.tasks.get(i))
+            .is_none_or(|t| self.view(t).status != TaskStatus::Queued)
+    }
+
+    /// The replication with this id, if the API shows it.
+    pub(super) fn listed_replication(
+        &self,
+        id: &str,
+    ) -> Option<&super::replication::SimReplication> {
+        self.replications.get(id).filter(|r| self.listed(r))
+    }
+
+    /// The replications the API shows now: the inventory's, plus one per configure task that is
+    /// RUNNING (`IN_PROGRESS`) or has succeeded and not been unconfigured since. A QUEUED task
+    /// has not created its group yet, and a failed one has rolled it back.
+    pub fn replications(&self) -> Vec<ReplicationInfo> {
+        self.replications
+            .iter()
+            .filter(|r| self.listed(r))
+            .map(|r| r.info_at(self.at(r)))
+            .collect()
     }
 
     /// Target VR servers with `replication_count` counted from `replications`.
@@ -371,47 +457,58 @@ impl World {
     }
 
     /// Whether the VM already has a replication or a configure task that has not failed.
-    pub fn busy(&self, vm_id: &str, now: Instant) -> Option<Busy> {
-        if let Some(r) = self
-            .inv
-            .replications
-            .iter()
-            .find(|r| r.vm_id.as_deref() == Some(vm_id))
-        {
-            return Some(Busy::Replicated(r.id.clone()));
-        }
-        let indexes = self
-            .tasks_by_vm
-            .get(vm_id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        for t in indexes.iter().filter_map(|i| self.tasks.get(*i)) {
-            match self.view(t, now).status {
-                TaskStatus::Queued | TaskStatus::Running => {
-                    return Some(Busy::TaskInFlight(t.id.clone()))
-                }
-                TaskStatus::Success => return Some(Busy::Replicated(t.replication.id.clone())),
-                _ => {}
-            }
-        }
-        None
+    pub fn busy(&self, vm_id: &str) -> Option<Busy> {
+        let r = self.replications.of_vm(vm_id)?;
+        Some(match r.configuring.and_then(|i| self.tasks.get(i)) {
+            Some(t) => Busy::TaskInFlight(t.id.clone()),
+            None => Busy::Replicated(r.info.id.clone()),
+        })
     }
 
     pub fn task(&self, id: &str) -> Option<&SimTask> {
         self.task_by_id.get(id).and_then(|i| self.tasks.get(*i))
     }
 
+    pub(super) fn task_at(&self, index: usize) -> Option<&SimTask> {
+        self.tasks.get(index)
+    }
+
     pub fn tasks(&self) -> &[SimTask] {
         &self.tasks
     }
 
-    pub fn add_task(&mut self, task: SimTask) {
-        self.tasks_by_vm
-            .entry(task.vm_id.clone())
-            .or_default()
-            .push(self.tasks.len());
-        self.task_by_id.insert(task.id.clone(), self.tasks.len());
+    /// Adds a task whose effect is still to come; returns its index.
+    pub(super) fn add_task(&mut self, task: SimTask) -> usize {
+        let index = self.tasks.len();
+        self.task_by_id.insert(task.id.clone(), index);
+        self.pending.insert(index);
         self.tasks.push(task);
+        index
+    }
+
+    /// A new task for `replication_id` of `vm_id`, created now.
+    pub(super) fn new_task(
+        &mut self,
+        vm_id: &str,
+        vm_name: &str,
+        replication_id: &str,
+        work: Work,
+    ) -> SimTask {
+        SimTask {
+            id: format!("HTask:{}", uuid(&mut self.rng)),
+            vm_id: vm_id.to_string(),
+            vm_name: vm_name.to_string(),
+            replication_id: replication_id.to_string(),
+            created: self.life.now,
+            created_s: self.life.clock,
+            queued_ms: epoch_ms(),
+            work,
+        }
+    }
+
+    /// `t` on the world's clock as a [`Moment`].
+    pub(super) fn moment(&self, t: f64) -> Moment {
+        self.life.moment(t)
     }
 }
 

@@ -1,5 +1,7 @@
-//! What the simulator counted: calls per operation, error answers, and above all configure attempts
-//! per VM, so a test can prove that a client never configured a VM twice.
+//! What the simulator counted: calls per operation, error answers, configure attempts per VM (so a
+//! test can prove that a client never configured a VM twice), day-2 operations per replication
+//! (nothing unconfigured twice, nothing outside a batch touched), and when each replication was
+//! configured and synced (an admission cap kept, the time each VM took to be protected).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,44 @@ pub struct SimStats {
     pub configured_more_than_once: Vec<String>,
     /// The rate limiter's refusals and peaks, per tier.
     pub limiter: super::LimiterStats,
+    /// The most initial full syncs that were ever on the link at once.
+    pub peak_initial_syncs: usize,
+    /// replication id -> its life, for every replication a configure task created.
+    pub replications: BTreeMap<String, ReplicationTimeline>,
+    /// replication id -> operation (`unconfigure`, `reconfigure`, `pause`, `resume`, `sync`,
+    /// `destroy`) -> requests accepted (tasks created).
+    pub operations: BTreeMap<String, BTreeMap<String, u64>>,
+    /// replication id -> operation -> requests refused for the replication's state.
+    pub operations_refused: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Replications whose accepted unconfigure or destroy asked to keep the replica disks.
+    pub replica_disks_retained: Vec<String>,
+}
+
+/// An instant twice over: on the wall clock (as the API's times) and on the simulated clock (as
+/// the sync model sees it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moment {
+    /// Milliseconds since the epoch, wall clock.
+    pub at_ms: i64,
+    /// Simulated milliseconds since the simulator started: wall time × `sync_time_scale`.
+    pub sim_ms: u64,
+}
+
+/// When one replication was asked for, configured, and through its initial full sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationTimeline {
+    pub vm_id: String,
+    pub vm_name: String,
+    /// What the initial full sync copies: the enabled disks, in bytes.
+    pub bytes: u64,
+    /// Its configure call was accepted.
+    pub submitted: Moment,
+    /// Its configure task succeeded.
+    pub configured: Moment,
+    /// It first went onto the link (`None`: not yet, e.g. its VM is powered off).
+    pub sync_started: Option<Moment>,
+    /// Its initial full sync ended: from then on it had had a sync since it was configured.
+    pub sync_ended: Option<Moment>,
 }
 
 impl SimStats {
@@ -54,6 +94,24 @@ impl SimStats {
         if *n == 2 {
             self.configured_more_than_once.push(vm_id.to_string());
         }
+    }
+
+    pub(crate) fn count_operation(&mut self, replication_id: &str, operation: &str) {
+        *self
+            .operations
+            .entry(replication_id.to_string())
+            .or_default()
+            .entry(operation.to_string())
+            .or_default() += 1;
+    }
+
+    pub(crate) fn count_refused(&mut self, replication_id: &str, operation: &str) {
+        *self
+            .operations_refused
+            .entry(replication_id.to_string())
+            .or_default()
+            .entry(operation.to_string())
+            .or_default() += 1;
     }
 
     pub(crate) fn count_rejected(&mut self, vm_id: &str) {

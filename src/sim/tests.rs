@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 
 use super::*;
 
+mod lifecycle;
+mod operations;
+
 const USER: &str = "administrator@vsphere.local";
 const PASSWORD: &str = "VMware1!";
 
@@ -189,6 +192,29 @@ fn spec_for(inv: &Inventory, vm_name: &str, datastore: &str) -> Value {
         "target_replication_server_id": null,
         "disks": disks,
     })
+}
+
+/// Bytes the initial sync of `vm_name` copies in the seed-1 inventory of `vms` VMs: its
+/// supported disks.
+pub(super) fn sync_bytes(vms: usize, vm_name: &str) -> f64 {
+    let inv = Inventory::generate(vms, 1);
+    inv.vm_by_name(vm_name)
+        .unwrap()
+        .disks()
+        .iter()
+        .filter(|d| d.is_supported())
+        .map(|d| d.capacity.unwrap() as f64 * 1024.0)
+        .sum()
+}
+
+/// Tasks of 0.2 s, and a time scale at which `vm_name` alone syncs in `seconds` at the default
+/// ceiling of 200 Mbit/s (25 MB/s).
+pub(super) fn syncing_in(vm_name: &str, seconds: f64) -> SimConfig {
+    SimConfig {
+        task_seconds: 0.2,
+        sync_time_scale: sync_bytes(40, vm_name) / (25e6 * seconds),
+        ..SimConfig::default()
+    }
 }
 
 fn message(body: &Value) -> String {

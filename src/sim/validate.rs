@@ -1,15 +1,16 @@
-//! Validation of a `POST /pairings/{p}/replications` body, written from the spec's
-//! `ConfigureReplicationSpec` / `ConfigureReplicationVmDisk` / `VmDisk` schemas on raw JSON, on
-//! purpose without the client's serde models: a client bug (a missing field, a `null` where the spec
-//! does not allow one, a misspelt key, a disk left out) must surface here as a 400 naming the field,
-//! e.g. `[2].rpo: must be between 5 and 1440, got 2`.
+//! Validation of the bodies of `POST /pairings/{p}/replications` and of
+//! `POST …/replications/{id}/actions/reconfigure`, written from the spec's
+//! `ConfigureReplicationSpec` / `ReconfigureReplicationSpec` / `ConfigureReplicationVmDisk` /
+//! `VmDisk` schemas on raw JSON, on purpose without the client's serde models: a client bug (a
+//! missing field, a `null` where the spec does not allow one, a misspelt key, a disk left out) must
+//! surface here as a 400 naming the field, e.g. `[2].rpo: must be between 5 and 1440, got 2`.
 //!
 //! Beyond the schema, the checks are the ones a VRMS makes against its inventory: the VM exists, is
-//! not a template, is not already replicated or being configured; the disks are exactly the VM's;
-//! unsupported disks are not enabled; datastores, policies and VR servers exist on the target site.
+//! not a template, is not already replicated or being configured; the disks are exactly the VM's
+//! (a reconfigure too must list every one); unsupported disks are not enabled; datastores,
+//! policies and VR servers exist on the target site.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 
 use serde_json::{Map, Value};
 
@@ -42,6 +43,22 @@ const SPEC_FIELDS: [&str; 13] = [
     "disks",
     "target_vc_id",
     "vm_id",
+];
+
+/// `ReconfigureReplicationSpec`: a configure spec without the VM and the target vCenter, which a
+/// replication cannot change.
+const RECONFIGURE_FIELDS: [&str; 11] = [
+    "quiesce_enabled",
+    "rpo",
+    "network_compression_enabled",
+    "mpit_enabled",
+    "mpit_instances",
+    "mpit_days",
+    "auto_replicate_new_disks",
+    "target_replication_server_id",
+    "lwd_encryption_enabled",
+    "vm_data_sets_replication_enabled",
+    "disks",
 ];
 
 const DISK_FIELDS: [&str; 7] = [
@@ -131,6 +148,23 @@ pub(crate) struct AcceptedDisk {
     pub device_key: i32,
     pub enabled: bool,
     pub datastore_id: String,
+    pub storage_policy_id: Option<String>,
+}
+
+/// A reconfigure body that passed every check. Optional fields left out keep the replication's
+/// current value; a `null` VR server keeps the current one.
+#[derive(Debug, Clone)]
+pub(crate) struct AcceptedReconfigure {
+    pub rpo: i64,
+    pub quiesce: Option<bool>,
+    pub network_compression: bool,
+    pub lwd_encryption: bool,
+    pub auto_replicate_new_disks: bool,
+    pub mpit_enabled: bool,
+    pub mpit_instances: Option<i32>,
+    pub mpit_days: Option<i32>,
+    pub target_replication_server_id: Option<String>,
+    pub disks: Vec<AcceptedDisk>,
 }
 
 /// Checks the whole body; all specs are accepted or none is.
@@ -153,7 +187,6 @@ pub(crate) fn configure_body(body: &Value, world: &World) -> Result<Vec<Accepted
         });
         return Err(rej);
     }
-    let now = Instant::now();
     let mut seen_vms: HashMap<String, usize> = HashMap::new();
     let mut accepted = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -176,7 +209,7 @@ pub(crate) fn configure_body(body: &Value, world: &World) -> Result<Vec<Accepted
             } else {
                 seen_vms.insert(spec.vm_id.clone(), i);
             }
-            if let Some(busy) = world.busy(&spec.vm_id, now) {
+            if let Some(busy) = world.busy(&spec.vm_id) {
                 let name = world
                     .inv
                     .vm(&spec.vm_id)
@@ -205,6 +238,77 @@ pub(crate) fn configure_body(body: &Value, world: &World) -> Result<Vec<Accepted
     } else {
         Err(rej)
     }
+}
+
+/// Checks a `ReconfigureReplicationSpec` for the replication of `vm_id`: every field as the
+/// schema says, and every disk of the VM listed, as for a configure.
+pub(crate) fn reconfigure_body(
+    body: &Value,
+    vm_id: &str,
+    world: &World,
+) -> Result<AcceptedReconfigure, Rejection> {
+    let mut rej = Rejection::default();
+    let mut c = Checker {
+        errors: &mut rej.errors,
+    };
+    match reconfigure_spec(&mut c, "body", body, vm_id, world) {
+        Some(accepted) if rej.errors.is_empty() => Ok(accepted),
+        _ => Err(rej),
+    }
+}
+
+/// Reads and checks a reconfigure spec; `None` when anything about it is wrong (errors
+/// recorded).
+fn reconfigure_spec(
+    c: &mut Checker<'_>,
+    path: &str,
+    body: &Value,
+    vm_id: &str,
+    world: &World,
+) -> Option<AcceptedReconfigure> {
+    let before = c.errors.len();
+    let obj = c.schema_object(
+        path,
+        body,
+        "ReconfigureReplicationSpec",
+        &RECONFIGURE_FIELDS,
+    )?;
+    let quiesce = c.bool_opt(path, obj, "quiesce_enabled");
+    let rpo = c.int_req(path, obj, "rpo", 5, 1440);
+    let network_compression = c.bool_req(path, obj, "network_compression_enabled");
+    let mpit_enabled = c.bool_req(path, obj, "mpit_enabled");
+    let mpit_instances = c.int_opt(path, obj, "mpit_instances", 0, i32::MAX.into());
+    let mpit_days = c.int_opt(path, obj, "mpit_days", 0, i32::MAX.into());
+    let auto_new = c.bool_req(path, obj, "auto_replicate_new_disks");
+    let server = c.str_nullable(path, obj, "target_replication_server_id");
+    let lwd = c.bool_req(path, obj, "lwd_encryption_enabled");
+    c.bool_opt(path, obj, "vm_data_sets_replication_enabled");
+    let disks = c.array_req(path, obj, "disks");
+
+    if mpit_enabled == Some(true) {
+        point_in_time_copies(c, path, mpit_instances, mpit_days);
+    }
+    target_site(c, path, world, None, server.flatten());
+    let vm = world.inv.vm(vm_id);
+    let disks = disks
+        .map(|d| spec_disks(c, path, d, Some(vm_id), vm, world))
+        .unwrap_or_default();
+
+    if c.errors.len() > before {
+        return None;
+    }
+    Some(AcceptedReconfigure {
+        rpo: rpo?,
+        quiesce,
+        network_compression: network_compression?,
+        lwd_encryption: lwd?,
+        auto_replicate_new_disks: auto_new?,
+        mpit_enabled: mpit_enabled?,
+        mpit_instances: mpit_instances.and_then(|n| i32::try_from(n).ok()),
+        mpit_days: mpit_days.and_then(|n| i32::try_from(n).ok()),
+        target_replication_server_id: server.flatten().map(str::to_string),
+        disks,
+    })
 }
 
 /// Reads and checks one spec; `None` when anything about it is wrong (errors already recorded).
@@ -397,6 +501,7 @@ fn spec_disks(
             device_key: key,
             enabled: parsed.enabled,
             datastore_id: parsed.datastore_id,
+            storage_policy_id: parsed.storage_policy_id,
         });
     }
     let Some(vm) = vm else {
@@ -476,6 +581,7 @@ struct ParsedDisk {
     is_vm_home: Option<bool>,
     enabled: bool,
     datastore_id: String,
+    storage_policy_id: Option<String>,
     destination_path: Option<String>,
 }
 
@@ -591,6 +697,7 @@ fn disk(
         is_vm_home,
         enabled: enabled?,
         datastore_id: datastore?.to_string(),
+        storage_policy_id: policy.flatten().map(str::to_string),
         destination_path: dest_path.flatten().map(str::to_string),
     })
 }

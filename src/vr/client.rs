@@ -665,6 +665,183 @@ impl Client {
         decode::<DrList<Task>>("POST", &display_path(&path), &bytes).map(|l| l.list)
     }
 
+    /// `GET /pairings/{p}/replications/{id}`
+    pub async fn replication(
+        &self,
+        pairing_id: &str,
+        replication_id: &str,
+    ) -> Result<ReplicationInfo, ApiError> {
+        self.get::<DrEntity<ReplicationInfo>>(
+            "getReplicationInfo",
+            &["pairings", pairing_id, "replications", replication_id],
+            Vec::new(),
+        )
+        .await
+        .map(|e| e.entity)
+    }
+
+    /// `GET /pairings/{p}/replications/{id}/disks`: every disk of the VM, replicated or not, as a
+    /// reconfigure must send them back.
+    pub async fn replication_disks(
+        &self,
+        pairing_id: &str,
+        replication_id: &str,
+    ) -> Result<Vec<ReplicatedVmDisk>, ApiError> {
+        self.list(
+            "getReplicatedVmDisks",
+            &[
+                "pairings",
+                pairing_id,
+                "replications",
+                replication_id,
+                "disks",
+            ],
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `POST /pairings/{p}/replications/{id}/actions/unconfigure`: the task that removes the
+    /// replication on both sites. Not idempotent (as every call below that changes a
+    /// replication): the caller finds out what happened before sending it again.
+    pub async fn unconfigure_replication(
+        &self,
+        pairing_id: &str,
+        replication_id: &str,
+        retain_replica_disks: bool,
+    ) -> Result<Task, ApiError> {
+        let path = [
+            "pairings",
+            pairing_id,
+            "replications",
+            replication_id,
+            "actions",
+            "unconfigure",
+        ];
+        let query = [(
+            "retain_replica_disks".to_string(),
+            retain_replica_disks.to_string(),
+        )];
+        let call = Call {
+            query: &query,
+            ..Call::post("unconfigureReplication", &path, None)
+        };
+        let bytes = self.call(&call, Auth::Session).await?;
+        decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
+    }
+
+    /// `POST /pairings/{p}/replications/{id}/actions/reconfigure`: the task that applies `spec`
+    /// (the whole configuration, every disk of the VM included).
+    pub async fn reconfigure_replication(
+        &self,
+        pairing_id: &str,
+        replication_id: &str,
+        spec: &ReconfigureReplicationSpec,
+    ) -> Result<Task, ApiError> {
+        let path = [
+            "pairings",
+            pairing_id,
+            "replications",
+            replication_id,
+            "actions",
+            "reconfigure",
+        ];
+        let body = serde_json::to_vec(spec).map_err(SetupError::Encode)?;
+        let bytes = self
+            .call(
+                &Call::post("reconfigureReplication", &path, Some(&body)),
+                Auth::Session,
+            )
+            .await?;
+        decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
+    }
+
+    /// `POST /pairings/{p}/replications/{id}/actions/pause`
+    pub async fn pause_replication(
+        &self,
+        pairing_id: &str,
+        replication_id: &str,
+    ) -> Result<Task, ApiError> {
+        let path = [
+            "pairings",
+            pairing_id,
+            "replications",
+            replication_id,
+            "actions",
+            "pause",
+        ];
+        let bytes = self
+            .call(&Call::post("pauseReplication", &path, None), Auth::Session)
+            .await?;
+        decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
+    }
+
+    /// `POST /pairings/{p}/replications/{id}/actions/resume`
+    pub async fn resume_replication(
+        &self,
+        pairing_id: &str,
+        replication_id: &str,
+    ) -> Result<Task, ApiError> {
+        let path = [
+            "pairings",
+            pairing_id,
+            "replications",
+            replication_id,
+            "actions",
+            "resume",
+        ];
+        let bytes = self
+            .call(&Call::post("resumeReplication", &path, None), Auth::Session)
+            .await?;
+        decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
+    }
+
+    /// `POST /pairings/{p}/replications/{id}/actions/sync`: a sync now.
+    pub async fn sync_replication(
+        &self,
+        pairing_id: &str,
+        replication_id: &str,
+    ) -> Result<Task, ApiError> {
+        let path = [
+            "pairings",
+            pairing_id,
+            "replications",
+            replication_id,
+            "actions",
+            "sync",
+        ];
+        let bytes = self
+            .call(&Call::post("syncReplication", &path, None), Auth::Session)
+            .await?;
+        decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
+    }
+
+    /// `DELETE /pairings/{p}/replications/{id}`: the task that removes the replication on the
+    /// local site only. Meant for when the remote site is down: the target site keeps whatever
+    /// it had, to be cleaned up there.
+    pub async fn destroy_replication(
+        &self,
+        pairing_id: &str,
+        replication_id: &str,
+        retain_replica_disks: bool,
+    ) -> Result<Task, ApiError> {
+        let path = ["pairings", pairing_id, "replications", replication_id];
+        let query = [(
+            "retain_replica_disks".to_string(),
+            retain_replica_disks.to_string(),
+        )];
+        let call = Call {
+            op: "destroyReplication",
+            method: Method::DELETE,
+            path: &path,
+            query: &query,
+            body: None,
+            idempotent: false,
+        };
+        let bytes = self.call(&call, Auth::Session).await?;
+        decode::<DrEntity<Task>>("DELETE", &display_path(&path), &bytes).map(|e| e.entity)
+    }
+
     /// `GET /tasks`: the server's recent tasks.
     pub async fn tasks(&self, filter: Option<&Filter>) -> Result<Vec<Task>, ApiError> {
         self.list("getRecentTasksInfo", &["tasks"], Filter::query(filter))

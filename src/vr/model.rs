@@ -1,5 +1,5 @@
 //! Serde types for the schemas of the vSphere Replication REST API (v2) that the configure workflow
-//! touches, named and shaped exactly as in `vsphere-replication-api-v2.json`.
+//! and the day-2 operations touch, named and shaped exactly as in `vsphere-replication-api-v2.json`.
 //!
 //! Unknown fields from the server are ignored, and server-side enums carry an `Unrecognized`
 //! catch-all, so a newer appliance that adds a field or an enum value does not break a batch.
@@ -667,8 +667,28 @@ pub enum ReplicationType {
 /// Why a replication's configuration is in `ERROR`: the same shape as [`TaskError`].
 pub type ReplicationInfoConfigurationError = TaskError;
 
+/// The faults of the underlying replication group: the same shape as [`TaskError`].
+pub type ReplicationInfoLastGroupError = TaskError;
+
+/// How far a sync has got. The spec describes none of its fields; as appliances fill them,
+/// `transferred_*` count bytes copied of the bytes to copy, `checksum_*` the bytes compared
+/// when seeds are used, and `progress` is a percentage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncProgressData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_current: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_total: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transferred_current: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transferred_total: Option<i64>,
+}
+
 /// An existing replication (`GET /pairings/{p}/replications`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReplicationInfo {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -693,15 +713,32 @@ pub struct ReplicationInfo {
     pub replication_server_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration_state: Option<ConfigurationState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_solution: Option<String>,
     #[serde(default)]
     pub configuration_error: Option<ReplicationInfoConfigurationError>,
+    /// The replication's own fault (status `ERROR` while its configuration is `OK`).
+    #[serde(default)]
+    pub last_group_error: Option<ReplicationInfoLastGroupError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_state: Option<RecoveryState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_error: Option<String>,
     #[serde(default)]
     pub target_replication_server_uuid: Option<String>,
-    /// Required by the spec; some servers omit it before the first sync.
+    /// Milliseconds since the epoch. Required by the spec; some servers omit it before the
+    /// first sync, and it is 0 until then.
     #[serde(default)]
     pub last_sync_time: i64,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_duration: Option<i64>,
+    /// Bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_size: Option<i64>,
+    /// Minutes past the deadline of the next replica image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_rpo_violation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiescing_enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -716,6 +753,58 @@ pub struct ReplicationInfo {
     pub mpit_instances: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mpit_days: Option<i32>,
+    /// Set while a sync copies data (the initial full sync above all); `null` otherwise.
+    #[serde(default)]
+    pub sync_progress: Option<SyncProgressData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_data_sets_replication_enabled: Option<bool>,
+}
+
+/// The body of `POST …/replications/{id}/actions/reconfigure`: the replication's settings as
+/// they are to be, every disk of the VM included (as in [`ConfigureReplicationSpec`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconfigureReplicationSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce_enabled: Option<bool>,
+    /// Minutes, 5..=1440.
+    pub rpo: i64,
+    pub network_compression_enabled: bool,
+    pub mpit_enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpit_instances: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpit_days: Option<i32>,
+    pub auto_replicate_new_disks: bool,
+    /// `null`: the server chooses.
+    #[serde(default)]
+    pub target_replication_server_id: Option<String>,
+    pub lwd_encryption_enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_data_sets_replication_enabled: Option<bool>,
+    pub disks: Vec<ConfigureReplicationVmDisk>,
+}
+
+/// Where a replica disk lives on the target site: the same shape as [`DatastorePathData`].
+pub type DestinationDatastorePathData = DatastorePathData;
+
+/// A disk of a replicated VM (`GET …/replications/{id}/disks`): the source disk and, when it is
+/// replicated, where its replica is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicatedVmDisk {
+    /// Optional in the spec, but a reconfigure must send every disk back: without it the
+    /// answer is of no use.
+    pub vm_disk: VmDisk,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicated: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_path: Option<DestinationDatastorePathData>,
+    #[serde(default)]
+    pub destination_storage_policy_id: Option<String>,
+    #[serde(default)]
+    pub destination_storage_policy_name: Option<String>,
+    /// Bytes the replica occupies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_disk_usage: Option<i64>,
 }
 
 #[cfg(test)]
