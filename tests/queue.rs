@@ -652,3 +652,36 @@ fn the_protection_record_keeps_the_latest_sighting_and_logs_each_status_change_o
         ]
     );
 }
+
+#[test]
+fn bytes_the_appliance_stops_showing_are_kept_and_complete_once_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 1, 3);
+    let lease = q.claim(Some(batch), 1, "w", LEASE).unwrap()[0]
+        .lease()
+        .unwrap();
+    q.succeed(&lease, Some("GID-1"), "configured").unwrap();
+    let seen = |status: &str, done: Option<i64>, total: Option<i64>, protected| ReplicationSeen {
+        job: lease.job,
+        replication_id: "GID-1".into(),
+        status: status.into(),
+        configuration_state: Some("OK".into()),
+        bytes_done: done,
+        bytes_total: total,
+        rpo_violation: false,
+        error: None,
+        protected,
+    };
+    q.record_protection(&[seen("INITIAL_FULL_SYNC", Some(30), Some(90), false)])
+        .unwrap();
+    // Paused mid-sync: the appliance shows no progress; what was copied stays known.
+    q.record_protection(&[seen("PAUSED", None, None, false)])
+        .unwrap();
+    let p = &q.protection(batch).unwrap()[0];
+    assert_eq!((p.bytes_done, p.bytes_total), (Some(30), Some(90)));
+    q.record_protection(&[seen("OK", None, None, true)])
+        .unwrap();
+    let p = &q.protection(batch).unwrap()[0];
+    assert_eq!((p.bytes_done, p.bytes_total), (Some(90), Some(90)));
+}

@@ -16,6 +16,7 @@ mod retry;
 mod run;
 mod simulate;
 mod status;
+mod watch;
 
 // The report speaks of times and durations in the same words as `vrbulk status`.
 
@@ -97,6 +98,8 @@ pub enum Command {
     Config(config_cmd::ConfigCommand),
     /// Show where a batch stands: jobs per state and step, retries, jobs in doubt, last errors.
     Status(status::StatusArgs),
+    /// Follow a batch's replications through their initial sync until every VM is protected.
+    Watch(watch::WatchArgs),
     /// Requeue the failed (and, with --cancelled, the cancelled) jobs of a batch.
     Retry(retry::RetryArgs),
     /// Cancel the jobs of a batch that have not started; running ones finish.
@@ -285,6 +288,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<u8> {
             Command::Inventory(cmd) => inventory::run(cmd, cli.config.as_deref()).await,
             Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()).await,
             Command::Status(args) => status::run(args, &cli.db),
+            Command::Watch(args) => watch::run(args, cli.config.as_deref(), &cli.db).await,
             Command::Retry(args) => retry::run(args, &cli.db),
             Command::Cancel(args) => cancel::run(args, &cli.db),
             Command::Init(args) => init::run(args),

@@ -79,7 +79,8 @@ impl Protection {
     }
 }
 
-/// What was just seen of one job's replication.
+/// What was just seen of one job's replication. Bytes the appliance no longer shows (a sync
+/// that ended) keep their last value; a protected replication has copied all of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationSeen {
     pub job: JobId,
@@ -128,7 +129,10 @@ impl Queue {
                          COALESCE((SELECT finished_at FROM jobs WHERE id = ?1), ?10), \
                          CASE WHEN ?9 THEN ?10 END, ?10) \
                  ON CONFLICT (job_id) DO UPDATE SET replication_id = ?2, status = ?3, \
-                 configuration_state = ?4, bytes_done = ?5, bytes_total = ?6, \
+                 configuration_state = ?4, \
+                 bytes_done = COALESCE(?5, CASE WHEN ?9 THEN COALESCE(?6, bytes_total) END, \
+                                       bytes_done), \
+                 bytes_total = COALESCE(?6, bytes_total), \
                  rpo_violation = ?7, error = ?8, \
                  protected_at = COALESCE(protected_at, CASE WHEN ?9 THEN ?10 END), \
                  updated_at = ?10",

@@ -11,6 +11,7 @@
 //! may have reached the server, only the server's own word (a failed task, a replication in
 //! error) fails the job: a read that fails leaves it in doubt for a later attempt.
 
+pub mod follow;
 mod pacing;
 mod phases;
 
@@ -124,6 +125,12 @@ pub enum RunError {
 
     #[error("a job queue operation stopped unexpectedly")]
     Worker(#[source] tokio::task::JoinError),
+
+    #[error("reading the replications")]
+    Follow(#[source] ApiError),
+
+    #[error("{0}")]
+    NoPairing(String),
 }
 
 /// A job this run holds, with what it has learnt so far.

@@ -91,7 +91,9 @@ impl Runner {
             let vm_ids = self.vm_ids(&ids);
             let client = self.client.clone();
             let work = async move {
-                let reps = replications_of(&client, &disc, &vm_ids).await?;
+                let reps =
+                    replications_of(&client, disc.pairing_id(), &vm_ids, disc.size_with(&vm_ids))
+                        .await?;
                 let tasks = tasks_of_vms(&client, &vm_ids).await?;
                 Ok((reps, tasks))
             };
@@ -450,7 +452,9 @@ impl Runner {
             }
             let vm_ids = self.vm_ids(&ids);
             let client = self.client.clone();
-            let work = async move { replications_of(&client, &disc, &vm_ids).await };
+            let work = async move {
+                replications_of(&client, disc.pairing_id(), &vm_ids, disc.size_with(&vm_ids)).await
+            };
             let Some(reps) = self.fetch(&ids, work).await? else {
                 continue;
             };

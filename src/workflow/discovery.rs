@@ -159,6 +159,16 @@ impl Discovery {
         })
     }
 
+    pub fn pairing_id(&self) -> &str {
+        &self.pairing.pairing_id
+    }
+
+    /// How many replications the pairing holds with `vm_ids` configured besides those it had:
+    /// the size of its unfiltered replication list, for choosing how to read it.
+    pub fn size_with(&self, vm_ids: &[String]) -> usize {
+        self.replications.len() + vm_ids.len()
+    }
+
     pub fn summary(&self) -> DiscoverySummary {
         DiscoverySummary {
             pairing_id: self.pairing.pairing_id.clone(),

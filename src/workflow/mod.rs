@@ -5,6 +5,7 @@
 pub mod discovery;
 pub mod pairing;
 pub mod plan;
+pub mod protection;
 pub mod reads;
 pub mod resolve;
 pub mod spec;

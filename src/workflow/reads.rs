@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use futures_util::future::{join_all, try_join_all};
 
-use super::Discovery;
 use crate::vr::model::{ReplicationInfo, Task};
 use crate::vr::{ApiError, Client, Filter};
 
@@ -48,14 +47,14 @@ where
     Ok(pages.into_iter().flatten().collect())
 }
 
-/// Replications of these VMs, by VM id.
+/// Replications of these VMs on `pairing`, by VM id; `all` estimates how many replications the
+/// pairing has (the discovery's count and these, say).
 pub async fn replications_of(
     client: &Client,
-    disc: &Discovery,
+    pairing: &str,
     vm_ids: &[String],
+    all: usize,
 ) -> Result<HashMap<String, ReplicationInfo>, ApiError> {
-    let pairing = &disc.pairing.pairing_id;
-    let all = disc.replications.len() + vm_ids.len();
     let reps = read_many(client, "vm_id", vm_ids, all, |filter| async move {
         client.replications(pairing, filter.as_ref()).await
     })

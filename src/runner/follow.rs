@@ -1,0 +1,299 @@
+//! `vrbulk watch`: follows the replications a batch configured until they are protected. Each
+//! round reads the replications of the batch's configured VMs with grouped calls (filtered by VM,
+//! or the pairing's whole list when that is cheaper), records what the appliance says in the
+//! queue's protection record (status changes into its log), and hands a [`Round`] to the caller
+//! to show. It ends when nothing is syncing any more: every VM protected, in error, or powered
+//! off (a powered-off VM is not waited for: it syncs once someone powers it on).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{stopped, Db, RunError};
+use crate::queue::{BatchId, JobId, JobState, Protection, Queue, Readiness, ReplicationSeen};
+use crate::vr::{Client, ClientSettings, Politeness};
+use crate::workflow::choose_pairing;
+use crate::workflow::protection::seen;
+use crate::workflow::reads::replications_of;
+
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub batch: BatchId,
+    /// The shortest time between two rounds; the appliance's budget may space them further.
+    pub interval: Duration,
+    /// One round, then the answer.
+    pub once: bool,
+}
+
+/// Why watching ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEnding {
+    /// Nothing is syncing any more (or `--once`).
+    Settled,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// What one round saw, for the caller to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Round {
+    /// Configured VMs per readiness; every readiness is present.
+    pub counts: BTreeMap<Readiness, u64>,
+    /// Configured VMs the queue has no record of yet (not seen by any round).
+    pub unseen: u64,
+    /// Of the VMs still syncing: bytes copied and bytes to copy, as far as the appliance says.
+    pub bytes_done: i64,
+    pub bytes_total: i64,
+    /// Bytes a second over the last rounds; `None` until two rounds have seen progress.
+    pub throughput: Option<f64>,
+    /// How long the syncing VMs still need at that pace.
+    pub eta: Option<Duration>,
+    /// Every configured VM's record, in job order.
+    pub records: Vec<Protection>,
+}
+
+impl Round {
+    /// Every configured VM is protected.
+    pub fn all_protected(&self) -> bool {
+        self.unseen == 0
+            && Readiness::ALL
+                .iter()
+                .all(|r| *r == Readiness::Protected || self.counts[r] == 0)
+    }
+
+    /// Nothing is left to wait for: each VM is protected, in error or powered off.
+    pub fn settled(&self) -> bool {
+        self.unseen == 0 && self.counts[&Readiness::Syncing] == 0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchOutcome {
+    pub batch: BatchId,
+    pub ending: WatchEnding,
+    /// The last round; `None` when the batch has no configured VM.
+    pub last: Option<Round>,
+}
+
+impl WatchOutcome {
+    /// The operator contract of `watch`: 0 every configured VM protected, 4 some replication in
+    /// error, 5 not all protected yet (still syncing, or powered off and waiting), 130
+    /// interrupted.
+    pub fn exit_code(&self) -> u8 {
+        if self.ending == WatchEnding::Interrupted {
+            return 130;
+        }
+        match &self.last {
+            None => 0,
+            Some(r) if r.counts[&Readiness::Error] > 0 => 4,
+            Some(r) if r.all_protected() => 0,
+            Some(_) => 5,
+        }
+    }
+}
+
+/// A configured job to follow.
+#[derive(Debug, Clone)]
+struct Target {
+    job: JobId,
+    vm_id: String,
+    pairing: Option<String>,
+}
+
+/// Follows the configured VMs of `opts.batch` until nothing syncs any more, `--once`, or `stop`;
+/// `show` sees every round.
+pub async fn watch(
+    queue: Queue,
+    settings: ClientSettings,
+    opts: WatchOptions,
+    stop: watch::Receiver<bool>,
+    mut show: impl FnMut(&Round),
+) -> Result<WatchOutcome, RunError> {
+    let db = Db(Arc::new(Mutex::new(queue)));
+    let batch = opts.batch;
+    let targets: Vec<Target> = db
+        .run(move |q| {
+            Ok(q.jobs(batch)?
+                .into_iter()
+                .filter(|j| j.state == JobState::Succeeded)
+                .filter_map(|j| {
+                    Some(Target {
+                        job: j.id,
+                        vm_id: j.checkpoint.vm_id.clone()?,
+                        pairing: j.spec.pairing.clone(),
+                    })
+                })
+                .collect())
+        })
+        .await?;
+    if targets.is_empty() {
+        return Ok(WatchOutcome {
+            batch,
+            ending: WatchEnding::Settled,
+            last: None,
+        });
+    }
+    let client =
+        Client::with_politeness(settings, Politeness::standard()).map_err(RunError::Login)?;
+    client.login().await.map_err(RunError::Login)?;
+    let pairings = client.pairings().await.map_err(RunError::Pairings)?;
+    // Each pairing the jobs name, resolved once, with its remote login.
+    let mut groups: HashMap<String, Vec<&Target>> = HashMap::new();
+    for t in &targets {
+        let pairing =
+            choose_pairing(&pairings, t.pairing.as_deref()).map_err(RunError::NoPairing)?;
+        groups
+            .entry(pairing.pairing_id.clone())
+            .or_default()
+            .push(t);
+    }
+    for pairing in groups.keys() {
+        client
+            .remote_login(pairing)
+            .await
+            .map_err(RunError::Login)?;
+    }
+
+    let mut pace = Pace::default();
+    let mut flushed = client.metrics();
+    let ending = loop {
+        let round = tokio::select! {
+            r = follow_round(&client, &db, &groups, batch) => r?,
+            _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
+        };
+        let round = pace.judge(round, targets.len());
+        show(&round);
+        let usage = client.metrics();
+        let delta = usage.since(&flushed).ops;
+        db.run(move |q| q.add_api_usage(batch, &delta)).await?;
+        flushed = usage;
+        if opts.once || round.settled() {
+            pace.last = Some(round);
+            break WatchEnding::Settled;
+        }
+        pace.last = Some(round);
+        tokio::select! {
+            _ = tokio::time::sleep(opts.interval) => {}
+            _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
+        }
+    };
+    if client.budget().free_now() > 0 {
+        client.logout().await.ok();
+    }
+    Ok(WatchOutcome {
+        batch,
+        ending,
+        last: pace.last,
+    })
+}
+
+/// One round: the replications of every group, recorded; the batch's records read back.
+async fn follow_round(
+    client: &Client,
+    db: &Db,
+    groups: &HashMap<String, Vec<&Target>>,
+    batch: BatchId,
+) -> Result<Vec<Protection>, RunError> {
+    let mut seen_now: Vec<ReplicationSeen> = Vec::new();
+    for (pairing, targets) in groups {
+        let vm_ids: Vec<String> = targets.iter().map(|t| t.vm_id.clone()).collect();
+        let reps = match replications_of(client, pairing, &vm_ids, vm_ids.len()).await {
+            Ok(r) => r,
+            // The appliance is not answering: this round says nothing new, the next asks again.
+            Err(e) if e.class().is_retryable() => {
+                tracing::warn!(pairing = %pairing, error = %e, "could not read the replications");
+                continue;
+            }
+            Err(e) => return Err(RunError::Follow(e)),
+        };
+        for t in targets {
+            match reps.get(&t.vm_id) {
+                Some(rep) => seen_now.push(seen(t.job, rep)),
+                None => seen_now.push(gone(t)),
+            }
+        }
+    }
+    db.run(move |q| {
+        for c in q.record_protection(&seen_now)? {
+            tracing::info!(job = c.job, from = ?c.from_status, to = %c.to_status, "{}", c.message.as_deref().unwrap_or(""));
+        }
+        q.protection(batch)
+    })
+    .await
+}
+
+/// A configured VM the appliance no longer lists: someone removed its replication.
+fn gone(t: &Target) -> ReplicationSeen {
+    ReplicationSeen {
+        job: t.job,
+        replication_id: String::new(),
+        status: "UNKNOWN".into(),
+        configuration_state: None,
+        bytes_done: None,
+        bytes_total: None,
+        rpo_violation: false,
+        error: Some(format!(
+            "the appliance no longer lists a replication for VM {}",
+            t.vm_id
+        )),
+        protected: false,
+    }
+}
+
+/// Throughput and time left, smoothed over rounds so that one fast or slow round does not
+/// swing the estimate.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Bytes copied in all (syncing and done) at the previous round.
+    previous: Option<(Instant, i64)>,
+    rate: Option<f64>,
+    last: Option<Round>,
+}
+
+/// Weight of the newest round in the smoothed throughput.
+const SMOOTHING: f64 = 0.3;
+
+impl Pace {
+    /// The round of `records`, out of `configured` VMs to follow.
+    fn judge(&mut self, records: Vec<Protection>, configured: usize) -> Round {
+        let now = Instant::now();
+        let mut counts: BTreeMap<Readiness, u64> = Readiness::ALL.iter().map(|r| (*r, 0)).collect();
+        let (mut done, mut total, mut copied) = (0i64, 0i64, 0i64);
+        for p in &records {
+            let readiness = p.readiness();
+            *counts.entry(readiness).or_default() += 1;
+            copied += p.bytes_done.unwrap_or(0);
+            if readiness == Readiness::Syncing {
+                done += p.bytes_done.unwrap_or(0);
+                total += p.bytes_total.unwrap_or(0);
+            }
+        }
+        if let Some((at, before)) = self.previous {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs > 0.0 && copied >= before {
+                let sample = (copied - before) as f64 / secs;
+                self.rate = Some(match self.rate {
+                    Some(r) => r + SMOOTHING * (sample - r),
+                    None => sample,
+                });
+            }
+        }
+        self.previous = Some((now, copied));
+        let eta = self
+            .rate
+            .filter(|r| *r > 0.0)
+            .map(|r| Duration::from_secs_f64(((total - done).max(0) as f64 / r).min(1e9)));
+        Round {
+            counts,
+            unseen: configured.saturating_sub(records.len()) as u64,
+            bytes_done: done,
+            bytes_total: total,
+            throughput: self.rate,
+            eta,
+            records,
+        }
+    }
+}

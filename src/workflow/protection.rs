@@ -1,0 +1,150 @@
+//! Judging a configured VM's replication from what the appliance says of it: the record the
+//! queue keeps (status, initial-sync bytes, RPO health, the appliance's words for a fault) and
+//! whether the VM is protected. DESIGN.md: a VM is protected when its replication is `OK`, not in
+//! RPO violation, and has had a sync since it was configured. A replication vrbulk configured
+//! has had no sync before, so any `last_sync_time` is one since.
+
+use crate::queue::{JobId, ReplicationSeen};
+use crate::vr::model::{ConfigurationState, ReplicationInfo, ReplicationStatus};
+
+/// The status as the appliance words it (`INITIAL_FULL_SYNC`, `OK`, …).
+pub fn status_name(rep: &ReplicationInfo) -> String {
+    rep.status
+        .as_ref()
+        .and_then(|s| s.status)
+        .and_then(|s| serde_json::to_value(s).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "UNKNOWN".into())
+}
+
+/// What `rep`, the replication of `job`, says: the record to keep.
+pub fn seen(job: JobId, rep: &ReplicationInfo) -> ReplicationSeen {
+    let status = rep.status.as_ref().and_then(|s| s.status);
+    let rpo_violation = rep.status.as_ref().and_then(|s| s.rpo_violation) == Some(true)
+        || rep.current_rpo_violation.is_some_and(|m| m > 0);
+    let config_error = rep.configuration_state == Some(ConfigurationState::Error);
+    let error = if config_error {
+        Some(fault_words(rep.configuration_error.as_ref()))
+    } else if matches!(
+        status,
+        Some(ReplicationStatus::Error | ReplicationStatus::ErrorRpoViolation)
+    ) {
+        Some(fault_words(rep.last_group_error.as_ref()))
+    } else {
+        None
+    };
+    let progress = rep.sync_progress.as_ref();
+    ReplicationSeen {
+        job,
+        replication_id: rep.id.clone(),
+        status: status_name(rep),
+        configuration_state: rep
+            .configuration_state
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        bytes_done: progress.and_then(|p| p.transferred_current),
+        bytes_total: progress.and_then(|p| p.transferred_total),
+        rpo_violation,
+        protected: status == Some(ReplicationStatus::Ok)
+            && !rpo_violation
+            && error.is_none()
+            && rep.last_sync_time > 0,
+        error,
+    }
+}
+
+/// Whether the appliance counts `rep` in its initial sync (or about to start it): what an
+/// admission cap counts.
+pub fn in_initial_sync(rep: &ReplicationInfo) -> bool {
+    matches!(
+        rep.status.as_ref().and_then(|s| s.status),
+        Some(ReplicationStatus::InitialFullSync | ReplicationStatus::Configuring)
+    )
+}
+
+fn fault_words(fault: Option<&crate::vr::model::TaskError>) -> String {
+    fault
+        .and_then(|f| f.message.clone())
+        .unwrap_or_else(|| "the appliance reports the replication in error".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vr::model::{CompoundReplicationStatus, SyncProgressData, TaskError};
+
+    fn replication(status: ReplicationStatus) -> ReplicationInfo {
+        ReplicationInfo {
+            id: "GID-1".into(),
+            status: Some(CompoundReplicationStatus {
+                status: Some(status),
+                rpo_violation: Some(false),
+            }),
+            configuration_state: Some(ConfigurationState::Ok),
+            ..ReplicationInfo::default()
+        }
+    }
+
+    #[test]
+    fn protected_means_ok_with_a_sync_and_no_rpo_violation() {
+        let syncing = ReplicationInfo {
+            sync_progress: Some(SyncProgressData {
+                transferred_current: Some(10),
+                transferred_total: Some(40),
+                ..SyncProgressData::default()
+            }),
+            ..replication(ReplicationStatus::InitialFullSync)
+        };
+        let s = seen(7, &syncing);
+        assert_eq!(
+            (s.status.as_str(), s.bytes_done, s.bytes_total, s.protected),
+            ("INITIAL_FULL_SYNC", Some(10), Some(40), false)
+        );
+        assert!(in_initial_sync(&syncing));
+
+        let synced = ReplicationInfo {
+            last_sync_time: 1_796_000_000_000,
+            ..replication(ReplicationStatus::Ok)
+        };
+        assert!(seen(7, &synced).protected);
+        // OK, but never synced: configured only.
+        assert!(!seen(7, &replication(ReplicationStatus::Ok)).protected);
+        let behind = ReplicationInfo {
+            current_rpo_violation: Some(12),
+            ..synced.clone()
+        };
+        let s = seen(7, &behind);
+        assert!(s.rpo_violation && !s.protected);
+    }
+
+    #[test]
+    fn a_fault_is_told_in_the_appliances_words() {
+        let broken = ReplicationInfo {
+            last_group_error: Some(TaskError {
+                message: Some("Disk 2 of the VM is inaccessible".into()),
+                details: None,
+            }),
+            ..replication(ReplicationStatus::Error)
+        };
+        assert_eq!(
+            seen(1, &broken).error.as_deref(),
+            Some("Disk 2 of the VM is inaccessible")
+        );
+        let misconfigured = ReplicationInfo {
+            configuration_state: Some(ConfigurationState::Error),
+            configuration_error: Some(TaskError {
+                message: Some("Datastore ds-1 not found".into()),
+                details: None,
+            }),
+            ..replication(ReplicationStatus::Configuring)
+        };
+        assert_eq!(
+            seen(1, &misconfigured).error.as_deref(),
+            Some("Datastore ds-1 not found")
+        );
+        assert_eq!(
+            seen(1, &replication(ReplicationStatus::NotActive)).error,
+            None
+        );
+    }
+}
