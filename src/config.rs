@@ -88,6 +88,10 @@ pub struct RunSection {
     pub request_retries: Option<u32>,
     /// How long a job stays reserved to a run that stopped answering (killed, host lost).
     pub lease_seconds: Option<u64>,
+    /// Admission: new VMs only while fewer replications of the pairing are in initial sync.
+    pub max_initial_syncs: Option<usize>,
+    /// `input` or `smallest-first`: which waiting VMs go first.
+    pub order: Option<String>,
     /// Requests per second and burst of earlier versions: the appliance's own rate limit
     /// (`[source] requests_per_minute`) paces a run now. Read only to say so, so that an older
     /// settings file still works.
@@ -105,6 +109,8 @@ pub struct RunFlags {
     pub lookup_group: Option<usize>,
     pub submit_group: Option<usize>,
     pub poll_interval: Option<f64>,
+    pub max_initial_syncs: Option<usize>,
+    pub order: Option<String>,
 }
 
 impl RunSection {
@@ -189,6 +195,18 @@ impl RunSection {
                 Some(secs) => seconds("lease_seconds", secs as f64, 1.0)?,
                 None => d.lease,
             },
+            max_initial_syncs: flags
+                .max_initial_syncs
+                .or(self.max_initial_syncs)
+                .map(|n| in_range("max_initial_syncs", n, 1..=2000))
+                .transpose()?,
+            order: flags
+                .order
+                .as_deref()
+                .or(self.order.as_deref())
+                .map(|o| o.parse().map_err(|m| invalid("order", m)))
+                .transpose()?
+                .unwrap_or_default(),
             ..d
         })
     }

@@ -15,6 +15,7 @@ use crate::runner::{self, Ending, RunOptions, RunOutcome};
 #[command(after_help = "Examples:
   vrbulk run                                  # the newest batch
   vrbulk run --batch 3 --until 05:30          # stop claiming at 05:30 local time
+  vrbulk run --max-initial-syncs 10 --order smallest-first   # a wave at the link's pace
 Ctrl-C stops claiming, lets in-flight calls finish for a few seconds and gives the rest back;
 a second Ctrl-C exits at once. Either way the next `vrbulk run` resumes where this one stopped.
 Requests keep to the appliance's rate limit ([source] requests_per_minute, 50 by default).")]
@@ -46,6 +47,15 @@ pub struct RunArgs {
     /// spaced to what the tasks take and to the rate limit.
     #[arg(long)]
     pub poll_interval: Option<f64>,
+    /// Submit new VMs only while fewer than N replications of each pairing are in their initial
+    /// sync (what the appliance reports, all batches counted): one run carries a whole wave at
+    /// the pace the replication link can take [default: no cap, or [run] max_initial_syncs].
+    #[arg(long, value_name = "N")]
+    pub max_initial_syncs: Option<usize>,
+    /// Which waiting VMs go first when a slot frees: input (the batch's order) or
+    /// smallest-first (the most VMs protected soonest) [default: input, or [run] order].
+    #[arg(long, value_name = "ORDER")]
+    pub order: Option<String>,
     /// How to show progress: a bar on a terminal, plain lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -61,6 +71,8 @@ impl RunArgs {
             lookup_group: self.lookup_group,
             submit_group: self.submit_group,
             poll_interval: self.poll_interval,
+            max_initial_syncs: self.max_initial_syncs,
+            order: self.order.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! may have reached the server, only the server's own word (a failed task, a replication in
 //! error) fails the job: a read that fails leaves it in doubt for a later attempt.
 
+mod admission;
 pub mod follow;
 mod pacing;
 mod phases;
@@ -31,6 +32,8 @@ use crate::vr::{
 };
 use crate::workflow::{Discovery, DiscoveryError};
 
+pub use admission::SubmitOrder;
+
 /// The knobs of one run (flags and `[run]` of vrbulk.toml).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -47,6 +50,10 @@ pub struct RunOptions {
     pub submit_group: usize,
     /// The shortest gap between two task polls.
     pub poll_interval: Duration,
+    /// Submit new VMs only while fewer replications of the pairing are in their initial sync.
+    pub max_initial_syncs: Option<usize>,
+    /// Which waiting VMs go first when admission frees a slot.
+    pub order: SubmitOrder,
     pub lease: Duration,
     /// Jobs held at once (the appliance holds at most 2000 replications).
     pub window: usize,
@@ -67,6 +74,8 @@ impl Default for RunOptions {
             lookup_group: 50,
             submit_group: 20,
             poll_interval: Duration::from_secs(2),
+            max_initial_syncs: None,
+            order: SubmitOrder::Input,
             lease: Duration::from_secs(60),
             window: 2000,
             request_retries: 4,
@@ -197,6 +206,10 @@ struct Runner {
     stop: watch::Receiver<bool>,
     pacer: pacing::Pacer,
     flushed: ClientMetrics,
+    /// The latest replication list of each pairing, when admitting.
+    censuses: HashMap<String, admission::Census>,
+    /// The batch's configured VMs (by VM id): their protection is recorded from each census.
+    configured: HashMap<String, JobId>,
 }
 
 /// How long in-flight calls may finish after Ctrl-C before they are abandoned.
@@ -228,6 +241,15 @@ pub async fn run(
             return Err(e);
         }
     };
+    let configured = db
+        .run(move |q| {
+            Ok(q.jobs(batch)?
+                .into_iter()
+                .filter(|j| j.state == JobState::Succeeded)
+                .filter_map(|j| Some((j.checkpoint.vm_id.clone()?, j.id)))
+                .collect())
+        })
+        .await?;
     let heartbeat = heartbeat(db.clone(), owner.clone(), opts.lease);
     let mut runner = Runner {
         db,
@@ -241,6 +263,8 @@ pub async fn run(
         active: BTreeMap::new(),
         stop,
         flushed: ClientMetrics::default(),
+        censuses: HashMap::new(),
+        configured,
     };
     // Every log line of the run carries its batch.
     let ending = tracing::Instrument::instrument(
@@ -314,7 +338,14 @@ impl Runner {
             }
             let now = now_ms();
             let closed = self.opts.until.is_some_and(|u| now >= u);
-            if !closed {
+            if closed {
+                // No submit starts after the window: what was not sent goes back to the queue.
+                self.release(
+                    |a| !a.past_submit(),
+                    "the change window closed before it was sent: given back",
+                )
+                .await;
+            } else {
                 self.claim_more().await?;
             }
             if self.active.is_empty() {
@@ -517,8 +548,23 @@ impl Runner {
     }
 
     async fn release_all(&mut self, why: &'static str) {
-        let leases: Vec<Lease> = std::mem::take(&mut self.active)
-            .into_values()
+        self.release(|_| true, why).await;
+    }
+
+    /// Gives the held jobs that match back to the queue (their attempt not counted).
+    async fn release(&mut self, which: impl Fn(&Active) -> bool, why: &'static str) {
+        let ids: Vec<JobId> = self
+            .active
+            .values()
+            .filter(|a| which(a))
+            .map(|a| a.job.id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let leases: Vec<Lease> = ids
+            .iter()
+            .filter_map(|id| self.active.remove(id))
             .map(|a| a.lease)
             .collect();
         let released = self
@@ -558,6 +604,9 @@ impl Runner {
         let Some(a) = self.active.remove(&id) else {
             return Ok(());
         };
+        if let Some(vm) = &a.checkpoint.vm_id {
+            self.configured.insert(vm.clone(), id);
+        }
         let message = format!("replication {replication_id} configured");
         tracing::info!(job = id, vm = a.job.vm_label(), replication = %replication_id, "{message}");
         let save = a.save();

@@ -81,20 +81,21 @@ impl Pacer {
     }
 
     /// Plans the next round after one that settled `settled` jobs and cost `cost` calls.
-    /// `outstanding` are the tasks still running; `verifying` jobs wait to be verified;
-    /// `work_waiting` tells whether lookups or submits compete for the budget.
+    /// `outstanding` are the tasks still running; `waiting` jobs need another round soon (to be
+    /// verified, or admitted when a slot frees); `work_waiting` tells whether lookups or submits
+    /// compete for the budget.
     pub fn after_round(
         &mut self,
         now: Instant,
         outstanding: &[Sighting],
-        verifying: usize,
+        waiting: usize,
         settled: usize,
         cost: u32,
         work_waiting: bool,
     ) {
         self.last_round = Some(now);
         self.misses = if settled > 0 { 0 } else { self.misses + 1 };
-        if outstanding.is_empty() && verifying == 0 {
+        if outstanding.is_empty() && waiting == 0 {
             self.next = None;
             return;
         }
@@ -106,8 +107,8 @@ impl Pacer {
             .iter()
             .filter_map(|t| self.expected_end(t))
             .min();
-        let wanted = match (expected, verifying) {
-            // A replication not yet listed is looked at again soon.
+        let wanted = match (expected, waiting) {
+            // A replication not yet listed, or a slot that may have freed, is looked at soon.
             (_, v) if v > 0 => now + self.min_gap,
             // An estimate can be wrong: never further than the longest gap.
             (Some(end), _) => end.clamp(now + self.min_gap, now + self.max_gap),

@@ -251,7 +251,7 @@ impl Runner {
             if self.stopping() {
                 break;
             }
-            let mut batch = Vec::new();
+            let mut ready = Vec::new();
             for id in ids {
                 let Some(a) = self.active.get_mut(&id) else {
                     continue;
@@ -266,12 +266,23 @@ impl Runner {
                     }
                 }
                 if let Some(spec) = a.spec.clone() {
-                    a.in_doubt = true;
-                    batch.push((id, spec));
+                    ready.push((id, spec));
                 }
             }
+            if ready.is_empty() {
+                continue;
+            }
+            if self.admitting() && !self.censuses.contains_key(disc.pairing_id()) {
+                self.take_census(&disc).await?;
+            }
+            let batch = self.admit(disc.pairing_id(), ready);
             if batch.is_empty() {
                 continue;
+            }
+            for (id, _) in &batch {
+                if let Some(a) = self.active.get_mut(id) {
+                    a.in_doubt = true;
+                }
             }
             let written: Vec<JobId> = batch.iter().map(|(id, _)| *id).collect();
             self.save_many(&written).await?;
@@ -326,14 +337,20 @@ impl Runner {
             .active
             .values()
             .any(|a| matches!(a.step, Step::AwaitTask | Step::Verify) && !a.in_doubt);
+        let waiting = self.waiting_for_admission();
         // A job reconciled straight to `verify` has no round planned yet.
-        if !following || (self.pacer.next().is_some() && !self.pacer.due(now)) {
+        if !(following || waiting > 0) || (self.pacer.next().is_some() && !self.pacer.due(now)) {
             return Ok(());
         }
         let calls_before = self.client.metrics().total_calls();
         let mut settled = self.poll_tasks().await?;
+        if self.admitting() && !self.stopping() {
+            for (disc, _) in self.by_pairing(|a| !a.in_doubt && a.step >= Step::Submit) {
+                self.take_census(&disc).await?;
+            }
+        }
         if !self.stopping() {
-            settled += self.verify().await?;
+            settled += self.verify(now).await?;
         }
         let cost = self.client.metrics().total_calls() - calls_before;
         let outstanding: Vec<Sighting> = self
@@ -357,7 +374,7 @@ impl Runner {
         self.pacer.after_round(
             Instant::now(),
             &outstanding,
-            verifying,
+            verifying + self.waiting_for_admission(),
             settled,
             cost as u32,
             work_waiting,
@@ -443,20 +460,42 @@ impl Runner {
     }
 
     /// Confirms that each job whose task succeeded now has its replication; returns how many
-    /// jobs ended.
-    async fn verify(&mut self) -> Result<usize, RunError> {
+    /// jobs ended. A census taken in this round (`round` began then) answers without a call.
+    async fn verify(&mut self, round: Instant) -> Result<usize, RunError> {
         let mut settled = 0;
         for (disc, ids) in self.by_pairing(|a| a.step == Step::Verify && !a.in_doubt) {
             if self.stopping() {
                 break;
             }
             let vm_ids = self.vm_ids(&ids);
-            let client = self.client.clone();
-            let work = async move {
-                replications_of(&client, disc.pairing_id(), &vm_ids, disc.size_with(&vm_ids)).await
-            };
-            let Some(reps) = self.fetch(&ids, work).await? else {
-                continue;
+            let fresh = self
+                .censuses
+                .get(disc.pairing_id())
+                .filter(|c| c.taken >= round)
+                .map(|c| {
+                    vm_ids
+                        .iter()
+                        .filter_map(|vm| Some((vm.clone(), c.by_vm.get(vm)?.clone())))
+                        .collect::<HashMap<_, _>>()
+                });
+            let reps = match fresh {
+                Some(reps) => reps,
+                None => {
+                    let client = self.client.clone();
+                    let work = async move {
+                        replications_of(
+                            &client,
+                            disc.pairing_id(),
+                            &vm_ids,
+                            disc.size_with(&vm_ids),
+                        )
+                        .await
+                    };
+                    let Some(reps) = self.fetch(&ids, work).await? else {
+                        continue;
+                    };
+                    reps
+                }
             };
             for id in ids {
                 settled += usize::from(self.verify_one(id, &reps).await?);
