@@ -9,6 +9,7 @@ mod input_corpus;
 mod openapi_validator;
 mod operator;
 mod ops;
+mod protection;
 mod queue;
 mod report;
 mod run;

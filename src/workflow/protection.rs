@@ -3,6 +3,10 @@
 //! whether the VM is protected. DESIGN.md: a VM is protected when its replication is `OK`, not in
 //! RPO violation, and has had a sync since it was configured. A replication vrbulk configured
 //! has had no sync before, so any `last_sync_time` is one since.
+//!
+//! One reading of that: a replication first seen already behind its RPO after its sync ended
+//! (a short RPO, a slow look) was `OK` in between: it counts as protected from that sighting,
+//! with its RPO violation flagged, rather than as still syncing, which it is not.
 
 use crate::queue::{JobId, ReplicationSeen};
 use crate::vr::model::{ConfigurationState, ReplicationInfo, ReplicationStatus};
@@ -45,10 +49,17 @@ pub fn seen(job: JobId, rep: &ReplicationInfo) -> ReplicationSeen {
         bytes_done: progress.and_then(|p| p.transferred_current),
         bytes_total: progress.and_then(|p| p.transferred_total),
         rpo_violation,
-        protected: status == Some(ReplicationStatus::Ok)
-            && !rpo_violation
-            && error.is_none()
-            && rep.last_sync_time > 0,
+        protected: error.is_none()
+            && rep.last_sync_time > 0
+            && matches!(
+                status,
+                Some(
+                    ReplicationStatus::Ok
+                        | ReplicationStatus::RpoViolation
+                        | ReplicationStatus::Sync
+                        | ReplicationStatus::SyncRpoViolation
+                )
+            ),
         error,
     }
 }
@@ -86,7 +97,7 @@ mod tests {
     }
 
     #[test]
-    fn protected_means_ok_with_a_sync_and_no_rpo_violation() {
+    fn protected_means_a_sync_since_the_configure_and_no_fault() {
         let syncing = ReplicationInfo {
             sync_progress: Some(SyncProgressData {
                 transferred_current: Some(10),
@@ -111,10 +122,20 @@ mod tests {
         assert!(!seen(7, &replication(ReplicationStatus::Ok)).protected);
         let behind = ReplicationInfo {
             current_rpo_violation: Some(12),
-            ..synced.clone()
+            ..replication(ReplicationStatus::RpoViolation)
         };
+        // Never synced: configured, not protected, whatever the RPO says.
         let s = seen(7, &behind);
         assert!(s.rpo_violation && !s.protected);
+        // Synced, then behind: it was OK in between; protected, the violation flagged.
+        let s = seen(
+            7,
+            &ReplicationInfo {
+                last_sync_time: 1_796_000_000_000,
+                ..behind
+            },
+        );
+        assert!(s.rpo_violation && s.protected);
     }
 
     #[test]

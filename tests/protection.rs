@@ -1,0 +1,381 @@
+//! From configured to protected: `watch` follows a batch's replications through their initial
+//! sync (powered-off, failed and RPO-violating ones included) and says so with its exit code;
+//! `run --max-initial-syncs` never lets more initial syncs run than asked, survives a kill, and
+//! leaves protection records that agree with the simulator.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use vrbulk::queue::{JobState, Queue, Readiness};
+use vrbulk::runner::follow::{self, WatchOptions};
+use vrbulk::runner::{self, RunOptions, SubmitOrder};
+use vrbulk::sim::{LinkModel, SimConfig, Simulator, VmKind, POWERED_OFF_VM};
+
+use crate::support::cmd::Cmd;
+use crate::support::fixtures::{self, config_for, new_batch, spec};
+use crate::support::harness::{settings_for, start};
+
+/// A simulator whose initial syncs take a second or so: the appliance's sizes over a link twenty
+/// thousand times as fast.
+fn syncing(vms: usize) -> SimConfig {
+    SimConfig {
+        vms,
+        task_seconds: 0.2,
+        sync_time_scale: 20_000.0,
+        ..SimConfig::fast()
+    }
+}
+
+/// Every VM of the simulator that can be configured, as jobs of one batch in `db`.
+fn import_all(sim: &Simulator, db: &Path) -> i64 {
+    let names: Vec<_> = sim
+        .inventory()
+        .vms
+        .iter()
+        .filter(|v| !matches!(v.kind, VmKind::Template | VmKind::AlreadyReplicated))
+        .map(|v| spec(&v.vm.name))
+        .collect();
+    fixtures::import(db, &new_batch("wave"), &names)
+}
+
+fn quick() -> RunOptions {
+    RunOptions {
+        poll_interval: Duration::from_millis(200),
+        retry_base: Duration::from_millis(100),
+        retry_cap: Duration::from_secs(1),
+        ..RunOptions::default()
+    }
+}
+
+async fn run(db: &Path, sim: &Simulator, opts: RunOptions) -> runner::RunOutcome {
+    let (_stop, stop_rx) = watch::channel(false);
+    runner::run(Queue::open(db).unwrap(), settings_for(sim), opts, stop_rx)
+        .await
+        .unwrap()
+}
+
+async fn watch_until_settled(db: &Path, sim: &Simulator, batch: i64) -> follow::WatchOutcome {
+    let (_stop, stop_rx) = watch::channel(false);
+    let opts = WatchOptions {
+        batch,
+        interval: Duration::from_millis(200),
+        once: false,
+    };
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        follow::watch(
+            Queue::open(db).unwrap(),
+            settings_for(sim),
+            opts,
+            stop_rx,
+            |_| {},
+        ),
+    )
+    .await
+    .expect("every sync settles within a minute")
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_every_vm_to_protected_and_lists_the_powered_off_one_as_waiting() {
+    let sim = start(syncing(30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import_all(&sim, &db);
+    run(&db, &sim, quick()).await;
+
+    let outcome = watch_until_settled(&db, &sim, batch).await;
+    let last = outcome.last.clone().unwrap();
+    assert_eq!(last.counts[&Readiness::NotActive], 1, "{:?}", last.counts);
+    assert_eq!(last.counts[&Readiness::Error], 0);
+    assert_eq!(last.counts[&Readiness::Syncing], 0);
+    assert_eq!(outcome.exit_code(), 5, "powered off: not all protected");
+
+    // The records agree with the simulator: every protected VM's replication finished its
+    // initial sync there, and no VM was protected before its sync ended.
+    let q = Queue::open(&db).unwrap();
+    let timelines: HashMap<String, _> = sim.stats().replications.into_iter().collect();
+    let jobs = q.jobs(batch).unwrap();
+    for p in q.protection(batch).unwrap() {
+        let job = jobs.iter().find(|j| j.id == p.job).unwrap();
+        let life = &timelines[&p.replication_id];
+        match p.readiness() {
+            Readiness::Protected => {
+                let ended = life.sync_ended.expect("a protected VM finished its sync");
+                assert!(p.protected_at.unwrap() >= ended.at_ms, "{p:?} {life:?}");
+                assert_eq!(p.bytes_done, p.bytes_total);
+                assert_eq!(p.bytes_total, Some(life.bytes as i64));
+                assert!(p.protected_at.unwrap() >= p.configured_at);
+            }
+            Readiness::NotActive => assert_eq!(job.vm_label(), POWERED_OFF_VM),
+            other => panic!("{}: {other:?} {p:?}", job.vm_label()),
+        }
+        // The log holds the status changes, starting at the first one seen.
+        let events = q.replication_events(p.job).unwrap();
+        assert_eq!(events.last().unwrap().to_status, p.status);
+    }
+
+    // Powered on, it syncs; watch then ends with every VM protected.
+    sim.power_on(POWERED_OFF_VM).unwrap();
+    let outcome = watch_until_settled(&db, &sim, batch).await;
+    assert_eq!(outcome.exit_code(), 0, "{:?}", outcome.last.unwrap().counts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_exits_4_with_the_appliances_words_when_replications_fall_into_error() {
+    let sim = start(SimConfig {
+        replication_error_rate: 0.5,
+        rpo_violation_rate: 1.0,
+        ..syncing(24)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import_all(&sim, &db);
+    run(&db, &sim, quick()).await;
+    let config = config_for(&sim, dir.path(), "");
+    let (db2, config2) = (db.clone(), config.clone());
+    let ran = tokio::task::spawn_blocking(move || {
+        // Until nothing syncs: RPO violations come one RPO after a sync, far later.
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&db2)
+            .config(&config2)
+            .args(["watch", "--interval", "0.3"])
+            .assert_exit(4)
+    })
+    .await
+    .unwrap();
+    let out = ran.stdout();
+    assert!(out.contains("in error"), "{out}");
+    assert!(out.contains("fix the cause the appliance names"), "{out}");
+    let q = Queue::open(&db).unwrap();
+    let errors: Vec<_> = q
+        .protection(batch)
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.readiness() == Readiness::Error)
+        .collect();
+    assert!(!errors.is_empty());
+    for e in &errors {
+        let words = e.error.as_deref().unwrap();
+        assert!(out.contains(words), "{words} not shown:\n{out}");
+    }
+    // A configuration error fails the job at verify; a fault of the replication group comes
+    // later and is the replication's, not the job's.
+    assert!(q
+        .jobs(batch)
+        .unwrap()
+        .iter()
+        .any(|j| j.state == JobState::Failed || j.state == JobState::Succeeded));
+
+    // `--once` for cron: where things stand now, the same exit code, no waiting.
+    let ran = tokio::task::spawn_blocking(move || {
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&db)
+            .config(&config)
+            .args(["watch", "--once"])
+            .assert_exit(4)
+    })
+    .await
+    .unwrap();
+    assert!(ran.stdout().starts_with("protected "), "{}", ran.stdout());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpo_violation_after_protection_is_recorded_and_still_counts_as_protected() {
+    let sim = start(SimConfig {
+        rpo_violation_rate: 1.0,
+        // One RPO (five minutes at the least) after each sync: a few hundredths of a second.
+        ..syncing(12)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let names: Vec<_> = sim
+        .inventory()
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .map(|v| vrbulk::domain::JobSpec {
+            settings: vrbulk::domain::ReplicationSettings {
+                rpo: 5,
+                ..Default::default()
+            },
+            ..spec(&v.vm.name)
+        })
+        .collect();
+    let batch = fixtures::import(&db, &new_batch("wave"), &names);
+    run(&db, &sim, quick()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut violated = Vec::new();
+    while violated.is_empty() && std::time::Instant::now() < deadline {
+        watch_until_settled(&db, &sim, batch).await;
+        violated = Queue::open(&db)
+            .unwrap()
+            .protection(batch)
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.rpo_violation)
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!violated.is_empty(), "no replication fell behind its RPO");
+    let q = Queue::open(&db).unwrap();
+    for p in violated {
+        assert_eq!(p.readiness(), Readiness::Protected, "{p:?}");
+        assert!(p.protected_at.is_some());
+        let statuses: Vec<String> = q
+            .replication_events(p.job)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.to_status)
+            .collect();
+        // Seen OK in between, or only once behind: either way after its sync, never before.
+        assert!(
+            statuses.last().unwrap().contains("RPO_VIOLATION"),
+            "{statuses:?}"
+        );
+        assert!(!statuses.iter().any(|s| s == "NOT_ACTIVE"), "{statuses:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_never_lets_more_initial_syncs_run_than_asked_and_takes_the_smallest_first() {
+    let sim = start(SimConfig {
+        link: LinkModel {
+            contention_threshold: 4,
+            ..LinkModel::default()
+        },
+        ..syncing(40)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import_all(&sim, &db);
+    let outcome = run(
+        &db,
+        &sim,
+        RunOptions {
+            max_initial_syncs: Some(4),
+            order: SubmitOrder::SmallestFirst,
+            ..quick()
+        },
+    )
+    .await;
+    assert_eq!(outcome.counts[&JobState::Succeeded], 38);
+    let stats = sim.stats();
+    assert!(
+        stats.peak_initial_syncs <= 4,
+        "{}",
+        stats.peak_initial_syncs
+    );
+    assert!(
+        stats.peak_initial_syncs >= 3,
+        "the cap was used: {}",
+        stats.peak_initial_syncs
+    );
+    assert!(stats.configured_more_than_once.is_empty());
+    assert_eq!(stats.status_429, 0);
+    // Smallest first: the order of the configure calls follows the bytes to copy, but for
+    // the VMs that went together in one call.
+    let mut submitted: Vec<_> = stats.replications.values().collect();
+    submitted.sort_by_key(|t| t.submitted.at_ms);
+    let firsts: u64 = submitted[..4].iter().map(|t| t.bytes).max().unwrap();
+    let lasts: u64 = submitted[submitted.len() - 4..]
+        .iter()
+        .map(|t| t.bytes)
+        .min()
+        .unwrap();
+    assert!(firsts <= lasts, "{firsts} > {lasts}");
+    // The run recorded protection as it went.
+    let records = Queue::open(&db).unwrap().protection(batch).unwrap();
+    assert!(records
+        .iter()
+        .any(|p| p.readiness() == Readiness::Protected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_run_killed_and_resumed_configures_nothing_twice_and_loses_nothing() {
+    let sim = start(SimConfig {
+        link: LinkModel {
+            contention_threshold: 3,
+            ..LinkModel::default()
+        },
+        ..syncing(30)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import_all(&sim, &db);
+    let config = config_for(
+        &sim,
+        dir.path(),
+        "\n[run]\nmax_initial_syncs = 3\norder = \"smallest-first\"\n\
+         poll_interval_seconds = 0.2\nlease_seconds = 1\n",
+    );
+    let spawn = |db: &Path, config: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+            .args([
+                "--db".as_ref(),
+                db.as_os_str(),
+                "--config".as_ref(),
+                config.as_os_str(),
+            ])
+            .args(["run", "--progress", "none"])
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Killed twice in the middle of the wave: once some VMs are configured, then again later.
+    for at in [5, 15] {
+        let mut child = spawn(&db, &config);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Succeeded] < at
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let mut last = spawn(&db, &config);
+    let status = tokio::task::spawn_blocking(move || last.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let q = Queue::open(&db).unwrap();
+    let counts = q.counts(batch).unwrap();
+    assert_eq!(counts[&JobState::Succeeded], 28, "{counts:?}");
+    let stats = sim.stats();
+    assert!(stats.configured_more_than_once.is_empty());
+    assert!(
+        stats.peak_initial_syncs <= 3,
+        "{}",
+        stats.peak_initial_syncs
+    );
+    // Every configured VM's replication is the one the simulator created for it.
+    let by_replication: HashMap<String, String> = stats
+        .replications
+        .iter()
+        .map(|(id, t)| (id.clone(), t.vm_id.clone()))
+        .collect();
+    for job in q.jobs(batch).unwrap() {
+        let rep = job.checkpoint.replication_id.clone().unwrap();
+        assert_eq!(
+            Some(&by_replication[&rep]),
+            job.checkpoint.vm_id.as_ref(),
+            "{}",
+            job.vm_label()
+        );
+    }
+    let outcome = watch_until_settled(&db, &sim, batch).await;
+    let records = Queue::open(&db).unwrap().protection(batch).unwrap();
+    assert_eq!(records.len(), 28);
+    assert!(outcome.last.unwrap().settled());
+}
