@@ -145,9 +145,14 @@ async fn measure(s: &Scenario) -> Measured {
         ..RunOptions::default()
     };
     let started = std::time::Instant::now();
-    runner::run(Queue::open(&db).expect("queue"), settings(&sim), opts, stop_rx)
-        .await
-        .expect("the run completes");
+    runner::run(
+        Queue::open(&db).expect("queue"),
+        settings(&sim),
+        opts,
+        stop_rx,
+    )
+    .await
+    .expect("the run completes");
     let stats = loop {
         let stats = sim.stats();
         if synced(&stats) == n {

@@ -16,10 +16,14 @@ use super::run::print_summary;
 use super::{plan, Profile};
 use crate::queue::Queue;
 use crate::report::{Format, Report};
-use crate::runner::{self, RunOptions};
+use crate::runner::follow::{self, WatchOptions};
+use crate::runner::{self, RunOptions, SubmitOrder};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, Simulator};
 use crate::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
+
+/// Initial syncs the demo lets run at once: the simulator's link slows down past ten.
+const DEMO_INITIAL_SYNCS: usize = 10;
 
 /// The sample every operator can copy; embedded so the demo runs from any folder.
 const SAMPLE_CSV: &str = include_str!("../../samples/vms.csv");
@@ -35,6 +39,10 @@ pub struct DemoArgs {
     /// How long each simulated configure task takes.
     #[arg(long, default_value_t = 1.0)]
     pub task_seconds: f64,
+    /// How many times as fast as the wall clock the initial syncs run (hours of copying pass
+    /// in seconds).
+    #[arg(long, default_value_t = 20_000.0)]
+    pub sync_time_scale: f64,
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -50,9 +58,15 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
         dir.display()
     );
 
-    // The appliance's own limits: the demo shows what a real night looks like.
+    // The appliance's own limits: the demo shows what a real night looks like, except that
+    // the initial syncs' hours pass in seconds.
+    anyhow::ensure!(
+        args.sync_time_scale.is_finite() && args.sync_time_scale > 0.0,
+        "--sync-time-scale must be above 0"
+    );
     let cfg = SimConfig {
         task_seconds: args.task_seconds,
+        sync_time_scale: args.sync_time_scale,
         ..SimConfig::default()
     };
     let sim = Simulator::start(cfg.clone())
@@ -126,18 +140,21 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
 
     heading(&format!(
         "4. Run: grouped lookups and submits, polls timed to the tasks, within the appliance's \
-         limit of {} requests a minute",
+         limit of {} requests a minute; at most {DEMO_INITIAL_SYNCS} initial syncs at once, the \
+         smallest VMs first",
         sim.limits().quota()
     ));
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let opts = RunOptions {
         batch: Some(batch.id),
         poll_interval: Duration::from_millis(500),
+        max_initial_syncs: Some(DEMO_INITIAL_SYNCS),
+        order: SubmitOrder::SmallestFirst,
         ..RunOptions::default()
     };
     let budget = crate::vr::Budget::shared(&settings.url, settings.limits);
     let progress = Progress::start(db.clone(), batch.id, Some(budget), args.progress, quiet);
-    let outcome = runner::run(Queue::open(&db)?, settings, opts, stop_rx).await;
+    let outcome = runner::run(Queue::open(&db)?, settings.clone(), opts, stop_rx).await;
     progress.finish().await;
     let outcome = outcome.context("running the demo batch")?;
     print_summary(&outcome, &db)?;
@@ -155,9 +172,30 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
     println!(
         "   (the failures are on purpose: the simulator's ds-full-01 is nearly full, and the report\n    groups them under that cause with what to do next)"
     );
+
+    heading("5. Watch: the initial syncs, until every configured VM is protected");
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let watching = WatchOptions {
+        batch: batch.id,
+        interval: Duration::from_secs(1),
+        once: false,
+    };
+    let followed = follow::watch(Queue::open(&db)?, settings, watching, stop_rx, |round| {
+        if !quiet {
+            println!("   {}", super::watch::progress_line(round));
+        }
+    })
+    .await
+    .context("watching the demo batch")?;
+    if let Some(last) = &followed.last {
+        println!(
+            "   {} VMs protected; the powered-off one waits to be powered on (`vrbulk watch` exits 5 then)",
+            last.counts[&crate::queue::Readiness::Protected]
+        );
+    }
     sim.shutdown().await;
 
-    heading("5. Reports for the change board, from the queue's own record");
+    heading("6. Reports for the change board, from the queue's own record");
     let reports = dir.join("reports");
     std::fs::create_dir_all(&reports).with_context(|| format!("creating {}", reports.display()))?;
     let queue = Queue::open(&db)?;
@@ -168,7 +206,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
         println!("   {}", path.display());
     }
 
-    heading("6. What to look at next");
+    heading("7. What to look at next");
     print_next_steps(&dir, &db, &config);
     Ok(super::exit::OK)
 }
@@ -213,5 +251,6 @@ fn print_next_steps(dir: &Path, db: &Path, config: &Path) {
     println!("     vrbulk config check --connect");
     println!("     vrbulk import vms.csv --name wave-1");
     println!("     vrbulk plan > plan.txt             # attach to the change request");
-    println!("     vrbulk run --until 05:30           # inside the change window");
+    println!("     vrbulk run --until 05:30 --max-initial-syncs 10   # inside the change window");
+    println!("     vrbulk watch                       # until every VM is protected");
 }

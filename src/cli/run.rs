@@ -177,6 +177,20 @@ pub(super) fn print_summary(outcome: &RunOutcome, db: &Path) -> anyhow::Result<(
         );
     }
     let queue = crate::queue::Queue::open(db)?;
+    let configured = outcome.counts[&JobState::Succeeded];
+    if configured > 0 {
+        // Configured is not yet protected: say how far the initial syncs got, and how to follow.
+        let protected = queue
+            .protection(outcome.batch)?
+            .iter()
+            .filter(|p| p.readiness() == crate::queue::Readiness::Protected)
+            .count();
+        println!(
+            "{configured} VMs configured, {protected} of them protected so far: `vrbulk watch \
+             --batch {}` follows their initial syncs until each is protected",
+            outcome.batch
+        );
+    }
     let failed: Vec<_> = queue
         .jobs(outcome.batch)?
         .into_iter()

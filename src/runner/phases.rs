@@ -367,10 +367,11 @@ impl Runner {
             .values()
             .filter(|a| a.step == Step::Verify)
             .count();
-        let work_waiting = self
-            .active
-            .values()
-            .any(|a| !a.in_doubt && a.step <= Step::Submit);
+        // Jobs waiting for an admission slot do not compete with the round: they wait on it.
+        let admitting = self.admitting();
+        let work_waiting = self.active.values().any(|a| {
+            !a.in_doubt && (a.step < Step::Submit || (a.step == Step::Submit && !admitting))
+        });
         self.pacer.after_round(
             Instant::now(),
             &outstanding,
