@@ -225,6 +225,8 @@ impl Report {
             job_times,
             runs,
             discoveries,
+            protection: _,
+            replication_events: _,
         } = queue.record(batch)?;
         let last_event = job_times.values().map(|t| t.last_event_at).max();
         let sites: Vec<Site> = discoveries.into_iter().map(site).collect();
