@@ -47,7 +47,7 @@ table.jobs .nw { white-space: nowrap; }
 table.jobs .vm { min-width: 8em; max-width: 16em; overflow-wrap: anywhere; }
 table.jobs .disks { min-width: 9em; }
 table.jobs .id { font-size: inherit; }
-table.jobs .text { min-width: 16em; overflow-wrap: anywhere; }
+table.jobs .text { min-width: 12em; overflow-wrap: anywhere; }
 .tables { display: flex; flex-wrap: wrap; gap: 32px; align-items: flex-start; }
 code, pre, .id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 pre { background: var(--bg-soft); padding: 10px; border-radius: 6px; overflow-x: auto; white-space: pre-wrap; }
@@ -227,10 +227,9 @@ fn vm_table(r: &Report) -> Markup {
                 table.jobs {
                     thead {
                         tr {
-                            th { "VM" } th { "State" } th.text { "Reason" } th { "Replication / task" }
+                            th { "VM" } th { "State / attempts" } th.text { "Reason" } th { "Replication / task" }
                             th { "Datastore / policy" } th { "RPO / MPIT" } th { "Disks" }
-                            th.n { "Attempts" } th { "Started / finished" } th.n { "Duration" }
-                            th { "Change ticket" } th.text { "Notes" }
+                            th { "Started / finished / duration" } th.text { "Change ticket / notes" }
                         }
                     }
                     tbody {
@@ -238,7 +237,7 @@ fn vm_table(r: &Report) -> Markup {
                         @for j in &r.jobs {
                             tr {
                                 td.vm { b { (vm_name(&j.vm_name)) } br; (short_id(j.vm_id.as_deref())) }
-                                td { (badge(j.state)) }
+                                td.nw { (badge(j.state)) br; span.muted { (attempts(j.attempts)) } }
                                 td.text { (opt(&j.reason)) }
                                 td.id.nw { (opt(&j.replication_id)) br; (opt(&j.task_id)) }
                                 td.nw { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
@@ -247,11 +246,11 @@ fn vm_table(r: &Report) -> Markup {
                                     span.muted { "MPIT " (super::md::mpit(j.mpit_instances, j.mpit_days)) }
                                 }
                                 td.disks { (list(&j.disks_replicated)) (excluded(&j.disks_excluded)) }
-                                td.n { (j.attempts) }
-                                td.nw { (table_time(j.started_at)) br; (table_time(j.finished_at)) }
-                                td.n.nw { (j.duration_ms.map(span).unwrap_or_default()) }
-                                td { (opt(&j.change_ticket)) }
-                                td.text { (opt(&j.notes)) }
+                                td.nw {
+                                    (table_time(j.started_at)) br; (table_time(j.finished_at)) br;
+                                    span.muted { (j.duration_ms.map(span).unwrap_or_default()) }
+                                }
+                                td.text { (opt(&j.change_ticket)) @if let Some(n) = &j.notes { br; span.muted { (n) } } }
                             } "\n"
                         }
                     }
@@ -658,6 +657,15 @@ fn list(v: &[String]) -> Markup {
     html! {
         @if v.is_empty() { "\u{2014}" }
         @for (i, s) in v.iter().enumerate() { @if i > 0 { ", " } (s) }
+    }
+}
+
+/// `1 attempt`, `2 attempts`.
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".into()
+    } else {
+        format!("{n} attempts")
     }
 }
 
