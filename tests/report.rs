@@ -810,6 +810,33 @@ fn the_json_report_agrees_with_the_queue_on_every_replication() {
 }
 
 #[test]
+fn configured_vms_nothing_has_followed_are_not_called_protected() {
+    let (report, ..) = fixture_report();
+    let p = &report.summary.protection;
+    assert_eq!((p.configured, p.not_followed), (3, 3));
+    assert!(report.jobs.iter().all(|j| j.protection.is_none()));
+    let says = "3 VMs were configured and their replications have not been followed since, so \
+                this report cannot say whether any is protected:";
+    let md = report.render(Format::Md).unwrap();
+    assert!(
+        md.contains(&format!(
+            "{says} `vrbulk watch --batch 1` follows them until they are."
+        )),
+        "{md}"
+    );
+    assert!(!md.contains("ready for cutover"), "{md}");
+    let html = report.render(Format::Html).unwrap();
+    assert!(
+        html.contains(&format!(
+            "{says} <code>vrbulk watch --batch 1</code> follows them until they are."
+        )),
+        "html says so"
+    );
+    let csv = report.render(Format::Csv).unwrap();
+    assert_eq!(csv.matches(",not_followed,").count(), 3, "{csv}");
+}
+
+#[test]
 fn a_report_of_a_batch_still_running_says_where_it_stands() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, now) = queue_at(&dir.path().join("q.db"));
