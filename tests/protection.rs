@@ -88,9 +88,14 @@ async fn watch_follows_every_vm_to_protected_and_lists_the_powered_off_one_as_wa
 
     let outcome = watch_until_settled(&db, &sim, batch).await;
     let last = outcome.last.clone().unwrap();
-    assert_eq!(last.counts[&Readiness::NotActive], 1, "{:?}", last.counts);
-    assert_eq!(last.counts[&Readiness::Error], 0);
-    assert_eq!(last.counts[&Readiness::Syncing], 0);
+    assert_eq!(
+        last.tally.count(Readiness::NotActive),
+        1,
+        "{:?}",
+        last.tally
+    );
+    assert_eq!(last.tally.count(Readiness::Error), 0);
+    assert_eq!(last.tally.count(Readiness::Syncing), 0);
     assert_eq!(outcome.exit_code(), 5, "powered off: not all protected");
 
     // The records agree with the simulator: every protected VM's replication finished its
@@ -120,7 +125,7 @@ async fn watch_follows_every_vm_to_protected_and_lists_the_powered_off_one_as_wa
     // Powered on, it syncs; watch then ends with every VM protected.
     sim.power_on(POWERED_OFF_VM).unwrap();
     let outcome = watch_until_settled(&db, &sim, batch).await;
-    assert_eq!(outcome.exit_code(), 0, "{:?}", outcome.last.unwrap().counts);
+    assert_eq!(outcome.exit_code(), 0, "{:?}", outcome.last.unwrap().tally);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use vrbulk::domain::JobSpec;
 use vrbulk::queue::{
-    Checkpoint, JobState, Lease, NewBatch, Queue, QueueError, QueuedVm, ReplicationSeen, Save, Step,
+    Checkpoint, JobState, Lease, NewBatch, Queue, QueueError, QueuedVm, Readiness, ReplicationSeen,
+    Save, Step,
 };
 
 use crate::support::fixtures;
@@ -684,4 +685,79 @@ fn bytes_the_appliance_stops_showing_are_kept_and_complete_once_protected() {
         .unwrap();
     let p = &q.protection(batch).unwrap()[0];
     assert_eq!((p.bytes_done, p.bytes_total), (Some(90), Some(90)));
+}
+
+#[test]
+fn the_batch_record_holds_the_protection_and_status_changes_of_its_own_jobs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, now) = queue_at(&dir.path().join("q.db"));
+    let batch = with_jobs(&mut q, 3, 1);
+    let other = q
+        .create_batch(&new_batch(1), &[fixtures::spec("elsewhere-01")])
+        .unwrap();
+    let leases: Vec<Lease> = q
+        .claim(None, 4, "w", LEASE)
+        .unwrap()
+        .iter()
+        .map(|j| j.lease().unwrap())
+        .collect();
+    for lease in &leases {
+        q.succeed(lease, Some(&format!("GID-{}", lease.job)), "configured")
+            .unwrap();
+    }
+    let seen = |job, status: &str, protected| ReplicationSeen {
+        job,
+        replication_id: format!("GID-{job}"),
+        status: status.into(),
+        configuration_state: Some("OK".into()),
+        bytes_done: None,
+        bytes_total: None,
+        rpo_violation: false,
+        error: None,
+        protected,
+    };
+    now.fetch_add(1_000, Ordering::SeqCst);
+    let (first, other_job) = (leases[0].job, leases[3].job);
+    q.record_protection(&[
+        seen(first, "INITIAL_FULL_SYNC", false),
+        seen(leases[1].job, "NOT_ACTIVE", false),
+        seen(other_job, "INITIAL_FULL_SYNC", false),
+    ])
+    .unwrap();
+    now.fetch_add(1_000, Ordering::SeqCst);
+    q.record_protection(&[seen(first, "OK", true)]).unwrap();
+
+    let record = q.record(batch).unwrap();
+    let jobs: Vec<_> = record.protection.iter().map(|p| p.job).collect();
+    assert_eq!(
+        jobs,
+        [first, leases[1].job],
+        "in job order, this batch only"
+    );
+    let changes: Vec<_> = record
+        .replication_events
+        .iter()
+        .map(|e| (e.job, e.to_status.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (first, "INITIAL_FULL_SYNC"),
+            (leases[1].job, "NOT_ACTIVE"),
+            (first, "OK")
+        ],
+        "oldest first"
+    );
+    // The third job succeeded and has no record yet: configured, not followed.
+    let counts = q.readiness_counts(batch).unwrap();
+    assert_eq!((counts.configured, counts.not_followed), (3, 1));
+    assert_eq!(
+        Readiness::ALL.map(|r| counts.count(r)),
+        [0, 1, 1, 0],
+        "syncing, protected, not active, error"
+    );
+    assert_eq!(
+        q.readiness_counts(other).unwrap().count(Readiness::Syncing),
+        1
+    );
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use vrbulk::domain::{JobSpec, VmRef};
 use vrbulk::domain::{Placement, ReplicationSettings};
-use vrbulk::queue::{Checkpoint, JobState, Lease, NewBatch, Queue, Step};
+use vrbulk::queue::{
+    Checkpoint, JobState, Lease, NewBatch, Queue, Readiness, ReplicationSeen, Step,
+};
 use vrbulk::report::{Format, PlanReport, Report};
 use vrbulk::sim::{SimConfig, Simulator};
 use vrbulk::vr::model::VmDisk;
@@ -391,6 +393,141 @@ fn fixture(path: &Path) -> (Queue, i64) {
     (q, batch)
 }
 
+/// What `watch` saw of one replication.
+fn seen(job: i64, status: &str, bytes: Option<(i64, i64)>, protected: bool) -> ReplicationSeen {
+    ReplicationSeen {
+        job,
+        replication_id: format!("GID-{job:04}"),
+        status: status.into(),
+        configuration_state: Some("OK".into()),
+        bytes_done: bytes.map(|b| b.0 << 30),
+        bytes_total: bytes.map(|b| b.1 << 30),
+        rpo_violation: false,
+        error: None,
+        protected,
+    }
+}
+
+/// The golden batch of protection: eight VMs configured and one not found, then followed for
+/// two hours until every readiness is there. web-02, web-01 and db-03 became protected (db-03
+/// has since fallen behind its RPO), app-04 and app-05 are still in their initial sync, old-06
+/// is powered off, bad-07 is in error (in words that need escaping), and new-09 was configured
+/// after the last sighting, so it is not followed yet.
+fn protection_fixture(path: &Path) -> (Queue, i64) {
+    let (mut q, now) = queue_at(path);
+    let names = [
+        "web-01", "web-02", "db-03", "app-04", "app-05", "old-06", "bad-07", "ghost-08", "new-09",
+    ];
+    let specs: Vec<JobSpec> = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let rpo = if name == "db-03" { 15 } else { 60 };
+            spec(
+                i,
+                Row {
+                    rpo,
+                    ..row(name, "ds-gold-01")
+                },
+            )
+        })
+        .collect();
+    let batch = q
+        .create_batch(&new_batch("wave 2 | protect"), &specs)
+        .unwrap();
+    let mut d = Driver {
+        q: &mut q,
+        now: &now,
+    };
+    d.tick(60);
+    d.q.start_run("run-1", batch, OWNER, "run").unwrap();
+    let sizes = [40, 20, 60, 80, 120, 30, 30];
+    for (n, gib) in (1..=7).zip(sizes) {
+        let disk = disks(&vm(2000 + n), &[("Hard disk 1", gib * GIB_KB, true)]);
+        d.replicated(batch, &vm(2000 + n), disk, n);
+    }
+    let lease = d.claim(batch);
+    d.tick(1);
+    d.q.fail(
+        &lease,
+        "VM `ghost-08` not found on vc-site-a.corp.local",
+        None,
+    )
+    .unwrap();
+
+    let mut watch = |minutes: i64, seen: &[ReplicationSeen]| {
+        d.tick(minutes * 60);
+        d.q.record_protection(seen).unwrap();
+    };
+    watch(
+        2,
+        &[
+            seen(1, "INITIAL_FULL_SYNC", Some((5, 40)), false),
+            seen(2, "INITIAL_FULL_SYNC", Some((8, 20)), false),
+            seen(3, "INITIAL_FULL_SYNC", Some((2, 60)), false),
+            seen(4, "INITIAL_FULL_SYNC", Some((1, 80)), false),
+            seen(5, "CONFIGURING", None, false),
+            seen(6, "NOT_ACTIVE", None, false),
+            seen(7, "INITIAL_FULL_SYNC", Some((0, 30)), false),
+        ],
+    );
+    let error = ReplicationSeen {
+        configuration_state: Some("ERROR".into()),
+        error: Some("Disk 'Hard disk 1' | not found on <datastore-12>".into()),
+        ..seen(7, "ERROR", Some((3, 30)), false)
+    };
+    watch(
+        14,
+        &[
+            seen(1, "INITIAL_FULL_SYNC", Some((21, 40)), false),
+            seen(2, "OK", Some((20, 20)), true),
+            error.clone(),
+        ],
+    );
+    watch(
+        15,
+        &[
+            seen(1, "OK", Some((40, 40)), true),
+            seen(5, "INITIAL_FULL_SYNC", Some((10, 120)), false),
+        ],
+    );
+    watch(30, &[seen(3, "OK", Some((60, 60)), true)]);
+    // The last pass sees every replication; only db-03's status changes.
+    watch(
+        30,
+        &[
+            seen(1, "OK", Some((40, 40)), true),
+            seen(2, "OK", Some((20, 20)), true),
+            ReplicationSeen {
+                rpo_violation: true,
+                ..seen(3, "RPO_VIOLATION", Some((60, 60)), false)
+            },
+            seen(4, "INITIAL_FULL_SYNC", Some((30, 80)), false),
+            seen(5, "INITIAL_FULL_SYNC", Some((40, 120)), false),
+            seen(6, "NOT_ACTIVE", None, false),
+            error,
+        ],
+    );
+    d.q.finish_run("run-1", "done", 0).unwrap();
+    // new-09 is configured by a later run that nothing has followed since.
+    d.tick(60);
+    d.q.start_run("run-2", batch, OWNER, "run").unwrap();
+    let disk = disks(&vm(2009), &[("Hard disk 1", 10 * GIB_KB, true)]);
+    d.replicated(batch, &vm(2009), disk, 9);
+    d.q.finish_run("run-2", "done", 0).unwrap();
+    (q, batch)
+}
+
+/// The moment the protection golden reports are made: three hours after import.
+const PROTECTION_REPORT_AT: i64 = T0 + 3 * 3_600_000;
+
+fn protection_report() -> (Report, Queue, i64, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, batch) = protection_fixture(&dir.path().join("q.db"));
+    let report = Report::load(&q, batch, PROTECTION_REPORT_AT).unwrap();
+    (report, q, batch, dir)
+}
+
 /// The moment the golden reports are made: an hour after import.
 const REPORT_AT: i64 = T0 + 3_600_000;
 
@@ -440,6 +577,15 @@ fn every_format_of_a_finished_batch_matches_its_golden_file() {
     for format in Format::ALL {
         let text = report.render(format).unwrap();
         assert_golden(&format!("report.{format}"), &text);
+    }
+}
+
+#[test]
+fn every_format_of_a_batch_followed_to_protection_matches_its_golden_file() {
+    let (report, ..) = protection_report();
+    for format in Format::ALL {
+        let text = report.render(format).unwrap();
+        assert_golden(&format!("protection.{format}"), &text);
     }
 }
 
@@ -587,6 +733,107 @@ fn the_json_report_agrees_with_the_queue_job_by_job_and_count_by_count() {
     );
     assert_eq!(doc["summary"]["relogins"], 1);
     assert_eq!(doc["runs"]["count"], 2);
+}
+
+#[test]
+fn the_json_report_agrees_with_the_queue_on_every_replication() {
+    let (report, q, batch, _dir) = protection_report();
+    let doc: Value = serde_json::from_str(&report.render(Format::Json).unwrap()).unwrap();
+    assert_eq!(
+        doc["schema_version"], 1,
+        "the protection fields are additions"
+    );
+    let at = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+
+    let counts = q.readiness_counts(batch).unwrap();
+    let summary = &doc["summary"]["protection"];
+    assert_eq!(summary["configured"], counts.configured);
+    assert_eq!(summary["not_followed"], counts.not_followed);
+    assert_eq!(summary["rpo_violation"], counts.rpo_violation);
+    assert_eq!(summary["sync_copied_bytes"], counts.sync_bytes_done);
+    assert_eq!(summary["sync_total_bytes"], counts.sync_bytes_total);
+    assert_eq!(summary["last_seen_at"], json!(counts.last_seen_at.map(at)));
+    for readiness in Readiness::ALL {
+        let key = serde_json::to_value(readiness).unwrap();
+        let key = key.as_str().unwrap();
+        assert_eq!(summary["counts"][key], counts.count(readiness), "{key}");
+        assert!(
+            counts.count(readiness) > 0,
+            "the fixture has every readiness: {key}"
+        );
+    }
+
+    let records = q.protection(batch).unwrap();
+    let rows = doc["jobs"].as_array().unwrap();
+    let followed: Vec<&Value> = rows.iter().filter(|r| !r["protection"].is_null()).collect();
+    assert_eq!(followed.len(), records.len());
+    for p in &records {
+        let row = rows.iter().find(|r| r["job_id"] == p.job).unwrap();
+        let expected = json!({
+            "readiness": serde_json::to_value(p.readiness()).unwrap(),
+            "replication_id": p.replication_id,
+            "status": p.status,
+            "configuration_state": p.configuration_state,
+            "configured_at": at(p.configured_at),
+            "protected_at": p.protected_at.map(at),
+            "time_to_protected_ms": p.protected_at.map(|t| t - p.configured_at),
+            "copied_bytes": p.bytes_done,
+            "total_bytes": p.bytes_total,
+            "rpo_violation": p.rpo_violation,
+            "error": p.error,
+            "seen_at": at(p.updated_at),
+        });
+        assert_eq!(row["protection"], expected, "job {}", p.job);
+    }
+    for entry in doc["timeline"].as_array().unwrap() {
+        let job = entry["job_id"].as_i64().unwrap();
+        let events: Vec<Value> = q
+            .replication_events(job)
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "at": at(e.at),
+                    "from_status": e.from_status,
+                    "to_status": e.to_status,
+                    "message": e.message,
+                })
+            })
+            .collect();
+        assert_eq!(entry["replication_events"], json!(events), "job {job}");
+    }
+}
+
+#[test]
+fn configured_vms_nothing_has_followed_are_not_called_protected() {
+    let (report, ..) = fixture_report();
+    let p = &report.summary.protection;
+    assert_eq!((p.configured, p.not_followed), (3, 3));
+    assert!(report.jobs.iter().all(|j| j.protection.is_none()));
+    let says = "3 VMs were configured and their replications have not been followed since, so \
+                this report cannot say whether any is protected:";
+    let md = report.render(Format::Md).unwrap();
+    assert!(
+        md.contains(&format!(
+            "{says} `vrbulk watch --batch 1` follows them until they are."
+        )),
+        "{md}"
+    );
+    assert!(!md.contains("ready for cutover"), "{md}");
+    let html = report.render(Format::Html).unwrap();
+    assert!(
+        html.contains(&format!(
+            "{says} <code>vrbulk watch --batch 1</code> follows them until they are."
+        )),
+        "html says so"
+    );
+    let csv = report.render(Format::Csv).unwrap();
+    assert_eq!(csv.matches(",not_followed,").count(), 3, "{csv}");
 }
 
 #[test]
@@ -761,6 +1008,30 @@ fn big_batch(path: &Path, n: usize) -> (Queue, i64) {
         }
         .unwrap();
     }
+    // Then the initial syncs: most end one after another, a few are still copying, one VM in
+    // ten is powered off and one in twenty in error.
+    let configured: Vec<i64> = q
+        .jobs(batch)
+        .unwrap()
+        .iter()
+        .filter(|j| j.state == JobState::Succeeded)
+        .map(|j| j.id)
+        .collect();
+    for (k, job) in configured.iter().enumerate() {
+        now.fetch_add(20_000, Ordering::SeqCst);
+        let sighting = match k % 20 {
+            3 | 13 => seen(*job, "NOT_ACTIVE", None, false),
+            7 => ReplicationSeen {
+                error: Some("Datastore ds-gold-01 is inaccessible".into()),
+                ..seen(*job, "ERROR", Some((2, 40)), false)
+            },
+            _ if k * 5 > configured.len() * 4 => {
+                seen(*job, "INITIAL_FULL_SYNC", Some((10, 40)), false)
+            }
+            _ => seen(*job, "OK", Some((40, 40)), true),
+        };
+        q.record_protection(&[sighting]).unwrap();
+    }
     (q, batch)
 }
 
@@ -875,6 +1146,9 @@ fn the_html_report_renders_in_a_real_browser_without_console_errors() {
     std::fs::write(&small, report.render(Format::Html).unwrap()).unwrap();
     let plan = out.path().join("plan.html");
     std::fs::write(&plan, plan_fixture(&q, batch).render(Format::Html).unwrap()).unwrap();
+    let (protection, ..) = protection_report();
+    let protected = out.path().join("protection.html");
+    std::fs::write(&protected, protection.render(Format::Html).unwrap()).unwrap();
     let (big_q, big) = big_batch(&out.path().join("big.db"), 400);
     let large = out.path().join("large.html");
     let html = Report::load(&big_q, big, T0 + 86_400_000)
@@ -883,7 +1157,7 @@ fn the_html_report_renders_in_a_real_browser_without_console_errors() {
         .unwrap();
     std::fs::write(&large, html).unwrap();
 
-    for page in [&small, &plan, &large] {
+    for page in [&small, &plan, &protected, &large] {
         let html = std::fs::read_to_string(page).unwrap();
         assert!(!html.contains("<script"), "no script at all");
         assert!(

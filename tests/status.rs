@@ -1,13 +1,14 @@
-//! The operator's commands about one batch: `status` (text and `--json`), `retry` and
-//! `cancel`, driven through the binary against a queue filled through the library.
+//! The operator's commands about one batch: `status` (text and `--json`, with the configured
+//! VMs by readiness), `retry` and `cancel`, driven through the binary against a queue filled
+//! through the library.
 
 use std::path::Path;
 use std::time::Duration;
 
-use vrbulk::queue::{JobState, Queue};
+use vrbulk::queue::{JobState, Queue, ReplicationSeen};
 
 use crate::support::cmd::{Cmd, Ran};
-use crate::support::fixtures::{new_batch, spec, specs};
+use crate::support::fixtures::{self, new_batch, spec, specs};
 
 const LEASE: Duration = Duration::from_secs(600);
 
@@ -164,6 +165,141 @@ fn status_json_has_the_batch_and_every_states_count() {
         .assert_exit(0);
     let fewer: serde_json::Value = serde_json::from_str(&fewer.stdout()).unwrap();
     assert_eq!(fewer["last_errors"].as_array().unwrap().len(), 2);
+}
+
+/// Batch 1 "wave 1" of eight VMs: seven configured, followed into every readiness (two
+/// protected, one of them since behind its RPO; two syncing; one powered off; one in error),
+/// one configured and not followed yet, and `vm-0007` never claimed.
+fn followed_batch(db: &Path) {
+    let mut q = Queue::open(db).unwrap();
+    let batch = q.create_batch(&new_batch("wave 1"), &specs(8)).unwrap();
+    let leases: Vec<_> = q
+        .claim(Some(batch), 7, "jump01:1:run", LEASE)
+        .unwrap()
+        .iter()
+        .map(|j| j.lease().unwrap())
+        .collect();
+    for lease in &leases {
+        q.succeed(lease, Some(&format!("GID-{}", lease.job)), "configured")
+            .unwrap();
+    }
+    let gib = |n: i64| Some(n << 30);
+    let seen = |i: usize, status: &str, done, total, protected| ReplicationSeen {
+        job: leases[i].job,
+        replication_id: format!("GID-{}", leases[i].job),
+        status: status.into(),
+        configuration_state: Some("OK".into()),
+        bytes_done: done,
+        bytes_total: total,
+        rpo_violation: false,
+        error: None,
+        protected,
+    };
+    q.record_protection(&[
+        seen(0, "OK", gib(40), gib(40), true),
+        seen(1, "OK", gib(20), gib(20), true),
+        seen(2, "INITIAL_FULL_SYNC", gib(10), gib(40), false),
+        seen(3, "INITIAL_FULL_SYNC", gib(30), gib(60), false),
+        seen(4, "NOT_ACTIVE", None, None, false),
+        ReplicationSeen {
+            error: Some("Datastore ds-gold-01 is inaccessible".into()),
+            ..seen(5, "ERROR", None, None, false)
+        },
+    ])
+    .unwrap();
+    q.record_protection(&[ReplicationSeen {
+        rpo_violation: true,
+        ..seen(1, "RPO_VIOLATION", gib(20), gib(20), false)
+    }])
+    .unwrap();
+}
+
+#[test]
+fn status_counts_the_configured_vms_by_readiness_with_what_explains_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    followed_batch(&db);
+
+    let out = vrbulk(&db).args(["status"]).assert_exit(0).stdout();
+    assert!(
+        out.contains("\nprotection of the 7 configured VMs, as last seen "),
+        "{out}"
+    );
+    for line in [
+        "  syncing      2  40.0% of 100.0 GiB copied\n",
+        "  protected    2  1 in RPO violation\n",
+        "  not active   1  powered off, waiting\n",
+        "  error        1\n",
+        "  not followed 1  next: vrbulk watch --batch 1\n",
+    ] {
+        assert!(out.contains(line), "no `{}`:\n{out}", line.trim_end());
+    }
+
+    let json = vrbulk(&db)
+        .args(["status", "--json"])
+        .assert_exit(0)
+        .stdout();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let p = &json["protection"];
+    assert_eq!(p["configured"], 7);
+    assert_eq!(p["not_followed"], 1);
+    assert_eq!(
+        p["counts"],
+        serde_json::json!({"syncing": 2, "protected": 2, "not_active": 1, "error": 1})
+    );
+    assert_eq!(p["rpo_violation"], 1);
+    assert_eq!(
+        (
+            p["sync_bytes_done"].as_i64(),
+            p["sync_bytes_total"].as_i64()
+        ),
+        (Some(40 << 30), Some(100 << 30))
+    );
+    assert!(p["last_seen_at"].as_i64().unwrap() <= json["as_of"].as_i64().unwrap());
+}
+
+#[test]
+fn status_of_configured_vms_nothing_followed_says_so_and_what_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    drop(mixed_batch(&db));
+
+    let out = vrbulk(&db).args(["status"]).assert_exit(0).stdout();
+    assert!(
+        out.contains(
+            "\nprotection of the 5 configured VMs: not followed yet; next: vrbulk watch --batch 1\n"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("  protected "), "{out}");
+    let json = vrbulk(&db)
+        .args(["status", "--json"])
+        .assert_exit(0)
+        .stdout();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (
+            &json["protection"]["configured"],
+            &json["protection"]["not_followed"]
+        ),
+        (&serde_json::json!(5), &serde_json::json!(5))
+    );
+    assert_eq!(json["protection"]["counts"]["protected"], 0);
+}
+
+#[test]
+fn status_of_a_batch_with_nothing_configured_says_nothing_of_protection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    fixtures::import(&db, &new_batch("wave 1"), &specs(2));
+    let out = vrbulk(&db).args(["status"]).assert_exit(0).stdout();
+    assert!(!out.contains("protection"), "{out}");
+    let json = vrbulk(&db)
+        .args(["status", "--json"])
+        .assert_exit(0)
+        .stdout();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(json["protection"].is_null(), "{json}");
 }
 
 #[test]

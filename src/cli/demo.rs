@@ -190,7 +190,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
     if let Some(last) = &followed.last {
         println!(
             "   {} VMs protected; the powered-off one waits to be powered on (`vrbulk watch` exits 5 then)",
-            last.counts[&crate::queue::Readiness::Protected]
+            last.tally.count(crate::queue::Readiness::Protected)
         );
     }
     sim.shutdown().await;

@@ -1,5 +1,6 @@
 //! `vrbulk status`: where a batch stands, read from the queue while a `vrbulk run` may be
-//! working on it. Text for people, `--json` for scripts; the numbers come from
+//! working on it, and, once jobs are configured, where their replications stand (configured is
+//! not protected). Text for people, `--json` for scripts; the numbers come from
 //! [`Queue::status`](crate::queue::Queue::status).
 
 use std::fmt::Write as _;
@@ -8,7 +9,7 @@ use std::path::Path;
 use clap::Args;
 
 use super::open_batch;
-use crate::queue::{BatchId, BatchStatus, JobState};
+use crate::queue::{BatchId, BatchStatus, JobState, Readiness, ReadinessCounts};
 use crate::timefmt::{span, utc};
 
 #[derive(Debug, Args)]
@@ -57,6 +58,9 @@ pub fn render(s: &BatchStatus) -> String {
     let width = s.counts.values().max().map_or(1, |n| n.to_string().len());
     for (state, n) in &s.counts {
         let _ = writeln!(out, "  {:<10} {n:>width$}", state.as_str());
+    }
+    if let Some(p) = &s.protection {
+        out.push_str(&protection(p, b.id));
     }
 
     let unfinished: Vec<_> = s
@@ -159,6 +163,61 @@ pub fn render(s: &BatchStatus) -> String {
                 e.message
             );
         }
+    }
+    out
+}
+
+/// Where the configured VMs stand, by readiness, each count with what explains it; a batch that
+/// nothing has followed says so and what to run, rather than count nothing as protected.
+fn protection(p: &ReadinessCounts, batch: BatchId) -> String {
+    let watch = format!("next: vrbulk watch --batch {batch}");
+    let vms = if p.configured == 1 { "VM" } else { "VMs" };
+    if p.not_followed == p.configured {
+        return format!(
+            "\nprotection of the {} configured {vms}: not followed yet; {watch}\n",
+            p.configured
+        );
+    }
+    let seen = p
+        .last_seen_at
+        .map(|t| format!(", as last seen {}", utc(t)))
+        .unwrap_or_default();
+    let mut out = format!(
+        "\nprotection of the {} configured {vms}{seen}:\n",
+        p.configured
+    );
+    let copied = (p.sync_bytes_total > 0).then(|| {
+        format!(
+            "{:.1}% of {} copied",
+            p.sync_bytes_done as f64 * 100.0 / p.sync_bytes_total as f64,
+            crate::units::bytes(p.sync_bytes_total)
+        )
+    });
+    let behind = (p.rpo_violation > 0).then(|| format!("{} in RPO violation", p.rpo_violation));
+    let mut rows: Vec<(&str, u64, Option<String>)> = vec![
+        ("syncing", p.count(Readiness::Syncing), copied),
+        ("protected", p.count(Readiness::Protected), behind),
+        (
+            "not active",
+            p.count(Readiness::NotActive),
+            Some("powered off, waiting".into()),
+        ),
+        ("error", p.count(Readiness::Error), None),
+    ];
+    if p.not_followed > 0 {
+        rows.push(("not followed", p.not_followed, Some(watch)));
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.1.to_string().len())
+        .max()
+        .unwrap_or(1);
+    for (label, n, note) in rows {
+        let note = note
+            .filter(|_| n > 0)
+            .map(|t| format!("  {t}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {label:<12} {n:>width$}{note}");
     }
     out
 }

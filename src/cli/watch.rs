@@ -72,33 +72,34 @@ pub async fn run(args: WatchArgs, config: Option<&Path>, db: &Path) -> anyhow::R
 
 /// `protected 12/40, syncing 25 (1.2 TiB of 3.4 TiB, 118.0 MiB/s, about 5h 20m left), …`
 pub fn progress_line(r: &Round) -> String {
-    let configured: u64 = r.counts.values().sum::<u64>() + r.unseen;
+    let t = &r.tally;
     let mut parts = vec![format!(
-        "protected {}/{configured}",
-        r.counts[&Readiness::Protected]
+        "protected {}/{}",
+        t.count(Readiness::Protected),
+        t.configured
     )];
-    let syncing = r.counts[&Readiness::Syncing] + r.unseen;
+    let syncing = t.count(Readiness::Syncing) + t.not_followed;
     if syncing > 0 {
         let pace = match (r.throughput, r.eta) {
-            (Some(t), Some(eta)) => format!(
+            (Some(speed), Some(eta)) => format!(
                 ", {}/s, about {} left",
-                bytes(t as i64),
+                bytes(speed as i64),
                 span(eta.as_millis() as i64)
             ),
             _ => String::new(),
         };
         parts.push(format!(
             "syncing {syncing} ({} of {}{pace})",
-            bytes(r.bytes_done),
-            bytes(r.bytes_total)
+            bytes(t.sync_bytes_done),
+            bytes(t.sync_bytes_total)
         ));
     }
     for (readiness, words) in [
         (Readiness::NotActive, "powered off, waiting"),
         (Readiness::Error, "in error"),
     ] {
-        if r.counts[&readiness] > 0 {
-            parts.push(format!("{words} {}", r.counts[&readiness]));
+        if t.count(readiness) > 0 {
+            parts.push(format!("{words} {}", t.count(readiness)));
         }
     }
     parts.join(", ")
@@ -146,11 +147,7 @@ fn print_state(outcome: &WatchOutcome, jobs: &[Job]) {
         }
         println!("\n{table}");
     }
-    let rpo = r
-        .records
-        .iter()
-        .filter(|p| p.readiness() == Readiness::Protected && p.rpo_violation)
-        .count();
+    let rpo = r.tally.rpo_violation;
     if rpo > 0 {
         println!("{rpo} protected VMs are behind their RPO now");
     }

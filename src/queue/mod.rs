@@ -25,7 +25,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use protection::{Protection, Readiness, ReplicationEvent, ReplicationSeen};
+pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
 pub use record::{BatchRecord, DiscoveryRecord, JobTimes, RunRecord};
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};

@@ -2,9 +2,13 @@
 //! replication (status, initial-sync bytes, RPO health), when the VM first became protected, and
 //! an append-only log of the replication's status changes (not of every progress tick). `run`
 //! and `watch` write it; `status` and the report read it. Whether a sighting means "protected"
-//! is the workflow's judgement, handed in.
+//! is the workflow's judgement, handed in; where a configured VM stands is
+//! [`Protection::readiness`], and [`ReadinessCounts::tally`] counts a batch by it.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
 
 use super::{BatchId, JobId, Queue, Result};
 
@@ -76,6 +80,70 @@ impl Protection {
         } else {
             Readiness::Syncing
         }
+    }
+}
+
+/// Where the configured VMs of a batch stand, counted by [`Readiness`]: what `status` shows and
+/// the report's summary says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadinessCounts {
+    /// Configured jobs: those that succeeded, and any other whose replication has a record.
+    pub configured: u64,
+    /// Configured jobs whose replication has not been seen since (no record yet).
+    pub not_followed: u64,
+    /// Jobs with a record, per readiness; every readiness is present.
+    pub counts: BTreeMap<Readiness, u64>,
+    /// Protected VMs whose replication is now behind its RPO.
+    pub rpo_violation: u64,
+    /// Bytes copied of bytes to copy, over the VMs still syncing whose appliance said both.
+    pub sync_bytes_done: i64,
+    pub sync_bytes_total: i64,
+    /// The newest sighting of any of them (Unix ms); `None` when none was seen.
+    pub last_seen_at: Option<i64>,
+}
+
+impl ReadinessCounts {
+    /// Counts `records` by readiness; `configured` names the jobs that succeeded, so that one
+    /// without a record counts as not followed yet.
+    pub fn tally(
+        configured: impl IntoIterator<Item = JobId>,
+        records: &[Protection],
+    ) -> ReadinessCounts {
+        let mut jobs: BTreeSet<JobId> = configured.into_iter().collect();
+        let mut counts: BTreeMap<Readiness, u64> = Readiness::ALL.map(|r| (r, 0)).into();
+        let (mut rpo_violation, mut sync_bytes_done, mut sync_bytes_total) = (0, 0i64, 0i64);
+        for p in records {
+            jobs.insert(p.job);
+            let readiness = p.readiness();
+            *counts.entry(readiness).or_default() += 1;
+            match readiness {
+                Readiness::Protected if p.rpo_violation => rpo_violation += 1,
+                Readiness::Syncing => {
+                    if let (Some(done), Some(total)) = (p.bytes_done, p.bytes_total) {
+                        // An appliance that reports more copied than there is to copy is
+                        // done, not over 100 %.
+                        sync_bytes_done = sync_bytes_done.saturating_add(done.min(total));
+                        sync_bytes_total = sync_bytes_total.saturating_add(total);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let configured = jobs.len() as u64;
+        ReadinessCounts {
+            configured,
+            not_followed: configured.saturating_sub(records.len() as u64),
+            counts,
+            rpo_violation,
+            sync_bytes_done,
+            sync_bytes_total,
+            last_seen_at: records.iter().map(|p| p.updated_at).max(),
+        }
+    }
+
+    /// VMs of `readiness`.
+    pub fn count(&self, readiness: Readiness) -> u64 {
+        self.counts.get(&readiness).copied().unwrap_or(0)
     }
 }
 
@@ -202,23 +270,49 @@ impl Queue {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Where the configured jobs of `batch` stand: its succeeded jobs and its protection records,
+    /// counted by readiness.
+    pub fn readiness_counts(&self, batch: BatchId) -> Result<ReadinessCounts> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM jobs WHERE batch_id = ? AND state = 'succeeded'")?;
+        let succeeded = stmt
+            .query_map([batch], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<JobId>>>()?;
+        Ok(ReadinessCounts::tally(succeeded, &self.protection(batch)?))
+    }
+
+    /// The status changes of the replications of `batch`'s jobs, oldest first.
+    pub fn batch_replication_events(&self, batch: BatchId) -> Result<Vec<ReplicationEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.job_id, e.at, e.from_status, e.to_status, e.message \
+             FROM replication_events e JOIN jobs j ON j.id = e.job_id WHERE j.batch_id = ? \
+             ORDER BY e.id",
+        )?;
+        let rows = stmt.query_map([batch], event_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The status changes of `job`'s replication, oldest first.
     pub fn replication_events(&self, job: JobId) -> Result<Vec<ReplicationEvent>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT job_id, at, from_status, to_status, message FROM replication_events \
              WHERE job_id = ? ORDER BY id",
         )?;
-        let rows = stmt.query_map([job], |r| {
-            Ok(ReplicationEvent {
-                job: r.get(0)?,
-                at: r.get(1)?,
-                from_status: r.get(2)?,
-                to_status: r.get(3)?,
-                message: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map([job], event_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// A row of `job_id, at, from_status, to_status, message`.
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReplicationEvent> {
+    Ok(ReplicationEvent {
+        job: r.get(0)?,
+        at: r.get(1)?,
+        from_status: r.get(2)?,
+        to_status: r.get(3)?,
+        message: r.get(4)?,
+    })
 }
 
 /// The event's words: the status, with what explains it.
@@ -288,5 +382,58 @@ mod tests {
             ..record("CONFIGURING", false)
         };
         assert_eq!(config_error.readiness(), Readiness::Error);
+    }
+
+    #[test]
+    fn the_tally_counts_each_readiness_and_the_configured_jobs_not_followed_yet() {
+        let syncing = |job, done, total| Protection {
+            job,
+            bytes_done: done,
+            bytes_total: total,
+            updated_at: 10 + job,
+            ..record("INITIAL_FULL_SYNC", false)
+        };
+        let records = [
+            syncing(1, Some(30), Some(100)),
+            // More copied than there is to copy counts as all of it.
+            syncing(2, Some(80), Some(50)),
+            // Bytes not said yet: counted as syncing, left out of the bytes.
+            syncing(3, None, Some(40)),
+            Protection {
+                job: 4,
+                rpo_violation: true,
+                ..record("RPO_VIOLATION", true)
+            },
+            Protection {
+                job: 5,
+                ..record("OK", true)
+            },
+            Protection {
+                job: 6,
+                ..record("NOT_ACTIVE", false)
+            },
+        ];
+        // Job 7 succeeded and was not seen since; job 1 is both.
+        let counts = ReadinessCounts::tally([1, 7], &records);
+        assert_eq!(
+            (counts.configured, counts.not_followed, counts.rpo_violation),
+            (7, 1, 1)
+        );
+        assert_eq!(
+            Readiness::ALL.map(|r| counts.count(r)),
+            [3, 2, 1, 0],
+            "syncing, protected, not active, error"
+        );
+        assert_eq!((counts.sync_bytes_done, counts.sync_bytes_total), (80, 150));
+        assert_eq!(counts.last_seen_at, Some(13));
+
+        let none = ReadinessCounts::tally([], &[]);
+        assert_eq!((none.configured, none.not_followed), (0, 0));
+        assert_eq!(
+            none.counts.len(),
+            Readiness::ALL.len(),
+            "every readiness present"
+        );
+        assert_eq!(none.last_seen_at, None);
     }
 }

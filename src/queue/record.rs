@@ -1,6 +1,8 @@
 //! A batch's whole record as the report reads it: the batch, its jobs, and what the event log and
-//! the runs recorded about them (each job's claims, the runs, API usage, discovery), read in one
-//! transaction so that every number agrees while a `vrbulk run` writes.
+//! the runs recorded about them (each job's claims, the runs, API usage, discovery), and what
+//! `run` and `watch` last saw of the configured jobs' replications (protection records and their
+//! status changes), read in one transaction so that every number agrees while a `vrbulk run`
+//! writes.
 //!
 //! Read-only, typed rows; the report (`crate::report`) turns them into its model and never sees
 //! SQL.
@@ -9,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::params;
 
-use super::{Batch, BatchId, Job, JobId, JobState, Queue, Result};
+use super::{Batch, BatchId, Job, JobId, JobState, Protection, Queue, ReplicationEvent, Result};
 use crate::vr::OpUsage;
 
 /// Everything the queue holds about one batch.
@@ -28,6 +30,10 @@ pub struct BatchRecord {
     pub runs: Vec<RunRecord>,
     /// By pairing id.
     pub discoveries: Vec<DiscoveryRecord>,
+    /// The protection record of each configured job that has one, in job order.
+    pub protection: Vec<Protection>,
+    /// The status changes of those replications, oldest first.
+    pub replication_events: Vec<ReplicationEvent>,
 }
 
 /// A job's life as its events tell it (Unix ms).
@@ -77,6 +83,8 @@ impl Queue {
             job_times: self.job_times(id)?,
             runs: self.runs(id)?,
             discoveries: self.discoveries(id)?,
+            protection: self.protection(id)?,
+            replication_events: self.batch_replication_events(id)?,
             batch,
         })
     }

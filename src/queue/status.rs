@@ -2,16 +2,20 @@
 //! counts per state and per step, the oldest running job, the next retry, the jobs in doubt and
 //! the last errors in the server's words.
 //!
-//! Read-only. Every number is a SQL aggregate (no job is loaded whole), so a status of a
-//! 10,000-job batch costs a handful of indexed queries, and all of them run in one read
-//! transaction so the numbers agree with each other while a `vrbulk run` writes.
+//! Read-only. Every number about jobs is a SQL aggregate (no job is loaded whole), so a status
+//! of a 10,000-job batch costs a handful of indexed queries, and all of them run in one read
+//! transaction so the numbers agree with each other while a `vrbulk run` writes. Where the
+//! configured VMs stand is counted from their protection records by
+//! [`ReadinessCounts::tally`], the one reading of readiness, not by a second one in SQL.
 
 use std::collections::BTreeMap;
 
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{parse_state, parse_step, Batch, BatchId, JobId, JobState, Queue, Result, Step};
+use super::{
+    parse_state, parse_step, Batch, BatchId, JobId, JobState, Queue, ReadinessCounts, Result, Step,
+};
 
 /// How many of the newest errors [`Queue::status`] reports.
 pub const LAST_ERRORS: usize = 10;
@@ -38,6 +42,9 @@ pub struct BatchStatus {
     pub last_finished_at: Option<i64>,
     /// Newest first, one per job.
     pub last_errors: Vec<JobError>,
+    /// Where the configured VMs stand (syncing, protected, not active, error, not followed
+    /// yet); `None` while no job is configured.
+    pub protection: Option<ReadinessCounts>,
 }
 
 /// A running job and the lease that holds it.
@@ -167,6 +174,8 @@ impl Queue {
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
 
+        let protection = Some(self.readiness_counts(id)?).filter(|p| p.configured > 0);
+
         Ok(BatchStatus {
             batch,
             as_of: now,
@@ -180,6 +189,7 @@ impl Queue {
             first_started_at,
             last_finished_at,
             last_errors,
+            protection,
         })
     }
 }
@@ -397,6 +407,7 @@ mod tests {
             (None, None)
         );
         assert!(status.last_errors.is_empty());
+        assert_eq!(status.protection, None, "nothing configured");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! What the Markdown and HTML renderers say alike: the rows of the audit table, the banner's
-//! counts and the plan's summary line, in one place. A renderer supplies its [`Markup`]
-//! (escaping, code, emphasis) and lays the rows out as its format wants; the facts, their
-//! order and their words are decided here once.
+//! counts, the sentence that says which VMs are ready, the protection milestones and the plan's
+//! summary line, in one place. A renderer supplies its [`Markup`] (escaping, code, emphasis)
+//! and lays the rows out as its format wants; the facts, their order and their words are
+//! decided here once.
 
-use super::{bytes, span, BatchHeader, PlanReport, Report};
-use crate::queue::JobState;
+use super::{bytes, span, BatchHeader, JobProtection, JobRow, PlanReport, Report, UtcTime};
+use crate::queue::{JobState, Readiness};
 
 /// How a format marks up the pieces of an audit row.
 pub(super) trait Markup {
@@ -187,3 +188,229 @@ pub(super) fn plan_counts(p: &PlanReport) -> String {
 
 /// The plan's headline.
 pub(super) const DRY_RUN: &str = "Dry run: nothing was configured.";
+
+/// How many VMs a sentence names before it leaves them to the tables.
+const NAMED: usize = 5;
+
+/// The plain answer to a migration's question: which configured VMs are protected and ready for
+/// cutover, and what holds back the others. It never counts a configured VM as protected: a
+/// batch nothing has followed yet says so, and how to follow it.
+pub(super) fn readiness(r: &Report, m: &impl Markup) -> String {
+    let p = &r.summary.protection;
+    let watch = m.code(&format!("vrbulk watch --batch {}", r.batch.id));
+    if p.configured == 0 {
+        return "No VM of this batch is configured, so none is protected.".into();
+    }
+    if p.not_followed == p.configured {
+        return if p.configured == 1 {
+            format!(
+                "1 VM was configured and its replication has not been followed since, so this \
+                 report cannot say whether it is protected: {watch} follows it until it is."
+            )
+        } else {
+            format!(
+                "{} VMs were configured and their replications have not been followed since, so \
+                 this report cannot say whether any is protected: {watch} follows them until \
+                 they are.",
+                p.configured
+            )
+        };
+    }
+    let mut parts = vec![ready(r, m)];
+    parts.extend(not_ready(r, m, &watch));
+    format!("{}.{}", parts.join("; "), behind_rpo(r, m))
+}
+
+/// What holds back the configured VMs that are not protected, one clause per readiness.
+fn not_ready(r: &Report, m: &impl Markup, watch: &str) -> Vec<String> {
+    let p = &r.summary.protection;
+    let of = |x: Readiness| move |j: &JobRow| readiness_of(j) == Some(x);
+    let mut parts = Vec::new();
+    let syncing = p.count(Readiness::Syncing);
+    if syncing > 0 {
+        let copied = if p.sync_total_bytes > 0 {
+            format!(
+                " ({:.1}% of {} copied)",
+                p.sync_copied_bytes as f64 * 100.0 / p.sync_total_bytes as f64,
+                bytes(p.sync_total_bytes)
+            )
+        } else {
+            String::new()
+        };
+        let named = names(r, m, of(Readiness::Syncing));
+        parts.push(format!(
+            "{syncing} {} still syncing{copied}{named}",
+            is(syncing)
+        ));
+    }
+    let off = p.count(Readiness::NotActive);
+    if off > 0 {
+        let named = names(r, m, of(Readiness::NotActive));
+        parts.push(format!(
+            "{off} {} powered off, waiting to be powered on{named}",
+            is(off)
+        ));
+    }
+    let error = p.count(Readiness::Error);
+    if error > 0 {
+        parts.push(format!("{error} {} in error{}", is(error), in_error(r, m)));
+    }
+    if p.not_followed > 0 {
+        let named = names(r, m, not_followed);
+        let (has, it) = if p.not_followed == 1 {
+            ("has", "it")
+        } else {
+            ("have", "them")
+        };
+        parts.push(format!(
+            "{} {has} not been followed yet{named} ({watch} follows {it})",
+            p.not_followed
+        ));
+    }
+    parts
+}
+
+/// ` 1 of the protected VMs is now behind its RPO: a.`, or nothing.
+fn behind_rpo(r: &Report, m: &impl Markup) -> String {
+    let n = r.summary.protection.rpo_violation;
+    if n == 0 {
+        return String::new();
+    }
+    let named = names(r, m, |j| {
+        j.protection
+            .as_ref()
+            .is_some_and(|x| x.readiness == Readiness::Protected && x.rpo_violation)
+    });
+    format!(
+        " {n} of the protected VMs {} now behind {} RPO{named}.",
+        is(n),
+        if n == 1 { "its" } else { "their" }
+    )
+}
+
+/// The first part of the readiness sentence: how many configured VMs are protected.
+fn ready(r: &Report, m: &impl Markup) -> String {
+    let p = &r.summary.protection;
+    let (protected, configured) = (p.count(Readiness::Protected), p.configured);
+    if protected == configured {
+        if configured == 1 {
+            "The configured VM is protected and ready for cutover".into()
+        } else {
+            format!("All {configured} configured VMs are protected and ready for cutover")
+        }
+    } else if protected == 0 {
+        format!("None of the {configured} configured VMs is protected yet")
+    } else {
+        let named = names(r, m, |j| readiness_of(j) == Some(Readiness::Protected));
+        format!(
+            "{protected} of {configured} configured VMs {} protected and ready for \
+             cutover{named}",
+            is(protected)
+        )
+    }
+}
+
+/// `: a, b (words)` for the VMs in error, with the appliance's words; nothing past [`NAMED`].
+fn in_error(r: &Report, m: &impl Markup) -> String {
+    let errors: Vec<String> = r
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            let p = j.protection.as_ref()?;
+            (p.readiness == Readiness::Error).then(|| {
+                let words = p.error.as_deref().unwrap_or(&p.status);
+                format!("{} ({})", m.text(&j.vm_name), m.text(words))
+            })
+        })
+        .collect();
+    if errors.is_empty() || errors.len() > NAMED {
+        String::new()
+    } else {
+        format!(": {}", errors.join(", "))
+    }
+}
+
+/// `: a, b` for the VMs `which` picks; nothing when there are more than [`NAMED`] (the tables
+/// list them).
+fn names(r: &Report, m: &impl Markup, which: impl Fn(&JobRow) -> bool) -> String {
+    let named: Vec<String> = r
+        .jobs
+        .iter()
+        .filter(|j| which(j))
+        .map(|j| j.vm_name.clone())
+        .collect();
+    if named.is_empty() || named.len() > NAMED {
+        String::new()
+    } else {
+        format!(": {}", m.list(&named))
+    }
+}
+
+fn readiness_of(j: &JobRow) -> Option<Readiness> {
+    j.protection.as_ref().map(|p| p.readiness)
+}
+
+/// A job configured whose replication was not seen since.
+pub(super) fn not_followed(j: &JobRow) -> bool {
+    j.state == JobState::Succeeded && j.protection.is_none()
+}
+
+fn is(n: u64) -> &'static str {
+    if n == 1 {
+        "is"
+    } else {
+        "are"
+    }
+}
+
+/// When the first, half and all of the configured VMs had become protected, each with the time
+/// since the first configure.
+pub(super) fn milestones(r: &Report) -> [(String, Option<UtcTime>, Option<i64>); 3] {
+    let p = &r.summary.protection;
+    let first_configured = r
+        .jobs
+        .iter()
+        .filter_map(|j| j.protection.as_ref().map(|p| p.configured_at))
+        .min();
+    let since = |at: Option<UtcTime>| Some(at?.0 - first_configured?.0);
+    let half = p.configured.div_ceil(2);
+    [
+        (
+            format!("first (1 of {})", p.configured),
+            p.first_protected_at,
+            since(p.first_protected_at),
+        ),
+        (
+            format!("half ({half} of {})", p.configured),
+            p.half_protected_at,
+            since(p.half_protected_at),
+        ),
+        (
+            format!("all ({0} of {0})", p.configured),
+            p.all_protected_at,
+            since(p.all_protected_at),
+        ),
+    ]
+}
+
+/// The RPO and whether the replication keeps it; only a protected replication can.
+pub(super) fn rpo_state(minutes: u32, p: &JobProtection) -> String {
+    if p.rpo_violation {
+        format!("{minutes} min, violated")
+    } else if p.readiness == Readiness::Protected {
+        format!("{minutes} min, met")
+    } else {
+        format!("{minutes} min")
+    }
+}
+
+/// `30.0 GiB of 80.0 GiB (37.5%)`, or a dash when the appliance did not say.
+pub(super) fn copied(p: &JobProtection) -> String {
+    match (p.copied_bytes, p.total_bytes, p.percent_copied()) {
+        (Some(done), Some(total), Some(pct)) => {
+            format!("{} of {} ({pct:.1}%)", bytes(done), bytes(total))
+        }
+        (Some(done), Some(total), None) => format!("{} of {}", bytes(done), bytes(total)),
+        _ => "\u{2014}".into(),
+    }
+}

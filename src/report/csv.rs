@@ -1,11 +1,13 @@
 //! CSV for spreadsheets: one row per VM under stable snake_case column names (scripts and
-//! saved pivot tables depend on them: add columns at the end, never rename). Lists (disk labels)
+//! saved pivot tables depend on them: add columns at the end, never rename). The protection
+//! columns came last for that reason. Lists (disk labels)
 //! are joined with `; `. Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` at the
 //! start) gets a leading `'`, the usual guard against CSV injection.
 
-use super::{PlanReport, Report, ReportError, UtcTime};
+use super::{JobRow, PlanReport, Report, ReportError, UtcTime};
+use crate::queue::JobState;
 
-pub(crate) const BATCH_COLUMNS: [&str; 27] = [
+pub(crate) const BATCH_COLUMNS: [&str; 38] = [
     "job_id",
     "input_line",
     "vm_name",
@@ -33,6 +35,17 @@ pub(crate) const BATCH_COLUMNS: [&str; 27] = [
     "duration_seconds",
     "change_ticket",
     "notes",
+    "readiness",
+    "replication_status",
+    "configuration_state",
+    "rpo_violation",
+    "configured_at",
+    "protected_at",
+    "time_to_protected_seconds",
+    "sync_copied_bytes",
+    "sync_total_bytes",
+    "replication_error",
+    "replication_seen_at",
 ];
 
 pub(crate) const PLAN_COLUMNS: [&str; 14] = [
@@ -56,7 +69,7 @@ pub(super) fn batch(report: &Report) -> Result<String, ReportError> {
     let mut w = ::csv::Writer::from_writer(Vec::with_capacity(report.jobs.len() * 256 + 512));
     w.write_record(BATCH_COLUMNS)?;
     for j in &report.jobs {
-        w.write_record([
+        let record = [
             j.job_id.to_string(),
             opt(j.input_line),
             text(&j.vm_name),
@@ -81,14 +94,47 @@ pub(super) fn batch(report: &Report) -> Result<String, ReportError> {
             j.attempts.to_string(),
             time(j.started_at),
             time(j.finished_at),
-            j.duration_ms
-                .map(|ms| format!("{:.3}", ms as f64 / 1000.0))
-                .unwrap_or_default(),
+            seconds(j.duration_ms),
             opt_text(&j.change_ticket),
             opt_text(&j.notes),
-        ])?;
+        ];
+        w.write_record(record.into_iter().chain(protection(j)))?;
     }
     finish(w)
+}
+
+/// The protection columns of a row: empty for a job not configured; a configured job nothing
+/// has followed yet is `not_followed`.
+fn protection(j: &JobRow) -> [String; 11] {
+    let Some(p) = &j.protection else {
+        let mut cells: [String; 11] = Default::default();
+        if j.state == JobState::Succeeded {
+            cells[0] = "not_followed".into();
+        }
+        return cells;
+    };
+    [
+        // The JSON report's word, so that scripts read one vocabulary.
+        serde_json::to_value(p.readiness)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        text(&p.status),
+        opt_text(&p.configuration_state),
+        p.rpo_violation.to_string(),
+        time(Some(p.configured_at)),
+        time(p.protected_at),
+        seconds(p.time_to_protected_ms),
+        opt(p.copied_bytes),
+        opt(p.total_bytes),
+        opt_text(&p.error),
+        time(Some(p.seen_at)),
+    ]
+}
+
+fn seconds(ms: Option<i64>) -> String {
+    ms.map(|ms| format!("{:.3}", ms as f64 / 1000.0))
+        .unwrap_or_default()
 }
 
 pub(super) fn plan(plan: &PlanReport) -> Result<String, ReportError> {

@@ -9,11 +9,13 @@
 //! (`<rect …></rect>`), since maud has no self-closing form and an unclosed `<rect>` would
 //! swallow what follows it.
 
+use std::collections::HashMap;
+
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::audit;
-use super::{bytes, span, PlanReport, Report, TimelineEntry, UtcTime};
-use crate::queue::JobState;
+use super::{bytes, span, JobProtection, JobRow, PlanReport, Report, TimelineEntry, UtcTime};
+use crate::queue::{JobState, Readiness};
 use crate::workflow::PlanAction;
 
 /// Up to this many started jobs, the timeline draws one bar per job.
@@ -47,7 +49,7 @@ table.jobs .nw { white-space: nowrap; }
 table.jobs .vm { min-width: 8em; max-width: 16em; overflow-wrap: anywhere; }
 table.jobs .disks { min-width: 9em; }
 table.jobs .id { font-size: inherit; }
-table.jobs .text { min-width: 16em; overflow-wrap: anywhere; }
+table.jobs .text { min-width: 12em; overflow-wrap: anywhere; }
 .tables { display: flex; flex-wrap: wrap; gap: 32px; align-items: flex-start; }
 code, pre, .id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 pre { background: var(--bg-soft); padding: 10px; border-radius: 6px; overflow-x: auto; white-space: pre-wrap; }
@@ -61,6 +63,13 @@ pre { background: var(--bg-soft); padding: 10px; border-radius: 6px; overflow-x:
 .cause p { margin: 4px 0; }
 .legend span { display: inline-block; margin-right: 14px; font-size: 12px; }
 .legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px; border-radius: 2px; }
+.legend i.line { height: 3px; width: 14px; vertical-align: middle; }
+.ready { font-size: 15px; padding: 8px 14px; border-left: 6px solid #9aa5b1; background: var(--bg-soft); border-radius: 6px; }
+.ready.ok { border-left-color: #2e7d32; }
+.ready.warn { border-left-color: #ef6c00; }
+.ready.bad { border-left-color: #c62828; }
+.meter { display: block; width: 9em; height: 6px; margin-top: 3px; background: #eef1f4; border-radius: 3px; }
+.meter i { display: block; height: 100%; border-radius: 3px; }
 svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 @media print {
@@ -94,8 +103,9 @@ pub(super) fn batch(r: &Report) -> String {
             h3 { "Effective settings" } pre { (settings) }
         } "\n"
         (summary(r)) "\n"
+        (protection(r)) "\n"
         (failures(r)) "\n"
-        section #timeline { h2 { "Timeline" } (timeline(&r.timeline, r.generated_at)) } "\n"
+        section #timeline { h2 { "Timeline" } (timeline(r)) } "\n"
         (vm_table(r))
     };
     page(&title, content, r.generated_at)
@@ -145,6 +155,7 @@ fn summary(r: &Report) -> Markup {
     html! {
         section #summary {
             h2 { "Summary" }
+            p class={ "ready " (ready_tone(r)) } { (PreEscaped(audit::readiness(r, &Html))) }
             div.row {
                 (bar_chart(&bars, s.total, &format!("Jobs per state, {} in all", s.total)))
                 div.cards { @for (value, label) in &cards { div.card { b { (value) } span { (label) } } } }
@@ -166,6 +177,234 @@ fn summary(r: &Report) -> Markup {
             }
         }
     }
+}
+
+/// The colour of the readiness sentence: red when a replication is in error, green when every
+/// configured VM is protected, amber while some are not (or not followed yet).
+fn ready_tone(r: &Report) -> &'static str {
+    let p = &r.summary.protection;
+    if p.configured == 0 {
+        ""
+    } else if p.count(Readiness::Error) > 0 {
+        "bad"
+    } else if p.count(Readiness::Protected) == p.configured {
+        "ok"
+    } else {
+        "warn"
+    }
+}
+
+/// Configured is not protected: the configured VMs by readiness, a chart of VMs protected over
+/// time, the milestones and each configured VM's replication.
+fn protection(r: &Report) -> Markup {
+    let p = &r.summary.protection;
+    let intro = "A job succeeded when its replication was configured; the VM is protected once \
+                 its replication is OK after its initial full sync.";
+    let mut bars: Vec<(String, u64, &str)> = Readiness::ALL
+        .iter()
+        .map(|x| (x.as_str().to_string(), p.count(*x), readiness_colour(*x)))
+        .collect();
+    if p.not_followed > 0 {
+        bars.push(("not followed".into(), p.not_followed, NOT_FOLLOWED));
+    }
+    html! {
+        section #protection {
+            h2 { "Protection" }
+            @if p.configured == 0 {
+                p { (intro) " No VM of this batch is configured." }
+            } @else if p.configured == p.not_followed {
+                p { (intro) " Nothing has followed this batch's replications yet." }
+            } @else {
+                p.muted {
+                    (intro) " As last seen " (p.last_seen_at.map(|t| t.to_string()).unwrap_or_default())
+                    "; protected VMs now behind their RPO: " (p.rpo_violation)
+                    @if let Some(mean) = p.mean_time_to_protected_ms { "; mean time to protected: " (span(mean)) }
+                    "."
+                }
+                div.row {
+                    (bar_chart(&bars, p.configured, &format!("Configured VMs by readiness, {} in all", p.configured)))
+                    (milestones(r))
+                }
+                (protected_over_time(r))
+                (protection_table(r))
+            }
+        }
+    }
+}
+
+/// When the first, half and all of the configured VMs had become protected.
+fn milestones(r: &Report) -> Markup {
+    html! {
+        table style="width:auto" {
+            thead { tr { th { "Protected" } th { "At" } th.n { "Since the first configure" } } }
+            tbody {
+                @for (label, at, since) in audit::milestones(r) {
+                    tr {
+                        td { (label) }
+                        td { @match at { Some(t) => (t), None => span.muted { "not yet" } } }
+                        td.n { (since.map(span).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The replication of each configured VM, in import order.
+fn protection_table(r: &Report) -> Markup {
+    let configured = r
+        .jobs
+        .iter()
+        .filter(|j| j.protection.is_some() || audit::not_followed(j));
+    html! {
+        h3 { "Per VM" }
+        p.muted { "Times in UTC." }
+        div.scroll {
+            table.jobs {
+                thead {
+                    tr {
+                        th { "VM" } th { "Readiness" } th.text { "Replication status" } th { "RPO" }
+                        th { "Configured" } th { "Protected" } th.n { "Time to protected" }
+                        th { "Initial sync" }
+                    }
+                }
+                tbody {
+                    "\n"
+                    @for j in configured {
+                        tr {
+                            td.vm { b { (vm_name(&j.vm_name)) } }
+                            @match &j.protection {
+                                Some(p) => (protection_cells(j, p)),
+                                None => {
+                                    td { span.state style={ "background:" (NOT_FOLLOWED) "; color:#1d232a" } { "not followed yet" } }
+                                    td.text {}
+                                    td.nw { (j.rpo_minutes) " min" }
+                                    td.nw { (table_time(j.finished_at)) }
+                                    td {} td {} td {}
+                                }
+                            }
+                        } "\n"
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The cells of a followed VM's row after its name.
+fn protection_cells(j: &JobRow, p: &JobProtection) -> Markup {
+    html! {
+        td { span.state style={ "background:" (readiness_colour(p.readiness)) } { (p.readiness.as_str()) } }
+        td.text {
+            code { (p.status) }
+            @if let Some(state) = p.configuration_state.as_deref().filter(|s| *s != "OK") {
+                " (configuration " code { (state) } ")"
+            }
+            @if let Some(error) = &p.error { br; (error) }
+        }
+        td.nw { (audit::rpo_state(j.rpo_minutes, p)) }
+        td.nw { (table_time(Some(p.configured_at))) }
+        td.nw { (table_time(p.protected_at)) }
+        td.n.nw { (p.time_to_protected_ms.map(span).unwrap_or_default()) }
+        td.nw {
+            (audit::copied(p))
+            @if let Some(pct) = p.percent_copied() {
+                span.meter title={ (pct) "% copied" } {
+                    i style={ "width:" (format!("{pct:.1}")) "%; background:" (readiness_colour(p.readiness)) } {}
+                }
+            }
+        }
+    }
+}
+
+/// VMs configured and protected over time: two step curves from the first configure to the
+/// newest sighting, each protected VM a dot on its step.
+fn protected_over_time(r: &Report) -> Markup {
+    const CHART: f64 = 160.0;
+    let p = &r.summary.protection;
+    let (configured, protected) = configured_and_protected(r);
+    let Some(&t0) = configured.first() else {
+        return html! {};
+    };
+    let last = [p.last_seen_at.map(|t| t.0), configured.last().copied()]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(t0);
+    let scale = TimeScale {
+        t0,
+        t1: last.max(t0 + 1000),
+    };
+    let top = 10.0;
+    let y = |n: usize| top + CHART - n as f64 / p.configured.max(1) as f64 * CHART;
+    let height = top + CHART + 30.0;
+    let title = "VMs configured and protected over time";
+    html! {
+        svg width=(CHART_WIDTH) height=(height) viewBox={ "0 0 " (CHART_WIDTH) " " (height) }
+            role="img" aria-label=(title) {
+            title { (title) }
+            text x=(LEFT - 6.0) y=(top + 4.0) text-anchor="end" font-size="11" fill="#5f6b76" {
+                (p.configured) " configured"
+            }
+            // The protected count sits by its level, clear of the configured one above it.
+            text x=(LEFT - 6.0) y=(format!("{:.1}", (y(protected.len()) + 4.0).max(top + 18.0)))
+                text-anchor="end" font-size="11" fill=(readiness_colour(Readiness::Protected)) {
+                (protected.len()) " protected"
+            }
+            line x1=(LEFT) y1=(top) x2=(LEFT + PLOT) y2=(top) stroke="#d8dee4" {}
+            path d=(steps(&scale, &configured, &y)) fill="#9aa5b1" fill-opacity="0.25" stroke="#9aa5b1" {}
+            @let times: Vec<i64> = protected.iter().map(|(t, _)| *t).collect();
+            path d=(steps(&scale, &times, &y)) fill=(readiness_colour(Readiness::Protected))
+                fill-opacity="0.3" stroke=(readiness_colour(Readiness::Protected)) stroke-width="2" {}
+            // Past as many dots as the timeline has bars they merge into a line that says less
+            // than the step beneath it.
+            @for (i, (at, vm)) in protected.iter().enumerate().take_while(|(i, _)| *i < TIMELINE_BARS) {
+                circle cx=(format!("{:.1}", scale.x(*at))) cy=(format!("{:.1}", y(i + 1))) r="3"
+                    fill=(readiness_colour(Readiness::Protected)) {
+                    title { (vm) " protected at " (UtcTime(*at)) }
+                }
+            }
+            (axis(&scale, top + CHART))
+        }
+        p.legend {
+            span { i style="background:#9aa5b1" {} "configured" }
+            span { i style={ "background:" (readiness_colour(Readiness::Protected)) } {} "protected" }
+        }
+    }
+}
+
+/// When each configured VM was configured, and when each protected one became protected (with
+/// its name), both earliest first. A VM nothing has followed yet was configured when its job
+/// finished.
+fn configured_and_protected(r: &Report) -> (Vec<i64>, Vec<(i64, &str)>) {
+    let mut configured: Vec<i64> = r
+        .jobs
+        .iter()
+        .filter_map(|j| match &j.protection {
+            Some(p) => Some(p.configured_at.0),
+            None if audit::not_followed(j) => j.finished_at.map(|t| t.0),
+            None => None,
+        })
+        .collect();
+    configured.sort_unstable();
+    let mut protected: Vec<(i64, &str)> = r
+        .jobs
+        .iter()
+        .filter_map(|j| Some((j.protection.as_ref()?.protected_at?.0, j.vm_name.as_str())))
+        .collect();
+    protected.sort_unstable();
+    (configured, protected)
+}
+
+/// The closed outline of a step curve that rises by one at each of `times` (sorted), from the
+/// start of `scale` to its end, above the baseline `y(0)`.
+fn steps(scale: &TimeScale, times: &[i64], y: &impl Fn(usize) -> f64) -> String {
+    let mut d = format!("M{:.1} {:.1}", scale.x(scale.t0), y(0));
+    for (i, t) in times.iter().enumerate() {
+        d.push_str(&format!(" H{:.1} V{:.1}", scale.x(*t), y(i + 1)));
+    }
+    d.push_str(&format!(" H{:.1} V{:.1} Z", scale.x(scale.t1), y(0)));
+    d
 }
 
 /// API calls per operation, with the total as the last row.
@@ -227,10 +466,9 @@ fn vm_table(r: &Report) -> Markup {
                 table.jobs {
                     thead {
                         tr {
-                            th { "VM" } th { "State" } th.text { "Reason" } th { "Replication / task" }
+                            th { "VM" } th { "State / attempts" } th.text { "Reason" } th { "Replication / task" }
                             th { "Datastore / policy" } th { "RPO / MPIT" } th { "Disks" }
-                            th.n { "Attempts" } th { "Started / finished" } th.n { "Duration" }
-                            th { "Change ticket" } th.text { "Notes" }
+                            th { "Started / finished / duration" } th.text { "Change ticket / notes" }
                         }
                     }
                     tbody {
@@ -238,7 +476,7 @@ fn vm_table(r: &Report) -> Markup {
                         @for j in &r.jobs {
                             tr {
                                 td.vm { b { (vm_name(&j.vm_name)) } br; (short_id(j.vm_id.as_deref())) }
-                                td { (badge(j.state)) }
+                                td.nw { (badge(j.state)) br; span.muted { (attempts(j.attempts)) } }
                                 td.text { (opt(&j.reason)) }
                                 td.id.nw { (opt(&j.replication_id)) br; (opt(&j.task_id)) }
                                 td.nw { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
@@ -247,11 +485,11 @@ fn vm_table(r: &Report) -> Markup {
                                     span.muted { "MPIT " (super::md::mpit(j.mpit_instances, j.mpit_days)) }
                                 }
                                 td.disks { (list(&j.disks_replicated)) (excluded(&j.disks_excluded)) }
-                                td.n { (j.attempts) }
-                                td.nw { (table_time(j.started_at)) br; (table_time(j.finished_at)) }
-                                td.n.nw { (j.duration_ms.map(span).unwrap_or_default()) }
-                                td { (opt(&j.change_ticket)) }
-                                td.text { (opt(&j.notes)) }
+                                td.nw {
+                                    (table_time(j.started_at)) br; (table_time(j.finished_at)) br;
+                                    span.muted { (j.duration_ms.map(span).unwrap_or_default()) }
+                                }
+                                td.text { (opt(&j.change_ticket)) @if let Some(n) = &j.notes { br; span.muted { (n) } } }
                             } "\n"
                         }
                     }
@@ -401,15 +639,26 @@ impl TimeScale {
     }
 }
 
-/// One bar per job (first claim to final event) while there are few; a histogram of finishes
-/// per time slice, stacked by final state, when there are many.
-fn timeline(entries: &[TimelineEntry], now: UtcTime) -> Markup {
+/// One bar per job (first claim to final event) while there are few, each followed by its
+/// replication's life when the queue has seen it; a histogram of finishes per time slice,
+/// stacked by final state, when there are many.
+fn timeline(r: &Report) -> Markup {
+    let (entries, now) = (&r.timeline, r.generated_at);
     let mut started: Vec<&TimelineEntry> =
         entries.iter().filter(|t| t.started_at.is_some()).collect();
     if started.is_empty() {
         return html! { p { "No job has started yet." } };
     }
     let not_started = entries.len() - started.len();
+    let bars = started.len() <= TIMELINE_BARS;
+    let lanes: HashMap<i64, &JobProtection> = if bars {
+        r.jobs
+            .iter()
+            .filter_map(|j| Some((j.job_id, j.protection.as_ref()?)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let end_of = |t: &TimelineEntry| t.ended_at.unwrap_or(now).0;
     let t0 = started
         .iter()
@@ -420,6 +669,7 @@ fn timeline(entries: &[TimelineEntry], now: UtcTime) -> Markup {
     let t1 = started
         .iter()
         .map(|t| end_of(t))
+        .chain(lanes.values().map(|p| p.seen_at.0))
         .max()
         .unwrap_or(t0)
         .max(t0 + 1000);
@@ -431,23 +681,46 @@ fn timeline(entries: &[TimelineEntry], now: UtcTime) -> Markup {
             (started.len()) " of " (entries.len()) " jobs started"
             @if not_started > 0 { ", " (not_started) " not yet" }
             "."
-        }
-        p.legend {
-            @for s in JobState::ALL {
-                span { i style={ "background:" (state_colour(s)) } {} (s) }
+            @if !lanes.is_empty() {
+                " After its bar, a thin line follows each configured VM's replication to its last \
+                 sighting: grey until it became protected (a dot) or reached its current status, \
+                 then coloured by readiness; a tick marks each change of its status."
             }
         }
-        @if started.len() <= TIMELINE_BARS {
-            (bar_per_job(&started, &scale, now))
+        (timeline_legend(!lanes.is_empty()))
+        @if bars {
+            (bar_per_job(&started, &scale, now, &lanes))
         } @else {
             (finishes_per_slice(&started, &scale))
         }
     }
 }
 
+/// The colours of the job states, and of the replications' lanes when there are any.
+fn timeline_legend(lanes: bool) -> Markup {
+    html! {
+        p.legend {
+            @for s in JobState::ALL {
+                span { i style={ "background:" (state_colour(s)) } {} (s) }
+            }
+            @if lanes {
+                span { i.line style={ "background:" (NOT_FOLLOWED) } {} "replication, before its current status" }
+                @for x in Readiness::ALL {
+                    span { i.line style={ "background:" (readiness_colour(x)) } {} "replication " (x.as_str()) }
+                }
+            }
+        }
+    }
+}
+
 /// The timeline of a few jobs: one bar each, from its first claim to its final event (to
-/// `now`, paler, while it runs).
-fn bar_per_job(jobs: &[&TimelineEntry], scale: &TimeScale, now: UtcTime) -> Markup {
+/// `now`, paler, while it runs), then its replication's lane when it has one.
+fn bar_per_job(
+    jobs: &[&TimelineEntry],
+    scale: &TimeScale,
+    now: UtcTime,
+    lanes: &HashMap<i64, &JobProtection>,
+) -> Markup {
     const ROW: f64 = 16.0;
     let height = 30.0 + ROW * jobs.len() as f64;
     html! {
@@ -470,6 +743,57 @@ fn bar_per_job(jobs: &[&TimelineEntry], scale: &TimeScale, now: UtcTime) -> Mark
                         @match t.ended_at { Some(e) => (e), None => "not finished" }
                     }
                 }
+                @if let Some(p) = lanes.get(&t.job_id) {
+                    (replication_lane(t, p, scale, y))
+                }
+            }
+        }
+    }
+}
+
+/// One replication on the timeline, on the row of its job at `y`: a thin line from its
+/// configure to its last sighting, grey until it became protected or reached its current
+/// status, green while protected, then in the colour of its readiness now; a tick at each change
+/// of its status and a dot where it became protected. Only the readiness now is coloured: the
+/// log keeps the appliance's statuses, and [`Readiness`] is read from the record alone.
+fn replication_lane(t: &TimelineEntry, p: &JobProtection, scale: &TimeScale, y: f64) -> Markup {
+    let configured = p.configured_at.0;
+    let last_change = t.replication_events.last().map_or(configured, |e| e.at.0);
+    let protected = p.protected_at.map(|at| at.0);
+    let current = match protected {
+        Some(at) if p.readiness == Readiness::Protected => last_change.max(at),
+        _ => last_change,
+    };
+    let mut segments = vec![(
+        configured,
+        protected.unwrap_or(current).min(current),
+        NOT_FOLLOWED,
+    )];
+    if let Some(at) = protected.filter(|at| *at < current) {
+        segments.push((at, current, readiness_colour(Readiness::Protected)));
+    }
+    segments.push((current, p.seen_at.0, readiness_colour(p.readiness)));
+    html! {
+        @for (from, to, colour) in segments.into_iter().filter(|(f, t, _)| t > f) {
+            @let x0 = scale.x(from);
+            rect x=(format!("{x0:.1}")) y=(y + 4.0) width=(format!("{:.1}", (scale.x(to) - x0).max(1.0)))
+                height="3" fill=(colour) {
+                title {
+                    (t.vm_name) ": replication " (p.replication_id) ", " (p.readiness.as_str())
+                    " (" (p.status) "), configured " (p.configured_at) ", last seen " (p.seen_at)
+                }
+            }
+        }
+        @for e in &t.replication_events {
+            rect x=(format!("{:.1}", scale.x(e.at.0) - 0.75)) y=(y + 1.0) width="1.5" height="9"
+                fill="#1d232a" {
+                title { (t.vm_name) " " (e.at) ": " (e.message.as_deref().unwrap_or(&e.to_status)) }
+            }
+        }
+        @if let Some(at) = p.protected_at {
+            circle cx=(format!("{:.1}", scale.x(at.0))) cy=(y + 5.5) r="3.5"
+                fill=(readiness_colour(Readiness::Protected)) stroke="#fff" {
+                title { (t.vm_name) " protected at " (at) }
             }
         }
     }
@@ -598,6 +922,18 @@ fn state_colour(s: JobState) -> &'static str {
     }
 }
 
+/// The colour of a configured VM that nothing has followed yet.
+const NOT_FOLLOWED: &str = "#bcc5ce";
+
+fn readiness_colour(r: Readiness) -> &'static str {
+    match r {
+        Readiness::Syncing => "#1e63c6",
+        Readiness::Protected => "#2e7d32",
+        Readiness::NotActive => "#8d6e63",
+        Readiness::Error => "#c62828",
+    }
+}
+
 fn action_colour(a: PlanAction) -> &'static str {
     match a {
         PlanAction::Configure => "#2e7d32",
@@ -658,6 +994,15 @@ fn list(v: &[String]) -> Markup {
     html! {
         @if v.is_empty() { "\u{2014}" }
         @for (i, s) in v.iter().enumerate() { @if i > 0 { ", " } (s) }
+    }
+}
+
+/// `1 attempt`, `2 attempts`.
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".into()
+    } else {
+        format!("{n} attempts")
     }
 }
 

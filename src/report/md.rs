@@ -1,12 +1,12 @@
 //! Markdown: GitHub-flavoured tables, readable as plain text too, for a change ticket or a
-//! pull request. Every piece of text from the database goes through [`cell`], so a `|` in a
+//! pull request. The VM table is already wide, so each VM's protection gets a table of its own. Every piece of text from the database goes through [`cell`], so a `|` in a
 //! reason cannot break a table and a `<tag>` in a note cannot become HTML.
 
 use std::fmt::Write as _;
 
 use super::audit::{self, Markup};
-use super::{bytes, span, PlanReport, Report, UtcTime};
-use crate::queue::JobState;
+use super::{bytes, span, JobProtection, PlanReport, Report, UtcTime};
+use crate::queue::{JobState, Readiness};
 use crate::workflow::PlanAction;
 
 pub(super) fn batch(r: &Report) -> String {
@@ -34,7 +34,8 @@ pub(super) fn batch(r: &Report) -> String {
     let settings = serde_json::to_string_pretty(&b.settings).unwrap_or_default();
     let _ = writeln!(out, "\nEffective settings:\n\n```json\n{settings}\n```\n");
 
-    out.push_str("## Summary\n\n| State | Jobs | Share |\n|---|---:|---:|\n");
+    let _ = writeln!(out, "## Summary\n\n{}\n", audit::readiness(r, &Markdown));
+    out.push_str("| State | Jobs | Share |\n|---|---:|---:|\n");
     for (state, n) in &r.summary.counts {
         let _ = writeln!(out, "| {state} | {n} | {:.1}% |", r.summary.percent[state]);
     }
@@ -76,6 +77,8 @@ pub(super) fn batch(r: &Report) -> String {
             t.calls, t.throttled, t.server_errors, t.retries
         );
     }
+
+    protection(&mut out, r);
 
     out.push_str("## Failures by cause\n\n");
     if r.failures.is_empty() {
@@ -196,6 +199,106 @@ pub(super) fn plan(p: &PlanReport) -> String {
     out
 }
 
+/// Configured is not protected: the configured VMs by readiness, when they became protected,
+/// and each one's replication.
+fn protection(out: &mut String, r: &Report) {
+    let p = &r.summary.protection;
+    out.push_str(
+        "## Protection\n\nA job succeeded when its replication was configured; the VM is \
+         protected once its replication is `OK` after its initial full sync.",
+    );
+    if p.configured == 0 {
+        out.push_str(" No VM of this batch is configured.\n\n");
+        return;
+    }
+    if p.configured == p.not_followed {
+        out.push_str(" Nothing has followed this batch's replications yet.\n\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        " As last seen {}:\n\n| Readiness | VMs |\n|---|---:|",
+        time(p.last_seen_at)
+    );
+    for readiness in Readiness::ALL {
+        let _ = writeln!(out, "| {} | {} |", readiness.as_str(), p.count(readiness));
+    }
+    if p.not_followed > 0 {
+        let _ = writeln!(out, "| not followed yet | {} |", p.not_followed);
+    }
+    let mean = p
+        .mean_time_to_protected_ms
+        .map(|ms| format!(" Mean time to protected: {}.", span(ms)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "| **configured** | **{}** |\n\nProtected VMs now behind their RPO: {}.{mean}\n",
+        p.configured, p.rpo_violation
+    );
+    out.push_str("| Protected | At | Since the first configure |\n|---|---|---:|\n");
+    for (label, at, since) in audit::milestones(r) {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} |",
+            at.map_or("not yet".into(), |t| t.to_string()),
+            since.map(span).unwrap_or_default()
+        );
+    }
+    protection_per_vm(out, r);
+}
+
+/// The replication of each configured VM, in import order; times in UTC.
+fn protection_per_vm(out: &mut String, r: &Report) {
+    out.push_str(
+        "\n### Per VM\n\nTimes in UTC.\n\n\
+         | VM | Readiness | Replication status | RPO | Configured | Protected | \
+         Time to protected | Initial sync |\n\
+         |---|---|---|---|---|---|---:|---|\n",
+    );
+    for j in r
+        .jobs
+        .iter()
+        .filter(|j| j.protection.is_some() || audit::not_followed(j))
+    {
+        let Some(p) = &j.protection else {
+            let _ = writeln!(
+                out,
+                "| {} | not followed yet |  | {} min | {} |  |  |  |",
+                cell(&j.vm_name),
+                j.rpo_minutes,
+                bare_time(j.finished_at)
+            );
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&j.vm_name),
+            p.readiness.as_str(),
+            replication_status(p),
+            audit::rpo_state(j.rpo_minutes, p),
+            bare_time(Some(p.configured_at)),
+            bare_time(p.protected_at),
+            p.time_to_protected_ms.map(span).unwrap_or_default(),
+            audit::copied(p)
+        );
+    }
+    out.push('\n');
+}
+
+/// The appliance's status as code, with the configuration state when it is not `OK` and the
+/// error in the appliance's words.
+fn replication_status(p: &JobProtection) -> String {
+    let mut text = code(&p.status);
+    if let Some(state) = p.configuration_state.as_deref().filter(|s| *s != "OK") {
+        let _ = write!(text, " (configuration {})", code(state));
+    }
+    if let Some(error) = &p.error {
+        let _ = write!(text, ": {}", cell(error));
+    }
+    text
+}
+
 /// A two-column table of audit rows.
 fn audit_table(out: &mut String, rows: &[audit::Row]) {
     out.push_str("| | |\n|---|---|\n");
@@ -268,6 +371,12 @@ fn list(v: &[String]) -> String {
 
 fn time(t: Option<UtcTime>) -> String {
     t.map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// A time in a table whose caption says UTC.
+fn bare_time(t: Option<UtcTime>) -> String {
+    t.map(|t| t.to_string().trim_end_matches(" UTC").to_string())
+        .unwrap_or_default()
 }
 
 pub(crate) fn mpit(instances: u32, days: u32) -> String {

@@ -2,7 +2,8 @@
 //! the API (DESIGN.md, "Shape"), as Markdown, HTML, CSV or JSON.
 //!
 //! [`Report::load`] reads everything a report says from the database in one read transaction
-//! (batch, jobs, the event log's timeline, runs, API usage, discovery) into one serializable
+//! (batch, jobs, the event log's timeline, runs, API usage, discovery, and the protection of
+//! the configured VMs: configured is not protected) into one serializable
 //! model; the renderers (`md`, `html`, `csv`, `json`, one file each) only format that model.
 //! `vrbulk plan` writes its dry run through the same renderers as a [`PlanReport`]. Failures are
 //! grouped by cause with a suggested next step in `causes`.
@@ -31,8 +32,8 @@ use crate::queue::QueueError;
 pub use causes::{classify, normalize, CauseKind};
 pub use json::SCHEMA_VERSION;
 pub use model::{
-    ApiCall, BatchHeader, FailureGroup, JobRow, Progress, Report, Runs, Site, Summary,
-    TimelineEntry,
+    ApiCall, BatchHeader, FailureGroup, JobProtection, JobRow, Progress, ProtectionSummary,
+    ReplicationChange, Report, Runs, Site, Summary, TimelineEntry,
 };
 pub use plan::{PlanCounts, PlanReport};
 

@@ -1,15 +1,19 @@
 //! The report's model and [`Report::load`], which fills it from the queue alone: the batch row,
-//! the jobs with their checkpoints, the event log (timeline), and what runs recorded (runs,
-//! API usage per operation, discovery per pairing). Field names are the JSON schema's
-//! (`docs/report-schema.md`).
+//! the jobs with their checkpoints, the event log (timeline), what runs recorded (runs,
+//! API usage per operation, discovery per pairing), and what `run` and `watch` last saw of each
+//! configured job's replication (protection, by [`Readiness`]). Field names are the JSON
+//! schema's (`docs/report-schema.md`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
 use super::causes::{self, CauseKind};
 use super::{ReportError, UtcTime};
-use crate::queue::{Batch, BatchId, BatchRecord, DiscoveryRecord, Job, JobState, Queue, Step};
+use crate::queue::{
+    Batch, BatchId, BatchRecord, DiscoveryRecord, Job, JobId, JobState, Protection, Queue,
+    Readiness, ReadinessCounts, ReplicationEvent, RunRecord, Step,
+};
 use crate::vr::model::VmDisk;
 
 /// One batch, as a change board files it.
@@ -126,6 +130,42 @@ pub struct Summary {
     pub relogins: u64,
     /// Attempts beyond the first, over all jobs.
     pub job_retries: u64,
+    /// Configured is not protected: where the configured VMs' replications stand.
+    pub protection: ProtectionSummary,
+}
+
+/// The configured VMs by [`Readiness`], as `run` and `watch` last saw their replications.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProtectionSummary {
+    /// Jobs whose replication was configured: the succeeded ones, and any other with a
+    /// protection record.
+    pub configured: u64,
+    /// Configured jobs whose replication has not been seen since.
+    pub not_followed: u64,
+    /// Configured jobs seen since, per readiness; every readiness is present.
+    pub counts: BTreeMap<Readiness, u64>,
+    /// Protected VMs whose replication is now behind its RPO.
+    pub rpo_violation: u64,
+    /// Bytes copied of bytes to copy, over the VMs still syncing whose appliance said both.
+    pub sync_copied_bytes: i64,
+    pub sync_total_bytes: i64,
+    /// The newest sighting of any replication of the batch.
+    pub last_seen_at: Option<UtcTime>,
+    /// When the first configured VM became protected.
+    pub first_protected_at: Option<UtcTime>,
+    /// When half of the configured VMs (rounded up) had become protected.
+    pub half_protected_at: Option<UtcTime>,
+    /// When every configured VM had become protected; `None` until then.
+    pub all_protected_at: Option<UtcTime>,
+    /// The mean of `protected_at − configured_at` over the VMs that became protected.
+    pub mean_time_to_protected_ms: Option<i64>,
+}
+
+impl ProtectionSummary {
+    /// Configured VMs of `readiness`.
+    pub fn count(&self, readiness: Readiness) -> u64 {
+        self.counts.get(&readiness).copied().unwrap_or(0)
+    }
 }
 
 /// What one API operation cost over all runs of the batch.
@@ -197,6 +237,43 @@ pub struct JobRow {
     pub duration_ms: Option<i64>,
     pub change_ticket: Option<String>,
     pub notes: Option<String>,
+    /// Its replication as last seen; `None` while not configured or not followed yet.
+    pub protection: Option<JobProtection>,
+}
+
+/// One configured VM's replication, as `run` or `watch` last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobProtection {
+    pub readiness: Readiness,
+    pub replication_id: String,
+    /// The appliance's status (`INITIAL_FULL_SYNC`, `OK`, `NOT_ACTIVE`, `RPO_VIOLATION`, …).
+    pub status: String,
+    pub configuration_state: Option<String>,
+    pub configured_at: UtcTime,
+    /// The first time it was seen protected; kept when it later falls behind its RPO.
+    pub protected_at: Option<UtcTime>,
+    /// `protected_at − configured_at`.
+    pub time_to_protected_ms: Option<i64>,
+    /// The initial full sync: bytes copied of bytes to copy, when the appliance says.
+    pub copied_bytes: Option<i64>,
+    pub total_bytes: Option<i64>,
+    pub rpo_violation: bool,
+    /// The appliance's words when the replication is in error.
+    pub error: Option<String>,
+    /// When it was last seen.
+    pub seen_at: UtcTime,
+}
+
+impl JobProtection {
+    /// Share of the initial sync copied, in percent with one decimal, when the appliance said.
+    pub fn percent_copied(&self) -> Option<f64> {
+        match (self.copied_bytes, self.total_bytes) {
+            (Some(done), Some(total)) if total > 0 => {
+                Some((done.clamp(0, total) as f64 * 1000.0 / total as f64).round() / 10.0)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// One job on the timeline.
@@ -211,6 +288,18 @@ pub struct TimelineEntry {
     pub ended_at: Option<UtcTime>,
     /// How many times a worker claimed the job.
     pub claims: u64,
+    /// The status changes of its replication, oldest first.
+    pub replication_events: Vec<ReplicationChange>,
+}
+
+/// One change of a replication's status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicationChange {
+    pub at: UtcTime,
+    /// `None` for the first status seen.
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub message: Option<String>,
 }
 
 impl Report {
@@ -225,12 +314,15 @@ impl Report {
             job_times,
             runs,
             discoveries,
+            protection,
+            replication_events,
         } = queue.record(batch)?;
         let last_event = job_times.values().map(|t| t.last_event_at).max();
         let sites: Vec<Site> = discoveries.into_iter().map(site).collect();
 
         let header = BatchHeader::new(&batch, &jobs);
-        let rows: Vec<JobRow> = jobs.iter().map(job_row).collect();
+        let mut rows: Vec<JobRow> = jobs.iter().map(job_row).collect();
+        let mut changes = replication_changes(replication_events);
         let timeline = jobs
             .iter()
             .map(|j| {
@@ -245,32 +337,8 @@ impl Report {
                         .is_terminal()
                         .then_some(UtcTime(times.map_or(0, |t| t.last_event_at))),
                     claims: times.map_or(0, |t| t.claims),
+                    replication_events: changes.remove(&j.id).unwrap_or_default(),
                 }
-            })
-            .collect();
-
-        let failed: Vec<causes::Failed<'_>> = jobs
-            .iter()
-            .filter(|j| j.state == JobState::Failed)
-            .map(|j| causes::Failed {
-                vm: j.vm_label(),
-                reason: j
-                    .reason
-                    .as_deref()
-                    .or(j.last_error.as_deref())
-                    .unwrap_or("no reason recorded"),
-                http_status: j.last_http_status,
-            })
-            .collect();
-        let failures = causes::group(&failed)
-            .into_iter()
-            .map(|g| FailureGroup {
-                kind: g.kind,
-                next_step: g.kind.next_step().to_string(),
-                cause: g.cause,
-                example: g.example,
-                count: g.vms.len() as u64,
-                vms: g.vms,
             })
             .collect();
 
@@ -289,60 +357,28 @@ impl Report {
             .filter(|r| r.state == JobState::Succeeded)
             .map(|r| r.replicated_capacity_bytes)
             .sum();
-        let api_calls: Vec<ApiCall> = usage
-            .into_iter()
-            .map(|(operation, u)| ApiCall {
-                operation,
-                calls: u.calls,
-                throttled: u.throttled,
-                server_errors: u.server_errors,
-                retries: u.retries,
-            })
-            .collect();
-        let api_total = api_calls.iter().fold(
-            ApiCall {
-                operation: "total".into(),
-                calls: 0,
-                throttled: 0,
-                server_errors: 0,
-                retries: 0,
-            },
-            |mut t, c| {
-                t.calls += c.calls;
-                t.throttled += c.throttled;
-                t.server_errors += c.server_errors;
-                t.retries += c.retries;
-                t
-            },
-        );
-        let relogins = runs.iter().map(|r| r.relogins).sum();
-        let runs = Runs {
-            count: runs.len() as u64,
-            first_started_at: runs.first().map(|r| UtcTime(r.started_at)),
-            last_started_at: runs.last().map(|r| UtcTime(r.started_at)),
-            last_finished_at: runs.iter().filter_map(|r| r.finished_at).max().map(UtcTime),
-            last_outcome: runs.last().and_then(|r| r.outcome.clone()),
-            wall_time_ms: runs
-                .iter()
-                .map(|r| {
-                    let end = r
-                        .finished_at
-                        .unwrap_or_else(|| last_event.unwrap_or(r.started_at).max(r.started_at));
-                    (end - r.started_at).max(0)
-                })
-                .sum(),
-            relogins,
-        };
+        let (api_calls, api_total) = api_calls(usage);
+        let runs = runs_of(&runs, last_event);
         let job_retries = jobs
             .iter()
             .map(|j| u64::from(j.attempt.saturating_sub(1)))
             .sum();
+        let succeeded = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Succeeded)
+            .map(|j| j.id);
+        let protection_summary =
+            protection_summary(&ReadinessCounts::tally(succeeded, &protection), &protection);
+        let mut records: HashMap<JobId, Protection> =
+            protection.into_iter().map(|p| (p.job, p)).collect();
+        for row in &mut rows {
+            row.protection = records.remove(&row.job_id).map(job_protection);
+        }
 
         Ok(Report {
             generated_at: UtcTime(now),
             batch: header,
             sites,
-            runs,
             progress: Progress {
                 in_progress: done < total,
                 done,
@@ -355,14 +391,160 @@ impl Report {
                 replicated_capacity_bytes,
                 api_calls,
                 api_total,
-                relogins,
+                relogins: runs.relogins,
                 job_retries,
+                protection: protection_summary,
             },
-            failures,
+            runs,
+            failures: failures(&jobs),
             jobs: rows,
             timeline,
         })
     }
+}
+
+/// Failed jobs grouped by cause, each with its next step.
+fn failures(jobs: &[Job]) -> Vec<FailureGroup> {
+    let failed: Vec<causes::Failed<'_>> = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Failed)
+        .map(|j| causes::Failed {
+            vm: j.vm_label(),
+            reason: j
+                .reason
+                .as_deref()
+                .or(j.last_error.as_deref())
+                .unwrap_or("no reason recorded"),
+            http_status: j.last_http_status,
+        })
+        .collect();
+    causes::group(&failed)
+        .into_iter()
+        .map(|g| FailureGroup {
+            kind: g.kind,
+            next_step: g.kind.next_step().to_string(),
+            cause: g.cause,
+            example: g.example,
+            count: g.vms.len() as u64,
+            vms: g.vms,
+        })
+        .collect()
+}
+
+/// API calls per operation, and all of them added up.
+fn api_calls(usage: BTreeMap<String, crate::vr::OpUsage>) -> (Vec<ApiCall>, ApiCall) {
+    let api_calls: Vec<ApiCall> = usage
+        .into_iter()
+        .map(|(operation, u)| ApiCall {
+            operation,
+            calls: u.calls,
+            throttled: u.throttled,
+            server_errors: u.server_errors,
+            retries: u.retries,
+        })
+        .collect();
+    let total = api_calls.iter().fold(
+        ApiCall {
+            operation: "total".into(),
+            calls: 0,
+            throttled: 0,
+            server_errors: 0,
+            retries: 0,
+        },
+        |mut t, c| {
+            t.calls += c.calls;
+            t.throttled += c.throttled;
+            t.server_errors += c.server_errors;
+            t.retries += c.retries;
+            t
+        },
+    );
+    (api_calls, total)
+}
+
+/// The runs of the batch; a run that never recorded its end counts until `last_event`.
+fn runs_of(runs: &[RunRecord], last_event: Option<i64>) -> Runs {
+    Runs {
+        count: runs.len() as u64,
+        first_started_at: runs.first().map(|r| UtcTime(r.started_at)),
+        last_started_at: runs.last().map(|r| UtcTime(r.started_at)),
+        last_finished_at: runs.iter().filter_map(|r| r.finished_at).max().map(UtcTime),
+        last_outcome: runs.last().and_then(|r| r.outcome.clone()),
+        wall_time_ms: runs
+            .iter()
+            .map(|r| {
+                let end = r
+                    .finished_at
+                    .unwrap_or_else(|| last_event.unwrap_or(r.started_at).max(r.started_at));
+                (end - r.started_at).max(0)
+            })
+            .sum(),
+        relogins: runs.iter().map(|r| r.relogins).sum(),
+    }
+}
+
+/// The summary of the configured VMs: `counts` as the queue tallied them, and the times
+/// protection took, from the `records` they were tallied from.
+fn protection_summary(counts: &ReadinessCounts, records: &[Protection]) -> ProtectionSummary {
+    let took: Vec<i64> = records
+        .iter()
+        .filter_map(|p| Some((p.protected_at? - p.configured_at).max(0)))
+        .collect();
+    let mut protected_at: Vec<i64> = records.iter().filter_map(|p| p.protected_at).collect();
+    protected_at.sort_unstable();
+    // The moment the n-th VM became protected, counting from one.
+    let nth = |n: u64| {
+        usize::try_from(n)
+            .ok()
+            .and_then(|n| protected_at.get(n.checked_sub(1)?))
+            .copied()
+            .map(UtcTime)
+    };
+    ProtectionSummary {
+        configured: counts.configured,
+        not_followed: counts.not_followed,
+        counts: counts.counts.clone(),
+        rpo_violation: counts.rpo_violation,
+        sync_copied_bytes: counts.sync_bytes_done,
+        sync_total_bytes: counts.sync_bytes_total,
+        last_seen_at: counts.last_seen_at.map(UtcTime),
+        first_protected_at: nth(1),
+        half_protected_at: nth(counts.configured.div_ceil(2)),
+        all_protected_at: nth(counts.configured),
+        mean_time_to_protected_ms: (!took.is_empty())
+            .then(|| took.iter().sum::<i64>() / took.len() as i64),
+    }
+}
+
+fn job_protection(p: Protection) -> JobProtection {
+    JobProtection {
+        readiness: p.readiness(),
+        time_to_protected_ms: p.protected_at.map(|at| (at - p.configured_at).max(0)),
+        replication_id: p.replication_id,
+        status: p.status,
+        configuration_state: p.configuration_state,
+        configured_at: UtcTime(p.configured_at),
+        protected_at: p.protected_at.map(UtcTime),
+        copied_bytes: p.bytes_done,
+        total_bytes: p.bytes_total,
+        rpo_violation: p.rpo_violation,
+        error: p.error,
+        seen_at: UtcTime(p.updated_at),
+    }
+}
+
+/// The replication events of a batch, per job, oldest first.
+fn replication_changes(events: Vec<ReplicationEvent>) -> HashMap<JobId, Vec<ReplicationChange>> {
+    let mut per_job: HashMap<JobId, Vec<ReplicationChange>> = HashMap::new();
+    for e in events {
+        per_job.entry(e.job).or_default().push(ReplicationChange {
+            at: UtcTime(e.at),
+            from_status: e.from_status,
+            to_status: e.to_status,
+            message: e.message,
+        });
+    }
+    per_job
 }
 
 /// A pairing's sites, from its discovery summary. Lenient: a summary written by another vrbulk
@@ -430,6 +612,7 @@ fn job_row(j: &Job) -> JobRow {
         duration_ms: j.started_at.zip(j.finished_at).map(|(s, f)| (f - s).max(0)),
         change_ticket: s.change_ticket.clone(),
         notes: s.notes.clone(),
+        protection: None,
     }
 }
 

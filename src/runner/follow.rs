@@ -5,7 +5,7 @@
 //! to show. It ends when nothing is syncing any more: every VM protected, in error, or powered
 //! off (a powered-off VM is not waited for: it syncs once someone powers it on).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{stopped, Db, RunError};
-use crate::queue::{BatchId, JobId, JobState, Protection, Queue, Readiness, ReplicationSeen};
+use crate::queue::{
+    BatchId, JobId, JobState, Protection, Queue, Readiness, ReadinessCounts, ReplicationSeen,
+};
 use crate::vr::{Client, ClientSettings, Politeness};
 use crate::workflow::choose_pairing;
 use crate::workflow::protection::seen;
@@ -40,13 +42,8 @@ pub enum WatchEnding {
 /// What one round saw, for the caller to show.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Round {
-    /// Configured VMs per readiness; every readiness is present.
-    pub counts: BTreeMap<Readiness, u64>,
-    /// Configured VMs the queue has no record of yet (not seen by any round).
-    pub unseen: u64,
-    /// Of the VMs still syncing: bytes copied and bytes to copy, as far as the appliance says.
-    pub bytes_done: i64,
-    pub bytes_total: i64,
+    /// The configured VMs by readiness, with the bytes of those still syncing.
+    pub tally: ReadinessCounts,
     /// Bytes a second over the last rounds; `None` until two rounds have seen progress.
     pub throughput: Option<f64>,
     /// How long the syncing VMs still need at that pace.
@@ -58,15 +55,12 @@ pub struct Round {
 impl Round {
     /// Every configured VM is protected.
     pub fn all_protected(&self) -> bool {
-        self.unseen == 0
-            && Readiness::ALL
-                .iter()
-                .all(|r| *r == Readiness::Protected || self.counts[r] == 0)
+        self.tally.count(Readiness::Protected) == self.tally.configured
     }
 
     /// Nothing is left to wait for: each VM is protected, in error or powered off.
     pub fn settled(&self) -> bool {
-        self.unseen == 0 && self.counts[&Readiness::Syncing] == 0
+        self.tally.not_followed == 0 && self.tally.count(Readiness::Syncing) == 0
     }
 }
 
@@ -88,7 +82,7 @@ impl WatchOutcome {
         }
         match &self.last {
             None => 0,
-            Some(r) if r.counts[&Readiness::Error] > 0 => 4,
+            Some(r) if r.tally.count(Readiness::Error) > 0 => 4,
             Some(r) if r.all_protected() => 0,
             Some(_) => 5,
         }
@@ -164,7 +158,7 @@ pub async fn watch(
             r = follow_round(&client, &db, &groups, batch) => r?,
             _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
         };
-        let round = pace.judge(round, targets.len());
+        let round = pace.judge(round, &targets);
         show(&round);
         let usage = client.metrics();
         let delta = usage.since(&flushed).ops;
@@ -257,20 +251,12 @@ struct Pace {
 const SMOOTHING: f64 = 0.3;
 
 impl Pace {
-    /// The round of `records`, out of `configured` VMs to follow.
-    fn judge(&mut self, records: Vec<Protection>, configured: usize) -> Round {
+    /// The round of `records`, the configured VMs being `targets`.
+    fn judge(&mut self, records: Vec<Protection>, targets: &[Target]) -> Round {
         let now = Instant::now();
-        let mut counts: BTreeMap<Readiness, u64> = Readiness::ALL.iter().map(|r| (*r, 0)).collect();
-        let (mut done, mut total, mut copied) = (0i64, 0i64, 0i64);
-        for p in &records {
-            let readiness = p.readiness();
-            *counts.entry(readiness).or_default() += 1;
-            copied += p.bytes_done.unwrap_or(0);
-            if readiness == Readiness::Syncing {
-                done += p.bytes_done.unwrap_or(0);
-                total += p.bytes_total.unwrap_or(0);
-            }
-        }
+        let tally = ReadinessCounts::tally(targets.iter().map(|t| t.job), &records);
+        // Everything copied so far, done syncs included: its growth is the pace.
+        let copied: i64 = records.iter().filter_map(|p| p.bytes_done).sum();
         if let Some((at, before)) = self.previous {
             let secs = now.duration_since(at).as_secs_f64();
             if secs > 0.0 && copied >= before {
@@ -282,15 +268,13 @@ impl Pace {
             }
         }
         self.previous = Some((now, copied));
+        let left = (tally.sync_bytes_total - tally.sync_bytes_done).max(0) as f64;
         let eta = self
             .rate
             .filter(|r| *r > 0.0)
-            .map(|r| Duration::from_secs_f64(((total - done).max(0) as f64 / r).min(1e9)));
+            .map(|r| Duration::from_secs_f64((left / r).min(1e9)));
         Round {
-            counts,
-            unseen: configured.saturating_sub(records.len()) as u64,
-            bytes_done: done,
-            bytes_total: total,
+            tally,
             throughput: self.rate,
             eta,
             records,
