@@ -17,6 +17,7 @@ use super::{Active, RunError, Runner};
 use crate::queue::{JobId, ReplicationSeen, Step};
 use crate::vr::model::{ConfigureReplicationSpec, ReplicationInfo};
 use crate::workflow::protection::{in_initial_sync, seen};
+use crate::workflow::spec::spec_bytes;
 use crate::workflow::Discovery;
 
 /// Which waiting VMs go first when a slot frees.
@@ -68,16 +69,6 @@ impl Census {
     }
 }
 
-/// Bytes a spec will copy: its enabled disks (capacities are in KiB).
-pub(super) fn spec_bytes(spec: &ConfigureReplicationSpec) -> i64 {
-    spec.disks
-        .iter()
-        .filter(|d| d.enabled_for_replication)
-        .filter_map(|d| d.vm_disk.capacity)
-        .sum::<i64>()
-        * 1024
-}
-
 impl Runner {
     /// Whether this run admits at a pace.
     pub(super) fn admitting(&self) -> bool {
@@ -113,7 +104,7 @@ impl Runner {
         let seen_now: Vec<ReplicationSeen> = self
             .configured
             .iter()
-            .filter_map(|(vm, job)| Some(seen(*job, census.by_vm.get(vm)?)))
+            .filter_map(|(vm, (job, bytes))| Some(seen(*job, census.by_vm.get(vm)?, *bytes)))
             .collect();
         if !seen_now.is_empty() {
             self.db.run(move |q| q.record_protection(&seen_now)).await?;

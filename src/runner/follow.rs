@@ -18,7 +18,7 @@ use crate::queue::{
 };
 use crate::vr::{Client, ClientSettings, Politeness};
 use crate::workflow::choose_pairing;
-use crate::workflow::protection::seen;
+use crate::workflow::protection::{replicated_bytes, seen};
 use crate::workflow::reads::replications_of;
 
 #[derive(Debug, Clone)]
@@ -95,6 +95,8 @@ struct Target {
     job: JobId,
     vm_id: String,
     pairing: Option<String>,
+    /// What its initial sync copies, by its disks.
+    bytes: Option<i64>,
 }
 
 /// Follows the configured VMs of `opts.batch` until nothing syncs any more, `--once`, or `stop`;
@@ -118,6 +120,7 @@ pub async fn watch(
                         job: j.id,
                         vm_id: j.checkpoint.vm_id.clone()?,
                         pairing: j.spec.pairing.clone(),
+                        bytes: j.checkpoint.disks.as_deref().map(replicated_bytes),
                     })
                 })
                 .collect())
@@ -205,7 +208,7 @@ async fn follow_round(
         };
         for t in targets {
             match reps.get(&t.vm_id) {
-                Some(rep) => seen_now.push(seen(t.job, rep)),
+                Some(rep) => seen_now.push(seen(t.job, rep, t.bytes)),
                 None => seen_now.push(gone(t)),
             }
         }

@@ -30,6 +30,7 @@ use crate::vr::{
     ApiError, BudgetStats, Client, ClientMetrics, ClientSettings, ErrorClass, Politeness,
     RetryPolicy,
 };
+use crate::workflow::protection::replicated_bytes;
 use crate::workflow::{Discovery, DiscoveryError};
 
 pub use admission::SubmitOrder;
@@ -208,8 +209,9 @@ struct Runner {
     flushed: ClientMetrics,
     /// The latest replication list of each pairing, when admitting.
     censuses: HashMap<String, admission::Census>,
-    /// The batch's configured VMs (by VM id): their protection is recorded from each census.
-    configured: HashMap<String, JobId>,
+    /// The batch's configured VMs (by VM id), with the bytes their initial sync copies: their
+    /// protection is recorded from each census.
+    configured: HashMap<String, (JobId, Option<i64>)>,
 }
 
 /// How long in-flight calls may finish after Ctrl-C before they are abandoned.
@@ -246,7 +248,10 @@ pub async fn run(
             Ok(q.jobs(batch)?
                 .into_iter()
                 .filter(|j| j.state == JobState::Succeeded)
-                .filter_map(|j| Some((j.checkpoint.vm_id.clone()?, j.id)))
+                .filter_map(|j| {
+                    let bytes = j.checkpoint.disks.as_deref().map(replicated_bytes);
+                    Some((j.checkpoint.vm_id.clone()?, (j.id, bytes)))
+                })
                 .collect())
         })
         .await?;
@@ -605,7 +610,8 @@ impl Runner {
             return Ok(());
         };
         if let Some(vm) = &a.checkpoint.vm_id {
-            self.configured.insert(vm.clone(), id);
+            let bytes = a.checkpoint.disks.as_deref().map(replicated_bytes);
+            self.configured.insert(vm.clone(), (id, bytes));
         }
         let message = format!("replication {replication_id} configured");
         tracing::info!(job = id, vm = a.job.vm_label(), replication = %replication_id, "{message}");

@@ -138,13 +138,7 @@ fn plan_one(job: &Job, decision: Decision) -> PlanRow {
             p.reason = None;
             p.vm_id = Some(vm.id.clone());
             p.disks = spec.disks.len();
-            p.capacity_bytes = spec
-                .disks
-                .iter()
-                .filter(|d| d.enabled_for_replication)
-                .filter_map(|d| d.vm_disk.capacity)
-                .sum::<i64>()
-                * 1024;
+            p.capacity_bytes = super::spec::spec_bytes(&spec);
             if !excluded.is_empty() {
                 p.warnings.push(format!(
                     "not replicated (unsupported): {}",

@@ -9,7 +9,7 @@
 //! with its RPO violation flagged, rather than as still syncing, which it is not.
 
 use crate::queue::{JobId, ReplicationSeen};
-use crate::vr::model::{ConfigurationState, ReplicationInfo, ReplicationStatus};
+use crate::vr::model::{ConfigurationState, ReplicationInfo, ReplicationStatus, VmDisk};
 
 /// The status as the appliance words it (`INITIAL_FULL_SYNC`, `OK`, …).
 pub fn status_name(rep: &ReplicationInfo) -> String {
@@ -21,8 +21,21 @@ pub fn status_name(rep: &ReplicationInfo) -> String {
         .unwrap_or_else(|| "UNKNOWN".into())
 }
 
-/// What `rep`, the replication of `job`, says: the record to keep.
-pub fn seen(job: JobId, rep: &ReplicationInfo) -> ReplicationSeen {
+/// Bytes an initial sync of these disks copies: the disks VR can replicate (capacities are in
+/// KiB). What the record shows when the appliance no longer says (a sync that ended before it
+/// was seen).
+pub fn replicated_bytes(disks: &[VmDisk]) -> i64 {
+    disks
+        .iter()
+        .filter(|d| d.supported_for_replication != Some(false))
+        .filter_map(|d| d.capacity)
+        .sum::<i64>()
+        * 1024
+}
+
+/// What `rep`, the replication of `job`, says: the record to keep. `bytes` is what its initial
+/// sync copies by the job's own disks, for when the appliance shows no progress.
+pub fn seen(job: JobId, rep: &ReplicationInfo, bytes: Option<i64>) -> ReplicationSeen {
     let status = rep.status.as_ref().and_then(|s| s.status);
     let rpo_violation = rep.status.as_ref().and_then(|s| s.rpo_violation) == Some(true)
         || rep.current_rpo_violation.is_some_and(|m| m > 0);
@@ -47,7 +60,7 @@ pub fn seen(job: JobId, rep: &ReplicationInfo) -> ReplicationSeen {
             .and_then(|s| serde_json::to_value(s).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
         bytes_done: progress.and_then(|p| p.transferred_current),
-        bytes_total: progress.and_then(|p| p.transferred_total),
+        bytes_total: progress.and_then(|p| p.transferred_total).or(bytes),
         rpo_violation,
         protected: error.is_none()
             && rep.last_sync_time > 0
@@ -106,7 +119,7 @@ mod tests {
             }),
             ..replication(ReplicationStatus::InitialFullSync)
         };
-        let s = seen(7, &syncing);
+        let s = seen(7, &syncing, None);
         assert_eq!(
             (s.status.as_str(), s.bytes_done, s.bytes_total, s.protected),
             ("INITIAL_FULL_SYNC", Some(10), Some(40), false)
@@ -117,15 +130,15 @@ mod tests {
             last_sync_time: 1_796_000_000_000,
             ..replication(ReplicationStatus::Ok)
         };
-        assert!(seen(7, &synced).protected);
+        assert!(seen(7, &synced, None).protected);
         // OK, but never synced: configured only.
-        assert!(!seen(7, &replication(ReplicationStatus::Ok)).protected);
+        assert!(!seen(7, &replication(ReplicationStatus::Ok), None).protected);
         let behind = ReplicationInfo {
             current_rpo_violation: Some(12),
             ..replication(ReplicationStatus::RpoViolation)
         };
         // Never synced: configured, not protected, whatever the RPO says.
-        let s = seen(7, &behind);
+        let s = seen(7, &behind, None);
         assert!(s.rpo_violation && !s.protected);
         // Synced, then behind: it was OK in between; protected, the violation flagged.
         let s = seen(
@@ -134,8 +147,11 @@ mod tests {
                 last_sync_time: 1_796_000_000_000,
                 ..behind
             },
+            Some(40),
         );
         assert!(s.rpo_violation && s.protected);
+        // The sync ended before anyone looked: the job's own disks say what it copied.
+        assert_eq!(s.bytes_total, Some(40));
     }
 
     #[test]
@@ -148,7 +164,7 @@ mod tests {
             ..replication(ReplicationStatus::Error)
         };
         assert_eq!(
-            seen(1, &broken).error.as_deref(),
+            seen(1, &broken, None).error.as_deref(),
             Some("Disk 2 of the VM is inaccessible")
         );
         let misconfigured = ReplicationInfo {
@@ -160,11 +176,11 @@ mod tests {
             ..replication(ReplicationStatus::Configuring)
         };
         assert_eq!(
-            seen(1, &misconfigured).error.as_deref(),
+            seen(1, &misconfigured, None).error.as_deref(),
             Some("Datastore ds-1 not found")
         );
         assert_eq!(
-            seen(1, &replication(ReplicationStatus::NotActive)).error,
+            seen(1, &replication(ReplicationStatus::NotActive), None).error,
             None
         );
     }

@@ -54,6 +54,16 @@ pub fn build_spec(
     (spec, excluded)
 }
 
+/// Bytes a spec's initial sync copies: its enabled disks (capacities are in KiB).
+pub fn spec_bytes(spec: &ConfigureReplicationSpec) -> i64 {
+    spec.disks
+        .iter()
+        .filter(|d| d.enabled_for_replication)
+        .filter_map(|d| d.vm_disk.capacity)
+        .sum::<i64>()
+        * 1024
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
