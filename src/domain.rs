@@ -85,3 +85,108 @@ pub struct Placement {
     /// `None`: the target VRMS picks a VR server.
     pub replication_server_id: Option<String>,
 }
+
+/// What a batch does to its VMs (DESIGN.md, "Operations and the life of a replication"): an
+/// import configures; the day-2 operations act on the replications a configure batch created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Configure,
+    Unconfigure,
+    Reconfigure,
+    Pause,
+    Resume,
+    Sync,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 6] = [
+        Operation::Configure,
+        Operation::Unconfigure,
+        Operation::Reconfigure,
+        Operation::Pause,
+        Operation::Resume,
+        Operation::Sync,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Configure => "configure",
+            Operation::Unconfigure => "unconfigure",
+            Operation::Reconfigure => "reconfigure",
+            Operation::Pause => "pause",
+            Operation::Resume => "resume",
+            Operation::Sync => "sync",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one job of an operation batch does to its replication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", rename_all = "snake_case")]
+pub enum OperationSpec {
+    Unconfigure {
+        /// Keep the replica disks on the target site.
+        retain_replica_disks: bool,
+        /// Remove only the local site's record (`DELETE`): for when the remote site is down.
+        local_only: bool,
+    },
+    Reconfigure(SettingsChange),
+    Pause,
+    Resume,
+    Sync,
+}
+
+impl OperationSpec {
+    pub fn operation(&self) -> Operation {
+        match self {
+            OperationSpec::Unconfigure { .. } => Operation::Unconfigure,
+            OperationSpec::Reconfigure(_) => Operation::Reconfigure,
+            OperationSpec::Pause => Operation::Pause,
+            OperationSpec::Resume => Operation::Resume,
+            OperationSpec::Sync => Operation::Sync,
+        }
+    }
+}
+
+/// The settings a reconfigure changes; a `None` leaves that setting as the replication has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpit_instances: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpit_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_compression: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lwd_encryption: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_replicate_new_disks: Option<bool>,
+    /// Storage policy name on the target site, for every replicated disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_policy: Option<String>,
+    /// Target VR server name, or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_server: Option<String>,
+}
+
+impl SettingsChange {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        *self == SettingsChange::default()
+    }
+}

@@ -539,7 +539,7 @@ fn a_database_from_the_first_schema_opens_and_upgrades() {
         .unwrap();
     }
     let q = Queue::open(&path).unwrap();
-    assert_eq!(q.schema_version().unwrap(), 3);
+    assert_eq!(q.schema_version().unwrap(), 4);
     assert_eq!(q.batch(1).unwrap().name, "old");
     assert!(q.runs(1).unwrap().is_empty());
     assert!(q.protection(1).unwrap().is_empty());
@@ -760,4 +760,110 @@ fn the_batch_record_holds_the_protection_and_status_changes_of_its_own_jobs_only
         q.readiness_counts(other).unwrap().count(Readiness::Syncing),
         1
     );
+}
+
+#[test]
+fn an_operation_batch_acts_on_the_replications_its_configure_batch_recorded() {
+    use vrbulk::domain::{Operation, OperationSpec};
+    use vrbulk::queue::{OperationJob, OperationRefused};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = queue_at(&dir.path().join("q.db"));
+    let wave = with_jobs(&mut q, 3, 3);
+    let leases: Vec<_> = q
+        .claim(Some(wave), 3, "w", LEASE)
+        .unwrap()
+        .iter()
+        .map(|j| j.lease().unwrap())
+        .collect();
+    for (i, lease) in leases.iter().enumerate().take(2) {
+        let checkpoint = Checkpoint {
+            vm_id: Some(format!("VirtualMachine:vm-{i}:x")),
+            replication_id: Some(format!("GID-{i}")),
+            ..Checkpoint::default()
+        };
+        advance(&mut q, lease, Step::Verify, &checkpoint);
+        q.succeed(lease, checkpoint.replication_id.as_deref(), "configured")
+            .unwrap();
+    }
+    q.fail(&leases[2], "datastore full", None).unwrap();
+    let undo = |job| OperationJob {
+        acts_on_job: job,
+        spec: OperationSpec::Unconfigure {
+            retain_replica_disks: false,
+            local_only: false,
+        },
+    };
+
+    // Only configured jobs of that batch, and only the operation's own kind.
+    let refused = |r: Result<i64, QueueError>| match r {
+        Err(QueueError::Refused(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        refused(q.create_operation_batch(
+            &new_batch(3),
+            Operation::Unconfigure,
+            wave,
+            &[undo(leases[2].job)]
+        )),
+        OperationRefused::NotConfigured { .. }
+    ));
+    assert!(matches!(
+        refused(q.create_operation_batch(
+            &new_batch(3),
+            Operation::Pause,
+            wave,
+            &[undo(leases[0].job)]
+        )),
+        OperationRefused::WrongOperation { .. }
+    ));
+
+    let undo_batch = q
+        .create_operation_batch(
+            &new_batch(3),
+            Operation::Unconfigure,
+            wave,
+            &[undo(leases[0].job), undo(leases[1].job)],
+        )
+        .unwrap();
+    let batch = q.batch(undo_batch).unwrap();
+    assert_eq!(
+        (batch.operation, batch.acts_on),
+        (Operation::Unconfigure, Some(wave))
+    );
+    let jobs = q.jobs(undo_batch).unwrap();
+    assert_eq!(jobs.len(), 2);
+    for (job, lease) in jobs.iter().zip(&leases) {
+        assert_eq!(job.acts_on_job, Some(lease.job));
+        assert_eq!(job.state, JobState::Pending);
+        assert!(
+            job.checkpoint.replication_id.is_some(),
+            "the id the wave recorded"
+        );
+        assert!(matches!(
+            job.operation,
+            Some(OperationSpec::Unconfigure { .. })
+        ));
+    }
+    // A second operation on the same replications while this one is unfinished: refused.
+    assert!(matches!(
+        q.create_operation_batch(
+            &new_batch(3),
+            Operation::Unconfigure,
+            wave,
+            &[undo(leases[0].job)]
+        ),
+        Err(QueueError::AlreadyQueued(_))
+    ));
+    // And an operation batch is no configure batch to act on.
+    assert!(matches!(
+        refused(q.create_operation_batch(
+            &new_batch(3),
+            Operation::Unconfigure,
+            undo_batch,
+            &[undo(jobs[0].id)]
+        )),
+        OperationRefused::NotAConfigureBatch(_)
+    ));
+    assert_eq!(q.operations_on(wave).unwrap().len(), 1);
 }

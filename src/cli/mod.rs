@@ -307,7 +307,12 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<NoBatch>().is_some()
             || matches!(
                 cause.downcast_ref::<QueueError>(),
-                Some(QueueError::TooNew { .. } | QueueError::NoSuchBatch(_))
+                Some(
+                    QueueError::TooNew { .. }
+                        | QueueError::NoSuchBatch(_)
+                        | QueueError::Refused(_)
+                        | QueueError::AlreadyQueued(_)
+                )
             )
         {
             return exit::USAGE;

@@ -9,6 +9,7 @@
 //! step moves as [`Step::can_become`] allows. The schema lives in `migrations/`; the database
 //! refuses illegal states too. What the report reads is in `record`.
 
+mod operations;
 mod protection;
 mod record;
 mod runs;
@@ -25,13 +26,13 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use operations::{OperationJob, OperationRefused};
 pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
 pub use record::{BatchRecord, DiscoveryRecord, JobTimes, RunRecord};
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 
-use crate::domain::JobSpec;
-use crate::domain::Placement;
+use crate::domain::{JobSpec, Operation, OperationSpec, Placement};
 use crate::vr::model::VmDisk;
 
 pub type BatchId = i64;
@@ -53,6 +54,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0001_queue.sql")),
     M::up(include_str!("../../migrations/0002_runs_and_api_usage.sql")),
     M::up(include_str!("../../migrations/0003_protection.sql")),
+    M::up(include_str!("../../migrations/0004_operations.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -114,6 +116,9 @@ pub enum QueueError {
 
     #[error("job {0} does not exist")]
     NoSuchJob(JobId),
+
+    #[error(transparent)]
+    Refused(#[from] OperationRefused),
 
     #[error("batch {0} does not exist")]
     NoSuchBatch(BatchId),
@@ -216,6 +221,10 @@ pub struct Batch {
     pub input_sha256: Option<String>,
     pub settings: serde_json::Value,
     pub tool_version: String,
+    /// What the batch does: configure, or a day-2 operation on another batch's replications.
+    pub operation: Operation,
+    /// The configure batch an operation batch acts on.
+    pub acts_on: Option<BatchId>,
 }
 
 /// What a job has learnt so far; each step's result is saved before the next step starts.
@@ -249,6 +258,10 @@ pub struct Job {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub updated_at: i64,
+    /// For a job of an operation batch: the configure job whose replication it acts on, and
+    /// what it does to it.
+    pub acts_on_job: Option<JobId>,
+    pub operation: Option<OperationSpec>,
 }
 
 impl Job {
@@ -329,7 +342,10 @@ impl std::fmt::Debug for Queue {
 const JOB_COLUMNS: &str = "id, batch_id, spec_json, state, step, attempt, max_attempts, \
     scheduled_at, lease_owner, lease_expires_at, in_doubt, resolved_vm_id, disks_json, \
     placement_json, task_id, replication_id, reason, last_error, last_http_status, created_at, \
-    started_at, finished_at, updated_at";
+    started_at, finished_at, updated_at, acts_on_job, operation_json";
+
+const BATCH_COLUMNS: &str = "id, name, created_at, operator, host, input_kind, input_path, \
+    input_sha256, settings_json, tool_version, operation, acts_on";
 
 impl Queue {
     /// Opens (creating or upgrading) the queue file. WAL lets `status` read while `run` writes;
@@ -412,22 +428,7 @@ impl Queue {
         if !queued.is_empty() {
             return Err(QueueError::AlreadyQueued(queued));
         }
-        tx.execute(
-            "INSERT INTO batches (name, created_at, operator, host, input_kind, input_path, \
-             input_sha256, settings_json, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params![
-                batch.name,
-                now,
-                batch.operator,
-                batch.host,
-                batch.input_kind.as_str(),
-                batch.input_path,
-                batch.input_sha256,
-                batch.settings.to_string(),
-                env!("CARGO_PKG_VERSION"),
-            ],
-        )?;
-        let batch_id = tx.last_insert_rowid();
+        let batch_id = insert_batch(&tx, now, batch, Operation::Configure, None)?;
         {
             let mut insert = tx.prepare(
                 "INSERT INTO jobs (batch_id, input_line, vm_name, vm_id, spec_json, max_attempts, \
@@ -463,8 +464,7 @@ impl Queue {
     pub fn batch(&self, id: BatchId) -> Result<Batch> {
         self.conn
             .query_row(
-                "SELECT id, name, created_at, operator, host, input_kind, input_path, \
-                 input_sha256, settings_json, tool_version FROM batches WHERE id = ?",
+                &format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?"),
                 [id],
                 batch_from_row,
             )
@@ -473,10 +473,9 @@ impl Queue {
     }
 
     pub fn batches(&self) -> Result<Vec<Batch>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, name, created_at, operator, host, input_kind, input_path, input_sha256, \
-             settings_json, tool_version FROM batches ORDER BY id",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {BATCH_COLUMNS} FROM batches ORDER BY id"))?;
         let rows = stmt.query_map([], batch_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -904,6 +903,35 @@ impl Queue {
 
 /// The jobs of `jobs` whose VM (by id, else by name) already has a job not yet finished, with
 /// that job's batch.
+/// Writes the batch row of a new batch; its id.
+fn insert_batch(
+    tx: &Transaction<'_>,
+    now: i64,
+    batch: &NewBatch,
+    operation: Operation,
+    acts_on: Option<BatchId>,
+) -> Result<BatchId> {
+    tx.execute(
+        "INSERT INTO batches (name, created_at, operator, host, input_kind, input_path, \
+         input_sha256, settings_json, tool_version, operation, acts_on) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            batch.name,
+            now,
+            batch.operator,
+            batch.host,
+            batch.input_kind.as_str(),
+            batch.input_path,
+            batch.input_sha256,
+            batch.settings.to_string(),
+            env!("CARGO_PKG_VERSION"),
+            operation.as_str(),
+            acts_on,
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
 fn already_queued(conn: &Connection, jobs: &[JobSpec]) -> Result<Vec<QueuedVm>> {
     let mut stmt = conn.prepare(
         "SELECT vm_name, vm_id, batch_id FROM jobs \
@@ -1103,6 +1131,8 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         started_at: r.get(20)?,
         finished_at: r.get(21)?,
         updated_at: r.get(22)?,
+        acts_on_job: r.get(23)?,
+        operation: json_column(r, 24)?,
     })
 }
 
@@ -1138,6 +1168,11 @@ fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<Batch> {
         input_sha256: r.get(7)?,
         settings: json_column(r, 8)?,
         tool_version: r.get(9)?,
+        operation: {
+            let text: String = r.get(10)?;
+            Operation::parse(&text).ok_or_else(|| bad_column(10, "operation", &text))?
+        },
+        acts_on: r.get(11)?,
     })
 }
 
