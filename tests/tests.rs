@@ -7,6 +7,7 @@ mod client;
 mod faults;
 mod input_corpus;
 mod openapi_validator;
+mod operations;
 mod operator;
 mod ops;
 mod protection;

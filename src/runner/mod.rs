@@ -13,6 +13,7 @@
 
 mod admission;
 pub mod follow;
+mod operate;
 mod pacing;
 mod phases;
 
@@ -24,8 +25,11 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::queue::{BatchId, Checkpoint, Job, JobId, JobState, Lease, Queue, QueueError, Step};
-use crate::vr::model::{ConfigureReplicationSpec, Pairing};
+use crate::domain::Operation;
+use crate::queue::{
+    Batch, BatchId, Checkpoint, Job, JobId, JobState, Lease, Queue, QueueError, Step,
+};
+use crate::vr::model::{ConfigureReplicationSpec, Pairing, ReconfigureReplicationSpec};
 use crate::vr::{
     ApiError, BudgetStats, Client, ClientMetrics, ClientSettings, ErrorClass, Politeness,
     RetryPolicy,
@@ -152,6 +156,8 @@ struct Active {
     checkpoint: Checkpoint,
     in_doubt: bool,
     spec: Option<ConfigureReplicationSpec>,
+    /// A reconfigure job's body, built from the replication as it was found.
+    reconfigure: Option<ReconfigureReplicationSpec>,
     /// When this run submitted the job's task, or took over the job with its task.
     submitted: Option<Instant>,
     /// The task's progress as the last two polls saw it.
@@ -198,6 +204,9 @@ impl Db {
 struct Runner {
     db: Db,
     client: Client,
+    /// What the batch does to its VMs, and for an operation batch the batch it acts on.
+    operation: Operation,
+    acts_on: Option<BatchId>,
     opts: RunOptions,
     batch: BatchId,
     owner: String,
@@ -234,6 +243,7 @@ pub async fn run(
     let owner = format!("{host}:{}:{run_id}", std::process::id());
     let db = Db(Arc::new(Mutex::new(queue)));
     let batch = begin(&db, &opts, &run_id, &owner).await?;
+    let (operation, acts_on, batch) = (batch.operation, batch.acts_on, batch.id);
     let pairings = match connect(&client).await {
         Ok(p) => p,
         Err(e) => {
@@ -243,11 +253,13 @@ pub async fn run(
             return Err(e);
         }
     };
+    // An operation batch's jobs act on replications another batch configured: only a configure
+    // batch's own are followed to protected.
     let configured = db
         .run(move |q| {
             Ok(q.jobs(batch)?
                 .into_iter()
-                .filter(|j| j.state == JobState::Succeeded)
+                .filter(|j| j.state == JobState::Succeeded && operation == Operation::Configure)
                 .filter_map(|j| {
                     let bytes = j.checkpoint.disks.as_deref().map(replicated_bytes);
                     Some((j.checkpoint.vm_id.clone()?, (j.id, bytes)))
@@ -259,6 +271,8 @@ pub async fn run(
     let mut runner = Runner {
         db,
         client,
+        operation,
+        acts_on,
         pacer: pacing::Pacer::new(opts.poll_interval, limits),
         opts,
         batch,
@@ -282,7 +296,7 @@ pub async fn run(
 }
 
 /// Picks the batch, applies `--max-attempts`, rescues what a dead run left and records this run.
-async fn begin(db: &Db, opts: &RunOptions, run_id: &str, owner: &str) -> Result<BatchId, RunError> {
+async fn begin(db: &Db, opts: &RunOptions, run_id: &str, owner: &str) -> Result<Batch, RunError> {
     let (owner, run_id, wanted, max_attempts) = (
         owner.to_string(),
         run_id.to_string(),
@@ -291,24 +305,25 @@ async fn begin(db: &Db, opts: &RunOptions, run_id: &str, owner: &str) -> Result<
     );
     db.run(move |q| {
         let batch = match wanted {
-            Some(b) => q.batch(b)?.id,
+            Some(b) => q.batch(b)?,
             None => match q.latest_batch()? {
-                Some(b) => b.id,
+                Some(b) => b,
                 None => return Ok(None),
             },
         };
+        let id = batch.id;
         if let Some(k) = max_attempts {
-            q.set_max_attempts(batch, k)?;
+            q.set_max_attempts(id, k)?;
         }
         let rescued = q.rescue()?;
         if !rescued.is_empty() {
             tracing::warn!(
-                batch,
+                batch = id,
                 jobs = rescued.len(),
                 "rescued jobs whose worker stopped"
             );
         }
-        q.start_run(&run_id, batch, &owner, "run")?;
+        q.start_run(&run_id, id, &owner, "run")?;
         Ok(Some(batch))
     })
     .await?
@@ -427,14 +442,27 @@ impl Runner {
     /// way gets its grace period.
     async fn pass(&mut self) -> Result<(), RunError> {
         self.discover().await?;
+        let configure = self.operation == Operation::Configure;
         if !self.stopping() {
-            self.reconcile().await?;
+            if configure {
+                self.reconcile().await?;
+            } else {
+                self.reconcile_operations().await?;
+            }
         }
         if !self.stopping() {
-            self.resolve().await?;
+            if configure {
+                self.resolve().await?;
+            } else {
+                self.resolve_operations().await?;
+            }
         }
         if !self.stopping() {
-            self.submit().await?;
+            if configure {
+                self.submit().await?;
+            } else {
+                self.submit_operations().await?;
+            }
         }
         if !self.stopping() {
             self.follow().await?;
@@ -514,6 +542,7 @@ impl Runner {
                 checkpoint: job.checkpoint.clone(),
                 in_doubt: job.in_doubt,
                 spec: None,
+                reconfigure: None,
                 submitted,
                 progress: None,
                 previous_progress: None,
@@ -609,11 +638,21 @@ impl Runner {
         let Some(a) = self.active.remove(&id) else {
             return Ok(());
         };
-        if let Some(vm) = &a.checkpoint.vm_id {
-            let bytes = a.checkpoint.disks.as_deref().map(replicated_bytes);
-            self.configured.insert(vm.clone(), (id, bytes));
+        if self.operation == Operation::Configure {
+            if let Some(vm) = &a.checkpoint.vm_id {
+                let bytes = a.checkpoint.disks.as_deref().map(replicated_bytes);
+                self.configured.insert(vm.clone(), (id, bytes));
+            }
         }
-        let message = format!("replication {replication_id} configured");
+        let done = match self.operation {
+            Operation::Configure => "configured",
+            Operation::Unconfigure => "unconfigured",
+            Operation::Reconfigure => "reconfigured",
+            Operation::Pause => "paused",
+            Operation::Resume => "resumed",
+            Operation::Sync => "synced",
+        };
+        let message = format!("replication {replication_id} {done}");
         tracing::info!(job = id, vm = a.job.vm_label(), replication = %replication_id, "{message}");
         let save = a.save();
         self.db

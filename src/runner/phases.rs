@@ -11,12 +11,14 @@ use tokio::time::Instant;
 
 use super::pacing::Sighting;
 use super::{Active, RunError, Runner};
+use crate::domain::{Operation, OperationSpec};
 use crate::queue::{JobId, Step};
 use crate::vr::error::error_chain;
 use crate::vr::model::{
     ConfigurationState, ConfigureReplicationSpec, ReplicationInfo, Task, TaskStatus, VirtualMachine,
 };
 use crate::vr::{ApiError, Client, ErrorClass};
+use crate::workflow::operations::Effect;
 use crate::workflow::reads::{replications_of, tasks_by_id, tasks_of_vms};
 use crate::workflow::{decide, lookup_vms, plan_configure, vm_key, Decision, Discovery, VmLookup};
 
@@ -511,6 +513,9 @@ impl Runner {
         id: JobId,
         reps: &HashMap<String, ReplicationInfo>,
     ) -> Result<bool, RunError> {
+        if self.operation != Operation::Configure {
+            return self.verify_operation(id, reps).await;
+        }
         let Some(a) = self.active.get_mut(&id) else {
             return Ok(false);
         };
@@ -544,9 +549,46 @@ impl Runner {
         Ok(true)
     }
 
+    /// Judges an operation job by its replication now; whether it ended.
+    async fn verify_operation(
+        &mut self,
+        id: JobId,
+        reps: &HashMap<String, ReplicationInfo>,
+    ) -> Result<bool, RunError> {
+        let Some(a) = self.active.get_mut(&id) else {
+            return Ok(false);
+        };
+        let op = a.job.operation.clone().unwrap_or(OperationSpec::Sync);
+        let ours = a.checkpoint.replication_id.clone().unwrap_or_default();
+        let vm = a.checkpoint.vm_id.clone().unwrap_or_default();
+        match crate::workflow::operations::effect_after_task(&op, &ours, reps.get(&vm)) {
+            Effect::Done => self.succeed(id, ours).await?,
+            Effect::Gone => {
+                let reason = format!(
+                    "replication {ours} disappeared while the {} was under way",
+                    op.operation()
+                );
+                self.fail(id, reason, None).await?;
+            }
+            Effect::NotYet => {
+                a.verify_tries += 1;
+                if a.verify_tries >= VERIFY_TRIES {
+                    let reason = format!(
+                        "the {} task succeeded, but replication {ours} does not show it",
+                        op.operation()
+                    );
+                    self.fail(id, reason, None).await?;
+                    return Ok(true);
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Runs `work` for the held jobs `ids`: its output, or `None` when it was abandoned after
     /// Ctrl-C or failed (then the jobs were set back).
-    async fn fetch<T>(
+    pub(super) async fn fetch<T>(
         &mut self,
         ids: &[JobId],
         work: impl Future<Output = Result<T, ApiError>>,
@@ -563,7 +605,10 @@ impl Runner {
 
     /// Held jobs that match, grouped by their pairing's discovery (jobs of a pairing not yet
     /// discovered are left for the next pass).
-    fn by_pairing(&self, matches: impl Fn(&Active) -> bool) -> Vec<(Arc<Discovery>, Vec<JobId>)> {
+    pub(super) fn by_pairing(
+        &self,
+        matches: impl Fn(&Active) -> bool,
+    ) -> Vec<(Arc<Discovery>, Vec<JobId>)> {
         let mut groups: BTreeMap<String, (Arc<Discovery>, Vec<JobId>)> = BTreeMap::new();
         for a in self.active.values().filter(|a| matches(a)) {
             if let Some(Ok(disc)) = self.discoveries.get(&a.pairing_key()) {
@@ -577,7 +622,11 @@ impl Runner {
         groups.into_values().collect()
     }
 
-    async fn setback_all(&mut self, ids: Vec<JobId>, error: &ApiError) -> Result<(), RunError> {
+    pub(super) async fn setback_all(
+        &mut self,
+        ids: Vec<JobId>,
+        error: &ApiError,
+    ) -> Result<(), RunError> {
         for id in ids {
             self.setback(id, error).await?;
         }
@@ -585,7 +634,7 @@ impl Runner {
     }
 
     /// The resolved VM ids of these held jobs.
-    fn vm_ids(&self, ids: &[JobId]) -> Vec<String> {
+    pub(super) fn vm_ids(&self, ids: &[JobId]) -> Vec<String> {
         ids.iter()
             .filter_map(|id| self.active.get(id)?.checkpoint.vm_id.clone())
             .collect()
@@ -636,7 +685,7 @@ fn rebuilt_spec(a: &Active) -> Option<ConfigureReplicationSpec> {
 /// The server's words for a failed task.
 fn task_failure(task: &Task) -> String {
     task.error_text()
-        .unwrap_or_else(|| "the configure task failed".into())
+        .unwrap_or_else(|| format!("task {} failed", task.id))
 }
 
 enum Submitted {

@@ -205,45 +205,53 @@ impl Discovery {
             "datastore",
             &self.remote_vc_name,
         )?;
-        let storage_policy_id = match &job.storage_policy {
-            None => None,
-            Some(name) => Some(
-                find_named(
-                    &self.storage_policies,
-                    name,
-                    |p| &p.storage_policy_name,
-                    "storage policy",
-                    &self.remote_vc_name,
-                )?
-                .storage_policy_id
-                .clone(),
-            ),
-        };
-        let replication_server_id = match &job.replication_server {
-            None => None,
-            Some(name) => {
-                let server = find_named(
-                    &self.replication_servers,
-                    name,
-                    |s| s.name.as_deref().unwrap_or(&s.id),
-                    "VR server",
-                    &self.remote_vc_name,
-                )?;
-                if server.connected == Some(false) {
-                    return Err(format!(
-                        "VR server `{name}` on {} is not connected",
-                        self.remote_vc_name
-                    ));
-                }
-                Some(server.id.clone())
-            }
-        };
         Ok(Placement {
             target_vc_id: self.remote_vc_id.clone(),
             datastore_id: datastore.id.clone(),
-            storage_policy_id,
-            replication_server_id,
+            storage_policy_id: job
+                .storage_policy
+                .as_deref()
+                .map(|name| self.storage_policy_id(name))
+                .transpose()?,
+            replication_server_id: match &job.replication_server {
+                None => None,
+                Some(name) => self.replication_server_id(name)?,
+            },
         })
+    }
+
+    /// The id of the target site's storage policy `name`.
+    pub fn storage_policy_id(&self, name: &str) -> Result<String, String> {
+        Ok(find_named(
+            &self.storage_policies,
+            name,
+            |p| &p.storage_policy_name,
+            "storage policy",
+            &self.remote_vc_name,
+        )?
+        .storage_policy_id
+        .clone())
+    }
+
+    /// The id of the connected target VR server `name`; `None` for `auto` (the appliance picks).
+    pub fn replication_server_id(&self, name: &str) -> Result<Option<String>, String> {
+        if name.eq_ignore_ascii_case("auto") {
+            return Ok(None);
+        }
+        let server = find_named(
+            &self.replication_servers,
+            name,
+            |s| s.name.as_deref().unwrap_or(&s.id),
+            "VR server",
+            &self.remote_vc_name,
+        )?;
+        if server.connected == Some(false) {
+            return Err(format!(
+                "VR server `{name}` on {} is not connected",
+                self.remote_vc_name
+            ));
+        }
+        Ok(Some(server.id.clone()))
     }
 
     pub fn datastore(&self, id: &str) -> Option<&Datastore> {

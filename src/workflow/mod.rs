@@ -3,6 +3,7 @@
 //! but by the runner.
 
 pub mod discovery;
+pub mod operations;
 pub mod pairing;
 pub mod plan;
 pub mod protection;
