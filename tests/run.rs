@@ -353,6 +353,55 @@ async fn a_window_that_has_closed_claims_nothing() {
     let _ = batch;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_configure_call_starts_after_the_window_closes_and_the_run_says_what_is_left() {
+    // Six requests a session per 2 s: 120 VMs take several windows to submit.
+    let sim = start(SimConfig {
+        vms: 120,
+        limits: Some(RateLimits {
+            per_session: 6,
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, batch) = import_all(&sim, dir.path());
+    let until = vrbulk::queue::system_clock()() + 2_500;
+    let opts = RunOptions {
+        until: Some(until),
+        submit_group: 4,
+        ..quick_options()
+    };
+    let outcome = run_once(&db, &sim, opts).await;
+    assert_eq!(outcome.ending, Ending::WindowClosed);
+    assert_eq!(outcome.exit_code(), 6, "{:?}", outcome.counts);
+    let left = outcome.left();
+    assert!(left > 0 && left < 120, "{:?}", outcome.counts);
+    let stats = sim.stats();
+    // A call already on its way at the close may land a moment after it; none starts later.
+    let late: Vec<_> = stats
+        .replications
+        .values()
+        .filter(|t| t.submitted.at_ms > until + 250)
+        .collect();
+    assert!(late.is_empty(), "configured after the window: {late:?}");
+    // What was not sent waits, unharmed, for the next window.
+    let q = Queue::open(&db).unwrap();
+    let waiting = q
+        .jobs(batch)
+        .unwrap()
+        .into_iter()
+        .filter(|j| !j.state.is_terminal())
+        .count() as u64;
+    assert_eq!(waiting, left);
+    assert!(q
+        .jobs(batch)
+        .unwrap()
+        .iter()
+        .all(|j| j.state != JobState::Running && !j.in_doubt));
+}
+
 /// A settings file for the simulator, with a short lease so that a killed run's jobs come back
 /// quickly.
 fn write_config(sim: &Simulator, dir: &Path) -> PathBuf {

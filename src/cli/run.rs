@@ -214,8 +214,9 @@ pub(super) fn print_summary(outcome: &RunOutcome, db: &Path) -> anyhow::Result<(
     match outcome.ending {
         Ending::Done => {}
         Ending::WindowClosed => println!(
-            "the change window closed: {} jobs were not started; `vrbulk run --batch {}` continues",
-            outcome.counts[&JobState::Pending] + outcome.counts[&JobState::Retryable],
+            "the change window closed: {} VMs were not started (nothing was sent after it); \
+             `vrbulk run --batch {}` continues in the next window",
+            outcome.left(),
             outcome.batch
         ),
         Ending::Interrupted => println!(

@@ -113,10 +113,20 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// The operator contract: 0 all done, 1 some failed, 130 interrupted.
+    /// Jobs the run left for later: not started, or given back.
+    pub fn left(&self) -> u64 {
+        [JobState::Pending, JobState::Retryable, JobState::Running]
+            .iter()
+            .map(|s| self.counts.get(s).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// The operator contract: 0 all done, 1 some failed, 6 the change window closed with work
+    /// left (whatever failed: the batch is not finished), 130 interrupted.
     pub fn exit_code(&self) -> u8 {
         match self.ending {
             Ending::Interrupted => 130,
+            Ending::WindowClosed if self.left() > 0 => 6,
             _ if self.counts.get(&JobState::Failed).copied().unwrap_or(0) > 0 => 1,
             _ => 0,
         }
@@ -377,15 +387,29 @@ impl Runner {
             let before = self.progress_marker();
             self.pass().await?;
             if self.progress_marker() == before {
-                let until_round = self
-                    .pacer
-                    .next()
-                    .map(|t| t.saturating_duration_since(Instant::now()))
-                    .unwrap_or(Duration::from_secs(1));
-                self.sleep(until_round.clamp(Duration::from_millis(10), Duration::from_secs(1)))
-                    .await;
+                self.sleep(self.until_something_to_do()).await;
             }
         }
+    }
+
+    /// How long nothing can move: until the next round of polls, or the budget's next free slot
+    /// when jobs wait to be sent; a second at most, to see a stop or a closing window soon.
+    fn until_something_to_do(&self) -> Duration {
+        let now = Instant::now();
+        let round = self.pacer.next();
+        let ready = self
+            .active
+            .values()
+            .any(|a| !a.in_doubt && a.step == Step::Submit);
+        let slot = ready
+            .then(|| self.client.budget().status().next_slot)
+            .flatten();
+        [round, slot]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
     /// Claims due jobs up to the window of jobs held at once.

@@ -143,7 +143,12 @@ impl Runner {
                 break;
             }
             let mut sends = Vec::new();
+            // One call each, and only what the budget lets go now (see `submit`).
+            let room = self.sendable();
             for id in ids {
+                if sends.len() == room {
+                    break;
+                }
                 let Some(a) = self.active.get_mut(&id) else {
                     continue;
                 };

@@ -277,7 +277,10 @@ impl Runner {
             if self.admitting() && !self.censuses.contains_key(disc.pairing_id()) {
                 self.take_census(&disc).await?;
             }
-            let batch = self.admit(disc.pairing_id(), ready);
+            let mut batch = self.admit(disc.pairing_id(), ready);
+            // Only what the budget lets go now: a submit left waiting for the appliance's next
+            // window could go out after the change window closed. The rest goes next pass.
+            batch.truncate(self.sendable() * self.opts.submit_group.max(1));
             if batch.is_empty() {
                 continue;
             }
@@ -601,6 +604,11 @@ impl Runner {
                 Ok(None)
             }
         }
+    }
+
+    /// Calls the appliance's budget lets go at once now.
+    pub(super) fn sendable(&self) -> usize {
+        self.client.budget().free_now() as usize
     }
 
     /// Held jobs that match, grouped by their pairing's discovery (jobs of a pairing not yet
