@@ -111,6 +111,7 @@ pub struct RunFlags {
     pub poll_interval: Option<f64>,
     pub max_initial_syncs: Option<usize>,
     pub order: Option<String>,
+    pub join: bool,
 }
 
 impl RunSection {
@@ -207,6 +208,7 @@ impl RunSection {
                 .map(|o| o.parse().map_err(|m| invalid("order", m)))
                 .transpose()?
                 .unwrap_or_default(),
+            join: flags.join,
             ..d
         })
     }

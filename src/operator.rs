@@ -40,3 +40,48 @@ fn login_name() -> Option<String> {
 fn login_name() -> Option<String> {
     None
 }
+
+/// Whether the lease owner `host:pid:run` is a process that is gone: only a process on this
+/// host can be asked; of another host's nothing is known (`false`).
+pub fn owner_is_gone(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    host == who().1 && !process_alive(pid)
+}
+
+#[cfg(unix)]
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: i32) -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_not_gone_and_a_finished_one_is() {
+        let host = who().1;
+        assert!(!owner_is_gone(&format!(
+            "{host}:{}:abc",
+            std::process::id()
+        )));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(owner_is_gone(&format!("{host}:{pid}:abc")));
+        assert!(!owner_is_gone(&format!("elsewhere.example:{pid}:abc")));
+        assert!(!owner_is_gone("not an owner"));
+    }
+}

@@ -402,6 +402,79 @@ async fn no_configure_call_starts_after_the_window_closes_and_the_run_says_what_
         .all(|j| j.state != JobState::Running && !j.in_doubt));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_a_run_stops_every_job_not_yet_sent_within_seconds() {
+    let sim = start(SimConfig {
+        vms: 120,
+        limits: Some(RateLimits {
+            per_session: 6,
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, batch) = import_all(&sim, dir.path());
+    let (_stop, stop_rx) = watch::channel(false);
+    let opts = RunOptions {
+        submit_group: 4,
+        ..quick_options()
+    };
+    let running = tokio::spawn(runner::run(
+        Queue::open(&db).unwrap(),
+        settings_for(&sim),
+        opts,
+        stop_rx,
+    ));
+    // Once the run holds the batch and has sent some of it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sim.stats().replications.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db2 = db.clone();
+    let asked = vrbulk::queue::system_clock()();
+    tokio::task::spawn_blocking(move || {
+        Cmd::new()
+            .db(&db2)
+            .args(["cancel", "--batch", &batch.to_string()])
+            .assert_exit(0)
+            .stdout_contains("cancels those it has not sent");
+    })
+    .await
+    .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the run ends soon after the cancel")
+        .unwrap()
+        .unwrap();
+    let cancelled = outcome.counts[&JobState::Cancelled];
+    assert!(cancelled > 50, "{:?}", outcome.counts);
+    assert_eq!(outcome.counts[&JobState::Running], 0);
+    // Nothing was sent once the run had seen the request (it looks once a second).
+    let late: Vec<_> = sim
+        .stats()
+        .replications
+        .into_values()
+        .filter(|t| t.submitted.at_ms > asked + 1_500)
+        .collect();
+    assert!(late.is_empty(), "{late:?}");
+    // Every VM the appliance configured ended as such in the queue: what was sent was followed.
+    let q = Queue::open(&db).unwrap();
+    let configured = sim.stats().configure_attempts.len() as u64;
+    assert_eq!(
+        outcome.counts[&JobState::Succeeded] + outcome.counts[&JobState::Failed],
+        configured
+    );
+    let reason = q
+        .jobs(batch)
+        .unwrap()
+        .into_iter()
+        .find(|j| j.state == JobState::Cancelled)
+        .and_then(|j| j.reason)
+        .unwrap();
+    assert!(reason.contains("cancelled by"), "{reason}");
+}
+
 /// A settings file for the simulator, with a short lease so that a killed run's jobs come back
 /// quickly.
 fn write_config(sim: &Simulator, dir: &Path) -> PathBuf {
@@ -527,6 +600,51 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
         q.counts(batch)
     );
     assert_matches_truth(&jobs, &sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told() {
+    let sim = slow_simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, batch) = import_all(&sim, dir.path());
+    let config = write_config(&sim, dir.path());
+    let first = spawn_run(&db, &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Running] == 0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (db2, config2, first_pid) = (db.clone(), config.clone(), first.id());
+    tokio::task::spawn_blocking(move || {
+        let ran = Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&db2)
+            .config(&config2)
+            .args(["run"])
+            .assert_exit(2)
+            .stderr_contains("is being worked on")
+            .stderr_contains("--join");
+        assert!(
+            ran.stderr().contains(&format!(":{first_pid}:")),
+            "{}",
+            ran.stderr()
+        );
+        // Told to help, it shares the work through the queue.
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&db2)
+            .config(&config2)
+            .args(["run", "--join"])
+            .assert_exit(1);
+    })
+    .await
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    assert_matches_truth(&Queue::open(&db).unwrap().jobs(batch).unwrap(), &sim);
 }
 
 #[tokio::test]

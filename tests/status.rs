@@ -383,7 +383,7 @@ fn cancel_takes_pending_and_retryable_and_leaves_running_alone() {
         .args(["cancel", "--batch", "1"])
         .assert_exit(0)
         .stdout_contains("batch 1 \"wave 1\": 7 jobs that had not started cancelled")
-        .stdout_contains("2 jobs still running");
+        .stdout_contains("2 jobs are held by a run");
     let q = Queue::open(&db).unwrap();
     let counts: Vec<_> = q.counts(1).unwrap().into_iter().collect();
     assert_eq!(

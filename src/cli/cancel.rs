@@ -1,7 +1,7 @@
 //! `vrbulk cancel`: stop a batch from starting anything new. Jobs not yet started (`pending`,
-//! `retryable`) are cancelled with an event naming the operator; running jobs are left to
-//! finish, or to be released by the `vrbulk run` that holds them. `vrbulk retry --cancelled`
-//! undoes it.
+//! `retryable`) are cancelled with an event naming the operator; a `vrbulk run` that holds jobs
+//! of the batch sees the request within seconds and cancels those it has not sent (a configure
+//! already sent is followed to its end). `vrbulk retry --cancelled` undoes it.
 
 use std::path::Path;
 
@@ -32,8 +32,8 @@ pub fn run(args: CancelArgs, db: &Path) -> anyhow::Result<u8> {
     );
     if running > 0 {
         println!(
-            "{running} jobs still running: they finish, or the `vrbulk run` holding them \
-             releases them"
+            "{running} jobs are held by a run: within seconds it cancels those it has not sent \
+             yet, and follows those it sent to their end"
         );
     }
     Ok(super::exit::OK)

@@ -317,6 +317,12 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         {
             return exit::USAGE;
         }
+        if matches!(
+            cause.downcast_ref::<RunError>(),
+            Some(RunError::Held { .. })
+        ) {
+            return exit::USAGE;
+        }
         if cause.downcast_ref::<LoginFailed>().is_some()
             || matches!(
                 cause.downcast_ref::<RunError>(),

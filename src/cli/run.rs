@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// smallest-first (the most VMs protected soonest) [default: input, or [run] order].
     #[arg(long, value_name = "ORDER")]
     pub order: Option<String>,
+    /// Work on a batch that another live run is working on, sharing its jobs through the
+    /// queue (without it, vrbulk says who holds the batch and stops).
+    #[arg(long)]
+    pub join: bool,
     /// How to show progress: a bar on a terminal, plain lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -73,6 +77,7 @@ impl RunArgs {
             poll_interval: self.poll_interval,
             max_initial_syncs: self.max_initial_syncs,
             order: self.order.clone(),
+            join: self.join,
         }
     }
 }

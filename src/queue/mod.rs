@@ -29,6 +29,7 @@ use thiserror::Error;
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
 pub use record::{BatchRecord, DiscoveryRecord, JobTimes, RunRecord};
+pub use runs::Holder;
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 
@@ -55,6 +56,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0002_runs_and_api_usage.sql")),
     M::up(include_str!("../../migrations/0003_protection.sql")),
     M::up(include_str!("../../migrations/0004_operations.sql")),
+    M::up(include_str!("../../migrations/0005_cancel_requests.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -799,13 +801,46 @@ impl Queue {
         Ok(())
     }
 
-    /// Cancels the jobs of a batch that have not started (`pending`, `retryable`).
+    /// Cancels the jobs of a batch that have not started (`pending`, `retryable`), and asks a
+    /// run that holds some of its jobs to cancel those it has not sent yet.
     pub fn cancel(&mut self, batch: BatchId, message: &str) -> Result<usize> {
-        self.move_all(
+        let cancelled = self.move_all(
             batch,
             &[JobState::Pending, JobState::Retryable],
             JobState::Cancelled,
             message,
+        )?;
+        let now = self.now();
+        self.conn.execute(
+            "UPDATE batches SET cancel_requested_at = ?, cancel_requested_by = ? WHERE id = ?",
+            params![now, message, batch],
+        )?;
+        Ok(cancelled)
+    }
+
+    /// Whether a cancel was asked for `batch` after `since` (Unix ms), and in whose words.
+    pub fn cancel_requested(&self, batch: BatchId, since: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT cancel_requested_by FROM batches WHERE id = ? AND cancel_requested_at >= ?",
+                params![batch, since],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Cancels a running job the caller holds (one it had not sent yet).
+    pub fn cancel_held(&mut self, lease: &Lease, message: &str) -> Result<()> {
+        self.finish_running(
+            lease,
+            JobState::Cancelled,
+            Change {
+                message: Some(message),
+                reason: Some(message),
+                ..Change::default()
+            },
         )
     }
 

@@ -104,6 +104,25 @@ impl Queue {
         )?)
     }
 
+    /// Who else holds jobs of `batch` now (lease not expired): each holder with how many jobs
+    /// and until when its lease runs. A live run renews its lease; a dead one's runs out.
+    pub fn holders(&self, batch: BatchId, owner: &str) -> Result<Vec<Holder>> {
+        let now = self.now();
+        let mut stmt = self.conn.prepare(
+            "SELECT lease_owner, COUNT(*), MAX(lease_expires_at) FROM jobs \
+             WHERE batch_id = ? AND state = 'running' AND lease_owner <> ? \
+             AND lease_expires_at >= ? GROUP BY lease_owner ORDER BY lease_owner",
+        )?;
+        let rows = stmt.query_map(params![batch, owner, now], |r| {
+            Ok(Holder {
+                owner: r.get(0)?,
+                jobs: r.get::<_, i64>(1)? as u64,
+                until: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The earliest lease expiry among the batch's running jobs that `owner` does not hold:
     /// another run is working on them, or died and they will be rescued then.
     pub fn held_elsewhere(&self, batch: BatchId, owner: &str) -> Result<Option<i64>> {
@@ -132,4 +151,12 @@ impl Queue {
             .optional()?
             .flatten())
     }
+}
+
+/// A run that holds jobs of a batch: `host:pid:run`, how many, and until when (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub owner: String,
+    pub jobs: u64,
+    pub until: i64,
 }

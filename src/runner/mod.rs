@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::domain::Operation;
 use crate::queue::{
-    Batch, BatchId, Checkpoint, Job, JobId, JobState, Lease, Queue, QueueError, Step,
+    Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError, Step,
 };
 use crate::vr::model::{ConfigureReplicationSpec, Pairing, ReconfigureReplicationSpec};
 use crate::vr::{
@@ -59,6 +59,8 @@ pub struct RunOptions {
     pub max_initial_syncs: Option<usize>,
     /// Which waiting VMs go first when admission frees a slot.
     pub order: SubmitOrder,
+    /// Work on a batch another live run holds, sharing its jobs through the queue.
+    pub join: bool,
     pub lease: Duration,
     /// Jobs held at once (the appliance holds at most 2000 replications).
     pub window: usize,
@@ -81,6 +83,7 @@ impl Default for RunOptions {
             poll_interval: Duration::from_secs(2),
             max_initial_syncs: None,
             order: SubmitOrder::Input,
+            join: false,
             lease: Duration::from_secs(60),
             window: 2000,
             request_retries: 4,
@@ -152,6 +155,26 @@ pub enum RunError {
 
     #[error("reading the replications")]
     Follow(#[source] ApiError),
+
+    /// Another run holds jobs of the batch: two runs share a batch only when asked to.
+    #[error(
+        "batch {batch} is being worked on: {}. If that run is alive, let it finish or add \
+         --join to help it; if it died, its jobs come back when its lease ends",
+        holders
+            .iter()
+            .map(|h| format!(
+                "{} holds {} jobs (lease until {})",
+                h.owner,
+                h.jobs,
+                crate::timefmt::utc(h.until)
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )]
+    Held {
+        batch: BatchId,
+        holders: Vec<Holder>,
+    },
 
     #[error("{0}")]
     NoPairing(String),
@@ -228,6 +251,9 @@ struct Runner {
     flushed: ClientMetrics,
     /// The latest replication list of each pairing, when admitting.
     censuses: HashMap<String, admission::Census>,
+    /// When this run began (Unix ms): a cancel asked before it is not for it.
+    started_at: i64,
+    last_cancel_check: Instant,
     /// The batch's configured VMs (by VM id), with the bytes their initial sync copies: their
     /// protection is recorded from each census.
     configured: HashMap<String, (JobId, Option<i64>)>,
@@ -294,6 +320,8 @@ pub async fn run(
         flushed: ClientMetrics::default(),
         censuses: HashMap::new(),
         configured,
+        started_at: now_ms(),
+        last_cancel_check: Instant::now(),
     };
     // Every log line of the run carries its batch.
     let ending = tracing::Instrument::instrument(
@@ -307,18 +335,19 @@ pub async fn run(
 
 /// Picks the batch, applies `--max-attempts`, rescues what a dead run left and records this run.
 async fn begin(db: &Db, opts: &RunOptions, run_id: &str, owner: &str) -> Result<Batch, RunError> {
-    let (owner, run_id, wanted, max_attempts) = (
+    let (owner, run_id, wanted, max_attempts, join) = (
         owner.to_string(),
         run_id.to_string(),
         opts.batch,
         opts.max_attempts,
+        opts.join,
     );
     db.run(move |q| {
         let batch = match wanted {
             Some(b) => q.batch(b)?,
             None => match q.latest_batch()? {
                 Some(b) => b,
-                None => return Ok(None),
+                None => return Ok(Err(RunError::NoBatch)),
             },
         };
         let id = batch.id;
@@ -333,11 +362,20 @@ async fn begin(db: &Db, opts: &RunOptions, run_id: &str, owner: &str) -> Result<
                 "rescued jobs whose worker stopped"
             );
         }
+        // A run that died on this host is waited out (its lease ends); a live one, or one on
+        // another host, is asked about first.
+        let holders: Vec<Holder> = q
+            .holders(id, &owner)?
+            .into_iter()
+            .filter(|h| !crate::operator::owner_is_gone(&h.owner))
+            .collect();
+        if !holders.is_empty() && !join {
+            return Ok(Err(RunError::Held { batch: id, holders }));
+        }
         q.start_run(&run_id, id, &owner, "run")?;
-        Ok(Some(batch))
+        Ok(Ok(batch))
     })
     .await?
-    .ok_or(RunError::NoBatch)
 }
 
 /// Logs in and lists the pairings: what every later step needs.
@@ -368,6 +406,7 @@ impl Runner {
             }
             let now = now_ms();
             let closed = self.opts.until.is_some_and(|u| now >= u);
+            self.obey_cancel().await?;
             if closed {
                 // No submit starts after the window: what was not sent goes back to the queue.
                 self.release(
@@ -410,6 +449,44 @@ impl Runner {
             .min()
             .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
             .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// `vrbulk cancel` asked while this run works: the held jobs not sent yet are cancelled (those
+    /// sent are followed to their end). Looked at once a second at most.
+    async fn obey_cancel(&mut self) -> Result<(), RunError> {
+        if self.last_cancel_check.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.last_cancel_check = Instant::now();
+        let (batch, since) = (self.batch, self.started_at);
+        let Some(why) = self
+            .db
+            .run(move |q| q.cancel_requested(batch, since))
+            .await?
+        else {
+            return Ok(());
+        };
+        let unsent: Vec<Lease> = self
+            .active
+            .values()
+            .filter(|a| !a.past_submit())
+            .map(|a| a.lease.clone())
+            .collect();
+        if unsent.is_empty() {
+            return Ok(());
+        }
+        for lease in &unsent {
+            self.active.remove(&lease.job);
+        }
+        tracing::info!(batch, jobs = unsent.len(), "cancelled while running: {why}");
+        self.db
+            .run(move |q| {
+                for lease in &unsent {
+                    q.cancel_held(lease, &why)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// Claims due jobs up to the window of jobs held at once.
