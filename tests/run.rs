@@ -603,6 +603,88 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_corrects_the_failed_vms_it_is_told_to_and_says_what_it_changed() {
+    let sim = start(SimConfig {
+        vms: 40,
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, batch) = import_all(&sim, dir.path());
+    run_once(&db, &sim, quick_options()).await;
+    let failed: Vec<Job> = Queue::open(&db)
+        .unwrap()
+        .jobs(batch)
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.state == JobState::Failed)
+        .collect();
+    assert!(failed.len() >= 2, "{failed:?}");
+    let fixed = failed[0].vm_label().to_string();
+
+    let db2 = db.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        // A correction that the input rules refuse changes nothing.
+        Cmd::new()
+            .db(&db2)
+            .args(["retry", "--failed", "--rpo", "1"])
+            .assert_exit(2);
+        Cmd::new()
+            .db(&db2)
+            .args(["retry", "--failed", "--vm", &fixed.to_uppercase()])
+            .args([
+                "--target-datastore",
+                "ds-gold-01",
+                "--change-ticket",
+                "CHG0043",
+            ])
+            .assert_exit(0)
+            .stdout_contains("1 failed jobs requeued, with the corrections")
+            .stdout()
+    })
+    .await
+    .unwrap();
+    assert!(
+        ran.contains(&format!("vrbulk run --batch {batch}")),
+        "{ran}"
+    );
+
+    let queue = Queue::open(&db).unwrap();
+    let requeued = queue.job(failed[0].id).unwrap();
+    assert_eq!(requeued.state, JobState::Pending);
+    assert_eq!(requeued.spec.target_datastore, "ds-gold-01");
+    assert_eq!(requeued.spec.change_ticket.as_deref(), Some("CHG0043"));
+    let said = queue
+        .events(failed[0].id)
+        .unwrap()
+        .pop()
+        .unwrap()
+        .message
+        .unwrap();
+    assert!(
+        said.contains("corrected: target_datastore ds-full-01 -> ds-gold-01")
+            && said.contains("change_ticket CHG0042 -> CHG0043"),
+        "{said}"
+    );
+    assert_eq!(queue.job(failed[1].id).unwrap().state, JobState::Failed);
+
+    run_once(&db, &sim, quick_options()).await;
+    let queue = Queue::open(&db).unwrap();
+    let done = queue.job(failed[0].id).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    let rep = done.checkpoint.replication_id.clone().unwrap();
+    let inv = sim.inventory();
+    assert!(inv.replications.iter().any(|r| r.id == rep));
+    assert_eq!(
+        queue.counts(batch).unwrap()[&JobState::Failed],
+        failed.len() as u64 - 1
+    );
+    // The one VM configured a second time is the one whose first configure failed.
+    let vm_id = &inv.vm_by_name(done.vm_label()).unwrap().vm.id;
+    assert_eq!(sim.stats().configured_more_than_once, vec![vm_id.clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told() {
     let sim = slow_simulator().await;
     let dir = tempfile::tempdir().unwrap();

@@ -1,12 +1,15 @@
 //! `vrbulk retry`: put the failed (and, on request, the cancelled) jobs of a batch back in the
-//! queue with a fresh set of attempts; the next `vrbulk run` takes them. Each requeue is an
-//! event naming the operator.
+//! queue with a fresh set of attempts; the next `vrbulk run` takes them. The operator may
+//! correct their settings on the way (another datastore for the VMs a full one refused) and
+//! pick VMs by name; each requeue is an event naming the operator and what was changed.
 
 use std::path::Path;
 
 use clap::Args;
 
-use super::{open_batch, who};
+use super::{open_batch, who, Profile};
+use crate::domain::Operation;
+use crate::input::{glob_match, InputError, InputErrors};
 use crate::queue::{BatchId, JobState};
 
 #[derive(Debug, Args)]
@@ -14,6 +17,8 @@ use crate::queue::{BatchId, JobState};
   vrbulk retry                                  the failed jobs of the newest batch
   vrbulk retry --batch 3 --cancelled            the cancelled jobs of batch 3
   vrbulk retry --batch 3 --failed --cancelled   both
+  vrbulk retry --batch 3 --failed --vm 'db-*' --target-datastore ds-gold-02
+                                                the failed db VMs, onto another datastore
 then: vrbulk run --batch 3")]
 pub struct RetryArgs {
     /// The batch [default: the newest].
@@ -27,42 +32,72 @@ pub struct RetryArgs {
     /// Requeue the cancelled jobs (with --failed, the failed ones too).
     #[arg(long)]
     pub cancelled: bool,
+
+    /// Only the VMs whose name matches one of these patterns (`*`, `?`; any case).
+    #[arg(long = "vm", value_name = "GLOB")]
+    pub vms: Vec<String>,
+
+    /// Corrections for the requeued jobs: each setting given replaces the job's own.
+    #[command(flatten)]
+    pub correct: Profile,
 }
 
 pub fn run(args: RetryArgs, db: &Path) -> anyhow::Result<u8> {
     let (mut queue, batch) = open_batch(db, args.batch)?;
-    let before = queue.counts(batch.id)?;
+    let corrections = args.correct.over(&Default::default());
+    let correcting = corrections != Default::default() || args.correct.change_ticket.is_some();
+    corrections.validate().map_err(InputErrors)?;
+    if correcting && batch.operation != Operation::Configure {
+        return Err(InputErrors(vec![InputError::new(
+            None,
+            None,
+            format!(
+                "batch {} is a {} batch: only a configure batch's settings can be corrected",
+                batch.id, batch.operation
+            ),
+        )])
+        .into());
+    }
     let with_failed = args.failed || !args.cancelled;
-    let from: Vec<JobState> = [
-        (with_failed, JobState::Failed),
-        (args.cancelled, JobState::Cancelled),
-    ]
-    .into_iter()
-    .filter_map(|(wanted, state)| wanted.then_some(state))
-    .collect();
-    let (failed, cancelled) = (
-        if with_failed {
-            before[&JobState::Failed]
-        } else {
-            0
-        },
-        if args.cancelled {
-            before[&JobState::Cancelled]
-        } else {
-            0
-        },
-    );
-    let (operator, host) = who();
     let what = match (with_failed, args.cancelled) {
         (true, true) => "failed and cancelled",
         (false, true) => "cancelled",
         _ => "failed",
     };
-    let moved = queue.requeue(
-        batch.id,
-        &from,
-        &format!("requeued by {operator}@{host} (vrbulk retry)"),
-    )?;
+    let (operator, host) = who();
+    let mut counts = (0u64, 0u64);
+    let picked: Vec<_> = queue
+        .jobs(batch.id)?
+        .into_iter()
+        .filter(|j| {
+            (with_failed && j.state == JobState::Failed)
+                || (args.cancelled && j.state == JobState::Cancelled)
+        })
+        .filter(|j| args.vms.is_empty() || args.vms.iter().any(|g| glob_match(g, j.vm_label())))
+        .map(|j| {
+            if j.state == JobState::Failed {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+            let (mut spec, mut changes) = corrections.correct(&j.spec);
+            if let Some(ticket) = &args.correct.change_ticket {
+                if spec.change_ticket.as_ref() != Some(ticket) {
+                    changes.push(format!(
+                        "change_ticket {} -> {ticket}",
+                        spec.change_ticket.as_deref().unwrap_or("(none)")
+                    ));
+                    spec.change_ticket = Some(ticket.clone());
+                }
+            }
+            let mut message = format!("requeued by {operator}@{host} (vrbulk retry)");
+            if !changes.is_empty() {
+                message.push_str(&format!(", corrected: {}", changes.join(", ")));
+            }
+            (j.id, spec, message)
+        })
+        .collect();
+    let moved = queue.requeue_corrected(batch.id, &picked)?;
     if moved == 0 {
         println!(
             "batch {} \"{}\": no {what} jobs to retry",
@@ -70,15 +105,18 @@ pub fn run(args: RetryArgs, db: &Path) -> anyhow::Result<u8> {
         );
         return Ok(super::exit::OK);
     }
-    // `failed`/`cancelled` were read just before the requeue; a concurrent `run` can only
-    // add failures, so the split is shown only when it adds up.
-    let split = if with_failed && args.cancelled && failed + cancelled == moved as u64 {
-        format!(" ({failed} failed, {cancelled} cancelled)")
+    let split = if with_failed && args.cancelled {
+        format!(" ({} failed, {} cancelled)", counts.0, counts.1)
     } else {
         String::new()
     };
+    let corrected = if correcting {
+        ", with the corrections"
+    } else {
+        ""
+    };
     println!(
-        "batch {} \"{}\": {moved} {what} jobs requeued{split}, with fresh attempts",
+        "batch {} \"{}\": {moved} {what} jobs requeued{split}{corrected}, with fresh attempts",
         batch.id, batch.name
     );
     println!("next: vrbulk run --batch {}", batch.id);

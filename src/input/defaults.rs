@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cells;
 use super::InputError;
-use crate::domain::ReplicationSettings;
+use crate::domain::{JobSpec, ReplicationSettings};
 use crate::vr::model::DiskFormat;
 
 /// `[defaults]`: every key optional; a key left out falls back to the built-in default
@@ -140,6 +140,102 @@ impl Defaults {
     /// `None` for automatic placement, also when the key says `auto`.
     pub fn replication_server(&self) -> Option<String> {
         non_empty(&self.replication_server).filter(|s| !is_auto(s))
+    }
+}
+
+impl Defaults {
+    /// `job` corrected by the keys given here (an operator's fix to a failed job): the keys
+    /// replace the job's own, the others stay. Assumes [`validate`](Self::validate) passed.
+    /// Returns the corrected job and each change in words (`rpo 60 -> 15`), for the record.
+    pub fn correct(&self, job: &JobSpec) -> (JobSpec, Vec<String>) {
+        let mut fixed = job.clone();
+        let mut changes = Vec::new();
+        let mut note = |key: &str, before: String, after: String| {
+            if before != after {
+                changes.push(format!("{key} {before} -> {after}"));
+            }
+        };
+        let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+        if let Some(ds) = self.target_datastore() {
+            note("target_datastore", job.target_datastore.clone(), ds.clone());
+            fixed.target_datastore = ds;
+        }
+        if let Some(policy) = self.storage_policy() {
+            note("storage_policy", shown(&job.storage_policy), policy.clone());
+            fixed.storage_policy = Some(policy);
+        }
+        if self.replication_server.is_some() {
+            let server = self.replication_server();
+            let auto = |v: &Option<String>| v.clone().unwrap_or_else(|| "auto".into());
+            note(
+                "replication_server",
+                auto(&job.replication_server),
+                auto(&server),
+            );
+            fixed.replication_server = server;
+        }
+        if let Some(pairing) = self.pairing() {
+            note("pairing", shown(&job.pairing), pairing.clone());
+            fixed.pairing = Some(pairing);
+        }
+        let s = &mut fixed.settings;
+        let before = job.settings.clone();
+        if let Some(v) = self.rpo {
+            s.rpo = v;
+        }
+        if let Some(v) = self.mpit_instances {
+            s.mpit_instances = v;
+            s.mpit_days = if v > 0 {
+                self.mpit_days
+                    .unwrap_or(before.mpit_days.max(cells::MPIT_DEFAULT_DAYS))
+            } else {
+                0
+            };
+        } else if let Some(v) = self.mpit_days.filter(|_| before.mpit_instances > 0) {
+            s.mpit_days = v;
+        }
+        s.quiesce = self.quiesce.unwrap_or(s.quiesce);
+        s.network_compression = self.network_compression.unwrap_or(s.network_compression);
+        s.lwd_encryption = self.lwd_encryption.unwrap_or(s.lwd_encryption);
+        s.auto_replicate_new_disks = self
+            .auto_replicate_new_disks
+            .unwrap_or(s.auto_replicate_new_disks);
+        if let Some(f) = self.disk_format.as_deref().and_then(|f| f.parse().ok()) {
+            s.disk_format = f;
+        }
+        let after = fixed.settings.clone();
+        note("rpo", before.rpo.to_string(), after.rpo.to_string());
+        note(
+            "mpit",
+            format!("{}x{}", before.mpit_instances, before.mpit_days),
+            format!("{}x{}", after.mpit_instances, after.mpit_days),
+        );
+        for (key, b, a) in [
+            ("quiesce", before.quiesce, after.quiesce),
+            (
+                "network_compression",
+                before.network_compression,
+                after.network_compression,
+            ),
+            (
+                "lwd_encryption",
+                before.lwd_encryption,
+                after.lwd_encryption,
+            ),
+            (
+                "auto_replicate_new_disks",
+                before.auto_replicate_new_disks,
+                after.auto_replicate_new_disks,
+            ),
+        ] {
+            note(key, b.to_string(), a.to_string());
+        }
+        note(
+            "disk_format",
+            before.disk_format.to_string(),
+            after.disk_format.to_string(),
+        );
+        (fixed, changes)
     }
 }
 

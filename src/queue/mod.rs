@@ -850,6 +850,40 @@ impl Queue {
         self.move_all(batch, from, JobState::Pending, message)
     }
 
+    /// Requeues these ended jobs (failed or cancelled) of `batch` with a fresh set of attempts,
+    /// each with its spec as the operator corrected it and the message that says so; in one
+    /// transaction. A job in another state or batch is refused as the state machine says.
+    pub fn requeue_corrected(
+        &mut self,
+        batch: BatchId,
+        corrections: &[(JobId, JobSpec, String)],
+    ) -> Result<usize> {
+        let now = self.now();
+        let tx = self.write_tx()?;
+        for (id, spec, message) in corrections {
+            let job = job_by_id(&tx, *id)?;
+            if job.batch_id != batch {
+                return Err(QueueError::NoSuchJob(*id));
+            }
+            let spec_json = serde_json::to_string(spec).map_err(|source| QueueError::Json {
+                what: "job spec",
+                source,
+            })?;
+            tx.execute(
+                "UPDATE jobs SET spec_json = ? WHERE id = ?",
+                params![spec_json, id],
+            )?;
+            let change = Change {
+                message: Some(message),
+                scheduled_at: Some(now),
+                ..Change::default()
+            };
+            transition(&tx, now, *id, None, JobState::Pending, &change)?;
+        }
+        tx.commit()?;
+        Ok(corrections.len())
+    }
+
     fn move_all(
         &mut self,
         batch: BatchId,
