@@ -106,9 +106,13 @@ fn assert_matches_truth(jobs: &[Job], sim: &Simulator) {
                 assert!(reason.contains("already replicated"), "{reason}");
                 assert!(job.checkpoint.replication_id.is_some());
             }
+            // Found full before anything was sent, not by a task on the appliance.
             (_, "ds-full-01") => {
                 assert_eq!(job.state, JobState::Failed, "{}", job.vm_label());
-                assert!(reason.contains("Insufficient disk space"), "{reason}");
+                assert!(
+                    reason.starts_with("datastore ds-full-01 has 1.2 GiB free for this VM"),
+                    "{reason}"
+                );
             }
             _ => {
                 assert_eq!(
@@ -461,9 +465,15 @@ async fn cancel_during_a_run_stops_every_job_not_yet_sent_within_seconds() {
     // Every VM the appliance configured ended as such in the queue: what was sent was followed.
     let q = Queue::open(&db).unwrap();
     let configured = sim.stats().configure_attempts.len() as u64;
+    let failed_unsent = q
+        .jobs(batch)
+        .unwrap()
+        .iter()
+        .filter(|j| j.state == JobState::Failed && j.checkpoint.task_id.is_none())
+        .count() as u64;
     assert_eq!(
         outcome.counts[&JobState::Succeeded] + outcome.counts[&JobState::Failed],
-        configured
+        configured + failed_unsent
     );
     let reason = q
         .jobs(batch)
@@ -679,9 +689,8 @@ async fn retry_corrects_the_failed_vms_it_is_told_to_and_says_what_it_changed() 
         queue.counts(batch).unwrap()[&JobState::Failed],
         failed.len() as u64 - 1
     );
-    // The one VM configured a second time is the one whose first configure failed.
-    let vm_id = &inv.vm_by_name(done.vm_label()).unwrap().vm.id;
-    assert_eq!(sim.stats().configured_more_than_once, vec![vm_id.clone()]);
+    // Its first placement was refused before anything was sent: configured once.
+    assert!(sim.stats().configured_more_than_once.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -761,7 +770,8 @@ async fn plan_shows_what_would_happen_and_configures_nothing() {
             .db(&db)
             .config(&config)
             .args(["plan", "--json"])
-            .assert_exit(0)
+            // Some VMs would fail: the ones onto the full datastore.
+            .assert_exit(1)
             .stdout()
     })
     .await
@@ -782,11 +792,99 @@ async fn plan_shows_what_would_happen_and_configures_nothing() {
         .find(|p| p["vm_name"] == "db-nvme-01")
         .unwrap();
     assert_eq!(nvme["excluded_disks"].as_array().unwrap().len(), 1);
+    for p in planned
+        .iter()
+        .filter(|p| p["target_datastore"] == "ds-full-01")
+    {
+        assert_eq!(p["action"], "fail", "{p}");
+        assert!(
+            p["reason"].as_str().unwrap().contains("1.2 GiB free"),
+            "{p}"
+        );
+    }
+    // Placed automatically, VMs spread over both target VR servers, and the plan says where.
+    let auto: Vec<&str> = planned
+        .iter()
+        .filter_map(|p| p["replication_server"].as_str())
+        .filter(|s| s.ends_with(" (auto)"))
+        .collect();
+    assert!(auto.contains(&"vrs-target-01 (auto)") && auto.contains(&"vrs-target-02 (auto)"));
     assert!(
         sim.stats().configure_attempts.is_empty(),
         "plan configured something"
     );
     assert_eq!(sim.stats().calls.get("configureReplication"), None);
+}
+
+#[tokio::test]
+async fn vms_that_would_overfill_the_vr_servers_fail_in_the_plan_and_are_never_sent() {
+    // One VM of room left on each target VR server (the legacy VM's replication is on the
+    // first).
+    let sim = start(SimConfig {
+        replications_elsewhere: vec![198, 199],
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let jobs: Vec<JobSpec> = ["app-001", "app-002", "db-003", "app-004"]
+        .iter()
+        .map(|name| fixtures::spec(name))
+        .collect();
+    let batch = import(&db, &jobs);
+    let config = write_config(&sim, dir.path());
+    let db2 = db.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&db2)
+            .config(&config)
+            .args(["plan", "--json"])
+            .assert_exit(1)
+            .stdout()
+    })
+    .await
+    .unwrap();
+    let planned: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let servers: Vec<_> = planned
+        .iter()
+        .map(|p| p["replication_server"].clone())
+        .collect();
+    assert_eq!(servers[0], "vrs-target-01 (auto)", "{planned:?}");
+    assert_eq!(servers[1], "vrs-target-02 (auto)", "{planned:?}");
+    for p in &planned[2..] {
+        assert_eq!(p["action"], "fail");
+        assert_eq!(
+            p["reason"],
+            "every connected VR server of the target site already holds 200 replications, \
+             the most one takes"
+        );
+    }
+
+    run_once(&db, &sim, quick_options()).await;
+    let jobs = Queue::open(&db).unwrap().jobs(batch).unwrap();
+    let states: Vec<_> = jobs.iter().map(|j| j.state).collect();
+    assert_eq!(
+        states,
+        [
+            JobState::Succeeded,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Failed
+        ]
+    );
+    // The choice is the job's: its placement names the server it went to.
+    let inv = sim.inventory();
+    assert_eq!(
+        jobs[0]
+            .checkpoint
+            .placement
+            .as_ref()
+            .unwrap()
+            .replication_server_id,
+        Some(inv.replication_servers[0].id.clone())
+    );
+    assert_eq!(sim.stats().configure_attempts.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::sim::{Ban, LinkModel, RateLimits, SimConfig, Simulator};
+use crate::sim::{
+    Ban, LinkModel, RateLimits, SimConfig, Simulator, MAX_REPLICATIONS_PER_APPLIANCE,
+    MAX_REPLICATIONS_PER_SERVER,
+};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -91,6 +94,16 @@ pub struct SimulateArgs {
     /// Fraction of replications that fall into RPO violation one RPO after their initial sync.
     #[arg(long, default_value_t = 0.0)]
     pub rpo_violation_rate: f64,
+    /// Replications one target VR server takes.
+    #[arg(long, default_value_t = MAX_REPLICATIONS_PER_SERVER)]
+    pub max_replications_per_server: usize,
+    /// Replications the appliance takes in all.
+    #[arg(long, default_value_t = MAX_REPLICATIONS_PER_APPLIANCE)]
+    pub max_replications_per_appliance: usize,
+    /// Replications of other VMs already on the target VR servers, one count per server in
+    /// order (e.g. 195,20).
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    pub replications_elsewhere: Vec<usize>,
 }
 
 impl SimulateArgs {
@@ -162,6 +175,9 @@ impl SimulateArgs {
             sync_time_scale: self.sync_time_scale,
             replication_error_rate: self.replication_error_rate,
             rpo_violation_rate: self.rpo_violation_rate,
+            max_replications_per_server: self.max_replications_per_server,
+            max_replications_per_appliance: self.max_replications_per_appliance,
+            replications_elsewhere: self.replications_elsewhere.clone(),
         })
     }
 }

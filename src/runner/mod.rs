@@ -35,7 +35,7 @@ use crate::vr::{
     RetryPolicy,
 };
 use crate::workflow::protection::replicated_bytes;
-use crate::workflow::{Discovery, DiscoveryError};
+use crate::workflow::{Capacity, Discovery, DiscoveryError};
 
 pub use admission::SubmitOrder;
 
@@ -189,6 +189,8 @@ struct Active {
     checkpoint: Checkpoint,
     in_doubt: bool,
     spec: Option<ConfigureReplicationSpec>,
+    /// Whether this run placed the job and holds its room (see [`Capacity`]).
+    holds_room: bool,
     /// A reconfigure job's body, built from the replication as it was found.
     reconfigure: Option<ReconfigureReplicationSpec>,
     /// When this run submitted the job's task, or took over the job with its task.
@@ -245,6 +247,8 @@ struct Runner {
     owner: String,
     pairings: Vec<Pairing>,
     discoveries: HashMap<Option<String>, Result<Arc<Discovery>, Arc<DiscoveryError>>>,
+    /// Room left on the target sites, spent as this run places VMs.
+    room: Capacity,
     active: BTreeMap<JobId, Active>,
     stop: watch::Receiver<bool>,
     pacer: pacing::Pacer,
@@ -315,6 +319,7 @@ pub async fn run(
         owner,
         pairings,
         discoveries: HashMap::new(),
+        room: Capacity::default(),
         active: BTreeMap::new(),
         stop,
         flushed: ClientMetrics::default(),
@@ -643,6 +648,7 @@ impl Runner {
                 checkpoint: job.checkpoint.clone(),
                 in_doubt: job.in_doubt,
                 spec: None,
+                holds_room: false,
                 reconfigure: None,
                 submitted,
                 progress: None,

@@ -20,6 +20,7 @@ use crate::vr::model::{
 use crate::vr::{ApiError, Client, ErrorClass};
 use crate::workflow::operations::Effect;
 use crate::workflow::reads::{replications_of, tasks_by_id, tasks_of_vms};
+use crate::workflow::spec::spec_bytes;
 use crate::workflow::{decide, lookup_vms, plan_configure, vm_key, Decision, Discovery, VmLookup};
 
 /// Rounds in which a job whose task succeeded may be missing from the replications before that
@@ -60,6 +61,7 @@ impl Runner {
                         .run(move |q| q.record_discovery(batch, &pairing, &summary))
                         .await?;
                     tracing::info!(pairing = %d.pairing.pairing_id, remote = %d.remote_vc_name, "discovered");
+                    self.room.add(&d);
                     self.discoveries.insert(key, Ok(Arc::new(d)));
                 }
                 Err(e) => {
@@ -166,7 +168,7 @@ impl Runner {
                 let Some(a) = self.active.get(&id) else {
                     continue;
                 };
-                match decision(a, &lookups, &disc) {
+                match self.room.admit(decision(a, &lookups, &disc)) {
                     Decision::Configure {
                         vm,
                         placement,
@@ -181,6 +183,7 @@ impl Runner {
                             a.checkpoint.disks = vm.disks.clone();
                             a.checkpoint.placement = Some(placement);
                             a.spec = Some(*spec);
+                            a.holds_room = true;
                             ready.push(id);
                         }
                     }
@@ -317,6 +320,7 @@ impl Runner {
                         if let Some(a) = self.active.get_mut(&id) {
                             a.in_doubt = false;
                         }
+                        self.unplace(id);
                         let reason = e.server_message().unwrap_or_default();
                         self.fail(
                             id,
@@ -446,8 +450,12 @@ impl Runner {
                 }
                 self.save_many(&[job]).await?;
             }
-            TaskStatus::Error => self.fail(job, task_failure(task), None).await?,
+            TaskStatus::Error => {
+                self.unplace(job);
+                self.fail(job, task_failure(task), None).await?;
+            }
             TaskStatus::Cancelled => {
+                self.unplace(job);
                 let reason = format!("task {} was cancelled on the server", task.id);
                 self.fail(job, reason, None).await?;
             }
@@ -587,6 +595,21 @@ impl Runner {
             }
         }
         Ok(true)
+    }
+
+    /// A configure this run placed did not happen: its room goes back for the VMs after it.
+    fn unplace(&mut self, id: JobId) {
+        let Some(a) = self.active.get_mut(&id) else {
+            return;
+        };
+        if !std::mem::take(&mut a.holds_room) {
+            return;
+        }
+        if let (Some(p), Some(spec)) = (&a.checkpoint.placement, &a.spec) {
+            let server = p.replication_server_id.as_deref();
+            self.room
+                .give_back(server, &p.datastore_id, spec_bytes(spec));
+        }
     }
 
     /// Runs `work` for the held jobs `ids`: its output, or `None` when it was abandoned after

@@ -704,9 +704,13 @@ async fn get_datastores(
     Extension(ctx): Extension<ReqCtx>,
     Path((pairing_id, vc_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    site_list(&state, &ctx, &pairing_id, &vc_id, |inv| {
-        (&inv.source_datastores, &inv.datastores)
-    })
+    let q = ListQuery::parse(&ctx.query)?;
+    let w = state.world();
+    let list = match side(&w, &ctx, &pairing_id, &vc_id)? {
+        Side::Local => w.inv.source_datastores.clone(),
+        Side::Remote => w.target_datastores(),
+    };
+    Ok(Json(q.respond(&list, &ctx.self_url)))
 }
 
 async fn get_storage_policies(

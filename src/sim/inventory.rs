@@ -33,6 +33,11 @@ pub const UNUSUAL_NAME_VM: &str = "Finance Server Ünïcødé 01";
 
 pub const FULL_DATASTORE: &str = "ds-full-01";
 
+/// What one VR server takes (the embedded one included), and one appliance in all (VR
+/// operational limits; DESIGN.md, "The appliance's limits").
+pub const MAX_REPLICATIONS_PER_SERVER: usize = 200;
+pub const MAX_REPLICATIONS_PER_APPLIANCE: usize = 2000;
+
 /// The device key this simulator gives the VM home pseudo-disk. Real data disks start at 2000
 /// (SCSI) or 31000 (NVMe), so -1 can never collide with one.
 pub const VM_HOME_DEVICE_KEY: i32 = -1;
@@ -200,7 +205,7 @@ impl Inventory {
                 replication_server(
                     format!("HmsRemoteHbrServer:HBRSRV-{u}:{}", remote_vc.id),
                     u,
-                    format!("vrs-target-0{i}"),
+                    format!("vrs-target-{i:02}"),
                     i == 1,
                 )
             })
@@ -281,7 +286,49 @@ impl Inventory {
         };
         let legacy = legacy_replication(&mut rng, &inv);
         inv.replications.extend(legacy);
+        inv.size_for_its_vms(seed);
         inv
+    }
+
+    /// An appliance sized for its inventory, as one that protects it would be: a VR server
+    /// for every 200 VMs (up to the nine additional servers a VRMS takes), and healthy target
+    /// datastores that can hold every VM. The extra servers' ids come from their own stream,
+    /// so small inventories keep the ids they always had.
+    fn size_for_its_vms(&mut self, seed: u64) {
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0x5E4F_E45E_5EED);
+        let servers = (self.vms.len().div_ceil(MAX_REPLICATIONS_PER_SERVER) + 1).clamp(2, 10);
+        for i in self.replication_servers.len() + 1..=servers {
+            let u = uuid(&mut rng);
+            self.replication_servers.push(replication_server(
+                format!("HmsRemoteHbrServer:HBRSRV-{u}:{}", self.remote_vc.id),
+                u,
+                format!("vrs-target-{i:02}"),
+                false,
+            ));
+        }
+        let all: i64 = self
+            .vms
+            .iter()
+            .flat_map(|v| v.disks())
+            .filter_map(|d| d.capacity)
+            .sum::<i64>()
+            * 1024;
+        let healthy = || self.datastores.iter().filter(|d| d.name != FULL_DATASTORE);
+        let smallest = healthy()
+            .filter_map(|d| d.free_space)
+            .min()
+            .unwrap_or(1)
+            .max(1);
+        // Scaled alike, so that their order by size stays what it was.
+        let factor = ((all + all / 4 + smallest - 1) / smallest).max(1);
+        for ds in self
+            .datastores
+            .iter_mut()
+            .filter(|d| d.name != FULL_DATASTORE)
+        {
+            ds.free_space = ds.free_space.map(|f| f * factor);
+            ds.capacity = ds.capacity.map(|c| c * factor);
+        }
     }
 
     pub fn vm(&self, id: &str) -> Option<&SimVm> {
@@ -490,10 +537,40 @@ fn data_disk(vm_id: &str, vm_name: &str, ds: &Datastore, disk: &DataDisk) -> VmD
 fn legacy_replication(rng: &mut fastrand::Rng, inv: &Inventory) -> Option<ReplicationInfo> {
     let vm = inv.vm_by_name(REPLICATED_VM)?;
     let server = inv.replication_servers.first()?;
-    Some(ReplicationInfo {
+    Some(protected(rng, inv, &vm.vm.id, &vm.vm.name, server))
+}
+
+impl Inventory {
+    /// Replications of VMs outside this inventory (`elsewhere-0001`, …): `per_server[i]` on
+    /// the `i`-th target VR server. They count against the server's and the appliance's limits
+    /// and are listed like any other, as on an appliance that already protects other VMs.
+    pub fn add_replications_elsewhere(&mut self, per_server: &[usize], seed: u64) {
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0xE15E_3E7E);
+        let mut added = Vec::new();
+        for (server, &count) in self.replication_servers.iter().zip(per_server) {
+            for _ in 0..count {
+                let n = added.len() + 1;
+                let vm_id = format!("VirtualMachine:vm-{}:{}", 900_000 + n, self.local_vc.id);
+                let name = format!("elsewhere-{n:04}");
+                added.push(protected(&mut rng, self, &vm_id, &name, server));
+            }
+        }
+        self.replications.extend(added);
+    }
+}
+
+/// A replication of `vm_id` onto `server`, configured and synced long ago.
+fn protected(
+    rng: &mut fastrand::Rng,
+    inv: &Inventory,
+    vm_id: &str,
+    vm_name: &str,
+    server: &ReplicationServerInfo,
+) -> ReplicationInfo {
+    ReplicationInfo {
         id: format!("GID-{}", uuid(rng)),
-        name: Some(vm.vm.name.clone()),
-        vm_id: Some(vm.vm.id.clone()),
+        name: Some(vm_name.to_string()),
+        vm_id: Some(vm_id.to_string()),
         source_site_name: Some(inv.local_vc.name.clone()),
         source_vc_id: Some(inv.local_vc.id.clone()),
         target_site_name: Some(inv.remote_vc.name.clone()),
@@ -517,7 +594,7 @@ fn legacy_replication(rng: &mut fastrand::Rng, inv: &Inventory) -> Option<Replic
         auto_replicate_new_disks_enabled: Some(false),
         mpit_enabled: Some(false),
         ..ReplicationInfo::default()
-    })
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use super::stats::{Moment, ReplicationTimeline};
 use super::validate::{AcceptedDisk, AcceptedSpec};
 use super::SimConfig;
 use crate::vr::model::{
-    PowerState, RecoveryState, ReplicationInfo, ReplicationType, Task, TaskError,
+    Datastore, PowerState, RecoveryState, ReplicationInfo, ReplicationServerInfo, ReplicationType,
+    Task, TaskError,
 };
 
 /// The sync model's settings and the world's clock.
@@ -398,11 +399,14 @@ impl World {
         let vm_name = vm.map(|v| v.vm.name.clone()).unwrap_or_default();
         let powered_on = vm.is_none_or(|v| v.vm.power_state != Some(PowerState::PoweredOff));
         let disks = replica_disks(vm, &spec.disks);
-        let failure = self.no_room(&disks);
+        let server = self.target_server(spec).cloned();
+        let failure = self
+            .over_limit(server.as_ref())
+            .or_else(|| self.no_room(&disks));
         let mut task = self.new_task(&spec.vm_id, &vm_name, "", Work::Configure { failure });
         let id = format!("GID-{}", uuid(&mut self.rng));
         task.replication_id = id.clone();
-        let info = self.new_replication_info(spec, &id, &vm_name);
+        let info = self.new_replication_info(spec, &id, &vm_name, server.as_ref());
         let answer = self.task_json(&task);
         let index = self.add_task(task);
         self.replications.insert(SimReplication {
@@ -423,6 +427,73 @@ impl World {
         answer
     }
 
+    /// The target VR server a spec lands on: the one it names or, placed automatically, the
+    /// usable one with the fewest replications.
+    fn target_server(&self, spec: &AcceptedSpec) -> Option<&ReplicationServerInfo> {
+        let servers = &self.inv.replication_servers;
+        match &spec.target_replication_server_id {
+            Some(wanted) => servers.iter().find(|s| &s.id == wanted),
+            None => servers
+                .iter()
+                .filter(|s| s.connected != Some(false) && s.decommissioned != Some(true))
+                .min_by_key(|s| self.on_server(s)),
+        }
+    }
+
+    /// Replications (configured or being configured) on the target VR server `s`.
+    pub(crate) fn on_server(&self, s: &ReplicationServerInfo) -> usize {
+        self.replications
+            .iter()
+            .filter(|r| r.info.target_replication_server_uuid.is_some())
+            .filter(|r| r.info.target_replication_server_uuid == s.uuid)
+            .count()
+    }
+
+    /// Why a configure fails for the appliance's limits: the appliance or the VR server it
+    /// lands on already holds all it may.
+    fn over_limit(&self, server: Option<&ReplicationServerInfo>) -> Option<String> {
+        if self.replications.iter().count() >= self.max_per_appliance {
+            return Some(format!(
+                "The maximum number of replications ({}) supported by the vSphere Replication \
+                 Management Server has been reached",
+                self.max_per_appliance
+            ));
+        }
+        let s = server?;
+        (self.on_server(s) >= self.max_per_server).then(|| {
+            format!(
+                "The vSphere Replication server '{}' has reached the maximum number of \
+                 replications ({})",
+                s.name.as_deref().unwrap_or(&s.id),
+                self.max_per_server
+            )
+        })
+    }
+
+    /// What `ds` has free now: what it had at the start, less the replica disks on it (a
+    /// replication being configured holds its room; one removed gives it back).
+    pub(crate) fn free_space(&self, ds: &Datastore) -> i64 {
+        let used: u64 = self
+            .replications
+            .iter()
+            .flat_map(|r| &r.disks)
+            .filter(|d| d.enabled && d.datastore_id == ds.id)
+            .map(|d| d.bytes)
+            .sum();
+        ds.free_space
+            .unwrap_or_default()
+            .saturating_sub(i64::try_from(used).unwrap_or(i64::MAX))
+    }
+
+    /// The target site's datastores as vCenter shows them now.
+    pub(crate) fn target_datastores(&self) -> Vec<Datastore> {
+        let mut all = self.inv.datastores.clone();
+        for ds in &mut all {
+            ds.free_space = Some(self.free_space(ds));
+        }
+        all
+    }
+
     /// Why a configure onto these datastores fails: the first datastore with less free space
     /// than the enabled disks placed on it need.
     fn no_room(&self, disks: &[ReplicaDisk]) -> Option<String> {
@@ -433,7 +504,7 @@ impl World {
         self.inv.datastores.iter().find_map(|ds| {
             let need = i64::try_from(needed.get(ds.id.as_str()).copied().unwrap_or_default())
                 .unwrap_or(i64::MAX);
-            let free = ds.free_space.unwrap_or_default();
+            let free = self.free_space(ds);
             (need > free).then(|| {
                 format!(
                     "Insufficient disk space on datastore '{}': {} free, {} required",
@@ -451,21 +522,8 @@ impl World {
         spec: &AcceptedSpec,
         id: &str,
         vm_name: &str,
+        server: Option<&ReplicationServerInfo>,
     ) -> ReplicationInfo {
-        let server = match &spec.target_replication_server_id {
-            Some(wanted) => self
-                .inv
-                .replication_servers
-                .iter()
-                .find(|s| &s.id == wanted),
-            // Automatic placement: the target VR server with the fewest replications.
-            None => self.inv.replication_servers.iter().min_by_key(|s| {
-                self.replications
-                    .iter()
-                    .filter(|r| r.info.target_replication_server_uuid == s.uuid)
-                    .count()
-            }),
-        };
         ReplicationInfo {
             id: id.to_string(),
             name: Some(vm_name.to_string()),

@@ -130,8 +130,9 @@ use std::time::Duration;
 pub use error::SimError;
 pub use handlers::{router, API_PREFIXES};
 pub use inventory::{
-    Inventory, SimVm, Site, VmKind, FULL_DATASTORE, NVME_VM, POWERED_OFF_VM, REPLICATED_VM,
-    TEMPLATE_VM, UNUSUAL_NAME_VM, VM_HOME_DEVICE_KEY,
+    Inventory, SimVm, Site, VmKind, FULL_DATASTORE, MAX_REPLICATIONS_PER_APPLIANCE,
+    MAX_REPLICATIONS_PER_SERVER, NVME_VM, POWERED_OFF_VM, REPLICATED_VM, TEMPLATE_VM,
+    UNUSUAL_NAME_VM, VM_HOME_DEVICE_KEY,
 };
 pub use limiter::{Ban, LimiterStats, RateLimits};
 pub use link::LinkModel;
@@ -178,6 +179,13 @@ pub struct SimConfig {
     /// Fraction of replications (seeded, per VM) that fall into RPO violation one RPO
     /// (simulated) after their initial sync, until a sync.
     pub rpo_violation_rate: f64,
+    /// Replications one target VR server takes; a configure onto a full one fails in its task.
+    pub max_replications_per_server: usize,
+    /// Replications the appliance takes in all.
+    pub max_replications_per_appliance: usize,
+    /// Replications of VMs outside the inventory already on each target VR server, in order
+    /// (an appliance that protects other VMs already).
+    pub replications_elsewhere: Vec<usize>,
 }
 
 impl Default for SimConfig {
@@ -198,6 +206,9 @@ impl Default for SimConfig {
             sync_time_scale: 1.0,
             replication_error_rate: 0.0,
             rpo_violation_rate: 0.0,
+            max_replications_per_server: MAX_REPLICATIONS_PER_SERVER,
+            max_replications_per_appliance: MAX_REPLICATIONS_PER_APPLIANCE,
+            replications_elsewhere: Vec::new(),
         }
     }
 }

@@ -97,6 +97,8 @@ pub(crate) struct World {
     pub rng: fastrand::Rng,
     pub recent_window: Duration,
     pub task_seconds: f64,
+    pub max_per_server: usize,
+    pub max_per_appliance: usize,
 }
 
 impl SimState {
@@ -249,6 +251,7 @@ impl World {
     /// replications, the rate limiter from `cfg.limits`, the clock at 0.
     pub(crate) fn new(cfg: &SimConfig) -> World {
         let mut inv = Inventory::generate(cfg.vms, cfg.seed);
+        inv.add_replications_elsewhere(&cfg.replications_elsewhere, cfg.seed);
         let replications = super::lifecycle::from_inventory(&mut inv);
         World {
             inv,
@@ -268,6 +271,8 @@ impl World {
             rng: fastrand::Rng::with_seed(cfg.seed ^ 0x5EED_0F5E_5510_7500),
             recent_window: DEFAULT_RECENT_TASK_WINDOW,
             task_seconds: cfg.task_seconds.max(0.0),
+            max_per_server: cfg.max_replications_per_server,
+            max_per_appliance: cfg.max_replications_per_appliance,
         }
     }
 

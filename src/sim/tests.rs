@@ -1365,3 +1365,108 @@ async fn every_route_is_the_specs_operation_and_is_served() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_full_vr_server_or_appliance_fails_the_configure_task_in_the_appliances_words() {
+    let h = Harness::plain(SimConfig {
+        max_replications_per_server: 3,
+        max_replications_per_appliance: 6,
+        replications_elsewhere: vec![2, 0],
+        ..fast()
+    })
+    .await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let (_, servers) = h
+        .get(
+            &sid,
+            &format!(
+                "/pairings/{}/vrs/{}/replication-servers",
+                inv.pairing_id, inv.remote_vrms.id
+            ),
+        )
+        .await;
+    // The legacy VM's replication and two of other VMs' are on the first server.
+    assert_eq!(servers["list"][0]["replication_count"], 3);
+    let first = inv.replication_servers[0].id.clone();
+    let onto_first = |vm: &str| {
+        let mut spec = spec_for(&inv, vm, "ds-gold-01");
+        spec["target_replication_server_id"] = json!(first);
+        spec
+    };
+    let (s, body) = h.configure(&sid, &json!([onto_first("app-001")])).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let done = h
+        .wait_task(&sid, body["list"][0]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "ERROR");
+    assert_eq!(
+        done["error"]["message"],
+        "The vSphere Replication server 'vrs-target-01' has reached the maximum number of \
+         replications (3)"
+    );
+
+    // Placed automatically, VMs go to the server with room, until the appliance is full.
+    let specs: Vec<Value> = ["app-002", "db-003", "app-004", "app-005"]
+        .iter()
+        .map(|vm| spec_for(&inv, vm, "ds-gold-01"))
+        .collect();
+    let (_, body) = h.configure(&sid, &json!(specs)).await;
+    let mut ends = Vec::new();
+    for t in body["list"].as_array().unwrap() {
+        let done = h.wait_task(&sid, t["id"].as_str().unwrap()).await;
+        ends.push((done["status"].clone(), done["error"]["message"].clone()));
+    }
+    assert_eq!(ends[..3].iter().filter(|e| e.0 == "SUCCESS").count(), 3);
+    assert_eq!(ends[3].0, "ERROR");
+    assert!(
+        ends[3]
+            .1
+            .as_str()
+            .unwrap()
+            .starts_with("The maximum number of replications (6) supported by"),
+        "{ends:?}"
+    );
+}
+
+#[tokio::test]
+async fn replica_disks_take_datastore_space_until_the_replication_is_removed() {
+    let h = Harness::plain(fast()).await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let before = free_on(&h, &sid, "ds-silver-01").await;
+    let (_, body) = h
+        .configure(&sid, &json!([spec_for(&inv, "app-001", "ds-silver-01")]))
+        .await;
+    let done = h
+        .wait_task(&sid, body["list"][0]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "SUCCESS");
+    let vm = inv.vm_by_name("app-001").unwrap();
+    let bytes: i64 = vm
+        .disks()
+        .iter()
+        .filter(|d| d.is_supported())
+        .filter_map(|d| d.capacity)
+        .sum::<i64>()
+        * 1024;
+    assert_eq!(free_on(&h, &sid, "ds-silver-01").await, before - bytes);
+}
+
+/// What the target datastore `name` has free, as the API lists it.
+async fn free_on(h: &Harness, sid: &str, name: &str) -> i64 {
+    let inv = h.inv();
+    let path = format!(
+        "/pairings/{}/vcenters/{}/datastores",
+        inv.pairing_id, inv.remote_vc.id
+    );
+    let (_, list) = h.get(sid, &path).await;
+    list["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap()["free_space"]
+        .as_i64()
+        .unwrap()
+}

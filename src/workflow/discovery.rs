@@ -254,6 +254,15 @@ impl Discovery {
         Ok(Some(server.id.clone()))
     }
 
+    /// The name of the target VR server `id` (its id when it has none or is not known).
+    pub fn replication_server_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.replication_servers
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.name.as_deref())
+            .unwrap_or(id)
+    }
+
     pub fn datastore(&self, id: &str) -> Option<&Datastore> {
         self.datastores.iter().find(|d| d.id == id)
     }

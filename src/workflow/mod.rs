@@ -2,6 +2,7 @@
 //! do with each, and building its `ConfigureReplicationSpec`. Retry timing is not decided here
 //! but by the runner.
 
+pub mod capacity;
 pub mod discovery;
 pub mod operations;
 pub mod pairing;
@@ -11,6 +12,7 @@ pub mod reads;
 pub mod resolve;
 pub mod spec;
 
+pub use capacity::Capacity;
 pub use discovery::{Discovery, DiscoveryError, DiscoverySummary};
 pub use pairing::choose_pairing;
 pub use plan::{plan_jobs, PlanAction, PlanError, PlanRow};

@@ -2,14 +2,13 @@
 //! fail and why), found with the same discovery and grouped lookups, without configuring
 //! anything. `vrbulk plan` prints it; the report renders it for the change request.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use thiserror::Error;
 
-use super::{decide, lookup_vms, vm_key, Decision, Discovery, DiscoveryError};
+use super::{decide, lookup_vms, vm_key, Capacity, Decision, Discovery, DiscoveryError};
 use crate::queue::Job;
-use crate::units::gib;
 use crate::vr::{ApiError, Client, ErrorClass};
 
 /// Why a plan could not be made. A server that failed to answer says nothing about the VMs, so
@@ -81,7 +80,7 @@ pub async fn plan_jobs(
     lookup_group: usize,
 ) -> Result<Vec<PlanRow>, PlanError> {
     let pairings = client.pairings().await.map_err(PlanError::Pairings)?;
-    let mut by_pairing: HashMap<Option<String>, Vec<&Job>> = HashMap::new();
+    let mut by_pairing: BTreeMap<Option<String>, Vec<&Job>> = BTreeMap::new();
     for j in jobs.iter().filter(|j| !j.state.is_terminal()) {
         by_pairing
             .entry(j.spec.pairing.clone())
@@ -89,6 +88,8 @@ pub async fn plan_jobs(
             .push(j);
     }
     let mut planned = Vec::new();
+    // In job order within a pairing: the first VMs get the room, as they would in the run.
+    let mut room = Capacity::default();
     for (key, group) in by_pairing {
         let disc = match Discovery::run(client, &pairings, key.as_deref()).await {
             Ok(d) => d,
@@ -112,31 +113,46 @@ pub async fn plan_jobs(
                 vcenter: disc.local_vc_id.clone(),
                 source,
             })?;
-        let mut needed: HashMap<String, i64> = HashMap::new();
+        room.add(&disc);
         for j in group {
             let lookup = &lookups[&vm_key(&j.spec.vm)];
-            let p = plan_one(j, decide(&j.spec, lookup, &disc));
-            if p.action == PlanAction::Configure {
-                *needed.entry(p.target_datastore.clone()).or_default() += p.capacity_bytes;
-            }
-            planned.push(p);
+            planned.push(plan_one(
+                j,
+                room.admit(decide(&j.spec, lookup, &disc)),
+                &disc,
+            ));
         }
-        warn_about_space(&disc, &needed, &mut planned);
     }
     planned.sort_by_key(|p| p.job_id);
     Ok(planned)
 }
 
 /// The row of one job, from what `run` would decide for it.
-fn plan_one(job: &Job, decision: Decision) -> PlanRow {
+fn plan_one(job: &Job, decision: Decision, disc: &Discovery) -> PlanRow {
     let mut p = failed(job, String::new());
     match decision {
         Decision::Configure {
-            vm, excluded, spec, ..
+            vm,
+            excluded,
+            spec,
+            placement,
         } => {
             p.action = PlanAction::Configure;
             p.reason = None;
             p.vm_id = Some(vm.id.clone());
+            if let Some(id) = &placement.replication_server_id {
+                let name = disc.replication_server_name(id);
+                let auto = job
+                    .spec
+                    .replication_server
+                    .as_deref()
+                    .is_none_or(|s| s.eq_ignore_ascii_case("auto"));
+                p.replication_server = Some(if auto {
+                    format!("{name} (auto)")
+                } else {
+                    name.to_string()
+                });
+            }
             p.disks = spec.disks.len();
             p.capacity_bytes = super::spec::spec_bytes(&spec);
             if !excluded.is_empty() {
@@ -177,28 +193,5 @@ fn failed(job: &Job, reason: String) -> PlanRow {
         warnings: Vec::new(),
         change_ticket: job.spec.change_ticket.clone(),
         notes: job.spec.notes.clone(),
-    }
-}
-
-/// The server decides at configure time; the plan can only warn that a datastore looks short.
-fn warn_about_space(disc: &Discovery, needed: &HashMap<String, i64>, planned: &mut [PlanRow]) {
-    for (name, bytes) in needed {
-        let Some(ds) = disc.datastores.iter().find(|d| &d.name == name) else {
-            continue;
-        };
-        let Some(free) = ds.free_space else { continue };
-        if *bytes > free {
-            let warning = format!(
-                "datastore {name} has {} free; the VMs planned onto it need up to {}",
-                gib(free),
-                gib(*bytes)
-            );
-            for p in planned
-                .iter_mut()
-                .filter(|p| &p.target_datastore == name && p.action == PlanAction::Configure)
-            {
-                p.warnings.push(warning.clone());
-            }
-        }
     }
 }
