@@ -931,6 +931,49 @@ fn the_report_command_writes_each_format_and_picks_it_from_the_extension() {
         .stderr_contains("--batch 9");
 }
 
+#[test]
+fn report_to_a_file_it_cannot_write_is_refused_and_nothing_is_written() {
+    let (_, q, _, dir) = fixture_report();
+    let db = q.path().to_path_buf();
+    drop(q);
+    // Issue 13: `-o x.pdf` used to write Markdown into x.pdf.
+    let pdf = dir.path().join("x.pdf");
+    Cmd::new()
+        .db(&db)
+        .args(["report".as_ref(), "-o".as_ref(), pdf.as_os_str()])
+        .assert_exit(2)
+        .stderr_contains("vrbulk writes md, html, csv or json, not `.pdf`");
+    assert!(!pdf.exists(), "nothing written");
+    let json = dir.path().join("r.json");
+    Cmd::new()
+        .db(&db)
+        .args([
+            "report".as_ref(),
+            "--format".as_ref(),
+            "html".as_ref(),
+            "-o".as_ref(),
+            json.as_os_str(),
+        ])
+        .assert_exit(2)
+        .stderr_contains("names a json file but --format is html");
+    assert!(!json.exists(), "nothing written");
+    // Said outright, a format goes into a file of any name.
+    let txt = dir.path().join("notes.txt");
+    Cmd::new()
+        .db(&db)
+        .args([
+            "report".as_ref(),
+            "--format".as_ref(),
+            "md".as_ref(),
+            "-o".as_ref(),
+            txt.as_os_str(),
+        ])
+        .assert_exit(0);
+    assert!(std::fs::read_to_string(&txt)
+        .unwrap()
+        .starts_with("# Replication report"));
+}
+
 #[tokio::test]
 async fn plan_writes_its_dry_run_through_the_report_renderers() {
     let sim: Simulator = start(SimConfig::fast()).await;

@@ -22,6 +22,7 @@ mod model;
 mod plan;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
@@ -85,6 +86,61 @@ impl fmt::Display for Format {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("unknown report format `{0}`: use md, html, csv or json")]
 pub struct UnknownFormat(pub String);
+
+/// Why a report cannot be written to the file asked for. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OutputRefused {
+    #[error(
+        "cannot write a report to {path}: vrbulk writes md, html, csv or json, not `.{extension}`; \
+         name the file .md, .html, .csv or .json, or say which with --format"
+    )]
+    UnknownExtension { path: PathBuf, extension: String },
+
+    #[error("{path} names a {named} file but --format is {asked}: say one or the other")]
+    Mismatch {
+        path: PathBuf,
+        named: Format,
+        asked: Format,
+    },
+}
+
+impl Format {
+    /// The format a file's extension names (`md`, `markdown`, `html`, `htm`, `csv`, `json`, in
+    /// any case).
+    pub fn from_extension(extension: &str) -> Option<Format> {
+        match extension.to_ascii_lowercase().as_str() {
+            "htm" => Some(Format::Html),
+            other => other.parse().ok(),
+        }
+    }
+
+    /// The format to write `output` in: the one `asked` (`--format`), else the one the file's
+    /// extension names, else Markdown. An extension that names no format is refused unless
+    /// `--format` says what to write (so `-o x.pdf` never gets Markdown in it), and so is one
+    /// that names another format than `--format`.
+    pub fn for_output(
+        asked: Option<Format>,
+        output: Option<&Path>,
+    ) -> Result<Format, OutputRefused> {
+        let Some((path, extension)) = output.and_then(|p| Some((p, p.extension()?))) else {
+            return Ok(asked.unwrap_or_default());
+        };
+        let extension = extension.to_string_lossy();
+        match (Format::from_extension(&extension), asked) {
+            (Some(named), Some(asked)) if named != asked => Err(OutputRefused::Mismatch {
+                path: path.to_path_buf(),
+                named,
+                asked,
+            }),
+            (Some(named), _) => Ok(named),
+            (None, Some(asked)) => Ok(asked),
+            (None, None) => Err(OutputRefused::UnknownExtension {
+                path: path.to_path_buf(),
+                extension: extension.into_owned(),
+            }),
+        }
+    }
+}
 
 impl FromStr for Format {
     type Err = UnknownFormat;
@@ -183,5 +239,35 @@ mod tests {
             assert_eq!(f.as_str().parse::<Format>(), Ok(f));
         }
         assert!("pdf".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn the_output_file_names_the_format_and_an_unknown_one_is_refused() {
+        fn at(p: &str) -> Option<&Path> {
+            Some(Path::new(p))
+        }
+        assert_eq!(Format::for_output(None, None), Ok(Format::Md));
+        assert_eq!(Format::for_output(None, at("wave-3")), Ok(Format::Md));
+        assert_eq!(Format::for_output(None, at("w.HTM")), Ok(Format::Html));
+        assert_eq!(Format::for_output(None, at("w.markdown")), Ok(Format::Md));
+        assert_eq!(
+            Format::for_output(Some(Format::Json), at("w.json")),
+            Ok(Format::Json)
+        );
+        assert_eq!(
+            Format::for_output(Some(Format::Md), at("notes.txt")),
+            Ok(Format::Md),
+            "--format says what goes into a file of any name"
+        );
+        let pdf = Format::for_output(None, at("x.pdf")).unwrap_err();
+        assert!(
+            pdf.to_string()
+                .contains("md, html, csv or json, not `.pdf`"),
+            "{pdf}"
+        );
+        assert!(matches!(
+            Format::for_output(Some(Format::Html), at("r.json")),
+            Err(OutputRefused::Mismatch { .. })
+        ));
     }
 }
