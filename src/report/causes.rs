@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::domain::Operation;
+
 /// What kind of failure a cause is; decides the suggested next step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,6 +28,28 @@ pub enum CauseKind {
 }
 
 impl CauseKind {
+    /// The next step for failed jobs of a batch of `operation`: a configure's input rows are
+    /// corrected and imported again; a day-2 operation has no input rows, it is retried or
+    /// asked again with other settings.
+    pub fn next_step_of(self, operation: Operation) -> &'static str {
+        match (operation, self) {
+            (Operation::Configure, _) | (_, CauseKind::Transient) => self.next_step(),
+            (
+                Operation::Reconfigure,
+                CauseKind::NotFound | CauseKind::StoragePolicy | CauseKind::BadRequest,
+            ) => {
+                "Correct the settings the appliance refused (a storage policy or VR server the \
+                 target site lacks, a value out of range), then reconfigure these VMs again with \
+                 the corrected flags."
+            }
+            _ => {
+                "Inspect the reason (and `vrbulk status`), fix on the appliance what it names, \
+                 then `vrbulk retry --failed` and `vrbulk run` on this batch."
+            }
+        }
+    }
+
+    /// The next step for failed jobs of a configure batch.
     pub fn next_step(self) -> &'static str {
         match self {
             CauseKind::DatastoreFull => {
@@ -273,9 +297,9 @@ fn unit_after(word: &str, rest: &str) -> Option<usize> {
         .then_some(start + token_len)
 }
 
-/// One failed job, as the grouping sees it.
+/// One job that ended with a reason (failed, or skipped), as the grouping sees it.
 #[derive(Debug, Clone)]
-pub(crate) struct Failed<'a> {
+pub(crate) struct Ended<'a> {
     pub vm: &'a str,
     pub reason: &'a str,
     pub http_status: Option<u16>,
@@ -290,9 +314,9 @@ pub(crate) struct Group {
     pub vms: Vec<String>,
 }
 
-/// Groups failures by their normalized reason: the largest group first, then by cause; VMs in
+/// Groups jobs by their normalized reason: the largest group first, then by cause; VMs in
 /// the order given.
-pub(crate) fn group(failed: &[Failed<'_>]) -> Vec<Group> {
+pub(crate) fn group(failed: &[Ended<'_>]) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<(CauseKind, String), usize> = HashMap::new();
     for f in failed {
@@ -322,8 +346,8 @@ pub(crate) fn group(failed: &[Failed<'_>]) -> Vec<Group> {
 mod tests {
     use super::*;
 
-    fn failed<'a>(vm: &'a str, reason: &'a str, http_status: Option<u16>) -> Failed<'a> {
-        Failed {
+    fn failed<'a>(vm: &'a str, reason: &'a str, http_status: Option<u16>) -> Ended<'a> {
+        Ended {
             vm,
             reason,
             http_status,
@@ -423,7 +447,7 @@ mod tests {
             ("db-0003", "Insufficient disk space on datastore 'dr-vmfs-full' (9.8 GB free): VM 'db-0003' (vm-1003) needs 1.2 TB for its replica disks"),
             ("web", "Insufficient disk space on datastore 'dr-vmfs-full' (980.5 MB free): VM 'web' (vm-17) needs 40 GB for its replica disks."),
         ];
-        let failed: Vec<Failed<'_>> = reasons
+        let failed: Vec<Ended<'_>> = reasons
             .iter()
             .map(|(vm, reason)| failed(vm, reason, None))
             .collect();

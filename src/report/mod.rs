@@ -6,7 +6,9 @@
 //! the configured VMs: configured is not protected) into one serializable
 //! model; the renderers (`md`, `html`, `csv`, `json`, one file each) only format that model.
 //! `vrbulk plan` writes its dry run through the same renderers as a [`PlanReport`]. Failures are
-//! grouped by cause with a suggested next step in `causes`.
+//! grouped by cause with a suggested next step in `causes`. A day-2 operation batch's report
+//! names the configure batch it acted on, and a configure batch's report lists the operations
+//! applied to it since (`operations`); what each run used is in `settings`.
 //!
 //! Times are Unix milliseconds in the model ([`UtcTime`]); they render as
 //! `YYYY-MM-DD HH:MM:SS UTC` for people and as RFC 3339 in JSON. The caller passes `now`, so a
@@ -19,7 +21,9 @@ mod html;
 mod json;
 mod md;
 mod model;
+mod operations;
 mod plan;
+mod settings;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,9 +38,13 @@ pub use causes::{classify, normalize, CauseKind};
 pub use json::SCHEMA_VERSION;
 pub use model::{
     ApiCall, BatchHeader, FailureGroup, JobProtection, JobRow, Progress, ProtectionSummary,
-    ReplicationChange, Report, Runs, Site, Summary, TimelineEntry,
+    ReplicationChange, Report, Runs, Site, SkipGroup, Summary, TimelineEntry,
+};
+pub use operations::{
+    describe, done_word, state_word, BatchRef, JobOperation, OperationSince, OperationSpecCount,
 };
 pub use plan::{PlanCounts, PlanReport};
+pub use settings::{RunEntry, UsedSettings};
 
 #[derive(Debug, Error)]
 pub enum ReportError {
