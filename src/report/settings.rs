@@ -5,7 +5,8 @@
 //! the queue holds none, and a settings key that names one is redacted all the same, so a
 //! future field cannot leak one into a ticket.
 //!
-//! [`setting_rows`] says each setting in words once, for the Markdown and HTML renderers.
+//! [`run_rows`] says each run and each setting in words once, for the Markdown and HTML
+//! renderers.
 
 use serde::Serialize;
 
@@ -123,10 +124,47 @@ pub(super) fn redacted(settings: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// One row of the runs' table: its label and one plain-text value per run.
+pub(super) type RunRow = (&'static str, Vec<String>);
+
+/// The runs' table: where each run ran and how it ended, then the settings it used when any run
+/// recorded them.
+pub(super) fn run_rows(runs: &[RunEntry]) -> Vec<RunRow> {
+    let mut rows: Vec<RunRow> = vec![
+        ("Run id", runs.iter().map(|x| x.id.clone()).collect()),
+        ("Ran on", runs.iter().map(RunEntry::host).collect()),
+        (
+            "Started",
+            runs.iter().map(|x| x.started_at.to_string()).collect(),
+        ),
+        ("Ended", runs.iter().map(ended).collect()),
+        (
+            "Re-logins",
+            runs.iter().map(|x| x.relogins.to_string()).collect(),
+        ),
+    ];
+    rows.extend(setting_rows(runs));
+    rows
+}
+
+/// Whether any run recorded the settings it used.
+pub(super) fn recorded(runs: &[RunEntry]) -> bool {
+    runs.iter().any(|r| r.settings.is_some())
+}
+
+/// `2024-06-01 08:08:03 UTC (interrupted)`, or what is known of a run that did not end.
+fn ended(run: &RunEntry) -> String {
+    match (run.finished_at, &run.outcome) {
+        (Some(t), Some(o)) => format!("{t} ({o})"),
+        (Some(t), None) => t.to_string(),
+        (None, _) => "not recorded (running, or killed)".into(),
+    }
+}
+
 /// The settings each run used, one row per setting with one value per run (`not recorded`
 /// where a run did not say). Empty when no run recorded its settings.
-pub(super) fn setting_rows(runs: &[RunEntry]) -> Vec<(&'static str, Vec<String>)> {
-    if runs.iter().all(|r| r.settings.is_none()) {
+fn setting_rows(runs: &[RunEntry]) -> Vec<RunRow> {
+    if !recorded(runs) {
         return Vec::new();
     }
     type Say = fn(&UsedSettings) -> Option<String>;
