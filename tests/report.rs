@@ -27,13 +27,13 @@ use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for};
 use crate::support::harness::start;
 
-const LEASE: Duration = Duration::from_secs(300);
+pub(crate) const LEASE: Duration = Duration::from_secs(300);
 /// 2024-06-01 08:00:00 UTC.
-const T0: i64 = 1_717_228_800_000;
-const OWNER: &str = "jump01:4242:run-1";
-const GIB_KB: i64 = 1024 * 1024;
+pub(crate) const T0: i64 = 1_717_228_800_000;
+pub(crate) const OWNER: &str = "jump01:4242:run-1";
+pub(crate) const GIB_KB: i64 = 1024 * 1024;
 
-struct Row {
+pub(crate) struct Row {
     name: Option<&'static str>,
     id: Option<&'static str>,
     datastore: &'static str,
@@ -44,7 +44,7 @@ struct Row {
     notes: Option<&'static str>,
 }
 
-fn row(name: &'static str, datastore: &'static str) -> Row {
+pub(crate) fn row(name: &'static str, datastore: &'static str) -> Row {
     Row {
         name: Some(name),
         id: None,
@@ -57,7 +57,7 @@ fn row(name: &'static str, datastore: &'static str) -> Row {
     }
 }
 
-fn spec(i: usize, r: Row) -> JobSpec {
+pub(crate) fn spec(i: usize, r: Row) -> JobSpec {
     JobSpec {
         line: Some(i as u64 + 2),
         vm: VmRef {
@@ -79,7 +79,7 @@ fn spec(i: usize, r: Row) -> JobSpec {
     }
 }
 
-fn new_batch(name: &str) -> NewBatch {
+pub(crate) fn new_batch(name: &str) -> NewBatch {
     NewBatch {
         operator: "ops-jane".into(),
         input_path: Some("waves/wave-1.csv".into()),
@@ -91,11 +91,11 @@ fn new_batch(name: &str) -> NewBatch {
 }
 
 /// A queue whose clock the test moves by hand.
-fn queue_at(path: &Path) -> (Queue, Arc<AtomicI64>) {
+pub(crate) fn queue_at(path: &Path) -> (Queue, Arc<AtomicI64>) {
     fixtures::queue_at(path, T0)
 }
 
-fn disks(vm: &str, data: &[(&str, i64, bool)]) -> Vec<VmDisk> {
+pub(crate) fn disks(vm: &str, data: &[(&str, i64, bool)]) -> Vec<VmDisk> {
     let mut all = vec![json!({"vm_id": vm, "is_vm_home": true, "supported_for_replication": true})];
     for (i, (label, kb, ok)) in data.iter().enumerate() {
         all.push(json!({
@@ -119,17 +119,17 @@ fn placement() -> Placement {
 }
 
 /// Drives one claimed job through the workflow's checkpoints, a few seconds apart.
-struct Driver<'a> {
-    q: &'a mut Queue,
-    now: &'a AtomicI64,
+pub(crate) struct Driver<'a> {
+    pub(crate) q: &'a mut Queue,
+    pub(crate) now: &'a AtomicI64,
 }
 
 impl Driver<'_> {
-    fn tick(&self, seconds: i64) {
+    pub(crate) fn tick(&self, seconds: i64) {
         self.now.fetch_add(seconds * 1000, Ordering::SeqCst);
     }
 
-    fn claim(&mut self, batch: i64) -> Lease {
+    pub(crate) fn claim(&mut self, batch: i64) -> Lease {
         self.tick(2);
         let jobs = self.q.claim(Some(batch), 1, OWNER, LEASE).unwrap();
         jobs[0].lease().unwrap()
@@ -156,7 +156,7 @@ impl Driver<'_> {
         c
     }
 
-    fn replicated(&mut self, batch: i64, vm: &str, d: Vec<VmDisk>, n: u32) {
+    pub(crate) fn replicated(&mut self, batch: i64, vm: &str, d: Vec<VmDisk>, n: u32) {
         let lease = self.claim(batch);
         let c = self.resolved(&lease, vm, d);
         let c = self.submitted(&lease, c, &format!("HmsTask-{n:04}"));
@@ -173,7 +173,7 @@ impl Driver<'_> {
     }
 }
 
-fn vm(n: u32) -> String {
+pub(crate) fn vm(n: u32) -> String {
     format!("VirtualMachine:vm-{n}:4f1c2e0a-6d3b-4a57-9d8e-1b2c3d4e5f60")
 }
 
@@ -539,7 +539,7 @@ fn golden_path(name: &str) -> PathBuf {
 
 /// Compares `actual` with the golden file, showing a unified diff on mismatch;
 /// `VRBULK_BLESS=1` rewrites the file instead.
-fn assert_golden(name: &str, actual: &str) {
+pub(crate) fn assert_golden(name: &str, actual: &str) {
     let path = golden_path(name);
     if std::env::var("VRBULK_BLESS").as_deref() == Ok("1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -931,6 +931,49 @@ fn the_report_command_writes_each_format_and_picks_it_from_the_extension() {
         .stderr_contains("--batch 9");
 }
 
+#[test]
+fn report_to_a_file_it_cannot_write_is_refused_and_nothing_is_written() {
+    let (_, q, _, dir) = fixture_report();
+    let db = q.path().to_path_buf();
+    drop(q);
+    // Issue 13: `-o x.pdf` used to write Markdown into x.pdf.
+    let pdf = dir.path().join("x.pdf");
+    Cmd::new()
+        .db(&db)
+        .args(["report".as_ref(), "-o".as_ref(), pdf.as_os_str()])
+        .assert_exit(2)
+        .stderr_contains("vrbulk writes md, html, csv or json, not `.pdf`");
+    assert!(!pdf.exists(), "nothing written");
+    let json = dir.path().join("r.json");
+    Cmd::new()
+        .db(&db)
+        .args([
+            "report".as_ref(),
+            "--format".as_ref(),
+            "html".as_ref(),
+            "-o".as_ref(),
+            json.as_os_str(),
+        ])
+        .assert_exit(2)
+        .stderr_contains("names a json file but --format is html");
+    assert!(!json.exists(), "nothing written");
+    // Said outright, a format goes into a file of any name.
+    let txt = dir.path().join("notes.txt");
+    Cmd::new()
+        .db(&db)
+        .args([
+            "report".as_ref(),
+            "--format".as_ref(),
+            "md".as_ref(),
+            "-o".as_ref(),
+            txt.as_os_str(),
+        ])
+        .assert_exit(0);
+    assert!(std::fs::read_to_string(&txt)
+        .unwrap()
+        .starts_with("# Replication report"));
+}
+
 #[tokio::test]
 async fn plan_writes_its_dry_run_through_the_report_renderers() {
     let sim: Simulator = start(SimConfig::fast()).await;
@@ -1047,7 +1090,7 @@ fn many_jobs_make_an_aggregated_timeline() {
 }
 
 /// Chromium, where Debian installs it or on PATH.
-fn browser() -> Option<PathBuf> {
+pub(crate) fn browser() -> Option<PathBuf> {
     let fixed = PathBuf::from("/usr/bin/chromium");
     if fixed.is_file() {
         return Some(fixed);
@@ -1060,7 +1103,7 @@ fn browser() -> Option<PathBuf> {
 }
 
 /// Takes a headless screenshot of `page`; returns the PNG and what the browser logged.
-fn screenshot(browser: &Path, page: &Path, dir: &Path) -> (PathBuf, String) {
+pub(crate) fn screenshot(browser: &Path, page: &Path, dir: &Path) -> (PathBuf, String) {
     let png = dir.join(format!(
         "{}.png",
         page.file_stem().unwrap().to_string_lossy()
@@ -1156,8 +1199,13 @@ fn the_html_report_renders_in_a_real_browser_without_console_errors() {
         .render(Format::Html)
         .unwrap();
     std::fs::write(&large, html).unwrap();
+    let (wave, undo, ..) = crate::report_operations::operations_reports();
+    let since = out.path().join("operations_since.html");
+    std::fs::write(&since, wave.render(Format::Html).unwrap()).unwrap();
+    let operation = out.path().join("operation.html");
+    std::fs::write(&operation, undo.render(Format::Html).unwrap()).unwrap();
 
-    for page in [&small, &plan, &protected, &large] {
+    for page in [&small, &plan, &protected, &large, &since, &operation] {
         let html = std::fs::read_to_string(page).unwrap();
         assert!(!html.contains("<script"), "no script at all");
         assert!(
@@ -1199,5 +1247,162 @@ fn the_html_report_renders_in_a_real_browser_without_console_errors() {
             std::fs::copy(&png, keep.join(png.file_name().unwrap())).unwrap();
             std::fs::copy(page, keep.join(page.file_name().unwrap())).unwrap();
         }
+    }
+}
+
+/// A wave with the appliance's real id shapes (replication `GID-<uuid>`, task `HTask:<uuid>`),
+/// long names and long reasons, and the undo of it: what a VM table must fit on one screen.
+fn wide_fixture(path: &Path) -> (Queue, i64, i64) {
+    let (mut q, now) = queue_at(path);
+    let uuid = |n: u32| format!("4c8a7f1e-3b2d-4e5f-9a8b-7c6d5e4f{n:04}");
+    let specs: Vec<JobSpec> = (0..6)
+        .map(|i| {
+            let name: &'static str =
+                Box::leak(format!("erp-production-database-node-{i:02}").into_boxed_str());
+            let r = Row {
+                policy: Some("VR Gold Encrypted Tier 1 (stretched)"),
+                mpit: (24, 10),
+                ticket: Some("CHG0012345-emergency"),
+                notes: Some("owner: finance platform team; cutover window Saturday 02:00"),
+                ..row(name, "dr-vmfs-tier1-gold-datastore-01")
+            };
+            spec(i, r)
+        })
+        .collect();
+    let wave = q.create_batch(&new_batch("wide wave"), &specs).unwrap();
+    let mut d = Driver {
+        q: &mut q,
+        now: &now,
+    };
+    for n in 0..6u32 {
+        let lease = d.claim(wave);
+        let labels: Vec<(&str, i64, bool)> = vec![
+            ("Hard disk 1", 200 * GIB_KB, true),
+            ("Hard disk 2", 500 * GIB_KB, true),
+            ("Hard disk 3", 900 * GIB_KB, true),
+            ("NVMe disk 1", 100 * GIB_KB, false),
+        ];
+        let c = d.resolved(&lease, &vm(4000 + n), disks(&vm(4000 + n), &labels));
+        let c = d.submitted(&lease, c, &format!("HTask:{}", uuid(n)));
+        d.tick(30);
+        if n == 5 {
+            d.q.fail(
+                &lease,
+                "Insufficient disk space on datastore 'dr-vmfs-tier1-gold-datastore-01': 120.4 \
+                 GiB free, 1.6 TiB required for virtual machine 'erp-production-database-node-05'",
+                None,
+            )
+            .unwrap();
+            continue;
+        }
+        d.q.checkpoint(&lease, Step::Verify, &c).unwrap();
+        d.q.succeed(&lease, Some(&format!("GID-{}", uuid(n))), "configured")
+            .unwrap();
+    }
+    let jobs: Vec<vrbulk::queue::OperationJob> =
+        d.q.jobs(wave)
+            .unwrap()
+            .iter()
+            .filter(|j| j.state == JobState::Succeeded)
+            .map(|j| vrbulk::queue::OperationJob {
+                acts_on_job: j.id,
+                spec: vrbulk::domain::OperationSpec::Unconfigure {
+                    retain_replica_disks: true,
+                    local_only: false,
+                },
+            })
+            .collect();
+    let undo =
+        d.q.create_operation_batch(
+            &new_batch("undo wide wave"),
+            vrbulk::domain::Operation::Unconfigure,
+            wave,
+            &jobs,
+        )
+        .unwrap();
+    for n in 0..5u32 {
+        let lease = d.claim(undo);
+        let mut c = d.q.job(lease.job).unwrap().checkpoint;
+        for step in [Step::ResolveTarget, Step::Submit] {
+            d.q.checkpoint(&lease, step, &c).unwrap();
+        }
+        c.task_id = Some(format!("HTask:{}", uuid(100 + n)));
+        d.q.checkpoint(&lease, Step::AwaitTask, &c).unwrap();
+        d.tick(10);
+        if n == 4 {
+            d.q.skip(
+                &lease,
+                "the VM's replication is now GID-9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0, not \
+                 GID-4c8a7f1e-3b2d-4e5f-9a8b-7c6d5e4f0004 that batch 1 configured: left alone",
+                None,
+            )
+            .unwrap();
+            continue;
+        }
+        d.q.checkpoint(&lease, Step::Verify, &c).unwrap();
+        let rep = c.replication_id.clone();
+        d.q.succeed(&lease, rep.as_deref(), "unconfigured").unwrap();
+    }
+    (q, wave, undo)
+}
+
+/// How wide `page` lays out in a 1280 px browser window: the page's own width, and each
+/// horizontally scrolling table (`.scroll`) that overflows, as `section:content/box`. The
+/// report has no script; a copy gets one that measures and writes the result in the title.
+fn layout_at_1280(browser: &Path, page: &str, dir: &Path) -> (u32, Vec<String>) {
+    let measure = "<script>window.addEventListener('load', () => { const over = \
+        [...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth + 1)\
+        .map(e => e.parentElement.id + ':' + e.scrollWidth + '/' + e.clientWidth); \
+        document.title = 'LAYOUT ' + document.documentElement.scrollWidth + ' ' + \
+        over.join(' '); });</script>";
+    let copy = dir.join("measured.html");
+    std::fs::write(&copy, page.replace("</body>", &format!("{measure}</body>"))).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", copy.display()))
+        .output()
+        .expect("chromium starts");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let title = dom
+        .split("<title>LAYOUT ")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or_else(|| panic!("no measurement in the page:\n{dom}"));
+    let mut parts = title.split_whitespace();
+    let width = parts.next().unwrap().parse().unwrap();
+    (width, parts.map(str::to_owned).collect())
+}
+
+#[test]
+fn the_html_vm_tables_fit_a_1280_px_screen_with_real_ids_and_long_names() {
+    let Some(browser) = browser() else {
+        eprintln!("SKIPPED the_html_vm_tables_fit_a_1280_px_screen: no chromium found");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (q, wave, undo) = wide_fixture(&dir.path().join("q.db"));
+    for batch in [wave, undo] {
+        let html = Report::load(&q, batch, REPORT_AT)
+            .unwrap()
+            .render(Format::Html)
+            .unwrap();
+        let (width, overflowing) = layout_at_1280(&browser, &html, dir.path());
+        assert!(
+            overflowing.is_empty(),
+            "batch {batch}: tables scroll sideways at 1280 px: {overflowing:?}"
+        );
+        assert!(width <= 1280, "batch {batch}: the page is {width} px wide");
     }
 }

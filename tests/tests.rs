@@ -13,6 +13,7 @@ mod ops;
 mod protection;
 mod queue;
 mod report;
+mod report_operations;
 mod run;
 mod spec_conformance;
 mod status;

@@ -36,6 +36,10 @@ pub struct PlanArgs {
 }
 
 pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
+    // Refused before the appliance is asked anything, not after a long plan.
+    let Some(format) = super::report::output_format(args.format, args.output.as_deref()) else {
+        return Ok(super::exit::USAGE);
+    };
     let file = ConfigFile::load(config)?;
     let (queue, batch) = open_batch(db, args.batch)?;
     let jobs = queue.jobs(batch.id)?;
@@ -47,7 +51,6 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     if args.format.is_some() || args.output.is_some() {
         let now = crate::queue::system_clock()();
         let report = PlanReport::new(&batch, &jobs, planned, client.metrics().total_calls(), now);
-        let format = super::report::format_for(args.format, args.output.as_deref());
         super::report::write_output(&report.render(format)?, args.output.as_deref())?;
     } else if args.json {
         println!("{}", serde_json::to_string_pretty(&planned)?);

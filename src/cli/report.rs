@@ -22,7 +22,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "ID")]
     pub batch: Option<BatchId>,
 
-    /// md, html, csv or json [default: from the -o file's extension, else md].
+    /// md, html, csv or json [default: from the -o file's extension (refused when it names
+    /// none of these), else md].
     #[arg(long, short = 'f', value_name = "FORMAT")]
     pub format: Option<Format>,
 
@@ -32,9 +33,12 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<u8> {
+    let Some(format) = output_format(args.format, args.output.as_deref()) else {
+        return Ok(super::exit::USAGE);
+    };
     let (queue, batch) = open_batch(db, args.batch)?;
     let report = Report::load(&queue, batch.id, queue.now())?;
-    let text = report.render(format_for(args.format, args.output.as_deref()))?;
+    let text = report.render(format)?;
     write_output(&text, args.output.as_deref())?;
     if let (Some(path), true) = (&args.output, report.progress.in_progress) {
         eprintln!(
@@ -48,18 +52,16 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<u8> {
     Ok(super::exit::OK)
 }
 
-/// The format asked for, else the one the output file's extension names, else Markdown.
-pub fn format_for(format: Option<Format>, output: Option<&Path>) -> Format {
-    format
-        .or_else(|| {
-            let ext = output?.extension()?.to_str()?;
-            ext.parse().ok().or(match ext {
-                "htm" => Some(Format::Html),
-                "markdown" => Some(Format::Md),
-                _ => None,
-            })
-        })
-        .unwrap_or_default()
+/// The format to write, or `None` once the operator has been told why the file cannot be
+/// written (exit 2, nothing written).
+pub fn output_format(asked: Option<Format>, output: Option<&Path>) -> Option<Format> {
+    match Format::for_output(asked, output) {
+        Ok(format) => Some(format),
+        Err(refused) => {
+            eprintln!("error: {refused}");
+            None
+        }
+    }
 }
 
 /// Writes a rendered report to `path`, or to stdout when there is none. A file is written

@@ -28,8 +28,8 @@ use thiserror::Error;
 
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
-pub use record::{BatchRecord, DiscoveryRecord, JobTimes, RunRecord};
-pub use runs::Holder;
+pub use record::{BatchRecord, DiscoveryRecord, JobTimes, OperationRecord, RunRecord};
+pub use runs::{Holder, RunSettings};
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 

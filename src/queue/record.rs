@@ -1,8 +1,10 @@
 //! A batch's whole record as the report reads it: the batch, its jobs, and what the event log and
-//! the runs recorded about them (each job's claims, the runs, API usage, discovery), and what
-//! `run` and `watch` last saw of the configured jobs' replications (protection records and their
-//! status changes), read in one transaction so that every number agrees while a `vrbulk run`
-//! writes.
+//! the runs recorded about them (each job's claims, the runs and the settings they used, API
+//! usage, discovery), what `run` and `watch` last saw of the configured jobs' replications
+//! (protection records and their status changes), and the other side of a day-2 operation: the
+//! configure batch an operation batch acts on, or the operation batches that acted on a
+//! configure batch since. Read in one transaction so that every number agrees while a
+//! `vrbulk run` writes.
 //!
 //! Read-only, typed rows; the report (`crate::report`) turns them into its model and never sees
 //! SQL.
@@ -11,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::params;
 
+use super::runs::RunSettings;
 use super::{Batch, BatchId, Job, JobId, JobState, Protection, Queue, ReplicationEvent, Result};
 use crate::vr::OpUsage;
 
@@ -34,6 +37,20 @@ pub struct BatchRecord {
     pub protection: Vec<Protection>,
     /// The status changes of those replications, oldest first.
     pub replication_events: Vec<ReplicationEvent>,
+    /// For an operation batch: the configure batch it acts on.
+    pub acts_on: Option<Batch>,
+    /// For a configure batch: the operation batches that acted on it since, oldest first.
+    pub operations: Vec<OperationRecord>,
+}
+
+/// One operation batch that acted on a configure batch, as that batch's report lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationRecord {
+    pub batch: Batch,
+    /// Jobs per state; every state is present.
+    pub counts: BTreeMap<JobState, u64>,
+    /// In job order; each names the configure job it acts on (`acts_on_job`).
+    pub jobs: Vec<Job>,
 }
 
 /// A job's life as its events tell it (Unix ms).
@@ -50,6 +67,9 @@ pub struct JobTimes {
 /// One `vrbulk run` of a batch (Unix ms).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {
+    pub id: String,
+    /// `host:pid:run-id` of the process that ran it.
+    pub owner: String,
     pub started_at: i64,
     /// `None` while it runs, or when it was killed before it could record its end.
     pub finished_at: Option<i64>,
@@ -57,6 +77,9 @@ pub struct RunRecord {
     pub outcome: Option<String>,
     /// Logins it repeated after a session expired.
     pub relogins: u64,
+    /// What the run used, when it recorded that (see [`RunSettings`]); `None` for a queue whose
+    /// runs table has no settings, or a value that does not decode.
+    pub settings: Option<RunSettings>,
 }
 
 /// What a run discovered about one pairing.
@@ -76,6 +99,18 @@ impl Queue {
         let _snapshot = self.conn.unchecked_transaction()?;
         let batch = self.batch(batch)?;
         let id = batch.id;
+        let acts_on = batch.acts_on.map(|b| self.batch(b)).transpose()?;
+        let operations = self
+            .operations_on(id)?
+            .into_iter()
+            .map(|b| {
+                Ok(OperationRecord {
+                    counts: self.counts(b.id)?,
+                    jobs: self.jobs(b.id)?,
+                    batch: b,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(BatchRecord {
             jobs: self.jobs(id)?,
             counts: self.counts(id)?,
@@ -85,6 +120,8 @@ impl Queue {
             discoveries: self.discoveries(id)?,
             protection: self.protection(id)?,
             replication_events: self.batch_replication_events(id)?,
+            acts_on,
+            operations,
             batch,
         })
     }
@@ -105,21 +142,42 @@ impl Queue {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The runs of `batch`, oldest first.
+    /// The runs of `batch`, oldest first, with the settings each recorded when the runs table
+    /// has a place for them.
     pub fn runs(&self, batch: BatchId) -> Result<Vec<RunRecord>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT started_at, finished_at, outcome, relogins FROM runs WHERE batch_id = ? \
-             ORDER BY started_at, rowid",
-        )?;
+        let settings = if self.runs_record_settings()? {
+            "settings_json"
+        } else {
+            "NULL"
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, owner, started_at, finished_at, outcome, relogins, {settings} FROM runs \
+             WHERE batch_id = ? ORDER BY started_at, rowid"
+        ))?;
         let rows = stmt.query_map(params![batch], |r| {
+            let settings: Option<String> = r.get(6)?;
             Ok(RunRecord {
-                started_at: r.get(0)?,
-                finished_at: r.get(1)?,
-                outcome: r.get(2)?,
-                relogins: r.get::<_, i64>(3)?.max(0) as u64,
+                id: r.get(0)?,
+                owner: r.get(1)?,
+                started_at: r.get(2)?,
+                finished_at: r.get(3)?,
+                outcome: r.get(4)?,
+                relogins: r.get::<_, i64>(5)?.max(0) as u64,
+                settings: settings.as_deref().and_then(RunSettings::decode),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether the runs table has the `settings_json` column the runner would record each run's
+    /// settings in (see [`RunSettings`]): until a migration adds it, the report says the
+    /// settings were not recorded rather than failing.
+    fn runs_record_settings(&self) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('runs') WHERE name = 'settings_json'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0)
     }
 
     /// What the runs of `batch` discovered, one row per pairing.

@@ -1,10 +1,14 @@
-//! What the Markdown and HTML renderers say alike: the rows of the audit table, the banner's
-//! counts, the sentence that says which VMs are ready, the protection milestones and the plan's
-//! summary line, in one place. A renderer supplies its [`Markup`] (escaping, code, emphasis)
+//! What the Markdown and HTML renderers say alike: the title, the rows of the audit table (with
+//! an operation batch's operation and the batch it acts on), the banner's counts in the
+//! operation's words, the sentence that says which VMs are ready (or what an operation did), the
+//! protection milestones, the operations applied since and the plan's summary line, in one
+//! place. A renderer supplies its [`Markup`] (escaping, code, emphasis)
 //! and lays the rows out as its format wants; the facts, their order and their words are
 //! decided here once.
 
+use super::operations::{describe, done_word, state_word, OperationSpecCount};
 use super::{bytes, span, BatchHeader, JobProtection, JobRow, PlanReport, Report, UtcTime};
+use crate::domain::Operation;
 use crate::queue::{JobState, Readiness};
 
 /// How a format marks up the pieces of an audit row.
@@ -44,15 +48,28 @@ pub(super) trait Markup {
 /// One row of the audit table: its label and its marked-up value.
 pub(super) type Row = (&'static str, String);
 
+/// The title of a batch's report: `Replication report` for a configure batch, `Unconfigure
+/// report`, `Pause report`, … for an operation batch.
+pub(super) fn title(b: &BatchHeader) -> String {
+    match b.operation {
+        Operation::Configure => "Replication report".into(),
+        other => {
+            let word = other.as_str();
+            format!("{}{} report", word[..1].to_ascii_uppercase(), &word[1..])
+        }
+    }
+}
+
 /// The audit rows of a batch report.
 pub(super) fn batch_rows(r: &Report, m: &impl Markup) -> Vec<Row> {
     let b = &r.batch;
-    let mut rows = vec![
-        ("Batch", format!("{} {}", b.id, m.quoted(&b.name))),
+    let mut rows = vec![("Batch", format!("{} {}", b.id, m.quoted(&b.name)))];
+    rows.extend(operation_rows(r, m));
+    rows.extend([
         change_tickets(b, m),
         operator(b, m),
         ("Tool", format!("vrbulk {}", m.text(&b.tool_version))),
-    ];
+    ]);
     rows.extend(input(b, m));
     for s in &r.sites {
         let vcenter = |v: &Option<String>| m.strong(m.text(v.as_deref().unwrap_or("?")));
@@ -100,6 +117,53 @@ pub(super) fn batch_rows(r: &Report, m: &impl Markup) -> Vec<Row> {
     rows
 }
 
+/// What an operation batch did and the batch it acted on; for a configure batch, the
+/// operations applied to it since.
+fn operation_rows(r: &Report, m: &impl Markup) -> Vec<Row> {
+    let b = &r.batch;
+    if b.operation == Operation::Configure {
+        let since = &r.operations_since;
+        let listed: Vec<String> = since
+            .iter()
+            .map(|o| format!("batch {} {}", o.batch.id, o.batch.operation))
+            .collect();
+        let value = if since.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{} (below): {}", since.len(), listed.join(", "))
+        };
+        return vec![("Operations since", value)];
+    }
+    let mut rows = vec![("Operation", m.text(&specs(&b.operation_specs)))];
+    if let Some(a) = &b.acts_on {
+        rows.push((
+            "Acts on",
+            format!(
+                "batch {} {}, imported {} by {}; its report: {}",
+                a.id,
+                m.quoted(&a.name),
+                a.created_at,
+                m.text(&a.operator),
+                m.code(&format!("vrbulk report --batch {}", a.id))
+            ),
+        ));
+    }
+    rows
+}
+
+/// What an operation batch's jobs do: one spec in words, or each with how many VMs it is for.
+pub(super) fn specs(specs: &[OperationSpecCount]) -> String {
+    match specs {
+        [] => "\u{2014}".into(),
+        [one] => describe(&one.spec),
+        many => many
+            .iter()
+            .map(|c| format!("{} ({} VMs)", describe(&c.spec), c.jobs))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 /// The audit rows of a plan.
 pub(super) fn plan_rows(p: &PlanReport, m: &impl Markup) -> Vec<Row> {
     let b = &p.batch;
@@ -125,16 +189,15 @@ fn operator(b: &BatchHeader, m: &impl Markup) -> Row {
     )
 }
 
-/// The input file and its hash.
+/// The input file and its hash; an operation batch made from `--batch N` has no file, its
+/// input is that batch's replications.
 fn input(b: &BatchHeader, m: &impl Markup) -> [Row; 2] {
     let code = |v: &Option<String>| v.as_deref().map_or("(none)".into(), |s| m.code(s));
-    [
-        (
-            "Input",
-            format!("{} {}", m.text(&b.input_kind), code(&b.input_path)),
-        ),
-        ("Input SHA-256", code(&b.input_sha256)),
-    ]
+    let input = match (&b.acts_on, &b.input_path) {
+        (Some(a), None) => format!("the replications of batch {} (no input file)", a.id),
+        _ => format!("{} {}", m.text(&b.input_kind), code(&b.input_path)),
+    };
+    [("Input", input), ("Input SHA-256", code(&b.input_sha256))]
 }
 
 fn imported(b: &BatchHeader) -> Row {
@@ -152,6 +215,7 @@ pub(super) struct Banner {
 pub(super) fn banner(r: &Report) -> Banner {
     let p = &r.progress;
     let c = &r.summary.counts;
+    let done = done_word(r.batch.operation);
     if p.in_progress {
         Banner {
             in_progress: true,
@@ -168,7 +232,7 @@ pub(super) fn banner(r: &Report) -> Banner {
             in_progress: false,
             headline: format!("Complete: {} of {} done.", p.done, p.total),
             counts: format!(
-                "{} succeeded, {} skipped, {} failed, {} cancelled",
+                "{} {done}, {} skipped, {} failed, {} cancelled",
                 c[&JobState::Succeeded],
                 c[&JobState::Skipped],
                 c[&JobState::Failed],
@@ -188,6 +252,120 @@ pub(super) fn plan_counts(p: &PlanReport) -> String {
 
 /// The plan's headline.
 pub(super) const DRY_RUN: &str = "Dry run: nothing was configured.";
+
+/// What an operation batch did, in one sentence: `Of the 4 replications batch 1 configured, 2
+/// were unconfigured, 1 was skipped (left alone, for the reason below) and 1 failed.`
+pub(super) fn outcome(r: &Report) -> String {
+    let c = &r.summary.counts;
+    let n = |s: JobState| c.get(&s).copied().unwrap_or(0);
+    let was = |k: u64| if k == 1 { "was" } else { "were" };
+    let done = n(JobState::Succeeded);
+    let mut parts = vec![format!(
+        "{done} {} {}",
+        was(done),
+        done_word(r.batch.operation)
+    )];
+    let skipped = n(JobState::Skipped);
+    if skipped > 0 {
+        let reasons = if r.skipped.len() == 1 {
+            "the reason"
+        } else {
+            "the reasons"
+        };
+        parts.push(format!(
+            "{skipped} {} skipped (left alone, for {reasons} below)",
+            was(skipped)
+        ));
+    }
+    let failed = n(JobState::Failed);
+    if failed > 0 {
+        parts.push(format!("{failed} failed"));
+    }
+    let cancelled = n(JobState::Cancelled);
+    if cancelled > 0 {
+        parts.push(format!("{cancelled} {} cancelled", was(cancelled)));
+    }
+    let open = n(JobState::Pending) + n(JobState::Running) + n(JobState::Retryable);
+    if open > 0 {
+        parts.push(format!("{open} {} not done yet", is(open)));
+    }
+    let whose = match &r.batch.acts_on {
+        Some(a) => format!(
+            "the {} replications batch {} configured",
+            r.summary.total, a.id
+        ),
+        None => format!("its {} replications", r.summary.total),
+    };
+    let last = parts.pop().unwrap_or_default();
+    let listed = if parts.is_empty() {
+        last
+    } else {
+        format!("{} and {last}", parts.join(", "))
+    };
+    format!("Of {whose}, {listed}.")
+}
+
+/// The jobs of an operation batch per state, in its operation's words, leaving out the states
+/// no job is in: `2 unconfigured, 1 skipped, 1 failed`.
+pub(super) fn state_counts(
+    operation: Operation,
+    counts: &std::collections::BTreeMap<JobState, u64>,
+) -> String {
+    let listed: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{n} {}", state_word(operation, *s)))
+        .collect();
+    if listed.is_empty() {
+        "no job".into()
+    } else {
+        listed.join(", ")
+    }
+}
+
+/// What the operation batches since did to one VM's replication, oldest first:
+/// `batch 2 reconfigured, batch 3 paused, batch 4 skipped`.
+pub(super) fn since(j: &JobRow) -> String {
+    j.operations_since
+        .iter()
+        .map(|o| format!("batch {} {}", o.batch_id, state_word(o.operation, o.state)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// For a configure batch, the replications it configured that an operation since removed, so
+/// that nobody reads the rest of the report (protection last seen, the VM table) as if they
+/// were still there; `None` when none was.
+pub(super) fn unconfigured_since(r: &Report, m: &impl Markup) -> Option<String> {
+    let gone: Vec<String> = r
+        .jobs
+        .iter()
+        .filter(|j| {
+            j.operations_since
+                .iter()
+                .any(|o| o.operation == Operation::Unconfigure && o.state == JobState::Succeeded)
+        })
+        .map(|j| j.vm_name.clone())
+        .collect();
+    if gone.is_empty() {
+        return None;
+    }
+    let n = gone.len();
+    let named = if n > NAMED {
+        String::new()
+    } else {
+        format!(": {}", m.list(&gone))
+    };
+    let (was, their) = if n == 1 {
+        ("replication was", "its")
+    } else {
+        ("replications were", "their")
+    };
+    Some(format!(
+        "{n} of this batch's {was} unconfigured since{named}. What this report says of \
+         {their} protection is as last seen before."
+    ))
+}
 
 /// How many VMs a sentence names before it leaves them to the tables.
 const NAMED: usize = 5;
@@ -348,6 +526,20 @@ fn names(r: &Report, m: &impl Markup, which: impl Fn(&JobRow) -> bool) -> String
 
 fn readiness_of(j: &JobRow) -> Option<Readiness> {
     j.protection.as_ref().map(|p| p.readiness)
+}
+
+/// The managed object reference of an API id: `vm-38` of `VirtualMachine:vm-38:<vc-uuid>`.
+pub(super) fn moref(id: &str) -> Option<&str> {
+    let mut parts = id.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("VirtualMachine"), Some(moref), Some(_), None) if !moref.is_empty() => Some(moref),
+        _ => None,
+    }
+}
+
+/// A VM's name where space is short: a VM the input named only by its id shows as its moref.
+pub(super) fn short_name(name: &str) -> &str {
+    moref(name).unwrap_or(name)
 }
 
 /// A job configured whose replication was not seen since.

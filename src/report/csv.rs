@@ -1,13 +1,16 @@
 //! CSV for spreadsheets: one row per VM under stable snake_case column names (scripts and
 //! saved pivot tables depend on them: add columns at the end, never rename). The protection
-//! columns came last for that reason. Lists (disk labels)
-//! are joined with `; `. Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` at the
+//! columns came last for that reason, and the day-2 operation columns after them (what an
+//! operation batch's job did and to which configure job; what was done since to a configure
+//! job's replication). Lists (disk labels, operations since) are joined with `; `. Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` at the
 //! start) gets a leading `'`, the usual guard against CSV injection.
 
+use super::operations::parameters;
 use super::{JobRow, PlanReport, Report, ReportError, UtcTime};
+use crate::domain::Operation;
 use crate::queue::JobState;
 
-pub(crate) const BATCH_COLUMNS: [&str; 38] = [
+pub(crate) const BATCH_COLUMNS: [&str; 43] = [
     "job_id",
     "input_line",
     "vm_name",
@@ -46,6 +49,11 @@ pub(crate) const BATCH_COLUMNS: [&str; 38] = [
     "sync_total_bytes",
     "replication_error",
     "replication_seen_at",
+    "operation",
+    "acts_on_batch",
+    "acts_on_job",
+    "operation_parameters",
+    "operations_since",
 ];
 
 pub(crate) const PLAN_COLUMNS: [&str; 14] = [
@@ -98,17 +106,40 @@ pub(super) fn batch(report: &Report) -> Result<String, ReportError> {
             opt_text(&j.change_ticket),
             opt_text(&j.notes),
         ];
-        w.write_record(record.into_iter().chain(protection(j)))?;
+        w.write_record(
+            record
+                .into_iter()
+                .chain(protection(report, j))
+                .chain(operation(report, j)),
+        )?;
     }
     finish(w)
 }
 
-/// The protection columns of a row: empty for a job not configured; a configured job nothing
-/// has followed yet is `not_followed`.
-fn protection(j: &JobRow) -> [String; 11] {
+/// The day-2 operation columns of a row: the batch's operation, for an operation batch's job
+/// the configure batch and job it acts on and its parameters (`rpo=15; …`), for a configure
+/// job what was done to its replication since (`2 pause succeeded; 4 unconfigure skipped`).
+fn operation(report: &Report, j: &JobRow) -> [String; 5] {
+    let since: Vec<String> = j
+        .operations_since
+        .iter()
+        .map(|o| format!("{} {} {}", o.batch_id, o.operation, o.state))
+        .collect();
+    [
+        report.batch.operation.to_string(),
+        opt(report.batch.acts_on.as_ref().map(|a| a.id)),
+        opt(j.acts_on_job),
+        text(&j.operation.as_ref().map(parameters).unwrap_or_default()),
+        since.join("; "),
+    ]
+}
+
+/// The protection columns of a row: empty for a job not configured (every job of an operation
+/// batch); a configured job nothing has followed yet is `not_followed`.
+fn protection(report: &Report, j: &JobRow) -> [String; 11] {
     let Some(p) = &j.protection else {
         let mut cells: [String; 11] = Default::default();
-        if j.state == JobState::Succeeded {
+        if report.batch.operation == Operation::Configure && j.state == JobState::Succeeded {
             cells[0] = "not_followed".into();
         }
         return cells;

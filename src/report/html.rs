@@ -13,8 +13,11 @@ use std::collections::HashMap;
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::audit;
+use super::audit::{self, moref};
+use super::operations::{describe, state_word};
+use super::settings;
 use super::{bytes, span, JobProtection, JobRow, PlanReport, Report, TimelineEntry, UtcTime};
+use crate::domain::Operation;
 use crate::queue::{JobState, Readiness};
 use crate::workflow::PlanAction;
 
@@ -46,9 +49,12 @@ table.kv th { width: 12em; background: none; color: var(--muted); font-weight: n
 .scroll { overflow-x: auto; }
 table.jobs { font-size: 12px; }
 table.jobs .nw { white-space: nowrap; }
+table.jobs .since { display: inline-block; white-space: normal; max-width: 11em; }
 table.jobs .vm { min-width: 8em; max-width: 16em; overflow-wrap: anywhere; }
 table.jobs .disks { min-width: 9em; }
 table.jobs .id { font-size: inherit; }
+table.jobs .ids { min-width: 9em; max-width: 15em; overflow-wrap: anywhere; }
+table.jobs .where { min-width: 8em; max-width: 13em; overflow-wrap: anywhere; }
 table.jobs .text { min-width: 12em; overflow-wrap: anywhere; }
 .tables { display: flex; flex-wrap: wrap; gap: 32px; align-items: flex-start; }
 code, pre, .id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
@@ -61,6 +67,7 @@ pre { background: var(--bg-soft); padding: 10px; border-radius: 6px; overflow-x:
 .state { display: inline-block; padding: 0 6px; border-radius: 9px; color: #fff; font-size: 11px; font-weight: 600; white-space: nowrap; }
 .cause { border: 1px solid var(--line); border-left: 6px solid #c62828; border-radius: 6px; padding: 4px 14px 10px; margin: 10px 0; }
 .cause p { margin: 4px 0; }
+.cause.skip { border-left-color: #607d8b; }
 .legend span { display: inline-block; margin-right: 14px; font-size: 12px; }
 .legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px; border-radius: 2px; }
 .legend i.line { height: 3px; width: 14px; vertical-align: middle; }
@@ -88,27 +95,52 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 
 pub(super) fn batch(r: &Report) -> String {
     let b = &r.batch;
-    let title = format!(
-        "Replication report: batch {} \u{201c}{}\u{201d}",
-        b.id, b.name
-    );
-    let settings = serde_json::to_string_pretty(&b.settings).unwrap_or_default();
+    let name = audit::title(b);
+    let title = format!("{name}: batch {} \u{201c}{}\u{201d}", b.id, b.name);
+    let configures = b.operation == Operation::Configure;
     let content = html! {
         header {
-            h1 { "Replication report " span.muted { "batch " (b.id) " " (quoted(&b.name)) } }
+            h1 { (name) " " span.muted { "batch " (b.id) " " (quoted(&b.name)) } }
             (banner(r))
         } "\n"
         section #audit {
             (audit_table(&audit::batch_rows(r, &Html)))
-            h3 { "Effective settings" } pre { (settings) }
+            (effective_settings(r))
         } "\n"
         (summary(r)) "\n"
-        (protection(r)) "\n"
+        @if configures { (protection(r)) "\n" }
         (failures(r)) "\n"
+        @if !configures { (skipped(r)) "\n" }
+        (operations_since(r))
         section #timeline { h2 { "Timeline" } (timeline(r)) } "\n"
-        (vm_table(r))
+        @if configures { (vm_table(r)) } @else { (operation_vm_table(r)) }
     };
     page(&title, content, r.generated_at)
+}
+
+/// What the import recorded, and each run: where it ran, how it ended, and what it used.
+fn effective_settings(r: &Report) -> Markup {
+    let imported = serde_json::to_string_pretty(&r.batch.settings).unwrap_or_default();
+    let runs = &r.runs.list;
+    html! {
+        h3 { "Effective settings" }
+        p.muted { "What the import recorded:" }
+        pre { (imported) }
+        @if runs.is_empty() {
+            p { "No run yet." }
+        } @else {
+            p.muted { "What each run used:" }
+            table.kv {
+                thead { tr { th {} @for i in 1..=runs.len() { th { "Run " (i) } } } }
+                tbody {
+                    @for (label, cells) in settings::run_rows(runs) {
+                        tr { th { (label) } @for c in cells { td { (c) } } }
+                    }
+                }
+            }
+            @if !settings::recorded(runs) { p.muted { (code_spans(settings::NOT_RECORDED)) } }
+        }
+    }
 }
 
 /// The headline under the title: where the batch stands, coloured by how it ended.
@@ -135,27 +167,41 @@ fn banner(r: &Report) -> Markup {
 fn summary(r: &Report) -> Markup {
     let s = &r.summary;
     let c = &s.counts;
+    let operation = r.batch.operation;
     let bars: Vec<(String, u64, &str)> = JobState::ALL
         .iter()
-        .map(|st| (st.to_string(), c[st], state_colour(*st)))
+        .map(|st| {
+            (
+                state_word(operation, *st).to_string(),
+                c[st],
+                state_colour(*st),
+            )
+        })
         .collect();
-    let cards = [
-        (
-            format!("{:.1}%", s.percent[&JobState::Succeeded]),
-            "succeeded",
-        ),
-        (bytes(s.replicated_capacity_bytes), "replicated capacity"),
+    let mut cards = vec![(
+        format!("{:.1}%", s.percent[&JobState::Succeeded]),
+        state_word(operation, JobState::Succeeded),
+    )];
+    // An operation batch replicates nothing of its own.
+    if operation == Operation::Configure {
+        cards.push((bytes(s.replicated_capacity_bytes), "replicated capacity"));
+    }
+    cards.extend([
         (s.api_total.calls.to_string(), "API calls"),
         (s.api_total.throttled.to_string(), "throttled (429)"),
         (s.api_total.server_errors.to_string(), "server errors (5xx)"),
         (s.api_total.retries.to_string(), "request retries"),
         (s.job_retries.to_string(), "job retries"),
         (s.relogins.to_string(), "re-logins"),
-    ];
+    ]);
     html! {
         section #summary {
             h2 { "Summary" }
-            p class={ "ready " (ready_tone(r)) } { (PreEscaped(audit::readiness(r, &Html))) }
+            @if operation == Operation::Configure {
+                p class={ "ready " (ready_tone(r)) } { (PreEscaped(audit::readiness(r, &Html))) }
+            } @else {
+                p class={ "ready " (outcome_tone(r)) } { (audit::outcome(r)) }
+            }
             div.row {
                 (bar_chart(&bars, s.total, &format!("Jobs per state, {} in all", s.total)))
                 div.cards { @for (value, label) in &cards { div.card { b { (value) } span { (label) } } } }
@@ -167,7 +213,7 @@ fn summary(r: &Report) -> Markup {
                         thead { tr { th { "State" } th.n { "Jobs" } th.n { "Share" } } }
                         tbody {
                             @for st in JobState::ALL {
-                                tr { td { (badge(st)) } td.n { (c[&st]) } td.n { (format!("{:.1}%", s.percent[&st])) } }
+                                tr { td { (badge_of(operation, st)) } td.n { (c[&st]) } td.n { (format!("{:.1}%", s.percent[&st])) } }
                             }
                             tr { th { "total" } th.n { (s.total) } th.n { "100.0%" } }
                         }
@@ -176,6 +222,19 @@ fn summary(r: &Report) -> Markup {
                 div { h3 { "API calls" } (api_calls(r)) }
             }
         }
+    }
+}
+
+/// The colour of an operation batch's sentence: red when a job failed, green when every job
+/// did what was asked, amber otherwise (skipped, cancelled or not done yet).
+fn outcome_tone(r: &Report) -> &'static str {
+    let c = &r.summary.counts;
+    if c[&JobState::Failed] > 0 {
+        "bad"
+    } else if c[&JobState::Succeeded] == r.summary.total {
+        "ok"
+    } else {
+        "warn"
     }
 }
 
@@ -453,6 +512,65 @@ fn failures(r: &Report) -> Markup {
     }
 }
 
+/// An operation batch's skipped jobs by reason: what it left alone, and why.
+fn skipped(r: &Report) -> Markup {
+    html! {
+        section #skipped {
+            h2 { "Skipped" }
+            @if r.skipped.is_empty() {
+                p { "No job was skipped." }
+            } @else {
+                p.muted { "Left alone, each for the reason given." }
+            }
+            @for g in &r.skipped {
+                div.cause.skip {
+                    h3 { (g.count) " \u{00d7} " (g.cause) }
+                    p { span.muted { "Example:" } " " (g.example) }
+                    p { span.muted { "VMs:" } " " (list(&g.vms)) }
+                }
+            }
+        }
+    }
+}
+
+/// The operation batches applied to a configure batch since, with their jobs per state.
+fn operations_since(r: &Report) -> Markup {
+    if r.operations_since.is_empty() {
+        return html! {};
+    }
+    html! {
+        section #operations {
+            h2 { "Operations since" }
+            p.muted {
+                "Day-2 operations on this batch's replications since it was configured, oldest \
+                 first; each has a report of its own."
+            }
+            table style="width:auto" {
+                thead {
+                    tr { th { "Batch" } th { "Operation" } th { "Created" } th { "Operator" } th { "Jobs" } th { "Report" } }
+                }
+                tbody {
+                    @for o in &r.operations_since {
+                        tr {
+                            td { (o.batch.id) " " (quoted(&o.batch.name)) }
+                            td { (audit::specs(&o.operation_specs)) }
+                            td.nw { (o.batch.created_at) }
+                            td { (o.batch.operator) }
+                            td {
+                                @for (st, n) in o.counts.iter().filter(|(_, n)| **n > 0) {
+                                    (badge_of(o.batch.operation, *st)) " " (n) " "
+                                }
+                            }
+                            td { code { "vrbulk report --batch " (o.batch.id) } }
+                        }
+                    }
+                }
+            }
+            @if let Some(gone) = audit::unconfigured_since(r, &Html) { p { (PreEscaped(gone)) } }
+        } "\n"
+    }
+}
+
 /// One row per VM, in import order.
 fn vm_table(r: &Report) -> Markup {
     html! {
@@ -476,10 +594,13 @@ fn vm_table(r: &Report) -> Markup {
                         @for j in &r.jobs {
                             tr {
                                 td.vm { b { (vm_name(&j.vm_name)) } br; (short_id(j.vm_id.as_deref())) }
-                                td.nw { (badge(j.state)) br; span.muted { (attempts(j.attempts)) } }
+                                td.nw {
+                                    (badge(j.state)) br; span.muted { (attempts(j.attempts)) }
+                                    @if !j.operations_since.is_empty() { br; span.muted.since { "since: " (audit::since(j)) } }
+                                }
                                 td.text { (opt(&j.reason)) }
-                                td.id.nw { (opt(&j.replication_id)) br; (opt(&j.task_id)) }
-                                td.nw { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
+                                td.id.ids { (opt(&j.replication_id)) br; (opt(&j.task_id)) }
+                                td.where { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
                                 td.nw {
                                     (j.rpo_minutes) (PreEscaped("&nbsp;")) "min" br;
                                     span.muted { "MPIT " (super::md::mpit(j.mpit_instances, j.mpit_days)) }
@@ -490,6 +611,53 @@ fn vm_table(r: &Report) -> Markup {
                                     span.muted { (j.duration_ms.map(span).unwrap_or_default()) }
                                 }
                                 td.text { (opt(&j.change_ticket)) @if let Some(n) = &j.notes { br; span.muted { (n) } } }
+                            } "\n"
+                        }
+                    }
+                }
+            }
+        } "\n"
+    }
+}
+
+/// One row per VM of an operation batch: what happened to its replication, and the configure
+/// job it came from.
+fn operation_vm_table(r: &Report) -> Markup {
+    let operation = r.batch.operation;
+    // Each job's operation only when they differ (a reconfigure from a file); else the audit
+    // says it once.
+    let per_job = r.batch.operation_specs.len() > 1;
+    html! {
+        section #vms {
+            h2 { "Virtual machines" }
+            p.muted {
+                "Times in UTC. Each job acts on the replication a job of batch "
+                (r.batch.acts_on.as_ref().map_or(0, |a| a.id)) " configured."
+            }
+            div.scroll {
+                table.jobs {
+                    thead {
+                        tr {
+                            th { "VM" } th { "State / attempts" } th.text { "Reason" }
+                            th { "Configure job" } th { "Replication / task" }
+                            @if per_job { th.text { "Operation" } }
+                            th { "Started / finished / duration" }
+                        }
+                    }
+                    tbody {
+                        "\n"
+                        @for j in &r.jobs {
+                            tr {
+                                td.vm { b { (vm_name(&j.vm_name)) } br; (short_id(j.vm_id.as_deref())) }
+                                td.nw { (badge_of(operation, j.state)) br; span.muted { (attempts(j.attempts)) } }
+                                td.text { (opt(&j.reason)) }
+                                td.n { (j.acts_on_job.map(|id| id.to_string()).unwrap_or_default()) }
+                                td.id.ids { (opt(&j.replication_id)) br; (opt(&j.task_id)) }
+                                @if per_job { td.text { (j.operation.as_ref().map(describe).unwrap_or_default()) } }
+                                td.nw {
+                                    (table_time(j.started_at)) br; (table_time(j.finished_at)) br;
+                                    span.muted { (j.duration_ms.map(span).unwrap_or_default()) }
+                                }
                             } "\n"
                         }
                     }
@@ -545,7 +713,7 @@ fn plan_vm_table(p: &PlanReport) -> Markup {
                                 td.vm { b { (vm_name(&j.vm_name)) } br; (short_id(j.vm_id.as_deref())) }
                                 td { span.state style={ "background:" (action_colour(j.action)) } { (j.action.as_str()) } }
                                 td.text { (opt(&j.reason)) }
-                                td.nw { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
+                                td.where { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
                                 td.nw { (j.replication_server.as_deref().unwrap_or("auto")) }
                                 td.disks { (j.disks) (excluded(&j.excluded_disks)) }
                                 td.n.nw { (bytes(j.capacity_bytes)) }
@@ -596,11 +764,13 @@ fn audit_table(rows: &[audit::Row]) -> Markup {
 
 /// Horizontal bars, one per `(label, value, colour)`, scaled to the largest value.
 fn bar_chart(bars: &[(String, u64, &str)], total: u64, title: &str) -> Markup {
-    const LABEL: f64 = 90.0;
     const WIDTH: f64 = 300.0;
     const ROW: f64 = 26.0;
+    // Room for the longest label at 13 px (`unconfigured` did not fit in 90).
+    let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(0);
+    let left = (longest as f64 * 7.5 + 12.0).max(90.0).round();
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
-    let width = LABEL + WIDTH + 110.0;
+    let width = left + WIDTH + 110.0;
     let height = ROW * bars.len() as f64 + 8.0;
     html! {
         svg width=(width) height=(height) viewBox={ "0 0 " (width) " " (height) } role="img" aria-label=(title) {
@@ -609,12 +779,12 @@ fn bar_chart(bars: &[(String, u64, &str)], total: u64, title: &str) -> Markup {
                 @let y = 4.0 + ROW * i as f64;
                 @let w = if *value == 0 { 0.0 } else { (*value as f64 / max * WIDTH).max(2.0) };
                 @let share = if total == 0 { 0.0 } else { *value as f64 * 100.0 / total as f64 };
-                text x=(LABEL - 8.0) y=(y + 14.0) text-anchor="end" font-size="13" fill="#1d232a" { (label) }
-                rect x=(LABEL) y=(y) width=(WIDTH) height="18" fill="#eef1f4" rx="3" {}
-                rect x=(LABEL) y=(y) width=(format!("{w:.1}")) height="18" fill=(colour) rx="3" {
+                text x=(left - 8.0) y=(y + 14.0) text-anchor="end" font-size="13" fill="#1d232a" { (label) }
+                rect x=(left) y=(y) width=(WIDTH) height="18" fill="#eef1f4" rx="3" {}
+                rect x=(left) y=(y) width=(format!("{w:.1}")) height="18" fill=(colour) rx="3" {
                     title { (label) ": " (value) }
                 }
-                text x=(LABEL + WIDTH + 8.0) y=(y + 14.0) font-size="13" fill="#1d232a" {
+                text x=(left + WIDTH + 8.0) y=(y + 14.0) font-size="13" fill="#1d232a" {
                     (value) " (" (format!("{share:.1}")) "%)"
                 }
             }
@@ -687,9 +857,9 @@ fn timeline(r: &Report) -> Markup {
                  then coloured by readiness; a tick marks each change of its status."
             }
         }
-        (timeline_legend(!lanes.is_empty()))
+        (timeline_legend(r.batch.operation, !lanes.is_empty()))
         @if bars {
-            (bar_per_job(&started, &scale, now, &lanes))
+            (bar_per_job(&started, &scale, r, &lanes))
         } @else {
             (finishes_per_slice(&started, &scale))
         }
@@ -697,11 +867,11 @@ fn timeline(r: &Report) -> Markup {
 }
 
 /// The colours of the job states, and of the replications' lanes when there are any.
-fn timeline_legend(lanes: bool) -> Markup {
+fn timeline_legend(operation: Operation, lanes: bool) -> Markup {
     html! {
         p.legend {
             @for s in JobState::ALL {
-                span { i style={ "background:" (state_colour(s)) } {} (s) }
+                span { i style={ "background:" (state_colour(s)) } {} (state_word(operation, s)) }
             }
             @if lanes {
                 span { i.line style={ "background:" (NOT_FOLLOWED) } {} "replication, before its current status" }
@@ -714,13 +884,14 @@ fn timeline_legend(lanes: bool) -> Markup {
 }
 
 /// The timeline of a few jobs: one bar each, from its first claim to its final event (to
-/// `now`, paler, while it runs), then its replication's lane when it has one.
+/// the report's `now`, paler, while it runs), then its replication's lane when it has one.
 fn bar_per_job(
     jobs: &[&TimelineEntry],
     scale: &TimeScale,
-    now: UtcTime,
+    r: &Report,
     lanes: &HashMap<i64, &JobProtection>,
 ) -> Markup {
+    let now = r.generated_at;
     const ROW: f64 = 16.0;
     let height = 30.0 + ROW * jobs.len() as f64;
     html! {
@@ -739,7 +910,7 @@ fn bar_per_job(
                 rect x=(format!("{x0:.1}")) y=(y) width=(format!("{w:.1}")) height="11" rx="2"
                     fill=(state_colour(t.state)) fill-opacity=[t.ended_at.is_none().then_some("0.55")] {
                     title {
-                        (t.vm_name) ": " (t.state) ", " (UtcTime(start)) " \u{2192} "
+                        (t.vm_name) ": " (state_word(r.batch.operation, t.state)) ", " (UtcTime(start)) " \u{2192} "
                         @match t.ended_at { Some(e) => (e), None => "not finished" }
                     }
                 }
@@ -943,7 +1114,12 @@ fn action_colour(a: PlanAction) -> &'static str {
 }
 
 fn badge(s: JobState) -> Markup {
-    html! { span.state style={ "background:" (state_colour(s)) } { (s) } }
+    badge_of(Operation::Configure, s)
+}
+
+/// A job state's badge in the words of the batch's operation.
+fn badge_of(operation: Operation, s: JobState) -> Markup {
+    html! { span.state style={ "background:" (state_colour(s)) } { (state_word(operation, s)) } }
 }
 
 /// HTML's marks for the text the renderers share, each made by `maud` and so escaped.
@@ -1022,19 +1198,6 @@ fn excluded(disks: &[String]) -> Markup {
 fn table_time(t: Option<UtcTime>) -> String {
     t.map(|t| t.to_string().trim_end_matches(" UTC").to_string())
         .unwrap_or_default()
-}
-
-/// The managed object reference of an API id: `vm-38` of `VirtualMachine:vm-38:<vc-uuid>`.
-fn moref(id: &str) -> Option<&str> {
-    let mut parts = id.split(':');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(kind), Some(moref), Some(_), None)
-            if kind == "VirtualMachine" && !moref.is_empty() =>
-        {
-            Some(moref)
-        }
-        _ => None,
-    }
 }
 
 /// A VM id shows as its moref, the full id in its tooltip; any other shape shows whole.

@@ -1,11 +1,17 @@
 //! Markdown: GitHub-flavoured tables, readable as plain text too, for a change ticket or a
-//! pull request. The VM table is already wide, so each VM's protection gets a table of its own. Every piece of text from the database goes through [`cell`], so a `|` in a
-//! reason cannot break a table and a `<tag>` in a note cannot become HTML.
+//! pull request, and narrow enough for a terminal: the VM table keeps the columns an operator
+//! scans (VM, state, replication, where, why) and leaves the rest to a details table; each VM's
+//! protection and the times of each job have tables of their own. Every piece of text from the
+//! database goes through [`cell`], so a `|` in a reason cannot break a table and a `<tag>` in a
+//! note cannot become HTML.
 
 use std::fmt::Write as _;
 
 use super::audit::{self, Markup};
+use super::operations::{describe, state_word};
+use super::settings;
 use super::{bytes, span, JobProtection, PlanReport, Report, UtcTime};
+use crate::domain::Operation;
 use crate::queue::{JobState, Readiness};
 use crate::workflow::PlanAction;
 
@@ -14,7 +20,8 @@ pub(super) fn batch(r: &Report) -> String {
     let b = &r.batch;
     let _ = writeln!(
         out,
-        "# Replication report: batch {} {}\n",
+        "# {}: batch {} {}\n",
+        audit::title(b),
         b.id,
         Markdown.quoted(&b.name)
     );
@@ -31,55 +38,123 @@ pub(super) fn batch(r: &Report) -> String {
 
     out.push_str("## Audit\n\n");
     audit_table(&mut out, &audit::batch_rows(r, &Markdown));
-    let settings = serde_json::to_string_pretty(&b.settings).unwrap_or_default();
-    let _ = writeln!(out, "\nEffective settings:\n\n```json\n{settings}\n```\n");
-
-    let _ = writeln!(out, "## Summary\n\n{}\n", audit::readiness(r, &Markdown));
-    out.push_str("| State | Jobs | Share |\n|---|---:|---:|\n");
-    for (state, n) in &r.summary.counts {
-        let _ = writeln!(out, "| {state} | {n} | {:.1}% |", r.summary.percent[state]);
+    effective_settings(&mut out, r);
+    summary(&mut out, r);
+    if b.operation == Operation::Configure {
+        protection(&mut out, r);
     }
-    let _ = writeln!(out, "| **total** | **{}** | 100.0% |\n", r.summary.total);
-    let s = &r.summary;
+    failures(&mut out, r);
+    if b.operation != Operation::Configure {
+        skipped(&mut out, r);
+    }
+    operations_since(&mut out, r);
+    if b.operation == Operation::Configure {
+        vm_tables(&mut out, r);
+    } else {
+        operation_vm_tables(&mut out, r);
+    }
+    timeline(&mut out, r);
+    out
+}
+
+/// What the import recorded, and each run: where it ran, how it ended, and what it used.
+fn effective_settings(out: &mut String, r: &Report) {
+    let settings = serde_json::to_string_pretty(&r.batch.settings).unwrap_or_default();
     let _ = writeln!(
         out,
-        "Replicated capacity: **{}** ({} bytes) on {} succeeded VMs. Job retries: {}. \
-         Re-logins: {}.\n",
-        bytes(s.replicated_capacity_bytes),
-        s.replicated_capacity_bytes,
-        s.counts[&JobState::Succeeded],
-        s.job_retries,
-        s.relogins
+        "\n### Effective settings\n\nWhat the import recorded:\n\n```json\n{settings}\n```\n"
     );
+    let runs = &r.runs.list;
+    if runs.is_empty() {
+        out.push_str("No run yet.\n\n");
+        return;
+    }
+    out.push_str("What each run used:\n\n|");
+    for i in 1..=runs.len() {
+        let _ = write!(out, " | Run {i}");
+    }
+    out.push_str(" |\n|---|");
+    out.push_str(&"---|".repeat(runs.len()));
+    out.push('\n');
+    for (label, cells) in settings::run_rows(runs) {
+        let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+    }
+    out.push('\n');
+    if !settings::recorded(runs) {
+        let _ = writeln!(out, "{}\n", settings::NOT_RECORDED);
+    }
+}
+
+/// The readiness (or, for an operation batch, what it did), the jobs per state, and what the
+/// API calls cost.
+fn summary(out: &mut String, r: &Report) {
+    let s = &r.summary;
+    let operation = r.batch.operation;
+    let sentence = if operation == Operation::Configure {
+        audit::readiness(r, &Markdown)
+    } else {
+        audit::outcome(r)
+    };
+    let _ = writeln!(out, "## Summary\n\n{sentence}\n");
+    out.push_str("| State | Jobs | Share |\n|---|---:|---:|\n");
+    for (state, n) in &s.counts {
+        let _ = writeln!(
+            out,
+            "| {} | {n} | {:.1}% |",
+            state_word(operation, *state),
+            s.percent[state]
+        );
+    }
+    let _ = writeln!(out, "| **total** | **{}** | 100.0% |\n", s.total);
+    if operation == Operation::Configure {
+        let _ = write!(
+            out,
+            "Replicated capacity: **{}** ({} bytes) on {} succeeded VMs. ",
+            bytes(s.replicated_capacity_bytes),
+            s.replicated_capacity_bytes,
+            s.counts[&JobState::Succeeded],
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Job retries: {}. Re-logins: {}.\n",
+        s.job_retries, s.relogins
+    );
+    api_calls(out, r);
+}
+
+fn api_calls(out: &mut String, r: &Report) {
+    let s = &r.summary;
     out.push_str("### API calls\n\n");
     if s.api_calls.is_empty() {
         out.push_str("No API calls recorded.\n\n");
-    } else {
-        out.push_str(
-            "| Operation | Calls | Throttled (429) | Server errors (5xx) | Retries |\n\
-             |---|---:|---:|---:|---:|\n",
-        );
-        for c in &s.api_calls {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                cell(&c.operation),
-                c.calls,
-                c.throttled,
-                c.server_errors,
-                c.retries
-            );
-        }
-        let t = &s.api_total;
+        return;
+    }
+    out.push_str(
+        "| Operation | Calls | Throttled (429) | Server errors (5xx) | Retries |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for c in &s.api_calls {
         let _ = writeln!(
             out,
-            "| **total** | **{}** | **{}** | **{}** | **{}** |\n",
-            t.calls, t.throttled, t.server_errors, t.retries
+            "| {} | {} | {} | {} | {} |",
+            cell(&c.operation),
+            c.calls,
+            c.throttled,
+            c.server_errors,
+            c.retries
         );
     }
+    let t = &s.api_total;
+    let _ = writeln!(
+        out,
+        "| **total** | **{}** | **{}** | **{}** | **{}** |\n",
+        t.calls, t.throttled, t.server_errors, t.retries
+    );
+}
 
-    protection(&mut out, r);
-
+fn failures(out: &mut String, r: &Report) {
     out.push_str("## Failures by cause\n\n");
     if r.failures.is_empty() {
         out.push_str("No job failed.\n\n");
@@ -99,39 +174,161 @@ pub(super) fn batch(r: &Report) -> String {
             list(&g.vms)
         );
     }
+}
 
+/// An operation batch's skipped jobs by reason: what it left alone, and why.
+fn skipped(out: &mut String, r: &Report) {
+    out.push_str("## Skipped\n\n");
+    if r.skipped.is_empty() {
+        out.push_str("No job was skipped.\n\n");
+        return;
+    }
+    out.push_str("Left alone, each for the reason given.\n\n");
+    for g in &r.skipped {
+        let _ = writeln!(
+            out,
+            "### {} × {}\n\n- Example: {}\n- VMs: {}\n",
+            g.count,
+            cell(&g.cause),
+            cell(&g.example),
+            list(&g.vms)
+        );
+    }
+}
+
+/// The operation batches applied to a configure batch since, with their jobs per state.
+fn operations_since(out: &mut String, r: &Report) {
+    if r.operations_since.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Operations since\n\nDay-2 operations on this batch's replications since it was \
+         configured, oldest first; each has a report of its own.\n\n\
+         | Batch | Operation | Created | Operator | Jobs | Report |\n|---|---|---|---|---|---|\n",
+    );
+    for o in &r.operations_since {
+        let b = &o.batch;
+        let _ = writeln!(
+            out,
+            "| {} {} | {} | {} | {} | {} | {} |",
+            b.id,
+            Markdown.quoted(&b.name),
+            cell(&audit::specs(&o.operation_specs)),
+            b.created_at,
+            cell(&b.operator),
+            audit::state_counts(b.operation, &o.counts),
+            code(&format!("vrbulk report --batch {}", b.id))
+        );
+    }
+    out.push('\n');
+    if let Some(gone) = audit::unconfigured_since(r, &Markdown) {
+        let _ = writeln!(out, "{gone}\n");
+    }
+}
+
+/// A configure batch's VMs: one narrow table to scan (a VM named by its id shows as its moref
+/// there), one with the details; times in the timeline.
+fn vm_tables(out: &mut String, r: &Report) {
     out.push_str(
         "## Virtual machines\n\n\
-         | VM | VM id | State | Reason | Replication | Task | Datastore | Policy | RPO | MPIT | \
-         Disks replicated | Disks excluded | Attempts | Started | Finished | Duration | \
-         Change ticket | Notes |\n\
-         |---|---|---|---|---|---|---|---|---:|---|---|---|---:|---|---|---:|---|---|\n",
+         | VM | State | Replication | Datastore | RPO | Reason |\n\
+         |---|---|---|---|---:|---|\n",
     );
     for j in &r.jobs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} min | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} min | {} |",
+            cell(audit::short_name(&j.vm_name)),
+            j.state,
+            opt(&j.replication_id),
+            cell(&j.target_datastore),
+            j.rpo_minutes,
+            opt(&j.reason),
+        );
+    }
+    // What was done to each replication since, only when something was.
+    let since = !r.operations_since.is_empty();
+    out.push_str(
+        "\n### Details\n\n\
+         | VM | VM id | Task | Policy | MPIT | Disks replicated | Disks excluded | Attempts | \
+         Duration | Change ticket | Notes |",
+    );
+    out.push_str(if since { " Since |\n" } else { "\n" });
+    out.push_str("|---|---|---|---|---|---|---|---:|---:|---|---|");
+    out.push_str(if since { "---|\n" } else { "\n" });
+    for j in &r.jobs {
+        let _ = write!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&j.vm_name),
             opt(&j.vm_id),
-            j.state,
-            opt(&j.reason),
-            opt(&j.replication_id),
             opt(&j.task_id),
-            cell(&j.target_datastore),
-            j.storage_policy.as_deref().map_or("(datastore default)".into(), cell),
-            j.rpo_minutes,
+            j.storage_policy
+                .as_deref()
+                .map_or("(datastore default)".into(), cell),
             mpit(j.mpit_instances, j.mpit_days),
             list(&j.disks_replicated),
             list(&j.disks_excluded),
             j.attempts,
-            time(j.started_at),
-            time(j.finished_at),
             j.duration_ms.map(span).unwrap_or_default(),
             opt(&j.change_ticket),
             opt(&j.notes),
         );
+        if since {
+            let _ = write!(out, " {} |", cell(&audit::since(j)));
+        }
+        out.push('\n');
     }
+}
 
+/// An operation batch's VMs: what happened to each one's replication, and the configure job
+/// it came from; the details after.
+fn operation_vm_tables(out: &mut String, r: &Report) {
+    let operation = r.batch.operation;
+    let _ = writeln!(
+        out,
+        "## Virtual machines\n\nEach job acts on the replication a job of batch {} configured.\n\n\
+         | VM | State | Configure job | Replication | Reason |\n|---|---|---:|---|---|",
+        r.batch.acts_on.as_ref().map_or(0, |a| a.id)
+    );
+    for j in &r.jobs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            cell(audit::short_name(&j.vm_name)),
+            state_word(operation, j.state),
+            j.acts_on_job.map(|id| id.to_string()).unwrap_or_default(),
+            opt(&j.replication_id),
+            opt(&j.reason),
+        );
+    }
+    // Each job's operation only when they differ (a reconfigure from a file); else the audit
+    // says it once.
+    let per_job = r.batch.operation_specs.len() > 1;
+    out.push_str("\n### Details\n\n| VM | VM id | Task | Attempts | Duration |");
+    out.push_str(if per_job { " Operation |\n" } else { "\n" });
+    out.push_str("|---|---|---|---:|---:|");
+    out.push_str(if per_job { "---|\n" } else { "\n" });
+    for j in &r.jobs {
+        let _ = write!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            cell(&j.vm_name),
+            opt(&j.vm_id),
+            opt(&j.task_id),
+            j.attempts,
+            j.duration_ms.map(span).unwrap_or_default(),
+        );
+        if per_job {
+            let what = j.operation.as_ref().map(describe).unwrap_or_default();
+            let _ = write!(out, " {} |", cell(&what));
+        }
+        out.push('\n');
+    }
+}
+
+/// When each job started and ended, from the event log.
+fn timeline(out: &mut String, r: &Report) {
     out.push_str(
         "\n## Timeline\n\nFirst claim and final event of each job, from the event log, \
          earliest first.\n\n| Started | Ended | VM | State | Claims |\n|---|---|---|---|---:|\n",
@@ -145,11 +342,10 @@ pub(super) fn batch(r: &Report) -> String {
             time(t.started_at),
             time(t.ended_at),
             cell(&t.vm_name),
-            t.state,
+            state_word(r.batch.operation, t.state),
             t.claims
         );
     }
-    out
 }
 
 pub(super) fn plan(p: &PlanReport) -> String {

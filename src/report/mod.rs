@@ -6,7 +6,9 @@
 //! the configured VMs: configured is not protected) into one serializable
 //! model; the renderers (`md`, `html`, `csv`, `json`, one file each) only format that model.
 //! `vrbulk plan` writes its dry run through the same renderers as a [`PlanReport`]. Failures are
-//! grouped by cause with a suggested next step in `causes`.
+//! grouped by cause with a suggested next step in `causes`. A day-2 operation batch's report
+//! names the configure batch it acted on, and a configure batch's report lists the operations
+//! applied to it since (`operations`); what each run used is in `settings`.
 //!
 //! Times are Unix milliseconds in the model ([`UtcTime`]); they render as
 //! `YYYY-MM-DD HH:MM:SS UTC` for people and as RFC 3339 in JSON. The caller passes `now`, so a
@@ -19,9 +21,12 @@ mod html;
 mod json;
 mod md;
 mod model;
+mod operations;
 mod plan;
+mod settings;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
@@ -33,9 +38,13 @@ pub use causes::{classify, normalize, CauseKind};
 pub use json::SCHEMA_VERSION;
 pub use model::{
     ApiCall, BatchHeader, FailureGroup, JobProtection, JobRow, Progress, ProtectionSummary,
-    ReplicationChange, Report, Runs, Site, Summary, TimelineEntry,
+    ReplicationChange, Report, Runs, Site, SkipGroup, Summary, TimelineEntry,
+};
+pub use operations::{
+    describe, done_word, state_word, BatchRef, JobOperation, OperationSince, OperationSpecCount,
 };
 pub use plan::{PlanCounts, PlanReport};
+pub use settings::{RunEntry, UsedSettings};
 
 #[derive(Debug, Error)]
 pub enum ReportError {
@@ -85,6 +94,61 @@ impl fmt::Display for Format {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("unknown report format `{0}`: use md, html, csv or json")]
 pub struct UnknownFormat(pub String);
+
+/// Why a report cannot be written to the file asked for. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OutputRefused {
+    #[error(
+        "cannot write a report to {path}: vrbulk writes md, html, csv or json, not `.{extension}`; \
+         name the file .md, .html, .csv or .json, or say which with --format"
+    )]
+    UnknownExtension { path: PathBuf, extension: String },
+
+    #[error("{path} names a {named} file but --format is {asked}: say one or the other")]
+    Mismatch {
+        path: PathBuf,
+        named: Format,
+        asked: Format,
+    },
+}
+
+impl Format {
+    /// The format a file's extension names (`md`, `markdown`, `html`, `htm`, `csv`, `json`, in
+    /// any case).
+    pub fn from_extension(extension: &str) -> Option<Format> {
+        match extension.to_ascii_lowercase().as_str() {
+            "htm" => Some(Format::Html),
+            other => other.parse().ok(),
+        }
+    }
+
+    /// The format to write `output` in: the one `asked` (`--format`), else the one the file's
+    /// extension names, else Markdown. An extension that names no format is refused unless
+    /// `--format` says what to write (so `-o x.pdf` never gets Markdown in it), and so is one
+    /// that names another format than `--format`.
+    pub fn for_output(
+        asked: Option<Format>,
+        output: Option<&Path>,
+    ) -> Result<Format, OutputRefused> {
+        let Some((path, extension)) = output.and_then(|p| Some((p, p.extension()?))) else {
+            return Ok(asked.unwrap_or_default());
+        };
+        let extension = extension.to_string_lossy();
+        match (Format::from_extension(&extension), asked) {
+            (Some(named), Some(asked)) if named != asked => Err(OutputRefused::Mismatch {
+                path: path.to_path_buf(),
+                named,
+                asked,
+            }),
+            (Some(named), _) => Ok(named),
+            (None, Some(asked)) => Ok(asked),
+            (None, None) => Err(OutputRefused::UnknownExtension {
+                path: path.to_path_buf(),
+                extension: extension.into_owned(),
+            }),
+        }
+    }
+}
 
 impl FromStr for Format {
     type Err = UnknownFormat;
@@ -183,5 +247,35 @@ mod tests {
             assert_eq!(f.as_str().parse::<Format>(), Ok(f));
         }
         assert!("pdf".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn the_output_file_names_the_format_and_an_unknown_one_is_refused() {
+        fn at(p: &str) -> Option<&Path> {
+            Some(Path::new(p))
+        }
+        assert_eq!(Format::for_output(None, None), Ok(Format::Md));
+        assert_eq!(Format::for_output(None, at("wave-3")), Ok(Format::Md));
+        assert_eq!(Format::for_output(None, at("w.HTM")), Ok(Format::Html));
+        assert_eq!(Format::for_output(None, at("w.markdown")), Ok(Format::Md));
+        assert_eq!(
+            Format::for_output(Some(Format::Json), at("w.json")),
+            Ok(Format::Json)
+        );
+        assert_eq!(
+            Format::for_output(Some(Format::Md), at("notes.txt")),
+            Ok(Format::Md),
+            "--format says what goes into a file of any name"
+        );
+        let pdf = Format::for_output(None, at("x.pdf")).unwrap_err();
+        assert!(
+            pdf.to_string()
+                .contains("md, html, csv or json, not `.pdf`"),
+            "{pdf}"
+        );
+        assert!(matches!(
+            Format::for_output(Some(Format::Html), at("r.json")),
+            Err(OutputRefused::Mismatch { .. })
+        ));
     }
 }

@@ -1,15 +1,20 @@
 //! The report's model and [`Report::load`], which fills it from the queue alone: the batch row,
-//! the jobs with their checkpoints, the event log (timeline), what runs recorded (runs,
-//! API usage per operation, discovery per pairing), and what `run` and `watch` last saw of each
-//! configured job's replication (protection, by [`Readiness`]). Field names are the JSON
-//! schema's (`docs/report-schema.md`).
+//! the jobs with their checkpoints, the event log (timeline), what runs recorded (runs and their
+//! settings, API usage per operation, discovery per pairing), what `run` and `watch` last saw of
+//! each configured job's replication (protection, by [`Readiness`]), and the other side of a
+//! day-2 operation (`operations`). Field names are the JSON schema's (`docs/report-schema.md`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
 use super::causes::{self, CauseKind};
+use super::operations::{
+    operations_since, spec_counts, BatchRef, JobOperation, OperationSince, OperationSpecCount,
+};
+use super::settings::{redacted, RunEntry};
 use super::{ReportError, UtcTime};
+use crate::domain::{Operation, OperationSpec};
 use crate::queue::{
     Batch, BatchId, BatchRecord, DiscoveryRecord, Job, JobId, JobState, Protection, Queue,
     Readiness, ReadinessCounts, ReplicationEvent, RunRecord, Step,
@@ -29,10 +34,15 @@ pub struct Report {
     pub summary: Summary,
     /// Failed jobs grouped by cause, the largest group first.
     pub failures: Vec<FailureGroup>,
+    /// Skipped jobs grouped by reason, the largest group first.
+    pub skipped: Vec<SkipGroup>,
     /// One row per VM, in import order.
     pub jobs: Vec<JobRow>,
     /// When each job started and ended, from its events; in import order.
     pub timeline: Vec<TimelineEntry>,
+    /// For a configure batch: the day-2 operations applied to its replications since, oldest
+    /// first. Empty for an operation batch.
+    pub operations_since: Vec<OperationSince>,
 }
 
 /// The audit header: what was imported, by whom, where, with which settings.
@@ -50,16 +60,26 @@ pub struct BatchHeader {
     pub input_kind: String,
     pub input_path: Option<String>,
     pub input_sha256: Option<String>,
-    /// The effective settings of the import; the queue never holds secrets.
+    /// The effective settings of the import; the queue never holds secrets, and a key that
+    /// names one is redacted all the same.
     pub settings: serde_json::Value,
     /// Distinct change tickets of the batch's jobs, sorted.
     pub change_tickets: Vec<String>,
+    /// `configure` (an import), or the day-2 operation of an operation batch.
+    pub operation: Operation,
+    /// For an operation batch: the configure batch whose replications it acts on.
+    pub acts_on: Option<BatchRef>,
+    /// For an operation batch: what its jobs do, each distinct spec with how many jobs do it,
+    /// in job order. Empty for a configure batch.
+    pub operation_specs: Vec<OperationSpecCount>,
 }
 
 impl BatchHeader {
-    pub fn new<'a>(batch: &Batch, jobs: impl IntoIterator<Item = &'a Job>) -> BatchHeader {
+    /// The header of `batch` with its `jobs`; an operation batch's `acts_on` is for the caller
+    /// to fill, from the same read.
+    pub fn new(batch: &Batch, jobs: &[Job]) -> BatchHeader {
         let tickets: BTreeSet<&str> = jobs
-            .into_iter()
+            .iter()
             .filter_map(|j| j.spec.change_ticket.as_deref())
             .filter(|t| !t.trim().is_empty())
             .collect();
@@ -73,8 +93,11 @@ impl BatchHeader {
             input_kind: batch.input_kind.clone(),
             input_path: batch.input_path.clone(),
             input_sha256: batch.input_sha256.clone(),
-            settings: batch.settings.clone(),
+            settings: redacted(&batch.settings),
             change_tickets: tickets.into_iter().map(str::to_owned).collect(),
+            operation: batch.operation,
+            acts_on: None,
+            operation_specs: spec_counts(jobs.iter().filter_map(|j| j.operation.as_ref())),
         }
     }
 }
@@ -103,6 +126,9 @@ pub struct Runs {
     pub wall_time_ms: i64,
     /// Logins repeated after a session expired, over all runs.
     pub relogins: u64,
+    /// Each run, oldest first: where it ran, how it ended, and the settings it used when it
+    /// recorded them.
+    pub list: Vec<RunEntry>,
 }
 
 /// Where the batch stands: `in_progress` while any job is pending, running or retryable.
@@ -121,7 +147,8 @@ pub struct Summary {
     pub counts: BTreeMap<JobState, u64>,
     /// Share of the jobs per state, in percent with one decimal; every state is present.
     pub percent: BTreeMap<JobState, f64>,
-    /// Sum over succeeded jobs of their replicated disks' capacities, in bytes.
+    /// Sum over succeeded jobs of their replicated disks' capacities, in bytes; 0 for an
+    /// operation batch, which replicates nothing.
     pub replicated_capacity_bytes: i64,
     /// API calls per operation (the spec's operationId), sorted by operation.
     pub api_calls: Vec<ApiCall>,
@@ -130,7 +157,8 @@ pub struct Summary {
     pub relogins: u64,
     /// Attempts beyond the first, over all jobs.
     pub job_retries: u64,
-    /// Configured is not protected: where the configured VMs' replications stand.
+    /// Configured is not protected: where the configured VMs' replications stand (none for an
+    /// operation batch: its jobs configure nothing).
     pub protection: ProtectionSummary,
 }
 
@@ -195,6 +223,18 @@ pub struct FailureGroup {
     pub vms: Vec<String>,
 }
 
+/// Skipped jobs with one reason (an operation on a replication someone else re-created, a VM
+/// already replicated, …).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkipGroup {
+    /// The reason with ids and numbers taken out (`…`), as for failures.
+    pub cause: String,
+    /// The first reason of the group, in its own words.
+    pub example: String,
+    pub count: u64,
+    pub vms: Vec<String>,
+}
+
 /// One VM's job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobRow {
@@ -239,6 +279,13 @@ pub struct JobRow {
     pub notes: Option<String>,
     /// Its replication as last seen; `None` while not configured or not followed yet.
     pub protection: Option<JobProtection>,
+    /// For a job of an operation batch: the configure job whose replication it acts on, and
+    /// what it does to it.
+    pub acts_on_job: Option<JobId>,
+    pub operation: Option<OperationSpec>,
+    /// For a job of a configure batch: what the operation batches since did to its
+    /// replication, oldest first.
+    pub operations_since: Vec<JobOperation>,
 }
 
 /// One configured VM's replication, as `run` or `watch` last saw it.
@@ -306,109 +353,162 @@ impl Report {
     /// Reads batch `batch` from the queue into a report made at `now` (Unix ms). The queue reads
     /// its whole record in one transaction, so the numbers agree while a `vrbulk run` writes.
     pub fn load(queue: &Queue, batch: BatchId, now: i64) -> Result<Report, ReportError> {
-        let BatchRecord {
-            batch,
-            jobs,
-            counts,
-            api_usage: usage,
-            job_times,
-            runs,
-            discoveries,
-            protection,
-            replication_events,
-        } = queue.record(batch)?;
-        let last_event = job_times.values().map(|t| t.last_event_at).max();
-        let sites: Vec<Site> = discoveries.into_iter().map(site).collect();
-
-        let header = BatchHeader::new(&batch, &jobs);
-        let mut rows: Vec<JobRow> = jobs.iter().map(job_row).collect();
-        let mut changes = replication_changes(replication_events);
-        let timeline = jobs
-            .iter()
-            .map(|j| {
-                let times = job_times.get(&j.id);
-                TimelineEntry {
-                    job_id: j.id,
-                    vm_name: j.vm_label().to_string(),
-                    state: j.state,
-                    started_at: times.and_then(|t| t.first_claimed_at).map(UtcTime),
-                    ended_at: j
-                        .state
-                        .is_terminal()
-                        .then_some(UtcTime(times.map_or(0, |t| t.last_event_at))),
-                    claims: times.map_or(0, |t| t.claims),
-                    replication_events: changes.remove(&j.id).unwrap_or_default(),
-                }
-            })
-            .collect();
-
-        let total = jobs.len() as u64;
-        let done: u64 = counts
+        let record = queue.record(batch)?;
+        let last_event = record.job_times.values().map(|t| t.last_event_at).max();
+        let mut header = BatchHeader::new(&record.batch, &record.jobs);
+        header.acts_on = record.acts_on.as_ref().map(BatchRef::new);
+        let (operations_since, mut done_since) = operations_since(&record.operations);
+        let mut rows: Vec<JobRow> = record.jobs.iter().map(job_row).collect();
+        for row in &mut rows {
+            row.operations_since = done_since.remove(&row.job_id).unwrap_or_default();
+        }
+        let summary = summary(&record, &mut rows);
+        let total = summary.total;
+        let done: u64 = summary
+            .counts
             .iter()
             .filter(|(s, _)| s.is_terminal())
             .map(|(_, n)| n)
             .sum();
-        let percent = counts
-            .iter()
-            .map(|(s, n)| (*s, percent(*n, total)))
-            .collect();
-        let replicated_capacity_bytes = rows
-            .iter()
-            .filter(|r| r.state == JobState::Succeeded)
-            .map(|r| r.replicated_capacity_bytes)
-            .sum();
-        let (api_calls, api_total) = api_calls(usage);
-        let runs = runs_of(&runs, last_event);
-        let job_retries = jobs
-            .iter()
-            .map(|j| u64::from(j.attempt.saturating_sub(1)))
-            .sum();
-        let succeeded = jobs
-            .iter()
-            .filter(|j| j.state == JobState::Succeeded)
-            .map(|j| j.id);
-        let protection_summary =
-            protection_summary(&ReadinessCounts::tally(succeeded, &protection), &protection);
-        let mut records: HashMap<JobId, Protection> =
-            protection.into_iter().map(|p| (p.job, p)).collect();
-        for row in &mut rows {
-            row.protection = records.remove(&row.job_id).map(job_protection);
-        }
-
+        let operation = record.batch.operation;
+        let runs = runs_of(&record.runs, last_event);
+        let BatchRecord {
+            jobs,
+            discoveries,
+            replication_events,
+            job_times,
+            ..
+        } = record;
         Ok(Report {
             generated_at: UtcTime(now),
             batch: header,
-            sites,
+            sites: discoveries.into_iter().map(site).collect(),
             progress: Progress {
                 in_progress: done < total,
                 done,
                 total,
             },
-            summary: Summary {
-                total,
-                counts,
-                percent,
-                replicated_capacity_bytes,
-                api_calls,
-                api_total,
-                relogins: runs.relogins,
-                job_retries,
-                protection: protection_summary,
-            },
+            summary,
             runs,
-            failures: failures(&jobs),
+            failures: failures(&jobs, operation),
+            skipped: skipped(&jobs),
+            timeline: timeline(&jobs, &job_times, replication_events),
             jobs: rows,
-            timeline,
+            operations_since,
         })
     }
 }
 
-/// Failed jobs grouped by cause, each with its next step.
-fn failures(jobs: &[Job]) -> Vec<FailureGroup> {
-    let failed: Vec<causes::Failed<'_>> = jobs
+/// The batch's numbers; each configured job's protection goes onto its row in `rows`.
+fn summary(record: &BatchRecord, rows: &mut [JobRow]) -> Summary {
+    let BatchRecord {
+        batch,
+        jobs,
+        counts,
+        api_usage,
+        runs,
+        protection,
+        ..
+    } = record;
+    let total = jobs.len() as u64;
+    let configures = batch.operation == Operation::Configure;
+    let replicated_capacity_bytes = rows
         .iter()
-        .filter(|j| j.state == JobState::Failed)
-        .map(|j| causes::Failed {
+        .filter(|r| configures && r.state == JobState::Succeeded)
+        .map(|r| r.replicated_capacity_bytes)
+        .sum();
+    let (api_calls, api_total) = api_calls(api_usage.clone());
+    // An operation batch's jobs configure nothing: none of them counts as configured.
+    let succeeded = jobs
+        .iter()
+        .filter(|j| configures && j.state == JobState::Succeeded)
+        .map(|j| j.id);
+    let protection_summary =
+        protection_summary(&ReadinessCounts::tally(succeeded, protection), protection);
+    let mut records: HashMap<JobId, &Protection> = protection.iter().map(|p| (p.job, p)).collect();
+    for row in rows.iter_mut() {
+        row.protection = records
+            .remove(&row.job_id)
+            .map(|p| job_protection(p.clone()));
+    }
+    Summary {
+        total,
+        counts: counts.clone(),
+        percent: counts
+            .iter()
+            .map(|(s, n)| (*s, percent(*n, total)))
+            .collect(),
+        replicated_capacity_bytes,
+        api_calls,
+        api_total,
+        relogins: runs.iter().map(|r| r.relogins).sum(),
+        job_retries: jobs
+            .iter()
+            .map(|j| u64::from(j.attempt.saturating_sub(1)))
+            .sum(),
+        protection: protection_summary,
+    }
+}
+
+/// When each job started and ended, and its replication's status changes, in import order.
+fn timeline(
+    jobs: &[Job],
+    job_times: &HashMap<JobId, crate::queue::JobTimes>,
+    replication_events: Vec<ReplicationEvent>,
+) -> Vec<TimelineEntry> {
+    let mut changes = replication_changes(replication_events);
+    jobs.iter()
+        .map(|j| {
+            let times = job_times.get(&j.id);
+            TimelineEntry {
+                job_id: j.id,
+                vm_name: j.vm_label().to_string(),
+                state: j.state,
+                started_at: times.and_then(|t| t.first_claimed_at).map(UtcTime),
+                ended_at: j
+                    .state
+                    .is_terminal()
+                    .then_some(UtcTime(times.map_or(0, |t| t.last_event_at))),
+                claims: times.map_or(0, |t| t.claims),
+                replication_events: changes.remove(&j.id).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Failed jobs grouped by cause, each with the next step an operator of `operation` takes.
+fn failures(jobs: &[Job], operation: Operation) -> Vec<FailureGroup> {
+    causes::group(&ended_as(jobs, JobState::Failed))
+        .into_iter()
+        .map(|g| FailureGroup {
+            kind: g.kind,
+            next_step: g.kind.next_step_of(operation).to_string(),
+            cause: g.cause,
+            example: g.example,
+            count: g.vms.len() as u64,
+            vms: g.vms,
+        })
+        .collect()
+}
+
+/// Skipped jobs grouped by their reason.
+fn skipped(jobs: &[Job]) -> Vec<SkipGroup> {
+    causes::group(&ended_as(jobs, JobState::Skipped))
+        .into_iter()
+        .map(|g| SkipGroup {
+            cause: g.cause,
+            example: g.example,
+            count: g.vms.len() as u64,
+            vms: g.vms,
+        })
+        .collect()
+}
+
+/// The jobs that ended in `state`, with their reasons, as the grouping by cause sees them.
+fn ended_as(jobs: &[Job], state: JobState) -> Vec<causes::Ended<'_>> {
+    jobs.iter()
+        .filter(|j| j.state == state)
+        .map(|j| causes::Ended {
             vm: j.vm_label(),
             reason: j
                 .reason
@@ -416,17 +516,6 @@ fn failures(jobs: &[Job]) -> Vec<FailureGroup> {
                 .or(j.last_error.as_deref())
                 .unwrap_or("no reason recorded"),
             http_status: j.last_http_status,
-        })
-        .collect();
-    causes::group(&failed)
-        .into_iter()
-        .map(|g| FailureGroup {
-            kind: g.kind,
-            next_step: g.kind.next_step().to_string(),
-            cause: g.cause,
-            example: g.example,
-            count: g.vms.len() as u64,
-            vms: g.vms,
         })
         .collect()
 }
@@ -480,6 +569,7 @@ fn runs_of(runs: &[RunRecord], last_event: Option<i64>) -> Runs {
             })
             .sum(),
         relogins: runs.iter().map(|r| r.relogins).sum(),
+        list: runs.iter().map(RunEntry::new).collect(),
     }
 }
 
@@ -613,6 +703,9 @@ fn job_row(j: &Job) -> JobRow {
         change_ticket: s.change_ticket.clone(),
         notes: s.notes.clone(),
         protection: None,
+        acts_on_job: j.acts_on_job,
+        operation: j.operation.clone(),
+        operations_since: Vec::new(),
     }
 }
 

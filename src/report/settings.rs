@@ -1,0 +1,329 @@
+//! The audit's "Effective settings": what the import recorded on the batch, and each run of the
+//! batch: where it ran, how it ended and, when the run recorded them
+//! ([`crate::queue::RunSettings`]), the appliance and how its certificate was trusted, the
+//! request budget, workers, group sizes, attempts and change window it used. Never a secret:
+//! the queue holds none, and a settings key that names one is redacted all the same, so a
+//! future field cannot leak one into a ticket.
+//!
+//! [`run_rows`] says each run and each setting in words once, for the Markdown and HTML
+//! renderers.
+
+use serde::Serialize;
+
+use super::{span, UtcTime};
+use crate::queue::{RunRecord, RunSettings};
+
+/// One `vrbulk run` of the batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunEntry {
+    pub id: String,
+    /// `host:pid:run-id` of the process that ran it.
+    pub owner: String,
+    pub started_at: UtcTime,
+    pub finished_at: Option<UtcTime>,
+    pub outcome: Option<String>,
+    pub relogins: u64,
+    /// What it used; `None` when the run did not record it.
+    pub settings: Option<UsedSettings>,
+}
+
+impl RunEntry {
+    pub fn new(r: &RunRecord) -> RunEntry {
+        RunEntry {
+            id: r.id.clone(),
+            owner: r.owner.clone(),
+            started_at: UtcTime(r.started_at),
+            finished_at: r.finished_at.map(UtcTime),
+            outcome: r.outcome.clone(),
+            relogins: r.relogins,
+            settings: r.settings.as_ref().map(UsedSettings::new),
+        }
+    }
+
+    /// `jump01 (pid 4242)` from `jump01:4242:run-1`; the owner whole when it has another shape.
+    pub fn host(&self) -> String {
+        let mut parts = self.owner.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(host), Some(pid), Some(_)) if !host.is_empty() => format!("{host} (pid {pid})"),
+            _ => self.owner.clone(),
+        }
+    }
+}
+
+/// What one run used, as it recorded it (see [`RunSettings`] for each field); the change
+/// window's end is a time like every other in the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsedSettings {
+    pub url: Option<String>,
+    pub api_version: Option<String>,
+    pub tls_trust: Option<String>,
+    pub tls_anchor: Option<String>,
+    pub requests_per_session: Option<u32>,
+    pub requests_per_ip: Option<u32>,
+    pub rate_window_ms: Option<u64>,
+    pub workers: Option<u32>,
+    pub lookup_group: Option<u32>,
+    pub submit_group: Option<u32>,
+    pub max_attempts: Option<u32>,
+    pub request_retries: Option<u32>,
+    pub poll_interval_ms: Option<u64>,
+    pub lease_ms: Option<u64>,
+    pub max_initial_syncs: Option<u32>,
+    pub order: Option<String>,
+    /// The end of the change window (`--until`); `None`: no window.
+    pub until: Option<UtcTime>,
+}
+
+impl UsedSettings {
+    fn new(s: &RunSettings) -> UsedSettings {
+        UsedSettings {
+            url: s.url.clone(),
+            api_version: s.api_version.clone(),
+            tls_trust: s.tls_trust.clone(),
+            tls_anchor: s.tls_anchor.clone(),
+            requests_per_session: s.requests_per_session,
+            requests_per_ip: s.requests_per_ip,
+            rate_window_ms: s.rate_window_ms,
+            workers: s.workers,
+            lookup_group: s.lookup_group,
+            submit_group: s.submit_group,
+            max_attempts: s.max_attempts,
+            request_retries: s.request_retries,
+            poll_interval_ms: s.poll_interval_ms,
+            lease_ms: s.lease_ms,
+            max_initial_syncs: s.max_initial_syncs,
+            order: s.order.clone(),
+            until: s.until.map(UtcTime),
+        }
+    }
+}
+
+/// Words that name a secret in a settings key.
+const SECRET_KEYS: [&str; 5] = ["password", "secret", "token", "session", "credential"];
+
+/// `settings` with the value of every key that names a secret replaced by `(redacted)`, at any
+/// depth.
+pub(super) fn redacted(settings: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match settings {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| {
+                    let key = k.to_ascii_lowercase();
+                    if SECRET_KEYS.iter().any(|s| key.contains(s)) {
+                        (k.clone(), Value::String("(redacted)".into()))
+                    } else {
+                        (k.clone(), redacted(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// One row of the runs' table: its label and one plain-text value per run.
+pub(super) type RunRow = (&'static str, Vec<String>);
+
+/// The runs' table: where each run ran and how it ended, then the settings it used when any run
+/// recorded them.
+pub(super) fn run_rows(runs: &[RunEntry]) -> Vec<RunRow> {
+    let mut rows: Vec<RunRow> = vec![
+        ("Run id", runs.iter().map(|x| x.id.clone()).collect()),
+        ("Ran on", runs.iter().map(RunEntry::host).collect()),
+        (
+            "Started",
+            runs.iter().map(|x| x.started_at.to_string()).collect(),
+        ),
+        ("Ended", runs.iter().map(ended).collect()),
+        (
+            "Re-logins",
+            runs.iter().map(|x| x.relogins.to_string()).collect(),
+        ),
+    ];
+    rows.extend(setting_rows(runs));
+    rows
+}
+
+/// Whether any run recorded the settings it used.
+pub(super) fn recorded(runs: &[RunEntry]) -> bool {
+    runs.iter().any(|r| r.settings.is_some())
+}
+
+/// `2024-06-01 08:08:03 UTC (interrupted)`, or what is known of a run that did not end.
+fn ended(run: &RunEntry) -> String {
+    match (run.finished_at, &run.outcome) {
+        (Some(t), Some(o)) => format!("{t} ({o})"),
+        (Some(t), None) => t.to_string(),
+        (None, _) => "not recorded (running, or killed)".into(),
+    }
+}
+
+/// The settings each run used, one row per setting with one value per run (`not recorded`
+/// where a run did not say). Empty when no run recorded its settings.
+fn setting_rows(runs: &[RunEntry]) -> Vec<RunRow> {
+    if !recorded(runs) {
+        return Vec::new();
+    }
+    type Say = fn(&UsedSettings) -> Option<String>;
+    let rows: [(&'static str, Say); 9] = [
+        ("Appliance", appliance),
+        ("TLS trust", trust),
+        ("Request budget", budget),
+        ("Workers", |s| Some(s.workers?.to_string())),
+        ("Lookup / submit group", |s| {
+            Some(format!("{} / {}", s.lookup_group?, s.submit_group?))
+        }),
+        ("Attempts", attempts),
+        ("Task polls", |s| {
+            Some(format!("at most every {}", span_or_ms(s.poll_interval_ms?)))
+        }),
+        ("Admission", admission),
+        ("Change window", |s| {
+            Some(s.until.map_or("none".into(), |t| format!("until {t}")))
+        }),
+    ];
+    rows.into_iter()
+        .map(|(label, say)| {
+            let cells = runs
+                .iter()
+                .map(|r| match &r.settings {
+                    None => "not recorded".into(),
+                    Some(s) => say(s).unwrap_or_else(|| "\u{2014}".into()),
+                })
+                .collect();
+            (label, cells)
+        })
+        .collect()
+}
+
+/// What the runs did not say, when none recorded its settings.
+pub(super) const NOT_RECORDED: &str = "The runs of this batch did not record the settings they \
+     used (appliance URL, TLS trust, request budget, workers, group sizes, attempts, change \
+     window): this version's `vrbulk run` does not store them yet.";
+
+fn appliance(s: &UsedSettings) -> Option<String> {
+    let url = s.url.as_deref()?;
+    Some(match &s.api_version {
+        Some(v) => format!("{url} (API {v})"),
+        None => url.to_string(),
+    })
+}
+
+fn trust(s: &UsedSettings) -> Option<String> {
+    let how = s.tls_trust.as_deref()?;
+    let words = match how {
+        "system" => "the system's roots",
+        "ca_file" => "CA file",
+        "thumbprint" => "pinned SHA-256 thumbprint",
+        "insecure" => "none: certificate not verified (insecure)",
+        other => other,
+    };
+    Some(match &s.tls_anchor {
+        Some(anchor) => format!("{words} {anchor}"),
+        None => words.to_string(),
+    })
+}
+
+fn budget(s: &UsedSettings) -> Option<String> {
+    let window = s.rate_window_ms.map_or("the window".into(), span_or_ms);
+    match (s.requests_per_session, s.requests_per_ip) {
+        (Some(session), Some(ip)) => Some(format!(
+            "{session} requests per session, {ip} per client IP, per {window}"
+        )),
+        (Some(session), None) => Some(format!("{session} requests per session per {window}")),
+        (None, Some(ip)) => Some(format!("{ip} requests per client IP per {window}")),
+        (None, None) => None,
+    }
+}
+
+fn attempts(s: &UsedSettings) -> Option<String> {
+    match (s.max_attempts, s.request_retries) {
+        (Some(job), Some(request)) => Some(format!(
+            "{job} per job; {request} quick retries per request"
+        )),
+        (Some(job), None) => Some(format!("{job} per job")),
+        (None, Some(request)) => Some(format!("{request} quick retries per request")),
+        (None, None) => None,
+    }
+}
+
+fn admission(s: &UsedSettings) -> Option<String> {
+    let order = s.order.as_deref().unwrap_or("input");
+    Some(match s.max_initial_syncs {
+        Some(n) => format!("at most {n} initial syncs at once, {order} order"),
+        None => format!("all at once, {order} order"),
+    })
+}
+
+/// `2s`, or `500 ms` below a second.
+fn span_or_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        span(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_key_that_names_a_secret_is_redacted_at_any_depth() {
+        let settings = json!({
+            "rpo": 60,
+            "source": {"url": "https://vr", "password": "VMware1!", "Session_Id": "abc"},
+            "profiles": [{"api_token": "t"}],
+        });
+        assert_eq!(
+            redacted(&settings),
+            json!({
+                "rpo": 60,
+                "source": {"url": "https://vr", "password": "(redacted)", "Session_Id": "(redacted)"},
+                "profiles": [{"api_token": "(redacted)"}],
+            })
+        );
+    }
+
+    #[test]
+    fn runs_that_recorded_nothing_make_no_rows_and_one_that_did_says_each_setting() {
+        let record = |settings: Option<RunSettings>| RunRecord {
+            id: "7f".into(),
+            owner: "jump01:4242:7f".into(),
+            started_at: 0,
+            finished_at: None,
+            outcome: None,
+            relogins: 0,
+            settings,
+        };
+        let bare = RunEntry::new(&record(None));
+        assert_eq!(bare.host(), "jump01 (pid 4242)");
+        assert!(setting_rows(std::slice::from_ref(&bare)).is_empty());
+        let used = RunEntry::new(&record(Some(RunSettings {
+            url: Some("https://vr01.corp.local:8043".into()),
+            tls_trust: Some("thumbprint".into()),
+            tls_anchor: Some("AB:CD".into()),
+            requests_per_session: Some(50),
+            requests_per_ip: Some(100),
+            rate_window_ms: Some(60_000),
+            ..RunSettings::default()
+        })));
+        let rows = setting_rows(&[bare, used]);
+        let row = |label: &str| &rows.iter().find(|(l, _)| *l == label).unwrap().1;
+        assert_eq!(
+            row("Appliance"),
+            &["not recorded", "https://vr01.corp.local:8043"]
+        );
+        assert_eq!(row("TLS trust")[1], "pinned SHA-256 thumbprint AB:CD");
+        assert_eq!(
+            row("Request budget")[1],
+            "50 requests per session, 100 per client IP, per 1m 00s"
+        );
+        assert_eq!(row("Workers")[1], "\u{2014}");
+        assert_eq!(row("Change window")[1], "none");
+    }
+}
