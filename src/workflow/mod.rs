@@ -2,6 +2,7 @@
 //! do with each, and building its `ConfigureReplicationSpec`. Retry timing is not decided here
 //! but by the runner.
 
+pub mod day2;
 pub mod discovery;
 pub mod operations;
 pub mod pairing;
