@@ -4,6 +4,7 @@
 
 pub mod day2;
 pub mod discovery;
+pub mod operation_plan;
 pub mod operations;
 pub mod pairing;
 pub mod plan;
