@@ -16,6 +16,7 @@ mod retry;
 mod run;
 mod simulate;
 mod status;
+mod summary;
 mod watch;
 
 // The report speaks of times and durations in the same words as `vrbulk status`.
