@@ -115,7 +115,10 @@ fn print_operation(batch: &Batch, jobs: &[Job]) {
         Operation::Sync => "synced",
         Operation::Configure => "configured",
     };
-    println!("{done} replications{of} {what}");
+    println!(
+        "{}{of} {what}",
+        super::count(done, "replication", "replications")
+    );
     let skipped: Vec<&Job> = jobs
         .iter()
         .filter(|j| j.state == JobState::Skipped)
