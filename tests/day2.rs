@@ -698,8 +698,8 @@ async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replicat
     assert_code(&ran, 0);
     let q = Queue::open(&site.db).unwrap();
     // Every job ended, none failed. A job may end skipped, "no longer exists", after its own
-    // unconfigure did the work: an engine bug (its unconfigure is sent a second time and
-    // answered 404) reported with the batch of these tests.
+    // unconfigure did the work: the engine bug that the ignored test below pins down (its
+    // unconfigure is sent a second time and answered 404). Once fixed, all 40 succeed.
     let jobs = q.jobs(undo).unwrap();
     assert_eq!(jobs.len(), 40);
     for j in &jobs {
@@ -725,3 +725,90 @@ async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replicat
     );
 }
 
+/// Engine bug, reported and not fixed here (`src/runner/operate.rs`, `settle_operation`, owned
+/// elsewhere): an in-doubt operation reads the pairing's replications, then the VM's tasks.
+/// When its task ends between the two reads, the list says "not yet" and the task says
+/// SUCCESS, which no arm takes, so the runner sends the operation again: a second unconfigure
+/// (answered 404: the job ends skipped, "no longer exists", although it did the work), a second
+/// pause (refused: skipped), a second reconfigure or sync (applied twice). The configure's own
+/// reconcile (`phases::settle_in_doubt`) takes a finished task to `verify`; this one must too.
+/// Killed undos hit it about one run in five (see the kill test above); here the appliance's
+/// rate limit puts the second read a window after the first, past the task's end, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "engine bug in runner/operate.rs settle_operation (a finished task is not taken as done); see its comment"]
+async fn an_in_doubt_unconfigure_whose_task_ends_between_two_reads_is_not_sent_again() {
+    use vrbulk::domain::OperationSpec;
+    use vrbulk::queue::{OperationJob, Save, Step};
+
+    let sim = start(SimConfig {
+        task_seconds: 1.0,
+        ..SimConfig::fast()
+    })
+    .await;
+    let site = Site::new(&sim);
+    let wave = configure(&sim, &site, "wave", &normal_vms(&sim, 0, 1)).await;
+    // An undo whose run died right after it sent the unconfigure: its job is in doubt at submit.
+    let mut q = Queue::open(&site.db).unwrap();
+    let configured = q.jobs(wave).unwrap().remove(0);
+    let spec = OperationSpec::Unconfigure {
+        retain_replica_disks: false,
+        local_only: false,
+    };
+    let undo = q
+        .create_operation_batch(
+            &new_batch("undo"),
+            Operation::Unconfigure,
+            wave,
+            &[OperationJob {
+                acts_on_job: configured.id,
+                spec,
+            }],
+        )
+        .unwrap();
+    let job = q
+        .claim(Some(undo), 1, "a run that died", Duration::from_millis(100))
+        .unwrap()
+        .remove(0);
+    for step in [Step::ResolveTarget, Step::Submit] {
+        let save = Save {
+            lease: job.lease().unwrap(),
+            step,
+            checkpoint: job.checkpoint.clone(),
+            in_doubt: Some(step == Step::Submit),
+        };
+        q.save_all(&[save]).unwrap();
+    }
+    drop(q);
+    let client = crate::support::harness::client_for(&sim).await;
+    let pairing = sim.inventory().pairing_id;
+    client.remote_login(&pairing).await.unwrap();
+    let replication = configured.checkpoint.replication_id.clone().unwrap();
+    client
+        .unconfigure_replication(&pairing, &replication, false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    // The next run: login, pairings and discovery (eight calls), the replication list (the
+    // ninth, while the task runs), then the tasks (the tenth: a window later, the task done).
+    let mut settings = settings_for(&sim);
+    settings.limits.per_session = 9;
+    let opts = RunOptions {
+        batch: Some(undo),
+        poll_interval: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(Queue::open(&site.db).unwrap(), settings, opts, stop_rx)
+        .await
+        .unwrap();
+    let job = Queue::open(&site.db).unwrap().jobs(undo).unwrap().remove(0);
+    assert_eq!(
+        sim.stats().calls.get("unconfigureReplication"),
+        Some(&1),
+        "the unconfigure was sent again; the job ended {:?}: {:?}",
+        job.state,
+        job.reason
+    );
+    assert_eq!(outcome.counts[&JobState::Succeeded], 1, "{:?}", job.reason);
+}
