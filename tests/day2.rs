@@ -316,18 +316,18 @@ async fn plan_sends_nothing_creates_no_batch_and_says_what_would_be_skipped_or_r
         let (paused, why) = verdict(&names[2]);
         match command {
             "pause" => {
-                assert_eq!(paused, "refuse");
+                assert_eq!(paused, "refused");
                 assert!(why.contains("already paused"), "{why}");
                 assert_code(&ran, 1);
             }
             "sync" => {
-                assert_eq!(paused, "refuse");
+                assert_eq!(paused, "refused");
                 assert_code(&ran, 1);
             }
             _ => assert_eq!(paused, "act", "{command}: {why}"),
         }
         if command == "resume" {
-            assert_eq!(verdict(&names[3]).0, "refuse", "not paused");
+            assert_eq!(verdict(&names[3]).0, "refused", "not paused");
         }
     }
     let ran = site

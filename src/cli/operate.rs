@@ -105,7 +105,7 @@ async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Res
     } else {
         print_plan(prepared, &rows, client.metrics().total_calls());
     }
-    if rows.iter().any(|r| r.verdict == Verdict::Refuse) {
+    if rows.iter().any(|r| r.verdict == Verdict::Refused) {
         return Ok(exit::JOBS_FAILED);
     }
     Ok(exit::OK)
@@ -121,7 +121,7 @@ fn print_plan(prepared: &Prepared, rows: &[OperationPlanRow], calls: u64) {
         count(Verdict::Act),
         command_word(prepared.operation),
         count(Verdict::Skip),
-        count(Verdict::Refuse),
+        count(Verdict::Refused),
     );
     let mut table = super::table(["VM", "replication", "plan", "detail"]);
     for r in rows {

@@ -216,35 +216,9 @@ impl OperationRequest {
             .map(|j| self.vms.is_empty() && configured(j))
             .collect();
         for glob in &self.vms {
-            let matching: Vec<usize> = (0..jobs.len())
-                .filter(|&i| glob_match(glob, jobs[i].vm_label()))
-                .collect();
-            if matching.is_empty() {
-                errors.push(InputError::new(
-                    None,
-                    None,
-                    format!(
-                        "--vm {glob}: matches no VM of batch {}{}",
-                        batch.id,
-                        suggestion(glob, jobs)
-                    ),
-                ));
-                continue;
+            for i in matching(glob, batch, jobs, errors) {
+                chosen[i] = true;
             }
-            let (ok, not): (Vec<usize>, Vec<usize>) =
-                matching.into_iter().partition(|&i| configured(&jobs[i]));
-            if ok.is_empty() {
-                errors.push(InputError::new(
-                    None,
-                    None,
-                    format!(
-                        "--vm {glob}: matches only VMs batch {} did not configure: {}",
-                        batch.id,
-                        not_configured(not.iter().map(|&i| &jobs[i]))
-                    ),
-                ));
-            }
-            ok.into_iter().for_each(|i| chosen[i] = true);
         }
         if self.vms.is_empty() && !chosen.contains(&true) {
             errors.push(InputError::new(
@@ -266,6 +240,39 @@ impl OperationRequest {
             })
             .collect()
     }
+}
+
+/// The configured jobs `glob` matches, by index; a glob that matches none of them is a problem.
+fn matching(glob: &str, batch: &Batch, jobs: &[Job], errors: &mut Vec<InputError>) -> Vec<usize> {
+    let named: Vec<usize> = (0..jobs.len())
+        .filter(|&i| glob_match(glob, jobs[i].vm_label()))
+        .collect();
+    if named.is_empty() {
+        errors.push(InputError::new(
+            None,
+            None,
+            format!(
+                "--vm {glob}: matches no VM of batch {}{}",
+                batch.id,
+                suggestion(glob, jobs)
+            ),
+        ));
+        return named;
+    }
+    let (ok, not): (Vec<usize>, Vec<usize>) =
+        named.into_iter().partition(|&i| configured(&jobs[i]));
+    if ok.is_empty() {
+        errors.push(InputError::new(
+            None,
+            None,
+            format!(
+                "--vm {glob}: matches only VMs batch {} did not configure: {}",
+                batch.id,
+                not_configured(not.iter().map(|&i| &jobs[i]))
+            ),
+        ));
+    }
+    ok
 }
 
 /// The configured job each CSV row names, with its change; a VM the batch did not configure is

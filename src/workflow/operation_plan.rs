@@ -26,17 +26,15 @@ pub enum Verdict {
     Act,
     Skip,
     /// The appliance (or the target site) would refuse it.
-    Refuse,
+    Refused,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 3] = [Verdict::Act, Verdict::Skip, Verdict::Refuse];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Act => "act",
             Verdict::Skip => "skip",
-            Verdict::Refuse => "refused",
+            Verdict::Refused => "refused",
         }
     }
 }
@@ -93,7 +91,7 @@ pub async fn plan_operation(
             })),
             Err(reason) => rows.extend(group.iter().map(|t| {
                 let mut row = row_for(t);
-                row.verdict = Verdict::Refuse;
+                row.verdict = Verdict::Refused;
                 row.reason = Some(reason.clone());
                 row
             })),
@@ -201,7 +199,7 @@ pub fn plan_one(
         refused = refused.or_else(|| reconfigure_refusal(change, rep, names));
     }
     if let Some(why) = refused {
-        row.verdict = Verdict::Refuse;
+        row.verdict = Verdict::Refused;
         row.reason = Some(why);
     }
     row
@@ -415,7 +413,7 @@ mod tests {
     fn what_the_appliance_refuses_in_the_replications_state_is_said() {
         let paused = replication("GID-1", ReplicationStatus::Paused);
         let row = plan_one(&target(OperationSpec::Pause), 3, Some(&paused), None);
-        assert_eq!(row.verdict, Verdict::Refuse);
+        assert_eq!(row.verdict, Verdict::Refused);
         assert!(row.reason.unwrap().contains("already paused"));
     }
 
@@ -454,7 +452,7 @@ mod tests {
             Some(&ok),
             None,
         );
-        assert_eq!(row.verdict, Verdict::Refuse);
+        assert_eq!(row.verdict, Verdict::Refused);
         assert!(row.reason.unwrap().contains("10 a day for 3 days is 30"));
     }
 }
