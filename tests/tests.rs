@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod client;
+mod day2;
 mod faults;
 mod input_corpus;
 mod openapi_validator;

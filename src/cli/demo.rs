@@ -12,7 +12,7 @@ use clap::Args;
 use super::import::{self, ImportArgs};
 use super::progress::{Progress, ProgressMode};
 use super::report::write_output;
-use super::run::print_summary;
+use super::summary;
 use super::{plan, Profile};
 use crate::queue::Queue;
 use crate::report::{Format, Report};
@@ -157,7 +157,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
     let outcome = runner::run(Queue::open(&db)?, settings.clone(), opts, stop_rx).await;
     progress.finish().await;
     let outcome = outcome.context("running the demo batch")?;
-    print_summary(&outcome, &db)?;
+    summary::print(&outcome, &db)?;
     let stats = sim.stats();
     println!(
         "   the simulator saw {} configure calls for {} VMs, and no VM configured twice: {}",

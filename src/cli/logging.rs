@@ -65,6 +65,11 @@ impl LogSetup {
             C::Init(_) => ("init", false, false),
             C::Completions(_) => ("completions", false, false),
             C::Report(_) => ("report", false, true),
+            C::Undo(_) => ("undo", false, true),
+            C::Reconfigure(_) => ("reconfigure", false, true),
+            C::Pause(_) => ("pause", false, true),
+            C::Resume(_) => ("resume", false, true),
+            C::Sync(_) => ("sync", false, true),
         };
         let db = (on_batch && (creates_queue || cli.db.exists())).then(|| cli.db.clone());
         LogSetup {

@@ -9,13 +9,18 @@ mod import;
 mod init;
 mod inventory;
 pub mod logging;
+mod operate;
+mod pause;
 mod plan;
 mod progress;
+mod reconfigure;
 mod report;
 mod retry;
 mod run;
 mod simulate;
 mod status;
+mod summary;
+mod undo;
 mod watch;
 
 // The report speaks of times and durations in the same words as `vrbulk status`.
@@ -26,10 +31,12 @@ use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
 use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment};
+use crate::domain::OperationSpec;
 use crate::input::{Defaults, InputErrors};
 use crate::queue::{Batch, BatchId, Queue, QueueError};
 use crate::runner::RunError;
 use crate::vr::{ApiError, Client};
+use crate::workflow::day2::PrepareError;
 
 /// Exit codes of the operator contract (DESIGN.md).
 pub mod exit {
@@ -110,6 +117,28 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Write the report of a batch for change management: Markdown, HTML, CSV or JSON.
     Report(report::ReportArgs),
+    /// Remove the replications a batch configured (all, or the VMs --vm names); asks first.
+    Undo(undo::UndoArgs),
+    /// Change settings of the replications a batch configured: flags for all, or a CSV per VM.
+    Reconfigure(reconfigure::ReconfigureArgs),
+    /// Pause the replications a batch configured (for storage maintenance, say).
+    #[command(after_help = "Examples:
+  vrbulk pause --batch 3 --plan
+  vrbulk pause --batch 3 --vm 'db-*'
+Interrupted, `vrbulk run --batch <new batch>` resumes it; `vrbulk resume --batch 3` undoes it.")]
+    Pause(pause::StateArgs),
+    /// Resume the paused replications a batch configured.
+    #[command(after_help = "Examples:
+  vrbulk resume --batch 3 --plan
+  vrbulk resume --batch 3 --vm 'db-*'
+Interrupted, `vrbulk run --batch <new batch>` resumes it.")]
+    Resume(pause::StateArgs),
+    /// Sync the replications a batch configured now (before a cutover, say).
+    #[command(after_help = "Examples:
+  vrbulk sync --batch 3 --plan      # which replications can sync now, which cannot and why
+  vrbulk sync --batch 3
+Interrupted, `vrbulk run --batch <new batch>` resumes it.")]
+    Sync(pause::StateArgs),
 }
 
 /// Replication settings given as flags; they win over `[defaults]` of the settings file.
@@ -209,6 +238,11 @@ pub fn table<const N: usize>(header: [&str; N]) -> comfy_table::Table {
     table
 }
 
+/// `1 VM`, `7 VMs`: `n` and the word that goes with it.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// There is no batch to act on: a usage error (exit 2), with what to do about it.
 #[derive(Debug, Error)]
 pub enum NoBatch {
@@ -278,6 +312,11 @@ pub fn run(mut cli: Cli) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let globals = operate::Globals {
+        config: cli.config.as_deref(),
+        db: &cli.db,
+        quiet: cli.quiet,
+    };
     runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args, cli.quiet).await,
@@ -294,6 +333,11 @@ pub fn run(mut cli: Cli) -> anyhow::Result<u8> {
             Command::Init(args) => init::run(args),
             Command::Completions(args) => completions::run(args),
             Command::Report(args) => report::run(args, &cli.db),
+            Command::Undo(args) => undo::run(args, globals).await,
+            Command::Reconfigure(args) => reconfigure::run(args, globals).await,
+            Command::Pause(args) => pause::run(OperationSpec::Pause, args, globals).await,
+            Command::Resume(args) => pause::run(OperationSpec::Resume, args, globals).await,
+            Command::Sync(args) => pause::run(OperationSpec::Sync, args, globals).await,
         }
     })
 }
@@ -305,6 +349,11 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<InputErrors>().is_some()
             || cause.downcast_ref::<NoBatch>().is_some()
+            || cause.downcast_ref::<undo::NotConfirmed>().is_some()
+            || matches!(
+                cause.downcast_ref::<PrepareError>(),
+                Some(PrepareError::Input(_))
+            )
             || matches!(
                 cause.downcast_ref::<QueueError>(),
                 Some(

@@ -8,8 +8,9 @@ use clap::Args;
 use super::progress::{Progress, ProgressMode};
 use super::{exit, open_batch};
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
-use crate::queue::JobState;
-use crate::runner::{self, Ending, RunOptions, RunOutcome};
+use crate::queue::{Batch, JobState, Queue};
+use crate::runner::{self, RunOptions};
+use crate::vr::ClientSettings;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -96,6 +97,31 @@ pub async fn run(
     let (queue, batch) = open_batch(db, args.batch)?;
     let env = ProcessEnvironment;
     let settings = Connection::resolve(&file, &env)?.with_passwords(&env)?;
+    let how = Display {
+        db,
+        progress: args.progress,
+        quiet,
+    };
+    drive(queue, &batch, settings, opts, how).await
+}
+
+/// Where a run shows itself: the queue it reads progress from, and how.
+pub(super) struct Display<'a> {
+    pub db: &'a Path,
+    pub progress: ProgressMode,
+    pub quiet: bool,
+}
+
+/// Runs `batch` to its end (or to Ctrl-C, or the end of the change window), showing progress,
+/// then the summary; the exit code of the operator contract. Every command that runs a batch
+/// runs it here, so that they stop, resume and report alike.
+pub(super) async fn drive(
+    queue: Queue,
+    batch: &Batch,
+    settings: ClientSettings,
+    opts: RunOptions,
+    how: Display<'_>,
+) -> anyhow::Result<u8> {
     let limits = settings.limits;
     let opts = RunOptions {
         batch: Some(batch.id),
@@ -117,13 +143,14 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let id = batch.id;
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("\nstopping: no new work; in-flight calls get a few seconds (Ctrl-C again exits at once)");
             let _ = stop_tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!(
-                    "exiting now; the next `vrbulk run` resumes and checks what was in flight"
+                    "exiting now; `vrbulk run --batch {id}` resumes and checks what was in flight"
                 );
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
@@ -131,105 +158,17 @@ pub async fn run(
     });
     let budget = crate::vr::Budget::shared(&settings.url, limits);
     let progress = Progress::start(
-        db.to_path_buf(),
+        how.db.to_path_buf(),
         batch.id,
         Some(budget),
-        args.progress,
-        quiet,
+        how.progress,
+        how.quiet,
     );
     let outcome = runner::run(queue, settings, opts, stop_rx).await;
     progress.finish().await;
     let outcome = outcome.with_context(|| format!("running batch {}", batch.id))?;
-    print_summary(&outcome, db)?;
+    super::summary::print(&outcome, how.db)?;
     Ok(outcome.exit_code())
-}
-
-/// The end of a run: counts per state, API cost, and every failure with its reason.
-pub(super) fn print_summary(outcome: &RunOutcome, db: &Path) -> anyhow::Result<()> {
-    let total: u64 = outcome.counts.values().sum();
-    let mut table = super::table(["state", "VMs", "%"]);
-    for (state, n) in outcome.counts.iter().filter(|(_, n)| **n > 0) {
-        table.add_row([
-            state.to_string(),
-            n.to_string(),
-            format!("{:.0}", *n as f64 * 100.0 / total.max(1) as f64),
-        ]);
-    }
-    println!("{table}");
-    let calls = outcome.metrics.total_calls();
-    println!(
-        "batch {}: {total} VMs, {calls} API calls ({:.2} per VM, {} re-logins) in {:.1} s",
-        outcome.batch,
-        calls as f64 / total.max(1) as f64,
-        outcome.metrics.relogins,
-        outcome.elapsed.as_secs_f64()
-    );
-    let b = &outcome.budget;
-    if b.paced > 0 {
-        println!(
-            "paced by the appliance's rate limit: {} requests waited for a free slot ({:.0} s in all)",
-            b.paced,
-            b.paced_ms as f64 / 1000.0
-        );
-    }
-    if b.refusals > 0 {
-        println!(
-            "throttled: the appliance refused {} requests (HTTP 429) and vrbulk waited {:.0} s for \
-             its next rate window; no job counted them as failures. If another tool shares this \
-             appliance's quota, or its admin lowered the limit, set [source] requests_per_minute",
-            b.refusals,
-            b.throttled_ms as f64 / 1000.0
-        );
-    }
-    let queue = crate::queue::Queue::open(db)?;
-    let configured = outcome.counts[&JobState::Succeeded];
-    if configured > 0 {
-        // Configured is not yet protected: say how far the initial syncs got, and how to follow.
-        let protected = queue
-            .protection(outcome.batch)?
-            .iter()
-            .filter(|p| p.readiness() == crate::queue::Readiness::Protected)
-            .count();
-        println!(
-            "{configured} VMs configured, {protected} of them protected so far: `vrbulk watch \
-             --batch {}` follows their initial syncs until each is protected",
-            outcome.batch
-        );
-    }
-    let failed: Vec<_> = queue
-        .jobs(outcome.batch)?
-        .into_iter()
-        .filter(|j| j.state == JobState::Failed)
-        .collect();
-    if !failed.is_empty() {
-        let mut table = super::table(["failed VM", "step", "reason"]);
-        for j in &failed {
-            table.add_row([
-                j.vm_label().to_string(),
-                j.step.to_string(),
-                j.reason.clone().unwrap_or_default(),
-            ]);
-        }
-        println!("\n{table}");
-        println!(
-            "fix the causes, then `vrbulk retry --batch {0} --failed` and `vrbulk run --batch {0}`",
-            outcome.batch
-        );
-    }
-    match outcome.ending {
-        Ending::Done => {}
-        Ending::WindowClosed => println!(
-            "the change window closed: {} VMs were not started (nothing was sent after it); \
-             `vrbulk run --batch {}` continues in the next window",
-            outcome.left(),
-            outcome.batch
-        ),
-        Ending::Interrupted => println!(
-            "interrupted: `vrbulk run --batch {}` resumes where this run stopped",
-            outcome.batch
-        ),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

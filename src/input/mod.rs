@@ -1,6 +1,8 @@
 //! What the operator hands in, turned into validated [`JobSpec`]s: one per VM, from a CSV file
 //! ([`parse_csv`]) or from an inventory selection ([`jobs_for_inventory`], with [`glob_match`]
 //! for the name patterns), both over the `[defaults]` profile of `vrbulk.toml` ([`Defaults`]).
+//! A reconfigure's changes come in the same CSV shape ([`read_changes`]) or as flags
+//! ([`check_change`]), checked by the same rules.
 //!
 //! This module never touches the network or the database: the queue stores what it returns, the
 //! workflow resolves the names in it against the API. Every problem of an input is collected and
@@ -8,6 +10,7 @@
 //! the whole input is valid, so a batch is never half imported.
 
 mod cells;
+mod changes;
 mod defaults;
 mod glob;
 mod summary;
@@ -17,6 +20,7 @@ use std::fmt;
 
 use crate::domain::{JobSpec, VmRef};
 
+pub use changes::{check_change, mpit_problem, parse_changes_csv, read_changes, ChangeRow};
 pub use defaults::Defaults;
 pub use glob::glob_match;
 pub use summary::{summarize, Summary};

@@ -102,7 +102,7 @@ pub fn parse_csv(bytes: &[u8], defaults: &Defaults) -> Result<Vec<JobSpec>, Inpu
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<&str, InputError> {
+pub(super) fn decode(bytes: &[u8]) -> Result<&str, InputError> {
     if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
         return Err(InputError::new(
             None,
@@ -132,6 +132,29 @@ fn decode(bytes: &[u8]) -> Result<&str, InputError> {
 }
 
 fn parse_text(text: &str, defaults: &Defaults, errors: &mut Vec<InputError>) -> Vec<JobSpec> {
+    let base = defaults.settings();
+    let mut seen = SeenVms::default();
+    let mut jobs = Vec::new();
+    read_rows(text, defaults.target_datastore().is_none(), errors, |row| {
+        let job = row.job(defaults, &base);
+        seen.check(row, &job.vm);
+        if row.errors.is_empty() {
+            jobs.push(job);
+        }
+    });
+    jobs
+}
+
+/// Reads a CSV text row by row: the delimiter, a quote that never closes, the header and each
+/// row's shape, whose problems go to `errors`. Each row whose cells can be trusted to sit under
+/// the right columns goes to `each`, which adds the row's own problems to it. With
+/// `datastore_required`, a header without `target_datastore` is a problem.
+pub(super) fn read_rows(
+    text: &str,
+    datastore_required: bool,
+    errors: &mut Vec<InputError>,
+    mut each: impl FnMut(&mut Row<'_>),
+) {
     let delimiter = sniff_delimiter(text);
     let unclosed = unclosed_quote(text, delimiter);
     let mut records = Vec::new();
@@ -170,22 +193,19 @@ fn parse_text(text: &str, defaults: &Defaults, errors: &mut Vec<InputError>) -> 
             "the file is empty: expected a header row with vm_name or vm_id (and \
              target_datastore, rpo, … as needed), then one row per VM",
         ));
-        return Vec::new();
+        return;
     };
     let lines = Lines::new(text);
     let Some(header) = Header::read(
         header_record,
         lines.of(header_record),
         delimiter,
-        defaults,
+        datastore_required,
         errors,
     ) else {
-        return Vec::new();
+        return;
     };
 
-    let base = defaults.settings();
-    let mut seen = SeenVms::default();
-    let mut jobs = Vec::new();
     let mut row_count = 0;
     for (index, record) in rows {
         row_count += 1;
@@ -209,17 +229,10 @@ fn parse_text(text: &str, defaults: &Defaults, errors: &mut Vec<InputError>) -> 
             header: &header,
             errors: Vec::new(),
         };
-        if !row.check_shape(delimiter) {
-            errors.append(&mut row.errors);
-            continue;
+        if row.check_shape(delimiter) {
+            each(&mut row);
         }
-        let job = row.job(defaults, &base);
-        seen.check(&mut row, &job.vm);
-        if row.errors.is_empty() {
-            jobs.push(job);
-        } else {
-            errors.append(&mut row.errors);
-        }
+        errors.append(&mut row.errors);
     }
     if row_count == 0 {
         errors.push(InputError::new(
@@ -231,7 +244,6 @@ fn parse_text(text: &str, defaults: &Defaults, errors: &mut Vec<InputError>) -> 
             ),
         ));
     }
-    jobs
 }
 
 /// Physical line numbers of a text's records. `csv::Position::line()` (and `byte()`) point at
@@ -314,7 +326,7 @@ fn unclosed_quote(text: &str, delimiter: u8) -> Option<u64> {
 }
 
 /// What the header row says: where each known column is.
-struct Header {
+pub(super) struct Header {
     line: u64,
     /// Fields in the header row.
     width: usize,
@@ -334,7 +346,7 @@ impl Header {
         record: &StringRecord,
         line: u64,
         delimiter: u8,
-        defaults: &Defaults,
+        datastore_required: bool,
         errors: &mut Vec<InputError>,
     ) -> Option<Header> {
         let mut columns = HashMap::new();
@@ -384,7 +396,7 @@ impl Header {
         let missing =
             |column: Column| !header.columns.contains_key(&column) && !suggested.contains(&column);
         if !header.columns.contains_key(&Column::TargetDatastore)
-            && defaults.target_datastore().is_none()
+            && datastore_required
             && missing(Column::TargetDatastore)
         {
             errors.push(InputError::new(
@@ -413,7 +425,7 @@ impl Header {
         self.columns.get(&column).copied()
     }
 
-    fn has(&self, column: Column) -> bool {
+    pub(super) fn has(&self, column: Column) -> bool {
         self.columns.contains_key(&column)
     }
 
@@ -510,15 +522,15 @@ fn suggest(name: &str) -> Option<Column> {
 }
 
 /// One data row being read: its errors are kept apart so that a row with any is left out.
-struct Row<'a> {
-    line: u64,
+pub(super) struct Row<'a> {
+    pub(super) line: u64,
     record: &'a StringRecord,
     header: &'a Header,
-    errors: Vec<InputError>,
+    pub(super) errors: Vec<InputError>,
 }
 
 impl Row<'_> {
-    fn fail(&mut self, column: Column, message: impl Into<String>) {
+    pub(super) fn fail(&mut self, column: Column, message: impl Into<String>) {
         self.errors.push(InputError::new(
             Some(self.line),
             Some(column.name()),
@@ -527,7 +539,7 @@ impl Row<'_> {
     }
 
     /// The trimmed cell, `None` when empty or when the column is absent.
-    fn cell(&self, column: Column) -> Option<&str> {
+    pub(super) fn cell(&self, column: Column) -> Option<&str> {
         self.header
             .index(column)
             .and_then(|i| self.record.get(i))
@@ -535,7 +547,11 @@ impl Row<'_> {
             .filter(|c| !c.is_empty())
     }
 
-    fn parse<T>(&mut self, column: Column, parse: fn(&str) -> Result<T, String>) -> Option<T> {
+    pub(super) fn parse<T>(
+        &mut self,
+        column: Column,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let cell = self.cell(column)?;
         match parse(cell) {
             Ok(value) => Some(value),
@@ -599,8 +615,9 @@ impl Row<'_> {
         true
     }
 
-    /// The row's job; meaningful only if the row ends with no errors.
-    fn job(&mut self, defaults: &Defaults, base: &ReplicationSettings) -> JobSpec {
+    /// The VM the row names, by `vm_name` and `vm_id`; a malformed id or no VM at all is a
+    /// problem of the row.
+    pub(super) fn vm(&mut self) -> VmRef {
         let owned = |c: Option<&str>| c.map(str::to_owned);
         let vm = VmRef {
             name: owned(self.cell(Column::VmName)),
@@ -628,6 +645,13 @@ impl Row<'_> {
                 format!("no VM: {} {verb} empty", present.join(" and ")),
             );
         }
+        vm
+    }
+
+    /// The row's job; meaningful only if the row ends with no errors.
+    fn job(&mut self, defaults: &Defaults, base: &ReplicationSettings) -> JobSpec {
+        let owned = |c: Option<&str>| c.map(str::to_owned);
+        let vm = self.vm();
 
         let target_datastore =
             owned(self.cell(Column::TargetDatastore)).or_else(|| defaults.target_datastore());
@@ -732,7 +756,7 @@ impl Row<'_> {
 
 /// The VMs of the rows read so far, to refuse a VM listed twice.
 #[derive(Default)]
-struct SeenVms {
+pub(super) struct SeenVms {
     ids: HashMap<String, u64>,
     /// A name's first line, and that row's id.
     names: HashMap<String, (u64, Option<String>)>,
@@ -742,7 +766,7 @@ impl SeenVms {
     /// Two rows with one id are one VM. Two rows with one name (compared exactly, as vCenter
     /// does) are one VM too, unless both rows give an id and the ids differ: vCenter allows
     /// two VMs of one name in different folders, and the id tells them apart.
-    fn check(&mut self, row: &mut Row<'_>, vm: &VmRef) {
+    pub(super) fn check(&mut self, row: &mut Row<'_>, vm: &VmRef) {
         let mut reported = false;
         if let Some(id) = &vm.id {
             match self.ids.get(id) {

@@ -3,7 +3,9 @@
 //! but by the runner.
 
 pub mod capacity;
+pub mod day2;
 pub mod discovery;
+pub mod operation_plan;
 pub mod operations;
 pub mod pairing;
 pub mod plan;

@@ -27,6 +27,20 @@ pub enum PlanError {
         #[source]
         source: ApiError,
     },
+
+    #[error("the plan is incomplete: logging in to the target site of pairing {pairing}")]
+    RemoteLogin {
+        pairing: String,
+        #[source]
+        source: ApiError,
+    },
+
+    #[error("the plan is incomplete: listing the replications of pairing {pairing}")]
+    Replications {
+        pairing: String,
+        #[source]
+        source: ApiError,
+    },
 }
 
 /// What `run` would do with one VM.

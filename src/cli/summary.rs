@@ -1,0 +1,175 @@
+//! The end of a run, for every command that runs a batch (`run`, `undo`, `reconfigure`,
+//! `pause`, `resume`, `sync`): counts per state, API cost, what the batch achieved (configured
+//! and how many protected yet, or what its operation did and what it left alone), every failure
+//! with its reason, and how to go on.
+
+use std::path::Path;
+
+use crate::domain::{Operation, OperationSpec};
+use crate::queue::{Batch, Job, JobState, Queue, Readiness};
+use crate::runner::{Ending, RunOutcome};
+use crate::vr::BudgetStats;
+
+/// Prints the summary of `outcome`, reading the batch's jobs from the queue at `db`.
+pub(super) fn print(outcome: &RunOutcome, db: &Path) -> anyhow::Result<()> {
+    print_counts(outcome);
+    print_pacing(&outcome.budget);
+    let queue = Queue::open(db)?;
+    let batch = queue.batch(outcome.batch)?;
+    let jobs = queue.jobs(outcome.batch)?;
+    match batch.operation {
+        Operation::Configure => print_protection(&queue, outcome)?,
+        _ => print_operation(&batch, &jobs),
+    }
+    print_failed(&jobs, outcome.batch);
+    print_ending(outcome);
+    Ok(())
+}
+
+fn print_counts(outcome: &RunOutcome) {
+    let total: u64 = outcome.counts.values().sum();
+    let mut table = super::table(["state", "VMs", "%"]);
+    for (state, n) in outcome.counts.iter().filter(|(_, n)| **n > 0) {
+        table.add_row([
+            state.to_string(),
+            n.to_string(),
+            format!("{:.0}", *n as f64 * 100.0 / total.max(1) as f64),
+        ]);
+    }
+    println!("{table}");
+    let calls = outcome.metrics.total_calls();
+    println!(
+        "batch {}: {total} VMs, {calls} API calls ({:.2} per VM, {} re-logins) in {:.1} s",
+        outcome.batch,
+        calls as f64 / total.max(1) as f64,
+        outcome.metrics.relogins,
+        outcome.elapsed.as_secs_f64()
+    );
+}
+
+fn print_pacing(b: &BudgetStats) {
+    if b.paced > 0 {
+        println!(
+            "paced by the appliance's rate limit: {} requests waited for a free slot ({:.0} s in all)",
+            b.paced,
+            b.paced_ms as f64 / 1000.0
+        );
+    }
+    if b.refusals > 0 {
+        println!(
+            "throttled: the appliance refused {} requests (HTTP 429) and vrbulk waited {:.0} s for \
+             its next rate window; no job counted them as failures. If another tool shares this \
+             appliance's quota, or its admin lowered the limit, set [source] requests_per_minute",
+            b.refusals,
+            b.throttled_ms as f64 / 1000.0
+        );
+    }
+}
+
+/// Configured is not yet protected: how far the initial syncs got, and how to follow them.
+fn print_protection(queue: &Queue, outcome: &RunOutcome) -> anyhow::Result<()> {
+    let configured = outcome.counts[&JobState::Succeeded];
+    if configured > 0 {
+        let protected = queue
+            .protection(outcome.batch)?
+            .iter()
+            .filter(|p| p.readiness() == Readiness::Protected)
+            .count();
+        println!(
+            "{configured} VMs configured, {protected} of them protected so far: `vrbulk watch \
+             --batch {}` follows their initial syncs until each is protected",
+            outcome.batch
+        );
+    }
+    Ok(())
+}
+
+/// What an operation batch did, and each replication it left alone with the reason (gone,
+/// replaced by someone else's, in a state the appliance refused the operation in).
+fn print_operation(batch: &Batch, jobs: &[Job]) {
+    let done = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Succeeded)
+        .count();
+    let of = batch
+        .acts_on
+        .map(|b| format!(" of batch {b}"))
+        .unwrap_or_default();
+    let local_only = jobs.iter().any(|j| {
+        matches!(
+            j.operation,
+            Some(OperationSpec::Unconfigure {
+                local_only: true,
+                ..
+            })
+        )
+    });
+    let what = match batch.operation {
+        Operation::Unconfigure if local_only => {
+            "removed on this site only (the target site keeps its half)"
+        }
+        Operation::Unconfigure => "unconfigured (removed on both sites)",
+        Operation::Reconfigure => "reconfigured",
+        Operation::Pause => "paused",
+        Operation::Resume => "resumed",
+        Operation::Sync => "synced",
+        Operation::Configure => "configured",
+    };
+    println!(
+        "{}{of} {what}",
+        super::count(done, "replication", "replications")
+    );
+    let skipped: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Skipped)
+        .collect();
+    if !skipped.is_empty() {
+        let mut table = super::table(["left alone", "replication", "reason"]);
+        for j in skipped {
+            table.add_row([
+                j.vm_label().to_string(),
+                j.checkpoint.replication_id.clone().unwrap_or_default(),
+                j.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        println!("\n{table}");
+    }
+}
+
+fn print_failed(jobs: &[Job], batch: i64) {
+    let failed: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Failed)
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    let mut table = super::table(["failed VM", "step", "reason"]);
+    for j in &failed {
+        table.add_row([
+            j.vm_label().to_string(),
+            j.step.to_string(),
+            j.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("\n{table}");
+    println!(
+        "fix the causes, then `vrbulk retry --batch {batch} --failed` and `vrbulk run --batch {batch}`"
+    );
+}
+
+fn print_ending(outcome: &RunOutcome) {
+    match outcome.ending {
+        Ending::Done => {}
+        Ending::WindowClosed => println!(
+            "the change window closed: {} VMs were not started (nothing was sent after it); \
+             `vrbulk run --batch {}` continues in the next window",
+            outcome.left(),
+            outcome.batch
+        ),
+        Ending::Interrupted => println!(
+            "interrupted: `vrbulk run --batch {}` resumes where this run stopped",
+            outcome.batch
+        ),
+    }
+}

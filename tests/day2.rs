@@ -1,0 +1,879 @@
+//! The day-2 commands through the binary (`undo`, `reconfigure`, `pause`, `resume`, `sync`)
+//! against the simulator: each acts once on each replication of the batch it names, under
+//! faults, and never on anything outside it; `--vm` picks; `--plan` sends nothing and creates no
+//! batch; undo asks first and refuses without a terminal; bad input is refused whole; an undo
+//! killed at random moments and resumed with `vrbulk run` unconfigures nothing twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use vrbulk::domain::{JobSpec, Operation};
+use vrbulk::queue::{BatchId, JobState, NewBatch, Queue};
+use vrbulk::runner::{self, RunOptions};
+use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
+
+use crate::support::cmd::{Cmd, Ran};
+use crate::support::fixtures::{self, config_for, new_batch, spec};
+use crate::support::harness::{settings_for, start};
+
+/// A folder with the queue and a settings file for `sim`.
+struct Site {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new(sim: &Simulator) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("q.db");
+        // A short lease, so that a killed run's jobs come back quickly.
+        let config = config_for(
+            sim,
+            dir.path(),
+            "\n[run]\nworkers = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n",
+        );
+        Site {
+            _dir: dir,
+            db,
+            config,
+        }
+    }
+
+    /// `vrbulk --db … --config … ARGS`, run off the async threads (the simulator lives there).
+    async fn vrbulk(&self, args: &[&str]) -> Ran {
+        let cmd = Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&self.db)
+            .config(&self.config)
+            .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        tokio::task::spawn_blocking(move || cmd.run())
+            .await
+            .unwrap()
+    }
+
+    fn batches(&self) -> usize {
+        Queue::open(&self.db).unwrap().batches().unwrap().len()
+    }
+
+    /// The replication each configured job of `batch` recorded.
+    fn replications(&self, batch: BatchId) -> BTreeMap<String, String> {
+        Queue::open(&self.db)
+            .unwrap()
+            .jobs(batch)
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.state == JobState::Succeeded)
+            .map(|j| {
+                (
+                    j.vm_label().to_string(),
+                    j.checkpoint.replication_id.unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn code(ran: &Ran) -> Option<i32> {
+    ran.output.status.code()
+}
+
+/// `ran` ended with `expected`, or the test says why not.
+#[track_caller]
+fn assert_code(ran: &Ran, expected: i32) {
+    assert_eq!(
+        code(ran),
+        Some(expected),
+        "stdout:\n{}\nstderr:\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
+}
+
+/// `n` normal VMs of the simulator, skipping the first `skip`.
+fn normal_vms(sim: &Simulator, skip: usize, n: usize) -> Vec<String> {
+    sim.inventory()
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .skip(skip)
+        .take(n)
+        .map(|v| v.vm.name.clone())
+        .collect()
+}
+
+/// Imports and configures `names` as batch `name` with the library's runner: the waves the
+/// commands act on.
+async fn configure(sim: &Simulator, site: &Site, name: &str, names: &[String]) -> BatchId {
+    let specs: Vec<JobSpec> = names.iter().map(|n| spec(n)).collect();
+    let batch = NewBatch {
+        max_attempts: 8,
+        ..new_batch(name)
+    };
+    let id = fixtures::import(&site.db, &batch, &specs);
+    let opts = RunOptions {
+        batch: Some(id),
+        poll_interval: Duration::from_millis(200),
+        retry_base: Duration::from_millis(100),
+        retry_cap: Duration::from_secs(1),
+        request_retries: 6,
+        ..RunOptions::default()
+    };
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(
+        Queue::open(&site.db).unwrap(),
+        settings_for(sim),
+        opts,
+        stop_rx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome.counts[&JobState::Succeeded],
+        names.len() as u64,
+        "{name} configured"
+    );
+    id
+}
+
+/// Accepted operations `op` per replication, as the simulator counted them.
+fn operations(sim: &Simulator, op: &str) -> BTreeMap<String, u64> {
+    sim.stats()
+        .operations
+        .into_iter()
+        .filter_map(|(rep, ops)| Some((rep, *ops.get(op)?)))
+        .collect()
+}
+
+/// Every replication the simulator saw any operation on.
+fn touched(sim: &Simulator) -> BTreeSet<String> {
+    sim.stats().operations.into_keys().collect()
+}
+
+/// `op` was accepted exactly once for each of `reps`, and for nothing else.
+#[track_caller]
+fn assert_once_each(sim: &Simulator, op: &str, reps: &BTreeSet<String>) {
+    let counted = operations(sim, op);
+    let keys: BTreeSet<String> = counted.keys().cloned().collect();
+    assert_eq!(&keys, reps, "{op}: {counted:?}");
+    assert!(counted.values().all(|n| *n == 1), "{op} twice: {counted:?}");
+}
+
+/// The newest batch of the queue, which must be a `operation` batch acting on `acts_on`.
+fn newest(site: &Site, operation: Operation, acts_on: BatchId) -> BatchId {
+    let q = Queue::open(&site.db).unwrap();
+    let b = q.latest_batch().unwrap().unwrap();
+    assert_eq!((b.operation, b.acts_on), (operation, Some(acts_on)));
+    b.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_command_acts_once_on_each_replication_of_its_batch_under_faults_and_on_nothing_else()
+{
+    let sim = start(SimConfig {
+        fail_rate: 0.05,
+        sync_time_scale: 50_000.0,
+        ..SimConfig::fast()
+    })
+    .await;
+    let site = Site::new(&sim);
+    let names = normal_vms(&sim, 0, 6);
+    let wave = configure(&sim, &site, "wave", &names).await;
+    let other = configure(&sim, &site, "other wave", &normal_vms(&sim, 6, 3)).await;
+    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
+    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
+    // Their initial syncs end first: a sync of a replication in initial sync is refused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let wave_arg = wave.to_string();
+
+    // --vm: an exact name and a pattern pick two of the six.
+    let picked: BTreeSet<String> = [&names[1], &names[4]]
+        .iter()
+        .map(|n| site.replications(wave)[*n].clone())
+        .collect();
+    let pattern = format!("?{}", &names[4][1..]);
+    for command in ["pause", "resume"] {
+        let ran = site
+            .vrbulk(&[
+                command,
+                "--batch",
+                &wave_arg,
+                "--vm",
+                &names[1],
+                "--vm",
+                &pattern,
+                "--progress",
+                "none",
+            ])
+            .await;
+        assert_code(&ran, 0);
+        assert!(
+            ran.stdout().contains("2 replications of batch"),
+            "{}",
+            ran.stdout()
+        );
+        assert_once_each(&sim, command, &picked);
+        assert!(
+            ran.stderr().contains("`vrbulk run --batch"),
+            "{}",
+            ran.stderr()
+        );
+    }
+
+    for (args, op) in [
+        (vec!["sync"], "sync"),
+        (
+            vec![
+                "reconfigure",
+                "--rpo",
+                "15",
+                "--network-compression",
+                "true",
+            ],
+            "reconfigure",
+        ),
+        (vec!["undo", "--yes"], "unconfigure"),
+    ] {
+        let mut args = args;
+        args.extend(["--batch", &wave_arg, "--progress", "none"]);
+        let ran = site.vrbulk(&args).await;
+        assert_code(&ran, 0);
+        assert_once_each(&sim, op, &ours);
+    }
+
+    let summary = Queue::open(&site.db).unwrap();
+    let undo = newest(&site, Operation::Unconfigure, wave);
+    assert_eq!(summary.counts(undo).unwrap()[&JobState::Succeeded], 6);
+    let inv = sim.inventory();
+    assert!(inv.replications.iter().all(|r| !ours.contains(&r.id)));
+    assert!(theirs
+        .iter()
+        .all(|id| inv.replications.iter().any(|r| &r.id == id)));
+    assert!(
+        touched(&sim).is_disjoint(&theirs),
+        "another batch's replications were touched: {:?}",
+        sim.stats().operations
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_sends_nothing_creates_no_batch_and_says_what_would_be_skipped_or_refused() {
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let names = normal_vms(&sim, 0, 4);
+    let wave = configure(&sim, &site, "wave", &names).await;
+    let reps = site.replications(wave);
+    let wave_arg = wave.to_string();
+    // One replication removed by hand; another VM unconfigured and configured again by someone
+    // else; a third paused (by vrbulk: a batch of its own).
+    let client = crate::support::harness::client_for(&sim).await;
+    let pairing = sim.inventory().pairing_id;
+    client.remote_login(&pairing).await.unwrap();
+    for vm in [&names[0], &names[1]] {
+        client
+            .unconfigure_replication(&pairing, &reps[vm], false)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    configure(&sim, &site, "by hand", &names[1..2]).await;
+    let pause = site
+        .vrbulk(&[
+            "pause",
+            "--batch",
+            &wave_arg,
+            "--vm",
+            &names[2],
+            "--progress",
+            "none",
+        ])
+        .await;
+    assert_code(&pause, 0);
+    let before = sim.stats();
+    let batches = site.batches();
+
+    for command in ["undo", "pause", "resume", "sync"] {
+        let ran = site
+            .vrbulk(&[command, "--batch", &wave_arg, "--plan", "--json"])
+            .await;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&ran.stdout())
+            .unwrap_or_else(|e| panic!("{command}: {e}: {}{}", ran.stdout(), ran.stderr()));
+        let verdict = |vm: &str| {
+            let row = rows.iter().find(|r| r["vm_name"] == vm).unwrap();
+            (
+                row["verdict"].as_str().unwrap().to_string(),
+                row["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        };
+        let (gone, why) = verdict(&names[0]);
+        assert_eq!(gone, "skip", "{command}");
+        assert!(why.contains("no longer exists"), "{why}");
+        let (replaced, why) = verdict(&names[1]);
+        assert_eq!(replaced, "skip", "{command}");
+        assert!(why.contains("left alone"), "{why}");
+        let (paused, why) = verdict(&names[2]);
+        match command {
+            "pause" => {
+                assert_eq!(paused, "refused");
+                assert!(why.contains("already paused"), "{why}");
+                assert_code(&ran, 1);
+            }
+            "sync" => {
+                assert_eq!(paused, "refused");
+                assert_code(&ran, 1);
+            }
+            _ => assert_eq!(paused, "act", "{command}: {why}"),
+        }
+        if command == "resume" {
+            assert_eq!(verdict(&names[3]).0, "refused", "not paused");
+        }
+    }
+    let ran = site
+        .vrbulk(&["reconfigure", "--batch", &wave_arg, "--rpo", "15", "--plan"])
+        .await;
+    assert_code(&ran, 0);
+    assert!(ran.stdout().contains("rpo 60 -> 15"), "{}", ran.stdout());
+    let ran = site.vrbulk(&["undo", "--batch", &wave_arg, "--plan"]).await;
+    assert!(
+        ran.stdout()
+            .contains("2 to undo, 2 to skip, 0 would be refused"),
+        "{}",
+        ran.stdout()
+    );
+
+    let after = sim.stats();
+    assert_eq!(
+        after.operations, before.operations,
+        "a plan changed something"
+    );
+    assert_eq!(site.batches(), batches, "a plan created a batch");
+    for changing in [
+        "unconfigureReplication",
+        "reconfigureReplication",
+        "pauseReplication",
+        "resumeReplication",
+        "syncReplication",
+        "destroyReplication",
+    ] {
+        assert_eq!(
+            after.calls.get(changing),
+            before.calls.get(changing),
+            "{changing}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_without_a_terminal_refuses_unless_told_yes_and_removes_only_its_batchs() {
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let wave = configure(&sim, &site, "wave", &normal_vms(&sim, 0, 3)).await;
+    let other = configure(&sim, &site, "other", &normal_vms(&sim, 3, 2)).await;
+    let wave_arg = wave.to_string();
+    let batches = site.batches();
+
+    let refused = site
+        .vrbulk(&["undo", "--batch", &wave_arg, "--keep-replica-disks"])
+        .await;
+    assert_code(&refused, 2);
+    assert!(
+        refused.stderr().contains("no terminal"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(refused.stderr().contains("--yes"), "{}", refused.stderr());
+    // It showed what it would have removed.
+    for rep in site.replications(wave).values() {
+        assert!(
+            refused.stdout().contains(rep.as_str()),
+            "{}",
+            refused.stdout()
+        );
+    }
+    assert!(sim.stats().operations.is_empty());
+    assert_eq!(site.batches(), batches, "nothing written");
+
+    let ran = site
+        .vrbulk(&[
+            "undo",
+            "--batch",
+            &wave_arg,
+            "--keep-replica-disks",
+            "--yes",
+            "--progress",
+            "none",
+        ])
+        .await;
+    assert_code(&ran, 0);
+    assert!(
+        ran.stdout()
+            .contains("3 replications of batch 1 unconfigured (removed on both sites)"),
+        "{}",
+        ran.stdout()
+    );
+    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
+    assert_once_each(&sim, "unconfigure", &ours);
+    let retained: BTreeSet<String> = sim.stats().replica_disks_retained.into_iter().collect();
+    assert_eq!(retained, ours);
+    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
+    assert!(touched(&sim).is_disjoint(&theirs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_only_undo_deletes_on_this_site_and_warns_that_the_target_keeps_its_half() {
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let wave = configure(&sim, &site, "wave", &normal_vms(&sim, 0, 2)).await;
+    let ran = site
+        .vrbulk(&[
+            "undo",
+            "--batch",
+            &wave.to_string(),
+            "--local-only",
+            "--yes",
+            "--progress",
+            "none",
+        ])
+        .await;
+    assert_code(&ran, 0);
+    assert!(
+        ran.stderr().contains("the target site keeps its half"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(
+        ran.stdout().contains("removed on this site only"),
+        "{}",
+        ran.stdout()
+    );
+    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
+    assert_once_each(&sim, "destroy", &ours);
+    assert!(operations(&sim, "unconfigure").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_input_is_refused_whole_with_every_problem_and_nothing_sent() {
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let names = normal_vms(&sim, 0, 3);
+    let wave = configure(&sim, &site, "wave", &names).await;
+    let wave_arg = wave.to_string();
+    let csv = site.db.with_file_name("changes.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "vm_name,target_datastore,rpo,mpit_instances,quiesce\n\
+             {0},ds-gold-01,2,,\n\
+             {1},,,30,maybe\n\
+             not-in-the-wave,,15,,\n\
+             {2},,,,\n\
+             {0},,15,,\n",
+            names[0], names[1], names[2]
+        ),
+    )
+    .unwrap();
+    let before = sim.stats();
+    let batches = site.batches();
+    let csv_arg = csv.to_str().unwrap();
+
+    let ran = site
+        .vrbulk(&["reconfigure", csv_arg, "--batch", &wave_arg])
+        .await;
+    assert_code(&ran, 2);
+    let expected = [
+        "7 problems in the input",
+        "line 2, column target_datastore: a reconfigure cannot move replica disks",
+        "line 2, column rpo: expected minutes between 5 and 1440, got \"2\"",
+        "line 3, column quiesce: expected one of true/false",
+        "line 3, column mpit_instances: vSphere Replication keeps at most 24 point-in-time copies",
+        "line 4, column vm_name: batch 1 has no VM `not-in-the-wave`",
+        "line 5: nothing to change",
+        "line 6, column vm_name: VM",
+    ];
+    for problem in expected {
+        assert!(
+            ran.stderr().contains(problem),
+            "{problem}:\n{}",
+            ran.stderr()
+        );
+    }
+
+    // Flags: out of range, and no such batch, in one go.
+    let ran = site
+        .vrbulk(&[
+            "reconfigure",
+            "--batch",
+            "9",
+            "--rpo",
+            "2",
+            "--mpit-instances",
+            "30",
+        ])
+        .await;
+    assert_code(&ran, 2);
+    for problem in [
+        "--rpo: expected minutes",
+        "--mpit-instances: vSphere",
+        "--batch 9: no such batch",
+    ] {
+        assert!(
+            ran.stderr().contains(problem),
+            "{problem}:\n{}",
+            ran.stderr()
+        );
+    }
+    let ran = site.vrbulk(&["reconfigure", "--batch", &wave_arg]).await;
+    assert_code(&ran, 2);
+    assert!(
+        ran.stderr().contains("nothing to change"),
+        "{}",
+        ran.stderr()
+    );
+    let ran = site
+        .vrbulk(&["pause", "--batch", &wave_arg, "--vm", "nothing-*"])
+        .await;
+    assert_code(&ran, 2);
+    assert!(
+        ran.stderr().contains("--vm nothing-*: matches no VM"),
+        "{}",
+        ran.stderr()
+    );
+
+    let after = sim.stats();
+    assert_eq!(
+        after.calls, before.calls,
+        "a refused request sent something"
+    );
+    assert_eq!(site.batches(), batches, "a refused request created a batch");
+
+    // A valid file changes each VM as its row says, and only that.
+    std::fs::write(
+        &csv,
+        format!("vm_name,rpo,quiesce\n{},15,\n{},,yes\n", names[0], names[2]),
+    )
+    .unwrap();
+    let ran = site
+        .vrbulk(&[
+            "reconfigure",
+            csv_arg,
+            "--batch",
+            &wave_arg,
+            "--progress",
+            "none",
+        ])
+        .await;
+    assert_code(&ran, 0);
+    let reps = site.replications(wave);
+    let inv = sim.inventory();
+    let rep = |vm: &str| inv.replications.iter().find(|r| r.id == reps[vm]).unwrap();
+    assert_eq!(rep(&names[0]).rpo, Some(15));
+    assert_eq!(rep(&names[2]).rpo, Some(60));
+    assert_eq!(rep(&names[2]).quiescing_enabled, Some(true));
+    let changed: BTreeSet<String> = [&reps[&names[0]], &reps[&names[2]]]
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_once_each(&sim, "reconfigure", &changed);
+    let record = Queue::open(&site.db)
+        .unwrap()
+        .latest_batch()
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.input_kind, "csv");
+    assert!(record.input_sha256.is_some());
+}
+
+/// 80 VMs, 1 s tasks, 20 ms latency and 12 requests per 2 s session window: an undo lasts long
+/// enough that a kill lands in the middle of the work.
+async fn slow_simulator() -> Simulator {
+    start(SimConfig {
+        vms: 80,
+        task_seconds: 1.0,
+        latency_ms: 20,
+        limits: Some(RateLimits {
+            per_session: 12,
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
+    })
+    .await
+}
+
+/// The binary with `args`, as a child process that a test can kill.
+fn spawn(site: &Site, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .args(["--db".as_ref(), site.db.as_os_str()])
+        .args(["--config".as_ref(), site.config.as_os_str()])
+        .args(args)
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Steps done and jobs finished by the operation batches of `db`: claims and rescues come in
+/// lumps and say nothing.
+fn progress(db: &Path) -> usize {
+    let q = Queue::open(db).unwrap();
+    q.batches()
+        .unwrap()
+        .iter()
+        .filter(|b| b.operation != Operation::Configure)
+        .flat_map(|b| q.jobs(b.id).unwrap())
+        .flat_map(|j| q.events(j.id).unwrap())
+        .filter(|e| {
+            e.message.as_deref().is_some_and(|m| m.starts_with("step "))
+                || matches!(
+                    e.to_state,
+                    JobState::Succeeded | JobState::Skipped | JobState::Failed
+                )
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replication_once() {
+    let sim = slow_simulator().await;
+    let site = Site::new(&sim);
+    let names = normal_vms(&sim, 0, 40);
+    let wave = configure(&sim, &site, "wave", &names).await;
+    let other = configure(&sim, &site, "other", &normal_vms(&sim, 40, 5)).await;
+    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
+    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
+    let wave_arg = wave.to_string();
+
+    let mut rng = fastrand::Rng::with_seed(12);
+    let mut killed_mid_work = 0;
+    for round in 0..5 {
+        // The first round creates the undo batch; the next ones resume it, as an operator would.
+        let undo = Queue::open(&site.db)
+            .unwrap()
+            .batches()
+            .unwrap()
+            .into_iter()
+            .find(|b| b.operation == Operation::Unconfigure);
+        let undo_arg = undo.as_ref().map(|b| b.id.to_string());
+        let mut child = match &undo_arg {
+            None => spawn(
+                &site,
+                &["undo", "--batch", &wave_arg, "--yes", "--progress", "none"],
+            ),
+            Some(id) => spawn(&site, &["run", "--batch", id, "--progress", "none"]),
+        };
+        let target = progress(&site.db) + rng.usize(1..40);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while progress(&site.db) < target && std::time::Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
+        }
+        // SIGKILL: no chance to release anything.
+        child.kill().ok();
+        child.wait().unwrap();
+        if let Some(b) = undo {
+            let counts = Queue::open(&site.db).unwrap().counts(b.id).unwrap();
+            eprintln!(
+                "round {round}: killed at {}: {counts:?}",
+                progress(&site.db)
+            );
+            if counts[&JobState::Running] > 0 {
+                killed_mid_work += 1;
+            }
+        }
+    }
+    assert!(
+        killed_mid_work >= 2,
+        "only {killed_mid_work} kills hit running jobs"
+    );
+
+    let undo = newest(&site, Operation::Unconfigure, wave);
+    let ran = site
+        .vrbulk(&["run", "--batch", &undo.to_string(), "--progress", "none"])
+        .await;
+    assert_code(&ran, 0);
+    let q = Queue::open(&site.db).unwrap();
+    // Every job ended, none failed. A job may end skipped, "no longer exists", after its own
+    // unconfigure did the work: the engine bug that the ignored test below pins down (its
+    // unconfigure is sent a second time and answered 404). Once fixed, all 40 succeed.
+    let jobs = q.jobs(undo).unwrap();
+    assert_eq!(jobs.len(), 40);
+    for j in &jobs {
+        let reason = j.reason.as_deref().unwrap_or_default();
+        assert!(
+            j.state == JobState::Succeeded
+                || j.state == JobState::Skipped && reason.contains("no longer exists"),
+            "{} ended {}: {reason}",
+            j.vm_label(),
+            j.state
+        );
+    }
+    assert_once_each(&sim, "unconfigure", &ours);
+    assert!(touched(&sim).is_disjoint(&theirs));
+    let inv = sim.inventory();
+    assert!(inv.replications.iter().all(|r| !ours.contains(&r.id)));
+    assert_eq!(
+        inv.replications
+            .iter()
+            .filter(|r| theirs.contains(&r.id))
+            .count(),
+        5
+    );
+}
+
+/// Engine bug, reported and not fixed here (`src/runner/operate.rs`, `settle_operation`, owned
+/// elsewhere): an in-doubt operation reads the pairing's replications, then the VM's tasks.
+/// When its task ends between the two reads, the list says "not yet" and the task says
+/// SUCCESS, which no arm takes, so the runner sends the operation again: a second unconfigure
+/// (answered 404: the job ends skipped, "no longer exists", although it did the work), a second
+/// pause (refused: skipped), a second reconfigure or sync (applied twice). The configure's own
+/// reconcile (`phases::settle_in_doubt`) takes a finished task to `verify`; this one must too.
+/// Killed undos hit it about one run in five (see the kill test above); here the appliance's
+/// rate limit puts the second read a window after the first, past the task's end, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "engine bug in runner/operate.rs settle_operation (a finished task is not taken as done); see its comment"]
+async fn an_in_doubt_unconfigure_whose_task_ends_between_two_reads_is_not_sent_again() {
+    use vrbulk::domain::OperationSpec;
+    use vrbulk::queue::{OperationJob, Save, Step};
+
+    let sim = start(SimConfig {
+        task_seconds: 1.0,
+        ..SimConfig::fast()
+    })
+    .await;
+    let site = Site::new(&sim);
+    let wave = configure(&sim, &site, "wave", &normal_vms(&sim, 0, 1)).await;
+    // An undo whose run died right after it sent the unconfigure: its job is in doubt at submit.
+    let mut q = Queue::open(&site.db).unwrap();
+    let configured = q.jobs(wave).unwrap().remove(0);
+    let spec = OperationSpec::Unconfigure {
+        retain_replica_disks: false,
+        local_only: false,
+    };
+    let undo = q
+        .create_operation_batch(
+            &new_batch("undo"),
+            Operation::Unconfigure,
+            wave,
+            &[OperationJob {
+                acts_on_job: configured.id,
+                spec,
+            }],
+        )
+        .unwrap();
+    let job = q
+        .claim(Some(undo), 1, "a run that died", Duration::from_millis(100))
+        .unwrap()
+        .remove(0);
+    for step in [Step::ResolveTarget, Step::Submit] {
+        let save = Save {
+            lease: job.lease().unwrap(),
+            step,
+            checkpoint: job.checkpoint.clone(),
+            in_doubt: Some(step == Step::Submit),
+        };
+        q.save_all(&[save]).unwrap();
+    }
+    drop(q);
+    let client = crate::support::harness::client_for(&sim).await;
+    let pairing = sim.inventory().pairing_id;
+    client.remote_login(&pairing).await.unwrap();
+    let replication = configured.checkpoint.replication_id.clone().unwrap();
+    client
+        .unconfigure_replication(&pairing, &replication, false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    // The next run: login, pairings and discovery (eight calls), the replication list (the
+    // ninth, while the task runs), then the tasks (the tenth: a window later, the task done).
+    let mut settings = settings_for(&sim);
+    settings.limits.per_session = 9;
+    let opts = RunOptions {
+        batch: Some(undo),
+        poll_interval: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(Queue::open(&site.db).unwrap(), settings, opts, stop_rx)
+        .await
+        .unwrap();
+    let job = Queue::open(&site.db).unwrap().jobs(undo).unwrap().remove(0);
+    assert_eq!(
+        sim.stats().calls.get("unconfigureReplication"),
+        Some(&1),
+        "the unconfigure was sent again; the job ended {:?}: {:?}",
+        job.state,
+        job.reason
+    );
+    assert_eq!(outcome.counts[&JobState::Succeeded], 1, "{:?}", job.reason);
+}
+
+/// Suspected engine bug, reported and not fixed here (`src/workflow/operations.rs`,
+/// `reconfigure_spec`): a reconfigure that does not ask for another VR server sends
+/// `target_replication_server_id: null`, which the spec defines as "the server will be
+/// automatically determined", so an RPO change may move the replication to another VR server.
+/// The simulator keeps the server on null, so only the body shows it. Changing only what was
+/// asked means sending the replication's own server (found among the target site's servers by
+/// its uuid or name).
+#[test]
+#[ignore = "suspected engine bug in workflow/operations.rs reconfigure_spec (null server = automatic placement); see its comment"]
+fn a_reconfigure_that_names_no_vr_server_keeps_the_replications_own() {
+    use vrbulk::domain::SettingsChange;
+    use vrbulk::vr::model::{Pairing, ReplicatedVmDisk, ReplicationInfo, ReplicationServerInfo};
+    use vrbulk::workflow::operations::reconfigure_spec;
+    use vrbulk::workflow::Discovery;
+
+    let pairing: Pairing = serde_json::from_value(serde_json::json!({
+        "pairing_id": "p-1",
+        "local_vc_server": {"id": "vc-a"},
+        "remote_vc_server": {"id": "vc-b", "name": "vc-site-b"},
+    }))
+    .unwrap();
+    let server: ReplicationServerInfo = serde_json::from_value(serde_json::json!({
+        "id": "HmsRemoteHbrServer:HBRSRV-2",
+        "uuid": "HBRSRV-2",
+        "name": "vrs-target-02",
+        "connected": true,
+    }))
+    .unwrap();
+    let disks: Vec<ReplicatedVmDisk> = serde_json::from_value(serde_json::json!([{
+        "vm_disk": {"vm_id": "VirtualMachine:vm-1:vc-a", "device_key": 2000, "is_vm_home": false},
+        "replicated": true,
+        "destination_path": {"datastore_id": "ds-1", "path": "app-1/app-1.vmdk"},
+    }]))
+    .unwrap();
+    let replication = ReplicationInfo {
+        id: "GID-1".into(),
+        rpo: Some(60),
+        replication_server_name: Some("vrs-target-02".into()),
+        target_replication_server_uuid: Some("HBRSRV-2".into()),
+        ..ReplicationInfo::default()
+    };
+    let site = Discovery {
+        pairing,
+        local_vc_id: "vc-a".into(),
+        remote_vc_id: "vc-b".into(),
+        remote_vc_name: "vc-site-b".into(),
+        target_vrms_id: "vrms-b".into(),
+        replication_servers: vec![server],
+        datastores: Vec::new(),
+        storage_policies: Vec::new(),
+        replications: Default::default(),
+    };
+    let rpo = SettingsChange {
+        rpo: Some(15),
+        ..SettingsChange::default()
+    };
+    let body = reconfigure_spec(&replication, &disks, &rpo, &site).unwrap();
+    assert_eq!(body.rpo, 15);
+    assert_eq!(
+        body.target_replication_server_id.as_deref(),
+        Some("HmsRemoteHbrServer:HBRSRV-2"),
+        "an RPO change leaves the VR server to automatic placement"
+    );
+}
