@@ -697,19 +697,16 @@ async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replicat
         .await;
     assert_code(&ran, 0);
     let q = Queue::open(&site.db).unwrap();
-    // Every job ended, none failed. A job may end skipped, "no longer exists", after its own
-    // unconfigure did the work: the engine bug that the ignored test below pins down (its
-    // unconfigure is sent a second time and answered 404). Once fixed, all 40 succeed.
+    // Every job did its work once: an in-doubt unconfigure is never sent again.
     let jobs = q.jobs(undo).unwrap();
     assert_eq!(jobs.len(), 40);
     for j in &jobs {
-        let reason = j.reason.as_deref().unwrap_or_default();
-        assert!(
-            j.state == JobState::Succeeded
-                || j.state == JobState::Skipped && reason.contains("no longer exists"),
-            "{} ended {}: {reason}",
+        assert_eq!(
+            j.state,
+            JobState::Succeeded,
+            "{}: {:?}",
             j.vm_label(),
-            j.state
+            j.reason
         );
     }
     assert_once_each(&sim, "unconfigure", &ours);
@@ -725,17 +722,12 @@ async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replicat
     );
 }
 
-/// Engine bug, reported and not fixed here (`src/runner/operate.rs`, `settle_operation`, owned
-/// elsewhere): an in-doubt operation reads the pairing's replications, then the VM's tasks.
-/// When its task ends between the two reads, the list says "not yet" and the task says
-/// SUCCESS, which no arm takes, so the runner sends the operation again: a second unconfigure
-/// (answered 404: the job ends skipped, "no longer exists", although it did the work), a second
-/// pause (refused: skipped), a second reconfigure or sync (applied twice). The configure's own
-/// reconcile (`phases::settle_in_doubt`) takes a finished task to `verify`; this one must too.
-/// Killed undos hit it about one run in five (see the kill test above); here the appliance's
-/// rate limit puts the second read a window after the first, past the task's end, every time.
+/// An in-doubt operation reads the pairing's replications, then the VM's tasks; when its task
+/// ends between the two reads, the list says "not yet" and the task says SUCCESS. That is the
+/// job's own work done: it is verified, never sent again (a second unconfigure would be
+/// answered 404, a second reconfigure or sync applied twice). Here the appliance's rate limit
+/// puts the second read a window after the first, past the task's end, every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug in runner/operate.rs settle_operation (a finished task is not taken as done); see its comment"]
 async fn an_in_doubt_unconfigure_whose_task_ends_between_two_reads_is_not_sent_again() {
     use vrbulk::domain::OperationSpec;
     use vrbulk::queue::{OperationJob, Save, Step};
@@ -813,15 +805,10 @@ async fn an_in_doubt_unconfigure_whose_task_ends_between_two_reads_is_not_sent_a
     assert_eq!(outcome.counts[&JobState::Succeeded], 1, "{:?}", job.reason);
 }
 
-/// Suspected engine bug, reported and not fixed here (`src/workflow/operations.rs`,
-/// `reconfigure_spec`): a reconfigure that does not ask for another VR server sends
-/// `target_replication_server_id: null`, which the spec defines as "the server will be
-/// automatically determined", so an RPO change may move the replication to another VR server.
-/// The simulator keeps the server on null, so only the body shows it. Changing only what was
-/// asked means sending the replication's own server (found among the target site's servers by
-/// its uuid or name).
+/// A null `target_replication_server_id` means "place it automatically" in the spec: a
+/// reconfigure that does not ask for another VR server sends the replication's own, so that an
+/// RPO change never moves it.
 #[test]
-#[ignore = "suspected engine bug in workflow/operations.rs reconfigure_spec (null server = automatic placement); see its comment"]
 fn a_reconfigure_that_names_no_vr_server_keeps_the_replications_own() {
     use vrbulk::domain::SettingsChange;
     use vrbulk::vr::model::{Pairing, ReplicatedVmDisk, ReplicationInfo, ReplicationServerInfo};

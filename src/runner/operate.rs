@@ -283,6 +283,17 @@ impl Runner {
                 a.step = Step::AwaitTask;
                 self.pacer.submitted(Instant::now());
             }
+            // Its task ended between the two reads (the list was read before it did): verify.
+            // A task of this kind older than the batch is someone else's; a minute allows for
+            // the appliance's clock.
+            (Effect::NotYet, Some(t))
+                if t.status == TaskStatus::Success
+                    && t.start_time.unwrap_or_default() >= a.job.created_at - 60_000 =>
+            {
+                tracing::info!(job = id, task = %t.id, "in doubt: the {} had reached the appliance and its task succeeded; verifying", op.operation());
+                a.checkpoint.task_id = Some(t.id.clone());
+                a.step = Step::Verify;
+            }
             (Effect::NotYet, Some(t)) if t.status == TaskStatus::Error => {
                 a.checkpoint.task_id = Some(t.id.clone());
                 let reason = t

@@ -121,7 +121,16 @@ pub fn reconfigure_spec(
         .map(|name| disc.storage_policy_id(name))
         .transpose()?;
     let server = match change.replication_server.as_deref() {
-        None => None,
+        // The spec reads a null server as "place it automatically": a change that does not
+        // ask for another server must name the one the replication is on.
+        None => disc
+            .replication_servers
+            .iter()
+            .find(|s| {
+                (s.uuid.is_some() && s.uuid == rep.target_replication_server_uuid)
+                    || (s.name.is_some() && s.name == rep.replication_server_name)
+            })
+            .map(|s| s.id.clone()),
         Some(name) => disc.replication_server_id(name)?,
     };
     // A disk the replication leaves out still needs a datastore: the replicated disks' one.
