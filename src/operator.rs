@@ -54,6 +54,13 @@ pub fn owner_is_gone(owner: &str) -> bool {
     host == who().1 && !process_alive(pid)
 }
 
+/// Whether the lease owner `host:pid:run` is this process.
+pub fn is_this_process(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    parts.next() == Some(who().1.as_str())
+        && parts.next() == Some(std::process::id().to_string().as_str())
+}
+
 #[cfg(unix)]
 fn process_alive(pid: i32) -> bool {
     // SAFETY: signal 0 sends nothing; it only asks whether the process exists.

@@ -110,7 +110,7 @@ fn assert_matches_truth(jobs: &[Job], sim: &Simulator) {
             (_, "ds-full-01") => {
                 assert_eq!(job.state, JobState::Failed, "{}", job.vm_label());
                 assert!(
-                    reason.starts_with("datastore ds-full-01 has 1.2 GiB free for this VM"),
+                    reason.starts_with("datastore ds-full-01 has 1.2 GiB free; this VM needs"),
                     "{reason}"
                 );
             }
@@ -887,6 +887,43 @@ async fn vms_that_would_overfill_the_vr_servers_fail_in_the_plan_and_are_never_s
     assert_eq!(sim.stats().configure_attempts.len(), 2);
 }
 
+#[tokio::test]
+async fn a_batch_of_vms_replicated_before_is_skipped_without_a_call_per_vm() {
+    let sim = start(SimConfig::fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = import_all(&sim, dir.path());
+    run_once(&db, &sim, quick_options()).await;
+    let before = sim.stats().calls;
+    // The same VMs again (a second wave file that overlaps the first).
+    let again = import(&db, &jobs_for(&sim.inventory()));
+    let outcome = run_once(&db, &sim, quick_options()).await;
+    let calls = sim.stats().calls;
+    let spent = |op: &str| calls.get(op).unwrap_or(&0) - before.get(op).unwrap_or(&0);
+    assert_eq!(spent("configureReplication"), 0);
+    // Only the VMs that are not replicated and cannot be (the template, the NVMe one) are
+    // asked why.
+    assert!(
+        spent("getVmCapability") <= 2,
+        "{}",
+        spent("getVmCapability")
+    );
+    let jobs = Queue::open(&db).unwrap().jobs(again).unwrap();
+    let replicated = jobs
+        .iter()
+        .filter(|j| {
+            j.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("already replicated"))
+        })
+        .count();
+    assert!(
+        replicated >= 30,
+        "{replicated} of {}: {:?}",
+        jobs.len(),
+        outcome.counts
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
     let sim = slow_simulator().await;
@@ -926,6 +963,19 @@ async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
         0,
         "every lease given back: {counts:?}"
     );
+    // The last progress line shows where the jobs are, not a finished bar.
+    let ended: u64 = counts
+        .iter()
+        .filter(|(s, _)| s.is_terminal())
+        .map(|(_, n)| n)
+        .sum();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().rfind(|l| l.contains("VMs ended")).unwrap();
+    assert!(
+        last.starts_with(&format!("{ended}/120 VMs ended")),
+        "{last}"
+    );
+    assert!(ended < 120, "{counts:?}");
 
     let (_stop, stop_rx) = watch::channel(false);
     runner::run(

@@ -1,8 +1,9 @@
 //! Progress of a running batch, read from the queue on a second connection (WAL lets it read
-//! while the runner writes): a bar with counts, rate and ETA on a terminal, or one plain line
-//! every few seconds when the output goes to a file or a pipe. When requests wait for the
-//! appliance's rate limit, or the appliance refuses them, the line says so: a run that seems to
-//! stand still is usually waiting for the next rate window.
+//! while the runner writes): a bar on a terminal, or one plain line every few seconds when the
+//! output goes to a file or a pipe. Both say where the VMs are (waiting, resolving, submitting,
+//! awaiting their task, verifying, ended), an ETA from the throughput measured over the last
+//! minutes, and what the run waits for when it seems to stand still: the appliance's rate
+//! limit, or VMs still leased by a run that died.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::queue::{BatchId, JobState, Queue};
+use crate::queue::{BatchId, BatchStatus, Holder, JobState, Queue, Step};
 use crate::vr::Budget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -40,6 +41,15 @@ pub struct Progress {
     stop: tokio::sync::watch::Sender<bool>,
 }
 
+/// What the display reads from the queue at each tick.
+struct Reading {
+    status: BatchStatus,
+    /// Runs other than this process that hold jobs of the batch.
+    others: Vec<Holder>,
+    /// Submit to end, on average, for the VMs that ended since this display began.
+    task: Option<Duration>,
+}
+
 impl Progress {
     pub fn start(
         db: PathBuf,
@@ -53,14 +63,31 @@ impl Progress {
         let task = (mode != ProgressMode::None).then(|| {
             tokio::spawn(async move {
                 let Ok(queue) = Queue::open(&db) else { return };
+                let since = crate::queue::system_clock()();
                 let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
                 // Off the async threads: a busy queue file must not hold up the requests.
-                let counts = move || {
+                let read = move || {
                     let queue = queue.clone();
                     async move {
                         tokio::task::spawn_blocking(move || {
                             let q = queue.lock().unwrap_or_else(|p| p.into_inner());
-                            q.counts(batch).ok()
+                            let status = q.status_with_errors(batch, 0).ok()?;
+                            let others = q
+                                .holders(batch, "")
+                                .ok()?
+                                .into_iter()
+                                .filter(|h| !crate::operator::is_this_process(&h.owner))
+                                .collect();
+                            let task = q
+                                .task_time(batch, since)
+                                .ok()
+                                .flatten()
+                                .map(|ms| Duration::from_millis(ms.max(0) as u64));
+                            Some(Reading {
+                                status,
+                                others,
+                                task,
+                            })
                         })
                         .await
                         .ok()
@@ -69,21 +96,21 @@ impl Progress {
                 };
                 let mut view = View::new(mode);
                 let every = if mode == ProgressMode::Bar {
-                    Duration::from_millis(200)
+                    Duration::from_secs(1)
                 } else {
                     Duration::from_secs(5)
                 };
                 loop {
-                    if let Some(c) = counts().await {
-                        view.show(&c, budget.as_deref().and_then(waiting_for_budget));
+                    if let Some(r) = read().await {
+                        view.show(&r, budget.as_deref());
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(every) => {}
                         _ = stopped.changed() => break,
                     }
                 }
-                if let Some(c) = counts().await {
-                    view.finish(&c);
+                if let Some(r) = read().await {
+                    view.finish(&r);
                 }
             })
         });
@@ -105,10 +132,139 @@ impl Drop for Progress {
     }
 }
 
+/// Where the batch's VMs are, by the stage of the work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stages {
+    /// Pending or retryable: not taken yet.
+    waiting: u64,
+    resolving: u64,
+    submitting: u64,
+    awaiting_task: u64,
+    verifying: u64,
+    /// Ended: succeeded, failed, skipped or cancelled.
+    done: u64,
+    total: u64,
+}
+
+impl Stages {
+    fn of(status: &BatchStatus) -> Stages {
+        let running = |steps: &[Step]| -> u64 {
+            status
+                .steps
+                .get(&JobState::Running)
+                .map_or(0, |by| steps.iter().filter_map(|s| by.get(s)).sum())
+        };
+        Stages {
+            waiting: status.counts[&JobState::Pending] + status.counts[&JobState::Retryable],
+            resolving: running(&[Step::ResolveVm, Step::ResolveTarget]),
+            submitting: running(&[Step::Submit]),
+            awaiting_task: running(&[Step::AwaitTask]),
+            verifying: running(&[Step::Verify]),
+            done: JobState::ALL
+                .iter()
+                .filter(|s| s.is_terminal())
+                .map(|s| status.counts[s])
+                .sum(),
+            total: status.total,
+        }
+    }
+
+    /// Not sent yet: the part of the work the rate limit paces.
+    fn ahead(&self) -> u64 {
+        self.waiting + self.resolving + self.submitting
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.awaiting_task + self.verifying
+    }
+
+    /// `waiting 120 · resolving 4 · submitting 20 · awaiting task 36 · verifying 0`
+    fn describe(&self) -> String {
+        [
+            ("waiting", self.waiting),
+            ("resolving", self.resolving),
+            ("submitting", self.submitting),
+            ("awaiting task", self.awaiting_task),
+            ("verifying", self.verifying),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {n}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
+    }
+}
+
+/// One tick's reading for the ETA.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    at: Instant,
+    stages: Stages,
+    /// Requests this process has sent so far.
+    calls: u64,
+    /// The rate limit the requests keep to, in requests a second.
+    rate: Option<f64>,
+    /// How long a VM takes from its submit to its end, measured on the VMs that ended.
+    task: Option<Duration>,
+}
+
+/// The time left: the VMs not sent yet take the requests this run has measured per VM, at
+/// the rate the appliance's limit allows (or, without one, at the pace they have been leaving
+/// the queue); the last of them then takes the measured task time. Only what this run did is
+/// measured, so VMs that ended before it (a resumed batch) do not count as its throughput, and
+/// the estimate does not swing with the rate window's bursts and pauses.
+#[derive(Debug, Default)]
+struct Eta {
+    first: Option<Tick>,
+    last: Option<Tick>,
+    /// When every VM had been sent: from then on only the last task time is left.
+    all_sent_at: Option<Instant>,
+}
+
+impl Eta {
+    /// Less than this measured says too little.
+    const MIN_SPAN: Duration = Duration::from_secs(15);
+
+    fn add(&mut self, tick: Tick) {
+        self.first.get_or_insert(tick);
+        if tick.stages.ahead() == 0 {
+            self.all_sent_at.get_or_insert(tick.at);
+        } else {
+            self.all_sent_at = None;
+        }
+        self.last = Some(tick);
+    }
+
+    fn estimate(&self) -> Option<Duration> {
+        let (first, last) = (self.first?, self.last?);
+        if last.stages.ahead() + last.stages.in_flight() == 0 {
+            return Some(Duration::ZERO);
+        }
+        let span = last.at.duration_since(first.at);
+        if span < Self::MIN_SPAN {
+            return None;
+        }
+        let task = last.task?;
+        if let Some(at) = self.all_sent_at {
+            return Some(task.saturating_sub(last.at.duration_since(at)));
+        }
+        let left = first.stages.ahead().saturating_sub(last.stages.ahead());
+        if left == 0 {
+            return None;
+        }
+        let ahead = last.stages.ahead() as f64;
+        let calls = last.calls.saturating_sub(first.calls);
+        let send = match last.rate {
+            Some(rate) if calls > 0 => ahead * (calls as f64 / left as f64) / rate,
+            _ => ahead * span.as_secs_f64() / left as f64,
+        };
+        Some(Duration::from_secs_f64(send) + task)
+    }
+}
+
 struct View {
     bar: Option<ProgressBar>,
-    started: Instant,
-    first_done: Option<u64>,
+    eta: Eta,
 }
 
 impl View {
@@ -116,60 +272,106 @@ impl View {
         let bar = (mode == ProgressMode::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} VMs  {msg}  eta {eta}",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} VMs ended, {prefix}\n  {wide_msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
         View {
             bar,
-            started: Instant::now(),
-            first_done: None,
+            eta: Eta::default(),
         }
     }
 
-    fn show(&mut self, counts: &std::collections::BTreeMap<JobState, u64>, budget: Option<String>) {
-        let total: u64 = counts.values().sum();
-        let done: u64 = counts
-            .iter()
-            .filter(|(s, _)| s.is_terminal())
-            .map(|(_, n)| n)
-            .sum();
-        let mut summary = summary(counts);
-        if let Some(b) = budget {
-            summary = format!("{summary}; {b}");
-        }
+    fn show(&mut self, r: &Reading, budget: Option<&Budget>) {
+        let stages = Stages::of(&r.status);
+        let status = budget.map(Budget::status);
+        self.eta.add(Tick {
+            at: Instant::now(),
+            stages,
+            calls: status.as_ref().map_or(0, |s| s.stats.sent),
+            rate: status
+                .as_ref()
+                .map(|s| f64::from(s.quota) / s.window.as_secs_f64().max(0.001)),
+            task: r.task,
+        });
+        let eta = match self.eta.estimate() {
+            Some(left) => format!("eta {}", minutes(left)),
+            None => "eta: measuring".into(),
+        };
+        let mut notes = vec![stages.describe(), ended(&r.status)];
+        notes.extend(budget.and_then(waiting_for_budget));
+        notes.extend(leases(&r.others, r.status.as_of));
+        let notes: Vec<String> = notes.into_iter().filter(|n| !n.is_empty()).collect();
         match &self.bar {
             Some(bar) => {
-                bar.set_length(total);
-                bar.set_position(done);
-                bar.set_message(summary);
+                bar.set_length(stages.total);
+                bar.set_position(stages.done);
+                bar.set_prefix(eta);
+                bar.set_message(notes.join("; "));
             }
-            None => {
-                let first = *self.first_done.get_or_insert(done);
-                let minutes = self.started.elapsed().as_secs_f64() / 60.0;
-                let rate = if minutes > 0.0 {
-                    (done - first) as f64 / minutes
-                } else {
-                    0.0
-                };
-                let eta = if rate > 0.0 {
-                    format!("{:.0} min", (total - done) as f64 / rate)
-                } else {
-                    "unknown".into()
-                };
-                eprintln!("{done}/{total} VMs done ({summary}), {rate:.1} VMs/min, eta {eta}");
-            }
+            None => eprintln!(
+                "{}/{} VMs ended, {eta}: {}",
+                stages.done,
+                stages.total,
+                notes.join("; ")
+            ),
         }
     }
 
-    fn finish(&mut self, counts: &std::collections::BTreeMap<JobState, u64>) {
-        self.show(counts, None);
+    fn finish(&mut self, r: &Reading) {
+        self.show(r, None);
         if let Some(bar) = &self.bar {
-            bar.finish();
+            // Leaves the bar where the jobs are: an interrupted run is not drawn as complete.
+            bar.abandon();
         }
     }
+}
+
+/// `13 min`, `2 h 05 min`, `40 s`.
+fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s.div_ceil(60)),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `succeeded 10, failed 1`: the ended states that have jobs.
+fn ended(status: &BatchStatus) -> String {
+    status
+        .counts
+        .iter()
+        .filter(|(s, n)| s.is_terminal() && **n > 0)
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// VMs that other runs hold: a live one works on them (`--join`); a dead one's lease has to
+/// run out before this run may take them over.
+fn leases(others: &[Holder], now: i64) -> Vec<String> {
+    others
+        .iter()
+        .map(|h| {
+            let vms = if h.jobs == 1 { "VM" } else { "VMs" };
+            if crate::operator::owner_is_gone(&h.owner) {
+                format!(
+                    "{} {vms} held by a run that died ({}); its lease ends in {}",
+                    h.jobs,
+                    h.owner,
+                    minutes(Duration::from_millis(
+                        h.until.saturating_sub(now).max(0) as u64
+                    ))
+                )
+            } else {
+                format!("{} {vms} held by another run ({})", h.jobs, h.owner)
+            }
+        })
+        .collect()
 }
 
 /// What the requests are waiting for, when they wait: the appliance's refusal (throttled) or
@@ -195,12 +397,79 @@ fn waiting_for_budget(budget: &Budget) -> Option<String> {
     ))
 }
 
-/// `succeeded 10, failed 1, running 20`: the states that have jobs.
-fn summary(counts: &std::collections::BTreeMap<JobState, u64>) -> String {
-    counts
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(s, n)| format!("{s} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(t0: Instant, secs: u64, ahead: u64, in_flight: u64, done: u64, calls: u64) -> Tick {
+        Tick {
+            at: t0 + Duration::from_secs(secs),
+            stages: Stages {
+                waiting: ahead,
+                awaiting_task: in_flight,
+                done,
+                total: ahead + in_flight + done,
+                ..Stages::default()
+            },
+            calls,
+            rate: Some(50.0 / 60.0),
+            task: Some(Duration::from_secs(20)),
+        }
+    }
+
+    #[test]
+    fn the_eta_is_the_calls_left_at_the_rate_limit_then_one_task() {
+        let t0 = Instant::now();
+        let mut eta = Eta::default();
+        // A resumed batch: 800 of 2000 ended before this run. Then a first window's burst
+        // (50 calls send 760 VMs) and a pause until the next window.
+        eta.add(tick(t0, 0, 1200, 0, 800, 0));
+        eta.add(tick(t0, 20, 440, 760, 800, 50));
+        let burst = eta.estimate().unwrap().as_secs_f64();
+        eta.add(tick(t0, 50, 440, 700, 860, 50));
+        let paused = eta.estimate().unwrap().as_secs_f64();
+        // 440 VMs at 50/760 calls a VM is 29 calls, 35 s at 50 a minute; then a task.
+        assert!((burst - 54.7).abs() < 1.0, "{burst}");
+        assert_eq!(
+            burst, paused,
+            "the pause between windows does not move the estimate"
+        );
+    }
+
+    #[test]
+    fn the_eta_waits_for_a_measurement_and_ends_with_the_last_task() {
+        let t0 = Instant::now();
+        let mut eta = Eta::default();
+        eta.add(tick(t0, 0, 100, 0, 0, 0));
+        eta.add(tick(t0, 5, 90, 10, 0, 5));
+        assert_eq!(eta.estimate(), None, "five seconds say too little");
+        // Everything sent: what is left is the last task's time.
+        eta.add(tick(t0, 30, 0, 100, 0, 12));
+        assert_eq!(eta.estimate(), Some(Duration::from_secs(20)));
+        eta.add(tick(t0, 45, 0, 40, 60, 14));
+        assert_eq!(eta.estimate(), Some(Duration::from_secs(5)));
+        eta.add(tick(t0, 60, 0, 0, 100, 15));
+        assert_eq!(eta.estimate(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn without_a_rate_limit_the_eta_follows_the_pace_vms_leave_the_queue() {
+        let t0 = Instant::now();
+        let mut eta = Eta::default();
+        let mut t = tick(t0, 0, 100, 0, 0, 0);
+        t.rate = None;
+        eta.add(t);
+        let mut t = tick(t0, 60, 80, 20, 0, 9);
+        t.rate = None;
+        eta.add(t);
+        // 80 left at 20 a minute, then a task.
+        assert_eq!(eta.estimate(), Some(Duration::from_secs(260)));
+    }
+
+    #[test]
+    fn durations_read_as_an_operator_would_say_them() {
+        assert_eq!(minutes(Duration::from_secs(40)), "40 s");
+        assert_eq!(minutes(Duration::from_secs(61)), "2 min");
+        assert_eq!(minutes(Duration::from_secs(7500)), "2 h 05 min");
+    }
 }

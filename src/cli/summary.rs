@@ -38,10 +38,17 @@ fn print_counts(outcome: &RunOutcome) {
     }
     println!("{table}");
     let calls = outcome.metrics.total_calls();
+    let taken = outcome.taken;
+    let others = if taken < total {
+        format!(" (of the batch's {total}; the others had ended before)")
+    } else {
+        String::new()
+    };
     println!(
-        "batch {}: {total} VMs, {calls} API calls ({:.2} per VM, {} re-logins) in {:.1} s",
+        "batch {}: this run took {taken} VMs{others}, {calls} API calls ({:.2} per VM, {} \
+         re-logins) in {:.1} s",
         outcome.batch,
-        calls as f64 / total.max(1) as f64,
+        calls as f64 / taken.max(1) as f64,
         outcome.metrics.relogins,
         outcome.elapsed.as_secs_f64()
     );

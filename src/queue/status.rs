@@ -79,6 +79,22 @@ pub struct JobError {
 }
 
 impl Queue {
+    /// How long the batch's VMs that ended since `since` (Unix ms) took from their submit to
+    /// their end, on average (ms): what a VM sent now will take.
+    pub fn task_time(&self, batch: BatchId, since: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT AVG(j.finished_at - e.at) FROM jobs j JOIN job_events e ON e.id = \
+             (SELECT MAX(id) FROM job_events WHERE job_id = j.id AND step = 'await_task' \
+             AND from_state = 'running' AND to_state = 'running') \
+             WHERE j.batch_id = ? AND j.finished_at >= ?",
+                params![batch, since],
+                |r| r.get::<_, Option<f64>>(0),
+            )?
+            .map(|ms| ms.round() as i64))
+    }
+
     /// Where `batch` stands now, with the [`LAST_ERRORS`] newest errors.
     pub fn status(&self, batch: BatchId) -> Result<BatchStatus> {
         self.status_with_errors(batch, LAST_ERRORS)
@@ -297,6 +313,30 @@ mod tests {
         assert_eq!(status.in_doubt, 1);
         assert_eq!(status.first_started_at, Some(1000));
         assert_eq!(status.last_finished_at, Some(4000));
+    }
+
+    #[test]
+    fn task_time_is_the_mean_from_submit_to_end_of_the_vms_that_ended_since() {
+        let (mut q, now) = queue_at(1000);
+        let batch = q
+            .create_batch(&new_batch(), &["vm-a", "vm-b", "vm-c"].map(spec))
+            .unwrap();
+        let claimed = q.claim(Some(batch), 3, "w", LEASE).unwrap();
+        let leases: Vec<_> = claimed.iter().map(|c| c.lease().unwrap()).collect();
+        for (i, lease) in leases.iter().enumerate() {
+            for step in [Step::ResolveTarget, Step::Submit, Step::AwaitTask] {
+                q.checkpoint(lease, step, &Checkpoint::default()).unwrap();
+            }
+            now.store(2000 + 1000 * i as i64, Ordering::SeqCst);
+        }
+        // Sent at 1000, 2000 and 3000; the first two end at 21000 and 32000.
+        now.store(21_000, Ordering::SeqCst);
+        q.succeed(&leases[0], Some("GID-1"), "configured").unwrap();
+        now.store(32_000, Ordering::SeqCst);
+        q.fail(&leases[1], "task error", None).unwrap();
+        assert_eq!(q.task_time(batch, 0).unwrap(), Some(25_000));
+        assert_eq!(q.task_time(batch, 30_000).unwrap(), Some(30_000));
+        assert_eq!(q.task_time(batch, 40_000).unwrap(), None);
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub fn classify(reason: &str, http_status: Option<u16>) -> CauseKind {
         "no space left",
         "out of space",
         "datastore is full",
-    ]) || (has(&["datastore "]) && has(&[" free for this vm"]))
+    ]) || (has(&["datastore "]) && has(&["; this vm needs"]))
     {
         CauseKind::DatastoreFull
     } else if has(&["maximum number of replications", "replications, the most"]) {
@@ -431,8 +431,7 @@ mod tests {
         // The capacity checks' own words, and the appliance's.
         for (reason, kind) in [
             (
-                "datastore ds-full-01 has 1.2 GiB free for this VM (after the VMs placed \
-                 before it), which needs 230.0 GiB",
+                "datastore ds-full-01 has 1.2 GiB free; this VM needs 230.0 GiB",
                 CauseKind::DatastoreFull,
             ),
             (

@@ -17,7 +17,7 @@ mod operate;
 mod pacing;
 mod phases;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,6 +113,8 @@ pub struct RunOutcome {
     /// What the appliance's budget did during this run: requests paced, refused (429).
     pub budget: BudgetStats,
     pub elapsed: Duration,
+    /// Jobs this run worked on (a resumed batch's others had ended before it).
+    pub taken: u64,
 }
 
 impl RunOutcome {
@@ -249,6 +251,8 @@ struct Runner {
     discoveries: HashMap<Option<String>, Result<Arc<Discovery>, Arc<DiscoveryError>>>,
     /// Room left on the target sites, spent as this run places VMs.
     room: Capacity,
+    /// Every job this run has held.
+    taken: HashSet<JobId>,
     active: BTreeMap<JobId, Active>,
     stop: watch::Receiver<bool>,
     pacer: pacing::Pacer,
@@ -320,6 +324,7 @@ pub async fn run(
         pairings,
         discoveries: HashMap::new(),
         room: Capacity::default(),
+        taken: HashSet::new(),
         active: BTreeMap::new(),
         stop,
         flushed: ClientMetrics::default(),
@@ -629,11 +634,13 @@ impl Runner {
             metrics,
             budget: self.client.budget().status().stats.since(&budget_before),
             elapsed: started.elapsed(),
+            taken: self.taken.len() as u64,
         })
     }
 
     fn hold(&mut self, job: Job) {
         let Some(lease) = job.lease() else { return };
+        self.taken.insert(job.id);
         tracing::info!(job = job.id, vm = job.vm_label(), step = %job.step, attempt = job.attempt, "claimed");
         // A job taken over with its task in flight is followed like one just submitted.
         let submitted = (job.step == Step::AwaitTask).then(Instant::now);

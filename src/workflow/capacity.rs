@@ -30,6 +30,8 @@ struct Store {
     name: String,
     /// `None` when vCenter does not say: then nothing is checked.
     free: Option<i64>,
+    /// VMs placed on it so far.
+    placed: u32,
 }
 
 /// What is left on the appliance and the target sites of the pairings added so far.
@@ -63,6 +65,7 @@ impl Capacity {
                 .or_insert_with(|| Store {
                     name: d.name.clone(),
                     free: d.free_space,
+                    placed: 0,
                 });
         }
     }
@@ -109,12 +112,11 @@ impl Capacity {
         if let Some(s) = server.and_then(|id| self.servers.get_mut(id)) {
             s.held -= 1;
         }
-        if let Some(free) = self
-            .datastores
-            .get_mut(datastore)
-            .and_then(|d| d.free.as_mut())
-        {
-            *free += bytes;
+        if let Some(store) = self.datastores.get_mut(datastore) {
+            store.placed = store.placed.saturating_sub(1);
+            if let Some(free) = store.free.as_mut() {
+                *free += bytes;
+            }
         }
     }
 
@@ -163,15 +165,20 @@ impl Capacity {
         if let Some(store) = self.datastores.get_mut(datastore) {
             if let Some(free) = store.free.as_mut() {
                 if bytes > *free {
+                    let after = match store.placed {
+                        0 => String::new(),
+                        1 => " after the VM placed on it before this one".into(),
+                        n => format!(" after the {n} VMs placed on it before this one"),
+                    };
                     return Err(format!(
-                        "datastore {} has {} free for this VM (after the VMs placed before it), \
-                         which needs {}",
+                        "datastore {} has {} free{after}; this VM needs {}",
                         store.name,
                         gib((*free).max(0)),
                         gib(bytes)
                     ));
                 }
                 *free -= bytes;
+                store.placed += 1;
             }
         }
         if let Some(s) = self.servers.get_mut(&server) {
@@ -321,8 +328,8 @@ mod tests {
         let ds = outcome(&room.admit(configure("vm2", 60, None))).unwrap_err();
         assert_eq!(
             ds,
-            "datastore ds-1 has 40.0 GiB free for this VM (after the VMs placed before it), \
-             which needs 60.0 GiB"
+            "datastore ds-1 has 40.0 GiB free after the VM placed on it before this one; this \
+             VM needs 60.0 GiB"
         );
         assert_eq!(
             outcome(&room.admit(configure("vm3", 40, None))),

@@ -217,6 +217,11 @@ async fn unsuitable_reason(
     if vm.template == Some(true) {
         return Ok("is a template (IS_VM_TEMPLATE)".into());
     }
+    // What discovery listed already says why (and `decide` says it with the replication's
+    // id): a batch of VMs configured before must not cost a call each.
+    if disc.replications.contains_key(&vm.id) {
+        return Ok("already configured for replication (ALREADY_CONFIGURED)".into());
+    }
     let cap = client
         .vm_capability(&disc.pairing.pairing_id, &disc.local_vc_id, &vm.id)
         .await?;
