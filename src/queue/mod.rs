@@ -9,6 +9,7 @@
 //! step moves as [`Step::can_become`] allows. The schema lives in `migrations/`; the database
 //! refuses illegal states too. What the report reads is in `record`.
 
+mod batches;
 mod operations;
 mod protection;
 mod record;
