@@ -27,6 +27,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use batches::{BatchSummary, LastRun, Liveness, Standing};
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
 pub use record::{BatchRecord, DiscoveryRecord, JobTimes, OperationRecord, RunRecord};
