@@ -1,6 +1,7 @@
 //! The operator's commands about one batch: `status` (text and `--json`, with the configured
-//! VMs by readiness), `retry` and `cancel`, driven through the binary against a queue filled
-//! through the library.
+//! VMs by readiness and how the last run ended), `retry` and `cancel`, driven through the binary
+//! against a queue filled through the library, and `status` after real runs killed and
+//! interrupted against the simulator.
 
 use std::path::Path;
 use std::time::Duration;
