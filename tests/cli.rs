@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use vrbulk::queue::Queue;
 
@@ -115,9 +116,82 @@ fn a_good_import_prints_the_batch_and_its_settings_and_refuses_the_same_vms_twic
     assert_eq!(q.jobs(1).unwrap().len(), 40);
     drop(q);
 
+    // The same VMs from the file imported again on purpose: still refused while batch 1 has
+    // them unfinished.
     import(&db, &csv)
+        .args(["--again"])
         .assert_exit(2)
         .stderr_contains("line 2, column vm_name: VM `app-001` is already in unfinished batch 1");
+}
+
+#[test]
+fn a_file_imported_before_is_refused_naming_its_batch_unless_imported_again_on_purpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let csv = dir.path().join("night-1.csv");
+    fs::copy(data("samples/vms.csv"), &csv).unwrap();
+    import(&db, &csv).args(["--name", "night-1"]).assert_exit(0);
+    // The batch ran: two VMs configured, one failed, the rest cancelled.
+    let created = {
+        let mut q = Queue::open(&db).unwrap();
+        let held = q
+            .claim(Some(1), 3, "jump01:1:run", Duration::from_secs(60))
+            .unwrap();
+        for job in &held[..2] {
+            q.succeed(&job.lease().unwrap(), Some("GID-1"), "configured")
+                .unwrap();
+        }
+        q.fail(&held[2].lease().unwrap(), "VM not found", Some(404))
+            .unwrap();
+        q.cancel(1, "cancelled by test").unwrap();
+        q.batch(1).unwrap().created_at
+    };
+    let before = snapshot(&db);
+
+    import(&db, &csv)
+        .args(["--name", "night-2"])
+        .assert_exit(2)
+        .stderr_contains(&format!(
+            "{} was imported on {} as batch 1 \"night-1\" (jobs: 2 succeeded, 1 failed, 37 \
+             cancelled); to import it again as a new batch, repeat the command with --again: \
+             vrbulk import --again {}",
+            csv.display(),
+            vrbulk::timefmt::utc(created),
+            csv.display()
+        ));
+    // The same content under another name is the same import.
+    let copy = dir.path().join("copy.csv");
+    fs::copy(&csv, &copy).unwrap();
+    import(&db, &copy).assert_exit(2).stderr_contains(&format!(
+        "{} has the same content as {}, which was imported on",
+        copy.display(),
+        fs::canonicalize(&csv).unwrap().display()
+    ));
+    assert_eq!(snapshot(&db), before, "a refused import wrote to the queue");
+
+    import(&db, &csv)
+        .args(["--again", "--name", "night-2"])
+        .assert_exit(0)
+        .stdout_contains("batch 2 \"night-2\": 40 jobs");
+    let q = Queue::open(&db).unwrap();
+    assert_eq!(
+        q.batch(2).unwrap().input_sha256,
+        q.batch(1).unwrap().input_sha256
+    );
+    drop(q);
+    import(&db, &csv)
+        .assert_exit(2)
+        .stderr_contains("as batch 2 \"night-2\" (jobs: 40 pending) (and before that as batch 1)");
+
+    // Another file is another import; an inventory selection has no file to compare.
+    let other = dir.path().join("night-3.csv");
+    fs::write(&other, "vm_name,target_datastore\nweb-99,ds-gold-01\n").unwrap();
+    import(&db, &other).assert_exit(0);
+    Cmd::new()
+        .db(&db)
+        .args(["import", "--inventory", "--match", "*", "--again"])
+        .assert_exit(2)
+        .stderr_contains("--again");
 }
 
 #[tokio::test]

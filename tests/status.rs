@@ -1,6 +1,7 @@
 //! The operator's commands about one batch: `status` (text and `--json`, with the configured
-//! VMs by readiness), `retry` and `cancel`, driven through the binary against a queue filled
-//! through the library.
+//! VMs by readiness and how the last run ended), `retry` and `cancel`, driven through the binary
+//! against a queue filled through the library, and `status` after real runs killed and
+//! interrupted against the simulator.
 
 use std::path::Path;
 use std::time::Duration;
@@ -126,6 +127,7 @@ fn status_shows_every_states_count_and_the_last_errors_in_the_servers_words() {
     );
     // Requeued jobs keep their last error until they run again: 3 + 1 + 4 jobs have one.
     let errors = out.split("last errors, newest first:\n").nth(1).unwrap();
+    let errors = errors.split("\n\n").next().unwrap();
     assert_eq!(errors.lines().count(), 8, "{out}");
 }
 
@@ -487,4 +489,189 @@ fn retry_cancelled_takes_the_cancelled_jobs_and_leaves_the_failed_ones() {
     assert_eq!(counts[&JobState::Failed], 1, "the failed job stays failed");
     assert_eq!(counts[&JobState::Cancelled], 0);
     assert_eq!(counts[&JobState::Pending], 10);
+}
+
+#[test]
+fn status_after_a_run_interrupted_by_ctrl_c_says_when_what_is_left_and_how_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let (mut q, now) = fixtures::queue_at(&db, 1_764_590_400_000);
+    let batch = q.create_batch(&new_batch("wave 1"), &specs(10)).unwrap();
+    q.start_run("r1", batch, "jump01:4242:r1", "run").unwrap();
+    let held = q.claim(Some(batch), 4, "jump01:4242:r1", LEASE).unwrap();
+    q.succeed(&held[0].lease().unwrap(), Some("GID-1"), "configured")
+        .unwrap();
+    now.store(1_764_590_530_000, std::sync::atomic::Ordering::SeqCst);
+    // What the runner does on Ctrl-C: give the held jobs back, record the run's end.
+    for job in &held[1..] {
+        q.release(&job.lease().unwrap(), "interrupted (Ctrl-C): given back")
+            .unwrap();
+    }
+    q.finish_run("r1", "interrupted", 0).unwrap();
+    drop(q);
+
+    let out = vrbulk(&db).args(["status"]).assert_exit(0).stdout();
+    assert!(
+        out.ends_with(
+            "\nlast run: interrupted (Ctrl-C) at 2025-12-01 12:02:10 UTC (started 2025-12-01 \
+             12:00:00 UTC, ran 2m 10s); its jobs were given back; 9 of 10 jobs left\n\
+             next: vrbulk run --batch 1\n"
+        ),
+        "{out}"
+    );
+    let json = vrbulk(&db)
+        .args(["status", "--json"])
+        .assert_exit(0)
+        .stdout();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["standing"]["state"], "interrupted");
+    assert_eq!(json["standing"]["at"], 1_764_590_530_000_i64);
+    assert_eq!(json["last_run"]["outcome"], "interrupted");
+    assert_eq!(
+        json["counts"]["pending"], 6,
+        "the status itself is still there"
+    );
+}
+
+#[test]
+fn status_of_a_finished_batch_says_nothing_of_its_runs_and_a_new_one_says_to_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let mut q = Queue::open(&db).unwrap();
+    let batch = q.create_batch(&new_batch("wave 1"), &specs(2)).unwrap();
+    drop(q);
+    vrbulk(&db)
+        .args(["status"])
+        .assert_exit(0)
+        .stdout_contains("\nnot run yet; 2 of 2 jobs left\nnext: vrbulk plan --batch 1");
+
+    let mut q = Queue::open(&db).unwrap();
+    q.start_run("r1", batch, "jump01:4242:r1", "run").unwrap();
+    for job in q.claim(Some(batch), 2, "jump01:4242:r1", LEASE).unwrap() {
+        q.succeed(&job.lease().unwrap(), Some("GID-1"), "configured")
+            .unwrap();
+    }
+    q.finish_run("r1", "done", 0).unwrap();
+    drop(q);
+    let out = vrbulk(&db).args(["status"]).assert_exit(0).stdout();
+    assert!(
+        !out.contains("last run") && !out.contains("vrbulk run"),
+        "{out}"
+    );
+}
+
+/// 120 VMs, 1 s tasks and 12 requests per 2 s session window: a run lasts long enough for a
+/// signal to land in the middle of its work.
+async fn slow_simulator() -> vrbulk::sim::Simulator {
+    crate::support::harness::start(vrbulk::sim::SimConfig {
+        vms: 120,
+        task_seconds: 1.0,
+        latency_ms: 20,
+        limits: Some(vrbulk::sim::RateLimits {
+            per_session: 12,
+            ..vrbulk::sim::RateLimits::scaled(vrbulk::sim::FAST_WINDOW)
+        }),
+        ..vrbulk::sim::SimConfig::fast()
+    })
+    .await
+}
+
+/// `vrbulk run` of the newest batch as a child process, its stderr into `log`.
+fn spawn_run(db: &Path, config: &Path, log: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .args([
+            "--db".as_ref(),
+            db.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "run".as_ref(),
+        ])
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (20 s at most) until `ready` holds of the queue at `db`; on time out, says what the
+/// run wrote to `log`.
+async fn until(db: &Path, log: &Path, ready: impl Fn(&Queue) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready(&Queue::open(db).unwrap()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out; the run said:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_after_a_killed_run_says_it_died_and_after_ctrl_c_that_it_was_interrupted() {
+    let sim = slow_simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let names: Vec<_> = sim
+        .inventory()
+        .vms
+        .iter()
+        .map(|v| spec(&v.vm.name))
+        .collect();
+    let batch = fixtures::import(&db, &new_batch("wave 1"), &names);
+    // Leases that outlive the killed run while the test looks (renewed every third of that,
+    // so 5 s at least are left at the kill), yet let the next run take its jobs over soon.
+    let config = fixtures::config_for(
+        &sim,
+        dir.path(),
+        "\n[run]\nworkers = 4\nsubmit_group = 4\npoll_interval_seconds = 0.2\nlease_seconds = 8\n",
+    );
+    let held = |q: &Queue| q.counts(batch).unwrap()[&JobState::Running] > 0;
+
+    let log = dir.path().join("run.log");
+    let mut killed = spawn_run(&db, &config, &log);
+    until(&db, &log, held).await;
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let out = vrbulk(&db).args(["status"]).assert_exit(0).stdout();
+    let owner = format!("{}:{}:", vrbulk::operator::who().1, killed.id());
+    for text in [
+        "\nlast run: died: started ",
+        &format!(" by {owner}"),
+        "never recorded its end, and its process is gone",
+        " of 120 jobs left, ",
+        " of them reserved by its leases until ",
+        "\nnext: vrbulk run --batch 1\n",
+    ] {
+        assert!(out.contains(text), "no `{text}`:\n{out}");
+    }
+    vrbulk(&db)
+        .args(["batches"])
+        .assert_exit(0)
+        .stdout_contains("died");
+
+    // The next run waits the dead one's leases out; Ctrl-C once it holds jobs of its own.
+    let interrupted = spawn_run(&db, &config, &log);
+    let mine = format!(":{}:", interrupted.id());
+    until(&db, &log, |q| {
+        q.holders(batch, "")
+            .unwrap()
+            .iter()
+            .any(|h| h.owner.contains(&mine))
+    })
+    .await;
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(interrupted.id() as libc::pid_t, libc::SIGINT);
+    }
+    let ended = tokio::task::spawn_blocking(move || interrupted.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ended.status.code(), Some(130));
+    let out = vrbulk(&db).args(["status"]).assert_exit(0).stdout();
+    assert!(
+        out.contains("\nlast run: interrupted (Ctrl-C) at "),
+        "{out}"
+    );
+    assert!(out.ends_with("\nnext: vrbulk run --batch 1\n"), "{out}");
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod batches;
 mod cli;
 mod client;
 mod day2;

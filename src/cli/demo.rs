@@ -101,6 +101,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
             patterns: Vec::new(),
             exclude: Vec::new(),
             max_attempts: 5,
+            again: false,
             profile: Profile::default(),
         },
         Some(&config),

@@ -1,6 +1,7 @@
 //! `vrbulk import`: turn a CSV, or a name pattern over the live inventory, into a batch of jobs.
-//! Nothing is written unless the whole input is valid; then the batch id, the job count and a
-//! summary per setting are printed.
+//! Nothing is written unless the whole input is valid, nor for a file whose content the queue
+//! already imported (unless `--again`); then the batch id, the job count and a summary per
+//! setting are printed.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,8 @@ use super::{connect, who, Profile};
 use crate::config::ConfigFile;
 use crate::domain::{JobSpec, VmRef};
 use crate::input::{self, glob_match, InputError, InputErrors};
-use crate::queue::{InputKind, NewBatch, Queue, QueueError};
+use crate::queue::{Batch, InputKind, NewBatch, Queue, QueueError};
+use crate::timefmt::utc;
 use crate::workflow::choose_pairing;
 
 #[derive(Debug, Args)]
@@ -40,6 +42,11 @@ pub struct ImportArgs {
     /// Glob of VM names to leave out; repeatable.
     #[arg(long, value_name = "GLOB", requires = "inventory")]
     pub exclude: Vec<String>,
+
+    /// Import the file although its content was imported into this queue before, as a new
+    /// batch (without it, vrbulk says which batch the file became and stops).
+    #[arg(long, conflicts_with = "inventory")]
+    pub again: bool,
 
     /// Attempts per job before it fails.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -85,6 +92,17 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
 
     // The input was checked before the queue is opened, so a bad file leaves no database behind.
     let mut queue = Queue::open(db)?;
+    // Before the VMs are checked against unfinished batches: a file imported twice is most
+    // often a mistake, and which batch it became says more than which VMs are queued. Two
+    // imports of one file at the same moment are still stopped by that VM check, which shares
+    // the write lock with the insert.
+    if let (Some(file), Some(sha), false) = (&args.file, &sha, args.again) {
+        let before = queue.imports_of(sha)?;
+        if let Some((last, earlier)) = before.split_last() {
+            let refusal = already_imported(&queue, file, input_path.as_deref(), last, earlier)?;
+            return Err(refusal.into());
+        }
+    }
     let (operator, host) = who();
     // What was asked, for the audit: the profile's keys that are set, and the selection.
     let profile: serde_json::Map<String, serde_json::Value> = match serde_json::to_value(&defaults)
@@ -126,6 +144,60 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
     print!("{}", input::summarize(&jobs));
     println!("\nnext: vrbulk plan --batch {batch}   (a dry run), then vrbulk run --batch {batch}");
     Ok(super::exit::OK)
+}
+
+/// The refusal of a file whose content is in the queue already: which batch it last became,
+/// when, and how far that batch got (and the `earlier` batches it became), then how to import
+/// it again on purpose. Said as an input error: the operator's input is what is refused
+/// (exit 2).
+fn already_imported(
+    queue: &Queue,
+    file: &Path,
+    recorded_as: Option<&str>,
+    last: &Batch,
+    earlier: &[Batch],
+) -> anyhow::Result<InputErrors> {
+    let counts = queue.counts(last.id)?;
+    let jobs: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+    let jobs = if jobs.is_empty() {
+        "no jobs".to_string()
+    } else {
+        format!("jobs: {}", jobs.join(", "))
+    };
+    // The same content under another name is worth saying: the operator may think it new.
+    let what = match &last.input_path {
+        Some(earlier) if recorded_as.is_some_and(|now| now != earlier) => {
+            format!(
+                "{} has the same content as {earlier}, which",
+                file.display()
+            )
+        }
+        _ => file.display().to_string(),
+    };
+    let also = match earlier {
+        [] => String::new(),
+        earlier => format!(
+            " (and before that as batch {})",
+            earlier
+                .iter()
+                .map(|b| b.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let message = format!(
+        "{what} was imported on {} as batch {} \"{}\" ({jobs}){also}; to import it again as a new \
+         batch, repeat the command with --again: vrbulk import --again {}",
+        utc(last.created_at),
+        last.id,
+        last.name,
+        file.display()
+    );
+    Ok(InputErrors(vec![InputError::new(None, None, message)]))
 }
 
 /// A VM with a job still pending or running elsewhere must not be queued again (the queue

@@ -56,6 +56,7 @@ impl LogSetup {
             C::Plan(_) => ("plan", false, true),
             C::Run(_) => ("run", false, true),
             C::Status(_) => ("status", false, true),
+            C::Batches(_) => ("batches", false, true),
             C::Watch(_) => ("watch", false, true),
             C::Retry(_) => ("retry", false, true),
             C::Cancel(_) => ("cancel", false, true),

@@ -1,6 +1,7 @@
 //! Command-line definitions (clap derive) and dispatch. Each subcommand lives in its own file
 //! with its arguments and its `run`; the logic they call lives in the library modules.
 
+mod batches;
 mod cancel;
 mod completions;
 mod config_cmd;
@@ -105,6 +106,8 @@ pub enum Command {
     Config(config_cmd::ConfigCommand),
     /// Show where a batch stands: jobs per state and step, retries, jobs in doubt, last errors.
     Status(status::StatusArgs),
+    /// List the batches of the queue: operation, tickets, jobs by state, where each stands.
+    Batches(batches::BatchesArgs),
     /// Follow a batch's replications through their initial sync until every VM is protected.
     Watch(watch::WatchArgs),
     /// Requeue the failed (and, with --cancelled, the cancelled) jobs of a batch.
@@ -327,6 +330,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<u8> {
             Command::Inventory(cmd) => inventory::run(cmd, cli.config.as_deref()).await,
             Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()).await,
             Command::Status(args) => status::run(args, &cli.db),
+            Command::Batches(args) => batches::run(args, &cli.db),
             Command::Watch(args) => watch::run(args, cli.config.as_deref(), &cli.db).await,
             Command::Retry(args) => retry::run(args, &cli.db),
             Command::Cancel(args) => cancel::run(args, &cli.db),

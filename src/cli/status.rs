@@ -1,15 +1,18 @@
 //! `vrbulk status`: where a batch stands, read from the queue while a `vrbulk run` may be
 //! working on it, and, once jobs are configured, where their replications stand (configured is
-//! not protected). Text for people, `--json` for scripts; the numbers come from
-//! [`Queue::status`](crate::queue::Queue::status).
+//! not protected); last, how its last run ended (interrupted, died, …) with the command that
+//! carries on. Text for people, `--json` for scripts; the numbers come from
+//! [`Queue::status`](crate::queue::Queue::status), the run's end from
+//! [`Queue::summary`](crate::queue::Queue::summary).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use clap::Args;
+use serde::Serialize;
 
 use super::open_batch;
-use crate::queue::{BatchId, BatchStatus, JobState, Readiness, ReadinessCounts};
+use crate::queue::{BatchId, BatchStatus, JobState, LastRun, Readiness, ReadinessCounts, Standing};
 use crate::timefmt::{span, utc};
 
 #[derive(Debug, Args)]
@@ -30,15 +33,135 @@ pub struct StatusArgs {
     pub errors: usize,
 }
 
+/// The `--json` shape: the status, with where the batch stands and its last run beside it.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    #[serde(flatten)]
+    status: &'a BatchStatus,
+    standing: &'a Standing,
+    last_run: Option<&'a LastRun>,
+}
+
 pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<u8> {
     let (queue, batch) = open_batch(db, args.batch)?;
     let status = queue.status_with_errors(batch.id, args.errors)?;
+    let summary = queue.summary(batch.id, &super::batches::liveness_here())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        let json = StatusJson {
+            status: &status,
+            standing: &summary.standing,
+            last_run: summary.last_run.as_ref(),
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", render(&status));
+        print!(
+            "{}",
+            last_run(&status, &summary.standing, summary.last_run.as_ref())
+        );
     }
     Ok(super::exit::OK)
+}
+
+/// How the last run left the batch, and the command that carries on; nothing for a batch that
+/// is over. `left` is counted from `s`, so that it agrees with the counts printed above it.
+pub fn last_run(s: &BatchStatus, standing: &Standing, run: Option<&LastRun>) -> String {
+    let id = s.batch.id;
+    let left: u64 = [JobState::Pending, JobState::Running, JobState::Retryable]
+        .iter()
+        .map(|st| s.counts.get(st).copied().unwrap_or(0))
+        .sum();
+    let left = format!("{left} of {} jobs left", s.total);
+    let resume = format!("next: vrbulk run --batch {id}");
+    let ran = |at: i64| {
+        run.map(|r| {
+            format!(
+                " (started {}, ran {})",
+                utc(r.started_at),
+                span(at - r.started_at)
+            )
+        })
+        .unwrap_or_default()
+    };
+    let (said, next) = match standing {
+        Standing::Empty | Standing::Finished | Standing::Cancelled => return String::new(),
+        Standing::NotStarted => (
+            format!("not run yet; {left}"),
+            format!("next: vrbulk plan --batch {id}   (a dry run), then vrbulk run --batch {id}"),
+        ),
+        Standing::Running { owners, held } => (
+            format!(
+                "running: {} works on it, holding {held} jobs; {left}",
+                owners.join(", ")
+            ),
+            // Nothing to do but let it work; a second run would need --join.
+            String::new(),
+        ),
+        Standing::Interrupted { at } => (
+            format!(
+                "last run: interrupted (Ctrl-C) at {}{}; its jobs were given back; {left}",
+                utc(*at),
+                ran(*at)
+            ),
+            resume,
+        ),
+        Standing::Died {
+            owner,
+            started_at,
+            reserved,
+            reserved_until,
+        } => {
+            let reserved = match reserved_until {
+                Some(until) if *reserved > 0 => format!(
+                    ", {reserved} of them reserved by its leases until {} (the next run waits \
+                     that out, then takes them over)",
+                    utc(*until)
+                ),
+                _ => String::new(),
+            };
+            (
+                format!(
+                    "last run: died: started {} by {owner}, never recorded its end, and its \
+                     process is gone (killed, or the machine stopped); {left}{reserved}",
+                    utc(*started_at)
+                ),
+                resume,
+            )
+        }
+        Standing::Unknown { owner, started_at } => (
+            format!(
+                "last run: started {} by {owner} on another host and has not recorded its end; \
+                 it holds no job now: it may be waiting for a retry, or be gone; {left}",
+                utc(*started_at)
+            ),
+            format!("if it is gone: vrbulk run --batch {id}"),
+        ),
+        Standing::WindowClosed { at } => (
+            format!(
+                "last run: the change window closed at {}{}; {left}",
+                utc(*at),
+                ran(*at)
+            ),
+            format!("{resume}   (in the next change window)"),
+        ),
+        Standing::Stopped { at, outcome } => (
+            format!(
+                "last run: stopped at {}{} ({outcome}); {left}",
+                utc(*at),
+                ran(*at)
+            ),
+            format!("{resume}   (once the cause is fixed)"),
+        ),
+        Standing::Unfinished => (
+            format!("{left} (requeued since the last run ended)"),
+            resume,
+        ),
+    };
+    if next.is_empty() {
+        format!("\n{said}\n")
+    } else {
+        format!("\n{said}\n{next}\n")
+    }
 }
 
 /// The text form: header, counts per state, then only the sections that have something to say.

@@ -9,6 +9,7 @@
 //! step moves as [`Step::can_become`] allows. The schema lives in `migrations/`; the database
 //! refuses illegal states too. What the report reads is in `record`.
 
+mod batches;
 mod operations;
 mod protection;
 mod record;
@@ -26,6 +27,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use batches::{BatchSummary, LastRun, Liveness, Standing};
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
 pub use record::{BatchRecord, DiscoveryRecord, JobTimes, OperationRecord, RunRecord};
