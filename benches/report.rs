@@ -114,7 +114,7 @@ fn build(path: &std::path::Path) -> (Queue, i64) {
         )
         .expect("batch is created");
     queue
-        .start_run("bench-run", batch, "bench:1:bench-run", "run")
+        .start_run("bench-run", batch, "bench:1:bench-run", "run", None)
         .expect("run starts");
     queue
         .record_discovery(

@@ -39,7 +39,8 @@ fn seven_batches(db: &Path) {
     wave1[0].change_ticket = Some("CHG2".into());
     wave1[1].change_ticket = Some("CHG1".into());
     let b1 = q.create_batch(&new_batch("wave 1"), &wave1).unwrap();
-    q.start_run("r1", b1, "elsewhere:1:r1", "run").unwrap();
+    q.start_run("r1", b1, "elsewhere:1:r1", "run", None)
+        .unwrap();
     let held = q.claim(Some(b1), 4, "elsewhere:1:r1", LEASE).unwrap();
     for job in &held[..3] {
         q.succeed(&job.lease().unwrap(), Some("GID-1"), "configured")
@@ -52,7 +53,7 @@ fn seven_batches(db: &Path) {
     let b2 = q
         .create_batch(&new_batch("wave 2"), &[spec("a"), spec("b"), spec("c")])
         .unwrap();
-    q.start_run("r2", b2, &live_owner(), "run").unwrap();
+    q.start_run("r2", b2, &live_owner(), "run", None).unwrap();
     let held = q.claim(Some(b2), 3, &live_owner(), LEASE).unwrap();
     q.succeed(&held[0].lease().unwrap(), Some("GID-2"), "configured")
         .unwrap();
@@ -65,14 +66,14 @@ fn seven_batches(db: &Path) {
     let b3 = q
         .create_batch(&new_batch("wave 3"), &[spec("d"), spec("e")])
         .unwrap();
-    q.start_run("r3", b3, &live_owner(), "run").unwrap();
+    q.start_run("r3", b3, &live_owner(), "run", None).unwrap();
     q.claim(Some(b3), 1, &live_owner(), LEASE).unwrap();
 
     let dead = dead_owner();
     let b4 = q
         .create_batch(&new_batch("wave 4"), &[spec("f"), spec("g"), spec("h")])
         .unwrap();
-    q.start_run("r4", b4, &dead, "run").unwrap();
+    q.start_run("r4", b4, &dead, "run", None).unwrap();
     q.claim(Some(b4), 2, &dead, LEASE).unwrap();
 
     q.create_batch(&new_batch("wave 5"), &[spec("i")]).unwrap();

@@ -75,7 +75,10 @@ async fn a_run_without_a_terminal_prints_plain_progress_and_no_control_character
             .assert_exit(0);
         let ran = base().args(["run"]).assert_exit(1);
         let (out, err) = (ran.stdout(), ran.stderr());
-        assert!(err.contains("0/40 VMs ended, eta: measuring: waiting 40"), "{err}");
+        assert!(
+            err.contains("0/40 VMs ended, eta: measuring: waiting 40"),
+            "{err}"
+        );
         assert!(err.contains("40/40 VMs ended, eta 0 s"), "{err}");
         for text in [&out, &err] {
             assert!(

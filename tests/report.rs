@@ -228,7 +228,7 @@ fn fixture(path: &Path) -> (Queue, i64) {
         now: &now,
     };
     d.tick(60);
-    d.q.start_run("run-1", batch, OWNER, "run").unwrap();
+    d.q.start_run("run-1", batch, OWNER, "run", None).unwrap();
     d.tick(1);
     d.q.record_discovery(
         batch,
@@ -386,7 +386,7 @@ fn fixture(path: &Path) -> (Queue, i64) {
     d.q.cancel(batch, "cancelled by the operator: change window closed")
         .unwrap();
     d.tick(30);
-    d.q.start_run("run-2", batch, "jump01:4343:run-2", "run")
+    d.q.start_run("run-2", batch, "jump01:4343:run-2", "run", None)
         .unwrap();
     d.tick(2);
     d.q.finish_run("run-2", "done", 0).unwrap();
@@ -440,7 +440,7 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
         now: &now,
     };
     d.tick(60);
-    d.q.start_run("run-1", batch, OWNER, "run").unwrap();
+    d.q.start_run("run-1", batch, OWNER, "run", None).unwrap();
     let sizes = [40, 20, 60, 80, 120, 30, 30];
     for (n, gib) in (1..=7).zip(sizes) {
         let disk = disks(&vm(2000 + n), &[("Hard disk 1", gib * GIB_KB, true)]);
@@ -511,7 +511,7 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
     d.q.finish_run("run-1", "done", 0).unwrap();
     // new-09 is configured by a later run that nothing has followed since.
     d.tick(60);
-    d.q.start_run("run-2", batch, OWNER, "run").unwrap();
+    d.q.start_run("run-2", batch, OWNER, "run", None).unwrap();
     let disk = disks(&vm(2009), &[("Hard disk 1", 10 * GIB_KB, true)]);
     d.replicated(batch, &vm(2009), disk, 9);
     d.q.finish_run("run-2", "done", 0).unwrap();
@@ -846,7 +846,7 @@ fn a_report_of_a_batch_still_running_says_where_it_stands() {
         .map(|(i, n)| spec(i, row(n, "ds-gold-01")))
         .collect();
     let batch = q.create_batch(&new_batch("wave 2"), &specs).unwrap();
-    q.start_run("run-1", batch, OWNER, "run").unwrap();
+    q.start_run("run-1", batch, OWNER, "run", None).unwrap();
     let mut d = Driver {
         q: &mut q,
         now: &now,

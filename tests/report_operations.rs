@@ -52,7 +52,7 @@ impl Driver<'_> {
     fn operated(&mut self, batch: i64, task: u32, outcomes: &[Outcome]) {
         let run = format!("run-op-{batch}");
         self.q
-            .start_run(&run, batch, &format!("jump02:5151:{run}"), "run")
+            .start_run(&run, batch, &format!("jump02:5151:{run}"), "run", None)
             .unwrap();
         self.q
             .record_discovery(
@@ -133,7 +133,7 @@ fn operations_fixture(path: &Path) -> (Queue, [i64; 4]) {
         now: &now,
     };
     d.tick(60);
-    d.q.start_run("run-1", wave, crate::report::OWNER, "run")
+    d.q.start_run("run-1", wave, crate::report::OWNER, "run", None)
         .unwrap();
     for n in 1..=4u32 {
         let disk = disks(&vm(3000 + n), &[("Hard disk 1", 20 * GIB_KB, true)]);
@@ -342,11 +342,11 @@ fn the_effective_settings_show_what_each_run_used_when_it_recorded_that_and_neve
         now: &now,
     };
     d.tick(60);
-    d.q.start_run("run-1", wave, "jump01:4242:run-1", "run")
+    d.q.start_run("run-1", wave, "jump01:4242:run-1", "run", None)
         .unwrap();
     d.q.finish_run("run-1", "window closed", 0).unwrap();
     d.tick(60);
-    d.q.start_run("run-2", wave, "jump03:777:run-2", "run")
+    d.q.start_run("run-2", wave, "jump03:777:run-2", "run", None)
         .unwrap();
     d.q.finish_run("run-2", "done", 0).unwrap();
     // What the runner is to record (a migration of its own adds the column): run-1 did, run-2
@@ -372,8 +372,6 @@ fn the_effective_settings_show_what_each_run_used_when_it_recorded_that_and_neve
         "password": "VMware1!",
     });
     let db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch("ALTER TABLE runs ADD COLUMN settings_json TEXT")
-        .unwrap();
     db.execute(
         "UPDATE runs SET settings_json = ? WHERE id = 'run-1'",
         [recorded.to_string()],

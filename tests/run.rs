@@ -924,6 +924,30 @@ async fn a_batch_of_vms_replicated_before_is_skipped_without_a_call_per_vm() {
     );
 }
 
+#[tokio::test]
+async fn a_run_records_the_settings_it_used_for_the_report_and_never_a_secret() {
+    let sim = start(SimConfig::fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &jobs_for(&sim.inventory())[..3]);
+    run_once(&db, &sim, quick_options()).await;
+    let q = Queue::open(&db).unwrap();
+    let runs = q.runs(batch).unwrap();
+    let used = runs[0].settings.as_ref().unwrap();
+    assert_eq!(used.url.as_deref(), Some(sim.url()));
+    assert_eq!(used.tls_trust.as_deref(), Some("thumbprint"));
+    assert_eq!(used.tls_anchor.as_deref(), sim.thumbprint());
+    assert_eq!(used.workers, Some(4));
+    assert_eq!(used.max_attempts, Some(8));
+    assert_eq!(used.requests_per_session, Some(sim.limits().per_session));
+    let report = vrbulk::report::Report::load(&q, batch, vrbulk::queue::system_clock()()).unwrap();
+    for format in [vrbulk::report::Format::Md, vrbulk::report::Format::Json] {
+        let text = report.render(format).unwrap();
+        assert!(text.contains(sim.url()), "{text}");
+        assert!(!text.contains("VMware1!"), "a password in the report");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
     let sim = slow_simulator().await;

@@ -497,7 +497,8 @@ fn status_after_a_run_interrupted_by_ctrl_c_says_when_what_is_left_and_how_to_re
     let db = dir.path().join("q.db");
     let (mut q, now) = fixtures::queue_at(&db, 1_764_590_400_000);
     let batch = q.create_batch(&new_batch("wave 1"), &specs(10)).unwrap();
-    q.start_run("r1", batch, "jump01:4242:r1", "run").unwrap();
+    q.start_run("r1", batch, "jump01:4242:r1", "run", None)
+        .unwrap();
     let held = q.claim(Some(batch), 4, "jump01:4242:r1", LEASE).unwrap();
     q.succeed(&held[0].lease().unwrap(), Some("GID-1"), "configured")
         .unwrap();
@@ -546,7 +547,8 @@ fn status_of_a_finished_batch_says_nothing_of_its_runs_and_a_new_one_says_to_pla
         .stdout_contains("\nnot run yet; 2 of 2 jobs left\nnext: vrbulk plan --batch 1");
 
     let mut q = Queue::open(&db).unwrap();
-    q.start_run("r1", batch, "jump01:4242:r1", "run").unwrap();
+    q.start_run("r1", batch, "jump01:4242:r1", "run", None)
+        .unwrap();
     for job in q.claim(Some(batch), 2, "jump01:4242:r1", LEASE).unwrap() {
         q.succeed(&job.lease().unwrap(), Some("GID-1"), "configured")
             .unwrap();

@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn a_batch_is_running_while_a_live_run_holds_its_jobs_or_has_not_ended_on_this_host() {
         let (mut q, _) = queue();
-        q.start_run("aa", 1, HERE, "run").unwrap();
+        q.start_run("aa", 1, HERE, "run", None).unwrap();
         // Holding nothing yet (waiting for a retry): alive by its process.
         assert_eq!(
             standing_of(&q),
@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn a_run_that_never_recorded_its_end_and_whose_process_is_gone_died_keeping_its_leases() {
         let (mut q, now) = queue();
-        q.start_run("bb", 1, DEAD, "run").unwrap();
+        q.start_run("bb", 1, DEAD, "run", None).unwrap();
         q.claim(Some(1), 2, DEAD, LEASE).unwrap();
         assert_eq!(
             standing_of(&q),
@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn an_unended_run_on_another_host_that_holds_nothing_is_unknown() {
         let (mut q, _) = queue();
-        q.start_run("cc", 1, AWAY, "run").unwrap();
+        q.start_run("cc", 1, AWAY, "run", None).unwrap();
         assert_eq!(
             standing_of(&q),
             Standing::Unknown {
@@ -411,7 +411,7 @@ mod tests {
             ("done", Standing::Unfinished),
         ] {
             now.store(1000, Ordering::SeqCst);
-            q.start_run(outcome, 1, HERE, "run").unwrap();
+            q.start_run(outcome, 1, HERE, "run", None).unwrap();
             now.store(2000, Ordering::SeqCst);
             q.finish_run(outcome, outcome, 0).unwrap();
             assert_eq!(standing_of(&q), expected, "{outcome}");
@@ -421,7 +421,7 @@ mod tests {
     #[test]
     fn a_batch_with_nothing_left_is_finished_or_cancelled_however_its_last_run_ended() {
         let (mut q, _) = queue();
-        q.start_run("bb", 1, DEAD, "run").unwrap();
+        q.start_run("bb", 1, DEAD, "run", None).unwrap();
         for job in q.claim(Some(1), 4, DEAD, LEASE).unwrap() {
             q.succeed(&job.lease().unwrap(), Some("GID-1"), "configured")
                 .unwrap();
@@ -444,7 +444,7 @@ mod tests {
     fn summaries_list_every_batch_with_its_counts_tickets_and_last_run() {
         let (mut q, now) = queue();
         q.create_batch(&new_batch(), &[spec("vm-e")]).unwrap();
-        q.start_run("r1", 1, HERE, "run").unwrap();
+        q.start_run("r1", 1, HERE, "run", None).unwrap();
         now.store(5000, Ordering::SeqCst);
         q.finish_run("r1", "interrupted", 0).unwrap();
         let all = q.summaries(&liveness).unwrap();

@@ -59,6 +59,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0003_protection.sql")),
     M::up(include_str!("../../migrations/0004_operations.sql")),
     M::up(include_str!("../../migrations/0005_cancel_requests.sql")),
+    M::up(include_str!("../../migrations/0006_run_settings.sql")),
 ];
 
 #[derive(Debug, Error)]

@@ -142,18 +142,13 @@ impl Queue {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The runs of `batch`, oldest first, with the settings each recorded when the runs table
-    /// has a place for them.
+    /// The runs of `batch`, oldest first, with the settings each recorded (none for a run of a
+    /// vrbulk that did not record them).
     pub fn runs(&self, batch: BatchId) -> Result<Vec<RunRecord>> {
-        let settings = if self.runs_record_settings()? {
-            "settings_json"
-        } else {
-            "NULL"
-        };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT id, owner, started_at, finished_at, outcome, relogins, {settings} FROM runs \
-             WHERE batch_id = ? ORDER BY started_at, rowid"
-        ))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, owner, started_at, finished_at, outcome, relogins, settings_json FROM runs \
+             WHERE batch_id = ? ORDER BY started_at, rowid",
+        )?;
         let rows = stmt.query_map(params![batch], |r| {
             let settings: Option<String> = r.get(6)?;
             Ok(RunRecord {
@@ -167,17 +162,6 @@ impl Queue {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Whether the runs table has the `settings_json` column the runner would record each run's
-    /// settings in (see [`RunSettings`]): until a migration adds it, the report says the
-    /// settings were not recorded rather than failing.
-    fn runs_record_settings(&self) -> Result<bool> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('runs') WHERE name = 'settings_json'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? > 0)
     }
 
     /// What the runs of `batch` discovered, one row per pairing.

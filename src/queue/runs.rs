@@ -1,5 +1,5 @@
-//! What a run records besides job states: the run itself (and the shape of the settings it
-//! would record, [`RunSettings`]), the API calls it cost per operation, the discovery it did, and
+//! What a run records besides job states: the run itself and the settings it used
+//! ([`RunSettings`]), the API calls it cost per operation, the discovery it did, and
 //! the knobs it turns on a batch (max attempts).
 
 use std::collections::BTreeMap;
@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::{BatchId, Queue, Result};
+use super::{BatchId, Queue, QueueError, Result};
 use crate::vr::OpUsage;
 
 /// What one `vrbulk run` used, for the report's "Effective settings"; never a secret (no
 /// password, no session id, no user name either: the operator is on the batch).
 ///
-/// The runner is to record it when a run starts, as JSON in the runs table's `settings_json`
-/// column (a migration of its own adds the column); [`Queue::runs`] reads it when the column is
-/// there. Every field is optional, so a run of a vrbulk that recorded fewer fields still decodes.
+/// The runner records it when a run starts, as JSON in the runs table's `settings_json`;
+/// [`Queue::runs`] reads it. Every field is optional, so a run of a vrbulk that recorded fewer
+/// fields still decodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunSettings {
@@ -67,11 +67,20 @@ impl Queue {
         batch: BatchId,
         owner: &str,
         command: &str,
+        settings: Option<&RunSettings>,
     ) -> Result<()> {
         let now = self.now();
+        let settings = settings
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|source| QueueError::Json {
+                what: "run settings",
+                source,
+            })?;
         self.conn.execute(
-            "INSERT INTO runs (id, batch_id, owner, command, started_at) VALUES (?, ?, ?, ?, ?)",
-            params![run_id, batch, owner, command, now],
+            "INSERT INTO runs (id, batch_id, owner, command, started_at, settings_json) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+            params![run_id, batch, owner, command, now, settings],
         )?;
         Ok(())
     }
@@ -153,6 +162,16 @@ impl Queue {
             "UPDATE jobs SET max_attempts = ? WHERE batch_id = ? \
              AND state IN ('pending', 'running', 'retryable')",
             params![max_attempts.max(1), batch],
+        )?)
+    }
+
+    /// The attempts the batch's unfinished jobs get (the most, if they differ).
+    pub fn max_attempts(&self, batch: BatchId) -> Result<Option<u32>> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(max_attempts) FROM jobs WHERE batch_id = ? \
+             AND state IN ('pending', 'running', 'retryable')",
+            [batch],
+            |r| r.get::<_, Option<u32>>(0),
         )?)
     }
 

@@ -30,6 +30,15 @@ pub enum SubmitOrder {
     SmallestFirst,
 }
 
+impl SubmitOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmitOrder::Input => "input",
+            SubmitOrder::SmallestFirst => "smallest-first",
+        }
+    }
+}
+
 impl FromStr for SubmitOrder {
     type Err = String;
 

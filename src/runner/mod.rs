@@ -27,12 +27,13 @@ use tokio::time::Instant;
 
 use crate::domain::Operation;
 use crate::queue::{
-    Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError, Step,
+    Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError,
+    RunSettings, Step,
 };
 use crate::vr::model::{ConfigureReplicationSpec, Pairing, ReconfigureReplicationSpec};
 use crate::vr::{
     ApiError, BudgetStats, Client, ClientMetrics, ClientSettings, ErrorClass, Politeness,
-    RetryPolicy,
+    RetryPolicy, TlsTrust,
 };
 use crate::workflow::protection::replicated_bytes;
 use crate::workflow::{Capacity, Discovery, DiscoveryError};
@@ -280,13 +281,14 @@ pub async fn run(
     let started = Instant::now();
     let limits = settings.limits;
     let politeness = Politeness::new(opts.workers, RetryPolicy::patient(opts.request_retries));
-    let client = Client::with_politeness(settings, politeness).map_err(RunError::Login)?;
+    let client = Client::with_politeness(settings.clone(), politeness).map_err(RunError::Login)?;
     let budget_before = client.budget().status().stats;
     let (_, host) = crate::operator::who();
     let run_id = format!("{:x}", fastrand::u64(..));
     let owner = format!("{host}:{}:{run_id}", std::process::id());
     let db = Db(Arc::new(Mutex::new(queue)));
-    let batch = begin(&db, &opts, &run_id, &owner).await?;
+    let recorded = recorded_settings(&settings, &opts);
+    let batch = begin(&db, &opts, &run_id, &owner, recorded).await?;
     let (operation, acts_on, batch) = (batch.operation, batch.acts_on, batch.id);
     let pairings = match connect(&client).await {
         Ok(p) => p,
@@ -344,7 +346,13 @@ pub async fn run(
 }
 
 /// Picks the batch, applies `--max-attempts`, rescues what a dead run left and records this run.
-async fn begin(db: &Db, opts: &RunOptions, run_id: &str, owner: &str) -> Result<Batch, RunError> {
+async fn begin(
+    db: &Db,
+    opts: &RunOptions,
+    run_id: &str,
+    owner: &str,
+    mut recorded: RunSettings,
+) -> Result<Batch, RunError> {
     let (owner, run_id, wanted, max_attempts, join) = (
         owner.to_string(),
         run_id.to_string(),
@@ -382,10 +390,42 @@ async fn begin(db: &Db, opts: &RunOptions, run_id: &str, owner: &str) -> Result<
         if !holders.is_empty() && !join {
             return Ok(Err(RunError::Held { batch: id, holders }));
         }
-        q.start_run(&run_id, id, &owner, "run")?;
+        recorded.max_attempts = q.max_attempts(id)?;
+        q.start_run(&run_id, id, &owner, "run", Some(&recorded))?;
         Ok(Ok(batch))
     })
     .await?
+}
+
+/// What this run uses, for the report's "Effective settings": never a secret.
+fn recorded_settings(settings: &ClientSettings, opts: &RunOptions) -> RunSettings {
+    let (trust, anchor) = match &settings.trust {
+        TlsTrust::Verify => ("system", None),
+        TlsTrust::VerifyWithCa(path) => ("ca_file", Some(path.display().to_string())),
+        TlsTrust::Pinned(thumbprint) => ("thumbprint", Some(thumbprint.to_string())),
+        TlsTrust::Insecure => ("insecure", None),
+    };
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    RunSettings {
+        url: Some(settings.url.as_str().trim_end_matches('/').to_string()),
+        api_version: Some(settings.api_version.as_str().to_string()),
+        tls_trust: Some(trust.to_string()),
+        tls_anchor: anchor,
+        requests_per_session: Some(settings.limits.per_session),
+        requests_per_ip: Some(settings.limits.per_ip),
+        rate_window_ms: Some(ms(settings.limits.window)),
+        workers: Some(count(opts.workers)),
+        lookup_group: Some(count(opts.lookup_group)),
+        submit_group: Some(count(opts.submit_group)),
+        max_attempts: opts.max_attempts,
+        request_retries: Some(opts.request_retries),
+        poll_interval_ms: Some(ms(opts.poll_interval)),
+        lease_ms: Some(ms(opts.lease)),
+        max_initial_syncs: opts.max_initial_syncs.map(count),
+        order: Some(opts.order.as_str().to_string()),
+        until: opts.until,
+    }
 }
 
 /// Logs in and lists the pairings: what every later step needs.
