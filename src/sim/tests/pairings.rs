@@ -432,6 +432,63 @@ async fn a_configure_through_one_pairing_onto_another_site_is_refused_naming_the
 }
 
 #[tokio::test]
+async fn a_reconfigure_keeps_to_the_site_of_the_replications_pairing() {
+    let h = three_sites().await;
+    let inv = h.inv();
+    let (b, c) = (inv.first_site(), inv.extra_pairings[0].site());
+    let sid = h.login_everywhere().await;
+    let spec = spec_onto(&inv, c, "app-001", "ds-silver-01");
+    let id = replication_of(
+        &h.configured_through(&sid, c.pairing_id, &json!([spec.clone()]))
+            .await,
+    );
+    // A configure spec without what a replication cannot change is a reconfigure body.
+    let reconfigure = |mut body: Value| {
+        let object = body.as_object_mut().unwrap();
+        object.remove("vm_id");
+        object.remove("target_vc_id");
+        body
+    };
+    let post = |body: Value| {
+        let url = h.api(&format!(
+            "/pairings/{}/replications/{id}/actions/reconfigure",
+            c.pairing_id
+        ));
+        let request = h.http.post(url).header("x-dr-session", &sid).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let mut onto_b = reconfigure(spec_onto(&inv, b, "app-001", "ds-gold-01"));
+    onto_b["target_replication_server_id"] = json!(b.replication_servers[1].id);
+    let (s, answer) = post(onto_b).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{answer}");
+    let m = message(&answer);
+    assert!(
+        m.contains("body.target_replication_server_id: unknown VR server")
+            && m.contains("body.disks[0].destination_datastore_id: unknown datastore")
+            && m.contains("of vc-site-b.corp.local, another pairing's target site"),
+        "{m}"
+    );
+
+    let mut onto_c = reconfigure(spec_onto(&inv, c, "app-001", "ds-gold-01"));
+    onto_c["target_replication_server_id"] = json!(c.replication_servers[1].id);
+    let (s, task) = post(onto_c).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{task}");
+    h.wait_task(&sid, task["id"].as_str().unwrap()).await;
+    let (_, r) = h
+        .get(
+            &sid,
+            &format!("/pairings/{}/replications/{id}", c.pairing_id),
+        )
+        .await;
+    assert_eq!(r["replication_server_name"], "vrs-site-c-02");
+    assert_eq!(r["target_vc_id"], c.remote_vc.id.as_str());
+}
+
+#[tokio::test]
 async fn a_vm_is_replicated_through_one_pairing_at_a_time() {
     let h = three_sites().await;
     let inv = h.inv();
