@@ -597,6 +597,7 @@ fn plan_fixture(q: &Queue, batch: i64) -> PlanReport {
         vm_id: Some(vm(1001 + i as u32)),
         action,
         reason: None,
+        target_site: None,
         target_datastore: jobs[i].spec.target_datastore.clone(),
         storage_policy: jobs[i].spec.storage_policy.clone(),
         replication_server: None,

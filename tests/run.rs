@@ -49,7 +49,7 @@ fn jobs_for(inv: &Inventory) -> Vec<JobSpec> {
         .collect()
 }
 
-fn import(db: &Path, jobs: &[JobSpec]) -> i64 {
+pub(crate) fn import(db: &Path, jobs: &[JobSpec]) -> i64 {
     let batch = NewBatch {
         operator: "test".into(),
         host: "test".into(),
@@ -67,14 +67,14 @@ fn import_all(sim: &Simulator, dir: &Path) -> (PathBuf, i64) {
 }
 
 /// One `runner::run` over the queue at `db` that nobody stops.
-async fn run_once(db: &Path, sim: &Simulator, opts: RunOptions) -> RunOutcome {
+pub(crate) async fn run_once(db: &Path, sim: &Simulator, opts: RunOptions) -> RunOutcome {
     let (_stop, stop_rx) = watch::channel(false);
     runner::run(Queue::open(db).unwrap(), settings_for(sim), opts, stop_rx)
         .await
         .unwrap()
 }
 
-fn quick_options() -> RunOptions {
+pub(crate) fn quick_options() -> RunOptions {
     RunOptions {
         workers: 4,
         poll_interval: Duration::from_millis(200),

@@ -12,6 +12,7 @@ mod openapi_validator;
 mod operations;
 mod operator;
 mod ops;
+mod pairings;
 mod protection;
 mod queue;
 mod report;

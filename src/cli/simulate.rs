@@ -16,6 +16,7 @@ use crate::sim::{
   vrbulk simulate --vms 300 --fail-rate 0.05        # the appliance's limits, 5 % random 5xx
   vrbulk simulate --rate-window 2 --retry-after     # its quotas over 2 s windows, with Retry-After
   vrbulk simulate --sync-time-scale 600             # initial syncs ten simulated minutes a second
+  vrbulk simulate --pairings 3                      # three target sites: vc-site-b, -c and -d
 It enforces the appliance's DR REST API rate limiter by default: 100 requests per client IP,
 1000 for the service and 50 per session in each fixed 60 s window, 429 without Retry-After.")]
 pub struct SimulateArgs {
@@ -100,10 +101,14 @@ pub struct SimulateArgs {
     /// Replications the appliance takes in all.
     #[arg(long, default_value_t = MAX_REPLICATIONS_PER_APPLIANCE)]
     pub max_replications_per_appliance: usize,
-    /// Replications of other VMs already on the target VR servers, one count per server in
-    /// order (e.g. 195,20).
+    /// Replications of other VMs already on pairing 1's target VR servers, one count per
+    /// server in order (e.g. 195,20).
     #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
     pub replications_elsewhere: Vec<usize>,
+    /// Site pairs to serve, each to a target site of its own (vc-site-b, vc-site-c, …), all
+    /// from the same source site.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub pairings: usize,
 }
 
 impl SimulateArgs {
@@ -139,6 +144,11 @@ impl SimulateArgs {
                 "{flag} must be a number above 0"
             );
         }
+        // Site A is the source; the targets are named B to Z.
+        anyhow::ensure!(
+            (1..=25).contains(&self.pairings),
+            "--pairings must be between 1 and 25"
+        );
         anyhow::ensure!(
             self.contention_threshold >= 1,
             "--contention-threshold must be at least 1"
@@ -178,6 +188,7 @@ impl SimulateArgs {
             max_replications_per_server: self.max_replications_per_server,
             max_replications_per_appliance: self.max_replications_per_appliance,
             replications_elsewhere: self.replications_elsewhere.clone(),
+            pairings: self.pairings,
         })
     }
 }
@@ -194,13 +205,15 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<u8> {
     if let Some(t) = sim.thumbprint() {
         println!("  thumbprint {t}");
     }
-    println!(
-        "  pairing    {} ({} -> {}), {} VMs",
-        inv.pairing_id,
-        inv.local_vc.name,
-        inv.remote_vc.name,
-        inv.vms.len()
-    );
+    for site in inv.sites() {
+        println!(
+            "  pairing    {} ({} -> {}), {} VMs",
+            site.pairing_id,
+            inv.local_vc.name,
+            site.remote_vc.name,
+            inv.vms.len()
+        );
+    }
     match &sim.state().config().limits {
         Some(l) => println!(
             "  limits     {} requests per session, {} per client IP, {} for the service, per {} s window{}",

@@ -13,11 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::inventory::{Inventory, SimVm, VmKind};
+use super::inventory::{SimVm, SiteRef, VmKind};
 use super::listing::ListQuery;
 use super::operations;
 use super::state::{SimState, World};
@@ -396,14 +395,11 @@ async fn logout(
 
 // ---- pairings, remote login, VRMS ----
 
-pub(super) fn check_pairing(w: &World, pairing_id: &str) -> Result<(), ApiError> {
-    if pairing_id == w.inv.pairing_id {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "pairing_id: no pairing with id '{pairing_id}'"
-        )))
-    }
+/// The target site of the pairing `pairing_id`: what every `/pairings/{id}/…` route serves.
+pub(super) fn pairing_site<'w>(w: &'w World, pairing_id: &str) -> Result<SiteRef<'w>, ApiError> {
+    w.inv.site(pairing_id).ok_or_else(|| {
+        ApiError::not_found(format!("pairing_id: no pairing with id '{pairing_id}'"))
+    })
 }
 
 /// Calls that read or write the target site need this session's remote login for the pairing.
@@ -427,7 +423,7 @@ pub(super) fn require_remote(w: &World, ctx: &ReqCtx, pairing_id: &str) -> Resul
     }
 }
 
-fn pairing_json(w: &World) -> Pairing {
+fn pairing_json(w: &World, site: SiteRef<'_>) -> Pairing {
     let inv = &w.inv;
     let server = |site: &super::Site, version: &str| ServerInfo {
         id: Some(site.id.clone()),
@@ -437,19 +433,20 @@ fn pairing_json(w: &World) -> Pairing {
         version: Some(version.into()),
     };
     Pairing {
-        pairing_id: inv.pairing_id.clone(),
+        pairing_id: site.pairing_id.to_string(),
         local_vc_server: server(&inv.local_vc, "8.0.3"),
-        remote_vc_server: server(&inv.remote_vc, "8.0.3"),
+        remote_vc_server: server(site.remote_vc, "8.0.3"),
         local_vrms: Some(server(&inv.local_vrms, "9.0.2")),
-        remote_vrms: Some(server(&inv.remote_vrms, "9.0.2")),
+        remote_vrms: Some(server(site.remote_vrms, "9.0.2")),
     }
 }
 
-fn vrms_json(w: &World) -> Vec<VrmsInfo> {
+/// The VRMS of a pairing: the local one and that of the pairing's target site.
+fn vrms_json(w: &World, site: SiteRef<'_>) -> Vec<VrmsInfo> {
     let inv = &w.inv;
     [
         (&inv.local_vrms, &inv.local_vc),
-        (&inv.remote_vrms, &inv.remote_vc),
+        (site.remote_vrms, site.remote_vc),
     ]
     .into_iter()
     .map(|(vrms, vc)| VrmsInfo {
@@ -471,7 +468,8 @@ async fn get_pairings(
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&ctx.query)?;
     let w = state.world();
-    Ok(Json(q.respond(&[pairing_json(&w)], &ctx.self_url)))
+    let all: Vec<Pairing> = w.inv.sites().map(|site| pairing_json(&w, site)).collect();
+    Ok(Json(q.respond(&all, &ctx.self_url)))
 }
 
 async fn get_pairing(
@@ -479,8 +477,8 @@ async fn get_pairing(
     Path(pairing_id): Path<String>,
 ) -> Result<Json<Pairing>, ApiError> {
     let w = state.world();
-    check_pairing(&w, &pairing_id)?;
-    Ok(Json(pairing_json(&w)))
+    let site = pairing_site(&w, &pairing_id)?;
+    Ok(Json(pairing_json(&w, site)))
 }
 
 async fn create_remote_session(
@@ -491,7 +489,7 @@ async fn create_remote_session(
 ) -> Result<StatusCode, ApiError> {
     {
         let w = state.world();
-        check_pairing(&w, &pairing_id)?;
+        pairing_site(&w, &pairing_id)?;
     }
     let user = authenticate(&state, &headers, "remote")?;
     let sid = session_id(&ctx)?;
@@ -500,7 +498,8 @@ async fn create_remote_session(
         .sessions
         .get_mut(sid)
         .ok_or_else(|| ApiError::unauthorized("no session"))?;
-    s.remote.insert(pairing_id, user);
+    s.remote.insert(pairing_id.clone(), user);
+    w.stats.count_remote_login(&pairing_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -511,7 +510,7 @@ async fn get_remote_session(
     Path(pairing_id): Path<String>,
 ) -> Result<Json<SessionInfo>, ApiError> {
     let w = state.world();
-    check_pairing(&w, &pairing_id)?;
+    pairing_site(&w, &pairing_id)?;
     require_remote(&w, &ctx, &pairing_id)?;
     let user = w
         .sessions
@@ -528,8 +527,8 @@ async fn get_vrs(
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&ctx.query)?;
     let w = state.world();
-    check_pairing(&w, &pairing_id)?;
-    Ok(Json(q.respond(&vrms_json(&w), &ctx.self_url)))
+    let site = pairing_site(&w, &pairing_id)?;
+    Ok(Json(q.respond(&vrms_json(&w, site), &ctx.self_url)))
 }
 
 async fn get_vr(
@@ -537,8 +536,8 @@ async fn get_vr(
     Path((pairing_id, vr_id)): Path<(String, String)>,
 ) -> Result<Json<VrmsInfo>, ApiError> {
     let w = state.world();
-    check_pairing(&w, &pairing_id)?;
-    vrms_json(&w)
+    let site = pairing_site(&w, &pairing_id)?;
+    vrms_json(&w, site)
         .into_iter()
         .find(|v| v.id == vr_id)
         .map(Json)
@@ -552,10 +551,10 @@ async fn get_vr_servers(
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&ctx.query)?;
     let w = state.world();
-    check_pairing(&w, &pairing_id)?;
-    let servers = if vr_id == w.inv.remote_vrms.id {
+    let site = pairing_site(&w, &pairing_id)?;
+    let servers = if vr_id == site.remote_vrms.id {
         require_remote(&w, &ctx, &pairing_id)?;
-        w.servers_with_counts(&w.replications())
+        w.servers_with_counts(site.replication_servers, &w.replications())
     } else if vr_id == w.inv.local_vrms.id {
         w.inv.source_replication_servers.clone()
     } else {
@@ -568,20 +567,27 @@ async fn get_vr_servers(
 
 // ---- vCenter inventory ----
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
+#[derive(Debug, Clone, Copy)]
+enum Side<'w> {
     Local,
-    Remote,
+    /// The pairing's target site.
+    Remote(SiteRef<'w>),
 }
 
-/// Which site a vCenter id names; the target site also needs the remote login.
-fn side(w: &World, ctx: &ReqCtx, pairing_id: &str, vc_id: &str) -> Result<Side, ApiError> {
-    check_pairing(w, pairing_id)?;
+/// Which site of the pairing a vCenter id names (another pairing's target vCenter is none of
+/// this one's); the target site also needs the remote login.
+fn side<'w>(
+    w: &'w World,
+    ctx: &ReqCtx,
+    pairing_id: &str,
+    vc_id: &str,
+) -> Result<Side<'w>, ApiError> {
+    let site = pairing_site(w, pairing_id)?;
     if vc_id == w.inv.local_vc.id {
         Ok(Side::Local)
-    } else if vc_id == w.inv.remote_vc.id {
+    } else if vc_id == site.remote_vc.id {
         require_remote(w, ctx, pairing_id)?;
-        Ok(Side::Remote)
+        Ok(Side::Remote(site))
     } else {
         Err(ApiError::not_found(format!(
             "vcenter_id: no vCenter with id '{vc_id}' in pairing '{pairing_id}'"
@@ -612,7 +618,7 @@ async fn get_vms(
     let w = state.world();
     let vms: Vec<_> = match side(&w, &ctx, &pairing_id, &vc_id)? {
         // The simulator models no VMs on the target site.
-        Side::Remote => Vec::new(),
+        Side::Remote(_) => Vec::new(),
         Side::Local => w
             .inv
             .vms
@@ -637,7 +643,7 @@ fn local_vm<'w>(
         ))
     };
     match side(w, ctx, pairing_id, vc_id)? {
-        Side::Remote => Err(not_found()),
+        Side::Remote(_) => Err(not_found()),
         Side::Local => w.inv.vm(vm_id).ok_or_else(not_found),
     }
 }
@@ -708,7 +714,7 @@ async fn get_datastores(
     let w = state.world();
     let list = match side(&w, &ctx, &pairing_id, &vc_id)? {
         Side::Local => w.inv.source_datastores.clone(),
-        Side::Remote => w.target_datastores(),
+        Side::Remote(site) => w.datastores_now(site.datastores),
     };
     Ok(Json(q.respond(&list, &ctx.self_url)))
 }
@@ -718,26 +724,11 @@ async fn get_storage_policies(
     Extension(ctx): Extension<ReqCtx>,
     Path((pairing_id, vc_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    site_list(&state, &ctx, &pairing_id, &vc_id, |inv| {
-        (&inv.source_storage_policies, &inv.storage_policies)
-    })
-}
-
-/// A list the inventory keeps once per site: `lists` gives (source site's, target site's), and
-/// the vCenter id picks one.
-fn site_list<T: Serialize>(
-    state: &SimState,
-    ctx: &ReqCtx,
-    pairing_id: &str,
-    vc_id: &str,
-    lists: impl FnOnce(&Inventory) -> (&Vec<T>, &Vec<T>),
-) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&ctx.query)?;
     let w = state.world();
-    let (local, remote) = lists(&w.inv);
-    let list = match side(&w, ctx, pairing_id, vc_id)? {
-        Side::Local => local,
-        Side::Remote => remote,
+    let list = match side(&w, &ctx, &pairing_id, &vc_id)? {
+        Side::Local => w.inv.source_storage_policies.as_slice(),
+        Side::Remote(site) => site.storage_policies,
     };
     Ok(Json(q.respond(list, &ctx.self_url)))
 }
@@ -752,9 +743,9 @@ async fn get_replications(
     let q = ListQuery::parse(&ctx.query)?;
     q.bool_param("extended_info", false)?;
     let w = state.world();
-    check_pairing(&w, &pairing_id)?;
+    let site = pairing_site(&w, &pairing_id)?;
     require_remote(&w, &ctx, &pairing_id)?;
-    let mut list = w.replications();
+    let mut list = w.pairing_replications(site);
     if let Some(vc) = q.param("source_vc_guid") {
         list.retain(|r| r.source_vc_id.as_deref() == Some(vc));
     }
@@ -767,9 +758,9 @@ async fn get_replication(
     Path((pairing_id, replication_id)): Path<(String, String)>,
 ) -> Result<Json<ReplicationInfo>, ApiError> {
     let w = state.world();
-    check_pairing(&w, &pairing_id)?;
+    let site = pairing_site(&w, &pairing_id)?;
     require_remote(&w, &ctx, &pairing_id)?;
-    w.listed_replication(&replication_id)
+    w.pairing_replication(site, &replication_id)
         .map(|r| Json(r.info_at(w.at(r))))
         .ok_or_else(|| operations::not_found(&replication_id))
 }
@@ -814,7 +805,7 @@ async fn configure_replications(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut w = state.world();
-    check_pairing(&w, &pairing_id)?;
+    let site = pairing_site(&w, &pairing_id)?;
     require_remote(&w, &ctx, &pairing_id)?;
     let body = json_body(&headers, &body)?;
     let max = state.config().max_configure_specs;
@@ -827,7 +818,7 @@ async fn configure_replications(
             ),
         ));
     }
-    let specs = match validate::configure_body(&body, &w) {
+    let specs = match validate::configure_body(&body, &w, site) {
         Ok(specs) => specs,
         Err(rej) => {
             for vm in &rej.busy_vms {

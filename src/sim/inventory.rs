@@ -1,6 +1,17 @@
-//! The simulator's fixed world: two sites, one pairing, source VMs with their disks, and the target
-//! site's datastores, storage policies and VR servers, all derived deterministically from
-//! `(vms, seed)` so that a test can name what it expects.
+//! The simulator's fixed world: the source site with its VMs and their disks, and one target
+//! site per pairing with its vCenter, VRMS, datastores, storage policies and VR servers, all
+//! derived deterministically from `(vms, seed, pairings)` so that a test can name what it
+//! expects.
+//!
+//! Pairing 1 (to `vc-site-b.corp.local`) is in the inventory's own fields, as it always was;
+//! the others ([`SimConfig::pairings`](super::SimConfig::pairings) > 1) are in
+//! [`Inventory::extra_pairings`]: pairing `k` to `vc-site-c.corp.local`, `vc-site-d…`, each with
+//! its own VRMS, the same datastore and policy names as site B (names repeat across sites, as
+//! they do in real life; ids do not, as a datastore's carries its vCenter's id) and as many VR
+//! servers (`vrs-site-c-01`, …; host names are unique on a network). Every pairing starts from
+//! the same source vCenter. The extra sites come from their own seeded streams, so adding them
+//! changes no id of pairing 1's, and site C's ids do not depend on how many sites follow.
+//! [`SiteRef`] looks at any pairing's target site alike.
 //!
 //! Disk sizes are a mix that makes the sync model meaningful: six VMs in ten are small (data disks
 //! of 10 to 40 GiB), three medium (60 to 200 GiB), one large (a first data disk of 500 GiB to
@@ -88,7 +99,78 @@ impl SimVm {
     }
 }
 
-/// The simulator's truth, as tests see it.
+/// The target site of one pairing beyond the first: its remote vCenter and VRMS, and what that
+/// site offers a replication.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetSite {
+    pub pairing_id: String,
+    pub remote_vc: Site,
+    pub remote_vrms: Site,
+    pub datastores: Vec<Datastore>,
+    pub storage_policies: Vec<StoragePolicy>,
+    /// Its VR servers, as many as pairing 1's target site has; the first is the embedded one.
+    pub replication_servers: Vec<ReplicationServerInfo>,
+}
+
+impl TargetSite {
+    pub fn site(&self) -> SiteRef<'_> {
+        SiteRef {
+            pairing_id: &self.pairing_id,
+            remote_vc: &self.remote_vc,
+            remote_vrms: &self.remote_vrms,
+            datastores: &self.datastores,
+            storage_policies: &self.storage_policies,
+            replication_servers: &self.replication_servers,
+        }
+    }
+}
+
+/// A pairing's target site, borrowed from the inventory: pairing 1's from the inventory's own
+/// fields, any other's from its [`TargetSite`].
+#[derive(Debug, Clone, Copy)]
+pub struct SiteRef<'a> {
+    pub pairing_id: &'a str,
+    pub remote_vc: &'a Site,
+    pub remote_vrms: &'a Site,
+    pub datastores: &'a [Datastore],
+    pub storage_policies: &'a [StoragePolicy],
+    pub replication_servers: &'a [ReplicationServerInfo],
+}
+
+impl<'a> SiteRef<'a> {
+    pub fn datastore(&self, id: &str) -> Option<&'a Datastore> {
+        self.datastores.iter().find(|d| d.id == id)
+    }
+
+    pub fn datastore_by_name(&self, name: &str) -> Option<&'a Datastore> {
+        self.datastores.iter().find(|d| d.name == name)
+    }
+
+    pub fn storage_policy(&self, id: &str) -> Option<&'a StoragePolicy> {
+        self.storage_policies
+            .iter()
+            .find(|p| p.storage_policy_id == id)
+    }
+
+    pub fn storage_policy_by_name(&self, name: &str) -> Option<&'a StoragePolicy> {
+        self.storage_policies
+            .iter()
+            .find(|p| p.storage_policy_name == name)
+    }
+
+    pub fn replication_server(&self, id: &str) -> Option<&'a ReplicationServerInfo> {
+        self.replication_servers.iter().find(|s| s.id == id)
+    }
+
+    pub fn replication_server_by_name(&self, name: &str) -> Option<&'a ReplicationServerInfo> {
+        self.replication_servers
+            .iter()
+            .find(|s| s.name.as_deref() == Some(name))
+    }
+}
+
+/// The simulator's truth, as tests see it. The pairing fields (`pairing_id` to
+/// `replication_servers`) are pairing 1's; [`Inventory::sites`] walks every pairing.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
     pub pairing_id: String,
@@ -109,8 +191,11 @@ pub struct Inventory {
     /// The source site's own VR server (the one embedded in its VRMS).
     pub source_replication_servers: Vec<ReplicationServerInfo>,
     /// Every replication that exists right now (at snapshot time), including those a configure
-    /// task is still creating (`IN_PROGRESS`).
+    /// task is still creating (`IN_PROGRESS`), of every pairing: a replication's
+    /// `target_vc_id` names its pairing's remote vCenter.
     pub replications: Vec<ReplicationInfo>,
+    /// Pairings 2, 3, …: empty unless the simulator serves several.
+    pub extra_pairings: Vec<TargetSite>,
 }
 
 impl Inventory {
@@ -147,42 +232,7 @@ impl Inventory {
                 )
             })
             .collect();
-        let datastores = vec![
-            datastore(
-                &remote_vc.id,
-                21,
-                "ds-gold-01",
-                8 * BYTES_PER_TIB,
-                5 * BYTES_PER_TIB,
-                FileSystemType::Vsan,
-            ),
-            datastore(
-                &remote_vc.id,
-                22,
-                "ds-silver-01",
-                6 * BYTES_PER_TIB,
-                3 * BYTES_PER_TIB,
-                FileSystemType::Vmfs,
-            ),
-            datastore(
-                &remote_vc.id,
-                23,
-                "ds-bronze-01",
-                10 * BYTES_PER_TIB,
-                7 * BYTES_PER_TIB,
-                FileSystemType::Nfs41,
-            ),
-            // Nearly full: every configure onto it fails in the task, not at submit time, as a
-            // real VRMS only finds out when it creates the replica disks.
-            datastore(
-                &remote_vc.id,
-                24,
-                FULL_DATASTORE,
-                2 * BYTES_PER_TIB,
-                BYTES_PER_GIB * 12 / 10,
-                FileSystemType::Vmfs,
-            ),
-        ];
+        let datastores = target_datastores(&remote_vc.id);
         let storage_policies = ["VR Gold", "VR Silver", "vSAN Default Storage Policy"]
             .iter()
             .map(|name| StoragePolicy {
@@ -283,6 +333,7 @@ impl Inventory {
             replication_servers,
             source_replication_servers,
             replications: Vec::new(),
+            extra_pairings: Vec::new(),
         };
         let legacy = legacy_replication(&mut rng, &inv);
         inv.replications.extend(legacy);
@@ -306,29 +357,8 @@ impl Inventory {
                 false,
             ));
         }
-        let all: i64 = self
-            .vms
-            .iter()
-            .flat_map(|v| v.disks())
-            .filter_map(|d| d.capacity)
-            .sum::<i64>()
-            * 1024;
-        let healthy = || self.datastores.iter().filter(|d| d.name != FULL_DATASTORE);
-        let smallest = healthy()
-            .filter_map(|d| d.free_space)
-            .min()
-            .unwrap_or(1)
-            .max(1);
-        // Scaled alike, so that their order by size stays what it was.
-        let factor = ((all + all / 4 + smallest - 1) / smallest).max(1);
-        for ds in self
-            .datastores
-            .iter_mut()
-            .filter(|d| d.name != FULL_DATASTORE)
-        {
-            ds.free_space = ds.free_space.map(|f| f * factor);
-            ds.capacity = ds.capacity.map(|c| c * factor);
-        }
+        let factor = room_factor(&self.vms, &self.datastores);
+        scale_datastores(&mut self.datastores, factor);
     }
 
     pub fn vm(&self, id: &str) -> Option<&SimVm> {
@@ -339,18 +369,188 @@ impl Inventory {
         self.vms.iter().find(|v| v.vm.name == name)
     }
 
+    /// The target datastore `id` on any pairing's site: its id names its vCenter, so it is
+    /// one site's.
     pub fn datastore(&self, id: &str) -> Option<&Datastore> {
-        self.datastores.iter().find(|d| d.id == id)
+        self.sites().find_map(|s| s.datastore(id))
     }
 
+    /// Pairing 1's target datastore `name` (names repeat across sites: ask a [`SiteRef`] for
+    /// another site's).
     pub fn datastore_by_name(&self, name: &str) -> Option<&Datastore> {
-        self.datastores.iter().find(|d| d.name == name)
+        self.first_site().datastore_by_name(name)
     }
 
+    /// The storage policy `id` on any pairing's target site.
+    pub fn storage_policy(&self, id: &str) -> Option<&StoragePolicy> {
+        self.sites().find_map(|s| s.storage_policy(id))
+    }
+
+    /// Pairing 1's target storage policy `name`.
     pub fn storage_policy_by_name(&self, name: &str) -> Option<&StoragePolicy> {
-        self.storage_policies
+        self.first_site().storage_policy_by_name(name)
+    }
+
+    /// The target VR server `id` on any pairing's site.
+    pub fn replication_server(&self, id: &str) -> Option<&ReplicationServerInfo> {
+        self.sites().find_map(|s| s.replication_server(id))
+    }
+
+    /// Pairing 1's target site, from the inventory's own fields.
+    pub fn first_site(&self) -> SiteRef<'_> {
+        SiteRef {
+            pairing_id: &self.pairing_id,
+            remote_vc: &self.remote_vc,
+            remote_vrms: &self.remote_vrms,
+            datastores: &self.datastores,
+            storage_policies: &self.storage_policies,
+            replication_servers: &self.replication_servers,
+        }
+    }
+
+    /// Every pairing's target site, pairing 1's first.
+    pub fn sites(&self) -> impl Iterator<Item = SiteRef<'_>> {
+        std::iter::once(self.first_site()).chain(self.extra_pairings.iter().map(TargetSite::site))
+    }
+
+    /// The target site of the pairing `pairing_id`.
+    pub fn site(&self, pairing_id: &str) -> Option<SiteRef<'_>> {
+        self.sites().find(|s| s.pairing_id == pairing_id)
+    }
+
+    /// The target site whose vCenter is `vc_id`: the pairing a replication to it belongs to.
+    pub fn site_of_vc(&self, vc_id: &str) -> Option<SiteRef<'_>> {
+        self.sites().find(|s| s.remote_vc.id == vc_id)
+    }
+
+    /// Adds target sites until the simulator serves `pairings` pairings (at least the first),
+    /// each sized like pairing 1's: as many VR servers, datastores that hold every VM.
+    pub fn add_pairings(&mut self, pairings: usize, seed: u64) {
+        for n in self.extra_pairings.len() + 2..=pairings {
+            let site = self.target_site(n, seed);
+            self.extra_pairings.push(site);
+        }
+    }
+
+    /// The target site of pairing `n` (2, 3, …), from a stream of its own.
+    fn target_site(&self, n: usize, seed: u64) -> TargetSite {
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0x5173_0F5E_ED00_0000 ^ n as u64);
+        let label = site_label(n);
+        let pairing_id = uuid(&mut rng);
+        let remote_vc = Site {
+            id: uuid(&mut rng),
+            name: format!("vc-{label}.corp.local"),
+        };
+        let remote_vrms = Site {
+            id: uuid(&mut rng),
+            name: format!("vrms-{label}.corp.local"),
+        };
+        let mut datastores = target_datastores(&remote_vc.id);
+        let factor = room_factor(&self.vms, &datastores);
+        scale_datastores(&mut datastores, factor);
+        let storage_policies = self
+            .storage_policies
             .iter()
-            .find(|p| p.storage_policy_name == name)
+            .map(|p| StoragePolicy {
+                storage_policy_id: uuid(&mut rng),
+                ..p.clone()
+            })
+            .collect();
+        let replication_servers = (1..=self.replication_servers.len())
+            .map(|i| {
+                let u = uuid(&mut rng);
+                replication_server(
+                    format!("HmsRemoteHbrServer:HBRSRV-{u}:{}", remote_vc.id),
+                    u,
+                    format!("vrs-{label}-{i:02}"),
+                    i == 1,
+                )
+            })
+            .collect();
+        TargetSite {
+            pairing_id,
+            remote_vc,
+            remote_vrms,
+            datastores,
+            storage_policies,
+            replication_servers,
+        }
+    }
+}
+
+/// `site-c` for pairing 2, `site-d` for 3, …: site A is the source, B pairing 1's target. Past
+/// `site-z`, the number.
+fn site_label(pairing: usize) -> String {
+    match u8::try_from(pairing).ok().filter(|n| *n <= 25) {
+        Some(n) => format!("site-{}", char::from(b'a' + n)),
+        None => format!("site-{pairing}"),
+    }
+}
+
+/// A target site's datastores, as pairing 1's were before they were sized for the VMs.
+fn target_datastores(vc: &str) -> Vec<Datastore> {
+    vec![
+        datastore(
+            vc,
+            21,
+            "ds-gold-01",
+            8 * BYTES_PER_TIB,
+            5 * BYTES_PER_TIB,
+            FileSystemType::Vsan,
+        ),
+        datastore(
+            vc,
+            22,
+            "ds-silver-01",
+            6 * BYTES_PER_TIB,
+            3 * BYTES_PER_TIB,
+            FileSystemType::Vmfs,
+        ),
+        datastore(
+            vc,
+            23,
+            "ds-bronze-01",
+            10 * BYTES_PER_TIB,
+            7 * BYTES_PER_TIB,
+            FileSystemType::Nfs41,
+        ),
+        // Nearly full: every configure onto it fails in the task, not at submit time, as a
+        // real VRMS only finds out when it creates the replica disks.
+        datastore(
+            vc,
+            24,
+            FULL_DATASTORE,
+            2 * BYTES_PER_TIB,
+            BYTES_PER_GIB * 12 / 10,
+            FileSystemType::Vmfs,
+        ),
+    ]
+}
+
+/// How many times their size the healthy `datastores` must be for the smallest to hold every
+/// one of `vms` with a quarter to spare.
+fn room_factor(vms: &[SimVm], datastores: &[Datastore]) -> i64 {
+    let all: i64 = vms
+        .iter()
+        .flat_map(|v| v.disks())
+        .filter_map(|d| d.capacity)
+        .sum::<i64>()
+        * 1024;
+    let smallest = datastores
+        .iter()
+        .filter(|d| d.name != FULL_DATASTORE)
+        .filter_map(|d| d.free_space)
+        .min()
+        .unwrap_or(1)
+        .max(1);
+    ((all + all / 4 + smallest - 1) / smallest).max(1)
+}
+
+/// Scales the healthy datastores alike, so that their order by size stays what it was.
+fn scale_datastores(datastores: &mut [Datastore], factor: i64) {
+    for ds in datastores.iter_mut().filter(|d| d.name != FULL_DATASTORE) {
+        ds.free_space = ds.free_space.map(|f| f * factor);
+        ds.capacity = ds.capacity.map(|c| c * factor);
     }
 }
 

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::inventory::{uuid, Inventory, SimVm};
+use super::inventory::{uuid, Inventory, SimVm, Site};
 use super::link::LinkModel;
 use super::operations;
 use super::replication::{Fault, ReplicaDisk, Replications, SimReplication, Transfer};
@@ -406,7 +406,8 @@ impl World {
         let mut task = self.new_task(&spec.vm_id, &vm_name, "", Work::Configure { failure });
         let id = format!("GID-{}", uuid(&mut self.rng));
         task.replication_id = id.clone();
-        let info = self.new_replication_info(spec, &id, &vm_name, server.as_ref());
+        let target = self.inv.site_of_vc(&spec.target_vc_id).map(|s| s.remote_vc);
+        let info = self.new_replication_info(spec, &id, &vm_name, server.as_ref(), target);
         let answer = self.task_json(&task);
         let index = self.add_task(task);
         self.replications.insert(SimReplication {
@@ -428,9 +429,9 @@ impl World {
     }
 
     /// The target VR server a spec lands on: the one it names or, placed automatically, the
-    /// usable one with the fewest replications.
+    /// usable one of its target site with the fewest replications.
     fn target_server(&self, spec: &AcceptedSpec) -> Option<&ReplicationServerInfo> {
-        let servers = &self.inv.replication_servers;
+        let servers = self.inv.site_of_vc(&spec.target_vc_id)?.replication_servers;
         match &spec.target_replication_server_id {
             Some(wanted) => servers.iter().find(|s| &s.id == wanted),
             None => servers
@@ -449,8 +450,8 @@ impl World {
             .count()
     }
 
-    /// Why a configure fails for the appliance's limits: the appliance or the VR server it
-    /// lands on already holds all it may.
+    /// Why a configure fails for the appliance's limits: the appliance (every pairing's
+    /// replications together) or the VR server it lands on already holds all it may.
     fn over_limit(&self, server: Option<&ReplicationServerInfo>) -> Option<String> {
         if self.replications.iter().count() >= self.max_per_appliance {
             return Some(format!(
@@ -485,9 +486,9 @@ impl World {
             .saturating_sub(i64::try_from(used).unwrap_or(i64::MAX))
     }
 
-    /// The target site's datastores as vCenter shows them now.
-    pub(crate) fn target_datastores(&self) -> Vec<Datastore> {
-        let mut all = self.inv.datastores.clone();
+    /// A target site's datastores as its vCenter shows them now.
+    pub(crate) fn datastores_now(&self, datastores: &[Datastore]) -> Vec<Datastore> {
+        let mut all = datastores.to_vec();
         for ds in &mut all {
             ds.free_space = Some(self.free_space(ds));
         }
@@ -501,7 +502,9 @@ impl World {
         for d in disks.iter().filter(|d| d.enabled) {
             *needed.entry(d.datastore_id.as_str()).or_default() += d.bytes;
         }
-        self.inv.datastores.iter().find_map(|ds| {
+        // Datastore ids carry their vCenter's: a disk's id is on one site only.
+        let mut every = self.inv.sites().flat_map(|s| s.datastores.iter());
+        every.find_map(|ds| {
             let need = i64::try_from(needed.get(ds.id.as_str()).copied().unwrap_or_default())
                 .unwrap_or(i64::MAX);
             let free = self.free_space(ds);
@@ -523,6 +526,7 @@ impl World {
         id: &str,
         vm_name: &str,
         server: Option<&ReplicationServerInfo>,
+        target: Option<&Site>,
     ) -> ReplicationInfo {
         ReplicationInfo {
             id: id.to_string(),
@@ -530,8 +534,8 @@ impl World {
             vm_id: Some(spec.vm_id.clone()),
             source_site_name: Some(self.inv.local_vc.name.clone()),
             source_vc_id: Some(self.inv.local_vc.id.clone()),
-            target_site_name: Some(self.inv.remote_vc.name.clone()),
-            target_vc_id: Some(self.inv.remote_vc.id.clone()),
+            target_site_name: target.map(|t| t.name.clone()),
+            target_vc_id: Some(spec.target_vc_id.clone()),
             rpo: Some(spec.rpo),
             kind: Some(ReplicationType::VcToVc),
             replication_server_name: server.and_then(|s| s.name.clone()),
@@ -633,6 +637,7 @@ mod tests {
         let ds = w.inv.datastore_by_name("ds-gold-01").unwrap();
         AcceptedSpec {
             vm_id: vm.vm.id.clone(),
+            target_vc_id: w.inv.remote_vc.id.clone(),
             rpo: 60,
             quiesce: false,
             network_compression: true,

@@ -38,6 +38,31 @@
 //!   (its sync, if any, stops) until a resume; a sync shows `SYNC` while its task runs, then a new
 //!   `last_sync_time`.
 //!
+//! # Several pairings
+//!
+//! With [`SimConfig::pairings`] above 1 (`vrbulk simulate --pairings N`) the appliance is paired
+//! with several target sites, all reached from the same source vCenter and its VMs; pairing 1 is
+//! the one a single-pairing simulator serves, with the same ids ([`Inventory::extra_pairings`]
+//! names the others, [`Inventory::sites`] walks them all). `GET /pairings` lists every pairing,
+//! and every `/pairings/{p}/…` route serves the target site of pairing `p`: its own remote login,
+//! its VRMS and VR servers, its vCenter's datastores and storage policies; another pairing's
+//! remote vCenter is no vCenter of `p` (404). As an appliance does:
+//!
+//! - A replication belongs to the pairing it was configured through: its `target_vc_id` is that
+//!   pairing's remote vCenter. It is listed, read, and operated on (day-2 operations, its disks)
+//!   through that pairing only; through another its id is unknown (404).
+//! - A configure through pairing `p` must name `p`'s remote vCenter and `p`'s datastores,
+//!   policies and VR servers: another site's are 400 naming the field, like an unknown one,
+//!   with a hint that says whose they are. Automatic placement picks among `p`'s servers.
+//! - A VM has one replication at most, whatever the pairing: a configure through another
+//!   pairing of a VM already replicated (or being configured) is refused as one through the
+//!   same pairing is, and capability and `suitable_for_replication` say so through every
+//!   pairing.
+//! - Limits: [`SimConfig::max_replications_per_server`] for each target VR server, and
+//!   [`SimConfig::max_replications_per_appliance`] for every pairing's replications together.
+//!   `GET /tasks` is the appliance's, every pairing's tasks in one list. The replication link
+//!   (below) is the source site's: every pairing's syncs share it.
+//!
 //! # The link model (an assumption, stated)
 //!
 //! The product documentation only warns that many concurrent initial syncs slow each other down;
@@ -130,9 +155,9 @@ use std::time::Duration;
 pub use error::SimError;
 pub use handlers::{router, API_PREFIXES};
 pub use inventory::{
-    Inventory, SimVm, Site, VmKind, FULL_DATASTORE, MAX_REPLICATIONS_PER_APPLIANCE,
-    MAX_REPLICATIONS_PER_SERVER, NVME_VM, POWERED_OFF_VM, REPLICATED_VM, TEMPLATE_VM,
-    UNUSUAL_NAME_VM, VM_HOME_DEVICE_KEY,
+    Inventory, SimVm, Site, SiteRef, TargetSite, VmKind, FULL_DATASTORE,
+    MAX_REPLICATIONS_PER_APPLIANCE, MAX_REPLICATIONS_PER_SERVER, NVME_VM, POWERED_OFF_VM,
+    REPLICATED_VM, TEMPLATE_VM, UNUSUAL_NAME_VM, VM_HOME_DEVICE_KEY,
 };
 pub use limiter::{Ban, LimiterStats, RateLimits};
 pub use link::LinkModel;
@@ -183,9 +208,13 @@ pub struct SimConfig {
     pub max_replications_per_server: usize,
     /// Replications the appliance takes in all.
     pub max_replications_per_appliance: usize,
-    /// Replications of VMs outside the inventory already on each target VR server, in order
-    /// (an appliance that protects other VMs already).
+    /// Replications of VMs outside the inventory already on each of pairing 1's target VR
+    /// servers, in order (an appliance that protects other VMs already).
     pub replications_elsewhere: Vec<usize>,
+    /// Site pairs the appliance serves, each to a target site of its own (pairing 1 to
+    /// `vc-site-b.corp.local`, pairing 2 to `vc-site-c…`), all from the same source site; 0
+    /// counts as 1.
+    pub pairings: usize,
 }
 
 impl Default for SimConfig {
@@ -209,6 +238,7 @@ impl Default for SimConfig {
             max_replications_per_server: MAX_REPLICATIONS_PER_SERVER,
             max_replications_per_appliance: MAX_REPLICATIONS_PER_APPLIANCE,
             replications_elsewhere: Vec::new(),
+            pairings: 1,
         }
     }
 }

@@ -16,7 +16,8 @@ use axum::{Extension, Json};
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::handlers::{check_pairing, json_body, rejected, require_remote, ReqCtx};
+use super::handlers::{json_body, pairing_site, rejected, require_remote, ReqCtx};
+use super::inventory::SiteRef;
 use super::lifecycle::replica_disks;
 use super::listing::ListQuery;
 use super::replication::{Fault, ReplicaDisk, SimReplication, Transfer};
@@ -147,9 +148,9 @@ pub(super) async fn reconfigure(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    act(&state, &ctx, &pairing_id, &id, true, |(w, r)| {
+    act(&state, &ctx, &pairing_id, &id, true, |(w, site, r)| {
         let body = json_body(&headers, &body)?;
-        validate::reconfigure_body(&body, &r.vm_id, w)
+        validate::reconfigure_body(&body, &r.vm_id, w, site)
             .map(|spec| Operation::Reconfigure(Box::new(spec)))
             .map_err(rejected)
     })
@@ -164,9 +165,11 @@ pub(super) async fn disks(
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&ctx.query)?;
     let w = state.world();
-    check_pairing(&w, &pairing_id)?;
+    let site = pairing_site(&w, &pairing_id)?;
     require_remote(&w, &ctx, &pairing_id)?;
-    let r = w.listed_replication(&id).ok_or_else(|| not_found(&id))?;
+    let r = w
+        .pairing_replication(site, &id)
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(q.respond(&replicated_disks(&w, r), &ctx.self_url)))
 }
 
@@ -188,23 +191,28 @@ fn retain_replica_disks(ctx: &ReqCtx) -> Result<bool, ApiError> {
     }
 }
 
-/// The common path of every operation: pairing (and remote login), the replication (404), the
-/// operation as `build` makes it from the request, the state check, the task.
+/// The common path of every operation: pairing (and remote login), the replication (404 unless
+/// it was configured through this pairing), the operation as `build` makes it from the request,
+/// the state check, the task.
 fn act(
     state: &SimState,
     ctx: &ReqCtx,
     pairing_id: &str,
     id: &str,
     remote: bool,
-    build: impl FnOnce((&World, &SimReplication)) -> Result<Operation, ApiError>,
+    build: impl FnOnce((&World, SiteRef<'_>, &SimReplication)) -> Result<Operation, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut w = state.world();
-    check_pairing(&w, pairing_id)?;
-    if remote {
-        require_remote(&w, ctx, pairing_id)?;
-    }
-    let r = w.listed_replication(id).ok_or_else(|| not_found(id))?;
-    let op = build((&w, r))?;
+    let op = {
+        let site = pairing_site(&w, pairing_id)?;
+        if remote {
+            require_remote(&w, ctx, pairing_id)?;
+        }
+        let r = w
+            .pairing_replication(site, id)
+            .ok_or_else(|| not_found(id))?;
+        build((&w, site, r))?
+    };
     let task = w.accept_operation(id, op)?;
     Ok((StatusCode::ACCEPTED, Json(task)).into_response())
 }
@@ -355,13 +363,11 @@ fn sync_now(w: &mut World, id: &str) {
 /// The new settings and disks. A fault is cleared: reconfiguring is how an appliance's
 /// configuration is repaired.
 fn reconfigure_now(w: &mut World, id: &str, spec: &AcceptedReconfigure) {
-    let server = spec.target_replication_server_id.as_ref().and_then(|sid| {
-        w.inv
-            .replication_servers
-            .iter()
-            .find(|s| &s.id == sid)
-            .cloned()
-    });
+    let server = spec
+        .target_replication_server_id
+        .as_deref()
+        .and_then(|sid| w.inv.replication_server(sid))
+        .cloned();
     let vm = w.replications.get(id).and_then(|r| w.inv.vm(&r.vm_id));
     let disks = replica_disks(vm, &spec.disks);
     let Some(r) = w.replications.get_mut(id) else {
@@ -465,12 +471,7 @@ fn replicated_disks(w: &World, r: &SimReplication) -> Vec<ReplicatedVmDisk> {
             let policy = replica
                 .storage_policy_id
                 .as_ref()
-                .and_then(|id| {
-                    w.inv
-                        .storage_policies
-                        .iter()
-                        .find(|p| &p.storage_policy_id == id)
-                })
+                .and_then(|id| w.inv.storage_policy(id))
                 .map(|p| p.storage_policy_name.clone());
             Some(ReplicatedVmDisk {
                 vm_disk: d.clone(),

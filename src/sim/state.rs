@@ -8,14 +8,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::error::{ApiError, SimError};
-use super::inventory::{uuid, Inventory};
+use super::inventory::{uuid, Inventory, SiteRef};
 use super::lifecycle::Life;
 use super::limiter::Limiter;
 use super::operations::Operation;
 use super::replication::{At, Replications};
 use super::stats::{Moment, SimStats};
 use super::SimConfig;
-use crate::vr::model::{PowerState, ReplicationInfo, Task, TaskError, TaskStatus};
+use crate::vr::model::{
+    PowerState, ReplicationInfo, ReplicationServerInfo, Task, TaskError, TaskStatus,
+};
 use axum::http::StatusCode;
 use base64::Engine as _;
 
@@ -135,7 +137,12 @@ impl SimState {
         let w = self.world();
         let mut inv = w.inv.clone();
         inv.replications = w.replications();
-        inv.replication_servers = w.servers_with_counts(&inv.replications);
+        inv.replication_servers =
+            w.servers_with_counts(&inv.replication_servers, &inv.replications);
+        for site in &mut inv.extra_pairings {
+            site.replication_servers =
+                w.servers_with_counts(&site.replication_servers, &inv.replications);
+        }
         inv
     }
 
@@ -247,10 +254,11 @@ impl SimState {
 }
 
 impl World {
-    /// The world at the simulator's start: the inventory from `cfg.vms` and `cfg.seed`, its
-    /// replications, the rate limiter from `cfg.limits`, the clock at 0.
+    /// The world at the simulator's start: the inventory from `cfg.vms`, `cfg.seed` and
+    /// `cfg.pairings`, its replications, the rate limiter from `cfg.limits`, the clock at 0.
     pub(crate) fn new(cfg: &SimConfig) -> World {
         let mut inv = Inventory::generate(cfg.vms, cfg.seed);
+        inv.add_pairings(cfg.pairings, cfg.seed);
         inv.add_replications_elsewhere(&cfg.replications_elsewhere, cfg.seed);
         let replications = super::lifecycle::from_inventory(&mut inv);
         World {
@@ -431,6 +439,24 @@ impl World {
         self.replications.get(id).filter(|r| self.listed(r))
     }
 
+    /// The replication with this id, if the API shows it through the pairing of `site`: the
+    /// one it was configured through, whose remote vCenter is its target.
+    pub(super) fn pairing_replication(
+        &self,
+        site: SiteRef<'_>,
+        id: &str,
+    ) -> Option<&super::replication::SimReplication> {
+        self.listed_replication(id)
+            .filter(|r| r.info.target_vc_id.as_deref() == Some(site.remote_vc.id.as_str()))
+    }
+
+    /// The replications the API shows through the pairing of `site`.
+    pub fn pairing_replications(&self, site: SiteRef<'_>) -> Vec<ReplicationInfo> {
+        let mut all = self.replications();
+        all.retain(|r| r.target_vc_id.as_deref() == Some(site.remote_vc.id.as_str()));
+        all
+    }
+
     /// The replications the API shows now: the inventory's, plus one per configure task that is
     /// RUNNING (`IN_PROGRESS`) or has succeeded and not been unconfigured since. A QUEUED task
     /// has not created its group yet, and a failed one has rolled it back.
@@ -442,12 +468,14 @@ impl World {
             .collect()
     }
 
-    /// Target VR servers with `replication_count` counted from `replications`.
+    /// `servers` with `replication_count` counted from `replications` (a server's uuid is its
+    /// own, whichever pairing's site it is on).
     pub fn servers_with_counts(
         &self,
+        servers: &[ReplicationServerInfo],
         replications: &[ReplicationInfo],
-    ) -> Vec<crate::vr::model::ReplicationServerInfo> {
-        let mut servers = self.inv.replication_servers.clone();
+    ) -> Vec<ReplicationServerInfo> {
+        let mut servers = servers.to_vec();
         for s in &mut servers {
             let n = replications
                 .iter()

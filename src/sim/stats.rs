@@ -19,6 +19,11 @@ pub struct SimStats {
     pub status_429: u64,
     /// Successful `POST /session` logins (remote-site logins not included).
     pub logins: u64,
+    /// pairing id -> successful remote-site logins (`POST /pairings/{p}/remote-session`)
+    /// through it: a client that discovers each pairing once logs in to each target site once
+    /// a session.
+    #[serde(default)]
+    pub remote_logins: BTreeMap<String, u64>,
     /// vm_id -> specs accepted (tasks created) for it.
     pub configure_attempts: BTreeMap<String, u64>,
     /// vm_id -> specs rejected because the VM already had a replication or a configure task in
@@ -83,6 +88,13 @@ impl SimStats {
             500..=599 => self.status_5xx += 1,
             _ => {}
         }
+    }
+
+    pub(crate) fn count_remote_login(&mut self, pairing_id: &str) {
+        *self
+            .remote_logins
+            .entry(pairing_id.to_string())
+            .or_default() += 1;
     }
 
     pub(crate) fn count_accepted(&mut self, vm_id: &str) {

@@ -10,6 +10,7 @@ use super::*;
 
 mod lifecycle;
 mod operations;
+mod pairings;
 
 const USER: &str = "administrator@vsphere.local";
 const PASSWORD: &str = "VMware1!";

@@ -6,15 +6,17 @@
 //! surface here as a 400 naming the field, e.g. `[2].rpo: must be between 5 and 1440, got 2`.
 //!
 //! Beyond the schema, the checks are the ones a VRMS makes against its inventory: the VM exists, is
-//! not a template, is not already replicated or being configured; the disks are exactly the VM's
-//! (a reconfigure too must list every one); unsupported disks are not enabled; datastores,
-//! policies and VR servers exist on the target site.
+//! not a template, is not already replicated or being configured (through any pairing: a VM has
+//! one replication at most); the disks are exactly the VM's (a reconfigure too must list every
+//! one); unsupported disks are not enabled; the target vCenter, datastores, policies and VR
+//! servers are those of the pairing's target site, the one the request came through (another
+//! pairing's are refused like unknown ones, with a hint).
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::inventory::{SimVm, VmKind};
+use super::inventory::{SimVm, SiteRef, VmKind};
 use super::state::{Busy, World};
 use crate::vr::model::VmDisk;
 
@@ -131,6 +133,8 @@ pub(crate) struct Rejection {
 #[derive(Debug, Clone)]
 pub(crate) struct AcceptedSpec {
     pub vm_id: String,
+    /// The remote vCenter of the pairing the spec came through.
+    pub target_vc_id: String,
     pub rpo: i64,
     pub quiesce: bool,
     pub network_compression: bool,
@@ -167,8 +171,13 @@ pub(crate) struct AcceptedReconfigure {
     pub disks: Vec<AcceptedDisk>,
 }
 
-/// Checks the whole body; all specs are accepted or none is.
-pub(crate) fn configure_body(body: &Value, world: &World) -> Result<Vec<AcceptedSpec>, Rejection> {
+/// Checks the whole body, sent through the pairing of `site`; all specs are accepted or none
+/// is.
+pub(crate) fn configure_body(
+    body: &Value,
+    world: &World,
+    site: SiteRef<'_>,
+) -> Result<Vec<AcceptedSpec>, Rejection> {
     let mut rej = Rejection::default();
     let Some(items) = body.as_array() else {
         rej.errors.push(FieldError {
@@ -194,7 +203,7 @@ pub(crate) fn configure_body(body: &Value, world: &World) -> Result<Vec<Accepted
         let mut c = Checker {
             errors: &mut rej.errors,
         };
-        if let Some(spec) = spec(&mut c, &path, item, world) {
+        if let Some(spec) = spec(&mut c, &path, item, world, site) {
             let mut ok = true;
             if let Some(first) = seen_vms.get(&spec.vm_id) {
                 c.push(
@@ -240,18 +249,20 @@ pub(crate) fn configure_body(body: &Value, world: &World) -> Result<Vec<Accepted
     }
 }
 
-/// Checks a `ReconfigureReplicationSpec` for the replication of `vm_id`: every field as the
-/// schema says, and every disk of the VM listed, as for a configure.
+/// Checks a `ReconfigureReplicationSpec` for the replication of `vm_id` on `site` (its
+/// pairing's target site): every field as the schema says, and every disk of the VM listed, as
+/// for a configure.
 pub(crate) fn reconfigure_body(
     body: &Value,
     vm_id: &str,
     world: &World,
+    site: SiteRef<'_>,
 ) -> Result<AcceptedReconfigure, Rejection> {
     let mut rej = Rejection::default();
     let mut c = Checker {
         errors: &mut rej.errors,
     };
-    match reconfigure_spec(&mut c, "body", body, vm_id, world) {
+    match reconfigure_spec(&mut c, "body", body, vm_id, world, site) {
         Some(accepted) if rej.errors.is_empty() => Ok(accepted),
         _ => Err(rej),
     }
@@ -265,6 +276,7 @@ fn reconfigure_spec(
     body: &Value,
     vm_id: &str,
     world: &World,
+    site: SiteRef<'_>,
 ) -> Option<AcceptedReconfigure> {
     let before = c.errors.len();
     let obj = c.schema_object(
@@ -288,10 +300,10 @@ fn reconfigure_spec(
     if mpit_enabled == Some(true) {
         point_in_time_copies(c, path, mpit_instances, mpit_days);
     }
-    target_site(c, path, world, None, server.flatten());
+    target_site(c, path, world, site, None, server.flatten());
     let vm = world.inv.vm(vm_id);
     let disks = disks
-        .map(|d| spec_disks(c, path, d, Some(vm_id), vm, world))
+        .map(|d| spec_disks(c, path, d, Some(vm_id), vm, (world, site)))
         .unwrap_or_default();
 
     if c.errors.len() > before {
@@ -312,7 +324,13 @@ fn reconfigure_spec(
 }
 
 /// Reads and checks one spec; `None` when anything about it is wrong (errors already recorded).
-fn spec(c: &mut Checker<'_>, path: &str, item: &Value, world: &World) -> Option<AcceptedSpec> {
+fn spec(
+    c: &mut Checker<'_>,
+    path: &str,
+    item: &Value,
+    world: &World,
+    site: SiteRef<'_>,
+) -> Option<AcceptedSpec> {
     let before = c.errors.len();
     let obj = c.schema_object(path, item, "ConfigureReplicationSpec", &SPEC_FIELDS)?;
     let quiesce = c.bool_opt(path, obj, "quiesce_enabled");
@@ -332,10 +350,10 @@ fn spec(c: &mut Checker<'_>, path: &str, item: &Value, world: &World) -> Option<
     if mpit_enabled == Some(true) {
         point_in_time_copies(c, path, mpit_instances, mpit_days);
     }
-    target_site(c, path, world, target_vc, server.flatten());
+    target_site(c, path, world, site, target_vc, server.flatten());
     let vm = source_vm(c, path, world, vm_id);
     let accepted_disks = disks
-        .map(|disks| spec_disks(c, path, disks, vm_id, vm, world))
+        .map(|disks| spec_disks(c, path, disks, vm_id, vm, (world, site)))
         .unwrap_or_default();
 
     if c.errors.len() > before {
@@ -343,6 +361,7 @@ fn spec(c: &mut Checker<'_>, path: &str, item: &Value, world: &World) -> Option<
     }
     Some(AcceptedSpec {
         vm_id: vm_id?.to_string(),
+        target_vc_id: target_vc?.to_string(),
         rpo: rpo?,
         quiesce: quiesce.unwrap_or(false),
         network_compression: network_compression?,
@@ -398,35 +417,51 @@ fn target_site(
     c: &mut Checker<'_>,
     path: &str,
     world: &World,
+    site: SiteRef<'_>,
     target_vc: Option<&str>,
     server: Option<&str>,
 ) {
     if let Some(vc) = target_vc {
-        if vc != world.inv.remote_vc.id {
+        if vc != site.remote_vc.id {
             let hint = if vc == world.inv.local_vc.id {
-                " (that is the source vCenter)"
+                " (that is the source vCenter)".to_string()
             } else {
-                ""
+                elsewhere(world, |s| {
+                    (s.remote_vc.id == vc).then_some("the remote vCenter")
+                })
             };
             c.push(
                 ErrorKind::UnknownEntity,
                 format!(
                     "{path}.target_vc_id: must be the pairing's remote vCenter '{}', got '{vc}'{hint}",
-                    world.inv.remote_vc.id
+                    site.remote_vc.id
                 ),
             );
         }
     }
     if let Some(id) = server {
-        if !world.inv.replication_servers.iter().any(|s| s.id == id) {
+        if site.replication_server(id).is_none() {
+            let hint = elsewhere(world, |s| s.replication_server(id).map(|_| "a VR server"));
             c.push(
                 ErrorKind::UnknownEntity,
                 format!(
-                    "{path}.target_replication_server_id: unknown VR server '{id}' on the target site"
+                    "{path}.target_replication_server_id: unknown VR server '{id}' on the target site{hint}"
                 ),
             );
         }
     }
+}
+
+/// ` (that is <what> of vc-site-c.corp.local, another pairing's target site)` when `what`
+/// finds the id on some pairing's target site; empty otherwise. Only called once the id is
+/// known not to be the request's pairing's, so the site found is another's.
+fn elsewhere(world: &World, what: impl Fn(SiteRef<'_>) -> Option<&'static str>) -> String {
+    world
+        .inv
+        .sites()
+        .find_map(|s| what(s).map(|w| (w, s.remote_vc.name.as_str())))
+        .map(|(w, vc)| format!(" (that is {w} of {vc}, another pairing's target site)"))
+        .unwrap_or_default()
 }
 
 /// The VM the spec names, if it exists on the source vCenter; a template is refused.
@@ -464,13 +499,13 @@ fn spec_disks(
     disks: &[Value],
     vm_id: Option<&str>,
     vm: Option<&SimVm>,
-    world: &World,
+    target: (&World, SiteRef<'_>),
 ) -> Vec<AcceptedDisk> {
     let mut accepted = Vec::new();
     let mut listed: HashMap<i32, usize> = HashMap::new();
     for (k, d) in disks.iter().enumerate() {
         let dpath = format!("{path}.disks[{k}]");
-        let Some(parsed) = disk(c, &dpath, d, vm_id, world) else {
+        let Some(parsed) = disk(c, &dpath, d, vm_id, target) else {
             continue;
         };
         let (Some(vm), Some(key)) = (vm, parsed.device_key) else {
@@ -591,7 +626,7 @@ fn disk(
     path: &str,
     item: &Value,
     spec_vm: Option<&str>,
-    world: &World,
+    (world, site): (&World, SiteRef<'_>),
 ) -> Option<ParsedDisk> {
     let before = c.errors.len();
     let obj = c.schema_object(path, item, "ConfigureReplicationVmDisk", &DISK_FIELDS)?;
@@ -604,11 +639,11 @@ fn disk(
     c.enum_req(path, obj, "destination_disk_format", &DISK_FORMATS);
 
     if let Some(ds) = datastore {
-        if world.inv.datastore(ds).is_none() {
+        if site.datastore(ds).is_none() {
             let hint = if world.inv.source_datastores.iter().any(|d| d.id == ds) {
-                " (that is a source-site datastore)"
+                " (that is a source-site datastore)".to_string()
             } else {
-                ""
+                elsewhere(world, |s| s.datastore(ds).map(|_| "a datastore"))
             };
             c.push(
                 ErrorKind::UnknownEntity,
@@ -619,16 +654,12 @@ fn disk(
         }
     }
     if let Some(Some(p)) = &policy {
-        if !world
-            .inv
-            .storage_policies
-            .iter()
-            .any(|x| &x.storage_policy_id == p)
-        {
+        if site.storage_policy(p).is_none() {
+            let hint = elsewhere(world, |s| s.storage_policy(p).map(|_| "a storage policy"));
             c.push(
                 ErrorKind::UnknownEntity,
                 format!(
-                    "{path}.destination_storage_policy_id: unknown storage policy '{p}' on the target vCenter"
+                    "{path}.destination_storage_policy_id: unknown storage policy '{p}' on the target vCenter{hint}"
                 ),
             );
         }

@@ -21,6 +21,8 @@ pub const MAX_PER_APPLIANCE: i64 = 2000;
 struct Server {
     name: String,
     site: String,
+    /// The target site's vCenter: an `auto` VM goes to a server of its own site only.
+    vc_id: String,
     held: i64,
     usable: bool,
 }
@@ -55,6 +57,7 @@ impl Capacity {
             self.servers.entry(s.id.clone()).or_insert_with(|| Server {
                 name: s.name.clone().unwrap_or_else(|| s.id.clone()),
                 site: disc.remote_vc_name.clone(),
+                vc_id: disc.remote_vc_id.clone(),
                 held: i64::from(s.replication_count.unwrap_or_default()),
                 usable: s.connected != Some(false) && s.decommissioned != Some(true),
             });
@@ -85,6 +88,7 @@ impl Capacity {
         let bytes = spec_bytes(&spec);
         match self.take(
             placement.replication_server_id.as_deref(),
+            &placement.target_vc_id,
             &placement.datastore_id,
             bytes,
         ) {
@@ -120,11 +124,12 @@ impl Capacity {
         }
     }
 
-    /// Takes room for one VM of `bytes` onto `datastore`, on `server` or the usable server with
-    /// the most room; the server it lands on.
+    /// Takes room for one VM of `bytes` onto `datastore`, on `server` or the usable server of
+    /// the target site `vc_id` with the most room; the server it lands on.
     fn take(
         &mut self,
         server: Option<&str>,
+        vc_id: &str,
         datastore: &str,
         bytes: i64,
     ) -> Result<String, String> {
@@ -151,7 +156,8 @@ impl Capacity {
             None => self
                 .servers
                 .iter()
-                .filter(|(_, s)| s.usable && s.held < MAX_PER_SERVER)
+                // Another pairing's server is no server of this site: the VRMS refuses it.
+                .filter(|(_, s)| s.vc_id == vc_id && s.usable && s.held < MAX_PER_SERVER)
                 // The most room; on a tie, the first by name, so that a plan is repeatable.
                 .min_by(|(_, a), (_, b)| a.held.cmp(&b.held).then_with(|| a.name.cmp(&b.name)))
                 .map(|(id, _)| id.clone())
@@ -306,6 +312,46 @@ mod tests {
             .as_ref()
             .unwrap_err()
             .contains("every connected VR server"));
+    }
+
+    #[test]
+    fn auto_stays_on_the_servers_of_its_own_target_site() {
+        let mut room = Capacity::default();
+        room.add(&discovery(
+            vec![server("b1", 199, true), server("b2", 200, true)],
+            1 << 50,
+            0,
+        ));
+        let mut site_c = discovery(vec![server("c1", 0, true)], 1 << 50, 0);
+        site_c.pairing.pairing_id = "p2".into();
+        site_c.remote_vc_id = "vc-c".into();
+        site_c.remote_vc_name = "vc-c".into();
+        room.add(&site_c);
+        let to_c = |name: &str| match configure(name, 10, None) {
+            Decision::Configure {
+                vm,
+                mut placement,
+                spec,
+                excluded,
+            } => {
+                placement.target_vc_id = "vc-c".into();
+                Decision::Configure {
+                    vm,
+                    placement,
+                    spec,
+                    excluded,
+                }
+            }
+            other => other,
+        };
+        // Site C's server has far more room, but a VM for site B stays on B, until B is full.
+        assert_eq!(
+            outcome(&room.admit(configure("vm0", 10, None))),
+            Ok("b1".into())
+        );
+        let full = outcome(&room.admit(configure("vm1", 10, None))).unwrap_err();
+        assert!(full.contains("every connected VR server"), "{full}");
+        assert_eq!(outcome(&room.admit(to_c("vm2"))), Ok("c1".into()));
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub struct PlanRow {
     pub action: PlanAction,
     /// Why the VM would be skipped or fail.
     pub reason: Option<String>,
+    /// The target site's vCenter (the pairing's remote one): with several pairings, where the
+    /// row's datastore is. The pairing the row names when it was not found; left out of the
+    /// JSON when the row names none and none was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_site: Option<String>,
     pub target_datastore: String,
     pub storage_policy: Option<String>,
     pub replication_server: Option<String>,
@@ -144,6 +149,7 @@ pub async fn plan_jobs(
 /// The row of one job, from what `run` would decide for it.
 fn plan_one(job: &Job, decision: Decision, disc: &Discovery) -> PlanRow {
     let mut p = failed(job, String::new());
+    p.target_site = Some(disc.remote_vc_name.clone());
     match decision {
         Decision::Configure {
             vm,
@@ -198,6 +204,7 @@ fn failed(job: &Job, reason: String) -> PlanRow {
         vm_id: job.spec.vm.id.clone(),
         action: PlanAction::Fail,
         reason: Some(reason),
+        target_site: job.spec.pairing.clone(),
         target_datastore: job.spec.target_datastore.clone(),
         storage_policy: job.spec.storage_policy.clone(),
         replication_server: job.spec.replication_server.clone(),
