@@ -195,6 +195,63 @@ fn a_file_imported_before_is_refused_naming_its_batch_unless_imported_again_on_p
 }
 
 #[tokio::test]
+async fn import_check_finds_the_names_the_live_inventory_lacks_by_line_and_column() {
+    let sim = start(sim_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sim, dir.path(), "");
+    let db = dir.path().join("q.db");
+    let bad = dir.path().join("bad.csv");
+    fs::write(
+        &bad,
+        "vm_name,pairing,target_datastore,storage_policy,replication_server\n\
+         app-001,,ds-gold-01,VR Gold,auto\n\
+         app-0002,,ds-gold-01,,\n\
+         app-002,,ds-platinum-01,,\n\
+         db-003,,ds-gold-01,VR Platinum,vrs-target-09\n\
+         app-004,vc-site-z.corp.local,ds-gold-01,,\n\
+         tmpl-rhel9-golden,,ds-silver-01,,\n",
+    )
+    .unwrap();
+    let good = dir.path().join("good.csv");
+    fs::write(
+        &good,
+        "vm_name,target_datastore,storage_policy\napp-001,ds-gold-01,VR Gold\ndb-003,ds-silver-01,\n",
+    )
+    .unwrap();
+    let (db2, config2) = (db.clone(), config.clone());
+    tokio::task::spawn_blocking(move || {
+        let check = |file: &Path| {
+            Cmd::new()
+                .env("VRBULK_PASSWORD", "VMware1!")
+                .config(&config2)
+                .db(&db2)
+                .args(["import".as_ref(), file.as_os_str(), "--check".as_ref()])
+        };
+        let ran = check(&bad).assert_exit(2);
+        let err = ran.stderr();
+        for expected in [
+            "5 problems in the input, nothing imported:",
+            "line 3, column vm_name: VM `app-0002` not found on vc-site-a.corp.local",
+            "line 4, column target_datastore: datastore `ds-platinum-01` not found on vc-site-b.corp.local",
+            "line 5, column storage_policy: storage policy `VR Platinum` not found",
+            "line 5, column replication_server: VR server `vrs-target-09` not found",
+            "line 6, column pairing:",
+        ] {
+            assert!(err.contains(expected), "{expected}\n{err}");
+        }
+        // A template is not the file's mistake: run skips it.
+        assert!(!err.contains("line 7"), "{err}");
+        assert!(!db2.exists(), "a refused import creates no database");
+        check(&good)
+            .assert_exit(0)
+            .stdout_contains("checked against the live inventory")
+            .stdout_contains("2 jobs imported");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn inventory_selection_and_export_work_against_the_simulator() {
     let sim = start(sim_config()).await;
     let dir = tempfile::tempdir().unwrap();

@@ -102,6 +102,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
             exclude: Vec::new(),
             max_attempts: 5,
             again: false,
+            check: false,
             profile: Profile::default(),
         },
         Some(&config),

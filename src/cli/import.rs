@@ -48,6 +48,11 @@ pub struct ImportArgs {
     #[arg(long, conflicts_with = "inventory")]
     pub again: bool,
 
+    /// Also check every name in the file against the live inventory (pairing, VM, datastore,
+    /// storage policy, VR server) before anything is imported.
+    #[arg(long, conflicts_with = "inventory")]
+    pub check: bool,
+
     /// Attempts per job before it fails.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
@@ -88,6 +93,10 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
         jobs.iter_mut()
             .filter(|j| j.change_ticket.is_none())
             .for_each(|j| j.change_ticket = Some(ticket.clone()));
+    }
+
+    if args.check {
+        check_names(&file, &jobs).await?;
     }
 
     // The input was checked before the queue is opened, so a bad file leaves no database behind.
@@ -144,6 +153,30 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
     print!("{}", input::summarize(&jobs));
     println!("\nnext: vrbulk plan --batch {batch}   (a dry run), then vrbulk run --batch {batch}");
     Ok(super::exit::OK)
+}
+
+/// `--check`: every name the rows give, looked up on the appliance with the plan's own calls;
+/// the names it does not know are the input's problems (exit 2, nothing imported).
+async fn check_names(file: &ConfigFile, jobs: &[JobSpec]) -> anyhow::Result<()> {
+    let client = connect(file).await?;
+    let lookup_group = crate::runner::RunOptions::default().lookup_group;
+    let problems = crate::workflow::plan::check_names(&client, jobs, lookup_group).await;
+    client.logout().await.ok();
+    let problems = problems.context("checking the names against the live inventory")?;
+    if problems.is_empty() {
+        println!(
+            "checked against the live inventory: every VM, pairing, datastore, storage policy \
+             and VR server of the file exists"
+        );
+        return Ok(());
+    }
+    Err(InputErrors(
+        problems
+            .into_iter()
+            .map(|p| InputError::new(p.line, Some(p.column), p.message))
+            .collect(),
+    )
+    .into())
 }
 
 /// The refusal of a file whose content is in the queue already: which batch it last became,

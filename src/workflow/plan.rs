@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::{decide, lookup_vms, vm_key, Capacity, Decision, Discovery, DiscoveryError};
+use super::{decide, lookup_vms, vm_key, Capacity, Decision, Discovery, DiscoveryError, VmLookup};
+use crate::domain::JobSpec;
 use crate::queue::Job;
 use crate::vr::{ApiError, Client, ErrorClass};
 
@@ -215,4 +216,103 @@ fn failed(job: &Job, reason: String) -> PlanRow {
         change_ticket: job.spec.change_ticket.clone(),
         notes: job.spec.notes.clone(),
     }
+}
+
+/// A name in an input row that the live inventory does not know: the row's line, its column
+/// and why, in the words `plan` would fail the VM with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryProblem {
+    pub line: Option<u64>,
+    pub column: &'static str,
+    pub message: String,
+}
+
+/// Checks every name the rows give against the live inventory (`import --check`): the
+/// pairing, the VM (found, and only one by that name), the target datastore, storage policy
+/// and VR server, with the plan's own discovery and grouped lookups. A VM that cannot be
+/// replicated or already is is not a problem of the input: `run` skips it.
+pub async fn check_names(
+    client: &Client,
+    rows: &[JobSpec],
+    lookup_group: usize,
+) -> Result<Vec<InventoryProblem>, PlanError> {
+    let pairings = client.pairings().await.map_err(PlanError::Pairings)?;
+    let mut by_pairing: BTreeMap<Option<String>, Vec<&JobSpec>> = BTreeMap::new();
+    for r in rows {
+        by_pairing.entry(r.pairing.clone()).or_default().push(r);
+    }
+    let mut problems = Vec::new();
+    for (key, group) in by_pairing {
+        let disc = match Discovery::run(client, &pairings, key.as_deref()).await {
+            Ok(d) => d,
+            Err(DiscoveryError::Pairing(message)) => {
+                problems.extend(group.iter().map(|r| InventoryProblem {
+                    line: r.line,
+                    column: "pairing",
+                    message: message.clone(),
+                }));
+                continue;
+            }
+            Err(e) => return Err(PlanError::Discovery(e)),
+        };
+        let refs: Vec<_> = group.iter().map(|r| &r.vm).collect();
+        let lookups = lookup_vms(client, &disc, &refs, lookup_group)
+            .await
+            .map_err(|source| PlanError::Lookup {
+                vcenter: disc.local_vc_id.clone(),
+                source,
+            })?;
+        for row in group {
+            let lookup = &lookups[&vm_key(&row.vm)];
+            if matches!(lookup, VmLookup::NotFound | VmLookup::Ambiguous(_)) {
+                if let Decision::Fail { reason, .. } = decide(row, lookup, &disc) {
+                    let column = if row.vm.id.is_some() {
+                        "vm_id"
+                    } else {
+                        "vm_name"
+                    };
+                    problems.push(InventoryProblem {
+                        line: row.line,
+                        column,
+                        message: reason,
+                    });
+                    continue;
+                }
+            }
+            let datastore_only = JobSpec {
+                storage_policy: None,
+                replication_server: None,
+                ..row.clone()
+            };
+            let checks = [
+                (
+                    "target_datastore",
+                    disc.placement(&datastore_only).map(drop),
+                ),
+                (
+                    "storage_policy",
+                    row.storage_policy
+                        .as_deref()
+                        .map_or(Ok(()), |p| disc.storage_policy_id(p).map(drop)),
+                ),
+                (
+                    "replication_server",
+                    row.replication_server
+                        .as_deref()
+                        .map_or(Ok(()), |s| disc.replication_server_id(s).map(drop)),
+                ),
+            ];
+            for (column, check) in checks {
+                if let Err(message) = check {
+                    problems.push(InventoryProblem {
+                        line: row.line,
+                        column,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+    problems.sort_by_key(|p| p.line);
+    Ok(problems)
 }
