@@ -691,6 +691,22 @@ async fn retry_corrects_the_failed_vms_it_is_told_to_and_says_what_it_changed() 
     );
     // Its first placement was refused before anything was sent: configured once.
     assert!(sim.stats().configured_more_than_once.is_empty());
+    // The report files the correction as a change by the operator.
+    let report =
+        vrbulk::report::Report::load(&queue, batch, vrbulk::queue::system_clock()()).unwrap();
+    let md = report.render(vrbulk::report::Format::Md).unwrap();
+    let section = &md[md.find("## Changes by the operator").unwrap()..];
+    assert!(
+        section.contains(&format!("| {} | requeued by ", done.vm_label())),
+        "{section}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&report.render(vrbulk::report::Format::Json).unwrap()).unwrap();
+    let action = json["operator_actions"][0]["action"].as_str().unwrap();
+    assert!(
+        action.contains("corrected: target_datastore ds-full-01 -> ds-gold-01"),
+        "{action}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,10 +83,21 @@ pub fn print_table(name: &str, id: i64, planned: &[PlanRow], calls: u64) {
         .max()
         .unwrap_or(2)
         .max(2);
+    // With several target sites a datastore name may repeat: say which site.
+    let mut sites: Vec<&str> = planned
+        .iter()
+        .filter_map(|p| p.target_site.as_deref())
+        .collect();
+    sites.sort_unstable();
+    sites.dedup();
     for p in planned {
+        let site = match (&p.target_site, sites.len()) {
+            (Some(site), 2..) => format!("{site}: "),
+            _ => String::new(),
+        };
         let detail = match p.action {
             PlanAction::Configure => format!(
-                "-> {}{}{}, {} disks, {}",
+                "-> {site}{}{}{}, {} disks, {}",
                 p.target_datastore,
                 p.storage_policy
                     .as_deref()

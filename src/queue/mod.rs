@@ -30,7 +30,9 @@ use thiserror::Error;
 pub use batches::{BatchSummary, LastRun, Liveness, Standing};
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
-pub use record::{BatchRecord, DiscoveryRecord, JobTimes, OperationRecord, RunRecord};
+pub use record::{
+    BatchRecord, DiscoveryRecord, JobTimes, OperationRecord, OperatorAction, RunRecord,
+};
 pub use runs::{Holder, RunSettings};
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};

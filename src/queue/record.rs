@@ -41,6 +41,18 @@ pub struct BatchRecord {
     pub acts_on: Option<Batch>,
     /// For a configure batch: the operation batches that acted on it since, oldest first.
     pub operations: Vec<OperationRecord>,
+    /// What operators did to the batch's jobs (requeues, with their corrections, and
+    /// cancels), oldest first.
+    pub operator_actions: Vec<OperatorAction>,
+}
+
+/// One operator's action on a job, as its event recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorAction {
+    pub job_id: JobId,
+    pub at: i64,
+    /// `requeued by ops@jump01 (vrbulk retry), corrected: target_datastore a -> b`
+    pub message: String,
 }
 
 /// One operation batch that acted on a configure batch, as that batch's report lists it.
@@ -120,6 +132,7 @@ impl Queue {
             discoveries: self.discoveries(id)?,
             protection: self.protection(id)?,
             replication_events: self.batch_replication_events(id)?,
+            operator_actions: self.operator_actions(id)?,
             acts_on,
             operations,
             batch,
@@ -138,6 +151,23 @@ impl Queue {
                     claims: r.get::<_, i64>(3)?.max(0) as u64,
                 },
             ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The requeues and cancels operators made on `batch`'s jobs, oldest first.
+    pub fn operator_actions(&self, batch: BatchId) -> Result<Vec<OperatorAction>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.job_id, e.at, e.message FROM job_events e JOIN jobs j ON j.id = e.job_id \
+             WHERE j.batch_id = ? AND (e.message LIKE 'requeued by %' \
+             OR e.message LIKE 'cancelled by %') ORDER BY e.id",
+        )?;
+        let rows = stmt.query_map([batch], |r| {
+            Ok(OperatorAction {
+                job_id: r.get(0)?,
+                at: r.get(1)?,
+                message: r.get(2)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -112,6 +112,7 @@ pub(super) fn batch(r: &Report) -> String {
         (failures(r)) "\n"
         @if !configures { (skipped(r)) "\n" }
         (operations_since(r))
+        (operator_actions(r))
         section #timeline { h2 { "Timeline" } (timeline(r)) } "\n"
         @if configures { (vm_table(r)) } @else { (operation_vm_table(r)) }
     };
@@ -527,6 +528,26 @@ fn skipped(r: &Report) -> Markup {
                     h3 { (g.count) " \u{00d7} " (g.cause) }
                     p { span.muted { "Example:" } " " (g.example) }
                     p { span.muted { "VMs:" } " " (list(&g.vms)) }
+                }
+            }
+        }
+    }
+}
+
+/// Requeues (with what the operator corrected) and cancels, in the events' words.
+fn operator_actions(r: &Report) -> Markup {
+    if r.operator_actions.is_empty() {
+        return html! {};
+    }
+    html! {
+        section #operator {
+            h2 { "Changes by the operator" }
+            table style="width:auto" {
+                thead { tr { th { "When" } th { "VM" } th { "What" } } }
+                tbody {
+                    @for a in &r.operator_actions {
+                        tr { td.nw { (a.at) } td { (a.vm) } td.text { (a.action) } }
+                    }
                 }
             }
         }

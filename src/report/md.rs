@@ -48,6 +48,7 @@ pub(super) fn batch(r: &Report) -> String {
         skipped(&mut out, r);
     }
     operations_since(&mut out, r);
+    operator_actions(&mut out, r);
     if b.operation == Operation::Configure {
         vm_tables(&mut out, r);
     } else {
@@ -194,6 +195,22 @@ fn skipped(out: &mut String, r: &Report) {
             list(&g.vms)
         );
     }
+}
+
+/// Requeues (with what the operator corrected) and cancels, in the events' words.
+fn operator_actions(out: &mut String, r: &Report) {
+    if r.operator_actions.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Changes by the operator
+
+| When | VM | What |\n|---|---|---|\n",
+    );
+    for a in &r.operator_actions {
+        let _ = writeln!(out, "| {} | {} | {} |", a.at, cell(&a.vm), cell(&a.action));
+    }
+    out.push('\n');
 }
 
 /// The operation batches applied to a configure batch since, with their jobs per state.

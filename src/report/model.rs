@@ -43,6 +43,17 @@ pub struct Report {
     /// For a configure batch: the day-2 operations applied to its replications since, oldest
     /// first. Empty for an operation batch.
     pub operations_since: Vec<OperationSince>,
+    /// What operators did to the jobs (requeues, with their corrections, and cancels), oldest
+    /// first: changes by the operator that a change board files with the rest.
+    pub operator_actions: Vec<OperatorActionRow>,
+}
+
+/// One requeue or cancel, in the words of its event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperatorActionRow {
+    pub at: UtcTime,
+    pub vm: String,
+    pub action: String,
 }
 
 /// The audit header: what was imported, by whom, where, with which settings.
@@ -377,8 +388,22 @@ impl Report {
             discoveries,
             replication_events,
             job_times,
+            operator_actions,
             ..
         } = record;
+        let vm_of: HashMap<JobId, &str> = jobs.iter().map(|j| (j.id, j.vm_label())).collect();
+        let operator_actions = operator_actions
+            .into_iter()
+            .map(|a| OperatorActionRow {
+                at: UtcTime(a.at),
+                vm: vm_of
+                    .get(&a.job_id)
+                    .copied()
+                    .unwrap_or_default()
+                    .to_string(),
+                action: a.message,
+            })
+            .collect();
         Ok(Report {
             generated_at: UtcTime(now),
             batch: header,
@@ -395,6 +420,7 @@ impl Report {
             timeline: timeline(&jobs, &job_times, replication_events),
             jobs: rows,
             operations_since,
+            operator_actions,
         })
     }
 }
