@@ -736,18 +736,7 @@ impl Queue {
             self.fail(lease, &reason, http_status)?;
             return Ok(JobState::Failed);
         }
-        self.finish_running(
-            lease,
-            JobState::Retryable,
-            Change {
-                message: Some(error),
-                last_error: Some(error),
-                http_status,
-                scheduled_at: Some(at),
-                ..Change::default()
-            },
-        )?;
-        Ok(JobState::Retryable)
+        self.defer(lease, at, error, http_status)
     }
 
     /// A job whose configure may have reached the server, and whose truth could not be read:

@@ -762,18 +762,8 @@ impl Client {
         pairing_id: &str,
         replication_id: &str,
     ) -> Result<Task, ApiError> {
-        let path = [
-            "pairings",
-            pairing_id,
-            "replications",
-            replication_id,
-            "actions",
-            "pause",
-        ];
-        let bytes = self
-            .call(&Call::post("pauseReplication", &path, None), Auth::Session)
-            .await?;
-        decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
+        self.replication_action("pauseReplication", pairing_id, replication_id, "pause")
+            .await
     }
 
     /// `POST /pairings/{p}/replications/{id}/actions/resume`
@@ -782,18 +772,8 @@ impl Client {
         pairing_id: &str,
         replication_id: &str,
     ) -> Result<Task, ApiError> {
-        let path = [
-            "pairings",
-            pairing_id,
-            "replications",
-            replication_id,
-            "actions",
-            "resume",
-        ];
-        let bytes = self
-            .call(&Call::post("resumeReplication", &path, None), Auth::Session)
-            .await?;
-        decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
+        self.replication_action("resumeReplication", pairing_id, replication_id, "resume")
+            .await
     }
 
     /// `POST /pairings/{p}/replications/{id}/actions/sync`: a sync now.
@@ -802,16 +782,28 @@ impl Client {
         pairing_id: &str,
         replication_id: &str,
     ) -> Result<Task, ApiError> {
+        self.replication_action("syncReplication", pairing_id, replication_id, "sync")
+            .await
+    }
+
+    /// `POST /pairings/{p}/replications/{id}/actions/{action}` without a body.
+    async fn replication_action(
+        &self,
+        operation: &'static str,
+        pairing_id: &str,
+        replication_id: &str,
+        action: &str,
+    ) -> Result<Task, ApiError> {
         let path = [
             "pairings",
             pairing_id,
             "replications",
             replication_id,
             "actions",
-            "sync",
+            action,
         ];
         let bytes = self
-            .call(&Call::post("syncReplication", &path, None), Auth::Session)
+            .call(&Call::post(operation, &path, None), Auth::Session)
             .await?;
         decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
     }
