@@ -202,7 +202,7 @@ fn setting_rows(runs: &[RunEntry]) -> Vec<RunRow> {
 /// What the runs did not say, when none recorded its settings.
 pub(super) const NOT_RECORDED: &str = "The runs of this batch did not record the settings they \
      used (appliance URL, TLS trust, request budget, workers, group sizes, attempts, change \
-     window): this version's `vrbulk run` does not store them yet.";
+     window): they ran under a vrbulk older than the one that stores them.";
 
 fn appliance(s: &UsedSettings) -> Option<String> {
     let url = s.url.as_deref()?;
