@@ -617,13 +617,8 @@ fn plan_fixture(q: &Queue, batch: i64) -> PlanReport {
             ..row(0, PlanAction::Configure)
         },
         PlanRow {
-            disks: 2,
-            capacity_bytes: 40 << 30,
-            warnings: vec![
-                "datastore ds-full-01 has 12.0 GiB free; the VMs planned onto it need up to 40.0 GiB"
-                    .into(),
-            ],
-            ..row(2, PlanAction::Configure)
+            reason: Some("datastore 'ds-full-01' has 12.0 GiB free; this VM needs 40.0 GiB".into()),
+            ..row(2, PlanAction::Fail)
         },
         PlanRow {
             vm_id: None,

@@ -110,7 +110,7 @@ fn assert_matches_truth(jobs: &[Job], sim: &Simulator) {
             (_, "ds-full-01") => {
                 assert_eq!(job.state, JobState::Failed, "{}", job.vm_label());
                 assert!(
-                    reason.starts_with("datastore ds-full-01 has 1.2 GiB free; this VM needs"),
+                    reason.starts_with("datastore 'ds-full-01' has 1.2 GiB free; this VM needs"),
                     "{reason}"
                 );
             }

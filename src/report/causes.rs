@@ -373,6 +373,11 @@ mod tests {
             normalize("Insufficient disk space on datastore 'ds-full-01': 12.0 GiB free, 40.5 GiB required"),
             "Insufficient disk space on datastore 'ds-full-01': … free, … required"
         );
+        // vrbulk's own capacity checks quote the name as the appliance does.
+        assert_eq!(
+            normalize("datastore 'ds-full-01' has 1.2 GiB free; this VM needs 230.0 GiB"),
+            "datastore 'ds-full-01' has … free; this VM needs …"
+        );
         assert_eq!(
             normalize("VM `app-017` not found on vc-site-a.corp.local"),
             "VM `…` not found on vc-site-a.corp.local"
@@ -431,7 +436,7 @@ mod tests {
         // The capacity checks' own words, and the appliance's.
         for (reason, kind) in [
             (
-                "datastore ds-full-01 has 1.2 GiB free; this VM needs 230.0 GiB",
+                "datastore 'ds-full-01' has 1.2 GiB free; this VM needs 230.0 GiB",
                 CauseKind::DatastoreFull,
             ),
             (

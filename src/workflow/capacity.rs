@@ -147,7 +147,7 @@ impl Capacity {
                     .ok_or_else(|| format!("VR server {id} is not known"))?;
                 if s.held >= MAX_PER_SERVER {
                     return Err(format!(
-                        "VR server {} on {} already holds {} replications, the most one takes ({MAX_PER_SERVER})",
+                        "VR server '{}' on {} already holds {} replications, the most one takes ({MAX_PER_SERVER})",
                         s.name, s.site, s.held
                     ));
                 }
@@ -177,7 +177,7 @@ impl Capacity {
                         n => format!(" after the {n} VMs placed on it before this one"),
                     };
                     return Err(format!(
-                        "datastore {} has {} free{after}; this VM needs {}",
+                        "datastore '{}' has {} free{after}; this VM needs {}",
                         store.name,
                         gib((*free).max(0)),
                         gib(bytes)
@@ -364,7 +364,7 @@ mod tests {
         ));
         let full = outcome(&room.admit(configure("vm0", 10, Some("a")))).unwrap_err();
         assert!(
-            full.contains("VR server a on vc-b already holds 200"),
+            full.contains("VR server 'a' on vc-b already holds 200"),
             "{full}"
         );
         assert_eq!(
@@ -374,7 +374,7 @@ mod tests {
         let ds = outcome(&room.admit(configure("vm2", 60, None))).unwrap_err();
         assert_eq!(
             ds,
-            "datastore ds-1 has 40.0 GiB free after the VM placed on it before this one; this \
+            "datastore 'ds-1' has 40.0 GiB free after the VM placed on it before this one; this \
              VM needs 60.0 GiB"
         );
         assert_eq!(
