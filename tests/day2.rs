@@ -2,7 +2,9 @@
 //! against the simulator: each acts once on each replication of the batch it names, under
 //! faults, and never on anything outside it; `--vm` picks; `--plan` sends nothing and creates no
 //! batch; undo asks first and refuses without a terminal; bad input is refused whole; an undo
-//! killed at random moments and resumed with `vrbulk run` unconfigures nothing twice.
+//! killed at random moments and resumed with `vrbulk run` unconfigures nothing twice; a
+//! local-only undo goes through with the target site down, killed and resumed too, and asks
+//! nothing of that site.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -453,6 +455,140 @@ async fn a_local_only_undo_deletes_on_this_site_and_warns_that_the_target_keeps_
     assert!(operations(&sim, "unconfigure").is_empty());
 }
 
+/// Calls of `operation_id` the simulator has counted so far.
+fn calls(sim: &Simulator, operation_id: &str) -> u64 {
+    sim.stats().calls.get(operation_id).copied().unwrap_or(0)
+}
+
+/// What only the target site answers: its login and the pairing's replication list.
+const TARGET_SITE_CALLS: [&str; 2] = ["createRemoteSession", "getAllReplications"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_only_undo_goes_through_with_the_target_site_down_and_removes_only_its_batchs() {
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let names = normal_vms(&sim, 0, 4);
+    let wave = configure(&sim, &site, "wave", &names).await;
+    let other = configure(&sim, &site, "other", &normal_vms(&sim, 4, 2)).await;
+    let recorded = site.replications(wave);
+    // Someone else unconfigured the first VM and configured it again: a replication of another
+    // id, which the undo must leave alone.
+    let client = crate::support::harness::client_for(&sim).await;
+    let pairing = sim.inventory().pairing_id;
+    client.remote_login(&pairing).await.unwrap();
+    client
+        .unconfigure_replication(&pairing, &recorded[&names[0]], false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let by_hand = configure(&sim, &site, "by hand", &names[..1]).await;
+    let newer = site.replications(by_hand)[&names[0]].clone();
+    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
+    let ours: BTreeSet<String> = names[1..].iter().map(|n| recorded[n].clone()).collect();
+    sim.set_target_down(true);
+    // The plan needs the replication list, which only the target site answers: it says so,
+    // and that the undo does not need it.
+    let batches = site.batches();
+    let plan = site
+        .vrbulk(&[
+            "undo",
+            "--batch",
+            &wave.to_string(),
+            "--local-only",
+            "--plan",
+        ])
+        .await;
+    assert_ne!(code(&plan), Some(0), "{}", plan.stdout());
+    assert!(
+        plan.stderr().contains("REMOTE_SITE_UNREACHABLE")
+            && plan.stderr().contains("the undo itself does not need it"),
+        "{}",
+        plan.stderr()
+    );
+    assert_eq!(site.batches(), batches, "a plan created a batch");
+    let before: Vec<u64> = TARGET_SITE_CALLS.iter().map(|c| calls(&sim, c)).collect();
+
+    let ran = site
+        .vrbulk(&[
+            "undo",
+            "--batch",
+            &wave.to_string(),
+            "--local-only",
+            "--yes",
+            "--progress",
+            "none",
+        ])
+        .await;
+
+    assert_code(&ran, 0);
+    for said in [
+        "the target site keeps its half, to be cleaned up there",
+        "removed on this site only",
+    ] {
+        assert!(ran.stdout().contains(said), "{said}: {}", ran.stdout());
+    }
+    let after: Vec<u64> = TARGET_SITE_CALLS.iter().map(|c| calls(&sim, c)).collect();
+    assert_eq!(
+        before, after,
+        "the undo asked the target site: {TARGET_SITE_CALLS:?}"
+    );
+    assert_once_each(&sim, "destroy", &ours);
+    let by_hand_unconfigure = BTreeSet::from([recorded[&names[0]].clone()]);
+    assert_once_each(&sim, "unconfigure", &by_hand_unconfigure);
+    let inv = sim.inventory();
+    assert!(inv.replications.iter().all(|r| !ours.contains(&r.id)));
+    for kept in theirs.iter().chain([&newer]) {
+        assert!(
+            inv.replications.iter().any(|r| &r.id == kept),
+            "{kept} was removed"
+        );
+    }
+    let undo = newest(&site, Operation::Unconfigure, wave);
+    let jobs = Queue::open(&site.db).unwrap().jobs(undo).unwrap();
+    for j in &jobs {
+        if j.vm_label() == names[0] {
+            assert_eq!(j.state, JobState::Skipped, "{:?}", j.reason);
+            assert!(
+                j.reason
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("no longer exists"),
+                "{:?}",
+                j.reason
+            );
+        } else {
+            assert_eq!(
+                j.state,
+                JobState::Succeeded,
+                "{}: {:?}",
+                j.vm_label(),
+                j.reason
+            );
+        }
+    }
+
+    // With the target site up, an undo that removes both halves still reads the list first.
+    sim.set_target_down(false);
+    let ran = site
+        .vrbulk(&[
+            "undo",
+            "--batch",
+            &other.to_string(),
+            "--yes",
+            "--progress",
+            "none",
+        ])
+        .await;
+    assert_code(&ran, 0);
+    assert!(
+        calls(&sim, "getAllReplications") > after[1],
+        "no list was read"
+    );
+    let unconfigured: BTreeSet<String> = theirs.union(&by_hand_unconfigure).cloned().collect();
+    assert_once_each(&sim, "unconfigure", &unconfigured);
+    assert!(touched(&sim).is_disjoint(&BTreeSet::from([newer])));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconfigure_input_is_refused_whole_with_every_problem_and_nothing_sent() {
     let sim = start(SimConfig::fast()).await;
@@ -722,6 +858,105 @@ async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replicat
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_only_undo_killed_and_resumed_with_the_target_site_down_removes_each_once() {
+    let sim = slow_simulator().await;
+    let site = Site::new(&sim);
+    let names = normal_vms(&sim, 0, 40);
+    let wave = configure(&sim, &site, "wave", &names).await;
+    let other = configure(&sim, &site, "other", &normal_vms(&sim, 40, 5)).await;
+    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
+    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
+    let wave_arg = wave.to_string();
+    sim.set_target_down(true);
+    let before: Vec<u64> = TARGET_SITE_CALLS.iter().map(|c| calls(&sim, c)).collect();
+
+    let mut rng = fastrand::Rng::with_seed(21);
+    let mut killed_mid_work = 0;
+    for round in 0..5 {
+        let undo = Queue::open(&site.db)
+            .unwrap()
+            .batches()
+            .unwrap()
+            .into_iter()
+            .find(|b| b.operation == Operation::Unconfigure);
+        let undo_arg = undo.as_ref().map(|b| b.id.to_string());
+        let mut child = match &undo_arg {
+            None => spawn(
+                &site,
+                &[
+                    "undo",
+                    "--batch",
+                    &wave_arg,
+                    "--local-only",
+                    "--yes",
+                    "--progress",
+                    "none",
+                ],
+            ),
+            Some(id) => spawn(&site, &["run", "--batch", id, "--progress", "none"]),
+        };
+        let target = progress(&site.db) + rng.usize(1..40);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while progress(&site.db) < target && std::time::Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        if let Some(b) = undo {
+            let counts = Queue::open(&site.db).unwrap().counts(b.id).unwrap();
+            eprintln!(
+                "round {round}: killed at {}: {counts:?}",
+                progress(&site.db)
+            );
+            if counts[&JobState::Running] > 0 {
+                killed_mid_work += 1;
+            }
+        }
+    }
+    assert!(
+        killed_mid_work >= 2,
+        "only {killed_mid_work} kills hit running jobs"
+    );
+
+    let undo = newest(&site, Operation::Unconfigure, wave);
+    let ran = site
+        .vrbulk(&["run", "--batch", &undo.to_string(), "--progress", "none"])
+        .await;
+    assert_code(&ran, 0);
+    let jobs = Queue::open(&site.db).unwrap().jobs(undo).unwrap();
+    assert_eq!(jobs.len(), 40);
+    for j in &jobs {
+        assert_eq!(
+            j.state,
+            JobState::Succeeded,
+            "{}: {:?}",
+            j.vm_label(),
+            j.reason
+        );
+    }
+    // Each removed once, in-doubt ones included; nothing asked of the target site.
+    assert_once_each(&sim, "destroy", &ours);
+    assert!(touched(&sim).is_disjoint(&theirs));
+    let after: Vec<u64> = TARGET_SITE_CALLS.iter().map(|c| calls(&sim, c)).collect();
+    assert_eq!(
+        before, after,
+        "the undo asked the target site: {TARGET_SITE_CALLS:?}"
+    );
+    let inv = sim.inventory();
+    assert!(inv.replications.iter().all(|r| !ours.contains(&r.id)));
+    assert_eq!(
+        inv.replications
+            .iter()
+            .filter(|r| theirs.contains(&r.id))
+            .count(),
+        5
+    );
+}
+
 /// An in-doubt operation reads the pairing's replications, then the VM's tasks; when its task
 /// ends between the two reads, the list says "not yet" and the task says SUCCESS. That is the
 /// job's own work done: it is verified, never sent again (a second unconfigure would be
@@ -803,6 +1038,94 @@ async fn an_in_doubt_unconfigure_whose_task_ends_between_two_reads_is_not_sent_a
         job.reason
     );
     assert_eq!(outcome.counts[&JobState::Succeeded], 1, "{:?}", job.reason);
+}
+
+/// A local-only undo whose run died with two removals in doubt, one that had reached the
+/// appliance and one that had not: the next run, with the target site down, asks the VMs' tasks
+/// (not the replication list, which it cannot read), follows the first and sends the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_doubt_local_only_removals_are_settled_by_the_vms_tasks_with_the_target_site_down() {
+    use vrbulk::domain::OperationSpec;
+    use vrbulk::queue::{OperationJob, Save, Step};
+
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let wave = configure(&sim, &site, "wave", &normal_vms(&sim, 0, 2)).await;
+    let mut q = Queue::open(&site.db).unwrap();
+    let configured = q.jobs(wave).unwrap();
+    let spec = OperationSpec::Unconfigure {
+        retain_replica_disks: false,
+        local_only: true,
+    };
+    let jobs: Vec<OperationJob> = configured
+        .iter()
+        .map(|j| OperationJob {
+            acts_on_job: j.id,
+            spec: spec.clone(),
+        })
+        .collect();
+    let undo = q
+        .create_operation_batch(&new_batch("undo"), Operation::Unconfigure, wave, &jobs)
+        .unwrap();
+    let held = q
+        .claim(Some(undo), 2, "a run that died", Duration::from_millis(100))
+        .unwrap();
+    for job in &held {
+        for step in [Step::ResolveTarget, Step::Submit] {
+            let save = Save {
+                lease: job.lease().unwrap(),
+                step,
+                checkpoint: job.checkpoint.clone(),
+                in_doubt: Some(step == Step::Submit),
+            };
+            q.save_all(&[save]).unwrap();
+        }
+    }
+    drop(q);
+    // The first job's DELETE reached the appliance before the run died; the second's did not.
+    let reached = held[0].checkpoint.replication_id.clone().unwrap();
+    let client = crate::support::harness::client_for(&sim).await;
+    let pairing = sim.inventory().pairing_id;
+    client
+        .destroy_replication(&pairing, &reached, false)
+        .await
+        .unwrap();
+    sim.set_target_down(true);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let lists_before = calls(&sim, "getAllReplications");
+
+    let opts = RunOptions {
+        batch: Some(undo),
+        poll_interval: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(
+        Queue::open(&site.db).unwrap(),
+        settings_for(&sim),
+        opts,
+        stop_rx,
+    )
+    .await
+    .unwrap();
+
+    let jobs = Queue::open(&site.db).unwrap().jobs(undo).unwrap();
+    assert_eq!(
+        outcome.counts[&JobState::Succeeded],
+        2,
+        "{:?}",
+        jobs.iter().map(|j| &j.reason).collect::<Vec<_>>()
+    );
+    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
+    assert_once_each(&sim, "destroy", &ours);
+    assert_eq!(
+        calls(&sim, "destroyReplication"),
+        2,
+        "a removal was sent twice"
+    );
+    assert_eq!(calls(&sim, "getAllReplications"), lists_before);
+    let inv = sim.inventory();
+    assert!(inv.replications.iter().all(|r| !ours.contains(&r.id)));
 }
 
 /// A null `target_replication_server_id` means "place it automatically" in the spec: a

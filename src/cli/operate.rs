@@ -15,6 +15,7 @@ use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::Queue;
 use crate::workflow::day2::{command_word, OperationRequest, Prepared};
 use crate::workflow::operation_plan::{plan_operation, OperationPlanRow, Verdict};
+use crate::workflow::PlanError;
 
 /// The flags of every day-2 command.
 #[derive(Debug, Args)]
@@ -98,7 +99,20 @@ fn open_queue(db: &Path) -> anyhow::Result<Queue> {
 /// refused, so that a script can stop there.
 async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Result<u8> {
     let client = connect(file).await?;
-    let rows = plan_operation(&client, prepared.acts_on.id, &prepared.targets).await?;
+    let rows = match plan_operation(&client, prepared.acts_on.id, &prepared.targets).await {
+        Ok(rows) => rows,
+        // The plan reads the replication list, which only the target site can answer; the
+        // local-only undo itself never reads it.
+        Err(e @ PlanError::RemoteLogin { .. }) if prepared.removes_locally() => {
+            let batch = prepared.acts_on.id;
+            return Err(anyhow::Error::new(e).context(format!(
+                "--plan cannot read the replications without the target site; the undo itself \
+                 does not need it (`vrbulk undo --batch {batch} --local-only --yes` removes the \
+                 replications batch {batch} recorded, by id, on this site)"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     client.logout().await.ok();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

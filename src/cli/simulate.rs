@@ -17,6 +17,7 @@ use crate::sim::{
   vrbulk simulate --rate-window 2 --retry-after     # its quotas over 2 s windows, with Retry-After
   vrbulk simulate --sync-time-scale 600             # initial syncs ten simulated minutes a second
   vrbulk simulate --pairings 3                      # three target sites: vc-site-b, -c and -d
+  vrbulk simulate --target-down                     # the target site unreachable (undo --local-only)
 It enforces the appliance's DR REST API rate limiter by default: 100 requests per client IP,
 1000 for the service and 50 per session in each fixed 60 s window, 429 without Retry-After.")]
 pub struct SimulateArgs {
@@ -109,6 +110,11 @@ pub struct SimulateArgs {
     /// from the same source site.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub pairings: usize,
+    /// Start with every target site down: calls that need it answer 500, the local-only
+    /// `DELETE …/replications/{id}` and the tasks still work (`POST /__sim/target-site/up`
+    /// brings it back).
+    #[arg(long)]
+    pub target_down: bool,
 }
 
 impl SimulateArgs {
@@ -189,6 +195,7 @@ impl SimulateArgs {
             max_replications_per_appliance: self.max_replications_per_appliance,
             replications_elsewhere: self.replications_elsewhere.clone(),
             pairings: self.pairings,
+            target_down: self.target_down,
         })
     }
 }
@@ -234,6 +241,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<u8> {
         cfg.sync_time_scale
     );
     println!("  stats      {}/__sim/stats", sim.url());
+    println!(
+        "  target     {} (POST {}/__sim/target-site/down or up)",
+        if cfg.target_down { "down" } else { "up" },
+        sim.url()
+    );
     println!(
         "  power      POST {}/__sim/vms/<vm id or name>/power-on (or power-off)",
         sim.url()

@@ -77,7 +77,10 @@ pub async fn run(args: UndoArgs, globals: Globals<'_>) -> anyhow::Result<u8> {
 /// Shows what the undo removes, then asks, unless `--yes`.
 fn confirm(prepared: &Prepared, args: &UndoArgs) -> anyhow::Result<()> {
     let n = prepared.targets.len();
-    let disks = if args.keep_replica_disks {
+    // A local-only removal leaves the target site as it is, replica disks included.
+    let disks = if args.local_only {
+        "the target site keeps its half, to be cleaned up there"
+    } else if args.keep_replica_disks {
         "the replica disks on the target site are kept"
     } else {
         "the replica disks on the target site go too"

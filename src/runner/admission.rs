@@ -79,9 +79,10 @@ impl Census {
 }
 
 impl Runner {
-    /// Whether this run admits at a pace.
+    /// Whether this run admits at a pace. A local-only removal starts no sync, and the census
+    /// would need the target site it runs without.
     pub(super) fn admitting(&self) -> bool {
-        self.opts.max_initial_syncs.is_some()
+        self.opts.max_initial_syncs.is_some() && !self.local_only
     }
 
     /// Held jobs ready to submit that wait for a slot.

@@ -13,6 +13,7 @@
 
 mod admission;
 pub mod follow;
+mod local_only;
 mod operate;
 mod pacing;
 mod phases;
@@ -245,6 +246,9 @@ struct Runner {
     /// What the batch does to its VMs, and for an operation batch the batch it acts on.
     operation: Operation,
     acts_on: Option<BatchId>,
+    /// The batch removes replications on this site only (`undo --local-only`): it runs with
+    /// the target site down, so it never asks anything of it (see [`local_only`]).
+    local_only: bool,
     opts: RunOptions,
     batch: BatchId,
     owner: String,
@@ -301,16 +305,19 @@ pub async fn run(
     };
     // An operation batch's jobs act on replications another batch configured: only a configure
     // batch's own are followed to protected.
-    let configured = db
+    let (configured, local_only) = db
         .run(move |q| {
-            Ok(q.jobs(batch)?
+            let jobs = q.jobs(batch)?;
+            let local_only = local_only::removes_locally(operation, &jobs);
+            let configured = jobs
                 .into_iter()
                 .filter(|j| j.state == JobState::Succeeded && operation == Operation::Configure)
                 .filter_map(|j| {
                     let bytes = j.checkpoint.disks.as_deref().map(replicated_bytes);
                     Some((j.checkpoint.vm_id.clone()?, (j.id, bytes)))
                 })
-                .collect())
+                .collect();
+            Ok((configured, local_only))
         })
         .await?;
     let heartbeat = heartbeat(db.clone(), owner.clone(), opts.lease);
@@ -319,6 +326,7 @@ pub async fn run(
         client,
         operation,
         acts_on,
+        local_only,
         pacer: pacing::Pacer::new(opts.poll_interval, limits),
         opts,
         batch,
@@ -800,6 +808,7 @@ impl Runner {
         }
         let done = match self.operation {
             Operation::Configure => "configured",
+            Operation::Unconfigure if self.local_only => "removed on this site only",
             Operation::Unconfigure => "unconfigured",
             Operation::Reconfigure => "reconfigured",
             Operation::Pause => "paused",

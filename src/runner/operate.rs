@@ -11,7 +11,8 @@
 //!   replication is gone, a paused one paused…), then for a task of that operation on the VM,
 //!   and only then sends again (a sync asked twice syncs twice, harmlessly).
 //!
-//! Task polls and the verify that ends each job are the configure's own (`phases`).
+//! Task polls and the verify that ends each job are the configure's own (`phases`). A local-only
+//! removal reads no list at all: `local_only` takes its resolve, reconcile and verify.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,9 @@ impl Runner {
 
     /// Finds each held job's replication in the pairing's list, and builds a reconfigure's body.
     pub(super) async fn resolve_operations(&mut self) -> Result<(), RunError> {
+        if self.local_only {
+            return self.resolve_local_removals().await;
+        }
         for (disc, ids) in self
             .by_pairing(|a| !a.in_doubt && matches!(a.step, Step::ResolveVm | Step::ResolveTarget))
         {
@@ -236,6 +240,9 @@ impl Runner {
     /// In-doubt jobs of an operation batch: has the operation shown, is a task of it under way,
     /// or did nothing reach the appliance?
     pub(super) async fn reconcile_operations(&mut self) -> Result<(), RunError> {
+        if self.local_only {
+            return self.reconcile_local_removals().await;
+        }
         for (disc, ids) in self.by_pairing(|a| a.in_doubt) {
             if self.stopping() {
                 break;

@@ -49,9 +49,12 @@ impl Runner {
                 }
                 continue;
             }
-            let found = self
-                .guarded(Discovery::run(&self.client, &self.pairings, key.as_deref()))
-                .await;
+            let found = if self.local_only {
+                Some(Discovery::local(&self.pairings, key.as_deref()))
+            } else {
+                self.guarded(Discovery::run(&self.client, &self.pairings, key.as_deref()))
+                    .await
+            };
             let Some(found) = found else { return Ok(()) };
             match found {
                 Ok(d) => {
@@ -476,6 +479,9 @@ impl Runner {
     /// Confirms that each job whose task succeeded now has its replication; returns how many
     /// jobs ended. A census taken in this round (`round` began then) answers without a call.
     async fn verify(&mut self, round: Instant) -> Result<usize, RunError> {
+        if self.local_only {
+            return self.confirm_local_removals().await;
+        }
         let mut settled = 0;
         for (disc, ids) in self.by_pairing(|a| a.step == Step::Verify && !a.in_doubt) {
             if self.stopping() {

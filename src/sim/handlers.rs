@@ -193,7 +193,8 @@ pub(crate) struct ReqCtx {
 }
 
 /// The whole simulator: both API prefixes, `GET /__sim/stats`, and the test knobs
-/// `POST /__sim/vms/{vm}/power-on` and `…/power-off` (VM by id or name).
+/// `POST /__sim/vms/{vm}/power-on` and `…/power-off` (VM by id or name), and
+/// `POST /__sim/target-site/down` and `…/up` (every target site unreachable, or back).
 pub fn router(state: SimState) -> Router {
     let api = api_routes().layer(middleware::from_fn_with_state(state.clone(), gate));
     let mut app = Router::new();
@@ -203,6 +204,8 @@ pub fn router(state: SimState) -> Router {
     app.route("/__sim/stats", get(sim_stats))
         .route("/__sim/vms/{vm}/power-on", post(power_on))
         .route("/__sim/vms/{vm}/power-off", post(power_off))
+        .route("/__sim/target-site/down", post(target_site_down))
+        .route("/__sim/target-site/up", post(target_site_up))
         .fallback(unknown_route)
         .with_state(state)
 }
@@ -314,6 +317,16 @@ async fn power_off(
     power(&state, &vm, false)
 }
 
+async fn target_site_down(State(state): State<SimState>) -> StatusCode {
+    state.set_target_down(true);
+    StatusCode::NO_CONTENT
+}
+
+async fn target_site_up(State(state): State<SimState>) -> StatusCode {
+    state.set_target_down(false);
+    StatusCode::NO_CONTENT
+}
+
 fn power(state: &SimState, vm: &str, on: bool) -> Result<StatusCode, ApiError> {
     state
         .set_power(vm, on)
@@ -402,8 +415,10 @@ pub(super) fn pairing_site<'w>(w: &'w World, pairing_id: &str) -> Result<SiteRef
     })
 }
 
-/// Calls that read or write the target site need this session's remote login for the pairing.
+/// Calls that read or write the target site need that site up, and this session's remote login
+/// for the pairing.
 pub(super) fn require_remote(w: &World, ctx: &ReqCtx, pairing_id: &str) -> Result<(), ApiError> {
+    reach_target(w, pairing_id)?;
     let sid = session_id(ctx)?;
     let logged_in = w
         .sessions
@@ -423,21 +438,50 @@ pub(super) fn require_remote(w: &World, ctx: &ReqCtx, pairing_id: &str) -> Resul
     }
 }
 
+/// The target site of `pairing_id` is down (`SimConfig::target_down`): the appliance cannot
+/// reach its peer, and says so with a 500 (the only server error the spec lists) naming it.
+fn reach_target(w: &World, pairing_id: &str) -> Result<(), ApiError> {
+    if !w.target_down {
+        return Ok(());
+    }
+    let (vc, vrms) = pairing_site(w, pairing_id)
+        .map(|site| (site.remote_vc.name.as_str(), site.remote_vrms.name.as_str()))
+        .unwrap_or(("the remote vCenter", "the remote VRMS"));
+    Err(ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "REMOTE_SITE_UNREACHABLE",
+        format!(
+            "cannot reach the remote site of pairing '{pairing_id}': the vSphere Replication \
+             Management server {vrms} ({vc}) is not responding"
+        ),
+    ))
+}
+
+/// A target site that is down shows in its servers' status (the spec's `PARTIAL_DATA`).
+fn remote_status(w: &World) -> ServerStatus {
+    if w.target_down {
+        ServerStatus::Error
+    } else {
+        ServerStatus::Ok
+    }
+}
+
 fn pairing_json(w: &World, site: SiteRef<'_>) -> Pairing {
     let inv = &w.inv;
-    let server = |site: &super::Site, version: &str| ServerInfo {
+    let server = |site: &super::Site, version: &str, status: ServerStatus| ServerInfo {
         id: Some(site.id.clone()),
         url: Some(format!("https://{}:443", site.name)),
         name: Some(site.name.clone()),
-        server_status: Some(ServerStatus::Ok),
+        server_status: Some(status),
         version: Some(version.into()),
     };
+    let remote = remote_status(w);
     Pairing {
         pairing_id: site.pairing_id.to_string(),
-        local_vc_server: server(&inv.local_vc, "8.0.3"),
-        remote_vc_server: server(site.remote_vc, "8.0.3"),
-        local_vrms: Some(server(&inv.local_vrms, "9.0.2")),
-        remote_vrms: Some(server(site.remote_vrms, "9.0.2")),
+        local_vc_server: server(&inv.local_vc, "8.0.3", ServerStatus::Ok),
+        remote_vc_server: server(site.remote_vc, "8.0.3", remote),
+        local_vrms: Some(server(&inv.local_vrms, "9.0.2", ServerStatus::Ok)),
+        remote_vrms: Some(server(site.remote_vrms, "9.0.2", remote)),
     }
 }
 
@@ -445,15 +489,15 @@ fn pairing_json(w: &World, site: SiteRef<'_>) -> Pairing {
 fn vrms_json(w: &World, site: SiteRef<'_>) -> Vec<VrmsInfo> {
     let inv = &w.inv;
     [
-        (&inv.local_vrms, &inv.local_vc),
-        (site.remote_vrms, site.remote_vc),
+        (&inv.local_vrms, &inv.local_vc, ServerStatus::Ok),
+        (site.remote_vrms, site.remote_vc, remote_status(w)),
     ]
     .into_iter()
-    .map(|(vrms, vc)| VrmsInfo {
+    .map(|(vrms, vc, status)| VrmsInfo {
         id: vrms.id.clone(),
         url: Some(format!("https://{}:8043", vrms.name)),
         name: Some(vrms.name.clone()),
-        server_status: Some(ServerStatus::Ok),
+        server_status: Some(status),
         version: Some("9.0.2".into()),
         vc_guid: Some(vc.id.clone()),
         vc_name: Some(vc.name.clone()),
@@ -490,6 +534,8 @@ async fn create_remote_session(
     {
         let w = state.world();
         pairing_site(&w, &pairing_id)?;
+        // The credentials are the remote site's to check: with it down, nobody can.
+        reach_target(&w, &pairing_id)?;
     }
     let user = authenticate(&state, &headers, "remote")?;
     let sid = session_id(&ctx)?;

@@ -9,7 +9,8 @@
 //! appliance's limits at their defaults unless told otherwise (DESIGN.md, "The appliance's
 //! limits"): the DR REST API rate limiter ([`limiter`]) and at most 20 VMs in one configure call.
 //! Knobs inject latency, random and scheduled failures and session expiry, and power VMs on and
-//! off ([`Simulator::power_on`], `POST /__sim/vms/{vm}/power-on`); `GET /__sim/stats` and
+//! off ([`Simulator::power_on`], `POST /__sim/vms/{vm}/power-on`), and take the target sites
+//! down and up (below); `GET /__sim/stats` and
 //! [`Simulator::stats`] count what a client did, above all whether it ever configured a VM twice
 //! or went over a quota, and when each replication was configured and synced.
 //!
@@ -62,6 +63,29 @@
 //!   [`SimConfig::max_replications_per_appliance`] for every pairing's replications together.
 //!   `GET /tasks` is the appliance's, every pairing's tasks in one list. The replication link
 //!   (below) is the source site's: every pairing's syncs share it.
+//!
+//! # The target site down
+//!
+//! With [`SimConfig::target_down`] (`vrbulk simulate --target-down`), or from
+//! [`Simulator::set_target_down`] (`POST /__sim/target-site/down`) until it is brought back
+//! (`…/up`), every target site is unreachable, as when the peer site is down: the appliance
+//! still answers for its own site. What it does then is the spec's, per operation (its
+//! `x-dr-remote-site-connectivity-contract`, `server-down`):
+//!
+//! - `ERROR`: the remote login (`POST …/remote-session`), reading it, configure, unconfigure,
+//!   reconfigure, pause, resume and sync answer 500 `REMOTE_SITE_UNREACHABLE` (the only server
+//!   error the spec lists), naming the remote VRMS and vCenter, whether or not the session had
+//!   logged in to that site before it went down.
+//! - `PARTIAL_DATA`: the pairing's replication list, one replication and its disks answer the
+//!   same 500. Stricter than the spec, which lets the appliance answer with what its own site
+//!   knows: a client that passes here does not lean on that partial data, which cannot say what
+//!   the target site still holds. `GET /pairings` and `GET …/vrs` answer in full, with the remote
+//!   vCenter's and VRMS's `server_status: ERROR`.
+//! - `DEPENDS_ON_PROVIDED_PARAMS`: the target site's datastores, storage policies, VMs and VR
+//!   servers answer the 500; the source site's answer as ever.
+//! - `OK` and `FULL_DATA`: `DELETE …/replications/{id}` removes the local site's half (the
+//!   simulator models no leftovers on the target site), and `GET /tasks`, `GET /tasks/{id}`
+//!   follow its task.
 //!
 //! # The link model (an assumption, stated)
 //!
@@ -215,6 +239,9 @@ pub struct SimConfig {
     /// `vc-site-b.corp.local`, pairing 2 to `vc-site-c…`), all from the same source site; 0
     /// counts as 1.
     pub pairings: usize,
+    /// Every target site is down from the start (see "The target site down");
+    /// [`Simulator::set_target_down`] changes it at run time.
+    pub target_down: bool,
 }
 
 impl Default for SimConfig {
@@ -239,6 +266,7 @@ impl Default for SimConfig {
             max_replications_per_appliance: MAX_REPLICATIONS_PER_APPLIANCE,
             replications_elsewhere: Vec::new(),
             pairings: 1,
+            target_down: false,
         }
     }
 }
@@ -412,6 +440,12 @@ impl Simulator {
     /// Powers the VM (by id or name) off: its replication is `NOT_ACTIVE` and copies nothing.
     pub fn power_off(&self, vm: &str) -> Result<(), SimError> {
         self.state.set_power(vm, false)
+    }
+
+    /// Takes every target site down (`true`) or brings it back (`false`), as
+    /// `POST /__sim/target-site/down` and `…/up` do: see "The target site down".
+    pub fn set_target_down(&self, down: bool) {
+        self.state.set_target_down(down);
     }
 
     /// Forgets every session: the next call with any old id gets 401.

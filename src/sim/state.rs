@@ -101,6 +101,8 @@ pub(crate) struct World {
     pub task_seconds: f64,
     pub max_per_server: usize,
     pub max_per_appliance: usize,
+    /// Every target site is unreachable: calls that need one answer 500 (see `handlers`).
+    pub target_down: bool,
 }
 
 impl SimState {
@@ -182,6 +184,12 @@ impl SimState {
     /// Forgets every session (and with them every remote-site login).
     pub fn expire_sessions(&self) {
         self.world().sessions.clear();
+    }
+
+    /// Takes every target site down (`true`) or brings it back: while down, the appliance still
+    /// answers for its own site, and every call that needs the remote one gets a 500 naming it.
+    pub fn set_target_down(&self, down: bool) {
+        self.world().target_down = down;
     }
 
     /// How long `GET /tasks` lists a task after it was created (default 10 minutes).
@@ -281,6 +289,7 @@ impl World {
             task_seconds: cfg.task_seconds.max(0.0),
             max_per_server: cfg.max_replications_per_server,
             max_per_appliance: cfg.max_replications_per_appliance,
+            target_down: cfg.target_down,
         }
     }
 

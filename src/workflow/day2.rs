@@ -365,6 +365,21 @@ fn not_configured<'a>(jobs: impl Iterator<Item = &'a Job>) -> String {
 }
 
 impl Prepared {
+    /// Whether every target is removed on this site only (`undo --local-only`): the batch runs
+    /// with the target site down, though `--plan` cannot read the replications without it.
+    pub fn removes_locally(&self) -> bool {
+        !self.targets.is_empty()
+            && self.targets.iter().all(|t| {
+                matches!(
+                    t.spec,
+                    OperationSpec::Unconfigure {
+                        local_only: true,
+                        ..
+                    }
+                )
+            })
+    }
+
     /// The batch's name: `undo of batch 3`, `pause of batch 3`.
     pub fn name(&self) -> String {
         format!(

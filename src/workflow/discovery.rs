@@ -1,6 +1,8 @@
 //! What a run learns once per pairing and keeps: the pairing's vCenters, the target VRMS and
 //! its VR servers, the target datastores and storage policies, and the replications that already
-//! exist. Everything a job names is resolved against this, without further calls.
+//! exist. Everything a job names is resolved against this, without further calls. Work that must
+//! go on with the target site down (a local-only removal) uses [`Discovery::local`]: the pairing
+//! alone, as the local site sees it.
 
 use std::collections::HashMap;
 
@@ -156,6 +158,43 @@ impl Discovery {
                 .into_iter()
                 .filter_map(|r| Some((r.vm_id.clone()?, r)))
                 .collect(),
+        })
+    }
+
+    /// The pairing `wanted` names (or the only one) as the local site alone sees it: its two
+    /// vCenters from the pairing, and nothing of the target site (no remote login, no VRMS,
+    /// VR servers, datastores, policies or replications: those lists stay empty). For work
+    /// that must go on while the target site is down, such as a local-only removal, which
+    /// names each replication by the id its configure recorded. No call is made.
+    pub fn local(pairings: &[Pairing], wanted: Option<&str>) -> Result<Discovery, DiscoveryError> {
+        let pairing = choose_pairing(pairings, wanted)
+            .map_err(DiscoveryError::Pairing)?
+            .clone();
+        let incomplete = |message: &str| DiscoveryError::Incomplete {
+            pairing: pairing.pairing_id.clone(),
+            message: message.to_string(),
+        };
+        let local_vc_id = pairing
+            .local_vc_server
+            .id
+            .clone()
+            .ok_or_else(|| incomplete("the server names no local vCenter id"))?;
+        let remote_vc_id = pairing.remote_vc_server.id.clone().unwrap_or_default();
+        let remote_vc_name = pairing
+            .remote_vc_server
+            .name
+            .clone()
+            .unwrap_or_else(|| remote_vc_id.clone());
+        Ok(Discovery {
+            pairing,
+            local_vc_id,
+            remote_vc_id,
+            remote_vc_name,
+            target_vrms_id: String::new(),
+            replication_servers: Vec::new(),
+            datastores: Vec::new(),
+            storage_policies: Vec::new(),
+            replications: HashMap::new(),
         })
     }
 

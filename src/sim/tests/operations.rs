@@ -339,6 +339,119 @@ async fn destroy_needs_no_remote_login_and_removes_the_replication() {
 }
 
 #[tokio::test]
+async fn with_the_target_site_down_only_the_local_site_answers_and_destroy_still_works() {
+    let h = Harness::plain(syncing_in("app-001", 1.0)).await;
+    let sid = h.login_both().await;
+    let ours = h.configured(&sid, "app-005").await;
+    let theirs = h.configured(&sid, "app-006").await;
+    let inv = h.inv();
+    let pairing = h.pairing();
+    let down = h
+        .http
+        .post(format!("{}/__sim/target-site/down", h.sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), StatusCode::NO_CONTENT);
+
+    // The remote login, and every call the target site serves, even for a session that had
+    // logged in to it before it went down: 500, naming the site.
+    let fresh = h.login().await;
+    let resp = h
+        .http
+        .post(h.api(&format!("/pairings/{pairing}/remote-session")))
+        .header("x-dr-session", &fresh)
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(code(&b), "REMOTE_SITE_UNREACHABLE");
+    assert!(message(&b).contains(&inv.remote_vc.name), "{b}");
+    assert!(message(&b).contains(&inv.remote_vrms.name), "{b}");
+    let reads = [
+        format!("/pairings/{pairing}/replications"),
+        format!("/pairings/{pairing}/replications/{ours}"),
+        format!("/pairings/{pairing}/replications/{ours}/disks"),
+        format!("/pairings/{pairing}/remote-session"),
+        format!(
+            "/pairings/{pairing}/vcenters/{}/datastores",
+            inv.remote_vc.id
+        ),
+    ];
+    for path in &reads {
+        let (s, b) = h.get(&sid, path).await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::INTERNAL_SERVER_ERROR, "REMOTE_SITE_UNREACHABLE"),
+            "{path}: {b}"
+        );
+    }
+    for action in ["pause", "sync", "unconfigure"] {
+        let (s, b) = h.act(&sid, &theirs, action).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{action}: {b}");
+    }
+    // The local site answers, and the pairing says its far end is in error.
+    let (s, _) = h.get(&fresh, &local_vms(&inv)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, p) = h.get(&fresh, &format!("/pairings/{pairing}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["remote_vc_server"]["server_status"], "ERROR");
+    assert_eq!(p["local_vc_server"]["server_status"], "OK");
+
+    // The local-only DELETE works without the target site, and its task can be followed.
+    let resp = h
+        .http
+        .delete(h.api(&format!("/pairings/{pairing}/replications/{ours}")))
+        .header("x-dr-session", &fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let task: Value = resp.json().await.unwrap();
+    let done = h.wait_task(&fresh, task["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "SUCCESS");
+    let (s, tasks) = h.get(&fresh, "/tasks").await;
+    assert_eq!(s, StatusCode::OK, "{tasks}");
+
+    // Back up: the remote login works again; the replication removed is gone, the other not.
+    h.sim.set_target_down(false);
+    assert_eq!(h.remote_login(&fresh).await, StatusCode::NO_CONTENT);
+    assert_eq!(h.replication(&fresh, &ours).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(h.replication(&fresh, &theirs).await.0, StatusCode::OK);
+    let stats = h.sim.stats();
+    assert_eq!(stats.operations[&ours]["destroy"], 1);
+    assert!(
+        !stats.operations.contains_key(&theirs),
+        "{:?}",
+        stats.operations
+    );
+}
+
+#[tokio::test]
+async fn a_simulator_started_with_the_target_down_refuses_the_remote_login_until_it_is_up() {
+    let h = Harness::plain(SimConfig {
+        target_down: true,
+        ..fast()
+    })
+    .await;
+    let sid = h.login().await;
+    assert_eq!(
+        h.remote_login(&sid).await,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let up = h
+        .http
+        .post(format!("{}/__sim/target-site/up", h.sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), StatusCode::NO_CONTENT);
+    assert_eq!(h.remote_login(&sid).await, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn a_reconfigure_body_is_checked_like_a_configure_and_must_list_every_disk() {
     let h = Harness::plain(syncing_in("app-001", 1.0)).await;
     let sid = h.login_both().await;
