@@ -144,17 +144,17 @@ pub fn describe(spec: &OperationSpec) -> String {
             retain_replica_disks,
             local_only,
         } => {
-            let disks = if *retain_replica_disks {
-                "keeping the replica disks on the target site"
-            } else {
-                "deleting the replica disks on the target site"
-            };
             if *local_only {
-                format!(
-                    "unconfigure on the local site only (for a remote site that is down), {disks}"
-                )
+                // The DELETE reaches this site only: the target site's half is left for its
+                // own administrators, whatever the replica disks flag said.
+                return "unconfigure on the local site only (for a target site that is down); \
+                        the target site keeps its replication record and replica disks"
+                    .into();
+            }
+            if *retain_replica_disks {
+                "unconfigure, keeping the replica disks on the target site".into()
             } else {
-                format!("unconfigure, {disks}")
+                "unconfigure, deleting the replica disks on the target site".into()
             }
         }
         OperationSpec::Reconfigure(change) => format!("reconfigure: {}", changes(change)),
@@ -240,7 +240,7 @@ mod tests {
             local_only: true,
         };
         assert!(describe(&local).contains("local site only"));
-        assert!(describe(&local).contains("deleting the replica disks"));
+        assert!(describe(&local).contains("the target site keeps its replication record"));
         let change = OperationSpec::Reconfigure(SettingsChange {
             rpo: Some(15),
             network_compression: Some(true),
