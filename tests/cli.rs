@@ -331,6 +331,115 @@ async fn inventory_selection_and_export_work_against_the_simulator() {
         .all(|j| j.spec.vm.id.is_some() && j.spec.settings.rpo == 15));
 }
 
+/// The cells of column `name` in CSV `text`, row by row.
+fn column(text: &str, name: &str) -> Vec<String> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let index = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in:\n{text}"));
+    reader
+        .records()
+        .map(|r| r.unwrap()[index].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_export_keeps_each_vms_status_out_of_the_notes_and_imports_again_as_it_is() {
+    let sim = start(sim_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(
+        &sim,
+        dir.path(),
+        "[defaults]\ntarget_datastore = \"ds-silver-01\"\n",
+    );
+    let dir = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let export = dir.join("export.csv");
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .config(&config)
+            .args([
+                "inventory".as_ref(),
+                "export".as_ref(),
+                "-o".as_ref(),
+                export.as_os_str(),
+            ])
+            .assert_exit(0);
+        let text = fs::read_to_string(&export).unwrap();
+        let status = column(&text, "replication_status");
+        for expected in [
+            "not replicated",
+            "already replicated (GID-",
+            "template: cannot be replicated",
+        ] {
+            assert!(
+                status.iter().any(|s| s.starts_with(expected)),
+                "no `{expected}` in replication_status:\n{text}"
+            );
+        }
+        assert!(
+            column(&text, "notes").iter().all(String::is_empty),
+            "the export fills notes:\n{text}"
+        );
+
+        // The operator writes a note on the first VM and imports the rest as exported.
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let notes_at = header.iter().position(|h| h == "notes").unwrap();
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(&header).unwrap();
+        for (i, record) in reader.records().enumerate() {
+            let mut cells: Vec<String> = record.unwrap().iter().map(str::to_owned).collect();
+            if i == 0 {
+                cells[notes_at] = "owner: finance".into();
+            }
+            writer.write_record(&cells).unwrap();
+        }
+        let edited = dir.join("edited.csv");
+        fs::write(&edited, writer.into_inner().unwrap()).unwrap();
+        let db = dir.join("q.db");
+        import(&db, &edited).assert_exit(0);
+
+        let q = Queue::open(&db).unwrap();
+        let notes: Vec<Option<String>> = q
+            .jobs(1)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.spec.notes)
+            .collect();
+        assert_eq!(notes.len(), status.len());
+        assert_eq!(notes[0].as_deref(), Some("owner: finance"));
+        assert!(notes[1..].iter().all(Option::is_none), "{notes:?}");
+        drop(q);
+
+        let report = Cmd::new()
+            .db(&db)
+            .args(["report", "--format", "csv"])
+            .assert_exit(0)
+            .stdout();
+        let mut reported = column(&report, "notes");
+        reported.sort();
+        reported.dedup();
+        assert_eq!(reported, ["", "owner: finance"], "{report}");
+        let status_json = Cmd::new()
+            .db(&db)
+            .args(["status", "--json"])
+            .assert_exit(0)
+            .stdout();
+        for text in [&report, &status_json] {
+            assert!(
+                !text.contains("not replicated") && !text.contains("template: cannot"),
+                "{text}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn config_check_masks_secrets_and_a_wrong_password_exits_3() {
     let sim = start(sim_config()).await;

@@ -9,18 +9,17 @@ use crate::support::cmd::Cmd;
 use crate::support::fixtures::config_for;
 use crate::support::harness::start;
 
+/// A `PATH` without `vrbulk` on it, as in a fresh clone before `cargo install`.
+const PATH_WITHOUT_VRBULK: &str = "/usr/bin:/bin";
+
 #[test]
 fn the_demo_runs_the_whole_job_and_leaves_a_queue_that_agrees_with_its_summary() {
+    // Run as a newcomer does in a clone: from its folder, without `vrbulk` on PATH.
     let dir = tempfile::tempdir().unwrap();
-    let demo = dir.path().join("demo");
     let ran = Cmd::new()
-        .args([
-            "demo".as_ref(),
-            "--dir".as_ref(),
-            demo.as_os_str(),
-            "--task-seconds".as_ref(),
-            "0.2".as_ref(),
-        ])
+        .current_dir(dir.path())
+        .env("PATH", PATH_WITHOUT_VRBULK)
+        .args(["demo", "--task-seconds", "0.2"])
         .assert_exit(0)
         .stdout_contains("1. A simulated vSphere Replication appliance")
         .stdout_contains("3. Plan")
@@ -30,6 +29,16 @@ fn the_demo_runs_the_whole_job_and_leaves_a_queue_that_agrees_with_its_summary()
         "{}",
         ran.stdout()
     );
+    // The folder .gitignore covers, in the current folder, as the README says.
+    let folders: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        folders.len() == 1 && folders[0].starts_with("vrbulk-demo-"),
+        "{folders:?}"
+    );
+    let demo = dir.path().join(&folders[0]);
 
     let q = Queue::open(&demo.join("vrbulk.db")).unwrap();
     let batch = q.latest_batch().unwrap().unwrap();
@@ -50,6 +59,47 @@ fn the_demo_runs_the_whole_job_and_leaves_a_queue_that_agrees_with_its_summary()
     assert!(fs::read_to_string(demo.join("vrbulk.toml"))
         .unwrap()
         .contains("thumbprint"));
+}
+
+#[test]
+fn the_commands_the_demo_suggests_run_as_printed_without_vrbulk_on_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = Cmd::new()
+        .current_dir(dir.path())
+        .env("PATH", PATH_WITHOUT_VRBULK)
+        .args(["demo", "--dir", "my demo", "--task-seconds", "0.2"])
+        .args(["--sync-time-scale", "1000000"])
+        .assert_exit(0)
+        .stdout_contains("`cargo install --path .`");
+    let stdout = ran.stdout();
+    let inspect: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("inspect them"))
+        .skip_while(|l| !l.starts_with("     "))
+        .take_while(|l| l.starts_with("     "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(inspect.len(), 3, "{stdout}");
+    for line in inspect {
+        assert!(!line.starts_with("vrbulk "), "{line}");
+        // Pasted into a shell in the folder the demo ran in.
+        let out = std::process::Command::new("sh")
+            .args(["-c", line])
+            .current_dir(dir.path())
+            .env("PATH", PATH_WITHOUT_VRBULK)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "`{line}` failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if line.ends_with(" status") {
+            let shown = String::from_utf8_lossy(&out.stdout);
+            assert!(shown.contains("\"demo wave 1\""), "{shown}");
+        }
+    }
+    assert!(dir.path().join("my demo/report.html").is_file());
 }
 
 #[tokio::test]

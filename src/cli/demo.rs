@@ -3,6 +3,7 @@
 //! run with live progress, the summary and the reports — in a folder the operator can inspect
 //! afterwards with the ordinary commands.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -238,15 +239,35 @@ fn write_settings(dir: &Path, url: &str, user: &str, thumbprint: &str) -> anyhow
 }
 
 fn print_next_steps(dir: &Path, db: &Path, config: &Path) {
-    let db = db.display();
+    let vrbulk = program_name();
+    let on_path = vrbulk == "vrbulk";
+    let db_arg = shell_quote(&db.display().to_string());
+    let report = shell_quote(&dir.join("report.html").display().to_string());
     println!("   the demo's files are in {}/", dir.display());
     println!("     {}  the settings used", config.display());
-    println!("     {db}  the queue: batch, jobs and their event log");
-    println!("   inspect them (the simulator is gone; these read the queue only):");
-    println!("     vrbulk --db {db} status");
-    println!("     vrbulk --db {db} status --json");
-    println!("     vrbulk --db {db} report --format html -o report.html");
-    println!("   do the same against a real appliance:");
+    println!(
+        "     {}  the queue: batch, jobs and their event log",
+        db.display()
+    );
+    if on_path {
+        println!("   inspect them (the simulator is gone; these read the queue only):");
+    } else {
+        println!(
+            "   inspect them (the simulator is gone; these read the queue only; they name this \
+             binary in full,\n   as `vrbulk` on your PATH is missing or another build):"
+        );
+    }
+    println!("     {vrbulk} --db {db_arg} status");
+    println!("     {vrbulk} --db {db_arg} status --json");
+    println!("     {vrbulk} --db {db_arg} report --format html -o {report}");
+    if on_path {
+        println!("   do the same against a real appliance:");
+    } else {
+        println!(
+            "   do the same against a real appliance, once `cargo install --path .` in the source \
+             folder\n   has put this build on your PATH:"
+        );
+    }
     println!("     vrbulk init                        # writes vrbulk.toml and an example vms.csv");
     println!("     $EDITOR vrbulk.toml vms.csv        # [source] url, user, thumbprint; your VMs");
     println!("     export VRBULK_PASSWORD='…'         # or let vrbulk ask");
@@ -255,4 +276,104 @@ fn print_next_steps(dir: &Path, db: &Path, config: &Path) {
     println!("     vrbulk plan > plan.txt             # attach to the change request");
     println!("     vrbulk run --until 05:30 --max-initial-syncs 10   # inside the change window");
     println!("     vrbulk watch                       # until every VM is protected");
+}
+
+/// How the suggested commands name this program: `vrbulk` when that is what a shell would run
+/// for the name, else this binary's full path. After `cargo run -- demo` nothing is on PATH (or
+/// an older install is), and a suggestion that fails, or runs another version, is worse than a
+/// long one.
+fn program_name() -> String {
+    let exe = std::env::current_exe().ok();
+    program_for(std::env::var_os("PATH").as_deref(), exe.as_deref())
+}
+
+fn program_for(path_var: Option<&OsStr>, exe: Option<&Path>) -> String {
+    let Some(exe) = exe else {
+        return "vrbulk".into();
+    };
+    let name = format!("vrbulk{}", std::env::consts::EXE_SUFFIX);
+    // A shell runs the first match on PATH, so only that one counts.
+    let first = path_var
+        .into_iter()
+        .flat_map(std::env::split_paths)
+        .map(|folder| folder.join(&name))
+        .find(|candidate| candidate.is_file());
+    let same = match (first, std::fs::canonicalize(exe)) {
+        (Some(found), Ok(this)) => std::fs::canonicalize(found).is_ok_and(|f| f == this),
+        _ => false,
+    };
+    if same {
+        "vrbulk".into()
+    } else {
+        shell_quote(&exe.to_string_lossy())
+    }
+}
+
+/// `text` as one word for a POSIX shell, so a path with spaces can be pasted as printed.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_folder_is_one_git_ignores() {
+        let name = default_dir().display().to_string();
+        let ignored = include_str!("../../.gitignore")
+            .lines()
+            .map(|line| line.trim_matches('/'))
+            .any(|pattern| crate::input::glob_match(pattern, &name));
+        assert!(ignored, "{name} is not in .gitignore");
+    }
+
+    #[test]
+    fn commands_name_vrbulk_only_when_the_path_finds_this_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("build").join("vrbulk");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::write(&exe, b"").unwrap();
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("vrbulk"), b"").unwrap();
+        let path = |folders: &[&Path]| std::env::join_paths(folders).unwrap();
+        let full = exe.display().to_string();
+
+        assert_eq!(program_for(None, Some(&exe)), full);
+        assert_eq!(
+            program_for(Some(&path(&[dir.path()])), Some(&exe)),
+            full,
+            "not on PATH"
+        );
+        assert_eq!(
+            program_for(Some(&path(&[exe.parent().unwrap()])), Some(&exe)),
+            "vrbulk"
+        );
+        assert_eq!(
+            program_for(Some(&path(&[&other, exe.parent().unwrap()])), Some(&exe)),
+            full,
+            "another vrbulk comes first on PATH"
+        );
+        assert_eq!(program_for(Some(&path(&[&other])), None), "vrbulk");
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_they_need_it() {
+        assert_eq!(
+            shell_quote("/home/op/vrbulk/target/release/vrbulk"),
+            "/home/op/vrbulk/target/release/vrbulk"
+        );
+        assert_eq!(shell_quote("/My Files/vrbulk"), "'/My Files/vrbulk'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

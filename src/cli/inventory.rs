@@ -81,7 +81,8 @@ pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record(Column::ALL.iter().map(|c| c.name()))?;
     for vm in &vms {
-        // The status goes into `notes`, which the import carries untouched into the report.
+        // The status has a column of its own: `notes` is the operator's, and the import carries
+        // it untouched into the report, where a status next to a configured VM would mislead.
         let status = if vm.template == Some(true) {
             "template: cannot be replicated".to_string()
         } else {
@@ -110,7 +111,8 @@ pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result
                     d.replication_server().unwrap_or_else(|| "auto".into())
                 }
                 Column::ChangeTicket => String::new(),
-                Column::Notes => status.clone(),
+                Column::Notes => String::new(),
+                Column::ReplicationStatus => status.clone(),
             })
             .collect();
         out.write_record(&row)?;

@@ -32,10 +32,14 @@ pub enum Column {
     ReplicationServer,
     ChangeTicket,
     Notes,
+    /// What `inventory export` found (not replicated, already replicated, a template): read
+    /// and ignored, so that an exported file imports as it is without the status landing in
+    /// the report as the operator's note.
+    ReplicationStatus,
 }
 
 impl Column {
-    pub const ALL: [Column; 16] = [
+    pub const ALL: [Column; 17] = [
         Column::VmName,
         Column::VmId,
         Column::Pairing,
@@ -52,6 +56,7 @@ impl Column {
         Column::ReplicationServer,
         Column::ChangeTicket,
         Column::Notes,
+        Column::ReplicationStatus,
     ];
 
     /// The header name, lower case.
@@ -73,6 +78,7 @@ impl Column {
             Column::ReplicationServer => "replication_server",
             Column::ChangeTicket => "change_ticket",
             Column::Notes => "notes",
+            Column::ReplicationStatus => "replication_status",
         }
     }
 

@@ -527,3 +527,15 @@ fn mpit_on_defaults_to_one_day_and_keeps_at_most_24_copies() {
         "the unparsable instances on line 5 are not also judged against the days"
     );
 }
+
+#[test]
+fn the_exported_replication_status_is_read_and_ignored() {
+    let jobs = parse(
+        "vm_name,target_datastore,notes,replication_status\n\
+         app-001,ds,,\"already replicated (GID-1, CONFIGURED)\"\n\
+         app-002,ds,owner: finance,not replicated\n",
+    )
+    .unwrap();
+    let notes: Vec<Option<&str>> = jobs.iter().map(|j| j.notes.as_deref()).collect();
+    assert_eq!(notes, [None, Some("owner: finance")]);
+}
