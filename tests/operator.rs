@@ -23,7 +23,11 @@ fn the_demo_runs_the_whole_job_and_leaves_a_queue_that_agrees_with_its_summary()
         .assert_exit(0)
         .stdout_contains("1. A simulated vSphere Replication appliance")
         .stdout_contains("3. Plan")
-        .stdout_contains("| succeeded | 36");
+        .stdout_contains("| succeeded | 36")
+        // The run's own advice for its two failures: the datastore is full, so another one.
+        .stdout_contains("next steps (on batch 1):")
+        .stdout_contains("--target-datastore OTHER")
+        .stdout_contains("the throughput below reads that much too high");
     assert!(
         ran.stdout().contains("no VM configured twice: true"),
         "{}",

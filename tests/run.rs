@@ -996,7 +996,7 @@ async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
         started.elapsed() < Duration::from_secs(8),
         "stopped within the grace period"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("resumes where this run stopped"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VMs not finished (nothing was lost"));
     let counts = Queue::open(&db).unwrap().counts(batch).unwrap();
     assert_eq!(
         counts[&JobState::Running],

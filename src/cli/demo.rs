@@ -156,7 +156,14 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
         ..RunOptions::default()
     };
     let budget = crate::vr::Budget::shared(&settings.url, settings.limits);
-    let progress = Progress::start(db.clone(), batch.id, Some(budget), args.progress, quiet);
+    let progress = Progress::start(
+        db.clone(),
+        batch.id,
+        Some(budget),
+        args.progress,
+        quiet,
+        opts.max_initial_syncs.is_some(),
+    );
     let outcome = runner::run(Queue::open(&db)?, settings.clone(), opts, stop_rx).await;
     progress.finish().await;
     let outcome = outcome.context("running the demo batch")?;
@@ -177,6 +184,11 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
     );
 
     heading("5. Watch: the initial syncs, until every configured VM is protected");
+    println!(
+        "   (the simulated link carries {:.0} Mbit/s, but its hours pass {:.0}x faster than yours:\n    \
+         the throughput below reads that much too high, and the time left that much too low)",
+        cfg.link.bandwidth_mbps, cfg.sync_time_scale
+    );
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let watching = WatchOptions {
         batch: batch.id,

@@ -57,6 +57,7 @@ impl Progress {
         budget: Option<std::sync::Arc<Budget>>,
         mode: ProgressMode,
         quiet: bool,
+        admitting: bool,
     ) -> Progress {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let mode = mode.resolve(quiet);
@@ -94,7 +95,7 @@ impl Progress {
                         .flatten()
                     }
                 };
-                let mut view = View::new(mode);
+                let mut view = View::new(mode, admitting);
                 let every = if mode == ProgressMode::Bar {
                     Duration::from_secs(1)
                 } else {
@@ -178,12 +179,18 @@ impl Stages {
         self.awaiting_task + self.verifying
     }
 
-    /// `waiting 120 · resolving 4 · submitting 20 · awaiting task 36 · verifying 0`
-    fn describe(&self) -> String {
+    /// `waiting 120 · resolving 4 · submitting 20 · awaiting task 36 · verifying 0`; under
+    /// admission a VM at the submit step is ready and waits for an initial sync to end.
+    fn describe(&self, admitting: bool) -> String {
+        let submitting = if admitting {
+            "ready, waiting for a sync slot"
+        } else {
+            "submitting"
+        };
         [
             ("waiting", self.waiting),
             ("resolving", self.resolving),
-            ("submitting", self.submitting),
+            (submitting, self.submitting),
             ("awaiting task", self.awaiting_task),
             ("verifying", self.verifying),
         ]
@@ -265,10 +272,13 @@ impl Eta {
 struct View {
     bar: Option<ProgressBar>,
     eta: Eta,
+    /// The run submits as initial syncs end (`--max-initial-syncs`): VMs at the submit step
+    /// wait for a slot, and the syncs, not the rate limit, set the pace.
+    admitting: bool,
 }
 
 impl View {
-    fn new(mode: ProgressMode) -> View {
+    fn new(mode: ProgressMode, admitting: bool) -> View {
         let bar = (mode == ProgressMode::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
@@ -282,6 +292,7 @@ impl View {
         View {
             bar,
             eta: Eta::default(),
+            admitting,
         }
     }
 
@@ -294,6 +305,7 @@ impl View {
             calls: status.as_ref().map_or(0, |s| s.stats.sent),
             rate: status
                 .as_ref()
+                .filter(|_| !self.admitting)
                 .map(|s| f64::from(s.quota) / s.window.as_secs_f64().max(0.001)),
             task: r.task,
         });
@@ -301,7 +313,7 @@ impl View {
             Some(left) => format!("eta {}", minutes(left)),
             None => "eta: measuring".into(),
         };
-        let mut notes = vec![stages.describe(), ended(&r.status)];
+        let mut notes = vec![stages.describe(self.admitting), ended(&r.status)];
         notes.extend(budget.and_then(waiting_for_budget));
         notes.extend(leases(&r.others, r.status.as_of));
         let notes: Vec<String> = notes.into_iter().filter(|n| !n.is_empty()).collect();
@@ -464,6 +476,25 @@ mod tests {
         eta.add(t);
         // 80 left at 20 a minute, then a task.
         assert_eq!(eta.estimate(), Some(Duration::from_secs(260)));
+    }
+
+    #[test]
+    fn under_admission_the_submit_step_reads_as_waiting_for_a_sync_slot() {
+        let stages = Stages {
+            waiting: 3,
+            submitting: 40,
+            awaiting_task: 10,
+            total: 53,
+            ..Stages::default()
+        };
+        assert_eq!(
+            stages.describe(false),
+            "waiting 3 · submitting 40 · awaiting task 10"
+        );
+        assert_eq!(
+            stages.describe(true),
+            "waiting 3 · ready, waiting for a sync slot 40 · awaiting task 10"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::domain::{Operation, OperationSpec};
 use crate::queue::{Batch, Job, JobState, Queue, Readiness};
+use crate::report::classify;
 use crate::runner::{Ending, RunOutcome};
 use crate::vr::BudgetStats;
 
@@ -21,7 +22,7 @@ pub(super) fn print(outcome: &RunOutcome, db: &Path) -> anyhow::Result<()> {
         Operation::Configure => print_protection(&queue, outcome)?,
         _ => print_operation(&batch, &jobs),
     }
-    print_failed(&jobs, outcome.batch);
+    print_failed(&jobs, &batch);
     print_ending(outcome);
     Ok(())
 }
@@ -143,7 +144,7 @@ fn print_operation(batch: &Batch, jobs: &[Job]) {
     }
 }
 
-fn print_failed(jobs: &[Job], batch: i64) {
+fn print_failed(jobs: &[Job], batch: &Batch) {
     let failed: Vec<&Job> = jobs
         .iter()
         .filter(|j| j.state == JobState::Failed)
@@ -152,17 +153,26 @@ fn print_failed(jobs: &[Job], batch: i64) {
         return;
     }
     let mut table = super::table(["failed VM", "step", "reason"]);
+    let mut kinds = Vec::new();
     for j in &failed {
+        let reason = j.reason.as_deref().unwrap_or_default();
+        let kind = classify(reason, j.last_http_status);
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
         table.add_row([
             j.vm_label().to_string(),
             j.step.to_string(),
-            j.reason.clone().unwrap_or_default(),
+            reason.to_string(),
         ]);
     }
     println!("\n{table}");
-    println!(
-        "fix the causes, then `vrbulk retry --batch {batch} --failed` and `vrbulk run --batch {batch}`"
-    );
+    // The same advice as the report's, one line per kind of cause: a full datastore needs
+    // another one, a transient error only a retry.
+    println!("next steps (on batch {}):", batch.id);
+    for kind in kinds {
+        println!("  - {}", kind.next_step_of(batch.operation));
+    }
 }
 
 fn print_ending(outcome: &RunOutcome) {
@@ -175,7 +185,9 @@ fn print_ending(outcome: &RunOutcome) {
             outcome.batch
         ),
         Ending::Interrupted => println!(
-            "interrupted: `vrbulk run --batch {}` resumes where this run stopped",
+            "interrupted with {} VMs not finished (nothing was lost: a VM in flight is checked \
+             on the appliance before anything is sent again); `vrbulk run --batch {}` resumes",
+            outcome.left(),
             outcome.batch
         ),
     }

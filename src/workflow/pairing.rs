@@ -38,7 +38,7 @@ pub fn choose_pairing<'a>(
             .ok_or_else(|| format!("no pairing with remote vCenter or id `{w}`; {}", known())),
         None if pairings.len() == 1 => Ok(&pairings[0]),
         None => Err(format!(
-            "{} pairings exist, so each job must name one (column `pairing` or [defaults] pairing); {}",
+            "{} pairings exist, so name one (--pairing, the CSV's `pairing` column, or [defaults] pairing); {}",
             pairings.len(),
             known()
         )),
