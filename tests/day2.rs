@@ -782,50 +782,7 @@ async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replicat
     let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
     let wave_arg = wave.to_string();
 
-    let mut rng = fastrand::Rng::with_seed(12);
-    let mut killed_mid_work = 0;
-    for round in 0..5 {
-        // The first round creates the undo batch; the next ones resume it, as an operator would.
-        let undo = Queue::open(&site.db)
-            .unwrap()
-            .batches()
-            .unwrap()
-            .into_iter()
-            .find(|b| b.operation == Operation::Unconfigure);
-        let undo_arg = undo.as_ref().map(|b| b.id.to_string());
-        let mut child = match &undo_arg {
-            None => spawn(
-                &site,
-                &["undo", "--batch", &wave_arg, "--yes", "--progress", "none"],
-            ),
-            Some(id) => spawn(&site, &["run", "--batch", id, "--progress", "none"]),
-        };
-        let target = progress(&site.db) + rng.usize(1..40);
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while progress(&site.db) < target && std::time::Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
-        }
-        // SIGKILL: no chance to release anything.
-        child.kill().ok();
-        child.wait().unwrap();
-        if let Some(b) = undo {
-            let counts = Queue::open(&site.db).unwrap().counts(b.id).unwrap();
-            eprintln!(
-                "round {round}: killed at {}: {counts:?}",
-                progress(&site.db)
-            );
-            if counts[&JobState::Running] > 0 {
-                killed_mid_work += 1;
-            }
-        }
-    }
-    assert!(
-        killed_mid_work >= 2,
-        "only {killed_mid_work} kills hit running jobs"
-    );
+    undo_killed_at_random_moments(&site, &wave_arg, &[], 12).await;
 
     let undo = newest(&site, Operation::Unconfigure, wave);
     let ran = site
@@ -871,56 +828,7 @@ async fn a_local_only_undo_killed_and_resumed_with_the_target_site_down_removes_
     sim.set_target_down(true);
     let before: Vec<u64> = TARGET_SITE_CALLS.iter().map(|c| calls(&sim, c)).collect();
 
-    let mut rng = fastrand::Rng::with_seed(21);
-    let mut killed_mid_work = 0;
-    for round in 0..5 {
-        let undo = Queue::open(&site.db)
-            .unwrap()
-            .batches()
-            .unwrap()
-            .into_iter()
-            .find(|b| b.operation == Operation::Unconfigure);
-        let undo_arg = undo.as_ref().map(|b| b.id.to_string());
-        let mut child = match &undo_arg {
-            None => spawn(
-                &site,
-                &[
-                    "undo",
-                    "--batch",
-                    &wave_arg,
-                    "--local-only",
-                    "--yes",
-                    "--progress",
-                    "none",
-                ],
-            ),
-            Some(id) => spawn(&site, &["run", "--batch", id, "--progress", "none"]),
-        };
-        let target = progress(&site.db) + rng.usize(1..40);
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while progress(&site.db) < target && std::time::Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
-        }
-        child.kill().ok();
-        child.wait().unwrap();
-        if let Some(b) = undo {
-            let counts = Queue::open(&site.db).unwrap().counts(b.id).unwrap();
-            eprintln!(
-                "round {round}: killed at {}: {counts:?}",
-                progress(&site.db)
-            );
-            if counts[&JobState::Running] > 0 {
-                killed_mid_work += 1;
-            }
-        }
-    }
-    assert!(
-        killed_mid_work >= 2,
-        "only {killed_mid_work} kills hit running jobs"
-    );
+    undo_killed_at_random_moments(&site, &wave_arg, &["--local-only"], 21).await;
 
     let undo = newest(&site, Operation::Unconfigure, wave);
     let ran = site
@@ -1185,5 +1093,59 @@ fn a_reconfigure_that_names_no_vr_server_keeps_the_replications_own() {
         body.target_replication_server_id.as_deref(),
         Some("HmsRemoteHbrServer:HBRSRV-2"),
         "an RPO change leaves the VR server to automatic placement"
+    );
+}
+
+/// Starts `undo --batch WAVE EXTRA…` and SIGKILLs it after a random number of jobs have moved,
+/// then resumes the undo batch with `run` and kills that too, five times in all: at least two
+/// of the kills must land on running jobs, or the test proves nothing.
+async fn undo_killed_at_random_moments(site: &Site, wave: &str, extra: &[&str], seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut killed_mid_work = 0;
+    for round in 0..5 {
+        // The first round creates the undo batch; the next ones resume it, as an operator would.
+        let undo = Queue::open(&site.db)
+            .unwrap()
+            .batches()
+            .unwrap()
+            .into_iter()
+            .find(|b| b.operation == Operation::Unconfigure);
+        let mut child = match &undo {
+            None => {
+                let mut args = vec!["undo", "--batch", wave];
+                args.extend_from_slice(extra);
+                args.extend(["--yes", "--progress", "none"]);
+                spawn(site, &args)
+            }
+            Some(b) => spawn(
+                site,
+                &["run", "--batch", &b.id.to_string(), "--progress", "none"],
+            ),
+        };
+        let target = progress(&site.db) + rng.usize(1..40);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while progress(&site.db) < target && std::time::Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
+        }
+        // SIGKILL: no chance to release anything.
+        child.kill().ok();
+        child.wait().unwrap();
+        if let Some(b) = undo {
+            let counts = Queue::open(&site.db).unwrap().counts(b.id).unwrap();
+            eprintln!(
+                "round {round}: killed at {}: {counts:?}",
+                progress(&site.db)
+            );
+            if counts[&JobState::Running] > 0 {
+                killed_mid_work += 1;
+            }
+        }
+    }
+    assert!(
+        killed_mid_work >= 2,
+        "only {killed_mid_work} kills hit running jobs"
     );
 }
