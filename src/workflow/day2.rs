@@ -348,6 +348,12 @@ fn suggestion(wanted: &str, jobs: &[Job]) -> String {
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, name)| format!("; did you mean `{name}`?"))
+        .or_else(|| {
+            // A shell habit: `[12]` is a character class there, but VM names contain brackets.
+            wanted.contains(['[', ']', '{']).then(|| {
+                "; only `*` and `?` are wildcards, brackets and braces match themselves".into()
+            })
+        })
         .unwrap_or_default()
 }
 
@@ -564,7 +570,7 @@ mod tests {
         let (q, wave) = queue();
         let err = request(
             wave,
-            &["APP-2", "db-*", "web-*", "app-"],
+            &["APP-2", "db-*", "web-*", "app-", "web-[12]"],
             Asked::Each(OperationSpec::Sync),
         )
         .prepare(&q)
@@ -575,6 +581,8 @@ mod tests {
                 "--vm db-*: matches only VMs batch 1 did not configure: db-1 (failed)",
                 "--vm web-*: matches no VM of batch 1",
                 "--vm app-: matches no VM of batch 1; did you mean `app-1`?",
+                "--vm web-[12]: matches no VM of batch 1; only `*` and `?` are wildcards, \
+                 brackets and braces match themselves",
             ]
         );
         let p = request(wave, &["APP-2"], Asked::Each(OperationSpec::Sync))
