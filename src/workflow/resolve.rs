@@ -58,16 +58,7 @@ pub async fn lookup_vms(
     let found = suitable_vms(client, disc, &ids, &names, group).await?;
 
     let mut out = HashMap::new();
-    let missing_ids: Vec<String> = ids
-        .iter()
-        .filter(|id| !found.iter().any(|vm| &vm.id == *id))
-        .cloned()
-        .collect();
-    let missing_names: Vec<String> = names
-        .iter()
-        .filter(|n| !found.iter().any(|vm| &vm.name == *n))
-        .cloned()
-        .collect();
+    let (missing_ids, missing_names) = missing(&ids, &names, &found);
     let mut unsuitable = list_by(client, disc, "id", &missing_ids, group, false).await?;
     unsuitable.extend(list_by(client, disc, "name", &missing_names, group, false).await?);
     let reasons = try_join_all(
@@ -108,6 +99,22 @@ pub async fn lookup_vms(
     Ok(out)
 }
 
+/// The ids and the names of `ids` and `names` that no VM of `found` has.
+fn missing(
+    ids: &[String],
+    names: &[String],
+    found: &[VirtualMachine],
+) -> (Vec<String>, Vec<String>) {
+    let not_found = |wanted: &[String], field: fn(&VirtualMachine) -> &String| {
+        wanted
+            .iter()
+            .filter(|w| !found.iter().any(|vm| field(vm) == *w))
+            .cloned()
+            .collect()
+    };
+    (not_found(ids, |vm| &vm.id), not_found(names, |vm| &vm.name))
+}
+
 fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
     let mut v: Vec<String> = items.collect();
     v.sort();
@@ -141,16 +148,7 @@ async fn suitable_vms(
     let listed = first.items.len();
     let total = first.total.map_or(listed, |t| t.max(0) as usize);
     let mut found: Vec<VirtualMachine> = first.items.into_iter().filter(wanted).collect();
-    let missing_ids: Vec<String> = ids
-        .iter()
-        .filter(|id| !found.iter().any(|vm| &vm.id == *id))
-        .cloned()
-        .collect();
-    let missing_names: Vec<String> = names
-        .iter()
-        .filter(|n| !found.iter().any(|vm| &vm.name == *n))
-        .cloned()
-        .collect();
+    let (missing_ids, missing_names) = missing(ids, names, &found);
     // The server's pages may be shorter than asked for: step by what it gave.
     let page = listed.max(1);
     let listing_calls = total.saturating_sub(listed).div_ceil(page);
