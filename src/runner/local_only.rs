@@ -70,15 +70,7 @@ impl Runner {
                     self.fail(id, reason, None).await?;
                 }
             }
-            // The steps move one at a time in the record, as the other operations' do.
-            for step in [Step::ResolveTarget, Step::Submit] {
-                for id in &ready {
-                    if let Some(a) = self.active.get_mut(id) {
-                        a.step = step;
-                    }
-                }
-                self.save_many(&ready).await?;
-            }
+            self.ready_to_submit(&ready).await?;
         }
         Ok(())
     }

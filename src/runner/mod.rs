@@ -915,6 +915,21 @@ impl Runner {
         Ok(())
     }
 
+    /// Moves resolved jobs on to `submit`, with two checkpoints as the steps are two (the VM
+    /// found, then its target): the state machine takes one step at a time. A job already
+    /// further on stays where it is.
+    async fn ready_to_submit(&mut self, ready: &[JobId]) -> Result<(), RunError> {
+        for step in [Step::ResolveTarget, Step::Submit] {
+            for id in ready {
+                if let Some(a) = self.active.get_mut(id) {
+                    a.step = a.step.max(step);
+                }
+            }
+            self.save_many(ready).await?;
+        }
+        Ok(())
+    }
+
     /// Writes the step and checkpoint (with the in-doubt mark) of these held jobs, in one
     /// transaction.
     async fn save_many(&self, ids: &[JobId]) -> Result<(), RunError> {

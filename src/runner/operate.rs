@@ -76,21 +76,8 @@ impl Runner {
             if self.operation == Operation::Reconfigure {
                 ready = self.build_reconfigures(&disc, ready).await?;
             }
-            for (id, _) in &ready {
-                if let Some(a) = self.active.get_mut(id) {
-                    a.step = Step::Submit;
-                }
-            }
             let ready: Vec<JobId> = ready.into_iter().map(|(id, _)| id).collect();
-            // The steps move one at a time in the record.
-            for step in [Step::ResolveTarget, Step::Submit] {
-                for id in &ready {
-                    if let Some(a) = self.active.get_mut(id) {
-                        a.step = step;
-                    }
-                }
-                self.save_many(&ready).await?;
-            }
+            self.ready_to_submit(&ready).await?;
         }
         Ok(())
     }

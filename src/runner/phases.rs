@@ -209,15 +209,7 @@ impl Runner {
                     }
                 }
             }
-            // Two checkpoints, as the steps are two: the VM found, then its target.
-            for step in [Step::ResolveTarget, Step::Submit] {
-                for id in &ready {
-                    if let Some(a) = self.active.get_mut(id) {
-                        a.step = a.step.max(step);
-                    }
-                }
-                self.save_many(&ready).await?;
-            }
+            self.ready_to_submit(&ready).await?;
         }
         Ok(())
     }
