@@ -76,10 +76,9 @@ impl Discovery {
         pairings: &[Pairing],
         wanted: Option<&str>,
     ) -> Result<Discovery, DiscoveryError> {
-        let pairing = choose_pairing(pairings, wanted)
-            .map_err(DiscoveryError::Pairing)?
-            .clone();
-        let id = pairing.pairing_id.clone();
+        // What the local site knows first; then the target site's half.
+        let mut d = Discovery::local(pairings, wanted)?;
+        let id = d.pairing.pairing_id.clone();
         let api = |what| {
             let pairing = id.clone();
             move |source| DiscoveryError::Api {
@@ -92,16 +91,10 @@ impl Discovery {
             pairing: id.clone(),
             message: message.to_string(),
         };
-        let local_vc_id = pairing
-            .local_vc_server
-            .id
-            .clone()
-            .ok_or_else(|| incomplete("the server names no local vCenter id"))?;
-        let remote_vc_id = pairing
-            .remote_vc_server
-            .id
-            .clone()
-            .ok_or_else(|| incomplete("the server names no remote vCenter id"))?;
+        if d.pairing.remote_vc_server.id.is_none() {
+            return Err(incomplete("the server names no remote vCenter id"));
+        }
+        let (local_vc_id, remote_vc_id) = (&d.local_vc_id, &d.remote_vc_id);
         // Within one vCenter the local session already reaches the "target".
         if local_vc_id != remote_vc_id {
             client
@@ -124,13 +117,13 @@ impl Discovery {
             },
             async {
                 client
-                    .datastores(&id, &remote_vc_id)
+                    .datastores(&id, remote_vc_id)
                     .await
                     .map_err(api("listing the target datastores"))
             },
             async {
                 client
-                    .storage_policies(&id, &remote_vc_id)
+                    .storage_policies(&id, remote_vc_id)
                     .await
                     .map_err(api("listing the target storage policies"))
             },
@@ -141,24 +134,15 @@ impl Discovery {
                     .map_err(api("listing the existing replications"))
             },
         )?;
-        Ok(Discovery {
-            remote_vc_name: pairing
-                .remote_vc_server
-                .name
-                .clone()
-                .unwrap_or_else(|| remote_vc_id.clone()),
-            pairing,
-            local_vc_id,
-            remote_vc_id,
-            target_vrms_id,
-            replication_servers: servers,
-            datastores,
-            storage_policies: policies,
-            replications: replications
-                .into_iter()
-                .filter_map(|r| Some((r.vm_id.clone()?, r)))
-                .collect(),
-        })
+        d.target_vrms_id = target_vrms_id;
+        d.replication_servers = servers;
+        d.datastores = datastores;
+        d.storage_policies = policies;
+        d.replications = replications
+            .into_iter()
+            .filter_map(|r| Some((r.vm_id.clone()?, r)))
+            .collect();
+        Ok(d)
     }
 
     /// The pairing `wanted` names (or the only one) as the local site alone sees it: its two
