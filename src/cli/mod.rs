@@ -275,16 +275,7 @@ pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, B
         Some(id) => match queue.batch(id) {
             Ok(found) => Some(found),
             Err(QueueError::NoSuchBatch(_)) => {
-                let known: Vec<String> = queue
-                    .batches()?
-                    .iter()
-                    .map(|b| format!("{} \"{}\"", b.id, b.name))
-                    .collect();
-                let known = if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                };
+                let known = Batch::list(&queue.batches()?);
                 return Err(
                     anyhow::Error::new(QueueError::NoSuchBatch(id)).context(format!(
                         "--batch {id}: the batches in {} are: {known}",

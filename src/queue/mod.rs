@@ -234,6 +234,22 @@ pub struct Batch {
     pub acts_on: Option<BatchId>,
 }
 
+impl Batch {
+    /// `3 "wave-1", 4 "wave-2"`, or `none`: the batches an operator can name, for an error
+    /// about one that does not exist.
+    pub fn list<'a>(batches: impl IntoIterator<Item = &'a Batch>) -> String {
+        let named: Vec<String> = batches
+            .into_iter()
+            .map(|b| format!("{} \"{}\"", b.id, b.name))
+            .collect();
+        if named.is_empty() {
+            "none".to_string()
+        } else {
+            named.join(", ")
+        }
+    }
+}
+
 /// What a job has learnt so far; each step's result is saved before the next step starts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {

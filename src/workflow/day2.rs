@@ -163,17 +163,12 @@ impl OperationRequest {
         let batch = match queue.batch(id) {
             Ok(b) => b,
             Err(QueueError::NoSuchBatch(_)) => {
-                let known: Vec<String> = queue
-                    .batches()?
-                    .iter()
-                    .filter(|b| b.operation == Operation::Configure)
-                    .map(|b| format!("{} \"{}\"", b.id, b.name))
-                    .collect();
-                let known = if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                };
+                let batches = queue.batches()?;
+                let known = Batch::list(
+                    batches
+                        .iter()
+                        .filter(|b| b.operation == Operation::Configure),
+                );
                 errors.push(InputError::new(
                     None,
                     None,
