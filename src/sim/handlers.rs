@@ -244,6 +244,13 @@ async fn gate(State(state): State<SimState>, mut req: Request, next: Next) -> Re
             .map(MatchedPath::as_str),
     );
     state.count_call(op);
+    let arrived = super::state::epoch_ms();
+    // In-process tests call the router without a socket: one "address" for them all.
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "in-process".to_string(), |c| c.0.ip().to_string());
+    let pairing = pairing_in(req.uri().path());
     let resp = if op == "unknown" {
         // A wrong method on a known path: let the router say 405.
         next.run(req).await
@@ -253,11 +260,6 @@ async fn gate(State(state): State<SimState>, mut req: Request, next: Next) -> Re
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        // In-process tests call the router without a socket: one "address" for them all.
-        let ip = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or_else(|| "in-process".to_string(), |c| c.0.ip().to_string());
         match state.admit(op, &ip, header.as_deref()).await {
             Err(e) => e.into_response(),
             Ok(session) => {
@@ -273,8 +275,23 @@ async fn gate(State(state): State<SimState>, mut req: Request, next: Next) -> Re
             }
         }
     };
-    state.count_status(resp.status().as_u16());
+    state.record(super::stats::Received {
+        at_ms: arrived,
+        op: op.to_string(),
+        status: resp.status().as_u16(),
+        ip,
+        pairing,
+    });
     resp
+}
+
+/// The `{pairing_id}` segment of a path under `/pairings/`.
+fn pairing_in(path: &str) -> Option<String> {
+    let mut segments = path.split('/').skip_while(|s| *s != "pairings").skip(1);
+    segments
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn self_url(state: &SimState, req: &Request) -> String {

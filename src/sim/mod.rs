@@ -12,7 +12,9 @@
 //! off ([`Simulator::power_on`], `POST /__sim/vms/{vm}/power-on`), and take the target sites
 //! down and up (below); `GET /__sim/stats` and
 //! [`Simulator::stats`] count what a client did, above all whether it ever configured a VM twice
-//! or went over a quota, and when each replication was configured and synced.
+//! or went over a quota, and when each replication was configured and synced; its `journal`
+//! keeps every API request (when it arrived, its operation, the answer's status, the client's
+//! address), the record a test judges a client's promises by.
 //!
 //! # The life of a replication
 //!
@@ -187,7 +189,7 @@ pub use limiter::{Ban, LimiterStats, RateLimits};
 pub use link::LinkModel;
 pub use listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use state::{SimState, DEFAULT_RECENT_TASK_WINDOW};
-pub use stats::{Moment, ReplicationTimeline, SimStats};
+pub use stats::{Moment, Received, ReplicationTimeline, SimStats, CHANGE_OPERATIONS};
 pub use tls::thumbprint;
 
 /// How the simulator behaves; `Default` is a healthy HTTPS appliance with 40 VMs and the

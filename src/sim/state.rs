@@ -256,8 +256,11 @@ impl SimState {
         self.world().stats.count_call(op);
     }
 
-    pub(crate) fn count_status(&self, status: u16) {
-        self.world().stats.count_status(status);
+    /// Counts the answer's status and keeps the request in the journal.
+    pub(crate) fn record(&self, received: super::stats::Received) {
+        let mut w = self.world();
+        w.stats.count_status(received.status);
+        w.stats.journal.push(received);
     }
 }
 

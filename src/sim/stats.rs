@@ -1,7 +1,9 @@
-//! What the simulator counted: calls per operation, error answers, configure attempts per VM (so a
-//! test can prove that a client never configured a VM twice), day-2 operations per replication
-//! (nothing unconfigured twice, nothing outside a batch touched), and when each replication was
-//! configured and synced (an admission cap kept, the time each VM took to be protected).
+//! What the simulator counted and received: calls per operation, error answers, configure
+//! attempts per VM (so a test can prove that a client never configured a VM twice), day-2
+//! operations per replication (nothing unconfigured twice, nothing outside a batch touched), when
+//! each replication was configured and synced (an admission cap kept, the time each VM took to be
+//! protected), and the journal of every request (nothing changed after a change window, one
+//! refused login per site).
 
 use std::collections::BTreeMap;
 
@@ -44,6 +46,66 @@ pub struct SimStats {
     pub operations_refused: BTreeMap<String, BTreeMap<String, u64>>,
     /// Replications whose accepted unconfigure or destroy asked to keep the replica disks.
     pub replica_disks_retained: Vec<String>,
+    /// Every API request, in the order it arrived: the appliance's own record of what it was
+    /// sent, when and from where, which a test judges a client's promises by.
+    pub journal: Vec<Received>,
+}
+
+/// One API request as the simulator received and answered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    /// When it arrived (Unix ms, wall clock), before any latency or limiter.
+    pub at_ms: i64,
+    /// The spec's `operationId` (`unknown` when no route matched).
+    pub op: String,
+    /// The HTTP status it was answered with.
+    pub status: u16,
+    /// The client's address.
+    pub ip: String,
+    /// The pairing its path names, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing: Option<String>,
+}
+
+/// The operations that change a replication: what a closed change window must not let through.
+pub const CHANGE_OPERATIONS: [&str; 7] = [
+    "configureReplication",
+    "unconfigureReplication",
+    "reconfigureReplication",
+    "pauseReplication",
+    "resumeReplication",
+    "syncReplication",
+    "destroyReplication",
+];
+
+impl Received {
+    /// The appliance accepted it (a 2xx answer).
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// An accepted request that changed a replication (configure or a day-2 action).
+    pub fn accepted_change(&self) -> bool {
+        self.accepted() && CHANGE_OPERATIONS.contains(&self.op.as_str())
+    }
+
+    /// A login (local or remote) the appliance refused for its credentials.
+    pub fn refused_login(&self) -> bool {
+        self.status == 401 && matches!(self.op.as_str(), "login" | "createRemoteSession")
+    }
+}
+
+impl SimStats {
+    /// The accepted requests that changed a replication, oldest first.
+    pub fn accepted_changes(&self) -> impl Iterator<Item = &Received> {
+        self.journal.iter().filter(|r| r.accepted_change())
+    }
+
+    /// Logins refused for their credentials: `login` is the source site, `createRemoteSession`
+    /// a target site (by pairing).
+    pub fn refused_logins(&self) -> impl Iterator<Item = &Received> {
+        self.journal.iter().filter(|r| r.refused_login())
+    }
 }
 
 /// An instant twice over: on the wall clock (as the API's times) and on the simulated clock (as
