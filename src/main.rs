@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
     quiet_on_closed_stdout();
     let cli = vrbulk::cli::Cli::parse();
     match vrbulk::cli::run(cli) {
-        Ok(code) => code.into(),
+        Ok(exit) => exit.into(),
         Err(err) if is_closed_pipe(&err) => CLOSED_PIPE.into(),
         Err(err) => {
             eprintln!("error: {err:#}");

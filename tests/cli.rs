@@ -551,3 +551,41 @@ fn a_closed_stdout_ends_the_command_quietly() {
     );
     assert_eq!(out.status.code(), Some(141));
 }
+
+#[test]
+fn the_readme_and_help_list_every_exit_code_as_the_code_defines_it() {
+    use vrbulk::exit::Exit;
+    let readme = fs::read_to_string(data("README.md")).unwrap();
+    let section = readme
+        .split("## Exit codes")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README has an exit-code section");
+    let rows: Vec<(u8, String)> = section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim().trim_matches('|').split(" | ").collect();
+            Some((
+                cells.first()?.trim().parse().ok()?,
+                cells.get(1)?.trim().into(),
+            ))
+        })
+        .collect();
+    let expected: Vec<(u8, String)> = Exit::ALL
+        .iter()
+        .map(|e| (e.code(), e.meaning().to_string()))
+        .collect();
+    assert_eq!(
+        rows, expected,
+        "README.md's exit codes differ from src/exit.rs"
+    );
+
+    for command in [&["--help"][..], &["run", "--help"]] {
+        let help = Cmd::new().args(command).assert_exit(0).stdout();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for exit in Exit::ALL {
+            let line = format!("{} {}", exit.code(), exit.meaning());
+            assert!(flat.contains(&line), "{command:?} lacks `{line}`:\n{help}");
+        }
+    }
+}

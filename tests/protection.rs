@@ -96,7 +96,11 @@ async fn watch_follows_every_vm_to_protected_and_lists_the_powered_off_one_as_wa
     );
     assert_eq!(last.tally.count(Readiness::Error), 0);
     assert_eq!(last.tally.count(Readiness::Syncing), 0);
-    assert_eq!(outcome.exit_code(), 5, "powered off: not all protected");
+    assert_eq!(
+        outcome.exit_code().code(),
+        5,
+        "powered off: not all protected"
+    );
 
     // The records agree with the simulator: every protected VM's replication finished its
     // initial sync there, and no VM was protected before its sync ended.
@@ -125,7 +129,12 @@ async fn watch_follows_every_vm_to_protected_and_lists_the_powered_off_one_as_wa
     // Powered on, it syncs; watch then ends with every VM protected.
     sim.power_on(POWERED_OFF_VM).unwrap();
     let outcome = watch_until_settled(&db, &sim, batch).await;
-    assert_eq!(outcome.exit_code(), 0, "{:?}", outcome.last.unwrap().tally);
+    assert_eq!(
+        outcome.exit_code().code(),
+        0,
+        "{:?}",
+        outcome.last.unwrap().tally
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,7 +215,11 @@ async fn quotas_lower_than_configured_slow_the_run_down_but_fail_no_job() {
     let jobs = q.jobs(batch).unwrap();
     assert_eq!(jobs.len(), 200);
     assert_matches_truth(&jobs, &sim);
-    assert_eq!(outcome.exit_code(), 1, "the full-datastore VMs failed");
+    assert_eq!(
+        outcome.exit_code().code(),
+        1,
+        "the full-datastore VMs failed"
+    );
     for job in &jobs {
         let events = q.events(job.id).unwrap();
         assert!(
@@ -301,7 +305,7 @@ async fn ctrl_c_gives_jobs_back_and_the_next_run_finishes_without_duplicates() {
         .unwrap()
         .unwrap();
     assert_eq!(outcome.ending, Ending::Interrupted);
-    assert_eq!(outcome.exit_code(), 130);
+    assert_eq!(outcome.exit_code().code(), 130);
     assert_eq!(
         outcome.counts[&JobState::Running],
         0,
@@ -379,7 +383,7 @@ async fn no_configure_call_starts_after_the_window_closes_and_the_run_says_what_
     };
     let outcome = run_once(&db, &sim, opts).await;
     assert_eq!(outcome.ending, Ending::WindowClosed);
-    assert_eq!(outcome.exit_code(), 6, "{:?}", outcome.counts);
+    assert_eq!(outcome.exit_code().code(), 6, "{:?}", outcome.counts);
     let left = outcome.left();
     assert!(left > 0 && left < 120, "{:?}", outcome.counts);
     let stats = sim.stats();

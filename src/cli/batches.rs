@@ -3,6 +3,7 @@
 //! finished, …). A table on a terminal, plain columns in a pipe, `--json` for scripts; the rows
 //! come from [`Queue::summaries`](crate::queue::Queue::summaries).
 
+use crate::exit::Exit;
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -22,7 +23,7 @@ pub struct BatchesArgs {
     pub json: bool,
 }
 
-pub fn run(args: BatchesArgs, db: &Path) -> anyhow::Result<u8> {
+pub fn run(args: BatchesArgs, db: &Path) -> anyhow::Result<Exit> {
     // Listing must not leave an empty queue behind a mistyped --db.
     if !db.exists() {
         return Err(NoBatch::NoQueue { db: db.into() }.into());
@@ -40,7 +41,7 @@ pub fn run(args: BatchesArgs, db: &Path) -> anyhow::Result<u8> {
     } else {
         print!("{}", render(&summaries, std::io::stdout().is_terminal()));
     }
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// How to judge a run's owner (`host:pid:run`) from this process: a process of this host is

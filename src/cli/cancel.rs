@@ -3,6 +3,7 @@
 //! of the batch sees the request within seconds and cancels those it has not sent (a configure
 //! already sent is followed to its end). `vrbulk retry --cancelled` undoes it.
 
+use crate::exit::Exit;
 use std::path::Path;
 
 use clap::Args;
@@ -21,7 +22,7 @@ pub struct CancelArgs {
     pub batch: Option<BatchId>,
 }
 
-pub fn run(args: CancelArgs, db: &Path) -> anyhow::Result<u8> {
+pub fn run(args: CancelArgs, db: &Path) -> anyhow::Result<Exit> {
     let (mut queue, batch) = open_batch(db, args.batch)?;
     let (operator, host) = who();
     let cancelled = queue.cancel(batch.id, &format!("cancelled by {operator}@{host}"))?;
@@ -36,5 +37,5 @@ pub fn run(args: CancelArgs, db: &Path) -> anyhow::Result<u8> {
              yet, and follows those it sent to their end"
         );
     }
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }

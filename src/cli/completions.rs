@@ -1,12 +1,13 @@
 //! `vrbulk completions SHELL`: the shell completion script, generated from the clap definitions
 //! so it never falls behind the commands.
 
+use crate::exit::Exit;
 use std::io::Write;
 
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use super::{exit, Cli};
+use super::Cli;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -20,12 +21,12 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-pub fn run(args: CompletionsArgs) -> anyhow::Result<u8> {
+pub fn run(args: CompletionsArgs) -> anyhow::Result<Exit> {
     let mut command = Cli::command();
     // Into memory first: the generator panics on a write error, and a closed stdout (`| head`)
     // must end quietly instead.
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "vrbulk", &mut script);
     std::io::stdout().write_all(&script)?;
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }

@@ -1,6 +1,7 @@
 //! `vrbulk config check [--connect]`: validate the settings, show them with secrets masked, and
 //! optionally prove them by logging in to both sites of every pairing.
 
+use crate::exit::Exit;
 use std::path::Path;
 
 use anyhow::Context;
@@ -20,7 +21,7 @@ pub enum ConfigCommand {
     },
 }
 
-pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<u8> {
+pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Exit> {
     let ConfigCommand::Check { connect } = cmd;
     let env = ProcessEnvironment;
     let file = ConfigFile::load(config)?;
@@ -68,7 +69,7 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<u8
     );
     if !connect {
         println!("settings OK (add --connect to log in to both sites)");
-        return Ok(super::exit::OK);
+        return Ok(Exit::Ok);
     }
 
     let settings = conn.with_passwords(&env)?;
@@ -98,7 +99,7 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<u8
         );
     }
     client.logout().await.context("logging out")?;
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }
 
 fn describe(conn: &Connection, env: &ProcessEnvironment) -> String {

@@ -3,6 +3,7 @@
 //! run with live progress, the summary and the reports — in a folder the operator can inspect
 //! afterwards with the ordinary commands.
 
+use crate::exit::Exit;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,7 +50,7 @@ pub struct DemoArgs {
     pub progress: ProgressMode,
 }
 
-pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
+pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     let dir = args.dir.clone().unwrap_or_else(default_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let db = dir.join("vrbulk.db");
@@ -223,7 +224,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<u8> {
 
     heading("7. What to look at next");
     print_next_steps(&dir, &db, &config);
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// `./vrbulk-demo-<time>`: a new folder for each demo.

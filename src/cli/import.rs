@@ -3,6 +3,7 @@
 //! already imported (unless `--again`); then the batch id, the job count and a summary per
 //! setting are printed.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -61,7 +62,7 @@ pub struct ImportArgs {
     pub profile: Profile,
 }
 
-pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
+pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
     let file = ConfigFile::load(config)?;
     let defaults = args.profile.over(&file.defaults);
     let (jobs, kind, input_path, sha, default_name) = match &args.file {
@@ -152,7 +153,7 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
     );
     print!("{}", input::summarize(&jobs));
     println!("\nnext: vrbulk plan --batch {batch}   (a dry run), then vrbulk run --batch {batch}");
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// `--check`: every name the rows give, looked up on the appliance with the plan's own calls;

@@ -1,11 +1,10 @@
 //! `vrbulk init`: a commented `vrbulk.toml` and an example `vms.csv` in the current folder, the
 //! starting point for an operator's first batch. The templates are `samples/`, embedded.
 
+use crate::exit::Exit;
 use std::path::Path;
 
 use clap::Args;
-
-use super::exit;
 
 /// The commented settings file: every key, its default and when to change it.
 pub const CONFIG_TEMPLATE: &str = include_str!("../../samples/vrbulk.toml");
@@ -24,13 +23,13 @@ pub struct InitArgs {
     pub force: bool,
 }
 
-pub fn run(args: InitArgs) -> anyhow::Result<u8> {
+pub fn run(args: InitArgs) -> anyhow::Result<Exit> {
     write_templates(Path::new("."), args.force)
 }
 
 /// Writes both templates into `dir`. Without `force`, an existing file stops everything
 /// before anything is written: exit 2, naming the file.
-pub fn write_templates(dir: &Path, force: bool) -> anyhow::Result<u8> {
+pub fn write_templates(dir: &Path, force: bool) -> anyhow::Result<Exit> {
     let files = [(CONFIG_FILE, CONFIG_TEMPLATE), (CSV_FILE, CSV_TEMPLATE)];
     if !force {
         if let Some((name, _)) = files.iter().find(|(name, _)| dir.join(name).exists()) {
@@ -39,7 +38,7 @@ pub fn write_templates(dir: &Path, force: bool) -> anyhow::Result<u8> {
                  `vrbulk init --force` to overwrite vrbulk.toml and vms.csv",
                 dir.join(name).display()
             );
-            return Ok(exit::USAGE);
+            return Ok(Exit::Usage);
         }
     }
     for (name, text) in files {
@@ -62,7 +61,7 @@ Next steps:
   7. vrbulk run                          # configures replication; resumable
 To try it all first against the built-in simulator: `vrbulk demo`."
     );
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `vrbulk inventory export`: a CSV template with one row per source VM and its current
 //! replication status, for the operator to edit and import.
 
+use crate::exit::Exit;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result<u8> {
+pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result<Exit> {
     let InventoryCommand::Export(args) = cmd;
     let file = ConfigFile::load(config)?;
     let pairing_wanted = args.pairing.clone().or_else(|| file.defaults.pairing());
@@ -132,5 +133,5 @@ pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result
         }
         None => std::io::stdout().write_all(&bytes)?,
     }
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }

@@ -26,6 +26,7 @@ mod watch;
 
 // The report speaks of times and durations in the same words as `vrbulk status`.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -39,21 +40,15 @@ use crate::runner::RunError;
 use crate::vr::{ApiError, Client};
 use crate::workflow::day2::PrepareError;
 
-/// Exit codes of the operator contract (DESIGN.md).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const JOBS_FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const CONNECT: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "vrbulk",
     version,
     about = "Protect hundreds of VMs with vSphere Replication in one audited, resumable batch",
-    after_help = "Start with `vrbulk demo`: it runs the whole workflow against a built-in simulator."
+    after_help = format!(
+        "Start with `vrbulk demo`: it runs the whole workflow against a built-in simulator.\n\n{}",
+        Exit::help()
+    )
 )]
 pub struct Cli {
     /// The job queue file.
@@ -292,8 +287,8 @@ pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, B
     }
 }
 
-/// Runs one command; the `u8` is the process exit code.
-pub fn run(mut cli: Cli) -> anyhow::Result<u8> {
+/// Runs one command to its exit code.
+pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
     // The demo keeps its queue, and so its logs, in its own folder.
     if let Command::Demo(args) = &mut cli.command {
         cli.db = args
@@ -339,7 +334,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<u8> {
 
 /// Maps a failure to the operator contract's exit code, by the type of its causes: bad input 2,
 /// no connection, no login or a server that keeps failing 3, anything else 1.
-pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+pub fn exit_code_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<InputErrors>().is_some()
@@ -359,13 +354,13 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
                 )
             )
         {
-            return exit::USAGE;
+            return Exit::Usage;
         }
         if matches!(
             cause.downcast_ref::<RunError>(),
             Some(RunError::Held { .. })
         ) {
-            return exit::USAGE;
+            return Exit::Usage;
         }
         if cause.downcast_ref::<LoginFailed>().is_some()
             || matches!(
@@ -373,19 +368,19 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
                 Some(RunError::Login(_) | RunError::Pairings(_))
             )
         {
-            return exit::CONNECT;
+            return Exit::Connect;
         }
         if let Some(api) = cause.downcast_ref::<ApiError>() {
             return match api {
                 ApiError::Connect { .. }
                 | ApiError::Timeout { .. }
                 | ApiError::Untrusted(_)
-                | ApiError::Setup(_) => exit::CONNECT,
+                | ApiError::Setup(_) => Exit::Connect,
                 // The server kept failing after the retries: it cannot be worked with now.
-                _ if api.class() == crate::vr::ErrorClass::Transient => exit::CONNECT,
-                _ => exit::JOBS_FAILED,
+                _ if api.class() == crate::vr::ErrorClass::Transient => Exit::Connect,
+                _ => Exit::JobsFailed,
             };
         }
     }
-    exit::JOBS_FAILED
+    Exit::JobsFailed
 }

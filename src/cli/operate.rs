@@ -4,13 +4,14 @@
 //! what would happen (`workflow::operation_plan`), or the operation batch is created and run as
 //! `vrbulk run` runs a batch (`run::drive`: progress, Ctrl-C, summary, exit codes).
 
+use crate::exit::Exit;
 use std::path::Path;
 
 use clap::Args;
 
 use super::progress::ProgressMode;
 use super::run::{drive, Display};
-use super::{connect, exit, who, NoBatch};
+use super::{connect, who, NoBatch};
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::Queue;
 use crate::workflow::day2::{command_word, OperationRequest, Prepared};
@@ -55,7 +56,7 @@ pub(super) async fn operate(
     args: &OperationArgs,
     globals: Globals<'_>,
     confirm: impl FnOnce(&Prepared) -> anyhow::Result<()>,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let file = ConfigFile::load(globals.config)?;
     let opts = file.run.options(&RunFlags::default())?;
     let env = ProcessEnvironment;
@@ -97,7 +98,7 @@ fn open_queue(db: &Path) -> anyhow::Result<Queue> {
 
 /// `--plan`: reads the replications, prints what would happen; exit 1 when something would be
 /// refused, so that a script can stop there.
-async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Result<u8> {
+async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Result<Exit> {
     let client = connect(file).await?;
     let rows = match plan_operation(&client, prepared.acts_on.id, &prepared.targets).await {
         Ok(rows) => rows,
@@ -120,9 +121,9 @@ async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Res
         print_plan(prepared, &rows, client.metrics().total_calls());
     }
     if rows.iter().any(|r| r.verdict == Verdict::Refused) {
-        return Ok(exit::JOBS_FAILED);
+        return Ok(Exit::JobsFailed);
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 fn print_plan(prepared: &Prepared, rows: &[OperationPlanRow], calls: u64) {

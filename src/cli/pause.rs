@@ -2,6 +2,7 @@
 //! configure batch created (or those of the VMs `--vm` names). They share everything but the
 //! operation, so they share this file; each has its own example in `--help` (`cli::Command`).
 
+use crate::exit::Exit;
 use clap::Args;
 
 use super::operate::{operate, Globals, OperationArgs};
@@ -19,7 +20,7 @@ pub async fn run(
     operation: OperationSpec,
     args: StateArgs,
     globals: Globals<'_>,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let request = OperationRequest {
         acts_on: args.common.batch,
         vms: args.common.vms.clone(),

@@ -2,6 +2,7 @@
 //! what would be configured where, what would be skipped or fail, and why — without
 //! configuring anything or touching the jobs. Operators attach it to the change request.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -35,10 +36,10 @@ pub struct PlanArgs {
     pub output: Option<PathBuf>,
 }
 
-pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
+pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
     // Refused before the appliance is asked anything, not after a long plan.
     let Some(format) = super::report::output_format(args.format, args.output.as_deref()) else {
-        return Ok(super::exit::USAGE);
+        return Ok(Exit::Usage);
     };
     let file = ConfigFile::load(config)?;
     let (queue, batch) = open_batch(db, args.batch)?;
@@ -64,9 +65,9 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     }
     // A script can stop before `run` when the plan already knows some VMs will fail.
     if would_fail {
-        return Ok(super::exit::JOBS_FAILED);
+        return Ok(Exit::JobsFailed);
     }
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }
 
 pub fn print_table(name: &str, id: i64, planned: &[PlanRow], calls: u64) {

@@ -3,6 +3,7 @@
 //! that setting). Each replication's current configuration and disks are read when it runs, and
 //! only what was asked changes.
 
+use crate::exit::Exit;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -90,7 +91,7 @@ impl ChangeFlags {
     }
 }
 
-pub async fn run(args: ReconfigureArgs, globals: Globals<'_>) -> anyhow::Result<u8> {
+pub async fn run(args: ReconfigureArgs, globals: Globals<'_>) -> anyhow::Result<Exit> {
     let asked = match &args.file {
         None => Asked::Each(OperationSpec::Reconfigure(args.change.change())),
         Some(path) => {

@@ -2,6 +2,7 @@
 //! connection needed), in Markdown (the default), HTML, CSV or JSON, to stdout or a file. The
 //! model and the renderers live in [`crate::report`].
 
+use crate::exit::Exit;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -32,9 +33,9 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
-pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<u8> {
+pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<Exit> {
     let Some(format) = output_format(args.format, args.output.as_deref()) else {
-        return Ok(super::exit::USAGE);
+        return Ok(Exit::Usage);
     };
     let (queue, batch) = open_batch(db, args.batch)?;
     let report = Report::load(&queue, batch.id, queue.now())?;
@@ -49,7 +50,7 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<u8> {
             path.display()
         );
     }
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// The format to write, or `None` once the operator has been told why the file cannot be

@@ -3,6 +3,7 @@
 //! correct their settings on the way (another datastore for the VMs a full one refused) and
 //! pick VMs by name; each requeue is an event naming the operator and what was changed.
 
+use crate::exit::Exit;
 use std::path::Path;
 
 use clap::Args;
@@ -42,7 +43,7 @@ pub struct RetryArgs {
     pub correct: Profile,
 }
 
-pub fn run(args: RetryArgs, db: &Path) -> anyhow::Result<u8> {
+pub fn run(args: RetryArgs, db: &Path) -> anyhow::Result<Exit> {
     let (mut queue, batch) = open_batch(db, args.batch)?;
     let corrections = args.correct.over(&Default::default());
     let correcting = corrections != Default::default() || args.correct.change_ticket.is_some();
@@ -103,7 +104,7 @@ pub fn run(args: RetryArgs, db: &Path) -> anyhow::Result<u8> {
             "batch {} \"{}\": no {what} jobs to retry",
             batch.id, batch.name
         );
-        return Ok(super::exit::OK);
+        return Ok(Exit::Ok);
     }
     let split = if with_failed && args.cancelled {
         format!(" ({} failed, {} cancelled)", counts.0, counts.1)
@@ -120,5 +121,5 @@ pub fn run(args: RetryArgs, db: &Path) -> anyhow::Result<u8> {
         batch.id, batch.name
     );
     println!("next: vrbulk run --batch {}", batch.id);
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }

@@ -1,25 +1,20 @@
 //! `vrbulk run`: drive a batch to the end (or to the end of the change window), politely.
 
+use crate::exit::Exit;
 use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
 
+use super::open_batch;
 use super::progress::{Progress, ProgressMode};
-use super::{exit, open_batch};
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::{Batch, JobState, Queue};
 use crate::runner::{self, RunOptions};
 use crate::vr::ClientSettings;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
-  vrbulk run                                  # the newest batch
-  vrbulk run --batch 3 --until 05:30          # stop claiming at 05:30 local time
-  vrbulk run --max-initial-syncs 10 --order smallest-first   # a wave at the link's pace
-Ctrl-C stops claiming, lets in-flight calls finish for a few seconds and gives the rest back;
-a second Ctrl-C exits at once. Either way the next `vrbulk run` resumes where this one stopped.
-Requests keep to the appliance's rate limit ([source] requests_per_minute, 50 by default).")]
+#[command(after_help = run_help())]
 pub struct RunArgs {
     /// The batch to run [default: the newest].
     #[arg(long)]
@@ -66,6 +61,18 @@ pub struct RunArgs {
     pub progress: ProgressMode,
 }
 
+/// The examples and the exit codes `run --help` ends with.
+fn run_help() -> String {
+    let examples = "Examples:
+  vrbulk run                                  # the newest batch
+  vrbulk run --batch 3 --until 05:30          # stop claiming at 05:30 local time
+  vrbulk run --max-initial-syncs 10 --order smallest-first   # a wave at the link's pace
+Ctrl-C stops claiming, lets in-flight calls finish for a few seconds and gives the rest back;
+a second Ctrl-C exits at once. Either way the next `vrbulk run` resumes where this one stopped.
+Requests keep to the appliance's rate limit ([source] requests_per_minute, 50 by default).";
+    format!("{examples}\n\n{}", Exit::help())
+}
+
 impl RunArgs {
     fn flags(&self) -> RunFlags {
         RunFlags {
@@ -88,7 +95,7 @@ pub async fn run(
     config: Option<&Path>,
     db: &Path,
     quiet: bool,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let mut file = ConfigFile::load(config)?;
     if let Some(n) = args.requests_per_minute {
         file.source.requests_per_minute = Some(n);
@@ -121,7 +128,7 @@ pub(super) async fn drive(
     settings: ClientSettings,
     opts: RunOptions,
     how: Display<'_>,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let limits = settings.limits;
     let opts = RunOptions {
         batch: Some(batch.id),
@@ -152,7 +159,7 @@ pub(super) async fn drive(
                 eprintln!(
                     "exiting now; `vrbulk run --batch {id}` resumes and checks what was in flight"
                 );
-                std::process::exit(i32::from(exit::INTERRUPTED));
+                std::process::exit(i32::from(Exit::Interrupted.code()));
             }
         }
     });

@@ -1,5 +1,6 @@
 //! `vrbulk simulate`: serve the simulated appliance until Ctrl-C, printing how to reach it.
 
+use crate::exit::Exit;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -200,7 +201,7 @@ impl SimulateArgs {
     }
 }
 
-pub async fn run(args: SimulateArgs) -> anyhow::Result<u8> {
+pub async fn run(args: SimulateArgs) -> anyhow::Result<Exit> {
     let sim = Simulator::start_on(args.sim_config()?, args.listen)
         .await
         .with_context(|| format!("starting the simulator on {}", args.listen))?;
@@ -276,5 +277,5 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<u8> {
         .await
         .context("waiting for Ctrl-C")?;
     sim.shutdown().await;
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }

@@ -5,6 +5,7 @@
 //! [`Queue::status`](crate::queue::Queue::status), the run's end from
 //! [`Queue::summary`](crate::queue::Queue::summary).
 
+use crate::exit::Exit;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -42,7 +43,7 @@ struct StatusJson<'a> {
     last_run: Option<&'a LastRun>,
 }
 
-pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<u8> {
+pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<Exit> {
     let (queue, batch) = open_batch(db, args.batch)?;
     let status = queue.status_with_errors(batch.id, args.errors)?;
     let summary = queue.summary(batch.id, &super::batches::liveness_here())?;
@@ -60,7 +61,7 @@ pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<u8> {
             last_run(&status, &summary.standing, summary.last_run.as_ref())
         );
     }
-    Ok(super::exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// How the last run left the batch, and the command that carries on; nothing for a batch that

@@ -3,6 +3,7 @@
 //! `--local-only` it removes only this site's half (`DELETE …/replications/{id}`), for when the
 //! target site is down, and says that the target site keeps its half.
 
+use crate::exit::Exit;
 use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
@@ -56,7 +57,7 @@ const LOCAL_ONLY_WARNING: &str = "warning: --local-only removes each replication
      its half (its replication record and the replica disks), which must be cleaned up there \
      once it is back";
 
-pub async fn run(args: UndoArgs, globals: Globals<'_>) -> anyhow::Result<u8> {
+pub async fn run(args: UndoArgs, globals: Globals<'_>) -> anyhow::Result<Exit> {
     let request = OperationRequest {
         acts_on: args.common.batch,
         vms: args.common.vms.clone(),

@@ -1,6 +1,7 @@
 //! `vrbulk watch`: follow a batch's replications through their initial sync until every VM is
 //! protected, with progress in bytes, throughput and time left; `--once` for cron and scripts.
 
+use crate::exit::Exit;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,11 +16,11 @@ use crate::timefmt::span;
 use crate::units::bytes;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(after_help = format!("Examples:
   vrbulk watch                     the newest batch, until its VMs are protected
   vrbulk watch --batch 3 --once    where batch 3 stands now (for cron and scripts)
-Exit codes: 0 every configured VM is protected; 4 some replication is in error; 5 not all are
-protected yet (still syncing, or powered off and waiting); 130 interrupted.")]
+
+{}", Exit::help()))]
 pub struct WatchArgs {
     /// The batch [default: the newest].
     #[arg(long)]
@@ -32,7 +33,7 @@ pub struct WatchArgs {
     pub interval: f64,
 }
 
-pub async fn run(args: WatchArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<u8> {
+pub async fn run(args: WatchArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
     anyhow::ensure!(
         args.interval.is_finite() && (0.1..=3600.0).contains(&args.interval),
         crate::config::ConfigError::Invalid {
@@ -152,20 +153,20 @@ fn print_state(outcome: &WatchOutcome, jobs: &[Job]) {
         println!("{rpo} protected VMs are behind their RPO now");
     }
     match outcome.exit_code() {
-        0 => println!(
+        Exit::Ok => println!(
             "every configured VM of batch {} is protected",
             outcome.batch
         ),
-        4 => println!(
+        Exit::ReplicationError => println!(
             "some replications are in error: fix the cause the appliance names, then reconfigure \
              them (or undo and configure them again)"
         ),
-        5 if r.settled() => println!(
+        Exit::NotProtected if r.settled() => println!(
             "the powered-off VMs replicate once they are powered on; `vrbulk watch --batch {}` \
              follows them then",
             outcome.batch
         ),
-        5 => println!("`vrbulk watch --batch {}` follows them on", outcome.batch),
+        Exit::NotProtected => println!("`vrbulk watch --batch {}` follows them on", outcome.batch),
         _ => println!(
             "interrupted: `vrbulk watch --batch {}` follows them on",
             outcome.batch

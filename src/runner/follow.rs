@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{stopped, Db, RunError};
+use crate::exit::Exit;
 use crate::queue::{
     BatchId, JobId, JobState, Protection, Queue, Readiness, ReadinessCounts, ReplicationSeen,
 };
@@ -73,18 +74,17 @@ pub struct WatchOutcome {
 }
 
 impl WatchOutcome {
-    /// The operator contract of `watch`: 0 every configured VM protected, 4 some replication in
-    /// error, 5 not all protected yet (still syncing, or powered off and waiting), 130
-    /// interrupted.
-    pub fn exit_code(&self) -> u8 {
+    /// The operator contract of `watch`: every configured VM protected, some replication in
+    /// error, or not all protected yet (still syncing, or powered off and waiting).
+    pub fn exit_code(&self) -> Exit {
         if self.ending == WatchEnding::Interrupted {
-            return 130;
+            return Exit::Interrupted;
         }
         match &self.last {
-            None => 0,
-            Some(r) if r.tally.count(Readiness::Error) > 0 => 4,
-            Some(r) if r.all_protected() => 0,
-            Some(_) => 5,
+            None => Exit::Ok,
+            Some(r) if r.tally.count(Readiness::Error) > 0 => Exit::ReplicationError,
+            Some(r) if r.all_protected() => Exit::Ok,
+            Some(_) => Exit::NotProtected,
         }
     }
 }

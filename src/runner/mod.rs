@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::domain::Operation;
+use crate::exit::Exit;
 use crate::queue::{
     Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError,
     RunSettings, Step,
@@ -128,14 +129,13 @@ impl RunOutcome {
             .sum()
     }
 
-    /// The operator contract: 0 all done, 1 some failed, 6 the change window closed with work
-    /// left (whatever failed: the batch is not finished), 130 interrupted.
-    pub fn exit_code(&self) -> u8 {
+    /// The change window closing with work left wins over failures: the batch is not finished.
+    pub fn exit_code(&self) -> Exit {
         match self.ending {
-            Ending::Interrupted => 130,
-            Ending::WindowClosed if self.left() > 0 => 6,
-            _ if self.counts.get(&JobState::Failed).copied().unwrap_or(0) > 0 => 1,
-            _ => 0,
+            Ending::Interrupted => Exit::Interrupted,
+            Ending::WindowClosed if self.left() > 0 => Exit::WindowClosed,
+            _ if self.counts.get(&JobState::Failed).copied().unwrap_or(0) > 0 => Exit::JobsFailed,
+            _ => Exit::Ok,
         }
     }
 }
