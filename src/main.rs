@@ -17,6 +17,9 @@ fn main() -> std::process::ExitCode {
         Err(err) if is_closed_pipe(&err) => CLOSED_PIPE.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
+            if let Some(hint) = vrbulk::cli::hint_for(&err) {
+                eprintln!("{hint}");
+            }
             vrbulk::cli::exit_code_for(&err).into()
         }
     }

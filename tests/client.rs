@@ -32,16 +32,158 @@ async fn logs_in_and_reads_its_session() {
 }
 
 #[tokio::test]
-async fn a_wrong_password_is_a_session_error_naming_the_login_call() {
+async fn a_wrong_password_is_refused_once_and_never_sent_again() {
     let sim = start(sim_config()).await;
     let mut settings = settings_for(&sim);
     settings.source.password = vrbulk::secret::Secret::new("wrong");
-    let err = Client::connect(settings).await.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Session, "{err}");
+    let client = Client::new(settings).unwrap();
+    let err = client.login().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Credentials, "{err}");
+    let text = err.to_string();
     assert!(
-        err.to_string().starts_with("POST /session: HTTP 401"),
-        "{err}"
+        text.starts_with("the source site refused the login of administrator@vsphere.local")
+            && text.contains("POST /session: HTTP 401"),
+        "{text}"
     );
+    // Asked again, the client answers from what it learnt: an SSO server counts every try.
+    let again = client.login().await.unwrap_err();
+    assert_eq!(again.class(), ErrorClass::Credentials);
+    let refused = sim.stats().refused_logins;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].site, "source");
+}
+
+#[tokio::test]
+async fn a_wrong_target_password_costs_one_refused_login_even_on_an_expired_session() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let mut settings = settings_for(&sim);
+    settings.target.password = vrbulk::secret::Secret::new("wrong");
+    let client = Client::connect(settings).await.unwrap();
+    for expire in [false, true] {
+        if expire {
+            sim.expire_sessions();
+        }
+        let err = client.remote_login(&inv.pairing_id).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Credentials, "{err}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the target site of pairing {} refused the login",
+                inv.pairing_id
+            )),
+            "{err}"
+        );
+    }
+    let refused = sim.stats().refused_logins;
+    assert_eq!(refused.len(), 1, "one refused login per site: {refused:?}");
+    assert_eq!(refused[0].site, inv.pairing_id);
+}
+
+#[tokio::test]
+async fn a_remote_login_on_an_expired_session_logs_in_again_without_a_refusal() {
+    let sim = start(sim_config()).await;
+    let inv = sim.inventory();
+    let client = client_for(&sim).await;
+    sim.expire_sessions();
+    client.remote_login(&inv.pairing_id).await.unwrap();
+    let stats = sim.stats();
+    assert!(
+        stats.refused_logins.is_empty(),
+        "{:?}",
+        stats.refused_logins
+    );
+    assert_eq!(stats.logins, 2);
+    assert_eq!(client.metrics().relogins, 1);
+}
+
+#[tokio::test]
+async fn a_transient_failure_of_the_first_login_is_retried_as_any_call() {
+    let sim = start(sim_config()).await;
+    sim.fail_next_login(1, 503);
+    let client = Client::connect(settings_for(&sim)).await.unwrap();
+    client.pairings().await.unwrap();
+    let stats = sim.stats();
+    let logins: Vec<u16> = stats
+        .journal
+        .iter()
+        .filter(|r| r.op == "login")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(logins, [503, 200]);
+    assert_eq!(client.metrics().calls("login"), 2);
+}
+
+#[tokio::test]
+async fn a_session_is_renewed_before_the_lifetime_the_appliance_showed() {
+    let ttl = Duration::from_millis(600);
+    let sim = start(SimConfig {
+        session_ttl: Some(ttl),
+        ..sim_config()
+    })
+    .await;
+    let client = client_for(&sim).await;
+    // The first two sessions end unannounced: two ends alike teach the lifetime (one alone
+    // could be an appliance restart).
+    for _ in 0..2 {
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        client.pairings().await.unwrap();
+    }
+    let refused_before = sim.stats().status_4xx;
+    assert_eq!(refused_before, 2, "the first two ends of a session are met");
+    // From then on a session is renewed before its end: no request meets a 401.
+    let deadline = std::time::Instant::now() + ttl * 4;
+    while std::time::Instant::now() < deadline {
+        client.pairings().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = sim.stats();
+    assert_eq!(
+        stats.status_4xx, refused_before,
+        "no later request was refused"
+    );
+    assert!(stats.logins >= 4, "renewed: {} logins", stats.logins);
+}
+
+#[tokio::test]
+async fn a_change_whose_turn_comes_after_the_change_window_is_not_sent() {
+    // One request a session per 2 s: a configure asked for right after a read waits ~2 s for
+    // its slot, and the window closes meanwhile.
+    let limits = RateLimits {
+        per_session: 2,
+        ..RateLimits::scaled(Duration::from_secs(2))
+    };
+    let sim = start(SimConfig {
+        limits: Some(limits),
+        ..sim_config()
+    })
+    .await;
+    let inv = sim.inventory();
+    let mut settings = settings_for(&sim);
+    settings.limits = limits.client_limits();
+    let client = Client::connect(settings).await.unwrap();
+    client.remote_login(&inv.pairing_id).await.unwrap();
+    let vm = inv.vms.iter().find(|v| v.kind == VmKind::Normal).unwrap();
+    let placement = Placement {
+        target_vc_id: inv.remote_vc.id.clone(),
+        datastore_id: inv.datastore_by_name("ds-gold-01").unwrap().id.clone(),
+        storage_policy_id: None,
+        replication_server_id: None,
+    };
+    let (spec, _) = build_spec(&vm.vm, &placement, &ReplicationSettings::default());
+    let until = vrbulk::queue::system_clock()() + 1_500;
+    client.close_changes_at(Some(until));
+
+    let err = client
+        .configure_replications(&inv.pairing_id, &[spec])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::WindowClosed { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::NotSent);
+    let stats = sim.stats();
+    assert_eq!(stats.accepted_changes().count(), 0, "{:?}", stats.journal);
+    assert!(!stats.journal.iter().any(|r| r.op == "configureReplication"));
+    // Reads still go: what was sent before the close is followed to its end.
+    client.pairings().await.unwrap();
 }
 
 #[tokio::test]

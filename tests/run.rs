@@ -362,12 +362,13 @@ async fn a_window_that_has_closed_claims_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_configure_call_starts_after_the_window_closes_and_the_run_says_what_is_left() {
-    // Six requests a session per 2 s: 120 VMs take several windows to submit.
+async fn no_configure_reaches_the_appliance_after_the_window_even_when_submits_wait_for_slots() {
+    // The appliance takes four requests a session per 2 s window; vrbulk is told twelve, so
+    // its submits meet refusals (429) and wait for the appliance's next windows, past the close.
     let sim = start(SimConfig {
-        vms: 120,
+        vms: 300,
         limits: Some(RateLimits {
-            per_session: 6,
+            per_session: 4,
             ..RateLimits::scaled(FAST_WINDOW)
         }),
         ..SimConfig::fast()
@@ -375,39 +376,64 @@ async fn no_configure_call_starts_after_the_window_closes_and_the_run_says_what_
     .await;
     let dir = tempfile::tempdir().unwrap();
     let (db, batch) = import_all(&sim, dir.path());
-    let until = vrbulk::queue::system_clock()() + 2_500;
+    let until = vrbulk::queue::system_clock()() + 6_000;
+    let mut settings = settings_for(&sim);
+    settings.limits.per_session = 12;
     let opts = RunOptions {
         until: Some(until),
-        submit_group: 4,
         ..quick_options()
     };
-    let outcome = run_once(&db, &sim, opts).await;
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(Queue::open(&db).unwrap(), settings, opts, stop_rx)
+        .await
+        .unwrap();
+
+    // The appliance's record: every change it accepted arrived before the window closed.
+    let stats = sim.stats();
+    let changes: Vec<_> = stats.accepted_changes().collect();
+    assert!(
+        !changes.is_empty(),
+        "some configures went in the window: {:?}",
+        stats.journal
+    );
+    let late: Vec<_> = changes.iter().filter(|r| r.at_ms >= until).collect();
+    assert!(late.is_empty(), "accepted after the window: {late:?}");
+    assert!(
+        stats.status_429 > 0,
+        "the submits did wait for the appliance's slots"
+    );
+
     assert_eq!(outcome.ending, Ending::WindowClosed);
     assert_eq!(outcome.exit_code().code(), 6, "{:?}", outcome.counts);
-    let left = outcome.left();
-    assert!(left > 0 && left < 120, "{:?}", outcome.counts);
-    let stats = sim.stats();
-    // A call already on its way at the close may land a moment after it; none starts later.
-    let late: Vec<_> = stats
-        .replications
-        .values()
-        .filter(|t| t.submitted.at_ms > until + 250)
-        .collect();
-    assert!(late.is_empty(), "configured after the window: {late:?}");
-    // What was not sent waits, unharmed, for the next window.
+    assert!(outcome.last_change_at.is_some_and(|t| t < until));
+    // What the run calls unsent is what the appliance never received, and it waits, unharmed
+    // (no attempt spent, not in doubt), for the next window.
     let q = Queue::open(&db).unwrap();
-    let waiting = q
-        .jobs(batch)
-        .unwrap()
-        .into_iter()
-        .filter(|j| !j.state.is_terminal())
-        .count() as u64;
-    assert_eq!(waiting, left);
-    assert!(q
-        .jobs(batch)
-        .unwrap()
+    let jobs = q.jobs(batch).unwrap();
+    let unfinished: Vec<&Job> = jobs.iter().filter(|j| !j.state.is_terminal()).collect();
+    assert!(
+        !unfinished.is_empty(),
+        "the window closed before the batch was done"
+    );
+    let sent_vms: std::collections::HashSet<&str> = stats
+        .configure_attempts
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let never_received = unfinished
         .iter()
-        .all(|j| j.state != JobState::Running && !j.in_doubt));
+        .filter(|j| {
+            j.checkpoint
+                .vm_id
+                .as_deref()
+                .is_none_or(|vm| !sent_vms.contains(vm))
+        })
+        .count() as u64;
+    assert_eq!(outcome.unsent, never_received);
+    assert_eq!(outcome.left(), unfinished.len() as u64);
+    assert!(unfinished
+        .iter()
+        .all(|j| j.state != JobState::Running && !j.in_doubt && j.attempt == 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1031,4 +1057,58 @@ async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
     .await
     .unwrap();
     assert_matches_truth(&Queue::open(&db).unwrap().jobs(batch).unwrap(), &sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_one_refused_login_per_site_and_fails_no_job() {
+    let sim = start(SimConfig {
+        vms: 60,
+        pairings: 2,
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, batch) = import_all(&sim, dir.path());
+    let config = config_for(&sim, dir.path(), "");
+    // Each site's password wrong in turn, each run twice: a second run asks each site again
+    // (once), and neither spends an attempt of any job.
+    for (variable, site, runs) in [
+        ("VRBULK_REMOTE_PASSWORD", sim.inventory().pairing_id, 2),
+        ("VRBULK_PASSWORD", "source".to_string(), 2),
+    ] {
+        let before = sim.stats().refused_logins.len();
+        for _ in 0..runs {
+            let (db, config) = (db.clone(), config.clone());
+            let ran = tokio::task::spawn_blocking(move || {
+                let cmd = Cmd::new()
+                    .env("VRBULK_PASSWORD", "VMware1!")
+                    .env(variable, "wrong")
+                    .db(&db)
+                    .config(&config);
+                cmd.args(["run", "--progress", "plain"]).assert_exit(3)
+            })
+            .await
+            .unwrap();
+            let stderr = ran.stderr();
+            assert!(
+                stderr.contains("refused the login of administrator@vsphere.local"),
+                "{stderr}"
+            );
+            assert!(stderr.contains("hint: set the"), "{stderr}");
+            assert!(stderr.contains(variable), "names the setting: {stderr}");
+        }
+        let refused = sim.stats().refused_logins;
+        let new: Vec<_> = refused[before..].iter().collect();
+        assert_eq!(new.len(), runs, "one refused login per run: {new:?}");
+        assert!(new.iter().all(|r| r.site == site), "{new:?}");
+    }
+    // The appliance received no change, and the queue holds every job as it was imported.
+    assert_eq!(sim.stats().accepted_changes().count(), 0);
+    let jobs = Queue::open(&db).unwrap().jobs(batch).unwrap();
+    assert!(
+        jobs.iter()
+            .all(|j| !j.state.is_terminal() && j.state != JobState::Running && j.attempt == 0),
+        "{:?}",
+        Queue::open(&db).unwrap().counts(batch)
+    );
 }

@@ -207,7 +207,7 @@ impl Profile {
 
 /// Logging in to a site failed: the operator contract's exit 3.
 #[derive(Debug, Error)]
-#[error("logging in to {site} as {user}")]
+#[error("logging in to {site}")]
 pub struct LoginFailed {
     pub site: String,
     pub user: String,
@@ -332,6 +332,32 @@ pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
     })
 }
 
+/// What the operator does about a failure, when its cause says: for a refused login, which
+/// setting holds the credential it refused.
+pub fn hint_for(err: &anyhow::Error) -> Option<String> {
+    let refused = err
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<ApiError>() {
+            Some(ApiError::CredentialsRefused(r)) => Some(r),
+            _ => None,
+        })?;
+    let how = match refused.site {
+        crate::vr::Site::Source => {
+            "set the source site's password in VRBULK_PASSWORD (or type it at the prompt); its \
+             user is [source] user in vrbulk.toml, or VRBULK_USER"
+        }
+        crate::vr::Site::Target { .. } => {
+            "set the target site's password in VRBULK_REMOTE_PASSWORD (without it, \
+             VRBULK_PASSWORD is used for both sites); its user is [target] user in vrbulk.toml, \
+             or VRBULK_REMOTE_USER"
+        }
+    };
+    Some(format!(
+        "hint: {how}. vrbulk sent this login once and will not repeat it in this command, so \
+         that a wrong password does not lock the account"
+    ))
+}
+
 /// Maps a failure to the operator contract's exit code, by the type of its causes: bad input 2,
 /// no connection, no login or a server that keeps failing 3, anything else 1.
 pub fn exit_code_for(err: &anyhow::Error) -> Exit {
@@ -365,7 +391,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
         if cause.downcast_ref::<LoginFailed>().is_some()
             || matches!(
                 cause.downcast_ref::<RunError>(),
-                Some(RunError::Login(_) | RunError::Pairings(_))
+                Some(RunError::Login(_) | RunError::Pairings(_) | RunError::Credentials(_))
             )
         {
             return Exit::Connect;
@@ -375,6 +401,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
                 ApiError::Connect { .. }
                 | ApiError::Timeout { .. }
                 | ApiError::Untrusted(_)
+                | ApiError::CredentialsRefused(_)
                 | ApiError::Setup(_) => Exit::Connect,
                 // The server kept failing after the retries: it cannot be worked with now.
                 _ if api.class() == crate::vr::ErrorClass::Transient => Exit::Connect,

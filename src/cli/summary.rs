@@ -178,12 +178,36 @@ fn print_failed(jobs: &[Job], batch: &Batch) {
 fn print_ending(outcome: &RunOutcome) {
     match outcome.ending {
         Ending::Done => {}
-        Ending::WindowClosed => println!(
-            "the change window closed: {} VMs were not started (nothing was sent after it); \
-             `vrbulk run --batch {}` continues in the next window",
-            outcome.left(),
-            outcome.batch
-        ),
+        Ending::WindowClosed => {
+            let closed = outcome.window_closed_at.unwrap_or(i64::MAX);
+            let last = match outcome.last_change_at {
+                None => "this run sent no change".to_string(),
+                Some(at) => format!(
+                    "this run's last change left at {}, {} the window closed",
+                    crate::timefmt::utc(at),
+                    if at < closed { "before" } else { "after" }
+                ),
+            };
+            let settling = outcome.left().saturating_sub(outcome.unsent);
+            let settling = if settling > 0 {
+                format!(
+                    "; {} sent before it wait to be confirmed on the appliance",
+                    super::count(settling as usize, "VM", "VMs")
+                )
+            } else {
+                String::new()
+            };
+            let at = outcome
+                .window_closed_at
+                .map(|at| format!(" at {}", crate::timefmt::utc(at)))
+                .unwrap_or_default();
+            println!(
+                "the change window closed{at}: {} not sent ({last}){settling}; `vrbulk run \
+                 --batch {}` continues in the next window",
+                super::count(outcome.unsent as usize, "VM was", "VMs were"),
+                outcome.batch
+            )
+        }
         Ending::Interrupted => println!(
             "interrupted with {} VMs not finished (nothing was lost: a VM in flight is checked \
              on the appliance before anything is sent again); `vrbulk run --batch {}` resumes",

@@ -943,6 +943,18 @@ impl Queue {
         Ok(counts)
     }
 
+    /// The batch's unfinished jobs whose change was never sent (no write-ahead mark, no task):
+    /// what a next run starts from scratch.
+    pub fn unsent(&self, batch: BatchId) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE batch_id = ? \
+             AND state IN ('pending', 'running', 'retryable') AND in_doubt = 0 \
+             AND step IN ('resolve_vm', 'resolve_target', 'submit')",
+            [batch],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
     pub fn job(&self, id: JobId) -> Result<Job> {
         job_by_id(&self.conn, id)
     }

@@ -118,6 +118,12 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// Jobs this run worked on (a resumed batch's others had ended before it).
     pub taken: u64,
+    /// Unfinished jobs whose change was never sent: a next run starts them from scratch.
+    pub unsent: u64,
+    /// When this run's last change (configure or day-2 action) left, Unix ms.
+    pub last_change_at: Option<i64>,
+    /// The end of the change window (`--until`), Unix ms.
+    pub window_closed_at: Option<i64>,
 }
 
 impl RunOutcome {
@@ -182,6 +188,11 @@ pub enum RunError {
 
     #[error("{0}")]
     NoPairing(String),
+
+    /// A site refused its user: the run stopped at that one refused login, and gave back every
+    /// job it held without counting an attempt.
+    #[error("stopped at the first refused login; no job was failed or counted for it")]
+    Credentials(#[source] ApiError),
 }
 
 /// A job this run holds, with what it has learnt so far.
@@ -270,6 +281,8 @@ struct Runner {
     /// The batch's configured VMs (by VM id), with the bytes their initial sync copies: their
     /// protection is recorded from each census.
     configured: HashMap<String, (JobId, Option<i64>)>,
+    /// A site refused its user's credentials: the run stops.
+    refused: Option<crate::vr::CredentialsRefused>,
 }
 
 /// How long in-flight calls may finish after Ctrl-C before they are abandoned.
@@ -286,6 +299,7 @@ pub async fn run(
     let limits = settings.limits;
     let politeness = Politeness::new(opts.workers, RetryPolicy::patient(opts.request_retries));
     let client = Client::with_politeness(settings.clone(), politeness).map_err(RunError::Login)?;
+    client.close_changes_at(opts.until);
     let budget_before = client.budget().status().stats;
     let (_, host) = crate::operator::who();
     let run_id = format!("{:x}", fastrand::u64(..));
@@ -342,6 +356,7 @@ pub async fn run(
         configured,
         started_at: now_ms(),
         last_cancel_check: Instant::now(),
+        refused: None,
     };
     // Every log line of the run carries its batch.
     let ending = tracing::Instrument::instrument(
@@ -461,6 +476,11 @@ impl Runner {
         loop {
             if self.stopping() {
                 return Ok(Ending::Interrupted);
+            }
+            if let Some(refused) = self.refused.take() {
+                return Err(RunError::Credentials(ApiError::CredentialsRefused(
+                    Box::new(refused),
+                )));
             }
             let now = now_ms();
             let closed = self.opts.until.is_some_and(|u| now >= u);
@@ -643,7 +663,8 @@ impl Runner {
             Ok(e) => e,
             Err(e) => {
                 self.release_all("run stopped by an error").await;
-                let outcome = format!("error: {e}");
+                self.logout().await;
+                let outcome = format!("error: {}", crate::vr::error::error_chain(&e));
                 self.db
                     .run(move |q| q.finish_run(&run_id, &outcome, 0))
                     .await
@@ -656,14 +677,11 @@ impl Runner {
                 .await;
         }
         self.flush_usage().await;
-        // Only with a free slot: a logout must not keep the run waiting for the next window,
-        // and the appliance ends an idle session by itself.
-        if self.client.budget().free_now() > 0 {
-            self.client.logout().await.ok();
-        }
+        self.logout().await;
         let metrics = self.client.metrics();
-        let (batch, relogins) = (self.batch, metrics.relogins);
-        let counts = self
+        let (batch, relogins, last_change_at) =
+            (self.batch, metrics.relogins, metrics.last_change_at);
+        let (counts, unsent) = self
             .db
             .run(move |q| {
                 let outcome = match ending {
@@ -672,7 +690,7 @@ impl Runner {
                     Ending::Interrupted => "interrupted",
                 };
                 q.finish_run(&run_id, outcome, relogins)?;
-                q.counts(batch)
+                Ok((q.counts(batch)?, q.unsent(batch)?))
             })
             .await?;
         Ok(RunOutcome {
@@ -683,7 +701,18 @@ impl Runner {
             budget: self.client.budget().status().stats.since(&budget_before),
             elapsed: started.elapsed(),
             taken: self.taken.len() as u64,
+            unsent,
+            last_change_at,
+            window_closed_at: self.opts.until,
         })
+    }
+
+    /// Only with a free slot: a logout must not keep the run waiting for the next window, and
+    /// the appliance ends an idle session by itself.
+    async fn logout(&self) {
+        if self.client.budget().free_now() > 0 {
+            self.client.logout().await.ok();
+        }
     }
 
     fn hold(&mut self, job: Job) {
@@ -877,6 +906,28 @@ impl Runner {
             return Ok(());
         };
         let class = error.class();
+        match error {
+            // Nothing more is sent: the run stops and gives the job back as it is.
+            ApiError::CredentialsRefused(refused) => {
+                self.refused.get_or_insert_with(|| (**refused).clone());
+                return Ok(());
+            }
+            // Not sent: the job goes back to the queue for the next window, its attempt
+            // not counted.
+            ApiError::WindowClosed { .. } => {
+                if let Some(a) = self.active.get_mut(&id) {
+                    a.in_doubt = false;
+                }
+                self.save_many(&[id]).await?;
+                self.release(
+                    |a| a.job.id == id,
+                    "the change window closed before it was sent: given back",
+                )
+                .await;
+                return Ok(());
+            }
+            _ => {}
+        }
         let retryable = class.is_retryable() || class == ErrorClass::Session;
         if !retryable && !past_submit {
             return self

@@ -368,27 +368,43 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// Checks Basic credentials against the configured user (names compare case-insensitively, as
-/// vSphere SSO does); returns the user name as configured.
-fn authenticate(state: &SimState, headers: &HeaderMap, site: &str) -> Result<String, ApiError> {
+/// vSphere SSO does); returns the user name as configured. A refusal is recorded against
+/// `record_as` (`source`, or the pairing id), as an SSO server counts failed logins.
+fn authenticate(
+    state: &SimState,
+    headers: &HeaderMap,
+    site: &str,
+    record_as: &str,
+) -> Result<String, ApiError> {
     let cfg = state.config();
-    let Some((user, password)) = basic_credentials(headers) else {
-        return Err(ApiError::unauthorized(format!(
-            "HTTP Basic credentials for the {site} site are required"
-        )));
-    };
-    if user.eq_ignore_ascii_case(&cfg.user) && password == cfg.password {
-        Ok(cfg.user.clone())
-    } else {
-        Err(ApiError::unauthorized(format!(
-            "cannot log in to the {site} site: wrong user name or password"
-        )))
+    let given = basic_credentials(headers);
+    if let Some((user, password)) = &given {
+        if user.eq_ignore_ascii_case(&cfg.user) && *password == cfg.password {
+            return Ok(cfg.user.clone());
+        }
     }
+    state
+        .world()
+        .stats
+        .refused_logins
+        .push(super::stats::RefusedLogin {
+            at_ms: super::state::epoch_ms(),
+            site: record_as.to_string(),
+            user: given
+                .as_ref()
+                .map(|(user, _)| user.clone())
+                .unwrap_or_default(),
+        });
+    Err(ApiError::unauthorized(match given {
+        None => format!("HTTP Basic credentials for the {site} site are required"),
+        Some(_) => format!("cannot log in to the {site} site: wrong user name or password"),
+    }))
 }
 
 /// `POST /session`. The spec lists no 401 for login; like real appliances we answer wrong or
 /// missing credentials with 401 and a `ResponseError`.
 async fn login(State(state): State<SimState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let user = authenticate(&state, &headers, "local")?;
+    let user = authenticate(&state, &headers, "local", "source")?;
     let session_id = state.world().new_session(&user);
     Ok(Json(SessionIdData { session_id }).into_response())
 }
@@ -554,7 +570,7 @@ async fn create_remote_session(
         // The credentials are the remote site's to check: with it down, nobody can.
         reach_target(&w, &pairing_id)?;
     }
-    let user = authenticate(&state, &headers, "remote")?;
+    let user = authenticate(&state, &headers, "remote", &pairing_id)?;
     let sid = session_id(&ctx)?;
     let mut w = state.world();
     let s = w

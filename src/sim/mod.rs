@@ -143,7 +143,7 @@
 //!   VR server keeps the current one.
 //! - The rate limiter and injected failures (`fail_next`, `fail_rate`) come before the session
 //!   check; injected failures apply to any API call but `POST /session` (which is still rate
-//!   limited).
+//!   limited, and fails only when asked to by `fail_next_login`).
 //! - A configure body of more than 20 specs is refused whole with 400
 //!   `VR_OPERATION_LIMIT_EXCEEDED`, in the words of the operational limits ("at most 20 VMs in
 //!   one configure operation").
@@ -189,7 +189,7 @@ pub use limiter::{Ban, LimiterStats, RateLimits};
 pub use link::LinkModel;
 pub use listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use state::{SimState, DEFAULT_RECENT_TASK_WINDOW};
-pub use stats::{Moment, Received, ReplicationTimeline, SimStats, CHANGE_OPERATIONS};
+pub use stats::{Moment, Received, RefusedLogin, ReplicationTimeline, SimStats, CHANGE_OPERATIONS};
 pub use tls::thumbprint;
 
 /// How the simulator behaves; `Default` is a healthy HTTPS appliance with 40 VMs and the
@@ -420,6 +420,11 @@ impl Simulator {
     /// `ResponseError`, before any effect.
     pub fn fail_next(&self, n: usize, status: u16) {
         self.state.fail_next(n, status);
+    }
+
+    /// The next `n` logins (`POST /session`) answer `status` (503 comes with `Retry-After`).
+    pub fn fail_next_login(&self, n: usize, status: u16) {
+        self.state.fail_next_login(n, status);
     }
 
     /// The next `n` `POST /replications` create their tasks, then answer 500 anyway.

@@ -93,6 +93,8 @@ pub(crate) struct World {
     pub(super) life: Life,
     pub stats: SimStats,
     pub fail_next: VecDeque<StatusCode>,
+    /// Answers for the next `POST /session` logins, before the credentials are looked at.
+    pub fail_next_login: VecDeque<StatusCode>,
     pub fail_after_commit: usize,
     pub garble_after_commit: usize,
     limiter: Option<Limiter>,
@@ -170,6 +172,14 @@ impl SimState {
         w.fail_next.extend(std::iter::repeat_n(status, n));
     }
 
+    /// The next `n` logins (`POST /session`) answer `status`, as an appliance whose SSO is
+    /// restarting does.
+    pub fn fail_next_login(&self, n: usize, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut w = self.world();
+        w.fail_next_login.extend(std::iter::repeat_n(status, n));
+    }
+
     /// The next `n` configure calls create their tasks, then answer 500 anyway.
     pub fn fail_next_configure_after_commit(&self, n: usize) {
         self.world().fail_after_commit += n;
@@ -228,7 +238,10 @@ impl SimState {
             }
         }
         if is_login {
-            return Ok(None);
+            return match w.fail_next_login.pop_front() {
+                Some(status) => Err(ApiError::injected(status)),
+                None => Ok(None),
+            };
         }
         let Some(id) = session_header else {
             return Err(ApiError::unauthorized(
@@ -282,6 +295,7 @@ impl World {
             life: Life::new(cfg),
             stats: SimStats::default(),
             fail_next: VecDeque::new(),
+            fail_next_login: VecDeque::new(),
             fail_after_commit: 0,
             garble_after_commit: 0,
             limiter: cfg.limits.map(Limiter::new),

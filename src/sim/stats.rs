@@ -49,6 +49,20 @@ pub struct SimStats {
     /// Every API request, in the order it arrived: the appliance's own record of what it was
     /// sent, when and from where, which a test judges a client's promises by.
     pub journal: Vec<Received>,
+    /// Logins refused for their credentials, source and target sites alike, in order: what an
+    /// SSO server counts towards locking the account.
+    pub refused_logins: Vec<RefusedLogin>,
+}
+
+/// A login whose credentials the simulator refused (401).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedLogin {
+    /// Unix ms, wall clock.
+    pub at_ms: i64,
+    /// `source`, or the pairing id whose target site refused it.
+    pub site: String,
+    /// The user name given (empty when none was).
+    pub user: String,
 }
 
 /// One API request as the simulator received and answered it.
@@ -88,23 +102,12 @@ impl Received {
     pub fn accepted_change(&self) -> bool {
         self.accepted() && CHANGE_OPERATIONS.contains(&self.op.as_str())
     }
-
-    /// A login (local or remote) the appliance refused for its credentials.
-    pub fn refused_login(&self) -> bool {
-        self.status == 401 && matches!(self.op.as_str(), "login" | "createRemoteSession")
-    }
 }
 
 impl SimStats {
     /// The accepted requests that changed a replication, oldest first.
     pub fn accepted_changes(&self) -> impl Iterator<Item = &Received> {
         self.journal.iter().filter(|r| r.accepted_change())
-    }
-
-    /// Logins refused for their credentials: `login` is the source site, `createRemoteSession`
-    /// a target site (by pairing).
-    pub fn refused_logins(&self) -> impl Iterator<Item = &Received> {
-        self.journal.iter().filter(|r| r.refused_login())
     }
 }
 

@@ -162,6 +162,8 @@ struct State {
     probe_in_flight: bool,
     /// Since when no request was refused, for earning the quota back.
     calm_since: Instant,
+    /// The place in the order of sending of the next request.
+    next_seq: u64,
     stats: BudgetStats,
 }
 
@@ -193,6 +195,7 @@ impl Budget {
                 probing: false,
                 probe_in_flight: false,
                 calm_since: Instant::now(),
+                next_seq: 0,
                 stats: BudgetStats::default(),
             }),
             probe_settled: Notify::new(),
@@ -238,7 +241,8 @@ impl Budget {
                 let now = Instant::now();
                 match self.ready(&mut s, now) {
                     Ready::Now => {
-                        let seq = s.stats.sent;
+                        let seq = s.next_seq;
+                        s.next_seq += 1;
                         s.sent.push_back((now, seq));
                         s.stats.sent += 1;
                         let probe = s.probing;
@@ -370,6 +374,19 @@ impl Budget {
                     window.as_secs_f64()
                 );
             }
+        }
+    }
+
+    /// A request that was not sent after all: its slot goes back.
+    pub fn unsend(&self, ticket: Ticket) {
+        let mut s = lock(&self.state);
+        if let Some(i) = s.sent.iter().position(|(_, seq)| *seq == ticket.seq) {
+            s.sent.remove(i);
+        }
+        s.stats.sent = s.stats.sent.saturating_sub(1);
+        if ticket.probe {
+            s.probe_in_flight = false;
+            self.probe_settled.notify_waiters();
         }
     }
 

@@ -9,7 +9,8 @@
 //! before `max_throttled`. Reads are retried a few times on transient failures ([`RetryPolicy`]);
 //! writes never are: what happened to a write whose answer was lost is for the caller to find out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::budget::{Budget, Limits, Outcome};
-use super::error::{ApiError, ErrorClass, SetupError, StatusError, UntrustedError};
+use super::error::{
+    ApiError, CredentialsRefused, ErrorClass, SetupError, Site, StatusError, UntrustedError,
+};
 use super::model::*;
 use super::tls::{pinned_config, presented_thumbprint, TlsTrust};
 use crate::secret::Secret;
@@ -130,6 +133,8 @@ pub struct OpUsage {
 pub struct ClientMetrics {
     pub ops: BTreeMap<String, OpUsage>,
     pub relogins: u64,
+    /// When the last request that changes a replication left (Unix ms).
+    pub last_change_at: Option<i64>,
 }
 
 impl OpUsage {
@@ -179,6 +184,7 @@ impl ClientMetrics {
                 })
                 .collect(),
             relogins: self.relogins.saturating_sub(earlier.relogins),
+            last_change_at: self.last_change_at,
         }
     }
 }
@@ -282,6 +288,41 @@ struct Inner {
     metrics: Mutex<ClientMetrics>,
     politeness: Politeness,
     budget: Arc<Budget>,
+    /// The end of the change window (Unix ms): no change leaves after it.
+    changes_until: RwLock<Option<i64>>,
+    /// The sites that refused the user's credentials, and how: never asked again.
+    refused: Mutex<HashMap<Site, CredentialsRefused>>,
+    /// How long the appliance keeps a session, as learnt from the sessions it ended.
+    lifetime: Mutex<Lifetime>,
+}
+
+/// The spec does not say how long a session lives; the ages at which the appliance ended them
+/// do. Two ends alike (within a quarter) make a lifetime; an end unlike the one before (a
+/// restart, an admin closing sessions) unlearns it, so that one odd end never makes the client
+/// log in again and again.
+#[derive(Debug, Default)]
+struct Lifetime {
+    /// The last session seen to end (its birth: many requests may meet the same end), and its
+    /// age then.
+    last: Option<Instant>,
+    last_end: Option<Duration>,
+    learnt: Option<Duration>,
+}
+
+impl Lifetime {
+    fn ended(&mut self, born: Instant) {
+        if self.last == Some(born) {
+            return;
+        }
+        let age = born.elapsed();
+        self.learnt = self
+            .last_end
+            .filter(|last| age.as_secs_f64() >= last.as_secs_f64() * 0.75)
+            .filter(|last| age.as_secs_f64() <= last.as_secs_f64() * 1.25)
+            .map(|last| last.min(age));
+        self.last = Some(born);
+        self.last_end = Some(age);
+    }
 }
 
 #[derive(Default)]
@@ -289,6 +330,8 @@ struct Session {
     id: Option<Secret>,
     /// Bumped at every login, so that concurrent 401s trigger one re-login, not one each.
     generation: u64,
+    /// When the appliance gave it.
+    born: Option<Instant>,
 }
 
 /// Which credentials a session-bound request carries (login itself goes through `send_once`).
@@ -308,6 +351,9 @@ struct Call<'a> {
     body: Option<&'a [u8]>,
     /// Sending it twice does no harm, so a transient failure may be retried here.
     idempotent: bool,
+    /// It changes a replication (configure, a day-2 action): it must not leave after the
+    /// change window.
+    change: bool,
 }
 
 impl<'a> Call<'a> {
@@ -319,6 +365,7 @@ impl<'a> Call<'a> {
             query,
             body: None,
             idempotent: true,
+            change: false,
         }
     }
 
@@ -330,6 +377,15 @@ impl<'a> Call<'a> {
             query: &[],
             body,
             idempotent: false,
+            change: false,
+        }
+    }
+
+    /// A request that changes a replication.
+    fn change(op: &'static str, path: &'a [&'a str], body: Option<&'a [u8]>) -> Self {
+        Call {
+            change: true,
+            ..Call::post(op, path, body)
         }
     }
 }
@@ -393,6 +449,9 @@ impl Client {
                 metrics: Mutex::new(ClientMetrics::default()),
                 politeness,
                 budget,
+                changes_until: RwLock::new(None),
+                refused: Mutex::new(HashMap::new()),
+                lifetime: Mutex::new(Lifetime::default()),
             }),
         })
     }
@@ -417,13 +476,27 @@ impl Client {
         &self.inner.budget
     }
 
+    /// No request that changes a replication leaves this client if it could reach the appliance
+    /// at `until` (Unix ms) or later: it is answered [`ApiError::WindowClosed`] without being
+    /// sent. Checked when the request's turn comes (after its wait for a slot of the budget, a
+    /// retry's backoff, a re-login), so that the end of a change window holds however long the
+    /// wait was.
+    pub fn close_changes_at(&self, until: Option<i64>) {
+        *write(&self.inner.changes_until) = until;
+    }
+
     /// `POST /session`: a new session for the source site.
     pub async fn login(&self) -> Result<(), ApiError> {
         let id = self.new_session().await?;
+        self.publish(id);
+        Ok(())
+    }
+
+    fn publish(&self, id: Secret) {
         let mut session = write(&self.inner.session);
         session.id = Some(id);
         session.generation += 1;
-        Ok(())
+        session.born = Some(Instant::now());
     }
 
     /// `DELETE /session`. The server forgets the session and its remote logins.
@@ -431,12 +504,8 @@ impl Client {
         let id = write(&self.inner.session).id.take();
         if let Some(id) = id {
             let call = Call {
-                op: "logout",
                 method: Method::DELETE,
-                path: &["session"],
-                query: &[],
-                body: None,
-                idempotent: true,
+                ..Call::get("logout", &["session"], &[])
             };
             self.send_once(&call, None, Some(&id)).await?;
         }
@@ -458,6 +527,10 @@ impl Client {
     /// `POST /pairings/{p}/remote-session` with the target site's credentials. Remembered, so a
     /// re-login after an expired session restores it.
     pub async fn remote_login(&self, pairing_id: &str) -> Result<(), ApiError> {
+        let site = Site::Target {
+            pairing_id: pairing_id.to_string(),
+        };
+        self.not_refused(&site)?;
         let target = &self.inner.settings.target;
         let path = ["pairings", pairing_id, "remote-session"];
         // Logging in again only renews the remote session: safe to retry.
@@ -465,7 +538,11 @@ impl Client {
             idempotent: true,
             ..Call::post("createRemoteSession", &path, None)
         };
-        self.call(&call, Auth::SessionAndBasic(target)).await?;
+        // A 401 that comes back from here was not about the local session (see
+        // `call_with_session`): the target site refused its user.
+        self.call(&call, Auth::SessionAndBasic(target))
+            .await
+            .map_err(|e| self.refusal(site, &target.user, e))?;
         lock(&self.inner.remote_pairings).insert(pairing_id.to_string());
         Ok(())
     }
@@ -658,7 +735,7 @@ impl Client {
         let body = serde_json::to_vec(specs).map_err(SetupError::Encode)?;
         let bytes = self
             .call(
-                &Call::post("configureReplication", &path, Some(&body)),
+                &Call::change("configureReplication", &path, Some(&body)),
                 Auth::Session,
             )
             .await?;
@@ -724,7 +801,7 @@ impl Client {
         )];
         let call = Call {
             query: &query,
-            ..Call::post("unconfigureReplication", &path, None)
+            ..Call::change("unconfigureReplication", &path, None)
         };
         let bytes = self.call(&call, Auth::Session).await?;
         decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
@@ -749,7 +826,7 @@ impl Client {
         let body = serde_json::to_vec(spec).map_err(SetupError::Encode)?;
         let bytes = self
             .call(
-                &Call::post("reconfigureReplication", &path, Some(&body)),
+                &Call::change("reconfigureReplication", &path, Some(&body)),
                 Auth::Session,
             )
             .await?;
@@ -803,7 +880,7 @@ impl Client {
             action,
         ];
         let bytes = self
-            .call(&Call::post(operation, &path, None), Auth::Session)
+            .call(&Call::change(operation, &path, None), Auth::Session)
             .await?;
         decode::<DrEntity<Task>>("POST", &display_path(&path), &bytes).map(|e| e.entity)
     }
@@ -823,12 +900,9 @@ impl Client {
             retain_replica_disks.to_string(),
         )];
         let call = Call {
-            op: "destroyReplication",
             method: Method::DELETE,
-            path: &path,
             query: &query,
-            body: None,
-            idempotent: false,
+            ..Call::change("destroyReplication", &path, None)
         };
         let bytes = self.call(&call, Auth::Session).await?;
         decode::<DrEntity<Task>>("DELETE", &display_path(&path), &bytes).map(|e| e.entity)
@@ -910,11 +984,22 @@ impl Client {
     /// after every 429 (the budget waits for the server's next window), and as the
     /// [`RetryPolicy`] allows after a transient failure of a read.
     async fn call(&self, call: &Call<'_>, auth: Auth<'_>) -> Result<Vec<u8>, ApiError> {
+        self.retrying(call, || self.call_with_session(call, auth))
+            .await
+    }
+
+    /// Repeats `attempt` after every 429 (the budget waits for the server's next window) and,
+    /// for an idempotent call, as the [`RetryPolicy`] allows after a transient failure.
+    async fn retrying<F, Fut>(&self, call: &Call<'_>, attempt: F) -> Result<Vec<u8>, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, ApiError>>,
+    {
         let policy = self.inner.politeness.retry;
         let mut retries = 0;
         let mut throttled_since = None;
         loop {
-            let result = self.call_with_session(call, auth).await;
+            let result = attempt().await;
             let Err(e) = &result else { return result };
             match e.class() {
                 // Back-pressure, not failure: the budget has closed until the server's window
@@ -947,22 +1032,66 @@ impl Client {
     ) -> Result<Vec<u8>, ApiError> {
         let mut relogged = false;
         loop {
-            let (session, generation) = {
+            let (session, generation, born) = {
                 let s = read(&self.inner.session);
-                (s.id.clone(), s.generation)
+                (s.id.clone(), s.generation, s.born)
             };
+            if !relogged && self.outlived(born) {
+                tracing::debug!(
+                    op = call.op,
+                    "renewing the session before the appliance ends it"
+                );
+                self.relogin(generation).await?;
+                relogged = true;
+                continue;
+            }
             let basic = match auth {
                 Auth::Session => None,
                 Auth::SessionAndBasic(c) => Some(c),
             };
             match self.send_once(call, basic, session.as_ref()).await {
                 Err(e) if !relogged && e.class() == ErrorClass::Session => {
+                    // A 401 to a request that carries a site's credentials may be about either:
+                    // while the session lives, it is the credentials, and asking again with them
+                    // would only count towards the account's lockout.
+                    if basic.is_some() && self.session_alive(session.as_ref()).await? {
+                        return Err(e);
+                    }
+                    self.learn_lifetime(born);
                     tracing::info!(op = call.op, "session rejected (401); logging in again");
                     self.relogin(generation).await?;
                     relogged = true;
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Whether the appliance still knows the session (`GET /session`).
+    async fn session_alive(&self, session: Option<&Secret>) -> Result<bool, ApiError> {
+        let Some(id) = session else { return Ok(false) };
+        let call = Call::get("getCurrentSession", &["session"], &[]);
+        match self.send_once(&call, None, Some(id)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.class() == ErrorClass::Session => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A session that the appliance ended tells how long it keeps one ([`Lifetime`]).
+    fn learn_lifetime(&self, born: Option<Instant>) {
+        if let Some(b) = born {
+            lock(&self.inner.lifetime).ended(b);
+        }
+    }
+
+    /// Whether a session born then is near the end of the lifetime learnt, so that renewing it
+    /// now spares a request its 401 (a configure among them).
+    fn outlived(&self, born: Option<Instant>) -> bool {
+        let lifetime = lock(&self.inner.lifetime).learnt;
+        match (born, lifetime) {
+            (Some(b), Some(l)) => b.elapsed() >= l.mul_f64(RENEW_AT),
+            _ => false,
         }
     }
 
@@ -975,41 +1104,66 @@ impl Client {
         }
         let id = self.new_session().await?;
         let pairings: Vec<String> = lock(&self.inner.remote_pairings).iter().cloned().collect();
+        let target = &self.inner.settings.target;
         for pairing_id in &pairings {
             let path = ["pairings", pairing_id.as_str(), "remote-session"];
             let call = Call::post("createRemoteSession", &path, None);
-            self.send_once(&call, Some(&self.inner.settings.target), Some(&id))
-                .await?;
+            let site = Site::Target {
+                pairing_id: pairing_id.clone(),
+            };
+            self.not_refused(&site)?;
+            // The session is new: a 401 here is the target site refusing its user.
+            self.send_once(&call, Some(target), Some(&id))
+                .await
+                .map_err(|e| self.refusal(site, &target.user, e))?;
         }
-        {
-            let mut session = write(&self.inner.session);
-            session.id = Some(id);
-            session.generation += 1;
-        }
+        self.publish(id);
         lock(&self.inner.metrics).relogins += 1;
         Ok(())
     }
 
+    /// `POST /session`, retried as a read is (logging in twice does no harm). A 401 is the
+    /// source site refusing its user: said once, never asked again.
     async fn new_session(&self) -> Result<Secret, ApiError> {
-        let call = Call::post("login", &["session"], None);
-        // A refused login (429) is waited out like any other call.
-        let mut throttled_since = None;
-        let bytes = loop {
-            match self
-                .send_once(&call, Some(&self.inner.settings.source), None)
-                .await
-            {
-                Err(e) if e.class() == ErrorClass::Throttled => {
-                    let since = *throttled_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= self.inner.politeness.retry.max_throttled {
-                        return Err(e);
-                    }
-                }
-                other => break other?,
-            }
+        self.not_refused(&Site::Source)?;
+        let source = &self.inner.settings.source;
+        let call = Call {
+            idempotent: true,
+            ..Call::post("login", &["session"], None)
         };
+        let bytes = self
+            .retrying(&call, || self.send_once(&call, Some(source), None))
+            .await
+            .map_err(|e| self.refusal(Site::Source, &source.user, e))?;
         let data: SessionIdData = decode("POST", "/session", &bytes)?;
         Ok(Secret::new(data.session_id))
+    }
+
+    /// The refusal `site` gave earlier, if it did: the login is not tried again.
+    fn not_refused(&self, site: &Site) -> Result<(), ApiError> {
+        match lock(&self.inner.refused).get(site) {
+            Some(r) => Err(ApiError::CredentialsRefused(Box::new(r.clone()))),
+            None => Ok(()),
+        }
+    }
+
+    /// A login's error: a 401 is `site` refusing `user`, remembered for the rest of the run.
+    fn refusal(&self, site: Site, user: &str, e: ApiError) -> ApiError {
+        let ApiError::Status(status) = &e else {
+            return e;
+        };
+        if status.status != 401 {
+            return e;
+        }
+        let refused = CredentialsRefused {
+            site: site.clone(),
+            user: user.to_string(),
+            method: status.method.clone(),
+            path: status.path.clone(),
+            message: status.message.clone(),
+        };
+        lock(&self.inner.refused).insert(site, refused.clone());
+        ApiError::CredentialsRefused(Box::new(refused))
     }
 
     /// One HTTP exchange: waits for a request slot (in flight, then the appliance's budget),
@@ -1027,7 +1181,20 @@ impl Client {
         };
         let budget = &self.inner.budget;
         let ticket = budget.acquire().await;
+        if call.change {
+            if let Some(closed_at) = self.changes_closed() {
+                budget.unsend(ticket);
+                return Err(ApiError::WindowClosed {
+                    method: call.method.to_string(),
+                    path: display_path(call.path),
+                    closed_at,
+                });
+            }
+        }
         self.usage(call.op, |u| u.calls += 1);
+        if call.change {
+            lock(&self.inner.metrics).last_change_at = Some(unix_ms());
+        }
         let started = Instant::now();
         let answer = async {
             let response = request.send().await?;
@@ -1142,6 +1309,14 @@ impl Client {
         }))
     }
 
+    /// The end of the change window, once a request leaving now could reach the appliance
+    /// after it.
+    fn changes_closed(&self) -> Option<i64> {
+        let until = (*read(&self.inner.changes_until))?;
+        let margin = CHANGE_TRANSIT.as_millis() as i64;
+        (unix_ms() + margin >= until).then_some(until)
+    }
+
     fn usage(&self, op: &str, f: impl FnOnce(&mut OpUsage)) {
         f(lock(&self.inner.metrics)
             .ops
@@ -1234,6 +1409,21 @@ fn display_path(path: &[&str]) -> String {
         s
     })
 }
+
+/// The wall clock in Unix ms, as change windows are given.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How long a change may take to reach the appliance: one that could arrive after the end of
+/// its change window is not sent.
+const CHANGE_TRANSIT: Duration = Duration::from_secs(1);
+
+/// A session is renewed once it has lived this share of the lifetime learnt: early enough that
+/// the requests under way when it is due do not meet its end.
+const RENEW_AT: f64 = 0.8;
 
 /// Decodes JSON, naming the path of the field that did not fit (`list[3].disks[0].capacity`).
 fn decode<T: DeserializeOwned>(method: &str, path: &str, bytes: &[u8]) -> Result<T, ApiError> {

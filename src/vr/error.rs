@@ -22,6 +22,11 @@ pub enum ErrorClass {
     Session,
     /// Any other 4xx, or an answer that does not decode: retrying will not help.
     Permanent,
+    /// A site refused the user's credentials at login: nothing will work until the operator
+    /// fixes them, and trying again only brings an SSO lockout closer.
+    Credentials,
+    /// Nothing was sent: the change window had closed when the request's turn came.
+    NotSent,
 }
 
 impl ErrorClass {
@@ -66,6 +71,53 @@ pub enum ApiError {
 
     #[error(transparent)]
     Setup(#[from] SetupError),
+
+    #[error(transparent)]
+    CredentialsRefused(Box<CredentialsRefused>),
+
+    /// A change (configure or a day-2 action) whose turn came after the end of the change
+    /// window: it was not sent.
+    #[error(
+        "{method} {path}: not sent: the change window closed at {}",
+        crate::timefmt::utc(*closed_at)
+    )]
+    WindowClosed {
+        method: String,
+        path: String,
+        /// The end of the window (Unix ms).
+        closed_at: i64,
+    },
+}
+
+/// Which site a login is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Site {
+    /// The appliance's own site (`POST /session`).
+    Source,
+    /// The target site of a pairing (`POST /pairings/{p}/remote-session`).
+    Target { pairing_id: String },
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Site::Source => write!(f, "the source site"),
+            Site::Target { pairing_id } => write!(f, "the target site of pairing {pairing_id}"),
+        }
+    }
+}
+
+/// A site refused the user at login (401). Said once per site and run: the client does not
+/// try that site again, so a wrong password costs one refused login, not an account lockout.
+#[derive(Debug, Clone, Error)]
+#[error("{site} refused the login of {user} ({method} {path}: HTTP 401: {message})")]
+pub struct CredentialsRefused {
+    pub site: Site,
+    pub user: String,
+    pub method: String,
+    pub path: String,
+    /// The server's own words.
+    pub message: String,
 }
 
 /// The appliance's certificate is not trusted. The message ends with the line to copy into the
@@ -145,6 +197,8 @@ impl ApiError {
             ApiError::Untrusted(_) | ApiError::Decode { .. } | ApiError::Setup(_) => {
                 ErrorClass::Permanent
             }
+            ApiError::CredentialsRefused(_) => ErrorClass::Credentials,
+            ApiError::WindowClosed { .. } => ErrorClass::NotSent,
         }
     }
 

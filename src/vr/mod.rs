@@ -12,5 +12,5 @@ pub use client::{
     ApiVersion, Client, ClientMetrics, ClientSettings, Credentials, Filter, OpUsage, Page,
     Politeness, RetryPolicy,
 };
-pub use error::{ApiError, ErrorClass, StatusError, UntrustedError};
+pub use error::{ApiError, CredentialsRefused, ErrorClass, Site, StatusError, UntrustedError};
 pub use tls::{Thumbprint, TlsTrust};
