@@ -1112,3 +1112,45 @@ async fn a_wrong_password_is_one_refused_login_per_site_and_fails_no_job() {
         Queue::open(&db).unwrap().counts(batch)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unavailable_login_is_retried_by_every_command_that_connects() {
+    let sim = start(SimConfig::fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = import_all(&sim, dir.path());
+    let config = config_for(&sim, dir.path(), "");
+    let export = dir.path().join("inventory.csv").display().to_string();
+    // `plan` and `run` exit 1: every seventh VM is aimed at the full datastore.
+    let commands: [(&[&str], i32); 4] = [
+        (&["config", "check", "--connect"], 0),
+        (&["plan"], 1),
+        (&["inventory", "export", "-o", &export], 0),
+        (&["run", "--progress", "plain"], 1),
+    ];
+    for (args, expected) in commands {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        sim.fail_next_login(1, 503);
+        let before = sim.stats().journal.len();
+        let (db, config, shown) = (db.clone(), config.clone(), args.clone());
+        let code = tokio::task::spawn_blocking(move || {
+            Cmd::new()
+                .env("VRBULK_PASSWORD", "VMware1!")
+                .db(&db)
+                .config(&config)
+                .args(&shown)
+                .run()
+                .output
+                .status
+                .code()
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, Some(expected), "{args:?}");
+        let logins: Vec<u16> = sim.stats().journal[before..]
+            .iter()
+            .filter(|r| r.op == "login")
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(logins[..2], [503, 200], "{args:?}: {logins:?}");
+    }
+}
