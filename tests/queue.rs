@@ -90,7 +90,9 @@ fn a_stale_worker_cannot_overwrite_a_newer_attempt() {
     let fresh = q.claim(Some(batch), 1, "worker-b", LEASE).unwrap()[0]
         .lease()
         .unwrap();
-    assert_eq!(fresh.attempt, 2);
+    // The stale worker sent nothing, so its attempt was given back: the same number, another
+    // worker's lease.
+    assert_eq!(fresh.attempt, 1);
 
     let err = q.succeed(&stale, Some("GID-1"), "done").unwrap_err();
     assert!(
@@ -138,40 +140,57 @@ fn heartbeats_keep_a_lease_from_being_rescued() {
 }
 
 #[test]
-fn a_job_rescued_in_submit_is_in_doubt_and_kept_for_the_servers_word_without_attempts() {
+fn a_rescued_job_spends_its_attempt_only_if_its_request_may_have_been_sent() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, now) = queue_at(&dir.path().join("q.db"));
-    let batch = with_jobs(&mut q, 2, 1);
-    let jobs = q.claim(Some(batch), 2, "w", LEASE).unwrap();
-    let submitting = jobs[0].lease().unwrap();
-    advance(
-        &mut q,
-        &submitting,
-        Step::Submit,
-        &Checkpoint {
-            vm_id: Some("VirtualMachine:vm-1:x".into()),
-            ..Checkpoint::default()
-        },
-    );
+    let batch = with_jobs(&mut q, 3, 1);
+    let jobs = q.claim(Some(batch), 3, "w", LEASE).unwrap();
+    let checkpoint = Checkpoint {
+        vm_id: Some("VirtualMachine:vm-1:x".into()),
+        ..Checkpoint::default()
+    };
+    // One written ahead as in doubt (its configure may have left), one ready to send but not
+    // sent, one still reading.
+    let sent = jobs[0].lease().unwrap();
+    advance(&mut q, &sent, Step::Submit, &checkpoint);
+    q.save_all(&[Save {
+        lease: sent.clone(),
+        step: Step::Submit,
+        checkpoint: checkpoint.clone(),
+        in_doubt: Some(true),
+    }])
+    .unwrap();
+    let ready = jobs[1].lease().unwrap();
+    advance(&mut q, &ready, Step::Submit, &checkpoint);
     now.fetch_add(LEASE.as_millis() as i64 + 1, Ordering::SeqCst);
-    assert_eq!(q.rescue().unwrap().len(), 2);
+    assert_eq!(q.rescue().unwrap().len(), 3);
 
-    let job = q.job(submitting.job).unwrap();
-    assert!(job.in_doubt);
-    assert_eq!(job.step, Step::Submit);
+    // max_attempts = 1 and its one attempt spent: the configure may have reached the server,
+    // so only the server's truth may end it. It waits, in doubt, to be reconciled.
+    let job = q.job(sent.job).unwrap();
     assert_eq!(
-        job.checkpoint.vm_id.as_deref(),
-        Some("VirtualMachine:vm-1:x")
+        (job.state, job.in_doubt, job.attempt),
+        (JobState::Retryable, true, 1)
     );
-    // max_attempts = 1 and the one attempt is spent. The configure may have reached the
-    // server, so only the server's truth may end this job: it waits to be reconciled.
-    assert_eq!(job.state, JobState::Retryable);
-    assert!(job.last_error.unwrap().contains("lease expired"));
-    // The other never got as far as sending anything: it fails with the reason.
-    let other = q.job(jobs[1].id).unwrap();
-    assert!(!other.in_doubt);
-    assert_eq!(other.state, JobState::Failed);
-    assert!(other.reason.unwrap().contains("lease expired"));
+    assert_eq!(job.checkpoint.vm_id, checkpoint.vm_id);
+    assert!(job
+        .last_error
+        .unwrap()
+        .contains("may have reached the appliance"));
+    // The others sent nothing: their attempt comes back, whatever step they were at, and
+    // what they had read stays.
+    for (lease, step) in [
+        (&ready, Step::Submit),
+        (&jobs[2].lease().unwrap(), Step::ResolveVm),
+    ] {
+        let job = q.job(lease.job).unwrap();
+        assert_eq!(
+            (job.state, job.in_doubt, job.attempt, job.step),
+            (JobState::Retryable, false, 0, step)
+        );
+        assert!(job.last_error.unwrap().contains("before sending anything"));
+    }
+    assert_eq!(q.job(ready.job).unwrap().checkpoint.vm_id, checkpoint.vm_id);
 }
 
 #[test]
@@ -262,6 +281,7 @@ fn checkpoints_survive_reopening_the_file() {
         placement: None,
         task_id: Some("HTask:1".into()),
         replication_id: None,
+        reconfigure: None,
     };
     advance(&mut q, &lease, Step::AwaitTask, &checkpoint);
     drop(q);

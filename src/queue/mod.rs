@@ -38,7 +38,7 @@ pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 
 use crate::domain::{JobSpec, Operation, OperationSpec, Placement};
-use crate::vr::model::VmDisk;
+use crate::vr::model::{ReconfigureReplicationSpec, VmDisk};
 
 pub type BatchId = i64;
 pub type JobId = i64;
@@ -62,6 +62,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0004_operations.sql")),
     M::up(include_str!("../../migrations/0005_cancel_requests.sql")),
     M::up(include_str!("../../migrations/0006_run_settings.sql")),
+    M::up(include_str!("../../migrations/0007_reconfigure_body.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -258,6 +259,8 @@ pub struct Checkpoint {
     pub placement: Option<Placement>,
     pub task_id: Option<String>,
     pub replication_id: Option<String>,
+    /// A reconfigure's body, built from what was read before it was sent.
+    pub reconfigure: Option<ReconfigureReplicationSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -365,7 +368,7 @@ impl std::fmt::Debug for Queue {
 const JOB_COLUMNS: &str = "id, batch_id, spec_json, state, step, attempt, max_attempts, \
     scheduled_at, lease_owner, lease_expires_at, in_doubt, resolved_vm_id, disks_json, \
     placement_json, task_id, replication_id, reason, last_error, last_http_status, created_at, \
-    started_at, finished_at, updated_at, acts_on_job, operation_json";
+    started_at, finished_at, updated_at, acts_on_job, operation_json, reconfigure_json";
 
 const BATCH_COLUMNS: &str = "id, name, created_at, operator, host, input_kind, input_path, \
     input_sha256, settings_json, tool_version, operation, acts_on";
@@ -567,51 +570,44 @@ impl Queue {
         )?)
     }
 
-    /// Moves running jobs whose lease expired (their worker died) back to `retryable`, or to
-    /// `failed` when they have no attempts left. One rescued in `submit` is marked in doubt: its
-    /// configure call may have reached the server, so it must be reconciled before any resubmit.
+    /// Moves running jobs whose lease expired (their worker died) back to `retryable`. Only a
+    /// job whose request may have reached the server (written ahead as in doubt, or past
+    /// `submit`) has spent its attempt, and only the server's truth may end it; one that sent
+    /// nothing gets its attempt back, so that kills while a run reads never fail a job. The
+    /// in-doubt mark is trusted as saved: the runner writes it before any request leaves.
     pub fn rescue(&mut self) -> Result<Vec<JobId>> {
         let now = self.now();
         let tx = self.write_tx()?;
-        let expired: Vec<(JobId, u32, u32, String)> = {
+        let expired: Vec<(JobId, String, bool)> = {
             let mut stmt = tx.prepare(
-                "SELECT id, attempt, max_attempts, step FROM jobs \
+                "SELECT id, step, in_doubt FROM jobs \
                  WHERE state = 'running' AND lease_expires_at < ?",
             )?;
-            let rows =
-                stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect::<Result<_, _>>()?
         };
-        for (id, attempt, max_attempts, step) in &expired {
-            if step == Step::Submit.as_str() {
-                tx.execute("UPDATE jobs SET in_doubt = 1 WHERE id = ?", [id])?;
-            }
-            // From `submit` on, the configure may have reached the server: out of attempts or
-            // not, only the server's truth may end such a job.
-            let past_submit = Step::parse(step).is_some_and(|s| s >= Step::Submit);
-            let message = "lease expired: the worker holding this job stopped";
-            let (to, change) = if attempt >= max_attempts && !past_submit {
-                (
-                    JobState::Failed,
-                    Change {
-                        message: Some(message),
-                        reason: Some(message),
-                        last_error: Some(message),
-                        ..Change::default()
-                    },
-                )
+        for (id, step, in_doubt) in &expired {
+            let sent = *in_doubt || Step::parse(step).is_some_and(|s| s >= Step::AwaitTask);
+            let message = if sent {
+                "lease expired: the worker holding this job stopped after its request may have \
+                 reached the appliance; it is checked there before anything is sent again"
             } else {
-                (
-                    JobState::Retryable,
-                    Change {
-                        message: Some(message),
-                        last_error: Some(message),
-                        scheduled_at: Some(now),
-                        ..Change::default()
-                    },
-                )
+                "lease expired: the worker holding this job stopped before sending anything; \
+                 the attempt is not counted"
             };
-            transition(&tx, now, *id, None, to, &change)?;
+            let change = Change {
+                message: Some(message),
+                last_error: Some(message),
+                scheduled_at: Some(now),
+                ..Change::default()
+            };
+            transition(&tx, now, *id, None, JobState::Retryable, &change)?;
+            if !sent {
+                tx.execute(
+                    "UPDATE jobs SET attempt = attempt - 1 WHERE id = ? AND attempt > 0",
+                    [id],
+                )?;
+            }
         }
         tx.commit()?;
         Ok(expired.into_iter().map(|(id, ..)| id).collect())
@@ -648,8 +644,8 @@ impl Queue {
             let c = &save.checkpoint;
             tx.prepare_cached(
                 "UPDATE jobs SET step = ?, resolved_vm_id = ?, disks_json = ?, placement_json = ?, \
-                 task_id = ?, replication_id = ?, in_doubt = COALESCE(?, in_doubt), updated_at = ? \
-                 WHERE id = ?",
+                 task_id = ?, replication_id = ?, reconfigure_json = ?, \
+                 in_doubt = COALESCE(?, in_doubt), updated_at = ? WHERE id = ?",
             )?
             .execute(params![
                 save.step.as_str(),
@@ -658,6 +654,7 @@ impl Queue {
                 to_json("placement", c.placement.as_ref())?,
                 c.task_id,
                 c.replication_id,
+                to_json("reconfigure", c.reconfigure.as_ref())?,
                 save.in_doubt,
                 now,
                 lease.job
@@ -1214,6 +1211,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             placement: json_column(r, 13)?,
             task_id: r.get(14)?,
             replication_id: r.get(15)?,
+            reconfigure: json_column(r, 25)?,
         },
         reason: r.get(16)?,
         last_error: r.get(17)?,

@@ -32,7 +32,7 @@ use crate::queue::{
     Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError,
     RunSettings, Step,
 };
-use crate::vr::model::{ConfigureReplicationSpec, Pairing, ReconfigureReplicationSpec};
+use crate::vr::model::{ConfigureReplicationSpec, Pairing};
 use crate::vr::{
     ApiError, BudgetStats, Client, ClientMetrics, ClientSettings, ErrorClass, Politeness,
     RetryPolicy, TlsTrust,
@@ -206,8 +206,6 @@ struct Active {
     spec: Option<ConfigureReplicationSpec>,
     /// Whether this run placed the job and holds its room (see [`Capacity`]).
     holds_room: bool,
-    /// A reconfigure job's body, built from the replication as it was found.
-    reconfigure: Option<ReconfigureReplicationSpec>,
     /// When this run submitted the job's task, or took over the job with its task.
     submitted: Option<Instant>,
     /// The task's progress as the last two polls saw it.
@@ -567,12 +565,13 @@ impl Runner {
             .await
     }
 
-    /// Claims due jobs up to the window of jobs held at once.
+    /// Claims due jobs up to [`Runner::held_at_most`].
     async fn claim_more(&mut self) -> Result<(), RunError> {
-        if self.active.len() >= self.opts.window {
+        let most = self.held_at_most();
+        if self.active.len() >= most {
             return Ok(());
         }
-        let want = self.opts.window - self.active.len();
+        let want = most - self.active.len();
         let (batch, owner, lease) = (self.batch, self.owner.clone(), self.opts.lease);
         let claimed = self
             .db
@@ -582,6 +581,28 @@ impl Runner {
             self.hold(job);
         }
         Ok(())
+    }
+
+    /// Jobs held at once: what the appliance's budget lets this run work through within one
+    /// lease, so that a run killed outright holds no more jobs back (until their lease ends)
+    /// than it could have worked on. Never fewer than a lookup group (full groups keep calls
+    /// few), never more than `window`.
+    fn held_at_most(&self) -> usize {
+        let limits = self.client.budget().limits();
+        let calls = f64::from(limits.quota()) * self.opts.lease.as_secs_f64()
+            / limits.window.as_secs_f64().max(0.001);
+        let per_job = match self.operation {
+            Operation::Configure => {
+                1.0 / self.opts.lookup_group.max(1) as f64
+                    + 1.0 / self.opts.submit_group.max(1) as f64
+            }
+            // Its disks are read first, then the call.
+            Operation::Reconfigure => 2.0,
+            _ => 1.0,
+        };
+        ((calls / per_job) as usize)
+            .max(self.opts.lookup_group)
+            .min(self.opts.window)
     }
 
     /// Nothing held: the run is over, or waits (a bounded while) for jobs due later or held by
@@ -733,7 +754,6 @@ impl Runner {
                 in_doubt: job.in_doubt,
                 spec: None,
                 holds_room: false,
-                reconfigure: None,
                 submitted,
                 progress: None,
                 previous_progress: None,

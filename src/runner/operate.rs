@@ -4,7 +4,9 @@
 //! - resolve: the pairing's replication list (one call per 1000) tells whether that replication
 //!   is still there; gone, or replaced by one someone else configured since, the job is skipped
 //!   and says so. A reconfigure reads the replication's disks (one call each: the spec wants
-//!   them all back) and builds its body from the replication as it is.
+//!   them all back) and builds its body from the replication as it is; the bodies are saved a
+//!   few at a time, so that a run killed while reading loses only the reads under way, and a
+//!   resumed job sends its saved body without reading anything again.
 //! - submit: one call per job (the API has no bulk form), written ahead as in doubt.
 //!   A refusal for the replication's state is a skip with the appliance's words, not a failure.
 //! - reconcile: an in-doubt job asks first whether its operation shows (an unconfigured
@@ -73,11 +75,20 @@ impl Runner {
                     }
                 }
             }
-            if self.operation == Operation::Reconfigure {
-                ready = self.build_reconfigures(&disc, ready).await?;
+            if self.operation != Operation::Reconfigure {
+                let ready: Vec<JobId> = ready.into_iter().map(|(id, _)| id).collect();
+                self.ready_to_submit(&ready).await?;
+                continue;
             }
-            let ready: Vec<JobId> = ready.into_iter().map(|(id, _)| id).collect();
-            self.ready_to_submit(&ready).await?;
+            // As many reads at a time as may be in flight; each lot's bodies saved before the
+            // next lot is read.
+            for lot in ready.chunks(self.opts.workers.max(1)) {
+                if self.stopping() {
+                    break;
+                }
+                let built = self.build_reconfigures(&disc, lot.to_vec()).await?;
+                self.ready_to_submit(&built).await?;
+            }
         }
         Ok(())
     }
@@ -88,7 +99,7 @@ impl Runner {
         &mut self,
         disc: &Arc<Discovery>,
         found: Vec<(JobId, ReplicationInfo)>,
-    ) -> Result<Vec<(JobId, ReplicationInfo)>, RunError> {
+    ) -> Result<Vec<JobId>, RunError> {
         let pairing = disc.pairing_id().to_string();
         let client = self.client.clone();
         let reads = join_all(
@@ -117,9 +128,9 @@ impl Runner {
             match reconfigure_spec(&rep, &disks, &change, disc) {
                 Ok(spec) => {
                     if let Some(a) = self.active.get_mut(&id) {
-                        a.reconfigure = Some(spec);
+                        a.checkpoint.reconfigure = Some(spec);
                     }
-                    ready.push((id, rep));
+                    ready.push(id);
                 }
                 Err(reason) => self.fail(id, reason, None).await?,
             }
@@ -144,14 +155,15 @@ impl Runner {
                     continue;
                 };
                 let op = Self::op_of(a);
-                // A reconfigure resumed at submit rebuilds its body from the replication first.
-                if matches!(op, OperationSpec::Reconfigure(_)) && a.reconfigure.is_none() {
+                // A reconfigure saved at submit by an older vrbulk has no body: read it again.
+                if matches!(op, OperationSpec::Reconfigure(_)) && a.checkpoint.reconfigure.is_none()
+                {
                     a.step = Step::ResolveVm;
                     continue;
                 }
                 a.in_doubt = true;
                 let replication = a.checkpoint.replication_id.clone().unwrap_or_default();
-                sends.push((id, replication, op, a.reconfigure.clone()));
+                sends.push((id, replication, op, a.checkpoint.reconfigure.clone()));
             }
             if sends.is_empty() {
                 continue;
