@@ -677,6 +677,38 @@ impl Queue {
         Ok(())
     }
 
+    /// Records what befell running jobs that their worker keeps (a failed read, a call whose
+    /// answer was lost): an event each, and their last error, with no change of state.
+    pub fn note_all(
+        &mut self,
+        leases: &[Lease],
+        message: &str,
+        http_status: Option<u16>,
+    ) -> Result<()> {
+        let now = self.now();
+        let tx = self.write_tx()?;
+        for lease in leases {
+            let (step, _) = fenced(&tx, lease)?;
+            tx.prepare_cached(
+                "UPDATE jobs SET last_error = ?, last_http_status = ?, updated_at = ? WHERE id = ?",
+            )?
+            .execute(params![message, http_status, now, lease.job])?;
+            append_event(
+                &tx,
+                now,
+                lease.job,
+                Some(JobState::Running),
+                JobState::Running,
+                step,
+                lease.attempt,
+                Some(message),
+                http_status,
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn succeed(
         &mut self,
         lease: &Lease,

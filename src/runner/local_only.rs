@@ -78,7 +78,7 @@ impl Runner {
     /// In-doubt jobs: did their `DELETE` reach the appliance? The VM's tasks say; the
     /// replication list, which needs the target site, is not read.
     pub(super) async fn reconcile_local_removals(&mut self) -> Result<(), RunError> {
-        for (_, ids) in self.by_pairing(|a| a.in_doubt) {
+        for (_, ids) in self.in_doubt_by_pairing() {
             if self.stopping() {
                 break;
             }

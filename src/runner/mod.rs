@@ -213,6 +213,11 @@ struct Active {
     previous_progress: Option<(Instant, i32)>,
     poll_failures: u32,
     verify_tries: u32,
+    /// Set back after a failed read (or a call whose outcome is unknown) while this run keeps
+    /// it: left alone until then.
+    not_before: Option<Instant>,
+    /// Setbacks in a row while held, for the backoff.
+    setbacks: u32,
 }
 
 impl Active {
@@ -224,6 +229,11 @@ impl Active {
     /// word (a failed task, a replication in error) may fail the job.
     fn past_submit(&self) -> bool {
         self.in_doubt || self.step >= Step::AwaitTask
+    }
+
+    /// Whether a setback's wait is over.
+    fn due(&self, now: Instant) -> bool {
+        self.not_before.is_none_or(|t| t <= now)
     }
 }
 
@@ -519,7 +529,8 @@ impl Runner {
         let slot = ready
             .then(|| self.client.budget().status().next_slot)
             .flatten();
-        [round, slot]
+        let set_back = self.active.values().filter_map(|a| a.not_before).min();
+        [round, slot, set_back]
             .into_iter()
             .flatten()
             .min()
@@ -759,6 +770,8 @@ impl Runner {
                 previous_progress: None,
                 poll_failures: 0,
                 verify_tries: 0,
+                not_before: None,
+                setbacks: 0,
                 job,
             },
         );
@@ -918,29 +931,40 @@ impl Runner {
         Ok(())
     }
 
-    /// A failure worth another attempt later. Permanent ones fail the job at once, unless its
-    /// configure may have reached the server: then nothing but the server's word fails it, and
-    /// it comes back (in doubt, or at its step) however often reading the truth fails.
+    /// A failure worth another attempt later; see [`Runner::setback_all`].
     async fn setback(&mut self, id: JobId, error: &ApiError) -> Result<(), RunError> {
-        let Some(past_submit) = self.active.get(&id).map(Active::past_submit) else {
-            return Ok(());
-        };
-        let class = error.class();
+        self.setback_all(vec![id], error).await
+    }
+
+    /// Jobs that met the same failure together. Permanent ones fail at once, unless a job's
+    /// change may have reached the server: then nothing but the server's word fails it, and it
+    /// comes back (in doubt, or at its step) however often reading the truth fails. One wait
+    /// for them all, so that they come back together and go on in one lookup and full groups,
+    /// not one by one: a job that may have reached the server stays held by this run until
+    /// then (the next reconcile settles every one of a moment at once); the others go back to
+    /// the queue, due together.
+    pub(super) async fn setback_all(
+        &mut self,
+        ids: Vec<JobId>,
+        error: &ApiError,
+    ) -> Result<(), RunError> {
         match error {
-            // Nothing more is sent: the run stops and gives the job back as it is.
+            // Nothing more is sent: the run stops and gives the jobs back as they are.
             ApiError::CredentialsRefused(refused) => {
                 self.refused.get_or_insert_with(|| (**refused).clone());
                 return Ok(());
             }
-            // Not sent: the job goes back to the queue for the next window, its attempt
-            // not counted.
+            // Not sent: the jobs go back to the queue for the next window, their attempts not
+            // counted.
             ApiError::WindowClosed { .. } => {
-                if let Some(a) = self.active.get_mut(&id) {
-                    a.in_doubt = false;
+                for id in &ids {
+                    if let Some(a) = self.active.get_mut(id) {
+                        a.in_doubt = false;
+                    }
                 }
-                self.save_many(&[id]).await?;
+                self.save_many(&ids).await?;
                 self.release(
-                    |a| a.job.id == id,
+                    |a| ids.contains(&a.job.id),
                     "the change window closed before it was sent: given back",
                 )
                 .await;
@@ -948,41 +972,67 @@ impl Runner {
             }
             _ => {}
         }
+        let class = error.class();
         let retryable = class.is_retryable() || class == ErrorClass::Session;
-        if !retryable && !past_submit {
-            return self
-                .fail(id, crate::vr::error::error_chain(error), error.status())
-                .await;
-        }
-        let Some(a) = self.active.remove(&id) else {
-            return Ok(());
-        };
-        let wait = crate::vr::client::full_jitter(
-            self.opts.retry_base,
-            self.opts.retry_cap,
-            a.lease.attempt.saturating_sub(1),
-        );
-        let wait = error.retry_after().unwrap_or(wait);
-        let at = now_ms() + wait.as_millis() as i64;
+        let setbacks = ids
+            .iter()
+            .filter_map(|id| self.active.get(id))
+            .map(|a| a.setbacks.max(a.lease.attempt.saturating_sub(1)))
+            .max()
+            .unwrap_or(0);
+        let wait = error.retry_after().unwrap_or_else(|| {
+            crate::vr::client::full_jitter(self.opts.retry_base, self.opts.retry_cap, setbacks)
+        });
         let message = crate::vr::error::error_chain(error);
-        let status = error.status();
-        // Throttling waited out for so long is still the appliance's pace, not the job's fault.
-        let may_fail = !past_submit && class != ErrorClass::Throttled;
-        let save = a.save();
-        let (vm, step) = (a.job.vm_label().to_string(), a.step);
-        let logged = message.clone();
-        let state = self
-            .db
-            .run(move |q| {
-                q.save_all(&[save])?;
-                if may_fail {
-                    q.retry_later(&a.lease, at, &message, status)
-                } else {
-                    q.defer(&a.lease, at, &message, status)
-                }
-            })
-            .await?;
-        tracing::info!(job = id, vm, step = %step, next = ?state, "{logged}");
+        let mut kept = Vec::new();
+        for id in ids {
+            let Some(a) = self.active.get_mut(&id) else {
+                continue;
+            };
+            let past_submit = a.past_submit();
+            if !retryable && !past_submit {
+                self.fail(id, message.clone(), error.status()).await?;
+                continue;
+            }
+            if past_submit && retryable {
+                a.not_before = Some(Instant::now() + wait);
+                a.setbacks += 1;
+                tracing::info!(job = id, vm = a.job.vm_label(), step = %a.step, in_doubt = a.in_doubt, wait_ms = wait.as_millis() as u64, "{message}");
+                kept.push(a.lease.clone());
+                continue;
+            }
+            let Some(a) = self.active.remove(&id) else {
+                continue;
+            };
+            let at = now_ms() + wait.as_millis() as i64;
+            let status = error.status();
+            // Throttling waited out for so long is still the appliance's pace, not the job's
+            // fault.
+            let may_fail = !past_submit && class != ErrorClass::Throttled;
+            let save = a.save();
+            let (vm, step) = (a.job.vm_label().to_string(), a.step);
+            let text = message.clone();
+            let state = self
+                .db
+                .run(move |q| {
+                    q.save_all(&[save])?;
+                    if may_fail {
+                        q.retry_later(&a.lease, at, &text, status)
+                    } else {
+                        q.defer(&a.lease, at, &text, status)
+                    }
+                })
+                .await?;
+            tracing::info!(job = id, vm, step = %step, next = ?state, "{message}");
+        }
+        if !kept.is_empty() {
+            let note =
+                format!("{message}; this run asks the appliance again before sending anything");
+            let status = error.status();
+            self.db
+                .run(move |q| q.note_all(&kept, &note, status))
+                .await?;
+        }
         Ok(())
     }
 

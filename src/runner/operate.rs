@@ -242,7 +242,7 @@ impl Runner {
         if self.local_only {
             return self.reconcile_local_removals().await;
         }
-        for (disc, ids) in self.by_pairing(|a| a.in_doubt) {
+        for (disc, ids) in self.in_doubt_by_pairing() {
             if self.stopping() {
                 break;
             }

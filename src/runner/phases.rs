@@ -91,7 +91,7 @@ impl Runner {
     /// In-doubt jobs: their configure call may have reached the server. Ask it before anything
     /// is sent again: a replication means it did, a live task is followed, none means it did not.
     pub(super) async fn reconcile(&mut self) -> Result<(), RunError> {
-        for (disc, ids) in self.by_pairing(|a| a.in_doubt) {
+        for (disc, ids) in self.in_doubt_by_pairing() {
             if self.stopping() {
                 break;
             }
@@ -299,6 +299,8 @@ impl Runner {
                 return Ok(());
             };
             let mut accepted = Vec::new();
+            // A failed call's jobs, by the error they share: set back together.
+            let mut unknown: Vec<(Arc<ApiError>, Vec<JobId>)> = Vec::new();
             for (id, outcome) in results.into_iter().flatten() {
                 match outcome {
                     Submitted::Task(task, at) => {
@@ -325,10 +327,18 @@ impl Runner {
                         .await?;
                     }
                     // In doubt (saved so before the call): the next attempt asks the server.
-                    Submitted::Unknown(e) => self.setback(id, &e).await?,
+                    Submitted::Unknown(e) => {
+                        match unknown.iter_mut().find(|(u, _)| Arc::ptr_eq(u, &e)) {
+                            Some((_, ids)) => ids.push(id),
+                            None => unknown.push((e, vec![id])),
+                        }
+                    }
                 }
             }
             self.save_many(&accepted).await?;
+            for (e, ids) in unknown {
+                self.setback_all(ids, &e).await?;
+            }
         }
         Ok(())
     }
@@ -389,10 +399,11 @@ impl Runner {
 
     /// Follows the outstanding tasks together; returns how many jobs moved on.
     async fn poll_tasks(&mut self) -> Result<usize, RunError> {
+        let now = Instant::now();
         let waiting: Vec<(JobId, String)> = self
             .active
             .values()
-            .filter(|a| a.step == Step::AwaitTask && !a.in_doubt)
+            .filter(|a| a.step == Step::AwaitTask && !a.in_doubt && a.due(now))
             .filter_map(|a| Some((a.job.id, a.checkpoint.task_id.clone()?)))
             .collect();
         if waiting.is_empty() {
@@ -633,11 +644,26 @@ impl Runner {
     }
 
     /// Held jobs that match, grouped by their pairing's discovery (jobs of a pairing not yet
-    /// discovered are left for the next pass).
+    /// discovered, and jobs set back for a while, are left for a later pass).
     pub(super) fn by_pairing(
         &self,
         matches: impl Fn(&Active) -> bool,
     ) -> Vec<(Arc<Discovery>, Vec<JobId>)> {
+        let now = Instant::now();
+        self.grouped(|a| a.due(now) && matches(a))
+    }
+
+    /// The in-doubt jobs of each pairing where one of them is due: the others ride along in
+    /// the same lookup, instead of costing one of their own a moment later, and the ones that
+    /// did not reach the appliance go out again together, in full groups.
+    pub(super) fn in_doubt_by_pairing(&self) -> Vec<(Arc<Discovery>, Vec<JobId>)> {
+        let now = Instant::now();
+        let mut groups = self.grouped(|a| a.in_doubt);
+        groups.retain(|(_, ids)| ids.iter().any(|id| self.active[id].due(now)));
+        groups
+    }
+
+    fn grouped(&self, matches: impl Fn(&Active) -> bool) -> Vec<(Arc<Discovery>, Vec<JobId>)> {
         let mut groups: BTreeMap<String, (Arc<Discovery>, Vec<JobId>)> = BTreeMap::new();
         for a in self.active.values().filter(|a| matches(a)) {
             if let Some(Ok(disc)) = self.discoveries.get(&a.pairing_key()) {
@@ -649,17 +675,6 @@ impl Runner {
             }
         }
         groups.into_values().collect()
-    }
-
-    pub(super) async fn setback_all(
-        &mut self,
-        ids: Vec<JobId>,
-        error: &ApiError,
-    ) -> Result<(), RunError> {
-        for id in ids {
-            self.setback(id, error).await?;
-        }
-        Ok(())
     }
 
     /// The resolved VM ids of these held jobs.

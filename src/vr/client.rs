@@ -338,7 +338,8 @@ struct Session {
 #[derive(Clone, Copy)]
 enum Auth<'a> {
     Session,
-    SessionAndBasic(&'a Credentials),
+    /// A site's login on top of the session: the credentials, and the site they are for.
+    SessionAndBasic(&'a Credentials, &'a Site),
 }
 
 /// One request, as the spec names it.
@@ -538,11 +539,8 @@ impl Client {
             idempotent: true,
             ..Call::post("createRemoteSession", &path, None)
         };
-        // A 401 that comes back from here was not about the local session (see
-        // `call_with_session`): the target site refused its user.
-        self.call(&call, Auth::SessionAndBasic(target))
-            .await
-            .map_err(|e| self.refusal(site, &target.user, e))?;
+        self.call(&call, Auth::SessionAndBasic(target, &site))
+            .await?;
         lock(&self.inner.remote_pairings).insert(pairing_id.to_string());
         Ok(())
     }
@@ -1047,14 +1045,19 @@ impl Client {
             }
             let basic = match auth {
                 Auth::Session => None,
-                Auth::SessionAndBasic(c) => Some(c),
+                Auth::SessionAndBasic(c, _) => Some(c),
             };
             match self.send_once(call, basic, session.as_ref()).await {
-                Err(e) if !relogged && e.class() == ErrorClass::Session => {
+                Err(e) if e.class() == ErrorClass::Session => {
                     // A 401 to a request that carries a site's credentials may be about either:
                     // while the session lives, it is the credentials, and asking again with them
                     // would only count towards the account's lockout.
-                    if basic.is_some() && self.session_alive(session.as_ref()).await? {
+                    if let Auth::SessionAndBasic(c, site) = auth {
+                        if self.session_alive(session.as_ref()).await? {
+                            return Err(self.refusal(site.clone(), &c.user, e));
+                        }
+                    }
+                    if relogged {
                         return Err(e);
                     }
                     self.learn_lifetime(born);
@@ -1107,15 +1110,27 @@ impl Client {
         let target = &self.inner.settings.target;
         for pairing_id in &pairings {
             let path = ["pairings", pairing_id.as_str(), "remote-session"];
-            let call = Call::post("createRemoteSession", &path, None);
+            let call = Call {
+                idempotent: true,
+                ..Call::post("createRemoteSession", &path, None)
+            };
             let site = Site::Target {
                 pairing_id: pairing_id.clone(),
             };
             self.not_refused(&site)?;
-            // The session is new: a 401 here is the target site refusing its user.
-            self.send_once(&call, Some(target), Some(&id))
+            match self
+                .retrying(&call, || self.send_once(&call, Some(target), Some(&id)))
                 .await
-                .map_err(|e| self.refusal(site, &target.user, e))?;
+            {
+                // As in `call_with_session`: a 401 while the session lives is the credentials.
+                Err(e)
+                    if e.class() == ErrorClass::Session
+                        && self.session_alive(Some(&id)).await? =>
+                {
+                    return Err(self.refusal(site, &target.user, e));
+                }
+                other => other?,
+            };
         }
         self.publish(id);
         lock(&self.inner.metrics).relogins += 1;
