@@ -251,6 +251,65 @@ async fn import_check_finds_the_names_the_live_inventory_lacks_by_line_and_colum
     .unwrap();
 }
 
+/// Regression: a 100 KB `vm_name`, or one with a NUL byte, imported; the run then failed it
+/// with "builder error" after slowing its lookup group. Such names (and patterns, tickets) are
+/// refused at the door, at their line and column, and the appliance hears nothing of them.
+#[tokio::test]
+async fn names_vsphere_cannot_hold_are_refused_at_import_and_never_reach_the_appliance() {
+    let sim = start(sim_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(
+        &sim,
+        dir.path(),
+        "[defaults]\ntarget_datastore = \"ds-silver-01\"\n",
+    );
+    let db = dir.path().join("q.db");
+    let csv = dir.path().join("long.csv");
+    fs::write(
+        &csv,
+        format!(
+            "vm_name\napp-001\n{}\napp\0-003\n",
+            "a".repeat(100_000)
+        ),
+    )
+    .unwrap();
+    let (config2, db2) = (config.clone(), db.clone());
+    tokio::task::spawn_blocking(move || {
+        let base = || {
+            Cmd::new()
+                .env("VRBULK_PASSWORD", "VMware1!")
+                .config(&config2)
+                .db(&db2)
+        };
+        let ran = base()
+            .args(["import".as_ref(), csv.as_os_str()])
+            .assert_exit(2)
+            .stderr_contains("line 3, column vm_name: \"aaaa")
+            .stderr_contains("is 100000 characters long; vSphere allows at most 80 in a VM name")
+            .stderr_contains("line 4, column vm_name: \"app\\0-003\" has a control character");
+        assert!(ran.stderr().len() < 1000, "{} bytes", ran.stderr().len());
+        base()
+            .args(["import", "--inventory", "--match", &"web-?".repeat(20)])
+            .assert_exit(2)
+            .stderr_contains("--match: \"web-?")
+            .stderr_contains("can match no VM: it needs at least 100 characters");
+        base()
+            .args(["import", "--inventory", "--match", "*", "--exclude", "old\x07*"])
+            .assert_exit(2)
+            .stderr_contains("--exclude: \"old\\u{7}*\" has a control character");
+        base()
+            .args(["import".as_ref(), data("samples/vms.csv").as_os_str()])
+            .args(["--change-ticket", &"CHG".repeat(100)])
+            .assert_exit(2)
+            .stderr_contains("--change-ticket: ")
+            .stderr_contains("is 300 characters long; vrbulk takes at most 255 in a change ticket");
+    })
+    .await
+    .unwrap();
+    assert!(!db.exists(), "a refused import created the queue");
+    assert_eq!(sim.stats().journal, [], "the appliance heard of a refused input");
+}
+
 #[tokio::test]
 async fn inventory_selection_and_export_work_against_the_simulator() {
     let sim = start(sim_config()).await;

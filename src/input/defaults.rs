@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cells;
+use super::cells::{self, Text};
 use super::InputError;
 use crate::domain::{JobSpec, ReplicationSettings};
 use crate::vr::model::DiskFormat;
@@ -48,17 +48,19 @@ impl Defaults {
                 ));
             }
         };
-        for (key, value) in [
-            ("pairing", &self.pairing),
-            ("target_datastore", &self.target_datastore),
-            ("storage_policy", &self.storage_policy),
-            ("replication_server", &self.replication_server),
+        for (key, value, rule) in [
+            ("pairing", &self.pairing, Text::Pairing),
+            ("target_datastore", &self.target_datastore, Text::Datastore),
+            ("storage_policy", &self.storage_policy, Text::StoragePolicy),
+            ("replication_server", &self.replication_server, Text::ReplicationServer),
         ] {
-            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
-                check(
+            match value.as_deref().map(str::trim) {
+                Some("") => check(
                     key,
                     Err("must not be empty: leave the key out to have no default".into()),
-                );
+                ),
+                Some(name) => check(key, rule.check(name)),
+                None => {}
             }
         }
         if let Some(rpo) = self.rpo {
@@ -301,6 +303,28 @@ mod tests {
         );
         assert!(shown[2].starts_with("column mpit_days: must be at most"));
         assert!(shown[3].starts_with("column disk_format: expected one of"));
+    }
+
+    #[test]
+    fn names_obey_the_csv_rules() {
+        let defaults = Defaults {
+            target_datastore: Some("d".repeat(81)),
+            storage_policy: Some("VR\0Gold".into()),
+            ..Defaults::default()
+        };
+        let shown: Vec<String> = defaults
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with("column target_datastore: ")
+                && shown[0].contains("is 81 characters long; vSphere allows at most 80"),
+            "{shown:?}"
+        );
+        assert!(shown[1].contains("control character (U+0000)"), "{shown:?}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::fmt;
 
 use crate::domain::{JobSpec, VmRef};
 
+pub use cells::{Text, VSPHERE_NAME_MAX};
 pub use changes::{check_change, mpit_problem, parse_changes_csv, read_changes, ChangeRow};
 pub use defaults::Defaults;
 pub use glob::glob_match;
@@ -96,6 +97,44 @@ impl fmt::Display for InputErrors {
             write!(f, "\n  {error}")?;
         }
         Ok(())
+    }
+}
+
+/// Checks a name or text given as a flag (`--change-ticket`) by the rule its column has in a
+/// CSV; the problem names the flag.
+pub fn check_flag(flag: &str, rule: Text, value: &str) -> Result<(), InputErrors> {
+    rule.check(value.trim())
+        .map_err(|message| InputErrors(vec![flag_error(flag, message)]))
+}
+
+fn flag_error(flag: &str, message: String) -> InputError {
+    InputError::new(None, None, format!("--{flag}: {message}"))
+}
+
+/// Checks the name patterns of an inventory selection before anyone logs in: at least one
+/// `--match`, and every pattern one that could match a VM name (see [`Text::Pattern`]).
+pub fn check_selection(patterns: &[String], exclude: &[String]) -> Result<(), InputErrors> {
+    let mut errors = Vec::new();
+    if patterns.is_empty() {
+        errors.push(InputError::new(
+            None,
+            None,
+            "--inventory needs at least one --match GLOB (use --match '*' for every VM)",
+        ));
+    }
+    for (flag, pattern) in patterns
+        .iter()
+        .map(|p| ("match", p))
+        .chain(exclude.iter().map(|p| ("exclude", p)))
+    {
+        if let Err(message) = Text::Pattern.check(pattern) {
+            errors.push(flag_error(flag, message));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InputErrors(errors))
     }
 }
 
@@ -210,6 +249,27 @@ mod tests {
         assert_eq!(jobs[0].target_datastore, "ds-gold-01");
         assert_eq!(jobs[0].replication_server, None);
         assert_eq!(jobs[0].settings.rpo, 15);
+    }
+
+    #[test]
+    fn a_selection_needs_a_match_and_patterns_that_could_match_a_vm_name() {
+        assert!(check_selection(&["web-*".into()], &["*-old".into()]).is_ok());
+        let none = check_selection(&[], &[]).unwrap_err();
+        assert!(none.0[0].message.contains("at least one --match"), "{none}");
+        let long = "x".repeat(81);
+        let errors = check_selection(&["web-*".into()], &[long, "a\0*".into()]).unwrap_err();
+        let shown: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].starts_with("--exclude: \"xxx"), "{shown:?}");
+        assert!(shown[0].contains("can match no VM"), "{shown:?}");
+        assert!(shown[1].contains("control character"), "{shown:?}");
+    }
+
+    #[test]
+    fn a_change_ticket_flag_obeys_the_column_rule() {
+        assert!(check_flag("change-ticket", Text::ChangeTicket, "CHG0012345").is_ok());
+        let err = check_flag("change-ticket", Text::ChangeTicket, &"C".repeat(256)).unwrap_err();
+        assert!(err.0[0].message.starts_with("--change-ticket: \"CCC"), "{err}");
     }
 
     #[test]
