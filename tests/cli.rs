@@ -100,6 +100,46 @@ fn a_rejected_import_creates_no_database() {
     assert!(!db.exists());
 }
 
+/// Regression: a file of a million bad rows printed 72 MB of errors. The first problems are
+/// listed in line order with their line and column, the rest counted; `--all-errors` lists
+/// every one. Either way nothing is imported.
+#[test]
+fn a_file_of_many_bad_rows_lists_the_first_problems_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let csv = dir.path().join("bad.csv");
+    let rows = 10_000;
+    let mut text = String::from("vm_name,target_datastore,rpo,quiesce\n");
+    for i in 0..rows {
+        text.push_str(&format!("app-{i:05},ds-gold-01,2,maybe\n"));
+    }
+    fs::write(&csv, text).unwrap();
+
+    let ran = import(&db, &csv).assert_exit(2);
+    let stderr = ran.stderr();
+    assert!(stderr.len() < 10_000, "{} bytes of errors", stderr.len());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines[0], "error: 20000 problems in the input, nothing imported:");
+    assert_eq!(
+        lines[1],
+        "  line 2, column rpo: expected minutes between 5 and 1440, got \"2\""
+    );
+    assert!(lines[2].starts_with("  line 2, column quiesce: "), "{stderr}");
+    assert!(lines[50].starts_with("  line 26, column quiesce: "), "{stderr}");
+    assert_eq!(
+        lines[51],
+        "  … and 19950 more (the first 50 of 20000 are shown; 10000 rows have problems); \
+         --all-errors lists every one"
+    );
+    assert_eq!(lines.len(), 52, "{stderr}");
+
+    let every = import(&db, &csv).args(["--all-errors"]).assert_exit(2);
+    let listed: Vec<String> = every.stderr().lines().skip(1).map(str::to_owned).collect();
+    assert_eq!(listed.len(), 20_000);
+    assert!(listed[19_999].starts_with(&format!("  line {}, column quiesce", rows + 1)));
+    assert!(!db.exists(), "a refused import created the queue");
+}
+
 #[test]
 fn a_good_import_prints_the_batch_and_its_settings_and_refuses_the_same_vms_twice() {
     let dir = tempfile::tempdir().unwrap();

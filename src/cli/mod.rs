@@ -67,6 +67,10 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// List every problem of a bad input (CSV, flags, selection), not only the first 50.
+    #[arg(long, global = true)]
+    pub all_errors: bool,
+
     /// Format of the log files in logs/ beside the DB (stderr stays text).
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
     pub log_format: logging::LogFormat,
@@ -306,7 +310,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
         db: &cli.db,
         quiet: cli.quiet,
     };
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args, cli.quiet).await,
             Command::Simulate(args) => simulate::run(args).await,
@@ -329,7 +333,33 @@ pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
             Command::Resume(args) => pause::run(OperationSpec::Resume, args, globals).await,
             Command::Sync(args) => pause::run(OperationSpec::Sync, args, globals).await,
         }
-    })
+    });
+    match outcome {
+        Err(err) if cli.all_errors => every_problem(err),
+        other => other,
+    }
+}
+
+/// `--all-errors`: every problem of a bad input, where the error's own message lists the first
+/// [`PROBLEMS_SHOWN`](crate::input::PROBLEMS_SHOWN); any other error goes on as it is.
+fn every_problem(err: anyhow::Error) -> anyhow::Result<Exit> {
+    use std::io::Write as _;
+    let found = err.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<InputErrors>()
+            .or(match cause.downcast_ref::<PrepareError>() {
+                Some(PrepareError::Input(errors)) => Some(errors),
+                _ => None,
+            })
+    });
+    let Some(errors) = found else {
+        return Err(err);
+    };
+    // Buffered: a million problems are a million lines.
+    let mut out = std::io::BufWriter::new(std::io::stderr().lock());
+    writeln!(out, "error: {}", errors.every())?;
+    out.flush()?;
+    Ok(Exit::Usage)
 }
 
 /// Maps a failure to the operator contract's exit code, by the type of its causes: bad input 2,

@@ -76,6 +76,10 @@ impl fmt::Display for InputError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InputErrors(pub Vec<InputError>);
 
+/// How many problems an error lists before it only counts the rest: a file of a million bad rows
+/// once printed 72 MB of them. Every problem is still found; `--all-errors` lists every one.
+pub const PROBLEMS_SHOWN: usize = 50;
+
 impl InputErrors {
     /// Orders the problems by line, keeping the order they were found in within a line (which
     /// is column order).
@@ -83,20 +87,62 @@ impl InputErrors {
         errors.sort_by_key(|e| e.line);
         InputErrors(errors)
     }
+
+    /// Every problem, however many (the plain `Display` lists the first [`PROBLEMS_SHOWN`]).
+    pub fn every(&self) -> impl fmt::Display + '_ {
+        Listing {
+            errors: self,
+            shown: usize::MAX,
+        }
+    }
+
+    /// How many rows (distinct lines) have a problem.
+    fn rows(&self) -> usize {
+        let mut lines: Vec<u64> = self.0.iter().filter_map(|e| e.line).collect();
+        lines.sort_unstable();
+        lines.dedup();
+        lines.len()
+    }
 }
 
-impl fmt::Display for InputErrors {
+struct Listing<'a> {
+    errors: &'a InputErrors,
+    shown: usize,
+}
+
+impl fmt::Display for Listing<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
+        let all = &self.errors.0;
+        let n = all.len();
         write!(
             f,
             "{n} {} in the input, nothing imported:",
             if n == 1 { "problem" } else { "problems" }
         )?;
-        for error in &self.0 {
+        for error in all.iter().take(self.shown) {
             write!(f, "\n  {error}")?;
         }
+        if n > self.shown {
+            write!(
+                f,
+                "\n  … and {} more (the first {} of {n} are shown; {} rows have problems); \
+                 --all-errors lists every one",
+                n - self.shown,
+                self.shown,
+                self.errors.rows()
+            )?;
+        }
         Ok(())
+    }
+}
+
+impl fmt::Display for InputErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Listing {
+            errors: self,
+            shown: PROBLEMS_SHOWN,
+        }
+        .fmt(f)
     }
 }
 
@@ -228,6 +274,44 @@ mod tests {
             errors.to_string(),
             "2 problems in the input, nothing imported:\n  line 2, column rpo: a\n  line 3: b"
         );
+    }
+
+    #[test]
+    fn many_errors_show_the_first_ones_in_order_then_count_the_rest() {
+        let errors = InputErrors(
+            (2..=1001)
+                .flat_map(|line| {
+                    [
+                        InputError::new(Some(line), Some("rpo"), "bad rpo"),
+                        InputError::new(Some(line), Some("quiesce"), "bad quiesce"),
+                    ]
+                })
+                .collect(),
+        );
+        let shown = errors.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 1 + PROBLEMS_SHOWN + 1, "{shown}");
+        assert_eq!(lines[0], "2000 problems in the input, nothing imported:");
+        assert_eq!(lines[1], "  line 2, column rpo: bad rpo");
+        assert_eq!(lines[50], "  line 26, column quiesce: bad quiesce");
+        assert_eq!(
+            lines[51],
+            "  … and 1950 more (the first 50 of 2000 are shown; 1000 rows have problems); \
+             --all-errors lists every one"
+        );
+        assert_eq!(errors.every().to_string().lines().count(), 2001);
+        // Up to the limit, every problem and no count.
+        errors_of(PROBLEMS_SHOWN).to_string().lines().for_each(|l| {
+            assert!(!l.contains("more"), "{l}");
+        });
+    }
+
+    fn errors_of(n: usize) -> InputErrors {
+        InputErrors(
+            (0..n)
+                .map(|i| InputError::new(Some(i as u64 + 2), None, "x"))
+                .collect(),
+        )
     }
 
     #[test]

@@ -179,15 +179,19 @@ pub(super) fn read_rows(
 ) {
     let delimiter = sniff_delimiter(text);
     let unclosed = unclosed_quote(text, delimiter);
-    let mut records = Vec::new();
+    let lines = Lines::new(text);
     let mut reader = ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
         .from_reader(text.as_bytes());
-    for result in reader.records() {
-        match result {
-            Ok(record) => records.push(record),
+    // Read as a stream, one record at a time: a file of a million rows is not held twice.
+    let mut records = reader.records().peekable();
+    let mut header: Option<Header> = None;
+    let mut row_count = 0;
+    while let Some(result) = records.next() {
+        let record = match result {
+            Ok(record) => record,
             // Not expected once the text is known to be UTF-8 and rows may be ragged, but a
             // reader error must not be swallowed.
             Err(e) => {
@@ -198,41 +202,28 @@ pub(super) fn read_rows(
                 ));
                 break;
             }
+        };
+        let is_last = records.peek().is_none();
+        // Blank lines, and lines of bare delimiters (spreadsheets leave those below the data),
+        // are not rows.
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
         }
-    }
-    // Blank lines, and lines of bare delimiters (spreadsheets leave those below the data), are
-    // not rows.
-    let last = records.len().saturating_sub(1);
-    let mut rows = records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.iter().all(|f| f.trim().is_empty()));
-
-    let Some((_, header_record)) = rows.next() else {
-        errors.push(InputError::new(
-            None,
-            None,
-            "the file is empty: expected a header row with vm_name or vm_id (and \
-             target_datastore, rpo, … as needed), then one row per VM",
-        ));
-        return;
-    };
-    let lines = Lines::new(text);
-    let Some(header) = Header::read(
-        header_record,
-        lines.of(header_record),
-        delimiter,
-        datastore_required,
-        errors,
-    ) else {
-        return;
-    };
-
-    let mut row_count = 0;
-    for (index, record) in rows {
+        let Some(header) = &header else {
+            match Header::read(
+                &record,
+                lines.of(&record),
+                delimiter,
+                datastore_required,
+                errors,
+            ) {
+                Some(read) => header = Some(read),
+                None => return,
+            }
+            continue;
+        };
         row_count += 1;
-        let line = lines.of(record);
-        if let Some(quote_line) = unclosed.filter(|_| index == last) {
+        if let Some(quote_line) = unclosed.filter(|_| is_last) {
             // csv read everything after the quote into this row's last field: its cells are
             // not what the operator wrote, so only the quote is worth reporting.
             let column = header.name_at(record.len().saturating_sub(1));
@@ -246,9 +237,9 @@ pub(super) fn read_rows(
             continue;
         }
         let mut row = Row {
-            line,
-            record,
-            header: &header,
+            line: lines.of(&record),
+            record: &record,
+            header,
             errors: Vec::new(),
         };
         if row.check_shape(delimiter) {
@@ -256,15 +247,22 @@ pub(super) fn read_rows(
         }
         errors.append(&mut row.errors);
     }
-    if row_count == 0 {
-        errors.push(InputError::new(
+    match header {
+        None => errors.push(InputError::new(
+            None,
+            None,
+            "the file is empty: expected a header row with vm_name or vm_id (and \
+             target_datastore, rpo, … as needed), then one row per VM",
+        )),
+        Some(header) if row_count == 0 => errors.push(InputError::new(
             None,
             None,
             format!(
                 "no VM rows: the header on line {} has no rows below it",
                 header.line
             ),
-        ));
+        )),
+        Some(_) => {}
     }
 }
 
