@@ -37,15 +37,28 @@ impl Defaults {
     /// retention that rows turning MPIT on will get. With both, the pair must be one that
     /// vSphere Replication keeps (at least a day, at most 24 copies).
     pub fn validate(&self) -> Result<(), Vec<InputError>> {
-        let mut errors = Vec::new();
-        let mut check = |key: &str, result: Result<(), String>| {
-            if let Err(message) = result {
+        let errors: Vec<InputError> = self
+            .problems()
+            .into_iter()
+            .map(|(key, message)| {
                 // Said in the message too, as the same column name may also be in the CSV.
-                errors.push(InputError::new(
-                    None,
-                    Some(key),
-                    format!("{message} (in [defaults])"),
-                ));
+                InputError::new(None, Some(key), format!("{message} (in [defaults])"))
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Each bad key and what is wrong with it, in key order: the rules of
+    /// [`validate`](Self::validate), for the settings file's own check.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let mut check = |key: &'static str, result: Result<(), String>| {
+            if let Err(message) = result {
+                problems.push((key, message));
             }
         };
         for (key, value, rule) in [
@@ -88,11 +101,7 @@ impl Defaults {
                 cells::parse_disk_format(format.trim()).map(drop),
             );
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        problems
     }
 
     /// The replication settings of a row that leaves every setting empty. Assumes
