@@ -860,3 +860,127 @@ fn the_readme_and_help_list_every_exit_code_as_the_code_defines_it() {
         }
     }
 }
+
+/// Who reads a queue that must not be written to: root ignores file permissions, so as root the
+/// reading command runs as `nobody`; anyone else is held by the permissions as they are.
+fn reader() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    (unsafe { libc::geteuid() } == 0).then_some((65534, 65534))
+}
+
+/// `vrbulk --db db args…` run as [`reader`], with its output.
+fn read_as_reader(db: &Path, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"));
+    command.arg("--db").arg(db).args(args);
+    if let Some((uid, gid)) = reader() {
+        command.uid(uid).gid(gid);
+    }
+    command.output().unwrap()
+}
+
+/// The files of `dir`, sorted, and a digest of the queue's bytes.
+fn files_and_digest(dir: &Path, db: &Path) -> (Vec<String>, Vec<u8>) {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    (names, Sha256::digest(fs::read(db).unwrap()).to_vec())
+}
+
+/// Asserts that `status`, `report` and `batches` read the queue at `db` as [`reader`], and
+/// that `status` says `expect`.
+fn reading_commands_read(db: &Path, expect: &str) {
+    for args in [&["status"][..], &["report"], &["batches"]] {
+        let out = read_as_reader(db, args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}\n{stdout}\n{stderr}");
+        assert!(!stderr.contains("error:"), "{args:?}: {stderr}");
+        if args == ["status"] {
+            assert!(stdout.contains(expect), "{stdout}");
+        }
+    }
+}
+
+/// Regression: a read-only queue (a copied queue, a mounted backup) could not even be read by
+/// `status` or `report` ("attempt to write a readonly database"). Reading commands open it
+/// read-only: a file without write permission, and one in a folder without it, read; neither
+/// the file nor its folder changes (no index files left beside it); and a live writer's latest
+/// commit is seen through its own index.
+#[test]
+fn reading_commands_read_a_queue_they_cannot_write() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let root = tempfile::tempdir().unwrap();
+    fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let owner = reader().map(|(uid, gid)| (Some(uid), Some(gid)));
+
+    // A file without write permission, in a folder the reader may write to.
+    let dir = root.path().join("copied");
+    fs::create_dir(&dir).unwrap();
+    let db = dir.join("q.db");
+    import(&db, &data("samples/vms.csv")).assert_exit(0);
+    fs::remove_dir_all(dir.join("logs")).unwrap();
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o444)).unwrap();
+    if let Some((uid, gid)) = owner {
+        chown(&dir, uid, gid).unwrap();
+        chown(&db, uid, gid).unwrap();
+    }
+    let before = files_and_digest(&dir, &db);
+    reading_commands_read(&db, "batch 1 \"vms\"");
+    let mut after = files_and_digest(&dir, &db);
+    // The log files of a reading command are its own, not the queue's.
+    after.0.retain(|name| name != "logs");
+    assert_eq!(after, before, "reading changed the queue or left files beside it");
+
+    // A folder without write permission, while a writer holds the queue open: the reader
+    // sees the writer's latest commit, still in its write-ahead log.
+    let dir = root.path().join("mounted");
+    fs::create_dir(&dir).unwrap();
+    let db = dir.join("q.db");
+    import(&db, &data("samples/vms.csv")).assert_exit(0);
+    fs::remove_dir_all(dir.join("logs")).unwrap();
+    let mut writer = Queue::open(&db).unwrap();
+    writer
+        .create_batch(
+            &crate::support::fixtures::new_batch("written-while-read"),
+            &crate::support::fixtures::specs(1),
+        )
+        .unwrap();
+    assert!(dir.join("q.db-wal").exists(), "the writer keeps a write-ahead log");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).unwrap();
+    reading_commands_read(&db, "batch 2 \"written-while-read\"");
+    drop(writer);
+    // Closed: the writer could not remove its log in a read-only folder; the reader reads on.
+    reading_commands_read(&db, "batch 2 \"written-while-read\"");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A queue whose schema is older than this vrbulk: a reading command says so and leaves it as
+/// it is, rather than upgrading it (or failing obscurely on a read-only copy).
+#[test]
+fn a_reading_command_does_not_upgrade_an_older_queue_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for migration in ["0001_queue.sql", "0002_runs_and_api_usage.sql"] {
+        conn.execute_batch(&fs::read_to_string(data("migrations").join(migration)).unwrap())
+            .unwrap();
+    }
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    drop(conn);
+    let before = fs::read(&db).unwrap();
+    for command in ["status", "report", "batches"] {
+        Cmd::new()
+            .db(&db)
+            .args([command])
+            .assert_exit(2)
+            .stderr_contains("was written by an older vrbulk (schema version 2; this vrbulk reads version")
+            .stderr_contains("any command that writes to it (run, retry, cancel, import) upgrades it first");
+    }
+    assert_eq!(fs::read(&db).unwrap(), before, "a reading command changed the queue");
+}

@@ -268,7 +268,23 @@ pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, B
     if !db.exists() {
         return Err(NoBatch::NoQueue { db: db.into() }.into());
     }
-    let queue = Queue::open(db)?;
+    choose_batch(Queue::open(db)?, db, batch)
+}
+
+/// [`open_batch`] for a command that only reads (`status`, `report`): the queue is opened
+/// read-only, so a copied queue or a mounted backup reads too, and nothing is changed in it.
+pub fn read_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
+    if !db.exists() {
+        return Err(NoBatch::NoQueue { db: db.into() }.into());
+    }
+    choose_batch(Queue::open_read_only(db)?, db, batch)
+}
+
+fn choose_batch(
+    queue: Queue,
+    db: &Path,
+    batch: Option<BatchId>,
+) -> anyhow::Result<(Queue, Batch)> {
     let chosen = match batch {
         None => queue.latest_batch()?,
         Some(id) => match queue.batch(id) {
@@ -378,6 +394,8 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
                 cause.downcast_ref::<QueueError>(),
                 Some(
                     QueueError::TooNew { .. }
+                        | QueueError::TooOld { .. }
+                        | QueueError::NotAQueue { .. }
                         | QueueError::NoSuchBatch(_)
                         | QueueError::Refused(_)
                         | QueueError::AlreadyQueued(_)
