@@ -350,6 +350,13 @@ async fn names_vsphere_cannot_hold_are_refused_at_import_and_never_reach_the_app
             .assert_exit(2)
             .stderr_contains("--change-ticket: ")
             .stderr_contains("is 300 characters long; vrbulk takes at most 255 in a change ticket");
+        let ran = base()
+            .args(["import".as_ref(), data("samples/vms.csv").as_os_str()])
+            .args(["--target-datastore", &"d".repeat(81)])
+            .assert_exit(2)
+            .stderr_contains("--target-datastore: \"ddd")
+            .stderr_contains("is 81 characters long; vSphere allows at most 80 in a datastore name");
+        assert!(!ran.stderr().contains("[defaults]"), "a flag called a key: {}", ran.stderr());
     })
     .await
     .unwrap();

@@ -65,6 +65,8 @@ pub struct ImportArgs {
 pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
     let file = ConfigFile::load(config)?;
     let defaults = args.profile.over(&file.defaults);
+    // The file's own [defaults] passed when it was loaded: what is wrong now came from a flag.
+    defaults.check_flags()?;
     if let Some(ticket) = &args.profile.change_ticket {
         input::check_flag("change-ticket", input::Text::ChangeTicket, ticket)?;
     }

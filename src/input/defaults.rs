@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cells::{self, Text};
-use super::InputError;
+use super::{InputError, InputErrors};
 use crate::domain::{JobSpec, ReplicationSettings};
 use crate::vr::model::DiskFormat;
 
@@ -49,6 +49,23 @@ impl Defaults {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+
+    /// Checks a profile whose values came from flags (`import --rpo 2`): each problem names its
+    /// flag, where [`validate`](Self::validate) would name the `[defaults]` key.
+    pub fn check_flags(&self) -> Result<(), InputErrors> {
+        let errors: Vec<InputError> = self
+            .problems()
+            .into_iter()
+            .map(|(key, message)| {
+                InputError::new(None, None, format!("--{}: {message}", key.replace('_', "-")))
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(InputErrors(errors))
         }
     }
 
@@ -334,6 +351,24 @@ mod tests {
             "{shown:?}"
         );
         assert!(shown[1].contains("control character (U+0000)"), "{shown:?}");
+    }
+
+    #[test]
+    fn flags_are_named_as_flags() {
+        let flags = Defaults {
+            rpo: Some(2),
+            target_datastore: Some("d".repeat(81)),
+            ..Defaults::default()
+        };
+        let shown: Vec<String> = flags
+            .check_flags()
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(shown[0].starts_with("--target-datastore: \"ddd"), "{shown:?}");
+        assert_eq!(shown[1], "--rpo: expected minutes between 5 and 1440, got 2");
     }
 
     #[test]
