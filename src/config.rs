@@ -204,7 +204,11 @@ impl RunChecks {
         None
     }
 
-    fn parsed<T>(&mut self, value: Option<(String, String)>, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    fn parsed<T>(
+        &mut self,
+        value: Option<(String, String)>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let (text, field) = value?;
         parse(&text)
             .map_err(|message| self.problems.push(ConfigError::invalid(field, message)))
@@ -512,19 +516,18 @@ impl Connection {
         if url.scheme() == "http" && trust != TlsTrust::Verify {
             tracing::warn!("{url} is plain HTTP: the TLS settings of [source] have no effect");
         }
-        let user = match env.var("VRBULK_USER") {
-            Some(name) => user_name("VRBULK_USER", &name)?,
-            None => match &s.user {
-                Some(name) => user_name("[source] user", name)?,
-                None => {
-                    return Err(ConfigError::Missing {
+        let user =
+            match env.var("VRBULK_USER") {
+                Some(name) => user_name("VRBULK_USER", &name)?,
+                None => match &s.user {
+                    Some(name) => user_name("[source] user", name)?,
+                    None => return Err(ConfigError::Missing {
                         what: "the source user".into(),
                         hint: "set [source] user = \"administrator@vsphere.local\", or VRBULK_USER"
                             .into(),
-                    })
-                }
-            },
-        };
+                    }),
+                },
+            };
         let target_user = match (env.var("VRBULK_REMOTE_USER"), &file.target.user) {
             (Some(name), _) => user_name("VRBULK_REMOTE_USER", &name)?,
             (None, Some(name)) => user_name("[target] user", name)?,
@@ -937,7 +940,13 @@ mod tests {
         };
         let fields: Vec<String> = problems
             .iter()
-            .map(|p| p.to_string().split(": ").next().unwrap_or_default().to_owned())
+            .map(|p| {
+                p.to_string()
+                    .split(": ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(
             fields,
@@ -951,7 +960,10 @@ mod tests {
             ]
         );
         let shown = err.to_string();
-        assert!(shown.contains(" has 6 problems:\n  [source] url: "), "{shown}");
+        assert!(
+            shown.contains(" has 6 problems:\n  [source] url: "),
+            "{shown}"
+        );
         assert!(
             shown.contains("\n  [defaults] rpo: expected minutes between 5 and 1440, got 2\n"),
             "{shown}"
@@ -965,13 +977,22 @@ mod tests {
             ..RunSection::default()
         };
         let err = file.options(&RunFlags::default()).unwrap_err().to_string();
-        assert!(err.starts_with("[run] workers: must be between 1 and 64"), "{err}");
+        assert!(
+            err.starts_with("[run] workers: must be between 1 and 64"),
+            "{err}"
+        );
         let flags = RunFlags {
             workers: Some(65),
             ..RunFlags::default()
         };
-        let err = RunSection::default().options(&flags).unwrap_err().to_string();
-        assert!(err.starts_with("--workers: must be between 1 and 64"), "{err}");
+        let err = RunSection::default()
+            .options(&flags)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--workers: must be between 1 and 64"),
+            "{err}"
+        );
     }
 
     /// Any number in any numeric setting: an answer (a value or an error naming the setting),

@@ -126,13 +126,22 @@ fn a_file_of_many_bad_rows_lists_the_first_problems_and_counts_the_rest() {
     let stderr = ran.stderr();
     assert!(stderr.len() < 10_000, "{} bytes of errors", stderr.len());
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines[0], "error: 20000 problems in the input, nothing imported:");
+    assert_eq!(
+        lines[0],
+        "error: 20000 problems in the input, nothing imported:"
+    );
     assert_eq!(
         lines[1],
         "  line 2, column rpo: expected minutes between 5 and 1440, got \"2\""
     );
-    assert!(lines[2].starts_with("  line 2, column quiesce: "), "{stderr}");
-    assert!(lines[50].starts_with("  line 26, column quiesce: "), "{stderr}");
+    assert!(
+        lines[2].starts_with("  line 2, column quiesce: "),
+        "{stderr}"
+    );
+    assert!(
+        lines[50].starts_with("  line 26, column quiesce: "),
+        "{stderr}"
+    );
     assert_eq!(
         lines[51],
         "  … and 19950 more (the first 50 of 20000 are shown; 10000 rows have problems); \
@@ -314,10 +323,7 @@ async fn names_vsphere_cannot_hold_are_refused_at_import_and_never_reach_the_app
     let csv = dir.path().join("long.csv");
     fs::write(
         &csv,
-        format!(
-            "vm_name\napp-001\n{}\napp\0-003\n",
-            "a".repeat(100_000)
-        ),
+        format!("vm_name\napp-001\n{}\napp\0-003\n", "a".repeat(100_000)),
     )
     .unwrap();
     let (config2, db2) = (config.clone(), db.clone());
@@ -341,7 +347,14 @@ async fn names_vsphere_cannot_hold_are_refused_at_import_and_never_reach_the_app
             .stderr_contains("--match: \"web-?")
             .stderr_contains("can match no VM: it needs at least 100 characters");
         base()
-            .args(["import", "--inventory", "--match", "*", "--exclude", "old\x07*"])
+            .args([
+                "import",
+                "--inventory",
+                "--match",
+                "*",
+                "--exclude",
+                "old\x07*",
+            ])
             .assert_exit(2)
             .stderr_contains("--exclude: \"old\\u{7}*\" has a control character");
         base()
@@ -355,13 +368,23 @@ async fn names_vsphere_cannot_hold_are_refused_at_import_and_never_reach_the_app
             .args(["--target-datastore", &"d".repeat(81)])
             .assert_exit(2)
             .stderr_contains("--target-datastore: \"ddd")
-            .stderr_contains("is 81 characters long; vSphere allows at most 80 in a datastore name");
-        assert!(!ran.stderr().contains("[defaults]"), "a flag called a key: {}", ran.stderr());
+            .stderr_contains(
+                "is 81 characters long; vSphere allows at most 80 in a datastore name",
+            );
+        assert!(
+            !ran.stderr().contains("[defaults]"),
+            "a flag called a key: {}",
+            ran.stderr()
+        );
     })
     .await
     .unwrap();
     assert!(!db.exists(), "a refused import created the queue");
-    assert_eq!(sim.stats().journal, [], "the appliance heard of a refused input");
+    assert_eq!(
+        sim.stats().journal,
+        [],
+        "the appliance heard of a refused input"
+    );
 }
 
 #[tokio::test]
@@ -766,18 +789,33 @@ fn every_command_that_reads_the_settings_file_refuses_what_config_check_refuses(
                 let said = error_part(&checked.stderr());
                 assert!(said.starts_with("error: config file "), "{context}");
                 assert_eq!(error_part(&imported.stderr()), said, "{context}");
-                assert!(!db.exists(), "a refused import created its queue: {context}");
+                assert!(
+                    !db.exists(),
+                    "a refused import created its queue: {context}"
+                );
                 for args in others {
-                    let ran = Cmd::new().config(&config).db(&queue).args(*args).assert_exit(2);
+                    let ran = Cmd::new()
+                        .config(&config)
+                        .db(&queue)
+                        .args(*args)
+                        .assert_exit(2);
                     assert_eq!(error_part(&ran.stderr()), said, "{args:?}, {context}");
                 }
             }
             Some(0) => {
                 accepted += 1;
-                assert_eq!(Queue::open(&db).unwrap().jobs(1).unwrap().len(), 1, "{context}");
+                assert_eq!(
+                    Queue::open(&db).unwrap().jobs(1).unwrap().len(),
+                    1,
+                    "{context}"
+                );
                 for args in others {
                     let ran = Cmd::new().config(&config).db(&queue).args(*args).run();
-                    assert!(!ran.stderr().contains("config file"), "{args:?}: {}\n{context}", ran.stderr());
+                    assert!(
+                        !ran.stderr().contains("config file"),
+                        "{args:?}: {}\n{context}",
+                        ran.stderr()
+                    );
                 }
             }
             _ => panic!("config check exited {code:?}: {context}"),
@@ -785,7 +823,10 @@ fn every_command_that_reads_the_settings_file_refuses_what_config_check_refuses(
     }
     assert_eq!(snapshot(&queue), before, "a command wrote to the queue");
     // Both answers were put to the test, often.
-    assert!(refused >= 50 && accepted >= 30, "{refused} refused, {accepted} accepted");
+    assert!(
+        refused >= 50 && accepted >= 30,
+        "{refused} refused, {accepted} accepted"
+    );
 }
 
 #[test]
@@ -942,7 +983,10 @@ fn reading_commands_read_a_queue_they_cannot_write() {
     let mut after = files_and_digest(&dir, &db);
     // The log files of a reading command are its own, not the queue's.
     after.0.retain(|name| name != "logs");
-    assert_eq!(after, before, "reading changed the queue or left files beside it");
+    assert_eq!(
+        after, before,
+        "reading changed the queue or left files beside it"
+    );
 
     // A folder without write permission, while a writer holds the queue open: the reader
     // sees the writer's latest commit, still in its write-ahead log.
@@ -958,7 +1002,10 @@ fn reading_commands_read_a_queue_they_cannot_write() {
             &crate::support::fixtures::specs(1),
         )
         .unwrap();
-    assert!(dir.join("q.db-wal").exists(), "the writer keeps a write-ahead log");
+    assert!(
+        dir.join("q.db-wal").exists(),
+        "the writer keeps a write-ahead log"
+    );
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).unwrap();
     reading_commands_read(&db, "batch 2 \"written-while-read\"");
     drop(writer);
@@ -986,8 +1033,16 @@ fn a_reading_command_does_not_upgrade_an_older_queue_and_says_so() {
             .db(&db)
             .args([command])
             .assert_exit(2)
-            .stderr_contains("was written by an older vrbulk (schema version 2; this vrbulk reads version")
-            .stderr_contains("any command that writes to it (run, retry, cancel, import) upgrades it first");
+            .stderr_contains(
+                "was written by an older vrbulk (schema version 2; this vrbulk reads version",
+            )
+            .stderr_contains(
+                "any command that writes to it (run, retry, cancel, import) upgrades it first",
+            );
     }
-    assert_eq!(fs::read(&db).unwrap(), before, "a reading command changed the queue");
+    assert_eq!(
+        fs::read(&db).unwrap(),
+        before,
+        "a reading command changed the queue"
+    );
 }

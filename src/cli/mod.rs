@@ -280,11 +280,7 @@ pub fn read_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, B
     choose_batch(Queue::open_read_only(db)?, db, batch)
 }
 
-fn choose_batch(
-    queue: Queue,
-    db: &Path,
-    batch: Option<BatchId>,
-) -> anyhow::Result<(Queue, Batch)> {
+fn choose_batch(queue: Queue, db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
     let chosen = match batch {
         None => queue.latest_batch()?,
         Some(id) => match queue.batch(id) {

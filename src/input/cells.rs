@@ -404,9 +404,15 @@ mod tests {
 
     #[test]
     fn a_pattern_is_measured_without_its_stars() {
-        assert_eq!(Text::Pattern.check(&format!("*{}*", "a".repeat(80))), Ok(()));
+        assert_eq!(
+            Text::Pattern.check(&format!("*{}*", "a".repeat(80))),
+            Ok(())
+        );
         let err = Text::Pattern.check(&"a?".repeat(41)).unwrap_err();
-        assert!(err.contains("can match no VM: it needs at least 82 characters"), "{err}");
+        assert!(
+            err.contains("can match no VM: it needs at least 82 characters"),
+            "{err}"
+        );
     }
 
     #[test]

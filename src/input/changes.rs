@@ -8,8 +8,8 @@
 //! the import refuses is refused here in the same words. Which VM a row names is matched against
 //! the batch elsewhere (`workflow::day2`): this module knows no batch.
 
-use super::table::{self, Column, Row, SeenVms};
 use super::cells::{self, Text};
+use super::table::{self, Column, Row, SeenVms};
 use super::{InputError, InputErrors};
 use crate::domain::{SettingsChange, VmRef};
 
@@ -164,7 +164,11 @@ pub fn check_change(change: &SettingsChange) -> Result<(), InputErrors> {
         fail(&column.name().replace('_', "-"), message);
     }
     for (flag, value, rule) in [
-        ("storage-policy", &change.storage_policy, Text::StoragePolicy),
+        (
+            "storage-policy",
+            &change.storage_policy,
+            Text::StoragePolicy,
+        ),
         (
             "replication-server",
             &change.replication_server,
@@ -334,7 +338,8 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
             errors[0].starts_with("line 2, column vm_name: ")
-                && errors[0].ends_with("is 81 characters long; vSphere allows at most 80 in a VM name"),
+                && errors[0]
+                    .ends_with("is 81 characters long; vSphere allows at most 80 in a VM name"),
             "{errors:?}"
         );
         assert!(
@@ -347,7 +352,9 @@ mod tests {
         })
         .unwrap_err();
         assert!(
-            err.0[0].message.starts_with("--replication-server: \"vrs\\0\" has a control"),
+            err.0[0]
+                .message
+                .starts_with("--replication-server: \"vrs\\0\" has a control"),
             "{err}"
         );
     }

@@ -59,7 +59,11 @@ impl Defaults {
             .problems()
             .into_iter()
             .map(|(key, message)| {
-                InputError::new(None, None, format!("--{}: {message}", key.replace('_', "-")))
+                InputError::new(
+                    None,
+                    None,
+                    format!("--{}: {message}", key.replace('_', "-")),
+                )
             })
             .collect();
         if errors.is_empty() {
@@ -82,7 +86,11 @@ impl Defaults {
             ("pairing", &self.pairing, Text::Pairing),
             ("target_datastore", &self.target_datastore, Text::Datastore),
             ("storage_policy", &self.storage_policy, Text::StoragePolicy),
-            ("replication_server", &self.replication_server, Text::ReplicationServer),
+            (
+                "replication_server",
+                &self.replication_server,
+                Text::ReplicationServer,
+            ),
         ] {
             match value.as_deref().map(str::trim) {
                 Some("") => check(
@@ -367,8 +375,14 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert!(shown[0].starts_with("--target-datastore: \"ddd"), "{shown:?}");
-        assert_eq!(shown[1], "--rpo: expected minutes between 5 and 1440, got 2");
+        assert!(
+            shown[0].starts_with("--target-datastore: \"ddd"),
+            "{shown:?}"
+        );
+        assert_eq!(
+            shown[1],
+            "--rpo: expected minutes between 5 and 1440, got 2"
+        );
     }
 
     #[test]

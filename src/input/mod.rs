@@ -353,7 +353,10 @@ mod tests {
     fn a_change_ticket_flag_obeys_the_column_rule() {
         assert!(check_flag("change-ticket", Text::ChangeTicket, "CHG0012345").is_ok());
         let err = check_flag("change-ticket", Text::ChangeTicket, &"C".repeat(256)).unwrap_err();
-        assert!(err.0[0].message.starts_with("--change-ticket: \"CCC"), "{err}");
+        assert!(
+            err.0[0].message.starts_with("--change-ticket: \"CCC"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use csv::{ReaderBuilder, StringRecord};
 
-use super::defaults::is_auto;
 use super::cells::{quoted, Text};
+use super::defaults::is_auto;
 use super::{cells, Defaults, InputError, InputErrors, JobSpec, VmRef};
 use crate::domain::ReplicationSettings;
 
@@ -395,8 +395,7 @@ impl Header {
                     let (message, suggestion) = unknown_column(name, delimiter);
                     suggested.extend(suggestion);
                     // Positioned by the name as written, unless that is no name at all.
-                    let shown = if name.chars().count() > 40 || name.chars().any(char::is_control)
-                    {
+                    let shown = if name.chars().count() > 40 || name.chars().any(char::is_control) {
                         quoted(name)
                     } else {
                         name.to_owned()
@@ -741,9 +740,7 @@ impl Row<'_> {
         JobSpec {
             line: Some(self.line),
             vm,
-            pairing: self
-                .text(Column::Pairing)
-                .or_else(|| defaults.pairing()),
+            pairing: self.text(Column::Pairing).or_else(|| defaults.pairing()),
             target_datastore: target_datastore.unwrap_or_default(),
             storage_policy: self
                 .text(Column::StoragePolicy)
