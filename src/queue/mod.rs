@@ -1589,4 +1589,28 @@ mod tests {
             assert!(q.conn.execute(sql, [id]).is_err(), "{sql}");
         }
     }
+
+    #[test]
+    fn a_read_only_queue_opens_under_any_file_name_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("backup 2026-11-27 #3 ?100%");
+        std::fs::create_dir(&folder).unwrap();
+        let path = folder.join("q.db");
+        Queue::open(&path)
+            .unwrap()
+            .create_batch(&new_batch(), &[spec("app-001")])
+            .unwrap();
+        let mut q = Queue::open_read_only(&path).unwrap();
+        assert_eq!(q.batch(1).unwrap().name, "wave 1");
+        assert!(q.create_batch(&new_batch(), &[spec("app-002")]).is_err());
+        let names: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["q.db"], "nothing beside the file");
+        assert_eq!(
+            file_uri(Path::new("/a b/#?%.db")),
+            "file:/a%20b/%23%3F%25.db"
+        );
+    }
 }
