@@ -157,8 +157,8 @@ pub const VSPHERE_NAME_MAX: usize = 80;
 /// name, and a VR server by its own.
 const HOST_NAME_MAX: usize = 253;
 
-/// Names and free text an operator types, each with what vSphere (or, where vSphere documents
-/// no limit, the report) can hold. A name that vSphere could not hold matches nothing, yet it
+/// Names and free text an operator types, each with the most vSphere holds (or, where vSphere
+/// documents no limit, a cap far above any real value). A name that vSphere could not hold matches nothing, yet it
 /// would reach the appliance in every lookup of its group (a 100 KB name once made the HTTP
 /// client refuse the whole request): refused at the door instead, with its line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

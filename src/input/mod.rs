@@ -5,9 +5,10 @@
 //! ([`check_change`]), checked by the same rules.
 //!
 //! This module never touches the network or the database: the queue stores what it returns, the
-//! workflow resolves the names in it against the API. Every problem of an input is collected and
-//! reported at once, positioned by line and column ([`InputErrors`]); nothing is returned unless
-//! the whole input is valid, so a batch is never half imported.
+//! workflow resolves the names in it against the API, once each name is one vSphere could hold
+//! ([`Text`]). Every problem of an input is collected at once, positioned by line and column
+//! ([`InputErrors`], whose message lists the first [`PROBLEMS_SHOWN`] and counts the rest);
+//! nothing is returned unless the whole input is valid, so a batch is never half imported.
 
 mod cells;
 mod changes;
@@ -20,7 +21,7 @@ use std::fmt;
 
 use crate::domain::{JobSpec, VmRef};
 
-pub use cells::{Text, VSPHERE_NAME_MAX};
+pub use cells::Text;
 pub use changes::{check_change, mpit_problem, parse_changes_csv, read_changes, ChangeRow};
 pub use defaults::Defaults;
 pub use glob::glob_match;
