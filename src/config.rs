@@ -3,6 +3,14 @@
 //! The file holds no secrets: passwords come from `VRBULK_PASSWORD` / `VRBULK_REMOTE_PASSWORD`
 //! or an interactive prompt, never from a flag (shell history) or the file (backups, tickets).
 //! Turning raw file values into a validated [`ClientSettings`] happens once, here.
+//!
+//! Every command reads the file through [`ConfigFile::load`], which checks the whole file by the
+//! same rules that turn it into settings ([`ConfigFile::problems`]): a file that `config check`
+//! refuses is refused by `import`, `run` and the rest alike, with every problem at once and
+//! before anything is written. (`import` once wrote batches from files whose `[run]` said
+//! `submit_group = 0`, because it read only `[defaults]`.) What only a connection needs, the URL
+//! and the user, may come from the environment instead, so their absence is said by the commands
+//! that connect.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +43,33 @@ pub enum ConfigError {
 
     #[error("{what} is not set: {hint}")]
     Missing { what: String, hint: String },
+
+    /// The settings file's every problem (each an `Invalid`).
+    #[error("config file {}{}", path.display(), listing(problems))]
+    File {
+        path: PathBuf,
+        problems: Vec<ConfigError>,
+    },
+}
+
+/// `: the problem`, or ` has N problems:` and one a line.
+fn listing(problems: &[ConfigError]) -> String {
+    match problems {
+        [one] => format!(": {one}"),
+        many => {
+            let lines: String = many.iter().map(|p| format!("\n  {p}")).collect();
+            format!(" has {} problems:{lines}", many.len())
+        }
+    }
+}
+
+impl ConfigError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// The file as written, before validation.
@@ -114,103 +149,185 @@ pub struct RunFlags {
     pub join: bool,
 }
 
+/// The checks of `[run]` values and the flags over them, collecting every problem; a value
+/// with a problem leaves the built-in default in its place.
+#[derive(Default)]
+struct RunChecks {
+    problems: Vec<ConfigError>,
+}
+
+impl RunChecks {
+    /// The flag's value, else the key's, with its name for a message: `--workers` or
+    /// `[run] workers`.
+    fn origin<T>(
+        flag: Option<T>,
+        flag_name: &str,
+        key: Option<T>,
+        key_name: &str,
+    ) -> Option<(T, String)> {
+        match (flag, key) {
+            (Some(v), _) => Some((v, format!("--{flag_name}"))),
+            (None, Some(v)) => Some((v, format!("[run] {key_name}"))),
+            (None, None) => None,
+        }
+    }
+
+    fn count(
+        &mut self,
+        value: Option<(usize, String)>,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Option<usize> {
+        let (n, field) = value?;
+        if range.contains(&n) {
+            return Some(n);
+        }
+        self.problems.push(ConfigError::invalid(
+            field,
+            format!(
+                "must be between {} and {}, got {n}",
+                range.start(),
+                range.end()
+            ),
+        ));
+        None
+    }
+
+    fn seconds(&mut self, value: Option<(f64, String)>, min: f64) -> Option<Duration> {
+        let (secs, field) = value?;
+        if secs.is_finite() && (min..=86_400.0).contains(&secs) {
+            return Some(Duration::from_secs_f64(secs));
+        }
+        self.problems.push(ConfigError::invalid(
+            field,
+            format!("must be between {min} and 86400 seconds, got {secs}"),
+        ));
+        None
+    }
+
+    fn parsed<T>(
+        &mut self,
+        value: Option<(String, String)>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let (text, field) = value?;
+        parse(&text)
+            .map_err(|message| self.problems.push(ConfigError::invalid(field, message)))
+            .ok()
+    }
+}
+
 impl RunSection {
-    /// Flags over `[run]` over the built-in defaults, checked once.
+    /// Flags over `[run]` over the built-in defaults, checked once; the first problem, if any
+    /// (the file's own were refused when it was loaded, so these are the flags').
     pub fn options(&self, flags: &RunFlags) -> Result<RunOptions, ConfigError> {
-        if self.rate.is_some() || self.burst.is_some() {
-            tracing::warn!(
-                "[run] rate and burst are no longer used: vrbulk keeps to the appliance's own \
-                 rate limit ([source] requests_per_minute, 50 by default); remove them"
-            );
+        let (options, problems) = self.checked(flags);
+        match problems.into_iter().next() {
+            None => Ok(options),
+            Some(first) => Err(first),
         }
+    }
+
+    /// The options and every problem of them.
+    fn checked(&self, flags: &RunFlags) -> (RunOptions, Vec<ConfigError>) {
+        use RunChecks as C;
         let d = RunOptions::default();
-        let invalid = |field: &str, message: String| ConfigError::Invalid {
-            field: field.to_string(),
-            message,
-        };
-        let in_range = |field: &str, value: usize, range: std::ops::RangeInclusive<usize>| {
-            if range.contains(&value) {
-                Ok(value)
-            } else {
-                Err(invalid(
-                    field,
-                    format!(
-                        "must be between {} and {}, got {value}",
-                        range.start(),
-                        range.end()
-                    ),
-                ))
-            }
-        };
-        let seconds = |field: &str, secs: f64, min: f64| {
-            if secs.is_finite() && (min..=86_400.0).contains(&secs) {
-                Ok(Duration::from_secs_f64(secs))
-            } else {
-                Err(invalid(
-                    field,
-                    format!("must be between {min} and 86400 seconds, got {secs}"),
-                ))
-            }
-        };
-        let max_attempts = flags.max_attempts.or(self.max_attempts);
-        if let Some(k) = max_attempts {
-            in_range("max_attempts", k as usize, 1..=100)?;
-        }
-        Ok(RunOptions {
-            batch: flags.batch,
-            workers: in_range(
-                "workers",
-                flags.workers.or(self.workers).unwrap_or(d.workers),
-                1..=64,
-            )?,
-            max_attempts,
-            until: flags
-                .until
-                .as_deref()
-                .map(parse_until)
-                .transpose()
-                .map_err(|m| invalid("--until", m))?,
-            lookup_group: in_range(
+        let mut c = RunChecks::default();
+        let workers = c.count(
+            C::origin(flags.workers, "workers", self.workers, "workers"),
+            1..=64,
+        );
+        let lookup_group = c.count(
+            C::origin(
+                flags.lookup_group,
+                "lookup-group",
+                self.lookup_group,
                 "lookup_group",
-                flags
-                    .lookup_group
-                    .or(self.lookup_group)
-                    .unwrap_or(d.lookup_group),
-                1..=200,
-            )?,
-            // The appliance takes at most 20 VMs in one configure operation.
-            submit_group: in_range(
+            ),
+            1..=200,
+        );
+        // The appliance takes at most 20 VMs in one configure operation.
+        let submit_group = c.count(
+            C::origin(
+                flags.submit_group,
+                "submit-group",
+                self.submit_group,
                 "submit_group",
-                flags
-                    .submit_group
-                    .or(self.submit_group)
-                    .unwrap_or(d.submit_group),
-                1..=20,
-            )?,
-            poll_interval: match flags.poll_interval.or(self.poll_interval_seconds) {
-                Some(secs) => seconds("poll_interval", secs, 0.1)?,
-                None => d.poll_interval,
-            },
-            request_retries: self.request_retries.unwrap_or(d.request_retries),
-            lease: match self.lease_seconds {
-                Some(secs) => seconds("lease_seconds", secs as f64, 1.0)?,
-                None => d.lease,
-            },
-            max_initial_syncs: flags
-                .max_initial_syncs
-                .or(self.max_initial_syncs)
-                .map(|n| in_range("max_initial_syncs", n, 1..=2000))
-                .transpose()?,
-            order: flags
-                .order
-                .as_deref()
-                .or(self.order.as_deref())
-                .map(|o| o.parse().map_err(|m| invalid("order", m)))
-                .transpose()?
-                .unwrap_or_default(),
+            ),
+            1..=20,
+        );
+        let max_attempts = c
+            .count(
+                C::origin(
+                    flags.max_attempts.map(|k| k as usize),
+                    "max-attempts",
+                    self.max_attempts.map(|k| k as usize),
+                    "max_attempts",
+                ),
+                1..=100,
+            )
+            .map(|k| k as u32);
+        let until = c.parsed(
+            flags.until.clone().map(|u| (u, "--until".to_string())),
+            parse_until,
+        );
+        let poll_interval = c.seconds(
+            C::origin(
+                flags.poll_interval,
+                "poll-interval",
+                self.poll_interval_seconds,
+                "poll_interval_seconds",
+            ),
+            0.1,
+        );
+        // Quick retries of one request, each waiting up to the backoff's cap: more than ten
+        // would hold a worker for minutes on an appliance that is down.
+        let request_retries = c.count(
+            C::origin(
+                None,
+                "",
+                self.request_retries.map(|n| n as usize),
+                "request_retries",
+            ),
+            0..=10,
+        );
+        let lease = c.seconds(
+            C::origin(
+                None,
+                "",
+                self.lease_seconds.map(|s| s as f64),
+                "lease_seconds",
+            ),
+            1.0,
+        );
+        let max_initial_syncs = c.count(
+            C::origin(
+                flags.max_initial_syncs,
+                "max-initial-syncs",
+                self.max_initial_syncs,
+                "max_initial_syncs",
+            ),
+            1..=2000,
+        );
+        let order = c.parsed(
+            C::origin(flags.order.clone(), "order", self.order.clone(), "order"),
+            |o| o.parse(),
+        );
+        let options = RunOptions {
+            batch: flags.batch,
+            workers: workers.unwrap_or(d.workers),
+            max_attempts,
+            until,
+            lookup_group: lookup_group.unwrap_or(d.lookup_group),
+            submit_group: submit_group.unwrap_or(d.submit_group),
+            poll_interval: poll_interval.unwrap_or(d.poll_interval),
+            request_retries: request_retries.map_or(d.request_retries, |n| n as u32),
+            lease: lease.unwrap_or(d.lease),
+            max_initial_syncs,
+            order: order.unwrap_or_default(),
             join: flags.join,
             ..d
-        })
+        };
+        (options, c.problems)
     }
 }
 
@@ -251,7 +368,8 @@ pub struct TargetSection {
 }
 
 impl ConfigFile {
-    /// Reads `path`, or `./vrbulk.toml` when no path is given and that file exists.
+    /// Reads `path`, or `./vrbulk.toml` when no path is given and that file exists, and checks
+    /// it whole: every problem of it at once ([`ConfigError::File`]), or the file.
     pub fn load(path: Option<&Path>) -> Result<ConfigFile, ConfigError> {
         let path = match path {
             Some(p) => p.to_path_buf(),
@@ -266,12 +384,61 @@ impl ConfigFile {
             path: path.clone(),
             message,
         })?;
-        file.path = Some(path);
+        file.path = Some(path.clone());
+        let problems = file.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::File { path, problems });
+        }
+        if file.run.rate.is_some() || file.run.burst.is_some() {
+            tracing::warn!(
+                "[run] rate and burst are no longer used: vrbulk keeps to the appliance's own \
+                 rate limit ([source] requests_per_minute, 50 by default); remove them"
+            );
+        }
         Ok(file)
     }
 
+    /// The file as written, unchecked: [`load`](Self::load) is what commands use.
     pub fn parse(text: &str) -> Result<ConfigFile, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Every problem of the file's values, by the rules that turn them into settings
+    /// ([`Connection::resolve`], [`RunSection::options`], [`Defaults::validate`]), so that
+    /// whatever passes here resolves. A URL or user the environment overrides is still checked:
+    /// the file is wrong either way.
+    ///
+    /// [`Defaults::validate`]: crate::input::Defaults::validate
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let s = &self.source;
+        let mut problems = Vec::new();
+        let mut note = |result: Result<(), ConfigError>| {
+            if let Err(problem) = result {
+                problems.push(problem);
+            }
+        };
+        if let Some(url) = &s.url {
+            note(parse_url(url).map(drop));
+        }
+        if let Some(name) = &s.user {
+            note(user_name("[source] user", name).map(drop));
+        }
+        if let Some(name) = &self.target.user {
+            note(user_name("[target] user", name).map(drop));
+        }
+        note(api_version(s).map(drop));
+        note(trust(self).map(drop));
+        note(timeout(s).map(drop));
+        note(page_size(s).map(drop));
+        note(limits(s).map(drop));
+        problems.extend(
+            self.defaults
+                .problems()
+                .into_iter()
+                .map(|(key, message)| ConfigError::invalid(format!("[defaults] {key}"), message)),
+        );
+        problems.extend(self.run.checked(&RunFlags::default()).1);
+        problems
     }
 
     fn relative(&self, p: &Path) -> PathBuf {
@@ -344,50 +511,34 @@ impl Connection {
             }
         })?;
         let url = parse_url(&url_text)?;
-        let api_version = match &s.api_version {
-            Some(v) => v.parse().map_err(|message| ConfigError::Invalid {
-                field: "[source] api_version".into(),
-                message,
-            })?,
-            None => ApiVersion::V2,
-        };
+        let api_version = api_version(s)?;
         let trust = trust(file)?;
         if url.scheme() == "http" && trust != TlsTrust::Verify {
             tracing::warn!("{url} is plain HTTP: the TLS settings of [source] have no effect");
         }
-        let user = env
-            .var("VRBULK_USER")
-            .or_else(|| s.user.clone())
-            .ok_or_else(|| ConfigError::Missing {
-                what: "the source user".into(),
-                hint: "set [source] user = \"administrator@vsphere.local\", or VRBULK_USER".into(),
-            })?;
-        let target_user = env
-            .var("VRBULK_REMOTE_USER")
-            .or_else(|| file.target.user.clone())
-            .unwrap_or_else(|| user.clone());
-        let timeout = Duration::from_secs(s.timeout_seconds.unwrap_or(60));
-        if timeout.is_zero() {
-            return Err(ConfigError::Invalid {
-                field: "[source] timeout_seconds".into(),
-                message: "must be at least 1".into(),
-            });
-        }
-        // Large pages make bulk reads (every task of a wave, every VM of a vCenter) one call
-        // instead of ten; an appliance that refuses them can be given a smaller size.
-        let page_size = s.page_size.unwrap_or(1000);
-        if !(1..=1000).contains(&page_size) {
-            return Err(ConfigError::Invalid {
-                field: "[source] page_size".into(),
-                message: format!("must be between 1 and 1000, got {page_size}"),
-            });
-        }
+        let user =
+            match env.var("VRBULK_USER") {
+                Some(name) => user_name("VRBULK_USER", &name)?,
+                None => match &s.user {
+                    Some(name) => user_name("[source] user", name)?,
+                    None => return Err(ConfigError::Missing {
+                        what: "the source user".into(),
+                        hint: "set [source] user = \"administrator@vsphere.local\", or VRBULK_USER"
+                            .into(),
+                    }),
+                },
+            };
+        let target_user = match (env.var("VRBULK_REMOTE_USER"), &file.target.user) {
+            (Some(name), _) => user_name("VRBULK_REMOTE_USER", &name)?,
+            (None, Some(name)) => user_name("[target] user", name)?,
+            (None, None) => user.clone(),
+        };
         Ok(Connection {
             url,
             api_version,
             trust,
-            timeout,
-            page_size,
+            timeout: timeout(s)?,
+            page_size: page_size(s)?,
             limits: limits(s)?,
             user,
             target_user,
@@ -491,6 +642,57 @@ fn parse_url(text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+fn api_version(s: &SourceSection) -> Result<ApiVersion, ConfigError> {
+    match &s.api_version {
+        Some(v) => v
+            .parse()
+            .map_err(|message: String| ConfigError::invalid("[source] api_version", message)),
+        None => Ok(ApiVersion::V2),
+    }
+}
+
+/// A user name: something to log in with, and nothing a terminal would act on.
+fn user_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ConfigError::invalid(
+            field,
+            "must not be empty: leave the key out to use the source user (or VRBULK_USER)",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            field,
+            "has a control character; a user name has none",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// How long one request may take: at least a second, at most an hour (a longer wait is a hung
+/// appliance, not a slow one).
+fn timeout(s: &SourceSection) -> Result<Duration, ConfigError> {
+    match s.timeout_seconds.unwrap_or(60) {
+        secs @ 1..=3600 => Ok(Duration::from_secs(secs)),
+        secs => Err(ConfigError::invalid(
+            "[source] timeout_seconds",
+            format!("must be between 1 and 3600, got {secs}"),
+        )),
+    }
+}
+
+/// Large pages make bulk reads (every task of a wave, every VM of a vCenter) one call instead of
+/// ten; an appliance that refuses them can be given a smaller size.
+fn page_size(s: &SourceSection) -> Result<u32, ConfigError> {
+    match s.page_size.unwrap_or(1000) {
+        n @ 1..=1000 => Ok(n),
+        n => Err(ConfigError::invalid(
+            "[source] page_size",
+            format!("must be between 1 and 1000, got {n}"),
+        )),
+    }
+}
+
 /// The appliance's rate limiter: its defaults, or what its admin set.
 fn limits(s: &SourceSection) -> Result<Limits, ConfigError> {
     let d = Limits::APPLIANCE;
@@ -545,7 +747,18 @@ fn trust(file: &ConfigFile) -> Result<TlsTrust, ConfigError> {
             });
     }
     if let Some(ca) = &s.ca_file {
-        return Ok(TlsTrust::VerifyWithCa(file.relative(ca)));
+        let path = file.relative(ca);
+        // Found now rather than at the first connection, which may be the night's run.
+        if !path.is_file() {
+            return Err(ConfigError::invalid(
+                "[source] ca_file",
+                format!(
+                    "{} is not a file (a relative path is read from the settings file's folder)",
+                    path.display()
+                ),
+            ));
+        }
+        return Ok(TlsTrust::VerifyWithCa(path));
     }
     Ok(if s.insecure {
         TlsTrust::Insecure
@@ -695,16 +908,90 @@ mod tests {
     }
 
     #[test]
-    fn ca_file_is_relative_to_the_config_file() {
-        let mut file = ConfigFile::parse(
-            "[source]\nurl = \"https://a\"\nuser = \"u\"\nca_file = \"vmca.pem\"\n",
+    fn ca_file_is_relative_to_the_config_file_and_must_be_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[source]\nurl = \"https://a\"\nuser = \"u\"\nca_file = \"vmca.pem\"\n";
+        let config = dir.path().join("vrbulk.toml");
+        std::fs::write(&config, text).unwrap();
+        let err = ConfigFile::load(Some(&config)).unwrap_err().to_string();
+        assert!(
+            err.contains("[source] ca_file: ") && err.contains("vmca.pem is not a file"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("vmca.pem"), "PEM").unwrap();
+        let file = ConfigFile::load(Some(&config)).unwrap();
+        let s = client_settings(&file, &env(&[("VRBULK_PASSWORD", "p")])).unwrap();
+        assert_eq!(s.trust, TlsTrust::VerifyWithCa(dir.path().join("vmca.pem")));
+    }
+
+    #[test]
+    fn load_refuses_a_file_with_every_problem_of_it_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("vrbulk.toml");
+        std::fs::write(
+            &config,
+            "[source]\nurl = \"vr.corp.local\"\npage_size = 0\n[defaults]\nrpo = 2\n\
+             [run]\nsubmit_group = 0\nmax_attempts = 0\npoll_interval_seconds = nan\n",
         )
         .unwrap();
-        file.path = Some(PathBuf::from("/etc/vrbulk/vrbulk.toml"));
-        let s = client_settings(&file, &env(&[("VRBULK_PASSWORD", "p")])).unwrap();
+        let err = ConfigFile::load(Some(&config)).unwrap_err();
+        let ConfigError::File { problems, .. } = &err else {
+            panic!("{err:?}");
+        };
+        let fields: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                p.to_string()
+                    .split(": ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
         assert_eq!(
-            s.trust,
-            TlsTrust::VerifyWithCa(PathBuf::from("/etc/vrbulk/vmca.pem"))
+            fields,
+            [
+                "[source] url",
+                "[source] page_size",
+                "[defaults] rpo",
+                "[run] submit_group",
+                "[run] max_attempts",
+                "[run] poll_interval_seconds"
+            ]
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.contains(" has 6 problems:\n  [source] url: "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\n  [defaults] rpo: expected minutes between 5 and 1440, got 2\n"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_flag_is_named_as_the_flag_and_a_key_as_the_key() {
+        let file = RunSection {
+            workers: Some(0),
+            ..RunSection::default()
+        };
+        let err = file.options(&RunFlags::default()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("[run] workers: must be between 1 and 64"),
+            "{err}"
+        );
+        let flags = RunFlags {
+            workers: Some(65),
+            ..RunFlags::default()
+        };
+        let err = RunSection::default()
+            .options(&flags)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--workers: must be between 1 and 64"),
+            "{err}"
         );
     }
 

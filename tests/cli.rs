@@ -75,8 +75,15 @@ fn bad_csv_files_exit_2_name_each_problem_and_leave_the_db_unchanged() {
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         {
             let position = line.split(": ").next().unwrap();
+            // A settings file with bad [defaults] is refused as a settings file, before the
+            // CSV is read (as every command refuses it): its keys are named, the rows not yet.
+            let position = match (toml.exists(), position.strip_prefix("column ")) {
+                (true, Some(key)) => format!("[defaults] {key}: "),
+                (true, None) => continue,
+                (false, _) => position.to_string(),
+            };
             assert!(
-                ran.stderr().contains(position),
+                ran.stderr().contains(&position),
                 "{}: stderr lacks `{position}`:\n{}",
                 csv.display(),
                 ran.stderr()
@@ -98,6 +105,55 @@ fn a_rejected_import_creates_no_database() {
         .assert_exit(2)
         .stderr_contains("nothing imported");
     assert!(!db.exists());
+}
+
+/// Regression: a file of a million bad rows printed 72 MB of errors. The first problems are
+/// listed in line order with their line and column, the rest counted; `--all-errors` lists
+/// every one. Either way nothing is imported.
+#[test]
+fn a_file_of_many_bad_rows_lists_the_first_problems_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let csv = dir.path().join("bad.csv");
+    let rows = 10_000;
+    let mut text = String::from("vm_name,target_datastore,rpo,quiesce\n");
+    for i in 0..rows {
+        text.push_str(&format!("app-{i:05},ds-gold-01,2,maybe\n"));
+    }
+    fs::write(&csv, text).unwrap();
+
+    let ran = import(&db, &csv).assert_exit(2);
+    let stderr = ran.stderr();
+    assert!(stderr.len() < 10_000, "{} bytes of errors", stderr.len());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        "error: 20000 problems in the input, nothing imported:"
+    );
+    assert_eq!(
+        lines[1],
+        "  line 2, column rpo: expected minutes between 5 and 1440, got \"2\""
+    );
+    assert!(
+        lines[2].starts_with("  line 2, column quiesce: "),
+        "{stderr}"
+    );
+    assert!(
+        lines[50].starts_with("  line 26, column quiesce: "),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[51],
+        "  … and 19950 more (the first 50 of 20000 are shown; 10000 rows have problems); \
+         --all-errors lists every one"
+    );
+    assert_eq!(lines.len(), 52, "{stderr}");
+
+    let every = import(&db, &csv).args(["--all-errors"]).assert_exit(2);
+    let listed: Vec<String> = every.stderr().lines().skip(1).map(str::to_owned).collect();
+    assert_eq!(listed.len(), 20_000);
+    assert!(listed[19_999].starts_with(&format!("  line {}, column quiesce", rows + 1)));
+    assert!(!db.exists(), "a refused import created the queue");
 }
 
 #[test]
@@ -249,6 +305,86 @@ async fn import_check_finds_the_names_the_live_inventory_lacks_by_line_and_colum
     })
     .await
     .unwrap();
+}
+
+/// Regression: a 100 KB `vm_name`, or one with a NUL byte, imported; the run then failed it
+/// with "builder error" after slowing its lookup group. Such names (and patterns, tickets) are
+/// refused at the door, at their line and column, and the appliance hears nothing of them.
+#[tokio::test]
+async fn names_vsphere_cannot_hold_are_refused_at_import_and_never_reach_the_appliance() {
+    let sim = start(sim_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(
+        &sim,
+        dir.path(),
+        "[defaults]\ntarget_datastore = \"ds-silver-01\"\n",
+    );
+    let db = dir.path().join("q.db");
+    let csv = dir.path().join("long.csv");
+    fs::write(
+        &csv,
+        format!("vm_name\napp-001\n{}\napp\0-003\n", "a".repeat(100_000)),
+    )
+    .unwrap();
+    let (config2, db2) = (config.clone(), db.clone());
+    tokio::task::spawn_blocking(move || {
+        let base = || {
+            Cmd::new()
+                .env("VRBULK_PASSWORD", "VMware1!")
+                .config(&config2)
+                .db(&db2)
+        };
+        let ran = base()
+            .args(["import".as_ref(), csv.as_os_str()])
+            .assert_exit(2)
+            .stderr_contains("line 3, column vm_name: \"aaaa")
+            .stderr_contains("is 100000 characters long; vSphere allows at most 80 in a VM name")
+            .stderr_contains("line 4, column vm_name: \"app\\0-003\" has a control character");
+        assert!(ran.stderr().len() < 1000, "{} bytes", ran.stderr().len());
+        base()
+            .args(["import", "--inventory", "--match", &"web-?".repeat(20)])
+            .assert_exit(2)
+            .stderr_contains("--match: \"web-?")
+            .stderr_contains("can match no VM: it needs at least 100 characters");
+        base()
+            .args([
+                "import",
+                "--inventory",
+                "--match",
+                "*",
+                "--exclude",
+                "old\x07*",
+            ])
+            .assert_exit(2)
+            .stderr_contains("--exclude: \"old\\u{7}*\" has a control character");
+        base()
+            .args(["import".as_ref(), data("samples/vms.csv").as_os_str()])
+            .args(["--change-ticket", &"CHG".repeat(100)])
+            .assert_exit(2)
+            .stderr_contains("--change-ticket: ")
+            .stderr_contains("is 300 characters long; vrbulk takes at most 255 in a change ticket");
+        let ran = base()
+            .args(["import".as_ref(), data("samples/vms.csv").as_os_str()])
+            .args(["--target-datastore", &"d".repeat(81)])
+            .assert_exit(2)
+            .stderr_contains("--target-datastore: \"ddd")
+            .stderr_contains(
+                "is 81 characters long; vSphere allows at most 80 in a datastore name",
+            );
+        assert!(
+            !ran.stderr().contains("[defaults]"),
+            "a flag called a key: {}",
+            ran.stderr()
+        );
+    })
+    .await
+    .unwrap();
+    assert!(!db.exists(), "a refused import created the queue");
+    assert_eq!(
+        sim.stats().journal,
+        [],
+        "the appliance heard of a refused input"
+    );
 }
 
 #[tokio::test]
@@ -486,7 +622,7 @@ fn a_missing_settings_file_or_an_unknown_key_exits_2() {
     .unwrap();
     check(&bad)
         .assert_exit(2)
-        .stderr_contains("[defaults]: column rpo: expected minutes between 5 and 1440, got 2");
+        .stderr_contains("[defaults] rpo: expected minutes between 5 and 1440, got 2");
     fs::write(
         &bad,
         "[source]\nurl = \"https://vr\"\nuser = \"u\"\n[defaults]\nrpo = 15\n[run]\nworkers = 5\n",
@@ -508,6 +644,189 @@ fn a_missing_settings_file_or_an_unknown_key_exits_2() {
     check(&bad)
         .assert_exit(0)
         .stderr_contains("[run] rate and burst are no longer used");
+}
+
+/// The keys of `vrbulk.toml`, each with values to put there: good ones and bad ones (out of
+/// range, not a number, the wrong type, a name vSphere cannot hold, a conflict of keys).
+const SETTINGS_MUTATIONS: &[(&str, &str, &[&str])] = &[
+    ("source", "url", &[
+        "\"https://127.0.0.1:1\"", "\"vr.corp.local\"", "\"https://vr/api/rest/vr/v2\"",
+        "\"https://admin:pw@vr\"", "\"ftp://vr\"", "\"\"", "5",
+    ]),
+    ("source", "user", &["\"svc-vr@corp.local\"", "\"\"", "\"  \"", "\"svc\\u0007\""]),
+    ("source", "api_version", &["\"v1\"", "\"v2\"", "\"v3\"", "\"\""]),
+    ("source", "thumbprint", &[
+        "\"AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\"",
+        "\"AB:CD\"", "\"AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01\"",
+    ]),
+    ("source", "insecure", &["true", "false", "\"yes\""]),
+    ("source", "ca_file", &["\"ca.pem\"", "\"missing.pem\""]),
+    ("source", "timeout_seconds", &["30", "0", "-1", "86400000"]),
+    ("source", "page_size", &["100", "0", "1001"]),
+    ("source", "requests_per_minute", &["50", "0", "100001"]),
+    ("source", "requests_per_minute_per_ip", &["100", "0"]),
+    ("source", "rate_window_seconds", &["60", "2.5", "nan", "inf", "-1", "0.05"]),
+    ("source", "colour", &["\"blue\""]),
+    ("target", "user", &["\"svc-vr@site-b.local\"", "\"\""]),
+    ("defaults", "target_datastore", &["\"ds-gold-01\"", "\"\"", "\"ds-0123456789012345678901234567890123456789012345678901234567890123456789012345678\""]),
+    ("defaults", "storage_policy", &["\"VR Gold\"", "\"VR\\u0000Gold\""]),
+    ("defaults", "rpo", &["15", "2", "1441", "\"15\""]),
+    ("defaults", "mpit_instances", &["4", "30"]),
+    ("defaults", "mpit_days", &["2", "0"]),
+    ("defaults", "disk_format", &["\"thin\"", "\"sparse\""]),
+    ("run", "workers", &["4", "0", "65"]),
+    ("run", "lookup_group", &["50", "0", "201"]),
+    ("run", "submit_group", &["20", "0", "21"]),
+    ("run", "max_attempts", &["5", "0", "101"]),
+    ("run", "poll_interval_seconds", &["2", "nan", "-1", "0", "1e300"]),
+    ("run", "request_retries", &["3", "1000"]),
+    ("run", "lease_seconds", &["60", "0"]),
+    ("run", "max_initial_syncs", &["10", "0", "2001"]),
+    ("run", "order", &["\"input\"", "\"smallest-first\"", "\"random\""]),
+    ("run", "rate", &["5"]),
+];
+
+/// The commands besides `import` that read the settings file, with what they need to run.
+const OTHERS: [&[&str]; 5] = [
+    &["run"],
+    &["plan"],
+    &["watch", "--once"],
+    &["inventory", "export"],
+    &["undo", "--batch", "1", "--plan"],
+];
+
+/// A seeded generator (xorshift64): the same mutations on every run, so a failure repeats.
+struct Seeded(u64);
+
+impl Seeded {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A valid settings file with one to three keys set to values of [`SETTINGS_MUTATIONS`].
+fn mutated_settings(rng: &mut Seeded) -> String {
+    let mut keys: Vec<(&str, &str, &str)> = vec![
+        ("source", "url", "\"https://127.0.0.1:1\""),
+        ("source", "user", "\"administrator@vsphere.local\""),
+        ("defaults", "target_datastore", "\"ds-gold-01\""),
+        ("run", "workers", "4"),
+    ];
+    for _ in 0..1 + rng.below(3) {
+        let (section, key, values) = SETTINGS_MUTATIONS[rng.below(SETTINGS_MUTATIONS.len())];
+        let value = values[rng.below(values.len())];
+        keys.retain(|(s, k, _)| (*s, *k) != (section, key));
+        keys.push((section, key, value));
+    }
+    ["source", "target", "defaults", "run"]
+        .iter()
+        .map(|section| {
+            let lines: String = keys
+                .iter()
+                .filter(|(s, _, _)| s == section)
+                .map(|(_, k, v)| format!("{k} = {v}\n"))
+                .collect();
+            format!("[{section}]\n{lines}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// From the `error:` line on: what a command said of the settings file.
+fn error_part(stderr: &str) -> String {
+    stderr
+        .find("error: ")
+        .map(|at| stderr[at..].to_string())
+        .unwrap_or_default()
+}
+
+/// Regression: 31 of 200 mutated settings files that `config check` refused still let `import`
+/// write a batch. Every command that reads the file checks it by the same rules when it loads
+/// it: whatever `config check` refuses, `import`, `run`, `plan`, `watch`, `inventory export`
+/// and `undo` refuse with the same words (exit 2) and write nothing; whatever it accepts,
+/// `import` imports and none of them calls the file wrong.
+#[test]
+fn every_command_that_reads_the_settings_file_refuses_what_config_check_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("ca.pem"), "a CA certificate").unwrap();
+    let csv = dir.path().join("wave.csv");
+    fs::write(&csv, "vm_name,target_datastore\napp-001,ds-gold-01\n").unwrap();
+    // A queue with a batch, for the commands that act on one.
+    let queue = dir.path().join("queue.db");
+    import(&queue, &data("samples/vms.csv")).assert_exit(0);
+    let before = snapshot(&queue);
+
+    let mut rng = Seeded(0x5eed_c0ff_ee17);
+    let (mut refused, mut accepted) = (0, 0);
+    for i in 0..200 {
+        let settings = mutated_settings(&mut rng);
+        let config = dir.path().join(format!("m{i}.toml"));
+        fs::write(&config, &settings).unwrap();
+        let checked = check(&config).run();
+        let code = checked.output.status.code();
+        let db = dir.path().join(format!("m{i}.db"));
+        let imported = Cmd::new()
+            .config(&config)
+            .db(&db)
+            .args(["import".as_ref(), csv.as_os_str()])
+            .run();
+        let context = format!(
+            "mutation {i}:\n{settings}\nconfig check:\n{}{}\nimport:\n{}{}",
+            checked.stdout(),
+            checked.stderr(),
+            imported.stdout(),
+            imported.stderr()
+        );
+        assert_eq!(imported.output.status.code(), code, "{context}");
+        // The other commands on every third file: they load it as `import` does.
+        let others = if i % 3 == 0 { &OTHERS[..] } else { &[] };
+        match code {
+            Some(2) => {
+                refused += 1;
+                let said = error_part(&checked.stderr());
+                assert!(said.starts_with("error: config file "), "{context}");
+                assert_eq!(error_part(&imported.stderr()), said, "{context}");
+                assert!(
+                    !db.exists(),
+                    "a refused import created its queue: {context}"
+                );
+                for args in others {
+                    let ran = Cmd::new()
+                        .config(&config)
+                        .db(&queue)
+                        .args(*args)
+                        .assert_exit(2);
+                    assert_eq!(error_part(&ran.stderr()), said, "{args:?}, {context}");
+                }
+            }
+            Some(0) => {
+                accepted += 1;
+                assert_eq!(
+                    Queue::open(&db).unwrap().jobs(1).unwrap().len(),
+                    1,
+                    "{context}"
+                );
+                for args in others {
+                    let ran = Cmd::new().config(&config).db(&queue).args(*args).run();
+                    assert!(
+                        !ran.stderr().contains("config file"),
+                        "{args:?}: {}\n{context}",
+                        ran.stderr()
+                    );
+                }
+            }
+            _ => panic!("config check exited {code:?}: {context}"),
+        }
+    }
+    assert_eq!(snapshot(&queue), before, "a command wrote to the queue");
+    // Both answers were put to the test, often.
+    assert!(
+        refused >= 50 && accepted >= 30,
+        "{refused} refused, {accepted} accepted"
+    );
 }
 
 #[test]
@@ -588,4 +907,142 @@ fn the_readme_and_help_list_every_exit_code_as_the_code_defines_it() {
             assert!(flat.contains(&line), "{command:?} lacks `{line}`:\n{help}");
         }
     }
+}
+
+/// Who reads a queue that must not be written to: root ignores file permissions, so as root the
+/// reading command runs as `nobody`; anyone else is held by the permissions as they are.
+fn reader() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    (unsafe { libc::geteuid() } == 0).then_some((65534, 65534))
+}
+
+/// `vrbulk --db db args…` run as [`reader`], with its output.
+fn read_as_reader(db: &Path, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"));
+    command.arg("--db").arg(db).args(args);
+    if let Some((uid, gid)) = reader() {
+        command.uid(uid).gid(gid);
+    }
+    command.output().unwrap()
+}
+
+/// The files of `dir`, sorted, and a digest of the queue's bytes.
+fn files_and_digest(dir: &Path, db: &Path) -> (Vec<String>, Vec<u8>) {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    (names, Sha256::digest(fs::read(db).unwrap()).to_vec())
+}
+
+/// Asserts that `status`, `report` and `batches` read the queue at `db` as [`reader`], and
+/// that `status` says `expect`.
+fn reading_commands_read(db: &Path, expect: &str) {
+    for args in [&["status"][..], &["report"], &["batches"]] {
+        let out = read_as_reader(db, args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}\n{stdout}\n{stderr}");
+        assert!(!stderr.contains("error:"), "{args:?}: {stderr}");
+        if args == ["status"] {
+            assert!(stdout.contains(expect), "{stdout}");
+        }
+    }
+}
+
+/// Regression: a read-only queue (a copied queue, a mounted backup) could not even be read by
+/// `status` or `report` ("attempt to write a readonly database"). Reading commands open it
+/// read-only: a file without write permission, and one in a folder without it, read; neither
+/// the file nor its folder changes (no index files left beside it); and a live writer's latest
+/// commit is seen through its own index.
+#[test]
+fn reading_commands_read_a_queue_they_cannot_write() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let root = tempfile::tempdir().unwrap();
+    fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let owner = reader().map(|(uid, gid)| (Some(uid), Some(gid)));
+
+    // A file without write permission, in a folder the reader may write to.
+    let dir = root.path().join("copied");
+    fs::create_dir(&dir).unwrap();
+    let db = dir.join("q.db");
+    import(&db, &data("samples/vms.csv")).assert_exit(0);
+    fs::remove_dir_all(dir.join("logs")).unwrap();
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o444)).unwrap();
+    if let Some((uid, gid)) = owner {
+        chown(&dir, uid, gid).unwrap();
+        chown(&db, uid, gid).unwrap();
+    }
+    let before = files_and_digest(&dir, &db);
+    reading_commands_read(&db, "batch 1 \"vms\"");
+    let mut after = files_and_digest(&dir, &db);
+    // The log files of a reading command are its own, not the queue's.
+    after.0.retain(|name| name != "logs");
+    assert_eq!(
+        after, before,
+        "reading changed the queue or left files beside it"
+    );
+
+    // A folder without write permission, while a writer holds the queue open: the reader
+    // sees the writer's latest commit, still in its write-ahead log.
+    let dir = root.path().join("mounted");
+    fs::create_dir(&dir).unwrap();
+    let db = dir.join("q.db");
+    import(&db, &data("samples/vms.csv")).assert_exit(0);
+    fs::remove_dir_all(dir.join("logs")).unwrap();
+    let mut writer = Queue::open(&db).unwrap();
+    writer
+        .create_batch(
+            &crate::support::fixtures::new_batch("written-while-read"),
+            &crate::support::fixtures::specs(1),
+        )
+        .unwrap();
+    assert!(
+        dir.join("q.db-wal").exists(),
+        "the writer keeps a write-ahead log"
+    );
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).unwrap();
+    reading_commands_read(&db, "batch 2 \"written-while-read\"");
+    drop(writer);
+    // Closed: the writer could not remove its log in a read-only folder; the reader reads on.
+    reading_commands_read(&db, "batch 2 \"written-while-read\"");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A queue whose schema is older than this vrbulk: a reading command says so and leaves it as
+/// it is, rather than upgrading it (or failing obscurely on a read-only copy).
+#[test]
+fn a_reading_command_does_not_upgrade_an_older_queue_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for migration in ["0001_queue.sql", "0002_runs_and_api_usage.sql"] {
+        conn.execute_batch(&fs::read_to_string(data("migrations").join(migration)).unwrap())
+            .unwrap();
+    }
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    drop(conn);
+    let before = fs::read(&db).unwrap();
+    for command in ["status", "report", "batches"] {
+        Cmd::new()
+            .db(&db)
+            .args([command])
+            .assert_exit(2)
+            .stderr_contains(
+                "was written by an older vrbulk (schema version 2; this vrbulk reads version",
+            )
+            .stderr_contains(
+                "any command that writes to it (run, retry, cancel, import) upgrades it first",
+            );
+    }
+    assert_eq!(
+        fs::read(&db).unwrap(),
+        before,
+        "a reading command changed the queue"
+    );
 }

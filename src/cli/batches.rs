@@ -28,7 +28,7 @@ pub fn run(args: BatchesArgs, db: &Path) -> anyhow::Result<Exit> {
     if !db.exists() {
         return Err(NoBatch::NoQueue { db: db.into() }.into());
     }
-    let queue = Queue::open(db)?;
+    let queue = Queue::open_read_only(db)?;
     let liveness = liveness_here();
     let summaries = queue.summaries(&liveness)?;
     if args.json {

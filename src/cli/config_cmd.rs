@@ -1,5 +1,6 @@
-//! `vrbulk config check [--connect]`: validate the settings, show them with secrets masked, and
-//! optionally prove them by logging in to both sites of every pairing.
+//! `vrbulk config check [--connect]`: validate the settings (by [`ConfigFile::load`], the check
+//! every command makes), show them with secrets masked, and optionally prove them by logging in to
+//! both sites of every pairing.
 
 use crate::exit::Exit;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment, RunFlags};
+use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::vr::{Client, TlsTrust};
 
 #[derive(Debug, Subcommand)]
@@ -31,16 +32,6 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
         None => println!("settings file  (none; environment only)"),
     }
     print!("{}", describe(&conn, &env));
-    file.defaults
-        .validate()
-        .map_err(|errors| ConfigError::Invalid {
-            field: "[defaults]".into(),
-            message: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        })?;
     let defaults: Vec<String> = match serde_json::to_value(&file.defaults) {
         Ok(serde_json::Value::Object(keys)) => keys
             .into_iter()

@@ -65,6 +65,11 @@ pub struct ImportArgs {
 pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
     let file = ConfigFile::load(config)?;
     let defaults = args.profile.over(&file.defaults);
+    // The file's own [defaults] passed when it was loaded: what is wrong now came from a flag.
+    defaults.check_flags()?;
+    if let Some(ticket) = &args.profile.change_ticket {
+        input::check_flag("change-ticket", input::Text::ChangeTicket, ticket)?;
+    }
     let (jobs, kind, input_path, sha, default_name) = match &args.file {
         Some(path) => {
             let bytes =
@@ -261,14 +266,7 @@ async fn select_from_inventory(
     args: &ImportArgs,
     defaults: &input::Defaults,
 ) -> anyhow::Result<Vec<JobSpec>> {
-    if args.patterns.is_empty() {
-        return Err(InputErrors(vec![InputError::new(
-            None,
-            None,
-            "--inventory needs at least one --match GLOB (use --match '*' for every VM)",
-        )])
-        .into());
-    }
+    input::check_selection(&args.patterns, &args.exclude)?;
     // Fail on a bad profile before anyone logs in.
     input::jobs_for_inventory(
         [VmRef {

@@ -67,6 +67,10 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// List every problem of a bad input (CSV, flags, selection), not only the first 50.
+    #[arg(long, global = true)]
+    pub all_errors: bool,
+
     /// Format of the log files in logs/ beside the DB (stderr stays text).
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
     pub log_format: logging::LogFormat,
@@ -264,7 +268,19 @@ pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, B
     if !db.exists() {
         return Err(NoBatch::NoQueue { db: db.into() }.into());
     }
-    let queue = Queue::open(db)?;
+    choose_batch(Queue::open(db)?, db, batch)
+}
+
+/// [`open_batch`] for a command that only reads (`status`, `report`): the queue is opened
+/// read-only, so a copied queue or a mounted backup reads too, and nothing is changed in it.
+pub fn read_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
+    if !db.exists() {
+        return Err(NoBatch::NoQueue { db: db.into() }.into());
+    }
+    choose_batch(Queue::open_read_only(db)?, db, batch)
+}
+
+fn choose_batch(queue: Queue, db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
     let chosen = match batch {
         None => queue.latest_batch()?,
         Some(id) => match queue.batch(id) {
@@ -306,7 +322,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
         db: &cli.db,
         quiet: cli.quiet,
     };
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args, cli.quiet).await,
             Command::Simulate(args) => simulate::run(args).await,
@@ -329,7 +345,33 @@ pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
             Command::Resume(args) => pause::run(OperationSpec::Resume, args, globals).await,
             Command::Sync(args) => pause::run(OperationSpec::Sync, args, globals).await,
         }
-    })
+    });
+    match outcome {
+        Err(err) if cli.all_errors => every_problem(err),
+        other => other,
+    }
+}
+
+/// `--all-errors`: every problem of a bad input, where the error's own message lists the first
+/// [`PROBLEMS_SHOWN`](crate::input::PROBLEMS_SHOWN); any other error goes on as it is.
+fn every_problem(err: anyhow::Error) -> anyhow::Result<Exit> {
+    use std::io::Write as _;
+    let found = err.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<InputErrors>()
+            .or(match cause.downcast_ref::<PrepareError>() {
+                Some(PrepareError::Input(errors)) => Some(errors),
+                _ => None,
+            })
+    });
+    let Some(errors) = found else {
+        return Err(err);
+    };
+    // Buffered: a million problems are a million lines.
+    let mut out = std::io::BufWriter::new(std::io::stderr().lock());
+    writeln!(out, "error: {}", errors.every())?;
+    out.flush()?;
+    Ok(Exit::Usage)
 }
 
 /// What the operator does about a failure, when its cause says: for a refused login, which
@@ -374,6 +416,8 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
                 cause.downcast_ref::<QueueError>(),
                 Some(
                     QueueError::TooNew { .. }
+                        | QueueError::TooOld { .. }
+                        | QueueError::NotAQueue { .. }
                         | QueueError::NoSuchBatch(_)
                         | QueueError::Refused(_)
                         | QueueError::AlreadyQueued(_)

@@ -1,6 +1,7 @@
-//! The rules for one value, shared by CSV cells and `[defaults]` keys so that both accept and
-//! refuse the same things with the same words. Each returns the bare message; the caller adds
-//! the position.
+//! The rules for one value, shared by CSV cells, `[defaults]` keys and flags so that all of them
+//! accept and refuse the same things with the same words. Each returns the bare message; the
+//! caller adds the position. A value quoted back in a message goes through [`quoted`], so that a
+//! 100 KB cell or a NUL byte never reaches the operator's terminal as it is.
 
 use crate::vr::model::DiskFormat;
 
@@ -28,9 +29,10 @@ pub fn parse_rpo(cell: &str) -> Result<u32, String> {
         .filter(|m| RPO_MINUTES.contains(m))
         .ok_or_else(|| {
             format!(
-                "expected minutes between {} and {}, got \"{cell}\"",
+                "expected minutes between {} and {}, got {}",
                 RPO_MINUTES.start(),
-                RPO_MINUTES.end()
+                RPO_MINUTES.end(),
+                quoted(cell)
             )
         })
 }
@@ -40,7 +42,8 @@ pub fn parse_bool(cell: &str) -> Result<bool, String> {
         "true" | "yes" | "y" | "1" => Ok(true),
         "false" | "no" | "n" | "0" => Ok(false),
         _ => Err(format!(
-            "expected one of {BOOLEAN_SPELLINGS} (or empty for the default), got \"{cell}\""
+            "expected one of {BOOLEAN_SPELLINGS} (or empty for the default), got {}",
+            quoted(cell)
         )),
     }
 }
@@ -57,11 +60,11 @@ pub fn check_count(n: u32) -> Result<u32, String> {
 /// A non-negative whole number (MPIT instances or days).
 pub fn parse_count(cell: &str) -> Result<u32, String> {
     match cell.parse::<i64>() {
-        Ok(n) if n < 0 => Err(format!("must not be negative, got \"{cell}\"")),
+        Ok(n) if n < 0 => Err(format!("must not be negative, got {}", quoted(cell))),
         Ok(n) => u32::try_from(n)
-            .map_err(|_| format!("must be at most {}, got \"{cell}\"", i32::MAX))
+            .map_err(|_| format!("must be at most {}, got {}", i32::MAX, quoted(cell)))
             .and_then(check_count),
-        Err(_) => Err(format!("expected a whole number, got \"{cell}\"")),
+        Err(_) => Err(format!("expected a whole number, got {}", quoted(cell))),
     }
 }
 
@@ -109,7 +112,7 @@ pub fn check_mpit(instances: u32, days: u32) -> Result<(), (MpitField, String)> 
 
 pub fn parse_disk_format(cell: &str) -> Result<DiskFormat, String> {
     cell.parse::<DiskFormat>()
-        .map_err(|choices| format!("{choices}, got \"{cell}\""))
+        .map_err(|choices| format!("{choices}, got {}", quoted(cell)))
 }
 
 /// The rule for `vm_id`: the API's id of a VM is `VirtualMachine:<moref>:<vCenter uuid>`
@@ -121,9 +124,11 @@ pub fn parse_disk_format(cell: &str) -> Result<DiskFormat, String> {
 /// id column.
 pub fn check_vm_id(id: &str) -> Result<(), String> {
     const EXAMPLE: &str = "VirtualMachine:vm-38:<vCenter uuid>";
+    Text::VmId.check(id)?;
     if id.chars().any(char::is_whitespace) {
         return Err(format!(
-            "a VM id has no spaces (expected {EXAMPLE}), got \"{id}\""
+            "a VM id has no spaces (expected {EXAMPLE}), got {}",
+            quoted(id)
         ));
     }
     let Some(rest) = id.strip_prefix("VirtualMachine:") else {
@@ -132,14 +137,143 @@ pub fn check_vm_id(id: &str) -> Result<(), String> {
         } else {
             ""
         };
-        return Err(format!("expected {EXAMPLE}, got \"{id}\"{hint}"));
+        return Err(format!("expected {EXAMPLE}, got {}{hint}", quoted(id)));
     };
     match rest.split_once(':') {
         Some((moref, vc)) if !moref.is_empty() && !vc.is_empty() => Ok(()),
         _ => Err(format!(
-            "expected {EXAMPLE}: the managed-object reference or the vCenter uuid is missing, got \"{id}\""
+            "expected {EXAMPLE}: the managed-object reference or the vCenter uuid is missing, got {}",
+            quoted(id)
         )),
     }
+}
+
+/// The longest VM name vCenter accepts: 80 characters since vCenter Server 5.0 (VMware KB
+/// 2051649). Datastores, folders and clusters share the limit; vCenter truncates a longer
+/// datastore name rather than refusing it, so a longer name in a file can match nothing.
+pub const VSPHERE_NAME_MAX: usize = 80;
+
+/// The longest host name DNS allows (RFC 1035): a pairing is named by its remote vCenter's
+/// name, and a VR server by its own.
+const HOST_NAME_MAX: usize = 253;
+
+/// Names and free text an operator types, each with the most vSphere holds (or, where vSphere
+/// documents no limit, a cap far above any real value). A name that vSphere could not hold matches nothing, yet it
+/// would reach the appliance in every lookup of its group (a 100 KB name once made the HTTP
+/// client refuse the whole request): refused at the door instead, with its line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text {
+    VmName,
+    VmId,
+    Datastore,
+    StoragePolicy,
+    Pairing,
+    ReplicationServer,
+    ChangeTicket,
+    Notes,
+    /// A `--match`/`--exclude` glob over VM names.
+    Pattern,
+}
+
+impl Text {
+    /// What the value is, in the message.
+    fn what(self) -> &'static str {
+        match self {
+            Text::VmName => "a VM name",
+            Text::VmId => "a VM id",
+            Text::Datastore => "a datastore name",
+            Text::StoragePolicy => "a storage policy name",
+            Text::Pairing => "a pairing (remote vCenter name or pairing id)",
+            Text::ReplicationServer => "a VR server name",
+            Text::ChangeTicket => "a change ticket",
+            Text::Notes => "notes",
+            Text::Pattern => "a name pattern",
+        }
+    }
+
+    /// The most characters the value may have, and who says so.
+    fn limit(self) -> (usize, &'static str) {
+        const VSPHERE: &str = "vSphere allows";
+        // No documented limit: these are caps far above any real value, so that a pasted
+        // document (or a binary file read as CSV) is refused instead of carried into every
+        // request and report.
+        const VRBULK: &str = "vrbulk takes";
+        match self {
+            Text::VmName | Text::Datastore => (VSPHERE_NAME_MAX, VSPHERE),
+            // `VirtualMachine:` + a managed-object reference + `:` + a 36-character uuid.
+            Text::VmId => (128, VRBULK),
+            Text::Pairing | Text::ReplicationServer => (HOST_NAME_MAX, VRBULK),
+            Text::StoragePolicy => (255, VRBULK),
+            Text::ChangeTicket => (255, VRBULK),
+            Text::Notes => (2000, VRBULK),
+            // A pattern's characters besides `*` each match one character of a VM name; see
+            // `check`.
+            Text::Pattern => (VSPHERE_NAME_MAX, VSPHERE),
+        }
+    }
+
+    /// Checks `value` (already trimmed): its length, and no control characters (notes may
+    /// span lines and hold tabs: a quoted CSV cell can).
+    pub fn check(self, value: &str) -> Result<(), String> {
+        let (max, who) = self.limit();
+        let counted = match self {
+            Text::Pattern => value.chars().filter(|&c| c != '*').count(),
+            _ => value.chars().count(),
+        };
+        if counted > max {
+            let what = self.what();
+            return Err(match self {
+                Text::Pattern => format!(
+                    "{} can match no VM: it needs at least {counted} characters and {who} at \
+                     most {max} in a VM name",
+                    quoted(value)
+                ),
+                _ => format!(
+                    "{} is {counted} characters long; {who} at most {max} in {what}",
+                    quoted(value)
+                ),
+            });
+        }
+        let allowed = |c: char| self == Text::Notes && matches!(c, '\n' | '\r' | '\t');
+        if let Some((at, c)) = value
+            .chars()
+            .enumerate()
+            .find(|&(_, c)| c.is_control() && !allowed(c))
+        {
+            return Err(format!(
+                "{} has a control character (U+{:04X}) at character {}, which has no place \
+                 in {} (a binary file, or text pasted from another tool?)",
+                quoted(value),
+                u32::from(c),
+                at + 1,
+                self.what()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The most characters of a value quoted back in a message.
+const QUOTED_MAX: usize = 40;
+
+/// `value` in double quotes for a message: control characters escaped (`\0`, `\u{7}`), and
+/// cut after [`QUOTED_MAX`] characters with `…`, so that no message is longer than its words.
+pub fn quoted(value: &str) -> String {
+    let mut shown = String::with_capacity(value.len().min(QUOTED_MAX * 4) + 2);
+    shown.push('"');
+    for (i, c) in value.chars().enumerate() {
+        if i == QUOTED_MAX {
+            shown.push('…');
+            break;
+        }
+        if c.is_control() {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown.push('"');
+    shown
 }
 
 #[cfg(test)]
@@ -230,5 +364,61 @@ mod tests {
         assert!(check_vm_id("VirtualMachine::vc").is_err());
         assert!(check_vm_id("app 001").unwrap_err().contains("no spaces"));
         assert!(check_vm_id("virtualmachine:vm-38:vc").is_err());
+        assert!(check_vm_id("VirtualMachine:vm-38\0:vc")
+            .unwrap_err()
+            .contains("control character (U+0000)"));
+    }
+
+    #[test]
+    fn names_longer_than_vsphere_allows_are_refused_without_being_echoed() {
+        assert_eq!(Text::VmName.check(&"a".repeat(80)), Ok(()));
+        let long = "a".repeat(100_000);
+        let err = Text::VmName.check(&long).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "\"{}…\" is 100000 characters long; vSphere allows at most 80 in a VM name",
+                "a".repeat(40)
+            )
+        );
+        // Characters, not bytes: 80 of them in any script is a name vCenter takes.
+        assert_eq!(Text::VmName.check(&"ü".repeat(80)), Ok(()));
+        assert!(Text::Datastore.check(&"d".repeat(81)).is_err());
+        assert!(Text::Notes.check(&"n".repeat(2000)).is_ok());
+        assert!(Text::Notes.check(&"n".repeat(2001)).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_and_shown_escaped() {
+        assert_eq!(
+            Text::VmName.check("app\0x").unwrap_err(),
+            "\"app\\0x\" has a control character (U+0000) at character 4, which has no place \
+             in a VM name (a binary file, or text pasted from another tool?)"
+        );
+        assert!(Text::Datastore.check("ds\u{7}").is_err());
+        assert!(Text::ChangeTicket.check("CHG\n1").is_err());
+        // Notes may span lines: a quoted CSV cell can.
+        assert_eq!(Text::Notes.check("two\nlines\tand a tab"), Ok(()));
+        assert!(Text::Notes.check("nul\0").is_err());
+    }
+
+    #[test]
+    fn a_pattern_is_measured_without_its_stars() {
+        assert_eq!(
+            Text::Pattern.check(&format!("*{}*", "a".repeat(80))),
+            Ok(())
+        );
+        let err = Text::Pattern.check(&"a?".repeat(41)).unwrap_err();
+        assert!(
+            err.contains("can match no VM: it needs at least 82 characters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn quoted_values_are_short_and_printable() {
+        assert_eq!(quoted("2"), "\"2\"");
+        assert_eq!(quoted("a\u{1b}[31m"), "\"a\\u{1b}[31m\"");
+        assert_eq!(quoted(&"x".repeat(41)), format!("\"{}…\"", "x".repeat(40)));
     }
 }

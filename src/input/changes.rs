@@ -8,8 +8,9 @@
 //! the import refuses is refused here in the same words. Which VM a row names is matched against
 //! the batch elsewhere (`workflow::day2`): this module knows no batch.
 
+use super::cells::{self, Text};
 use super::table::{self, Column, Row, SeenVms};
-use super::{cells, InputError, InputErrors};
+use super::{InputError, InputErrors};
 use crate::domain::{SettingsChange, VmRef};
 
 /// One VM's row of a reconfigure CSV.
@@ -105,7 +106,6 @@ fn change_of(row: &mut Row<'_>) -> SettingsChange {
             row.fail(column, why);
         }
     }
-    let text = |row: &Row<'_>, column| row.cell(column).map(str::to_owned);
     let change = SettingsChange {
         rpo: row.parse(Column::Rpo, cells::parse_rpo),
         mpit_instances: row.parse(Column::MpitInstances, cells::parse_count),
@@ -114,8 +114,8 @@ fn change_of(row: &mut Row<'_>) -> SettingsChange {
         network_compression: row.parse(Column::NetworkCompression, cells::parse_bool),
         lwd_encryption: row.parse(Column::LwdEncryption, cells::parse_bool),
         auto_replicate_new_disks: row.parse(Column::AutoReplicateNewDisks, cells::parse_bool),
-        storage_policy: text(row, Column::StoragePolicy),
-        replication_server: text(row, Column::ReplicationServer),
+        storage_policy: row.text(Column::StoragePolicy),
+        replication_server: row.text(Column::ReplicationServer),
     };
     if let Some((column, message)) = mpit_pair(change.mpit_instances, change.mpit_days) {
         row.fail(column, message);
@@ -163,15 +163,29 @@ pub fn check_change(change: &SettingsChange) -> Result<(), InputErrors> {
     if let Some((column, message)) = mpit_pair(change.mpit_instances, change.mpit_days) {
         fail(&column.name().replace('_', "-"), message);
     }
-    for (flag, value) in [
-        ("storage-policy", &change.storage_policy),
-        ("replication-server", &change.replication_server),
+    for (flag, value, rule) in [
+        (
+            "storage-policy",
+            &change.storage_policy,
+            Text::StoragePolicy,
+        ),
+        (
+            "replication-server",
+            &change.replication_server,
+            Text::ReplicationServer,
+        ),
     ] {
-        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-            fail(
+        match value.as_deref().map(str::trim) {
+            Some("") => fail(
                 flag,
                 "must not be empty: leave the flag out to keep it".into(),
-            );
+            ),
+            Some(name) => {
+                if let Err(message) = rule.check(name) {
+                    fail(flag, message);
+                }
+            }
+            None => {}
         }
     }
     if errors.is_empty() {
@@ -313,6 +327,36 @@ mod tests {
             ..SettingsChange::default()
         })
         .is_ok());
+    }
+
+    #[test]
+    fn names_obey_the_import_rules_in_a_file_and_in_flags() {
+        let long = "v".repeat(81);
+        let (_, errors) = read(&format!(
+            "vm_name,rpo,storage_policy\n{long},15,\napp-002,15,VR\u{7}Gold\n"
+        ));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("line 2, column vm_name: ")
+                && errors[0]
+                    .ends_with("is 81 characters long; vSphere allows at most 80 in a VM name"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("line 3, column storage_policy: \"VR\\u{7}Gold\" has a control"),
+            "{errors:?}"
+        );
+        let err = check_change(&SettingsChange {
+            replication_server: Some("vrs\0".into()),
+            ..SettingsChange::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.0[0]
+                .message
+                .starts_with("--replication-server: \"vrs\\0\" has a control"),
+            "{err}"
+        );
     }
 
     #[test]

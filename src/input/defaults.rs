@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cells;
-use super::InputError;
+use super::cells::{self, Text};
+use super::{InputError, InputErrors};
 use crate::domain::{JobSpec, ReplicationSettings};
 use crate::vr::model::DiskFormat;
 
@@ -37,28 +37,68 @@ impl Defaults {
     /// retention that rows turning MPIT on will get. With both, the pair must be one that
     /// vSphere Replication keeps (at least a day, at most 24 copies).
     pub fn validate(&self) -> Result<(), Vec<InputError>> {
-        let mut errors = Vec::new();
-        let mut check = |key: &str, result: Result<(), String>| {
-            if let Err(message) = result {
+        let errors: Vec<InputError> = self
+            .problems()
+            .into_iter()
+            .map(|(key, message)| {
                 // Said in the message too, as the same column name may also be in the CSV.
-                errors.push(InputError::new(
+                InputError::new(None, Some(key), format!("{message} (in [defaults])"))
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Checks a profile whose values came from flags (`import --rpo 2`): each problem names its
+    /// flag, where [`validate`](Self::validate) would name the `[defaults]` key.
+    pub fn check_flags(&self) -> Result<(), InputErrors> {
+        let errors: Vec<InputError> = self
+            .problems()
+            .into_iter()
+            .map(|(key, message)| {
+                InputError::new(
                     None,
-                    Some(key),
-                    format!("{message} (in [defaults])"),
-                ));
+                    None,
+                    format!("--{}: {message}", key.replace('_', "-")),
+                )
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(InputErrors(errors))
+        }
+    }
+
+    /// Each bad key and what is wrong with it, in key order: the rules of
+    /// [`validate`](Self::validate), for the settings file's own check.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let mut check = |key: &'static str, result: Result<(), String>| {
+            if let Err(message) = result {
+                problems.push((key, message));
             }
         };
-        for (key, value) in [
-            ("pairing", &self.pairing),
-            ("target_datastore", &self.target_datastore),
-            ("storage_policy", &self.storage_policy),
-            ("replication_server", &self.replication_server),
+        for (key, value, rule) in [
+            ("pairing", &self.pairing, Text::Pairing),
+            ("target_datastore", &self.target_datastore, Text::Datastore),
+            ("storage_policy", &self.storage_policy, Text::StoragePolicy),
+            (
+                "replication_server",
+                &self.replication_server,
+                Text::ReplicationServer,
+            ),
         ] {
-            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
-                check(
+            match value.as_deref().map(str::trim) {
+                Some("") => check(
                     key,
                     Err("must not be empty: leave the key out to have no default".into()),
-                );
+                ),
+                Some(name) => check(key, rule.check(name)),
+                None => {}
             }
         }
         if let Some(rpo) = self.rpo {
@@ -86,11 +126,7 @@ impl Defaults {
                 cells::parse_disk_format(format.trim()).map(drop),
             );
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        problems
     }
 
     /// The replication settings of a row that leaves every setting empty. Assumes
@@ -301,6 +337,52 @@ mod tests {
         );
         assert!(shown[2].starts_with("column mpit_days: must be at most"));
         assert!(shown[3].starts_with("column disk_format: expected one of"));
+    }
+
+    #[test]
+    fn names_obey_the_csv_rules() {
+        let defaults = Defaults {
+            target_datastore: Some("d".repeat(81)),
+            storage_policy: Some("VR\0Gold".into()),
+            ..Defaults::default()
+        };
+        let shown: Vec<String> = defaults
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with("column target_datastore: ")
+                && shown[0].contains("is 81 characters long; vSphere allows at most 80"),
+            "{shown:?}"
+        );
+        assert!(shown[1].contains("control character (U+0000)"), "{shown:?}");
+    }
+
+    #[test]
+    fn flags_are_named_as_flags() {
+        let flags = Defaults {
+            rpo: Some(2),
+            target_datastore: Some("d".repeat(81)),
+            ..Defaults::default()
+        };
+        let shown: Vec<String> = flags
+            .check_flags()
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            shown[0].starts_with("--target-datastore: \"ddd"),
+            "{shown:?}"
+        );
+        assert_eq!(
+            shown[1],
+            "--rpo: expected minutes between 5 and 1440, got 2"
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! ([`check_change`]), checked by the same rules.
 //!
 //! This module never touches the network or the database: the queue stores what it returns, the
-//! workflow resolves the names in it against the API. Every problem of an input is collected and
-//! reported at once, positioned by line and column ([`InputErrors`]); nothing is returned unless
-//! the whole input is valid, so a batch is never half imported.
+//! workflow resolves the names in it against the API, once each name is one vSphere could hold
+//! ([`Text`]). Every problem of an input is collected at once, positioned by line and column
+//! ([`InputErrors`], whose message lists the first [`PROBLEMS_SHOWN`] and counts the rest);
+//! nothing is returned unless the whole input is valid, so a batch is never half imported.
 
 mod cells;
 mod changes;
@@ -20,6 +21,7 @@ use std::fmt;
 
 use crate::domain::{JobSpec, VmRef};
 
+pub use cells::Text;
 pub use changes::{check_change, mpit_problem, parse_changes_csv, read_changes, ChangeRow};
 pub use defaults::Defaults;
 pub use glob::glob_match;
@@ -75,6 +77,10 @@ impl fmt::Display for InputError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InputErrors(pub Vec<InputError>);
 
+/// How many problems an error lists before it only counts the rest: a file of a million bad rows
+/// once printed 72 MB of them. Every problem is still found; `--all-errors` lists every one.
+pub const PROBLEMS_SHOWN: usize = 50;
+
 impl InputErrors {
     /// Orders the problems by line, keeping the order they were found in within a line (which
     /// is column order).
@@ -82,20 +88,100 @@ impl InputErrors {
         errors.sort_by_key(|e| e.line);
         InputErrors(errors)
     }
+
+    /// Every problem, however many (the plain `Display` lists the first [`PROBLEMS_SHOWN`]).
+    pub fn every(&self) -> impl fmt::Display + '_ {
+        Listing {
+            errors: self,
+            shown: usize::MAX,
+        }
+    }
+
+    /// How many rows (distinct lines) have a problem.
+    fn rows(&self) -> usize {
+        let mut lines: Vec<u64> = self.0.iter().filter_map(|e| e.line).collect();
+        lines.sort_unstable();
+        lines.dedup();
+        lines.len()
+    }
 }
 
-impl fmt::Display for InputErrors {
+struct Listing<'a> {
+    errors: &'a InputErrors,
+    shown: usize,
+}
+
+impl fmt::Display for Listing<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
+        let all = &self.errors.0;
+        let n = all.len();
         write!(
             f,
             "{n} {} in the input, nothing imported:",
             if n == 1 { "problem" } else { "problems" }
         )?;
-        for error in &self.0 {
+        for error in all.iter().take(self.shown) {
             write!(f, "\n  {error}")?;
         }
+        if n > self.shown {
+            write!(
+                f,
+                "\n  … and {} more (the first {} of {n} are shown; {} rows have problems); \
+                 --all-errors lists every one",
+                n - self.shown,
+                self.shown,
+                self.errors.rows()
+            )?;
+        }
         Ok(())
+    }
+}
+
+impl fmt::Display for InputErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Listing {
+            errors: self,
+            shown: PROBLEMS_SHOWN,
+        }
+        .fmt(f)
+    }
+}
+
+/// Checks a name or text given as a flag (`--change-ticket`) by the rule its column has in a
+/// CSV; the problem names the flag.
+pub fn check_flag(flag: &str, rule: Text, value: &str) -> Result<(), InputErrors> {
+    rule.check(value.trim())
+        .map_err(|message| InputErrors(vec![flag_error(flag, message)]))
+}
+
+fn flag_error(flag: &str, message: String) -> InputError {
+    InputError::new(None, None, format!("--{flag}: {message}"))
+}
+
+/// Checks the name patterns of an inventory selection before anyone logs in: at least one
+/// `--match`, and every pattern one that could match a VM name (see [`Text::Pattern`]).
+pub fn check_selection(patterns: &[String], exclude: &[String]) -> Result<(), InputErrors> {
+    let mut errors = Vec::new();
+    if patterns.is_empty() {
+        errors.push(InputError::new(
+            None,
+            None,
+            "--inventory needs at least one --match GLOB (use --match '*' for every VM)",
+        ));
+    }
+    for (flag, pattern) in patterns
+        .iter()
+        .map(|p| ("match", p))
+        .chain(exclude.iter().map(|p| ("exclude", p)))
+    {
+        if let Err(message) = Text::Pattern.check(pattern) {
+            errors.push(flag_error(flag, message));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InputErrors(errors))
     }
 }
 
@@ -192,6 +278,44 @@ mod tests {
     }
 
     #[test]
+    fn many_errors_show_the_first_ones_in_order_then_count_the_rest() {
+        let errors = InputErrors(
+            (2..=1001)
+                .flat_map(|line| {
+                    [
+                        InputError::new(Some(line), Some("rpo"), "bad rpo"),
+                        InputError::new(Some(line), Some("quiesce"), "bad quiesce"),
+                    ]
+                })
+                .collect(),
+        );
+        let shown = errors.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 1 + PROBLEMS_SHOWN + 1, "{shown}");
+        assert_eq!(lines[0], "2000 problems in the input, nothing imported:");
+        assert_eq!(lines[1], "  line 2, column rpo: bad rpo");
+        assert_eq!(lines[50], "  line 26, column quiesce: bad quiesce");
+        assert_eq!(
+            lines[51],
+            "  … and 1950 more (the first 50 of 2000 are shown; 1000 rows have problems); \
+             --all-errors lists every one"
+        );
+        assert_eq!(errors.every().to_string().lines().count(), 2001);
+        // Up to the limit, every problem and no count.
+        errors_of(PROBLEMS_SHOWN).to_string().lines().for_each(|l| {
+            assert!(!l.contains("more"), "{l}");
+        });
+    }
+
+    fn errors_of(n: usize) -> InputErrors {
+        InputErrors(
+            (0..n)
+                .map(|i| InputError::new(Some(i as u64 + 2), None, "x"))
+                .collect(),
+        )
+    }
+
+    #[test]
     fn inventory_jobs_take_the_defaults_profile() {
         let defaults = Defaults {
             target_datastore: Some("ds-gold-01".into()),
@@ -210,6 +334,30 @@ mod tests {
         assert_eq!(jobs[0].target_datastore, "ds-gold-01");
         assert_eq!(jobs[0].replication_server, None);
         assert_eq!(jobs[0].settings.rpo, 15);
+    }
+
+    #[test]
+    fn a_selection_needs_a_match_and_patterns_that_could_match_a_vm_name() {
+        assert!(check_selection(&["web-*".into()], &["*-old".into()]).is_ok());
+        let none = check_selection(&[], &[]).unwrap_err();
+        assert!(none.0[0].message.contains("at least one --match"), "{none}");
+        let long = "x".repeat(81);
+        let errors = check_selection(&["web-*".into()], &[long, "a\0*".into()]).unwrap_err();
+        let shown: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].starts_with("--exclude: \"xxx"), "{shown:?}");
+        assert!(shown[0].contains("can match no VM"), "{shown:?}");
+        assert!(shown[1].contains("control character"), "{shown:?}");
+    }
+
+    #[test]
+    fn a_change_ticket_flag_obeys_the_column_rule() {
+        assert!(check_flag("change-ticket", Text::ChangeTicket, "CHG0012345").is_ok());
+        let err = check_flag("change-ticket", Text::ChangeTicket, &"C".repeat(256)).unwrap_err();
+        assert!(
+            err.0[0].message.starts_with("--change-ticket: \"CCC"),
+            "{err}"
+        );
     }
 
     #[test]

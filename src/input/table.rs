@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use csv::{ReaderBuilder, StringRecord};
 
+use super::cells::{quoted, Text};
 use super::defaults::is_auto;
 use super::{cells, Defaults, InputError, InputErrors, JobSpec, VmRef};
 use crate::domain::ReplicationSettings;
@@ -84,6 +85,21 @@ impl Column {
 
     fn from_name(lower: &str) -> Option<Column> {
         Column::ALL.into_iter().find(|c| c.name() == lower)
+    }
+
+    /// The rule of a column that holds a name or free text.
+    fn text(self) -> Option<Text> {
+        match self {
+            Column::VmName => Some(Text::VmName),
+            Column::VmId => Some(Text::VmId),
+            Column::Pairing => Some(Text::Pairing),
+            Column::TargetDatastore => Some(Text::Datastore),
+            Column::StoragePolicy => Some(Text::StoragePolicy),
+            Column::ReplicationServer => Some(Text::ReplicationServer),
+            Column::ChangeTicket => Some(Text::ChangeTicket),
+            Column::Notes => Some(Text::Notes),
+            _ => None,
+        }
     }
 }
 
@@ -163,15 +179,19 @@ pub(super) fn read_rows(
 ) {
     let delimiter = sniff_delimiter(text);
     let unclosed = unclosed_quote(text, delimiter);
-    let mut records = Vec::new();
+    let lines = Lines::new(text);
     let mut reader = ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
         .from_reader(text.as_bytes());
-    for result in reader.records() {
-        match result {
-            Ok(record) => records.push(record),
+    // Read as a stream, one record at a time: a file of a million rows is not held twice.
+    let mut records = reader.records().peekable();
+    let mut header: Option<Header> = None;
+    let mut row_count = 0;
+    while let Some(result) = records.next() {
+        let record = match result {
+            Ok(record) => record,
             // Not expected once the text is known to be UTF-8 and rows may be ragged, but a
             // reader error must not be swallowed.
             Err(e) => {
@@ -182,41 +202,28 @@ pub(super) fn read_rows(
                 ));
                 break;
             }
+        };
+        let is_last = records.peek().is_none();
+        // Blank lines, and lines of bare delimiters (spreadsheets leave those below the data),
+        // are not rows.
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
         }
-    }
-    // Blank lines, and lines of bare delimiters (spreadsheets leave those below the data), are
-    // not rows.
-    let last = records.len().saturating_sub(1);
-    let mut rows = records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.iter().all(|f| f.trim().is_empty()));
-
-    let Some((_, header_record)) = rows.next() else {
-        errors.push(InputError::new(
-            None,
-            None,
-            "the file is empty: expected a header row with vm_name or vm_id (and \
-             target_datastore, rpo, … as needed), then one row per VM",
-        ));
-        return;
-    };
-    let lines = Lines::new(text);
-    let Some(header) = Header::read(
-        header_record,
-        lines.of(header_record),
-        delimiter,
-        datastore_required,
-        errors,
-    ) else {
-        return;
-    };
-
-    let mut row_count = 0;
-    for (index, record) in rows {
+        let Some(header) = &header else {
+            match Header::read(
+                &record,
+                lines.of(&record),
+                delimiter,
+                datastore_required,
+                errors,
+            ) {
+                Some(read) => header = Some(read),
+                None => return,
+            }
+            continue;
+        };
         row_count += 1;
-        let line = lines.of(record);
-        if let Some(quote_line) = unclosed.filter(|_| index == last) {
+        if let Some(quote_line) = unclosed.filter(|_| is_last) {
             // csv read everything after the quote into this row's last field: its cells are
             // not what the operator wrote, so only the quote is worth reporting.
             let column = header.name_at(record.len().saturating_sub(1));
@@ -230,9 +237,9 @@ pub(super) fn read_rows(
             continue;
         }
         let mut row = Row {
-            line,
-            record,
-            header: &header,
+            line: lines.of(&record),
+            record: &record,
+            header,
             errors: Vec::new(),
         };
         if row.check_shape(delimiter) {
@@ -240,15 +247,22 @@ pub(super) fn read_rows(
         }
         errors.append(&mut row.errors);
     }
-    if row_count == 0 {
-        errors.push(InputError::new(
+    match header {
+        None => errors.push(InputError::new(
+            None,
+            None,
+            "the file is empty: expected a header row with vm_name or vm_id (and \
+             target_datastore, rpo, … as needed), then one row per VM",
+        )),
+        Some(header) if row_count == 0 => errors.push(InputError::new(
             None,
             None,
             format!(
                 "no VM rows: the header on line {} has no rows below it",
                 header.line
             ),
-        ));
+        )),
+        Some(_) => {}
     }
 }
 
@@ -380,7 +394,13 @@ impl Header {
                 None => {
                     let (message, suggestion) = unknown_column(name, delimiter);
                     suggested.extend(suggestion);
-                    errors.push(InputError::new(Some(line), Some(name), message));
+                    // Positioned by the name as written, unless that is no name at all.
+                    let shown = if name.chars().count() > 40 || name.chars().any(char::is_control) {
+                        quoted(name)
+                    } else {
+                        name.to_owned()
+                    };
+                    errors.push(InputError::new(Some(line), Some(&shown), message));
                 }
             }
             names.push(known.map_or_else(|| name.to_owned(), |c| c.name().to_owned()));
@@ -553,6 +573,20 @@ impl Row<'_> {
             .filter(|c| !c.is_empty())
     }
 
+    /// The trimmed cell of a name or text column, owned; `None` when empty, absent, or
+    /// refused by the column's rule (which is then a problem of the row).
+    pub(super) fn text(&mut self, column: Column) -> Option<String> {
+        let cell = self.cell(column)?;
+        let checked = column.text().map_or(Ok(()), |rule| rule.check(cell));
+        match checked {
+            Ok(()) => Some(cell.to_owned()),
+            Err(message) => {
+                self.fail(column, message);
+                None
+            }
+        }
+    }
+
     pub(super) fn parse<T>(
         &mut self,
         column: Column,
@@ -612,7 +646,8 @@ impl Row<'_> {
                     Some(self.line),
                     None,
                     format!(
-                        "value \"{field}\" in field {}, which has no column name in the header",
+                        "value {} in field {}, which has no column name in the header",
+                        quoted(field),
                         index + 1
                     ),
                 ));
@@ -629,6 +664,9 @@ impl Row<'_> {
             name: owned(self.cell(Column::VmName)),
             id: owned(self.cell(Column::VmId)),
         };
+        if let Some(Err(message)) = vm.name.as_deref().map(|n| Text::VmName.check(n)) {
+            self.fail(Column::VmName, message);
+        }
         if let Some(id) = &vm.id {
             if let Err(message) = cells::check_vm_id(id) {
                 self.fail(Column::VmId, message);
@@ -656,13 +694,16 @@ impl Row<'_> {
 
     /// The row's job; meaningful only if the row ends with no errors.
     fn job(&mut self, defaults: &Defaults, base: &ReplicationSettings) -> JobSpec {
-        let owned = |c: Option<&str>| c.map(str::to_owned);
         let vm = self.vm();
 
-        let target_datastore =
-            owned(self.cell(Column::TargetDatastore)).or_else(|| defaults.target_datastore());
-        // Without the column the header has already said so, once for the whole file.
-        if target_datastore.is_none() && self.header.has(Column::TargetDatastore) {
+        let datastore_cell = self.cell(Column::TargetDatastore).is_some();
+        let target_datastore = self
+            .text(Column::TargetDatastore)
+            .or_else(|| defaults.target_datastore());
+        // Without the column the header has already said so, once for the whole file; a cell
+        // its rule refused is already said too.
+        if target_datastore.is_none() && self.header.has(Column::TargetDatastore) && !datastore_cell
+        {
             self.fail(
                 Column::TargetDatastore,
                 "required unless [defaults] target_datastore is set",
@@ -670,7 +711,7 @@ impl Row<'_> {
         }
         let replication_server = match self.cell(Column::ReplicationServer) {
             Some(server) if is_auto(server) => None,
-            Some(server) => Some(server.to_owned()),
+            Some(_) => self.text(Column::ReplicationServer),
             None => defaults.replication_server(),
         };
 
@@ -699,14 +740,15 @@ impl Row<'_> {
         JobSpec {
             line: Some(self.line),
             vm,
-            pairing: owned(self.cell(Column::Pairing)).or_else(|| defaults.pairing()),
+            pairing: self.text(Column::Pairing).or_else(|| defaults.pairing()),
             target_datastore: target_datastore.unwrap_or_default(),
-            storage_policy: owned(self.cell(Column::StoragePolicy))
+            storage_policy: self
+                .text(Column::StoragePolicy)
                 .or_else(|| defaults.storage_policy()),
             replication_server,
             settings,
-            change_ticket: owned(self.cell(Column::ChangeTicket)),
-            notes: owned(self.cell(Column::Notes)),
+            change_ticket: self.text(Column::ChangeTicket),
+            notes: self.text(Column::Notes),
         }
     }
 
@@ -771,10 +813,13 @@ pub(super) struct SeenVms {
 impl SeenVms {
     /// Two rows with one id are one VM. Two rows with one name (compared exactly, as vCenter
     /// does) are one VM too, unless both rows give an id and the ids differ: vCenter allows
-    /// two VMs of one name in different folders, and the id tells them apart.
+    /// two VMs of one name in different folders, and the id tells them apart. A name or id its
+    /// rule refused is not compared: that row has its problem already.
     pub(super) fn check(&mut self, row: &mut Row<'_>, vm: &VmRef) {
+        let name = vm.name.as_ref().filter(|n| Text::VmName.check(n).is_ok());
+        let id = vm.id.as_ref().filter(|id| Text::VmId.check(id).is_ok());
         let mut reported = false;
-        if let Some(id) = &vm.id {
+        if let Some(id) = id {
             match self.ids.get(id) {
                 Some(first) => {
                     row.fail(
@@ -788,10 +833,10 @@ impl SeenVms {
                 }
             }
         }
-        if let Some(name) = &vm.name {
+        if let Some(name) = name {
             match self.names.get(name) {
                 Some((first, first_id)) => {
-                    let told_apart = matches!((first_id, &vm.id), (Some(a), Some(b)) if a != b);
+                    let told_apart = matches!((first_id, id), (Some(a), Some(b)) if a != b);
                     if !told_apart && !reported {
                         let first = *first;
                         row.fail(
@@ -801,7 +846,7 @@ impl SeenVms {
                     }
                 }
                 None => {
-                    self.names.insert(name.clone(), (row.line, vm.id.clone()));
+                    self.names.insert(name.clone(), (row.line, id.cloned()));
                 }
             }
         }

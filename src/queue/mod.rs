@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -86,6 +88,24 @@ pub enum QueueError {
         found: i64,
         known: usize,
     },
+
+    #[error(
+        "the job queue {path} was written by an older vrbulk (schema version {found}; this vrbulk \
+         reads version {known}); reading commands (status, report, batches) never upgrade a \
+         queue: any command that writes to it (run, retry, cancel, import) upgrades it first, \
+         or read it with the vrbulk that wrote it"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+
+    #[error(
+        "{path} is not a vrbulk job queue (an empty database): point --db at the queue, or \
+         import a batch first"
+    )]
+    NotAQueue { path: PathBuf },
 
     #[error("cannot upgrade the job queue {path}: {}", migration_words(.error))]
     Migrate {
@@ -186,6 +206,39 @@ fn queued_list(vms: &[QueuedVm]) -> String {
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// SQLite could not open what the database needs beside it (a WAL's `-shm` index in a
+/// read-only folder).
+fn cannot_open(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// The file SQLite keeps beside the database: `-wal` or `-shm`.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `path` as an SQLite `file:` URI, percent-encoding what a URI would read otherwise.
+fn file_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -382,6 +435,83 @@ impl Queue {
             error,
         })?;
         Queue::setup(conn, path)
+    }
+
+    /// Opens the queue file to read only, for `status`, `report` and `batches`: the file is not
+    /// changed, so a copied queue, a mounted backup or a file without write permission reads as
+    /// well as the live one while a run writes to it. The schema must be this vrbulk's own:
+    /// reading never upgrades it ([`QueueError::TooOld`]).
+    ///
+    /// A WAL database has a `-wal` file exactly while some connection has it open (the last one
+    /// to close removes it). Without one, nobody is writing, and the file is opened `immutable`:
+    /// SQLite then needs no `-shm` index beside it, which a read-only connection would otherwise
+    /// create (where the folder lets it, owned by the reader and in the way of the queue's own
+    /// user) or fail without (where it does not). With one, the reader shares the writer's
+    /// index and sees its latest commits. A `-wal` that cannot be read that way (a backup with
+    /// the log but not its index, in a read-only folder) is passed over, and said so.
+    pub fn open_read_only(path: &Path) -> Result<Queue> {
+        let open_error = |error| QueueError::Open {
+            path: path.to_path_buf(),
+            error,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let immutable = || {
+            Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags)
+                .map_err(open_error)
+        };
+        let wal = sidecar(path, "-wal");
+        let conn = if wal.exists() {
+            let shared = Connection::open_with_flags(path, flags).map_err(open_error)?;
+            match schema_version(&shared) {
+                Err(e) if cannot_open(&e) => {
+                    let unread = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                    if unread > 0 {
+                        tracing::warn!(
+                            "{db} is read as of its last checkpoint: {wal} holds {unread} bytes \
+                             of later changes, which SQLite reads only with an index ({shm}) it \
+                             cannot create in this folder; copy {db} and {wal} to a folder you \
+                             can write to, and read the copy",
+                            db = path.display(),
+                            wal = wal.display(),
+                            shm = sidecar(path, "-shm").display()
+                        );
+                    }
+                    immutable()?
+                }
+                _ => shared,
+            }
+        } else {
+            immutable()?
+        };
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let found = schema_version(&conn).map_err(open_error)?;
+        let known = MIGRATIONS.len();
+        if found > known as i64 {
+            return Err(QueueError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        if found == 0 {
+            return Err(QueueError::NotAQueue {
+                path: path.to_path_buf(),
+            });
+        }
+        if found < known as i64 {
+            return Err(QueueError::TooOld {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        Ok(Queue {
+            conn,
+            clock: system_clock(),
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn open_in_memory() -> Result<Queue> {
@@ -1500,5 +1630,29 @@ mod tests {
         ] {
             assert!(q.conn.execute(sql, [id]).is_err(), "{sql}");
         }
+    }
+
+    #[test]
+    fn a_read_only_queue_opens_under_any_file_name_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("backup 2026-11-27 #3 ?100%");
+        std::fs::create_dir(&folder).unwrap();
+        let path = folder.join("q.db");
+        Queue::open(&path)
+            .unwrap()
+            .create_batch(&new_batch(), &[spec("app-001")])
+            .unwrap();
+        let mut q = Queue::open_read_only(&path).unwrap();
+        assert_eq!(q.batch(1).unwrap().name, "wave 1");
+        assert!(q.create_batch(&new_batch(), &[spec("app-002")]).is_err());
+        let names: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["q.db"], "nothing beside the file");
+        assert_eq!(
+            file_uri(Path::new("/a b/#?%.db")),
+            "file:/a%20b/%23%3F%25.db"
+        );
     }
 }

@@ -539,3 +539,39 @@ fn the_exported_replication_status_is_read_and_ignored() {
     let notes: Vec<Option<&str>> = jobs.iter().map(|j| j.notes.as_deref()).collect();
     assert_eq!(notes, [None, Some("owner: finance")]);
 }
+
+#[test]
+fn a_100_kb_name_or_a_nul_byte_is_refused_at_its_line_and_column_and_not_echoed() {
+    let text = format!(
+        "vm_name,target_datastore\napp-001,ds\n{},ds\napp\0x,ds\n",
+        "a".repeat(100_000)
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("line 3, column vm_name: \"aaaa")
+            && errors[0]
+                .ends_with("is 100000 characters long; vSphere allows at most 80 in a VM name"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[0].len() < 200,
+        "the name is echoed: {} bytes",
+        errors[0].len()
+    );
+    assert!(
+        errors[1].starts_with("line 4, column vm_name: \"app\\0x\" has a control character"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_refused_name_is_not_also_called_a_duplicate() {
+    let long = "b".repeat(81);
+    let errors = errors(&format!("vm_name,target_datastore\n{long},ds\n{long},ds\n"));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors.iter().all(|e| e.contains("81 characters long")),
+        "{errors:#?}"
+    );
+}
