@@ -12,6 +12,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::domain::CapacityLimits;
 use crate::runner::RunOptions;
 use crate::secret::Secret;
 use crate::vr::{ApiVersion, ClientSettings, Credentials, Limits, Thumbprint, TlsTrust};
@@ -50,6 +51,9 @@ pub struct ConfigFile {
     pub defaults: crate::input::Defaults,
     #[serde(default)]
     pub run: RunSection,
+    /// The appliance's capacity, where it differs from the defaults of its version.
+    #[serde(default)]
+    pub limits: CapacityLimits,
     /// Where the file was read from; relative paths inside it are relative to its folder.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -272,6 +276,26 @@ impl ConfigFile {
 
     pub fn parse(text: &str) -> Result<ConfigFile, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// `[limits]`, checked: each figure set is a whole number of replications from 1 to
+    /// 100000 (the documented ones are 200 to 4000; the bound only catches typos). A figure
+    /// not set follows the appliance's version when a plan or run learns it.
+    pub fn capacity(&self) -> Result<CapacityLimits, ConfigError> {
+        let l = self.limits;
+        for (key, value) in [
+            ("replications_per_server", l.replications_per_server),
+            ("replications_per_appliance", l.replications_per_appliance),
+            ("replications_per_vcenter", l.replications_per_vcenter),
+        ] {
+            if let Some(n) = value.filter(|n| !(1..=100_000).contains(n)) {
+                return Err(ConfigError::Invalid {
+                    field: format!("[limits] {key}"),
+                    message: format!("must be between 1 and 100000 replications, got {n}"),
+                });
+            }
+        }
+        Ok(l)
     }
 
     fn relative(&self, p: &Path) -> PathBuf {
@@ -679,6 +703,40 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("[source]"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn limits_are_positive_whole_numbers_and_unknown_keys_are_refused() {
+        let file = ConfigFile::parse(FILE).unwrap();
+        assert_eq!(file.capacity().unwrap(), CapacityLimits::default());
+        let text = format!(
+            "{FILE}\n[limits]\nreplications_per_server = 150\nreplications_per_appliance = 4000\n"
+        );
+        let limits = ConfigFile::parse(&text).unwrap().capacity().unwrap();
+        assert_eq!(
+            limits,
+            CapacityLimits {
+                replications_per_server: Some(150),
+                replications_per_appliance: Some(4000),
+                replications_per_vcenter: None,
+            }
+        );
+        let zero = format!("{FILE}\n[limits]\nreplications_per_vcenter = 0\n");
+        let err = ConfigFile::parse(&zero).unwrap().capacity().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[limits] replications_per_vcenter: must be between 1 and 100000 replications, got 0"
+        );
+        for bad in [
+            "replications_per_server = -1",
+            "replications_per_server = 2.5",
+            "replications_per_server = \"200\"",
+            "replications_per_sever = 200",
+        ] {
+            let text = format!("{FILE}\n[limits]\n{bad}\n");
+            let err = ConfigFile::parse(&text).unwrap_err();
+            assert!(err.contains("replications_per_se"), "{bad}: {err}");
         }
     }
 

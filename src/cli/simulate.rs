@@ -257,8 +257,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Exit> {
         .iter()
         .zip(&cfg.max_replications_by_server)
         .filter(|(_, max)| **max != cfg.max_replications_per_server)
-        .map(|(s, max)| format!(", {} {max}", s.name.as_deref().unwrap_or(&s.id)))
-        .collect::<String>();
+        .map(|(s, max)| format!("{} {max}", s.name.as_deref().unwrap_or(&s.id)))
+        .collect::<Vec<_>>();
+    let by_server = if by_server.is_empty() {
+        String::new()
+    } else {
+        format!(" (but {})", by_server.join(", "))
+    };
     println!(
         "  capacity   VR {}: {} replications per VR server{by_server}, {} per appliance",
         cfg.appliance_version, cfg.max_replications_per_server, cfg.max_replications_per_appliance
