@@ -177,7 +177,8 @@ async fn a_server_full_below_the_figure_is_learnt_auto_vms_go_elsewhere_and_the_
     );
     assert!(
         table.contains(
-            "capacity counted by (VR 8.8.0): 200 per VR server (VR 8.8's documented figure)"
+            "capacity counted by (VR 8.8.0): 200 per VR server, 2000 per appliance, 1000 \
+             within one vCenter (each VR 8.8's documented figure)"
         ),
         "{table}"
     );
@@ -249,8 +250,8 @@ async fn a_vr_9_appliance_is_counted_full_at_its_documented_400_unless_limits_sa
     for r in &rows[1..] {
         assert_eq!(
             r["reason"],
-            "the appliance already holds 400 replications, the most it takes (400, VR 9.0's \
-             documented figure)"
+            "the appliance holds 399 replications and the VM placed before this one, 400 in \
+             all, the most it takes (400, VR 9.0's documented figure)"
         );
     }
     assert!(

@@ -97,7 +97,10 @@ struct Server {
     /// The target site's vCenter: an `auto` VM goes to a server of its own site only.
     vc_id: String,
     pairing: String,
+    /// Replications it holds, counting the VMs placed on it by this room.
     held: i64,
+    /// Of those, the VMs placed by this room.
+    placed: i64,
     usable: bool,
     /// The most it takes: the per-server figure, or less when the appliance taught so.
     limit: i64,
@@ -122,8 +125,10 @@ pub struct Capacity {
     limits: AppliedLimits,
     /// Limits learnt from earlier refusals, by (pairing, server id).
     learnt: HashMap<(String, String), LearntLimit>,
-    /// Replications of the pairings added (the appliance's other pairings are not read).
+    /// Replications of the pairings added (the appliance's other pairings are not read),
+    /// counting the VMs placed by this room, and of those the VMs placed.
     appliance: i64,
+    placed: i64,
     /// The appliance's words when a task said it takes no more.
     appliance_refused: Option<String>,
     /// Replications within one vCenter, and the vCenters that are both sides of a pairing.
@@ -144,6 +149,7 @@ impl Capacity {
                 .map(|l| ((l.pairing.clone(), l.server_id.clone()), l.clone()))
                 .collect(),
             appliance: 0,
+            placed: 0,
             appliance_refused: None,
             within_vcenter: 0,
             same_vcenter: HashSet::new(),
@@ -198,6 +204,7 @@ impl Capacity {
                 vc_id: disc.remote_vc_id.clone(),
                 pairing: pairing.clone(),
                 held,
+                placed: 0,
                 usable: s.connected != Some(false) && s.decommissioned != Some(true),
                 limit: learnt
                     .as_ref()
@@ -256,8 +263,10 @@ impl Capacity {
     /// sent).
     pub fn give_back(&mut self, server: Option<&str>, datastore: &str, bytes: i64) {
         self.appliance -= 1;
+        self.placed -= 1;
         if let Some(s) = server.and_then(|id| self.servers.get_mut(id)) {
             s.held -= 1;
+            s.placed -= 1;
             if self.same_vcenter.contains(&s.vc_id) {
                 self.within_vcenter -= 1;
             }
@@ -320,10 +329,10 @@ impl Capacity {
         }
         (s.held >= s.limit).then(|| {
             format!(
-                "VR server '{}' on {} already holds {} replications, the most it takes ({})",
+                "VR server '{}' on {} {}, the most it takes ({})",
                 s.name,
                 s.site,
-                s.held,
+                holds(s.held, s.placed),
                 self.server_limit_source(s)
             )
         })
@@ -352,8 +361,8 @@ impl Capacity {
         let most = l.replications_per_appliance;
         if self.appliance >= i64::from(most.value) {
             return Some(format!(
-                "the appliance already holds {} replications, the most it takes ({}, {})",
-                self.appliance,
+                "the appliance {}, the most it takes ({}, {})",
+                holds(self.appliance, self.placed),
                 most.value,
                 l.source_of(most)
             ));
@@ -435,11 +444,13 @@ impl Capacity {
         }
         if let Some(s) = self.servers.get_mut(&server) {
             s.held += 1;
+            s.placed += 1;
             if self.same_vcenter.contains(&s.vc_id) {
                 self.within_vcenter += 1;
             }
         }
         self.appliance += 1;
+        self.placed += 1;
         Ok(server)
     }
 
@@ -451,8 +462,14 @@ impl Capacity {
             .iter()
             .all(|(_, s)| s.refused.is_none() && s.learnt.is_none() && s.held >= s.limit);
         if uniform {
+            let placed: i64 = site.iter().map(|(_, s)| s.placed).sum();
+            let counting = match placed {
+                0 => String::new(),
+                1 => " counting the VM placed before this one".into(),
+                n => format!(" counting the {n} VMs placed before this one"),
+            };
             return format!(
-                "every connected VR server of the target site already holds {} replications, \
+                "every connected VR server of the target site holds {} replications{counting}, \
                  the most one takes ({})",
                 figure.value,
                 self.limits.source_of(figure)
@@ -467,6 +484,22 @@ impl Capacity {
             "no connected VR server of the target site takes another replication: {}",
             each.join("; ")
         )
+    }
+}
+
+/// `already holds 200 replications`, or with VMs placed before this one: `holds 198
+/// replications and 2 VMs placed before this one, 200 in all`.
+fn holds(total: i64, placed: i64) -> String {
+    match placed {
+        0 => format!("already holds {total} replications"),
+        1 => format!(
+            "holds {} replications and the VM placed before this one, {total} in all",
+            total - 1
+        ),
+        n => format!(
+            "holds {} replications and {n} VMs placed before this one, {total} in all",
+            total - n
+        ),
     }
 }
 
@@ -677,9 +710,10 @@ mod tests {
             Ok("b".into())
         );
         let appliance = outcome(&room.admit(configure("vm4", 1, None))).unwrap_err();
-        assert!(
-            appliance.contains("already holds 2000 replications"),
-            "{appliance}"
+        assert_eq!(
+            appliance,
+            "the appliance holds 1998 replications and 2 VMs placed before this one, 2000 in \
+             all, the most it takes (2000, VR 8.8's documented figure)"
         );
         // What a configure that did not happen held comes back.
         room.give_back(Some("b"), "ds-1", 40 << 30);
@@ -862,7 +896,13 @@ mod tests {
             none.starts_with("no connected VR server of the target site takes another"),
             "{none}"
         );
-        assert!(none.contains("VR server 'b' on vc-b already holds 200 replications, the most it takes (VR 8.8's documented figure)"), "{none}");
+        assert!(
+            none.contains(
+                "VR server 'b' on vc-b holds 199 replications and the VM placed before this \
+                 one, 200 in all, the most it takes (VR 8.8's documented figure)"
+            ),
+            "{none}"
+        );
         assert!(
             none.contains("VR server 'a' on vc-b is full, as the appliance said"),
             "{none}"
