@@ -830,6 +830,27 @@ mod tests {
             }
 
             #[test]
+            fn capacity_limits(
+                server in any::<Option<u32>>(),
+                appliance in any::<Option<u32>>(),
+                vcenter in any::<Option<u32>>(),
+            ) {
+                let file = ConfigFile {
+                    limits: CapacityLimits {
+                        replications_per_server: server,
+                        replications_per_appliance: appliance,
+                        replications_per_vcenter: vcenter,
+                    },
+                    ..ConfigFile::default()
+                };
+                if let Ok(l) = file.capacity() {
+                    for n in [l.replications_per_server, l.replications_per_appliance, l.replications_per_vcenter].into_iter().flatten() {
+                        prop_assert!((1..=100_000).contains(&n));
+                    }
+                }
+            }
+
+            #[test]
             fn any_text_as_a_settings_file(text in any::<String>()) {
                 let _ = ConfigFile::parse(&text);
             }

@@ -306,16 +306,19 @@ pub async fn run(
             return Err(e);
         }
     };
-    // The appliance's capacity follows its version, known now: recorded with the run's
-    // settings, and counted with what earlier refusals taught.
+    // The appliance's capacity follows its version, known now: counted with what earlier
+    // refusals taught, and recorded with the settings of a run that places VMs.
     let capacity = crate::workflow::applied(
         &opts.capacity,
         appliance_version(&client, &pairings).await.as_deref(),
     );
-    let (id, recorded) = (run_id.clone(), capacity.clone());
+    let id = run_id.clone();
+    let recorded = (operation == Operation::Configure).then(|| capacity.clone());
     let learnt = db
         .run(move |q| {
-            q.record_run_capacity(&id, &recorded)?;
+            if let Some(c) = &recorded {
+                q.record_run_capacity(&id, c)?;
+            }
             q.learnt_limits()
         })
         .await?;
