@@ -13,7 +13,7 @@
 //!
 //! | VR version | per VR server | per appliance | within one vCenter |
 //! |---|---|---|---|
-//! | 8.x (and older; unknown) | 200, documented | 2000, documented | 1000, documented |
+//! | 8.x (and older) | 200, documented | 2000, documented | 1000, documented |
 //! | 9.x | 200, assumed | 400, documented | 1000, assumed |
 //!
 //! VR 8.x's figures are the English "Operational Limits of vSphere Replication" (the same as
