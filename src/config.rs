@@ -20,6 +20,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::domain::CapacityLimits;
 use crate::runner::RunOptions;
 use crate::secret::Secret;
 use crate::vr::{ApiVersion, ClientSettings, Credentials, Limits, Thumbprint, TlsTrust};
@@ -85,6 +86,9 @@ pub struct ConfigFile {
     pub defaults: crate::input::Defaults,
     #[serde(default)]
     pub run: RunSection,
+    /// The appliance's capacity, where it differs from the defaults of its version.
+    #[serde(default)]
+    pub limits: CapacityLimits,
     /// Where the file was read from; relative paths inside it are relative to its folder.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -431,6 +435,7 @@ impl ConfigFile {
         note(timeout(s).map(drop));
         note(page_size(s).map(drop));
         note(limits(s).map(drop));
+        note(self.capacity().map(drop));
         problems.extend(
             self.defaults
                 .problems()
@@ -439,6 +444,26 @@ impl ConfigFile {
         );
         problems.extend(self.run.checked(&RunFlags::default()).1);
         problems
+    }
+
+    /// `[limits]`, checked: each figure set is a whole number of replications from 1 to
+    /// 100000 (the documented ones are 200 to 4000; the bound only catches typos). A figure
+    /// not set follows the appliance's version when a plan or run learns it.
+    pub fn capacity(&self) -> Result<CapacityLimits, ConfigError> {
+        let l = self.limits;
+        for (key, value) in [
+            ("replications_per_server", l.replications_per_server),
+            ("replications_per_appliance", l.replications_per_appliance),
+            ("replications_per_vcenter", l.replications_per_vcenter),
+        ] {
+            if let Some(n) = value.filter(|n| !(1..=100_000).contains(n)) {
+                return Err(ConfigError::Invalid {
+                    field: format!("[limits] {key}"),
+                    message: format!("must be between 1 and 100000 replications, got {n}"),
+                });
+            }
+        }
+        Ok(l)
     }
 
     fn relative(&self, p: &Path) -> PathBuf {
@@ -896,6 +921,40 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_positive_whole_numbers_and_unknown_keys_are_refused() {
+        let file = ConfigFile::parse(FILE).unwrap();
+        assert_eq!(file.capacity().unwrap(), CapacityLimits::default());
+        let text = format!(
+            "{FILE}\n[limits]\nreplications_per_server = 150\nreplications_per_appliance = 4000\n"
+        );
+        let limits = ConfigFile::parse(&text).unwrap().capacity().unwrap();
+        assert_eq!(
+            limits,
+            CapacityLimits {
+                replications_per_server: Some(150),
+                replications_per_appliance: Some(4000),
+                replications_per_vcenter: None,
+            }
+        );
+        let zero = format!("{FILE}\n[limits]\nreplications_per_vcenter = 0\n");
+        let err = ConfigFile::parse(&zero).unwrap().capacity().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[limits] replications_per_vcenter: must be between 1 and 100000 replications, got 0"
+        );
+        for bad in [
+            "replications_per_server = -1",
+            "replications_per_server = 2.5",
+            "replications_per_server = \"200\"",
+            "replications_per_sever = 200",
+        ] {
+            let text = format!("{FILE}\n[limits]\n{bad}\n");
+            let err = ConfigFile::parse(&text).unwrap_err();
+            assert!(err.contains("replications_per_se"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn until_understands_clock_times_and_instants() {
         let now = jiff::Timestamp::now().as_millisecond();
         let next = parse_until("05:30").unwrap();
@@ -1055,6 +1114,27 @@ mod tests {
                 if let Ok(l) = limits(&s) {
                     prop_assert!(l.quota() >= 1);
                     prop_assert!(l.window >= Duration::from_millis(100));
+                }
+            }
+
+            #[test]
+            fn capacity_limits(
+                server in any::<Option<u32>>(),
+                appliance in any::<Option<u32>>(),
+                vcenter in any::<Option<u32>>(),
+            ) {
+                let file = ConfigFile {
+                    limits: CapacityLimits {
+                        replications_per_server: server,
+                        replications_per_appliance: appliance,
+                        replications_per_vcenter: vcenter,
+                    },
+                    ..ConfigFile::default()
+                };
+                if let Ok(l) = file.capacity() {
+                    for n in [l.replications_per_server, l.replications_per_appliance, l.replications_per_vcenter].into_iter().flatten() {
+                        prop_assert!((1..=100_000).contains(&n));
+                    }
                 }
             }
 

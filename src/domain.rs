@@ -190,3 +190,107 @@ impl SettingsChange {
         *self == SettingsChange::default()
     }
 }
+
+impl JobSpec {
+    /// Whether vrbulk picks the VM's target VR server (`replication_server` empty or `auto`)
+    /// rather than the operator.
+    pub fn places_automatically(&self) -> bool {
+        self.replication_server
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case("auto"))
+    }
+}
+
+/// `[limits]` of vrbulk.toml: the appliance's capacity where its admin changed it (or the
+/// operator knows better than the documentation). A figure left out takes the default of the
+/// appliance's version (`workflow::capacity`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityLimits {
+    /// Replications one VR server takes, the appliance's embedded one included.
+    pub replications_per_server: Option<u32>,
+    /// Replications the appliance takes in all.
+    pub replications_per_appliance: Option<u32>,
+    /// Of those, replications within one vCenter (a pairing whose two sides are one vCenter).
+    pub replications_per_vcenter: Option<u32>,
+}
+
+/// The capacity a plan or a run worked with: each figure, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedLimits {
+    /// The appliance's version as it gives it (`8.8.0`); `None` when it does not say.
+    pub vr_version: Option<String>,
+    pub replications_per_server: Figure,
+    pub replications_per_appliance: Figure,
+    pub replications_per_vcenter: Figure,
+}
+
+/// One capacity figure and its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Figure {
+    pub value: u32,
+    pub from: FigureSource,
+}
+
+/// Where a capacity figure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FigureSource {
+    /// `[limits]` in vrbulk.toml.
+    Set,
+    /// The product documentation of the appliance's version.
+    Documented,
+    /// Not documented for the appliance's version, or its version is not known: another
+    /// version's figure, assumed.
+    Assumed,
+}
+
+impl AppliedLimits {
+    /// `VR 8.8` from `8.8.0.1234`; `None` when the appliance gave no version.
+    pub fn release(&self) -> Option<String> {
+        let v = self.vr_version.as_deref()?;
+        let mut parts = v.split('.');
+        Some(match (parts.next(), parts.next()) {
+            (Some(major), Some(minor)) => format!("VR {major}.{minor}"),
+            _ => format!("VR {v}"),
+        })
+    }
+
+    /// `VR 8.8.0`, or that the appliance did not say.
+    pub fn appliance(&self) -> String {
+        self.vr_version
+            .as_deref()
+            .map_or("VR version not given".into(), |v| format!("VR {v}"))
+    }
+
+    /// Where `figure` came from, in words: `set in [limits]`, `VR 8.8's documented figure`.
+    pub fn source_of(&self, figure: Figure) -> String {
+        match (figure.from, self.release()) {
+            (FigureSource::Set, _) => "set in [limits]".into(),
+            (FigureSource::Documented, Some(r)) => format!("{r}'s documented figure"),
+            (FigureSource::Assumed, Some(r)) => format!("assumed: {r} documents none"),
+            (_, None) => "assumed: the appliance does not say its version".into(),
+        }
+    }
+
+    /// `200 per VR server (set in [limits]), 2000 per appliance (…), 1000 within one vCenter
+    /// (…)`; the source once when the three share it (`… (each VR 8.8's documented figure)`).
+    pub fn summary(&self) -> String {
+        let figures = [
+            (self.replications_per_server, "per VR server"),
+            (self.replications_per_appliance, "per appliance"),
+            (self.replications_per_vcenter, "within one vCenter"),
+        ];
+        let sources = figures.map(|(f, _)| self.source_of(f));
+        if sources.iter().all(|s| *s == sources[0]) {
+            let values = figures.map(|(f, what)| format!("{} {what}", f.value));
+            return format!("{} (each {})", values.join(", "), sources[0]);
+        }
+        figures
+            .iter()
+            .zip(&sources)
+            .map(|((f, what), source)| format!("{} {what} ({source})", f.value))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -433,6 +433,29 @@ fn a_checkpoint_moves_the_step_only_as_the_step_order_allows() {
     q.save_all(&[back(true)]).unwrap();
     let job = q.job(lease.job).unwrap();
     assert_eq!((job.step, job.in_doubt), (Step::Submit, true));
+    // Its task said nothing was created: the in-doubt mark is settled, and it may go back to
+    // be placed again. The log says each move back as one, not as a step done.
+    q.save_all(&[Save {
+        step: Step::ResolveTarget,
+        in_doubt: Some(false),
+        ..back(false)
+    }])
+    .unwrap();
+    let said: Vec<String> = q
+        .events(lease.job)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .take(2)
+        .filter_map(|e| e.message)
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "back to resolve_target",
+            "back to submit (in doubt: the server is asked before anything is sent again)"
+        ]
+    );
 }
 
 #[test]
@@ -559,7 +582,7 @@ fn a_database_from_the_first_schema_opens_and_upgrades() {
         .unwrap();
     }
     let q = Queue::open(&path).unwrap();
-    assert_eq!(q.schema_version().unwrap(), 7);
+    assert_eq!(q.schema_version().unwrap(), 8);
     assert_eq!(q.batch(1).unwrap().name, "old");
     assert!(q.runs(1).unwrap().is_empty());
     assert!(q.protection(1).unwrap().is_empty());

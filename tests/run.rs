@@ -912,8 +912,8 @@ async fn vms_that_would_overfill_the_vr_servers_fail_in_the_plan_and_are_never_s
         assert_eq!(p["action"], "fail");
         assert_eq!(
             p["reason"],
-            "every connected VR server of the target site already holds 200 replications, \
-             the most one takes"
+            "every connected VR server of the target site holds 200 replications counting the \
+             2 VMs placed before this one, the most one takes (VR 8.8's documented figure)"
         );
     }
 

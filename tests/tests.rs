@@ -3,6 +3,7 @@
 mod support;
 
 mod batches;
+mod capacity;
 mod cli;
 mod client;
 mod day2;

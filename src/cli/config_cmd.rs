@@ -1,6 +1,7 @@
 //! `vrbulk config check [--connect]`: validate the settings (by [`ConfigFile::load`], the check
 //! every command makes), show them with secrets masked, and optionally prove them by logging in to
-//! both sites of every pairing.
+//! both sites of every pairing (and say the appliance's release, which the capacity limits not
+//! set follow).
 
 use crate::exit::Exit;
 use std::path::Path;
@@ -9,7 +10,9 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
+use crate::domain::{CapacityLimits, Figure, FigureSource};
 use crate::vr::{Client, TlsTrust};
+use crate::workflow::{appliance_version, applied};
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -58,6 +61,8 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
         run.poll_interval.as_secs_f64(),
         run.lease.as_secs()
     );
+    let limits = file.capacity()?;
+    print!("{}", describe_limits(&limits));
     if !connect {
         println!("settings OK (add --connect to log in to both sites)");
         return Ok(Exit::Ok);
@@ -89,8 +94,54 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
             p.pairing_id
         );
     }
+    let version = appliance_version(&client, &pairings).await;
+    let applied = crate::workflow::applied(&limits, version.as_deref());
+    println!(
+        "limits         {}: {}",
+        applied.appliance(),
+        applied.summary()
+    );
     client.logout().await.context("logging out")?;
     Ok(Exit::Ok)
+}
+
+/// `[limits]`: each figure as set, or what the appliance's release makes it, which only a
+/// connection tells.
+fn describe_limits(limits: &CapacityLimits) -> String {
+    let (v8, v9) = (applied(limits, Some("8")), applied(limits, Some("9")));
+    let rows = [
+        (
+            "per server",
+            v8.replications_per_server,
+            v9.replications_per_server,
+        ),
+        (
+            "appliance",
+            v8.replications_per_appliance,
+            v9.replications_per_appliance,
+        ),
+        (
+            "one vCenter",
+            v8.replications_per_vcenter,
+            v9.replications_per_vcenter,
+        ),
+    ];
+    let mut out = String::from(
+        "[limits]       replications at most; unless set, by the appliance's release\n",
+    );
+    for (what, on8, on9) in rows {
+        let line = if on8.from == FigureSource::Set {
+            format!("{} (set)", on8.value)
+        } else {
+            let say = |f: Figure, release: &str| match f.from {
+                FigureSource::Documented => format!("{} on {release}", f.value),
+                _ => format!("{} on {release} (assumed)", f.value),
+            };
+            format!("{}, {}", say(on8, "VR 8.x"), say(on9, "VR 9.x"))
+        };
+        out.push_str(&format!("  {what:<13}{line}\n"));
+    }
+    out
 }
 
 fn describe(conn: &Connection, env: &ProcessEnvironment) -> String {

@@ -69,7 +69,8 @@ mod tests {
     use super::*;
     use crate::config::ConfigFile;
 
-    /// The template with every `# key = value` line of `[defaults]` and `[run]` made live.
+    /// The template with every `# key = value` line of `[defaults]`, `[run]` and `[limits]`
+    /// made live.
     fn examples_made_live(template: &str) -> String {
         let mut section = "";
         template
@@ -84,7 +85,9 @@ mod tests {
                     })
                 });
                 match live {
-                    Some(rest) if section == "[defaults]" || section == "[run]" => rest.to_string(),
+                    Some(rest) if ["[defaults]", "[run]", "[limits]"].contains(&section) => {
+                        rest.to_string()
+                    }
                     _ => line.to_string(),
                 }
             })
@@ -93,7 +96,7 @@ mod tests {
     }
 
     #[test]
-    fn every_example_value_of_defaults_and_run_is_valid() {
+    fn every_example_value_of_defaults_run_and_limits_is_valid() {
         let live = examples_made_live(CONFIG_TEMPLATE);
         let file = ConfigFile::parse(&live).unwrap_or_else(|e| panic!("{e}\n{live}"));
         file.defaults.validate().unwrap();
@@ -127,6 +130,13 @@ mod tests {
         file.run
             .options(&crate::config::RunFlags::default())
             .unwrap();
+        let l = file.capacity().unwrap();
+        assert!(
+            l.replications_per_server.is_some()
+                && l.replications_per_appliance.is_some()
+                && l.replications_per_vcenter.is_some(),
+            "{l:?}"
+        );
         for key in [
             "requests_per_minute",
             "requests_per_minute_per_ip",

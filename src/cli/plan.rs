@@ -11,7 +11,7 @@ use super::{connect, open_batch};
 use crate::config::ConfigFile;
 use crate::report::{Format, PlanReport};
 use crate::units::gib;
-use crate::workflow::{plan_jobs, PlanAction, PlanRow};
+use crate::workflow::{plan_jobs, Plan, PlanAction, PlanCapacity};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -42,26 +42,25 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
         return Ok(Exit::Usage);
     };
     let file = ConfigFile::load(config)?;
+    let limits = file.capacity()?;
     let (queue, batch) = open_batch(db, args.batch)?;
     let jobs = queue.jobs(batch.id)?;
+    let learnt = queue.learnt_limits()?;
     drop(queue);
     let client = connect(&file).await?;
-    let planned = plan_jobs(&client, &jobs, args.lookup_group).await?;
+    let plan = plan_jobs(&client, &jobs, args.lookup_group, &limits, &learnt).await?;
     client.logout().await.ok();
-    let would_fail = planned.iter().any(|p| p.action == PlanAction::Fail);
+    let would_fail = plan.rows.iter().any(|p| p.action == PlanAction::Fail);
     if args.format.is_some() || args.output.is_some() {
         let now = crate::queue::system_clock()();
-        let report = PlanReport::new(&batch, &jobs, planned, client.metrics().total_calls(), now);
+        let calls = client.metrics().total_calls();
+        let report =
+            PlanReport::new(&batch, &jobs, plan.rows, calls, now).with_capacity(plan.capacity);
         super::report::write_output(&report.render(format)?, args.output.as_deref())?;
     } else if args.json {
-        println!("{}", serde_json::to_string_pretty(&planned)?);
+        println!("{}", serde_json::to_string_pretty(&plan.rows)?);
     } else {
-        print_table(
-            &batch.name,
-            batch.id,
-            &planned,
-            client.metrics().total_calls(),
-        );
+        print_table(&batch.name, batch.id, &plan, client.metrics().total_calls());
     }
     // A script can stop before `run` when the plan already knows some VMs will fail.
     if would_fail {
@@ -70,7 +69,8 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     Ok(Exit::Ok)
 }
 
-pub fn print_table(name: &str, id: i64, planned: &[PlanRow], calls: u64) {
+pub fn print_table(name: &str, id: i64, plan: &Plan, calls: u64) {
+    let planned = &plan.rows;
     let count = |a: PlanAction| planned.iter().filter(|p| p.action == a).count();
     println!(
         "plan for batch {id} \"{name}\": {} to configure, {} to skip, {} would fail ({calls} API calls, nothing configured)",
@@ -78,6 +78,9 @@ pub fn print_table(name: &str, id: i64, planned: &[PlanRow], calls: u64) {
         count(PlanAction::Skip),
         count(PlanAction::Fail)
     );
+    for line in capacity_lines(&plan.capacity) {
+        println!("{line}");
+    }
     let width = planned
         .iter()
         .map(|p| p.vm_name.chars().count())
@@ -122,4 +125,25 @@ pub fn print_table(name: &str, id: i64, planned: &[PlanRow], calls: u64) {
             println!("  {:<width$}  {:<9}  warning: {w}", "", "");
         }
     }
+}
+
+/// What the plan counted room by: the appliance's limits and where each came from, then each
+/// VR server that an earlier refusal showed to take fewer, in the appliance's words.
+pub fn capacity_lines(c: &PlanCapacity) -> Vec<String> {
+    let mut lines = vec![format!(
+        "capacity counted by ({}): {}",
+        c.limits.appliance(),
+        c.limits.summary()
+    )];
+    for l in &c.learnt {
+        lines.push(format!(
+            "  VR server '{}' counted full at {} replications: the appliance refused a VM onto \
+             it at {}: {}",
+            l.server_name,
+            l.replications,
+            crate::timefmt::utc(l.learnt_at),
+            l.words
+        ));
+    }
+    lines
 }

@@ -100,7 +100,10 @@ pub async fn run(
     if let Some(n) = args.requests_per_minute {
         file.source.requests_per_minute = Some(n);
     }
-    let opts = file.run.options(&args.flags())?;
+    let opts = RunOptions {
+        capacity: file.capacity()?,
+        ..file.run.options(&args.flags())?
+    };
     let (queue, batch) = open_batch(db, args.batch)?;
     let env = ProcessEnvironment;
     let settings = Connection::resolve(&file, &env)?.with_passwords(&env)?;

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::sim::{
-    Ban, LinkModel, RateLimits, SimConfig, Simulator, MAX_REPLICATIONS_PER_APPLIANCE,
-    MAX_REPLICATIONS_PER_SERVER,
+    max_replications_per_appliance_of, Ban, LinkModel, RateLimits, SimConfig, Simulator,
+    DEFAULT_VERSION, MAX_REPLICATIONS_PER_SERVER,
 };
 
 #[derive(Debug, Args)]
@@ -19,6 +19,9 @@ use crate::sim::{
   vrbulk simulate --sync-time-scale 600             # initial syncs ten simulated minutes a second
   vrbulk simulate --pairings 3                      # three target sites: vc-site-b, -c and -d
   vrbulk simulate --target-down                     # the target site unreachable (undo --local-only)
+  vrbulk simulate --appliance-version 9.0.2         # VR 9.0: 400 replications per appliance
+  vrbulk simulate --max-replications-per-server 3,200 --replications-elsewhere 1
+                                                    # vrs-target-01 full at 3, which it does not show
 It enforces the appliance's DR REST API rate limiter by default: 100 requests per client IP,
 1000 for the service and 50 per session in each fixed 60 s window, 429 without Retry-After.")]
 pub struct SimulateArgs {
@@ -97,12 +100,18 @@ pub struct SimulateArgs {
     /// Fraction of replications that fall into RPO violation one RPO after their initial sync.
     #[arg(long, default_value_t = 0.0)]
     pub rpo_violation_rate: f64,
-    /// Replications one target VR server takes.
-    #[arg(long, default_value_t = MAX_REPLICATIONS_PER_SERVER)]
-    pub max_replications_per_server: usize,
-    /// Replications the appliance takes in all.
-    #[arg(long, default_value_t = MAX_REPLICATIONS_PER_APPLIANCE)]
-    pub max_replications_per_appliance: usize,
+    /// The VR release the appliance presents (GET /info, pairings, VRMS); its capacity
+    /// follows it: 2000 replications per appliance on 8.x, 400 on 9.x.
+    #[arg(long, default_value = DEFAULT_VERSION, value_name = "VERSION")]
+    pub appliance_version: String,
+    /// Replications one target VR server takes [default: 200]; a list gives pairing 1's
+    /// servers one each, in order (3,200), the last for the servers after them. A server
+    /// holding fewer than its limit shows nothing of it: it refuses when full.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    pub max_replications_per_server: Vec<usize>,
+    /// Replications the appliance takes in all [default: that of --appliance-version].
+    #[arg(long)]
+    pub max_replications_per_appliance: Option<usize>,
     /// Replications of other VMs already on pairing 1's target VR servers, one count per
     /// server in order (e.g. 195,20).
     #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
@@ -172,6 +181,11 @@ impl SimulateArgs {
                 .map(|(after, windows)| Ban { after, windows }),
             offset: Duration::ZERO,
         };
+        let per_server = self
+            .max_replications_per_server
+            .last()
+            .copied()
+            .unwrap_or(MAX_REPLICATIONS_PER_SERVER);
         Ok(SimConfig {
             vms: self.vms,
             seed: self.seed,
@@ -192,8 +206,12 @@ impl SimulateArgs {
             sync_time_scale: self.sync_time_scale,
             replication_error_rate: self.replication_error_rate,
             rpo_violation_rate: self.rpo_violation_rate,
-            max_replications_per_server: self.max_replications_per_server,
-            max_replications_per_appliance: self.max_replications_per_appliance,
+            appliance_version: self.appliance_version.clone(),
+            max_replications_per_server: per_server,
+            max_replications_by_server: self.max_replications_per_server.clone(),
+            max_replications_per_appliance: self
+                .max_replications_per_appliance
+                .unwrap_or_else(|| max_replications_per_appliance_of(&self.appliance_version)),
             replications_elsewhere: self.replications_elsewhere.clone(),
             pairings: self.pairings,
             target_down: self.target_down,
@@ -234,6 +252,22 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Exit> {
         None => println!("  limits     none (--no-rate-limit)"),
     }
     let cfg = sim.state().config();
+    let by_server = inv
+        .replication_servers
+        .iter()
+        .zip(&cfg.max_replications_by_server)
+        .filter(|(_, max)| **max != cfg.max_replications_per_server)
+        .map(|(s, max)| format!("{} {max}", s.name.as_deref().unwrap_or(&s.id)))
+        .collect::<Vec<_>>();
+    let by_server = if by_server.is_empty() {
+        String::new()
+    } else {
+        format!(" (but {})", by_server.join(", "))
+    };
+    println!(
+        "  capacity   VR {}: {} replications per VR server{by_server}, {} per appliance",
+        cfg.appliance_version, cfg.max_replications_per_server, cfg.max_replications_per_appliance
+    );
     println!(
         "  link       {} Mbit/s, {} Mbit/s per sync, contention past {} syncs, time x{}",
         cfg.link.bandwidth_mbps,

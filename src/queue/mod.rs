@@ -10,6 +10,7 @@
 //! refuses illegal states too. What the report reads is in `record`.
 
 mod batches;
+mod limits;
 mod operations;
 mod protection;
 mod record;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use batches::{BatchSummary, LastRun, Liveness, Standing};
+pub use limits::LearntLimit;
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
 pub use record::{
@@ -65,6 +67,9 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0005_cancel_requests.sql")),
     M::up(include_str!("../../migrations/0006_run_settings.sql")),
     M::up(include_str!("../../migrations/0007_reconfigure_body.sql")),
+    M::up(include_str!(
+        "../../migrations/0008_learnt_server_limits.sql"
+    )),
 ];
 
 #[derive(Debug, Error)]
@@ -790,6 +795,15 @@ impl Queue {
                 lease.job
             ])?;
             if current != save.step {
+                // A move back is no step done: say where the job went, and why it may.
+                let message = match (save.step < current, in_doubt) {
+                    (false, _) => format!("step {current} done"),
+                    (true, true) => format!(
+                        "back to {} (in doubt: the server is asked before anything is sent again)",
+                        save.step
+                    ),
+                    (true, false) => format!("back to {}", save.step),
+                };
                 append_event(
                     &tx,
                     now,
@@ -798,7 +812,7 @@ impl Queue {
                     JobState::Running,
                     save.step,
                     lease.attempt,
-                    Some(&format!("step {current} done")),
+                    Some(&message),
                     None,
                 )?;
             }

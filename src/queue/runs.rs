@@ -8,6 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::{BatchId, Queue, QueueError, Result};
+use crate::domain::AppliedLimits;
 use crate::vr::OpUsage;
 
 /// What one `vrbulk run` used, for the report's "Effective settings"; never a secret (no
@@ -50,6 +51,10 @@ pub struct RunSettings {
     pub order: Option<String>,
     /// The end of the change window (`--until`), Unix ms; `None`: the run had no window.
     pub until: Option<i64>,
+    /// The appliance's capacity the run placed VMs by, with where each figure came from.
+    /// Known once the run has logged in (the figures follow the appliance's version), so it
+    /// is recorded then ([`Queue::record_run_capacity`]).
+    pub capacity: Option<AppliedLimits>,
 }
 
 impl RunSettings {
@@ -81,6 +86,20 @@ impl Queue {
             "INSERT INTO runs (id, batch_id, owner, command, started_at, settings_json) \
              VALUES (?, ?, ?, ?, ?, ?)",
             params![run_id, batch, owner, command, now, settings],
+        )?;
+        Ok(())
+    }
+
+    /// Adds the capacity a started run works with to its recorded settings.
+    pub fn record_run_capacity(&mut self, run_id: &str, capacity: &AppliedLimits) -> Result<()> {
+        let capacity = serde_json::to_string(capacity).map_err(|source| QueueError::Json {
+            what: "run capacity",
+            source,
+        })?;
+        self.conn.execute(
+            "UPDATE runs SET settings_json = json_set(COALESCE(settings_json, '{}'), \
+             '$.capacity', json(?)) WHERE id = ?",
+            params![capacity, run_id],
         )?;
         Ok(())
     }

@@ -174,6 +174,29 @@ pub(super) fn plan_rows(p: &PlanReport, m: &impl Markup) -> Vec<Row> {
         "Capacity to replicate",
         format!("{} ({} bytes)", bytes(p.capacity_bytes), p.capacity_bytes),
     ));
+    if let Some(c) = &p.capacity {
+        rows.push((
+            "Appliance limits",
+            format!(
+                "{}: {}",
+                m.text(&c.limits.appliance()),
+                m.text(&c.limits.summary())
+            ),
+        ));
+        for l in &c.learnt {
+            rows.push((
+                "VR server limit learnt",
+                format!(
+                    "{} counted full at {} replications: the appliance refused a VM onto it at \
+                     {}: {}",
+                    m.code(&l.server_name),
+                    l.replications,
+                    crate::timefmt::utc(l.learnt_at),
+                    m.text(&l.words)
+                ),
+            ));
+        }
+    }
     rows.push(("Plan made", p.generated_at.to_string()));
     rows
 }

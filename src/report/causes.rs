@@ -104,7 +104,12 @@ pub fn classify(reason: &str, http_status: Option<u16>) -> CauseKind {
     ]) || (has(&["datastore "]) && has(&["; this vm needs"]))
     {
         CauseKind::DatastoreFull
-    } else if has(&["maximum number of replications", "replications, the most"]) {
+    } else if has(&[
+        "maximum number of replications",
+        "replications, the most",
+        "the most it takes",
+        "the most one takes",
+    ]) {
         CauseKind::ServerFull
     } else if has(&[
         "not found",
@@ -447,6 +452,17 @@ mod tests {
             (
                 "The vSphere Replication server 'vrs-target-01' has reached the maximum \
                  number of replications (200)",
+                CauseKind::ServerFull,
+            ),
+            (
+                "every connected VR server of the target site holds 200 replications counting \
+                 the 2 VMs placed before this one, the most one takes (VR 8.8's documented \
+                 figure)",
+                CauseKind::ServerFull,
+            ),
+            (
+                "VR server 'vrs-target-01' on vc-b holds 198 replications and 2 VMs placed \
+                 before this one, 200 in all, the most it takes (set in [limits])",
                 CauseKind::ServerFull,
             ),
         ] {

@@ -1,12 +1,13 @@
 //! The "plan" report: what `vrbulk plan` found would happen to each unfinished job of a batch
-//! (configure where, skip or fail and why), in the same formats as a batch report so it can be
-//! attached to the change request before anything is configured.
+//! (configure where, skip or fail and why) and the appliance's capacity it counted by, in the
+//! same formats as a batch report so it can be attached to the change request before anything
+//! is configured.
 
 use serde::Serialize;
 
 use super::{BatchHeader, UtcTime};
 use crate::queue::{Batch, Job};
-use crate::workflow::{PlanAction, PlanRow};
+use crate::workflow::{PlanAction, PlanCapacity, PlanRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct PlanCounts {
@@ -27,6 +28,9 @@ pub struct PlanReport {
     pub capacity_bytes: i64,
     /// API calls the plan cost (all reads; nothing is configured).
     pub api_calls: u64,
+    /// The appliance's capacity the plan counted room by, when the plan says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<PlanCapacity>,
     /// In job order.
     pub jobs: Vec<PlanRow>,
 }
@@ -61,7 +65,16 @@ impl PlanReport {
                 .map(|r| r.capacity_bytes)
                 .sum(),
             api_calls,
+            capacity: None,
             jobs: rows,
+        }
+    }
+
+    /// The plan with the capacity it counted room by.
+    pub fn with_capacity(self, capacity: PlanCapacity) -> PlanReport {
+        PlanReport {
+            capacity: Some(capacity),
+            ..self
         }
     }
 

@@ -11,6 +11,7 @@
 use serde::Serialize;
 
 use super::{span, UtcTime};
+use crate::domain::AppliedLimits;
 use crate::queue::{RunRecord, RunSettings};
 
 /// One `vrbulk run` of the batch.
@@ -72,6 +73,9 @@ pub struct UsedSettings {
     pub order: Option<String>,
     /// The end of the change window (`--until`); `None`: no window.
     pub until: Option<UtcTime>,
+    /// The appliance's capacity the run placed VMs by, and where each figure came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<AppliedLimits>,
 }
 
 impl UsedSettings {
@@ -94,6 +98,7 @@ impl UsedSettings {
             max_initial_syncs: s.max_initial_syncs,
             order: s.order.clone(),
             until: s.until.map(UtcTime),
+            capacity: s.capacity.clone(),
         }
     }
 }
@@ -185,7 +190,18 @@ fn setting_rows(runs: &[RunEntry]) -> Vec<RunRow> {
             Some(s.until.map_or("none".into(), |t| format!("until {t}")))
         }),
     ];
+    // Runs before vrbulk counted the appliance's capacity by its version recorded none: the
+    // row only when one did.
+    let capacity: &[(&'static str, Say)] = if runs
+        .iter()
+        .any(|r| r.settings.as_ref().is_some_and(|s| s.capacity.is_some()))
+    {
+        &[("Appliance limits", capacity)]
+    } else {
+        &[]
+    };
     rows.into_iter()
+        .chain(capacity.iter().copied())
         .map(|(label, say)| {
             let cells = runs
                 .iter()
@@ -248,6 +264,11 @@ fn attempts(s: &UsedSettings) -> Option<String> {
         (None, Some(request)) => Some(format!("{request} quick retries per request")),
         (None, None) => None,
     }
+}
+
+fn capacity(s: &UsedSettings) -> Option<String> {
+    let c = s.capacity.as_ref()?;
+    Some(format!("{}: {}", c.appliance(), c.summary()))
 }
 
 fn admission(s: &UsedSettings) -> Option<String> {
@@ -325,5 +346,47 @@ mod tests {
         );
         assert_eq!(row("Workers")[1], "\u{2014}");
         assert_eq!(row("Change window")[1], "none");
+        assert!(
+            rows.iter().all(|(l, _)| *l != "Appliance limits"),
+            "no run recorded its capacity"
+        );
+    }
+
+    #[test]
+    fn the_capacity_a_run_counted_by_says_where_each_figure_came_from() {
+        let record = |capacity: Option<AppliedLimits>| RunRecord {
+            id: "7f".into(),
+            owner: "jump01:4242:7f".into(),
+            started_at: 0,
+            finished_at: None,
+            outcome: None,
+            relogins: 0,
+            settings: Some(RunSettings {
+                capacity,
+                ..RunSettings::default()
+            }),
+        };
+        let limits = crate::domain::CapacityLimits {
+            replications_per_appliance: Some(4000),
+            ..Default::default()
+        };
+        let rows = setting_rows(&[
+            RunEntry::new(&record(None)),
+            RunEntry::new(&record(Some(crate::workflow::applied(
+                &limits,
+                Some("9.0.2"),
+            )))),
+        ]);
+        let row = &rows
+            .iter()
+            .find(|(l, _)| *l == "Appliance limits")
+            .unwrap()
+            .1;
+        assert_eq!(row[0], "\u{2014}");
+        assert_eq!(
+            row[1],
+            "VR 9.0.2: 200 per VR server (assumed: VR 9.0 documents none), 4000 per appliance \
+             (set in [limits]), 1000 within one vCenter (assumed: VR 9.0 documents none)"
+        );
     }
 }

@@ -26,7 +26,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::domain::Operation;
+use crate::domain::{CapacityLimits, Operation};
 use crate::exit::Exit;
 use crate::queue::{
     Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError,
@@ -38,7 +38,7 @@ use crate::vr::{
     RetryPolicy, TlsTrust,
 };
 use crate::workflow::protection::replicated_bytes;
-use crate::workflow::{Capacity, Discovery, DiscoveryError};
+use crate::workflow::{appliance_version, Capacity, Discovery, DiscoveryError};
 
 pub use admission::SubmitOrder;
 
@@ -64,6 +64,8 @@ pub struct RunOptions {
     pub order: SubmitOrder,
     /// Work on a batch another live run holds, sharing its jobs through the queue.
     pub join: bool,
+    /// `[limits]`: the appliance's capacity where set; the rest follows its version.
+    pub capacity: CapacityLimits,
     pub lease: Duration,
     /// Jobs held at once (the appliance holds at most 2000 replications).
     pub window: usize,
@@ -87,6 +89,7 @@ impl Default for RunOptions {
             max_initial_syncs: None,
             order: SubmitOrder::Input,
             join: false,
+            capacity: CapacityLimits::default(),
             lease: Duration::from_secs(60),
             window: 2000,
             request_retries: 4,
@@ -325,6 +328,22 @@ pub async fn run(
             return Err(e);
         }
     };
+    // The appliance's capacity follows its version, known now: counted with what earlier
+    // refusals taught, and recorded with the settings of a run that places VMs.
+    let capacity = crate::workflow::applied(
+        &opts.capacity,
+        appliance_version(&client, &pairings).await.as_deref(),
+    );
+    let id = run_id.clone();
+    let recorded = (operation == Operation::Configure).then(|| capacity.clone());
+    let learnt = db
+        .run(move |q| {
+            if let Some(c) = &recorded {
+                q.record_run_capacity(&id, c)?;
+            }
+            q.learnt_limits()
+        })
+        .await?;
     // An operation batch's jobs act on replications another batch configured: only a configure
     // batch's own are followed to protected.
     let (configured, local_only) = db
@@ -355,7 +374,7 @@ pub async fn run(
         owner,
         pairings,
         discoveries: HashMap::new(),
-        room: Capacity::default(),
+        room: Capacity::new(capacity, &learnt),
         taken: HashSet::new(),
         active: BTreeMap::new(),
         stop,
@@ -456,6 +475,7 @@ fn recorded_settings(settings: &ClientSettings, opts: &RunOptions) -> RunSetting
         max_initial_syncs: opts.max_initial_syncs.map(count),
         order: Some(opts.order.as_str().to_string()),
         until: opts.until,
+        capacity: None,
     }
 }
 

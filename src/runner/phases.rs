@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use super::pacing::Sighting;
-use super::{Active, RunError, Runner};
+use super::{now_ms, Active, RunError, Runner};
 use crate::domain::{Operation, OperationSpec};
 use crate::queue::{JobId, Step};
 use crate::vr::error::error_chain;
@@ -21,7 +21,9 @@ use crate::vr::{ApiError, Client, ErrorClass};
 use crate::workflow::operations::Effect;
 use crate::workflow::reads::{replications_of, tasks_by_id, tasks_of_vms};
 use crate::workflow::spec::spec_bytes;
-use crate::workflow::{decide, lookup_vms, plan_configure, vm_key, Decision, Discovery, VmLookup};
+use crate::workflow::{
+    decide, lookup_vms, plan_configure, vm_key, Decision, Discovery, Full, VmLookup,
+};
 
 /// Rounds in which a job whose task succeeded may be missing from the replications before that
 /// fails it.
@@ -130,6 +132,9 @@ impl Runner {
         match (tasks.get(&vm), reps.get(&vm)) {
             (Some(t), _) if t.status == TaskStatus::Error => {
                 a.checkpoint.task_id = Some(t.id.clone());
+                if self.placed_again(id, t).await? {
+                    return Ok(());
+                }
                 let reason = task_failure(t);
                 return self.fail(id, reason, None).await;
             }
@@ -458,7 +463,9 @@ impl Runner {
             }
             TaskStatus::Error => {
                 self.unplace(job);
-                self.fail(job, task_failure(task), None).await?;
+                if !self.placed_again(job, task).await? {
+                    self.fail(job, task_failure(task), None).await?;
+                }
             }
             TaskStatus::Cancelled => {
                 self.unplace(job);
@@ -619,6 +626,76 @@ impl Runner {
             self.room
                 .give_back(server, &p.datastore_id, spec_bytes(spec));
         }
+    }
+
+    /// A configure task failed. When the appliance said the VR server (or the appliance) was
+    /// full, the room believes it for the rest of the run, and a server limit it taught is
+    /// kept for later plans and runs. A VM placed `auto` was placed there by vrbulk, not by
+    /// the operator: it goes back to be placed again on a server with room (the failed task
+    /// created nothing: its own word settles the in-doubt mark the move back passes through),
+    /// due at once and without using up its attempts. Whether it did.
+    async fn placed_again(&mut self, id: JobId, task: &Task) -> Result<bool, RunError> {
+        self.unplace(id);
+        let Some(a) = self.active.get(&id) else {
+            return Ok(false);
+        };
+        let words = task_failure(task);
+        let server = a
+            .checkpoint
+            .placement
+            .as_ref()
+            .and_then(|p| p.replication_server_id.clone());
+        let Some(full) = self.room.refused(server.as_deref(), &words, id, now_ms()) else {
+            return Ok(false);
+        };
+        if let Full::Server {
+            learnt: Some(learnt),
+        } = &full
+        {
+            tracing::warn!(
+                "VR server '{}' takes at most {} replications, fewer than vrbulk counted by: the \
+                 appliance refused VM {} onto it ({words}); it counts as full from now on, in \
+                 this run and the next",
+                learnt.server_name,
+                learnt.replications,
+                a.job.vm_label()
+            );
+            let learnt = learnt.clone();
+            self.db.run(move |q| q.learn_limit(&learnt)).await?;
+        }
+        let auto = a.job.spec.places_automatically();
+        if !matches!(full, Full::Server { .. }) || !auto {
+            return Ok(false);
+        }
+        let Some(mut a) = self.active.remove(&id) else {
+            return Ok(false);
+        };
+        let back_from = a.step;
+        a.checkpoint.placement = None;
+        a.checkpoint.task_id = None;
+        a.spec = None;
+        a.in_doubt = false;
+        a.step = Step::ResolveTarget;
+        let mut saves = Vec::new();
+        if back_from > Step::Submit {
+            saves.push(crate::queue::Save {
+                step: Step::Submit,
+                in_doubt: Some(true),
+                ..a.save()
+            });
+        }
+        saves.push(a.save());
+        let message = format!(
+            "{words}; the VM goes to another VR server with room (its replication_server is auto)"
+        );
+        tracing::info!(job = id, vm = a.job.vm_label(), "{message}");
+        self.db
+            .run(move |q| {
+                q.save_all(&saves)?;
+                q.defer(&a.lease, now_ms(), &message, None)
+            })
+            .await?;
+        Ok(true)
     }
 
     /// Runs `work` for the held jobs `ids`: its output, or `None` when it was abandoned after

@@ -45,6 +45,7 @@ pub(super) const OPERATIONS: &[(MethodFilter, &str, &str, Handler)] = &[
     (MethodFilter::DELETE, "/session", "logout", |m| {
         on(m, logout)
     }),
+    (MethodFilter::GET, "/info", "getVrInfo", |m| on(m, get_info)),
     (MethodFilter::GET, "/pairings", "getVrPairings", |m| {
         on(m, get_pairings)
     }),
@@ -513,8 +514,8 @@ fn pairing_json(w: &World, site: SiteRef<'_>) -> Pairing {
         pairing_id: site.pairing_id.to_string(),
         local_vc_server: server(&inv.local_vc, "8.0.3", ServerStatus::Ok),
         remote_vc_server: server(site.remote_vc, "8.0.3", remote),
-        local_vrms: Some(server(&inv.local_vrms, "9.0.2", ServerStatus::Ok)),
-        remote_vrms: Some(server(site.remote_vrms, "9.0.2", remote)),
+        local_vrms: Some(server(&inv.local_vrms, &w.version, ServerStatus::Ok)),
+        remote_vrms: Some(server(site.remote_vrms, &w.version, remote)),
     }
 }
 
@@ -522,21 +523,36 @@ fn pairing_json(w: &World, site: SiteRef<'_>) -> Pairing {
 fn vrms_json(w: &World, site: SiteRef<'_>) -> Vec<VrmsInfo> {
     let inv = &w.inv;
     [
-        (&inv.local_vrms, &inv.local_vc, ServerStatus::Ok),
-        (site.remote_vrms, site.remote_vc, remote_status(w)),
+        vrms_info(w, &inv.local_vrms, &inv.local_vc, ServerStatus::Ok),
+        vrms_info(w, site.remote_vrms, site.remote_vc, remote_status(w)),
     ]
-    .into_iter()
-    .map(|(vrms, vc, status)| VrmsInfo {
+    .into()
+}
+
+/// One VRMS, registered with the vCenter `vc`.
+fn vrms_info(w: &World, vrms: &super::Site, vc: &super::Site, status: ServerStatus) -> VrmsInfo {
+    VrmsInfo {
         id: vrms.id.clone(),
         url: Some(format!("https://{}:8043", vrms.name)),
         name: Some(vrms.name.clone()),
         server_status: Some(status),
-        version: Some("9.0.2".into()),
+        version: Some(w.version.clone()),
         vc_guid: Some(vc.id.clone()),
         vc_name: Some(vc.name.clone()),
         extension_key: Some("com.vmware.vcHms".into()),
-    })
-    .collect()
+    }
+}
+
+/// `GET /info`: the appliance itself, the local VRMS.
+async fn get_info(State(state): State<SimState>) -> Json<VrmsInfo> {
+    let w = state.world();
+    let inv = &w.inv;
+    Json(vrms_info(
+        &w,
+        &inv.local_vrms,
+        &inv.local_vc,
+        ServerStatus::Ok,
+    ))
 }
 
 async fn get_pairings(

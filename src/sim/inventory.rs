@@ -44,10 +44,31 @@ pub const UNUSUAL_NAME_VM: &str = "Finance Server Ünïcødé 01";
 
 pub const FULL_DATASTORE: &str = "ds-full-01";
 
-/// What one VR server takes (the embedded one included), and one appliance in all (VR
-/// operational limits; DESIGN.md, "The appliance's limits").
+/// What one VR server takes (the embedded one included), and one appliance in all, on VR 8.x
+/// (VR operational limits; DESIGN.md, "The appliance's limits").
 pub const MAX_REPLICATIONS_PER_SERVER: usize = 200;
 pub const MAX_REPLICATIONS_PER_APPLIANCE: usize = 2000;
+/// What a newly deployed VR 9.x appliance takes in all: a localized page of VR 9.0's
+/// operational limits (up to 4000 after extra configuration; not confirmed in English). It
+/// gives no per-server figure: 8.x's is kept.
+pub const MAX_REPLICATIONS_PER_APPLIANCE_9: usize = 400;
+/// The VR release the simulator presents unless told otherwise.
+pub const DEFAULT_VERSION: &str = "8.8.0";
+
+/// The replications an appliance of `version` takes in all, by the simulator's own reading of
+/// the documentation (9.x: 400; before: 2000).
+pub fn max_replications_per_appliance_of(version: &str) -> usize {
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(0);
+    if major >= 9 {
+        MAX_REPLICATIONS_PER_APPLIANCE_9
+    } else {
+        MAX_REPLICATIONS_PER_APPLIANCE
+    }
+}
 
 /// The device key this simulator gives the VM home pseudo-disk. Real data disks start at 2000
 /// (SCSI) or 31000 (NVMe), so -1 can never collide with one.

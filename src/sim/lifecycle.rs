@@ -17,8 +17,8 @@ use super::inventory::{uuid, Inventory, SimVm, Site};
 use super::link::LinkModel;
 use super::operations;
 use super::replication::{Fault, ReplicaDisk, Replications, SimReplication, Transfer};
-use super::state::{epoch_ms, Work, World};
-use super::stats::{Moment, ReplicationTimeline};
+use super::state::{epoch_ms, Refusal, Work, World};
+use super::stats::{ConfigureFailure, Moment, ReplicationTimeline};
 use super::validate::{AcceptedDisk, AcceptedSpec};
 use super::SimConfig;
 use crate::vr::model::{
@@ -301,13 +301,22 @@ impl World {
         };
         let id = task.replication_id.clone();
         match &task.work {
-            Work::Configure { failure: Some(_) } => {
+            Work::Configure {
+                failure: Some(failure),
+            } => {
+                let message = failure.message.clone();
                 // Rolled back: the group the running task had created is gone, the VM free.
-                if self
+                if let Some(r) = self
                     .replications
                     .get(&id)
-                    .is_some_and(|r| r.configuring == Some(index))
+                    .filter(|r| r.configuring == Some(index))
                 {
+                    self.stats.configure_failures.push(ConfigureFailure {
+                        vm_id: r.vm_id.clone(),
+                        vm_name: r.vm_name.clone(),
+                        server: r.info.replication_server_name.clone(),
+                        message,
+                    });
                     self.replications.remove(&id);
                 }
             }
@@ -339,11 +348,12 @@ impl World {
         let fate = self.life.fate(&r.vm_id, attempt);
         let fault = fate.fault.map(|kind| fault(kind, r, &self.inv));
         let bytes = r.enabled_bytes();
-        self.stats.replications.insert(
-            id.to_string(),
+        self.stats.count_configured(
+            id,
             ReplicationTimeline {
                 vm_id: r.vm_id.clone(),
                 vm_name: r.vm_name.clone(),
+                server: r.info.replication_server_name.clone(),
                 bytes,
                 submitted,
                 configured,
@@ -452,22 +462,30 @@ impl World {
 
     /// Why a configure fails for the appliance's limits: the appliance (every pairing's
     /// replications together) or the VR server it lands on already holds all it may.
-    fn over_limit(&self, server: Option<&ReplicationServerInfo>) -> Option<String> {
+    fn over_limit(&self, server: Option<&ReplicationServerInfo>) -> Option<Refusal> {
         if self.replications.iter().count() >= self.max_per_appliance {
-            return Some(format!(
-                "The maximum number of replications ({}) supported by the vSphere Replication \
-                 Management Server has been reached",
-                self.max_per_appliance
-            ));
+            return Some(Refusal {
+                message: format!(
+                    "The maximum number of replications ({}) supported by the vSphere \
+                     Replication Management Server has been reached",
+                    self.max_per_appliance
+                ),
+                details: "Unconfigure replications that are no longer needed.",
+            });
         }
         let s = server?;
-        (self.on_server(s) >= self.max_per_server).then(|| {
-            format!(
+        let max = self
+            .max_by_server
+            .get(&s.id)
+            .copied()
+            .unwrap_or(self.max_per_server);
+        (self.on_server(s) >= max).then(|| Refusal {
+            message: format!(
                 "The vSphere Replication server '{}' has reached the maximum number of \
-                 replications ({})",
+                 replications ({max})",
                 s.name.as_deref().unwrap_or(&s.id),
-                self.max_per_server
-            )
+            ),
+            details: "Choose another vSphere Replication server, or register a new one.",
         })
     }
 
@@ -497,7 +515,7 @@ impl World {
 
     /// Why a configure onto these datastores fails: the first datastore with less free space
     /// than the enabled disks placed on it need.
-    fn no_room(&self, disks: &[ReplicaDisk]) -> Option<String> {
+    fn no_room(&self, disks: &[ReplicaDisk]) -> Option<Refusal> {
         let mut needed: HashMap<&str, u64> = HashMap::new();
         for d in disks.iter().filter(|d| d.enabled) {
             *needed.entry(d.datastore_id.as_str()).or_default() += d.bytes;
@@ -508,13 +526,14 @@ impl World {
             let need = i64::try_from(needed.get(ds.id.as_str()).copied().unwrap_or_default())
                 .unwrap_or(i64::MAX);
             let free = self.free_space(ds);
-            (need > free).then(|| {
-                format!(
+            (need > free).then(|| Refusal {
+                message: format!(
                     "Insufficient disk space on datastore '{}': {} free, {} required",
                     ds.name,
                     crate::units::gib(free),
                     crate::units::gib(need)
-                )
+                ),
+                details: "Choose another target datastore or free up space on this one.",
             })
         })
     }

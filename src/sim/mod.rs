@@ -61,7 +61,8 @@
 //!   pairing of a VM already replicated (or being configured) is refused as one through the
 //!   same pairing is, and capability and `suitable_for_replication` say so through every
 //!   pairing.
-//! - Limits: [`SimConfig::max_replications_per_server`] for each target VR server, and
+//! - Limits: [`SimConfig::max_replications_per_server`] for each target VR server (or, for
+//!   pairing 1's servers, [`SimConfig::max_replications_by_server`]), and
 //!   [`SimConfig::max_replications_per_appliance`] for every pairing's replications together.
 //!   `GET /tasks` is the appliance's, every pairing's tasks in one list. The replication link
 //!   (below) is the source site's: every pairing's syncs share it.
@@ -88,6 +89,23 @@
 //! - `OK` and `FULL_DATA`: `DELETE …/replications/{id}` removes the local site's half (the
 //!   simulator models no leftovers on the target site), and `GET /tasks`, `GET /tasks/{id}`
 //!   follow its task.
+//!
+//! # Release and capacity
+//!
+//! The appliance presents [`SimConfig::appliance_version`] (default [`DEFAULT_VERSION`], 8.8.0)
+//! in `GET /info` and as every pairing's and VRMS's `version`, and enforces the capacity of that
+//! release by default: 200 replications per VR server and 2000 per appliance on 8.x (the
+//! operational limits), 400 per appliance on 9.x ([`SimConfig::with_version`]; a localized page
+//! of 9.0's operational limits, not confirmed in English; it names no per-server figure, so
+//! 8.x's 200 stays). A configure that would go past either fails in its task, in words that
+//! name the limit: `The vSphere Replication server 'vrs-target-01' has reached the maximum
+//! number of replications (200)`, `The maximum number of replications (2000) supported by the
+//! vSphere Replication Management Server has been reached` (the product's wording is not
+//! documented; these follow the operational limits' own). The replications being configured
+//! count. A server's `replication_count` is what it holds, whatever its limit: a server whose
+//! real limit is lower ([`SimConfig::max_replications_by_server`]) shows it only by refusing.
+//! The limit "within one vCenter" (1000) is not modelled: the simulator's pairings all join two
+//! vCenters.
 //!
 //! # The link model (an assumption, stated)
 //!
@@ -181,15 +199,19 @@ use std::time::Duration;
 pub use error::SimError;
 pub use handlers::{router, API_PREFIXES};
 pub use inventory::{
-    Inventory, SimVm, Site, SiteRef, TargetSite, VmKind, FULL_DATASTORE,
-    MAX_REPLICATIONS_PER_APPLIANCE, MAX_REPLICATIONS_PER_SERVER, NVME_VM, POWERED_OFF_VM,
+    max_replications_per_appliance_of, Inventory, SimVm, Site, SiteRef, TargetSite, VmKind,
+    DEFAULT_VERSION, FULL_DATASTORE, MAX_REPLICATIONS_PER_APPLIANCE,
+    MAX_REPLICATIONS_PER_APPLIANCE_9, MAX_REPLICATIONS_PER_SERVER, NVME_VM, POWERED_OFF_VM,
     REPLICATED_VM, TEMPLATE_VM, UNUSUAL_NAME_VM, VM_HOME_DEVICE_KEY,
 };
 pub use limiter::{Ban, LimiterStats, RateLimits};
 pub use link::LinkModel;
 pub use listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use state::{SimState, DEFAULT_RECENT_TASK_WINDOW};
-pub use stats::{Moment, Received, RefusedLogin, ReplicationTimeline, SimStats, CHANGE_OPERATIONS};
+pub use stats::{
+    ConfigureFailure, Moment, Received, RefusedLogin, ReplicationTimeline, SimStats,
+    CHANGE_OPERATIONS,
+};
 pub use tls::thumbprint;
 
 /// How the simulator behaves; `Default` is a healthy HTTPS appliance with 40 VMs and the
@@ -230,8 +252,15 @@ pub struct SimConfig {
     /// Fraction of replications (seeded, per VM) that fall into RPO violation one RPO
     /// (simulated) after their initial sync, until a sync.
     pub rpo_violation_rate: f64,
+    /// The VR release the appliance presents (`GET /info`, each pairing's and VRMS's
+    /// `version`); [`SimConfig::with_version`] sets it with its appliance limit.
+    pub appliance_version: String,
     /// Replications one target VR server takes; a configure onto a full one fails in its task.
     pub max_replications_per_server: usize,
+    /// Replications each of pairing 1's target VR servers takes, in order, where it differs
+    /// from `max_replications_per_server`: a server whose real limit is lower than the
+    /// documented one (its replication count does not show it).
+    pub max_replications_by_server: Vec<usize>,
     /// Replications the appliance takes in all.
     pub max_replications_per_appliance: usize,
     /// Replications of VMs outside the inventory already on each of pairing 1's target VR
@@ -264,7 +293,9 @@ impl Default for SimConfig {
             sync_time_scale: 1.0,
             replication_error_rate: 0.0,
             rpo_violation_rate: 0.0,
+            appliance_version: DEFAULT_VERSION.into(),
             max_replications_per_server: MAX_REPLICATIONS_PER_SERVER,
+            max_replications_by_server: Vec::new(),
             max_replications_per_appliance: MAX_REPLICATIONS_PER_APPLIANCE,
             replications_elsewhere: Vec::new(),
             pairings: 1,
@@ -283,6 +314,16 @@ impl SimConfig {
             task_seconds: 0.3,
             limits: Some(RateLimits::scaled(FAST_WINDOW)),
             ..SimConfig::default()
+        }
+    }
+
+    /// The appliance of release `version` (`9.0.2`), with the replications that release
+    /// takes in all ([`max_replications_per_appliance_of`]).
+    pub fn with_version(self, version: &str) -> SimConfig {
+        SimConfig {
+            appliance_version: version.to_string(),
+            max_replications_per_appliance: max_replications_per_appliance_of(version),
+            ..self
         }
     }
 

@@ -58,11 +58,18 @@ pub(crate) struct SimTask {
 
 /// What a task does.
 pub(crate) enum Work {
-    /// Creates the replication; `Some(message)`: ends in ERROR with it (and rolls it back).
+    /// Creates the replication; `Some(failure)`: ends in ERROR with it (and rolls it back).
     Configure {
-        failure: Option<String>,
+        failure: Option<Refusal>,
     },
     Operation(Operation),
+}
+
+/// Why a configure task fails: its message, and the advice its details give.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub message: String,
+    pub details: &'static str,
 }
 
 /// Where a task is at a given instant.
@@ -102,7 +109,11 @@ pub(crate) struct World {
     pub recent_window: Duration,
     pub task_seconds: f64,
     pub max_per_server: usize,
+    /// Servers (by id) whose limit differs from `max_per_server`.
+    pub max_by_server: HashMap<String, usize>,
     pub max_per_appliance: usize,
+    /// The VR release the appliance presents.
+    pub version: String,
     /// Every target site is unreachable: calls that need one answer 500 (see `handlers`).
     pub target_down: bool,
 }
@@ -285,6 +296,12 @@ impl World {
         inv.add_pairings(cfg.pairings, cfg.seed);
         inv.add_replications_elsewhere(&cfg.replications_elsewhere, cfg.seed);
         let replications = super::lifecycle::from_inventory(&mut inv);
+        let max_by_server = inv
+            .replication_servers
+            .iter()
+            .zip(&cfg.max_replications_by_server)
+            .map(|(s, &max)| (s.id.clone(), max))
+            .collect();
         World {
             inv,
             sessions: HashMap::new(),
@@ -305,7 +322,9 @@ impl World {
             recent_window: DEFAULT_RECENT_TASK_WINDOW,
             task_seconds: cfg.task_seconds.max(0.0),
             max_per_server: cfg.max_replications_per_server,
+            max_by_server,
             max_per_appliance: cfg.max_replications_per_appliance,
+            version: cfg.appliance_version.clone(),
             target_down: cfg.target_down,
         }
     }
@@ -401,10 +420,8 @@ impl World {
         let (error, result) = match (v.status, &task.work) {
             (TaskStatus::Error, Work::Configure { failure }) => (
                 Some(TaskError {
-                    message: failure.clone(),
-                    details: Some(
-                        "Choose another target datastore or free up space on this one.".into(),
-                    ),
+                    message: failure.as_ref().map(|f| f.message.clone()),
+                    details: failure.as_ref().map(|f| f.details.to_string()),
                 }),
                 None,
             ),

@@ -1,5 +1,6 @@
 //! What the simulator counted and received: calls per operation, error answers, configure
-//! attempts per VM (so a test can prove that a client never configured a VM twice), day-2
+//! attempts per VM and the configure tasks that failed and why (so a test can prove that a
+//! client never configured a VM twice, and tell a retry after a refusal from that), day-2
 //! operations per replication (nothing unconfigured twice, nothing outside a batch touched), when
 //! each replication was configured and synced (an admission cap kept, the time each VM took to be
 //! protected), and the journal of every request (nothing changed after a change window, one
@@ -31,8 +32,14 @@ pub struct SimStats {
     /// vm_id -> specs rejected because the VM already had a replication or a configure task in
     /// flight, or appeared twice in one request body.
     pub configure_rejected: BTreeMap<String, u64>,
-    /// VM ids with `configure_attempts > 1`: a correct client never causes this.
+    /// VM ids configured more than once: a second configure task of the VM succeeded, a
+    /// second replication. A correct client never causes this. A configure whose task failed
+    /// created nothing (it is in `configure_failures`), so trying the VM again after it is not
+    /// one.
     pub configured_more_than_once: Vec<String>,
+    /// Every configure task that ended in ERROR (nothing created), in the order they ended.
+    #[serde(default)]
+    pub configure_failures: Vec<ConfigureFailure>,
     /// The rate limiter's refusals and peaks, per tier.
     pub limiter: super::LimiterStats,
     /// The most initial full syncs that were ever on the link at once.
@@ -121,11 +128,24 @@ pub struct Moment {
     pub sim_ms: u64,
 }
 
+/// A configure task that failed, and why, in the words its task gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigureFailure {
+    pub vm_id: String,
+    pub vm_name: String,
+    /// The target VR server it was placed on (its name), when the spec named or got one.
+    pub server: Option<String>,
+    pub message: String,
+}
+
 /// When one replication was asked for, configured, and through its initial full sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicationTimeline {
     pub vm_id: String,
     pub vm_name: String,
+    /// The target VR server it is on (its name).
+    #[serde(default)]
+    pub server: Option<String>,
     /// What the initial full sync copies: the enabled disks, in bytes.
     pub bytes: u64,
     /// Its configure call was accepted.
@@ -163,14 +183,21 @@ impl SimStats {
     }
 
     pub(crate) fn count_accepted(&mut self, vm_id: &str) {
-        let n = self
+        *self
             .configure_attempts
             .entry(vm_id.to_string())
-            .or_default();
-        *n += 1;
-        if *n == 2 {
-            self.configured_more_than_once.push(vm_id.to_string());
+            .or_default() += 1;
+    }
+
+    /// A configure task of `line`'s VM succeeded: a second one for the same VM is a VM
+    /// configured more than once.
+    pub(crate) fn count_configured(&mut self, id: &str, line: ReplicationTimeline) {
+        let vm = line.vm_id.clone();
+        let again = self.replications.values().any(|r| r.vm_id == vm);
+        if again && !self.configured_more_than_once.contains(&vm) {
+            self.configured_more_than_once.push(vm);
         }
+        self.replications.insert(id.to_string(), line);
     }
 
     pub(crate) fn count_operation(&mut self, replication_id: &str, operation: &str) {

@@ -946,7 +946,8 @@ async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replicati
 }
 
 #[tokio::test]
-async fn full_datastore_task_ends_in_error_and_a_retry_counts_twice() {
+async fn full_datastore_task_ends_in_error_and_a_retry_is_a_second_attempt_not_a_second_configuration(
+) {
     let h = Harness::plain(fast()).await;
     let inv = h.inv();
     let sid = h.login_both().await;
@@ -973,15 +974,49 @@ async fn full_datastore_task_ends_in_error_and_a_retry_counts_twice() {
         "a failed configure leaves no replication"
     );
 
-    // A failed configure frees the VM; configuring it again is accepted (and counted).
-    let (s, _) = h
+    // A failed configure frees the VM; configuring it again is accepted (and counted), and is
+    // no second configuration: the first created nothing.
+    let vm = inv.vm_by_name("app-002").unwrap().vm.id.clone();
+    let failures = h.sim.stats().configure_failures;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        (&failures[0].vm_id, &failures[0].message),
+        (&vm, &msg.to_string())
+    );
+    let (s, body) = h
         .configure(&sid, &json!([spec_for(&inv, "app-002", "ds-gold-01")]))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let vm = inv.vm_by_name("app-002").unwrap().vm.id.clone();
+    let done = h
+        .wait_task(&sid, body["list"][0]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "SUCCESS");
     let stats = h.sim.stats();
     assert_eq!(stats.configure_attempts[&vm], 2);
-    assert_eq!(stats.configured_more_than_once, vec![vm]);
+    assert!(stats.configured_more_than_once.is_empty());
+
+    // Configured, removed, configured again: that is a VM configured twice.
+    let (_, reps) = h
+        .get(&sid, &format!("/pairings/{}/replications", inv.pairing_id))
+        .await;
+    let rep = named(&reps, "app-002")["id"].as_str().unwrap().to_string();
+    let resp = h
+        .http
+        .delete(h.api(&format!("/pairings/{}/replications/{rep}", inv.pairing_id)))
+        .header("x-dr-session", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let task: Value = resp.json().await.unwrap();
+    h.wait_task(&sid, task["id"].as_str().unwrap()).await;
+    let (s, body) = h
+        .configure(&sid, &json!([spec_for(&inv, "app-002", "ds-gold-01")]))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    h.wait_task(&sid, body["list"][0]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(h.sim.stats().configured_more_than_once, vec![vm]);
 }
 
 #[tokio::test]
@@ -1428,6 +1463,104 @@ async fn a_full_vr_server_or_appliance_fails_the_configure_task_in_the_appliance
             .starts_with("The maximum number of replications (6) supported by"),
         "{ends:?}"
     );
+}
+
+#[tokio::test]
+async fn the_appliance_says_its_release_everywhere_and_enforces_that_releases_capacity() {
+    // VR 8.8 unless told: GET /info, the pairing and its VRMS agree.
+    let h = Harness::plain(fast()).await;
+    let sid = h.login_both().await;
+    let (s, info) = h.get(&sid, "/info").await;
+    assert_eq!(s, StatusCode::OK, "{info}");
+    assert_eq!(info["version"], DEFAULT_VERSION);
+    assert_eq!(info["id"], h.inv().local_vrms.id.as_str());
+    let (_, pairings) = h.get(&sid, "/pairings").await;
+    assert_eq!(pairings["list"][0]["local_vrms"]["version"], "8.8.0");
+    let (_, vrs) = h.get(&sid, &format!("/pairings/{}/vrs", h.pairing())).await;
+    assert_eq!(vrs["list"][1]["version"], "8.8.0");
+    assert_eq!(h.sim.stats().calls["getVrInfo"], 1);
+
+    // VR 9.0: a new appliance takes 400 replications in all.
+    let cfg = fast().with_version("9.0.2");
+    assert_eq!(cfg.max_replications_per_appliance, 400);
+    assert_eq!(SimConfig::default().max_replications_per_appliance, 2000);
+    let h = Harness::plain(SimConfig {
+        replications_elsewhere: vec![199, 199],
+        ..cfg
+    })
+    .await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    assert_eq!(h.get(&sid, "/info").await.1["version"], "9.0.2");
+    // 398 elsewhere and the legacy VM's: one more fits.
+    let specs: Vec<Value> = ["app-001", "app-002"]
+        .iter()
+        .map(|vm| spec_for(&inv, vm, "ds-gold-01"))
+        .collect();
+    let (_, body) = h.configure(&sid, &json!(specs)).await;
+    let mut ends = Vec::new();
+    for t in body["list"].as_array().unwrap() {
+        let done = h.wait_task(&sid, t["id"].as_str().unwrap()).await;
+        ends.push((done["status"].clone(), done["error"]["message"].clone()));
+    }
+    assert_eq!(ends[0].0, "SUCCESS", "{ends:?}");
+    assert_eq!(
+        ends[1].1,
+        "The maximum number of replications (400) supported by the vSphere Replication \
+         Management Server has been reached"
+    );
+}
+
+#[tokio::test]
+async fn a_server_whose_real_limit_is_lower_shows_it_only_by_refusing() {
+    let h = Harness::plain(SimConfig {
+        max_replications_by_server: vec![2],
+        ..fast()
+    })
+    .await;
+    let inv = h.inv();
+    let sid = h.login_both().await;
+    let onto = |vm: &str, server: usize| {
+        let mut spec = spec_for(&inv, vm, "ds-gold-01");
+        spec["target_replication_server_id"] = json!(inv.replication_servers[server].id);
+        spec
+    };
+    // The legacy VM's replication is on the first server: one more fits there.
+    let specs = json!([onto("app-001", 0), onto("app-002", 0), onto("db-003", 1)]);
+    let (_, body) = h.configure(&sid, &specs).await;
+    let mut ends = Vec::new();
+    for t in body["list"].as_array().unwrap() {
+        ends.push(h.wait_task(&sid, t["id"].as_str().unwrap()).await["status"].clone());
+    }
+    assert_eq!(ends, ["SUCCESS", "ERROR", "SUCCESS"]);
+    let (_, servers) = h
+        .get(
+            &sid,
+            &format!(
+                "/pairings/{}/vrs/{}/replication-servers",
+                inv.pairing_id, inv.remote_vrms.id
+            ),
+        )
+        .await;
+    // Its count says nothing of its limit.
+    assert_eq!(servers["list"][0]["replication_count"], 2);
+    let stats = h.sim.stats();
+    assert_eq!(stats.configure_failures.len(), 1);
+    let refused = &stats.configure_failures[0];
+    assert_eq!(refused.vm_name, "app-002");
+    assert_eq!(refused.server.as_deref(), Some("vrs-target-01"));
+    assert_eq!(
+        refused.message,
+        "The vSphere Replication server 'vrs-target-01' has reached the maximum number of \
+         replications (2)"
+    );
+    let on: Vec<_> = stats
+        .replications
+        .values()
+        .map(|r| (r.vm_name.as_str(), r.server.as_deref()))
+        .collect();
+    assert!(on.contains(&("app-001", Some("vrs-target-01"))), "{on:?}");
+    assert!(on.contains(&("db-003", Some("vrs-target-02"))), "{on:?}");
 }
 
 #[tokio::test]

@@ -555,6 +555,11 @@ impl Client {
         .await
     }
 
+    /// `GET /info`: the appliance this client talks to, its version included.
+    pub async fn info(&self) -> Result<VrmsInfo, ApiError> {
+        self.get("getVrInfo", &["info"], Vec::new()).await
+    }
+
     /// `GET /pairings/{p}/vrs`: the VRMS of both sites.
     pub async fn vrms(&self, pairing_id: &str) -> Result<Vec<VrmsInfo>, ApiError> {
         self.get::<DrList<VrmsInfo>>(

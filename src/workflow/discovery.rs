@@ -2,7 +2,8 @@
 //! its VR servers, the target datastores and storage policies, and the replications that already
 //! exist. Everything a job names is resolved against this, without further calls. Work that must
 //! go on with the target site down (a local-only removal) uses [`Discovery::local`]: the pairing
-//! alone, as the local site sees it.
+//! alone, as the local site sees it. [`appliance_version`] says which VR release the appliance
+//! runs, which its capacity figures follow.
 
 use std::collections::HashMap;
 
@@ -288,6 +289,27 @@ impl Discovery {
 
     pub fn datastore(&self, id: &str) -> Option<&Datastore> {
         self.datastores.iter().find(|d| d.id == id)
+    }
+}
+
+/// The version of the appliance vrbulk talks to (`8.8.0`), which its capacity figures follow
+/// (`capacity::applied`). Every pairing names it (`local_vrms.version`, from the pairing list
+/// each plan and run reads anyway, so it costs no call); only when none does is `GET /info`
+/// asked. `None` when the appliance does not say: a failed read is no reason to stop, the
+/// figures are then assumed, and say so.
+pub async fn appliance_version(client: &Client, pairings: &[Pairing]) -> Option<String> {
+    let named = pairings
+        .iter()
+        .find_map(|p| p.local_vrms.as_ref()?.version.clone());
+    if named.is_some() {
+        return named;
+    }
+    match client.info().await {
+        Ok(info) => info.version,
+        Err(e) => {
+            tracing::warn!(error = %e, "the appliance's version could not be read: its capacity figures are assumed");
+            None
+        }
     }
 }
 

@@ -14,9 +14,9 @@ pub mod reads;
 pub mod resolve;
 pub mod spec;
 
-pub use capacity::Capacity;
-pub use discovery::{Discovery, DiscoveryError, DiscoverySummary};
+pub use capacity::{applied, Capacity, Full};
+pub use discovery::{appliance_version, Discovery, DiscoveryError, DiscoverySummary};
 pub use pairing::choose_pairing;
-pub use plan::{plan_jobs, PlanAction, PlanError, PlanRow};
+pub use plan::{plan_jobs, Plan, PlanAction, PlanCapacity, PlanError, PlanRow};
 pub use resolve::{decide, lookup_vms, plan_configure, vm_key, Decision, VmLookup};
 pub use spec::build_spec;

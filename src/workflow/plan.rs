@@ -1,15 +1,18 @@
 //! Planning a batch: what `run` would do with each unfinished job (configure where, skip or
-//! fail and why), found with the same discovery and grouped lookups, without configuring
-//! anything. `vrbulk plan` prints it; the report renders it for the change request.
+//! fail and why), found with the same discovery, grouped lookups and capacity count, without
+//! configuring anything. `vrbulk plan` prints it; the report renders it for the change request.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use thiserror::Error;
 
-use super::{decide, lookup_vms, vm_key, Capacity, Decision, Discovery, DiscoveryError, VmLookup};
-use crate::domain::JobSpec;
-use crate::queue::Job;
+use super::{
+    appliance_version, applied, decide, lookup_vms, vm_key, Capacity, Decision, Discovery,
+    DiscoveryError, VmLookup,
+};
+use crate::domain::{AppliedLimits, CapacityLimits, JobSpec};
+use crate::queue::{Job, LearntLimit};
 use crate::vr::{ApiError, Client, ErrorClass};
 
 /// Why a plan could not be made. A server that failed to answer says nothing about the VMs, so
@@ -93,13 +96,34 @@ pub struct PlanRow {
     pub notes: Option<String>,
 }
 
-/// What `run` would do with each unfinished job, found with the same grouped calls.
+/// What `plan` found: each unfinished job's fate, and the capacity it counted by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// In job order.
+    pub rows: Vec<PlanRow>,
+    pub capacity: PlanCapacity,
+}
+
+/// The appliance's capacity a plan counted by: the figures and where they came from, and the
+/// VR server limits that earlier refusals taught and that still count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanCapacity {
+    pub limits: AppliedLimits,
+    pub learnt: Vec<LearntLimit>,
+}
+
+/// What `run` would do with each unfinished job, found with the same grouped calls, counting
+/// room as `run` would: by `limits` (`[limits]`, else the appliance's version's figures) and
+/// what the appliance taught before (`learnt`).
 pub async fn plan_jobs(
     client: &Client,
     jobs: &[Job],
     lookup_group: usize,
-) -> Result<Vec<PlanRow>, PlanError> {
+    limits: &CapacityLimits,
+    learnt: &[LearntLimit],
+) -> Result<Plan, PlanError> {
     let pairings = client.pairings().await.map_err(PlanError::Pairings)?;
+    let version = appliance_version(client, &pairings).await;
     let mut by_pairing: BTreeMap<Option<String>, Vec<&Job>> = BTreeMap::new();
     for j in jobs.iter().filter(|j| !j.state.is_terminal()) {
         by_pairing
@@ -109,7 +133,7 @@ pub async fn plan_jobs(
     }
     let mut planned = Vec::new();
     // In job order within a pairing: the first VMs get the room, as they would in the run.
-    let mut room = Capacity::default();
+    let mut room = Capacity::new(applied(limits, version.as_deref()), learnt);
     for (key, group) in by_pairing {
         let disc = match Discovery::run(client, &pairings, key.as_deref()).await {
             Ok(d) => d,
@@ -144,7 +168,14 @@ pub async fn plan_jobs(
         }
     }
     planned.sort_by_key(|p| p.job_id);
-    Ok(planned)
+    let capacity = PlanCapacity {
+        limits: room.limits().clone(),
+        learnt: room.learnt_in_force().into_iter().cloned().collect(),
+    };
+    Ok(Plan {
+        rows: planned,
+        capacity,
+    })
 }
 
 /// The row of one job, from what `run` would decide for it.
@@ -163,12 +194,7 @@ fn plan_one(job: &Job, decision: Decision, disc: &Discovery) -> PlanRow {
             p.vm_id = Some(vm.id.clone());
             if let Some(id) = &placement.replication_server_id {
                 let name = disc.replication_server_name(id);
-                let auto = job
-                    .spec
-                    .replication_server
-                    .as_deref()
-                    .is_none_or(|s| s.eq_ignore_ascii_case("auto"));
-                p.replication_server = Some(if auto {
+                p.replication_server = Some(if job.spec.places_automatically() {
                     format!("{name} (auto)")
                 } else {
                     name.to_string()
