@@ -29,8 +29,9 @@ pub struct RunArgs {
     /// Attempts per job before it fails (applies to the batch's unfinished jobs).
     #[arg(long)]
     pub max_attempts: Option<u32>,
-    /// Stop claiming new jobs at this time (end of the change window): `HH:MM` (local, the next
-    /// one to come), `YYYY-MM-DD HH:MM` (local) or RFC 3339. Running jobs finish.
+    /// The end of the change window: no configure or other change reaches the appliance at or
+    /// after it (what was sent is followed to its end; the rest waits, exit 6). `HH:MM` (local,
+    /// the next one to come), `YYYY-MM-DD HH:MM` (local) or RFC 3339.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
     /// VMs per lookup call [default: 50].
@@ -65,7 +66,7 @@ pub struct RunArgs {
 fn run_help() -> String {
     let examples = "Examples:
   vrbulk run                                  # the newest batch
-  vrbulk run --batch 3 --until 05:30          # stop claiming at 05:30 local time
+  vrbulk run --batch 3 --until 05:30          # nothing changes on the appliance after 05:30
   vrbulk run --max-initial-syncs 10 --order smallest-first   # a wave at the link's pace
 Ctrl-C stops claiming, lets in-flight calls finish for a few seconds and gives the rest back;
 a second Ctrl-C exits at once. Either way the next `vrbulk run` resumes where this one stopped.
