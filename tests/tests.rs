@@ -8,6 +8,7 @@ mod client;
 mod day2;
 mod faults;
 mod input_corpus;
+mod inventory;
 mod openapi_validator;
 mod operations;
 mod operator;

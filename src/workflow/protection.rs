@@ -9,15 +9,14 @@
 //! with its RPO violation flagged, rather than as still syncing, which it is not.
 
 use crate::queue::{JobId, ReplicationSeen};
-use crate::vr::model::{ConfigurationState, ReplicationInfo, ReplicationStatus, VmDisk};
+use crate::vr::model::{spec_name, ConfigurationState, ReplicationInfo, ReplicationStatus, VmDisk};
 
 /// The status as the appliance words it (`INITIAL_FULL_SYNC`, `OK`, …).
 pub fn status_name(rep: &ReplicationInfo) -> String {
     rep.status
         .as_ref()
         .and_then(|s| s.status)
-        .and_then(|s| serde_json::to_value(s).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
+        .and_then(spec_name)
         .unwrap_or_else(|| "UNKNOWN".into())
 }
 
@@ -55,10 +54,7 @@ pub fn seen(job: JobId, rep: &ReplicationInfo, bytes: Option<i64>) -> Replicatio
         job,
         replication_id: rep.id.clone(),
         status: status_name(rep),
-        configuration_state: rep
-            .configuration_state
-            .and_then(|s| serde_json::to_value(s).ok())
-            .and_then(|v| v.as_str().map(str::to_owned)),
+        configuration_state: rep.configuration_state.and_then(spec_name),
         bytes_done: progress.and_then(|p| p.transferred_current),
         bytes_total: progress.and_then(|p| p.transferred_total).or(bytes),
         rpo_violation,
