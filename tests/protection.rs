@@ -3,12 +3,13 @@
 //! `run --max-initial-syncs` never lets more initial syncs run than asked, survives a kill, and
 //! leaves protection records that agree with the simulator.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use vrbulk::queue::{JobState, Queue, Readiness};
+use vrbulk::domain::OperationSpec;
+use vrbulk::queue::{JobState, OperationJob, Queue, Readiness};
 use vrbulk::runner::follow::{self, WatchOptions};
 use vrbulk::runner::{self, RunOptions, SubmitOrder};
 use vrbulk::sim::{LinkModel, SimConfig, Simulator, VmKind, POWERED_OFF_VM};
@@ -392,4 +393,431 @@ async fn an_admitted_run_killed_and_resumed_configures_nothing_twice_and_loses_n
     let records = Queue::open(&db).unwrap().protection(batch).unwrap();
     assert_eq!(records.len(), 28);
     assert!(outcome.last.unwrap().settled());
+}
+
+/// `n` normal VMs of the simulator as one batch in `db`.
+fn import_normal(sim: &Simulator, db: &Path, n: usize) -> i64 {
+    let names: Vec<_> = sim
+        .inventory()
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .take(n)
+        .map(|v| spec(&v.vm.name))
+        .collect();
+    assert_eq!(names.len(), n, "the simulator has {n} normal VMs");
+    fixtures::import(db, &new_batch("wave"), &names)
+}
+
+/// An operation batch of `spec` on the jobs of `wave` that `pick` picks.
+fn operate(
+    db: &Path,
+    wave: i64,
+    spec: &OperationSpec,
+    pick: impl Fn(&vrbulk::queue::Job) -> bool,
+) -> i64 {
+    let mut q = Queue::open(db).unwrap();
+    let jobs: Vec<OperationJob> = q
+        .jobs(wave)
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.state == JobState::Succeeded && pick(j))
+        .map(|j| OperationJob {
+            acts_on_job: j.id,
+            spec: spec.clone(),
+        })
+        .collect();
+    q.create_operation_batch(&new_batch("day 2"), spec.operation(), wave, &jobs)
+        .unwrap()
+}
+
+async fn run_batch(db: &Path, sim: &Simulator, batch: i64) -> runner::RunOutcome {
+    run(
+        db,
+        sim,
+        RunOptions {
+            batch: Some(batch),
+            ..quick()
+        },
+    )
+    .await
+}
+
+/// `vrbulk ARGS` against `sim` with the queue at `db`, off the async threads.
+async fn vrbulk(db: &Path, config: &Path, args: &[&str]) -> crate::support::cmd::Ran {
+    let cmd = Cmd::new()
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .db(db)
+        .config(config)
+        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    tokio::task::spawn_blocking(move || cmd.run())
+        .await
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_code(ran: &crate::support::cmd::Ran, code: i32) {
+    assert_eq!(
+        ran.output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
+}
+
+/// The VMs of `names` whose initial sync the simulator finished.
+fn synced_on_the_appliance(sim: &Simulator, vm_ids: &HashSet<String>) -> usize {
+    sim.stats()
+        .replications
+        .values()
+        .filter(|t| vm_ids.contains(&t.vm_id) && t.sync_ended.is_some())
+        .count()
+}
+
+/// A task of the appliance's, followed until it ends.
+async fn wait_for_task(client: &vrbulk::vr::Client, task: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = client.task(task).await.unwrap();
+        if matches!(
+            t.status,
+            vrbulk::vr::model::TaskStatus::Success | vrbulk::vr::model::TaskStatus::Error
+        ) {
+            assert_eq!(t.status, vrbulk::vr::model::TaskStatus::Success, "{t:?}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task {task} never ends"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// Issue 17: `watch` exited 0 saying "every configured VM is protected" while most of the batch
+// was not configured yet, a run still working on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_exits_0_only_once_every_job_ended_and_follows_on_while_a_run_holds_jobs() {
+    let sim = start(syncing(110)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import_normal(&sim, &db, 100);
+    let config = config_for(&sim, dir.path(), "");
+    let vm_ids: HashSet<String> = {
+        let inv = sim.inventory();
+        let q = Queue::open(&db).unwrap();
+        q.jobs(batch)
+            .unwrap()
+            .iter()
+            .map(|j| {
+                let name = j.vm_label();
+                inv.vms
+                    .iter()
+                    .find(|v| v.vm.name == name)
+                    .unwrap()
+                    .vm
+                    .id
+                    .clone()
+            })
+            .collect()
+    };
+
+    // Another live run on this host holds 70 of the jobs; this one joins and configures the
+    // other 30, then waits for the held ones.
+    let owner = format!(
+        "{}:{}:other-run",
+        vrbulk::operator::who().1,
+        std::process::id()
+    );
+    let held: Vec<_> = Queue::open(&db)
+        .unwrap()
+        .claim(Some(batch), 70, &owner, Duration::from_secs(600))
+        .unwrap()
+        .iter()
+        .map(|j| j.lease().unwrap())
+        .collect();
+    assert_eq!(held.len(), 70);
+    let (db2, settings) = (db.clone(), settings_for(&sim));
+    let (_stop, stop_rx) = watch::channel(false);
+    let running = tokio::spawn(async move {
+        runner::run(
+            Queue::open(&db2).unwrap(),
+            settings,
+            RunOptions {
+                batch: Some(batch),
+                join: true,
+                ..quick()
+            },
+            stop_rx,
+        )
+        .await
+        .unwrap()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while synced_on_the_appliance(&sim, &vm_ids) < 30 {
+        assert!(std::time::Instant::now() < deadline, "30 never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The appliance has configured 30 of the batch's VMs and synced each: nothing more.
+    let configured_there = sim
+        .stats()
+        .replications
+        .values()
+        .filter(|t| vm_ids.contains(&t.vm_id))
+        .count();
+    assert_eq!(configured_there, 30);
+
+    let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
+    assert_code(&ran, 5);
+    let out = ran.stdout();
+    assert!(out.starts_with("protected 30/30"), "{out}");
+    let unconfigured = vm_ids.len() - configured_there;
+    assert!(
+        out.contains(&format!(
+            "{unconfigured} jobs not configured yet: a run works on them"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&owner), "names the run: {out}");
+    assert!(!out.contains("every configured VM"), "{out}");
+
+    // Followed without --once, watch waits for the run: the held jobs are given back, the run
+    // configures them, and only then does watch end, with 0.
+    let following = tokio::spawn(watch_until_settled_owned(
+        db.clone(),
+        settings_for(&sim),
+        batch,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !following.is_finished(),
+        "watch ended while a run held jobs"
+    );
+    {
+        let mut q = Queue::open(&db).unwrap();
+        for lease in &held {
+            q.release(lease, "given back").unwrap();
+        }
+    }
+    let outcome = following.await.unwrap();
+    assert_eq!(outcome.exit_code().code(), 0, "{:?}", outcome.last);
+    assert_eq!(synced_on_the_appliance(&sim, &vm_ids), 100);
+    let last = outcome.last.unwrap();
+    assert_eq!(
+        (last.unended, last.tally.count(Readiness::Protected)),
+        (0, 100)
+    );
+    running.await.unwrap();
+}
+
+async fn watch_until_settled_owned(
+    db: std::path::PathBuf,
+    settings: vrbulk::vr::ClientSettings,
+    batch: i64,
+) -> follow::WatchOutcome {
+    let (_stop, stop_rx) = watch::channel(false);
+    let opts = WatchOptions {
+        batch,
+        interval: Duration::from_millis(200),
+        once: false,
+    };
+    tokio::time::timeout(
+        Duration::from_secs(90),
+        follow::watch(Queue::open(&db).unwrap(), settings, opts, stop_rx, |_| {}),
+    )
+    .await
+    .expect("the batch settles")
+    .unwrap()
+}
+
+// Issue 17: after an undo, the VMs vrbulk itself unconfigured were "in error" (exit 4) next to
+// "were unconfigured since".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_vrbulk_is_a_problem(
+) {
+    let sim = start(syncing(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let config = config_for(&sim, dir.path(), "");
+    let wave = import_normal(&sim, &db, 8);
+    run_batch(&db, &sim, wave).await;
+    assert_eq!(
+        watch_until_settled(&db, &sim, wave)
+            .await
+            .exit_code()
+            .code(),
+        0
+    );
+
+    // Undo 3 of them with vrbulk.
+    let jobs = Queue::open(&db).unwrap().jobs(wave).unwrap();
+    let undone: Vec<i64> = jobs.iter().take(3).map(|j| j.id).collect();
+    let undo = operate(
+        &db,
+        wave,
+        &OperationSpec::Unconfigure {
+            retain_replica_disks: false,
+            local_only: false,
+        },
+        |j| undone.contains(&j.id),
+    );
+    assert_eq!(
+        run_batch(&db, &sim, undo).await.counts[&JobState::Succeeded],
+        3
+    );
+    // The appliance accepted exactly those three unconfigures.
+    let stats = sim.stats();
+    let removed: HashSet<String> = stats
+        .operations
+        .iter()
+        .filter(|(_, ops)| ops.get("unconfigure") == Some(&1))
+        .map(|(rep, _)| rep.clone())
+        .collect();
+    let undone_reps: HashSet<String> = jobs
+        .iter()
+        .take(3)
+        .map(|j| j.checkpoint.replication_id.clone().unwrap())
+        .collect();
+    assert_eq!(removed, undone_reps);
+
+    let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
+    assert_code(&ran, 0);
+    let out = ran.stdout();
+    assert!(out.starts_with("protected 5/5"), "{out}");
+    assert!(
+        out.contains(&format!("unconfigured (by batch {undo}) 3")),
+        "{out}"
+    );
+    assert!(!out.contains("in error"), "{out}");
+
+    // Someone removes one more by hand: no vrbulk batch did, so it is a problem, said so.
+    let by_hand = &jobs[5];
+    let rep = by_hand.checkpoint.replication_id.clone().unwrap();
+    let client = vrbulk::vr::Client::connect(settings_for(&sim))
+        .await
+        .unwrap();
+    let pairing = sim.inventory().pairing_id;
+    client.remote_login(&pairing).await.unwrap();
+    let task = client
+        .unconfigure_replication(&pairing, &rep, false)
+        .await
+        .unwrap();
+    wait_for_task(&client, &task.id).await;
+    assert_eq!(sim.stats().operations[&rep]["unconfigure"], 1);
+    assert!(!sim.inventory().replications.iter().any(|r| r.id == rep));
+
+    let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
+    assert_code(&ran, 4);
+    let out = ran.stdout();
+    assert!(
+        out.contains("no longer exist (removed outside vrbulk) 1"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.contains(by_hand.vm_label()))
+        .unwrap_or_else(|| panic!("{} not listed:\n{out}", by_hand.vm_label()));
+    assert!(
+        row.contains("no longer exists (removed outside vrbulk)"),
+        "{row}"
+    );
+    for j in jobs.iter().take(3) {
+        assert!(!out.contains(&format!("| {} ", j.vm_label())), "{out}");
+    }
+    let q = Queue::open(&db).unwrap();
+    let records = q.protection(wave).unwrap();
+    let readiness = |job: i64| records.iter().find(|p| p.job == job).unwrap().readiness();
+    for job in &undone {
+        assert_eq!(readiness(*job), Readiness::Unconfigured);
+    }
+    assert_eq!(readiness(by_hand.id), Readiness::Missing);
+}
+
+// Issue 17: a PAUSED replication was listed as `syncing (0 B of 0 B)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_replication_is_paused_by_its_batch_or_outside_vrbulk_and_not_protected() {
+    let sim = start(syncing(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let config = config_for(&sim, dir.path(), "");
+    let wave = import_normal(&sim, &db, 5);
+    run_batch(&db, &sim, wave).await;
+    assert_eq!(
+        watch_until_settled(&db, &sim, wave)
+            .await
+            .exit_code()
+            .code(),
+        0
+    );
+    let jobs = Queue::open(&db).unwrap().jobs(wave).unwrap();
+
+    let pause = operate(&db, wave, &OperationSpec::Pause, |j| j.id == jobs[0].id);
+    assert_eq!(
+        run_batch(&db, &sim, pause).await.counts[&JobState::Succeeded],
+        1
+    );
+    // And one paused by hand.
+    let rep = jobs[1].checkpoint.replication_id.clone().unwrap();
+    let client = vrbulk::vr::Client::connect(settings_for(&sim))
+        .await
+        .unwrap();
+    let pairing = sim.inventory().pairing_id;
+    client.remote_login(&pairing).await.unwrap();
+    let task = client.pause_replication(&pairing, &rep).await.unwrap();
+    wait_for_task(&client, &task.id).await;
+    let stats = sim.stats();
+    for j in &jobs[..2] {
+        let rep = j.checkpoint.replication_id.clone().unwrap();
+        assert_eq!(stats.operations[&rep]["pause"], 1, "{}", j.vm_label());
+    }
+    let paused_there: Vec<String> = sim
+        .inventory()
+        .replications
+        .iter()
+        .filter(|r| {
+            r.status.as_ref().and_then(|s| s.status)
+                == Some(vrbulk::vr::model::ReplicationStatus::Paused)
+        })
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(paused_there.len(), 2);
+
+    let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
+    assert_code(&ran, 5);
+    let out = ran.stdout();
+    assert!(out.starts_with("protected 3/5"), "{out}");
+    assert!(
+        out.contains(&format!("paused (1 by batch {pause}, 1 outside vrbulk) 2")),
+        "{out}"
+    );
+    assert!(!out.contains("syncing"), "{out}");
+    let row = |vm: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("| {vm} ")))
+            .unwrap_or_else(|| panic!("{vm} not listed:\n{out}"))
+            .to_string()
+    };
+    assert!(row(jobs[0].vm_label()).contains(&format!("paused by batch {pause}")));
+    assert!(row(jobs[1].vm_label()).contains("paused outside vrbulk"));
+    assert!(
+        out.contains(&format!("vrbulk resume --batch {wave}")),
+        "{out}"
+    );
+
+    // Resumed, they are protected again: watch ends with 0.
+    let resume = operate(&db, wave, &OperationSpec::Resume, |j| {
+        j.id == jobs[0].id || j.id == jobs[1].id
+    });
+    assert_eq!(
+        run_batch(&db, &sim, resume).await.counts[&JobState::Succeeded],
+        2
+    );
+    assert_eq!(
+        watch_until_settled(&db, &sim, wave)
+            .await
+            .exit_code()
+            .code(),
+        0
+    );
 }

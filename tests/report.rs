@@ -405,6 +405,9 @@ fn seen(job: i64, status: &str, bytes: Option<(i64, i64)>, protected: bool) -> R
         rpo_violation: false,
         error: None,
         protected,
+        last_sync_time: None,
+        last_sync_duration: None,
+        replication_server: None,
     }
 }
 

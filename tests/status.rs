@@ -196,6 +196,9 @@ fn followed_batch(db: &Path) {
         rpo_violation: false,
         error: None,
         protected,
+        last_sync_time: None,
+        last_sync_duration: None,
+        replication_server: None,
     };
     q.record_protection(&[
         seen(0, "OK", gib(40), gib(40), true),

@@ -29,7 +29,10 @@ use thiserror::Error;
 
 pub use batches::{BatchSummary, LastRun, Liveness, Standing};
 pub use operations::{OperationJob, OperationRefused};
-pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
+pub use protection::{
+    Operated, PauseMark, Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen,
+    NOT_LISTED,
+};
 pub use record::{
     BatchRecord, DiscoveryRecord, JobTimes, OperationRecord, OperatorAction, RunRecord,
 };
@@ -62,6 +65,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0004_operations.sql")),
     M::up(include_str!("../../migrations/0005_cancel_requests.sql")),
     M::up(include_str!("../../migrations/0006_run_settings.sql")),
+    M::up(include_str!("../../migrations/0007_appliance_times.sql")),
 ];
 
 #[derive(Debug, Error)]

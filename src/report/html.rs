@@ -1123,6 +1123,9 @@ fn readiness_colour(r: Readiness) -> &'static str {
         Readiness::Protected => "#2e7d32",
         Readiness::NotActive => "#8d6e63",
         Readiness::Error => "#c62828",
+        Readiness::Paused => "#f9a825",
+        Readiness::Missing => "#6a1b9a",
+        Readiness::Unconfigured => "#9e9e9e",
     }
 }
 
