@@ -7,9 +7,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::sync::watch;
 use vrbulk::domain::OperationSpec;
 use vrbulk::queue::{JobState, OperationJob, Queue, Readiness};
+use vrbulk::report::{Format, Report, UtcTime};
 use vrbulk::runner::follow::{self, WatchOptions};
 use vrbulk::runner::{self, RunOptions, SubmitOrder};
 use vrbulk::sim::{LinkModel, SimConfig, Simulator, VmKind, POWERED_OFF_VM};
@@ -732,6 +734,80 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
         assert_eq!(readiness(*job), Readiness::Unconfigured);
     }
     assert_eq!(readiness(by_hand.id), Readiness::Missing);
+
+    // `status` says the same.
+    let ran = vrbulk(&db, &config, &["status", "--batch", &wave.to_string()]).await;
+    assert_code(&ran, 0);
+    let out = ran.stdout();
+    let line = |label: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} line:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("unconfigured").contains(&format!("3  by batch {undo}")),
+        "{out}"
+    );
+    assert!(
+        line("no longer exists").contains("1  removed outside vrbulk"),
+        "{out}"
+    );
+    assert!(line("error").trim_end().ends_with(" 0"), "{out}");
+
+    // And every format of the report.
+    let (doc, md) = report(&db, wave);
+    for row in doc["jobs"].as_array().unwrap() {
+        let job = row["job_id"].as_i64().unwrap();
+        let p = &row["protection"];
+        if undone.contains(&job) {
+            assert_eq!(p["readiness"], "unconfigured", "{row}");
+            assert_eq!(p["unconfigured_by"], undo, "{row}");
+        } else if job == by_hand.id {
+            assert_eq!(p["readiness"], "missing", "{row}");
+        } else {
+            assert_eq!(p["readiness"], "protected", "{row}");
+        }
+    }
+    assert_eq!(doc["summary"]["protection"]["counts"]["error"], 0);
+    for j in jobs.iter().take(3) {
+        let row = md
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "| {} | unconfigured by batch {undo} |",
+                    j.vm_label()
+                ))
+            })
+            .unwrap_or_else(|| panic!("{} not unconfigured:\n{md}", j.vm_label()));
+        assert!(!row.contains("error"), "{row}");
+    }
+    assert!(md.contains(&format!(
+        "| {} | no longer exists (removed outside vrbulk) |",
+        by_hand.vm_label()
+    )));
+    assert!(!md.contains("in error"), "{md}");
+    let q = Queue::open(&db).unwrap();
+    let r = Report::load(&q, wave, vrbulk::queue::system_clock()()).unwrap();
+    let html = r.render(Format::Html).unwrap();
+    assert_eq!(
+        html.matches(&format!(">unconfigured by batch {undo}</span>"))
+            .count(),
+        3,
+        "each undone VM's readiness in the protection table"
+    );
+    let csv = r.render(Format::Csv).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells[column("readiness")] == "unconfigured" {
+            assert_eq!(cells[column("unconfigured_by_batch")], undo.to_string());
+        }
+    }
+    assert_eq!(csv.matches(",unconfigured,").count(), 3, "{csv}");
+    assert_eq!(csv.matches(",missing,").count(), 1, "{csv}");
 }
 
 // Issue 17: a PAUSED replication was listed as `syncing (0 B of 0 B)`.
@@ -805,6 +881,38 @@ async fn a_paused_replication_is_paused_by_its_batch_or_outside_vrbulk_and_not_p
         "{out}"
     );
 
+    // `status` and the report say the same.
+    let ran = vrbulk(&db, &config, &["status", "--batch", &wave.to_string()]).await;
+    let status = ran.stdout();
+    let line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("paused"))
+        .unwrap_or_else(|| panic!("no paused line:\n{status}"));
+    assert!(
+        line.ends_with(&format!(" 2  1 by batch {pause}, 1 outside vrbulk")),
+        "{status}"
+    );
+    let (doc, _) = report(&db, wave);
+    let paused: Vec<(String, serde_json::Value)> = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["protection"]["readiness"] == "paused")
+        .map(|r| {
+            (
+                r["vm_name"].as_str().unwrap().to_string(),
+                r["protection"]["paused_by"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        paused,
+        [
+            (jobs[0].vm_label().to_string(), json!(pause)),
+            (jobs[1].vm_label().to_string(), json!(null))
+        ]
+    );
+
     // Resumed, they are protected again: watch ends with 0.
     let resume = operate(&db, wave, &OperationSpec::Resume, |j| {
         j.id == jobs[0].id || j.id == jobs[1].id
@@ -819,5 +927,140 @@ async fn a_paused_replication_is_paused_by_its_batch_or_outside_vrbulk_and_not_p
             .exit_code()
             .code(),
         0
+    );
+}
+
+/// The report of `batch` now, as JSON, and its Markdown.
+fn report(db: &Path, batch: i64) -> (serde_json::Value, String) {
+    let q = Queue::open(db).unwrap();
+    let r = Report::load(&q, batch, vrbulk::queue::system_clock()()).unwrap();
+    (
+        serde_json::from_str(&r.render(Format::Json).unwrap()).unwrap(),
+        r.render(Format::Md).unwrap(),
+    )
+}
+
+// Issue 17: "protected at" was the time vrbulk first looked, not when the sync ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_at_is_the_appliances_end_of_the_first_sync_not_the_moment_vrbulk_looked() {
+    let sim = start(syncing(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import_normal(&sim, &db, 6);
+    run_batch(&db, &sim, batch).await;
+    assert_eq!(
+        watch_until_settled(&db, &sim, batch)
+            .await
+            .exit_code()
+            .code(),
+        0
+    );
+
+    let (doc, md) = report(&db, batch);
+    let timelines = sim.stats().replications;
+    let listed = sim.inventory().replications;
+    for row in doc["jobs"].as_array().unwrap() {
+        let p = &row["protection"];
+        let rep = p["replication_id"].as_str().unwrap();
+        let ended = timelines[rep].sync_ended.expect("synced").at_ms;
+        let at = |ms: i64| UtcTime(ms).rfc3339();
+        // The appliance's end of the sync, to the millisecond, and said to be the appliance's.
+        assert_eq!(p["protected_at"], at(ended), "{p}");
+        assert_eq!(p["synced_at"], at(ended), "{p}");
+        assert_eq!(p["protected_at_source"], "appliance");
+        // vrbulk's own look came after.
+        let seen: jiff::Timestamp = p["first_seen_protected_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(seen.as_millisecond() >= ended, "{p}");
+        // How long it took, by the appliance's last_sync_duration.
+        let info = listed.iter().find(|r| r.id == rep).unwrap();
+        assert_eq!(
+            p["initial_sync_duration_ms"],
+            info.last_sync_duration.unwrap() * 1000
+        );
+        // The Markdown says the same moment, and says whose it is.
+        let vm = row["vm_name"].as_str().unwrap();
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {vm} | protected |")))
+            .unwrap();
+        let shown = UtcTime(ended).to_string();
+        assert!(line.contains(shown.trim_end_matches(" UTC")), "{line}");
+        assert!(!line.contains("(seen)"), "{line}");
+    }
+    assert!(md.contains("when the appliance says the first sync ended"));
+}
+
+// Issue 17: the report left the VR server empty for `auto` rows although the plan named one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_names_the_vr_server_the_appliance_put_each_replication_on() {
+    let sim = start(syncing(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let inv = sim.inventory();
+    let named = inv.replication_servers[1].name.clone().unwrap();
+    let specs: Vec<_> = inv
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .take(6)
+        .enumerate()
+        .map(|(i, v)| vrbulk::domain::JobSpec {
+            // One asks for a server by name; the others leave it to vrbulk and the appliance.
+            replication_server: (i == 0).then(|| named.clone()),
+            ..spec(&v.vm.name)
+        })
+        .collect();
+    let batch = fixtures::import(&db, &new_batch("wave"), &specs);
+    run_batch(&db, &sim, batch).await;
+    watch_until_settled(&db, &sim, batch).await;
+
+    let (doc, md) = report(&db, batch);
+    let listed = sim.inventory().replications;
+    let server_name = |id: &str| {
+        inv.replication_servers
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.name.clone())
+    };
+    let jobs = Queue::open(&db).unwrap().jobs(batch).unwrap();
+    for row in doc["jobs"].as_array().unwrap() {
+        let p = &row["protection"];
+        let rep = listed
+            .iter()
+            .find(|r| r.id == p["replication_id"].as_str().unwrap())
+            .unwrap();
+        // Where the appliance says the replication lives, by name and by its server's uuid.
+        let lives_on = rep.replication_server_name.clone().unwrap();
+        let by_uuid = inv
+            .replication_servers
+            .iter()
+            .find(|s| s.uuid == rep.target_replication_server_uuid)
+            .and_then(|s| s.name.clone());
+        assert_eq!(by_uuid.as_deref(), Some(lives_on.as_str()));
+        assert_eq!(p["replication_server"], lives_on.as_str(), "{row}");
+        // And what the run chose and sent, by name, for auto rows too.
+        let job = jobs.iter().find(|j| j.id == row["job_id"]).unwrap();
+        let sent = job
+            .checkpoint
+            .placement
+            .as_ref()
+            .and_then(|pl| pl.replication_server_id.as_deref())
+            .and_then(server_name);
+        assert_eq!(row["replication_server_chosen"], json!(sent), "{row}");
+        // The Markdown's VM table shows it on every row.
+        let vm = row["vm_name"].as_str().unwrap();
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {vm} | succeeded |")))
+            .unwrap();
+        assert!(line.contains(&lives_on), "{line}");
+    }
+    assert_eq!(
+        doc["jobs"][0]["protection"]["replication_server"],
+        named.as_str()
     );
 }

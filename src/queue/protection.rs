@@ -52,6 +52,10 @@ pub struct Protection {
     pub replication_server: Option<String>,
     /// What vrbulk's own day-2 batches did to it since.
     pub operated: Operated,
+    /// Something looked at it: `false` for a replication a vrbulk undo removed before `run`
+    /// or `watch` ever saw it (its record holds only what the queue knows: the job's
+    /// replication, configure time, and the undo).
+    pub seen: bool,
 }
 
 /// What vrbulk's own operation batches did to one configured job's replication: what its
@@ -265,7 +269,11 @@ impl ReadinessCounts {
             rpo_violation,
             sync_bytes_done,
             sync_bytes_total,
-            last_seen_at: records.iter().map(|p| p.updated_at).max(),
+            last_seen_at: records
+                .iter()
+                .filter(|p| p.seen)
+                .map(|p| p.updated_at)
+                .max(),
             unconfigured_by,
             paused_by,
         }
@@ -462,7 +470,7 @@ impl Queue {
              COALESCE(p.rpo_violation, 0), p.error, \
              COALESCE(p.configured_at, j.finished_at, j.updated_at), p.protected_at, \
              COALESCE(p.updated_at, j.finished_at, j.updated_at), p.synced_at, \
-             p.sync_duration_s, p.replication_server \
+             p.sync_duration_s, p.replication_server, p.job_id IS NOT NULL \
              FROM jobs j LEFT JOIN protection p ON p.job_id = j.id \
              WHERE j.batch_id = ?1 AND (p.job_id IS NOT NULL OR j.id IN ( \
                  SELECT o.acts_on_job FROM jobs o JOIN batches b ON b.id = o.batch_id \
@@ -487,6 +495,7 @@ impl Queue {
                 sync_duration_s: r.get(12)?,
                 replication_server: r.get(13)?,
                 operated: Operated::default(),
+                seen: r.get(14)?,
             })
         })?;
         let mut records = rows.collect::<rusqlite::Result<Vec<Protection>>>()?;
@@ -630,6 +639,7 @@ mod tests {
             sync_duration_s: None,
             replication_server: None,
             operated: Operated::default(),
+            seen: true,
         }
     }
 

@@ -42,8 +42,9 @@ pub struct BatchStatus {
     pub last_finished_at: Option<i64>,
     /// Newest first, one per job.
     pub last_errors: Vec<JobError>,
-    /// Where the configured VMs stand (syncing, protected, not active, error, not followed
-    /// yet); `None` while no job is configured.
+    /// Where the configured VMs stand (syncing, protected, not active, error, paused, no
+    /// longer existing, unconfigured by a vrbulk undo, not followed yet); `None` while no job is
+    /// configured, and for an operation batch.
     pub protection: Option<ReadinessCounts>,
 }
 
@@ -190,7 +191,13 @@ impl Queue {
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
 
-        let protection = Some(self.readiness_counts(id)?).filter(|p| p.configured > 0);
+        // An operation batch's jobs configure nothing: its replications are its configure
+        // batch's, which says where they stand.
+        let protection = if batch.operation == crate::domain::Operation::Configure {
+            Some(self.readiness_counts(id)?).filter(|p| p.configured > 0)
+        } else {
+            None
+        };
 
         Ok(BatchStatus {
             batch,
