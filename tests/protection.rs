@@ -1064,3 +1064,69 @@ async fn the_report_names_the_vr_server_the_appliance_put_each_replication_on() 
         named.as_str()
     );
 }
+
+// Issue 17: run summaries reused stale protection counts as "protected so far".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_summary_says_when_the_appliance_said_what_it_counts() {
+    let sim = start(syncing(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let config = config_for(&sim, dir.path(), "\n[run]\npoll_interval_seconds = 0.2\n");
+    let wave = import_normal(&sim, &db, 4);
+    let ran = vrbulk(&db, &config, &["run", "--progress", "none"]).await;
+    assert_code(&ran, 0);
+    assert!(
+        ran.stdout()
+            .contains("4 VMs configured; none of them has been followed since"),
+        "{}",
+        ran.stdout()
+    );
+    watch_until_settled(&db, &sim, wave).await;
+    let seen = Queue::open(&db)
+        .unwrap()
+        .readiness_counts(wave)
+        .unwrap()
+        .last_seen_at
+        .unwrap();
+
+    // Then someone removes one replication outside vrbulk, and a run on the batch ends.
+    let rep = Queue::open(&db).unwrap().jobs(wave).unwrap()[0]
+        .checkpoint
+        .replication_id
+        .clone()
+        .unwrap();
+    let client = vrbulk::vr::Client::connect(settings_for(&sim))
+        .await
+        .unwrap();
+    let pairing = sim.inventory().pairing_id;
+    client.remote_login(&pairing).await.unwrap();
+    let task = client
+        .unconfigure_replication(&pairing, &rep, false)
+        .await
+        .unwrap();
+    wait_for_task(&client, &task.id).await;
+    let removed_at = sim
+        .stats()
+        .accepted_changes()
+        .find(|r| r.op == "unconfigureReplication")
+        .unwrap()
+        .at_ms;
+    assert!(seen < removed_at);
+
+    let ran = vrbulk(&db, &config, &["run", "--progress", "none"]).await;
+    let out = ran.stdout();
+    // Not "4 of them protected so far": 4 were, when the appliance last said, before the
+    // removal the simulator recorded; the summary says so and when.
+    assert!(!out.contains("so far"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("4 VMs configured"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(&format!(
+            "as the appliance last said of them, at {} (before this run): 4 protected",
+            vrbulk::timefmt::utc(seen)
+        )),
+        "{line}"
+    );
+}

@@ -96,6 +96,19 @@ impl Queue {
             .map(|ms| ms.round() as i64))
     }
 
+    /// When the newest of the batch's VMs still awaiting their task was sent (Unix ms): the
+    /// last task to end started then.
+    pub fn newest_task_sent(&self, batch: BatchId) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(e.at) FROM jobs j JOIN job_events e ON e.id = \
+             (SELECT MAX(id) FROM job_events WHERE job_id = j.id AND step = 'await_task' \
+             AND from_state = 'running' AND to_state = 'running') \
+             WHERE j.batch_id = ? AND j.state = 'running' AND j.step = 'await_task'",
+            [batch],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Where `batch` stands now, with the [`LAST_ERRORS`] newest errors.
     pub fn status(&self, batch: BatchId) -> Result<BatchStatus> {
         self.status_with_errors(batch, LAST_ERRORS)
@@ -344,6 +357,8 @@ mod tests {
         assert_eq!(q.task_time(batch, 0).unwrap(), Some(25_000));
         assert_eq!(q.task_time(batch, 30_000).unwrap(), Some(30_000));
         assert_eq!(q.task_time(batch, 40_000).unwrap(), None);
+        // The third, sent at 3000, still awaits its task.
+        assert_eq!(q.newest_task_sent(batch).unwrap(), Some(3000));
     }
 
     #[test]
