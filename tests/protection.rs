@@ -1077,7 +1077,7 @@ async fn a_run_summary_says_when_the_appliance_said_what_it_counts() {
     assert_code(&ran, 0);
     assert!(
         ran.stdout()
-            .contains("4 VMs configured; none of them has been followed since"),
+            .contains("4 VMs configured; nothing has followed their replications yet"),
         "{}",
         ran.stdout()
     );

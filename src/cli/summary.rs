@@ -96,7 +96,7 @@ fn protection_line(counts: &ReadinessCounts, batch: BatchId, started: i64) -> Op
     let configured = super::count(counts.configured as usize, "VM", "VMs");
     let Some(seen) = counts.last_seen_at else {
         return Some(format!(
-            "{configured} configured; none of them has been followed since: {watch}"
+            "{configured} configured; nothing has followed their replications yet: {watch}"
         ));
     };
     let when = if seen >= started {
@@ -257,7 +257,7 @@ mod tests {
         assert!(during.unwrap().contains("(during this run)"));
         let never = protection_line(&counts(None), 4, 0).unwrap();
         assert!(
-            never.starts_with("3 VMs configured; none of them has been followed since"),
+            never.starts_with("3 VMs configured; nothing has followed their replications yet"),
             "{never}"
         );
         assert_eq!(

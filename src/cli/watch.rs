@@ -85,6 +85,13 @@ pub async fn run(args: WatchArgs, config: Option<&Path>, db: &Path) -> anyhow::R
 /// not configured yet: a run works on them (host:pid:run)`
 pub fn progress_line(r: &Round) -> String {
     let t = &r.tally;
+    if t.configured == 0 {
+        return if r.unended > 0 {
+            not_configured_yet(r)
+        } else {
+            "no VM of the batch was configured".into()
+        };
+    }
     let mut parts = vec![format!(
         "protected {}/{}",
         t.count(Readiness::Protected),
@@ -172,7 +179,15 @@ fn print_state(outcome: &WatchOutcome, jobs: &[Job]) {
             )
         })
         .collect();
-    waiting.sort_by_key(|p| (!p.readiness().is_problem(), p.readiness(), p.job));
+    // What needs someone first (in error, removed, paused, powered off), the syncing last.
+    let rank = |r: Readiness| match r {
+        Readiness::Error => 0,
+        Readiness::Missing => 1,
+        Readiness::Paused => 2,
+        Readiness::NotActive => 3,
+        _ => 4,
+    };
+    waiting.sort_by_key(|p| (rank(p.readiness()), p.job));
     if !waiting.is_empty() {
         let mut table = super::table(["VM", "state", "status", "copied", "detail"]);
         for p in waiting.iter().take(TABLE_ROWS) {
@@ -216,6 +231,19 @@ fn print_state(outcome: &WatchOutcome, jobs: &[Job]) {
 /// What the last round leaves to do, one line per cause; the end of a batch that is done.
 fn next_steps(r: &Round, batch: BatchId) -> Vec<String> {
     let t = &r.tally;
+    if r.all_protected() && t.configured == 0 {
+        return vec![format!(
+            "every job of batch {batch} has ended and none of them configured a VM: `vrbulk \
+             status --batch {batch}` says why"
+        )];
+    }
+    if r.all_protected() && t.still_configured() == 0 {
+        return vec![format!(
+            "every job of batch {batch} has ended and every replication it configured was \
+             unconfigured since ({})",
+            t.unconfigured_words()
+        )];
+    }
     if r.all_protected() {
         let removed = if t.count(Readiness::Unconfigured) > 0 {
             format!(
@@ -244,14 +272,14 @@ fn next_steps(r: &Round, batch: BatchId) -> Vec<String> {
     }
     let missing = t.count(Readiness::Missing);
     if missing > 0 {
-        let (exist, them) = if missing == 1 {
-            ("replication no longer exists", "it")
+        let (exist, them, vms) = if missing == 1 {
+            ("replication no longer exists", "it", "that VM")
         } else {
-            ("replications no longer exist", "them")
+            ("replications no longer exist", "them", "those VMs")
         };
         steps.push(format!(
             "{missing} {exist} on the appliance and no vrbulk batch removed {them}: someone \
-             removed {them} outside vrbulk; import and run those VMs again to protect {them}"
+             removed {them} outside vrbulk; import and run {vms} again to protect {them}"
         ));
     }
     if r.unended > 0 {
@@ -262,10 +290,7 @@ fn next_steps(r: &Round, batch: BatchId) -> Vec<String> {
                 not_configured_yet(r)
             )
         } else {
-            format!(
-                "{}: `vrbulk watch --batch {batch}` follows the batch until it ends",
-                not_configured_yet(r)
-            )
+            format!("a run still works on the batch: `vrbulk watch --batch {batch}` follows it until it ends")
         });
     }
     if t.count(Readiness::Paused) > 0 {

@@ -68,6 +68,9 @@ pub struct Operated {
     pub unconfiguring_by: Option<BatchId>,
     /// The newest pause or resume of it that took effect.
     pub pause: Option<PauseMark>,
+    /// A pause batch whose job on it has not ended yet (the appliance may show it paused
+    /// before vrbulk has recorded its job done).
+    pub pausing_by: Option<BatchId>,
 }
 
 /// A pause or resume that took effect.
@@ -164,12 +167,15 @@ impl Protection {
         }
     }
 
-    /// The batch that paused it, when it is paused by vrbulk (not outside it).
+    /// The batch that paused it, when it is paused by vrbulk (not outside it): the newest
+    /// pause that took effect, or one under way.
     pub fn paused_by(&self) -> Option<BatchId> {
+        if self.readiness() != Readiness::Paused {
+            return None;
+        }
         self.operated
-            .pause
-            .filter(|m| m.paused && self.readiness() == Readiness::Paused)
-            .map(|m| m.batch)
+            .pausing_by
+            .or(self.operated.pause.filter(|m| m.paused).map(|m| m.batch))
     }
 
     /// Where it stands in the operator's words, with who did it: `unconfigured by batch 4`,
@@ -532,6 +538,7 @@ impl Queue {
                     o.unconfigured_by.get_or_insert(by);
                 }
                 ("unconfigure", false, _) => o.unconfiguring_by = Some(by),
+                ("pause", false, _) => o.pausing_by = Some(by),
                 (_, true, Some(at)) => {
                     o.pause = Some(PauseMark {
                         paused: operation == Operation::Pause.as_str(),

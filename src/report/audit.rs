@@ -687,6 +687,10 @@ pub(super) fn rpo_state(minutes: u32, p: &JobProtection) -> String {
 /// `30.0 GiB of 80.0 GiB (37.5%)`, with `in 2h 10m` when the appliance said how long the sync
 /// took; a dash when the appliance did not say.
 pub(super) fn copied(p: &JobProtection) -> String {
+    // The bytes of a replication vrbulk removed since are history.
+    if p.readiness == Readiness::Unconfigured {
+        return "\u{2014}".into();
+    }
     let copied = match (p.copied_bytes, p.total_bytes, p.percent_copied()) {
         (Some(done), Some(total), Some(pct)) => {
             format!("{} of {} ({pct:.1}%)", bytes(done), bytes(total))
