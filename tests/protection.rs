@@ -683,8 +683,16 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
         .collect();
     assert_eq!(removed, undone_reps);
 
+    // The newest batch is the undo: watch follows the batch it acted on, and says so.
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
     assert_code(&ran, 0);
+    assert!(
+        ran.stderr().contains(&format!(
+            "batch {undo} (unconfigure) acts on the replications of batch {wave}"
+        )),
+        "{}",
+        ran.stderr()
+    );
     let out = ran.stdout();
     assert!(out.starts_with("protected 5/5"), "{out}");
     assert!(
@@ -692,6 +700,9 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
         "{out}"
     );
     assert!(!out.contains("in error"), "{out}");
+    // The undo batch's own status counts no protection: its jobs configured nothing.
+    let ran = vrbulk(&db, &config, &["status", "--batch", &undo.to_string()]).await;
+    assert!(!ran.stdout().contains("protection of"), "{}", ran.stdout());
 
     // Someone removes one more by hand: no vrbulk batch did, so it is a problem, said so.
     let by_hand = &jobs[5];
