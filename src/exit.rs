@@ -43,7 +43,10 @@ impl Exit {
     /// What the code tells the operator, as the README's table says it.
     pub fn meaning(self) -> &'static str {
         match self {
-            Exit::Ok => "every job succeeded or was skipped; `plan`: no VM would fail",
+            Exit::Ok => {
+                "every job succeeded or was skipped; `plan`: no VM would fail; `watch`: every job \
+                 of the batch ended and every configured VM is protected"
+            }
             Exit::JobsFailed => {
                 "some jobs failed (the summary lists them with the server's words); `plan`, \
                  `--plan`: some VM would fail or be refused"
@@ -56,10 +59,13 @@ impl Exit {
                 "cannot connect or log in (a wrong password stops at its first refusal), the \
                  certificate is not trusted, or the appliance kept failing (5xx) after the retries"
             }
-            Exit::ReplicationError => "`watch`: some replication is in error",
+            Exit::ReplicationError => {
+                "`watch`: some replication is in error, or no longer exists and no vrbulk batch \
+                 removed it"
+            }
             Exit::NotProtected => {
-                "`watch`: not every VM of the batch is protected yet (jobs still to run, still \
-                 syncing, or powered off)"
+                "`watch`: not every VM of the batch is protected yet (jobs not configured yet, \
+                 still syncing, paused, or powered off)"
             }
             Exit::WindowClosed => {
                 "the change window (`--until`) closed with work left: the VMs not sent wait in \

@@ -1,6 +1,8 @@
 //! Who runs vrbulk and where: the operator and host of the audit record, and the owner of
 //! a run's leases.
 
+use crate::queue::Liveness;
+
 /// Who runs this and where, for the audit record.
 pub fn who() -> (String, String) {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -52,6 +54,26 @@ pub fn owner_is_gone(owner: &str) -> bool {
         return false;
     };
     host == who().1 && !process_alive(pid)
+}
+
+/// How to judge a run's owner (`host:pid:run`) from this process: a process of this host is
+/// asked whether it lives, as `run` asks before it takes a batch over; of another host's
+/// nothing is known.
+pub fn liveness_here() -> impl Fn(&str) -> Liveness {
+    let (_, here) = who();
+    move |owner: &str| {
+        let mut parts = owner.splitn(3, ':');
+        let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+            return Liveness::Unknown;
+        };
+        if host != here || pid.parse::<u32>().is_err() {
+            Liveness::Unknown
+        } else if owner_is_gone(owner) {
+            Liveness::Gone
+        } else {
+            Liveness::Alive
+        }
+    }
 }
 
 /// Whether the lease owner `host:pid:run` is this process.

@@ -582,7 +582,7 @@ fn a_database_from_the_first_schema_opens_and_upgrades() {
         .unwrap();
     }
     let q = Queue::open(&path).unwrap();
-    assert_eq!(q.schema_version().unwrap(), 8);
+    assert_eq!(q.schema_version().unwrap(), 9);
     assert_eq!(q.batch(1).unwrap().name, "old");
     assert!(q.runs(1).unwrap().is_empty());
     assert!(q.protection(1).unwrap().is_empty());
@@ -652,6 +652,9 @@ fn the_protection_record_keeps_the_latest_sighting_and_logs_each_status_change_o
         rpo_violation: rpo,
         error: None,
         protected,
+        last_sync_time: None,
+        last_sync_duration: None,
+        replication_server: None,
     };
 
     now.fetch_add(1_000, Ordering::SeqCst);
@@ -716,6 +719,9 @@ fn bytes_the_appliance_stops_showing_are_kept_and_complete_once_protected() {
         rpo_violation: false,
         error: None,
         protected,
+        last_sync_time: None,
+        last_sync_duration: None,
+        replication_server: None,
     };
     q.record_protection(&[seen("INITIAL_FULL_SYNC", Some(30), Some(90), false)])
         .unwrap();
@@ -758,6 +764,9 @@ fn the_batch_record_holds_the_protection_and_status_changes_of_its_own_jobs_only
         rpo_violation: false,
         error: None,
         protected,
+        last_sync_time: None,
+        last_sync_duration: None,
+        replication_server: None,
     };
     now.fetch_add(1_000, Ordering::SeqCst);
     let (first, other_job) = (leases[0].job, leases[3].job);
@@ -796,8 +805,8 @@ fn the_batch_record_holds_the_protection_and_status_changes_of_its_own_jobs_only
     assert_eq!((counts.configured, counts.not_followed), (3, 1));
     assert_eq!(
         Readiness::ALL.map(|r| counts.count(r)),
-        [0, 1, 1, 0],
-        "syncing, protected, not active, error"
+        [0, 1, 1, 0, 0, 0, 0],
+        "syncing, protected, not active, error, paused, missing, unconfigured"
     );
     assert_eq!(
         q.readiness_counts(other).unwrap().count(Readiness::Syncing),

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vrbulk::domain::{JobSpec, VmRef};
+use vrbulk::domain::{JobSpec, Operation, OperationSpec, VmRef};
 use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::queue::{
-    Checkpoint, JobState, Lease, NewBatch, Queue, Readiness, ReplicationSeen, Step,
+    Checkpoint, JobState, Lease, NewBatch, OperationJob, Queue, Readiness, ReplicationSeen, Step,
 };
 use vrbulk::report::{Format, PlanReport, Report};
 use vrbulk::sim::{SimConfig, Simulator};
@@ -393,7 +393,7 @@ fn fixture(path: &Path) -> (Queue, i64) {
     (q, batch)
 }
 
-/// What `watch` saw of one replication.
+/// What `watch` saw of one replication: on VR server `vrs-b-01`, as the appliance says.
 fn seen(job: i64, status: &str, bytes: Option<(i64, i64)>, protected: bool) -> ReplicationSeen {
     ReplicationSeen {
         job,
@@ -405,18 +405,24 @@ fn seen(job: i64, status: &str, bytes: Option<(i64, i64)>, protected: bool) -> R
         rpo_violation: false,
         error: None,
         protected,
+        last_sync_time: None,
+        last_sync_duration: None,
+        replication_server: Some("vrs-b-01".into()),
     }
 }
 
-/// The golden batch of protection: eight VMs configured and one not found, then followed for
+/// The golden batch of protection: eleven VMs configured and one not found, then followed for
 /// two hours until every readiness is there. web-02, web-01 and db-03 became protected (db-03
 /// has since fallen behind its RPO), app-04 and app-05 are still in their initial sync, old-06
-/// is powered off, bad-07 is in error (in words that need escaping), and new-09 was configured
-/// after the last sighting, so it is not followed yet.
+/// is powered off, bad-07 is in error (in words that need escaping), lab-08 was paused by a
+/// pause batch, tmp-09 was removed outside vrbulk, old-10 was unconfigured by an undo batch,
+/// and new-12 was configured after the last sighting, so it is not followed yet. The
+/// appliance says when each protected one's first sync ended: 75 s before vrbulk looked.
 fn protection_fixture(path: &Path) -> (Queue, i64) {
     let (mut q, now) = queue_at(path);
     let names = [
-        "web-01", "web-02", "db-03", "app-04", "app-05", "old-06", "bad-07", "ghost-08", "new-09",
+        "web-01", "web-02", "db-03", "app-04", "app-05", "old-06", "bad-07", "lab-08", "tmp-09",
+        "old-10", "ghost-11", "new-12",
     ];
     let specs: Vec<JobSpec> = names
         .into_iter()
@@ -441,8 +447,8 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
     };
     d.tick(60);
     d.q.start_run("run-1", batch, OWNER, "run", None).unwrap();
-    let sizes = [40, 20, 60, 80, 120, 30, 30];
-    for (n, gib) in (1..=7).zip(sizes) {
+    let sizes = [40, 20, 60, 80, 120, 30, 30, 50, 10, 20];
+    for (n, gib) in (1..=10).zip(sizes) {
         let disk = disks(&vm(2000 + n), &[("Hard disk 1", gib * GIB_KB, true)]);
         d.replicated(batch, &vm(2000 + n), disk, n);
     }
@@ -450,14 +456,23 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
     d.tick(1);
     d.q.fail(
         &lease,
-        "VM `ghost-08` not found on vc-site-a.corp.local",
+        "VM `ghost-11` not found on vc-site-a.corp.local",
         None,
     )
     .unwrap();
 
     let mut watch = |minutes: i64, seen: &[ReplicationSeen]| {
         d.tick(minutes * 60);
-        d.q.record_protection(seen).unwrap();
+        let at = d.now.load(Ordering::SeqCst);
+        let seen: Vec<ReplicationSeen> = seen
+            .iter()
+            .map(|s| ReplicationSeen {
+                last_sync_time: s.protected.then_some(at - 75_000),
+                last_sync_duration: s.protected.then_some(11 * 60),
+                ..s.clone()
+            })
+            .collect();
+        d.q.record_protection(&seen).unwrap();
     };
     watch(
         2,
@@ -469,6 +484,9 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
             seen(5, "CONFIGURING", None, false),
             seen(6, "NOT_ACTIVE", None, false),
             seen(7, "INITIAL_FULL_SYNC", Some((0, 30)), false),
+            seen(8, "INITIAL_FULL_SYNC", Some((10, 50)), false),
+            seen(9, "INITIAL_FULL_SYNC", Some((9, 10)), false),
+            seen(10, "INITIAL_FULL_SYNC", Some((4, 20)), false),
         ],
     );
     let error = ReplicationSeen {
@@ -482,6 +500,9 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
             seen(1, "INITIAL_FULL_SYNC", Some((21, 40)), false),
             seen(2, "OK", Some((20, 20)), true),
             error.clone(),
+            seen(8, "OK", Some((50, 50)), true),
+            seen(9, "OK", Some((10, 10)), true),
+            seen(10, "OK", Some((20, 20)), true),
         ],
     );
     watch(
@@ -492,9 +513,46 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
         ],
     );
     watch(30, &[seen(3, "OK", Some((60, 60)), true)]);
-    // The last pass sees every replication; only db-03's status changes.
+    d.q.finish_run("run-1", "done", 0).unwrap();
+
+    // Day 2: batch 2 pauses lab-08, batch 3 unconfigures old-10.
+    let mut operate = |operation: Operation, spec: OperationSpec, job: i64, done: &str| {
+        d.tick(60);
+        let b =
+            d.q.create_operation_batch(
+                &new_batch("day 2"),
+                operation,
+                batch,
+                &[OperationJob {
+                    acts_on_job: job,
+                    spec,
+                }],
+            )
+            .unwrap();
+        let lease = d.claim(b);
+        d.tick(20);
+        d.q.succeed(&lease, Some(&format!("GID-{job:04}")), done)
+            .unwrap();
+    };
+    operate(Operation::Pause, OperationSpec::Pause, 8, "paused");
+    operate(
+        Operation::Unconfigure,
+        OperationSpec::Unconfigure {
+            retain_replica_disks: false,
+            local_only: false,
+        },
+        10,
+        "unconfigured",
+    );
+
+    // The last pass sees every replication it follows: db-03 fell behind its RPO, lab-08 is
+    // paused, and tmp-09 is no longer listed (nobody asked vrbulk to remove it).
+    let mut watch = |minutes: i64, seen: &[ReplicationSeen]| {
+        d.tick(minutes * 60);
+        d.q.record_protection(seen).unwrap();
+    };
     watch(
-        30,
+        29,
         &[
             seen(1, "OK", Some((40, 40)), true),
             seen(2, "OK", Some((20, 20)), true),
@@ -506,14 +564,18 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
             seen(5, "INITIAL_FULL_SYNC", Some((40, 120)), false),
             seen(6, "NOT_ACTIVE", None, false),
             error,
+            seen(8, "PAUSED", Some((50, 50)), false),
+            ReplicationSeen {
+                replication_server: None,
+                ..seen(9, "NOT_LISTED", None, false)
+            },
         ],
     );
-    d.q.finish_run("run-1", "done", 0).unwrap();
-    // new-09 is configured by a later run that nothing has followed since.
+    // new-12 is configured by a later run that nothing has followed since.
     d.tick(60);
     d.q.start_run("run-2", batch, OWNER, "run", None).unwrap();
-    let disk = disks(&vm(2009), &[("Hard disk 1", 10 * GIB_KB, true)]);
-    d.replicated(batch, &vm(2009), disk, 9);
+    let disk = disks(&vm(2012), &[("Hard disk 1", 10 * GIB_KB, true)]);
+    d.replicated(batch, &vm(2012), disk, 12);
     d.q.finish_run("run-2", "done", 0).unwrap();
     (q, batch)
 }
@@ -647,7 +709,7 @@ fn every_format_of_a_plan_matches_its_golden_file() {
 fn the_json_report_agrees_with_the_queue_job_by_job_and_count_by_count() {
     let (report, q, batch, _dir) = fixture_report();
     let doc: Value = serde_json::from_str(&report.render(Format::Json).unwrap()).unwrap();
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["kind"], "batch");
     let b = q.batch(batch).unwrap();
     assert_eq!(doc["batch"]["id"], b.id);
@@ -736,8 +798,8 @@ fn the_json_report_agrees_with_the_queue_on_every_replication() {
     let (report, q, batch, _dir) = protection_report();
     let doc: Value = serde_json::from_str(&report.render(Format::Json).unwrap()).unwrap();
     assert_eq!(
-        doc["schema_version"], 1,
-        "the protection fields are additions"
+        doc["schema_version"], 2,
+        "readiness gained values and protected_at is the appliance's time: version 2"
     );
     let at = |ms: i64| {
         jiff::Timestamp::from_millisecond(ms)
@@ -770,14 +832,25 @@ fn the_json_report_agrees_with_the_queue_on_every_replication() {
     assert_eq!(followed.len(), records.len());
     for p in &records {
         let row = rows.iter().find(|r| r["job_id"] == p.job).unwrap();
+        // When it became protected is the appliance's time where it said.
+        let protected = p.protected_at.map(|seen| p.synced_at.unwrap_or(seen));
         let expected = json!({
             "readiness": serde_json::to_value(p.readiness()).unwrap(),
+            "unconfigured_by": p.operated.unconfigured_by,
+            "paused_by": p.paused_by(),
             "replication_id": p.replication_id,
             "status": p.status,
             "configuration_state": p.configuration_state,
             "configured_at": at(p.configured_at),
-            "protected_at": p.protected_at.map(at),
-            "time_to_protected_ms": p.protected_at.map(|t| t - p.configured_at),
+            "protected_at": protected.map(at),
+            "protected_at_source": p.protected_at.map(|_| {
+                if p.synced_at.is_some() { "appliance" } else { "observed" }
+            }),
+            "first_seen_protected_at": p.protected_at.map(at),
+            "synced_at": p.synced_at.map(at),
+            "initial_sync_duration_ms": p.sync_duration_s.map(|s| s * 1000),
+            "replication_server": p.replication_server,
+            "time_to_protected_ms": protected.map(|t| (t - p.configured_at).max(0)),
             "copied_bytes": p.bytes_done,
             "total_bytes": p.bytes_total,
             "rpo_violation": p.rpo_violation,
@@ -1011,7 +1084,7 @@ async fn plan_writes_its_dry_run_through_the_report_renderers() {
             .assert_exit(0)
             .stdout();
         let doc: Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(doc["schema_version"], 1);
+        assert_eq!(doc["schema_version"], 2);
         assert_eq!(doc["kind"], "plan");
         assert_eq!(doc["jobs"].as_array().unwrap().len(), 6);
         assert_eq!(doc["batch"]["change_tickets"], json!(["CHG0002"]));

@@ -196,6 +196,9 @@ fn followed_batch(db: &Path) {
         rpo_violation: false,
         error: None,
         protected,
+        last_sync_time: None,
+        last_sync_duration: None,
+        replication_server: None,
     };
     q.record_protection(&[
         seen(0, "OK", gib(40), gib(40), true),
@@ -247,7 +250,10 @@ fn status_counts_the_configured_vms_by_readiness_with_what_explains_each() {
     assert_eq!(p["not_followed"], 1);
     assert_eq!(
         p["counts"],
-        serde_json::json!({"syncing": 2, "protected": 2, "not_active": 1, "error": 1})
+        serde_json::json!({
+            "syncing": 2, "protected": 2, "not_active": 1, "error": 1,
+            "paused": 0, "missing": 0, "unconfigured": 0
+        })
     );
     assert_eq!(p["rpo_violation"], 1);
     assert_eq!(

@@ -9,6 +9,7 @@ mod client;
 mod day2;
 mod faults;
 mod input_corpus;
+mod inventory;
 mod kills;
 mod openapi_validator;
 mod operations;

@@ -10,7 +10,7 @@ use std::path::Path;
 use clap::Args;
 
 use super::NoBatch;
-use crate::queue::{BatchSummary, JobState, Liveness, Queue};
+use crate::queue::{BatchSummary, JobState, Queue};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -44,25 +44,7 @@ pub fn run(args: BatchesArgs, db: &Path) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// How to judge a run's owner (`host:pid:run`) from this process: a process of this host is
-/// asked whether it lives, as `run` asks before it takes a batch over; of another host's
-/// nothing is known.
-pub(super) fn liveness_here() -> impl Fn(&str) -> Liveness {
-    let (_, here) = super::who();
-    move |owner: &str| {
-        let mut parts = owner.splitn(3, ':');
-        let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
-            return Liveness::Unknown;
-        };
-        if host != here || pid.parse::<u32>().is_err() {
-            Liveness::Unknown
-        } else if crate::operator::owner_is_gone(owner) {
-            Liveness::Gone
-        } else {
-            Liveness::Alive
-        }
-    }
-}
+pub(super) use crate::operator::liveness_here;
 
 /// The table: box-drawn for a person at a terminal, plain space-aligned columns otherwise
 /// (for `grep`, a ticket or an e-mail).
@@ -182,7 +164,9 @@ mod tests {
             max_attempts: 3,
         };
         q.create_batch(&batch, &[]).unwrap();
-        let all = q.summaries(&|_: &str| Liveness::Unknown).unwrap();
+        let all = q
+            .summaries(&|_: &str| crate::queue::Liveness::Unknown)
+            .unwrap();
         let drawn = render(&all, true);
         assert!(drawn.contains('│') && drawn.contains('═'), "{drawn}");
         let plain = render(&all, false);

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use super::connect;
 use crate::config::ConfigFile;
 use crate::input::Column;
+use crate::vr::model::spec_name;
 use crate::workflow::choose_pairing;
 
 #[derive(Debug, Subcommand)]
@@ -69,7 +70,7 @@ pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result
         .filter_map(|r| {
             let state = r
                 .configuration_state
-                .map(|s| format!("{s:?}").to_uppercase())
+                .and_then(spec_name)
                 .unwrap_or_else(|| "?".into());
             Some((r.vm_id?, format!("already replicated ({}, {state})", r.id)))
         })

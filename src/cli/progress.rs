@@ -48,6 +48,8 @@ struct Reading {
     others: Vec<Holder>,
     /// Submit to end, on average, for the VMs that ended since this display began.
     task: Option<Duration>,
+    /// How long ago the newest VM still awaiting its task was sent.
+    newest_sent: Option<Duration>,
 }
 
 impl Progress {
@@ -84,10 +86,15 @@ impl Progress {
                                 .ok()
                                 .flatten()
                                 .map(|ms| Duration::from_millis(ms.max(0) as u64));
+                            let newest_sent =
+                                q.newest_task_sent(batch).ok().flatten().map(|at| {
+                                    Duration::from_millis((status.as_of - at).max(0) as u64)
+                                });
                             Some(Reading {
                                 status,
                                 others,
                                 task,
+                                newest_sent,
                             })
                         })
                         .await
@@ -213,13 +220,33 @@ struct Tick {
     rate: Option<f64>,
     /// How long a VM takes from its submit to its end, measured on the VMs that ended.
     task: Option<Duration>,
+    /// How long ago the newest VM still awaiting its task was sent.
+    newest_sent: Option<Duration>,
+    /// How long until the appliance's budget lets the next request go (0: now).
+    budget_wait: Duration,
+}
+
+/// What the display says of the time left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Estimate {
+    /// Too little measured yet.
+    Measuring,
+    Left(Duration),
+    /// VMs are still in flight past the time their tasks should have taken: nothing measured
+    /// says how much longer.
+    Overdue {
+        in_flight: u64,
+    },
 }
 
 /// The time left: the VMs not sent yet take the requests this run has measured per VM, at
 /// the rate the appliance's limit allows (or, without one, at the pace they have been leaving
-/// the queue); the last of them then takes the measured task time. Only what this run did is
-/// measured, so VMs that ended before it (a resumed batch) do not count as its throughput, and
-/// the estimate does not swing with the rate window's bursts and pauses.
+/// the queue); the last of them then takes the measured task time. Once every VM is sent, the
+/// newest one still in flight ends a task time after it was sent, and no sooner than the
+/// appliance's budget lets the polls that see it go (issue 17: the estimate said 1 s while 232
+/// twenty-second tasks were outstanding). Only what this run did is measured, so VMs that ended
+/// before it (a resumed batch) do not count as its throughput, and the estimate does not swing
+/// with the rate window's bursts and pauses.
 #[derive(Debug, Default)]
 struct Eta {
     first: Option<Tick>,
@@ -242,22 +269,32 @@ impl Eta {
         self.last = Some(tick);
     }
 
-    fn estimate(&self) -> Option<Duration> {
-        let (first, last) = (self.first?, self.last?);
-        if last.stages.ahead() + last.stages.in_flight() == 0 {
-            return Some(Duration::ZERO);
+    fn estimate(&self) -> Estimate {
+        let (Some(first), Some(last)) = (self.first, self.last) else {
+            return Estimate::Measuring;
+        };
+        let in_flight = last.stages.in_flight();
+        if last.stages.ahead() + in_flight == 0 {
+            return Estimate::Left(Duration::ZERO);
         }
         let span = last.at.duration_since(first.at);
-        if span < Self::MIN_SPAN {
-            return None;
-        }
-        let task = last.task?;
+        let Some(task) = last.task.filter(|_| span >= Self::MIN_SPAN) else {
+            return Estimate::Measuring;
+        };
         if let Some(at) = self.all_sent_at {
-            return Some(task.saturating_sub(last.at.duration_since(at)));
+            let sent = last
+                .newest_sent
+                .unwrap_or_else(|| last.at.duration_since(at));
+            let left = task.saturating_sub(sent).max(last.budget_wait);
+            return if left.is_zero() && in_flight > 0 {
+                Estimate::Overdue { in_flight }
+            } else {
+                Estimate::Left(left)
+            };
         }
         let left = first.stages.ahead().saturating_sub(last.stages.ahead());
         if left == 0 {
-            return None;
+            return Estimate::Measuring;
         }
         let ahead = last.stages.ahead() as f64;
         let calls = last.calls.saturating_sub(first.calls);
@@ -265,7 +302,7 @@ impl Eta {
             Some(rate) if calls > 0 => ahead * (calls as f64 / left as f64) / rate,
             _ => ahead * span.as_secs_f64() / left as f64,
         };
-        Some(Duration::from_secs_f64(send) + task)
+        Estimate::Left(Duration::from_secs_f64(send).max(last.budget_wait) + task)
     }
 }
 
@@ -308,10 +345,15 @@ impl View {
                 .filter(|_| !self.admitting)
                 .map(|s| f64::from(s.quota) / s.window.as_secs_f64().max(0.001)),
             task: r.task,
+            newest_sent: r.newest_sent,
+            budget_wait: status.as_ref().map_or(Duration::ZERO, budget_wait),
         });
         let eta = match self.eta.estimate() {
-            Some(left) => format!("eta {}", minutes(left)),
-            None => "eta: measuring".into(),
+            Estimate::Left(left) => format!("eta {}", minutes(left)),
+            Estimate::Measuring => "eta: measuring".into(),
+            Estimate::Overdue { in_flight } => format!(
+                "eta: overdue, {in_flight} VMs in flight past the task time measured so far"
+            ),
         };
         let mut notes = vec![stages.describe(self.admitting), ended(&r.status)];
         notes.extend(budget.and_then(waiting_for_budget));
@@ -340,6 +382,18 @@ impl View {
             bar.abandon();
         }
     }
+}
+
+/// How long until the budget lets a request go: the appliance's refusal, or the next free slot
+/// of a budget that has none.
+fn budget_wait(s: &crate::vr::BudgetStatus) -> Duration {
+    let now = tokio::time::Instant::now();
+    [s.throttled_until, s.next_slot]
+        .into_iter()
+        .flatten()
+        .map(|t| t.saturating_duration_since(now))
+        .max()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// `13 min`, `2 h 05 min`, `40 s`.
@@ -426,6 +480,15 @@ mod tests {
             calls,
             rate: Some(50.0 / 60.0),
             task: Some(Duration::from_secs(20)),
+            newest_sent: None,
+            budget_wait: Duration::ZERO,
+        }
+    }
+
+    fn left(eta: &Eta) -> Duration {
+        match eta.estimate() {
+            Estimate::Left(d) => d,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -437,9 +500,9 @@ mod tests {
         // (50 calls send 760 VMs) and a pause until the next window.
         eta.add(tick(t0, 0, 1200, 0, 800, 0));
         eta.add(tick(t0, 20, 440, 760, 800, 50));
-        let burst = eta.estimate().unwrap().as_secs_f64();
+        let burst = left(&eta).as_secs_f64();
         eta.add(tick(t0, 50, 440, 700, 860, 50));
-        let paused = eta.estimate().unwrap().as_secs_f64();
+        let paused = left(&eta).as_secs_f64();
         // 440 VMs at 50/760 calls a VM is 29 calls, 35 s at 50 a minute; then a task.
         assert!((burst - 54.7).abs() < 1.0, "{burst}");
         assert_eq!(
@@ -454,14 +517,53 @@ mod tests {
         let mut eta = Eta::default();
         eta.add(tick(t0, 0, 100, 0, 0, 0));
         eta.add(tick(t0, 5, 90, 10, 0, 5));
-        assert_eq!(eta.estimate(), None, "five seconds say too little");
+        assert_eq!(
+            eta.estimate(),
+            Estimate::Measuring,
+            "five seconds say too little"
+        );
         // Everything sent: what is left is the last task's time.
         eta.add(tick(t0, 30, 0, 100, 0, 12));
-        assert_eq!(eta.estimate(), Some(Duration::from_secs(20)));
+        assert_eq!(left(&eta), Duration::from_secs(20));
         eta.add(tick(t0, 45, 0, 40, 60, 14));
-        assert_eq!(eta.estimate(), Some(Duration::from_secs(5)));
+        assert_eq!(left(&eta), Duration::from_secs(5));
         eta.add(tick(t0, 60, 0, 0, 100, 15));
-        assert_eq!(eta.estimate(), Some(Duration::ZERO));
+        assert_eq!(left(&eta), Duration::ZERO);
+    }
+
+    // Issue 17: the ETA said 1 s with 232 twenty-second tasks outstanding: every VM had been
+    // sent, the last ones long after the first, and the appliance's budget had no slot left
+    // for the polls that would see them end.
+    #[test]
+    fn the_last_tasks_and_the_budget_bound_the_time_left_once_everything_is_sent() {
+        let t0 = Instant::now();
+        let mut eta = Eta::default();
+        eta.add(tick(t0, 0, 300, 0, 0, 0));
+        eta.add(tick(t0, 2, 0, 300, 0, 20));
+        // 68 ended 19 s after every VM was sent; 232 remain.
+        let mut t = tick(t0, 21, 0, 232, 68, 40);
+        // Without the newest send and the budget, all the estimate knows is when the display
+        // first saw every VM sent: 20 s after that is 1 s away, which is what it said.
+        let blind = {
+            let mut blind = Eta::default();
+            blind.add(tick(t0, 0, 300, 0, 0, 0));
+            blind.add(tick(t0, 2, 0, 300, 0, 20));
+            blind.add(t);
+            left(&blind)
+        };
+        assert_eq!(blind, Duration::from_secs(1));
+        // The newest of them was sent 4 s ago, and the budget frees a slot in 39 s.
+        t.newest_sent = Some(Duration::from_secs(4));
+        eta.add(t);
+        assert_eq!(left(&eta), Duration::from_secs(16), "20 s after its send");
+        t.budget_wait = Duration::from_secs(39);
+        eta.add(t);
+        assert_eq!(left(&eta), Duration::from_secs(39), "no poll before a slot");
+        // Past their time with nothing to wait for: overdue, not "0 s".
+        t.newest_sent = Some(Duration::from_secs(25));
+        t.budget_wait = Duration::ZERO;
+        eta.add(t);
+        assert_eq!(eta.estimate(), Estimate::Overdue { in_flight: 232 });
     }
 
     #[test]
@@ -475,7 +577,7 @@ mod tests {
         t.rate = None;
         eta.add(t);
         // 80 left at 20 a minute, then a task.
-        assert_eq!(eta.estimate(), Some(Duration::from_secs(260)));
+        assert_eq!(left(&eta), Duration::from_secs(260));
     }
 
     #[test]

@@ -328,6 +328,25 @@ fn protection(p: &ReadinessCounts, batch: BatchId) -> String {
         ),
         ("error", p.count(Readiness::Error), None),
     ];
+    // What vrbulk's own day-2 batches did, and what someone did outside it, when they did.
+    let others = [
+        (Readiness::Paused, "paused", p.paused_words()),
+        (
+            Readiness::Missing,
+            "no longer exists",
+            "removed outside vrbulk".into(),
+        ),
+        (
+            Readiness::Unconfigured,
+            "unconfigured",
+            p.unconfigured_words(),
+        ),
+    ];
+    for (readiness, label, note) in others {
+        if p.count(readiness) > 0 {
+            rows.push((label, p.count(readiness), Some(note)));
+        }
+    }
     if p.not_followed > 0 {
         rows.push(("not followed", p.not_followed, Some(watch)));
     }
@@ -336,12 +355,13 @@ fn protection(p: &ReadinessCounts, batch: BatchId) -> String {
         .map(|r| r.1.to_string().len())
         .max()
         .unwrap_or(1);
+    let labels = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(12);
     for (label, n, note) in rows {
         let note = note
             .filter(|_| n > 0)
             .map(|t| format!("  {t}"))
             .unwrap_or_default();
-        let _ = writeln!(out, "  {label:<12} {n:>width$}{note}");
+        let _ = writeln!(out, "  {label:<labels$} {n:>width$}{note}");
     }
     out
 }

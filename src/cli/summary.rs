@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::domain::{Operation, OperationSpec};
-use crate::queue::{Batch, Job, JobState, Queue, Readiness};
+use crate::queue::{Batch, BatchId, Job, JobState, Queue, Readiness, ReadinessCounts};
 use crate::report::classify;
 use crate::runner::{Ending, RunOutcome};
 use crate::vr::BudgetStats;
@@ -76,20 +76,55 @@ fn print_pacing(b: &BudgetStats) {
 
 /// Configured is not yet protected: how far the initial syncs got, and how to follow them.
 fn print_protection(queue: &Queue, outcome: &RunOutcome) -> anyhow::Result<()> {
-    let configured = outcome.counts[&JobState::Succeeded];
-    if configured > 0 {
-        let protected = queue
-            .protection(outcome.batch)?
-            .iter()
-            .filter(|p| p.readiness() == Readiness::Protected)
-            .count();
-        println!(
-            "{configured} VMs configured, {protected} of them protected so far: `vrbulk watch \
-             --batch {}` follows their initial syncs until each is protected",
-            outcome.batch
-        );
+    let counts = queue.readiness_counts(outcome.batch)?;
+    let started = queue.now() - outcome.elapsed.as_millis() as i64;
+    if let Some(line) = protection_line(&counts, outcome.batch, started) {
+        println!("{line}");
     }
     Ok(())
+}
+
+/// What the summary says of protection: the configured VMs, and where they stood when the
+/// appliance was last asked, with that moment, so that counts an earlier `watch` left are
+/// never read as this run's (issue 17: summaries reused stale protection counts as "so far").
+/// `started` is this run's start (Unix ms).
+fn protection_line(counts: &ReadinessCounts, batch: BatchId, started: i64) -> Option<String> {
+    if counts.configured == 0 {
+        return None;
+    }
+    let watch = format!("`vrbulk watch --batch {batch}` follows them until each is protected");
+    let configured = super::count(counts.configured as usize, "VM", "VMs");
+    let Some(seen) = counts.last_seen_at else {
+        return Some(format!(
+            "{configured} configured; nothing has followed their replications yet: {watch}"
+        ));
+    };
+    let when = if seen >= started {
+        "during this run"
+    } else {
+        "before this run"
+    };
+    let mut parts = vec![format!("{} protected", counts.count(Readiness::Protected))];
+    for (readiness, words) in [
+        (Readiness::Syncing, "syncing"),
+        (Readiness::NotActive, "powered off"),
+        (Readiness::Paused, "paused"),
+        (Readiness::Error, "in error"),
+        (Readiness::Missing, "removed outside vrbulk"),
+        (Readiness::Unconfigured, "unconfigured by a vrbulk undo"),
+    ] {
+        if counts.count(readiness) > 0 {
+            parts.push(format!("{} {words}", counts.count(readiness)));
+        }
+    }
+    if counts.not_followed > 0 {
+        parts.push(format!("{} not followed yet", counts.not_followed));
+    }
+    Some(format!(
+        "{configured} configured; as the appliance last said of them, at {} ({when}): {}; {watch}",
+        crate::timefmt::utc(seen),
+        parts.join(", ")
+    ))
 }
 
 /// What an operation batch did, and each replication it left alone with the reason (gone,
@@ -214,5 +249,44 @@ fn print_ending(outcome: &RunOutcome) {
             outcome.left(),
             outcome.batch
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(last_seen_at: Option<i64>) -> ReadinessCounts {
+        let mut counts = ReadinessCounts::tally([1, 2, 3], &[]);
+        counts.last_seen_at = last_seen_at;
+        counts.counts.insert(Readiness::Protected, 2);
+        counts.counts.insert(Readiness::Missing, 1);
+        counts.not_followed = 0;
+        counts
+    }
+
+    #[test]
+    fn protection_counts_say_when_the_appliance_said_them() {
+        // 2024-06-01 08:00:00 UTC, a minute before this run started.
+        let line = protection_line(&counts(Some(1_717_228_800_000)), 4, 1_717_228_860_000);
+        assert_eq!(
+            line.as_deref(),
+            Some(
+                "3 VMs configured; as the appliance last said of them, at 2024-06-01 08:00:00 UTC \
+                 (before this run): 2 protected, 1 removed outside vrbulk; `vrbulk watch --batch \
+                 4` follows them until each is protected"
+            )
+        );
+        let during = protection_line(&counts(Some(1_717_228_900_000)), 4, 1_717_228_860_000);
+        assert!(during.unwrap().contains("(during this run)"));
+        let never = protection_line(&counts(None), 4, 0).unwrap();
+        assert!(
+            never.starts_with("3 VMs configured; nothing has followed their replications yet"),
+            "{never}"
+        );
+        assert_eq!(
+            protection_line(&ReadinessCounts::tally([], &[]), 4, 0),
+            None
+        );
     }
 }

@@ -33,7 +33,10 @@ use thiserror::Error;
 pub use batches::{BatchSummary, LastRun, Liveness, Standing};
 pub use limits::LearntLimit;
 pub use operations::{OperationJob, OperationRefused};
-pub use protection::{Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen};
+pub use protection::{
+    Operated, PauseMark, Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen,
+    NOT_LISTED,
+};
 pub use record::{
     BatchRecord, DiscoveryRecord, JobTimes, OperationRecord, OperatorAction, RunRecord,
 };
@@ -70,6 +73,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
         "../../migrations/0008_learnt_server_limits.sql"
     )),
+    M::up(include_str!("../../migrations/0009_appliance_times.sql")),
 ];
 
 #[derive(Debug, Error)]

@@ -1,9 +1,16 @@
 //! The protection record of configured jobs: what the appliance last said of each job's
-//! replication (status, initial-sync bytes, RPO health), when the VM first became protected, and
-//! an append-only log of the replication's status changes (not of every progress tick). `run`
-//! and `watch` write it; `status` and the report read it. Whether a sighting means "protected"
-//! is the workflow's judgement, handed in; where a configured VM stands is
+//! replication (status, initial-sync bytes, RPO health, the VR server it lives on, and in its own
+//! words when its first sync ended and how long that took), when vrbulk first saw the VM
+//! protected, and an append-only log of the replication's status changes (not of every progress
+//! tick). `run` and `watch` write it; `status` and the report read it. Whether a sighting means
+//! "protected" is the workflow's judgement, handed in; where a configured VM stands is
 //! [`Protection::readiness`], and [`ReadinessCounts::tally`] counts a batch by it.
+//!
+//! The record is read together with what vrbulk's own day-2 batches did to each replication
+//! since ([`Operated`]): a replication an undo removed is "unconfigured by batch N", not a
+//! fault, even if nothing looked at it since; one the appliance stopped listing while no batch
+//! of vrbulk's removed it is [`Readiness::Missing`], a problem; a pause or resume that took
+//! effect after the last sighting says more than that sighting.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +18,11 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{BatchId, JobId, Queue, Result};
+use crate::domain::Operation;
+
+/// The status vrbulk records when the appliance no longer lists a replication it was
+/// following: vrbulk's word, not the spec's (the appliance has nothing to say of it any more).
+pub const NOT_LISTED: &str = "NOT_LISTED";
 
 /// What the queue last recorded of one job's replication (times in Unix ms).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,9 +39,48 @@ pub struct Protection {
     pub error: Option<String>,
     /// When the job's configure succeeded (or, for a replication found later, first seen).
     pub configured_at: i64,
-    /// The first time it was seen protected; kept when it later falls behind its RPO.
+    /// The first time vrbulk saw it protected (vrbulk's clock); kept when it later falls
+    /// behind its RPO.
     pub protected_at: Option<i64>,
     pub updated_at: i64,
+    /// When the appliance says its first sync ended: its `last_sync_time` at the first sighting
+    /// after that sync (Unix ms, the appliance's clock).
+    pub synced_at: Option<i64>,
+    /// How long that sync took, by the appliance (`last_sync_duration`, seconds).
+    pub sync_duration_s: Option<i64>,
+    /// The VR server the appliance put it on (`replication_server_name`), as last seen.
+    pub replication_server: Option<String>,
+    /// What vrbulk's own day-2 batches did to it since.
+    pub operated: Operated,
+    /// Something looked at it: `false` for a replication a vrbulk undo removed before `run`
+    /// or `watch` ever saw it (its record holds only what the queue knows: the job's
+    /// replication, configure time, and the undo).
+    pub seen: bool,
+}
+
+/// What vrbulk's own operation batches did to one configured job's replication: what its
+/// record alone cannot say (nothing may have looked since).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Operated {
+    /// The unconfigure batch that removed it (its job succeeded: the appliance's task did).
+    pub unconfigured_by: Option<BatchId>,
+    /// An unconfigure batch whose job on it has not ended yet.
+    pub unconfiguring_by: Option<BatchId>,
+    /// The newest pause or resume of it that took effect.
+    pub pause: Option<PauseMark>,
+    /// A pause batch whose job on it has not ended yet (the appliance may show it paused
+    /// before vrbulk has recorded its job done).
+    pub pausing_by: Option<BatchId>,
+}
+
+/// A pause or resume that took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PauseMark {
+    /// A pause (else a resume).
+    pub paused: bool,
+    pub batch: BatchId,
+    /// When its job succeeded (Unix ms).
+    pub at: i64,
 }
 
 /// Where a configured VM stands, in the operator's words: what `status`, `watch` and the report
@@ -37,7 +88,7 @@ pub struct Protection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Readiness {
-    /// Configured, not yet protected: being configured, in its initial sync, or paused.
+    /// Configured, not yet protected: being configured, or in its initial sync.
     Syncing,
     /// Seen protected (OK after a sync). It stays protected while it later falls behind its
     /// RPO; [`Protection::rpo_violation`] says so.
@@ -46,14 +97,25 @@ pub enum Readiness {
     NotActive,
     /// The replication is in error, in the appliance's words.
     Error,
+    /// Paused (by a vrbulk batch, or outside vrbulk): nothing replicates until a resume; not
+    /// protected.
+    Paused,
+    /// The appliance no longer lists it and no vrbulk batch removed it: removed outside
+    /// vrbulk, a problem.
+    Missing,
+    /// A vrbulk undo (an unconfigure batch) removed it: neither protected nor a fault.
+    Unconfigured,
 }
 
 impl Readiness {
-    pub const ALL: [Readiness; 4] = [
+    pub const ALL: [Readiness; 7] = [
         Readiness::Syncing,
         Readiness::Protected,
         Readiness::NotActive,
         Readiness::Error,
+        Readiness::Paused,
+        Readiness::Missing,
+        Readiness::Unconfigured,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,17 +124,31 @@ impl Readiness {
             Readiness::Protected => "protected",
             Readiness::NotActive => "not active",
             Readiness::Error => "error",
+            Readiness::Paused => "paused",
+            Readiness::Missing => "no longer exists",
+            Readiness::Unconfigured => "unconfigured",
         }
+    }
+
+    /// A problem to fix (`watch` exits 4): in error, or removed outside vrbulk.
+    pub fn is_problem(self) -> bool {
+        matches!(self, Readiness::Error | Readiness::Missing)
     }
 }
 
 impl Protection {
     pub fn readiness(&self) -> Readiness {
-        if self.error.is_some()
+        if self.operated.unconfigured_by.is_some() {
+            Readiness::Unconfigured
+        } else if self.status == NOT_LISTED {
+            Readiness::Missing
+        } else if self.error.is_some()
             || self.status.starts_with("ERROR")
             || self.configuration_state.as_deref() == Some("ERROR")
         {
             Readiness::Error
+        } else if self.paused() {
+            Readiness::Paused
         } else if self.status.starts_with("NOT_ACTIVE") {
             Readiness::NotActive
         } else if self.protected_at.is_some() {
@@ -80,6 +156,53 @@ impl Protection {
         } else {
             Readiness::Syncing
         }
+    }
+
+    /// Paused: by vrbulk's newest pause or resume when it took effect after the last sighting,
+    /// else by what that sighting said.
+    fn paused(&self) -> bool {
+        match self.operated.pause {
+            Some(mark) if mark.at > self.updated_at => mark.paused,
+            _ => self.status == "PAUSED",
+        }
+    }
+
+    /// The batch that paused it, when it is paused by vrbulk (not outside it): the newest
+    /// pause that took effect, or one under way.
+    pub fn paused_by(&self) -> Option<BatchId> {
+        if self.readiness() != Readiness::Paused {
+            return None;
+        }
+        self.operated
+            .pausing_by
+            .or(self.operated.pause.filter(|m| m.paused).map(|m| m.batch))
+    }
+
+    /// Where it stands in the operator's words, with who did it: `unconfigured by batch 4`,
+    /// `paused by batch 5`, `paused outside vrbulk`, `no longer exists (removed outside
+    /// vrbulk)`; the readiness's own word otherwise.
+    pub fn readiness_words(&self) -> String {
+        match self.readiness() {
+            Readiness::Unconfigured => match self.operated.unconfigured_by {
+                Some(b) => format!("unconfigured by batch {b}"),
+                None => "unconfigured".into(),
+            },
+            Readiness::Paused => match self.paused_by() {
+                Some(b) => format!("paused by batch {b}"),
+                None => "paused outside vrbulk".into(),
+            },
+            Readiness::Missing => match self.operated.unconfiguring_by {
+                Some(b) => format!("no longer exists (batch {b} is unconfiguring it)"),
+                None => "no longer exists (removed outside vrbulk)".into(),
+            },
+            other => other.as_str().into(),
+        }
+    }
+
+    /// When it became protected by the best clock there is: the appliance's end of its first
+    /// sync when it said, else the moment vrbulk first saw it protected.
+    pub fn protected_since(&self) -> Option<i64> {
+        self.protected_at.map(|seen| self.synced_at.unwrap_or(seen))
     }
 }
 
@@ -100,6 +223,10 @@ pub struct ReadinessCounts {
     pub sync_bytes_total: i64,
     /// The newest sighting of any of them (Unix ms); `None` when none was seen.
     pub last_seen_at: Option<i64>,
+    /// Unconfigured VMs per batch that unconfigured them.
+    pub unconfigured_by: BTreeMap<BatchId, u64>,
+    /// Paused VMs per batch that paused them; the other paused ones were paused outside vrbulk.
+    pub paused_by: BTreeMap<BatchId, u64>,
 }
 
 impl ReadinessCounts {
@@ -112,12 +239,23 @@ impl ReadinessCounts {
         let mut jobs: BTreeSet<JobId> = configured.into_iter().collect();
         let mut counts: BTreeMap<Readiness, u64> = Readiness::ALL.map(|r| (r, 0)).into();
         let (mut rpo_violation, mut sync_bytes_done, mut sync_bytes_total) = (0, 0i64, 0i64);
+        let (mut unconfigured_by, mut paused_by) = (BTreeMap::new(), BTreeMap::new());
         for p in records {
             jobs.insert(p.job);
             let readiness = p.readiness();
             *counts.entry(readiness).or_default() += 1;
             match readiness {
                 Readiness::Protected if p.rpo_violation => rpo_violation += 1,
+                Readiness::Unconfigured => {
+                    if let Some(b) = p.operated.unconfigured_by {
+                        *unconfigured_by.entry(b).or_default() += 1;
+                    }
+                }
+                Readiness::Paused => {
+                    if let Some(b) = p.paused_by() {
+                        *paused_by.entry(b).or_default() += 1;
+                    }
+                }
                 Readiness::Syncing => {
                     if let (Some(done), Some(total)) = (p.bytes_done, p.bytes_total) {
                         // An appliance that reports more copied than there is to copy is
@@ -137,13 +275,83 @@ impl ReadinessCounts {
             rpo_violation,
             sync_bytes_done,
             sync_bytes_total,
-            last_seen_at: records.iter().map(|p| p.updated_at).max(),
+            last_seen_at: records
+                .iter()
+                .filter(|p| p.seen)
+                .map(|p| p.updated_at)
+                .max(),
+            unconfigured_by,
+            paused_by,
         }
     }
 
     /// VMs of `readiness`.
     pub fn count(&self, readiness: Readiness) -> u64 {
         self.counts.get(&readiness).copied().unwrap_or(0)
+    }
+
+    /// Configured VMs whose replication no vrbulk undo removed since: the ones that ought to
+    /// be protected.
+    pub fn still_configured(&self) -> u64 {
+        self.configured
+            .saturating_sub(self.count(Readiness::Unconfigured))
+    }
+
+    /// Every configured VM that no undo removed is protected (and no record is missing).
+    pub fn all_protected(&self) -> bool {
+        self.not_followed == 0 && self.count(Readiness::Protected) == self.still_configured()
+    }
+
+    /// VMs in error or removed outside vrbulk.
+    pub fn problems(&self) -> u64 {
+        Readiness::ALL
+            .iter()
+            .filter(|r| r.is_problem())
+            .map(|r| self.count(*r))
+            .sum()
+    }
+
+    /// Who paused the paused VMs: `by batch 5`, `2 by batch 5, 1 outside vrbulk`, `outside
+    /// vrbulk`.
+    pub fn paused_words(&self) -> String {
+        by_batches(
+            &self.paused_by,
+            self.count(Readiness::Paused),
+            "outside vrbulk",
+        )
+    }
+
+    /// Who unconfigured the unconfigured VMs: `by batch 4`, `3 by batch 4, 2 by batch 6`.
+    pub fn unconfigured_words(&self) -> String {
+        by_batches(
+            &self.unconfigured_by,
+            self.count(Readiness::Unconfigured),
+            "by no batch on record",
+        )
+    }
+}
+
+/// `by batch 5` when one batch did all `total`, else each batch's share, and what is left
+/// said as `rest`.
+fn by_batches(per_batch: &BTreeMap<BatchId, u64>, total: u64, rest: &str) -> String {
+    let done: u64 = per_batch.values().sum();
+    let left = total.saturating_sub(done);
+    match (per_batch.len(), left) {
+        (0, _) => rest.to_string(),
+        (1, 0) => format!(
+            "by batch {}",
+            per_batch.keys().next().copied().unwrap_or_default()
+        ),
+        _ => {
+            let mut parts: Vec<String> = per_batch
+                .iter()
+                .map(|(b, n)| format!("{n} by batch {b}"))
+                .collect();
+            if left > 0 {
+                parts.push(format!("{left} {rest}"));
+            }
+            parts.join(", ")
+        }
     }
 }
 
@@ -161,6 +369,12 @@ pub struct ReplicationSeen {
     pub error: Option<String>,
     /// The workflow judged the VM protected by what was seen.
     pub protected: bool,
+    /// The appliance's `last_sync_time` (Unix ms, its clock), when it has had a sync.
+    pub last_sync_time: Option<i64>,
+    /// The appliance's `last_sync_duration`, in seconds.
+    pub last_sync_duration: Option<i64>,
+    /// The VR server the appliance says it lives on (`replication_server_name`).
+    pub replication_server: Option<String>,
 }
 
 /// One change of a replication's status, as the log keeps it.
@@ -192,10 +406,11 @@ impl Queue {
             tx.prepare_cached(
                 "INSERT INTO protection (job_id, replication_id, status, configuration_state, \
                  bytes_done, bytes_total, rpo_violation, error, configured_at, protected_at, \
-                 updated_at) \
+                 updated_at, synced_at, sync_duration_s, replication_server) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
                          COALESCE((SELECT finished_at FROM jobs WHERE id = ?1), ?10), \
-                         CASE WHEN ?9 THEN ?10 END, ?10) \
+                         CASE WHEN ?9 THEN ?10 END, ?10, CASE WHEN ?9 THEN ?11 END, \
+                         CASE WHEN ?9 THEN ?12 END, ?13) \
                  ON CONFLICT (job_id) DO UPDATE SET replication_id = ?2, status = ?3, \
                  configuration_state = ?4, \
                  bytes_done = COALESCE(?5, CASE WHEN ?9 THEN COALESCE(?6, bytes_total) END, \
@@ -203,6 +418,10 @@ impl Queue {
                  bytes_total = COALESCE(?6, bytes_total), \
                  rpo_violation = ?7, error = ?8, \
                  protected_at = COALESCE(protected_at, CASE WHEN ?9 THEN ?10 END), \
+                 synced_at = CASE WHEN synced_at IS NULL AND ?9 THEN ?11 ELSE synced_at END, \
+                 sync_duration_s = CASE WHEN synced_at IS NULL AND ?9 THEN ?12 \
+                                        ELSE sync_duration_s END, \
+                 replication_server = COALESCE(?13, replication_server), \
                  updated_at = ?10",
             )?
             .execute(params![
@@ -216,6 +435,9 @@ impl Queue {
                 s.error,
                 s.protected,
                 now,
+                s.last_sync_time,
+                s.last_sync_duration,
+                s.replication_server,
             ])?;
             if before.as_deref() != Some(s.status.as_str()) {
                 let event = ReplicationEvent {
@@ -243,14 +465,24 @@ impl Queue {
         Ok(changes)
     }
 
-    /// The protection record of every configured job of `batch`, in job order.
+    /// The protection record of every configured job of `batch` that has one, and of every
+    /// one a vrbulk undo removed (seen or not), each with what vrbulk's day-2 batches did to it;
+    /// in job order.
     pub fn protection(&self, batch: BatchId) -> Result<Vec<Protection>> {
+        let operated = self.operated(batch)?;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT p.job_id, p.replication_id, p.status, p.configuration_state, p.bytes_done, \
-             p.bytes_total, p.rpo_violation, p.error, p.configured_at, p.protected_at, \
-             p.updated_at \
-             FROM protection p JOIN jobs j ON j.id = p.job_id WHERE j.batch_id = ? \
-             ORDER BY p.job_id",
+            "SELECT j.id, COALESCE(p.replication_id, j.replication_id, ''), \
+             COALESCE(p.status, ''), p.configuration_state, p.bytes_done, p.bytes_total, \
+             COALESCE(p.rpo_violation, 0), p.error, \
+             COALESCE(p.configured_at, j.finished_at, j.updated_at), p.protected_at, \
+             COALESCE(p.updated_at, j.finished_at, j.updated_at), p.synced_at, \
+             p.sync_duration_s, p.replication_server, p.job_id IS NOT NULL \
+             FROM jobs j LEFT JOIN protection p ON p.job_id = j.id \
+             WHERE j.batch_id = ?1 AND (p.job_id IS NOT NULL OR j.id IN ( \
+                 SELECT o.acts_on_job FROM jobs o JOIN batches b ON b.id = o.batch_id \
+                 WHERE b.acts_on = ?1 AND b.operation = 'unconfigure' \
+                 AND o.state = 'succeeded')) \
+             ORDER BY j.id",
         )?;
         let rows = stmt.query_map([batch], |r| {
             Ok(Protection {
@@ -265,9 +497,59 @@ impl Queue {
                 configured_at: r.get(8)?,
                 protected_at: r.get(9)?,
                 updated_at: r.get(10)?,
+                synced_at: r.get(11)?,
+                sync_duration_s: r.get(12)?,
+                replication_server: r.get(13)?,
+                operated: Operated::default(),
+                seen: r.get(14)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut records = rows.collect::<rusqlite::Result<Vec<Protection>>>()?;
+        for p in &mut records {
+            if let Some(o) = operated.get(&p.job) {
+                p.operated = o.clone();
+            }
+        }
+        Ok(records)
+    }
+
+    /// What the operation batches on `batch` did to each of its jobs' replications: the undo
+    /// that removed it (or is removing it), and the newest pause or resume that took effect.
+    fn operated(&self, batch: BatchId) -> Result<BTreeMap<JobId, Operated>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.acts_on_job, b.operation, o.batch_id, o.state, o.finished_at \
+             FROM jobs o JOIN batches b ON b.id = o.batch_id \
+             WHERE b.acts_on = ? AND o.acts_on_job IS NOT NULL \
+             AND b.operation IN ('unconfigure', 'pause', 'resume') \
+             AND o.state IN ('succeeded', 'pending', 'running', 'retryable') \
+             ORDER BY o.finished_at, o.id",
+        )?;
+        let mut rows = stmt.query([batch])?;
+        let mut operated: BTreeMap<JobId, Operated> = BTreeMap::new();
+        while let Some(r) = rows.next()? {
+            let job: JobId = r.get(0)?;
+            let operation: String = r.get(1)?;
+            let by: BatchId = r.get(2)?;
+            let done = r.get::<_, String>(3)? == "succeeded";
+            let at: Option<i64> = r.get(4)?;
+            let o = operated.entry(job).or_default();
+            match (operation.as_str(), done, at) {
+                ("unconfigure", true, _) => {
+                    o.unconfigured_by.get_or_insert(by);
+                }
+                ("unconfigure", false, _) => o.unconfiguring_by = Some(by),
+                ("pause", false, _) => o.pausing_by = Some(by),
+                (_, true, Some(at)) => {
+                    o.pause = Some(PauseMark {
+                        paused: operation == Operation::Pause.as_str(),
+                        batch: by,
+                        at,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(operated)
     }
 
     /// Where the configured jobs of `batch` stand: its succeeded jobs and its protection records,
@@ -317,6 +599,12 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReplicationEvent> {
 
 /// The event's words: the status, with what explains it.
 fn describe(s: &ReplicationSeen) -> String {
+    if s.status == NOT_LISTED {
+        return format!(
+            "replication {}: the appliance no longer lists it",
+            s.replication_id
+        );
+    }
     let mut text = format!("replication {}: {}", s.replication_id, s.status);
     if let (Some(done), Some(total)) = (s.bytes_done, s.bytes_total) {
         text.push_str(&format!(
@@ -354,6 +642,11 @@ mod tests {
             configured_at: 1,
             protected_at: protected.then_some(2),
             updated_at: 2,
+            synced_at: None,
+            sync_duration_s: None,
+            replication_server: None,
+            operated: Operated::default(),
+            seen: true,
         }
     }
 
@@ -421,8 +714,8 @@ mod tests {
         );
         assert_eq!(
             Readiness::ALL.map(|r| counts.count(r)),
-            [3, 2, 1, 0],
-            "syncing, protected, not active, error"
+            [3, 2, 1, 0, 0, 0, 0],
+            "syncing, protected, not active, error, paused, missing, unconfigured"
         );
         assert_eq!((counts.sync_bytes_done, counts.sync_bytes_total), (80, 150));
         assert_eq!(counts.last_seen_at, Some(13));
@@ -435,5 +728,88 @@ mod tests {
             "every readiness present"
         );
         assert_eq!(none.last_seen_at, None);
+    }
+
+    #[test]
+    fn what_vrbulks_own_batches_did_says_more_than_an_older_sighting() {
+        let unconfigured = Protection {
+            operated: Operated {
+                unconfigured_by: Some(4),
+                ..Operated::default()
+            },
+            ..record("OK", true)
+        };
+        assert_eq!(unconfigured.readiness(), Readiness::Unconfigured);
+        assert_eq!(unconfigured.readiness_words(), "unconfigured by batch 4");
+        // Vanished with no batch of vrbulk's behind it: a problem, said so.
+        let gone = record(NOT_LISTED, true);
+        assert_eq!(gone.readiness(), Readiness::Missing);
+        assert!(gone.readiness().is_problem());
+        assert_eq!(
+            gone.readiness_words(),
+            "no longer exists (removed outside vrbulk)"
+        );
+        // Paused as the appliance last said, by nobody vrbulk knows of.
+        let paused = record("PAUSED", true);
+        assert_eq!(paused.readiness(), Readiness::Paused);
+        assert_eq!(paused.readiness_words(), "paused outside vrbulk");
+        // A pause that took effect after the last sighting (updated_at 2).
+        let mark = |paused, at| Operated {
+            pause: Some(PauseMark {
+                paused,
+                batch: 5,
+                at,
+            }),
+            ..Operated::default()
+        };
+        let by_us = Protection {
+            operated: mark(true, 3),
+            ..record("OK", true)
+        };
+        assert_eq!(by_us.readiness_words(), "paused by batch 5");
+        // A resume after a sighting that said PAUSED: not paused any more.
+        let resumed = Protection {
+            operated: mark(false, 3),
+            ..record("PAUSED", true)
+        };
+        assert_eq!(resumed.readiness(), Readiness::Protected);
+        // A pause seen resumed since (the sighting is newer): the sighting wins.
+        let seen_after = Protection {
+            operated: mark(true, 1),
+            ..record("OK", true)
+        };
+        assert_eq!(seen_after.readiness(), Readiness::Protected);
+
+        let counts = ReadinessCounts::tally(
+            [1, 2, 3, 4],
+            &[
+                Protection {
+                    job: 1,
+                    ..unconfigured
+                },
+                Protection { job: 2, ..by_us },
+                Protection { job: 3, ..paused },
+                Protection {
+                    job: 4,
+                    ..record("OK", true)
+                },
+            ],
+        );
+        assert_eq!(counts.still_configured(), 3);
+        assert!(!counts.all_protected());
+        assert_eq!(counts.paused_words(), "1 by batch 5, 1 outside vrbulk");
+        assert_eq!(counts.unconfigured_words(), "by batch 4");
+    }
+
+    #[test]
+    fn protected_since_is_the_appliances_time_when_it_said() {
+        let seen = record("OK", true);
+        assert_eq!(seen.protected_since(), Some(2));
+        let said = Protection {
+            synced_at: Some(1),
+            ..seen
+        };
+        assert_eq!(said.protected_since(), Some(1));
+        assert_eq!(record("INITIAL_FULL_SYNC", false).protected_since(), None);
     }
 }

@@ -42,8 +42,9 @@ pub struct BatchStatus {
     pub last_finished_at: Option<i64>,
     /// Newest first, one per job.
     pub last_errors: Vec<JobError>,
-    /// Where the configured VMs stand (syncing, protected, not active, error, not followed
-    /// yet); `None` while no job is configured.
+    /// Where the configured VMs stand (syncing, protected, not active, error, paused, no
+    /// longer existing, unconfigured by a vrbulk undo, not followed yet); `None` while no job is
+    /// configured, and for an operation batch.
     pub protection: Option<ReadinessCounts>,
 }
 
@@ -93,6 +94,19 @@ impl Queue {
                 |r| r.get::<_, Option<f64>>(0),
             )?
             .map(|ms| ms.round() as i64))
+    }
+
+    /// When the newest of the batch's VMs still awaiting their task was sent (Unix ms): the
+    /// last task to end started then.
+    pub fn newest_task_sent(&self, batch: BatchId) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(e.at) FROM jobs j JOIN job_events e ON e.id = \
+             (SELECT MAX(id) FROM job_events WHERE job_id = j.id AND step = 'await_task' \
+             AND from_state = 'running' AND to_state = 'running') \
+             WHERE j.batch_id = ? AND j.state = 'running' AND j.step = 'await_task'",
+            [batch],
+            |r| r.get(0),
+        )?)
     }
 
     /// Where `batch` stands now, with the [`LAST_ERRORS`] newest errors.
@@ -190,7 +204,13 @@ impl Queue {
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
 
-        let protection = Some(self.readiness_counts(id)?).filter(|p| p.configured > 0);
+        // An operation batch's jobs configure nothing: its replications are its configure
+        // batch's, which says where they stand.
+        let protection = if batch.operation == crate::domain::Operation::Configure {
+            Some(self.readiness_counts(id)?).filter(|p| p.configured > 0)
+        } else {
+            None
+        };
 
         Ok(BatchStatus {
             batch,
@@ -337,6 +357,8 @@ mod tests {
         assert_eq!(q.task_time(batch, 0).unwrap(), Some(25_000));
         assert_eq!(q.task_time(batch, 30_000).unwrap(), Some(30_000));
         assert_eq!(q.task_time(batch, 40_000).unwrap(), None);
+        // The third, sent at 3000, still awaits its task.
+        assert_eq!(q.newest_task_sent(batch).unwrap(), Some(3000));
     }
 
     #[test]

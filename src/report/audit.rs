@@ -379,14 +379,15 @@ pub(super) fn unconfigured_since(r: &Report, m: &impl Markup) -> Option<String> 
     } else {
         format!(": {}", m.list(&gone))
     };
-    let (was, their) = if n == 1 {
-        ("replication was", "its")
+    let (was, rows, them) = if n == 1 {
+        ("was", "Its row says", "it")
     } else {
-        ("replications were", "their")
+        ("were", "Their rows say", "them")
     };
     Some(format!(
-        "{n} of this batch's {was} unconfigured since{named}. What this report says of \
-         {their} protection is as last seen before."
+        "{n} of this batch's replications {was} unconfigured since ({}){named}. {rows} so: \
+         vrbulk removed {them}, which is neither a fault nor protection.",
+        r.summary.protection.tally.unconfigured_words()
     ))
 }
 
@@ -419,7 +420,31 @@ pub(super) fn readiness(r: &Report, m: &impl Markup) -> String {
     }
     let mut parts = vec![ready(r, m)];
     parts.extend(not_ready(r, m, &watch));
-    format!("{}.{}", parts.join("; "), behind_rpo(r, m))
+    format!(
+        "{}.{}{}",
+        parts.join("; "),
+        behind_rpo(r, m),
+        unconfigured(r, m)
+    )
+}
+
+/// ` 3 replications were unconfigured by batch 4 since: a, b, c.`, or nothing.
+fn unconfigured(r: &Report, m: &impl Markup) -> String {
+    let p = &r.summary.protection;
+    let n = p.count(Readiness::Unconfigured);
+    if n == 0 {
+        return String::new();
+    }
+    let named = names(r, m, |j| readiness_of(j) == Some(Readiness::Unconfigured));
+    let was = if n == 1 {
+        "replication was"
+    } else {
+        "replications were"
+    };
+    format!(
+        " {n} {was} unconfigured since ({}){named}.",
+        p.tally.unconfigured_words()
+    )
 }
 
 /// What holds back the configured VMs that are not protected, one clause per readiness.
@@ -452,9 +477,26 @@ fn not_ready(r: &Report, m: &impl Markup, watch: &str) -> Vec<String> {
             is(off)
         ));
     }
+    let paused = p.count(Readiness::Paused);
+    if paused > 0 {
+        let named = names(r, m, of(Readiness::Paused));
+        parts.push(format!(
+            "{paused} {} paused ({}){named}",
+            is(paused),
+            p.tally.paused_words()
+        ));
+    }
     let error = p.count(Readiness::Error);
     if error > 0 {
         parts.push(format!("{error} {} in error{}", is(error), in_error(r, m)));
+    }
+    let missing = p.count(Readiness::Missing);
+    if missing > 0 {
+        let named = names(r, m, of(Readiness::Missing));
+        parts.push(format!(
+            "{missing} no longer {} (removed outside vrbulk){named}",
+            if missing == 1 { "exists" } else { "exist" }
+        ));
     }
     if p.not_followed > 0 {
         let named = names(r, m, not_followed);
@@ -492,8 +534,10 @@ fn behind_rpo(r: &Report, m: &impl Markup) -> String {
 /// The first part of the readiness sentence: how many configured VMs are protected.
 fn ready(r: &Report, m: &impl Markup) -> String {
     let p = &r.summary.protection;
-    let (protected, configured) = (p.count(Readiness::Protected), p.configured);
-    if protected == configured {
+    let (protected, configured) = (p.count(Readiness::Protected), p.still_configured);
+    if configured == 0 {
+        "None of the configured VMs is replicated any more".into()
+    } else if protected == configured {
         if configured == 1 {
             "The configured VM is protected and ready for cutover".into()
         } else {
@@ -588,25 +632,69 @@ pub(super) fn milestones(r: &Report) -> [(String, Option<UtcTime>, Option<i64>);
         .filter_map(|j| j.protection.as_ref().map(|p| p.configured_at))
         .min();
     let since = |at: Option<UtcTime>| Some(at?.0 - first_configured?.0);
-    let half = p.configured.div_ceil(2);
+    let (half, all) = (p.still_configured.div_ceil(2), p.still_configured);
     [
         (
-            format!("first (1 of {})", p.configured),
+            format!("first (1 of {all})"),
             p.first_protected_at,
             since(p.first_protected_at),
         ),
         (
-            format!("half ({half} of {})", p.configured),
+            format!("half ({half} of {all})"),
             p.half_protected_at,
             since(p.half_protected_at),
         ),
         (
-            format!("all ({0} of {0})", p.configured),
+            format!("all ({all} of {all})"),
             p.all_protected_at,
             since(p.all_protected_at),
         ),
     ]
 }
+
+/// The VR server of a VM's replication: where the appliance put it when it said (and the one
+/// the run sent it to, when that differs), else the run's choice as sent, else what the input
+/// asked for; empty while nothing is known.
+pub(super) fn vr_server(j: &JobRow) -> String {
+    let seen = j
+        .protection
+        .as_ref()
+        .and_then(|p| p.replication_server.as_deref());
+    match (seen, j.replication_server_chosen.as_deref()) {
+        (Some(seen), Some(sent)) if seen != sent => format!("{seen} (sent to {sent})"),
+        (Some(seen), Some(_)) => seen.to_string(),
+        (Some(seen), None) => format!("{seen} (the appliance's choice)"),
+        (None, Some(sent)) => format!("{sent} (as sent)"),
+        (None, None) if j.state == JobState::Succeeded => match j.replication_server.as_deref() {
+            Some(asked) => format!("{asked} (as asked)"),
+            None => "auto (not seen since)".into(),
+        },
+        (None, None) => String::new(),
+    }
+}
+
+/// When it became protected, and whose time that is: `2024-06-01 08:10:00` for the appliance's
+/// own, with `(seen)` when it is the moment vrbulk first saw it protected.
+pub(super) fn protected_time(p: &JobProtection) -> String {
+    match (p.protected_at, p.protected_at_source) {
+        (Some(at), Some(super::TimeSource::Observed)) => format!("{} (seen)", bare(at)),
+        (Some(at), _) => bare(at),
+        (None, _) => String::new(),
+    }
+}
+
+/// A time in a table whose caption says UTC.
+pub(super) fn bare(t: UtcTime) -> String {
+    t.to_string().trim_end_matches(" UTC").to_string()
+}
+
+/// What the protection table's times mean, said once above it.
+pub(super) const TIMES: &str = "Times in UTC. Configured: when vrbulk saw the configure task \
+    succeed (vrbulk's clock). Protected: when the appliance says the first sync ended (its \
+    last_sync_time, read at vrbulk's first look after it; a later sync, had one come first, \
+    would make it later); (seen) marks the moment vrbulk first saw it protected, where the \
+    appliance gave no time. VR server: where the appliance says the replication lives. Initial \
+    sync: bytes copied, and how long the sync took by the appliance (its last_sync_duration).";
 
 /// The RPO and whether the replication keeps it; only a protected replication can.
 pub(super) fn rpo_state(minutes: u32, p: &JobProtection) -> String {
@@ -619,13 +707,70 @@ pub(super) fn rpo_state(minutes: u32, p: &JobProtection) -> String {
     }
 }
 
-/// `30.0 GiB of 80.0 GiB (37.5%)`, or a dash when the appliance did not say.
+/// `30.0 GiB of 80.0 GiB (37.5%)`, with `in 2h 10m` when the appliance said how long the sync
+/// took; a dash when the appliance did not say.
 pub(super) fn copied(p: &JobProtection) -> String {
-    match (p.copied_bytes, p.total_bytes, p.percent_copied()) {
+    // The bytes of a replication vrbulk removed since are history.
+    if p.readiness == Readiness::Unconfigured {
+        return "\u{2014}".into();
+    }
+    let copied = match (p.copied_bytes, p.total_bytes, p.percent_copied()) {
         (Some(done), Some(total), Some(pct)) => {
             format!("{} of {} ({pct:.1}%)", bytes(done), bytes(total))
         }
         (Some(done), Some(total), None) => format!("{} of {}", bytes(done), bytes(total)),
         _ => "\u{2014}".into(),
+    };
+    match p.initial_sync_duration_ms {
+        Some(ms) => format!("{copied} in {}", span(ms)),
+        None => copied,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::TimeSource;
+
+    fn protection(source: Option<TimeSource>) -> JobProtection {
+        JobProtection {
+            readiness: Readiness::Protected,
+            words: "protected".into(),
+            unconfigured_by: None,
+            paused_by: None,
+            replication_id: "GID-1".into(),
+            status: "OK".into(),
+            configuration_state: Some("OK".into()),
+            configured_at: UtcTime(1_717_228_800_000),
+            protected_at: source.map(|_| UtcTime(1_717_229_400_000)),
+            protected_at_source: source,
+            first_seen_protected_at: None,
+            synced_at: None,
+            initial_sync_duration_ms: Some(540_000),
+            replication_server: None,
+            time_to_protected_ms: None,
+            copied_bytes: Some(10 << 30),
+            total_bytes: Some(10 << 30),
+            rpo_violation: false,
+            error: None,
+            seen_at: None,
+        }
+    }
+
+    #[test]
+    fn a_protected_time_says_whose_it_is_and_a_sync_how_long_the_appliance_says_it_took() {
+        assert_eq!(
+            protected_time(&protection(Some(TimeSource::Appliance))),
+            "2024-06-01 08:10:00"
+        );
+        assert_eq!(
+            protected_time(&protection(Some(TimeSource::Observed))),
+            "2024-06-01 08:10:00 (seen)"
+        );
+        assert_eq!(protected_time(&protection(None)), "");
+        assert_eq!(
+            copied(&protection(None)),
+            "10.0 GiB of 10.0 GiB (100.0%) in 9m 00s"
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! saved pivot tables depend on them: add columns at the end, never rename). The protection
 //! columns came last for that reason, and the day-2 operation columns after them (what an
 //! operation batch's job did and to which configure job; what was done since to a configure
-//! job's replication). Lists (disk labels, operations since) are joined with `; `. Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` at the
+//! job's replication), and after those the columns of the appliance's own record (the VR
+//! server it put the replication on, its times). Lists (disk labels, operations since) are
+//! joined with `; `. Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` at the
 //! start) gets a leading `'`, the usual guard against CSV injection.
 
 use super::operations::parameters;
@@ -10,7 +12,7 @@ use super::{JobRow, PlanReport, Report, ReportError, UtcTime};
 use crate::domain::Operation;
 use crate::queue::JobState;
 
-pub(crate) const BATCH_COLUMNS: [&str; 43] = [
+pub(crate) const BATCH_COLUMNS: [&str; 51] = [
     "job_id",
     "input_line",
     "vm_name",
@@ -54,6 +56,14 @@ pub(crate) const BATCH_COLUMNS: [&str; 43] = [
     "acts_on_job",
     "operation_parameters",
     "operations_since",
+    "replication_server_chosen",
+    "replication_server_seen",
+    "protected_at_source",
+    "first_seen_protected_at",
+    "synced_at",
+    "initial_sync_seconds",
+    "unconfigured_by_batch",
+    "paused_by_batch",
 ];
 
 pub(crate) const PLAN_COLUMNS: [&str; 14] = [
@@ -110,7 +120,8 @@ pub(super) fn batch(report: &Report) -> Result<String, ReportError> {
             record
                 .into_iter()
                 .chain(protection(report, j))
-                .chain(operation(report, j)),
+                .chain(operation(report, j))
+                .chain(appliance(j)),
         )?;
     }
     finish(w)
@@ -159,7 +170,29 @@ fn protection(report: &Report, j: &JobRow) -> [String; 11] {
         opt(p.copied_bytes),
         opt(p.total_bytes),
         opt_text(&p.error),
-        time(Some(p.seen_at)),
+        time(p.seen_at),
+    ]
+}
+
+/// The columns added with the appliance's own record (issue 17): the VR server the run chose
+/// and the one the appliance put the replication on, whose time `protected_at` is, vrbulk's
+/// first sighting and the appliance's end of the first sync and its length, and the vrbulk
+/// batch that unconfigured or paused it.
+fn appliance(j: &JobRow) -> [String; 8] {
+    let p = j.protection.as_ref();
+    [
+        opt_text(&j.replication_server_chosen),
+        p.and_then(|p| p.replication_server.as_deref())
+            .map(text)
+            .unwrap_or_default(),
+        p.and_then(|p| p.protected_at_source)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        time(p.and_then(|p| p.first_seen_protected_at)),
+        time(p.and_then(|p| p.synced_at)),
+        seconds(p.and_then(|p| p.initial_sync_duration_ms)),
+        opt(p.and_then(|p| p.unconfigured_by)),
+        opt(p.and_then(|p| p.paused_by)),
     ]
 }
 

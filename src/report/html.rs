@@ -260,8 +260,15 @@ fn protection(r: &Report) -> Markup {
     let p = &r.summary.protection;
     let intro = "A job succeeded when its replication was configured; the VM is protected once \
                  its replication is OK after its initial full sync.";
+    // The first four always, as a checklist; the rest only when there are some.
     let mut bars: Vec<(String, u64, &str)> = Readiness::ALL
         .iter()
+        .filter(|x| {
+            matches!(
+                x,
+                Readiness::Syncing | Readiness::Protected | Readiness::NotActive | Readiness::Error
+            ) || p.count(**x) > 0
+        })
         .map(|x| (x.as_str().to_string(), p.count(*x), readiness_colour(*x)))
         .collect();
     if p.not_followed > 0 {
@@ -276,7 +283,11 @@ fn protection(r: &Report) -> Markup {
                 p { (intro) " Nothing has followed this batch's replications yet." }
             } @else {
                 p.muted {
-                    (intro) " As last seen " (p.last_seen_at.map(|t| t.to_string()).unwrap_or_default())
+                    (intro)
+                    @match p.last_seen_at {
+                        Some(at) => { " As last seen " (at) }
+                        None => { " Not seen by run or watch yet" }
+                    }
                     "; protected VMs now behind their RPO: " (p.rpo_violation)
                     @if let Some(mean) = p.mean_time_to_protected_ms { "; mean time to protected: " (span(mean)) }
                     "."
@@ -318,13 +329,13 @@ fn protection_table(r: &Report) -> Markup {
         .filter(|j| j.protection.is_some() || audit::not_followed(j));
     html! {
         h3 { "Per VM" }
-        p.muted { "Times in UTC." }
+        p.muted { (audit::TIMES) }
         div.scroll {
             table.jobs {
                 thead {
                     tr {
                         th { "VM" } th { "Readiness" } th.text { "Replication status" } th { "RPO" }
-                        th { "Configured" } th { "Protected" } th.n { "Time to protected" }
+                        th { "VR server" } th { "Configured" } th { "Protected" } th.n { "Time to protected" }
                         th { "Initial sync" }
                     }
                 }
@@ -339,6 +350,7 @@ fn protection_table(r: &Report) -> Markup {
                                     td { span.state style={ "background:" (NOT_FOLLOWED) "; color:#1d232a" } { "not followed yet" } }
                                     td.text {}
                                     td.nw { (j.rpo_minutes) " min" }
+                                    td.nw { (audit::vr_server(j)) }
                                     td.nw { (table_time(j.finished_at)) }
                                     td {} td {} td {}
                                 }
@@ -354,17 +366,19 @@ fn protection_table(r: &Report) -> Markup {
 /// The cells of a followed VM's row after its name.
 fn protection_cells(j: &JobRow, p: &JobProtection) -> Markup {
     html! {
-        td { span.state style={ "background:" (readiness_colour(p.readiness)) } { (p.readiness.as_str()) } }
+        td { span.state style={ "background:" (readiness_colour(p.readiness)) } { (p.words) } }
         td.text {
-            code { (p.status) }
+            // What the appliance last said of a replication vrbulk removed since is history.
+            @if p.status.is_empty() || p.readiness == Readiness::Unconfigured { "\u{2014}" } @else { code { (p.status) } }
             @if let Some(state) = p.configuration_state.as_deref().filter(|s| *s != "OK") {
                 " (configuration " code { (state) } ")"
             }
             @if let Some(error) = &p.error { br; (error) }
         }
         td.nw { (audit::rpo_state(j.rpo_minutes, p)) }
+        td.nw { (audit::vr_server(j)) }
         td.nw { (table_time(Some(p.configured_at))) }
-        td.nw { (table_time(p.protected_at)) }
+        td.nw { (audit::protected_time(p)) }
         td.n.nw { (p.time_to_protected_ms.map(span).unwrap_or_default()) }
         td.nw {
             (audit::copied(p))
@@ -606,7 +620,7 @@ fn vm_table(r: &Report) -> Markup {
                     thead {
                         tr {
                             th { "VM" } th { "State / attempts" } th.text { "Reason" } th { "Replication / task" }
-                            th { "Datastore / policy" } th { "RPO / MPIT" } th { "Disks" }
+                            th { "Datastore / policy / VR server" } th { "RPO / MPIT" } th { "Disks" }
                             th { "Started / finished / duration" } th.text { "Change ticket / notes" }
                         }
                     }
@@ -621,7 +635,11 @@ fn vm_table(r: &Report) -> Markup {
                                 }
                                 td.text { (opt(&j.reason)) }
                                 td.id.ids { (opt(&j.replication_id)) br; (opt(&j.task_id)) }
-                                td.where { (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) } }
+                                td.where {
+                                    (j.target_datastore) br; span.muted { (policy(&j.storage_policy)) }
+                                    @let server = audit::vr_server(j);
+                                    @if !server.is_empty() { br; span.muted { (server) } }
+                                }
                                 td.nw {
                                     (j.rpo_minutes) (PreEscaped("&nbsp;")) "min" br;
                                     span.muted { "MPIT " (super::md::mpit(j.mpit_instances, j.mpit_days)) }
@@ -860,7 +878,7 @@ fn timeline(r: &Report) -> Markup {
     let t1 = started
         .iter()
         .map(|t| end_of(t))
-        .chain(lanes.values().map(|p| p.seen_at.0))
+        .chain(lanes.values().filter_map(|p| p.seen_at.map(|t| t.0)))
         .max()
         .unwrap_or(t0)
         .max(t0 + 1000);
@@ -964,15 +982,20 @@ fn replication_lane(t: &TimelineEntry, p: &JobProtection, scale: &TimeScale, y: 
     if let Some(at) = protected.filter(|at| *at < current) {
         segments.push((at, current, readiness_colour(Readiness::Protected)));
     }
-    segments.push((current, p.seen_at.0, readiness_colour(p.readiness)));
+    let seen = p.seen_at.map_or(configured, |t| t.0);
+    segments.push((current, seen, readiness_colour(p.readiness)));
     html! {
         @for (from, to, colour) in segments.into_iter().filter(|(f, t, _)| t > f) {
             @let x0 = scale.x(from);
             rect x=(format!("{x0:.1}")) y=(y + 4.0) width=(format!("{:.1}", (scale.x(to) - x0).max(1.0)))
                 height="3" fill=(colour) {
                 title {
-                    (t.vm_name) ": replication " (p.replication_id) ", " (p.readiness.as_str())
-                    " (" (p.status) "), configured " (p.configured_at) ", last seen " (p.seen_at)
+                    (t.vm_name) ": replication " (p.replication_id) ", " (p.words)
+                    @if let Some(seen) = p.seen_at {
+                        " (" (p.status) "), configured " (p.configured_at) ", last seen " (seen)
+                    } @else {
+                        ", configured " (p.configured_at) ", never seen"
+                    }
                 }
             }
         }
@@ -1123,6 +1146,9 @@ fn readiness_colour(r: Readiness) -> &'static str {
         Readiness::Protected => "#2e7d32",
         Readiness::NotActive => "#8d6e63",
         Readiness::Error => "#c62828",
+        Readiness::Paused => "#f9a825",
+        Readiness::Missing => "#6a1b9a",
+        Readiness::Unconfigured => "#9e9e9e",
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{PlanReport, Report, ReportError};
 
 /// The version of the JSON shape `docs/report-schema.md` documents.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Document<'a, T: Serialize> {

@@ -248,17 +248,18 @@ fn operations_since(out: &mut String, r: &Report) {
 fn vm_tables(out: &mut String, r: &Report) {
     out.push_str(
         "## Virtual machines\n\n\
-         | VM | State | Replication | Datastore | RPO | Reason |\n\
-         |---|---|---|---|---:|---|\n",
+         | VM | State | Replication | Datastore | VR server | RPO | Reason |\n\
+         |---|---|---|---|---|---:|---|\n",
     );
     for j in &r.jobs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} min | {} |",
+            "| {} | {} | {} | {} | {} | {} min | {} |",
             cell(audit::short_name(&j.vm_name)),
             j.state,
             opt(&j.replication_id),
             cell(&j.target_datastore),
+            cell(&audit::vr_server(j)),
             j.rpo_minutes,
             opt(&j.reason),
         );
@@ -428,13 +429,20 @@ fn protection(out: &mut String, r: &Report) {
         out.push_str(" Nothing has followed this batch's replications yet.\n\n");
         return;
     }
-    let _ = writeln!(
-        out,
-        " As last seen {}:\n\n| Readiness | VMs |\n|---|---:|",
-        time(p.last_seen_at)
-    );
+    let seen = match p.last_seen_at {
+        Some(at) => format!("As last seen {at}"),
+        None => "Not seen by `run` or `watch` yet".into(),
+    };
+    let _ = writeln!(out, " {seen}:\n\n| Readiness | VMs |\n|---|---:|");
     for readiness in Readiness::ALL {
-        let _ = writeln!(out, "| {} | {} |", readiness.as_str(), p.count(readiness));
+        // The first four always, as a checklist; the rest only when there are some.
+        let listed = matches!(
+            readiness,
+            Readiness::Syncing | Readiness::Protected | Readiness::NotActive | Readiness::Error
+        );
+        if listed || p.count(readiness) > 0 {
+            let _ = writeln!(out, "| {} | {} |", readiness.as_str(), p.count(readiness));
+        }
     }
     if p.not_followed > 0 {
         let _ = writeln!(out, "| not followed yet | {} |", p.not_followed);
@@ -462,11 +470,13 @@ fn protection(out: &mut String, r: &Report) {
 
 /// The replication of each configured VM, in import order; times in UTC.
 fn protection_per_vm(out: &mut String, r: &Report) {
-    out.push_str(
-        "\n### Per VM\n\nTimes in UTC.\n\n\
-         | VM | Readiness | Replication status | RPO | Configured | Protected | \
+    let _ = write!(
+        out,
+        "\n### Per VM\n\n{}\n\n\
+         | VM | Readiness | Replication status | RPO | VR server | Configured | Protected | \
          Time to protected | Initial sync |\n\
-         |---|---|---|---|---|---|---:|---|\n",
+         |---|---|---|---|---|---|---|---:|---|\n",
+        audit::TIMES
     );
     for j in r
         .jobs
@@ -476,22 +486,24 @@ fn protection_per_vm(out: &mut String, r: &Report) {
         let Some(p) = &j.protection else {
             let _ = writeln!(
                 out,
-                "| {} | not followed yet |  | {} min | {} |  |  |  |",
+                "| {} | not followed yet |  | {} min | {} | {} |  |  |  |",
                 cell(&j.vm_name),
                 j.rpo_minutes,
+                cell(&audit::vr_server(j)),
                 bare_time(j.finished_at)
             );
             continue;
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&j.vm_name),
-            p.readiness.as_str(),
+            cell(&p.words),
             replication_status(p),
             audit::rpo_state(j.rpo_minutes, p),
+            cell(&audit::vr_server(j)),
             bare_time(Some(p.configured_at)),
-            bare_time(p.protected_at),
+            cell(&audit::protected_time(p)),
             p.time_to_protected_ms.map(span).unwrap_or_default(),
             audit::copied(p)
         );
@@ -502,6 +514,10 @@ fn protection_per_vm(out: &mut String, r: &Report) {
 /// The appliance's status as code, with the configuration state when it is not `OK` and the
 /// error in the appliance's words.
 fn replication_status(p: &JobProtection) -> String {
+    // What the appliance last said of a replication vrbulk removed since is history.
+    if p.status.is_empty() || p.readiness == Readiness::Unconfigured {
+        return "\u{2014}".into();
+    }
     let mut text = code(&p.status);
     if let Some(state) = p.configuration_state.as_deref().filter(|s| *s != "OK") {
         let _ = write!(text, " (configuration {})", code(state));
@@ -588,8 +604,7 @@ fn time(t: Option<UtcTime>) -> String {
 
 /// A time in a table whose caption says UTC.
 fn bare_time(t: Option<UtcTime>) -> String {
-    t.map(|t| t.to_string().trim_end_matches(" UTC").to_string())
-        .unwrap_or_default()
+    t.map(audit::bare).unwrap_or_default()
 }
 
 pub(crate) fn mpit(instances: u32, days: u32) -> String {

@@ -38,7 +38,7 @@ pub use causes::{classify, normalize, CauseKind};
 pub use json::SCHEMA_VERSION;
 pub use model::{
     ApiCall, BatchHeader, FailureGroup, JobProtection, JobRow, Progress, ProtectionSummary,
-    ReplicationChange, Report, Runs, Site, SkipGroup, Summary, TimelineEntry,
+    ReplicationChange, Report, Runs, Site, SkipGroup, Summary, TimeSource, TimelineEntry,
 };
 pub use operations::{
     describe, done_word, state_word, BatchRef, JobOperation, OperationSince, OperationSpecCount,

@@ -173,31 +173,42 @@ pub struct Summary {
     pub protection: ProtectionSummary,
 }
 
-/// The configured VMs by [`Readiness`], as `run` and `watch` last saw their replications.
+/// The configured VMs by [`Readiness`], as `run` and `watch` last saw their replications, and
+/// as vrbulk's own day-2 batches left them since.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProtectionSummary {
     /// Jobs whose replication was configured: the succeeded ones, and any other with a
     /// protection record.
     pub configured: u64,
+    /// Configured jobs whose replication no vrbulk undo removed since: the ones that ought to
+    /// be protected.
+    pub still_configured: u64,
     /// Configured jobs whose replication has not been seen since.
     pub not_followed: u64,
     /// Configured jobs seen since, per readiness; every readiness is present.
     pub counts: BTreeMap<Readiness, u64>,
     /// Protected VMs whose replication is now behind its RPO.
     pub rpo_violation: u64,
+    /// Unconfigured VMs per batch that unconfigured them.
+    pub unconfigured_by: BTreeMap<BatchId, u64>,
+    /// Paused VMs per batch that paused them; the other paused ones were paused outside vrbulk.
+    pub paused_by: BTreeMap<BatchId, u64>,
     /// Bytes copied of bytes to copy, over the VMs still syncing whose appliance said both.
     pub sync_copied_bytes: i64,
     pub sync_total_bytes: i64,
     /// The newest sighting of any replication of the batch.
     pub last_seen_at: Option<UtcTime>,
-    /// When the first configured VM became protected.
+    /// When the first configured VM became protected (each VM's `protected_at`).
     pub first_protected_at: Option<UtcTime>,
     /// When half of the configured VMs (rounded up) had become protected.
     pub half_protected_at: Option<UtcTime>,
-    /// When every configured VM had become protected; `None` until then.
+    /// When every configured VM that no undo removed had become protected; `None` until then.
     pub all_protected_at: Option<UtcTime>,
     /// The mean of `protected_at − configured_at` over the VMs that became protected.
     pub mean_time_to_protected_ms: Option<i64>,
+    /// The queue's tally these numbers come from, for the words renderers share.
+    #[serde(skip)]
+    pub tally: ReadinessCounts,
 }
 
 impl ProtectionSummary {
@@ -270,8 +281,12 @@ pub struct JobRow {
     pub target_datastore: String,
     /// `None`: the datastore's default policy.
     pub storage_policy: Option<String>,
-    /// `None`: automatic placement.
+    /// The VR server the input asked for; `None`: automatic placement.
     pub replication_server: Option<String>,
+    /// The VR server the run chose and sent the configure to (for `auto`, the run's choice),
+    /// by name; `None` when it left the choice to the appliance or never got that far. Where
+    /// the appliance put it is `protection.replication_server`.
+    pub replication_server_chosen: Option<String>,
     pub rpo_minutes: u32,
     /// Point-in-time copies per day; 0 is MPIT off.
     pub mpit_instances: u32,
@@ -299,18 +314,43 @@ pub struct JobRow {
     pub operations_since: Vec<JobOperation>,
 }
 
-/// One configured VM's replication, as `run` or `watch` last saw it.
+/// One configured VM's replication, as `run` or `watch` last saw it, and as vrbulk's own day-2
+/// batches left it since.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobProtection {
     pub readiness: Readiness,
+    /// The readiness with who did it (`unconfigured by batch 4`, `paused outside vrbulk`), for
+    /// the renderers.
+    #[serde(skip)]
+    pub words: String,
+    /// The unconfigure batch that removed it.
+    pub unconfigured_by: Option<BatchId>,
+    /// The pause batch that paused it, while it is paused by vrbulk.
+    pub paused_by: Option<BatchId>,
     pub replication_id: String,
-    /// The appliance's status (`INITIAL_FULL_SYNC`, `OK`, `NOT_ACTIVE`, `RPO_VIOLATION`, …).
+    /// The appliance's status (`INITIAL_FULL_SYNC`, `OK`, `NOT_ACTIVE`, `RPO_VIOLATION`, …), or
+    /// `NOT_LISTED` once the appliance stopped listing it; empty when never seen.
     pub status: String,
     pub configuration_state: Option<String>,
+    /// When vrbulk saw its configure task succeed (vrbulk's clock).
     pub configured_at: UtcTime,
-    /// The first time it was seen protected; kept when it later falls behind its RPO.
+    /// When it became protected: the appliance's end of its first sync (`synced_at`) when the
+    /// appliance said, else when vrbulk first saw it protected; kept when it later falls
+    /// behind its RPO.
     pub protected_at: Option<UtcTime>,
-    /// `protected_at − configured_at`.
+    /// Whose time `protected_at` is.
+    pub protected_at_source: Option<TimeSource>,
+    /// When vrbulk first saw it protected (vrbulk's clock).
+    pub first_seen_protected_at: Option<UtcTime>,
+    /// The appliance's `last_sync_time` at vrbulk's first sighting after its first sync (the
+    /// appliance's clock): the end of that sync, or of a later one when that came first.
+    pub synced_at: Option<UtcTime>,
+    /// How long that sync took, by the appliance (`last_sync_duration`).
+    pub initial_sync_duration_ms: Option<i64>,
+    /// The VR server the appliance put it on (`replication_server_name`), as last seen.
+    pub replication_server: Option<String>,
+    /// `protected_at − configured_at` (0 when the appliance's clock says the sync ended
+    /// before vrbulk saw the task succeed).
     pub time_to_protected_ms: Option<i64>,
     /// The initial full sync: bytes copied of bytes to copy, when the appliance says.
     pub copied_bytes: Option<i64>,
@@ -318,8 +358,28 @@ pub struct JobProtection {
     pub rpo_violation: bool,
     /// The appliance's words when the replication is in error.
     pub error: Option<String>,
-    /// When it was last seen.
-    pub seen_at: UtcTime,
+    /// When it was last seen; `None` for one a vrbulk undo removed before anything looked.
+    pub seen_at: Option<UtcTime>,
+}
+
+/// Whose clock a time is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// The appliance said it (its own record of the replication).
+    Appliance,
+    /// vrbulk saw it happen by then (its first look after the fact).
+    Observed,
+}
+
+impl TimeSource {
+    /// The JSON report's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeSource::Appliance => "appliance",
+            TimeSource::Observed => "observed",
+        }
+    }
 }
 
 impl JobProtection {
@@ -369,7 +429,8 @@ impl Report {
         let mut header = BatchHeader::new(&record.batch, &record.jobs);
         header.acts_on = record.acts_on.as_ref().map(BatchRef::new);
         let (operations_since, mut done_since) = operations_since(&record.operations);
-        let mut rows: Vec<JobRow> = record.jobs.iter().map(job_row).collect();
+        let servers = server_names(&record.discoveries);
+        let mut rows: Vec<JobRow> = record.jobs.iter().map(|j| job_row(j, &servers)).collect();
         for row in &mut rows {
             row.operations_since = done_since.remove(&row.job_id).unwrap_or_default();
         }
@@ -450,7 +511,7 @@ fn summary(record: &BatchRecord, rows: &mut [JobRow]) -> Summary {
         .filter(|j| configures && j.state == JobState::Succeeded)
         .map(|j| j.id);
     let protection_summary =
-        protection_summary(&ReadinessCounts::tally(succeeded, protection), protection);
+        protection_summary(ReadinessCounts::tally(succeeded, protection), protection);
     let mut records: HashMap<JobId, &Protection> = protection.iter().map(|p| (p.job, p)).collect();
     for row in rows.iter_mut() {
         row.protection = records
@@ -600,13 +661,14 @@ fn runs_of(runs: &[RunRecord], last_event: Option<i64>) -> Runs {
 }
 
 /// The summary of the configured VMs: `counts` as the queue tallied them, and the times
-/// protection took, from the `records` they were tallied from.
-fn protection_summary(counts: &ReadinessCounts, records: &[Protection]) -> ProtectionSummary {
+/// protection took, from the `records` they were tallied from (the appliance's times where it
+/// gave them).
+fn protection_summary(counts: ReadinessCounts, records: &[Protection]) -> ProtectionSummary {
     let took: Vec<i64> = records
         .iter()
-        .filter_map(|p| Some((p.protected_at? - p.configured_at).max(0)))
+        .filter_map(|p| Some((p.protected_since()? - p.configured_at).max(0)))
         .collect();
-    let mut protected_at: Vec<i64> = records.iter().filter_map(|p| p.protected_at).collect();
+    let mut protected_at: Vec<i64> = records.iter().filter_map(|p| p.protected_since()).collect();
     protected_at.sort_unstable();
     // The moment the n-th VM became protected, counting from one.
     let nth = |n: u64| {
@@ -616,36 +678,56 @@ fn protection_summary(counts: &ReadinessCounts, records: &[Protection]) -> Prote
             .copied()
             .map(UtcTime)
     };
+    let still = counts.still_configured();
     ProtectionSummary {
         configured: counts.configured,
+        still_configured: still,
         not_followed: counts.not_followed,
         counts: counts.counts.clone(),
         rpo_violation: counts.rpo_violation,
+        unconfigured_by: counts.unconfigured_by.clone(),
+        paused_by: counts.paused_by.clone(),
         sync_copied_bytes: counts.sync_bytes_done,
         sync_total_bytes: counts.sync_bytes_total,
         last_seen_at: counts.last_seen_at.map(UtcTime),
         first_protected_at: nth(1),
-        half_protected_at: nth(counts.configured.div_ceil(2)),
-        all_protected_at: nth(counts.configured),
+        half_protected_at: nth(still.div_ceil(2)),
+        all_protected_at: counts.all_protected().then(|| nth(still)).flatten(),
         mean_time_to_protected_ms: (!took.is_empty())
             .then(|| took.iter().sum::<i64>() / took.len() as i64),
+        tally: counts,
     }
 }
 
 fn job_protection(p: Protection) -> JobProtection {
+    let since = p.protected_since();
     JobProtection {
         readiness: p.readiness(),
-        time_to_protected_ms: p.protected_at.map(|at| (at - p.configured_at).max(0)),
+        words: p.readiness_words(),
+        unconfigured_by: p.operated.unconfigured_by,
+        paused_by: p.paused_by(),
+        time_to_protected_ms: since.map(|at| (at - p.configured_at).max(0)),
+        protected_at: since.map(UtcTime),
+        protected_at_source: p.protected_at.map(|_| {
+            if p.synced_at.is_some() {
+                TimeSource::Appliance
+            } else {
+                TimeSource::Observed
+            }
+        }),
+        first_seen_protected_at: p.protected_at.map(UtcTime),
+        synced_at: p.synced_at.map(UtcTime),
+        initial_sync_duration_ms: p.sync_duration_s.map(|s| s.saturating_mul(1000)),
+        replication_server: p.replication_server,
         replication_id: p.replication_id,
         status: p.status,
         configuration_state: p.configuration_state,
         configured_at: UtcTime(p.configured_at),
-        protected_at: p.protected_at.map(UtcTime),
         copied_bytes: p.bytes_done,
         total_bytes: p.bytes_total,
         rpo_violation: p.rpo_violation,
         error: p.error,
-        seen_at: UtcTime(p.updated_at),
+        seen_at: p.seen.then_some(UtcTime(p.updated_at)),
     }
 }
 
@@ -683,7 +765,17 @@ fn percent(n: u64, total: u64) -> f64 {
     ((n as f64) * 1000.0 / total as f64).round() / 10.0
 }
 
-fn job_row(j: &Job) -> JobRow {
+/// Every target VR server's name by its id, over the pairings the batch's runs discovered.
+fn server_names(discoveries: &[DiscoveryRecord]) -> HashMap<String, String> {
+    discoveries
+        .iter()
+        .filter_map(|d| d.summary.get("replication_server_names")?.as_object())
+        .flat_map(|names| names.iter())
+        .filter_map(|(id, name)| Some((id.clone(), name.as_str()?.to_string())))
+        .collect()
+}
+
+fn job_row(j: &Job, servers: &HashMap<String, String>) -> JobRow {
     let disks: &[VmDisk] = j.checkpoint.disks.as_deref().unwrap_or_default();
     let mut disks_replicated = Vec::new();
     let mut disks_excluded = Vec::new();
@@ -715,6 +807,13 @@ fn job_row(j: &Job) -> JobRow {
         target_datastore: s.target_datastore.clone(),
         storage_policy: s.storage_policy.clone(),
         replication_server: s.replication_server.clone(),
+        // Named by the discovery; a server it did not name (an older queue) shows its id.
+        replication_server_chosen: j
+            .checkpoint
+            .placement
+            .as_ref()
+            .and_then(|p| p.replication_server_id.as_ref())
+            .map(|id| servers.get(id).cloned().unwrap_or_else(|| id.clone())),
         rpo_minutes: s.settings.rpo,
         mpit_instances: s.settings.mpit_instances,
         mpit_days: s.settings.mpit_days,

@@ -1,11 +1,17 @@
 //! `vrbulk watch`: follows the replications a batch configured until they are protected. Each
-//! round reads the replications of the batch's configured VMs with grouped calls (filtered by VM,
-//! or the pairing's whole list when that is cheaper), records what the appliance says in the
+//! round reads the batch again from the queue (a run may be configuring more of it, or an undo
+//! removing some), then the replications of its configured VMs with grouped calls (filtered by
+//! VM, or the pairing's whole list when that is cheaper), records what the appliance says in the
 //! queue's protection record (status changes into its log), and hands a [`Round`] to the caller
-//! to show. It ends when nothing is syncing any more: every VM protected, in error, or powered
-//! off (a powered-off VM is not waited for: it syncs once someone powers it on).
+//! to show. A VM a vrbulk undo removed is not looked for: its replication is unconfigured by
+//! that batch, which is neither protected nor a fault.
+//!
+//! It keeps following while a live run works on the batch, however the configured VMs stand
+//! (the run configures more of them), and ends once nothing changes without someone acting:
+//! every VM protected, in error, removed outside vrbulk, paused or powered off, and any job
+//! not configured yet waiting for a `vrbulk run`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,10 +19,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{stopped, Db, RunError};
+use crate::domain::Operation;
 use crate::exit::Exit;
 use crate::queue::{
     BatchId, JobId, JobState, Protection, Queue, Readiness, ReadinessCounts, ReplicationSeen,
+    Standing, NOT_LISTED,
 };
+use crate::vr::model::Pairing;
 use crate::vr::{Client, ClientSettings, Politeness};
 use crate::workflow::choose_pairing;
 use crate::workflow::protection::{replicated_bytes, seen};
@@ -34,7 +43,7 @@ pub struct WatchOptions {
 /// Why watching ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchEnding {
-    /// Nothing is syncing any more (or `--once`).
+    /// Nothing changes any more without someone acting (or `--once`).
     Settled,
     /// Ctrl-C.
     Interrupted,
@@ -51,38 +60,50 @@ pub struct Round {
     pub eta: Option<Duration>,
     /// Every configured VM's record, in job order.
     pub records: Vec<Protection>,
+    /// Jobs of the batch that have not ended: not configured yet.
+    pub unended: u64,
+    /// The live runs working on the batch (their owners), and how many jobs they hold.
+    pub runs: Vec<String>,
+    pub held: u64,
 }
 
 impl Round {
-    /// Every configured VM is protected.
+    /// Every job of the batch has ended and every configured VM that no undo removed is
+    /// protected.
     pub fn all_protected(&self) -> bool {
-        self.tally.count(Readiness::Protected) == self.tally.configured
+        self.unended == 0 && self.tally.all_protected()
     }
 
-    /// Nothing is left to wait for: each VM is protected, in error or powered off.
+    /// Nothing changes without someone acting: no live run works on the batch, and no
+    /// configured VM is syncing or unseen; each is protected, in error, removed, paused or
+    /// powered off.
     pub fn settled(&self) -> bool {
-        self.tally.not_followed == 0 && self.tally.count(Readiness::Syncing) == 0
+        self.runs.is_empty()
+            && self.tally.not_followed == 0
+            && self.tally.count(Readiness::Syncing) == 0
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct WatchOutcome {
+    /// The configure batch followed (the one an operation batch acted on, when asked for one).
     pub batch: BatchId,
     pub ending: WatchEnding,
-    /// The last round; `None` when the batch has no configured VM.
+    /// The last round; `None` when interrupted before the first.
     pub last: Option<Round>,
 }
 
 impl WatchOutcome {
-    /// The operator contract of `watch`: every configured VM protected, some replication in
-    /// error, or not all protected yet (still syncing, or powered off and waiting).
+    /// The operator contract of `watch`: 0 only when every job of the batch has ended and
+    /// every configured VM is protected; 4 when a replication is in error or was removed
+    /// outside vrbulk; 5 otherwise (jobs not configured yet, syncing, paused, powered off).
     pub fn exit_code(&self) -> Exit {
         if self.ending == WatchEnding::Interrupted {
             return Exit::Interrupted;
         }
         match &self.last {
-            None => Exit::Ok,
-            Some(r) if r.tally.count(Readiness::Error) > 0 => Exit::ReplicationError,
+            None => Exit::NotProtected,
+            Some(r) if r.tally.problems() > 0 => Exit::ReplicationError,
             Some(r) if r.all_protected() => Exit::Ok,
             Some(_) => Exit::NotProtected,
         }
@@ -95,12 +116,113 @@ struct Target {
     job: JobId,
     vm_id: String,
     pairing: Option<String>,
+    /// The replication its configure created.
+    replication_id: Option<String>,
     /// What its initial sync copies, by its disks.
     bytes: Option<i64>,
 }
 
-/// Follows the configured VMs of `opts.batch` until nothing syncs any more, `--once`, or `stop`;
-/// `show` sees every round.
+/// The batch as the queue has it at the start of a round.
+#[derive(Debug, Clone, Default)]
+struct BatchNow {
+    /// Its succeeded jobs: the configured VMs, those an undo removed since included.
+    configured: Vec<JobId>,
+    /// The configured jobs to look for on the appliance: not removed by a vrbulk undo.
+    targets: Vec<Target>,
+    unended: u64,
+    runs: Vec<String>,
+    held: u64,
+}
+
+impl BatchNow {
+    fn read(q: &Queue, batch: BatchId) -> Result<BatchNow, crate::queue::QueueError> {
+        let unconfigured: HashSet<JobId> = q
+            .protection(batch)?
+            .iter()
+            .filter(|p| p.readiness() == Readiness::Unconfigured)
+            .map(|p| p.job)
+            .collect();
+        let jobs = q.jobs(batch)?;
+        let succeeded = || jobs.iter().filter(|j| j.state == JobState::Succeeded);
+        let targets = succeeded()
+            .filter(|j| !unconfigured.contains(&j.id))
+            .filter_map(|j| {
+                Some(Target {
+                    job: j.id,
+                    vm_id: j.checkpoint.vm_id.clone()?,
+                    pairing: j.spec.pairing.clone(),
+                    replication_id: j.checkpoint.replication_id.clone(),
+                    bytes: j.checkpoint.disks.as_deref().map(replicated_bytes),
+                })
+            })
+            .collect();
+        let (runs, held) = match q
+            .summary(batch, &crate::operator::liveness_here())?
+            .standing
+        {
+            Standing::Running { owners, held } => (owners, held),
+            _ => (Vec::new(), 0),
+        };
+        Ok(BatchNow {
+            configured: succeeded().map(|j| j.id).collect(),
+            targets,
+            unended: jobs.iter().filter(|j| !j.state.is_terminal()).count() as u64,
+            runs,
+            held,
+        })
+    }
+}
+
+/// The appliance, once there is something to look at: logged in, its pairings listed, and the
+/// pairings whose target site it has logged in to.
+struct Appliance {
+    client: Client,
+    pairings: Vec<Pairing>,
+    remote: HashSet<String>,
+}
+
+impl Appliance {
+    async fn connect(settings: ClientSettings) -> Result<Appliance, RunError> {
+        let client =
+            Client::with_politeness(settings, Politeness::standard()).map_err(RunError::Login)?;
+        client.login().await.map_err(RunError::Login)?;
+        let pairings = client.pairings().await.map_err(RunError::Pairings)?;
+        Ok(Appliance {
+            client,
+            pairings,
+            remote: HashSet::new(),
+        })
+    }
+
+    /// `targets` by the pairing each names, each pairing's target site logged in to once.
+    async fn groups<'a>(
+        &mut self,
+        targets: &'a [Target],
+    ) -> Result<HashMap<String, Vec<&'a Target>>, RunError> {
+        let mut groups: HashMap<String, Vec<&Target>> = HashMap::new();
+        for t in targets {
+            let pairing = choose_pairing(&self.pairings, t.pairing.as_deref())
+                .map_err(RunError::NoPairing)?;
+            groups
+                .entry(pairing.pairing_id.clone())
+                .or_default()
+                .push(t);
+        }
+        for pairing in groups.keys() {
+            if !self.remote.contains(pairing) {
+                self.client
+                    .remote_login(pairing)
+                    .await
+                    .map_err(RunError::Login)?;
+                self.remote.insert(pairing.clone());
+            }
+        }
+        Ok(groups)
+    }
+}
+
+/// Follows the configured VMs of `opts.batch` until nothing changes without someone acting,
+/// `--once`, or `stop`; `show` sees every round.
 pub async fn watch(
     queue: Queue,
     settings: ClientSettings,
@@ -109,81 +231,62 @@ pub async fn watch(
     mut show: impl FnMut(&Round),
 ) -> Result<WatchOutcome, RunError> {
     let db = Db(Arc::new(Mutex::new(queue)));
-    let batch = opts.batch;
-    let targets: Vec<Target> = db
-        .run(move |q| {
-            Ok(q.jobs(batch)?
-                .into_iter()
-                .filter(|j| j.state == JobState::Succeeded)
-                .filter_map(|j| {
-                    Some(Target {
-                        job: j.id,
-                        vm_id: j.checkpoint.vm_id.clone()?,
-                        pairing: j.spec.pairing.clone(),
-                        bytes: j.checkpoint.disks.as_deref().map(replicated_bytes),
-                    })
-                })
-                .collect())
-        })
-        .await?;
-    if targets.is_empty() {
-        return Ok(WatchOutcome {
-            batch,
-            ending: WatchEnding::Settled,
-            last: None,
-        });
-    }
-    let client =
-        Client::with_politeness(settings, Politeness::standard()).map_err(RunError::Login)?;
-    client.login().await.map_err(RunError::Login)?;
-    let pairings = client.pairings().await.map_err(RunError::Pairings)?;
-    // Each pairing the jobs name, resolved once, with its remote login.
-    let mut groups: HashMap<String, Vec<&Target>> = HashMap::new();
-    for t in &targets {
-        let pairing =
-            choose_pairing(&pairings, t.pairing.as_deref()).map_err(RunError::NoPairing)?;
-        groups
-            .entry(pairing.pairing_id.clone())
-            .or_default()
-            .push(t);
-    }
-    for pairing in groups.keys() {
-        client
-            .remote_login(pairing)
-            .await
-            .map_err(RunError::Login)?;
-    }
-
+    let asked = opts.batch;
+    let batch = db.run(move |q| configure_batch_of(q, asked)).await?;
+    let mut appliance: Option<Appliance> = None;
     let mut pace = Pace::default();
-    let mut flushed = client.metrics();
     let ending = loop {
-        let round = tokio::select! {
-            r = follow_round(&client, &db, &groups, batch) => r?,
-            _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
+        let now = db.run(move |q| BatchNow::read(q, batch)).await?;
+        if !now.targets.is_empty() && appliance.is_none() {
+            appliance = Some(Appliance::connect(settings.clone()).await?);
+        }
+        let records = match appliance.as_mut().filter(|_| !now.targets.is_empty()) {
+            // Nothing to ask the appliance (yet): what the queue holds says it all.
+            None => db.run(move |q| q.protection(batch)).await?,
+            Some(a) => {
+                let groups = a.groups(&now.targets).await?;
+                let flushed = a.client.metrics();
+                let records = tokio::select! {
+                    r = follow_round(&a.client, &db, &groups, batch) => r?,
+                    _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
+                };
+                let delta = a.client.metrics().since(&flushed).ops;
+                db.run(move |q| q.add_api_usage(batch, &delta)).await?;
+                records
+            }
         };
-        let round = pace.judge(round, &targets);
+        let round = pace.judge(records, &now);
         show(&round);
-        let usage = client.metrics();
-        let delta = usage.since(&flushed).ops;
-        db.run(move |q| q.add_api_usage(batch, &delta)).await?;
-        flushed = usage;
-        if opts.once || round.settled() {
-            pace.last = Some(round);
+        let done = opts.once || round.settled();
+        pace.last = Some(round);
+        if done {
             break WatchEnding::Settled;
         }
-        pace.last = Some(round);
         tokio::select! {
             _ = tokio::time::sleep(opts.interval) => {}
             _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
         }
     };
-    if client.budget().free_now() > 0 {
-        client.logout().await.ok();
+    if let Some(a) = appliance {
+        if a.client.budget().free_now() > 0 {
+            a.client.logout().await.ok();
+        }
     }
     Ok(WatchOutcome {
         batch,
         ending,
         last: pace.last,
+    })
+}
+
+/// The configure batch whose replications `batch` is about: itself, or for a day-2 operation
+/// batch (an undo, a pause, …: the newest batch after one) the batch it acted on, whose
+/// replications are the ones there are to follow.
+pub fn configure_batch_of(q: &Queue, batch: BatchId) -> Result<BatchId, crate::queue::QueueError> {
+    let b = q.batch(batch)?;
+    Ok(match (b.operation, b.acts_on) {
+        (Operation::Configure, _) | (_, None) => b.id,
+        (_, Some(configured)) => configured,
     })
 }
 
@@ -222,21 +325,22 @@ async fn follow_round(
     .await
 }
 
-/// A configured VM the appliance no longer lists: someone removed its replication.
+/// A configured VM the appliance no longer lists although no vrbulk undo removed it: someone
+/// removed its replication outside vrbulk.
 fn gone(t: &Target) -> ReplicationSeen {
     ReplicationSeen {
         job: t.job,
-        replication_id: String::new(),
-        status: "UNKNOWN".into(),
+        replication_id: t.replication_id.clone().unwrap_or_default(),
+        status: NOT_LISTED.into(),
         configuration_state: None,
         bytes_done: None,
         bytes_total: None,
         rpo_violation: false,
-        error: Some(format!(
-            "the appliance no longer lists a replication for VM {}",
-            t.vm_id
-        )),
+        error: None,
         protected: false,
+        last_sync_time: None,
+        last_sync_duration: None,
+        replication_server: None,
     }
 }
 
@@ -254,14 +358,14 @@ struct Pace {
 const SMOOTHING: f64 = 0.3;
 
 impl Pace {
-    /// The round of `records`, the configured VMs being `targets`.
-    fn judge(&mut self, records: Vec<Protection>, targets: &[Target]) -> Round {
-        let now = Instant::now();
-        let tally = ReadinessCounts::tally(targets.iter().map(|t| t.job), &records);
+    /// The round of `records`, the batch standing as `now` says.
+    fn judge(&mut self, records: Vec<Protection>, now: &BatchNow) -> Round {
+        let at = Instant::now();
+        let tally = ReadinessCounts::tally(now.configured.iter().copied(), &records);
         // Everything copied so far, done syncs included: its growth is the pace.
         let copied: i64 = records.iter().filter_map(|p| p.bytes_done).sum();
-        if let Some((at, before)) = self.previous {
-            let secs = now.duration_since(at).as_secs_f64();
+        if let Some((then, before)) = self.previous {
+            let secs = at.duration_since(then).as_secs_f64();
             if secs > 0.0 && copied >= before {
                 let sample = (copied - before) as f64 / secs;
                 self.rate = Some(match self.rate {
@@ -270,7 +374,7 @@ impl Pace {
                 });
             }
         }
-        self.previous = Some((now, copied));
+        self.previous = Some((at, copied));
         let left = (tally.sync_bytes_total - tally.sync_bytes_done).max(0) as f64;
         let eta = self
             .rate
@@ -281,6 +385,9 @@ impl Pace {
             throughput: self.rate,
             eta,
             records,
+            unended: now.unended,
+            runs: now.runs.clone(),
+            held: now.held,
         }
     }
 }

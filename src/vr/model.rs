@@ -10,6 +10,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The spec's spelling of an enum value (`IN_PROGRESS`, `INITIAL_FULL_SYNC`), as serde writes
+/// it: what vrbulk prints wherever it names one of the spec's values, never the Rust name
+/// upper-cased (`INPROGRESS`). `None` for a value serde does not write as a string.
+pub fn spec_name(value: impl Serialize) -> Option<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => Some(name),
+        _ => None,
+    }
+}
+
 /// The list envelope every list endpoint answers with: `{list, _meta}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrList<T> {
@@ -832,6 +842,23 @@ mod tests {
     fn validation_status_error_keeps_the_spec_spelling() {
         let s = serde_json::to_string(&VmValidationStatus::Error).unwrap();
         assert_eq!(s, "\"ERROR_\"");
+    }
+
+    #[test]
+    fn spec_names_are_the_specs_spelling_not_the_rust_name() {
+        assert_eq!(
+            spec_name(ConfigurationState::InProgress).as_deref(),
+            Some("IN_PROGRESS")
+        );
+        assert_eq!(
+            spec_name(ReplicationStatus::InitialFullSync).as_deref(),
+            Some("INITIAL_FULL_SYNC")
+        );
+        assert_eq!(
+            spec_name(VmValidationStatus::Error).as_deref(),
+            Some("ERROR_")
+        );
+        assert_eq!(spec_name(7), None);
     }
 
     #[test]

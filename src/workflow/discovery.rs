@@ -64,6 +64,9 @@ pub struct DiscoverySummary {
     pub remote_vc: String,
     pub target_vrms_id: String,
     pub replication_servers: Vec<String>,
+    /// Each target VR server's name by its id: what names the server a job's placement
+    /// (which keeps the id) chose, in the report.
+    pub replication_server_names: std::collections::BTreeMap<String, String>,
     pub datastores: Vec<String>,
     pub storage_policies: Vec<String>,
     pub existing_replications: usize,
@@ -208,6 +211,11 @@ impl Discovery {
                 .replication_servers
                 .iter()
                 .map(|s| s.name.clone().unwrap_or_else(|| s.id.clone()))
+                .collect(),
+            replication_server_names: self
+                .replication_servers
+                .iter()
+                .filter_map(|s| Some((s.id.clone(), s.name.clone()?)))
                 .collect(),
             datastores: self.datastores.iter().map(|d| d.name.clone()).collect(),
             storage_policies: self

@@ -7,17 +7,20 @@
 //! One reading of that: a replication first seen already behind its RPO after its sync ended
 //! (a short RPO, a slow look) was `OK` in between: it counts as protected from that sighting,
 //! with its RPO violation flagged, rather than as still syncing, which it is not.
+//!
+//! When it became protected is the appliance's to say, not the moment vrbulk looked: the
+//! sighting carries its `last_sync_time` and `last_sync_duration`, which the record keeps from
+//! the first sighting after the sync, and the VR server the appliance put it on.
 
 use crate::queue::{JobId, ReplicationSeen};
-use crate::vr::model::{ConfigurationState, ReplicationInfo, ReplicationStatus, VmDisk};
+use crate::vr::model::{spec_name, ConfigurationState, ReplicationInfo, ReplicationStatus, VmDisk};
 
 /// The status as the appliance words it (`INITIAL_FULL_SYNC`, `OK`, …).
 pub fn status_name(rep: &ReplicationInfo) -> String {
     rep.status
         .as_ref()
         .and_then(|s| s.status)
-        .and_then(|s| serde_json::to_value(s).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
+        .and_then(spec_name)
         .unwrap_or_else(|| "UNKNOWN".into())
 }
 
@@ -55,10 +58,7 @@ pub fn seen(job: JobId, rep: &ReplicationInfo, bytes: Option<i64>) -> Replicatio
         job,
         replication_id: rep.id.clone(),
         status: status_name(rep),
-        configuration_state: rep
-            .configuration_state
-            .and_then(|s| serde_json::to_value(s).ok())
-            .and_then(|v| v.as_str().map(str::to_owned)),
+        configuration_state: rep.configuration_state.and_then(spec_name),
         bytes_done: progress.and_then(|p| p.transferred_current),
         bytes_total: progress.and_then(|p| p.transferred_total).or(bytes),
         rpo_violation,
@@ -74,6 +74,9 @@ pub fn seen(job: JobId, rep: &ReplicationInfo, bytes: Option<i64>) -> Replicatio
                 )
             ),
         error,
+        last_sync_time: Some(rep.last_sync_time).filter(|t| *t > 0),
+        last_sync_duration: rep.last_sync_duration.filter(|d| *d >= 0),
+        replication_server: rep.replication_server_name.clone(),
     }
 }
 
@@ -128,9 +131,26 @@ mod tests {
 
         let synced = ReplicationInfo {
             last_sync_time: 1_796_000_000_000,
+            last_sync_duration: Some(3600),
+            replication_server_name: Some("vrs-target-02".into()),
             ..replication(ReplicationStatus::Ok)
         };
-        assert!(seen(7, &synced, None).protected);
+        let s = seen(7, &synced, None);
+        assert!(s.protected);
+        // The appliance's own times and placement travel with the sighting.
+        assert_eq!(
+            (
+                s.last_sync_time,
+                s.last_sync_duration,
+                s.replication_server.as_deref()
+            ),
+            (Some(1_796_000_000_000), Some(3600), Some("vrs-target-02"))
+        );
+        assert_eq!(
+            seen(7, &syncing, None).last_sync_time,
+            None,
+            "0: no sync yet"
+        );
         // OK, but never synced: configured only.
         assert!(!seen(7, &replication(ReplicationStatus::Ok), None).protected);
         let behind = ReplicationInfo {

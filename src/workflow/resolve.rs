@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use futures_util::future::try_join_all;
 
 use crate::domain::{JobSpec, VmRef};
-use crate::vr::model::{ConfigureReplicationSpec, VirtualMachine, VmValidationStatus};
+use crate::vr::model::{spec_name, ConfigureReplicationSpec, VirtualMachine, VmValidationStatus};
 use crate::vr::{ApiError, Client, Filter};
 
 use super::discovery::Discovery;
@@ -233,10 +233,7 @@ async fn unsuitable_reason(
     let mut reason = format!(
         "{status} ({})",
         cap.vm_validation_status
-            .map(|s| serde_json::to_value(s)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default())
+            .map(|s| spec_name(s).unwrap_or_default())
             .unwrap_or_else(|| "no validation status".into())
     );
     let details: Vec<String> = cap
@@ -358,8 +355,7 @@ pub fn plan_configure(
 fn already_replicated(r: &crate::vr::model::ReplicationInfo) -> String {
     let state = r
         .configuration_state
-        .and_then(|s| serde_json::to_value(s).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
+        .and_then(spec_name)
         .unwrap_or_else(|| "state unknown".into());
     format!("already replicated: {} ({state})", r.id)
 }
