@@ -39,6 +39,7 @@ use crate::queue::{Batch, BatchId, Queue, QueueError};
 use crate::runner::RunError;
 use crate::vr::{ApiError, Client};
 use crate::workflow::day2::PrepareError;
+use crate::workflow::plan::ChooseError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -339,11 +340,14 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<InputErrors>().is_some()
             || cause.downcast_ref::<NoBatch>().is_some()
-            || cause.downcast_ref::<undo::NotConfirmed>().is_some()
             || matches!(
-                cause.downcast_ref::<PrepareError>(),
-                Some(PrepareError::Input(_))
+                cause.downcast_ref::<ChooseError>(),
+                Some(ChooseError::Nothing(_))
             )
+            || cause.downcast_ref::<undo::NotConfirmed>().is_some()
+            || cause
+                .downcast_ref::<PrepareError>()
+                .is_some_and(PrepareError::is_operators)
             || matches!(
                 cause.downcast_ref::<QueueError>(),
                 Some(
