@@ -1338,6 +1338,18 @@ async fn only_finished_pauses_what_is_configured_and_names_the_vms_left_out() {
         "{}",
         refused.stderr()
     );
+    // A plan shows the configured ones and names the others.
+    let plan = site
+        .vrbulk(&["pause", "--batch", &wave_arg, "--plan"])
+        .await;
+    assert_code(&plan, 0);
+    assert!(plan.stdout().contains("2 to pause"), "{}", plan.stdout());
+    assert!(
+        plan.stderr()
+            .starts_with(&format!("note: 2 VMs of batch {wave} are {why}")),
+        "{}",
+        plan.stderr()
+    );
 
     let ran = site
         .vrbulk(&[

@@ -20,7 +20,7 @@ use super::{connect, who, NoBatch};
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::{Liveness, Queue};
 use crate::workflow::day2::{
-    command_word, last_run, wait_while_configuring, OperationRequest, Prepared,
+    command_word, last_run, wait_while_configuring, OperationRequest, PrepareError, Prepared,
 };
 use crate::workflow::operation_plan::{plan_operation, OperationPlanRow, Verdict};
 use crate::workflow::rerun::unfinished_batch;
@@ -82,10 +82,14 @@ pub(super) async fn operate(
     let liveness = liveness_here();
     let mut prepared = request.prepare(&queue)?;
     if args.plan {
-        let left_out = prepared.coverage(&queue, &liveness).err();
+        // The plan covers the VMs configured so far; the others are named, not forgotten.
+        let left_out = match prepared.coverage(&queue, &liveness) {
+            Err(PrepareError::Refused(refused)) => Some(refused),
+            Err(other) => return Err(other.into()),
+            Ok(_) => None,
+        };
         drop(queue);
         let exit = plan(&file, &prepared, args.json).await?;
-        // The plan covers the VMs configured so far; the others are named, not forgotten.
         if let Some(refused) = left_out {
             eprintln!("note: {refused}");
         }

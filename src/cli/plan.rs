@@ -116,7 +116,7 @@ pub fn print_table(batch: &Batch, why: &str, planned: &[PlanRow], calls: u64) {
         };
         let detail = match p.action {
             PlanAction::Configure => format!(
-                "-> {site}{}{}{}, {} disks, {}",
+                "-> {site}{}{}{}, {}, {}",
                 p.target_datastore,
                 p.storage_policy
                     .as_deref()
@@ -126,7 +126,7 @@ pub fn print_table(batch: &Batch, why: &str, planned: &[PlanRow], calls: u64) {
                     .as_deref()
                     .map(|s| format!(" via {s}"))
                     .unwrap_or_default(),
-                p.disks,
+                super::count(p.disks, "disk", "disks"),
                 gib(p.capacity_bytes)
             ),
             _ => p.reason.clone().unwrap_or_default(),

@@ -175,7 +175,7 @@ fn differs(batches: &[Difference]) -> String {
             )
         };
         if !said.is_empty() {
-            said.push_str("\n");
+            said.push('\n');
         }
         said.push_str(&format!(
             "batch {} \"{}\" has not finished with {} of these VMs, and it was asked \
@@ -358,6 +358,16 @@ pub fn command_word(op: Operation) -> &'static str {
     match op {
         Operation::Unconfigure => "undo",
         other => other.as_str(),
+    }
+}
+
+/// `an undo`, `a pause`: the operator's word for `op` with its article.
+pub(crate) fn a_command(op: Operation) -> String {
+    let word = command_word(op);
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {word}")
+    } else {
+        format!("a {word}")
     }
 }
 
@@ -983,5 +993,98 @@ mod tests {
             Some(OperationSpec::Reconfigure(c)) => assert_eq!(c.rpo, Some(15)),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn nobody(_: &str) -> Liveness {
+        Liveness::Gone
+    }
+
+    #[test]
+    fn vms_not_configured_yet_are_left_out_and_refused_unless_only_finished() {
+        let (mut q, wave) = queue();
+        q.requeue(wave, &[JobState::Failed], "retry").unwrap();
+        let pause = Asked::Each(OperationSpec::Pause);
+        // A glob that matches only the VM still to configure is no mistake: it is left out.
+        let p = request(wave, &["db-*"], pause.clone()).prepare(&q).unwrap();
+        assert!(p.targets.is_empty());
+        assert_eq!(p.not_configured_yet[0].vm_label(), "db-1");
+
+        let p = request(wave, &[], pause.clone()).prepare(&q).unwrap();
+        assert_eq!(p.targets.len(), 2);
+        let refused = p.coverage(&q, &nobody).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "1 VM of batch 1 is not configured yet: batch 1 has not run yet: this pause would \
+             cover only the 2 VMs configured so far. Not covered: db-1. `vrbulk run --batch 1` \
+             finishes the configure batch first (a VM whose configure was in flight when its \
+             run stopped may have a replication already); --only-finished acts on the 2 VMs \
+             configured and leaves the others"
+        );
+
+        let only = OperationRequest {
+            only_finished: true,
+            ..request(wave, &[], pause.clone())
+        };
+        let p = only.prepare(&q).unwrap();
+        let left_out = p.coverage(&q, &nobody).unwrap().unwrap();
+        assert_eq!(left_out.vms, ["db-1"]);
+        let record = p.new_batch("ops".into(), "jump".into());
+        assert_eq!(record.settings["only_finished"], true);
+        assert_eq!(record.settings["left_out"], json!(["db-1"]));
+        // Nothing configured among those named: nothing to act on, --only-finished or not.
+        let none = OperationRequest {
+            only_finished: true,
+            ..request(wave, &["db-*"], pause)
+        };
+        let err = none.prepare(&q).unwrap().coverage(&q, &nobody).unwrap_err();
+        assert!(
+            err.to_string().contains("none of the VMs this pause names"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_live_run_on_the_batch_is_named_and_waited_for() {
+        let (mut q, wave) = queue();
+        q.requeue(wave, &[JobState::Failed], "retry").unwrap();
+        q.start_run("r1", wave, "jump:42:r1", "run", None).unwrap();
+        let alive = |owner: &str| {
+            if owner == "jump:42:r1" {
+                Liveness::Alive
+            } else {
+                Liveness::Gone
+            }
+        };
+        let p = request(wave, &[], Asked::Each(OperationSpec::Sync))
+            .prepare(&q)
+            .unwrap();
+        let err = p.coverage(&q, &alive).unwrap_err().to_string();
+        assert!(
+            err.starts_with("1 VM of batch 1 is still being configured by a live run (jump:42:r1)"),
+            "{err}"
+        );
+        assert!(err.contains("--wait waits for that run to end"), "{err}");
+
+        // The run ends: the wait ends, and says how the batch stands.
+        q.finish_run("r1", "interrupted", 0).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut heard = 0;
+        let standing = rt
+            .block_on(wait_while_configuring(
+                &q,
+                wave,
+                &alive,
+                Duration::from_millis(1),
+                |_, _| heard += 1,
+            ))
+            .unwrap();
+        assert!(
+            matches!(standing, Standing::Interrupted { .. }),
+            "{standing:?}"
+        );
+        assert_eq!(heard, 0, "nothing to wait for");
     }
 }

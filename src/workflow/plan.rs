@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::day2::command_word;
+use super::day2::{a_command, command_word};
 use super::{decide, lookup_vms, vm_key, Capacity, Decision, Discovery, DiscoveryError, VmLookup};
 use crate::domain::{JobSpec, Operation};
 use crate::queue::{Batch, Job, JobState, Queue, QueueError};
@@ -54,12 +54,12 @@ pub enum PlanError {
 #[derive(Debug, Error)]
 pub enum NothingToPlan {
     #[error(
-        "nothing to plan: batch {id} \"{name}\" is {article} {word} batch of batch {of}, and \
-         `plan` previews what `run` would configure; `vrbulk {word} --batch {of} --plan` \
-         previews a day-2 operation",
+        "nothing to plan: batch {id} \"{name}\" is {what} batch of batch {of}, and `plan` \
+         previews what `run` would configure; `vrbulk {word} --batch {of} --plan` previews a \
+         day-2 operation",
         id = .batch.id,
         name = .batch.name,
-        article = article(command_word(.batch.operation)),
+        what = a_command(.batch.operation),
         word = command_word(.batch.operation),
         of = .batch.acts_on.unwrap_or_default(),
     )]
@@ -94,15 +94,6 @@ pub enum NothingToPlan {
     NoConfigureBatch,
 }
 
-/// `an undo`, `a pause`.
-fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    }
-}
-
 fn retry_hint(batch: i64, failed: u64) -> String {
     if failed == 0 {
         return String::new();
@@ -114,10 +105,16 @@ fn retry_hint(batch: i64, failed: u64) -> String {
 #[derive(Debug, Error)]
 pub enum ChooseError {
     #[error(transparent)]
-    Nothing(#[from] NothingToPlan),
+    Nothing(Box<NothingToPlan>),
 
     #[error("reading the job queue")]
     Queue(#[source] QueueError),
+}
+
+impl From<NothingToPlan> for ChooseError {
+    fn from(n: NothingToPlan) -> Self {
+        ChooseError::Nothing(Box::new(n))
+    }
 }
 
 impl From<QueueError> for ChooseError {

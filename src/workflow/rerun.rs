@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde_json::Value;
 
-use super::day2::{command_word, last_run, Difference, PrepareError, Prepared, Refused};
+use super::day2::{a_command, last_run, Difference, PrepareError, Prepared, Refused};
 use crate::domain::Operation;
 use crate::queue::{Batch, JobId, Liveness, Queue, Standing};
 
@@ -153,7 +153,7 @@ fn differences(batch: &Batch, asked: &Value, sha: Option<&str>) -> Vec<String> {
 fn word(v: Option<&Value>) -> String {
     v.cloned()
         .and_then(|v| serde_json::from_value::<Operation>(v).ok())
-        .map(|op| format!("a {}", command_word(op)))
+        .map(a_command)
         .unwrap_or_else(|| "another operation".into())
 }
 
@@ -176,5 +176,72 @@ fn shown(v: Option<&Value>) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn batch(settings: Value, sha: Option<&str>) -> Batch {
+        Batch {
+            id: 2,
+            name: "undo of batch 1".into(),
+            created_at: 0,
+            operator: "ops".into(),
+            host: "jump".into(),
+            input_kind: "inventory".into(),
+            input_path: None,
+            input_sha256: sha.map(Into::into),
+            settings,
+            tool_version: "0".into(),
+            operation: Operation::Unconfigure,
+            acts_on: Some(1),
+        }
+    }
+
+    #[test]
+    fn the_same_request_differs_in_nothing_but_what_the_queue_decides() {
+        let asked = json!({"operation": "unconfigure", "acts_on": 1,
+            "retain_replica_disks": false, "local_only": false});
+        let mut recorded = asked.clone();
+        recorded["max_attempts"] = json!(5);
+        recorded["left_out"] = json!(["db-1"]);
+        assert!(differences(&batch(recorded, None), &asked, None).is_empty());
+    }
+
+    #[test]
+    fn what_differs_is_said_in_the_commands_flags() {
+        let recorded = json!({"operation": "unconfigure", "acts_on": 1, "vm": ["web-*"],
+            "retain_replica_disks": true, "local_only": false, "max_attempts": 5});
+        let asked = json!({"operation": "unconfigure", "acts_on": 1,
+            "retain_replica_disks": false, "local_only": false, "only_finished": true});
+        assert_eq!(
+            differences(&batch(recorded, None), &asked, None),
+            [
+                "--only-finished: not given in batch 2, true here",
+                "--keep-replica-disks: true in batch 2, false here",
+                "--vm: web-* in batch 2, not given here",
+            ]
+        );
+        let pause = json!({"operation": "pause", "acts_on": 1});
+        let said = differences(
+            &batch(pause, None),
+            &json!({"operation": "unconfigure",
+            "acts_on": 1}),
+            None,
+        );
+        assert_eq!(said, ["batch 2 is a pause, this command an undo"]);
+        let csv = json!({"operation": "reconfigure", "acts_on": 1, "per_vm": "csv"});
+        let said = differences(
+            &batch(csv.clone(), Some("ab12ab12ab12ff")),
+            &csv,
+            Some("cd34"),
+        );
+        assert_eq!(
+            said,
+            ["the CSV: another file's content in batch 2 (SHA-256 ab12ab12ab12…)"]
+        );
     }
 }
