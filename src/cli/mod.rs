@@ -124,19 +124,19 @@ pub enum Command {
     #[command(after_help = "Examples:
   vrbulk pause --batch 3 --plan
   vrbulk pause --batch 3 --vm 'db-*'
-Interrupted, `vrbulk run --batch <new batch>` resumes it; `vrbulk resume --batch 3` undoes it.")]
+Interrupted, the same command again resumes it; `vrbulk resume --batch 3` undoes it.")]
     Pause(pause::StateArgs),
     /// Resume the paused replications a batch configured.
     #[command(after_help = "Examples:
   vrbulk resume --batch 3 --plan
   vrbulk resume --batch 3 --vm 'db-*'
-Interrupted, `vrbulk run --batch <new batch>` resumes it.")]
+Interrupted, the same command again resumes it.")]
     Resume(pause::StateArgs),
     /// Sync the replications a batch configured now (before a cutover, say).
     #[command(after_help = "Examples:
   vrbulk sync --batch 3 --plan      # which replications can sync now, which cannot and why
   vrbulk sync --batch 3
-Interrupted, `vrbulk run --batch <new batch>` resumes it.")]
+Interrupted, the same command again resumes it.")]
     Sync(pause::StateArgs),
 }
 

@@ -21,6 +21,7 @@ use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::{Liveness, Queue};
 use crate::workflow::day2::{
     command_word, last_run, wait_while_configuring, OperationRequest, PrepareError, Prepared,
+    Refused,
 };
 use crate::workflow::operation_plan::{plan_operation, OperationPlanRow, Verdict};
 use crate::workflow::rerun::unfinished_batch;
@@ -89,11 +90,7 @@ pub(super) async fn operate(
             Ok(_) => None,
         };
         drop(queue);
-        let exit = plan(&file, &prepared, args.json).await?;
-        if let Some(refused) = left_out {
-            eprintln!("note: {refused}");
-        }
-        return Ok(exit);
+        return plan(&file, &prepared, args.json, left_out.as_deref()).await;
     }
     let how = Display {
         db: globals.db,
@@ -120,8 +117,8 @@ pub(super) async fn operate(
     let (operator, host) = who();
     let id = prepared.create(&mut queue, operator, host)?;
     eprintln!(
-        "created batch {id} \"{}\" for {} of batch {}; if this run is interrupted, \
-         `vrbulk run --batch {id}` resumes it",
+        "created batch {id} \"{}\" for {} of batch {}; if this run is interrupted, this \
+         same command (or `vrbulk run --batch {id}`) resumes it",
         prepared.name(),
         super::count(prepared.targets.len(), "VM", "VMs"),
         prepared.acts_on.id
@@ -179,9 +176,14 @@ fn open_queue(db: &Path) -> anyhow::Result<Queue> {
     Ok(Queue::open(db)?)
 }
 
-/// `--plan`: reads the replications, prints what would happen; exit 1 when something would be
-/// refused, so that a script can stop there.
-async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Result<Exit> {
+/// `--plan`: reads the replications, prints what would happen, then what is `left_out`; exit 1
+/// when something would be refused, so that a script can stop there.
+async fn plan(
+    file: &ConfigFile,
+    prepared: &Prepared,
+    json: bool,
+    left_out: Option<&Refused>,
+) -> anyhow::Result<Exit> {
     let client = connect(file).await?;
     let rows = match plan_operation(&client, prepared.acts_on.id, &prepared.targets).await {
         Ok(rows) => rows,
@@ -202,6 +204,9 @@ async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Res
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print_plan(prepared, &rows, client.metrics().total_calls());
+    }
+    if let Some(refused) = left_out {
+        eprintln!("note: {refused}");
     }
     if rows.iter().any(|r| r.verdict == Verdict::Refused) {
         return Ok(Exit::JobsFailed);

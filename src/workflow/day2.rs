@@ -217,7 +217,7 @@ impl LeftOut {
                 owners.join(", ")
             ),
             other => format!(
-                "not configured yet: batch {} {}",
+                "not configured yet (batch {} {})",
                 self.batch,
                 last_run(other)
             ),
@@ -232,7 +232,7 @@ impl LeftOut {
     /// The note `--only-finished` prints: what is left out and why.
     pub fn note(&self) -> String {
         format!(
-            "--only-finished: this {} leaves out {} of batch {} ({}): {}",
+            "--only-finished: this {} leaves out {} of batch {}, {}: {}",
             command_word(self.operation),
             count(self.vms.len(), "VM"),
             self.batch,
@@ -303,7 +303,7 @@ pub(crate) fn last_run(standing: &Standing) -> String {
         }
         Standing::Stopped { at, outcome } => format!("stopped at {}: {outcome}", utc(*at)),
         Standing::Unfinished => "had jobs queued again since its last run".into(),
-        Standing::Empty | Standing::Finished | Standing::Cancelled => "has ended".into(),
+        Standing::Empty | Standing::Finished | Standing::Cancelled => "has no job left".into(),
     }
 }
 
@@ -1014,7 +1014,7 @@ mod tests {
         let refused = p.coverage(&q, &nobody).unwrap_err().to_string();
         assert_eq!(
             refused,
-            "1 VM of batch 1 is not configured yet: batch 1 has not run yet: this pause would \
+            "1 VM of batch 1 is not configured yet (batch 1 has not run yet): this pause would \
              cover only the 2 VMs configured so far. Not covered: db-1. `vrbulk run --batch 1` \
              finishes the configure batch first (a VM whose configure was in flight when its \
              run stopped may have a replication already); --only-finished acts on the 2 VMs \
