@@ -53,7 +53,10 @@ impl Exit {
             }
             Exit::Usage => {
                 "usage or input error: bad flag, bad CSV, bad settings, unknown batch, a file \
-                 already imported; `undo` not confirmed"
+                 already imported; `plan`: nothing to plan (no configure batch with jobs left); \
+                 a day-2 command refused: VMs of its batch not configured yet (without `--wait` \
+                 or `--only-finished`), another unfinished batch on the same VMs, or `undo` not \
+                 confirmed"
             }
             Exit::Connect => {
                 "cannot connect or log in (a wrong password stops at its first refusal), the \

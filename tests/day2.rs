@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use vrbulk::domain::{JobSpec, Operation};
-use vrbulk::queue::{BatchId, JobState, NewBatch, Queue};
+use vrbulk::queue::{BatchId, JobState, Liveness, NewBatch, Queue, Standing};
 use vrbulk::runner::{self, RunOptions};
 use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 
@@ -115,6 +115,17 @@ async fn configure(sim: &Simulator, site: &Site, name: &str, names: &[String]) -
         ..new_batch(name)
     };
     let id = fixtures::import(&site.db, &batch, &specs);
+    let outcome = run_to_end(sim, site, id).await;
+    assert_eq!(
+        outcome.counts[&JobState::Succeeded],
+        names.len() as u64,
+        "{name} configured"
+    );
+    id
+}
+
+/// Runs batch `id` with the library's runner until it ends.
+async fn run_to_end(sim: &Simulator, site: &Site, id: BatchId) -> runner::RunOutcome {
     let opts = RunOptions {
         batch: Some(id),
         poll_interval: Duration::from_millis(200),
@@ -124,20 +135,14 @@ async fn configure(sim: &Simulator, site: &Site, name: &str, names: &[String]) -
         ..RunOptions::default()
     };
     let (_stop, stop_rx) = watch::channel(false);
-    let outcome = runner::run(
+    runner::run(
         Queue::open(&site.db).unwrap(),
         settings_for(sim),
         opts,
         stop_rx,
     )
     .await
-    .unwrap();
-    assert_eq!(
-        outcome.counts[&JobState::Succeeded],
-        names.len() as u64,
-        "{name} configured"
-    );
-    id
+    .unwrap()
 }
 
 /// Accepted operations `op` per replication, as the simulator counted them.
@@ -782,7 +787,7 @@ async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replicat
     let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
     let wave_arg = wave.to_string();
 
-    undo_killed_at_random_moments(&site, &wave_arg, &[], 12).await;
+    undo_killed_at_random_moments(&site, &wave_arg, &[], 12, Again::Run, 5).await;
 
     let undo = newest(&site, Operation::Unconfigure, wave);
     let ran = site
@@ -828,7 +833,7 @@ async fn a_local_only_undo_killed_and_resumed_with_the_target_site_down_removes_
     sim.set_target_down(true);
     let before: Vec<u64> = TARGET_SITE_CALLS.iter().map(|c| calls(&sim, c)).collect();
 
-    undo_killed_at_random_moments(&site, &wave_arg, &["--local-only"], 21).await;
+    undo_killed_at_random_moments(&site, &wave_arg, &["--local-only"], 21, Again::Run, 5).await;
 
     let undo = newest(&site, Operation::Unconfigure, wave);
     let ran = site
@@ -1096,13 +1101,29 @@ fn a_reconfigure_that_names_no_vr_server_keeps_the_replications_own() {
     );
 }
 
+/// How a killed undo is taken up again.
+#[derive(Clone, Copy, PartialEq)]
+enum Again {
+    /// `vrbulk run --batch <undo batch>`.
+    Run,
+    /// The same `undo` command.
+    SameCommand,
+}
+
 /// Starts `undo --batch WAVE EXTRA…` and SIGKILLs it after a random number of jobs have moved,
-/// then resumes the undo batch with `run` and kills that too, five times in all: at least two
-/// of the kills must land on running jobs, or the test proves nothing.
-async fn undo_killed_at_random_moments(site: &Site, wave: &str, extra: &[&str], seed: u64) {
+/// then takes the undo up again (`again`) and kills that too, `rounds` times in all: at least
+/// two of the kills must land on running jobs, or the test proves nothing.
+async fn undo_killed_at_random_moments(
+    site: &Site,
+    wave: &str,
+    extra: &[&str],
+    seed: u64,
+    again: Again,
+    rounds: usize,
+) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut killed_mid_work = 0;
-    for round in 0..5 {
+    for round in 0..rounds {
         // The first round creates the undo batch; the next ones resume it, as an operator would.
         let undo = Queue::open(&site.db)
             .unwrap()
@@ -1111,16 +1132,16 @@ async fn undo_killed_at_random_moments(site: &Site, wave: &str, extra: &[&str], 
             .into_iter()
             .find(|b| b.operation == Operation::Unconfigure);
         let mut child = match &undo {
-            None => {
+            Some(b) if again == Again::Run => spawn(
+                site,
+                &["run", "--batch", &b.id.to_string(), "--progress", "none"],
+            ),
+            _ => {
                 let mut args = vec!["undo", "--batch", wave];
                 args.extend_from_slice(extra);
                 args.extend(["--yes", "--progress", "none"]);
                 spawn(site, &args)
             }
-            Some(b) => spawn(
-                site,
-                &["run", "--batch", &b.id.to_string(), "--progress", "none"],
-            ),
         };
         let target = progress(&site.db) + rng.usize(1..40);
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -1148,4 +1169,471 @@ async fn undo_killed_at_random_moments(site: &Site, wave: &str, extra: &[&str], 
         killed_mid_work >= 2,
         "only {killed_mid_work} kills hit running jobs"
     );
+}
+
+/// Jobs of `batch` per state, from the queue.
+fn counts(site: &Site, batch: BatchId) -> BTreeMap<JobState, u64> {
+    Queue::open(&site.db).unwrap().counts(batch).unwrap()
+}
+
+/// Waits (with a deadline) until `done` holds for the queue's counts of `batch`.
+async fn wait_for(
+    site: &Site,
+    batch: BatchId,
+    what: &str,
+    done: impl Fn(&BTreeMap<JobState, u64>) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = counts(site, batch);
+        if done(&now) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The replications the simulator created for `names`, by its own record.
+fn created_for(sim: &Simulator, names: &[String]) -> BTreeSet<String> {
+    sim.stats()
+        .replications
+        .into_iter()
+        .filter(|(_, r)| names.contains(&r.vm_name))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Issue 17: `undo --batch 1 --yes` while `run` was still configuring batch 1 covered the 3
+/// VMs configured so far, exited 0 and said nothing of the others. It is refused now, naming
+/// them and why, and `--wait` waits for the run and then undoes every replication the batch
+/// created: judged by the simulator's record of what it created and what it unconfigured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undo_while_the_batch_is_still_being_configured_is_refused_and_with_wait_covers_it_all()
+{
+    // 4 requests per 2 s and 2 VMs per configure call: 12 VMs take the run several seconds.
+    let sim = start(SimConfig {
+        vms: 60,
+        task_seconds: 1.0,
+        limits: Some(RateLimits {
+            per_session: 4,
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
+    })
+    .await;
+    let site = Site::new(&sim);
+    let other_names = normal_vms(&sim, 12, 3);
+    configure(&sim, &site, "other", &other_names).await;
+    let names = normal_vms(&sim, 0, 12);
+    let specs: Vec<JobSpec> = names.iter().map(|n| spec(n)).collect();
+    let wave = fixtures::import(
+        &site.db,
+        &NewBatch {
+            max_attempts: 8,
+            ..new_batch("wave")
+        },
+        &specs,
+    );
+    let wave_arg = wave.to_string();
+    let mut run = spawn(
+        &site,
+        &[
+            "run",
+            "--batch",
+            &wave_arg,
+            "--submit-group",
+            "2",
+            "--progress",
+            "none",
+        ],
+    );
+    wait_for(&site, wave, "some configured", |c| {
+        c[&JobState::Succeeded] >= 2
+    })
+    .await;
+    let batches = site.batches();
+
+    let refused = site.vrbulk(&["undo", "--batch", &wave_arg, "--yes"]).await;
+    let left = counts(&site, wave);
+    assert!(
+        left[&JobState::Succeeded] < 12,
+        "the run ended before the undo was tried: {left:?}"
+    );
+    assert_code(&refused, 2);
+    let said = refused.stderr();
+    assert!(
+        said.contains("still being configured by a live run"),
+        "{said}"
+    );
+    assert!(said.contains("Not covered: "), "{said}");
+    assert!(
+        said.contains("--wait") && said.contains("--only-finished"),
+        "{said}"
+    );
+    assert!(
+        said.contains(names.last().unwrap().as_str()) || said.contains(" more"),
+        "{said}"
+    );
+    assert_eq!(site.batches(), batches, "a refused undo created a batch");
+    assert!(
+        sim.stats()
+            .journal
+            .iter()
+            .all(|r| r.op != "unconfigureReplication"),
+        "a refused undo sent something"
+    );
+
+    let waited = site
+        .vrbulk(&[
+            "undo",
+            "--batch",
+            &wave_arg,
+            "--yes",
+            "--wait",
+            "--progress",
+            "none",
+        ])
+        .await;
+    assert_code(&waited, 0);
+    assert!(
+        waited.stderr().contains("waiting: batch"),
+        "{}",
+        waited.stderr()
+    );
+    assert_eq!(run.wait().unwrap().code(), Some(0), "the configure run");
+    // Every replication the configure batch created, by the appliance's own record, was
+    // unconfigured once; the other wave's were not touched.
+    let created = created_for(&sim, &names);
+    assert_eq!(created.len(), 12, "{created:?}");
+    assert_once_each(&sim, "unconfigure", &created);
+    assert!(touched(&sim).is_disjoint(&created_for(&sim, &other_names)));
+}
+
+/// `--only-finished` acts on what the batch configured so far, names what it leaves out, and
+/// records it on the operation batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_finished_pauses_what_is_configured_and_names_the_vms_left_out() {
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let names = normal_vms(&sim, 0, 4);
+    // Two VMs aimed at a datastore the target site lacks fail; `retry` queues them again.
+    let mut specs: Vec<JobSpec> = names.iter().map(|n| spec(n)).collect();
+    for s in &mut specs[2..] {
+        s.target_datastore = "no-such-datastore".into();
+    }
+    let wave = fixtures::import(&site.db, &new_batch("wave"), &specs);
+    run_to_end(&sim, &site, wave).await;
+    let requeued = Queue::open(&site.db)
+        .unwrap()
+        .requeue(wave, &[JobState::Failed], "retry")
+        .unwrap();
+    assert_eq!(requeued, 2);
+    let wave_arg = wave.to_string();
+    let refused = site.vrbulk(&["pause", "--batch", &wave_arg]).await;
+    assert_code(&refused, 2);
+    let why = format!("not configured yet (batch {wave} had jobs queued again since its last run)");
+    assert!(refused.stderr().contains(&why), "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains("vrbulk run --batch"),
+        "{}",
+        refused.stderr()
+    );
+    // A plan shows the configured ones and names the others.
+    let plan = site
+        .vrbulk(&["pause", "--batch", &wave_arg, "--plan"])
+        .await;
+    assert_code(&plan, 0);
+    assert!(plan.stdout().contains("2 to pause"), "{}", plan.stdout());
+    assert!(
+        plan.stderr()
+            .starts_with(&format!("note: 2 VMs of batch {wave} are {why}")),
+        "{}",
+        plan.stderr()
+    );
+
+    let ran = site
+        .vrbulk(&[
+            "pause",
+            "--batch",
+            &wave_arg,
+            "--only-finished",
+            "--progress",
+            "none",
+        ])
+        .await;
+    assert_code(&ran, 0);
+    assert!(
+        ran.stderr().contains(&format!(
+            "leaves out 2 VMs of batch {wave}, {why}: {}, {}",
+            names[2], names[3]
+        )),
+        "{}",
+        ran.stderr()
+    );
+    let paused: BTreeSet<String> = site.replications(wave).into_values().collect();
+    assert_eq!(paused.len(), 2);
+    assert_once_each(&sim, "pause", &paused);
+    let pause = newest(&site, Operation::Pause, wave);
+    let record = Queue::open(&site.db).unwrap().batch(pause).unwrap();
+    assert_eq!(record.settings["only_finished"], true);
+    assert_eq!(
+        record.settings["left_out"],
+        serde_json::json!([names[2], names[3]])
+    );
+}
+
+/// Issue 17: after a killed `undo`, the same `undo --batch 1 --yes` printed a line per VM ("VM
+/// has an unfinished job in batch 2 …") and did nothing. The same command resumes its own batch
+/// now, with one line that says so; killed five times at random moments and run again each
+/// time, it unconfigures every replication the batch created exactly once, by the simulator's
+/// record, through one undo batch. The same command asked otherwise is refused with what
+/// differs, and one whose batch a live run works on is left to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_undo_run_again_after_a_kill_resumes_its_batch_and_unconfigures_each_once() {
+    let sim = slow_simulator().await;
+    let site = Site::new(&sim);
+    // 60 VMs and four kills: the kills cannot reach the end, so work is left to resume.
+    let names = normal_vms(&sim, 0, 60);
+    let wave = configure(&sim, &site, "wave", &names).await;
+    let other = configure(&sim, &site, "other", &normal_vms(&sim, 60, 5)).await;
+    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
+    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
+    let wave_arg = wave.to_string();
+
+    undo_killed_at_random_moments(&site, &wave_arg, &[], 7, Again::SameCommand, 4).await;
+    let undo = newest(&site, Operation::Unconfigure, wave);
+    assert!(
+        counts(&site, undo)[&JobState::Pending] + counts(&site, undo)[&JobState::Running] > 0,
+        "the kills left nothing to resume"
+    );
+    let undo_arg = undo.to_string();
+
+    // Asked otherwise: refused in one line that says what differs and how to go on.
+    let sent = sim.stats().journal.len();
+    let differs = site
+        .vrbulk(&[
+            "undo",
+            "--batch",
+            &wave_arg,
+            "--keep-replica-disks",
+            "--yes",
+        ])
+        .await;
+    assert_code(&differs, 2);
+    let said = differs.stderr();
+    assert!(
+        said.contains("--keep-replica-disks: false in batch")
+            && said.contains(&format!("vrbulk run --batch {undo}"))
+            && said.contains(&format!("vrbulk cancel --batch {undo}")),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        sim.stats().journal[sent..].is_empty(),
+        "a refused undo asked the appliance"
+    );
+
+    // While a live run works on it, the same command leaves it to that run.
+    let mut live = spawn(&site, &["run", "--batch", &undo_arg, "--progress", "none"]);
+    let pid = format!(":{}:", live.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let liveness = |owner: &str| {
+            if owner.contains(&pid) {
+                Liveness::Alive
+            } else {
+                Liveness::Gone
+            }
+        };
+        let standing = Queue::open(&site.db)
+            .unwrap()
+            .summary(undo, &liveness)
+            .unwrap()
+            .standing;
+        if matches!(standing, Standing::Running { .. }) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{standing:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = site.vrbulk(&["undo", "--batch", &wave_arg, "--yes"]).await;
+    assert!(
+        live.try_wait().unwrap().is_none(),
+        "the live run ended first"
+    );
+    assert_code(&held, 2);
+    assert!(
+        held.stderr().contains("is running now"),
+        "{}",
+        held.stderr()
+    );
+    live.kill().ok();
+    live.wait().unwrap();
+
+    let ran = site
+        .vrbulk(&["undo", "--batch", &wave_arg, "--yes", "--progress", "none"])
+        .await;
+    assert_code(&ran, 0);
+    let first = ran.stderr().lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with(&format!("resuming batch {undo} \"undo of batch {wave}\" (")),
+        "{}",
+        ran.stderr()
+    );
+    assert!(!ran.stderr().contains("unfinished job"), "{}", ran.stderr());
+    let q = Queue::open(&site.db).unwrap();
+    let undos: Vec<_> = q
+        .batches()
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.operation == Operation::Unconfigure)
+        .collect();
+    assert_eq!(undos.len(), 1, "one undo batch, resumed");
+    assert!(q
+        .jobs(undo)
+        .unwrap()
+        .iter()
+        .all(|j| j.state == JobState::Succeeded));
+    assert_once_each(&sim, "unconfigure", &ours);
+    assert_eq!(created_for(&sim, &names), ours);
+    assert!(touched(&sim).is_disjoint(&theirs));
+}
+
+/// The same for the other day-2 commands: a killed `pause` run again resumes its batch and
+/// pauses each replication once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_pause_run_again_after_a_kill_resumes_its_batch() {
+    let sim = slow_simulator().await;
+    let site = Site::new(&sim);
+    let names = normal_vms(&sim, 0, 30);
+    let wave = configure(&sim, &site, "wave", &names).await;
+    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
+    let wave_arg = wave.to_string();
+    let args = [
+        "pause",
+        "--batch",
+        &wave_arg,
+        "--vm",
+        "*",
+        "--progress",
+        "none",
+    ];
+    let mut child = spawn(&site, &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while progress(&site.db) < 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().ok();
+    child.wait().unwrap();
+    let pause = newest(&site, Operation::Pause, wave);
+    assert!(
+        counts(&site, pause)[&JobState::Succeeded] < 30,
+        "killed too late"
+    );
+
+    let ran = site.vrbulk(&args).await;
+    assert_code(&ran, 0);
+    assert!(
+        ran.stderr()
+            .starts_with(&format!("resuming batch {pause} \"pause of batch {wave}\"")),
+        "{}",
+        ran.stderr()
+    );
+    assert_eq!(site.batches(), 2, "the wave and one pause batch");
+    assert_once_each(&sim, "pause", &ours);
+}
+
+/// Issue 17: `plan` without `--batch` planned the newest batch, an undo already done, and
+/// passed a script's gate with "0 to configure". It plans the newest configure batch with jobs
+/// left and names it with why on its first line; a day-2 batch or a batch with nothing left is
+/// "nothing to plan" (exit 2). A plan configures nothing: the simulator's record says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_without_a_batch_plans_the_newest_configure_batch_with_jobs_left_never_an_undo() {
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let wave = configure(&sim, &site, "wave", &normal_vms(&sim, 0, 3)).await;
+    let next = normal_vms(&sim, 3, 4);
+    let specs: Vec<JobSpec> = next.iter().map(|n| spec(n)).collect();
+    let wave2 = fixtures::import(&site.db, &new_batch("wave 2"), &specs);
+    let undone = site
+        .vrbulk(&[
+            "undo",
+            "--batch",
+            &wave.to_string(),
+            "--yes",
+            "--progress",
+            "none",
+        ])
+        .await;
+    assert_code(&undone, 0);
+    let undo = newest(&site, Operation::Unconfigure, wave);
+    let configured = sim.stats().configure_attempts;
+
+    let plan = site.vrbulk(&["plan"]).await;
+    assert_code(&plan, 0);
+    let first = plan.stdout().lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with(&format!(
+            "plan for batch {wave2} \"wave 2\" (the newest configure batch with jobs left; newer: \
+             {undo} \"undo of batch {wave}\" (a day-2 operation)): 4 to configure, 0 to skip, 0 \
+             would fail ("
+        )),
+        "{first}"
+    );
+    for vm in &next {
+        assert!(plan.stdout().contains(vm.as_str()), "{}", plan.stdout());
+    }
+    let json = site.vrbulk(&["plan", "--json"]).await;
+    assert_code(&json, 0);
+    assert!(
+        json.stderr()
+            .starts_with(&format!("planning batch {wave2} \"wave 2\" (the newest")),
+        "{}",
+        json.stderr()
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout()).unwrap();
+    assert_eq!(rows.len(), 4);
+
+    let named = site.vrbulk(&["plan", "--batch", &undo.to_string()]).await;
+    assert_code(&named, 2);
+    assert!(
+        named.stderr().contains(&format!(
+            "nothing to plan: batch {undo} \"undo of batch {wave}\" is an undo batch of batch \
+             {wave}"
+        )) && named
+            .stderr()
+            .contains(&format!("vrbulk undo --batch {wave} --plan")),
+        "{}",
+        named.stderr()
+    );
+    let ended = site.vrbulk(&["plan", "--batch", &wave.to_string()]).await;
+    assert_code(&ended, 2);
+    assert!(
+        ended.stderr().contains(&format!(
+            "every job of batch {wave} \"wave\" has ended (3 succeeded)"
+        )),
+        "{}",
+        ended.stderr()
+    );
+
+    run_to_end(&sim, &site, wave2).await;
+    let nothing = site.vrbulk(&["plan"]).await;
+    assert_code(&nothing, 2);
+    assert!(
+        nothing.stderr().contains(&format!(
+            "nothing to plan: no configure batch has jobs left (the newest, batch {wave2} \"wave \
+             2\": 4 succeeded)"
+        )),
+        "{}",
+        nothing.stderr()
+    );
+    assert!(nothing.stdout().is_empty(), "{}", nothing.stdout());
+    // The plans configured nothing: only the run of wave 2 did.
+    let after = sim.stats().configure_attempts;
+    let new: Vec<&String> = after
+        .keys()
+        .filter(|vm| !configured.contains_key(*vm))
+        .collect();
+    assert_eq!(new.len(), 4, "{new:?}");
 }

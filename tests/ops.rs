@@ -387,3 +387,56 @@ async fn a_run_logs_jobs_and_vms_as_fields_and_never_a_password_or_session_id() 
         );
     }
 }
+
+/// Issue 17: `plan` counted the VM home entry of the spec as a disk ("4 disks" for a three-disk
+/// VM). Its count is the VM's data disks that replicate, by the simulator's own inventory: the
+/// VM home is not one, and an unsupported disk is named among the excluded instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_counts_the_data_disks_that_replicate_not_the_vm_home() {
+    use vrbulk::sim::VmKind;
+    let sim = start(SimConfig::fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let inventory = sim.inventory();
+    let vms: Vec<_> = inventory
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .take(10)
+        .chain(
+            inventory
+                .vms
+                .iter()
+                .filter(|v| v.kind == VmKind::UnsupportedDisk),
+        )
+        .collect();
+    assert!(vms.iter().any(|v| v.kind == VmKind::UnsupportedDisk));
+    let names: Vec<&str> = vms.iter().map(|v| v.vm.name.as_str()).collect();
+    one_batch(&db, &names);
+    let config = config_for(&sim, dir.path(), "");
+    let out = tokio::task::spawn_blocking(move || {
+        Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&db)
+            .config(&config)
+            .args(["plan", "--json"])
+            .assert_exit(0)
+            .stdout()
+    })
+    .await
+    .unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), vms.len());
+    for vm in vms {
+        let row = rows.iter().find(|r| r["vm_name"] == vm.vm.name).unwrap();
+        let data: Vec<_> = vm.disks().iter().filter(|d| !d.is_vm_home()).collect();
+        let replicated = data.iter().filter(|d| d.is_supported()).count();
+        let excluded = data.len() - replicated;
+        assert_eq!(row["disks"], replicated, "{}: {row}", vm.vm.name);
+        assert_eq!(
+            row["excluded_disks"].as_array().unwrap().len(),
+            excluded,
+            "{row}"
+        );
+    }
+}

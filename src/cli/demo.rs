@@ -135,12 +135,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     let client = Client::connect(settings.clone()).await.context("login")?;
     let planned = crate::workflow::plan_jobs(&client, &jobs, 50, &Default::default(), &[]).await?;
     client.logout().await.ok();
-    plan::print_table(
-        &batch.name,
-        batch.id,
-        &planned,
-        client.metrics().total_calls(),
-    );
+    plan::print_table(&batch, "", &planned, client.metrics().total_calls());
 
     heading(&format!(
         "4. Run: grouped lookups and submits, polls timed to the tasks, within the appliance's \

@@ -39,6 +39,7 @@ use crate::queue::{Batch, BatchId, Queue, QueueError};
 use crate::runner::RunError;
 use crate::vr::{ApiError, Client};
 use crate::workflow::day2::PrepareError;
+use crate::workflow::plan::ChooseError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,19 +128,19 @@ pub enum Command {
     #[command(after_help = "Examples:
   vrbulk pause --batch 3 --plan
   vrbulk pause --batch 3 --vm 'db-*'
-Interrupted, `vrbulk run --batch <new batch>` resumes it; `vrbulk resume --batch 3` undoes it.")]
+Interrupted, the same command again resumes it; `vrbulk resume --batch 3` undoes it.")]
     Pause(pause::StateArgs),
     /// Resume the paused replications a batch configured.
     #[command(after_help = "Examples:
   vrbulk resume --batch 3 --plan
   vrbulk resume --batch 3 --vm 'db-*'
-Interrupted, `vrbulk run --batch <new batch>` resumes it.")]
+Interrupted, the same command again resumes it.")]
     Resume(pause::StateArgs),
     /// Sync the replications a batch configured now (before a cutover, say).
     #[command(after_help = "Examples:
   vrbulk sync --batch 3 --plan      # which replications can sync now, which cannot and why
   vrbulk sync --batch 3
-Interrupted, `vrbulk run --batch <new batch>` resumes it.")]
+Interrupted, the same command again resumes it.")]
     Sync(pause::StateArgs),
 }
 
@@ -407,11 +408,14 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<InputErrors>().is_some()
             || cause.downcast_ref::<NoBatch>().is_some()
-            || cause.downcast_ref::<undo::NotConfirmed>().is_some()
             || matches!(
-                cause.downcast_ref::<PrepareError>(),
-                Some(PrepareError::Input(_))
+                cause.downcast_ref::<ChooseError>(),
+                Some(ChooseError::Nothing(_))
             )
+            || cause.downcast_ref::<undo::NotConfirmed>().is_some()
+            || cause
+                .downcast_ref::<PrepareError>()
+                .is_some_and(PrepareError::is_operators)
             || matches!(
                 cause.downcast_ref::<QueueError>(),
                 Some(

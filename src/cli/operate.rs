@@ -1,21 +1,30 @@
 //! What the day-2 commands (`undo`, `reconfigure`, `pause`, `resume`, `sync`) share: their
 //! common flags, and one flow. The whole request is checked first (`workflow::day2`: every
 //! problem at once, exit 2, nothing written); then `--plan` reads the replications and prints
-//! what would happen (`workflow::operation_plan`), or the operation batch is created and run as
-//! `vrbulk run` runs a batch (`run::drive`: progress, Ctrl-C, summary, exit codes).
+//! what would happen (`workflow::operation_plan`). Otherwise the same command run again resumes
+//! its own unfinished batch (`workflow::rerun`); a configure batch still being configured is
+//! waited for (`--wait`) or refused unless `--only-finished`; then the operation batch is
+//! created and run as `vrbulk run` runs a batch (`run::drive`: progress, Ctrl-C, summary, exit
+//! codes).
 
 use crate::exit::Exit;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use super::batches::liveness_here;
 use super::progress::ProgressMode;
 use super::run::{drive, Display};
 use super::{connect, who, NoBatch};
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
-use crate::queue::Queue;
-use crate::workflow::day2::{command_word, OperationRequest, Prepared};
+use crate::queue::{Liveness, Queue};
+use crate::workflow::day2::{
+    command_word, last_run, wait_while_configuring, OperationRequest, PrepareError, Prepared,
+    Refused,
+};
 use crate::workflow::operation_plan::{plan_operation, OperationPlanRow, Verdict};
+use crate::workflow::rerun::unfinished_batch;
 use crate::workflow::PlanError;
 
 /// The flags of every day-2 command.
@@ -36,6 +45,14 @@ pub struct OperationArgs {
     /// With --plan: print the plan as JSON.
     #[arg(long, requires = "plan")]
     pub json: bool,
+    /// When a live run is still configuring the batch: wait for it to end, then act on every
+    /// VM it configured (Ctrl-C stops waiting; nothing is created until then).
+    #[arg(long, conflicts_with = "plan")]
+    pub wait: bool,
+    /// Act on the VMs the batch has configured so far and leave out those it has not
+    /// configured yet (named when it starts) [default: refuse while some are not].
+    #[arg(long, conflicts_with = "plan")]
+    pub only_finished: bool,
     /// How to show progress: a bar on a terminal, plain lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -63,29 +80,92 @@ pub(super) async fn operate(
     // A settings file without a URL fails here, before the operator is asked anything.
     let connection = Connection::resolve(&file, &env)?;
     let mut queue = open_queue(globals.db)?;
-    let prepared = request.prepare(&queue)?;
+    let liveness = liveness_here();
+    let mut prepared = request.prepare(&queue)?;
     if args.plan {
+        // The plan covers the VMs configured so far; the others are named, not forgotten.
+        let left_out = match prepared.coverage(&queue, &liveness) {
+            Err(PrepareError::Refused(refused)) => Some(refused),
+            Err(other) => return Err(other.into()),
+            Ok(_) => None,
+        };
         drop(queue);
-        return plan(&file, &prepared, args.json).await;
+        return plan(&file, &prepared, args.json, left_out.as_deref()).await;
+    }
+    let how = Display {
+        db: globals.db,
+        progress: args.progress,
+        quiet: globals.quiet,
+    };
+    if let Some(resumable) = unfinished_batch(&prepared, &queue, &liveness)? {
+        let settings = connection.with_passwords(&env)?;
+        eprintln!("{}", resumable.line());
+        return drive(queue, &resumable.batch, settings, opts, how).await;
+    }
+    if args.wait && !prepared.not_configured_yet.is_empty() {
+        if !wait(&queue, &prepared, &liveness).await? {
+            return Ok(Exit::Interrupted);
+        }
+        // With what the run configured in the meantime.
+        prepared = request.prepare(&queue)?;
+    }
+    if let Some(left_out) = prepared.coverage(&queue, &liveness)? {
+        eprintln!("{}", left_out.note());
     }
     confirm(&prepared)?;
     let settings = connection.with_passwords(&env)?;
     let (operator, host) = who();
     let id = prepared.create(&mut queue, operator, host)?;
     eprintln!(
-        "created batch {id} \"{}\" for {} of batch {}; if this run is interrupted, \
-         `vrbulk run --batch {id}` resumes it",
+        "created batch {id} \"{}\" for {} of batch {}; if this run is interrupted, this \
+         same command (or `vrbulk run --batch {id}`) resumes it",
         prepared.name(),
         super::count(prepared.targets.len(), "VM", "VMs"),
         prepared.acts_on.id
     );
     let batch = queue.batch(id)?;
-    let how = Display {
-        db: globals.db,
-        progress: args.progress,
-        quiet: globals.quiet,
-    };
     drive(queue, &batch, settings, opts, how).await
+}
+
+/// `--wait`: while a live run configures the batch, says so now and then; `false` when the
+/// operator stopped waiting (Ctrl-C), with nothing created.
+async fn wait(
+    queue: &Queue,
+    prepared: &Prepared,
+    liveness: &dyn Fn(&str) -> Liveness,
+) -> anyhow::Result<bool> {
+    const EVERY: Duration = Duration::from_secs(1);
+    const SAY_EVERY: Duration = Duration::from_secs(30);
+    let id = prepared.acts_on.id;
+    let word = command_word(prepared.operation);
+    let mut said: Option<(Instant, u64)> = None;
+    let waiting = wait_while_configuring(queue, id, liveness, EVERY, |left, owners| {
+        match said {
+            None => eprintln!(
+                "waiting: batch {id} is being configured by {} ({left} jobs left); the {word} \
+                 starts when that run ends. Ctrl-C stops waiting (nothing is created until then)",
+                owners.join(", ")
+            ),
+            Some((at, before)) if at.elapsed() >= SAY_EVERY && before != left => {
+                eprintln!("waiting: batch {id} has {left} jobs left")
+            }
+            Some(_) => return,
+        }
+        said = Some((Instant::now(), left));
+    });
+    tokio::select! {
+        standing = waiting => {
+            let standing = standing?;
+            if said.is_some() {
+                eprintln!("the run configuring batch {id} has ended: batch {id} {}", last_run(&standing));
+            }
+            Ok(true)
+        }
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\nstopped waiting for batch {id}: no {word} batch was created, nothing was sent");
+            Ok(false)
+        }
+    }
 }
 
 /// The queue at `db`, which must exist: a day-2 operation acts on a batch already there.
@@ -96,9 +176,14 @@ fn open_queue(db: &Path) -> anyhow::Result<Queue> {
     Ok(Queue::open(db)?)
 }
 
-/// `--plan`: reads the replications, prints what would happen; exit 1 when something would be
-/// refused, so that a script can stop there.
-async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Result<Exit> {
+/// `--plan`: reads the replications, prints what would happen, then what is `left_out`; exit 1
+/// when something would be refused, so that a script can stop there.
+async fn plan(
+    file: &ConfigFile,
+    prepared: &Prepared,
+    json: bool,
+    left_out: Option<&Refused>,
+) -> anyhow::Result<Exit> {
     let client = connect(file).await?;
     let rows = match plan_operation(&client, prepared.acts_on.id, &prepared.targets).await {
         Ok(rows) => rows,
@@ -119,6 +204,9 @@ async fn plan(file: &ConfigFile, prepared: &Prepared, json: bool) -> anyhow::Res
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print_plan(prepared, &rows, client.metrics().total_calls());
+    }
+    if let Some(refused) = left_out {
+        eprintln!("note: {refused}");
     }
     if rows.iter().any(|r| r.verdict == Verdict::Refused) {
         return Ok(Exit::JobsFailed);

@@ -24,6 +24,7 @@ pub async fn run(
     let request = OperationRequest {
         acts_on: args.common.batch,
         vms: args.common.vms.clone(),
+        only_finished: args.common.only_finished,
         asked: Asked::Each(operation),
     };
     operate(request, &args.common, globals, |_| Ok(())).await

@@ -9,17 +9,21 @@ use clap::Args;
 
 use super::{connect, open_batch};
 use crate::config::ConfigFile;
+use crate::queue::Batch;
 use crate::report::{Format, PlanReport};
 use crate::units::gib;
+use crate::workflow::plan::{batch_to_plan, PlanTarget};
 use crate::workflow::{plan_jobs, Plan, PlanAction, PlanCapacity};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   vrbulk plan --batch 3 > wave-3-plan.txt
   vrbulk plan --batch 3 --format html -o wave-3-plan.html
-Exit code 1 when any VM would fail, so that a script can stop before `vrbulk run`.")]
+Without --batch, the newest configure batch with jobs left, named on the first line.
+Exit code 1 when any VM would fail, so that a script can stop before `vrbulk run`; 2 when
+there is nothing to plan (no configure batch with jobs left, or a day-2 operation batch).")]
 pub struct PlanArgs {
-    /// The batch to plan [default: the newest].
+    /// The configure batch to plan [default: the newest with jobs left].
     #[arg(long)]
     pub batch: Option<i64>,
     /// VMs per lookup call.
@@ -43,7 +47,11 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     };
     let file = ConfigFile::load(config)?;
     let limits = file.capacity()?;
-    let (queue, batch) = open_batch(db, args.batch)?;
+    let (queue, newest) = open_batch(db, args.batch)?;
+    let PlanTarget {
+        batch,
+        chosen_because,
+    } = batch_to_plan(&queue, args.batch.map(|_| newest))?;
     let jobs = queue.jobs(batch.id)?;
     let learnt = queue.learnt_limits()?;
     drop(queue);
@@ -51,6 +59,13 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     let plan = plan_jobs(&client, &jobs, args.lookup_group, &limits, &learnt).await?;
     client.logout().await.ok();
     let would_fail = plan.rows.iter().any(|p| p.action == PlanAction::Fail);
+    // The table says it on its first line; a JSON or report output keeps stdout to itself.
+    let quoted = chosen_because.map(|why| format!(" ({why})"));
+    if args.format.is_some() || args.output.is_some() || args.json {
+        if let Some(why) = &quoted {
+            eprintln!("planning batch {} \"{}\"{why}", batch.id, batch.name);
+        }
+    }
     if args.format.is_some() || args.output.is_some() {
         let now = crate::queue::system_clock()();
         let calls = client.metrics().total_calls();
@@ -60,7 +75,12 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     } else if args.json {
         println!("{}", serde_json::to_string_pretty(&plan.rows)?);
     } else {
-        print_table(&batch.name, batch.id, &plan, client.metrics().total_calls());
+        print_table(
+            &batch,
+            quoted.as_deref().unwrap_or_default(),
+            &plan,
+            client.metrics().total_calls(),
+        );
     }
     // A script can stop before `run` when the plan already knows some VMs will fail.
     if would_fail {
@@ -69,11 +89,14 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     Ok(Exit::Ok)
 }
 
-pub fn print_table(name: &str, id: i64, plan: &Plan, calls: u64) {
+/// The plan as a table; `why` (which may be empty) follows the batch's name on the first line.
+pub fn print_table(batch: &Batch, why: &str, plan: &Plan, calls: u64) {
     let planned = &plan.rows;
     let count = |a: PlanAction| planned.iter().filter(|p| p.action == a).count();
     println!(
-        "plan for batch {id} \"{name}\": {} to configure, {} to skip, {} would fail ({calls} API calls, nothing configured)",
+        "plan for batch {} \"{}\"{why}: {} to configure, {} to skip, {} would fail ({calls} API calls, nothing configured)",
+        batch.id,
+        batch.name,
         count(PlanAction::Configure),
         count(PlanAction::Skip),
         count(PlanAction::Fail)
@@ -101,7 +124,7 @@ pub fn print_table(name: &str, id: i64, plan: &Plan, calls: u64) {
         };
         let detail = match p.action {
             PlanAction::Configure => format!(
-                "-> {site}{}{}{}, {} disks, {}",
+                "-> {site}{}{}{}, {}, {}",
                 p.target_datastore,
                 p.storage_policy
                     .as_deref()
@@ -111,7 +134,7 @@ pub fn print_table(name: &str, id: i64, plan: &Plan, calls: u64) {
                     .as_deref()
                     .map(|s| format!(" via {s}"))
                     .unwrap_or_default(),
-                p.disks,
+                super::count(p.disks, "disk", "disks"),
                 gib(p.capacity_bytes)
             ),
             _ => p.reason.clone().unwrap_or_default(),

@@ -112,6 +112,7 @@ pub async fn run(args: ReconfigureArgs, globals: Globals<'_>) -> anyhow::Result<
     let request = OperationRequest {
         acts_on: args.common.batch,
         vms: args.common.vms.clone(),
+        only_finished: args.common.only_finished,
         asked,
     };
     operate(request, &args.common, globals, |_| Ok(())).await

@@ -19,9 +19,10 @@ use crate::workflow::day2::{Asked, OperationRequest, Prepared};
   vrbulk undo --batch 3 --vm 'web-*' --keep-replica-disks
   vrbulk undo --batch 3 --yes                      # in a script: no question asked
   vrbulk undo --batch 3 --local-only --yes         # the target site is down
+  vrbulk undo --batch 3 --wait --yes               # batch 3 is still being configured
 Only the replications batch 3 recorded are removed: a replication someone else configured for
-one of its VMs since is left alone and reported. Interrupted, `vrbulk run --batch <new batch>`
-resumes the undo; nothing is unconfigured twice.")]
+one of its VMs since is left alone and reported. Interrupted, the same command again (or
+`vrbulk run --batch <new batch>`) resumes the undo; nothing is unconfigured twice.")]
 pub struct UndoArgs {
     #[command(flatten)]
     pub common: OperationArgs,
@@ -61,6 +62,7 @@ pub async fn run(args: UndoArgs, globals: Globals<'_>) -> anyhow::Result<Exit> {
     let request = OperationRequest {
         acts_on: args.common.batch,
         vms: args.common.vms.clone(),
+        only_finished: args.common.only_finished,
         asked: Asked::Each(OperationSpec::Unconfigure {
             retain_replica_disks: args.keep_replica_disks,
             local_only: args.local_only,

@@ -4,6 +4,16 @@
 //! ([`Target`]), or into every problem at once ([`InputErrors`]: exit 2, nothing written). The
 //! queue creates the batch ([`Prepared::create`]), the runner runs it, [`super::operation_plan`]
 //! previews it. Nothing here touches the network.
+//!
+//! A configure batch may still have jobs to do when the operation is asked for: a run is
+//! configuring it now, or its last run stopped. Those VMs have no replication yet, so the
+//! operation cannot cover them, and an undo that quietly covered "the 3 configured so far" of
+//! 150 would leave 147 replications behind the operator's back. They are the request's
+//! [`LeftOut`]: refused unless the operator waits for the run ([`wait_while_configuring`]) or
+//! says `--only-finished` ([`Refused::NotCovered`]). A command run again finds its own
+//! unfinished batch in [`super::rerun`].
+
+use std::time::Duration;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -12,8 +22,10 @@ use thiserror::Error;
 use crate::domain::{Operation, OperationSpec, VmRef};
 use crate::input::{self, glob_match, ChangeRow, InputError, InputErrors};
 use crate::queue::{
-    Batch, BatchId, InputKind, Job, JobState, NewBatch, OperationJob, Queue, QueueError,
+    Batch, BatchId, InputKind, Job, JobState, Liveness, NewBatch, OperationJob, Queue, QueueError,
+    Standing,
 };
+use crate::timefmt::utc;
 
 /// Attempts per job of an operation batch, as an import's default; `run --max-attempts` changes
 /// it for the jobs not yet finished.
@@ -28,6 +40,9 @@ pub struct OperationRequest {
     /// configured.
     pub vms: Vec<String>,
     pub asked: Asked,
+    /// Act on the VMs configured so far and leave out those the configure batch has not
+    /// configured yet (`--only-finished`), instead of refusing.
+    pub only_finished: bool,
 }
 
 /// What to do to each selected replication.
@@ -73,6 +88,9 @@ pub struct Prepared {
     pub operation: Operation,
     /// In the configure batch's job order.
     pub targets: Vec<Target>,
+    /// The configure jobs the request names that have not ended yet: VMs not configured yet,
+    /// which the operation cannot cover (see [`LeftOut`]).
+    pub not_configured_yet: Vec<Job>,
     request: OperationRequest,
 }
 
@@ -83,8 +101,250 @@ pub enum PrepareError {
     #[error(transparent)]
     Input(InputErrors),
 
+    /// What the queue holds stops it: VMs not configured yet, or an unfinished batch on the
+    /// same replications.
+    #[error(transparent)]
+    Refused(Box<Refused>),
+
     #[error("reading the job queue")]
     Queue(#[source] QueueError),
+}
+
+impl From<Refused> for PrepareError {
+    fn from(r: Refused) -> Self {
+        PrepareError::Refused(Box::new(r))
+    }
+}
+
+impl PrepareError {
+    /// The operator's to fix (exit 2), not the queue failing.
+    pub fn is_operators(&self) -> bool {
+        !matches!(self, PrepareError::Queue(_))
+    }
+}
+
+/// A request the state of the queue stops: nothing was created or sent (exit 2).
+#[derive(Debug, Error)]
+pub enum Refused {
+    /// VMs the request names are not configured yet; acting on the others alone is done only
+    /// when asked (`--only-finished`).
+    #[error("{}", .0.refusal())]
+    NotCovered(LeftOut),
+
+    /// The unfinished batch of this same request is being run by a live run.
+    #[error(
+        "batch {} \"{}\" is this same {} and is running now ({}): let it finish; `vrbulk \
+         status --batch {0}` shows where it is",
+        .batch.id,
+        .batch.name,
+        command_word(.batch.operation),
+        .owners.join(", ")
+    )]
+    Running { batch: Batch, owners: Vec<String> },
+
+    /// Unfinished operation batches on some of the same replications, asked differently: one
+    /// replication gets one operation at a time.
+    #[error("{}", differs(.0))]
+    Differs(Vec<Difference>),
+}
+
+/// An unfinished operation batch that holds some of the request's VMs and was asked otherwise.
+#[derive(Debug, Clone)]
+pub struct Difference {
+    pub batch: Batch,
+    /// Whether a live run works on it now.
+    pub running: bool,
+    /// How many of the request's VMs it still has to do.
+    pub overlap: usize,
+    /// What differs, in the commands' flags: `--keep-replica-disks: batch 2 with it, this
+    /// command without`.
+    pub what: Vec<String>,
+}
+
+fn differs(batches: &[Difference]) -> String {
+    let mut said = String::new();
+    for d in batches {
+        let b = &d.batch;
+        let next = if d.running {
+            "a live run works on it now: let it finish, then run this command again".to_string()
+        } else {
+            format!(
+                "`vrbulk run --batch {0}` finishes it as it was asked, or `vrbulk cancel --batch \
+                 {0}` cancels what it has left; then run this command again",
+                b.id
+            )
+        };
+        if !said.is_empty() {
+            said.push('\n');
+        }
+        said.push_str(&format!(
+            "batch {} \"{}\" has not finished with {} of these VMs, and it was asked \
+             differently ({}): {next}",
+            b.id,
+            b.name,
+            d.overlap,
+            d.what.join("; ")
+        ));
+    }
+    said
+}
+
+/// The VMs a request names that its configure batch has not configured yet, and why not.
+#[derive(Debug, Clone)]
+pub struct LeftOut {
+    pub operation: Operation,
+    /// The configure batch.
+    pub batch: BatchId,
+    /// How many VMs the operation would act on.
+    pub covered: usize,
+    /// The VMs left out, in the batch's order.
+    pub vms: Vec<String>,
+    /// Where the configure batch stands: a live run (`Running`) or its last run's end.
+    pub standing: Standing,
+}
+
+impl LeftOut {
+    /// A live run is configuring the batch: waiting for it makes sense.
+    pub fn live(&self) -> bool {
+        matches!(self.standing, Standing::Running { .. })
+    }
+
+    /// Why the VMs are not configured: `still being configured by a live run (…)`.
+    pub fn why(&self) -> String {
+        match &self.standing {
+            Standing::Running { owners, .. } => format!(
+                "still being configured by a live run ({})",
+                owners.join(", ")
+            ),
+            other => format!(
+                "not configured yet (batch {} {})",
+                self.batch,
+                last_run(other)
+            ),
+        }
+    }
+
+    /// The VMs, at most five named.
+    pub fn names(&self) -> String {
+        five(self.vms.iter().cloned())
+    }
+
+    /// The note `--only-finished` prints: what is left out and why.
+    pub fn note(&self) -> String {
+        format!(
+            "--only-finished: this {} leaves out {} of batch {}, {}: {}",
+            command_word(self.operation),
+            count(self.vms.len(), "VM"),
+            self.batch,
+            self.why(),
+            self.names()
+        )
+    }
+
+    fn refusal(&self) -> String {
+        let word = command_word(self.operation);
+        let (n, id) = (self.vms.len(), self.batch);
+        let covered = match self.covered {
+            0 => format!("none of the VMs this {word} names is configured yet"),
+            k => format!(
+                "this {word} would cover only the {} configured so far",
+                count(k, "VM")
+            ),
+        };
+        let only_finished = match self.covered {
+            0 => String::new(),
+            k => format!(
+                "; --only-finished acts on the {} configured and leaves the others",
+                count(k, "VM")
+            ),
+        };
+        let next = if self.live() {
+            format!(
+                "--wait waits for that run to end, then acts on every VM it configured{only_finished}"
+            )
+        } else {
+            format!(
+                "`vrbulk run --batch {id}` finishes the configure batch first (a VM whose \
+                 configure was in flight when its run stopped may have a replication \
+                 already){only_finished}"
+            )
+        };
+        format!(
+            "{} of batch {id} {} {}: {covered}. Not covered: {}. {next}",
+            count(n, "VM"),
+            if n == 1 { "is" } else { "are" },
+            self.why(),
+            self.names()
+        )
+    }
+}
+
+/// How a configure batch's last run left it, after `batch N`: `was interrupted at …`.
+pub(crate) fn last_run(standing: &Standing) -> String {
+    match standing {
+        Standing::Running { owners, held } => format!(
+            "is being run now by {} ({held} jobs held)",
+            owners.join(", ")
+        ),
+        Standing::NotStarted => "has not run yet".into(),
+        Standing::Interrupted { at } => format!("was interrupted at {}", utc(*at)),
+        Standing::Died {
+            owner, started_at, ..
+        } => format!(
+            "was left by a run that died (started {} by {owner})",
+            utc(*started_at)
+        ),
+        Standing::Unknown { owner, started_at } => format!(
+            "was last run on another host (started {} by {owner}), which has not recorded its end",
+            utc(*started_at)
+        ),
+        Standing::WindowClosed { at } => {
+            format!("stopped at the end of its change window at {}", utc(*at))
+        }
+        Standing::Stopped { at, outcome } => format!("stopped at {}: {outcome}", utc(*at)),
+        Standing::Unfinished => "had jobs queued again since its last run".into(),
+        Standing::Empty | Standing::Finished | Standing::Cancelled => "has no job left".into(),
+    }
+}
+
+/// `n VMs`, `1 VM`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// `a, b, c, d, e and 142 more`.
+fn five(names: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = names.collect();
+    let more = all.len().saturating_sub(5);
+    let mut shown = all.into_iter().take(5).collect::<Vec<_>>().join(", ");
+    if more > 0 {
+        shown.push_str(&format!(" and {more} more"));
+    }
+    shown
+}
+
+/// Waits while a live run configures `batch`, asking the queue every `every`; `tell` hears each
+/// look (its jobs left and who runs it). Returns how the batch stands once no live run works on
+/// it. A dead run's leases do not count: it is not coming back.
+pub async fn wait_while_configuring(
+    queue: &Queue,
+    batch: BatchId,
+    liveness: &dyn Fn(&str) -> Liveness,
+    every: Duration,
+    mut tell: impl FnMut(u64, &[String]),
+) -> Result<Standing, QueueError> {
+    loop {
+        let summary = queue.summary(batch, liveness)?;
+        match &summary.standing {
+            Standing::Running { owners, .. } => tell(summary.left(), owners),
+            other => return Ok(other.clone()),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 impl From<QueueError> for PrepareError {
@@ -101,9 +361,24 @@ pub fn command_word(op: Operation) -> &'static str {
     }
 }
 
+/// `an undo`, `a pause`: the operator's word for `op` with its article.
+pub(crate) fn a_command(op: Operation) -> String {
+    let word = command_word(op);
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {word}")
+    } else {
+        format!("a {word}")
+    }
+}
+
 /// Whether the configure job `job` left a replication that an operation can act on.
 fn configured(job: &Job) -> bool {
     job.state == JobState::Succeeded && job.checkpoint.replication_id.is_some()
+}
+
+/// Whether the configure job `job` has not ended: its VM may be configured later.
+fn unfinished(job: &Job) -> bool {
+    !job.state.is_terminal()
 }
 
 impl OperationRequest {
@@ -134,9 +409,10 @@ impl OperationRequest {
         }
         let batch = self.configure_batch(queue, &mut errors)?;
         let mut targets = Vec::new();
+        let mut not_configured_yet = Vec::new();
         if let Some(batch) = &batch {
             let jobs = queue.jobs(batch.id)?;
-            targets = match &self.asked {
+            (targets, not_configured_yet) = match &self.asked {
                 Asked::Each(spec) => self.select(batch, &jobs, spec, &mut errors),
                 Asked::Csv { .. } => from_rows(batch, &jobs, &rows, &mut errors),
             };
@@ -147,6 +423,7 @@ impl OperationRequest {
                 acts_on,
                 operation: self.operation(),
                 targets,
+                not_configured_yet,
                 request: self.clone(),
             }),
             _ => Err(PrepareError::Input(InputErrors(errors))),
@@ -197,25 +474,38 @@ impl OperationRequest {
         Ok(Some(batch))
     }
 
-    /// The configured jobs whose VM names match the globs (all without globs): each glob must
-    /// match a VM the batch configured.
+    /// The configured jobs whose VM names match the globs (all without globs), and the
+    /// unfinished ones they match: each glob must match a VM the batch configured or may still
+    /// configure.
     fn select(
         &self,
         batch: &Batch,
         jobs: &[Job],
         spec: &OperationSpec,
         errors: &mut Vec<InputError>,
-    ) -> Vec<Target> {
-        let mut chosen: Vec<bool> = jobs
-            .iter()
-            .map(|j| self.vms.is_empty() && configured(j))
-            .collect();
+    ) -> (Vec<Target>, Vec<Job>) {
+        let mut chosen: Vec<bool> = jobs.iter().map(|_| self.vms.is_empty()).collect();
         for glob in &self.vms {
             for i in matching(glob, batch, jobs, errors) {
                 chosen[i] = true;
             }
         }
-        if self.vms.is_empty() && !chosen.contains(&true) {
+        let left_out: Vec<Job> = jobs
+            .iter()
+            .zip(&chosen)
+            .filter(|(j, c)| **c && unfinished(j))
+            .map(|(j, _)| j.clone())
+            .collect();
+        let targets: Vec<Target> = jobs
+            .iter()
+            .zip(chosen)
+            .filter(|(j, c)| *c && configured(j))
+            .map(|(job, _)| Target {
+                job: job.clone(),
+                spec: spec.clone(),
+            })
+            .collect();
+        if self.vms.is_empty() && targets.is_empty() && left_out.is_empty() {
             errors.push(InputError::new(
                 None,
                 None,
@@ -226,18 +516,12 @@ impl OperationRequest {
                 ),
             ));
         }
-        jobs.iter()
-            .zip(chosen)
-            .filter(|(_, c)| *c)
-            .map(|(job, _)| Target {
-                job: job.clone(),
-                spec: spec.clone(),
-            })
-            .collect()
+        (targets, left_out)
     }
 }
 
-/// The configured jobs `glob` matches, by index; a glob that matches none of them is a problem.
+/// The configured and unfinished jobs `glob` matches, by index; a glob that matches none of
+/// them is a problem.
 fn matching(glob: &str, batch: &Batch, jobs: &[Job], errors: &mut Vec<InputError>) -> Vec<usize> {
     let named: Vec<usize> = (0..jobs.len())
         .filter(|&i| glob_match(glob, jobs[i].vm_label()))
@@ -254,8 +538,9 @@ fn matching(glob: &str, batch: &Batch, jobs: &[Job], errors: &mut Vec<InputError
         ));
         return named;
     }
-    let (ok, not): (Vec<usize>, Vec<usize>) =
-        named.into_iter().partition(|&i| configured(&jobs[i]));
+    let (ok, not): (Vec<usize>, Vec<usize>) = named
+        .into_iter()
+        .partition(|&i| configured(&jobs[i]) || unfinished(&jobs[i]));
     if ok.is_empty() {
         errors.push(InputError::new(
             None,
@@ -270,15 +555,16 @@ fn matching(glob: &str, batch: &Batch, jobs: &[Job], errors: &mut Vec<InputError
     ok
 }
 
-/// The configured job each CSV row names, with its change; a VM the batch did not configure is
-/// a problem of the row.
+/// The configured job each CSV row names, with its change, and the unfinished ones rows name;
+/// a VM the batch did not configure is a problem of the row.
 fn from_rows(
     batch: &Batch,
     jobs: &[Job],
     rows: &[ChangeRow],
     errors: &mut Vec<InputError>,
-) -> Vec<Target> {
+) -> (Vec<Target>, Vec<Job>) {
     let mut targets = Vec::new();
+    let mut left_out = Vec::new();
     for row in rows {
         let column = if row.vm.id.is_some() {
             "vm_id"
@@ -286,11 +572,11 @@ fn from_rows(
             "vm_name"
         };
         // Two jobs may name one VM (a failed one and a later retry in the batch): the
-        // configured one is the one meant.
+        // configured one is the one meant, else one that may still configure it.
         let found = jobs
             .iter()
             .filter(|j| names(&row.vm, j))
-            .max_by_key(|j| configured(j));
+            .max_by_key(|j| (configured(j), unfinished(j)));
         let vm = row.vm.display();
         match found {
             None => errors.push(InputError::new(
@@ -302,6 +588,7 @@ fn from_rows(
                     suggestion(vm, jobs)
                 ),
             )),
+            Some(job) if unfinished(job) => left_out.push(job.clone()),
             Some(job) if !configured(job) => errors.push(InputError::new(
                 Some(row.line),
                 Some(column),
@@ -319,7 +606,8 @@ fn from_rows(
         }
     }
     targets.sort_by_key(|t| t.job.id);
-    targets
+    left_out.sort_by_key(|j| j.id);
+    (targets, left_out)
 }
 
 /// Whether `vm`, as a CSV row names it, is the VM of `job`: by id when the row gives one (ids
@@ -354,15 +642,7 @@ fn suggestion(wanted: &str, jobs: &[Job]) -> String {
 
 /// `web-03 (failed), web-04 (skipped)`, at most five named.
 fn not_configured<'a>(jobs: impl Iterator<Item = &'a Job>) -> String {
-    let all: Vec<String> = jobs
-        .map(|j| format!("{} ({})", j.vm_label(), j.state))
-        .collect();
-    let more = all.len().saturating_sub(5);
-    let mut shown = all.into_iter().take(5).collect::<Vec<_>>().join(", ");
-    if more > 0 {
-        shown.push_str(&format!(" and {more} more"));
-    }
-    shown
+    five(jobs.map(|j| format!("{} ({})", j.vm_label(), j.state)))
 }
 
 impl Prepared {
@@ -390,34 +670,81 @@ impl Prepared {
         )
     }
 
-    /// The batch record: who asked, from where, and what, as the audit keeps it (no secrets:
-    /// the request holds none).
-    pub fn new_batch(&self, operator: String, host: String) -> NewBatch {
+    /// The VMs the request names that are not configured yet, and why, when there are any:
+    /// refused ([`Refused::NotCovered`]) unless the request says `--only-finished` and some VM
+    /// is configured, in which case the caller says what is left out.
+    pub fn coverage(
+        &self,
+        queue: &Queue,
+        liveness: &dyn Fn(&str) -> Liveness,
+    ) -> Result<Option<LeftOut>, PrepareError> {
+        if self.not_configured_yet.is_empty() {
+            return Ok(None);
+        }
+        let left_out = LeftOut {
+            operation: self.operation,
+            batch: self.acts_on.id,
+            covered: self.targets.len(),
+            vms: self
+                .not_configured_yet
+                .iter()
+                .map(|j| j.vm_label().to_string())
+                .collect(),
+            standing: queue.summary(self.acts_on.id, liveness)?.standing,
+        };
+        if self.request.only_finished && !self.targets.is_empty() {
+            return Ok(Some(left_out));
+        }
+        Err(Refused::NotCovered(left_out).into())
+    }
+
+    /// What the operator asked, as the batch record keeps it: the settings (without what the
+    /// queue decides, such as attempts) and the CSV's SHA-256. Two requests alike in this are
+    /// the same command run again.
+    pub(crate) fn asked(&self) -> (serde_json::Value, Option<String>) {
         let mut settings = json!({
             "operation": self.operation,
             "acts_on": self.acts_on.id,
-            "max_attempts": MAX_ATTEMPTS,
         });
         if !self.request.vms.is_empty() {
             settings["vm"] = json!(self.request.vms);
         }
-        let (input_kind, input_path, input_sha256) = match &self.request.asked {
+        if self.request.only_finished {
+            settings["only_finished"] = json!(true);
+        }
+        let sha = match &self.request.asked {
             Asked::Each(spec) => {
                 if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(spec) {
                     fields.into_iter().for_each(|(k, v)| settings[k] = v);
                 }
-                // A selection over a batch's VMs by name patterns: the nearest kind the queue
-                // knows.
-                (InputKind::Inventory, None, None)
+                None
             }
-            Asked::Csv { bytes, path } => {
+            Asked::Csv { bytes, .. } => {
                 settings["per_vm"] = json!("csv");
-                let sha: String = Sha256::digest(bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                (InputKind::Csv, Some(path.clone()), Some(sha))
+                Some(
+                    Sha256::digest(bytes)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                )
             }
+        };
+        (settings, sha)
+    }
+
+    /// The batch record: who asked, from where, and what, as the audit keeps it (no secrets:
+    /// the request holds none), and the VMs an `--only-finished` operation left out.
+    pub fn new_batch(&self, operator: String, host: String) -> NewBatch {
+        let (mut settings, input_sha256) = self.asked();
+        settings["max_attempts"] = json!(MAX_ATTEMPTS);
+        if !self.not_configured_yet.is_empty() {
+            let names: Vec<&str> = self.not_configured_yet.iter().map(Job::vm_label).collect();
+            settings["left_out"] = json!(names);
+        }
+        let (input_kind, input_path) = match &self.request.asked {
+            // A selection over a batch's VMs by name patterns: the nearest kind the queue knows.
+            Asked::Each(_) => (InputKind::Inventory, None),
+            Asked::Csv { path, .. } => (InputKind::Csv, Some(path.clone())),
         };
         NewBatch {
             name: self.name(),
@@ -432,7 +759,7 @@ impl Prepared {
     }
 
     /// Creates the operation batch: all or nothing. A VM with an unfinished job elsewhere is a
-    /// problem of the input, as for an import.
+    /// problem of the input, as for an import: one line per batch that holds some.
     pub fn create(
         &self,
         queue: &mut Queue,
@@ -451,21 +778,32 @@ impl Prepared {
         queue
             .create_operation_batch(&batch, self.operation, self.acts_on.id, &jobs)
             .map_err(|e| match e {
-                QueueError::AlreadyQueued(vms) => PrepareError::Input(InputErrors(
-                    vms.iter()
-                        .map(|q| {
-                            InputError::new(
-                                None,
-                                None,
-                                format!(
-                                    "VM `{}` has an unfinished job in batch {}: let it finish \
-                                     (`vrbulk run --batch {1}`), or `vrbulk cancel --batch {1}`",
-                                    q.vm, q.batch
-                                ),
-                            )
-                        })
-                        .collect(),
-                )),
+                QueueError::AlreadyQueued(vms) => {
+                    let mut by_batch: std::collections::BTreeMap<BatchId, Vec<String>> =
+                        Default::default();
+                    for q in vms {
+                        by_batch.entry(q.batch).or_default().push(q.vm);
+                    }
+                    PrepareError::Input(InputErrors(
+                        by_batch
+                            .into_iter()
+                            .map(|(batch, vms)| {
+                                InputError::new(
+                                    None,
+                                    None,
+                                    format!(
+                                        "{} {} an unfinished job in batch {batch}: {}; let it \
+                                         finish (`vrbulk run --batch {batch}`), or `vrbulk \
+                                         cancel --batch {batch}`",
+                                        count(vms.len(), "VM"),
+                                        if vms.len() == 1 { "has" } else { "have" },
+                                        five(vms.into_iter())
+                                    ),
+                                )
+                            })
+                            .collect(),
+                    ))
+                }
                 other => PrepareError::Queue(other),
             })
     }
@@ -535,6 +873,7 @@ mod tests {
             acts_on,
             vms: vms.iter().map(|s| s.to_string()).collect(),
             asked,
+            only_finished: false,
         }
     }
 
@@ -654,5 +993,98 @@ mod tests {
             Some(OperationSpec::Reconfigure(c)) => assert_eq!(c.rpo, Some(15)),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn nobody(_: &str) -> Liveness {
+        Liveness::Gone
+    }
+
+    #[test]
+    fn vms_not_configured_yet_are_left_out_and_refused_unless_only_finished() {
+        let (mut q, wave) = queue();
+        q.requeue(wave, &[JobState::Failed], "retry").unwrap();
+        let pause = Asked::Each(OperationSpec::Pause);
+        // A glob that matches only the VM still to configure is no mistake: it is left out.
+        let p = request(wave, &["db-*"], pause.clone()).prepare(&q).unwrap();
+        assert!(p.targets.is_empty());
+        assert_eq!(p.not_configured_yet[0].vm_label(), "db-1");
+
+        let p = request(wave, &[], pause.clone()).prepare(&q).unwrap();
+        assert_eq!(p.targets.len(), 2);
+        let refused = p.coverage(&q, &nobody).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "1 VM of batch 1 is not configured yet (batch 1 has not run yet): this pause would \
+             cover only the 2 VMs configured so far. Not covered: db-1. `vrbulk run --batch 1` \
+             finishes the configure batch first (a VM whose configure was in flight when its \
+             run stopped may have a replication already); --only-finished acts on the 2 VMs \
+             configured and leaves the others"
+        );
+
+        let only = OperationRequest {
+            only_finished: true,
+            ..request(wave, &[], pause.clone())
+        };
+        let p = only.prepare(&q).unwrap();
+        let left_out = p.coverage(&q, &nobody).unwrap().unwrap();
+        assert_eq!(left_out.vms, ["db-1"]);
+        let record = p.new_batch("ops".into(), "jump".into());
+        assert_eq!(record.settings["only_finished"], true);
+        assert_eq!(record.settings["left_out"], json!(["db-1"]));
+        // Nothing configured among those named: nothing to act on, --only-finished or not.
+        let none = OperationRequest {
+            only_finished: true,
+            ..request(wave, &["db-*"], pause)
+        };
+        let err = none.prepare(&q).unwrap().coverage(&q, &nobody).unwrap_err();
+        assert!(
+            err.to_string().contains("none of the VMs this pause names"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_live_run_on_the_batch_is_named_and_waited_for() {
+        let (mut q, wave) = queue();
+        q.requeue(wave, &[JobState::Failed], "retry").unwrap();
+        q.start_run("r1", wave, "jump:42:r1", "run", None).unwrap();
+        let alive = |owner: &str| {
+            if owner == "jump:42:r1" {
+                Liveness::Alive
+            } else {
+                Liveness::Gone
+            }
+        };
+        let p = request(wave, &[], Asked::Each(OperationSpec::Sync))
+            .prepare(&q)
+            .unwrap();
+        let err = p.coverage(&q, &alive).unwrap_err().to_string();
+        assert!(
+            err.starts_with("1 VM of batch 1 is still being configured by a live run (jump:42:r1)"),
+            "{err}"
+        );
+        assert!(err.contains("--wait waits for that run to end"), "{err}");
+
+        // The run ends: the wait ends, and says how the batch stands.
+        q.finish_run("r1", "interrupted", 0).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut heard = 0;
+        let standing = rt
+            .block_on(wait_while_configuring(
+                &q,
+                wave,
+                &alive,
+                Duration::from_millis(1),
+                |_, _| heard += 1,
+            ))
+            .unwrap();
+        assert!(
+            matches!(standing, Standing::Interrupted { .. }),
+            "{standing:?}"
+        );
+        assert_eq!(heard, 0, "nothing to wait for");
     }
 }

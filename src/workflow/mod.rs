@@ -11,6 +11,7 @@ pub mod pairing;
 pub mod plan;
 pub mod protection;
 pub mod reads;
+pub mod rerun;
 pub mod resolve;
 pub mod spec;
 

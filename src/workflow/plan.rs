@@ -1,18 +1,24 @@
 //! Planning a batch: what `run` would do with each unfinished job (configure where, skip or
 //! fail and why), found with the same discovery, grouped lookups and capacity count, without
 //! configuring anything. `vrbulk plan` prints it; the report renders it for the change request.
+//!
+//! Which batch: the one named, or the newest configure batch with jobs left ([`batch_to_plan`]),
+//! never a day-2 operation batch (`--plan` of its own command previews that) nor a batch whose
+//! jobs all ended: a plan of nothing, "0 to configure", would pass a script's gate and say
+//! nothing true ([`NothingToPlan`], exit 2).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use thiserror::Error;
 
+use super::day2::{a_command, command_word};
 use super::{
     appliance_version, applied, decide, lookup_vms, vm_key, Capacity, Decision, Discovery,
     DiscoveryError, VmLookup,
 };
-use crate::domain::{AppliedLimits, CapacityLimits, JobSpec};
-use crate::queue::{Job, LearntLimit};
+use crate::domain::{AppliedLimits, CapacityLimits, JobSpec, Operation};
+use crate::queue::{Batch, Job, JobState, LearntLimit, Queue, QueueError};
 use crate::vr::{ApiError, Client, ErrorClass};
 
 /// Why a plan could not be made. A server that failed to answer says nothing about the VMs, so
@@ -45,6 +51,179 @@ pub enum PlanError {
         #[source]
         source: ApiError,
     },
+}
+
+/// Why there is no plan to make: nothing is sent, exit 2.
+#[derive(Debug, Error)]
+pub enum NothingToPlan {
+    #[error(
+        "nothing to plan: batch {id} \"{name}\" is {what} batch of batch {of}, and `plan` \
+         previews what `run` would configure; `vrbulk {word} --batch {of} --plan` previews a \
+         day-2 operation",
+        id = .batch.id,
+        name = .batch.name,
+        what = a_command(.batch.operation),
+        word = command_word(.batch.operation),
+        of = .batch.acts_on.unwrap_or_default(),
+    )]
+    NotConfigure { batch: Batch },
+
+    #[error(
+        "nothing to plan: every job of batch {id} \"{name}\" has ended ({ended}){hint}",
+        id = .batch.id,
+        name = .batch.name,
+        hint = retry_hint(.batch.id, *.failed),
+    )]
+    Ended {
+        batch: Batch,
+        ended: String,
+        failed: u64,
+    },
+
+    #[error(
+        "nothing to plan: no configure batch has jobs left (the newest, batch {id} \"{name}\": \
+         {ended}){hint}; `vrbulk import FILE` adds a batch",
+        id = .newest.id,
+        name = .newest.name,
+        hint = retry_hint(.newest.id, *.failed),
+    )]
+    NoneLeft {
+        newest: Batch,
+        ended: String,
+        failed: u64,
+    },
+
+    #[error("nothing to plan: the queue holds no configure batch; `vrbulk import FILE` adds one")]
+    NoConfigureBatch,
+}
+
+fn retry_hint(batch: i64, failed: u64) -> String {
+    if failed == 0 {
+        return String::new();
+    }
+    format!("; `vrbulk retry --batch {batch}` queues its failed jobs again, then `plan` shows them")
+}
+
+/// Why `plan` could not choose a batch.
+#[derive(Debug, Error)]
+pub enum ChooseError {
+    #[error(transparent)]
+    Nothing(Box<NothingToPlan>),
+
+    #[error("reading the job queue")]
+    Queue(#[source] QueueError),
+}
+
+impl From<NothingToPlan> for ChooseError {
+    fn from(n: NothingToPlan) -> Self {
+        ChooseError::Nothing(Box::new(n))
+    }
+}
+
+impl From<QueueError> for ChooseError {
+    fn from(e: QueueError) -> Self {
+        ChooseError::Queue(e)
+    }
+}
+
+/// The batch a plan previews, and how it was chosen.
+#[derive(Debug, Clone)]
+pub struct PlanTarget {
+    pub batch: Batch,
+    /// `None` when the operator named it; else why this one (the batches passed over).
+    pub chosen_because: Option<String>,
+}
+
+/// `named` when it is a configure batch with jobs left; without one, the newest such batch.
+/// Anything else is [`NothingToPlan`], in words that say what the queue holds.
+pub fn batch_to_plan(queue: &Queue, named: Option<Batch>) -> Result<PlanTarget, ChooseError> {
+    if let Some(batch) = named {
+        if batch.operation != Operation::Configure {
+            return Err(NothingToPlan::NotConfigure { batch }.into());
+        }
+        let counts = queue.counts(batch.id)?;
+        if left(&counts) == 0 {
+            return Err(NothingToPlan::Ended {
+                ended: ended(&counts),
+                failed: failed_jobs(&counts),
+                batch,
+            }
+            .into());
+        }
+        return Ok(PlanTarget {
+            batch,
+            chosen_because: None,
+        });
+    }
+    let mut passed_over = Vec::new();
+    let mut newest_ended = None;
+    for batch in queue.batches()?.into_iter().rev() {
+        if batch.operation != Operation::Configure {
+            passed_over.push(format!(
+                "{} \"{}\" (a day-2 operation)",
+                batch.id, batch.name
+            ));
+            continue;
+        }
+        let counts = queue.counts(batch.id)?;
+        if left(&counts) > 0 {
+            let mut because = "the newest configure batch with jobs left".to_string();
+            if !passed_over.is_empty() {
+                because.push_str(&format!("; newer: {}", shortened(&passed_over)));
+            }
+            return Ok(PlanTarget {
+                batch,
+                chosen_because: Some(because),
+            });
+        }
+        passed_over.push(format!("{} \"{}\" (ended)", batch.id, batch.name));
+        newest_ended.get_or_insert((batch, counts));
+    }
+    Err(match newest_ended {
+        Some((newest, counts)) => NothingToPlan::NoneLeft {
+            ended: ended(&counts),
+            failed: failed_jobs(&counts),
+            newest,
+        },
+        None => NothingToPlan::NoConfigureBatch,
+    }
+    .into())
+}
+
+/// Jobs not ended yet: what a plan previews.
+fn left(counts: &BTreeMap<JobState, u64>) -> u64 {
+    counts
+        .iter()
+        .filter(|(s, _)| !s.is_terminal())
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn failed_jobs(counts: &BTreeMap<JobState, u64>) -> u64 {
+    counts.get(&JobState::Failed).copied().unwrap_or(0)
+}
+
+/// `298 succeeded, 2 skipped`: the ended jobs by state, the empty states left out.
+fn ended(counts: &BTreeMap<JobState, u64>) -> String {
+    let said: Vec<String> = counts
+        .iter()
+        .filter(|(s, n)| s.is_terminal() && **n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    if said.is_empty() {
+        "no jobs".into()
+    } else {
+        said.join(", ")
+    }
+}
+
+/// The first three, then how many more.
+fn shortened(items: &[String]) -> String {
+    let mut shown = items.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > 3 {
+        shown.push_str(&format!(" and {} more", items.len() - 3));
+    }
+    shown
 }
 
 /// What `run` would do with one VM.
@@ -85,7 +264,8 @@ pub struct PlanRow {
     pub target_datastore: String,
     pub storage_policy: Option<String>,
     pub replication_server: Option<String>,
-    /// Disks in the configure spec (the VM home included).
+    /// The VM's data disks that would replicate: the VM home entry the spec also carries (its
+    /// configuration files) is not a disk, and an unsupported disk is in `excluded_disks`.
     pub disks: usize,
     /// Disk labels the server reports as unsupported, left out.
     pub excluded_disks: Vec<String>,
@@ -200,7 +380,11 @@ fn plan_one(job: &Job, decision: Decision, disc: &Discovery) -> PlanRow {
                     name.to_string()
                 });
             }
-            p.disks = spec.disks.len();
+            p.disks = spec
+                .disks
+                .iter()
+                .filter(|d| d.enabled_for_replication && !d.vm_disk.is_vm_home())
+                .count();
             p.capacity_bytes = super::spec::spec_bytes(&spec);
             if !excluded.is_empty() {
                 p.warnings.push(format!(
