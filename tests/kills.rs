@@ -5,14 +5,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
 use vrbulk::queue::{JobState, Queue};
-use vrbulk::runner::{self, RunOptions};
-use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
+use vrbulk::sim::{RateLimits, SimConfig, Simulator, FAST_WINDOW};
 
 use crate::support::cmd::Cmd;
-use crate::support::fixtures::{self, config_for, new_batch, spec};
-use crate::support::harness::{settings_for, start};
+use crate::support::fixtures::config_for;
+use crate::support::harness::{configured_wave, start};
 
 /// How many requests of operation `op` the simulator has received.
 fn received(sim: &Simulator, op: &str) -> usize {
@@ -32,30 +30,6 @@ fn spawn(db: &Path, config: &Path, args: &[&str]) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Configures `n` normal VMs as batch 1 with the library's runner.
-async fn configured_wave(sim: &Simulator, db: &Path, n: usize) -> i64 {
-    let specs: Vec<_> = sim
-        .inventory()
-        .vms
-        .iter()
-        .filter(|v| v.kind == VmKind::Normal)
-        .take(n)
-        .map(|v| spec(&v.vm.name))
-        .collect();
-    let batch = fixtures::import(db, &new_batch("wave"), &specs);
-    let opts = RunOptions {
-        batch: Some(batch),
-        poll_interval: Duration::from_millis(200),
-        ..RunOptions::default()
-    };
-    let (_stop, stop_rx) = watch::channel(false);
-    let outcome = runner::run(Queue::open(db).unwrap(), settings_for(sim), opts, stop_rx)
-        .await
-        .unwrap();
-    assert_eq!(outcome.counts[&JobState::Succeeded], n as u64);
-    batch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1239,3 +1239,102 @@ async fn faults_cost_their_retries_not_a_cascade_of_small_groups() {
     let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
     assert!(mean <= 1.5, "{ratios:?} times the bound");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day2_command_sends_no_change_after_its_window_even_when_its_calls_wait_for_slots() {
+    // Six requests a session per 2 s; vrbulk is told twelve: its pauses meet refusals and
+    // wait for the appliance's next windows, past the close.
+    let sim = start(SimConfig {
+        vms: 50,
+        limits: Some(RateLimits {
+            per_session: 6,
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let wave = crate::support::harness::configured_wave(&sim, &db, 30).await;
+    let config = config_for(&sim, dir.path(), "\n[run]\nlease_seconds = 1\n");
+    let config_text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("requests_per_minute = 6\n", "requests_per_minute = 12\n");
+    std::fs::write(&config, config_text).unwrap();
+    let until = vrbulk::queue::system_clock()() + 6_000;
+    let until_arg = jiff::Timestamp::from_millisecond(until)
+        .unwrap()
+        .to_string();
+    let before = sim.stats().journal.len();
+
+    let pause = |args: Vec<String>| {
+        let (db, config) = (db.clone(), config.clone());
+        tokio::task::spawn_blocking(move || {
+            Cmd::new()
+                .env("VRBULK_PASSWORD", "VMware1!")
+                .db(&db)
+                .config(&config)
+                .args(args)
+                .run()
+        })
+    };
+    let args = [
+        "pause",
+        "--batch",
+        &wave.to_string(),
+        "--until",
+        &until_arg,
+        "--progress",
+        "plain",
+    ];
+    let ran = pause(args.iter().map(|a| a.to_string()).collect())
+        .await
+        .unwrap();
+    assert_eq!(ran.output.status.code(), Some(6), "{}", ran.stderr());
+    assert!(ran.stdout().contains("not sent"), "{}", ran.stdout());
+
+    // The appliance's record: every pause it accepted arrived before the window closed.
+    let stats = sim.stats();
+    let sent: Vec<_> = stats.journal[before..]
+        .iter()
+        .filter(|r| r.accepted_change())
+        .collect();
+    assert!(
+        sent.iter()
+            .all(|r| r.op == "pauseReplication" && r.at_ms < until),
+        "{sent:?}"
+    );
+    let t0 = stats.journal[before].at_ms;
+    let timeline: Vec<_> = stats.journal[before..]
+        .iter()
+        .map(|r| (r.at_ms - t0, r.op.as_str(), r.status))
+        .collect();
+    assert!(
+        !sent.is_empty() && sent.len() < 30,
+        "{} of 30 paused in the window, which closed at {}: {timeline:?}",
+        sent.len(),
+        until - t0
+    );
+    assert!(
+        stats.status_429 > 0,
+        "the pauses did wait for the appliance's slots"
+    );
+
+    // The next window: the rest, each replication paused once.
+    let rest = ["run", "--batch", "2", "--progress", "plain"];
+    let ran = pause(rest.iter().map(|a| a.to_string()).collect())
+        .await
+        .unwrap();
+    assert_eq!(ran.output.status.code(), Some(0), "{}", ran.stderr());
+    let stats = sim.stats();
+    let paused = stats
+        .operations
+        .values()
+        .filter(|ops| ops.get("pause") == Some(&1))
+        .count();
+    assert_eq!(paused, 30);
+    assert!(stats
+        .operations
+        .values()
+        .all(|ops| ops.get("pause").is_none_or(|n| *n == 1)));
+}

@@ -53,6 +53,11 @@ pub struct OperationArgs {
     /// configured yet (named when it starts) [default: refuse while some are not].
     #[arg(long, conflicts_with = "plan")]
     pub only_finished: bool,
+    /// The end of the change window: no change reaches the appliance at or after it (what was
+    /// sent is followed to its end; the rest waits for `vrbulk run --batch N`, exit 6). `HH:MM`
+    /// (local, the next one to come), `YYYY-MM-DD HH:MM` (local) or RFC 3339.
+    #[arg(long, value_name = "TIME", conflicts_with = "plan")]
+    pub until: Option<String>,
     /// How to show progress: a bar on a terminal, plain lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -75,7 +80,10 @@ pub(super) async fn operate(
     confirm: impl FnOnce(&Prepared) -> anyhow::Result<()>,
 ) -> anyhow::Result<Exit> {
     let file = ConfigFile::load(globals.config)?;
-    let opts = file.run.options(&RunFlags::default())?;
+    let opts = file.run.options(&RunFlags {
+        until: args.until.clone(),
+        ..RunFlags::default()
+    })?;
     let env = ProcessEnvironment;
     // A settings file without a URL fails here, before the operator is asked anything.
     let connection = Connection::resolve(&file, &env)?;

@@ -1,10 +1,17 @@
-//! Starting the in-process simulator and a client pinned to its certificate.
+//! Starting the in-process simulator, a client pinned to its certificate, and a configured
+//! wave on it.
 
+use std::path::Path;
 use std::time::Duration;
 
+use tokio::sync::watch;
+use vrbulk::queue::{JobState, Queue};
+use vrbulk::runner::{self, RunOptions};
 use vrbulk::secret::Secret;
-use vrbulk::sim::{SimConfig, Simulator};
+use vrbulk::sim::{SimConfig, Simulator, VmKind};
 use vrbulk::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
+
+use super::fixtures::{self, new_batch, spec};
 
 /// A small, fast simulator: HTTPS, 40 VMs, tasks that finish in 0.3 s, the appliance's rate
 /// limits over 2 s windows.
@@ -41,4 +48,29 @@ pub fn settings_for(sim: &Simulator) -> ClientSettings {
 
 pub async fn client_for(sim: &Simulator) -> Client {
     Client::connect(settings_for(sim)).await.expect("login")
+}
+
+/// Configures `n` normal VMs of `sim` as a new batch of the queue at `db`, with the library's
+/// runner: the wave a day-2 command acts on.
+pub async fn configured_wave(sim: &Simulator, db: &Path, n: usize) -> i64 {
+    let specs: Vec<_> = sim
+        .inventory()
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .take(n)
+        .map(|v| spec(&v.vm.name))
+        .collect();
+    let batch = fixtures::import(db, &new_batch("wave"), &specs);
+    let opts = RunOptions {
+        batch: Some(batch),
+        poll_interval: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(Queue::open(db).unwrap(), settings_for(sim), opts, stop_rx)
+        .await
+        .unwrap();
+    assert_eq!(outcome.counts[&JobState::Succeeded], n as u64);
+    batch
 }
