@@ -186,7 +186,9 @@ impl Queue {
 
         let last_errors = {
             // The job's newest event into `retryable` or `failed` says when, at which step and
-            // attempt the error happened; the job row keeps the words and the HTTP status.
+            // attempt the error happened; the job row keeps the words and the HTTP status. A job
+            // that succeeded or was skipped since overcame its error: the report's timeline keeps
+            // it, the list of what needs a look does not.
             let mut stmt = tx.prepare_cached(
                 "SELECT j.id, COALESCE(j.vm_name, j.vm_id), j.state, COALESCE(e.step, j.step), \
                  COALESCE(e.attempt, j.attempt), \
@@ -196,7 +198,7 @@ impl Queue {
                  FROM jobs j LEFT JOIN job_events e ON e.id = ( \
                      SELECT MAX(id) FROM job_events \
                      WHERE job_id = j.id AND to_state IN ('retryable', 'failed')) \
-                 WHERE j.batch_id = ? \
+                 WHERE j.batch_id = ? AND j.state NOT IN ('succeeded', 'skipped') \
                  AND (j.last_error IS NOT NULL OR (j.state = 'failed' AND j.reason IS NOT NULL)) \
                  ORDER BY at DESC, j.id DESC LIMIT ?",
             )?;
@@ -417,6 +419,18 @@ mod tests {
         );
         let newest = q.status_with_errors(batch, 1).unwrap().last_errors;
         assert_eq!(newest.iter().map(|e| e.job_id).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn an_error_a_job_overcame_is_no_longer_listed() {
+        let (mut q, now, batch) = mixed_batch();
+        // vm-b comes back after its 503 and succeeds.
+        now.store(6000, Ordering::SeqCst);
+        let b = q.claim(Some(batch), 10, "w2", LEASE).unwrap();
+        let b = b.iter().find(|j| j.id == 2).unwrap().lease().unwrap();
+        q.succeed(&b, Some("GID-b"), "configured").unwrap();
+        let errors = q.status(batch).unwrap().last_errors;
+        assert_eq!(errors.iter().map(|e| e.job_id).collect::<Vec<_>>(), [1]);
     }
 
     #[test]

@@ -1047,7 +1047,7 @@ impl Runner {
         }
         if !kept.is_empty() {
             let note =
-                format!("{message}; this run asks the appliance again before sending anything");
+                format!("{message}; asked again on the appliance before anything is sent");
             let status = error.status();
             self.db
                 .run(move |q| q.note_all(&kept, &note, status))
