@@ -439,7 +439,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
         if cause.downcast_ref::<LoginFailed>().is_some()
             || matches!(
                 cause.downcast_ref::<RunError>(),
-                Some(RunError::Login(_) | RunError::Pairings(_) | RunError::Credentials(_))
+                Some(RunError::Login(_) | RunError::Pairings(_) | RunError::Credentials { .. })
             )
         {
             return Exit::Connect;

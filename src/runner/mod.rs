@@ -194,8 +194,16 @@ pub enum RunError {
 
     /// A site refused its user: the run stopped at that one refused login, and gave back every
     /// job it held without counting an attempt.
-    #[error("stopped at the first refused login; no job was failed or counted for it")]
-    Credentials(#[source] ApiError),
+    #[error(
+        "stopped at the first refused login{}; no job was failed or counted for it",
+        at.as_deref().map(|site| format!(" (at {site})")).unwrap_or_default()
+    )]
+    Credentials {
+        /// The target site's vCenter, by name, when the pairing says it.
+        at: Option<String>,
+        #[source]
+        source: ApiError,
+    },
 }
 
 /// A job this run holds, with what it has learnt so far.
@@ -506,9 +514,18 @@ impl Runner {
                 return Ok(Ending::Interrupted);
             }
             if let Some(refused) = self.refused.take() {
-                return Err(RunError::Credentials(ApiError::CredentialsRefused(
-                    Box::new(refused),
-                )));
+                let at = match &refused.site {
+                    crate::vr::Site::Target { pairing_id } => self
+                        .pairings
+                        .iter()
+                        .find(|p| &p.pairing_id == pairing_id)
+                        .and_then(|p| p.remote_vc_server.name.clone()),
+                    crate::vr::Site::Source => None,
+                };
+                return Err(RunError::Credentials {
+                    at,
+                    source: ApiError::CredentialsRefused(Box::new(refused)),
+                });
             }
             let now = now_ms();
             let closed = self.opts.until.is_some_and(|u| now >= u);
@@ -1046,8 +1063,7 @@ impl Runner {
             tracing::info!(job = id, vm, step = %step, next = ?state, "{message}");
         }
         if !kept.is_empty() {
-            let note =
-                format!("{message}; asked again on the appliance before anything is sent");
+            let note = format!("{message}; asked again on the appliance before anything is sent");
             let status = error.status();
             self.db
                 .run(move |q| q.note_all(&kept, &note, status))
