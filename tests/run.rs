@@ -1338,3 +1338,43 @@ async fn a_day2_command_sends_no_change_after_its_window_even_when_its_calls_wai
         .values()
         .all(|ops| ops.get("pause").is_none_or(|n| *n == 1)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_closes_while_the_last_tasks_run_ends_a_finished_batch_as_done() {
+    let sim = start(SimConfig {
+        task_seconds: 2.5,
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let specs: Vec<JobSpec> = sim
+        .inventory()
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .take(10)
+        .map(|v| fixtures::spec(&v.vm.name))
+        .collect();
+    import(&db, &specs);
+    let until = vrbulk::queue::system_clock()() + 2_000;
+    let opts = RunOptions {
+        until: Some(until),
+        ..quick_options()
+    };
+    let outcome = run_once(&db, &sim, opts).await;
+    // Every configure went in before the close, and its task ended after it.
+    let stats = sim.stats();
+    assert_eq!(stats.accepted_changes().count(), 1);
+    assert!(stats
+        .replications
+        .values()
+        .all(|t| t.submitted.at_ms < until && t.configured.at_ms >= until));
+    assert_eq!(outcome.counts[&JobState::Succeeded], 10);
+    assert_eq!(
+        outcome.ending,
+        Ending::Done,
+        "nothing is left for a next window"
+    );
+    assert_eq!(outcome.exit_code().code(), 0);
+}

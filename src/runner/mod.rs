@@ -656,9 +656,6 @@ impl Runner {
     /// Nothing held: the run is over, or waits (a bounded while) for jobs due later or held by
     /// another run.
     async fn idle(&mut self, now: i64, closed: bool) -> Result<Option<Ending>, RunError> {
-        if closed {
-            return Ok(Some(Ending::WindowClosed));
-        }
         let (batch, owner) = (self.batch, self.owner.clone());
         let (due, elsewhere) = self
             .db
@@ -669,6 +666,8 @@ impl Runner {
             .await?;
         let wake = match (due, elsewhere) {
             (None, None) => return Ok(Some(Ending::Done)),
+            // The window ended a run with work left only if there is some.
+            _ if closed => return Ok(Some(Ending::WindowClosed)),
             (Some(d), None) => d,
             (None, Some(e)) => e,
             (Some(d), Some(e)) => d.min(e),
