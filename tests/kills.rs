@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vrbulk::queue::{JobState, Queue};
-use vrbulk::sim::{RateLimits, SimConfig, Simulator, FAST_WINDOW};
+use vrbulk::sim::Simulator;
 
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::config_for;
-use crate::support::harness::{configured_wave, start};
+use crate::support::harness::{configured_wave, sim_limited, start};
 
 /// How many requests of operation `op` the simulator has received.
 fn received(sim: &Simulator, op: &str) -> usize {
@@ -38,15 +38,7 @@ async fn five_kills_of_a_reconfigure_while_it_reads_fail_no_job_and_what_was_rea
     const WORKERS: usize = 4;
     // Eight requests a session per 2 s: reading thirty replications' disks takes several
     // windows, long enough to kill the run in the middle of it, again and again.
-    let sim = start(SimConfig {
-        vms: 60,
-        limits: Some(RateLimits {
-            per_session: 8,
-            ..RateLimits::scaled(FAST_WINDOW)
-        }),
-        ..SimConfig::fast()
-    })
-    .await;
+    let sim = start(sim_limited(60, 8)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let wave = configured_wave(&sim, &db, VMS).await;
@@ -126,15 +118,7 @@ async fn five_kills_of_a_reconfigure_while_it_reads_fail_no_job_and_what_was_rea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_holds_back_no_more_jobs_than_its_budget_could_work_on() {
-    let sim = start(SimConfig {
-        vms: 200,
-        limits: Some(RateLimits {
-            per_session: 6,
-            ..RateLimits::scaled(FAST_WINDOW)
-        }),
-        ..SimConfig::fast()
-    })
-    .await;
+    let sim = start(sim_limited(200, 6)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let wave = configured_wave(&sim, &db, 150).await;

@@ -10,10 +10,10 @@ use tokio::sync::watch;
 use vrbulk::domain::{Operation, OperationSpec, SettingsChange};
 use vrbulk::queue::{BatchId, JobState, OperationJob, Queue};
 use vrbulk::runner::{self, RunOptions, RunOutcome};
-use vrbulk::sim::{SimConfig, Simulator, VmKind};
+use vrbulk::sim::{SimConfig, Simulator};
 
 use crate::support::fixtures::{self, new_batch, spec};
-use crate::support::harness::{settings_for, start};
+use crate::support::harness::{normal_specs, settings_for, start};
 
 fn quick() -> RunOptions {
     RunOptions {
@@ -38,15 +38,7 @@ async fn run(db: &Path, sim: &Simulator, batch: BatchId) -> RunOutcome {
 
 /// A configured wave of `n` normal VMs: the queue, its batch.
 async fn configured_wave(sim: &Simulator, db: &Path, n: usize) -> BatchId {
-    let names: Vec<_> = sim
-        .inventory()
-        .vms
-        .iter()
-        .filter(|v| v.kind == VmKind::Normal)
-        .take(n)
-        .map(|v| spec(&v.vm.name))
-        .collect();
-    let wave = fixtures::import(db, &new_batch("wave"), &names);
+    let wave = fixtures::import(db, &new_batch("wave"), &normal_specs(sim, n));
     let outcome = run(db, sim, wave).await;
     assert_eq!(outcome.counts[&JobState::Succeeded], n as u64);
     wave

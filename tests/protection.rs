@@ -18,7 +18,7 @@ use vrbulk::sim::{LinkModel, SimConfig, Simulator, VmKind, POWERED_OFF_VM};
 
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for, new_batch, spec};
-use crate::support::harness::{settings_for, start};
+use crate::support::harness::{normal_specs, settings_for, start};
 
 /// A simulator whose initial syncs take a second or so: the appliance's sizes over a link twenty
 /// thousand times as fast.
@@ -399,16 +399,7 @@ async fn an_admitted_run_killed_and_resumed_configures_nothing_twice_and_loses_n
 
 /// `n` normal VMs of the simulator as one batch in `db`.
 fn import_normal(sim: &Simulator, db: &Path, n: usize) -> i64 {
-    let names: Vec<_> = sim
-        .inventory()
-        .vms
-        .iter()
-        .filter(|v| v.kind == VmKind::Normal)
-        .take(n)
-        .map(|v| spec(&v.vm.name))
-        .collect();
-    assert_eq!(names.len(), n, "the simulator has {n} normal VMs");
-    fixtures::import(db, &new_batch("wave"), &names)
+    fixtures::import(db, &new_batch("wave"), &normal_specs(sim, n))
 }
 
 /// An operation batch of `spec` on the jobs of `wave` that `pick` picks.

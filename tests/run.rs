@@ -16,7 +16,7 @@ use vrbulk::vr::ClientSettings;
 
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for, new_batch};
-use crate::support::harness::{settings_for, start};
+use crate::support::harness::{configured_wave, normal_specs, settings_for, sim_limited, start};
 
 /// One job per source VM: most onto healthy datastores, every seventh onto the full one.
 fn jobs_for(inv: &Inventory) -> Vec<JobSpec> {
@@ -375,15 +375,7 @@ async fn a_window_that_has_closed_claims_nothing() {
 async fn no_configure_reaches_the_appliance_after_the_window_even_when_submits_wait_for_slots() {
     // The appliance takes four requests a session per 2 s window; vrbulk is told twelve, so
     // its submits meet refusals (429) and wait for the appliance's next windows, past the close.
-    let sim = start(SimConfig {
-        vms: 300,
-        limits: Some(RateLimits {
-            per_session: 4,
-            ..RateLimits::scaled(FAST_WINDOW)
-        }),
-        ..SimConfig::fast()
-    })
-    .await;
+    let sim = start(sim_limited(300, 4)).await;
     let dir = tempfile::tempdir().unwrap();
     let (db, batch) = import_all(&sim, dir.path());
     let until = vrbulk::queue::system_clock()() + 6_000;
@@ -448,15 +440,7 @@ async fn no_configure_reaches_the_appliance_after_the_window_even_when_submits_w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_during_a_run_stops_every_job_not_yet_sent_within_seconds() {
-    let sim = start(SimConfig {
-        vms: 120,
-        limits: Some(RateLimits {
-            per_session: 6,
-            ..RateLimits::scaled(FAST_WINDOW)
-        }),
-        ..SimConfig::fast()
-    })
-    .await;
+    let sim = start(sim_limited(120, 6)).await;
     let dir = tempfile::tempdir().unwrap();
     let (db, batch) = import_all(&sim, dir.path());
     let (_stop, stop_rx) = watch::channel(false);
@@ -1195,15 +1179,7 @@ async fn faults_cost_their_retries_not_a_cascade_of_small_groups() {
         .await;
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("q.db");
-        let specs: Vec<JobSpec> = sim
-            .inventory()
-            .vms
-            .iter()
-            .filter(|v| v.kind == VmKind::Normal)
-            .take(VMS)
-            .map(|v| fixtures::spec(&v.vm.name))
-            .collect();
-        import(&db, &specs);
+        import(&db, &normal_specs(&sim, VMS));
         let opts = RunOptions {
             poll_interval: Duration::from_secs_f64(2.0 * scale),
             ..quick_options()
@@ -1244,18 +1220,10 @@ async fn faults_cost_their_retries_not_a_cascade_of_small_groups() {
 async fn a_day2_command_sends_no_change_after_its_window_even_when_its_calls_wait_for_slots() {
     // Six requests a session per 2 s; vrbulk is told twelve: its pauses meet refusals and
     // wait for the appliance's next windows, past the close.
-    let sim = start(SimConfig {
-        vms: 50,
-        limits: Some(RateLimits {
-            per_session: 6,
-            ..RateLimits::scaled(FAST_WINDOW)
-        }),
-        ..SimConfig::fast()
-    })
-    .await;
+    let sim = start(sim_limited(50, 6)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
-    let wave = crate::support::harness::configured_wave(&sim, &db, 30).await;
+    let wave = configured_wave(&sim, &db, 30).await;
     let config = config_for(&sim, dir.path(), "\n[run]\nlease_seconds = 1\n");
     let config_text = std::fs::read_to_string(&config)
         .unwrap()
@@ -1348,15 +1316,7 @@ async fn a_window_that_closes_while_the_last_tasks_run_ends_a_finished_batch_as_
     .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
-    let specs: Vec<JobSpec> = sim
-        .inventory()
-        .vms
-        .iter()
-        .filter(|v| v.kind == VmKind::Normal)
-        .take(10)
-        .map(|v| fixtures::spec(&v.vm.name))
-        .collect();
-    import(&db, &specs);
+    import(&db, &normal_specs(&sim, 10));
     let until = vrbulk::queue::system_clock()() + 2_000;
     let opts = RunOptions {
         until: Some(until),

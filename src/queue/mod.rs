@@ -808,17 +808,7 @@ impl Queue {
                     ),
                     (true, false) => format!("back to {}", save.step),
                 };
-                append_event(
-                    &tx,
-                    now,
-                    lease.job,
-                    Some(JobState::Running),
-                    JobState::Running,
-                    save.step,
-                    lease.attempt,
-                    Some(&message),
-                    None,
-                )?;
+                running_event(&tx, now, lease, save.step, &message, None)?;
             }
         }
         tx.commit()?;
@@ -841,17 +831,7 @@ impl Queue {
                 "UPDATE jobs SET last_error = ?, last_http_status = ?, updated_at = ? WHERE id = ?",
             )?
             .execute(params![message, http_status, now, lease.job])?;
-            append_event(
-                &tx,
-                now,
-                lease.job,
-                Some(JobState::Running),
-                JobState::Running,
-                step,
-                lease.attempt,
-                Some(message),
-                http_status,
-            )?;
+            running_event(&tx, now, lease, step, message, http_status)?;
         }
         tx.commit()?;
         Ok(())
@@ -1360,6 +1340,28 @@ fn append_event(
         http_status
     ])?;
     Ok(())
+}
+
+/// An event of a job that stays running (a step done, a setback noted): no change of state.
+fn running_event(
+    tx: &Transaction<'_>,
+    now: i64,
+    lease: &Lease,
+    step: Step,
+    message: &str,
+    http_status: Option<u16>,
+) -> Result<()> {
+    append_event(
+        tx,
+        now,
+        lease.job,
+        Some(JobState::Running),
+        JobState::Running,
+        step,
+        lease.attempt,
+        Some(message),
+        http_status,
+    )
 }
 
 fn job_by_id(conn: &Connection, id: JobId) -> Result<Job> {

@@ -5,10 +5,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use vrbulk::domain::JobSpec;
 use vrbulk::queue::{JobState, Queue};
 use vrbulk::runner::{self, RunOptions};
 use vrbulk::secret::Secret;
-use vrbulk::sim::{SimConfig, Simulator, VmKind};
+use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 use vrbulk::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
 
 use super::fixtures::{self, new_batch, spec};
@@ -17,6 +18,19 @@ use super::fixtures::{self, new_batch, spec};
 /// limits over 2 s windows.
 pub fn sim_config() -> SimConfig {
     SimConfig::fast()
+}
+
+/// [`sim_config`] with `vms` VMs whose appliance takes only `per_session` requests a session per
+/// (fast) window: requests wait for slots, as on a busy appliance.
+pub fn sim_limited(vms: usize, per_session: u32) -> SimConfig {
+    SimConfig {
+        vms,
+        limits: Some(RateLimits {
+            per_session,
+            ..RateLimits::scaled(FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
+    }
 }
 
 pub async fn start(cfg: SimConfig) -> Simulator {
@@ -50,9 +64,8 @@ pub async fn client_for(sim: &Simulator) -> Client {
     Client::connect(settings_for(sim)).await.expect("login")
 }
 
-/// Configures `n` normal VMs of `sim` as a new batch of the queue at `db`, with the library's
-/// runner: the wave a day-2 command acts on.
-pub async fn configured_wave(sim: &Simulator, db: &Path, n: usize) -> i64 {
+/// Jobs for the first `n` normal VMs of `sim` (onto `ds-gold-01`, as [`spec`] makes them).
+pub fn normal_specs(sim: &Simulator, n: usize) -> Vec<JobSpec> {
     let specs: Vec<_> = sim
         .inventory()
         .vms
@@ -61,7 +74,14 @@ pub async fn configured_wave(sim: &Simulator, db: &Path, n: usize) -> i64 {
         .take(n)
         .map(|v| spec(&v.vm.name))
         .collect();
-    let batch = fixtures::import(db, &new_batch("wave"), &specs);
+    assert_eq!(specs.len(), n, "the simulator has {n} normal VMs");
+    specs
+}
+
+/// Configures `n` normal VMs of `sim` as a new batch of the queue at `db`, with the library's
+/// runner: the wave a day-2 command acts on.
+pub async fn configured_wave(sim: &Simulator, db: &Path, n: usize) -> i64 {
+    let batch = fixtures::import(db, &new_batch("wave"), &normal_specs(sim, n));
     let opts = RunOptions {
         batch: Some(batch),
         poll_interval: Duration::from_millis(200),
