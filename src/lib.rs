@@ -12,6 +12,7 @@ pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod secret;
+pub mod settings;
 pub mod sim;
 pub mod timefmt;
 pub mod units;

@@ -366,6 +366,7 @@ fn the_effective_settings_show_what_each_run_used_when_it_recorded_that_and_neve
         "max_attempts": 3,
         "request_retries": 4,
         "poll_interval_ms": 2000,
+        "lease_ms": 60_000,
         "max_initial_syncs": 10,
         "order": "smallest-first",
         "until": T0 + 2 * 3_600_000,

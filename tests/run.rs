@@ -977,7 +977,8 @@ async fn a_run_records_the_settings_it_used_for_the_report_and_never_a_secret() 
     assert_eq!(used.url.as_deref(), Some(sim.url()));
     assert_eq!(used.tls_trust.as_deref(), Some("thumbprint"));
     assert_eq!(used.tls_anchor.as_deref(), sim.thumbprint());
-    assert_eq!(used.workers, Some(4));
+    assert_eq!(used.run.workers, 4);
+    assert_eq!(used.run.poll_interval, quick_options().poll_interval);
     assert_eq!(used.max_attempts, Some(8));
     assert_eq!(used.requests_per_session, Some(sim.limits().per_session));
     let report = vrbulk::report::Report::load(&q, batch, vrbulk::queue::system_clock()()).unwrap();

@@ -40,7 +40,7 @@ pub use protection::{
 pub use record::{
     BatchRecord, DiscoveryRecord, JobTimes, OperationRecord, OperatorAction, RunRecord,
 };
-pub use runs::{Holder, RunSettings};
+pub use runs::Holder;
 pub use state::{JobState, Step};
 pub use status::{BatchStatus, JobError, RunningJob, LAST_ERRORS};
 

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::params;
 
-use super::runs::RunSettings;
 use super::{Batch, BatchId, Job, JobId, JobState, Protection, Queue, ReplicationEvent, Result};
+use crate::settings::UsedSettings;
 use crate::vr::OpUsage;
 
 /// Everything the queue holds about one batch.
@@ -89,9 +89,9 @@ pub struct RunRecord {
     pub outcome: Option<String>,
     /// Logins it repeated after a session expired.
     pub relogins: u64,
-    /// What the run used, when it recorded that (see [`RunSettings`]); `None` for a queue whose
+    /// What the run used, when it recorded that (see [`UsedSettings`]); `None` for a queue whose
     /// runs table has no settings, or a value that does not decode.
-    pub settings: Option<RunSettings>,
+    pub settings: Option<UsedSettings>,
 }
 
 /// What a run discovered about one pairing.
@@ -188,7 +188,7 @@ impl Queue {
                 finished_at: r.get(3)?,
                 outcome: r.get(4)?,
                 relogins: r.get::<_, i64>(5)?.max(0) as u64,
-                settings: settings.as_deref().and_then(RunSettings::decode),
+                settings: settings.as_deref().and_then(UsedSettings::decode),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

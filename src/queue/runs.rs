@@ -1,69 +1,15 @@
 //! What a run records besides job states: the run itself and the settings it used
-//! ([`RunSettings`]), the API calls it cost per operation, the discovery it did, and
-//! the knobs it turns on a batch (max attempts).
+//! ([`UsedSettings`], stored as serde writes it), the API calls it cost per operation, the
+//! discovery it did, and the knobs it turns on a batch (max attempts).
 
 use std::collections::BTreeMap;
 
 use rusqlite::{params, OptionalExtension};
-use serde::{Deserialize, Serialize};
 
 use super::{BatchId, Queue, QueueError, Result};
 use crate::domain::AppliedLimits;
+use crate::settings::UsedSettings;
 use crate::vr::OpUsage;
-
-/// What one `vrbulk run` used, for the report's "Effective settings"; never a secret (no
-/// password, no session id, no user name either: the operator is on the batch).
-///
-/// The runner records it when a run starts, as JSON in the runs table's `settings_json`;
-/// [`Queue::runs`] reads it. Every field is optional, so a run of a vrbulk that recorded fewer
-/// fields still decodes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RunSettings {
-    /// The appliance, `https://host[:port]`, without the API prefix.
-    pub url: Option<String>,
-    /// `v1` or `v2`.
-    pub api_version: Option<String>,
-    /// How the appliance's certificate was trusted: `system` (public roots), `ca_file`,
-    /// `thumbprint` or `insecure`.
-    pub tls_trust: Option<String>,
-    /// The CA file's path, or the pinned SHA-256 thumbprint (`AB:CD:…`).
-    pub tls_anchor: Option<String>,
-    /// The appliance's rate limiter the run's request budget kept to: requests per window for one
-    /// session and for one client IP, and the window.
-    pub requests_per_session: Option<u32>,
-    pub requests_per_ip: Option<u32>,
-    pub rate_window_ms: Option<u64>,
-    /// Requests in flight at most.
-    pub workers: Option<u32>,
-    /// VM names per lookup call, specs per configure call.
-    pub lookup_group: Option<u32>,
-    pub submit_group: Option<u32>,
-    /// Attempts per job (`--max-attempts`, else the batch's), and quick retries per request.
-    pub max_attempts: Option<u32>,
-    pub request_retries: Option<u32>,
-    /// The shortest gap between two task polls.
-    pub poll_interval_ms: Option<u64>,
-    pub lease_ms: Option<u64>,
-    /// Admission: new VMs only while fewer replications are in their initial sync, and which
-    /// waiting VMs go first (`input`, `smallest-first`).
-    pub max_initial_syncs: Option<u32>,
-    pub order: Option<String>,
-    /// The end of the change window (`--until`), Unix ms; `None`: the run had no window.
-    pub until: Option<i64>,
-    /// The appliance's capacity the run placed VMs by, with where each figure came from.
-    /// Known once the run has logged in (the figures follow the appliance's version), so it
-    /// is recorded then ([`Queue::record_run_capacity`]).
-    pub capacity: Option<AppliedLimits>,
-}
-
-impl RunSettings {
-    /// Leniently: a value written by another vrbulk that does not decode is no settings, never
-    /// a failed report.
-    pub(crate) fn decode(json: &str) -> Option<RunSettings> {
-        serde_json::from_str(json).ok()
-    }
-}
 
 impl Queue {
     pub fn start_run(
@@ -72,7 +18,7 @@ impl Queue {
         batch: BatchId,
         owner: &str,
         command: &str,
-        settings: Option<&RunSettings>,
+        settings: Option<&UsedSettings>,
     ) -> Result<()> {
         let now = self.now();
         let settings = settings

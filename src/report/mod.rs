@@ -44,7 +44,7 @@ pub use operations::{
     describe, done_word, state_word, BatchRef, JobOperation, OperationSince, OperationSpecCount,
 };
 pub use plan::{PlanCounts, PlanReport};
-pub use settings::{RunEntry, UsedSettings};
+pub use settings::RunEntry;
 
 #[derive(Debug, Error)]
 pub enum ReportError {

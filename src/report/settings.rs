@@ -1,18 +1,20 @@
 //! The audit's "Effective settings": what the import recorded on the batch, and each run of the
-//! batch: where it ran, how it ended and, when the run recorded them
-//! ([`crate::queue::RunSettings`]), the appliance and how its certificate was trusted, the
-//! request budget, workers, group sizes, attempts and change window it used. Never a secret:
-//! the queue holds none, and a settings key that names one is redacted all the same, so a
-//! future field cannot leak one into a ticket.
+//! batch: where it ran, how it ended and, when the run recorded them, the settings it used as
+//! the queue stored them ([`UsedSettings`]): the appliance and how its certificate was trusted,
+//! the request budget, workers, group sizes, attempts and change window. Never a secret: the
+//! queue holds none, and a settings key that names one is redacted all the same, so a future
+//! field cannot leak one into a ticket.
 //!
 //! [`run_rows`] says each run and each setting in words once, for the Markdown and HTML
 //! renderers.
 
-use serde::Serialize;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
 
 use super::{span, UtcTime};
-use crate::domain::AppliedLimits;
-use crate::queue::{RunRecord, RunSettings};
+use crate::queue::RunRecord;
+use crate::settings::UsedSettings;
 
 /// One `vrbulk run` of the batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,7 +26,8 @@ pub struct RunEntry {
     pub finished_at: Option<UtcTime>,
     pub outcome: Option<String>,
     pub relogins: u64,
-    /// What it used; `None` when the run did not record it.
+    /// What it used, as the queue stored it; `None` when the run did not record it.
+    #[serde(serialize_with = "as_reported")]
     pub settings: Option<UsedSettings>,
 }
 
@@ -37,7 +40,7 @@ impl RunEntry {
             finished_at: r.finished_at.map(UtcTime),
             outcome: r.outcome.clone(),
             relogins: r.relogins,
-            settings: r.settings.as_ref().map(UsedSettings::new),
+            settings: r.settings.clone(),
         }
     }
 
@@ -51,56 +54,15 @@ impl RunEntry {
     }
 }
 
-/// What one run used, as it recorded it (see [`RunSettings`] for each field); the change
-/// window's end is a time like every other in the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UsedSettings {
-    pub url: Option<String>,
-    pub api_version: Option<String>,
-    pub tls_trust: Option<String>,
-    pub tls_anchor: Option<String>,
-    pub requests_per_session: Option<u32>,
-    pub requests_per_ip: Option<u32>,
-    pub rate_window_ms: Option<u64>,
-    pub workers: Option<u32>,
-    pub lookup_group: Option<u32>,
-    pub submit_group: Option<u32>,
-    pub max_attempts: Option<u32>,
-    pub request_retries: Option<u32>,
-    pub poll_interval_ms: Option<u64>,
-    pub lease_ms: Option<u64>,
-    pub max_initial_syncs: Option<u32>,
-    pub order: Option<String>,
-    /// The end of the change window (`--until`); `None`: no window.
-    pub until: Option<UtcTime>,
-    /// The appliance's capacity the run placed VMs by, and where each figure came from.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capacity: Option<AppliedLimits>,
-}
-
-impl UsedSettings {
-    fn new(s: &RunSettings) -> UsedSettings {
-        UsedSettings {
-            url: s.url.clone(),
-            api_version: s.api_version.clone(),
-            tls_trust: s.tls_trust.clone(),
-            tls_anchor: s.tls_anchor.clone(),
-            requests_per_session: s.requests_per_session,
-            requests_per_ip: s.requests_per_ip,
-            rate_window_ms: s.rate_window_ms,
-            workers: s.workers,
-            lookup_group: s.lookup_group,
-            submit_group: s.submit_group,
-            max_attempts: s.max_attempts,
-            request_retries: s.request_retries,
-            poll_interval_ms: s.poll_interval_ms,
-            lease_ms: s.lease_ms,
-            max_initial_syncs: s.max_initial_syncs,
-            order: s.order.clone(),
-            until: s.until.map(UtcTime),
-            capacity: s.capacity.clone(),
-        }
-    }
+/// The settings as the queue stored them, but the change window's end, which the record keeps
+/// in Unix ms, as a time like every other in the report (`docs/report-schema.md`).
+fn as_reported<S: Serializer>(settings: &Option<UsedSettings>, s: S) -> Result<S::Ok, S::Error> {
+    let Some(used) = settings else {
+        return s.serialize_none();
+    };
+    let mut shown = serde_json::to_value(used).map_err(serde::ser::Error::custom)?;
+    shown["until"] = used.run.until.map(|t| UtcTime(t).rfc3339()).into();
+    shown.serialize(s)
 }
 
 /// Words that name a secret in a settings key.
@@ -177,17 +139,21 @@ fn setting_rows(runs: &[RunEntry]) -> Vec<RunRow> {
         ("Appliance", appliance),
         ("TLS trust", trust),
         ("Request budget", budget),
-        ("Workers", |s| Some(s.workers?.to_string())),
+        ("Workers", |s| Some(s.run.workers.to_string())),
         ("Lookup / submit group", |s| {
-            Some(format!("{} / {}", s.lookup_group?, s.submit_group?))
+            Some(format!("{} / {}", s.run.lookup_group, s.run.submit_group))
         }),
         ("Attempts", attempts),
         ("Task polls", |s| {
-            Some(format!("at most every {}", span_or_ms(s.poll_interval_ms?)))
+            Some(format!("at most every {}", span_or_ms(s.run.poll_interval)))
         }),
         ("Admission", admission),
         ("Change window", |s| {
-            Some(s.until.map_or("none".into(), |t| format!("until {t}")))
+            Some(
+                s.run
+                    .until
+                    .map_or("none".into(), |t| format!("until {}", UtcTime(t))),
+            )
         }),
     ];
     // Runs before vrbulk counted the appliance's capacity by its version recorded none: the
@@ -244,7 +210,9 @@ fn trust(s: &UsedSettings) -> Option<String> {
 }
 
 fn budget(s: &UsedSettings) -> Option<String> {
-    let window = s.rate_window_ms.map_or("the window".into(), span_or_ms);
+    let window = s.rate_window_ms.map_or("the window".into(), |ms| {
+        span_or_ms(Duration::from_millis(ms))
+    });
     match (s.requests_per_session, s.requests_per_ip) {
         (Some(session), Some(ip)) => Some(format!(
             "{session} requests per session, {ip} per client IP, per {window}"
@@ -256,14 +224,11 @@ fn budget(s: &UsedSettings) -> Option<String> {
 }
 
 fn attempts(s: &UsedSettings) -> Option<String> {
-    match (s.max_attempts, s.request_retries) {
-        (Some(job), Some(request)) => Some(format!(
-            "{job} per job; {request} quick retries per request"
-        )),
-        (Some(job), None) => Some(format!("{job} per job")),
-        (None, Some(request)) => Some(format!("{request} quick retries per request")),
-        (None, None) => None,
-    }
+    let request = s.run.request_retries;
+    Some(match s.max_attempts {
+        Some(job) => format!("{job} per job; {request} quick retries per request"),
+        None => format!("{request} quick retries per request"),
+    })
 }
 
 fn capacity(s: &UsedSettings) -> Option<String> {
@@ -272,25 +237,27 @@ fn capacity(s: &UsedSettings) -> Option<String> {
 }
 
 fn admission(s: &UsedSettings) -> Option<String> {
-    let order = s.order.as_deref().unwrap_or("input");
-    Some(match s.max_initial_syncs {
+    let order = s.run.order.as_str();
+    Some(match s.run.max_initial_syncs {
         Some(n) => format!("at most {n} initial syncs at once, {order} order"),
         None => format!("all at once, {order} order"),
     })
 }
 
 /// `2s`, or `500 ms` below a second.
-fn span_or_ms(ms: u64) -> String {
+fn span_or_ms(d: Duration) -> String {
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     if ms < 1000 {
         format!("{ms} ms")
     } else {
-        span(i64::try_from(ms).unwrap_or(i64::MAX))
+        span(ms)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AppliedLimits;
     use serde_json::json;
 
     #[test]
@@ -310,9 +277,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn runs_that_recorded_nothing_make_no_rows_and_one_that_did_says_each_setting() {
-        let record = |settings: Option<RunSettings>| RunRecord {
+    /// A run's record, as the runner writes it with the built-in options and nothing of the
+    /// connection.
+    fn record(settings: Option<UsedSettings>) -> RunRecord {
+        RunRecord {
             id: "7f".into(),
             owner: "jump01:4242:7f".into(),
             started_at: 0,
@@ -320,32 +288,62 @@ mod tests {
             outcome: None,
             relogins: 0,
             settings,
-        };
+        }
+    }
+
+    fn used() -> UsedSettings {
+        UsedSettings {
+            url: None,
+            api_version: None,
+            tls_trust: None,
+            tls_anchor: None,
+            requests_per_session: None,
+            requests_per_ip: None,
+            rate_window_ms: None,
+            max_attempts: None,
+            run: crate::settings::RunOptions::default(),
+            capacity: None,
+        }
+    }
+
+    #[test]
+    fn runs_that_recorded_nothing_make_no_rows_and_one_that_did_says_each_setting() {
         let bare = RunEntry::new(&record(None));
         assert_eq!(bare.host(), "jump01 (pid 4242)");
         assert!(setting_rows(std::slice::from_ref(&bare)).is_empty());
-        let used = RunEntry::new(&record(Some(RunSettings {
+        let silent = RunEntry::new(&record(Some(used())));
+        let said = RunEntry::new(&record(Some(UsedSettings {
             url: Some("https://vr01.corp.local:8043".into()),
             tls_trust: Some("thumbprint".into()),
             tls_anchor: Some("AB:CD".into()),
             requests_per_session: Some(50),
             requests_per_ip: Some(100),
             rate_window_ms: Some(60_000),
-            ..RunSettings::default()
+            max_attempts: Some(3),
+            ..used()
         })));
-        let rows = setting_rows(&[bare, used]);
+        let rows = setting_rows(&[bare, silent, said]);
         let row = |label: &str| &rows.iter().find(|(l, _)| *l == label).unwrap().1;
         assert_eq!(
             row("Appliance"),
-            &["not recorded", "https://vr01.corp.local:8043"]
+            &["not recorded", "\u{2014}", "https://vr01.corp.local:8043"]
         );
-        assert_eq!(row("TLS trust")[1], "pinned SHA-256 thumbprint AB:CD");
+        assert_eq!(row("TLS trust")[2], "pinned SHA-256 thumbprint AB:CD");
         assert_eq!(
-            row("Request budget")[1],
+            row("Request budget")[2],
             "50 requests per session, 100 per client IP, per 1m 00s"
         );
-        assert_eq!(row("Workers")[1], "\u{2014}");
-        assert_eq!(row("Change window")[1], "none");
+        assert_eq!(row("Workers")[1..], ["8", "8"]);
+        assert_eq!(row("Lookup / submit group")[2], "50 / 20");
+        assert_eq!(
+            row("Attempts")[1..],
+            [
+                "4 quick retries per request",
+                "3 per job; 4 quick retries per request"
+            ]
+        );
+        assert_eq!(row("Admission")[2], "all at once, input order");
+        assert_eq!(row("Change window")[2], "none");
         assert!(
             rows.iter().all(|(l, _)| *l != "Appliance limits"),
             "no run recorded its capacity"
@@ -354,25 +352,15 @@ mod tests {
 
     #[test]
     fn the_capacity_a_run_counted_by_says_where_each_figure_came_from() {
-        let record = |capacity: Option<AppliedLimits>| RunRecord {
-            id: "7f".into(),
-            owner: "jump01:4242:7f".into(),
-            started_at: 0,
-            finished_at: None,
-            outcome: None,
-            relogins: 0,
-            settings: Some(RunSettings {
-                capacity,
-                ..RunSettings::default()
-            }),
-        };
+        let counted =
+            |capacity: Option<AppliedLimits>| record(Some(UsedSettings { capacity, ..used() }));
         let limits = crate::domain::CapacityLimits {
             replications_per_appliance: Some(4000),
             ..Default::default()
         };
         let rows = setting_rows(&[
-            RunEntry::new(&record(None)),
-            RunEntry::new(&record(Some(crate::workflow::applied(
+            RunEntry::new(&counted(None)),
+            RunEntry::new(&counted(Some(crate::workflow::applied(
                 &limits,
                 Some("9.0.2"),
             )))),
@@ -388,5 +376,22 @@ mod tests {
             "VR 9.0.2: 200 per VR server (assumed: VR 9.0 documents none), 4000 per appliance \
              (set in [limits]), 1000 within one vCenter (assumed: VR 9.0 documents none)"
         );
+    }
+
+    #[test]
+    fn the_report_says_the_stored_settings_with_the_window_as_a_time() {
+        let entry = RunEntry::new(&record(Some(UsedSettings {
+            run: crate::settings::RunOptions {
+                until: Some(1_717_236_000_000),
+                ..crate::settings::RunOptions::default()
+            },
+            ..used()
+        })));
+        let shown = serde_json::to_value(&entry).unwrap()["settings"].clone();
+        let mut stored = serde_json::to_value(entry.settings.as_ref().unwrap()).unwrap();
+        assert_eq!(stored["until"], 1_717_236_000_000_i64);
+        stored["until"] = json!("2024-06-01T10:00:00.000Z");
+        assert_eq!(shown, stored);
+        assert!(serde_json::to_value(RunEntry::new(&record(None))).unwrap()["settings"].is_null());
     }
 }

@@ -9,47 +9,15 @@
 //! records their protection, as `watch` does, and serves the round's verify.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 
 use tokio::time::Instant;
 
-use super::{Active, RunError, Runner};
+use super::{Active, RunError, Runner, SubmitOrder};
 use crate::queue::{JobId, ReplicationSeen, Step};
 use crate::vr::model::{ConfigureReplicationSpec, ReplicationInfo};
 use crate::workflow::protection::{in_initial_sync, seen};
 use crate::workflow::spec::spec_bytes;
 use crate::workflow::Discovery;
-
-/// Which waiting VMs go first when a slot frees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SubmitOrder {
-    /// As the batch was imported.
-    #[default]
-    Input,
-    /// The fewest bytes to copy first: the most VMs protected soonest.
-    SmallestFirst,
-}
-
-impl SubmitOrder {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubmitOrder::Input => "input",
-            SubmitOrder::SmallestFirst => "smallest-first",
-        }
-    }
-}
-
-impl FromStr for SubmitOrder {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "input" => Ok(SubmitOrder::Input),
-            "smallest-first" | "smallest_first" => Ok(SubmitOrder::SmallestFirst),
-            other => Err(format!("`{other}`: expected input or smallest-first")),
-        }
-    }
-}
 
 /// A pairing's replications as the appliance listed them in one round.
 #[derive(Debug, Clone)]
@@ -160,16 +128,4 @@ fn is_in_flight(a: &Active, census: &Census) -> bool {
         .vm_id
         .as_ref()
         .is_none_or(|vm| !census.by_vm.contains_key(vm))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_order_is_read_from_its_words() {
-        assert_eq!("smallest-first".parse(), Ok(SubmitOrder::SmallestFirst));
-        assert_eq!(" Input ".parse(), Ok(SubmitOrder::Input));
-        assert!("largest-first".parse::<SubmitOrder>().is_err());
-    }
 }

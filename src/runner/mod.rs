@@ -26,11 +26,10 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::domain::{CapacityLimits, Operation};
+use crate::domain::Operation;
 use crate::exit::Exit;
 use crate::queue::{
-    Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError,
-    RunSettings, Step,
+    Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError, Step,
 };
 use crate::vr::model::{ConfigureReplicationSpec, Pairing};
 use crate::vr::{
@@ -40,64 +39,8 @@ use crate::vr::{
 use crate::workflow::protection::replicated_bytes;
 use crate::workflow::{appliance_version, Capacity, Discovery, DiscoveryError};
 
-pub use admission::SubmitOrder;
-
-/// The knobs of one run (flags and `[run]` of vrbulk.toml).
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub batch: Option<BatchId>,
-    /// Requests in flight at most.
-    pub workers: usize,
-    /// Overrides the batch's attempts per job.
-    pub max_attempts: Option<u32>,
-    /// Unix ms after which no new job is claimed (the end of the change window).
-    pub until: Option<i64>,
-    /// VM names or ids per lookup call.
-    pub lookup_group: usize,
-    /// Specs per configure call (the appliance takes at most 20).
-    pub submit_group: usize,
-    /// The shortest gap between two task polls.
-    pub poll_interval: Duration,
-    /// Submit new VMs only while fewer replications of the pairing are in their initial sync.
-    pub max_initial_syncs: Option<usize>,
-    /// Which waiting VMs go first when admission frees a slot.
-    pub order: SubmitOrder,
-    /// Work on a batch another live run holds, sharing its jobs through the queue.
-    pub join: bool,
-    /// `[limits]`: the appliance's capacity where set; the rest follows its version.
-    pub capacity: CapacityLimits,
-    pub lease: Duration,
-    /// Jobs held at once (the appliance holds at most 2000 replications).
-    pub window: usize,
-    /// Quick retries inside one request.
-    pub request_retries: u32,
-    /// Job-level backoff: full jitter over `retry_base * 2^(attempt-1)`, at most `retry_cap`.
-    pub retry_base: Duration,
-    pub retry_cap: Duration,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            batch: None,
-            workers: 8,
-            max_attempts: None,
-            until: None,
-            lookup_group: 50,
-            submit_group: 20,
-            poll_interval: Duration::from_secs(2),
-            max_initial_syncs: None,
-            order: SubmitOrder::Input,
-            join: false,
-            capacity: CapacityLimits::default(),
-            lease: Duration::from_secs(60),
-            window: 2000,
-            request_retries: 4,
-            retry_base: Duration::from_secs(5),
-            retry_cap: Duration::from_secs(300),
-        }
-    }
-}
+use crate::settings::UsedSettings;
+pub use crate::settings::{RunOptions, SubmitOrder};
 
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,7 +352,7 @@ async fn begin(
     opts: &RunOptions,
     run_id: &str,
     owner: &str,
-    mut recorded: RunSettings,
+    mut recorded: UsedSettings,
 ) -> Result<Batch, RunError> {
     let (owner, run_id, wanted, max_attempts, join) = (
         owner.to_string(),
@@ -456,33 +399,23 @@ async fn begin(
 }
 
 /// What this run uses, for the report's "Effective settings": never a secret.
-fn recorded_settings(settings: &ClientSettings, opts: &RunOptions) -> RunSettings {
+fn recorded_settings(settings: &ClientSettings, opts: &RunOptions) -> UsedSettings {
     let (trust, anchor) = match &settings.trust {
         TlsTrust::Verify => ("system", None),
         TlsTrust::VerifyWithCa(path) => ("ca_file", Some(path.display().to_string())),
         TlsTrust::Pinned(thumbprint) => ("thumbprint", Some(thumbprint.to_string())),
         TlsTrust::Insecure => ("insecure", None),
     };
-    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    RunSettings {
+    UsedSettings {
         url: Some(settings.url.as_str().trim_end_matches('/').to_string()),
         api_version: Some(settings.api_version.as_str().to_string()),
         tls_trust: Some(trust.to_string()),
         tls_anchor: anchor,
         requests_per_session: Some(settings.limits.per_session),
         requests_per_ip: Some(settings.limits.per_ip),
-        rate_window_ms: Some(ms(settings.limits.window)),
-        workers: Some(count(opts.workers)),
-        lookup_group: Some(count(opts.lookup_group)),
-        submit_group: Some(count(opts.submit_group)),
+        rate_window_ms: Some(u64::try_from(settings.limits.window.as_millis()).unwrap_or(u64::MAX)),
         max_attempts: opts.max_attempts,
-        request_retries: Some(opts.request_retries),
-        poll_interval_ms: Some(ms(opts.poll_interval)),
-        lease_ms: Some(ms(opts.lease)),
-        max_initial_syncs: opts.max_initial_syncs.map(count),
-        order: Some(opts.order.as_str().to_string()),
-        until: opts.until,
+        run: opts.clone(),
         capacity: None,
     }
 }
