@@ -1,8 +1,10 @@
-//! Connection settings: `vrbulk.toml`, then the environment, in that order.
+//! Settings: `vrbulk.toml`, then the environment, then the flags, in that order.
 //!
 //! The file holds no secrets: passwords come from `VRBULK_PASSWORD` / `VRBULK_REMOTE_PASSWORD`
 //! or an interactive prompt, never from a flag (shell history) or the file (backups, tickets).
-//! Turning raw file values into a validated [`ClientSettings`] happens once, here.
+//! Turning raw values into validated settings happens once, here: the connection into a
+//! [`ClientSettings`], and what a run goes by, the connection with the run's options
+//! ([`crate::settings`]), in one place of precedence ([`ConfigFile::for_run`]).
 //!
 //! Every command reads the file through [`ConfigFile::load`], which checks the whole file by the
 //! same rules that turn it into settings ([`ConfigFile::problems`]): a file that `config check`
@@ -21,8 +23,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::domain::CapacityLimits;
-use crate::runner::RunOptions;
 use crate::secret::Secret;
+use crate::settings::{RunOptions, RunSettings, Written};
 use crate::vr::{ApiVersion, ClientSettings, Credentials, Limits, Thumbprint, TlsTrust};
 
 pub const DEFAULT_CONFIG: &str = "vrbulk.toml";
@@ -84,8 +86,9 @@ pub struct ConfigFile {
     /// Replication settings that CSV cells and inventory selections fall back to.
     #[serde(default)]
     pub defaults: crate::input::Defaults,
+    /// How a run works through a batch (flags override each key).
     #[serde(default)]
-    pub run: RunSection,
+    pub run: RunSettings,
     /// The appliance's capacity, where it differs from the defaults of its version.
     #[serde(default)]
     pub limits: CapacityLimits,
@@ -112,45 +115,6 @@ pub struct SourceSection {
     pub requests_per_minute_per_ip: Option<u32>,
     /// The limiter's window; the two quotas above are per window. 60 unless changed.
     pub rate_window_seconds: Option<f64>,
-}
-
-/// `[run]`: how a run works through a batch; flags override each key. How hard it may press the
-/// appliance is the appliance's own limit, in `[source]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunSection {
-    pub workers: Option<usize>,
-    pub lookup_group: Option<usize>,
-    pub submit_group: Option<usize>,
-    pub max_attempts: Option<u32>,
-    pub poll_interval_seconds: Option<f64>,
-    pub request_retries: Option<u32>,
-    /// How long a job stays reserved to a run that stopped answering (killed, host lost).
-    pub lease_seconds: Option<u64>,
-    /// Admission: new VMs only while fewer replications of the pairing are in initial sync.
-    pub max_initial_syncs: Option<usize>,
-    /// `input` or `smallest-first`: which waiting VMs go first.
-    pub order: Option<String>,
-    /// Requests per second and burst of earlier versions: the appliance's own rate limit
-    /// (`[source] requests_per_minute`) paces a run now. Read only to say so, so that an older
-    /// settings file still works.
-    pub rate: Option<toml::Value>,
-    pub burst: Option<toml::Value>,
-}
-
-/// The flags of `vrbulk run` that override `[run]`.
-#[derive(Debug, Clone, Default)]
-pub struct RunFlags {
-    pub batch: Option<i64>,
-    pub workers: Option<usize>,
-    pub max_attempts: Option<u32>,
-    pub until: Option<String>,
-    pub lookup_group: Option<usize>,
-    pub submit_group: Option<usize>,
-    pub poll_interval: Option<f64>,
-    pub max_initial_syncs: Option<usize>,
-    pub order: Option<String>,
-    pub join: bool,
 }
 
 /// The checks of `[run]` values and the flags over them, collecting every problem; a value
@@ -208,161 +172,121 @@ impl RunChecks {
         None
     }
 
-    fn parsed<T>(
-        &mut self,
-        value: Option<(String, String)>,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        let (text, field) = value?;
-        parse(&text)
+    /// A value that was read as written: what it means, or its problem.
+    fn written<T>(&mut self, value: Option<(Written<T>, String)>) -> Option<T> {
+        let (written, field) = value?;
+        written
             .map_err(|message| self.problems.push(ConfigError::invalid(field, message)))
             .ok()
     }
 }
 
-impl RunSection {
-    /// Flags over `[run]` over the built-in defaults, checked once; the first problem, if any
-    /// (the file's own were refused when it was loaded, so these are the flags').
-    pub fn options(&self, flags: &RunFlags) -> Result<RunOptions, ConfigError> {
-        let (options, problems) = self.checked(flags);
-        match problems.into_iter().next() {
-            None => Ok(options),
-            Some(first) => Err(first),
-        }
-    }
-
-    /// The options and every problem of them.
-    fn checked(&self, flags: &RunFlags) -> (RunOptions, Vec<ConfigError>) {
-        use RunChecks as C;
-        let d = RunOptions::default();
-        let mut c = RunChecks::default();
-        let workers = c.count(
-            C::origin(flags.workers, "workers", self.workers, "workers"),
-            1..=64,
-        );
-        let lookup_group = c.count(
+/// `flags` over `file` (the `[run]` keys) over the built-in defaults: the options, and every
+/// problem of them, each named where its value came from.
+fn run_options(file: &RunSettings, flags: &RunSettings) -> (RunOptions, Vec<ConfigError>) {
+    use RunChecks as C;
+    let d = RunOptions::default();
+    let mut c = RunChecks::default();
+    let workers = c.count(
+        C::origin(flags.workers, "workers", file.workers, "workers"),
+        1..=64,
+    );
+    let lookup_group = c.count(
+        C::origin(
+            flags.lookup_group,
+            "lookup-group",
+            file.lookup_group,
+            "lookup_group",
+        ),
+        1..=200,
+    );
+    // The appliance takes at most 20 VMs in one configure operation.
+    let submit_group = c.count(
+        C::origin(
+            flags.submit_group,
+            "submit-group",
+            file.submit_group,
+            "submit_group",
+        ),
+        1..=20,
+    );
+    let max_attempts = c
+        .count(
             C::origin(
-                flags.lookup_group,
-                "lookup-group",
-                self.lookup_group,
-                "lookup_group",
+                flags.max_attempts.map(|k| k as usize),
+                "max-attempts",
+                file.max_attempts.map(|k| k as usize),
+                "max_attempts",
             ),
-            1..=200,
-        );
-        // The appliance takes at most 20 VMs in one configure operation.
-        let submit_group = c.count(
-            C::origin(
-                flags.submit_group,
-                "submit-group",
-                self.submit_group,
-                "submit_group",
-            ),
-            1..=20,
-        );
-        let max_attempts = c
-            .count(
-                C::origin(
-                    flags.max_attempts.map(|k| k as usize),
-                    "max-attempts",
-                    self.max_attempts.map(|k| k as usize),
-                    "max_attempts",
-                ),
-                1..=100,
-            )
-            .map(|k| k as u32);
-        let until = c.parsed(
-            flags.until.clone().map(|u| (u, "--until".to_string())),
-            parse_until,
-        );
-        let poll_interval = c.seconds(
-            C::origin(
-                flags.poll_interval,
-                "poll-interval",
-                self.poll_interval_seconds,
-                "poll_interval_seconds",
-            ),
-            0.1,
-        );
-        // Quick retries of one request, each waiting up to the backoff's cap: more than ten
-        // would hold a worker for minutes on an appliance that is down.
-        let request_retries = c.count(
-            C::origin(
-                None,
-                "",
-                self.request_retries.map(|n| n as usize),
-                "request_retries",
-            ),
-            0..=10,
-        );
-        let lease = c.seconds(
-            C::origin(
-                None,
-                "",
-                self.lease_seconds.map(|s| s as f64),
-                "lease_seconds",
-            ),
-            1.0,
-        );
-        let max_initial_syncs = c.count(
-            C::origin(
-                flags.max_initial_syncs,
-                "max-initial-syncs",
-                self.max_initial_syncs,
-                "max_initial_syncs",
-            ),
-            1..=2000,
-        );
-        let order = c.parsed(
-            C::origin(flags.order.clone(), "order", self.order.clone(), "order"),
-            |o| o.parse(),
-        );
-        let options = RunOptions {
-            batch: flags.batch,
-            workers: workers.unwrap_or(d.workers),
-            max_attempts,
-            until,
-            lookup_group: lookup_group.unwrap_or(d.lookup_group),
-            submit_group: submit_group.unwrap_or(d.submit_group),
-            poll_interval: poll_interval.unwrap_or(d.poll_interval),
-            request_retries: request_retries.map_or(d.request_retries, |n| n as u32),
-            lease: lease.unwrap_or(d.lease),
-            max_initial_syncs,
-            order: order.unwrap_or_default(),
-            join: flags.join,
-            ..d
-        };
-        (options, c.problems)
-    }
+            1..=100,
+        )
+        .map(|k| k as u32);
+    let poll_interval = c.seconds(
+        C::origin(
+            flags.poll_interval_seconds,
+            "poll-interval",
+            file.poll_interval_seconds,
+            "poll_interval_seconds",
+        ),
+        0.1,
+    );
+    // Quick retries of one request, each waiting up to the backoff's cap: more than ten
+    // would hold a worker for minutes on an appliance that is down.
+    let request_retries = c.count(
+        C::origin(
+            None,
+            "",
+            file.request_retries.map(|n| n as usize),
+            "request_retries",
+        ),
+        0..=10,
+    );
+    let lease = c.seconds(
+        C::origin(
+            None,
+            "",
+            file.lease_seconds.map(|s| s as f64),
+            "lease_seconds",
+        ),
+        1.0,
+    );
+    let max_initial_syncs = c.count(
+        C::origin(
+            flags.max_initial_syncs,
+            "max-initial-syncs",
+            file.max_initial_syncs,
+            "max_initial_syncs",
+        ),
+        1..=2000,
+    );
+    let order = c.written(C::origin(
+        flags.order.clone(),
+        "order",
+        file.order.clone(),
+        "order",
+    ));
+    let options = RunOptions {
+        workers: workers.unwrap_or(d.workers),
+        max_attempts,
+        until: flags.until,
+        lookup_group: lookup_group.unwrap_or(d.lookup_group),
+        submit_group: submit_group.unwrap_or(d.submit_group),
+        poll_interval: poll_interval.unwrap_or(d.poll_interval),
+        request_retries: request_retries.map_or(d.request_retries, |n| n as u32),
+        lease: lease.unwrap_or(d.lease),
+        max_initial_syncs,
+        order: order.unwrap_or_default(),
+        ..d
+    };
+    (options, c.problems)
 }
 
-/// `HH:MM` (the next one, local), `YYYY-MM-DD HH:MM` (local) or an RFC 3339 instant, as Unix ms.
-pub fn parse_until(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let now = jiff::ZonedDateTime::now();
-    let local = |dt: jiff::civil::DateTime| {
-        dt.to_zoned_datetime(now.time_zone().clone())
-            .map(|z| z.timestamp())
-            .map_err(|e| e.to_string())
-    };
-    let instant = if let Ok(t) = text.parse::<jiff::Timestamp>() {
-        t
-    } else if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
-        local(dt)?
-    } else if let Ok(t) = text.parse::<jiff::civil::Time>() {
-        let today = local(now.date().to_datetime(t))?;
-        if today > now.timestamp() {
-            today
-        } else {
-            today
-                .checked_add(jiff::SignedDuration::from_hours(24))
-                .map_err(|e| e.to_string())?
-        }
-    } else {
-        return Err(format!(
-            "`{text}`: expected HH:MM, YYYY-MM-DD HH:MM or an RFC 3339 time"
-        ));
-    };
-    Ok(instant.as_millisecond())
+/// What a run goes by, settled: [`ConfigFile::for_run`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSetup {
+    /// The appliance, its users and its rate limiter, without the passwords.
+    pub connection: Connection,
+    pub options: RunOptions,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -408,7 +332,7 @@ impl ConfigFile {
     }
 
     /// Every problem of the file's values, by the rules that turn them into settings
-    /// ([`Connection::resolve`], [`RunSection::options`], [`Defaults::validate`]), so that
+    /// ([`Connection::resolve`], [`ConfigFile::for_run`], [`Defaults::validate`]), so that
     /// whatever passes here resolves. A URL or user the environment overrides is still checked:
     /// the file is wrong either way.
     ///
@@ -442,8 +366,37 @@ impl ConfigFile {
                 .into_iter()
                 .map(|(key, message)| ConfigError::invalid(format!("[defaults] {key}"), message)),
         );
-        problems.extend(self.run.checked(&RunFlags::default()).1);
+        problems.extend(run_options(&self.run, &RunSettings::default()).1);
         problems
+    }
+
+    /// What a run goes by, each setting from this file, then the environment, then `flags`, a
+    /// later one winning: the run's options (`[run]` and `[limits]` under the flags), and the
+    /// connection (`[source]` and `[target]` under `VRBULK_URL`, `VRBULK_USER` and
+    /// `VRBULK_REMOTE_USER`, the rate limiter under `--requests-per-minute`). Checked once: the
+    /// first problem, which is a flag's (the file's own were refused when it was loaded), or a
+    /// connection setting the file and the environment both lack.
+    pub fn for_run(
+        &self,
+        env: &dyn Environment,
+        flags: &RunSettings,
+    ) -> Result<RunSetup, ConfigError> {
+        let (options, problems) = run_options(&self.run, flags);
+        if let Some(first) = problems.into_iter().next() {
+            return Err(first);
+        }
+        let options = RunOptions {
+            capacity: self.capacity()?,
+            ..options
+        };
+        let mut connection = Connection::resolve(self, env)?;
+        if let Some(n) = flags.requests_per_minute {
+            connection.limits.per_session = quota("--requests-per-minute", n)?;
+        }
+        Ok(RunSetup {
+            connection,
+            options,
+        })
     }
 
     /// `[limits]`, checked: each figure set is a whole number of replications from 1 to
@@ -719,14 +672,21 @@ fn page_size(s: &SourceSection) -> Result<u32, ConfigError> {
 }
 
 /// The appliance's rate limiter: its defaults, or what its admin set.
+/// A quota of the appliance's rate limiter, from `field`: requests per window.
+fn quota(field: &str, n: u32) -> Result<u32, ConfigError> {
+    match n {
+        1..=100_000 => Ok(n),
+        n => Err(ConfigError::invalid(
+            field,
+            format!("must be between 1 and 100000, got {n}"),
+        )),
+    }
+}
+
 fn limits(s: &SourceSection) -> Result<Limits, ConfigError> {
     let d = Limits::APPLIANCE;
-    let quota = |field: &str, value: Option<u32>, default: u32| match value.unwrap_or(default) {
-        n @ 1..=100_000 => Ok(n),
-        n => Err(ConfigError::Invalid {
-            field: format!("[source] {field}"),
-            message: format!("must be between 1 and 100000, got {n}"),
-        }),
+    let quota = |key: &str, value: Option<u32>, default: u32| {
+        quota(&format!("[source] {key}"), value.unwrap_or(default))
     };
     let window = match s.rate_window_seconds {
         None => d.window,
@@ -795,6 +755,7 @@ fn trust(file: &ConfigFile) -> Result<TlsTrust, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::SubmitOrder;
 
     fn env(pairs: &[(&str, &str)]) -> FixedEnvironment {
         FixedEnvironment(
@@ -955,18 +916,6 @@ mod tests {
     }
 
     #[test]
-    fn until_understands_clock_times_and_instants() {
-        let now = jiff::Timestamp::now().as_millisecond();
-        let next = parse_until("05:30").unwrap();
-        assert!(next > now && next <= now + 24 * 3600 * 1000);
-        assert_eq!(
-            parse_until("2026-11-27T05:30:00Z").unwrap(),
-            1_795_757_400_000
-        );
-        assert!(parse_until("half past five").unwrap_err().contains("HH:MM"));
-    }
-
-    #[test]
     fn ca_file_is_relative_to_the_config_file_and_must_be_there() {
         let dir = tempfile::tempdir().unwrap();
         let text = "[source]\nurl = \"https://a\"\nuser = \"u\"\nca_file = \"vmca.pem\"\n";
@@ -1029,29 +978,142 @@ mod tests {
         );
     }
 
+    /// The options of `flags` over `file`, or their first problem.
+    fn options(file: &RunSettings, flags: &RunSettings) -> Result<RunOptions, ConfigError> {
+        let (options, problems) = run_options(file, flags);
+        match problems.into_iter().next() {
+            None => Ok(options),
+            Some(first) => Err(first),
+        }
+    }
+
     #[test]
     fn a_flag_is_named_as_the_flag_and_a_key_as_the_key() {
-        let file = RunSection {
+        let file = RunSettings {
             workers: Some(0),
-            ..RunSection::default()
+            ..RunSettings::default()
         };
-        let err = file.options(&RunFlags::default()).unwrap_err().to_string();
+        let err = options(&file, &RunSettings::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("[run] workers: must be between 1 and 64"),
             "{err}"
         );
-        let flags = RunFlags {
+        let flags = RunSettings {
             workers: Some(65),
-            ..RunFlags::default()
+            ..RunSettings::default()
         };
-        let err = RunSection::default()
-            .options(&flags)
+        let err = options(&RunSettings::default(), &flags)
             .unwrap_err()
             .to_string();
         assert!(
             err.starts_with("--workers: must be between 1 and 64"),
             "{err}"
         );
+        let file = ConfigFile::parse("[run]\norder = \"largest-first\"\n").unwrap();
+        assert_eq!(
+            file.problems()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["[run] order: `largest-first`: expected input or smallest-first"],
+            "a word the file's order does not know is a problem said with the others"
+        );
+        let flags = RunSettings {
+            requests_per_minute: Some(0),
+            ..RunSettings::default()
+        };
+        let err = ConfigFile::parse(FILE)
+            .unwrap()
+            .for_run(&env(&[]), &flags)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--requests-per-minute: must be between 1 and 100000, got 0"
+        );
+    }
+
+    /// The one order of precedence, setting by setting: the built-in default, then the file,
+    /// then the environment, then the flags.
+    #[test]
+    fn a_flag_wins_over_the_environment_which_wins_over_the_file() {
+        let text = FILE.replace("[target]", "requests_per_minute = 20\n[target]\n")
+            + "[run]\nworkers = 3\npoll_interval_seconds = 7.5\nsubmit_group = 10\n\
+               lease_seconds = 90\norder = \"smallest-first\"\n\
+               [limits]\nreplications_per_server = 150\n";
+        let file = ConfigFile::parse(&text).unwrap();
+        let nothing = RunSettings::default();
+        let setup = file.for_run(&env(&[]), &nothing).unwrap();
+        assert_eq!(setup.connection.url.as_str(), "https://vrms-a.corp.local/");
+        assert_eq!(setup.connection.limits.per_session, 20, "the file's");
+        assert_eq!(setup.options.workers, 3, "the file's");
+        assert_eq!(
+            setup.options.lookup_group,
+            RunOptions::default().lookup_group,
+            "the built-in default"
+        );
+        assert_eq!(setup.options.capacity.replications_per_server, Some(150));
+
+        let env = env(&[
+            ("VRBULK_URL", "https://other:8443"),
+            ("VRBULK_USER", "ops@corp.local"),
+        ]);
+        let flags = RunSettings {
+            workers: Some(5),
+            poll_interval_seconds: Some(2.0),
+            max_attempts: Some(9),
+            requests_per_minute: Some(30),
+            order: Some(Ok(SubmitOrder::Input)),
+            until: Some(1_795_757_400_000),
+            ..RunSettings::default()
+        };
+        let setup = file.for_run(&env, &flags).unwrap();
+        assert_eq!(
+            setup.connection.url.as_str(),
+            "https://other:8443/",
+            "env over file"
+        );
+        assert_eq!(setup.connection.user, "ops@corp.local", "env over file");
+        assert_eq!(setup.connection.limits.per_session, 30, "flag over file");
+        let o = setup.options;
+        assert_eq!(o.workers, 5, "flag over file");
+        assert_eq!(o.poll_interval, Duration::from_secs(2), "flag over file");
+        assert_eq!(o.order, SubmitOrder::Input, "flag over file");
+        assert_eq!(o.max_attempts, Some(9));
+        assert_eq!(o.until, Some(1_795_757_400_000));
+        assert_eq!(o.submit_group, 10, "the file's, no flag");
+        assert_eq!(o.lease, Duration::from_secs(90), "the file's, no flag");
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_naming_the_setting() {
+        let flags = RunSettings {
+            workers: Some(0),
+            ..RunSettings::default()
+        };
+        let err = options(&RunSettings::default(), &flags).unwrap_err();
+        assert!(err.to_string().contains("workers"), "{err}");
+        // The appliance takes at most 20 VMs in one configure call.
+        let file = RunSettings {
+            submit_group: Some(21),
+            ..RunSettings::default()
+        };
+        let err = options(&file, &RunSettings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("submit_group"), "{err}");
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300] {
+            let file = RunSettings {
+                poll_interval_seconds: Some(bad),
+                ..RunSettings::default()
+            };
+            let err = options(&file, &RunSettings::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("poll_interval"), "{bad}: {err}");
+        }
     }
 
     /// Any number in any numeric setting: an answer (a value or an error naming the setting),
@@ -1081,17 +1143,20 @@ mod tests {
                 lease in any::<Option<u64>>(),
                 flag_poll in seconds(),
             ) {
-                let file = RunSection {
+                let file = RunSettings {
                     workers,
                     lookup_group: lookup,
                     submit_group: submit,
                     max_attempts: attempts,
                     poll_interval_seconds: poll,
                     lease_seconds: lease,
-                    ..RunSection::default()
+                    ..RunSettings::default()
                 };
-                let flags = RunFlags { poll_interval: flag_poll, ..RunFlags::default() };
-                if let Ok(o) = file.options(&flags) {
+                let flags = RunSettings {
+                    poll_interval_seconds: flag_poll,
+                    ..RunSettings::default()
+                };
+                if let Ok(o) = options(&file, &flags) {
                     prop_assert!((1..=64).contains(&o.workers));
                     prop_assert!((1..=20).contains(&o.submit_group));
                     prop_assert!(o.poll_interval >= Duration::from_millis(100));

@@ -1,22 +1,112 @@
-//! The settings of a run, from the runner to the report.
+//! The settings of a run, from the flag to the report: each setting is defined once per form it
+//! takes, not once per struct it passes through.
 //!
-//! - [`RunOptions`] is what a run works by: the flags over `[run]` over the built-in defaults
-//!   (`config`), typed (durations, [`SubmitOrder`], the window's end as a moment), with the
-//!   runner's own knobs.
+//! - [`RunSettings`] is what the operator says: clap flattens it into the flags of `vrbulk run`,
+//!   serde reads it as `[run]` of vrbulk.toml. Each field is `None` where it was not said, and
+//!   holds the value as given (a `workers = 0`, a `nan` of seconds), so that the file's every
+//!   problem is said at once, each named where it came from (`--workers`, `[run] workers`).
+//! - [`RunOptions`] is what a run works by: the flags over the file over the built-in defaults,
+//!   checked once by [`ConfigFile::for_run`](crate::config::ConfigFile::for_run), typed
+//!   (durations, [`SubmitOrder`], the window's end as a moment), with the runner's own knobs.
 //! - [`UsedSettings`] is what the queue stores with each run and the report's "Effective
 //!   settings" shows as it was stored: the appliance and its trust, the request budget, the
-//!   attempts and the [`RunOptions`] themselves, in the names and milliseconds that every vrbulk
-//!   since runs were first recorded has written and read (`docs/report-schema.md`).
+//!   attempts and the [`RunOptions`] themselves.
+//!
+//! Two forms remain because the two faces differ on purpose: the flags and the file speak in the
+//! operator's units and may be wrong (a problem is collected, not a parse error that hides the
+//! others), while a run's options are valid and are recorded in the names and milliseconds that
+//! every vrbulk since runs were first recorded has written and read (`docs/report-schema.md`).
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use clap::builder::{EnumValueParser, TypedValueParser};
+use clap::Args;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::{AppliedLimits, CapacityLimits};
 
-/// What a run works by: the flags and `[run]` checked and laid over the built-in defaults, with
-/// the runner's own knobs. Built by `config` for a command, and as a struct update over
-/// [`Default`] by tests and the demo.
+/// How a run works through a batch, as the operator says it: the flags of `vrbulk run` and the
+/// `[run]` keys of vrbulk.toml (a flag wins). How hard a run may press the appliance is the
+/// appliance's own rate limit, in `[source]`.
+#[derive(Debug, Clone, Default, PartialEq, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    /// Requests in flight at most [default: 8, or [run] workers].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Requests per minute the appliance allows one session [default: 50, or [source]
+    /// requests_per_minute]; only if its admin changed the rate limiter.
+    #[arg(long)]
+    #[serde(skip)]
+    pub requests_per_minute: Option<u32>,
+    /// Attempts per job before it fails (applies to the batch's unfinished jobs).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// The end of the change window: no configure or other change reaches the appliance at or
+    /// after it (what was sent is followed to its end; the rest waits, exit 6). `HH:MM` (local,
+    /// the next one to come), `YYYY-MM-DD HH:MM` (local) or RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = parse_until)]
+    #[serde(skip)]
+    pub until: Option<i64>,
+    /// VMs per lookup call [default: 50].
+    #[arg(long)]
+    pub lookup_group: Option<usize>,
+    /// Specs per configure call [default and most: 20].
+    #[arg(long)]
+    pub submit_group: Option<usize>,
+    /// The shortest time between two task polls, in seconds [default: 2]; polls are further
+    /// spaced to what the tasks take and to the rate limit.
+    #[arg(long = "poll-interval", value_name = "POLL_INTERVAL")]
+    pub poll_interval_seconds: Option<f64>,
+    /// Submit new VMs only while fewer than N replications of each pairing are in their initial
+    /// sync (what the appliance reports, all batches counted): one run carries a whole wave at
+    /// the pace the replication link can take [default: no cap, or [run] max_initial_syncs].
+    #[arg(long, value_name = "N")]
+    pub max_initial_syncs: Option<usize>,
+    /// Which waiting VMs go first when a slot frees: input (the batch's order) or
+    /// smallest-first (the most VMs protected soonest) [default: input, or [run] order].
+    #[arg(
+        long,
+        value_name = "ORDER",
+        ignore_case = true,
+        hide_possible_values = true,
+        value_parser = EnumValueParser::<SubmitOrder>::new().map(Ok::<_, String>)
+    )]
+    #[serde(default, deserialize_with = "written")]
+    pub order: Option<Written<SubmitOrder>>,
+    /// Quick retries inside one request (`[run]` only).
+    #[arg(skip)]
+    pub request_retries: Option<u32>,
+    /// How long a job stays reserved to a run that stopped answering (killed, host lost), in
+    /// seconds (`[run]` only).
+    #[arg(skip)]
+    pub lease_seconds: Option<u64>,
+    /// Requests per second and burst of earlier versions: the appliance's own rate limit
+    /// (`[source] requests_per_minute`) paces a run now. Read only to say so, so that an older
+    /// settings file still works.
+    #[arg(skip)]
+    pub rate: Option<toml::Value>,
+    #[arg(skip)]
+    pub burst: Option<toml::Value>,
+}
+
+/// A value as the settings file wrote it: what it means, or why it means nothing. Kept rather
+/// than refused while the file is read, so that the problem is said with the file's others
+/// instead of as the one parse error that would hide them. A flag is typed by clap, and always
+/// means something.
+pub type Written<T> = Result<T, String>;
+
+fn written<'de, D, T>(deserializer: D) -> Result<Option<Written<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    Ok(Some(String::deserialize(deserializer)?.parse()))
+}
+
+/// What a run works by: [`RunSettings`] checked and laid over the built-in defaults, with the
+/// runner's own knobs. Built by [`ConfigFile::for_run`](crate::config::ConfigFile::for_run) for
+/// a command, and as a struct update over [`Default`] by tests and the demo.
 ///
 /// Serde writes the part a run is known by, which the queue stores with the run
 /// ([`UsedSettings`]); the rest (which batch, the runner's window and backoff) is not recorded.
@@ -199,6 +289,37 @@ impl UsedSettings {
     }
 }
 
+/// `HH:MM` (the next one, local), `YYYY-MM-DD HH:MM` (local) or an RFC 3339 instant, as Unix ms:
+/// the value parser of `--until`.
+pub fn parse_until(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let now = jiff::ZonedDateTime::now();
+    let local = |dt: jiff::civil::DateTime| {
+        dt.to_zoned_datetime(now.time_zone().clone())
+            .map(|z| z.timestamp())
+            .map_err(|e| e.to_string())
+    };
+    let instant = if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        t
+    } else if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        local(dt)?
+    } else if let Ok(t) = text.parse::<jiff::civil::Time>() {
+        let today = local(now.date().to_datetime(t))?;
+        if today > now.timestamp() {
+            today
+        } else {
+            today
+                .checked_add(jiff::SignedDuration::from_hours(24))
+                .map_err(|e| e.to_string())?
+        }
+    } else {
+        return Err(format!(
+            "`{text}`: expected HH:MM, YYYY-MM-DD HH:MM or an RFC 3339 time"
+        ));
+    };
+    Ok(instant.as_millisecond())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +334,38 @@ mod tests {
             "Largest-First".parse::<SubmitOrder>(),
             Err("`largest-first`: expected input or smallest-first".to_string())
         );
+    }
+
+    #[test]
+    fn until_understands_clock_times_and_instants() {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let next = parse_until("05:30").unwrap();
+        assert!(next > now && next <= now + 24 * 3600 * 1000);
+        assert_eq!(
+            parse_until("2026-11-27T05:30:00Z").unwrap(),
+            1_795_757_400_000
+        );
+        assert!(parse_until("half past five").unwrap_err().contains("HH:MM"));
+    }
+
+    #[test]
+    fn the_file_is_read_in_its_own_words() {
+        let run: RunSettings = toml::from_str(
+            "workers = 4\npoll_interval_seconds = 2.5\nlease_seconds = 90\norder = \" Input \"\n",
+        )
+        .unwrap();
+        assert_eq!(run.workers, Some(4));
+        assert_eq!(run.poll_interval_seconds, Some(2.5));
+        assert_eq!(run.lease_seconds, Some(90));
+        assert_eq!(run.order, Some(Ok(SubmitOrder::Input)));
+        let run: RunSettings = toml::from_str("order = \"random\"\n").unwrap();
+        assert!(run.order.is_some_and(|o| o.is_err()), "kept, to be said");
+        for flag_only in ["until = 5", "requests_per_minute = 5", "poll_interval = 2"] {
+            assert!(
+                toml::from_str::<RunSettings>(flag_only).is_err(),
+                "{flag_only}"
+            );
+        }
     }
 
     /// A run recorded by the vrbulk that first stored settings (every key, `null` where unset).

@@ -9,8 +9,9 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
+use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunSetup};
 use crate::domain::{CapacityLimits, Figure, FigureSource};
+use crate::settings::RunSettings;
 use crate::vr::{Client, TlsTrust};
 use crate::workflow::{appliance_version, applied};
 
@@ -29,7 +30,10 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
     let ConfigCommand::Check { connect } = cmd;
     let env = ProcessEnvironment;
     let file = ConfigFile::load(config)?;
-    let conn = Connection::resolve(&file, &env)?;
+    let RunSetup {
+        connection: conn,
+        options: run,
+    } = file.for_run(&env, &RunSettings::default())?;
     match &file.path {
         Some(p) => println!("settings file  {}", p.display()),
         None => println!("settings file  (none; environment only)"),
@@ -50,7 +54,6 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
     for d in defaults {
         println!("  {d}");
     }
-    let run = file.run.options(&RunFlags::default())?;
     println!(
         "[run]\n  workers      {} requests in flight\n  groups       {} VMs per lookup, {} per configure call\n  attempts     {}\n  polls        at least {:.1} s apart\n  lease        {} s",
         run.workers,
@@ -61,7 +64,7 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
         run.poll_interval.as_secs_f64(),
         run.lease.as_secs()
     );
-    let limits = file.capacity()?;
+    let limits = run.capacity;
     print!("{}", describe_limits(&limits));
     if !connect {
         println!("settings OK (add --connect to log in to both sites)");

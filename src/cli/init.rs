@@ -127,9 +127,11 @@ mod tests {
                 && r.lease_seconds.is_some(),
             "{r:?}"
         );
-        file.run
-            .options(&crate::config::RunFlags::default())
-            .unwrap();
+        file.for_run(
+            &crate::config::FixedEnvironment::default(),
+            &crate::settings::RunSettings::default(),
+        )
+        .unwrap();
         let l = file.capacity().unwrap();
         assert!(
             l.replications_per_server.is_some()

@@ -17,8 +17,9 @@ use super::batches::liveness_here;
 use super::progress::ProgressMode;
 use super::run::{drive, Display};
 use super::{connect, who, NoBatch};
-use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
+use crate::config::{ConfigFile, ProcessEnvironment, RunSetup};
 use crate::queue::{Liveness, Queue};
+use crate::settings::{parse_until, RunSettings};
 use crate::workflow::day2::{
     command_word, last_run, wait_while_configuring, OperationRequest, PrepareError, Prepared,
     Refused,
@@ -56,8 +57,8 @@ pub struct OperationArgs {
     /// The end of the change window: no change reaches the appliance at or after it (what was
     /// sent is followed to its end; the rest waits for `vrbulk run --batch N`, exit 6). `HH:MM`
     /// (local, the next one to come), `YYYY-MM-DD HH:MM` (local) or RFC 3339.
-    #[arg(long, value_name = "TIME", conflicts_with = "plan")]
-    pub until: Option<String>,
+    #[arg(long, value_name = "TIME", conflicts_with = "plan", value_parser = parse_until)]
+    pub until: Option<i64>,
     /// How to show progress: a bar on a terminal, plain lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -80,13 +81,16 @@ pub(super) async fn operate(
     confirm: impl FnOnce(&Prepared) -> anyhow::Result<()>,
 ) -> anyhow::Result<Exit> {
     let file = ConfigFile::load(globals.config)?;
-    let opts = file.run.options(&RunFlags {
-        until: args.until.clone(),
-        ..RunFlags::default()
-    })?;
+    let flags = RunSettings {
+        until: args.until,
+        ..RunSettings::default()
+    };
     let env = ProcessEnvironment;
     // A settings file without a URL fails here, before the operator is asked anything.
-    let connection = Connection::resolve(&file, &env)?;
+    let RunSetup {
+        connection,
+        options: opts,
+    } = file.for_run(&env, &flags)?;
     let mut queue = open_queue(globals.db)?;
     let liveness = liveness_here();
     let mut prepared = request.prepare(&queue)?;

@@ -8,9 +8,10 @@ use clap::Args;
 
 use super::open_batch;
 use super::progress::{Progress, ProgressMode};
-use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
+use crate::config::{ConfigFile, ProcessEnvironment};
 use crate::queue::{Batch, JobState, Queue};
 use crate::runner::{self, RunOptions};
+use crate::settings::RunSettings;
 use crate::vr::ClientSettings;
 
 #[derive(Debug, Args)]
@@ -19,40 +20,8 @@ pub struct RunArgs {
     /// The batch to run [default: the newest].
     #[arg(long)]
     pub batch: Option<i64>,
-    /// Requests in flight at most [default: 8, or [run] workers].
-    #[arg(long)]
-    pub workers: Option<usize>,
-    /// Requests per minute the appliance allows one session [default: 50, or [source]
-    /// requests_per_minute]; only if its admin changed the rate limiter.
-    #[arg(long)]
-    pub requests_per_minute: Option<u32>,
-    /// Attempts per job before it fails (applies to the batch's unfinished jobs).
-    #[arg(long)]
-    pub max_attempts: Option<u32>,
-    /// The end of the change window: no configure or other change reaches the appliance at or
-    /// after it (what was sent is followed to its end; the rest waits, exit 6). `HH:MM` (local,
-    /// the next one to come), `YYYY-MM-DD HH:MM` (local) or RFC 3339.
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
-    /// VMs per lookup call [default: 50].
-    #[arg(long)]
-    pub lookup_group: Option<usize>,
-    /// Specs per configure call [default and most: 20].
-    #[arg(long)]
-    pub submit_group: Option<usize>,
-    /// The shortest time between two task polls, in seconds [default: 2]; polls are further
-    /// spaced to what the tasks take and to the rate limit.
-    #[arg(long)]
-    pub poll_interval: Option<f64>,
-    /// Submit new VMs only while fewer than N replications of each pairing are in their initial
-    /// sync (what the appliance reports, all batches counted): one run carries a whole wave at
-    /// the pace the replication link can take [default: no cap, or [run] max_initial_syncs].
-    #[arg(long, value_name = "N")]
-    pub max_initial_syncs: Option<usize>,
-    /// Which waiting VMs go first when a slot frees: input (the batch's order) or
-    /// smallest-first (the most VMs protected soonest) [default: input, or [run] order].
-    #[arg(long, value_name = "ORDER")]
-    pub order: Option<String>,
+    #[command(flatten)]
+    pub settings: RunSettings,
     /// Work on a batch that another live run is working on, sharing its jobs through the
     /// queue (without it, vrbulk says who holds the batch and stops).
     #[arg(long)]
@@ -74,40 +43,20 @@ Requests keep to the appliance's rate limit ([source] requests_per_minute, 50 by
     format!("{examples}\n\n{}", Exit::help())
 }
 
-impl RunArgs {
-    fn flags(&self) -> RunFlags {
-        RunFlags {
-            batch: self.batch,
-            workers: self.workers,
-            max_attempts: self.max_attempts,
-            until: self.until.clone(),
-            lookup_group: self.lookup_group,
-            submit_group: self.submit_group,
-            poll_interval: self.poll_interval,
-            max_initial_syncs: self.max_initial_syncs,
-            order: self.order.clone(),
-            join: self.join,
-        }
-    }
-}
-
 pub async fn run(
     args: RunArgs,
     config: Option<&Path>,
     db: &Path,
     quiet: bool,
 ) -> anyhow::Result<Exit> {
-    let mut file = ConfigFile::load(config)?;
-    if let Some(n) = args.requests_per_minute {
-        file.source.requests_per_minute = Some(n);
-    }
+    let env = ProcessEnvironment;
+    let setup = ConfigFile::load(config)?.for_run(&env, &args.settings)?;
     let opts = RunOptions {
-        capacity: file.capacity()?,
-        ..file.run.options(&args.flags())?
+        join: args.join,
+        ..setup.options
     };
     let (queue, batch) = open_batch(db, args.batch)?;
-    let env = ProcessEnvironment;
-    let settings = Connection::resolve(&file, &env)?.with_passwords(&env)?;
+    let settings = setup.connection.with_passwords(&env)?;
     let how = Display {
         db,
         progress: args.progress,
@@ -186,70 +135,38 @@ pub(super) async fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RunSection;
-    use crate::runner::RunOptions;
+    use crate::settings::SubmitOrder;
     use clap::Parser;
-    use std::time::Duration;
 
-    fn args(extra: &[&str]) -> RunFlags {
-        let cli = crate::cli::Cli::parse_from([&["vrbulk", "run"], extra].concat());
+    fn parsed(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let cli = crate::cli::Cli::try_parse_from([&["vrbulk", "run"], extra].concat())?;
         match cli.command {
-            crate::cli::Command::Run(a) => a.flags(),
+            crate::cli::Command::Run(a) => Ok(a),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn flags_win_over_the_settings_file_which_wins_over_the_defaults() {
-        let file = RunSection {
-            workers: Some(3),
-            poll_interval_seconds: Some(7.5),
-            submit_group: Some(10),
-            lease_seconds: Some(90),
-            ..RunSection::default()
-        };
-        let opts = file
-            .options(&args(&["--poll-interval", "2", "--max-attempts", "9"]))
-            .unwrap();
-        assert_eq!(opts.poll_interval, Duration::from_secs(2), "flag over file");
-        assert_eq!(opts.workers, 3, "file over default");
-        assert_eq!(opts.submit_group, 10);
-        assert_eq!(opts.lease, Duration::from_secs(90));
-        assert_eq!(opts.max_attempts, Some(9));
-        assert_eq!(
-            opts.lookup_group,
-            RunOptions::default().lookup_group,
-            "default"
-        );
-    }
-
-    #[test]
-    fn out_of_range_settings_are_refused_naming_the_setting() {
-        let err = RunSection::default()
-            .options(&args(&["--workers", "0"]))
-            .unwrap_err();
-        assert!(err.to_string().contains("workers"), "{err}");
-        // The appliance takes at most 20 VMs in one configure call.
-        let file = RunSection {
-            submit_group: Some(21),
-            ..RunSection::default()
-        };
-        let err = file.options(&args(&[])).unwrap_err().to_string();
-        assert!(err.contains("submit_group"), "{err}");
-        assert!(RunSection::default()
-            .options(&args(&["--until", "soon"]))
-            .is_err());
-    }
-
-    #[test]
-    fn a_negative_or_non_finite_poll_interval_is_refused_not_a_panic() {
-        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300] {
-            let file = RunSection {
-                poll_interval_seconds: Some(bad),
-                ..RunSection::default()
-            };
-            let err = file.options(&RunFlags::default()).unwrap_err().to_string();
-            assert!(err.contains("poll_interval"), "{bad}: {err}");
+    fn flags_are_typed_where_they_are_parsed() {
+        let args = parsed(&[
+            "--order",
+            "Smallest_First",
+            "--until",
+            "2026-11-27T05:30:00Z",
+            "--poll-interval",
+            "2.5",
+        ])
+        .unwrap();
+        assert_eq!(args.settings.order, Some(Ok(SubmitOrder::SmallestFirst)));
+        assert_eq!(args.settings.until, Some(1_795_757_400_000));
+        assert_eq!(args.settings.poll_interval_seconds, Some(2.5));
+        assert_eq!(args.settings.workers, None, "a flag not given is not said");
+        for (flag, bad) in [("--until", "soon"), ("--order", "largest-first")] {
+            let err = parsed(&[flag, bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "a usage error: {err}");
+            assert!(err.to_string().contains(flag), "{err}");
         }
+        let err = parsed(&["--until", "soon"]).unwrap_err().to_string();
+        assert!(err.contains("expected HH:MM"), "{err}");
     }
 }
