@@ -144,45 +144,11 @@ Interrupted, the same command again resumes it.")]
     Sync(pause::StateArgs),
 }
 
-/// Replication settings given as flags; they win over `[defaults]` of the settings file.
+/// The replication settings flags, and the change ticket of the jobs without one.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Profile {
-    /// Remote vCenter name or pairing id.
-    #[arg(long)]
-    pub pairing: Option<String>,
-    /// Datastore name on the target site.
-    #[arg(long)]
-    pub target_datastore: Option<String>,
-    /// Storage policy name on the target site.
-    #[arg(long)]
-    pub storage_policy: Option<String>,
-    /// Target VR server name, or `auto`.
-    #[arg(long)]
-    pub replication_server: Option<String>,
-    /// Recovery point objective in minutes (5..1440).
-    #[arg(long)]
-    pub rpo: Option<u32>,
-    /// Point-in-time instances to keep per day (0: MPIT off).
-    #[arg(long)]
-    pub mpit_instances: Option<u32>,
-    /// Days of point-in-time instances.
-    #[arg(long)]
-    pub mpit_days: Option<u32>,
-    /// Quiesce the guest OS (true/false).
-    #[arg(long, value_name = "BOOL")]
-    pub quiesce: Option<bool>,
-    /// Compress replication traffic (true/false).
-    #[arg(long, value_name = "BOOL")]
-    pub network_compression: Option<bool>,
-    /// Encrypt replication traffic (true/false).
-    #[arg(long, value_name = "BOOL")]
-    pub lwd_encryption: Option<bool>,
-    /// Replicate disks added to the VM later (true/false).
-    #[arg(long, value_name = "BOOL")]
-    pub auto_replicate_new_disks: Option<bool>,
-    /// Disk format on the target (e.g. SAME_AS_SOURCE, THIN).
-    #[arg(long)]
-    pub disk_format: Option<String>,
+    #[command(flatten)]
+    pub settings: Defaults,
     /// Change ticket recorded for every job without one.
     #[arg(long)]
     pub change_ticket: Option<String>,
@@ -191,22 +157,7 @@ pub struct Profile {
 impl Profile {
     /// These flags over `base`: a flag given wins.
     pub fn over(&self, base: &Defaults) -> Defaults {
-        let p = self.clone();
-        let b = base.clone();
-        Defaults {
-            pairing: p.pairing.or(b.pairing),
-            target_datastore: p.target_datastore.or(b.target_datastore),
-            storage_policy: p.storage_policy.or(b.storage_policy),
-            replication_server: p.replication_server.or(b.replication_server),
-            rpo: p.rpo.or(b.rpo),
-            mpit_instances: p.mpit_instances.or(b.mpit_instances),
-            mpit_days: p.mpit_days.or(b.mpit_days),
-            quiesce: p.quiesce.or(b.quiesce),
-            network_compression: p.network_compression.or(b.network_compression),
-            lwd_encryption: p.lwd_encryption.or(b.lwd_encryption),
-            auto_replicate_new_disks: p.auto_replicate_new_disks.or(b.auto_replicate_new_disks),
-            disk_format: p.disk_format.or(b.disk_format),
-        }
+        self.settings.over(base)
     }
 }
 

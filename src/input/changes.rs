@@ -10,6 +10,7 @@
 
 use super::cells::{self, Text};
 use super::table::{self, Column, Row, SeenVms};
+use super::Defaults;
 use super::{InputError, InputErrors};
 use crate::domain::{SettingsChange, VmRef};
 
@@ -25,29 +26,33 @@ pub struct ChangeRow {
     pub valid: bool,
 }
 
-/// Columns of the import a reconfigure cannot change, and why.
-const UNCHANGEABLE: [(Column, &str); 5] = [
+/// Columns of the import a reconfigure cannot change: why, and what to do instead besides
+/// leaving the setting out.
+const UNCHANGEABLE: [(Column, &str, &str); 5] = [
     (
         Column::TargetDatastore,
-        "a reconfigure cannot move replica disks to another datastore; clear this cell (undo \
-         the replication and configure it again to move it)",
+        "a reconfigure cannot move replica disks to another datastore",
+        " (undo the replication and configure it again to move it)",
     ),
     (
         Column::Pairing,
-        "a reconfigure cannot move a replication to another pairing; clear this cell",
+        "a reconfigure cannot move a replication to another pairing",
+        "",
     ),
     (
         Column::DiskFormat,
-        "a reconfigure cannot change the replica disks' format; clear this cell",
+        "a reconfigure cannot change the replica disks' format",
+        "",
     ),
     (
         Column::ChangeTicket,
-        "a reconfigure keeps the change ticket of the batch that configured the VM; clear this \
-         cell",
+        "a reconfigure keeps the change ticket of the batch that configured the VM",
+        "",
     ),
     (
         Column::Notes,
-        "a reconfigure keeps the notes of the batch that configured the VM; clear this cell",
+        "a reconfigure keeps the notes of the batch that configured the VM",
+        "",
     ),
 ];
 
@@ -101,9 +106,9 @@ pub fn parse_changes_csv(bytes: &[u8]) -> Result<Vec<ChangeRow>, InputErrors> {
 
 /// The change one row asks for; its problems go to the row.
 fn change_of(row: &mut Row<'_>) -> SettingsChange {
-    for (column, why) in UNCHANGEABLE {
+    for (column, why, instead) in UNCHANGEABLE {
         if row.cell(column).is_some() {
-            row.fail(column, why);
+            row.fail(column, format!("{why}; clear this cell{instead}"));
         }
     }
     let change = SettingsChange {
@@ -129,6 +134,45 @@ fn change_of(row: &mut Row<'_>) -> SettingsChange {
         ));
     }
     change
+}
+
+/// The change that the settings flags ask for (the flags `import` takes too): those of a setting
+/// a reconfigure cannot change are refused, as their cells are in a CSV. [`check_change`] checks
+/// the values.
+pub fn change_of_flags(flags: &Defaults) -> Result<SettingsChange, InputErrors> {
+    let given = |column| match column {
+        Column::TargetDatastore => flags.target_datastore.is_some(),
+        Column::Pairing => flags.pairing.is_some(),
+        Column::DiskFormat => flags.disk_format.is_some(),
+        _ => false,
+    };
+    let refused: Vec<InputError> = UNCHANGEABLE
+        .iter()
+        .filter(|(column, _, _)| given(*column))
+        .map(|(column, why, instead)| {
+            let flag = column.name().replace('_', "-");
+            InputError::new(
+                None,
+                None,
+                format!("--{flag}: {why}; leave it out{instead}"),
+            )
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(InputErrors(refused));
+    }
+    let f = flags.clone();
+    Ok(SettingsChange {
+        rpo: f.rpo,
+        mpit_instances: f.mpit_instances,
+        mpit_days: f.mpit_days,
+        quiesce: f.quiesce,
+        network_compression: f.network_compression,
+        lwd_encryption: f.lwd_encryption,
+        auto_replicate_new_disks: f.auto_replicate_new_disks,
+        storage_policy: f.storage_policy,
+        replication_server: f.replication_server,
+    })
 }
 
 /// Checks a change given as flags by the rules of the CSV cells: every problem, each naming its
@@ -296,6 +340,38 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("did you mean `vm_name`"), "{errors:?}");
         assert!(parse_changes_csv(b"vm_id,rpo\n").is_err());
+    }
+
+    #[test]
+    fn the_settings_flags_a_reconfigure_cannot_change_are_refused_not_ignored() {
+        let flags = Defaults {
+            rpo: Some(15),
+            storage_policy: Some("VR Gold".into()),
+            ..Defaults::default()
+        };
+        assert_eq!(
+            change_of_flags(&flags).unwrap(),
+            SettingsChange {
+                rpo: Some(15),
+                storage_policy: Some("VR Gold".into()),
+                ..SettingsChange::default()
+            }
+        );
+        let err = change_of_flags(&Defaults {
+            target_datastore: Some("ds-2".into()),
+            disk_format: Some("thin".into()),
+            ..flags
+        })
+        .unwrap_err();
+        let shown: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "--target-datastore: a reconfigure cannot move replica disks to another \
+                 datastore; leave it out (undo the replication and configure it again to move it)",
+                "--disk-format: a reconfigure cannot change the replica disks' format; leave it out",
+            ]
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! empty (or its column absent), and the whole profile of an inventory selection. Its keys are
 //! the CSV's column names and obey the same rules.
 
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::cells::{self, Text};
@@ -9,28 +10,72 @@ use super::{InputError, InputErrors};
 use crate::domain::{JobSpec, ReplicationSettings};
 use crate::vr::model::DiskFormat;
 
-/// `[defaults]`: every key optional; a key left out falls back to the built-in default
-/// ([`ReplicationSettings::default`]: RPO 60, `SAME_AS_SOURCE`, everything off, no MPIT).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Replication settings, each optional: `[defaults]` of vrbulk.toml (serde reads it), and the
+/// settings flags every command that takes them shares (clap flattens it into `import`, `retry`
+/// and `reconfigure`), a flag winning over its key ([`over`](Self::over)). A setting left out
+/// falls back to the built-in default ([`ReplicationSettings::default`]: RPO 60,
+/// `SAME_AS_SOURCE`, everything off, no MPIT).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct Defaults {
+    /// Remote vCenter name or pairing id.
+    #[arg(long)]
     pub pairing: Option<String>,
+    /// Datastore name on the target site.
+    #[arg(long)]
     pub target_datastore: Option<String>,
+    /// Storage policy name on the target site.
+    #[arg(long)]
     pub storage_policy: Option<String>,
-    /// A target VR server name, or `auto`.
+    /// Target VR server name, or `auto`.
+    #[arg(long)]
     pub replication_server: Option<String>,
+    /// Recovery point objective in minutes (5..1440).
+    #[arg(long)]
     pub rpo: Option<u32>,
+    /// Point-in-time instances to keep per day (0: MPIT off).
+    #[arg(long)]
     pub mpit_instances: Option<u32>,
+    /// Days of point-in-time instances.
+    #[arg(long)]
     pub mpit_days: Option<u32>,
+    /// Quiesce the guest OS (true/false).
+    #[arg(long, value_name = "BOOL")]
     pub quiesce: Option<bool>,
+    /// Compress replication traffic (true/false).
+    #[arg(long, value_name = "BOOL")]
     pub network_compression: Option<bool>,
+    /// Encrypt replication traffic (true/false).
+    #[arg(long, value_name = "BOOL")]
     pub lwd_encryption: Option<bool>,
+    /// Replicate disks added to the VM later (true/false).
+    #[arg(long, value_name = "BOOL")]
     pub auto_replicate_new_disks: Option<bool>,
-    /// One of the spec's `DiskFormat` values, in any case.
+    /// Disk format on the target (e.g. SAME_AS_SOURCE, THIN).
+    #[arg(long)]
     pub disk_format: Option<String>,
 }
 
 impl Defaults {
+    /// These settings (flags) over `base` (`[defaults]`): a setting given here wins.
+    pub fn over(&self, base: &Defaults) -> Defaults {
+        let (p, b) = (self.clone(), base.clone());
+        Defaults {
+            pairing: p.pairing.or(b.pairing),
+            target_datastore: p.target_datastore.or(b.target_datastore),
+            storage_policy: p.storage_policy.or(b.storage_policy),
+            replication_server: p.replication_server.or(b.replication_server),
+            rpo: p.rpo.or(b.rpo),
+            mpit_instances: p.mpit_instances.or(b.mpit_instances),
+            mpit_days: p.mpit_days.or(b.mpit_days),
+            quiesce: p.quiesce.or(b.quiesce),
+            network_compression: p.network_compression.or(b.network_compression),
+            lwd_encryption: p.lwd_encryption.or(b.lwd_encryption),
+            auto_replicate_new_disks: p.auto_replicate_new_disks.or(b.auto_replicate_new_disks),
+            disk_format: p.disk_format.or(b.disk_format),
+        }
+    }
+
     /// Checks the keys by the CSV cells' rules; each problem names its key as the column.
     ///
     /// `mpit_days` without `mpit_instances` is allowed here (unlike in a row): it is the

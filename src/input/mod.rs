@@ -22,7 +22,9 @@ use std::fmt;
 use crate::domain::{JobSpec, VmRef};
 
 pub use cells::Text;
-pub use changes::{check_change, mpit_problem, parse_changes_csv, read_changes, ChangeRow};
+pub use changes::{
+    change_of_flags, check_change, mpit_problem, parse_changes_csv, read_changes, ChangeRow,
+};
 pub use defaults::Defaults;
 pub use glob::glob_match;
 pub use summary::{summarize, Summary};
