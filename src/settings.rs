@@ -7,7 +7,7 @@
 //!   problem is said at once, each named where it came from (`--workers`, `[run] workers`).
 //! - [`RunOptions`] is what a run works by: the flags over the file over the built-in defaults,
 //!   checked once by [`ConfigFile::for_run`](crate::config::ConfigFile::for_run), typed
-//!   (durations, [`SubmitOrder`], the window's end as a moment), with the runner's own knobs.
+//!   (durations, [`SubmitOrder`], the window's end in Unix ms), with the runner's own knobs.
 //! - [`UsedSettings`] is what the queue stores with each run and the report's "Effective
 //!   settings" shows as it was stored: the appliance and its trust, the request budget, the
 //!   attempts and the [`RunOptions`] themselves.
