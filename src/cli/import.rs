@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use sha2::{Digest, Sha256};
 
 use super::{connect, who, Profile};
 use crate::config::ConfigFile;
@@ -84,7 +83,7 @@ pub async fn run(args: ImportArgs, config: Option<&Path>, db: &Path) -> anyhow::
                 jobs,
                 InputKind::Csv,
                 Some(shown.display().to_string()),
-                Some(hex(&Sha256::digest(&bytes))),
+                Some(input::digest(&bytes)),
                 stem,
             )
         }
@@ -298,8 +297,4 @@ async fn select_from_inventory(
             id: Some(vm.id),
         });
     Ok(input::jobs_for_inventory(chosen, defaults)?)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::domain::{Operation, OperationSpec, VmRef};
@@ -721,12 +720,7 @@ impl Prepared {
             }
             Asked::Csv { bytes, .. } => {
                 settings["per_vm"] = json!("csv");
-                Some(
-                    Sha256::digest(bytes)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect(),
-                )
+                Some(input::digest(bytes))
             }
         };
         (settings, sha)
