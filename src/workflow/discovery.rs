@@ -315,7 +315,7 @@ pub async fn appliance_version(client: &Client, pairings: &[Pairing]) -> Option<
     match client.info().await {
         Ok(info) => info.version,
         Err(e) => {
-            tracing::warn!(error = %e, "the appliance's version could not be read: its capacity figures are assumed");
+            tracing::warn!(error = %crate::vr::error::error_chain(&e), "the appliance's version could not be read: its capacity figures are assumed");
             None
         }
     }
