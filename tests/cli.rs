@@ -434,6 +434,21 @@ async fn inventory_selection_and_export_work_against_the_simulator() {
         );
         assert!(text.contains("already replicated (GID-"), "{text}");
         assert!(text.contains("template: cannot be replicated"), "{text}");
+        // A pairing the appliance does not have is the operator's to correct (exit 2), named
+        // with the pairings there are, and nothing is written.
+        let nowhere = dir2.join("nowhere.csv");
+        base()
+            .args([
+                "inventory".as_ref(),
+                "export".as_ref(),
+                "--pairing".as_ref(),
+                "vc-nowhere".as_ref(),
+                "-o".as_ref(),
+                nowhere.as_os_str(),
+            ])
+            .assert_exit(2)
+            .stderr_contains("no pairing with remote vCenter or id `vc-nowhere`; known pairings: vc-site-b");
+        assert!(!nowhere.exists());
         // The template as exported imports again (into a fresh queue): it is a real template.
         let fresh = dir2.join("fresh.db");
         import(&fresh, &export)

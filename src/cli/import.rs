@@ -277,7 +277,7 @@ async fn select_from_inventory(
     let client = connect(file).await?;
     let pairings = client.pairings().await.context("listing pairings")?;
     let pairing = choose_pairing(&pairings, defaults.pairing().as_deref())
-        .map_err(|m| InputErrors(vec![InputError::new(None, Some("pairing"), m)]))?;
+        .map_err(|m| InputErrors(vec![InputError::new(None, Some("pairing"), m.to_string())]))?;
     let local_vc = pairing
         .local_vc_server
         .id

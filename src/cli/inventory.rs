@@ -40,8 +40,7 @@ pub async fn run(cmd: InventoryCommand, config: Option<&Path>) -> anyhow::Result
     let pairing_wanted = args.pairing.clone().or_else(|| file.defaults.pairing());
     let client = connect(&file).await?;
     let pairings = client.pairings().await.context("listing pairings")?;
-    let pairing =
-        choose_pairing(&pairings, pairing_wanted.as_deref()).map_err(anyhow::Error::msg)?;
+    let pairing = choose_pairing(&pairings, pairing_wanted.as_deref())?;
     let local_vc = pairing
         .local_vc_server
         .id

@@ -40,6 +40,7 @@ use crate::runner::RunError;
 use crate::vr::{ApiError, Client};
 use crate::workflow::day2::PrepareError;
 use crate::workflow::plan::ChooseError;
+use crate::workflow::PairingError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -408,6 +409,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<InputErrors>().is_some()
             || cause.downcast_ref::<NoBatch>().is_some()
+            || cause.downcast_ref::<PairingError>().is_some()
             || matches!(
                 cause.downcast_ref::<ChooseError>(),
                 Some(ChooseError::Nothing(_))

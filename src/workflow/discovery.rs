@@ -14,13 +14,13 @@ use crate::domain::JobSpec;
 use crate::vr::model::{Datastore, Pairing, ReplicationInfo, ReplicationServerInfo, StoragePolicy};
 use crate::vr::{ApiError, Client};
 
-use super::choose_pairing;
+use super::{choose_pairing, PairingError};
 use crate::domain::Placement;
 
 #[derive(Debug, Error)]
 pub enum DiscoveryError {
-    #[error("{0}")]
-    Pairing(String),
+    #[error(transparent)]
+    Pairing(#[from] PairingError),
     #[error("pairing {pairing}: {what}")]
     Api {
         pairing: String,

@@ -455,7 +455,8 @@ pub async fn check_names(
     for (key, group) in by_pairing {
         let disc = match Discovery::run(client, &pairings, key.as_deref()).await {
             Ok(d) => d,
-            Err(DiscoveryError::Pairing(message)) => {
+            Err(DiscoveryError::Pairing(refused)) => {
+                let message = refused.to_string();
                 problems.extend(group.iter().map(|r| InventoryProblem {
                     line: r.line,
                     column: "pairing",
