@@ -27,7 +27,7 @@ mod watch;
 // The report speaks of times and durations in the same words as `vrbulk status`.
 
 use crate::exit::Exit;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
@@ -35,7 +35,7 @@ use thiserror::Error;
 use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment};
 use crate::domain::OperationSpec;
 use crate::input::{Defaults, InputErrors};
-use crate::queue::{Batch, BatchId, Queue, QueueError};
+use crate::queue::QueueError;
 use crate::runner::RunError;
 use crate::vr::{ApiError, Client};
 use crate::workflow::day2::PrepareError;
@@ -247,64 +247,6 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// There is no batch to act on: a usage error (exit 2), with what to do about it.
-#[derive(Debug, Error)]
-pub enum NoBatch {
-    #[error(
-        "there is no job queue at {}: import a batch first (`vrbulk import FILE`), or point \
-         --db at the queue",
-        db.display()
-    )]
-    NoQueue { db: PathBuf },
-
-    #[error(
-        "the job queue {} holds no batch yet: import one first (`vrbulk import FILE`)",
-        db.display()
-    )]
-    Empty { db: PathBuf },
-}
-
-/// Opens the queue at `db` for a command about one batch: `batch`, or the newest. Never
-/// creates a queue file; an unknown `--batch` names the batches there are.
-pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
-    if !db.exists() {
-        return Err(NoBatch::NoQueue { db: db.into() }.into());
-    }
-    choose_batch(Queue::open(db)?, db, batch)
-}
-
-/// [`open_batch`] for a command that only reads (`status`, `report`): the queue is opened
-/// read-only, so a copied queue or a mounted backup reads too, and nothing is changed in it.
-pub fn read_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
-    if !db.exists() {
-        return Err(NoBatch::NoQueue { db: db.into() }.into());
-    }
-    choose_batch(Queue::open_read_only(db)?, db, batch)
-}
-
-fn choose_batch(queue: Queue, db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
-    let chosen = match batch {
-        None => queue.latest_batch()?,
-        Some(id) => match queue.batch(id) {
-            Ok(found) => Some(found),
-            Err(QueueError::NoSuchBatch(_)) => {
-                let known = Batch::list(&queue.batches()?);
-                return Err(
-                    anyhow::Error::new(QueueError::NoSuchBatch(id)).context(format!(
-                        "--batch {id}: the batches in {} are: {known}",
-                        db.display()
-                    )),
-                );
-            }
-            Err(other) => return Err(other.into()),
-        },
-    };
-    match chosen {
-        Some(found) => Ok((queue, found)),
-        None => Err(NoBatch::Empty { db: db.into() }.into()),
-    }
-}
-
 /// Runs one command to its exit code.
 pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
     // The demo keeps its queue, and so its logs, in its own folder.
@@ -408,7 +350,6 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<InputErrors>().is_some()
-            || cause.downcast_ref::<NoBatch>().is_some()
             || cause.downcast_ref::<PairingError>().is_some()
             || matches!(
                 cause.downcast_ref::<ChooseError>(),
@@ -425,6 +366,9 @@ pub fn exit_code_for(err: &anyhow::Error) -> Exit {
                         | QueueError::TooOld { .. }
                         | QueueError::NotAQueue { .. }
                         | QueueError::NoSuchBatch(_)
+                        | QueueError::UnknownBatch { .. }
+                        | QueueError::NoQueue { .. }
+                        | QueueError::Empty { .. }
                         | QueueError::Refused(_)
                         | QueueError::AlreadyQueued(_)
                 )

@@ -16,7 +16,7 @@ use clap::Args;
 use super::batches::liveness_here;
 use super::progress::ProgressMode;
 use super::run::{drive, Display};
-use super::{connect, who, NoBatch};
+use super::{connect, who};
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::{Liveness, Queue};
 use crate::workflow::day2::{
@@ -87,7 +87,7 @@ pub(super) async fn operate(
     let env = ProcessEnvironment;
     // A settings file without a URL fails here, before the operator is asked anything.
     let connection = Connection::resolve(&file, &env)?;
-    let mut queue = open_queue(globals.db)?;
+    let mut queue = Queue::existing(globals.db)?;
     let liveness = liveness_here();
     let mut prepared = request.prepare(&queue)?;
     if args.plan {
@@ -174,14 +174,6 @@ async fn wait(
             Ok(false)
         }
     }
-}
-
-/// The queue at `db`, which must exist: a day-2 operation acts on a batch already there.
-fn open_queue(db: &Path) -> anyhow::Result<Queue> {
-    if !db.exists() {
-        return Err(NoBatch::NoQueue { db: db.into() }.into());
-    }
-    Ok(Queue::open(db)?)
 }
 
 /// `--plan`: reads the replications, prints what would happen, then what is `left_out`; exit 1

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{connect, open_batch};
+use super::connect;
 use crate::config::ConfigFile;
-use crate::queue::Batch;
+use crate::queue::{Batch, Queue};
 use crate::report::{Format, PlanReport};
 use crate::units::gib;
 use crate::workflow::plan::{batch_to_plan, PlanTarget};
@@ -47,7 +47,7 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     };
     let file = ConfigFile::load(config)?;
     let limits = file.capacity()?;
-    let (queue, newest) = open_batch(db, args.batch)?;
+    let (queue, newest) = Queue::open_batch(db, args.batch)?;
     let PlanTarget {
         batch,
         chosen_because,

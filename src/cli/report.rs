@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::read_batch;
-use crate::queue::BatchId;
+use crate::queue::{BatchId, Queue};
 use crate::report::{Format, Report};
 
 #[derive(Debug, Args)]
@@ -37,7 +36,7 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<Exit> {
     let Some(format) = output_format(args.format, args.output.as_deref()) else {
         return Ok(Exit::Usage);
     };
-    let (queue, batch) = read_batch(db, args.batch)?;
+    let (queue, batch) = Queue::read_batch(db, args.batch)?;
     let report = Report::load(&queue, batch.id, queue.now())?;
     let text = report.render(format)?;
     write_output(&text, args.output.as_deref())?;

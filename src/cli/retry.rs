@@ -8,10 +8,10 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::{open_batch, who, Profile};
+use super::{who, Profile};
 use crate::domain::Operation;
 use crate::input::{glob_match, InputError, InputErrors};
-use crate::queue::{BatchId, JobState};
+use crate::queue::{BatchId, JobState, Queue};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -44,7 +44,7 @@ pub struct RetryArgs {
 }
 
 pub fn run(args: RetryArgs, db: &Path) -> anyhow::Result<Exit> {
-    let (mut queue, batch) = open_batch(db, args.batch)?;
+    let (mut queue, batch) = Queue::open_batch(db, args.batch)?;
     let corrections = args.correct.over(&Default::default());
     let correcting = corrections != Default::default() || args.correct.change_ticket.is_some();
     corrections.validate().map_err(InputErrors)?;

@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Args;
 
-use super::open_batch;
 use super::progress::{Progress, ProgressMode};
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::{Batch, JobState, Queue};
@@ -105,7 +104,7 @@ pub async fn run(
         capacity: file.capacity()?,
         ..file.run.options(&args.flags())?
     };
-    let (queue, batch) = open_batch(db, args.batch)?;
+    let (queue, batch) = Queue::open_batch(db, args.batch)?;
     let env = ProcessEnvironment;
     let settings = Connection::resolve(&file, &env)?.with_passwords(&env)?;
     let how = Display {

@@ -12,8 +12,7 @@ use std::path::Path;
 use clap::Args;
 use serde::Serialize;
 
-use super::read_batch;
-use crate::queue::{BatchId, BatchStatus, JobState, LastRun, Readiness, ReadinessCounts, Standing};
+use crate::queue::{BatchId, BatchStatus, Queue, JobState, LastRun, Readiness, ReadinessCounts, Standing};
 use crate::timefmt::{span, utc};
 
 #[derive(Debug, Args)]
@@ -44,7 +43,7 @@ struct StatusJson<'a> {
 }
 
 pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<Exit> {
-    let (queue, batch) = read_batch(db, args.batch)?;
+    let (queue, batch) = Queue::read_batch(db, args.batch)?;
     let status = queue.status_with_errors(batch.id, args.errors)?;
     let summary = queue.summary(batch.id, &super::batches::liveness_here())?;
     if args.json {

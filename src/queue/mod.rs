@@ -10,6 +10,7 @@
 //! refuses illegal states too. What the report reads is in `record`.
 
 mod batches;
+mod choose;
 mod limits;
 mod operations;
 mod protection;
@@ -159,6 +160,28 @@ pub enum QueueError {
 
     #[error("batch {0} does not exist")]
     NoSuchBatch(BatchId),
+
+    /// The `--batch` a command was given is not in the queue.
+    #[error("--batch {id}: no such batch in {}; its batches are: {known}", path.display())]
+    UnknownBatch {
+        id: BatchId,
+        path: PathBuf,
+        /// The batches there are, as `1 "wave 1", 2 "wave 2"`.
+        known: String,
+    },
+
+    #[error(
+        "there is no job queue at {}: import a batch first (`vrbulk import FILE`), or point \
+         --db at the queue",
+        path.display()
+    )]
+    NoQueue { path: PathBuf },
+
+    #[error(
+        "the job queue {} holds no batch yet: import one first (`vrbulk import FILE`)",
+        path.display()
+    )]
+    Empty { path: PathBuf },
 
     #[error("job queue: stored {what} does not decode")]
     Json {
