@@ -756,6 +756,19 @@ async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told
             .assert_exit(2)
             .stderr_contains("is being worked on")
             .stderr_contains("--join");
+        // The batch is named once in the error, not once by the command and again by the
+        // runner ('running batch 1: batch 1 is being worked on').
+        let error = ran
+            .stderr()
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            error.starts_with(&format!("error: batch {batch} is being worked on: ")),
+            "{error}"
+        );
+        assert_eq!(error.matches(&format!("batch {batch}")).count(), 1, "{error}");
         assert!(
             ran.stderr().contains(&format!(":{first_pid}:")),
             "{}",

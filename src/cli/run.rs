@@ -3,7 +3,6 @@
 use crate::exit::Exit;
 use std::path::Path;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::progress::{Progress, ProgressMode};
@@ -177,7 +176,9 @@ pub(super) async fn drive(
     );
     let outcome = runner::run(queue, settings, opts, stop_rx).await;
     progress.finish().await;
-    let outcome = outcome.with_context(|| format!("running batch {}", batch.id))?;
+    // No context of our own: the line above named the batch, and the runner's errors that
+    // concern it (held by another run) name it themselves.
+    let outcome = outcome?;
     super::summary::print(&outcome, how.db)?;
     Ok(outcome.exit_code())
 }
