@@ -105,6 +105,12 @@ fn a_rejected_import_creates_no_database() {
         .assert_exit(2)
         .stderr_contains("nothing imported");
     assert!(!db.exists());
+    // A file that cannot be read is the operator's input too (exit 2, as for reconfigure).
+    let missing = dir.path().join("missing.csv");
+    import(&db, &missing)
+        .assert_exit(2)
+        .stderr_contains(&format!("error: cannot read {}: ", missing.display()));
+    assert!(!db.exists());
 }
 
 /// Regression: a file of a million bad rows printed 72 MB of errors. The first problems are

@@ -16,7 +16,8 @@ use clap::Args;
 use super::batches::liveness_here;
 use super::progress::ProgressMode;
 use super::run::{drive, Display};
-use super::{connect, who};
+use super::who;
+use crate::workflow::connect;
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::{Liveness, Queue};
 use crate::workflow::day2::{

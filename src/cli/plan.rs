@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::connect;
 use crate::config::ConfigFile;
 use crate::queue::{Batch, Queue};
 use crate::report::{Format, PlanReport};
 use crate::units::gib;
 use crate::workflow::plan::{batch_to_plan, PlanTarget};
-use crate::workflow::{plan_jobs, Plan, PlanAction, PlanCapacity};
+use crate::workflow::{connect, plan_jobs, Plan, PlanAction, PlanCapacity};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:

@@ -5,6 +5,8 @@
 pub mod capacity;
 pub mod day2;
 pub mod discovery;
+pub mod import;
+pub mod inventory;
 pub mod operation_plan;
 pub mod operations;
 pub mod pairing;
@@ -12,6 +14,7 @@ pub mod plan;
 pub mod protection;
 pub mod reads;
 pub mod rerun;
+pub mod session;
 pub mod resolve;
 pub mod spec;
 
@@ -20,4 +23,5 @@ pub use discovery::{appliance_version, Discovery, DiscoveryError, DiscoverySumma
 pub use pairing::{choose_pairing, PairingError};
 pub use plan::{plan_jobs, Plan, PlanAction, PlanCapacity, PlanError, PlanRow};
 pub use resolve::{decide, lookup_vms, plan_configure, vm_key, Decision, VmLookup};
+pub use session::{connect, ConnectError, LoginFailed};
 pub use spec::build_spec;
