@@ -41,6 +41,7 @@ use crate::workflow::day2::PrepareError;
 use crate::workflow::plan::ChooseError;
 use crate::workflow::import::ImportError;
 use crate::workflow::inventory::InventoryError;
+use crate::workflow::retry::RetryError;
 use crate::workflow::{ConnectError, LoginFailed, PairingError};
 
 #[derive(Debug, Parser)]
@@ -291,6 +292,10 @@ fn every_problem(err: anyhow::Error) -> anyhow::Result<Exit> {
                 Some(ImportError::Input(errors)) => Some(errors),
                 _ => None,
             })
+            .or(match cause.downcast_ref::<RetryError>() {
+                Some(RetryError::Input(errors)) => Some(errors),
+                _ => None,
+            })
     });
     let Some(errors) = found else {
         return Err(err);
@@ -344,6 +349,12 @@ fn exit_of(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
             ImportError::Inventory(inner) => exit_of(inner),
             ImportError::Queue(inner) => exit_of(inner),
             ImportError::Check(_) => None,
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<RetryError>() {
+        return match e {
+            RetryError::Input(_) => Some(Exit::Usage),
+            RetryError::Queue(inner) => exit_of(inner),
         };
     }
     if let Some(e) = cause.downcast_ref::<InventoryError>() {

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod protection;
 pub mod reads;
 pub mod rerun;
+pub mod retry;
 pub mod session;
 pub mod resolve;
 pub mod spec;
