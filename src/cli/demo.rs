@@ -133,7 +133,9 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     let jobs = queue.jobs(batch.id)?;
     drop(queue);
     let client = Client::connect(settings.clone()).await.context("login")?;
-    let planned = crate::workflow::plan_jobs(&client, &jobs, 50, &Default::default(), &[]).await?;
+    let planned = crate::workflow::plan_jobs(&client, &jobs, 50, &Default::default(), &[])
+        .await
+        .context("the plan is incomplete")?;
     client.logout().await.ok();
     plan::print_table(&batch, "", &planned, client.metrics().total_calls());
 

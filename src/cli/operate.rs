@@ -198,7 +198,7 @@ async fn plan(
                  replications batch {batch} recorded, by id, on this site)"
             )));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(anyhow::Error::new(e).context("the plan is incomplete")),
     };
     client.logout().await.ok();
     if json {

@@ -5,6 +5,7 @@
 use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::config::ConfigFile;
@@ -55,7 +56,9 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     let learnt = queue.learnt_limits()?;
     drop(queue);
     let client = connect(&file).await?;
-    let plan = plan_jobs(&client, &jobs, args.lookup_group, &limits, &learnt).await?;
+    let plan = plan_jobs(&client, &jobs, args.lookup_group, &limits, &learnt)
+        .await
+        .context("the plan is incomplete")?;
     client.logout().await.ok();
     let would_fail = plan.rows.iter().any(|p| p.action == PlanAction::Fail);
     // The table says it on its first line; a JSON or report output keeps stdout to itself.

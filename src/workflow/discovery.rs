@@ -30,12 +30,32 @@ pub enum DiscoveryError {
     },
     #[error("pairing {pairing}: {message}")]
     Incomplete { pairing: String, message: String },
+
+    #[error("{}", target_login(.pairing, .source))]
+    TargetLogin {
+        pairing: String,
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// The words of a failed login to the target site of `pairing`: a refusal names the site and
+/// the pairing itself ('the target site of pairing P refused the login of U'), so that only
+/// the step is said before it.
+pub(crate) fn target_login(pairing: &str, source: &ApiError) -> String {
+    if source.names_its_site() {
+        "logging in".to_string()
+    } else {
+        format!("logging in to the target site of pairing {pairing}")
+    }
 }
 
 impl DiscoveryError {
     pub fn api_error(&self) -> Option<&ApiError> {
         match self {
-            DiscoveryError::Api { source, .. } => Some(source),
+            DiscoveryError::Api { source, .. } | DiscoveryError::TargetLogin { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }
@@ -104,7 +124,10 @@ impl Discovery {
             client
                 .remote_login(&id)
                 .await
-                .map_err(api("logging in to the target site"))?;
+                .map_err(|source| DiscoveryError::TargetLogin {
+                    pairing: id.clone(),
+                    source,
+                })?;
         }
         let vrms = client.vrms(&id).await.map_err(api("listing the VRMS"))?;
         let target_vrms_id = vrms

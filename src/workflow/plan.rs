@@ -25,27 +25,27 @@ use crate::vr::{ApiError, Client, ErrorClass};
 /// it is never turned into a verdict on them.
 #[derive(Debug, Error)]
 pub enum PlanError {
-    #[error("the plan is incomplete: listing the pairings")]
+    #[error("listing the pairings")]
     Pairings(#[source] ApiError),
 
-    #[error("the plan is incomplete")]
-    Discovery(#[source] DiscoveryError),
+    #[error(transparent)]
+    Discovery(DiscoveryError),
 
-    #[error("the plan is incomplete: looking up the VMs on vCenter {vcenter}")]
+    #[error("looking up the VMs on vCenter {vcenter}")]
     Lookup {
         vcenter: String,
         #[source]
         source: ApiError,
     },
 
-    #[error("the plan is incomplete: logging in to the target site of pairing {pairing}")]
+    #[error("{}", super::discovery::target_login(.pairing, .source))]
     RemoteLogin {
         pairing: String,
         #[source]
         source: ApiError,
     },
 
-    #[error("the plan is incomplete: listing the replications of pairing {pairing}")]
+    #[error("listing the replications of pairing {pairing}")]
     Replications {
         pairing: String,
         #[source]
