@@ -35,6 +35,7 @@ use crate::config::ConfigError;
 use crate::domain::OperationSpec;
 use crate::input::{Defaults, InputErrors};
 use crate::queue::QueueError;
+use crate::report::OutputRefused;
 use crate::runner::RunError;
 use crate::vr::ApiError;
 use crate::workflow::day2::PrepareError;
@@ -379,6 +380,8 @@ fn exit_of(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
             Some(ChooseError::Nothing(_))
         )
         || cause.downcast_ref::<undo::NotConfirmed>().is_some()
+        || cause.downcast_ref::<init::Exists>().is_some()
+        || cause.downcast_ref::<OutputRefused>().is_some()
         || cause
             .downcast_ref::<PrepareError>()
             .is_some_and(PrepareError::is_operators)

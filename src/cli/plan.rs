@@ -42,9 +42,7 @@ pub struct PlanArgs {
 
 pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
     // Refused before the appliance is asked anything, not after a long plan.
-    let Some(format) = super::report::output_format(args.format, args.output.as_deref()) else {
-        return Ok(Exit::Usage);
-    };
+    let format = Format::for_output(args.format, args.output.as_deref())?;
     let file = ConfigFile::load(config)?;
     let limits = file.capacity()?;
     let (queue, newest) = Queue::open_batch(db, args.batch)?;

@@ -33,9 +33,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<Exit> {
-    let Some(format) = output_format(args.format, args.output.as_deref()) else {
-        return Ok(Exit::Usage);
-    };
+    let format = Format::for_output(args.format, args.output.as_deref())?;
     let (queue, batch) = Queue::read_batch(db, args.batch)?;
     let report = Report::load(&queue, batch.id, queue.now())?;
     let text = report.render(format)?;
@@ -50,18 +48,6 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::Ok)
-}
-
-/// The format to write, or `None` once the operator has been told why the file cannot be
-/// written (exit 2, nothing written).
-pub fn output_format(asked: Option<Format>, output: Option<&Path>) -> Option<Format> {
-    match Format::for_output(asked, output) {
-        Ok(format) => Some(format),
-        Err(refused) => {
-            eprintln!("error: {refused}");
-            None
-        }
-    }
 }
 
 /// Writes a rendered report to `path`, or to stdout when there is none. A file is written

@@ -105,7 +105,8 @@ pub enum PrepareError {
     #[error(transparent)]
     Refused(Box<Refused>),
 
-    #[error("reading the job queue")]
+    // The queue's error names the queue: this says only the step.
+    #[error("checking the request")]
     Queue(#[source] QueueError),
 }
 

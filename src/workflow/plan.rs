@@ -110,7 +110,8 @@ pub enum ChooseError {
     #[error(transparent)]
     Nothing(Box<NothingToPlan>),
 
-    #[error("reading the job queue")]
+    // The queue's error names the queue: this says only the step.
+    #[error("choosing the batch to plan")]
     Queue(#[source] QueueError),
 }
 
