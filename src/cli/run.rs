@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::progress::{Progress, ProgressMode};
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
-use crate::queue::{Batch, JobState, Queue};
+use crate::queue::{jobs_left, Batch, Queue};
 use crate::runner::{self, RunOptions};
 use crate::vr::ClientSettings;
 
@@ -137,10 +137,7 @@ pub(super) async fn drive(
         ..opts
     };
     let before = queue.counts(batch.id)?;
-    let todo: u64 = [JobState::Pending, JobState::Running, JobState::Retryable]
-        .iter()
-        .map(|s| before[s])
-        .sum();
+    let todo = jobs_left(&before);
     eprintln!(
         "batch {} \"{}\": {todo} jobs to do, at most {} requests per {} s (the appliance's rate \
          limit), {} in flight",

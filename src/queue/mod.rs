@@ -31,7 +31,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use batches::{BatchSummary, LastRun, Liveness, Standing};
+pub use batches::{jobs_left, BatchSummary, LastRun, Liveness, Standing};
 pub use limits::LearntLimit;
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{

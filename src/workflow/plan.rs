@@ -18,7 +18,7 @@ use super::{
     DiscoveryError, VmLookup,
 };
 use crate::domain::{AppliedLimits, CapacityLimits, JobSpec, Operation};
-use crate::queue::{Batch, Job, JobState, LearntLimit, Queue, QueueError};
+use crate::queue::{jobs_left, Batch, Job, JobState, LearntLimit, Queue, QueueError};
 use crate::vr::{ApiError, Client, ErrorClass};
 
 /// Why a plan could not be made. A server that failed to answer says nothing about the VMs, so
@@ -143,7 +143,7 @@ pub fn batch_to_plan(queue: &Queue, named: Option<Batch>) -> Result<PlanTarget, 
             return Err(NothingToPlan::NotConfigure { batch }.into());
         }
         let counts = queue.counts(batch.id)?;
-        if left(&counts) == 0 {
+        if jobs_left(&counts) == 0 {
             return Err(NothingToPlan::Ended {
                 ended: ended(&counts),
                 failed: failed_jobs(&counts),
@@ -167,7 +167,7 @@ pub fn batch_to_plan(queue: &Queue, named: Option<Batch>) -> Result<PlanTarget, 
             continue;
         }
         let counts = queue.counts(batch.id)?;
-        if left(&counts) > 0 {
+        if jobs_left(&counts) > 0 {
             let mut because = "the newest configure batch with jobs left".to_string();
             if !passed_over.is_empty() {
                 because.push_str(&format!("; newer: {}", shortened(&passed_over)));
@@ -191,14 +191,6 @@ pub fn batch_to_plan(queue: &Queue, named: Option<Batch>) -> Result<PlanTarget, 
     .into())
 }
 
-/// Jobs not ended yet: what a plan previews.
-fn left(counts: &BTreeMap<JobState, u64>) -> u64 {
-    counts
-        .iter()
-        .filter(|(s, _)| !s.is_terminal())
-        .map(|(_, n)| n)
-        .sum()
-}
 
 fn failed_jobs(counts: &BTreeMap<JobState, u64>) -> u64 {
     counts.get(&JobState::Failed).copied().unwrap_or(0)
