@@ -22,7 +22,7 @@ use crate::runner::follow::{self, WatchOptions};
 use crate::runner::{self, RunOptions, SubmitOrder};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, Simulator};
-use crate::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
+use crate::vr::{ApiVersion, ClientSettings, Credentials, Thumbprint, TlsTrust};
 
 /// Initial syncs the demo lets run at once: the simulator's link slows down past ten.
 const DEMO_INITIAL_SYNCS: usize = 10;
@@ -132,7 +132,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     let batch = queue.latest_batch()?.context("the import made no batch")?;
     let jobs = queue.jobs(batch.id)?;
     drop(queue);
-    let client = Client::connect(settings.clone()).await.context("login")?;
+    let client = crate::workflow::session::login(settings.clone()).await?;
     let planned = crate::workflow::plan_jobs(&client, &jobs, 50, &Default::default(), &[])
         .await
         .context("the plan is incomplete")?;
