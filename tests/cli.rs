@@ -664,12 +664,7 @@ async fn a_refused_target_login_says_the_site_and_the_pairing_once() {
                 .db(&db2)
                 .args(&command)
                 .assert_exit(3);
-            let error = ran
-                .stderr()
-                .lines()
-                .find(|l| l.starts_with("error: "))
-                .unwrap_or_default()
-                .to_string();
+            let error = ran.error_line();
             assert!(
                 error.contains(&format!(
                     "the target site of pairing {pairing2} refused the login of \

@@ -758,12 +758,7 @@ async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told
             .stderr_contains("--join");
         // The batch is named once in the error, not once by the command and again by the
         // runner ('running batch 1: batch 1 is being worked on').
-        let error = ran
-            .stderr()
-            .lines()
-            .find(|l| l.starts_with("error: "))
-            .unwrap_or_default()
-            .to_string();
+        let error = ran.error_line();
         assert!(
             error.starts_with(&format!("error: batch {batch} is being worked on: ")),
             "{error}"

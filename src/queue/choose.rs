@@ -62,20 +62,8 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{InputKind, NewBatch};
-
-    fn new_batch(name: &str) -> NewBatch {
-        NewBatch {
-            name: name.into(),
-            operator: "ops".into(),
-            host: "jump01".into(),
-            input_kind: InputKind::Csv,
-            input_path: None,
-            input_sha256: None,
-            settings: serde_json::json!({}),
-            max_attempts: 3,
-        }
-    }
+    use crate::queue::tests::new_batch;
+    use crate::queue::NewBatch;
 
     #[test]
     fn a_command_gets_the_batch_it_names_or_the_newest_and_never_a_new_queue() {
@@ -90,8 +78,12 @@ mod tests {
         let mut q = Queue::open(&db).unwrap();
         let err = Queue::open_batch(&db, None).unwrap_err();
         assert!(matches!(err, QueueError::Empty { .. }), "{err}");
-        q.create_batch(&new_batch("wave 1"), &[]).unwrap();
-        q.create_batch(&new_batch("wave 2"), &[]).unwrap();
+        q.create_batch(&new_batch(), &[]).unwrap();
+        let second = NewBatch {
+            name: "wave 2".into(),
+            ..new_batch()
+        };
+        q.create_batch(&second, &[]).unwrap();
         assert_eq!(Queue::open_batch(&db, None).unwrap().1.id, 2, "the newest");
         assert_eq!(Queue::read_batch(&db, Some(1)).unwrap().1.name, "wave 1");
 

@@ -1488,7 +1488,7 @@ fn bad_column(col: usize, what: &str, value: &str) -> rusqlite::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::VmRef;
 
