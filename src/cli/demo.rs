@@ -133,7 +133,13 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     let jobs = queue.jobs(batch.id)?;
     drop(queue);
     let client = crate::workflow::session::login(settings.clone()).await?;
-    let planned = crate::workflow::plan_jobs(&client, &jobs, 50, &Default::default(), &[])
+    let planned = crate::workflow::plan_jobs(
+        &client,
+        &jobs,
+        crate::workflow::LOOKUP_GROUP,
+        &Default::default(),
+        &[],
+    )
         .await
         .context("the plan is incomplete")?;
     client.logout().await.ok();

@@ -27,7 +27,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub batch: Option<i64>,
     /// VMs per lookup call.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = crate::workflow::LOOKUP_GROUP)]
     pub lookup_group: usize,
     /// Print JSON instead of a table.
     #[arg(long, conflicts_with = "format")]

@@ -233,8 +233,7 @@ async fn check(file: &ConfigFile, jobs: &[JobSpec]) -> Result<(), ImportError> {
     let client = connect(file)
         .await
         .map_err(|e| ImportError::Inventory(e.into()))?;
-    let lookup_group = crate::runner::RunOptions::default().lookup_group;
-    let problems = check_names(&client, jobs, lookup_group).await;
+    let problems = check_names(&client, jobs, super::LOOKUP_GROUP).await;
     client.logout().await.ok();
     let problems = problems.map_err(ImportError::Check)?;
     if problems.is_empty() {

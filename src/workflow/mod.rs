@@ -23,6 +23,8 @@ pub use capacity::{applied, Capacity, Full};
 pub use discovery::{appliance_version, Discovery, DiscoveryError, DiscoverySummary};
 pub use pairing::{choose_pairing, PairingError};
 pub use plan::{plan_jobs, Plan, PlanAction, PlanCapacity, PlanError, PlanRow};
-pub use resolve::{decide, lookup_vms, plan_configure, vm_key, Decision, VmLookup};
+pub use resolve::{
+    decide, lookup_vms, plan_configure, vm_key, Decision, VmLookup, LOOKUP_GROUP,
+};
 pub use session::{connect, ConnectError, LoginFailed};
 pub use spec::build_spec;
