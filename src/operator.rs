@@ -83,7 +83,10 @@ mod tests {
 
     /// What a command of the system prints, as a shell would show it.
     fn output_of(program: &str, args: &[&str]) -> String {
-        let out = std::process::Command::new(program).args(args).output().unwrap();
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 

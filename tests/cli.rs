@@ -453,7 +453,9 @@ async fn inventory_selection_and_export_work_against_the_simulator() {
                 nowhere.as_os_str(),
             ])
             .assert_exit(2)
-            .stderr_contains("no pairing with remote vCenter or id `vc-nowhere`; known pairings: vc-site-b");
+            .stderr_contains(
+                "no pairing with remote vCenter or id `vc-nowhere`; known pairings: vc-site-b",
+            );
         assert!(!nowhere.exists());
         // The template as exported imports again (into a fresh queue): it is a real template.
         let fresh = dir2.join("fresh.db");

@@ -763,7 +763,11 @@ async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told
             error.starts_with(&format!("error: batch {batch} is being worked on: ")),
             "{error}"
         );
-        assert_eq!(error.matches(&format!("batch {batch}")).count(), 1, "{error}");
+        assert_eq!(
+            error.matches(&format!("batch {batch}")).count(),
+            1,
+            "{error}"
+        );
         assert!(
             ran.stderr().contains(&format!(":{first_pid}:")),
             "{}",

@@ -432,7 +432,9 @@ fn an_unknown_batch_exits_2_and_names_the_batches_there_are() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     drop(mixed_batch(&db));
-    for command in ["status", "retry", "cancel", "report", "run", "plan", "watch"] {
+    for command in [
+        "status", "retry", "cancel", "report", "run", "plan", "watch",
+    ] {
         let ran: Ran = vrbulk(&db).args([command, "--batch", "9"]).assert_exit(2);
         // The batch asked for and the batches there are, each said once.
         assert_eq!(

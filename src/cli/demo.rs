@@ -140,8 +140,8 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
         &Default::default(),
         &[],
     )
-        .await
-        .context("the plan is incomplete")?;
+    .await
+    .context("the plan is incomplete")?;
     client.logout().await.ok();
     plan::print_table(&batch, "", &planned, client.metrics().total_calls());
 

@@ -39,9 +39,9 @@ use crate::report::OutputRefused;
 use crate::runner::RunError;
 use crate::vr::ApiError;
 use crate::workflow::day2::PrepareError;
-use crate::workflow::plan::ChooseError;
 use crate::workflow::import::ImportError;
 use crate::workflow::inventory::InventoryError;
+use crate::workflow::plan::ChooseError;
 use crate::workflow::retry::RetryError;
 use crate::workflow::{ConnectError, LoginFailed, PairingError};
 
@@ -347,7 +347,7 @@ fn exit_of(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if let Some(e) = cause.downcast_ref::<ImportError>() {
         return match e {
             ImportError::Input(_) | ImportError::Read { .. } => Some(Exit::Usage),
-            ImportError::Inventory(inner) => exit_of(inner),
+            ImportError::Inventory(inner) => exit_of(inner.as_ref()),
             ImportError::Queue(inner) => exit_of(inner),
             ImportError::Check(_) => None,
         };

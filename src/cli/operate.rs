@@ -17,9 +17,9 @@ use super::batches::liveness_here;
 use super::progress::ProgressMode;
 use super::run::{drive, Display};
 use super::who;
-use crate::workflow::connect;
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunFlags};
 use crate::queue::{Liveness, Queue};
+use crate::workflow::connect;
 use crate::workflow::day2::{
     command_word, last_run, wait_while_configuring, OperationRequest, PrepareError, Prepared,
     Refused,

@@ -63,7 +63,10 @@ pub fn run(args: RetryArgs, db: &Path) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let split = if request.takes_failed() && request.cancelled {
-        format!(" ({} failed, {} cancelled)", retried.failed, retried.cancelled)
+        format!(
+            " ({} failed, {} cancelled)",
+            retried.failed, retried.cancelled
+        )
     } else {
         String::new()
     };

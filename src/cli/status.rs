@@ -12,7 +12,9 @@ use std::path::Path;
 use clap::Args;
 use serde::Serialize;
 
-use crate::queue::{jobs_left, BatchId, BatchStatus, Queue, JobState, LastRun, Readiness, ReadinessCounts, Standing};
+use crate::queue::{
+    jobs_left, BatchId, BatchStatus, JobState, LastRun, Queue, Readiness, ReadinessCounts, Standing,
+};
 use crate::timefmt::{span, utc};
 
 #[derive(Debug, Args)]

@@ -77,7 +77,7 @@ pub enum ImportError {
 
     /// Reading the live inventory for a selection.
     #[error(transparent)]
-    Inventory(InventoryError),
+    Inventory(Box<InventoryError>),
 
     #[error("checking the names against the live inventory")]
     Check(#[source] PlanError),
@@ -90,10 +90,14 @@ impl From<InventoryError> for ImportError {
     fn from(e: InventoryError) -> Self {
         match e {
             // The pairing a selection names is the operator's input.
-            InventoryError::Pairing(refused) => ImportError::Input(InputErrors(vec![
-                InputError::new(None, Some("pairing"), refused.to_string()),
-            ])),
-            other => ImportError::Inventory(other),
+            InventoryError::Pairing(refused) => {
+                ImportError::Input(InputErrors(vec![InputError::new(
+                    None,
+                    Some("pairing"),
+                    refused.to_string(),
+                )]))
+            }
+            other => ImportError::Inventory(Box::new(other)),
         }
     }
 }
@@ -232,7 +236,7 @@ async fn select(
 async fn check(file: &ConfigFile, jobs: &[JobSpec]) -> Result<(), ImportError> {
     let client = connect(file)
         .await
-        .map_err(|e| ImportError::Inventory(e.into()))?;
+        .map_err(|e| ImportError::Inventory(Box::new(e.into())))?;
     let problems = check_names(&client, jobs, super::LOOKUP_GROUP).await;
     client.logout().await.ok();
     let problems = problems.map_err(ImportError::Check)?;

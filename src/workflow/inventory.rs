@@ -229,7 +229,11 @@ mod tests {
             "{}",
             lines[2]
         );
-        assert!(lines[3].ends_with(",template: cannot be replicated"), "{}", lines[3]);
+        assert!(
+            lines[3].ends_with(",template: cannot be replicated"),
+            "{}",
+            lines[3]
+        );
         assert_eq!(lines.len(), 4);
     }
 }

@@ -117,6 +117,9 @@ mod tests {
             "{err}"
         );
         let none = choose_pairing(&[], None).unwrap_err().to_string();
-        assert!(none.ends_with("this site has no pairing; pair the sites in the vSphere Client first"), "{none}");
+        assert!(
+            none.ends_with("this site has no pairing; pair the sites in the vSphere Client first"),
+            "{none}"
+        );
     }
 }

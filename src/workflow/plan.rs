@@ -191,7 +191,6 @@ pub fn batch_to_plan(queue: &Queue, named: Option<Batch>) -> Result<PlanTarget, 
     .into())
 }
 
-
 fn failed_jobs(counts: &BTreeMap<JobState, u64>) -> u64 {
     counts.get(&JobState::Failed).copied().unwrap_or(0)
 }
