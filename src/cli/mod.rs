@@ -24,8 +24,6 @@ mod summary;
 mod undo;
 mod watch;
 
-// The report speaks of times and durations in the same words as `vrbulk status`.
-
 use crate::exit::Exit;
 use std::path::PathBuf;
 
