@@ -71,9 +71,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
         sync_time_scale: args.sync_time_scale,
         ..SimConfig::default()
     };
-    let sim = Simulator::start(cfg.clone())
-        .await
-        .context("starting the simulator")?;
+    let sim = Simulator::start(cfg.clone()).await?;
     let thumbprint = sim
         .thumbprint()
         .context("the simulator serves no certificate")?
