@@ -662,7 +662,8 @@ async fn retry_corrects_the_failed_vms_it_is_told_to_and_says_what_it_changed() 
         Cmd::new()
             .db(&db2)
             .args(["retry", "--failed", "--rpo", "1"])
-            .assert_exit(2);
+            .assert_exit(2)
+            .stderr_contains("--rpo: expected minutes between 5 and 1440, got 1");
         Cmd::new()
             .db(&db2)
             .args(["retry", "--failed", "--vm", &fixed.to_uppercase()])

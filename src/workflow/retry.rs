@@ -76,7 +76,8 @@ pub fn retry(
     request: &RetryRequest,
     by: &str,
 ) -> Result<Retried, RetryError> {
-    request.corrections.validate().map_err(InputErrors)?;
+    // The corrections came from flags: each problem names its flag, not a `[defaults]` key.
+    request.corrections.check_flags()?;
     if request.corrects() && batch.operation != Operation::Configure {
         return Err(InputErrors(vec![InputError::new(
             None,
