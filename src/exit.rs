@@ -13,10 +13,11 @@ pub enum Exit {
     NotProtected,
     WindowClosed,
     Interrupted,
+    ClosedPipe,
 }
 
 impl Exit {
-    pub const ALL: [Exit; 8] = [
+    pub const ALL: [Exit; 9] = [
         Exit::Ok,
         Exit::JobsFailed,
         Exit::Usage,
@@ -25,6 +26,7 @@ impl Exit {
         Exit::NotProtected,
         Exit::WindowClosed,
         Exit::Interrupted,
+        Exit::ClosedPipe,
     ];
 
     pub fn code(self) -> u8 {
@@ -37,6 +39,7 @@ impl Exit {
             Exit::NotProtected => 5,
             Exit::WindowClosed => 6,
             Exit::Interrupted => 130,
+            Exit::ClosedPipe => 141,
         }
     }
 
@@ -75,6 +78,10 @@ impl Exit {
                  the queue for the next run"
             }
             Exit::Interrupted => "interrupted (Ctrl-C); the next run resumes",
+            Exit::ClosedPipe => {
+                "the output was closed before the command ended (a `head` reading it stopped): \
+                 it ended quietly, as other Unix tools do (128 + SIGPIPE)"
+            }
         }
     }
 

@@ -1,9 +1,7 @@
 //! The `vrbulk` binary: parse arguments, run, turn the outcome into an exit code.
 
 use clap::Parser;
-
-/// The status of a process that wrote into a closed pipe, as shells show it (128 + SIGPIPE).
-const CLOSED_PIPE: u8 = 141;
+use vrbulk::exit::Exit;
 
 fn main() -> std::process::ExitCode {
     // `vrbulk report | head` must end quietly, as other Unix tools do. SIGPIPE stays ignored
@@ -14,7 +12,7 @@ fn main() -> std::process::ExitCode {
     let cli = vrbulk::cli::Cli::parse();
     match vrbulk::cli::run(cli) {
         Ok(exit) => exit.into(),
-        Err(err) if is_closed_pipe(&err) => CLOSED_PIPE.into(),
+        Err(err) if is_closed_pipe(&err) => Exit::ClosedPipe.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
             if let Some(hint) = vrbulk::cli::hint_for(&err) {
@@ -36,7 +34,7 @@ fn quiet_on_closed_stdout() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("");
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(i32::from(CLOSED_PIPE));
+            std::process::exit(i32::from(Exit::ClosedPipe.code()));
         }
         default(info)
     }));

@@ -3,14 +3,19 @@
 
 use crate::queue::Liveness;
 
-/// Who runs this and where, for the audit record.
+/// Who runs this and where, for the audit record: `$USER` first, as the operator's session
+/// names them, then the account's name, for sessions (cron, CI) without one.
 pub fn who() -> (String, String) {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    who_with(&|k: &str| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+/// [`who`] with `env` as the environment.
+fn who_with(env: &dyn Fn(&str) -> Option<String>) -> (String, String) {
     let operator = env("USER")
         .or_else(|| env("USERNAME"))
-        .or_else(login_name)
+        .or_else(|| whoami::username().ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
+    let host = whoami::hostname()
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
@@ -18,29 +23,6 @@ pub fn who() -> (String, String) {
         .or_else(|| env("COMPUTERNAME"))
         .unwrap_or_else(|| "unknown".into());
     (operator, host)
-}
-
-/// The account's name from the password database, for sessions (cron, CI) without `$USER`.
-#[cfg(unix)]
-fn login_name() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer into static storage or null; it is read at once, on
-    // this thread, before any other call could overwrite it.
-    unsafe {
-        let entry = libc::getpwuid(libc::getuid());
-        if entry.is_null() || (*entry).pw_name.is_null() {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr((*entry).pw_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
-}
-
-#[cfg(not(unix))]
-fn login_name() -> Option<String> {
-    None
 }
 
 /// Whether the lease owner `host:pid:run` is a process that is gone: only a process on this
@@ -98,6 +80,24 @@ fn process_alive(_pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a command of the system prints, as a shell would show it.
+    fn output_of(program: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn without_user_variables_the_account_and_host_come_from_the_system() {
+        let (operator, host) = who_with(&|_| None);
+        assert_eq!(operator, output_of("id", &["-un"]));
+        assert_eq!(host, output_of("hostname", &[]));
+        let (operator, _) = who_with(&|k| (k == "USER").then(|| "ops".to_string()));
+        assert_eq!(operator, "ops", "the session's own name wins");
+    }
 
     #[test]
     fn this_process_is_not_gone_and_a_finished_one_is() {

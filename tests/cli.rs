@@ -105,6 +105,12 @@ fn a_rejected_import_creates_no_database() {
         .assert_exit(2)
         .stderr_contains("nothing imported");
     assert!(!db.exists());
+    // A file that cannot be read is the operator's input too (exit 2, as for reconfigure).
+    let missing = dir.path().join("missing.csv");
+    import(&db, &missing)
+        .assert_exit(2)
+        .stderr_contains(&format!("error: cannot read {}: ", missing.display()));
+    assert!(!db.exists());
 }
 
 /// Regression: a file of a million bad rows printed 72 MB of errors. The first problems are
@@ -434,6 +440,23 @@ async fn inventory_selection_and_export_work_against_the_simulator() {
         );
         assert!(text.contains("already replicated (GID-"), "{text}");
         assert!(text.contains("template: cannot be replicated"), "{text}");
+        // A pairing the appliance does not have is the operator's to correct (exit 2), named
+        // with the pairings there are, and nothing is written.
+        let nowhere = dir2.join("nowhere.csv");
+        base()
+            .args([
+                "inventory".as_ref(),
+                "export".as_ref(),
+                "--pairing".as_ref(),
+                "vc-nowhere".as_ref(),
+                "-o".as_ref(),
+                nowhere.as_os_str(),
+            ])
+            .assert_exit(2)
+            .stderr_contains(
+                "no pairing with remote vCenter or id `vc-nowhere`; known pairings: vc-site-b",
+            );
+        assert!(!nowhere.exists());
         // The template as exported imports again (into a fresh queue): it is a real template.
         let fresh = dir2.join("fresh.db");
         import(&fresh, &export)
@@ -603,6 +626,64 @@ async fn config_check_masks_secrets_and_a_wrong_password_exits_3() {
     })
     .await
     .unwrap();
+}
+
+/// A refused login to the target site, through every command that logs in to it: exit 3, and
+/// the error says the site, the pairing and the step once each (it once said 'logging in to the
+/// target site vc-site-b: the target site of pairing … refused', and 'pairing …: logging in to
+/// the target site: the target site of pairing … refused'). The simulator heard one refused
+/// login per command.
+#[tokio::test]
+async fn a_refused_target_login_says_the_site_and_the_pairing_once() {
+    let sim = start(sim_config()).await;
+    let pairing = sim.inventory().pairing_id.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sim, dir.path(), "");
+    let csv = dir.path().join("wave.csv");
+    fs::write(&csv, "vm_name,target_datastore\napp-001,ds-gold-01\n").unwrap();
+    let db = dir.path().join("q.db");
+    let csv_arg = csv.display().to_string();
+    let commands: Vec<Vec<String>> = [
+        vec!["config", "check", "--connect"],
+        vec!["inventory", "export"],
+        vec!["plan"],
+        vec!["import", &csv_arg, "--again", "--check"],
+    ]
+    .iter()
+    .map(|c| c.iter().map(|a| a.to_string()).collect())
+    .collect();
+    let (config2, db2, pairing2) = (config.clone(), db.clone(), pairing.clone());
+    let n = commands.len();
+    tokio::task::spawn_blocking(move || {
+        import(&db2, &csv)
+            .config(&config2)
+            .assert_exit(0);
+        for command in commands {
+            let ran = Cmd::new()
+                .env("VRBULK_PASSWORD", "VMware1!")
+                .env("VRBULK_REMOTE_PASSWORD", "wrong")
+                .config(&config2)
+                .db(&db2)
+                .args(&command)
+                .assert_exit(3);
+            let error = ran.error_line();
+            assert!(
+                error.contains(&format!(
+                    "the target site of pairing {pairing2} refused the login of \
+                     administrator@vsphere.local (POST /pairings/{pairing2}/remote-session: HTTP 401"
+                )),
+                "{command:?}: {error}"
+            );
+            // Once in the refusal's words and once in its request line, never in front of it.
+            assert_eq!(error.matches(&pairing2).count(), 2, "{command:?}: {error}");
+            assert_eq!(error.matches("target site").count(), 1, "{command:?}: {error}");
+        }
+    })
+    .await
+    .unwrap();
+    let refused = sim.stats().refused_logins;
+    assert_eq!(refused.len(), n, "{refused:?}");
+    assert!(refused.iter().all(|r| r.site == pairing), "{refused:?}");
 }
 
 #[test]

@@ -662,7 +662,8 @@ async fn retry_corrects_the_failed_vms_it_is_told_to_and_says_what_it_changed() 
         Cmd::new()
             .db(&db2)
             .args(["retry", "--failed", "--rpo", "1"])
-            .assert_exit(2);
+            .assert_exit(2)
+            .stderr_contains("--rpo: expected minutes between 5 and 1440, got 1");
         Cmd::new()
             .db(&db2)
             .args(["retry", "--failed", "--vm", &fixed.to_uppercase()])
@@ -756,6 +757,18 @@ async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told
             .assert_exit(2)
             .stderr_contains("is being worked on")
             .stderr_contains("--join");
+        // The batch is named once in the error, not once by the command and again by the
+        // runner ('running batch 1: batch 1 is being worked on').
+        let error = ran.error_line();
+        assert!(
+            error.starts_with(&format!("error: batch {batch} is being worked on: ")),
+            "{error}"
+        );
+        assert_eq!(
+            error.matches(&format!("batch {batch}")).count(),
+            1,
+            "{error}"
+        );
         assert!(
             ran.stderr().contains(&format!(":{first_pid}:")),
             "{}",

@@ -432,12 +432,19 @@ fn an_unknown_batch_exits_2_and_names_the_batches_there_are() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     drop(mixed_batch(&db));
-    for command in ["status", "retry", "cancel"] {
-        let ran: Ran = vrbulk(&db)
-            .args([command, "--batch", "9"])
-            .assert_exit(2)
-            .stderr_contains("batch 9 does not exist")
-            .stderr_contains("1 \"wave 1\"");
+    for command in [
+        "status", "retry", "cancel", "report", "run", "plan", "watch",
+    ] {
+        let ran: Ran = vrbulk(&db).args([command, "--batch", "9"]).assert_exit(2);
+        // The batch asked for and the batches there are, each said once.
+        assert_eq!(
+            ran.stderr(),
+            format!(
+                "error: --batch 9: no such batch in {}; its batches are: 1 \"wave 1\"\n",
+                db.display()
+            ),
+            "{command}"
+        );
         assert!(ran.stdout().is_empty(), "{command}: {}", ran.stdout());
     }
     let q = Queue::open(&db).unwrap();

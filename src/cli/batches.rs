@@ -9,7 +9,6 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::NoBatch;
 use crate::queue::{BatchSummary, JobState, Queue};
 
 #[derive(Debug, Args)]
@@ -24,11 +23,7 @@ pub struct BatchesArgs {
 }
 
 pub fn run(args: BatchesArgs, db: &Path) -> anyhow::Result<Exit> {
-    // Listing must not leave an empty queue behind a mistyped --db.
-    if !db.exists() {
-        return Err(NoBatch::NoQueue { db: db.into() }.into());
-    }
-    let queue = Queue::open_read_only(db)?;
+    let queue = Queue::read_only_existing(db)?;
     let liveness = liveness_here();
     let summaries = queue.summaries(&liveness)?;
     if args.json {

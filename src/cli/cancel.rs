@@ -8,8 +8,8 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::{open_batch, who};
-use crate::queue::{BatchId, JobState};
+use super::who;
+use crate::queue::{BatchId, JobState, Queue};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -23,7 +23,7 @@ pub struct CancelArgs {
 }
 
 pub fn run(args: CancelArgs, db: &Path) -> anyhow::Result<Exit> {
-    let (mut queue, batch) = open_batch(db, args.batch)?;
+    let (mut queue, batch) = Queue::open_batch(db, args.batch)?;
     let (operator, host) = who();
     let cancelled = queue.cancel(batch.id, &format!("cancelled by {operator}@{host}"))?;
     let running = queue.counts(batch.id)?[&JobState::Running];

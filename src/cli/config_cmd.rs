@@ -12,8 +12,8 @@ use clap::Subcommand;
 use crate::config::{ConfigFile, Connection, ProcessEnvironment, RunSetup};
 use crate::domain::{CapacityLimits, Figure, FigureSource};
 use crate::settings::RunSettings;
-use crate::vr::{Client, TlsTrust};
-use crate::workflow::{appliance_version, applied};
+use crate::vr::TlsTrust;
+use crate::workflow::{appliance_version, applied, session};
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -39,14 +39,12 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
         None => println!("settings file  (none; environment only)"),
     }
     print!("{}", describe(&conn, &env));
-    let defaults: Vec<String> = match serde_json::to_value(&file.defaults) {
-        Ok(serde_json::Value::Object(keys)) => keys
-            .into_iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| format!("{k} = {v}"))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let defaults: Vec<String> = file
+        .defaults
+        .set_keys()
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
     println!("[defaults]");
     if defaults.is_empty() {
         println!("  (none: every CSV row names its settings, or the built-in defaults apply)");
@@ -72,10 +70,7 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
     }
 
     let settings = conn.with_passwords(&env)?;
-    let (site, user) = (settings.url.to_string(), settings.source.user.clone());
-    let client = Client::connect(settings)
-        .await
-        .map_err(|source| super::LoginFailed { site, user, source })?;
+    let client = session::login(settings).await?;
     println!("login          OK as {}", client.settings().source.user);
     let pairings = client.pairings().await.context("listing pairings")?;
     if pairings.is_empty() {
@@ -84,14 +79,7 @@ pub async fn run(cmd: ConfigCommand, config: Option<&Path>) -> anyhow::Result<Ex
     for p in &pairings {
         let remote = p.remote_vc_server.name.as_deref().unwrap_or("?");
         let local = p.local_vc_server.name.as_deref().unwrap_or("?");
-        client
-            .remote_login(&p.pairing_id)
-            .await
-            .map_err(|source| super::LoginFailed {
-                site: format!("the target site {remote}"),
-                user: client.settings().target.user.clone(),
-                source,
-            })?;
+        session::remote_login(&client, p).await?;
         println!(
             "pairing        {local} -> {remote}  ({})  remote login OK",
             p.pairing_id

@@ -22,7 +22,7 @@ use crate::runner::follow::{self, WatchOptions};
 use crate::runner::{self, RunOptions, SubmitOrder};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, Simulator};
-use crate::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
+use crate::vr::{ApiVersion, ClientSettings, Credentials, Thumbprint, TlsTrust};
 
 /// Initial syncs the demo lets run at once: the simulator's link slows down past ten.
 const DEMO_INITIAL_SYNCS: usize = 10;
@@ -71,9 +71,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
         sync_time_scale: args.sync_time_scale,
         ..SimConfig::default()
     };
-    let sim = Simulator::start(cfg.clone())
-        .await
-        .context("starting the simulator")?;
+    let sim = Simulator::start(cfg.clone()).await?;
     let thumbprint = sim
         .thumbprint()
         .context("the simulator serves no certificate")?
@@ -132,8 +130,16 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     let batch = queue.latest_batch()?.context("the import made no batch")?;
     let jobs = queue.jobs(batch.id)?;
     drop(queue);
-    let client = Client::connect(settings.clone()).await.context("login")?;
-    let planned = crate::workflow::plan_jobs(&client, &jobs, 50, &Default::default(), &[]).await?;
+    let client = crate::workflow::session::login(settings.clone()).await?;
+    let planned = crate::workflow::plan_jobs(
+        &client,
+        &jobs,
+        crate::workflow::LOOKUP_GROUP,
+        &Default::default(),
+        &[],
+    )
+    .await
+    .context("the plan is incomplete")?;
     client.logout().await.ok();
     plan::print_table(&batch, "", &planned, client.metrics().total_calls());
 

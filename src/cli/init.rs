@@ -12,6 +12,15 @@ pub const CONFIG_TEMPLATE: &str = include_str!("../../samples/vrbulk.toml");
 pub const CSV_TEMPLATE: &str = include_str!("../../samples/vms.csv");
 
 pub const CONFIG_FILE: &str = crate::config::DEFAULT_CONFIG;
+
+/// A file `init` would write is there already: nothing was written (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} already exists; vrbulk init leaves it as it is. Move it away, or run `vrbulk init \
+     --force` to overwrite vrbulk.toml and vms.csv",
+    .0.display()
+)]
+pub struct Exists(pub std::path::PathBuf);
 pub const CSV_FILE: &str = "vms.csv";
 
 #[derive(Debug, Args)]
@@ -33,12 +42,7 @@ pub fn write_templates(dir: &Path, force: bool) -> anyhow::Result<Exit> {
     let files = [(CONFIG_FILE, CONFIG_TEMPLATE), (CSV_FILE, CSV_TEMPLATE)];
     if !force {
         if let Some((name, _)) = files.iter().find(|(name, _)| dir.join(name).exists()) {
-            eprintln!(
-                "error: {} already exists; vrbulk init leaves it as it is. Move it away, or run \
-                 `vrbulk init --force` to overwrite vrbulk.toml and vms.csv",
-                dir.join(name).display()
-            );
-            return Ok(Exit::Usage);
+            return Err(Exists(dir.join(name)).into());
         }
     }
     for (name, text) in files {

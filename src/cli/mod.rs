@@ -24,22 +24,24 @@ mod summary;
 mod undo;
 mod watch;
 
-// The report speaks of times and durations in the same words as `vrbulk status`.
-
 use crate::exit::Exit;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use thiserror::Error;
 
-use crate::config::{ConfigError, ConfigFile, Connection, ProcessEnvironment};
+use crate::config::ConfigError;
 use crate::domain::OperationSpec;
 use crate::input::{Defaults, InputErrors};
-use crate::queue::{Batch, BatchId, Queue, QueueError};
+use crate::queue::QueueError;
+use crate::report::OutputRefused;
 use crate::runner::RunError;
-use crate::vr::{ApiError, Client};
+use crate::vr::ApiError;
 use crate::workflow::day2::PrepareError;
+use crate::workflow::import::ImportError;
+use crate::workflow::inventory::InventoryError;
 use crate::workflow::plan::ChooseError;
+use crate::workflow::retry::RetryError;
+use crate::workflow::{ConnectError, LoginFailed, PairingError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -161,27 +163,6 @@ impl Profile {
     }
 }
 
-/// Logging in to a site failed: the operator contract's exit 3.
-#[derive(Debug, Error)]
-#[error("logging in to {site}")]
-pub struct LoginFailed {
-    pub site: String,
-    pub user: String,
-    #[source]
-    pub source: ApiError,
-}
-
-/// Logs in to the source site with the settings of `file` and the environment, with the
-/// standard politeness: the appliance's budget, retries of transient failures.
-pub async fn connect(file: &ConfigFile) -> anyhow::Result<Client> {
-    let env = ProcessEnvironment;
-    let settings = Connection::resolve(file, &env)?.with_passwords(&env)?;
-    let (site, user) = (settings.url.to_string(), settings.source.user.clone());
-    Ok(Client::connect(settings)
-        .await
-        .map_err(|source| LoginFailed { site, user, source })?)
-}
-
 pub use crate::operator::who;
 
 /// A plain-text table (Markdown-shaped, so it pastes into tickets as is).
@@ -195,64 +176,6 @@ pub fn table<const N: usize>(header: [&str; N]) -> comfy_table::Table {
 /// `1 VM`, `7 VMs`: `n` and the word that goes with it.
 pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// There is no batch to act on: a usage error (exit 2), with what to do about it.
-#[derive(Debug, Error)]
-pub enum NoBatch {
-    #[error(
-        "there is no job queue at {}: import a batch first (`vrbulk import FILE`), or point \
-         --db at the queue",
-        db.display()
-    )]
-    NoQueue { db: PathBuf },
-
-    #[error(
-        "the job queue {} holds no batch yet: import one first (`vrbulk import FILE`)",
-        db.display()
-    )]
-    Empty { db: PathBuf },
-}
-
-/// Opens the queue at `db` for a command about one batch: `batch`, or the newest. Never
-/// creates a queue file; an unknown `--batch` names the batches there are.
-pub fn open_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
-    if !db.exists() {
-        return Err(NoBatch::NoQueue { db: db.into() }.into());
-    }
-    choose_batch(Queue::open(db)?, db, batch)
-}
-
-/// [`open_batch`] for a command that only reads (`status`, `report`): the queue is opened
-/// read-only, so a copied queue or a mounted backup reads too, and nothing is changed in it.
-pub fn read_batch(db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
-    if !db.exists() {
-        return Err(NoBatch::NoQueue { db: db.into() }.into());
-    }
-    choose_batch(Queue::open_read_only(db)?, db, batch)
-}
-
-fn choose_batch(queue: Queue, db: &Path, batch: Option<BatchId>) -> anyhow::Result<(Queue, Batch)> {
-    let chosen = match batch {
-        None => queue.latest_batch()?,
-        Some(id) => match queue.batch(id) {
-            Ok(found) => Some(found),
-            Err(QueueError::NoSuchBatch(_)) => {
-                let known = Batch::list(&queue.batches()?);
-                return Err(
-                    anyhow::Error::new(QueueError::NoSuchBatch(id)).context(format!(
-                        "--batch {id}: the batches in {} are: {known}",
-                        db.display()
-                    )),
-                );
-            }
-            Err(other) => return Err(other.into()),
-        },
-    };
-    match chosen {
-        Some(found) => Ok((queue, found)),
-        None => Err(NoBatch::Empty { db: db.into() }.into()),
-    }
 }
 
 /// Runs one command to its exit code.
@@ -315,6 +238,14 @@ fn every_problem(err: anyhow::Error) -> anyhow::Result<Exit> {
                 Some(PrepareError::Input(errors)) => Some(errors),
                 _ => None,
             })
+            .or(match cause.downcast_ref::<ImportError>() {
+                Some(ImportError::Input(errors)) => Some(errors),
+                _ => None,
+            })
+            .or(match cause.downcast_ref::<RetryError>() {
+                Some(RetryError::Input(errors)) => Some(errors),
+                _ => None,
+            })
     });
     let Some(errors) = found else {
         return Err(err);
@@ -355,58 +286,92 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
 /// Maps a failure to the operator contract's exit code, by the type of its causes: bad input 2,
 /// no connection, no login or a server that keeps failing 3, anything else 1.
 pub fn exit_code_for(err: &anyhow::Error) -> Exit {
-    for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some()
-            || cause.downcast_ref::<InputErrors>().is_some()
-            || cause.downcast_ref::<NoBatch>().is_some()
-            || matches!(
-                cause.downcast_ref::<ChooseError>(),
-                Some(ChooseError::Nothing(_))
+    err.chain().find_map(exit_of).unwrap_or(Exit::JobsFailed)
+}
+
+/// The exit code `cause` decides, if it decides one. A library error that says an inner
+/// error's words as its own (`#[error(transparent)]`) hides that error from the chain, so it
+/// is looked through here.
+fn exit_of(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+    if let Some(e) = cause.downcast_ref::<ImportError>() {
+        return match e {
+            ImportError::Input(_) | ImportError::Read { .. } => Some(Exit::Usage),
+            ImportError::Inventory(inner) => exit_of(inner.as_ref()),
+            ImportError::Queue(inner) => exit_of(inner),
+            ImportError::Check(_) => None,
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<RetryError>() {
+        return match e {
+            RetryError::Input(_) => Some(Exit::Usage),
+            RetryError::Queue(inner) => exit_of(inner),
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<InventoryError>() {
+        return match e {
+            InventoryError::Connect(inner) => exit_of(inner),
+            InventoryError::Pairing(_) => Some(Exit::Usage),
+            InventoryError::TargetLogin(_) => Some(Exit::Connect),
+            _ => None,
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<ConnectError>() {
+        return Some(match e {
+            ConnectError::Settings(_) => Exit::Usage,
+            ConnectError::Login(_) => Exit::Connect,
+        });
+    }
+    if cause.downcast_ref::<ConfigError>().is_some()
+        || cause.downcast_ref::<InputErrors>().is_some()
+        || cause.downcast_ref::<PairingError>().is_some()
+        || matches!(
+            cause.downcast_ref::<ChooseError>(),
+            Some(ChooseError::Nothing(_))
+        )
+        || cause.downcast_ref::<undo::NotConfirmed>().is_some()
+        || cause.downcast_ref::<init::Exists>().is_some()
+        || cause.downcast_ref::<OutputRefused>().is_some()
+        || cause
+            .downcast_ref::<PrepareError>()
+            .is_some_and(PrepareError::is_operators)
+        || matches!(
+            cause.downcast_ref::<QueueError>(),
+            Some(
+                QueueError::TooNew { .. }
+                    | QueueError::TooOld { .. }
+                    | QueueError::NotAQueue { .. }
+                    | QueueError::NoSuchBatch(_)
+                    | QueueError::UnknownBatch { .. }
+                    | QueueError::NoQueue { .. }
+                    | QueueError::Empty { .. }
+                    | QueueError::Refused(_)
+                    | QueueError::AlreadyQueued(_)
             )
-            || cause.downcast_ref::<undo::NotConfirmed>().is_some()
-            || cause
-                .downcast_ref::<PrepareError>()
-                .is_some_and(PrepareError::is_operators)
-            || matches!(
-                cause.downcast_ref::<QueueError>(),
-                Some(
-                    QueueError::TooNew { .. }
-                        | QueueError::TooOld { .. }
-                        | QueueError::NotAQueue { .. }
-                        | QueueError::NoSuchBatch(_)
-                        | QueueError::Refused(_)
-                        | QueueError::AlreadyQueued(_)
-                )
-            )
-        {
-            return Exit::Usage;
-        }
-        if matches!(
+        )
+        || matches!(
             cause.downcast_ref::<RunError>(),
             Some(RunError::Held { .. })
-        ) {
-            return Exit::Usage;
-        }
-        if cause.downcast_ref::<LoginFailed>().is_some()
-            || matches!(
-                cause.downcast_ref::<RunError>(),
-                Some(RunError::Login(_) | RunError::Pairings(_) | RunError::Credentials { .. })
-            )
-        {
-            return Exit::Connect;
-        }
-        if let Some(api) = cause.downcast_ref::<ApiError>() {
-            return match api {
-                ApiError::Connect { .. }
-                | ApiError::Timeout { .. }
-                | ApiError::Untrusted(_)
-                | ApiError::CredentialsRefused(_)
-                | ApiError::Setup(_) => Exit::Connect,
-                // The server kept failing after the retries: it cannot be worked with now.
-                _ if api.class() == crate::vr::ErrorClass::Transient => Exit::Connect,
-                _ => Exit::JobsFailed,
-            };
-        }
+        )
+    {
+        return Some(Exit::Usage);
     }
-    Exit::JobsFailed
+    if cause.downcast_ref::<LoginFailed>().is_some()
+        || matches!(
+            cause.downcast_ref::<RunError>(),
+            Some(RunError::Login(_) | RunError::Pairings(_) | RunError::Credentials { .. })
+        )
+    {
+        return Some(Exit::Connect);
+    }
+    let api = cause.downcast_ref::<ApiError>()?;
+    Some(match api {
+        ApiError::Connect { .. }
+        | ApiError::Timeout { .. }
+        | ApiError::Untrusted(_)
+        | ApiError::CredentialsRefused(_)
+        | ApiError::Setup(_) => Exit::Connect,
+        // The server kept failing after the retries: it cannot be worked with now.
+        _ if api.class() == crate::vr::ErrorClass::Transient => Exit::Connect,
+        _ => Exit::JobsFailed,
+    })
 }

@@ -16,10 +16,11 @@ use clap::Args;
 use super::batches::liveness_here;
 use super::progress::ProgressMode;
 use super::run::{drive, Display};
-use super::{connect, who, NoBatch};
+use super::who;
 use crate::config::{ConfigFile, ProcessEnvironment, RunSetup};
 use crate::queue::{Liveness, Queue};
 use crate::settings::{parse_until, RunSettings};
+use crate::workflow::connect;
 use crate::workflow::day2::{
     command_word, last_run, wait_while_configuring, OperationRequest, PrepareError, Prepared,
     Refused,
@@ -91,7 +92,7 @@ pub(super) async fn operate(
         connection,
         options: opts,
     } = file.for_run(&env, &flags)?;
-    let mut queue = open_queue(globals.db)?;
+    let mut queue = Queue::existing(globals.db)?;
     let liveness = liveness_here();
     let mut prepared = request.prepare(&queue)?;
     if args.plan {
@@ -180,14 +181,6 @@ async fn wait(
     }
 }
 
-/// The queue at `db`, which must exist: a day-2 operation acts on a batch already there.
-fn open_queue(db: &Path) -> anyhow::Result<Queue> {
-    if !db.exists() {
-        return Err(NoBatch::NoQueue { db: db.into() }.into());
-    }
-    Ok(Queue::open(db)?)
-}
-
 /// `--plan`: reads the replications, prints what would happen, then what is `left_out`; exit 1
 /// when something would be refused, so that a script can stop there.
 async fn plan(
@@ -209,7 +202,7 @@ async fn plan(
                  replications batch {batch} recorded, by id, on this site)"
             )));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(anyhow::Error::new(e).context("the plan is incomplete")),
     };
     client.logout().await.ok();
     if json {

@@ -5,15 +5,15 @@
 use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Args;
 
-use super::{connect, open_batch};
 use crate::config::ConfigFile;
-use crate::queue::Batch;
+use crate::queue::{Batch, Queue};
 use crate::report::{Format, PlanReport};
 use crate::units::gib;
 use crate::workflow::plan::{batch_to_plan, PlanTarget};
-use crate::workflow::{plan_jobs, Plan, PlanAction, PlanCapacity};
+use crate::workflow::{connect, plan_jobs, Plan, PlanAction, PlanCapacity};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -27,7 +27,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub batch: Option<i64>,
     /// VMs per lookup call.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = crate::workflow::LOOKUP_GROUP)]
     pub lookup_group: usize,
     /// Print JSON instead of a table.
     #[arg(long, conflicts_with = "format")]
@@ -42,12 +42,10 @@ pub struct PlanArgs {
 
 pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
     // Refused before the appliance is asked anything, not after a long plan.
-    let Some(format) = super::report::output_format(args.format, args.output.as_deref()) else {
-        return Ok(Exit::Usage);
-    };
+    let format = Format::for_output(args.format, args.output.as_deref())?;
     let file = ConfigFile::load(config)?;
     let limits = file.capacity()?;
-    let (queue, newest) = open_batch(db, args.batch)?;
+    let (queue, newest) = Queue::open_batch(db, args.batch)?;
     let PlanTarget {
         batch,
         chosen_because,
@@ -56,7 +54,9 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     let learnt = queue.learnt_limits()?;
     drop(queue);
     let client = connect(&file).await?;
-    let plan = plan_jobs(&client, &jobs, args.lookup_group, &limits, &learnt).await?;
+    let plan = plan_jobs(&client, &jobs, args.lookup_group, &limits, &learnt)
+        .await
+        .context("the plan is incomplete")?;
     client.logout().await.ok();
     let would_fail = plan.rows.iter().any(|p| p.action == PlanAction::Fail);
     // The table says it on its first line; a JSON or report output keeps stdout to itself.

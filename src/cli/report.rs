@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::read_batch;
-use crate::queue::BatchId;
+use crate::queue::{BatchId, Queue};
 use crate::report::{Format, Report};
 
 #[derive(Debug, Args)]
@@ -34,10 +33,8 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<Exit> {
-    let Some(format) = output_format(args.format, args.output.as_deref()) else {
-        return Ok(Exit::Usage);
-    };
-    let (queue, batch) = read_batch(db, args.batch)?;
+    let format = Format::for_output(args.format, args.output.as_deref())?;
+    let (queue, batch) = Queue::read_batch(db, args.batch)?;
     let report = Report::load(&queue, batch.id, queue.now())?;
     let text = report.render(format)?;
     write_output(&text, args.output.as_deref())?;
@@ -51,18 +48,6 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::Ok)
-}
-
-/// The format to write, or `None` once the operator has been told why the file cannot be
-/// written (exit 2, nothing written).
-pub fn output_format(asked: Option<Format>, output: Option<&Path>) -> Option<Format> {
-    match Format::for_output(asked, output) {
-        Ok(format) => Some(format),
-        Err(refused) => {
-            eprintln!("error: {refused}");
-            None
-        }
-    }
 }
 
 /// Writes a rendered report to `path`, or to stdout when there is none. A file is written

@@ -3,13 +3,11 @@
 use crate::exit::Exit;
 use std::path::Path;
 
-use anyhow::Context;
 use clap::Args;
 
-use super::open_batch;
 use super::progress::{Progress, ProgressMode};
 use crate::config::{ConfigFile, ProcessEnvironment};
-use crate::queue::{Batch, JobState, Queue};
+use crate::queue::{jobs_left, Batch, Queue};
 use crate::runner::{self, RunOptions};
 use crate::settings::RunSettings;
 use crate::vr::ClientSettings;
@@ -50,12 +48,14 @@ pub async fn run(
     quiet: bool,
 ) -> anyhow::Result<Exit> {
     let env = ProcessEnvironment;
-    let setup = ConfigFile::load(config)?.for_run(&env, &args.settings)?;
+    let file = ConfigFile::load(config)?;
+    // The batch named first: a wrong `--batch` is the operator's first mistake to hear of.
+    let (queue, batch) = Queue::open_batch(db, args.batch)?;
+    let setup = file.for_run(&env, &args.settings)?;
     let opts = RunOptions {
         join: args.join,
         ..setup.options
     };
-    let (queue, batch) = open_batch(db, args.batch)?;
     let settings = setup.connection.with_passwords(&env)?;
     let how = Display {
         db,
@@ -88,10 +88,7 @@ pub(super) async fn drive(
         ..opts
     };
     let before = queue.counts(batch.id)?;
-    let todo: u64 = [JobState::Pending, JobState::Running, JobState::Retryable]
-        .iter()
-        .map(|s| before[s])
-        .sum();
+    let todo = jobs_left(&before);
     eprintln!(
         "batch {} \"{}\": {todo} jobs to do, at most {} requests per {} s (the appliance's rate \
          limit), {} in flight",
@@ -127,7 +124,9 @@ pub(super) async fn drive(
     );
     let outcome = runner::run(queue, settings, opts, stop_rx).await;
     progress.finish().await;
-    let outcome = outcome.with_context(|| format!("running batch {}", batch.id))?;
+    // No context of our own: the line above named the batch, and the runner's errors that
+    // concern it (held by another run) name it themselves.
+    let outcome = outcome?;
     super::summary::print(&outcome, how.db)?;
     Ok(outcome.exit_code())
 }

@@ -220,9 +220,8 @@ impl SimulateArgs {
 }
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<Exit> {
-    let sim = Simulator::start_on(args.sim_config()?, args.listen)
-        .await
-        .with_context(|| format!("starting the simulator on {}", args.listen))?;
+    // The simulator's errors say what of it failed, and where.
+    let sim = Simulator::start_on(args.sim_config()?, args.listen).await?;
     let inv = sim.inventory();
     println!("vSphere Replication simulator listening on {}", sim.url());
     println!("  API        {}/api/rest/vr/v2", sim.url());

@@ -12,8 +12,9 @@ use std::path::Path;
 use clap::Args;
 use serde::Serialize;
 
-use super::read_batch;
-use crate::queue::{BatchId, BatchStatus, JobState, LastRun, Readiness, ReadinessCounts, Standing};
+use crate::queue::{
+    jobs_left, BatchId, BatchStatus, JobState, LastRun, Queue, Readiness, ReadinessCounts, Standing,
+};
 use crate::timefmt::{span, utc};
 
 #[derive(Debug, Args)]
@@ -44,7 +45,7 @@ struct StatusJson<'a> {
 }
 
 pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<Exit> {
-    let (queue, batch) = read_batch(db, args.batch)?;
+    let (queue, batch) = Queue::read_batch(db, args.batch)?;
     let status = queue.status_with_errors(batch.id, args.errors)?;
     let summary = queue.summary(batch.id, &super::batches::liveness_here())?;
     if args.json {
@@ -68,10 +69,7 @@ pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<Exit> {
 /// is over. `left` is counted from `s`, so that it agrees with the counts printed above it.
 pub fn last_run(s: &BatchStatus, standing: &Standing, run: Option<&LastRun>) -> String {
     let id = s.batch.id;
-    let left: u64 = [JobState::Pending, JobState::Running, JobState::Retryable]
-        .iter()
-        .map(|st| s.counts.get(st).copied().unwrap_or(0))
-        .sum();
+    let left = jobs_left(&s.counts);
     let left = format!("{left} of {} jobs left", s.total);
     let resume = format!("next: vrbulk run --batch {id}");
     let ran = |at: i64| {

@@ -9,9 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::open_batch;
 use crate::config::{ConfigFile, Connection, ProcessEnvironment};
-use crate::queue::{BatchId, Job, Readiness};
+use crate::queue::{BatchId, Job, Queue, Readiness};
 use crate::runner::follow::{self, Round, WatchEnding, WatchOptions, WatchOutcome};
 use crate::timefmt::span;
 use crate::units::bytes;
@@ -46,7 +45,7 @@ pub async fn run(args: WatchArgs, config: Option<&Path>, db: &Path) -> anyhow::R
         }
     );
     let file = ConfigFile::load(config)?;
-    let (queue, asked) = open_batch(db, args.batch)?;
+    let (queue, asked) = Queue::open_batch(db, args.batch)?;
     let followed = follow::configure_batch_of(&queue, asked.id)?;
     if followed != asked.id {
         eprintln!(

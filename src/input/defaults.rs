@@ -222,6 +222,17 @@ impl Defaults {
     pub fn replication_server(&self) -> Option<String> {
         non_empty(&self.replication_server).filter(|s| !is_auto(s))
     }
+
+    /// The keys that are set, with their values, as the audit records a profile and
+    /// `config check` shows it.
+    pub fn set_keys(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(keys)) => {
+                keys.into_iter().filter(|(_, v)| !v.is_null()).collect()
+            }
+            _ => serde_json::Map::new(),
+        }
+    }
 }
 
 impl Defaults {

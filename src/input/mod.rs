@@ -149,6 +149,13 @@ impl fmt::Display for InputErrors {
     }
 }
 
+/// The SHA-256 of an input file, in lowercase hex, as its batch records it: how a file
+/// imported twice is recognised, and what the audit names the file by.
+pub fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
 /// Checks a name or text given as a flag (`--change-ticket`) by the rule its column has in a
 /// CSV; the problem names the flag.
 pub fn check_flag(flag: &str, rule: Text, value: &str) -> Result<(), InputErrors> {
@@ -233,6 +240,14 @@ pub fn jobs_for_inventory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_is_the_sha256_in_lowercase_hex() {
+        assert_eq!(
+            digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn vm_ref_displays_name_else_id() {

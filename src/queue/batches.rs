@@ -40,7 +40,7 @@ pub struct BatchSummary {
 impl BatchSummary {
     /// Jobs not ended yet (pending, running, retryable): what a next run has to do.
     pub fn left(&self) -> u64 {
-        left(&self.counts)
+        jobs_left(&self.counts)
     }
 }
 
@@ -202,10 +202,12 @@ impl Queue {
     }
 }
 
-fn left(counts: &BTreeMap<JobState, u64>) -> u64 {
-    [JobState::Pending, JobState::Running, JobState::Retryable]
+/// Jobs not ended yet (pending, running, retryable) among `counts`: what a next run has to do.
+pub fn jobs_left(counts: &BTreeMap<JobState, u64>) -> u64 {
+    counts
         .iter()
-        .map(|s| counts.get(s).copied().unwrap_or(0))
+        .filter(|(state, _)| !state.is_terminal())
+        .map(|(_, n)| n)
         .sum()
 }
 
@@ -242,7 +244,7 @@ fn standing(
             held: live.iter().map(|h| h.jobs).sum(),
         };
     }
-    if left(counts) == 0 {
+    if jobs_left(counts) == 0 {
         return if counts.get(&JobState::Cancelled).copied().unwrap_or(0) > 0 {
             Standing::Cancelled
         } else {

@@ -10,6 +10,7 @@
 //! refuses illegal states too. What the report reads is in `record`.
 
 mod batches;
+mod choose;
 mod limits;
 mod operations;
 mod protection;
@@ -30,7 +31,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use batches::{BatchSummary, LastRun, Liveness, Standing};
+pub use batches::{jobs_left, BatchSummary, LastRun, Liveness, Standing};
 pub use limits::LearntLimit;
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{
@@ -160,6 +161,28 @@ pub enum QueueError {
     #[error("batch {0} does not exist")]
     NoSuchBatch(BatchId),
 
+    /// The `--batch` a command was given is not in the queue.
+    #[error("--batch {id}: no such batch in {}; its batches are: {known}", path.display())]
+    UnknownBatch {
+        id: BatchId,
+        path: PathBuf,
+        /// The batches there are, as `1 "wave 1", 2 "wave 2"`.
+        known: String,
+    },
+
+    #[error(
+        "there is no job queue at {}: import a batch first (`vrbulk import FILE`), or point \
+         --db at the queue",
+        path.display()
+    )]
+    NoQueue { path: PathBuf },
+
+    #[error(
+        "the job queue {} holds no batch yet: import one first (`vrbulk import FILE`)",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+
     #[error("job queue: stored {what} does not decode")]
     Json {
         what: &'static str,
@@ -236,17 +259,18 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// What a `file:` URI's path keeps as it is: unreserved characters and the separators.
+const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// `path` as an SQLite `file:` URI, percent-encoding what a URI would read otherwise.
 fn file_uri(path: &Path) -> String {
-    let mut uri = String::from("file:");
-    for &byte in path.as_os_str().as_encoded_bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
-            uri.push(char::from(byte));
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
+    let bytes = path.as_os_str().as_encoded_bytes();
+    format!("file:{}", percent_encoding::percent_encode(bytes, URI_PATH))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1464,7 +1488,7 @@ fn bad_column(col: usize, what: &str, value: &str) -> rusqlite::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::VmRef;
 

@@ -132,8 +132,8 @@ pub enum RunError {
         holders: Vec<Holder>,
     },
 
-    #[error("{0}")]
-    NoPairing(String),
+    #[error(transparent)]
+    NoPairing(crate::workflow::PairingError),
 
     /// A site refused its user: the run stopped at that one refused login, and gave back every
     /// job it held without counting an attempt.

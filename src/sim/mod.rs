@@ -392,7 +392,7 @@ impl Simulator {
                 .handle(handle.clone());
                 let task = tokio::spawn(async move {
                     if let Err(e) = server.serve(app).await {
-                        tracing::error!(error = %e, "simulator stopped");
+                        tracing::error!(error = %crate::vr::error::error_chain(&e), "simulator stopped");
                     }
                 });
                 (task, Some(id.thumbprint), Some(id.certificate_pem))
@@ -401,7 +401,7 @@ impl Simulator {
                 let server = axum_server::from_tcp(listener).handle(handle.clone());
                 let task = tokio::spawn(async move {
                     if let Err(e) = server.serve(app).await {
-                        tracing::error!(error = %e, "simulator stopped");
+                        tracing::error!(error = %crate::vr::error::error_chain(&e), "simulator stopped");
                     }
                 });
                 (task, None, None)

@@ -1018,7 +1018,7 @@ impl Client {
                         .retry_after()
                         .filter(|d| *d <= policy.max_retry_after)
                         .unwrap_or_else(|| policy.delay(retries));
-                    tracing::debug!(op = call.op, retries, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
+                    tracing::debug!(op = call.op, retries, wait_ms = wait.as_millis() as u64, error = %super::error::error_chain(&e), "retrying");
                     self.usage(call.op, |u| u.retries += 1);
                     tokio::time::sleep(wait).await;
                     retries += 1;

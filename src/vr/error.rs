@@ -190,6 +190,12 @@ pub struct StatusError {
 }
 
 impl ApiError {
+    /// Whether the error says itself which site it concerns (a refused login names the site
+    /// that refused whom), so that a caller's words need not say it again.
+    pub fn names_its_site(&self) -> bool {
+        matches!(self, ApiError::CredentialsRefused(_))
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             ApiError::Connect { .. } | ApiError::Timeout { .. } => ErrorClass::Transient,

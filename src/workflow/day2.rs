@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::domain::{Operation, OperationSpec, VmRef};
@@ -106,7 +105,8 @@ pub enum PrepareError {
     #[error(transparent)]
     Refused(Box<Refused>),
 
-    #[error("reading the job queue")]
+    // The queue's error names the queue: this says only the step.
+    #[error("checking the request")]
     Queue(#[source] QueueError),
 }
 
@@ -721,12 +721,7 @@ impl Prepared {
             }
             Asked::Csv { bytes, .. } => {
                 settings["per_vm"] = json!("csv");
-                Some(
-                    Sha256::digest(bytes)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect(),
-                )
+                Some(input::digest(bytes))
             }
         };
         (settings, sha)

@@ -14,13 +14,13 @@ use crate::domain::JobSpec;
 use crate::vr::model::{Datastore, Pairing, ReplicationInfo, ReplicationServerInfo, StoragePolicy};
 use crate::vr::{ApiError, Client};
 
-use super::choose_pairing;
+use super::{choose_pairing, PairingError};
 use crate::domain::Placement;
 
 #[derive(Debug, Error)]
 pub enum DiscoveryError {
-    #[error("{0}")]
-    Pairing(String),
+    #[error(transparent)]
+    Pairing(#[from] PairingError),
     #[error("pairing {pairing}: {what}")]
     Api {
         pairing: String,
@@ -30,12 +30,32 @@ pub enum DiscoveryError {
     },
     #[error("pairing {pairing}: {message}")]
     Incomplete { pairing: String, message: String },
+
+    #[error("{}", target_login(.pairing, .source))]
+    TargetLogin {
+        pairing: String,
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// The words of a failed login to the target site of `pairing`: a refusal names the site and
+/// the pairing itself ('the target site of pairing P refused the login of U'), so that only
+/// the step is said before it.
+pub(crate) fn target_login(pairing: &str, source: &ApiError) -> String {
+    if source.names_its_site() {
+        "logging in".to_string()
+    } else {
+        format!("logging in to the target site of pairing {pairing}")
+    }
 }
 
 impl DiscoveryError {
     pub fn api_error(&self) -> Option<&ApiError> {
         match self {
-            DiscoveryError::Api { source, .. } => Some(source),
+            DiscoveryError::Api { source, .. } | DiscoveryError::TargetLogin { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }
@@ -104,7 +124,10 @@ impl Discovery {
             client
                 .remote_login(&id)
                 .await
-                .map_err(api("logging in to the target site"))?;
+                .map_err(|source| DiscoveryError::TargetLogin {
+                    pairing: id.clone(),
+                    source,
+                })?;
         }
         let vrms = client.vrms(&id).await.map_err(api("listing the VRMS"))?;
         let target_vrms_id = vrms
@@ -315,7 +338,7 @@ pub async fn appliance_version(client: &Client, pairings: &[Pairing]) -> Option<
     match client.info().await {
         Ok(info) => info.version,
         Err(e) => {
-            tracing::warn!(error = %e, "the appliance's version could not be read: its capacity figures are assumed");
+            tracing::warn!(error = %crate::vr::error::error_chain(&e), "the appliance's version could not be read: its capacity figures are assumed");
             None
         }
     }

@@ -133,7 +133,7 @@ async fn read_site(
     }
     let pairing = match choose_pairing(pairings, wanted) {
         Ok(p) => p,
-        Err(reason) => return Ok(Err(reason)),
+        Err(refused) => return Ok(Err(refused.to_string())),
     };
     let id = &pairing.pairing_id;
     // The replication list reads the target site too: within one vCenter the local session

@@ -18,34 +18,34 @@ use super::{
     DiscoveryError, VmLookup,
 };
 use crate::domain::{AppliedLimits, CapacityLimits, JobSpec, Operation};
-use crate::queue::{Batch, Job, JobState, LearntLimit, Queue, QueueError};
+use crate::queue::{jobs_left, Batch, Job, JobState, LearntLimit, Queue, QueueError};
 use crate::vr::{ApiError, Client, ErrorClass};
 
 /// Why a plan could not be made. A server that failed to answer says nothing about the VMs, so
 /// it is never turned into a verdict on them.
 #[derive(Debug, Error)]
 pub enum PlanError {
-    #[error("the plan is incomplete: listing the pairings")]
+    #[error("listing the pairings")]
     Pairings(#[source] ApiError),
 
-    #[error("the plan is incomplete")]
-    Discovery(#[source] DiscoveryError),
+    #[error(transparent)]
+    Discovery(DiscoveryError),
 
-    #[error("the plan is incomplete: looking up the VMs on vCenter {vcenter}")]
+    #[error("looking up the VMs on vCenter {vcenter}")]
     Lookup {
         vcenter: String,
         #[source]
         source: ApiError,
     },
 
-    #[error("the plan is incomplete: logging in to the target site of pairing {pairing}")]
+    #[error("{}", super::discovery::target_login(.pairing, .source))]
     RemoteLogin {
         pairing: String,
         #[source]
         source: ApiError,
     },
 
-    #[error("the plan is incomplete: listing the replications of pairing {pairing}")]
+    #[error("listing the replications of pairing {pairing}")]
     Replications {
         pairing: String,
         #[source]
@@ -110,7 +110,8 @@ pub enum ChooseError {
     #[error(transparent)]
     Nothing(Box<NothingToPlan>),
 
-    #[error("reading the job queue")]
+    // The queue's error names the queue: this says only the step.
+    #[error("choosing the batch to plan")]
     Queue(#[source] QueueError),
 }
 
@@ -142,7 +143,7 @@ pub fn batch_to_plan(queue: &Queue, named: Option<Batch>) -> Result<PlanTarget, 
             return Err(NothingToPlan::NotConfigure { batch }.into());
         }
         let counts = queue.counts(batch.id)?;
-        if left(&counts) == 0 {
+        if jobs_left(&counts) == 0 {
             return Err(NothingToPlan::Ended {
                 ended: ended(&counts),
                 failed: failed_jobs(&counts),
@@ -166,7 +167,7 @@ pub fn batch_to_plan(queue: &Queue, named: Option<Batch>) -> Result<PlanTarget, 
             continue;
         }
         let counts = queue.counts(batch.id)?;
-        if left(&counts) > 0 {
+        if jobs_left(&counts) > 0 {
             let mut because = "the newest configure batch with jobs left".to_string();
             if !passed_over.is_empty() {
                 because.push_str(&format!("; newer: {}", shortened(&passed_over)));
@@ -188,15 +189,6 @@ pub fn batch_to_plan(queue: &Queue, named: Option<Batch>) -> Result<PlanTarget, 
         None => NothingToPlan::NoConfigureBatch,
     }
     .into())
-}
-
-/// Jobs not ended yet: what a plan previews.
-fn left(counts: &BTreeMap<JobState, u64>) -> u64 {
-    counts
-        .iter()
-        .filter(|(s, _)| !s.is_terminal())
-        .map(|(_, n)| n)
-        .sum()
 }
 
 fn failed_jobs(counts: &BTreeMap<JobState, u64>) -> u64 {
@@ -455,7 +447,8 @@ pub async fn check_names(
     for (key, group) in by_pairing {
         let disc = match Discovery::run(client, &pairings, key.as_deref()).await {
             Ok(d) => d,
-            Err(DiscoveryError::Pairing(message)) => {
+            Err(DiscoveryError::Pairing(refused)) => {
+                let message = refused.to_string();
                 problems.extend(group.iter().map(|r| InventoryProblem {
                     line: r.line,
                     column: "pairing",

@@ -42,6 +42,10 @@ pub fn vm_key(vm: &VmRef) -> String {
     }
 }
 
+/// VMs one lookup call names unless told otherwise (`filter=` values per call): what `run`,
+/// `plan` and `import --check` ask with by default.
+pub const LOOKUP_GROUP: usize = 50;
+
 /// Looks up every VM of `refs` on the pairing's source vCenter, `group` names or ids a call.
 pub async fn lookup_vms(
     client: &Client,

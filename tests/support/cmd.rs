@@ -97,6 +97,15 @@ impl Ran {
         self
     }
 
+    /// The line of stderr that says the error (`error: …`), or nothing.
+    pub fn error_line(&self) -> String {
+        self.stderr()
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn stderr_contains(self, text: &str) -> Self {
         assert!(
             self.stderr().contains(text),
