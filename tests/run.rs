@@ -17,6 +17,7 @@ use vrbulk::vr::ClientSettings;
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for, new_batch};
 use crate::support::harness::{configured_wave, normal_specs, settings_for, sim_limited, start};
+use crate::support::wait::eventually;
 
 /// One job per source VM: most onto healthy datastores, every seventh onto the full one.
 fn jobs_for(inv: &Inventory) -> Vec<JobSpec> {
@@ -298,7 +299,13 @@ async fn ctrl_c_gives_jobs_back_and_the_next_run_finishes_without_duplicates() {
         },
         stop_rx,
     ));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Ctrl-C in the middle of the work: once the appliance has accepted the first configures.
+    eventually(
+        Duration::from_secs(20),
+        "the run's first configures",
+        async || !sim.stats().configure_attempts.is_empty(),
+    )
+    .await;
     stop.send(true).unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(8), first)
         .await
@@ -455,10 +462,12 @@ async fn cancel_during_a_run_stops_every_job_not_yet_sent_within_seconds() {
         stop_rx,
     ));
     // Once the run holds the batch and has sent some of it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sim.stats().replications.is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the run's first replications",
+        async || !sim.stats().replications.is_empty(),
+    )
+    .await;
     let db2 = db.clone();
     let asked = vrbulk::queue::system_clock()();
     tokio::task::spawn_blocking(move || {
@@ -552,6 +561,16 @@ fn spawn_run(db: &Path, config: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits until a run holds jobs of `batch`: work is under way.
+async fn until_running(db: &Path, batch: i64) {
+    eventually(
+        Duration::from_secs(20),
+        "a run to hold jobs of the batch",
+        async || Queue::open(db).unwrap().counts(batch).unwrap()[&JobState::Running] > 0,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_anything() {
     let sim = slow_simulator().await;
@@ -587,6 +606,10 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
             if child.try_wait().unwrap().is_some() {
                 break;
             }
+            // Paced on purpose, not waiting for anything: a random step between looks moves the
+            // kill off the lumps progress comes in. Past the deadline, or once the run has
+            // ended, it is killed anyway: that round proves nothing, and the count of kills
+            // that hit running jobs below says so.
             tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
         }
         // SIGKILL: no chance to release anything.
@@ -740,12 +763,7 @@ async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told
     let (db, batch) = import_all(&sim, dir.path());
     let config = write_config(&sim, dir.path());
     let first = spawn_run(&db, &config);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Running] == 0
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_running(&db, batch).await;
     let (db2, config2, first_pid) = (db.clone(), config.clone(), first.id());
     tokio::task::spawn_blocking(move || {
         let ran = Cmd::new()
@@ -996,12 +1014,7 @@ async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
     let config = write_config(&sim, dir.path());
     let child = spawn_run(&db, &config);
     // Interrupt once work is under way.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Running] == 0
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_running(&db, batch).await;
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);

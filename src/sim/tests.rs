@@ -153,14 +153,18 @@ impl Harness {
 
     /// Polls `GET /tasks/{id}` until the task has ended; its last answer.
     async fn wait_task(&self, sid: &str, id: &str) -> Value {
-        eventually(Duration::from_secs(10), format!("task {id} to end"), async || {
-            let (s, t) = self.get(sid, &format!("/tasks/{id}")).await;
-            assert_eq!(s, StatusCode::OK, "{t}");
-            match t["status"].as_str() {
-                Some("SUCCESS" | "ERROR" | "CANCELLED") => Ok(t),
-                _ => Err(t),
-            }
-        })
+        eventually(
+            Duration::from_secs(10),
+            format!("task {id} to end"),
+            async || {
+                let (s, t) = self.get(sid, &format!("/tasks/{id}")).await;
+                assert_eq!(s, StatusCode::OK, "{t}");
+                match t["status"].as_str() {
+                    Some("SUCCESS" | "ERROR" | "CANCELLED") => Ok(t),
+                    _ => Err(t),
+                }
+            },
+        )
         .await
     }
 }

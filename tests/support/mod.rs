@@ -4,3 +4,4 @@ pub mod cmd;
 pub mod fixtures;
 pub mod harness;
 pub mod openapi;
+pub mod wait;
