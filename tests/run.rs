@@ -14,6 +14,7 @@ use vrbulk::runner::{self, Ending, RunOptions, RunOutcome};
 use vrbulk::sim::{Inventory, RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 use vrbulk::vr::ClientSettings;
 
+use crate::support::bounds::{call_bound, peak_refusals, refusals_per_window};
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for, new_batch};
 use crate::support::harness::{configured_wave, normal_specs, settings_for, sim_limited, start};
@@ -173,11 +174,21 @@ async fn three_hundred_vms_at_the_appliances_limits_are_never_refused() {
     assert_matches_truth(&jobs, &sim);
     assert_within_quota(&sim);
     assert_eq!(outcome.budget.refusals, 0);
-    assert!(
-        outcome.metrics.total_calls() < 80,
-        "{} calls for 300 VMs",
-        outcome.metrics.total_calls()
+    // The appliance's count against DESIGN.md's lower bound, with one poll round of the wave's
+    // tasks (pages of `page_size`). Half as much again covers what the formula leaves out and
+    // a healthy run still makes: the logout, the pairing's replications read by discovery and,
+    // in groups, to verify what was configured, and a poll round or two while the last tasks
+    // run. A cascade of small groups or of polls goes far past it.
+    let stats = sim.stats();
+    let configured = stats.replications.len();
+    let polls = configured.div_ceil(settings_for(&sim).page_size as usize);
+    let bound = call_bound(300, polls) as f64 * 1.5;
+    eprintln!(
+        "{} calls for 300 VMs, a bound of {bound}: {:?}",
+        stats.journal.len(),
+        stats.calls
     );
+    assert!(stats.journal.len() as f64 <= bound, "{:?}", stats.calls);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,8 +254,16 @@ async fn quotas_lower_than_configured_slow_the_run_down_but_fail_no_job() {
     );
     assert!(outcome.metrics.relogins > 0, "sessions never expired");
     assert_eq!(outcome.budget.refusals, stats.status_429);
-    // Refusals find the quota and the window's boundary, then stop; never a ban's worth.
-    assert!(stats.status_429 < 40, "{:?}", stats.limiter);
+    // Refusals find the quota and the window's boundary, then stop: never more in one window
+    // than the budget's design allows (the requests in flight, then one window of probes), far
+    // from a ban's worth.
+    let peak = peak_refusals(&stats.journal, FAST_WINDOW);
+    let allowed = refusals_per_window(quick_options().workers);
+    eprintln!(
+        "{} refusals, at most {peak} in one window (the design allows {allowed}): {:?}",
+        stats.status_429, stats.limiter
+    );
+    assert!(peak <= allowed, "{:?}", stats.limiter);
     let usage = q.api_usage(batch).unwrap();
     assert!(usage["configureReplication"].calls >= 10, "{usage:?}");
     assert_eq!(
@@ -1160,12 +1179,6 @@ async fn one_unavailable_login_is_retried_by_every_command_that_connects() {
             .collect();
         assert_eq!(logins[..2], [503, 200], "{args:?}: {logins:?}");
     }
-}
-
-/// DESIGN.md's lower bound of calls for `n` VMs: discovery (7), lookups of 50, configures of 20,
-/// and `polls` rounds of task polls.
-fn call_bound(n: usize, polls: usize) -> usize {
-    7 + n.div_ceil(50) + n.div_ceil(20) + polls
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration-test modules.
 
+pub mod bounds;
 pub mod cmd;
 pub mod fixtures;
 pub mod harness;
