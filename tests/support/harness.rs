@@ -13,7 +13,7 @@ use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 use vrbulk::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
 
 use super::fixtures::{self, new_batch, spec};
-use super::wait::eventually;
+use super::wait::{eventually, none_left};
 
 /// A small, fast simulator: HTTPS, 40 VMs, tasks that finish in 0.3 s, the appliance's rate
 /// limits over 2 s windows.
@@ -103,18 +103,13 @@ pub async fn until_synced(sim: &Simulator) {
         Duration::from_secs(30),
         "every replication's initial sync to end",
         async || {
-            let unsynced: Vec<String> = sim
+            let syncing: Vec<String> = sim
                 .stats()
                 .replications
                 .into_iter()
-                .filter(|(_, t)| t.sync_ended.is_none())
-                .map(|(id, _)| id)
+                .filter_map(|(id, t)| t.sync_ended.is_none().then_some(id))
                 .collect();
-            if unsynced.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("still syncing: {unsynced:?}"))
-            }
+            none_left(&syncing)
         },
     )
     .await;
@@ -127,18 +122,13 @@ pub async fn until_removed(sim: &Simulator, replications: &[&str]) {
         Duration::from_secs(30),
         format!("{replications:?} to be removed"),
         async || {
-            let left: Vec<String> = sim
+            let there: Vec<String> = sim
                 .inventory()
                 .replications
                 .into_iter()
-                .filter(|r| replications.contains(&r.id.as_str()))
-                .map(|r| r.id)
+                .filter_map(|r| replications.contains(&r.id.as_str()).then_some(r.id))
                 .collect();
-            if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("still there: {left:?}"))
-            }
+            none_left(&there)
         },
     )
     .await;

@@ -54,18 +54,12 @@ pub async fn eventually<C: Condition>(
     what: impl Display,
     mut check: impl AsyncFnMut() -> C,
 ) -> C::Value {
-    let deadline = Instant::now() + within;
-    let mut pause = QUICKEST;
+    let mut patience = Patience::new(within);
     loop {
-        let seen = match check().await.check() {
+        match check().await.check() {
             Ok(value) => return value,
-            Err(seen) => seen,
-        };
-        if Instant::now() >= deadline {
-            timed_out(within, &what, seen);
+            Err(seen) => tokio::time::sleep(patience.after(&what, seen)).await,
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(SLOWEST);
     }
 }
 
@@ -75,24 +69,52 @@ pub fn eventually_blocking<C: Condition>(
     what: impl Display,
     mut check: impl FnMut() -> C,
 ) -> C::Value {
-    let deadline = Instant::now() + within;
-    let mut pause = QUICKEST;
+    let mut patience = Patience::new(within);
     loop {
-        let seen = match check().check() {
+        match check().check() {
             Ok(value) => return value,
-            Err(seen) => seen,
-        };
-        if Instant::now() >= deadline {
-            timed_out(within, &what, seen);
+            Err(seen) => std::thread::sleep(patience.after(&what, seen)),
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(SLOWEST);
     }
 }
 
-fn timed_out(within: Duration, what: &dyn Display, seen: Option<String>) -> ! {
-    match seen {
-        Some(seen) => panic!("waited {within:?} for {what}; last seen: {seen}"),
-        None => panic!("waited {within:?} for {what}"),
+/// `Ok` when nothing is `left`, else what is, as a condition's "not yet".
+pub fn none_left<T: std::fmt::Debug>(left: &[T]) -> Result<(), String> {
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left: {left:?}"))
+    }
+}
+
+/// The deadline of one wait, and the pause before its next check.
+struct Patience {
+    within: Duration,
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Patience {
+    fn new(within: Duration) -> Patience {
+        Patience {
+            within,
+            deadline: Instant::now() + within,
+            pause: QUICKEST,
+        }
+    }
+
+    /// After a check that did not hold: how long to pause before the next one. Panics once the
+    /// deadline has passed, naming `what` was awaited and what was `seen` instead.
+    fn after(&mut self, what: &dyn Display, seen: Option<String>) -> Duration {
+        if Instant::now() >= self.deadline {
+            let within = self.within;
+            match seen {
+                Some(seen) => panic!("waited {within:?} for {what}; last seen: {seen}"),
+                None => panic!("waited {within:?} for {what}"),
+            }
+        }
+        let pause = self.pause;
+        self.pause = (pause * 2).min(SLOWEST);
+        pause
     }
 }
