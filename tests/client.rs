@@ -15,6 +15,7 @@ use vrbulk::vr::{
 use vrbulk::workflow::build_spec;
 
 use crate::support::harness::{client_for, settings_for, sim_config, start};
+use crate::support::wait::eventually;
 
 #[tokio::test]
 async fn logs_in_and_reads_its_session() {
@@ -123,14 +124,16 @@ async fn a_session_is_renewed_before_the_lifetime_the_appliance_showed() {
     .await;
     let client = client_for(&sim).await;
     // The first two sessions end unannounced: two ends alike teach the lifetime (one alone
-    // could be an appliance restart).
+    // could be an appliance restart). The client learns it on its own clock, the wall clock,
+    // which no test can move: the sleep is the lifetime passing, not a wait for something.
     for _ in 0..2 {
         tokio::time::sleep(ttl + Duration::from_millis(100)).await;
         client.pairings().await.unwrap();
     }
     let refused_before = sim.stats().status_4xx;
     assert_eq!(refused_before, 2, "the first two ends of a session are met");
-    // From then on a session is renewed before its end: no request meets a 401.
+    // From then on a session is renewed before its end: no request meets a 401. Requests
+    // spread over four lifetimes, paced on purpose so that some fall near each session's end.
     let deadline = std::time::Instant::now() + ttl * 4;
     while std::time::Instant::now() < deadline {
         client.pairings().await.unwrap();
@@ -379,7 +382,7 @@ async fn a_session_past_its_ttl_is_renewed_transparently() {
     .await;
     let client = client_for(&sim).await;
     client.pairings().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    sim.skip(Duration::from_millis(400));
     client.pairings().await.unwrap();
     assert_eq!(client.metrics().relogins, 1);
 }
@@ -533,13 +536,7 @@ async fn configures_and_follows_tasks_by_id() {
         .await
         .unwrap();
     assert_eq!(tasks.len(), 1);
-    let task = loop {
-        let t = client.task(&tasks[0].id).await.unwrap();
-        if t.status.is_finished() {
-            break t;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let task = finished(&client, &tasks[0].id).await;
     assert_eq!(task.status, TaskStatus::Success, "{task:?}");
     let recent = client
         .tasks(Some(&Filter::new("id", [task.id.clone()])))
@@ -618,15 +615,19 @@ async fn speaks_api_v1_as_well() {
 
 /// Polls `GET /tasks/{id}` until the task has finished.
 async fn finished(client: &Client, task_id: &str) -> vrbulk::vr::model::Task {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let t = client.task(task_id).await.unwrap();
-        if t.status.is_finished() {
-            return t;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{t:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        format!("task {task_id} to end"),
+        async || {
+            let t = client.task(task_id).await.unwrap();
+            if t.status.is_finished() {
+                Ok(t)
+            } else {
+                Err(format!("{t:?}"))
+            }
+        },
+    )
+    .await
 }
 
 /// Configures `vm_name` onto ds-gold-01 and waits for its task; the replication id.
@@ -658,15 +659,19 @@ async fn status_becomes(
     id: &str,
     status: ReplicationStatus,
 ) -> vrbulk::vr::model::ReplicationInfo {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = client.replication(pairing, id).await.unwrap();
-        if r.status.as_ref().and_then(|s| s.status) == Some(status) {
-            return r;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{r:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        format!("replication {id} to be {status:?}"),
+        async || {
+            let r = client.replication(pairing, id).await.unwrap();
+            if r.status.as_ref().and_then(|s| s.status) == Some(status) {
+                Ok(r)
+            } else {
+                Err(format!("{r:?}"))
+            }
+        },
+    )
+    .await
 }
 
 /// Syncs that end within a second or two, the appliance's limits over 2 s windows.

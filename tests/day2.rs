@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use vrbulk::domain::{JobSpec, Operation};
-use vrbulk::queue::{BatchId, JobState, Liveness, NewBatch, Queue, Standing};
+use vrbulk::queue::{system_clock, BatchId, JobState, Liveness, NewBatch, Queue, Standing};
 use vrbulk::runner::{self, RunOptions};
 use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 
 use crate::support::cmd::{Cmd, Ran};
 use crate::support::fixtures::{self, config_for, new_batch, spec};
-use crate::support::harness::{settings_for, start};
+use crate::support::harness::{settings_for, start, until_removed, until_synced};
+use crate::support::wait::eventually;
 
 /// A folder with the queue and a settings file for `sim`.
 struct Site {
@@ -192,7 +193,7 @@ async fn each_command_acts_once_on_each_replication_of_its_batch_under_faults_an
     let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
     let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
     // Their initial syncs end first: a sync of a replication in initial sync is refused.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    until_synced(&sim).await;
     let wave_arg = wave.to_string();
 
     // --vm: an exact name and a pattern pick two of the six.
@@ -284,7 +285,7 @@ async fn plan_sends_nothing_creates_no_batch_and_says_what_would_be_skipped_or_r
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    until_removed(&sim, &[&reps[&names[0]], &reps[&names[1]]]).await;
     configure(&sim, &site, "by hand", &names[1..2]).await;
     let pause = site
         .vrbulk(&[
@@ -485,7 +486,7 @@ async fn a_local_only_undo_goes_through_with_the_target_site_down_and_removes_on
         .unconfigure_replication(&pairing, &recorded[&names[0]], false)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    until_removed(&sim, &[&recorded[&names[0]]]).await;
     let by_hand = configure(&sim, &site, "by hand", &names[..1]).await;
     let newer = site.replications(by_hand)[&names[0]].clone();
     let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
@@ -888,7 +889,8 @@ async fn an_in_doubt_unconfigure_whose_task_ends_between_two_reads_is_not_sent_a
     let site = Site::new(&sim);
     let wave = configure(&sim, &site, "wave", &normal_vms(&sim, 0, 1)).await;
     // An undo whose run died right after it sent the unconfigure: its job is in doubt at submit.
-    let mut q = Queue::open(&site.db).unwrap();
+    // It died a minute ago, its lease long run out.
+    let (mut q, _) = fixtures::queue_at(&site.db, system_clock()() - 60_000);
     let configured = q.jobs(wave).unwrap().remove(0);
     let spec = OperationSpec::Unconfigure {
         retain_replica_disks: false,
@@ -927,7 +929,6 @@ async fn an_in_doubt_unconfigure_whose_task_ends_between_two_reads_is_not_sent_a
         .unconfigure_replication(&pairing, &replication, false)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
 
     // The next run: login, pairings and discovery (eight calls), the replication list (the
     // ninth, while the task runs), then the tasks (the tenth: a window later, the task done).
@@ -964,7 +965,8 @@ async fn in_doubt_local_only_removals_are_settled_by_the_vms_tasks_with_the_targ
     let sim = start(SimConfig::fast()).await;
     let site = Site::new(&sim);
     let wave = configure(&sim, &site, "wave", &normal_vms(&sim, 0, 2)).await;
-    let mut q = Queue::open(&site.db).unwrap();
+    // The undo's run died a minute ago, its leases long run out.
+    let (mut q, _) = fixtures::queue_at(&site.db, system_clock()() - 60_000);
     let configured = q.jobs(wave).unwrap();
     let spec = OperationSpec::Unconfigure {
         retain_replica_disks: false,
@@ -1004,7 +1006,6 @@ async fn in_doubt_local_only_removals_are_settled_by_the_vms_tasks_with_the_targ
         .await
         .unwrap();
     sim.set_target_down(true);
-    tokio::time::sleep(Duration::from_millis(150)).await;
     let lists_before = calls(&sim, "getAllReplications");
 
     let opts = RunOptions {
@@ -1149,6 +1150,10 @@ async fn undo_killed_at_random_moments(
             if child.try_wait().unwrap().is_some() {
                 break;
             }
+            // Paced on purpose, not waiting for anything: a random step between looks moves the
+            // kill off the lumps progress comes in. Past the deadline (the run did less than the
+            // target), or once the run has ended, it is killed anyway: a round proves nothing
+            // then, and the count of kills that hit running jobs below says so.
             tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
         }
         // SIGKILL: no chance to release anything.
@@ -1183,15 +1188,15 @@ async fn wait_for(
     what: &str,
     done: impl Fn(&BTreeMap<JobState, u64>) -> bool,
 ) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), what, async || {
         let now = counts(site, batch);
         if done(&now) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
         }
-        assert!(std::time::Instant::now() < deadline, "{what}: {now:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 /// The replications the simulator created for `names`, by its own record.
@@ -1437,26 +1442,29 @@ async fn the_same_undo_run_again_after_a_kill_resumes_its_batch_and_unconfigures
     // While a live run works on it, the same command leaves it to that run.
     let mut live = spawn(&site, &["run", "--batch", &undo_arg, "--progress", "none"]);
     let pid = format!(":{}:", live.id());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let liveness = |owner: &str| {
-            if owner.contains(&pid) {
-                Liveness::Alive
-            } else {
-                Liveness::Gone
-            }
-        };
-        let standing = Queue::open(&site.db)
-            .unwrap()
-            .summary(undo, &liveness)
-            .unwrap()
-            .standing;
-        if matches!(standing, Standing::Running { .. }) {
-            break;
+    let liveness = |owner: &str| {
+        if owner.contains(&pid) {
+            Liveness::Alive
+        } else {
+            Liveness::Gone
         }
-        assert!(std::time::Instant::now() < deadline, "{standing:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the live run to work on the undo",
+        async || {
+            let standing = Queue::open(&site.db)
+                .unwrap()
+                .summary(undo, &liveness)
+                .unwrap()
+                .standing;
+            match standing {
+                Standing::Running { .. } => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     let held = site.vrbulk(&["undo", "--batch", &wave_arg, "--yes"]).await;
     assert!(
         live.try_wait().unwrap().is_none(),
@@ -1520,10 +1528,12 @@ async fn the_same_pause_run_again_after_a_kill_resumes_its_batch() {
         "none",
     ];
     let mut child = spawn(&site, &args);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while progress(&site.db) < 10 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "the pause to move ten steps",
+        async || progress(&site.db) >= 10,
+    )
+    .await;
     child.kill().ok();
     child.wait().unwrap();
     let pause = newest(&site, Operation::Pause, wave);

@@ -1,7 +1,7 @@
 //! `vrbulk inventory export` against the simulator: what it says of a VM's replication is in
 //! the spec's words, as the appliance listed it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use vrbulk::queue::Queue;
@@ -11,6 +11,7 @@ use vrbulk::sim::{SimConfig, VmKind};
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for, new_batch, spec};
 use crate::support::harness::{client_for, settings_for, start};
+use crate::support::wait::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_names_a_configuration_state_as_the_spec_spells_it() {
@@ -47,19 +48,17 @@ async fn export_names_a_configuration_state_as_the_spec_spells_it() {
     let client = client_for(&sim).await;
     let pairing = client.pairings().await.unwrap()[0].pairing_id.clone();
     client.remote_login(&pairing).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let listed = loop {
-        let reps = client.replications(&pairing, None).await.unwrap();
-        let state = reps
-            .iter()
-            .find(|r| r.vm_id.as_deref() == Some(vm.id.as_str()))
-            .and_then(|r| r.configuration_state);
-        if let Some(state) = state {
-            break state;
-        }
-        assert!(Instant::now() < deadline, "the replication is never listed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let listed = eventually(
+        Duration::from_secs(20),
+        "the replication to be listed",
+        async || {
+            let reps = client.replications(&pairing, None).await.unwrap();
+            reps.iter()
+                .find(|r| r.vm_id.as_deref() == Some(vm.id.as_str()))
+                .and_then(|r| r.configuration_state)
+        },
+    )
+    .await;
     assert_eq!(
         serde_json::to_value(listed).unwrap(),
         "IN_PROGRESS",

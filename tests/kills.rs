@@ -3,7 +3,7 @@
 //! read again what a killed one had read. Judged by the simulator's record of what it received.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vrbulk::queue::{JobState, Queue};
 use vrbulk::sim::Simulator;
@@ -11,6 +11,7 @@ use vrbulk::sim::Simulator;
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::config_for;
 use crate::support::harness::{configured_wave, sim_limited, start};
+use crate::support::wait::eventually;
 
 /// How many requests of operation `op` the simulator has received.
 fn received(sim: &Simulator, op: &str) -> usize {
@@ -60,11 +61,12 @@ async fn five_kills_of_a_reconfigure_while_it_reads_fail_no_job_and_what_was_rea
         let args: &[&str] = if round == 0 { &first } else { &resume };
         let mut child = spawn(&db, &config, args);
         // Kill it once it is reading disks again (a previous run's leases end first).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while received(&sim, "getReplicatedVmDisks") < reads_before + 2 && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            Duration::from_secs(20),
+            format!("round {round}: the run to read disks again"),
+            async || received(&sim, "getReplicatedVmDisks") >= reads_before + 2,
+        )
+        .await;
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(
@@ -125,16 +127,18 @@ async fn a_killed_run_holds_back_no_more_jobs_than_its_budget_could_work_on() {
     let config = config_for(&sim, dir.path(), "\n[run]\nlease_seconds = 4\n");
     let wave_arg = wave.to_string();
     let mut child = spawn(&db, &config, &["pause", "--batch", &wave_arg]);
-    let deadline = Instant::now() + Duration::from_secs(20);
     let held = |db: &Path| {
         Queue::open(db)
             .ok()
             .and_then(|q| q.counts(2).ok())
             .map_or(0, |c| c[&JobState::Running])
     };
-    while held(&db) == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the pause run to hold jobs",
+        async || held(&db) > 0,
+    )
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     // A pause is one call a job: six calls a 2 s window, over a 4 s lease, is twelve jobs; a

@@ -13,7 +13,7 @@ use vrbulk::runner::{self, RunOptions, RunOutcome};
 use vrbulk::sim::{SimConfig, Simulator};
 
 use crate::support::fixtures::{self, new_batch, spec};
-use crate::support::harness::{normal_specs, settings_for, start};
+use crate::support::harness::{normal_specs, settings_for, start, until_removed, until_synced};
 
 fn quick() -> RunOptions {
     RunOptions {
@@ -81,7 +81,7 @@ async fn pause_resume_sync_and_reconfigure_act_once_on_each_replication_of_the_w
     let db = dir.path().join("q.db");
     let wave = configured_wave(&sim, &db, 6).await;
     // Their initial syncs end first: a sync of a replication in initial sync is refused.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    until_synced(&sim).await;
 
     for (spec, name) in [
         (OperationSpec::Pause, "pause"),
@@ -175,12 +175,11 @@ async fn undo_removes_only_what_the_batch_configured_and_leaves_a_newer_replicat
             .unwrap();
         let inv = sim.inventory();
         client.remote_login(&inv.pairing_id).await.unwrap();
-        let task = client
+        client
             .unconfigure_replication(&inv.pairing_id, &replaced_rep, false)
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let _ = task;
+        until_removed(&sim, &[&replaced_rep]).await;
         let again = fixtures::import(&db, &new_batch("by hand"), &[spec(&replaced)]);
         assert_eq!(run(&db, &sim, again).await.counts[&JobState::Succeeded], 1);
     }

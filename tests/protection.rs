@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -19,6 +21,7 @@ use vrbulk::sim::{LinkModel, SimConfig, Simulator, VmKind, POWERED_OFF_VM};
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for, new_batch, spec};
 use crate::support::harness::{normal_specs, settings_for, start};
+use crate::support::wait::eventually;
 
 /// A simulator whose initial syncs take a second or so: the appliance's sizes over a link twenty
 /// thousand times as fast.
@@ -227,20 +230,22 @@ async fn rpo_violation_after_protection_is_recorded_and_still_counts_as_protecte
         .collect();
     let batch = fixtures::import(&db, &new_batch("wave"), &names);
     run(&db, &sim, quick()).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut violated = Vec::new();
-    while violated.is_empty() && std::time::Instant::now() < deadline {
-        watch_until_settled(&db, &sim, batch).await;
-        violated = Queue::open(&db)
-            .unwrap()
-            .protection(batch)
-            .unwrap()
-            .into_iter()
-            .filter(|p| p.rpo_violation)
-            .collect();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert!(!violated.is_empty(), "no replication fell behind its RPO");
+    let violated = eventually(
+        Duration::from_secs(60),
+        "watch to record a replication behind its RPO",
+        async || {
+            watch_until_settled(&db, &sim, batch).await;
+            let violated: Vec<_> = Queue::open(&db)
+                .unwrap()
+                .protection(batch)
+                .unwrap()
+                .into_iter()
+                .filter(|p| p.rpo_violation)
+                .collect();
+            (!violated.is_empty()).then_some(violated)
+        },
+    )
+    .await;
     let q = Queue::open(&db).unwrap();
     for p in violated {
         assert_eq!(p.readiness(), Readiness::Protected, "{p:?}");
@@ -352,12 +357,12 @@ async fn an_admitted_run_killed_and_resumed_configures_nothing_twice_and_loses_n
     // Killed twice in the middle of the wave: once some VMs are configured, then again later.
     for at in [5, 15] {
         let mut child = spawn(&db, &config);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Succeeded] < at
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            format!("{at} VMs configured"),
+            async || Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Succeeded] >= at,
+        )
+        .await;
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -368,7 +373,9 @@ async fn an_admitted_run_killed_and_resumed_configures_nothing_twice_and_loses_n
     assert_eq!(status.code(), Some(0));
     let q = Queue::open(&db).unwrap();
     let counts = q.counts(batch).unwrap();
-    assert_eq!(counts[&JobState::Succeeded], 28, "{counts:?}");
+    // Every job of the batch (each VM that can be configured) succeeded.
+    let jobs: u64 = counts.values().sum();
+    assert_eq!(counts[&JobState::Succeeded], jobs, "{counts:?}");
     let stats = sim.stats();
     assert!(stats.configured_more_than_once.is_empty());
     assert!(
@@ -393,7 +400,7 @@ async fn an_admitted_run_killed_and_resumed_configures_nothing_twice_and_loses_n
     }
     let outcome = watch_until_settled(&db, &sim, batch).await;
     let records = Queue::open(&db).unwrap().protection(batch).unwrap();
-    assert_eq!(records.len(), 28);
+    assert_eq!(records.len() as u64, jobs);
     assert!(outcome.last.unwrap().settled());
 }
 
@@ -470,22 +477,16 @@ fn synced_on_the_appliance(sim: &Simulator, vm_ids: &HashSet<String>) -> usize {
 
 /// A task of the appliance's, followed until it ends.
 async fn wait_for_task(client: &vrbulk::vr::Client, task: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let t = client.task(task).await.unwrap();
-        if matches!(
-            t.status,
-            vrbulk::vr::model::TaskStatus::Success | vrbulk::vr::model::TaskStatus::Error
-        ) {
-            assert_eq!(t.status, vrbulk::vr::model::TaskStatus::Success, "{t:?}");
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "task {task} never ends"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let t = eventually(
+        Duration::from_secs(20),
+        format!("task {task} to end"),
+        async || {
+            let t = client.task(task).await.unwrap();
+            t.status.is_finished().then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(t.status, vrbulk::vr::model::TaskStatus::Success, "{t:?}");
 }
 
 // Issue 17: `watch` exited 0 saying "every configured VM is protected" while most of the batch
@@ -547,11 +548,12 @@ async fn watch_exits_0_only_once_every_job_ended_and_follows_on_while_a_run_hold
         .await
         .unwrap()
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while synced_on_the_appliance(&sim, &vm_ids) < 30 {
-        assert!(std::time::Instant::now() < deadline, "30 never synced");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "30 VMs synced on the appliance",
+        async || synced_on_the_appliance(&sim, &vm_ids) >= 30,
+    )
+    .await;
     // The appliance has configured 30 of the batch's VMs and synced each: nothing more.
     let configured_there = sim
         .stats()
@@ -577,12 +579,18 @@ async fn watch_exits_0_only_once_every_job_ended_and_follows_on_while_a_run_hold
 
     // Followed without --once, watch waits for the run: the held jobs are given back, the run
     // configures them, and only then does watch end, with 0.
+    let rounds = Arc::new(AtomicUsize::new(0));
     let following = tokio::spawn(watch_until_settled_owned(
         db.clone(),
         settings_for(&sim),
         batch,
+        rounds.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Two rounds of watch while the jobs are held: it has looked, looked again, and not ended.
+    eventually(Duration::from_secs(20), "two rounds of watch", async || {
+        rounds.load(Ordering::SeqCst) >= 2 || following.is_finished()
+    })
+    .await;
     assert!(
         !following.is_finished(),
         "watch ended while a run held jobs"
@@ -608,6 +616,7 @@ async fn watch_until_settled_owned(
     db: std::path::PathBuf,
     settings: vrbulk::vr::ClientSettings,
     batch: i64,
+    rounds: Arc<AtomicUsize>,
 ) -> follow::WatchOutcome {
     let (_stop, stop_rx) = watch::channel(false);
     let opts = WatchOptions {
@@ -615,9 +624,12 @@ async fn watch_until_settled_owned(
         interval: Duration::from_millis(200),
         once: false,
     };
+    let counted = move |_: &follow::Round| {
+        rounds.fetch_add(1, Ordering::SeqCst);
+    };
     tokio::time::timeout(
         Duration::from_secs(90),
-        follow::watch(Queue::open(&db).unwrap(), settings, opts, stop_rx, |_| {}),
+        follow::watch(Queue::open(&db).unwrap(), settings, opts, stop_rx, counted),
     )
     .await
     .expect("the batch settles")

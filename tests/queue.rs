@@ -15,6 +15,7 @@ use vrbulk::queue::{
 };
 
 use crate::support::fixtures;
+use crate::support::wait::eventually_blocking;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -486,8 +487,9 @@ fn drain(path: &Path, owner: &str) -> Vec<i64> {
         };
         claimed.push(job.id);
         q.succeed(&job.lease().unwrap(), None, owner).unwrap();
-        // A real worker calls the API between claims; without that pause SQLite's unfair busy
-        // handler can let one claimer take every job, and the test would prove nothing.
+        // Paced on purpose: a real worker calls the API between claims; without that pause
+        // SQLite's unfair busy handler can let one claimer take every job, and the test would
+        // prove nothing.
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -514,9 +516,7 @@ fn claimer_child() {
     };
     // Start together, so that the two processes really contend for the same jobs.
     let go = Path::new(&path).with_extension("go");
-    while !go.exists() {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    eventually_blocking(Duration::from_secs(30), "the parent's go", || go.exists());
     let owner = format!("pid-{}", std::process::id());
     for id in drain(Path::new(&path), &owner) {
         println!("CLAIMED {id}");

@@ -14,9 +14,11 @@ use vrbulk::runner::{self, Ending, RunOptions, RunOutcome};
 use vrbulk::sim::{Inventory, RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 use vrbulk::vr::ClientSettings;
 
+use crate::support::bounds::{call_bound, peak_refusals, refusals_per_window};
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{self, config_for, new_batch};
 use crate::support::harness::{configured_wave, normal_specs, settings_for, sim_limited, start};
+use crate::support::wait::eventually;
 
 /// One job per source VM: most onto healthy datastores, every seventh onto the full one.
 fn jobs_for(inv: &Inventory) -> Vec<JobSpec> {
@@ -172,11 +174,21 @@ async fn three_hundred_vms_at_the_appliances_limits_are_never_refused() {
     assert_matches_truth(&jobs, &sim);
     assert_within_quota(&sim);
     assert_eq!(outcome.budget.refusals, 0);
-    assert!(
-        outcome.metrics.total_calls() < 80,
-        "{} calls for 300 VMs",
-        outcome.metrics.total_calls()
+    // The appliance's count against DESIGN.md's lower bound, with one poll round of the wave's
+    // tasks (pages of `page_size`). Half as much again covers what the formula leaves out and
+    // a healthy run still makes: the logout, the pairing's replications read by discovery and,
+    // in groups, to verify what was configured, and a poll round or two while the last tasks
+    // run. A cascade of small groups or of polls goes far past it.
+    let stats = sim.stats();
+    let configured = stats.replications.len();
+    let polls = configured.div_ceil(settings_for(&sim).page_size as usize);
+    let bound = call_bound(300, polls) as f64 * 1.5;
+    eprintln!(
+        "{} calls for 300 VMs, a bound of {bound}: {:?}",
+        stats.journal.len(),
+        stats.calls
     );
+    assert!(stats.journal.len() as f64 <= bound, "{:?}", stats.calls);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,8 +254,16 @@ async fn quotas_lower_than_configured_slow_the_run_down_but_fail_no_job() {
     );
     assert!(outcome.metrics.relogins > 0, "sessions never expired");
     assert_eq!(outcome.budget.refusals, stats.status_429);
-    // Refusals find the quota and the window's boundary, then stop; never a ban's worth.
-    assert!(stats.status_429 < 40, "{:?}", stats.limiter);
+    // Refusals find the quota and the window's boundary, then stop: never more in one window
+    // than the budget's design allows (the requests in flight, then one window of probes), far
+    // from a ban's worth.
+    let peak = peak_refusals(&stats.journal, FAST_WINDOW);
+    let allowed = refusals_per_window(quick_options().workers);
+    eprintln!(
+        "{} refusals, at most {peak} in one window (the design allows {allowed}): {:?}",
+        stats.status_429, stats.limiter
+    );
+    assert!(peak <= allowed, "{:?}", stats.limiter);
     let usage = q.api_usage(batch).unwrap();
     assert!(usage["configureReplication"].calls >= 10, "{usage:?}");
     assert_eq!(
@@ -298,7 +318,13 @@ async fn ctrl_c_gives_jobs_back_and_the_next_run_finishes_without_duplicates() {
         },
         stop_rx,
     ));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Ctrl-C in the middle of the work: once the appliance has accepted the first configures.
+    eventually(
+        Duration::from_secs(20),
+        "the run's first configures",
+        async || !sim.stats().configure_attempts.is_empty(),
+    )
+    .await;
     stop.send(true).unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(8), first)
         .await
@@ -455,10 +481,12 @@ async fn cancel_during_a_run_stops_every_job_not_yet_sent_within_seconds() {
         stop_rx,
     ));
     // Once the run holds the batch and has sent some of it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sim.stats().replications.is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the run's first replications",
+        async || !sim.stats().replications.is_empty(),
+    )
+    .await;
     let db2 = db.clone();
     let asked = vrbulk::queue::system_clock()();
     tokio::task::spawn_blocking(move || {
@@ -552,6 +580,16 @@ fn spawn_run(db: &Path, config: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits until a run holds jobs of `batch`: work is under way.
+async fn until_running(db: &Path, batch: i64) {
+    eventually(
+        Duration::from_secs(20),
+        "a run to hold jobs of the batch",
+        async || Queue::open(db).unwrap().counts(batch).unwrap()[&JobState::Running] > 0,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_anything() {
     let sim = slow_simulator().await;
@@ -587,6 +625,10 @@ async fn a_run_killed_at_random_moments_resumes_without_losing_or_duplicating_an
             if child.try_wait().unwrap().is_some() {
                 break;
             }
+            // Paced on purpose, not waiting for anything: a random step between looks moves the
+            // kill off the lumps progress comes in. Past the deadline, or once the run has
+            // ended, it is killed anyway: that round proves nothing, and the count of kills
+            // that hit running jobs below says so.
             tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
         }
         // SIGKILL: no chance to release anything.
@@ -741,12 +783,7 @@ async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told
     let (db, batch) = import_all(&sim, dir.path());
     let config = write_config(&sim, dir.path());
     let first = spawn_run(&db, &config);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Running] == 0
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_running(&db, batch).await;
     let (db2, config2, first_pid) = (db.clone(), config.clone(), first.id());
     tokio::task::spawn_blocking(move || {
         let ran = Cmd::new()
@@ -1010,12 +1047,7 @@ async fn sigint_to_the_binary_exits_130_and_gives_every_job_back() {
     let config = write_config(&sim, dir.path());
     let child = spawn_run(&db, &config);
     // Interrupt once work is under way.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while Queue::open(&db).unwrap().counts(batch).unwrap()[&JobState::Running] == 0
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_running(&db, batch).await;
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
@@ -1161,12 +1193,6 @@ async fn one_unavailable_login_is_retried_by_every_command_that_connects() {
             .collect();
         assert_eq!(logins[..2], [503, 200], "{args:?}: {logins:?}");
     }
-}
-
-/// DESIGN.md's lower bound of calls for `n` VMs: discovery (7), lookups of 50, configures of 20,
-/// and `polls` rounds of task polls.
-fn call_bound(n: usize, polls: usize) -> usize {
-    7 + n.div_ceil(50) + n.div_ceil(20) + polls
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use vrbulk::vr::model::{
 use vrbulk::workflow::build_spec;
 
 use crate::support::openapi::Spec;
+use crate::support::wait::eventually;
 
 struct Raw {
     http: reqwest::Client,
@@ -214,7 +215,9 @@ async fn every_answer_of_the_workflow_matches_the_spec() {
     for id in &ids {
         raw.call(Method::GET, &format!("/tasks/{id}"), None).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in &ids {
+        raw.finished(id).await;
+    }
     let (_, finished) = raw.call(Method::GET, "/tasks", None).await;
     let statuses: Vec<&str> = finished.as_ref().unwrap()["list"]
         .as_array()
@@ -348,33 +351,39 @@ impl Raw {
 
     /// Polls `GET /tasks/{id}` (every answer checked) until the task has finished.
     async fn finished(&mut self, task_id: &str) -> Value {
-        for _ in 0..200 {
-            let (_, t) = self
-                .call(Method::GET, &format!("/tasks/{task_id}"), None)
-                .await;
-            let t = t.unwrap();
-            if matches!(
-                t["status"].as_str(),
-                Some("SUCCESS" | "ERROR" | "CANCELLED")
-            ) {
-                return t;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("task {task_id} never finished");
+        eventually(
+            Duration::from_secs(10),
+            format!("task {task_id} to end"),
+            async || {
+                let (_, t) = self
+                    .call(Method::GET, &format!("/tasks/{task_id}"), None)
+                    .await;
+                let t = t.unwrap();
+                match t["status"].as_str() {
+                    Some("SUCCESS" | "ERROR" | "CANCELLED") => Ok(t),
+                    _ => Err(t),
+                }
+            },
+        )
+        .await
     }
 
     /// Polls `GET …/replications/{id}` (every answer checked) until its status is `status`.
     async fn status_becomes(&mut self, path: &str, status: &str) -> Value {
-        for _ in 0..400 {
-            let (_, r) = self.call(Method::GET, path, None).await;
-            let r = r.unwrap();
-            if r["status"]["status"] == status {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("{path} never {status}");
+        eventually(
+            Duration::from_secs(20),
+            format!("{path} to be {status}"),
+            async || {
+                let (_, r) = self.call(Method::GET, path, None).await;
+                let r = r.unwrap();
+                if r["status"]["status"] == status {
+                    Ok(r)
+                } else {
+                    Err(r)
+                }
+            },
+        )
+        .await
     }
 
     /// `POST {path}` that must answer `expected`; the answer.

@@ -10,6 +10,7 @@ use vrbulk::queue::{JobState, Queue, ReplicationSeen};
 
 use crate::support::cmd::{Cmd, Ran};
 use crate::support::fixtures::{self, new_batch, spec, specs};
+use crate::support::wait::eventually;
 
 const LEASE: Duration = Duration::from_secs(600);
 
@@ -610,16 +611,18 @@ fn spawn_run(db: &Path, config: &Path, log: &Path) -> std::process::Child {
 
 /// Waits (20 s at most) until `ready` holds of the queue at `db`; on time out, says what the
 /// run wrote to `log`.
-async fn until(db: &Path, log: &Path, ready: impl Fn(&Queue) -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !ready(&Queue::open(db).unwrap()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out; the run said:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn until(db: &Path, log: &Path, what: &str, ready: impl Fn(&Queue) -> bool) {
+    eventually(Duration::from_secs(20), what, async || {
+        if ready(&Queue::open(db).unwrap()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the run said:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ))
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,7 +648,7 @@ async fn status_after_a_killed_run_says_it_died_and_after_ctrl_c_that_it_was_int
 
     let log = dir.path().join("run.log");
     let mut killed = spawn_run(&db, &config, &log);
-    until(&db, &log, held).await;
+    until(&db, &log, "the run to hold jobs", held).await;
     killed.kill().unwrap();
     killed.wait().unwrap();
     let out = vrbulk(&db).args(["status"]).assert_exit(0).stdout();
@@ -668,7 +671,7 @@ async fn status_after_a_killed_run_says_it_died_and_after_ctrl_c_that_it_was_int
     // The next run waits the dead one's leases out; Ctrl-C once it holds jobs of its own.
     let interrupted = spawn_run(&db, &config, &log);
     let mine = format!(":{}:", interrupted.id());
-    until(&db, &log, |q| {
+    until(&db, &log, "the next run to hold jobs of its own", |q| {
         q.holders(batch, "")
             .unwrap()
             .iter()

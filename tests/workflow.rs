@@ -9,6 +9,7 @@ use vrbulk::vr::Filter;
 use vrbulk::workflow::build_spec;
 
 use crate::support::harness::{client_for, sim_config, start};
+use crate::support::wait::eventually;
 
 #[tokio::test]
 async fn protects_three_vms_through_the_documented_steps() {
@@ -117,21 +118,22 @@ async fn protects_three_vms_through_the_documented_steps() {
         .unwrap();
     assert_eq!(tasks.len(), 3);
     let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let finished = loop {
-        let now = client
-            .tasks(Some(&Filter::new("id", ids.clone())))
-            .await
-            .unwrap();
-        if now.len() == 3 && now.iter().all(|t| t.status.is_finished()) {
-            break now;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tasks did not finish: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let finished = eventually(
+        Duration::from_secs(10),
+        "the three configure tasks to end",
+        async || {
+            let now = client
+                .tasks(Some(&Filter::new("id", ids.clone())))
+                .await
+                .unwrap();
+            if now.len() == 3 && now.iter().all(|t| t.status.is_finished()) {
+                Ok(now)
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    )
+    .await;
     assert!(
         finished.iter().all(|t| t.status == TaskStatus::Success),
         "{finished:?}"

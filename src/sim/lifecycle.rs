@@ -11,7 +11,7 @@
 //! goes, `operations` what a day-2 operation does when its task ends.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::inventory::{uuid, Inventory, SimVm, Site};
 use super::link::LinkModel;
@@ -42,6 +42,8 @@ pub(crate) struct Life {
     pub clock: f64,
     /// The same instant as an `Instant`.
     pub now: Instant,
+    /// How far a test has moved the world ahead of the wall clock ([`World::skip`]).
+    pub ahead: Duration,
 }
 
 impl Life {
@@ -58,6 +60,7 @@ impl Life {
             started_ms: epoch_ms(),
             clock: 0.0,
             now,
+            ahead: Duration::ZERO,
         }
     }
 
@@ -200,6 +203,19 @@ pub(crate) fn kib_to_bytes(kib: Option<i64>) -> u64 {
 }
 
 impl World {
+    /// The instant the world stands at when it is looked at: the wall clock's, plus whatever a
+    /// test has skipped.
+    pub(crate) fn present(&self) -> Instant {
+        Instant::now() + self.life.ahead
+    }
+
+    /// Moves the world `d` ahead of the wall clock, and brings it there: what would have happened
+    /// in `d` (tasks ending, syncs copying, RPOs passing, sessions ageing) has happened.
+    pub(crate) fn skip(&mut self, d: Duration) {
+        self.life.ahead += d;
+        self.advance(self.present());
+    }
+
     /// Brings the world up to `now`, event by event.
     pub(crate) fn advance(&mut self, now: Instant) {
         if now <= self.life.now {

@@ -131,6 +131,15 @@
 //! submitted, configured, and when its initial sync started and ended, on both clocks
 //! ([`Moment`]).
 //!
+//! # The clock a test moves
+//!
+//! [`Simulator::skip`] moves the simulator's clock ahead of the wall clock, for a test that needs
+//! time to pass in the model and not in the test: what would have happened meanwhile (tasks
+//! ending, syncs copying, an RPO passing, sessions ageing past [`SimConfig::session_ttl`], tasks
+//! leaving the recent-task window) has happened at once, and the instants the API shows move with
+//! it. The rate limiter and the journal keep the wall clock: they judge a client, whose clock is
+//! the wall clock, and a skip must not hand it a new window it did not wait for.
+//!
 //! # Where the spec is silent
 //!
 //! Behaviour where the spec is silent (each chosen to be what a VRMS does, or the stricter
@@ -494,6 +503,11 @@ impl Simulator {
     /// `POST /__sim/target-site/down` and `…/up` do: see "The target site down".
     pub fn set_target_down(&self, down: bool) {
         self.state.set_target_down(down);
+    }
+
+    /// Moves the simulator's clock `d` ahead: see "The clock a test moves".
+    pub fn skip(&self, d: Duration) {
+        self.state.skip(d);
     }
 
     /// Forgets every session: the next call with any old id gets 401.

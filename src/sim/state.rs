@@ -37,6 +37,7 @@ struct Shared {
 
 pub(crate) struct Session {
     pub user: String,
+    /// When it logged in, on the world's clock: a skip ages it.
     pub created: Instant,
     /// pairing id -> the user logged in on that pairing's remote site.
     pub remote: HashMap<String, String>,
@@ -143,8 +144,14 @@ impl SimState {
             .world
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        w.advance(Instant::now());
+        let now = w.present();
+        w.advance(now);
         w
+    }
+
+    /// Moves the simulator's clock `d` ahead of the wall clock: see [`super::Simulator::skip`].
+    pub fn skip(&self, d: Duration) {
+        self.world().skip(d);
     }
 
     /// Snapshot of the truth, replications as they are at this instant.
@@ -265,7 +272,9 @@ impl SimState {
                     "the session is not authenticated or has expired: log in again",
                 ))
             }
-            Some(s) => cfg.session_ttl.is_some_and(|ttl| s.created.elapsed() > ttl),
+            Some(s) => cfg
+                .session_ttl
+                .is_some_and(|ttl| w.now().saturating_duration_since(s.created) > ttl),
         };
         if expired {
             w.sessions.remove(id);
@@ -360,7 +369,7 @@ impl World {
             sid.clone(),
             Session {
                 user: user.to_string(),
-                created: Instant::now(),
+                created: self.life.now,
                 remote: HashMap::new(),
             },
         );
@@ -577,7 +586,7 @@ impl World {
             replication_id: replication_id.to_string(),
             created: self.life.now,
             created_s: self.life.clock,
-            queued_ms: epoch_ms(),
+            queued_ms: self.life.epoch_ms(self.life.clock),
             work,
         }
     }

@@ -11,6 +11,12 @@ use super::*;
 mod lifecycle;
 mod operations;
 mod pairings;
+// The integration tests' wait-for-a-condition helper, the same file: this binary uses part of it.
+#[allow(dead_code)]
+#[path = "../../tests/support/wait.rs"]
+mod wait;
+
+use wait::eventually;
 
 const USER: &str = "administrator@vsphere.local";
 const PASSWORD: &str = "VMware1!";
@@ -145,20 +151,21 @@ impl Harness {
         b
     }
 
+    /// Polls `GET /tasks/{id}` until the task has ended; its last answer.
     async fn wait_task(&self, sid: &str, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (s, t) = self.get(sid, &format!("/tasks/{id}")).await;
-            assert_eq!(s, StatusCode::OK, "{t}");
-            if matches!(
-                t["status"].as_str(),
-                Some("SUCCESS" | "ERROR" | "CANCELLED")
-            ) {
-                return t;
-            }
-            assert!(Instant::now() < deadline, "task {id} never finished");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(10),
+            format!("task {id} to end"),
+            async || {
+                let (s, t) = self.get(sid, &format!("/tasks/{id}")).await;
+                assert_eq!(s, StatusCode::OK, "{t}");
+                match t["status"].as_str() {
+                    Some("SUCCESS" | "ERROR" | "CANCELLED") => Ok(t),
+                    _ => Err(t),
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -830,7 +837,14 @@ async fn every_invalid_configure_body_is_rejected_naming_the_field() {
 
 #[tokio::test]
 async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replication() {
-    let h = Harness::plain(fast()).await;
+    // Tasks of a minute that only the test's skips move: QUEUED, RUNNING and SUCCESS each
+    // last until the test moves on, however slow the machine.
+    let task = Duration::from_secs(60);
+    let h = Harness::plain(SimConfig {
+        task_seconds: task.as_secs_f64(),
+        ..SimConfig::default()
+    })
+    .await;
     let inv = h.inv();
     let sid = h.login_both().await;
     let names = ["app-001", NVME_VM, UNUSUAL_NAME_VM, POWERED_OFF_VM];
@@ -870,31 +884,25 @@ async fn good_configure_creates_one_task_per_spec_that_succeeds_into_a_replicati
         .await;
     assert!(message(&b).contains("has a configure replication task in progress (HTask:"));
 
-    let mut saw_running = false;
+    // Past the first quarter, queued no more: running, its replication listed as in progress.
+    h.sim.skip(task / 3);
     let id0 = tasks[0]["id"].as_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let (_, t) = h.get(&sid, &format!("/tasks/{id0}")).await;
-        if t["status"] == "RUNNING" {
-            saw_running = true;
-            assert!(t["start_time"].is_i64());
-            let (_, reps) = h
-                .get(
-                    &sid,
-                    &format!(
-                        "/pairings/{}/replications?filter_property=vm_id&filter={}",
-                        inv.pairing_id,
-                        listing::encode(&inv.vm_by_name("app-001").unwrap().vm.id)
-                    ),
-                )
-                .await;
-            assert_eq!(reps["list"][0]["configuration_state"], "IN_PROGRESS");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(saw_running, "never saw RUNNING");
+    let (_, t) = h.get(&sid, &format!("/tasks/{id0}")).await;
+    assert_eq!(t["status"], "RUNNING", "{t}");
+    assert!(t["start_time"].is_i64());
+    let (_, reps) = h
+        .get(
+            &sid,
+            &format!(
+                "/pairings/{}/replications?filter_property=vm_id&filter={}",
+                inv.pairing_id,
+                listing::encode(&inv.vm_by_name("app-001").unwrap().vm.id)
+            ),
+        )
+        .await;
+    assert_eq!(reps["list"][0]["configuration_state"], "IN_PROGRESS");
 
+    h.sim.skip(task);
     for t in tasks {
         let done = h.wait_task(&sid, t["id"].as_str().unwrap()).await;
         assert_eq!(done["status"], "SUCCESS", "{done}");
@@ -1193,7 +1201,7 @@ async fn expired_sessions_get_401() {
     .await;
     let sid = h.login().await;
     assert_eq!(h.get(&sid, "/pairings").await.0, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.sim.skip(Duration::from_millis(300));
     let (s, body) = h.get(&sid, "/pairings").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(message(&body).contains("expired"));
@@ -1230,7 +1238,7 @@ async fn recent_tasks_window_hides_old_tasks_but_get_by_id_still_works() {
         .await;
     let id = body["list"][0]["id"].as_str().unwrap().to_string();
     h.sim.state().set_recent_task_window(Duration::ZERO);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.sim.skip(Duration::from_millis(5));
     let (_, recent) = h.get(&sid, "/tasks").await;
     assert_eq!(recent["_meta"]["total"], 0);
     let (s, _) = h.get(&sid, &format!("/tasks/{id}")).await;
@@ -1325,9 +1333,13 @@ async fn dropping_the_simulator_stops_the_server() {
     let http = reqwest::Client::new();
     assert!(http.get(&url).send().await.is_ok());
     drop(sim);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let fresh = reqwest::Client::new();
-    assert!(fresh.get(&url).send().await.is_err());
+    // The server stops on its own task: a new connection is refused once it has.
+    eventually(
+        Duration::from_secs(10),
+        "the dropped simulator to refuse connections",
+        async || reqwest::Client::new().get(&url).send().await.is_err(),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 use vrbulk::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
 
 use super::fixtures::{self, new_batch, spec};
+use super::wait::{eventually, none_left};
 
 /// A small, fast simulator: HTTPS, 40 VMs, tasks that finish in 0.3 s, the appliance's rate
 /// limits over 2 s windows.
@@ -93,4 +94,42 @@ pub async fn configured_wave(sim: &Simulator, db: &Path, n: usize) -> i64 {
         .unwrap();
     assert_eq!(outcome.counts[&JobState::Succeeded], n as u64);
     batch
+}
+
+/// Waits until every replication `sim` has created has ended its initial sync, by its own
+/// record: a sync of a replication still in its initial sync is refused.
+pub async fn until_synced(sim: &Simulator) {
+    eventually(
+        Duration::from_secs(30),
+        "every replication's initial sync to end",
+        async || {
+            let syncing: Vec<String> = sim
+                .stats()
+                .replications
+                .into_iter()
+                .filter_map(|(id, t)| t.sync_ended.is_none().then_some(id))
+                .collect();
+            none_left(&syncing)
+        },
+    )
+    .await;
+}
+
+/// Waits until `sim` no longer has any of `replications`: their unconfigure (or destroy) tasks,
+/// sent by the test, have ended.
+pub async fn until_removed(sim: &Simulator, replications: &[&str]) {
+    eventually(
+        Duration::from_secs(30),
+        format!("{replications:?} to be removed"),
+        async || {
+            let there: Vec<String> = sim
+                .inventory()
+                .replications
+                .into_iter()
+                .filter_map(|r| replications.contains(&r.id.as_str()).then_some(r.id))
+                .collect();
+            none_left(&there)
+        },
+    )
+    .await;
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration-test modules.
 
+pub mod bounds;
 pub mod cmd;
 pub mod fixtures;
 pub mod harness;
 pub mod openapi;
+pub mod wait;

@@ -208,9 +208,12 @@ async fn pause_resume_sync_reconfigure_and_unconfigure_act_when_their_task_ends(
 
 #[tokio::test]
 async fn operations_wait_for_the_configuration_and_a_sync_waits_for_the_initial_sync() {
+    // Tasks of 4 s and an initial sync of 200 s, moved on by the test's skips: each state
+    // lasts far longer than the machine takes to ask about it.
+    let task = Duration::from_secs(4);
     let h = Harness::plain(SimConfig {
-        task_seconds: 1.0,
-        ..syncing_in("app-002", 20.0)
+        task_seconds: task.as_secs_f64(),
+        ..syncing_in("app-002", 200.0)
     })
     .await;
     let sid = h.login_both().await;
@@ -224,13 +227,10 @@ async fn operations_wait_for_the_configuration_and_a_sync_waits_for_the_initial_
         inv.pairing_id,
         listing::encode(&vm)
     );
-    let id = loop {
-        let (_, reps) = h.get(&sid, &listing).await;
-        if let Some(id) = reps["list"][0]["id"].as_str() {
-            break id.to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // Its configure task runs once its first quarter has passed: the replication is listed.
+    h.sim.skip(task / 3);
+    let (_, reps) = h.get(&sid, &listing).await;
+    let id = reps["list"][0]["id"].as_str().unwrap().to_string();
     let (s, b) = h.act(&sid, &id, "pause").await;
     assert_eq!(
         (s, code(&b)),
@@ -241,6 +241,7 @@ async fn operations_wait_for_the_configuration_and_a_sync_waits_for_the_initial_
         "{b}"
     );
 
+    h.sim.skip(task);
     h.wait_task(&sid, body["list"][0]["id"].as_str().unwrap())
         .await;
     let (s, b) = h.act(&sid, &id, "sync").await;
@@ -252,10 +253,13 @@ async fn operations_wait_for_the_configuration_and_a_sync_waits_for_the_initial_
         message(&b).contains("(INITIAL_FULL_SYNC): the initial full sync is in progress ("),
         "{b}"
     );
-    // A pause stops the initial sync where it is.
-    h.done(&sid, &id, "pause").await;
+    // A pause stops the initial sync where it is: a minute later nothing more was copied.
+    let (s, pause) = h.act(&sid, &id, "pause").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{pause}");
+    h.sim.skip(task);
+    h.wait_task(&sid, pause["id"].as_str().unwrap()).await;
     let (_, r1) = h.replication(&sid, &id).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.sim.skip(Duration::from_secs(60));
     let (_, r2) = h.replication(&sid, &id).await;
     assert_eq!(r2["status"]["status"], "PAUSED");
     let copied = r2["sync_progress"]["transferred_current"].as_i64().unwrap();
