@@ -103,7 +103,7 @@ fn a_rejected_import_creates_no_database() {
     let db = dir.path().join("never.db");
     import(&db, &data("tests/data/bad-csv/01-rpo-too-small.csv"))
         .assert_exit(2)
-        .stderr_contains("nothing imported");
+        .stderr_contains("nothing written");
     assert!(!db.exists());
     // A file that cannot be read is the operator's input too (exit 2, as for reconfigure).
     let missing = dir.path().join("missing.csv");
@@ -134,7 +134,7 @@ fn a_file_of_many_bad_rows_lists_the_first_problems_and_counts_the_rest() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(
         lines[0],
-        "error: 20000 problems in the input, nothing imported:"
+        "error: 20000 problems in the input, nothing written:"
     );
     assert_eq!(
         lines[1],
@@ -292,7 +292,7 @@ async fn import_check_finds_the_names_the_live_inventory_lacks_by_line_and_colum
         let ran = check(&bad).assert_exit(2);
         let err = ran.stderr();
         for expected in [
-            "5 problems in the input, nothing imported:",
+            "5 problems in the input, nothing written:",
             "line 3, column vm_name: VM `app-0002` not found on vc-site-a.corp.local",
             "line 4, column target_datastore: datastore `ds-platinum-01` not found on vc-site-b.corp.local",
             "line 5, column storage_policy: storage policy `VR Platinum` not found",

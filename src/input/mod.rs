@@ -119,7 +119,7 @@ impl fmt::Display for Listing<'_> {
         let n = all.len();
         write!(
             f,
-            "{n} {} in the input, nothing imported:",
+            "{n} {} in the input, nothing written:",
             if n == 1 { "problem" } else { "problems" }
         )?;
         for error in all.iter().take(self.shown) {
@@ -290,7 +290,7 @@ mod tests {
         ]);
         assert_eq!(
             errors.to_string(),
-            "2 problems in the input, nothing imported:\n  line 2, column rpo: a\n  line 3: b"
+            "2 problems in the input, nothing written:\n  line 2, column rpo: a\n  line 3: b"
         );
     }
 
@@ -309,7 +309,7 @@ mod tests {
         let shown = errors.to_string();
         let lines: Vec<&str> = shown.lines().collect();
         assert_eq!(lines.len(), 1 + PROBLEMS_SHOWN + 1, "{shown}");
-        assert_eq!(lines[0], "2000 problems in the input, nothing imported:");
+        assert_eq!(lines[0], "2000 problems in the input, nothing written:");
         assert_eq!(lines[1], "  line 2, column rpo: bad rpo");
         assert_eq!(lines[50], "  line 26, column quiesce: bad quiesce");
         assert_eq!(
