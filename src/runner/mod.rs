@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use crate::domain::{CapacityLimits, Operation};
 use crate::exit::Exit;
 use crate::queue::{
-    Batch, BatchId, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError,
-    RunSettings, Step,
+    Batch, BatchId, Begun, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError,
+    RunSettings, RunStart, Step,
 };
 use crate::vr::model::{ConfigureReplicationSpec, Pairing};
 use crate::vr::{
@@ -173,16 +173,7 @@ pub enum RunError {
     #[error(
         "batch {batch} is being worked on: {}. If that run is alive, let it finish or add \
          --join to help it; if it died, its jobs come back when its lease ends",
-        holders
-            .iter()
-            .map(|h| format!(
-                "{} holds {} jobs (lease until {})",
-                h.owner,
-                h.jobs,
-                crate::timefmt::utc(h.until)
-            ))
-            .collect::<Vec<_>>()
-            .join("; ")
+        holders.iter().map(held_by).collect::<Vec<_>>().join("; ")
     )]
     Held {
         batch: BatchId,
@@ -204,6 +195,19 @@ pub enum RunError {
         #[source]
         source: ApiError,
     },
+}
+
+/// One holder in [`RunError::Held`]'s words.
+fn held_by(h: &Holder) -> String {
+    let until = crate::timefmt::utc(h.until);
+    if h.jobs == 0 {
+        format!(
+            "{} has just started and holds no job yet (counted until {until})",
+            h.owner
+        )
+    } else {
+        format!("{} holds {} jobs (lease until {until})", h.owner, h.jobs)
+    }
 }
 
 /// A job this run holds, with what it has learnt so far.
@@ -403,56 +407,43 @@ pub async fn run(
     runner.finish(ending, run_id, started, budget_before).await
 }
 
-/// Picks the batch, applies `--max-attempts`, rescues what a dead run left and records this run.
+/// Picks the batch, applies `--max-attempts`, rescues what a dead run left and records this run,
+/// or refuses to start while another run works on the batch: one transaction.
 async fn begin(
     db: &Db,
     opts: &RunOptions,
     run_id: &str,
     owner: &str,
-    mut recorded: RunSettings,
+    recorded: RunSettings,
 ) -> Result<Batch, RunError> {
-    let (owner, run_id, wanted, max_attempts, join) = (
-        owner.to_string(),
-        run_id.to_string(),
-        opts.batch,
-        opts.max_attempts,
-        opts.join,
-    );
-    db.run(move |q| {
-        let batch = match wanted {
-            Some(b) => q.batch(b)?,
-            None => match q.latest_batch()? {
-                Some(b) => b,
-                None => return Ok(Err(RunError::NoBatch)),
-            },
-        };
-        let id = batch.id;
-        if let Some(k) = max_attempts {
-            q.set_max_attempts(id, k)?;
+    let start = RunStart {
+        run_id: run_id.to_string(),
+        owner: owner.to_string(),
+        batch: opts.batch,
+        max_attempts: opts.max_attempts,
+        join: opts.join,
+        lease: opts.lease,
+        settings: recorded,
+    };
+    // A run that died on this host is waited out (its lease ends); a live one, or one on
+    // another host, is asked about first.
+    let begun = db
+        .run(move |q| q.begin_run(&start, &crate::operator::liveness_here()))
+        .await?;
+    match begun {
+        Begun::Started { batch, rescued } => {
+            if !rescued.is_empty() {
+                tracing::warn!(
+                    batch = batch.id,
+                    jobs = rescued.len(),
+                    "rescued jobs whose worker stopped"
+                );
+            }
+            Ok(batch)
         }
-        let rescued = q.rescue()?;
-        if !rescued.is_empty() {
-            tracing::warn!(
-                batch = id,
-                jobs = rescued.len(),
-                "rescued jobs whose worker stopped"
-            );
-        }
-        // A run that died on this host is waited out (its lease ends); a live one, or one on
-        // another host, is asked about first.
-        let holders: Vec<Holder> = q
-            .holders(id, &owner)?
-            .into_iter()
-            .filter(|h| !crate::operator::owner_is_gone(&h.owner))
-            .collect();
-        if !holders.is_empty() && !join {
-            return Ok(Err(RunError::Held { batch: id, holders }));
-        }
-        recorded.max_attempts = q.max_attempts(id)?;
-        q.start_run(&run_id, id, &owner, "run", Some(&recorded))?;
-        Ok(Ok(batch))
-    })
-    .await?
+        Begun::NoBatch => Err(RunError::NoBatch),
+        Begun::Held { batch, holders } => Err(RunError::Held { batch, holders }),
+    }
 }
 
 /// What this run uses, for the report's "Effective settings": never a secret.
