@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::{Active, RunError, Runner};
 use crate::queue::{JobId, ReplicationSeen, Step};
+use crate::vr::error::error_chain;
 use crate::vr::model::{ConfigureReplicationSpec, ReplicationInfo};
 use crate::workflow::protection::{in_initial_sync, seen};
 use crate::workflow::spec::spec_bytes;
@@ -107,7 +108,7 @@ impl Runner {
         let census = match listed {
             Ok(reps) => Census::of(reps),
             Err(e) => {
-                tracing::warn!(pairing = %pairing, error = %e, "could not count the initial syncs");
+                tracing::warn!(pairing = %pairing, error = %error_chain(&e), "could not count the initial syncs");
                 return Ok(None);
             }
         };

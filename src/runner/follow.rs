@@ -25,6 +25,7 @@ use crate::queue::{
     BatchId, JobId, JobState, Protection, Queue, Readiness, ReadinessCounts, ReplicationSeen,
     Standing, NOT_LISTED,
 };
+use crate::vr::error::error_chain;
 use crate::vr::model::Pairing;
 use crate::vr::{Client, ClientSettings, Politeness};
 use crate::workflow::choose_pairing;
@@ -304,7 +305,7 @@ async fn follow_round(
             Ok(r) => r,
             // The appliance is not answering: this round says nothing new, the next asks again.
             Err(e) if e.class().is_retryable() => {
-                tracing::warn!(pairing = %pairing, error = %e, "could not read the replications");
+                tracing::warn!(pairing = %pairing, error = %error_chain(&e), "could not read the replications");
                 continue;
             }
             Err(e) => return Err(RunError::Follow(e)),

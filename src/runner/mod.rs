@@ -32,6 +32,7 @@ use crate::queue::{
     Batch, BatchId, Begun, Checkpoint, Holder, Job, JobId, JobState, Lease, Queue, QueueError,
     RunSettings, RunStart, Step,
 };
+use crate::vr::error::error_chain;
 use crate::vr::model::{ConfigureReplicationSpec, Pairing};
 use crate::vr::{
     ApiError, BudgetStats, Client, ClientMetrics, ClientSettings, ErrorClass, Politeness,
@@ -334,7 +335,7 @@ pub async fn run(
     let pairings = match connect(&client).await {
         Ok(p) => p,
         Err(e) => {
-            let outcome = format!("could not start: {}", crate::vr::error::error_chain(&e));
+            let outcome = format!("could not start: {}", error_chain(&e));
             let id = run_id.clone();
             db.run(move |q| q.finish_run(&id, &outcome, 0)).await?;
             return Err(e);
@@ -492,7 +493,7 @@ fn heartbeat(db: Db, owner: String, lease: Duration) -> tokio::task::JoinHandle<
             tick.tick().await;
             let owner = owner.clone();
             if let Err(e) = db.run(move |q| q.heartbeat(&owner, lease)).await {
-                tracing::warn!(error = %e, "lease heartbeat failed");
+                tracing::warn!(error = %error_chain(&e), "lease heartbeat failed");
             }
         }
     })
@@ -723,7 +724,7 @@ impl Runner {
             Err(e) => {
                 self.release_all("run stopped by an error").await;
                 self.logout().await;
-                let outcome = format!("error: {}", crate::vr::error::error_chain(&e));
+                let outcome = format!("error: {}", error_chain(&e));
                 self.db
                     .run(move |q| q.finish_run(&run_id, &outcome, 0))
                     .await
@@ -857,14 +858,14 @@ impl Runner {
             .run(move |q| {
                 for lease in &leases {
                     if let Err(e) = q.release(lease, why) {
-                        tracing::warn!(job = lease.job, error = %e, "could not release the job");
+                        tracing::warn!(job = lease.job, error = %error_chain(&e), "could not release the job");
                     }
                 }
                 Ok(())
             })
             .await;
         if let Err(e) = released {
-            tracing::warn!(error = %e, "could not release the jobs");
+            tracing::warn!(error = %error_chain(&e), "could not release the jobs");
         }
     }
 
@@ -879,7 +880,7 @@ impl Runner {
             .await
         {
             Ok(()) => self.flushed = now,
-            Err(e) => tracing::warn!(error = %e, "could not record API usage"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not record API usage"),
         }
     }
 
@@ -1010,7 +1011,7 @@ impl Runner {
         let wait = error.retry_after().unwrap_or_else(|| {
             crate::vr::client::full_jitter(self.opts.retry_base, self.opts.retry_cap, setbacks)
         });
-        let message = crate::vr::error::error_chain(error);
+        let message = error_chain(error);
         let mut kept = Vec::new();
         for id in ids {
             let Some(a) = self.active.get_mut(&id) else {
