@@ -33,7 +33,10 @@ pub struct RunStart {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Begun {
     /// The run is recorded on `batch`; `rescued` jobs a dead run had left were given back.
-    Started { batch: Batch, rescued: Vec<JobId> },
+    Started {
+        batch: Box<Batch>,
+        rescued: Vec<JobId>,
+    },
     /// The queue holds no batch.
     NoBatch,
     /// Other runs work on the batch, and the run was not told to join them: nothing was
@@ -91,7 +94,10 @@ impl Queue {
             Some(&settings),
         )?;
         tx.commit()?;
-        Ok(Begun::Started { batch, rescued })
+        Ok(Begun::Started {
+            batch: Box::new(batch),
+            rescued,
+        })
     }
 
     /// The runs of `batch` other than `owner`'s that started less than `lease` ms before `now`

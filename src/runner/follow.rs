@@ -18,7 +18,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{stopped, Db, RunError};
+use super::stop::stopped;
+use super::{Db, RunError};
 use crate::domain::Operation;
 use crate::exit::Exit;
 use crate::queue::{
