@@ -438,6 +438,14 @@ async fn connect(client: &Client) -> Result<Vec<Pairing>, RunError> {
     client.pairings().await.map_err(RunError::Pairings)
 }
 
+/// Logs out, only with a free slot: a logout must not keep the command waiting for the
+/// appliance's next window, and the appliance ends an idle session by itself.
+async fn logout(client: &Client) {
+    if client.budget().free_now() > 0 {
+        client.logout().await.ok();
+    }
+}
+
 /// Renews the leases `owner` holds, a third of a lease apart, until aborted.
 fn heartbeat(db: Db, owner: String, lease: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -466,7 +474,7 @@ impl Runner {
             Ok(e) => e,
             Err(e) => {
                 self.release_all("run stopped by an error").await;
-                self.logout().await;
+                logout(&self.client).await;
                 let outcome = format!("error: {}", error_chain(&e));
                 self.db
                     .run(move |q| q.finish_run(&run_id, &outcome, 0))
@@ -480,7 +488,7 @@ impl Runner {
                 .await;
         }
         self.flush_usage().await;
-        self.logout().await;
+        logout(&self.client).await;
         let metrics = self.client.metrics();
         let (batch, relogins, last_change_at) =
             (self.batch, metrics.relogins, metrics.last_change_at);
@@ -508,14 +516,6 @@ impl Runner {
             last_change_at,
             window_closed_at: self.opts.until,
         })
-    }
-
-    /// Only with a free slot: a logout must not keep the run waiting for the next window, and
-    /// the appliance ends an idle session by itself.
-    async fn logout(&self) {
-        if self.client.budget().free_now() > 0 {
-            self.client.logout().await.ok();
-        }
     }
 
     /// Adds what the client spent since the last flush to the batch's tally.
