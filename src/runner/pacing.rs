@@ -10,7 +10,7 @@
 //! whatever the estimate, polls may use only a share of the request budget: a fifth while other
 //! work (lookups, submits) waits for it, half otherwise.
 
-// pub mod eta;
+pub mod eta;
 
 use std::collections::VecDeque;
 use std::time::Duration;
