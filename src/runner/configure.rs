@@ -93,9 +93,7 @@ impl Work for Configure {
     /// Looks up the VMs of jobs at `resolve_vm` (in groups) and decides each: configure, skip or
     /// fail.
     async fn resolve(&mut self, run: &mut Runner) -> Result<(), RunError> {
-        for (disc, ids) in run
-            .by_pairing(|a| !a.in_doubt && matches!(a.step, Step::ResolveVm | Step::ResolveTarget))
-        {
+        for (disc, ids) in run.by_pairing(HeldJob::to_resolve) {
             if run.stop.stopping() {
                 break;
             }
@@ -157,7 +155,7 @@ impl Work for Configure {
             }
         }
         let mut settled = 0;
-        for (disc, ids) in run.by_pairing(|a| a.step == Step::Verify && !a.in_doubt) {
+        for (disc, ids) in run.by_pairing(HeldJob::to_verify) {
             if run.stop.stopping() {
                 break;
             }

@@ -58,9 +58,19 @@ impl HeldJob {
         self.not_before.is_none_or(|t| t <= now)
     }
 
+    /// At `resolve_*` and not in doubt: what it acts on is to be found.
+    pub fn to_resolve(&self) -> bool {
+        !self.in_doubt && matches!(self.step, Step::ResolveVm | Step::ResolveTarget)
+    }
+
     /// At `submit` and not in doubt: waiting to be sent.
     pub fn ready_to_send(&self) -> bool {
         !self.in_doubt && self.step == Step::Submit
+    }
+
+    /// At `verify` and not in doubt: its task succeeded; its change is to be seen.
+    pub fn to_verify(&self) -> bool {
+        !self.in_doubt && self.step == Step::Verify
     }
 
     /// The job's step and checkpoint as the queue is to save them, with the in-doubt mark.

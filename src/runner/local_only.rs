@@ -21,11 +21,12 @@
 
 use tokio::time::Instant;
 
+use super::held::HeldJob;
 use super::operate::{settle_by_task, tasks_of};
 use super::work::Work;
 use super::{RunError, RunOptions, Runner};
 use crate::domain::{Operation, OperationSpec};
-use crate::queue::{Job, Step};
+use crate::queue::Job;
 
 /// Whether a batch's jobs all remove their replication on this site only: such a batch never
 /// needs the target site.
@@ -75,9 +76,7 @@ impl Work for LocalRemoval {
     /// Held jobs at `resolve_*` go straight to `submit`: their replication id is recorded, and
     /// nothing about it can be read without the target site.
     async fn resolve(&mut self, run: &mut Runner) -> Result<(), RunError> {
-        for (_, ids) in run
-            .by_pairing(|a| !a.in_doubt && matches!(a.step, Step::ResolveVm | Step::ResolveTarget))
-        {
+        for (_, ids) in run.by_pairing(HeldJob::to_resolve) {
             let mut ready = Vec::new();
             for id in ids {
                 let recorded = run
@@ -103,7 +102,7 @@ impl Work for LocalRemoval {
 
     /// Jobs whose removal task succeeded are done: there is no list to confirm it by.
     async fn verify(&mut self, run: &mut Runner, _round: Instant) -> Result<usize, RunError> {
-        let done = run.held.ids(|a| a.step == Step::Verify && !a.in_doubt);
+        let done = run.held.ids(HeldJob::to_verify);
         for id in &done {
             let replication = run.held[id]
                 .checkpoint

@@ -81,9 +81,7 @@ impl Work for Operate {
 
     /// Finds each held job's replication in the pairing's list, and builds a reconfigure's body.
     async fn resolve(&mut self, run: &mut Runner) -> Result<(), RunError> {
-        for (disc, ids) in run
-            .by_pairing(|a| !a.in_doubt && matches!(a.step, Step::ResolveVm | Step::ResolveTarget))
-        {
+        for (disc, ids) in run.by_pairing(HeldJob::to_resolve) {
             if run.stop.stopping() {
                 break;
             }
@@ -116,7 +114,7 @@ impl Work for Operate {
     /// Judges each job whose task succeeded by its replication now.
     async fn verify(&mut self, run: &mut Runner, _round: Instant) -> Result<usize, RunError> {
         let mut settled = 0;
-        for (disc, ids) in run.by_pairing(|a| a.step == Step::Verify && !a.in_doubt) {
+        for (disc, ids) in run.by_pairing(HeldJob::to_verify) {
             if run.stop.stopping() {
                 break;
             }
