@@ -195,10 +195,11 @@ pub enum RunError {
     #[error("reading the replications")]
     Follow(#[source] ApiError),
 
-    /// Another run holds jobs of the batch: two runs share a batch only when asked to.
+    /// Another run works on the batch (holds jobs of it, or has just started on it): two runs
+    /// share a batch only when asked to.
     #[error(
         "batch {batch} is being worked on: {}. If that run is alive, let it finish or add \
-         --join to help it; if it died, its jobs come back when its lease ends",
+         --join to help it; if it died, the batch is free again once its lease ends",
         holders.iter().map(held_by).collect::<Vec<_>>().join("; ")
     )]
     Held {
@@ -228,7 +229,7 @@ fn held_by(h: &Holder) -> String {
     let until = crate::timefmt::utc(h.until);
     if h.jobs == 0 {
         format!(
-            "{} has just started and holds no job yet (counted until {until})",
+            "{} has just started and holds no job yet (it counts as working on the batch until {until})",
             h.owner
         )
     } else {
