@@ -57,7 +57,7 @@ use self::stop::Stop;
 use crate::domain::{CapacityLimits, Operation};
 use crate::exit::Exit;
 use crate::queue::{
-    Batch, BatchId, Begun, Holder, JobState, Queue, QueueError, RunSettings, RunStart,
+    Batch, BatchId, Begun, Holder, Job, JobState, Queue, QueueError, RunSettings, RunStart,
 };
 use crate::vr::error::error_chain;
 use crate::vr::model::Pairing;
@@ -299,9 +299,12 @@ pub async fn run(
     let db = Db(Arc::new(Mutex::new(queue)));
     let recorded = recorded_settings(&settings, &opts);
     let batch = begin(&db, &opts, &run_id, &owner, recorded).await?;
-    let (operation, acts_on, batch) = (batch.operation, batch.acts_on, batch.id);
-    let pairings = match connect(&client).await {
-        Ok(p) => p,
+    let StartUp {
+        pairings,
+        room,
+        jobs,
+    } = match start_up(&client, &db, &opts, &run_id, &batch).await {
+        Ok(s) => s,
         Err(e) => {
             let outcome = format!("could not start: {}", error_chain(&e));
             let id = run_id.clone();
@@ -309,23 +312,7 @@ pub async fn run(
             return Err(e);
         }
     };
-    // The appliance's capacity follows its version, known now: counted with what earlier
-    // refusals taught, and recorded with the settings of a run that places VMs.
-    let capacity = crate::workflow::applied(
-        &opts.capacity,
-        appliance_version(&client, &pairings).await.as_deref(),
-    );
-    let id = run_id.clone();
-    let recorded = (operation == Operation::Configure).then(|| capacity.clone());
-    let learnt = db
-        .run(move |q| {
-            if let Some(c) = &recorded {
-                q.record_run_capacity(&id, c)?;
-            }
-            q.learnt_limits()
-        })
-        .await?;
-    let jobs = db.run(move |q| q.jobs(batch)).await?;
+    let (operation, acts_on, batch) = (batch.operation, batch.acts_on, batch.id);
     let heartbeat = heartbeat(db.clone(), owner.clone(), opts.lease);
     let mut runner = Runner {
         db,
@@ -346,7 +333,6 @@ pub async fn run(
     let ending = match operation {
         Operation::Configure => {
             // Its VMs configured before this run are followed to protected too.
-            let room = Capacity::new(capacity, &learnt);
             let mut work = Configure::new(room, Admission::of(&jobs));
             runner.drive(&mut work).instrument(span).await
         }
@@ -431,6 +417,48 @@ fn recorded_settings(settings: &ClientSettings, opts: &RunOptions) -> RunSetting
         until: opts.until,
         capacity: None,
     }
+}
+
+/// What a run learns before it claims anything.
+struct StartUp {
+    pairings: Vec<Pairing>,
+    /// Room on the target sites by the appliance's capacity, counted with what earlier
+    /// refusals taught.
+    room: Capacity,
+    /// The batch's jobs as the run found them.
+    jobs: Vec<Job>,
+}
+
+/// Logs in, lists the pairings, learns the appliance's capacity (its figures follow its
+/// version, known now; recorded with the settings of a run that places VMs) and reads the
+/// batch's jobs. A run that fails here records that it could not start.
+async fn start_up(
+    client: &Client,
+    db: &Db,
+    opts: &RunOptions,
+    run_id: &str,
+    batch: &Batch,
+) -> Result<StartUp, RunError> {
+    let pairings = connect(client).await?;
+    let capacity = crate::workflow::applied(
+        &opts.capacity,
+        appliance_version(client, &pairings).await.as_deref(),
+    );
+    let (id, of) = (run_id.to_string(), batch.id);
+    let recorded = (batch.operation == Operation::Configure).then(|| capacity.clone());
+    let (learnt, jobs) = db
+        .run(move |q| {
+            if let Some(c) = &recorded {
+                q.record_run_capacity(&id, c)?;
+            }
+            Ok((q.learnt_limits()?, q.jobs(of)?))
+        })
+        .await?;
+    Ok(StartUp {
+        pairings,
+        room: Capacity::new(capacity, &learnt),
+        jobs,
+    })
 }
 
 /// Logs in and lists the pairings: what every later step needs.
