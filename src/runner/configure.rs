@@ -174,6 +174,8 @@ impl Work for Configure {
         Ok(settled)
     }
 
+    /// A configure that failed on the appliance gives its room back; one refused for a full VR
+    /// server goes to another when it was placed `auto` ([`Configure::placed_again`]).
     async fn task_failed(
         &mut self,
         run: &mut Runner,
