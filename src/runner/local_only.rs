@@ -1,9 +1,10 @@
-//! The runner's phases for a local-only removal (`vrbulk undo --local-only`), which must work
+//! The work of a local-only removal (`vrbulk undo --local-only`), which must work
 //! while the target site is down: that is what `DELETE …/replications/{id}` is for. Nothing here
 //! needs the target site, so nothing here reads what only it can answer (its login, its lists,
 //! the pairing's replication list):
 //!
-//! - discovery is [`Discovery::local`]: the pairing, from the pairing list the run already has.
+//! - discovery is [`crate::workflow::Discovery::local`]: the pairing, from the pairing list the
+//!   run already has.
 //! - resolve: nothing to look up. Each job acts on the replication id its configure job recorded
 //!   (the checkpoint), so a replication someone configured for the VM since has another id and
 //!   is never touched; one already gone answers the `DELETE` with 404, a skip (`operate`'s

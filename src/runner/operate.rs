@@ -1,4 +1,4 @@
-//! The runner's phases for an operation batch (unconfigure, reconfigure, pause, resume, sync):
+//! The work of an operation batch (unconfigure, reconfigure, pause, resume, sync):
 //! each job acts on the replication its configure batch recorded, and on nothing else.
 //!
 //! - resolve: the pairing's replication list (one call per 1000) tells whether that replication
@@ -10,8 +10,9 @@
 //! - submit: one call per job (the API has no bulk form), written ahead as in doubt.
 //!   A refusal for the replication's state is a skip with the appliance's words, not a failure.
 //! - reconcile: an in-doubt job asks first whether its operation shows (an unconfigured
-//!   replication is gone, a paused one paused…), then for a task of that operation on the VM,
-//!   and only then sends again (a sync asked twice syncs twice, harmlessly).
+//!   replication is gone, a paused one paused…), then for a task of that operation on the VM
+//!   queued since the batch was created (an older one is someone else's), and only then sends
+//!   again (a sync asked twice syncs twice, harmlessly).
 //!
 //! Task polls are every kind's (`tasks`). A local-only removal reads no list at all: `local_only`
 //! is its own kind, and shares only the submit and the task-based settling here.
