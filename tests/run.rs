@@ -828,6 +828,62 @@ async fn a_second_run_on_a_held_batch_says_who_holds_it_and_joins_only_when_told
     assert_matches_truth(&Queue::open(&db).unwrap().jobs(batch).unwrap(), &sim);
 }
 
+// The refusal used to be advice: two runs starting at once both found no job held (neither had
+// claimed yet) and both went on, sharing the batch unasked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_runs_started_at_once_on_one_batch_only_one_works_on_it() {
+    for round in 0..3 {
+        // Slow answers: each run's login takes long enough for the other to start meanwhile,
+        // before either holds a job.
+        let sim = start(SimConfig {
+            vms: 12,
+            latency_ms: 150,
+            ..SimConfig::fast()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("q.db");
+        let batch = import(&db, &normal_specs(&sim, 6));
+        let started = |db: PathBuf, settings: ClientSettings| async move {
+            let (_stop, stop_rx) = watch::channel(false);
+            runner::run(
+                Queue::open(&db).unwrap(),
+                settings,
+                quick_options(),
+                stop_rx,
+            )
+            .await
+        };
+        let (a, b) = tokio::join!(
+            tokio::spawn(started(db.clone(), settings_for(&sim))),
+            tokio::spawn(started(db.clone(), settings_for(&sim)))
+        );
+        let (done, refused) = match (a.unwrap(), b.unwrap()) {
+            (Ok(done), Err(refused)) | (Err(refused), Ok(done)) => (done, refused),
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert_eq!(done.ending, Ending::Done);
+        assert!(
+            matches!(&refused, runner::RunError::Held { batch: b, holders } if *b == batch && holders.len() == 1),
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .to_string()
+                .contains("has just started and holds no job yet"),
+            "{refused}"
+        );
+        // The appliance's record: the refused run never logged in, and every VM was configured
+        // once, by the one run.
+        let stats = sim.stats();
+        assert_eq!(stats.logins, 1, "round {round}");
+        assert_eq!(stats.configure_attempts.len(), 6);
+        assert!(stats.configure_attempts.values().all(|n| *n == 1));
+        assert!(stats.configured_more_than_once.is_empty());
+        assert_eq!(Queue::open(&db).unwrap().runs(batch).unwrap().len(), 1);
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_password_exits_3_with_the_reason() {
     let sim = start(SimConfig::fast()).await;

@@ -386,7 +386,7 @@ mod tests {
 
     #[test]
     fn an_unended_run_on_another_host_that_holds_nothing_is_unknown() {
-        let (mut q, _) = queue();
+        let (q, _) = queue();
         q.start_run("cc", 1, AWAY, "run", None).unwrap();
         assert_eq!(
             standing_of(&q),

@@ -10,6 +10,7 @@
 //! refuses illegal states too. What the report reads is in `record`.
 
 mod batches;
+mod begin;
 mod choose;
 mod limits;
 mod operations;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use batches::{jobs_left, BatchSummary, LastRun, Liveness, Standing};
+pub use begin::{Begun, RunStart};
 pub use limits::LearntLimit;
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{
@@ -439,6 +441,30 @@ struct Change<'a> {
     replication_id: Option<&'a str>,
 }
 
+impl<'a> Change<'a> {
+    /// A job ended as failed, in these words.
+    fn failed(reason: &'a str, http_status: Option<u16>) -> Change<'a> {
+        Change {
+            message: Some(reason),
+            reason: Some(reason),
+            last_error: Some(reason),
+            http_status,
+            ..Change::default()
+        }
+    }
+
+    /// A job set back to be tried again at `at`, after this error.
+    fn deferred(error: &'a str, at: i64, http_status: Option<u16>) -> Change<'a> {
+        Change {
+            message: Some(error),
+            last_error: Some(error),
+            http_status,
+            scheduled_at: Some(at),
+            ..Change::default()
+        }
+    }
+}
+
 pub struct Queue {
     conn: Connection,
     clock: Clock,
@@ -741,39 +767,9 @@ impl Queue {
     pub fn rescue(&mut self) -> Result<Vec<JobId>> {
         let now = self.now();
         let tx = self.write_tx()?;
-        let expired: Vec<(JobId, String, bool)> = {
-            let mut stmt = tx.prepare(
-                "SELECT id, step, in_doubt FROM jobs \
-                 WHERE state = 'running' AND lease_expires_at < ?",
-            )?;
-            let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for (id, step, in_doubt) in &expired {
-            let sent = *in_doubt || Step::parse(step).is_some_and(|s| s >= Step::AwaitTask);
-            let message = if sent {
-                "lease expired: the worker holding this job stopped after its request may have \
-                 reached the appliance; it is checked there before anything is sent again"
-            } else {
-                "lease expired: the worker holding this job stopped before sending anything; \
-                 the attempt is not counted"
-            };
-            let change = Change {
-                message: Some(message),
-                last_error: Some(message),
-                scheduled_at: Some(now),
-                ..Change::default()
-            };
-            transition(&tx, now, *id, None, JobState::Retryable, &change)?;
-            if !sent {
-                tx.execute(
-                    "UPDATE jobs SET attempt = attempt - 1 WHERE id = ? AND attempt > 0",
-                    [id],
-                )?;
-            }
-        }
+        let rescued = rescue(&tx, now)?;
         tx.commit()?;
-        Ok(expired.into_iter().map(|(id, ..)| id).collect())
+        Ok(rescued)
     }
 
     /// Saves a step's result and moves the job to `step`; fenced by the lease.
@@ -898,17 +894,7 @@ impl Queue {
     }
 
     pub fn fail(&mut self, lease: &Lease, reason: &str, http_status: Option<u16>) -> Result<()> {
-        self.finish_running(
-            lease,
-            JobState::Failed,
-            Change {
-                message: Some(reason),
-                reason: Some(reason),
-                last_error: Some(reason),
-                http_status,
-                ..Change::default()
-            },
-        )
+        self.finish_running(lease, JobState::Failed, Change::failed(reason, http_status))
     }
 
     /// A transient failure: try again at `at`, unless the attempts are used up, in which case the
@@ -920,20 +906,31 @@ impl Queue {
         error: &str,
         http_status: Option<u16>,
     ) -> Result<JobState> {
-        let max: u32 = self.conn.query_row(
+        let now = self.now();
+        // The attempts are read under the write lock: a `run --max-attempts` starting meanwhile
+        // either raised them before this judgement or waits for it.
+        let tx = self.write_tx()?;
+        let max: u32 = tx.query_row(
             "SELECT max_attempts FROM jobs WHERE id = ?",
             [lease.job],
             |r| r.get(0),
         )?;
-        if lease.attempt >= max {
-            let reason = format!(
+        let reason;
+        let (to, change) = if lease.attempt >= max {
+            reason = format!(
                 "gave up after {} attempts; last error: {error}",
                 lease.attempt
             );
-            self.fail(lease, &reason, http_status)?;
-            return Ok(JobState::Failed);
-        }
-        self.defer(lease, at, error, http_status)
+            (JobState::Failed, Change::failed(&reason, http_status))
+        } else {
+            (
+                JobState::Retryable,
+                Change::deferred(error, at, http_status),
+            )
+        };
+        transition(&tx, now, lease.job, Some(lease), to, &change)?;
+        tx.commit()?;
+        Ok(to)
     }
 
     /// A job whose configure may have reached the server, and whose truth could not be read:
@@ -949,13 +946,7 @@ impl Queue {
         self.finish_running(
             lease,
             JobState::Retryable,
-            Change {
-                message: Some(error),
-                last_error: Some(error),
-                http_status,
-                scheduled_at: Some(at),
-                ..Change::default()
-            },
+            Change::deferred(error, at, http_status),
         )?;
         Ok(JobState::Retryable)
     }
@@ -1171,6 +1162,42 @@ impl Queue {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// [`Queue::rescue`], in the caller's transaction.
+fn rescue(tx: &Transaction<'_>, now: i64) -> Result<Vec<JobId>> {
+    let expired: Vec<(JobId, String, bool)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, step, in_doubt FROM jobs \
+             WHERE state = 'running' AND lease_expires_at < ?",
+        )?;
+        let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, step, in_doubt) in &expired {
+        let sent = *in_doubt || Step::parse(step).is_some_and(|s| s >= Step::AwaitTask);
+        let message = if sent {
+            "lease expired: the worker holding this job stopped after its request may have \
+             reached the appliance; it is checked there before anything is sent again"
+        } else {
+            "lease expired: the worker holding this job stopped before sending anything; \
+             the attempt is not counted"
+        };
+        let change = Change {
+            message: Some(message),
+            last_error: Some(message),
+            scheduled_at: Some(now),
+            ..Change::default()
+        };
+        transition(tx, now, *id, None, JobState::Retryable, &change)?;
+        if !sent {
+            tx.execute(
+                "UPDATE jobs SET attempt = attempt - 1 WHERE id = ? AND attempt > 0",
+                [id],
+            )?;
+        }
+    }
+    Ok(expired.into_iter().map(|(id, ..)| id).collect())
 }
 
 /// The jobs of `jobs` whose VM (by id, else by name) already has a job not yet finished, with

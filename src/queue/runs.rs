@@ -13,7 +13,7 @@ use crate::vr::OpUsage;
 
 impl Queue {
     pub fn start_run(
-        &mut self,
+        &self,
         run_id: &str,
         batch: BatchId,
         owner: &str,
@@ -122,7 +122,7 @@ impl Queue {
     }
 
     /// `run --max-attempts K` applies to the batch's jobs that have not ended.
-    pub fn set_max_attempts(&mut self, batch: BatchId, max_attempts: u32) -> Result<usize> {
+    pub fn set_max_attempts(&self, batch: BatchId, max_attempts: u32) -> Result<usize> {
         Ok(self.conn.execute(
             "UPDATE jobs SET max_attempts = ? WHERE batch_id = ? \
              AND state IN ('pending', 'running', 'retryable')",

@@ -6,26 +6,29 @@
 //! the life of a replication"); a steady pace protects the first VMs sooner and the wave no later.
 //!
 //! The same list, read once a round, also tells where this batch's configured VMs stand: it
-//! records their protection, as `watch` does, and serves the round's verify.
+//! records their protection, as `watch` does, and serves the round's verify. Only a configure
+//! batch admits: no other kind of work starts an initial sync.
 
 use std::collections::{HashMap, HashSet};
 
 use tokio::time::Instant;
 
-use super::{Active, RunError, Runner, SubmitOrder};
-use crate::queue::{JobId, ReplicationSeen, Step};
+use super::held::HeldJob;
+use super::{RunError, RunOptions, Runner, SubmitOrder};
+use crate::queue::{Job, JobId, JobState, ReplicationSeen, Step};
+use crate::vr::error::error_chain;
 use crate::vr::model::{ConfigureReplicationSpec, ReplicationInfo};
-use crate::workflow::protection::{in_initial_sync, seen};
+use crate::workflow::protection::{in_initial_sync, replicated_bytes, seen};
 use crate::workflow::spec::spec_bytes;
 use crate::workflow::Discovery;
 
 /// A pairing's replications as the appliance listed them in one round.
 #[derive(Debug, Clone)]
-pub(super) struct Census {
-    pub taken: Instant,
+struct Census {
+    taken: Instant,
     /// VM ids whose replication is configuring or in its initial sync.
-    pub in_sync: HashSet<String>,
-    pub by_vm: HashMap<String, ReplicationInfo>,
+    in_sync: HashSet<String>,
+    by_vm: HashMap<String, ReplicationInfo>,
 }
 
 impl Census {
@@ -46,36 +49,66 @@ impl Census {
     }
 }
 
-impl Runner {
-    /// Whether this run admits at a pace. A local-only removal starts no sync, and the census
-    /// would need the target site it runs without.
-    pub(super) fn admitting(&self) -> bool {
-        self.opts.max_initial_syncs.is_some() && !self.local_only
+/// A configure run's admission: the latest census of each pairing, and the batch's configured
+/// VMs whose protection each census records.
+#[derive(Debug, Default)]
+pub(super) struct Admission {
+    censuses: HashMap<String, Census>,
+    /// The batch's configured VMs (by VM id), with the bytes their initial sync copies.
+    configured: HashMap<String, (JobId, Option<i64>)>,
+}
+
+impl Admission {
+    /// The admission of a configure batch whose jobs are `jobs`: those that succeeded before
+    /// this run are followed too.
+    pub fn of(jobs: &[Job]) -> Admission {
+        let configured = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Succeeded)
+            .filter_map(|j| {
+                let bytes = j.checkpoint.disks.as_deref().map(replicated_bytes);
+                Some((j.checkpoint.vm_id.clone()?, (j.id, bytes)))
+            })
+            .collect();
+        Admission {
+            censuses: HashMap::new(),
+            configured,
+        }
     }
 
-    /// Held jobs ready to submit that wait for a slot.
-    pub(super) fn waiting_for_admission(&self) -> usize {
-        if !self.admitting() {
-            return 0;
+    /// Whether this run admits at a pace.
+    pub fn admits(opts: &RunOptions) -> bool {
+        opts.max_initial_syncs.is_some()
+    }
+
+    /// A held job was configured: its protection is recorded from the next census on.
+    pub fn configured(&mut self, a: &HeldJob) {
+        if let Some(vm) = &a.checkpoint.vm_id {
+            let bytes = a.checkpoint.disks.as_deref().map(replicated_bytes);
+            self.configured.insert(vm.clone(), (a.job.id, bytes));
         }
-        self.active
-            .values()
-            .filter(|a| !a.in_doubt && a.step == Step::Submit)
-            .count()
     }
 
     /// Lists the pairing's replications (all of them: the cap counts what the appliance
     /// reports) and records what it says of this batch's configured VMs. `None` when the read
     /// failed (it is tried again next round) or was abandoned.
-    pub(super) async fn take_census(&mut self, disc: &Discovery) -> Result<Option<()>, RunError> {
+    pub async fn take_census(
+        &mut self,
+        run: &mut Runner,
+        disc: &Discovery,
+    ) -> Result<Option<()>, RunError> {
         let pairing = disc.pairing_id().to_string();
-        let Some(listed) = self.guarded(self.client.replications(&pairing, None)).await else {
+        let Some(listed) = run
+            .stop
+            .guarded(run.client.replications(&pairing, None))
+            .await
+        else {
             return Ok(None);
         };
         let census = match listed {
             Ok(reps) => Census::of(reps),
             Err(e) => {
-                tracing::warn!(pairing = %pairing, error = %e, "could not count the initial syncs");
+                tracing::warn!(pairing = %pairing, error = %error_chain(&e), "could not count the initial syncs");
                 return Ok(None);
             }
         };
@@ -85,43 +118,65 @@ impl Runner {
             .filter_map(|(vm, (job, bytes))| Some(seen(*job, census.by_vm.get(vm)?, *bytes)))
             .collect();
         if !seen_now.is_empty() {
-            self.db.run(move |q| q.record_protection(&seen_now)).await?;
+            run.db.run(move |q| q.record_protection(&seen_now)).await?;
         }
         self.censuses.insert(pairing, census);
         Ok(Some(()))
     }
 
-    /// Of `ready`, the jobs to submit now on `pairing`, in the run's order; the others wait.
-    pub(super) fn admit(
-        &self,
-        pairing: &str,
+    /// Of `ready`, the jobs to submit now on the pairing, in the run's order; the others wait.
+    /// The pairing's first census is taken here.
+    pub async fn admit(
+        &mut self,
+        run: &mut Runner,
+        disc: &Discovery,
         mut ready: Vec<(JobId, ConfigureReplicationSpec)>,
-    ) -> Vec<(JobId, ConfigureReplicationSpec)> {
-        let Some(cap) = self.opts.max_initial_syncs else {
-            return ready;
+    ) -> Result<Vec<(JobId, ConfigureReplicationSpec)>, RunError> {
+        let Some(cap) = run.opts.max_initial_syncs else {
+            return Ok(ready);
         };
-        let Some(census) = self.censuses.get(pairing) else {
-            return Vec::new();
+        if !self.censuses.contains_key(disc.pairing_id()) {
+            self.take_census(run, disc).await?;
+        }
+        let Some(census) = self.censuses.get(disc.pairing_id()) else {
+            return Ok(Vec::new());
         };
         // This run's submits that the list may not show yet count as syncing too.
         let mut in_sync: HashSet<&str> = census.in_sync.iter().map(String::as_str).collect();
-        for a in self.active.values().filter(|a| is_in_flight(a, census)) {
+        for a in run.held.values().filter(|a| is_in_flight(a, census)) {
             if let Some(vm) = a.checkpoint.vm_id.as_deref() {
                 in_sync.insert(vm);
             }
         }
         let slots = cap.saturating_sub(in_sync.len());
-        if self.opts.order == SubmitOrder::SmallestFirst {
+        if run.opts.order == SubmitOrder::SmallestFirst {
             ready.sort_by_key(|(id, spec)| (spec_bytes(spec), *id));
         }
         ready.truncate(slots);
-        ready
+        Ok(ready)
+    }
+
+    /// The replications of `vm_ids` as a census of the pairing taken since `round` lists them:
+    /// a verify in the same round needs no call of its own.
+    pub fn fresh(
+        &self,
+        pairing: &str,
+        round: Instant,
+        vm_ids: &[String],
+    ) -> Option<HashMap<String, ReplicationInfo>> {
+        let census = self.censuses.get(pairing).filter(|c| c.taken >= round)?;
+        Some(
+            vm_ids
+                .iter()
+                .filter_map(|vm| Some((vm.clone(), census.by_vm.get(vm)?.clone())))
+                .collect(),
+        )
     }
 }
 
 /// A held job whose configure was sent and whose replication the census does not show syncing
 /// or done yet.
-fn is_in_flight(a: &Active, census: &Census) -> bool {
+fn is_in_flight(a: &HeldJob, census: &Census) -> bool {
     let sent = a.in_doubt || matches!(a.step, Step::AwaitTask | Step::Verify);
     sent && a
         .checkpoint

@@ -18,13 +18,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{stopped, Db, RunError};
+use super::stop::stopped;
+use super::{logout, Db, RunError};
 use crate::domain::Operation;
 use crate::exit::Exit;
 use crate::queue::{
     BatchId, JobId, JobState, Protection, Queue, Readiness, ReadinessCounts, ReplicationSeen,
     Standing, NOT_LISTED,
 };
+use crate::vr::error::error_chain;
 use crate::vr::model::Pairing;
 use crate::vr::{Client, ClientSettings, Politeness};
 use crate::workflow::choose_pairing;
@@ -233,27 +235,18 @@ pub async fn watch(
     let db = Db(Arc::new(Mutex::new(queue)));
     let asked = opts.batch;
     let batch = db.run(move |q| configure_batch_of(q, asked)).await?;
-    let mut appliance: Option<Appliance> = None;
+    let mut watcher = Watcher {
+        db,
+        batch,
+        settings,
+        appliance: None,
+    };
     let mut pace = Pace::default();
     let ending = loop {
-        let now = db.run(move |q| BatchNow::read(q, batch)).await?;
-        if !now.targets.is_empty() && appliance.is_none() {
-            appliance = Some(Appliance::connect(settings.clone()).await?);
-        }
-        let records = match appliance.as_mut().filter(|_| !now.targets.is_empty()) {
-            // Nothing to ask the appliance (yet): what the queue holds says it all.
-            None => db.run(move |q| q.protection(batch)).await?,
-            Some(a) => {
-                let groups = a.groups(&now.targets).await?;
-                let flushed = a.client.metrics();
-                let records = tokio::select! {
-                    r = follow_round(&a.client, &db, &groups, batch) => r?,
-                    _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
-                };
-                let delta = a.client.metrics().since(&flushed).ops;
-                db.run(move |q| q.add_api_usage(batch, &delta)).await?;
-                records
-            }
+        let now = watcher.db.run(move |q| BatchNow::read(q, batch)).await?;
+        let records = tokio::select! {
+            r = watcher.records(&now) => r?,
+            _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
         };
         let round = pace.judge(records, &now);
         show(&round);
@@ -267,16 +260,50 @@ pub async fn watch(
             _ = stopped(stop.clone()) => break WatchEnding::Interrupted,
         }
     };
-    if let Some(a) = appliance {
-        if a.client.budget().free_now() > 0 {
-            a.client.logout().await.ok();
-        }
-    }
+    watcher.logout().await;
     Ok(WatchOutcome {
         batch,
         ending,
         last: pace.last,
     })
+}
+
+/// What `watch` works with: the queue, and the appliance once there is something to ask it.
+struct Watcher {
+    db: Db,
+    batch: BatchId,
+    settings: ClientSettings,
+    appliance: Option<Appliance>,
+}
+
+impl Watcher {
+    /// The batch's protection records after one round: the configured VMs looked for on the
+    /// appliance (logged in to the first time there are some), the calls added to the batch's
+    /// tally; with none to look for, what the queue holds says it all.
+    async fn records(&mut self, now: &BatchNow) -> Result<Vec<Protection>, RunError> {
+        let batch = self.batch;
+        if now.targets.is_empty() {
+            return self.db.run(move |q| q.protection(batch)).await;
+        }
+        let a = match &mut self.appliance {
+            Some(a) => a,
+            None => self
+                .appliance
+                .insert(Appliance::connect(self.settings.clone()).await?),
+        };
+        let groups = a.groups(&now.targets).await?;
+        let flushed = a.client.metrics();
+        let records = follow_round(&a.client, &self.db, &groups, batch).await?;
+        let delta = a.client.metrics().since(&flushed).ops;
+        self.db.run(move |q| q.add_api_usage(batch, &delta)).await?;
+        Ok(records)
+    }
+
+    async fn logout(&self) {
+        if let Some(a) = self.appliance.as_ref() {
+            logout(&a.client).await;
+        }
+    }
 }
 
 /// The configure batch whose replications `batch` is about: itself, or for a day-2 operation
@@ -304,7 +331,7 @@ async fn follow_round(
             Ok(r) => r,
             // The appliance is not answering: this round says nothing new, the next asks again.
             Err(e) if e.class().is_retryable() => {
-                tracing::warn!(pairing = %pairing, error = %e, "could not read the replications");
+                tracing::warn!(pairing = %pairing, error = %error_chain(&e), "could not read the replications");
                 continue;
             }
             Err(e) => return Err(RunError::Follow(e)),

@@ -1,4 +1,4 @@
-//! The runner's phases for an operation batch (unconfigure, reconfigure, pause, resume, sync):
+//! The work of an operation batch (unconfigure, reconfigure, pause, resume, sync):
 //! each job acts on the replication its configure batch recorded, and on nothing else.
 //!
 //! - resolve: the pairing's replication list (one call per 1000) tells whether that replication
@@ -10,11 +10,12 @@
 //! - submit: one call per job (the API has no bulk form), written ahead as in doubt.
 //!   A refusal for the replication's state is a skip with the appliance's words, not a failure.
 //! - reconcile: an in-doubt job asks first whether its operation shows (an unconfigured
-//!   replication is gone, a paused one paused…), then for a task of that operation on the VM,
-//!   and only then sends again (a sync asked twice syncs twice, harmlessly).
+//!   replication is gone, a paused one paused…), then for a task of that operation on the VM
+//!   queued since the batch was created (an older one is someone else's), and only then sends
+//!   again (a sync asked twice syncs twice, harmlessly).
 //!
-//! Task polls and the verify that ends each job are the configure's own (`phases`). A local-only
-//! removal reads no list at all: `local_only` takes its resolve, reconcile and verify.
+//! Task polls are every kind's (`tasks`). A local-only removal reads no list at all: `local_only`
+//! is its own kind, and shares only the submit and the task-based settling here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,323 +23,447 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-use super::{Active, RunError, Runner};
+use super::held::HeldJob;
+use super::tasks::VERIFY_TRIES;
+use super::work::Work;
+use super::{RunError, RunOptions, Runner};
 use crate::domain::{Operation, OperationSpec};
-use crate::queue::{JobId, Step};
+use crate::queue::{BatchId, JobId, Step};
 use crate::vr::model::{ReconfigureReplicationSpec, ReplicationInfo, Task, TaskStatus};
 use crate::vr::{ApiError, Client, ErrorClass};
-use crate::workflow::operations::{effect, reconfigure_spec, Effect};
+use crate::workflow::operations::{effect, effect_after_task, reconfigure_spec, Effect};
 use crate::workflow::reads::tasks_of_vms;
 use crate::workflow::Discovery;
 
-impl Runner {
-    /// The job's operation; an operation batch's job always has one.
-    fn op_of(a: &Active) -> OperationSpec {
-        a.job.operation.clone().unwrap_or(OperationSpec::Sync)
+/// A task older than this before the batch was created is not the batch's: the appliance's
+/// clock and ours may differ by that much.
+const CLOCK_SKEW_MS: i64 = 60_000;
+
+/// An operation batch's work: `operation` on the replications batch `acts_on` configured.
+pub(super) struct Operate {
+    operation: Operation,
+    acts_on: Option<BatchId>,
+}
+
+impl Operate {
+    pub fn new(operation: Operation, acts_on: Option<BatchId>) -> Operate {
+        Operate { operation, acts_on }
+    }
+}
+
+impl Work for Operate {
+    fn calls_per_job(&self, _opts: &RunOptions) -> f64 {
+        match self.operation {
+            // Its disks are read first, then the call.
+            Operation::Reconfigure => 2.0,
+            _ => 1.0,
+        }
     }
 
-    /// Finds each held job's replication in the pairing's list, and builds a reconfigure's body.
-    pub(super) async fn resolve_operations(&mut self) -> Result<(), RunError> {
-        if self.local_only {
-            return self.resolve_local_removals().await;
-        }
-        for (disc, ids) in self
-            .by_pairing(|a| !a.in_doubt && matches!(a.step, Step::ResolveVm | Step::ResolveTarget))
-        {
-            if self.stopping() {
+    /// In-doubt jobs: has the operation shown, is a task of it under way, or did nothing reach
+    /// the appliance?
+    async fn reconcile(&mut self, run: &mut Runner) -> Result<(), RunError> {
+        for (disc, ids) in run.in_doubt_by_pairing() {
+            if run.stop.stopping() {
                 break;
             }
-            let Some(by_vm) = self.replication_list(&disc, &ids).await? else {
+            let Some(by_vm) = replication_list(run, &disc, &ids).await? else {
                 continue;
             };
-            let mut ready = Vec::new();
-            for id in ids {
-                let Some(a) = self.active.get(&id) else {
-                    continue;
-                };
-                let ours = a.checkpoint.replication_id.clone().unwrap_or_default();
-                let vm = a.checkpoint.vm_id.clone().unwrap_or_default();
-                match by_vm.get(&vm) {
-                    Some(rep) if rep.id == ours => ready.push((id, rep.clone())),
-                    Some(rep) => {
-                        let reason = format!(
-                            "the VM's replication is now {}, not {ours} that batch {} configured: \
-                             left alone",
-                            rep.id,
-                            self.acts_on.unwrap_or_default()
-                        );
-                        self.skip(id, reason, None).await?;
-                    }
-                    None => {
-                        let reason = format!("replication {ours} no longer exists");
-                        self.skip(id, reason, None).await?;
-                    }
-                }
-            }
-            if self.operation != Operation::Reconfigure {
-                let ready: Vec<JobId> = ready.into_iter().map(|(id, _)| id).collect();
-                self.ready_to_submit(&ready).await?;
+            let Some(tasks) = tasks_of(run, &ids).await? else {
                 continue;
-            }
-            // As many reads at a time as may be in flight; each lot's bodies saved before the
-            // next lot is read.
-            for lot in ready.chunks(self.opts.workers.max(1)) {
-                if self.stopping() {
-                    break;
-                }
-                let built = self.build_reconfigures(&disc, lot.to_vec()).await?;
-                self.ready_to_submit(&built).await?;
+            };
+            for id in ids {
+                settle(run, id, &by_vm, &tasks).await?;
             }
         }
         Ok(())
     }
 
-    /// Reads the disks of each replication to reconfigure and builds its body; a job whose body
-    /// cannot be built (a policy or server the target site lacks) fails with the reason.
-    async fn build_reconfigures(
-        &mut self,
-        disc: &Arc<Discovery>,
-        found: Vec<(JobId, ReplicationInfo)>,
-    ) -> Result<Vec<JobId>, RunError> {
-        let pairing = disc.pairing_id().to_string();
-        let client = self.client.clone();
-        let reads = join_all(
-            found
-                .iter()
-                .map(|(_, rep)| client.replication_disks(&pairing, &rep.id)),
-        );
-        let Some(disks) = self.guarded(reads).await else {
-            return Ok(Vec::new());
-        };
+    /// Finds each held job's replication in the pairing's list, and builds a reconfigure's body.
+    async fn resolve(&mut self, run: &mut Runner) -> Result<(), RunError> {
+        for (disc, ids) in run.by_pairing(HeldJob::to_resolve) {
+            if run.stop.stopping() {
+                break;
+            }
+            let Some(by_vm) = replication_list(run, &disc, &ids).await? else {
+                continue;
+            };
+            let ready = self.still_there(run, ids, &by_vm).await?;
+            if self.operation != Operation::Reconfigure {
+                let ready: Vec<JobId> = ready.into_iter().map(|(id, _)| id).collect();
+                run.ready_to_submit(&ready).await?;
+                continue;
+            }
+            // As many reads at a time as may be in flight; each lot's bodies saved before the
+            // next lot is read.
+            for lot in ready.chunks(run.opts.workers.max(1)) {
+                if run.stop.stopping() {
+                    break;
+                }
+                let built = build_reconfigures(run, &disc, lot.to_vec()).await?;
+                run.ready_to_submit(&built).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn submit(&mut self, run: &mut Runner) -> Result<(), RunError> {
+        submit(run).await
+    }
+
+    /// Judges each job whose task succeeded by its replication now.
+    async fn verify(&mut self, run: &mut Runner, _round: Instant) -> Result<usize, RunError> {
+        let mut settled = 0;
+        for (disc, ids) in run.by_pairing(HeldJob::to_verify) {
+            if run.stop.stopping() {
+                break;
+            }
+            let Some(reps) = run.replications_of(&disc, &ids).await? else {
+                continue;
+            };
+            for id in ids {
+                settled += usize::from(self.verify_one(run, id, &reps).await?);
+            }
+        }
+        Ok(settled)
+    }
+}
+
+impl Operate {
+    /// The jobs of `ids` whose replication is still the one their configure batch recorded,
+    /// with it; the others are skipped, saying why.
+    async fn still_there(
+        &self,
+        run: &mut Runner,
+        ids: Vec<JobId>,
+        by_vm: &HashMap<String, ReplicationInfo>,
+    ) -> Result<Vec<(JobId, ReplicationInfo)>, RunError> {
         let mut ready = Vec::new();
-        for ((id, rep), disks) in found.into_iter().zip(disks) {
-            let disks = match disks {
-                Ok(d) => d,
-                Err(e) => {
-                    self.setback(id, &e).await?;
-                    continue;
-                }
-            };
-            let Some(a) = self.active.get(&id) else {
+        for id in ids {
+            let Some(a) = run.held.get(&id) else {
                 continue;
             };
-            let OperationSpec::Reconfigure(change) = Self::op_of(a) else {
-                continue;
-            };
-            match reconfigure_spec(&rep, &disks, &change, disc) {
-                Ok(spec) => {
-                    if let Some(a) = self.active.get_mut(&id) {
-                        a.checkpoint.reconfigure = Some(spec);
-                    }
-                    ready.push(id);
+            let ours = a.checkpoint.replication_id.clone().unwrap_or_default();
+            let vm = a.checkpoint.vm_id.clone().unwrap_or_default();
+            match by_vm.get(&vm) {
+                Some(rep) if rep.id == ours => ready.push((id, rep.clone())),
+                Some(rep) => {
+                    let reason = format!(
+                        "the VM's replication is now {}, not {ours} that batch {} configured: \
+                         left alone",
+                        rep.id,
+                        self.acts_on.unwrap_or_default()
+                    );
+                    run.skip(id, reason, None).await?;
                 }
-                Err(reason) => self.fail(id, reason, None).await?,
+                None => {
+                    let reason = format!("replication {ours} no longer exists");
+                    run.skip(id, reason, None).await?;
+                }
             }
         }
         Ok(ready)
     }
 
-    /// Sends each held job's operation, one call each, written ahead as in doubt.
-    pub(super) async fn submit_operations(&mut self) -> Result<(), RunError> {
-        for (disc, ids) in self.by_pairing(|a| !a.in_doubt && a.step == Step::Submit) {
-            if self.stopping() {
-                break;
-            }
-            let mut sends = Vec::new();
-            // One call each, and only what the budget lets go now (see `submit`).
-            let room = self.sendable();
-            for id in ids {
-                if sends.len() == room {
-                    break;
-                }
-                let Some(a) = self.active.get_mut(&id) else {
-                    continue;
-                };
-                let op = Self::op_of(a);
-                // A reconfigure saved at submit by an older vrbulk has no body: read it again.
-                if matches!(op, OperationSpec::Reconfigure(_)) && a.checkpoint.reconfigure.is_none()
-                {
-                    a.step = Step::ResolveVm;
-                    continue;
-                }
-                a.in_doubt = true;
-                let replication = a.checkpoint.replication_id.clone().unwrap_or_default();
-                sends.push((id, replication, op, a.checkpoint.reconfigure.clone()));
-            }
-            if sends.is_empty() {
-                continue;
-            }
-            let written: Vec<JobId> = sends.iter().map(|(id, ..)| *id).collect();
-            self.save_many(&written).await?;
-            let (client, pairing) = (self.client.clone(), disc.pairing_id().to_string());
-            let work = join_all(
-                sends
-                    .iter()
-                    .map(|(_, rep, op, body)| send(&client, &pairing, rep, op, body.as_ref())),
-            );
-            let Some(results) = self.guarded(work).await else {
-                return Ok(());
-            };
-            let mut accepted = Vec::new();
-            for ((id, replication, op, _), result) in sends.into_iter().zip(results) {
-                match result {
-                    Ok(task) => {
-                        if let Some(a) = self.active.get_mut(&id) {
-                            a.in_doubt = false;
-                            a.checkpoint.task_id = Some(task.id.clone());
-                            a.step = Step::AwaitTask;
-                            a.submitted = Some(Instant::now());
-                            self.pacer.submitted(Instant::now());
-                            accepted.push(id);
-                        }
-                    }
-                    Err(e) => self.refused(id, &replication, &op, &e).await?,
-                }
-            }
-            self.save_many(&accepted).await?;
-        }
-        Ok(())
-    }
-
-    /// An operation the appliance did not take: gone or in the wrong state is a skip with its
-    /// words, a refused body a failure, anything whose effect is unknown stays in doubt.
-    async fn refused(
-        &mut self,
+    /// Judges an operation job by its replication now; whether it ended.
+    async fn verify_one(
+        &self,
+        run: &mut Runner,
         id: JobId,
-        replication: &str,
-        op: &OperationSpec,
-        e: &ApiError,
-    ) -> Result<(), RunError> {
-        let words = e.server_message().unwrap_or_default().to_string();
-        let answered_no = matches!(e, ApiError::Status(_)) && e.class() == ErrorClass::Permanent;
-        if !answered_no {
-            return self.setback(id, e).await;
-        }
-        if let Some(a) = self.active.get_mut(&id) {
-            a.in_doubt = false;
-        }
-        let operation = op.operation();
-        match e.status() {
-            Some(404) => {
-                let reason = format!("replication {replication} no longer exists: {words}");
-                self.skip(id, reason, None).await
-            }
-            // Only a reconfigure has a body the appliance could find wrong; any other refusal
-            // is about the replication's state.
-            Some(400 | 409) if operation != Operation::Reconfigure || is_state_refusal(e) => {
-                let reason = format!("the appliance refused the {operation} now: {words}");
-                self.skip(id, reason, None).await
-            }
-            status => {
-                let reason = format!("the appliance refused the {operation}: {words}");
-                self.fail(id, reason, status).await
-            }
-        }
-    }
-
-    /// In-doubt jobs of an operation batch: has the operation shown, is a task of it under way,
-    /// or did nothing reach the appliance?
-    pub(super) async fn reconcile_operations(&mut self) -> Result<(), RunError> {
-        if self.local_only {
-            return self.reconcile_local_removals().await;
-        }
-        for (disc, ids) in self.in_doubt_by_pairing() {
-            if self.stopping() {
-                break;
-            }
-            let Some(by_vm) = self.replication_list(&disc, &ids).await? else {
-                continue;
-            };
-            let vm_ids = self.vm_ids(&ids);
-            let client = self.client.clone();
-            let work = async move { tasks_of_vms(&client, &vm_ids).await };
-            let Some(tasks) = self.fetch(&ids, work).await? else {
-                continue;
-            };
-            for id in ids {
-                self.settle_operation(id, &by_vm, &tasks).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn settle_operation(
-        &mut self,
-        id: JobId,
-        by_vm: &HashMap<String, ReplicationInfo>,
-        tasks: &HashMap<String, Task>,
-    ) -> Result<(), RunError> {
-        let Some(a) = self.active.get_mut(&id) else {
-            return Ok(());
+        reps: &HashMap<String, ReplicationInfo>,
+    ) -> Result<bool, RunError> {
+        let Some(a) = run.held.get_mut(&id) else {
+            return Ok(false);
         };
-        a.in_doubt = false;
-        let op = Self::op_of(a);
-        let vm = a.checkpoint.vm_id.clone().unwrap_or_default();
+        let op = a.operation();
         let ours = a.checkpoint.replication_id.clone().unwrap_or_default();
-        let task = tasks.get(&vm).filter(|t| is_task_of(t, &op));
-        match (effect(&op, &ours, by_vm.get(&vm)), task) {
-            (Effect::Done, _) => a.step = Step::Verify,
-            (Effect::Gone, _) => {
-                let reason = format!("replication {ours} no longer exists");
-                return self.skip(id, reason, None).await;
+        let vm = a.checkpoint.vm_id.clone().unwrap_or_default();
+        match effect_after_task(&op, &ours, reps.get(&vm)) {
+            Effect::Done => run.succeed(id, ours, self.done()).await?,
+            Effect::Gone => {
+                let reason = format!(
+                    "replication {ours} disappeared while the {} was under way",
+                    op.operation()
+                );
+                run.fail(id, reason, None).await?;
             }
-            (Effect::NotYet, Some(t)) if !t.status.is_finished() => {
-                tracing::info!(job = id, task = %t.id, "in doubt: the {} had reached the appliance; following its task", op.operation());
-                a.checkpoint.task_id = Some(t.id.clone());
-                a.submitted = Some(Instant::now());
-                a.step = Step::AwaitTask;
-                self.pacer.submitted(Instant::now());
+            Effect::NotYet => {
+                a.verify_tries += 1;
+                if a.verify_tries >= VERIFY_TRIES {
+                    let reason = format!(
+                        "the {} task succeeded, but replication {ours} does not show it",
+                        op.operation()
+                    );
+                    run.fail(id, reason, None).await?;
+                    return Ok(true);
+                }
+                return Ok(false);
             }
-            // Its task ended between the two reads (the list was read before it did): verify.
-            // A task of this kind older than the batch is someone else's; a minute allows for
-            // the appliance's clock.
-            (Effect::NotYet, Some(t))
-                if t.status == TaskStatus::Success
-                    && t.start_time.unwrap_or_default() >= a.job.created_at - 60_000 =>
-            {
-                tracing::info!(job = id, task = %t.id, "in doubt: the {} had reached the appliance and its task succeeded; verifying", op.operation());
-                a.checkpoint.task_id = Some(t.id.clone());
-                a.step = Step::Verify;
-            }
-            (Effect::NotYet, Some(t)) if t.status == TaskStatus::Error => {
-                a.checkpoint.task_id = Some(t.id.clone());
-                let reason = t
-                    .error_text()
-                    .unwrap_or_else(|| format!("the {} task failed", op.operation()));
-                return self.fail(id, reason, None).await;
-            }
-            // Nothing reached the appliance, or it cannot be told (a sync): send again.
-            _ => a.step = Step::Submit,
         }
-        self.save_many(&[id]).await
+        Ok(true)
     }
 
-    /// The pairing's replications by VM id: one list for every job of the group (one call per
-    /// 1000); `None` when it could not be read (the jobs were set back) or was abandoned.
-    async fn replication_list(
-        &mut self,
-        disc: &Arc<Discovery>,
-        ids: &[JobId],
-    ) -> Result<Option<HashMap<String, ReplicationInfo>>, RunError> {
-        let (client, pairing) = (self.client.clone(), disc.pairing_id().to_string());
-        let work = async move { client.replications(&pairing, None).await };
-        Ok(self.fetch(ids, work).await?.map(|reps| {
-            reps.into_iter()
-                .filter_map(|r| Some((r.vm_id.clone()?, r)))
-                .collect()
-        }))
+    /// What a job that succeeded did to its replication.
+    fn done(&self) -> &'static str {
+        match self.operation {
+            Operation::Unconfigure => "unconfigured",
+            Operation::Reconfigure => "reconfigured",
+            Operation::Pause => "paused",
+            Operation::Resume => "resumed",
+            Operation::Sync => "synced",
+            Operation::Configure => "configured",
+        }
     }
 }
 
+/// Reads the disks of each replication to reconfigure and builds its body; a job whose body
+/// cannot be built (a policy or server the target site lacks) fails with the reason.
+async fn build_reconfigures(
+    run: &mut Runner,
+    disc: &Arc<Discovery>,
+    found: Vec<(JobId, ReplicationInfo)>,
+) -> Result<Vec<JobId>, RunError> {
+    let pairing = disc.pairing_id().to_string();
+    let client = run.client.clone();
+    let reads = join_all(
+        found
+            .iter()
+            .map(|(_, rep)| client.replication_disks(&pairing, &rep.id)),
+    );
+    let Some(disks) = run.stop.guarded(reads).await else {
+        return Ok(Vec::new());
+    };
+    let mut ready = Vec::new();
+    for ((id, rep), disks) in found.into_iter().zip(disks) {
+        let disks = match disks {
+            Ok(d) => d,
+            Err(e) => {
+                run.setback(id, &e).await?;
+                continue;
+            }
+        };
+        let Some(a) = run.held.get(&id) else {
+            continue;
+        };
+        let OperationSpec::Reconfigure(change) = a.operation() else {
+            continue;
+        };
+        match reconfigure_spec(&rep, &disks, &change, disc) {
+            Ok(spec) => {
+                if let Some(a) = run.held.get_mut(&id) {
+                    a.checkpoint.reconfigure = Some(spec);
+                }
+                ready.push(id);
+            }
+            Err(reason) => run.fail(id, reason, None).await?,
+        }
+    }
+    Ok(ready)
+}
+
+/// One operation call a job makes: its replication, and a reconfigure's body.
+struct Call {
+    id: JobId,
+    replication: String,
+    op: OperationSpec,
+    body: Option<ReconfigureReplicationSpec>,
+}
+
+/// Sends each held job's operation, one call each (the API has no bulk form), written ahead
+/// as in doubt; only what the budget lets go now (see the configure's submit).
+pub(super) async fn submit(run: &mut Runner) -> Result<(), RunError> {
+    for (disc, ids) in run.by_pairing(HeldJob::ready_to_send) {
+        if run.stop.stopping() {
+            break;
+        }
+        let sends = sends_of(run, &ids, run.sendable());
+        if sends.is_empty() {
+            continue;
+        }
+        let written: Vec<JobId> = sends.iter().map(|s| s.id).collect();
+        run.write_ahead(&written).await?;
+        let calls = sends
+            .iter()
+            .map(|s| send(&run.client, disc.pairing_id(), s));
+        let Some(answers) = run.stop.guarded(join_all(calls)).await else {
+            return Ok(());
+        };
+        let mut accepted = Vec::new();
+        for (s, answer) in sends.iter().zip(answers) {
+            match answer {
+                Ok(task) => {
+                    if run.follow_task(s.id, &task.id, Instant::now()) {
+                        accepted.push(s.id);
+                    }
+                }
+                Err(e) => refused(run, s, &e).await?,
+            }
+        }
+        run.save_many(&accepted).await?;
+    }
+    Ok(())
+}
+
+/// Up to `room` of these held jobs' operations. A reconfigure saved at submit by an older
+/// vrbulk has no body: it goes back to have it read again.
+fn sends_of(run: &mut Runner, ids: &[JobId], room: usize) -> Vec<Call> {
+    let mut sends = Vec::new();
+    for id in ids {
+        if sends.len() == room {
+            break;
+        }
+        let Some(a) = run.held.get_mut(id) else {
+            continue;
+        };
+        let op = a.operation();
+        if matches!(op, OperationSpec::Reconfigure(_)) && a.checkpoint.reconfigure.is_none() {
+            a.step = Step::ResolveVm;
+            continue;
+        }
+        sends.push(Call {
+            id: *id,
+            replication: a.checkpoint.replication_id.clone().unwrap_or_default(),
+            op,
+            body: a.checkpoint.reconfigure.clone(),
+        });
+    }
+    sends
+}
+
+/// An operation the appliance did not take: gone or in the wrong state is a skip with its
+/// words, a refused body a failure, anything whose effect is unknown stays in doubt.
+async fn refused(run: &mut Runner, s: &Call, e: &ApiError) -> Result<(), RunError> {
+    let words = e.server_message().unwrap_or_default().to_string();
+    let answered_no = matches!(e, ApiError::Status(_)) && e.class() == ErrorClass::Permanent;
+    if !answered_no {
+        return run.setback(s.id, e).await;
+    }
+    run.answered_no(s.id);
+    let operation = s.op.operation();
+    match e.status() {
+        Some(404) => {
+            let reason = format!("replication {} no longer exists: {words}", s.replication);
+            run.skip(s.id, reason, None).await
+        }
+        // Only a reconfigure has a body the appliance could find wrong; any other refusal
+        // is about the replication's state.
+        Some(400 | 409) if operation != Operation::Reconfigure || is_state_refusal(e) => {
+            let reason = format!("the appliance refused the {operation} now: {words}");
+            run.skip(s.id, reason, None).await
+        }
+        status => {
+            let reason = format!("the appliance refused the {operation}: {words}");
+            run.fail(s.id, reason, status).await
+        }
+    }
+}
+
+/// An in-doubt operation job, from its replication (`by_vm`) and the VM's tasks.
+async fn settle(
+    run: &mut Runner,
+    id: JobId,
+    by_vm: &HashMap<String, ReplicationInfo>,
+    tasks: &HashMap<String, Task>,
+) -> Result<(), RunError> {
+    let Some(a) = run.held.get_mut(&id) else {
+        return Ok(());
+    };
+    let op = a.operation();
+    let vm = a.checkpoint.vm_id.clone().unwrap_or_default();
+    let ours = a.checkpoint.replication_id.clone().unwrap_or_default();
+    match effect(&op, &ours, by_vm.get(&vm)) {
+        Effect::Done => {
+            a.in_doubt = false;
+            a.step = Step::Verify;
+            run.save_many(&[id]).await
+        }
+        Effect::Gone => {
+            a.in_doubt = false;
+            let reason = format!("replication {ours} no longer exists");
+            run.skip(id, reason, None).await
+        }
+        // Nothing shows yet: the task says whether it reached the appliance (a sync, which
+        // shows nothing, is told by its task alone).
+        Effect::NotYet => settle_by_task(run, id, tasks).await,
+    }
+}
+
+/// An in-doubt job, judged by the VM's task of the job's operation asked since its batch was
+/// created: under way it is followed, succeeded it is verified, failed it fails in the task's
+/// words; without one, nothing reached the appliance and it is sent again. A task of the same
+/// kind older than the batch is someone else's.
+pub(super) async fn settle_by_task(
+    run: &mut Runner,
+    id: JobId,
+    tasks: &HashMap<String, Task>,
+) -> Result<(), RunError> {
+    let Some(a) = run.held.get_mut(&id) else {
+        return Ok(());
+    };
+    a.in_doubt = false;
+    let op = a.operation();
+    let since = a.job.created_at - CLOCK_SKEW_MS;
+    let vm = a.checkpoint.vm_id.clone().unwrap_or_default();
+    let what = what(&op);
+    let task = tasks
+        .get(&vm)
+        .filter(|t| is_task_of(t, &op) && queued_since(t, since));
+    match task {
+        Some(t) if !t.status.is_finished() => {
+            tracing::info!(job = id, task = %t.id, "in doubt: the {what} had reached the appliance; following its task");
+            run.follow_task(id, &t.id, Instant::now());
+        }
+        Some(t) if t.status == TaskStatus::Success => {
+            tracing::info!(job = id, task = %t.id, "in doubt: the {what} had reached the appliance and its task succeeded; verifying");
+            a.checkpoint.task_id = Some(t.id.clone());
+            a.step = Step::Verify;
+        }
+        Some(t) if t.status == TaskStatus::Error => {
+            a.checkpoint.task_id = Some(t.id.clone());
+            let reason = t
+                .error_text()
+                .unwrap_or_else(|| format!("the {what} task failed"));
+            return run.fail(id, reason, None).await;
+        }
+        // Nothing reached the appliance (or its task was cancelled): send again.
+        _ => a.step = Step::Submit,
+    }
+    run.save_many(&[id]).await
+}
+
+/// The VMs' latest tasks of these held jobs; `None` when they could not be read (the jobs were
+/// set back) or the read was abandoned.
+pub(super) async fn tasks_of(
+    run: &mut Runner,
+    ids: &[JobId],
+) -> Result<Option<HashMap<String, Task>>, RunError> {
+    let vm_ids = run.held.vm_ids(ids);
+    let client = run.client.clone();
+    let work = async move { tasks_of_vms(&client, &vm_ids).await };
+    run.fetch(ids, work).await
+}
+
+/// The pairing's replications by VM id: one list for every job of the group (one call per
+/// 1000); `None` when it could not be read (the jobs were set back) or was abandoned.
+async fn replication_list(
+    run: &mut Runner,
+    disc: &Arc<Discovery>,
+    ids: &[JobId],
+) -> Result<Option<HashMap<String, ReplicationInfo>>, RunError> {
+    let (client, pairing) = (run.client.clone(), disc.pairing_id().to_string());
+    let work = async move { client.replications(&pairing, None).await };
+    Ok(run.fetch(ids, work).await?.map(|reps| {
+        reps.into_iter()
+            .filter_map(|r| Some((r.vm_id.clone()?, r)))
+            .collect()
+    }))
+}
+
 /// One operation call.
-async fn send(
-    client: &Client,
-    pairing: &str,
-    replication: &str,
-    op: &OperationSpec,
-    reconfigure: Option<&ReconfigureReplicationSpec>,
-) -> Result<Task, ApiError> {
-    match op {
+async fn send(client: &Client, pairing: &str, s: &Call) -> Result<Task, ApiError> {
+    let replication = s.replication.as_str();
+    match &s.op {
         OperationSpec::Unconfigure {
             retain_replica_disks,
             local_only: false,
@@ -355,7 +480,7 @@ async fn send(
                 .destroy_replication(pairing, replication, *retain_replica_disks)
                 .await
         }
-        OperationSpec::Reconfigure(_) => match reconfigure {
+        OperationSpec::Reconfigure(_) => match &s.body {
             Some(body) => {
                 client
                     .reconfigure_replication(pairing, replication, body)
@@ -396,4 +521,58 @@ fn is_task_of(task: &Task, op: &OperationSpec) -> bool {
     task.description_id
         .as_deref()
         .is_some_and(|d| d.to_ascii_lowercase().contains(wanted))
+}
+
+/// The operation in the operator's words: a local-only removal is no unconfigure of both halves.
+fn what(op: &OperationSpec) -> &'static str {
+    match op {
+        OperationSpec::Unconfigure {
+            local_only: true, ..
+        } => "local-only removal",
+        other => other.operation().as_str(),
+    }
+}
+
+/// Whether `task` was queued at or after `since` (Unix ms). A task still queued has no start
+/// time yet: its queued time is what says when it was asked for.
+fn queued_since(task: &Task, since: i64) -> bool {
+    task.queued_time
+        .or(task.start_time)
+        .is_some_and(|at| at >= since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(description: &str, queued: Option<i64>, started: Option<i64>) -> Task {
+        serde_json::from_value(serde_json::json!({
+            "id": "HTask:1",
+            "description_id": description,
+            "entity": "vm-1",
+            "status": "QUEUED",
+            "queued_time": queued,
+            "start_time": started,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_destroy_task_queued_since_the_batch_counts_as_the_jobs_own() {
+        let since = 1_000_000;
+        let destroy = "com.vmware.vr.DestroyReplicationTask";
+        let removal = OperationSpec::Unconfigure {
+            retain_replica_disks: false,
+            local_only: true,
+        };
+        assert!(queued_since(&task(destroy, Some(since), None), since));
+        assert!(!queued_since(&task(destroy, Some(since - 1), None), since));
+        assert!(queued_since(&task(destroy, None, Some(since + 5)), since));
+        assert!(!queued_since(&task(destroy, None, None), since));
+        assert!(is_task_of(&task(destroy, None, None), &removal));
+        assert!(!is_task_of(
+            &task("com.vmware.vr.UnconfigureReplicationTask", None, None),
+            &removal
+        ));
+    }
 }

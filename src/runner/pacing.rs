@@ -1,4 +1,6 @@
-//! When to ask the appliance "done yet?" about the outstanding configure tasks.
+//! The run's pace: how many jobs it holds, when it asks the appliance "done yet?" about the
+//! outstanding tasks, and how long its loop may sleep. The ETA a display shows comes from the
+//! same measures ([`eta`]).
 //!
 //! At 50 requests a minute every poll is a submit not sent, so polls are timed from what the
 //! run has seen rather than a fixed interval: once tasks have finished, a new one is expected
@@ -8,11 +10,15 @@
 //! whatever the estimate, polls may use only a share of the request budget: a fifth while other
 //! work (lookups, submits) waits for it, half otherwise.
 
+pub mod eta;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Runner;
+use crate::queue::Step;
 use crate::vr::Limits;
 
 /// Task durations remembered for the estimate.
@@ -35,7 +41,7 @@ pub(super) struct Pacer {
 
 /// What a round saw of one outstanding task.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Sighting {
+struct Sighting {
     /// When this run submitted it (or took it over).
     pub submitted: Instant,
     /// Progress seen by the previous round and now, with the instants.
@@ -84,7 +90,7 @@ impl Pacer {
     /// `outstanding` are the tasks still running; `waiting` jobs need another round soon (to be
     /// verified, or admitted when a slot frees); `work_waiting` tells whether lookups or submits
     /// compete for the budget.
-    pub fn after_round(
+    fn after_round(
         &mut self,
         now: Instant,
         outstanding: &[Sighting],
@@ -142,6 +148,82 @@ impl Pacer {
     /// The slowest recent task: a poll planned by it finds (nearly) all of a group done.
     fn expected_duration(&self) -> Option<Duration> {
         self.durations.iter().max().copied()
+    }
+}
+
+impl Runner {
+    /// Jobs held at once: what the appliance's budget lets this run work through within one
+    /// lease, so that a run killed outright holds no more jobs back (until their lease ends)
+    /// than it could have worked on. Never fewer than a lookup group (full groups keep calls
+    /// few), never more than `window`. `calls_per_job` is what a job of this kind of work costs.
+    pub(super) fn held_at_most(&self, calls_per_job: f64) -> usize {
+        let limits = self.client.budget().limits();
+        let calls = f64::from(limits.quota()) * self.opts.lease.as_secs_f64()
+            / limits.window.as_secs_f64().max(0.001);
+        ((calls / calls_per_job) as usize)
+            .max(self.opts.lookup_group)
+            .min(self.opts.window)
+    }
+
+    /// Calls the appliance's budget lets go at once now.
+    pub(super) fn sendable(&self) -> usize {
+        self.client.budget().free_now() as usize
+    }
+
+    /// How long nothing can move: until the next round of polls, or the budget's next free slot
+    /// when jobs wait to be sent; a second at most, to see a stop or a closing window soon.
+    pub(super) fn until_something_to_do(&self) -> Duration {
+        let now = Instant::now();
+        let round = self.pacer.next();
+        let ready = self.held.values().any(|a| a.ready_to_send());
+        let slot = ready
+            .then(|| self.client.budget().status().next_slot)
+            .flatten();
+        let set_back = self.held.values().filter_map(|a| a.not_before).min();
+        [round, slot, set_back]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Plans the next round after one that began at `round`, settled `settled` jobs and cost
+    /// `cost` calls. Jobs waiting for an admission slot (`admitting`) ask for a round soon, and
+    /// do not compete with it for the budget: they wait on it.
+    pub(super) fn plan_round(
+        &mut self,
+        round: Instant,
+        settled: usize,
+        cost: u32,
+        admitting: bool,
+    ) {
+        let outstanding: Vec<Sighting> = self
+            .held
+            .values()
+            .filter(|a| a.step == Step::AwaitTask && !a.in_doubt)
+            .map(|a| Sighting {
+                submitted: a.submitted.unwrap_or(round),
+                progress: a.previous_progress.zip(a.progress),
+            })
+            .collect();
+        let verifying = self.held.ids(|a| a.step == Step::Verify).len();
+        let for_a_slot = if admitting {
+            self.held.ids(|a| a.ready_to_send()).len()
+        } else {
+            0
+        };
+        let work_waiting = self.held.values().any(|a| {
+            !a.in_doubt && (a.step < Step::Submit || (a.step == Step::Submit && !admitting))
+        });
+        self.pacer.after_round(
+            Instant::now(),
+            &outstanding,
+            verifying + for_a_slot,
+            settled,
+            cost,
+            work_waiting,
+        );
     }
 }
 
