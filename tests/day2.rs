@@ -1132,6 +1132,18 @@ async fn undo_killed_at_random_moments(
             .unwrap()
             .into_iter()
             .find(|b| b.operation == Operation::Unconfigure);
+        // Progress comes in lumps (a pass's checkpoints at once): on a loaded machine a kill
+        // may land late. A quarter of the batch is kept for what comes after the kills.
+        if let Some(b) = &undo {
+            let counts = counts(site, b.id);
+            let left = counts[&JobState::Pending]
+                + counts[&JobState::Running]
+                + counts[&JobState::Retryable];
+            let all: u64 = counts.values().sum();
+            if left * 4 < all {
+                break;
+            }
+        }
         let mut child = match &undo {
             Some(b) if again == Again::Run => spawn(
                 site,
@@ -1408,8 +1420,9 @@ async fn the_same_undo_run_again_after_a_kill_resumes_its_batch_and_unconfigures
 
     undo_killed_at_random_moments(&site, &wave_arg, &[], 7, Again::SameCommand, 4).await;
     let undo = newest(&site, Operation::Unconfigure, wave);
+    let left = counts(&site, undo);
     assert!(
-        counts(&site, undo)[&JobState::Pending] + counts(&site, undo)[&JobState::Running] > 0,
+        left[&JobState::Pending] + left[&JobState::Running] + left[&JobState::Retryable] > 0,
         "the kills left nothing to resume"
     );
     let undo_arg = undo.to_string();
