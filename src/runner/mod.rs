@@ -100,10 +100,7 @@ pub struct RunOutcome {
 impl RunOutcome {
     /// Jobs the run left for later: not started, or given back.
     pub fn left(&self) -> u64 {
-        [JobState::Pending, JobState::Retryable, JobState::Running]
-            .iter()
-            .map(|s| self.counts.get(s).copied().unwrap_or(0))
-            .sum()
+        crate::queue::jobs_left(&self.counts)
     }
 
     /// The change window closing with work left wins over failures: the batch is not finished.
@@ -155,7 +152,7 @@ pub enum RunError {
     /// A site refused its user: the run stopped at that one refused login, and gave back every
     /// job it held without counting an attempt.
     #[error(
-        "stopped at the first refused login{}; no job was failed or counted for it",
+        "a refused login ended the run{}: no job was failed or counted for it",
         at.as_deref().map(|site| format!(" (at {site})")).unwrap_or_default()
     )]
     Credentials {
