@@ -602,6 +602,27 @@ mod tests {
         }
     }
 
+    /// [`configure`]'s decision, for a VM whose target site is the vCenter `vc`.
+    fn configure_onto(vc: &str, name: &str, gib: i64) -> Decision {
+        match configure(name, gib, None) {
+            Decision::Configure {
+                vm,
+                mut placement,
+                spec,
+                excluded,
+            } => {
+                placement.target_vc_id = vc.into();
+                Decision::Configure {
+                    vm,
+                    placement,
+                    spec,
+                    excluded,
+                }
+            }
+            other => other,
+        }
+    }
+
     fn outcome(d: &Decision) -> Result<String, String> {
         match d {
             Decision::Configure {
@@ -655,23 +676,7 @@ mod tests {
         site_c.remote_vc_id = "vc-c".into();
         site_c.remote_vc_name = "vc-c".into();
         room.add(&site_c);
-        let to_c = |name: &str| match configure(name, 10, None) {
-            Decision::Configure {
-                vm,
-                mut placement,
-                spec,
-                excluded,
-            } => {
-                placement.target_vc_id = "vc-c".into();
-                Decision::Configure {
-                    vm,
-                    placement,
-                    spec,
-                    excluded,
-                }
-            }
-            other => other,
-        };
+        let to_c = |name: &str| configure_onto("vc-c", name, 10);
         // Site C's server has far more room, but a VM for site B stays on B, until B is full.
         assert_eq!(
             outcome(&room.admit(configure("vm0", 10, None))),
@@ -937,23 +942,7 @@ mod tests {
         same.remote_vc_id = "vc-a".into();
         same.remote_vc_name = "vc-a".into();
         room.add(&same);
-        let to_a = |name: &str| match configure(name, 1, None) {
-            Decision::Configure {
-                vm,
-                mut placement,
-                spec,
-                excluded,
-            } => {
-                placement.target_vc_id = "vc-a".into();
-                Decision::Configure {
-                    vm,
-                    placement,
-                    spec,
-                    excluded,
-                }
-            }
-            other => other,
-        };
+        let to_a = |name: &str| configure_onto("vc-a", name, 1);
         assert_eq!(outcome(&room.admit(to_a("vm0"))), Ok("a".into()));
         assert_eq!(
             outcome(&room.admit(to_a("vm1"))).unwrap_err(),
