@@ -404,6 +404,20 @@ async fn an_admitted_run_killed_and_resumed_configures_nothing_twice_and_loses_n
     assert!(outcome.last.unwrap().settled());
 }
 
+/// `n` normal VMs of the simulator configured as one batch in `db`, and followed until every
+/// one is protected.
+async fn protected_wave(sim: &Simulator, db: &Path, n: usize) -> i64 {
+    let wave = import_normal(sim, db, n);
+    run_batch(db, sim, wave).await;
+    let outcome = watch_until_settled(db, sim, wave).await;
+    assert_eq!(
+        outcome.exit_code().code(),
+        0,
+        "every VM of the wave protected"
+    );
+    wave
+}
+
 /// `n` normal VMs of the simulator as one batch in `db`.
 fn import_normal(sim: &Simulator, db: &Path, n: usize) -> i64 {
     fixtures::import(db, &new_batch("wave"), &normal_specs(sim, n))
@@ -645,15 +659,7 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let config = config_for(&sim, dir.path(), "");
-    let wave = import_normal(&sim, &db, 8);
-    run_batch(&db, &sim, wave).await;
-    assert_eq!(
-        watch_until_settled(&db, &sim, wave)
-            .await
-            .exit_code()
-            .code(),
-        0
-    );
+    let wave = protected_wave(&sim, &db, 8).await;
 
     // Undo 3 of them with vrbulk.
     let jobs = Queue::open(&db).unwrap().jobs(wave).unwrap();
@@ -831,15 +837,7 @@ async fn a_paused_replication_is_paused_by_its_batch_or_outside_vrbulk_and_not_p
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
     let config = config_for(&sim, dir.path(), "");
-    let wave = import_normal(&sim, &db, 5);
-    run_batch(&db, &sim, wave).await;
-    assert_eq!(
-        watch_until_settled(&db, &sim, wave)
-            .await
-            .exit_code()
-            .code(),
-        0
-    );
+    let wave = protected_wave(&sim, &db, 5).await;
     let jobs = Queue::open(&db).unwrap().jobs(wave).unwrap();
 
     let pause = operate(&db, wave, &OperationSpec::Pause, |j| j.id == jobs[0].id);
