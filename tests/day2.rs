@@ -781,94 +781,37 @@ fn progress(db: &Path) -> usize {
 async fn an_undo_killed_at_random_moments_and_resumed_unconfigures_each_replication_once() {
     let sim = slow_simulator().await;
     let site = Site::new(&sim);
-    let names = normal_vms(&sim, 0, 40);
-    let wave = configure(&sim, &site, "wave", &names).await;
-    let other = configure(&sim, &site, "other", &normal_vms(&sim, 40, 5)).await;
-    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
-    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
-    let wave_arg = wave.to_string();
+    let waves = waves(&sim, &site, 40).await;
+    let wave_arg = waves.wave.to_string();
 
     undo_killed_at_random_moments(&site, &wave_arg, &[], 12, Again::Run, 5).await;
 
-    let undo = newest(&site, Operation::Unconfigure, wave);
-    let ran = site
-        .vrbulk(&["run", "--batch", &undo.to_string(), "--progress", "none"])
-        .await;
-    assert_code(&ran, 0);
-    let q = Queue::open(&site.db).unwrap();
     // Every job did its work once: an in-doubt unconfigure is never sent again.
-    let jobs = q.jobs(undo).unwrap();
-    assert_eq!(jobs.len(), 40);
-    for j in &jobs {
-        assert_eq!(
-            j.state,
-            JobState::Succeeded,
-            "{}: {:?}",
-            j.vm_label(),
-            j.reason
-        );
-    }
-    assert_once_each(&sim, "unconfigure", &ours);
-    assert!(touched(&sim).is_disjoint(&theirs));
-    let inv = sim.inventory();
-    assert!(inv.replications.iter().all(|r| !ours.contains(&r.id)));
-    assert_eq!(
-        inv.replications
-            .iter()
-            .filter(|r| theirs.contains(&r.id))
-            .count(),
-        5
-    );
+    resume_to_the_end(&site, waves.wave, 40).await;
+    assert_once_each(&sim, "unconfigure", &waves.ours);
+    assert_only_ours_gone(&sim, &waves);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_only_undo_killed_and_resumed_with_the_target_site_down_removes_each_once() {
     let sim = slow_simulator().await;
     let site = Site::new(&sim);
-    let names = normal_vms(&sim, 0, 40);
-    let wave = configure(&sim, &site, "wave", &names).await;
-    let other = configure(&sim, &site, "other", &normal_vms(&sim, 40, 5)).await;
-    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
-    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
-    let wave_arg = wave.to_string();
+    let waves = waves(&sim, &site, 40).await;
+    let wave_arg = waves.wave.to_string();
     sim.set_target_down(true);
     let before: Vec<u64> = TARGET_SITE_CALLS.iter().map(|c| calls(&sim, c)).collect();
 
     undo_killed_at_random_moments(&site, &wave_arg, &["--local-only"], 21, Again::Run, 5).await;
 
-    let undo = newest(&site, Operation::Unconfigure, wave);
-    let ran = site
-        .vrbulk(&["run", "--batch", &undo.to_string(), "--progress", "none"])
-        .await;
-    assert_code(&ran, 0);
-    let jobs = Queue::open(&site.db).unwrap().jobs(undo).unwrap();
-    assert_eq!(jobs.len(), 40);
-    for j in &jobs {
-        assert_eq!(
-            j.state,
-            JobState::Succeeded,
-            "{}: {:?}",
-            j.vm_label(),
-            j.reason
-        );
-    }
+    resume_to_the_end(&site, waves.wave, 40).await;
     // Each removed once, in-doubt ones included; nothing asked of the target site.
-    assert_once_each(&sim, "destroy", &ours);
-    assert!(touched(&sim).is_disjoint(&theirs));
+    assert_once_each(&sim, "destroy", &waves.ours);
     let after: Vec<u64> = TARGET_SITE_CALLS.iter().map(|c| calls(&sim, c)).collect();
     assert_eq!(
         before, after,
         "the undo asked the target site: {TARGET_SITE_CALLS:?}"
     );
-    let inv = sim.inventory();
-    assert!(inv.replications.iter().all(|r| !ours.contains(&r.id)));
-    assert_eq!(
-        inv.replications
-            .iter()
-            .filter(|r| theirs.contains(&r.id))
-            .count(),
-        5
-    );
+    assert_only_ours_gone(&sim, &waves);
 }
 
 /// An in-doubt operation reads the pairing's replications, then the VM's tasks; when its task
@@ -1109,6 +1052,62 @@ enum Again {
     Run,
     /// The same `undo` command.
     SameCommand,
+}
+
+/// A wave of VMs to act on, and another batch's five beside it that nothing may touch.
+struct Waves {
+    names: Vec<String>,
+    wave: BatchId,
+    ours: BTreeSet<String>,
+    theirs: BTreeSet<String>,
+}
+
+/// Configures `n` VMs as batch "wave" and the next five as "other".
+async fn waves(sim: &Simulator, site: &Site, n: usize) -> Waves {
+    let names = normal_vms(sim, 0, n);
+    let wave = configure(sim, site, "wave", &names).await;
+    let other = configure(sim, site, "other", &normal_vms(sim, n, 5)).await;
+    Waves {
+        names,
+        wave,
+        ours: site.replications(wave).into_values().collect(),
+        theirs: site.replications(other).into_values().collect(),
+    }
+}
+
+/// Runs the newest undo of `wave` to its end, which must see all its `n` jobs succeed.
+async fn resume_to_the_end(site: &Site, wave: BatchId, n: usize) {
+    let undo = newest(site, Operation::Unconfigure, wave);
+    let ran = site
+        .vrbulk(&["run", "--batch", &undo.to_string(), "--progress", "none"])
+        .await;
+    assert_code(&ran, 0);
+    let jobs = Queue::open(&site.db).unwrap().jobs(undo).unwrap();
+    assert_eq!(jobs.len(), n);
+    for j in &jobs {
+        assert_eq!(
+            j.state,
+            JobState::Succeeded,
+            "{}: {:?}",
+            j.vm_label(),
+            j.reason
+        );
+    }
+}
+
+/// The appliance's record: none of the wave's replications is left, and the other batch's
+/// five are all there, untouched.
+fn assert_only_ours_gone(sim: &Simulator, waves: &Waves) {
+    assert!(touched(sim).is_disjoint(&waves.theirs));
+    let inv = sim.inventory();
+    assert!(inv.replications.iter().all(|r| !waves.ours.contains(&r.id)));
+    assert_eq!(
+        inv.replications
+            .iter()
+            .filter(|r| waves.theirs.contains(&r.id))
+            .count(),
+        5
+    );
 }
 
 /// Starts `undo --batch WAVE EXTRA…` and SIGKILLs it after a random number of jobs have moved,
@@ -1411,11 +1410,13 @@ async fn the_same_undo_run_again_after_a_kill_resumes_its_batch_and_unconfigures
     let sim = slow_simulator().await;
     let site = Site::new(&sim);
     // 60 VMs and four kills: the kills cannot reach the end, so work is left to resume.
-    let names = normal_vms(&sim, 0, 60);
-    let wave = configure(&sim, &site, "wave", &names).await;
-    let other = configure(&sim, &site, "other", &normal_vms(&sim, 60, 5)).await;
-    let ours: BTreeSet<String> = site.replications(wave).into_values().collect();
-    let theirs: BTreeSet<String> = site.replications(other).into_values().collect();
+    let waves = waves(&sim, &site, 60).await;
+    let Waves {
+        ref names,
+        wave,
+        ref ours,
+        ..
+    } = waves;
     let wave_arg = wave.to_string();
 
     undo_killed_at_random_moments(&site, &wave_arg, &[], 7, Again::SameCommand, 4).await;
@@ -1516,9 +1517,9 @@ async fn the_same_undo_run_again_after_a_kill_resumes_its_batch_and_unconfigures
         .unwrap()
         .iter()
         .all(|j| j.state == JobState::Succeeded));
-    assert_once_each(&sim, "unconfigure", &ours);
-    assert_eq!(created_for(&sim, &names), ours);
-    assert!(touched(&sim).is_disjoint(&theirs));
+    assert_once_each(&sim, "unconfigure", ours);
+    assert_eq!(&created_for(&sim, names), ours);
+    assert!(touched(&sim).is_disjoint(&waves.theirs));
 }
 
 /// The same for the other day-2 commands: a killed `pause` run again resumes its batch and
