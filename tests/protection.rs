@@ -490,6 +490,20 @@ fn synced_on_the_appliance(sim: &Simulator, vm_ids: &HashSet<String>) -> usize {
 }
 
 /// A task of the appliance's, followed until it ends.
+/// Someone removes replication `rep` through the API, as an operator outside vrbulk would.
+async fn unconfigure_outside_vrbulk(sim: &Simulator, rep: &str) {
+    let client = vrbulk::vr::Client::connect(settings_for(sim))
+        .await
+        .unwrap();
+    let pairing = sim.inventory().pairing_id;
+    client.remote_login(&pairing).await.unwrap();
+    let task = client
+        .unconfigure_replication(&pairing, rep, false)
+        .await
+        .unwrap();
+    wait_for_task(&client, &task.id).await;
+}
+
 async fn wait_for_task(client: &vrbulk::vr::Client, task: &str) {
     let t = eventually(
         Duration::from_secs(20),
@@ -716,16 +730,7 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
     // Someone removes one more by hand: no vrbulk batch did, so it is a problem, said so.
     let by_hand = &jobs[5];
     let rep = by_hand.checkpoint.replication_id.clone().unwrap();
-    let client = vrbulk::vr::Client::connect(settings_for(&sim))
-        .await
-        .unwrap();
-    let pairing = sim.inventory().pairing_id;
-    client.remote_login(&pairing).await.unwrap();
-    let task = client
-        .unconfigure_replication(&pairing, &rep, false)
-        .await
-        .unwrap();
-    wait_for_task(&client, &task.id).await;
+    unconfigure_outside_vrbulk(&sim, &rep).await;
     assert_eq!(sim.stats().operations[&rep]["unconfigure"], 1);
     assert!(!sim.inventory().replications.iter().any(|r| r.id == rep));
 
@@ -1107,16 +1112,7 @@ async fn a_run_summary_says_when_the_appliance_said_what_it_counts() {
         .replication_id
         .clone()
         .unwrap();
-    let client = vrbulk::vr::Client::connect(settings_for(&sim))
-        .await
-        .unwrap();
-    let pairing = sim.inventory().pairing_id;
-    client.remote_login(&pairing).await.unwrap();
-    let task = client
-        .unconfigure_replication(&pairing, &rep, false)
-        .await
-        .unwrap();
-    wait_for_task(&client, &task.id).await;
+    unconfigure_outside_vrbulk(&sim, &rep).await;
     let removed_at = sim
         .stats()
         .accepted_changes()
