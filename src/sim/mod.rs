@@ -217,10 +217,7 @@ pub use limiter::{Ban, LimiterStats, RateLimits};
 pub use link::LinkModel;
 pub use listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use state::{SimState, DEFAULT_RECENT_TASK_WINDOW};
-pub use stats::{
-    ConfigureFailure, Moment, Received, RefusedLogin, ReplicationTimeline, SimStats,
-    CHANGE_OPERATIONS,
-};
+pub use stats::{ConfigureFailure, Moment, Received, RefusedLogin, ReplicationTimeline, SimStats};
 pub use tls::thumbprint;
 
 /// How the simulator behaves; `Default` is a healthy HTTPS appliance with 40 VMs and the

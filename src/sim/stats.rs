@@ -89,7 +89,7 @@ pub struct Received {
 }
 
 /// The operations that change a replication: what a closed change window must not let through.
-pub const CHANGE_OPERATIONS: [&str; 7] = [
+const CHANGE_OPERATIONS: [&str; 7] = [
     "configureReplication",
     "unconfigureReplication",
     "reconfigureReplication",
