@@ -13,6 +13,7 @@ mod batches;
 mod begin;
 mod choose;
 mod limits;
+mod link;
 mod operations;
 mod protection;
 mod record;
@@ -35,6 +36,7 @@ use thiserror::Error;
 pub use batches::{jobs_left, BatchSummary, LastRun, Liveness, Standing};
 pub use begin::{Begun, RunStart};
 pub use limits::LearntLimit;
+pub use link::LinkSample;
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{
     Operated, PauseMark, Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen,
@@ -77,6 +79,7 @@ const MIGRATIONS: &[M<'static>] = &[
         "../../migrations/0008_learnt_server_limits.sql"
     )),
     M::up(include_str!("../../migrations/0009_appliance_times.sql")),
+    M::up(include_str!("../../migrations/0010_link_samples.sql")),
 ];
 
 #[derive(Debug, Error)]

@@ -5,6 +5,7 @@
 pub mod capacity;
 pub mod day2;
 pub mod discovery;
+pub mod forecast;
 pub mod import;
 pub mod inventory;
 pub mod operation_plan;
