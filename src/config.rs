@@ -250,15 +250,12 @@ fn run_options(file: &RunSettings, flags: &RunSettings) -> (RunOptions, Vec<Conf
         ),
         1.0,
     );
-    let max_initial_syncs = c.count(
-        C::origin(
-            flags.max_initial_syncs,
-            "max-initial-syncs",
-            file.max_initial_syncs,
-            "max_initial_syncs",
-        ),
-        1..=2000,
-    );
+    let max_initial_syncs = c.written(C::origin(
+        flags.max_initial_syncs.clone(),
+        "max-initial-syncs",
+        file.max_initial_syncs.clone(),
+        "max_initial_syncs",
+    ));
     let order = c.written(C::origin(
         flags.order.clone(),
         "order",
@@ -274,8 +271,8 @@ fn run_options(file: &RunSettings, flags: &RunSettings) -> (RunOptions, Vec<Conf
         poll_interval: poll_interval.unwrap_or(d.poll_interval),
         request_retries: request_retries.map_or(d.request_retries, |n| n as u32),
         lease: lease.unwrap_or(d.lease),
-        max_initial_syncs,
-        order: order.unwrap_or_default(),
+        max_initial_syncs: max_initial_syncs.unwrap_or(d.max_initial_syncs),
+        order: order.unwrap_or(d.order),
         ..d
     };
     (options, c.problems)

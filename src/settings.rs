@@ -60,11 +60,20 @@ pub struct RunSettings {
     pub poll_interval_seconds: Option<f64>,
     /// Submit new VMs only while fewer than N replications of each pairing are in their initial
     /// sync (what the appliance reports, all batches counted): one run carries a whole wave at
-    /// the pace the replication link can take [default: no cap, or [run] max_initial_syncs].
-    #[arg(long, value_name = "N")]
-    pub max_initial_syncs: Option<usize>,
+    /// the pace the replication link can take. `auto` finds N while the wave flows, from the
+    /// throughput the appliance reports; `all` sets no cap [default: auto, or [run]
+    /// max_initial_syncs].
+    #[arg(
+        long,
+        value_name = "N|auto|all",
+        value_parser = clap::builder::StringValueParser::new()
+            .try_map(|s| s.parse::<InitialSyncs>().map(Ok::<_, String>))
+    )]
+    #[serde(default, deserialize_with = "written_or_number")]
+    pub max_initial_syncs: Option<Written<InitialSyncs>>,
     /// Which waiting VMs go first when a slot frees: input (the batch's order) or
-    /// smallest-first (the most VMs protected soonest) [default: input, or [run] order].
+    /// smallest-first (the most VMs protected soonest) [default: smallest-first, or [run]
+    /// order].
     #[arg(
         long,
         value_name = "ORDER",
@@ -104,6 +113,24 @@ where
     Ok(Some(String::deserialize(deserializer)?.parse()))
 }
 
+/// A setting the file may write as a number (`10`) or a word (`"auto"`).
+fn written_or_number<'de, D, T>(deserializer: D) -> Result<Option<Written<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(i64),
+        Word(String),
+    }
+    Ok(Some(match Either::deserialize(deserializer)? {
+        Either::Number(n) => n.to_string().parse(),
+        Either::Word(w) => w.parse(),
+    }))
+}
+
 /// What a run works by: [`RunSettings`] checked and laid over the built-in defaults, with the
 /// runner's own knobs. Built by [`ConfigFile::for_run`](crate::config::ConfigFile::for_run) for
 /// a command, and as a struct update over [`Default`] by tests and the demo.
@@ -130,8 +157,9 @@ pub struct RunOptions {
     /// The shortest gap between two task polls.
     #[serde(rename = "poll_interval_ms", with = "millis")]
     pub poll_interval: Duration,
-    /// Submit new VMs only while fewer replications of the pairing are in their initial sync.
-    pub max_initial_syncs: Option<usize>,
+    /// How many initial syncs of a pairing may run at once.
+    #[serde(with = "initial_syncs")]
+    pub max_initial_syncs: InitialSyncs,
     /// Which waiting VMs go first when admission frees a slot.
     pub order: SubmitOrder,
     /// Work on a batch another live run holds, sharing its jobs through the queue.
@@ -166,8 +194,8 @@ impl Default for RunOptions {
             lookup_group: 50,
             submit_group: 20,
             poll_interval: Duration::from_secs(2),
-            max_initial_syncs: None,
-            order: SubmitOrder::Input,
+            max_initial_syncs: InitialSyncs::Auto,
+            order: SubmitOrder::SmallestFirst,
             join: false,
             capacity: CapacityLimits::default(),
             lease: Duration::from_secs(60),
@@ -211,14 +239,95 @@ mod millis {
     }
 }
 
+/// How many initial syncs of a pairing a configure run lets run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitialSyncs {
+    /// As many as keep the link's throughput at its best, found while the wave flows.
+    #[default]
+    Auto,
+    /// At most this many.
+    AtMost(usize),
+    /// No cap: every VM is configured as soon as the request budget lets it go.
+    All,
+}
+
+impl InitialSyncs {
+    /// The most an operator may pin: the appliance holds at most 2000 replications.
+    pub const MOST: usize = 2000;
+
+    /// Whether new VMs wait for a slot.
+    pub fn caps(self) -> bool {
+        self != InitialSyncs::All
+    }
+}
+
+impl std::fmt::Display for InitialSyncs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitialSyncs::Auto => f.write_str("auto"),
+            InitialSyncs::AtMost(n) => write!(f, "{n}"),
+            InitialSyncs::All => f.write_str("all"),
+        }
+    }
+}
+
+/// `auto`, `all`, or a number from 1 to 2000, in any case and around spaces.
+impl std::str::FromStr for InitialSyncs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let word = s.trim().to_ascii_lowercase();
+        match word.as_str() {
+            "auto" => return Ok(InitialSyncs::Auto),
+            "all" => return Ok(InitialSyncs::All),
+            _ => {}
+        }
+        match word.parse::<usize>() {
+            Ok(n) if (1..=Self::MOST).contains(&n) => Ok(InitialSyncs::AtMost(n)),
+            _ => Err(format!(
+                "`{word}`: expected auto, all, or a number between 1 and {}",
+                Self::MOST
+            )),
+        }
+    }
+}
+
+/// As every record has stored it: a number for a cap, `null` for none; `"auto"` since issue 19.
+mod initial_syncs {
+    use super::InitialSyncs;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &InitialSyncs, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            InitialSyncs::Auto => s.serialize_str("auto"),
+            InitialSyncs::AtMost(n) => n.serialize(s),
+            InitialSyncs::All => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<InitialSyncs, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Cap(usize),
+            Word(String),
+        }
+        match Option::<Stored>::deserialize(d)? {
+            None => Ok(InitialSyncs::All),
+            Some(Stored::Cap(n)) => Ok(InitialSyncs::AtMost(n)),
+            Some(Stored::Word(w)) => w.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// Which waiting VMs go first when a slot frees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SubmitOrder {
     /// As the batch was imported.
-    #[default]
     Input,
     /// The fewest bytes to copy first: the most VMs protected soonest.
+    #[default]
     #[value(alias = "smallest_first")]
     SmallestFirst,
 }
@@ -390,7 +499,7 @@ mod tests {
         assert_eq!(run.request_retries, 3);
         assert_eq!(run.poll_interval, Duration::from_millis(2500));
         assert_eq!(run.lease, Duration::from_secs(90));
-        assert_eq!(run.max_initial_syncs, Some(12));
+        assert_eq!(run.max_initial_syncs, InitialSyncs::AtMost(12));
         assert_eq!(run.order, SubmitOrder::SmallestFirst);
         assert_eq!(run.until, Some(1_717_236_000_000));
         // What is not recorded reads as the built-in default, never as zero.
@@ -415,10 +524,34 @@ mod tests {
             serde_json::to_value(&options).unwrap(),
             json!({
                 "workers": 8, "until": null, "lookup_group": 50, "submit_group": 20,
-                "poll_interval_ms": 2000, "max_initial_syncs": null, "order": "input",
+                "poll_interval_ms": 2000, "max_initial_syncs": "auto", "order": "smallest-first",
                 "lease_ms": 60000, "request_retries": 4,
             }),
             "which batch, and the runner's own knobs, are not a run's settings"
         );
+    }
+
+    #[test]
+    fn the_initial_syncs_are_stored_as_older_records_wrote_them_and_read_back() {
+        for (v, stored) in [
+            (InitialSyncs::Auto, json!("auto")),
+            (InitialSyncs::AtMost(12), json!(12)),
+            (InitialSyncs::All, json!(null)),
+        ] {
+            let options = RunOptions {
+                max_initial_syncs: v,
+                ..RunOptions::default()
+            };
+            let json = serde_json::to_value(&options).unwrap();
+            assert_eq!(json["max_initial_syncs"], stored);
+            let back: RunOptions = serde_json::from_value(json).unwrap();
+            assert_eq!(back.max_initial_syncs, v);
+        }
+        assert_eq!(" AUTO ".parse(), Ok(InitialSyncs::Auto));
+        assert_eq!("all".parse(), Ok(InitialSyncs::All));
+        for wrong in ["0", "2001", "some", "-1"] {
+            let e = wrong.parse::<InitialSyncs>().unwrap_err();
+            assert!(e.contains("expected auto, all, or a number"), "{e}");
+        }
     }
 }

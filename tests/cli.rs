@@ -762,7 +762,7 @@ const SETTINGS_MUTATIONS: &[(&str, &str, &[&str])] = &[
     ("run", "poll_interval_seconds", &["2", "nan", "-1", "0", "1e300"]),
     ("run", "request_retries", &["3", "1000"]),
     ("run", "lease_seconds", &["60", "0"]),
-    ("run", "max_initial_syncs", &["10", "0", "2001"]),
+    ("run", "max_initial_syncs", &["10", "0", "2001", "\"auto\"", "\"all\"", "\"some\""]),
     ("run", "order", &["\"input\"", "\"smallest-first\"", "\"random\""]),
     ("run", "rate", &["5"]),
 ];

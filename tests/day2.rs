@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use vrbulk::domain::{JobSpec, Operation};
 use vrbulk::queue::{system_clock, BatchId, JobState, Liveness, NewBatch, Queue, Standing};
-use vrbulk::runner::{self, RunOptions};
+use vrbulk::runner::{self, InitialSyncs, RunOptions};
 use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 
 use crate::support::cmd::{Cmd, Ran};
@@ -125,10 +125,12 @@ async fn configure(sim: &Simulator, site: &Site, name: &str, names: &[String]) -
     id
 }
 
-/// Runs batch `id` with the library's runner until it ends.
+/// Runs batch `id` with the library's runner until it ends; a configure batch's VMs all at once
+/// (the wave is the setting of a day-2 test, not its subject, and its syncs last real hours).
 async fn run_to_end(sim: &Simulator, site: &Site, id: BatchId) -> runner::RunOutcome {
     let opts = RunOptions {
         batch: Some(id),
+        max_initial_syncs: InitialSyncs::All,
         poll_interval: Duration::from_millis(200),
         retry_base: Duration::from_millis(100),
         retry_cap: Duration::from_secs(1),

@@ -15,7 +15,7 @@ use vrbulk::domain::OperationSpec;
 use vrbulk::queue::{JobState, OperationJob, Queue, Readiness};
 use vrbulk::report::{Format, Report, UtcTime};
 use vrbulk::runner::follow::{self, WatchOptions};
-use vrbulk::runner::{self, RunOptions, SubmitOrder};
+use vrbulk::runner::{self, InitialSyncs, RunOptions, SubmitOrder};
 use vrbulk::sim::{LinkModel, SimConfig, Simulator, VmKind, POWERED_OFF_VM};
 
 use crate::support::cmd::Cmd;
@@ -282,7 +282,7 @@ async fn admission_never_lets_more_initial_syncs_run_than_asked_and_takes_the_sm
         &db,
         &sim,
         RunOptions {
-            max_initial_syncs: Some(4),
+            max_initial_syncs: InitialSyncs::AtMost(4),
             order: SubmitOrder::SmallestFirst,
             ..quick()
         },

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use vrbulk::domain::ReplicationSettings;
 use vrbulk::domain::{JobSpec, VmRef};
 use vrbulk::queue::{Job, JobState, NewBatch, Queue};
-use vrbulk::runner::{self, Ending, RunOptions, RunOutcome};
+use vrbulk::runner::{self, Ending, InitialSyncs, RunOptions, RunOutcome, SubmitOrder};
 use vrbulk::sim::{Inventory, RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 use vrbulk::vr::ClientSettings;
 
@@ -77,8 +77,13 @@ pub(crate) async fn run_once(db: &Path, sim: &Simulator, opts: RunOptions) -> Ru
         .unwrap()
 }
 
+/// Options for tests of the queue's mechanics (placement, retries, kills, windows): every VM
+/// admitted at once, in the batch's order, so that each test knows which VM goes where. Admission
+/// has its own tests (`admission`, `protection`), and the binary's tests run its default.
 pub(crate) fn quick_options() -> RunOptions {
     RunOptions {
+        max_initial_syncs: InitialSyncs::All,
+        order: SubmitOrder::Input,
         workers: 4,
         poll_interval: Duration::from_millis(200),
         retry_base: Duration::from_millis(100),

@@ -546,6 +546,7 @@ async fn replications_in_error_or_in_rpo_violation_match_the_spec() {
             bandwidth_mbps: 1e9,
             per_sync_ceiling_mbps: 1e9,
             contention_threshold: 10,
+            contention_falloff: 1.0,
         },
         ..SimConfig::fast()
     })

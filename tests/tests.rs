@@ -2,6 +2,7 @@
 
 mod support;
 
+mod admission;
 mod batches;
 mod capacity;
 mod cli;

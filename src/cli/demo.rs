@@ -19,13 +19,10 @@ use super::{plan, Profile};
 use crate::queue::Queue;
 use crate::report::{Format, Report};
 use crate::runner::follow::{self, WatchOptions};
-use crate::runner::{self, RunOptions, SubmitOrder};
+use crate::runner::{self, RunOptions};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, Simulator};
 use crate::vr::{ApiVersion, ClientSettings, Credentials, Thumbprint, TlsTrust};
-
-/// Initial syncs the demo lets run at once: the simulator's link slows down past ten.
-const DEMO_INITIAL_SYNCS: usize = 10;
 
 /// The sample every operator can copy; embedded so the demo runs from any folder.
 const SAMPLE_CSV: &str = include_str!("../../samples/vms.csv");
@@ -145,16 +142,14 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
 
     heading(&format!(
         "4. Run: grouped lookups and submits, polls timed to the tasks, within the appliance's \
-         limit of {} requests a minute; at most {DEMO_INITIAL_SYNCS} initial syncs at once, the \
-         smallest VMs first",
+         limit of {} requests a minute; as many initial syncs at once as the link carries best \
+         (`auto`: the run measures the link and adapts its cap), the smallest VMs first",
         sim.limits().quota()
     ));
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let opts = RunOptions {
         batch: Some(batch.id),
         poll_interval: Duration::from_millis(500),
-        max_initial_syncs: Some(DEMO_INITIAL_SYNCS),
-        order: SubmitOrder::SmallestFirst,
         ..RunOptions::default()
     };
     let budget = crate::vr::Budget::shared(&settings.url, settings.limits);
@@ -164,7 +159,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
         Some(budget),
         args.progress,
         quiet,
-        opts.max_initial_syncs.is_some(),
+        opts.max_initial_syncs.caps(),
     );
     let outcome = runner::run(Queue::open(&db)?, settings.clone(), opts, stop_rx).await;
     progress.finish().await;

@@ -120,7 +120,7 @@ pub(super) async fn drive(
         Some(budget),
         how.progress,
         how.quiet,
-        opts.max_initial_syncs.is_some(),
+        opts.max_initial_syncs.caps(),
     );
     let outcome = runner::run(queue, settings, opts, stop_rx).await;
     progress.finish().await;

@@ -88,9 +88,12 @@ pub struct SimulateArgs {
     /// What one sync never exceeds, in Mbit/s.
     #[arg(long, default_value_t = 200.0, value_name = "MBIT/S")]
     pub sync_ceiling_mbps: f64,
-    /// Concurrent syncs past which the link's total throughput falls (B / (1 + (n - K) / K)).
+    /// Concurrent syncs past which the link's total throughput falls (B / (1 + s (n - K) / K)).
     #[arg(long, default_value_t = 10, value_name = "K")]
     pub contention_threshold: u32,
+    /// How steeply the link's total falls past the threshold (s: 1 halves it at 2K, 0 keeps it).
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    pub contention_falloff: f64,
     /// Simulated seconds per real second of the sync model (600: ten minutes a second).
     #[arg(long, default_value_t = 1.0)]
     pub sync_time_scale: f64,
@@ -150,6 +153,10 @@ impl SimulateArgs {
                 "{flag} must be between 0 and 1"
             );
         }
+        anyhow::ensure!(
+            self.contention_falloff.is_finite() && self.contention_falloff >= 0.0,
+            "--contention-falloff must be a number of 0 or more"
+        );
         for (flag, value) in [
             ("--link-mbps", self.link_mbps),
             ("--sync-ceiling-mbps", self.sync_ceiling_mbps),
@@ -202,6 +209,7 @@ impl SimulateArgs {
                 bandwidth_mbps: self.link_mbps,
                 per_sync_ceiling_mbps: self.sync_ceiling_mbps,
                 contention_threshold: self.contention_threshold,
+                contention_falloff: self.contention_falloff,
             },
             sync_time_scale: self.sync_time_scale,
             replication_error_rate: self.replication_error_rate,
@@ -268,10 +276,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Exit> {
         cfg.appliance_version, cfg.max_replications_per_server, cfg.max_replications_per_appliance
     );
     println!(
-        "  link       {} Mbit/s, {} Mbit/s per sync, contention past {} syncs, time x{}",
+        "  link       {} Mbit/s, {} Mbit/s per sync, contention past {} syncs (falloff {}), time x{}",
         cfg.link.bandwidth_mbps,
         cfg.link.per_sync_ceiling_mbps,
         cfg.link.contention_threshold,
+        cfg.link.contention_falloff,
         cfg.sync_time_scale
     );
     println!("  stats      {}/__sim/stats", sim.url());

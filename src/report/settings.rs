@@ -14,7 +14,7 @@ use serde::{Serialize, Serializer};
 
 use super::{span, UtcTime};
 use crate::queue::RunRecord;
-use crate::settings::UsedSettings;
+use crate::settings::{InitialSyncs, UsedSettings};
 
 /// One `vrbulk run` of the batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -239,8 +239,11 @@ fn capacity(s: &UsedSettings) -> Option<String> {
 fn admission(s: &UsedSettings) -> Option<String> {
     let order = s.run.order.as_str();
     Some(match s.run.max_initial_syncs {
-        Some(n) => format!("at most {n} initial syncs at once, {order} order"),
-        None => format!("all at once, {order} order"),
+        InitialSyncs::Auto => {
+            format!("auto: as many initial syncs as the link carries best, {order} order")
+        }
+        InitialSyncs::AtMost(n) => format!("at most {n} initial syncs at once, {order} order"),
+        InitialSyncs::All => format!("all at once, {order} order"),
     })
 }
 
@@ -342,7 +345,10 @@ mod tests {
                 "3 per job; 4 quick retries per request"
             ]
         );
-        assert_eq!(row("Admission")[2], "all at once, input order");
+        assert_eq!(
+            row("Admission")[2],
+            "auto: as many initial syncs as the link carries best, smallest-first order"
+        );
         assert_eq!(row("Change window")[2], "none");
         assert!(
             rows.iter().all(|(l, _)| *l != "Appliance limits"),

@@ -9,18 +9,25 @@
 //! records their protection, as `watch` does, and serves the round's verify. Only a configure
 //! batch admits: no other kind of work starts an initial sync.
 
+mod tune;
+
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
+use self::tune::{Sample, Tuner};
 use super::held::HeldJob;
-use super::{RunError, RunOptions, Runner, SubmitOrder};
-use crate::queue::{Job, JobId, JobState, ReplicationSeen, Step};
+use super::{now_ms, InitialSyncs, RunError, RunOptions, Runner, SubmitOrder};
+use crate::queue::{Job, JobId, JobState, LinkSample, ReplicationSeen, Step};
 use crate::vr::error::error_chain;
 use crate::vr::model::{ConfigureReplicationSpec, ReplicationInfo};
 use crate::workflow::protection::{in_initial_sync, replicated_bytes, seen};
 use crate::workflow::spec::spec_bytes;
 use crate::workflow::Discovery;
+
+/// The longest a wave waits between two looks at its syncs, however long they have left.
+const LONGEST_LOOK: Duration = Duration::from_secs(600);
 
 /// A pairing's replications as the appliance listed them in one round.
 #[derive(Debug, Clone)]
@@ -28,40 +35,152 @@ struct Census {
     taken: Instant,
     /// VM ids whose replication is configuring or in its initial sync.
     in_sync: HashSet<String>,
+    /// Of those, the syncs that report their progress: bytes copied, of bytes to copy.
+    copying: HashMap<String, (u64, u64)>,
     by_vm: HashMap<String, ReplicationInfo>,
+    /// Whether the cap held VMs back when the census was taken: a full cap, VMs waiting.
+    full: bool,
 }
 
 impl Census {
     fn of(replications: Vec<ReplicationInfo>) -> Census {
-        let in_sync = replications
+        let in_sync: HashSet<String> = replications
             .iter()
             .filter(|r| in_initial_sync(r))
             .filter_map(|r| r.vm_id.clone())
             .collect();
+        let copying = replications
+            .iter()
+            .filter(|r| in_initial_sync(r))
+            .filter_map(|r| {
+                let p = r.sync_progress.as_ref()?;
+                let bytes = |b: Option<i64>| b.and_then(|b| u64::try_from(b).ok());
+                Some((
+                    r.vm_id.clone()?,
+                    (bytes(p.transferred_current)?, bytes(p.transferred_total)?),
+                ))
+            })
+            .collect();
         Census {
             taken: Instant::now(),
             in_sync,
+            copying,
             by_vm: replications
                 .into_iter()
                 .filter_map(|r| Some((r.vm_id.clone()?, r)))
                 .collect(),
+            full: false,
         }
     }
+
+    /// Bytes the syncs still have to copy.
+    fn bytes_left(&self) -> u64 {
+        self.copying
+            .values()
+            .map(|(c, t)| t.saturating_sub(*c))
+            .sum()
+    }
+
+    /// What the syncs did between `before` and this census. A sync that ended in between
+    /// copied what it had left; one that began copied what it shows.
+    fn since(&self, before: &Census) -> Option<Sample> {
+        let span = self
+            .taken
+            .checked_duration_since(before.taken)?
+            .as_secs_f64();
+        if span <= 0.0 {
+            return None;
+        }
+        let mut copied = 0.0;
+        let mut rates = Vec::new();
+        let ended = before
+            .in_sync
+            .iter()
+            .filter(|vm| self.by_vm.get(*vm).is_some_and(|r| !in_initial_sync(r)))
+            .count();
+        for (vm, (then, total)) in &before.copying {
+            match self.copying.get(vm) {
+                Some((now, _)) => {
+                    let d = now.saturating_sub(*then) as f64;
+                    copied += d;
+                    rates.push(d / span);
+                }
+                None if self.by_vm.get(vm).is_some_and(|r| !in_initial_sync(r)) => {
+                    copied += total.saturating_sub(*then) as f64;
+                }
+                None => {}
+            }
+        }
+        for (vm, (now, _)) in &self.copying {
+            if !before.copying.contains_key(vm) {
+                copied += *now as f64;
+            }
+        }
+        Some(Sample {
+            span,
+            copied,
+            rates,
+            ended,
+            full: before.full,
+        })
+    }
+
+    /// When each of the syncs seen at `before` and now should end, at the rate it went, and
+    /// when it would have begun at that rate; soonest end first.
+    fn ends(&self, before: &Census) -> Vec<(Instant, Instant)> {
+        let Some(span) = self.taken.checked_duration_since(before.taken) else {
+            return Vec::new();
+        };
+        let at = |seconds: f64| Duration::from_secs_f64(seconds.clamp(0.0, 1e6));
+        let mut ends: Vec<(Instant, Instant)> = self
+            .copying
+            .iter()
+            .filter_map(|(vm, (now, total))| {
+                let (then, _) = before.copying.get(vm)?;
+                let rate = now.checked_sub(*then)? as f64 / span.as_secs_f64();
+                (rate > 0.0).then(|| {
+                    let left = total.saturating_sub(*now) as f64 / rate;
+                    let since = *now as f64 / rate;
+                    let began = self.taken.checked_sub(at(since)).unwrap_or(self.taken);
+                    (self.taken + at(left), began)
+                })
+            })
+            .collect();
+        ends.sort();
+        ends
+    }
+}
+
+/// What admission keeps of one pairing: its latest census and, under `auto`, the cap it tunes.
+#[derive(Debug, Clone)]
+struct Pairing {
+    census: Census,
+    tuner: Tuner,
+    /// When each sync copying at the census should end, at the pace it went, soonest first,
+    /// and since when it has copied at that pace.
+    ends: Vec<(Instant, Instant)>,
+    /// Whether VMs were left waiting for a slot at the last admission.
+    waiting: bool,
+    /// While `auto` still looks for its cap: when the syncs it just admitted should be
+    /// copying, to be measured.
+    measure_at: Option<Instant>,
 }
 
 /// A configure run's admission: the latest census of each pairing, and the batch's configured
 /// VMs whose protection each census records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Admission {
-    censuses: HashMap<String, Census>,
+    pairings: HashMap<String, Pairing>,
     /// The batch's configured VMs (by VM id), with the bytes their initial sync copies.
     configured: HashMap<String, (JobId, Option<i64>)>,
+    /// The run the link's samples are recorded under.
+    run_id: String,
 }
 
 impl Admission {
     /// The admission of a configure batch whose jobs are `jobs`: those that succeeded before
     /// this run are followed too.
-    pub fn of(jobs: &[Job]) -> Admission {
+    pub fn of(jobs: &[Job], run_id: String) -> Admission {
         let configured = jobs
             .iter()
             .filter(|j| j.state == JobState::Succeeded)
@@ -71,14 +190,15 @@ impl Admission {
             })
             .collect();
         Admission {
-            censuses: HashMap::new(),
+            pairings: HashMap::new(),
             configured,
+            run_id,
         }
     }
 
     /// Whether this run admits at a pace.
     pub fn admits(opts: &RunOptions) -> bool {
-        opts.max_initial_syncs.is_some()
+        opts.max_initial_syncs.caps()
     }
 
     /// A held job was configured: its protection is recorded from the next census on.
@@ -90,7 +210,8 @@ impl Admission {
     }
 
     /// Lists the pairing's replications (all of them: the cap counts what the appliance
-    /// reports) and records what it says of this batch's configured VMs. `None` when the read
+    /// reports), records what it says of this batch's configured VMs and, against the census
+    /// before, what the link carried (the cap tuned by it under `auto`). `None` when the read
     /// failed (it is tried again next round) or was abandoned.
     pub async fn take_census(
         &mut self,
@@ -120,7 +241,52 @@ impl Admission {
         if !seen_now.is_empty() {
             run.db.run(move |q| q.record_protection(&seen_now)).await?;
         }
-        self.censuses.insert(pairing, census);
+        let Some(p) = self.pairings.get_mut(&pairing) else {
+            let p = Pairing {
+                census,
+                tuner: Tuner::new(),
+                ends: Vec::new(),
+                waiting: false,
+                measure_at: None,
+            };
+            self.pairings.insert(pairing, p);
+            return Ok(Some(()));
+        };
+        let sample = census.since(&p.census);
+        p.ends = census.ends(&p.census);
+        let lead = run.pacer.lead();
+        let before = p.tuner.cap();
+        if let Some(sample) = sample {
+            // Under a fixed cap the tuner only measures (a VM's pace, for the record).
+            let tuned = p.tuner.learn(&sample);
+            let auto = run.opts.max_initial_syncs == InitialSyncs::Auto;
+            p.measure_at = (auto && (tuned || p.tuner.growing())).then(|| census.taken + lead);
+            if tuned && auto {
+                tracing::info!(
+                    pairing = %pairing,
+                    from = before,
+                    to = p.tuner.cap(),
+                    mbps = format!("{:.0}", mbps(sample.total())),
+                    "auto: initial syncs at once"
+                );
+            }
+            // Syncs too short to be seen copying tell the tuner something, not the record.
+            if sample.copied > 0.0 {
+                let record = LinkSample {
+                    run_id: self.run_id.clone(),
+                    pairing_id: pairing.clone(),
+                    at: now_ms(),
+                    span_ms: (sample.span * 1000.0) as i64,
+                    in_sync: u32::try_from(census.in_sync.len()).unwrap_or(u32::MAX),
+                    cap: cap_of(&run.opts, &p.tuner).and_then(|c| u32::try_from(c).ok()),
+                    mbps: mbps(sample.total()),
+                    pace_mbps: p.tuner.pace().map_or(0.0, mbps),
+                    bytes_left: i64::try_from(census.bytes_left()).unwrap_or(i64::MAX),
+                };
+                run.db.run(move |q| q.record_link_sample(&record)).await?;
+            }
+        }
+        p.census = census;
         Ok(Some(()))
     }
 
@@ -132,28 +298,61 @@ impl Admission {
         disc: &Discovery,
         mut ready: Vec<(JobId, ConfigureReplicationSpec)>,
     ) -> Result<Vec<(JobId, ConfigureReplicationSpec)>, RunError> {
-        let Some(cap) = run.opts.max_initial_syncs else {
+        if !Admission::admits(&run.opts) {
             return Ok(ready);
-        };
-        if !self.censuses.contains_key(disc.pairing_id()) {
+        }
+        if !self.pairings.contains_key(disc.pairing_id()) {
             self.take_census(run, disc).await?;
         }
-        let Some(census) = self.censuses.get(disc.pairing_id()) else {
+        let Some(p) = self.pairings.get_mut(disc.pairing_id()) else {
             return Ok(Vec::new());
         };
+        let cap = cap_of(&run.opts, &p.tuner).unwrap_or(usize::MAX);
         // This run's submits that the list may not show yet count as syncing too.
-        let mut in_sync: HashSet<&str> = census.in_sync.iter().map(String::as_str).collect();
-        for a in run.held.values().filter(|a| is_in_flight(a, census)) {
+        let mut in_sync: HashSet<&str> = p.census.in_sync.iter().map(String::as_str).collect();
+        for a in run.held.values().filter(|a| is_in_flight(a, &p.census)) {
             if let Some(vm) = a.checkpoint.vm_id.as_deref() {
                 in_sync.insert(vm);
             }
         }
-        let slots = cap.saturating_sub(in_sync.len());
+        // A sync about to end gives its slot early: its successor's configure task runs
+        // while it copies its last bytes, so that the link does not idle in between. Not a
+        // sync shorter than that lead: its successor would copy beside it, not after it.
+        let lead = run.pacer.lead();
+        let now = Instant::now();
+        let ending = p
+            .ends
+            .iter()
+            .take_while(|(end, _)| *end <= now + lead)
+            .filter(|(end, began)| end.saturating_duration_since(*began) > 2 * lead)
+            .count();
+        let slots = (cap + ending).saturating_sub(in_sync.len());
         if run.opts.order == SubmitOrder::SmallestFirst {
             ready.sort_by_key(|(id, spec)| (spec_bytes(spec), *id));
         }
+        // The cap holds VMs back from this census to the next: what the link carries over
+        // that interval is what this many syncs carry.
+        p.census.full = ready.len() > slots;
+        p.waiting = p.census.full;
         ready.truncate(slots);
         Ok(ready)
+    }
+
+    /// When admission wants to look at the syncs again, on a pairing whose VMs wait for a
+    /// slot: a task's lead before the next sync should end, or, while `auto` still looks for
+    /// its cap, once the syncs it admitted copy; never later than [`LONGEST_LOOK`]. `None`
+    /// when nothing waits or nothing is measured yet.
+    pub fn next_look(&self, lead: Duration) -> Option<Instant> {
+        let now = Instant::now();
+        self.pairings
+            .values()
+            .filter(|p| p.waiting)
+            .filter_map(|p| {
+                let end = p.ends.iter().map(|(e, _)| *e - lead).find(|t| *t > now);
+                let look = [end, p.measure_at].into_iter().flatten().min()?;
+                Some(look.min(p.census.taken + LONGEST_LOOK))
+            })
+            .min()
     }
 
     /// The replications of `vm_ids` as a census of the pairing taken since `round` lists them:
@@ -164,7 +363,8 @@ impl Admission {
         round: Instant,
         vm_ids: &[String],
     ) -> Option<HashMap<String, ReplicationInfo>> {
-        let census = self.censuses.get(pairing).filter(|c| c.taken >= round)?;
+        let census = &self.pairings.get(pairing)?.census;
+        let census = Some(census).filter(|c| c.taken >= round)?;
         Some(
             vm_ids
                 .iter()
@@ -183,4 +383,18 @@ fn is_in_flight(a: &HeldJob, census: &Census) -> bool {
         .vm_id
         .as_ref()
         .is_none_or(|vm| !census.by_vm.contains_key(vm))
+}
+
+/// The cap in force on a pairing: the operator's, or what `auto` found; `None` for no cap.
+fn cap_of(opts: &RunOptions, tuner: &Tuner) -> Option<usize> {
+    match opts.max_initial_syncs {
+        InitialSyncs::AtMost(n) => Some(n),
+        InitialSyncs::Auto => Some(tuner.cap()),
+        InitialSyncs::All => None,
+    }
+}
+
+/// Bytes a second in Mbit/s.
+fn mbps(bytes_per_second: f64) -> f64 {
+    bytes_per_second * 8.0 / 1_000_000.0
 }

@@ -64,6 +64,10 @@ impl Work for Configure {
         Admission::admits(opts)
     }
 
+    fn next_look(&self, lead: std::time::Duration) -> Option<Instant> {
+        self.admission.next_look(lead)
+    }
+
     /// In-doubt jobs: their configure call may have reached the server. Ask it before anything
     /// is sent again.
     async fn reconcile(&mut self, run: &mut Runner) -> Result<(), RunError> {

@@ -65,7 +65,7 @@ use crate::vr::{
 use crate::workflow::{appliance_version, Capacity};
 
 use crate::settings::UsedSettings;
-pub use crate::settings::{RunOptions, SubmitOrder};
+pub use crate::settings::{InitialSyncs, RunOptions, SubmitOrder};
 
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,7 +272,7 @@ pub async fn run(
     let ending = match operation {
         Operation::Configure => {
             // Its VMs configured before this run are followed to protected too.
-            let mut work = Configure::new(room, Admission::of(&jobs));
+            let mut work = Configure::new(room, Admission::of(&jobs, run_id.clone()));
             runner.drive(&mut work).instrument(span).await
         }
         _ if local_only::removes_locally(operation, &jobs) => {

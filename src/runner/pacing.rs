@@ -90,11 +90,13 @@ impl Pacer {
     /// `outstanding` are the tasks still running; `waiting` jobs need another round soon (to be
     /// verified, or admitted when a slot frees); `work_waiting` tells whether lookups or submits
     /// compete for the budget.
+    #[allow(clippy::too_many_arguments)]
     fn after_round(
         &mut self,
         now: Instant,
         outstanding: &[Sighting],
         waiting: usize,
+        look: Option<Instant>,
         settled: usize,
         cost: u32,
         work_waiting: bool,
@@ -102,7 +104,8 @@ impl Pacer {
         self.last_round = Some(now);
         self.misses = if settled > 0 { 0 } else { self.misses + 1 };
         if outstanding.is_empty() && waiting == 0 {
-            self.next = None;
+            // Only a look admission asked for: at its time, within the budget's share.
+            self.next = look.map(|t| t.max(now + self.min_gap.max(self.budget_gap(cost, false))));
             return;
         }
         let backoff = self
@@ -120,6 +123,7 @@ impl Pacer {
             (Some(end), _) => end.clamp(now + self.min_gap, now + self.max_gap),
             (None, _) => now + backoff,
         };
+        let wanted = look.map_or(wanted, |t| wanted.min(t.max(now + self.min_gap)));
         self.next = Some(wanted.max(now + self.budget_gap(cost, work_waiting)));
     }
 
@@ -148,6 +152,12 @@ impl Pacer {
     /// The slowest recent task: a poll planned by it finds (nearly) all of a group done.
     fn expected_duration(&self) -> Option<Duration> {
         self.durations.iter().max().copied()
+    }
+
+    /// How long before a VM's sync can start it must be sent: its configure task, then a round
+    /// to see it done.
+    pub fn lead(&self) -> Duration {
+        self.expected_duration().unwrap_or(self.min_gap) + self.min_gap
     }
 }
 
@@ -189,15 +199,17 @@ impl Runner {
     }
 
     /// Plans the next round after one that began at `round`, settled `settled` jobs and cost
-    /// `cost` calls. Jobs waiting for an admission slot (`admitting`) ask for a round soon, and
-    /// do not compete with it for the budget: they wait on it.
+    /// `cost` calls. Under admission (`look` is `Some`), jobs waiting for a slot ask for a
+    /// round when admission expects one to free (soon when it cannot tell), and do not compete
+    /// with it for the budget: they wait on it.
     pub(super) fn plan_round(
         &mut self,
         round: Instant,
         settled: usize,
         cost: u32,
-        admitting: bool,
+        look: Option<Option<Instant>>,
     ) {
+        let admitting = look.is_some();
         let outstanding: Vec<Sighting> = self
             .held
             .values()
@@ -208,18 +220,18 @@ impl Runner {
             })
             .collect();
         let verifying = self.held.ids(|a| a.step == Step::Verify).len();
-        let for_a_slot = if admitting {
-            self.held.ids(|a| a.ready_to_send()).len()
-        } else {
-            0
-        };
+        let for_a_slot = admitting && self.held.values().any(|a| a.ready_to_send());
+        // Without an estimate of when a slot frees, a waiting job asks for a round soon.
+        let look = look.flatten().filter(|_| for_a_slot);
+        let soon = verifying + usize::from(for_a_slot && look.is_none());
         let work_waiting = self.held.values().any(|a| {
             !a.in_doubt && (a.step < Step::Submit || (a.step == Step::Submit && !admitting))
         });
         self.pacer.after_round(
             Instant::now(),
             &outstanding,
-            verifying + for_a_slot,
+            soon,
+            look,
             settled,
             cost,
             work_waiting,
@@ -251,7 +263,7 @@ mod tests {
         let mut now = t0 + Duration::from_secs(2);
         let mut gaps = Vec::new();
         for _ in 0..6 {
-            p.after_round(now, &[task(t0)], 0, 0, 1, false);
+            p.after_round(now, &[task(t0)], 0, None, 0, 1, false);
             let next = p.next().unwrap();
             gaps.push((next - now).as_secs());
             now = next;
@@ -272,11 +284,34 @@ mod tests {
             t0 + Duration::from_secs(5),
             &[task(submitted)],
             0,
+            None,
             3,
             1,
             false,
         );
         assert_eq!(p.next(), Some(submitted + Duration::from_secs(20)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wave_waiting_for_a_slot_is_looked_at_when_the_first_sync_should_end() {
+        let mut p = pacer();
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_secs(600);
+        p.after_round(t0, &[], 0, Some(end), 1, 1, false);
+        assert_eq!(
+            p.next(),
+            Some(end),
+            "not every two seconds while syncs run for minutes"
+        );
+        // A look sooner than the shortest gap waits for it, and for the budget's share.
+        p.after_round(t0, &[], 0, Some(t0), 1, 1, false);
+        assert_eq!(p.next(), Some(t0 + Duration::from_millis(2400)));
+        // Tasks still outstanding are polled at their own time when it comes first.
+        p.finished(Duration::from_secs(20));
+        p.after_round(t0, &[task(t0)], 0, Some(end), 1, 1, false);
+        assert_eq!(p.next(), Some(t0 + Duration::from_secs(20)));
+        p.after_round(t0, &[], 0, None, 1, 1, false);
+        assert_eq!(p.next(), None, "nothing to look at");
     }
 
     #[tokio::test(start_paused = true)]
@@ -290,7 +325,7 @@ mod tests {
                 (t0 + Duration::from_secs(8), 30),
             )),
         };
-        p.after_round(t0 + Duration::from_secs(8), &[seen], 0, 0, 1, false);
+        p.after_round(t0 + Duration::from_secs(8), &[seen], 0, None, 0, 1, false);
         // 20 % in 4 s: the remaining 70 % take 14 s.
         assert_eq!(p.next(), Some(t0 + Duration::from_secs(22)));
     }
@@ -306,7 +341,7 @@ mod tests {
                 (t0 + Duration::from_secs(6), 6),
             )),
         };
-        p.after_round(t0 + Duration::from_secs(6), &[seen], 0, 0, 1, false);
+        p.after_round(t0 + Duration::from_secs(6), &[seen], 0, None, 0, 1, false);
         // Not 60 s away, as 6 % in 4 s would say: the back-off of a first miss.
         assert_eq!(p.next(), Some(t0 + Duration::from_secs(10)));
     }
@@ -316,7 +351,7 @@ mod tests {
         let mut p = pacer();
         let t0 = Instant::now();
         p.finished(Duration::from_secs(300));
-        p.after_round(t0, &[task(t0)], 0, 1, 1, false);
+        p.after_round(t0, &[task(t0)], 0, None, 1, 1, false);
         assert_eq!(p.next(), Some(t0 + Duration::from_secs(30)));
     }
 
@@ -326,9 +361,9 @@ mod tests {
         let t0 = Instant::now();
         // A round of 10 calls at 50 a minute: half the budget allows one every 24 s, a fifth
         // (while submits wait) one every 60 s.
-        p.after_round(t0, &[task(t0)], 0, 1, 10, false);
+        p.after_round(t0, &[task(t0)], 0, None, 1, 10, false);
         assert_eq!(p.next(), Some(t0 + Duration::from_secs(24)));
-        p.after_round(t0, &[task(t0)], 0, 1, 10, true);
+        p.after_round(t0, &[task(t0)], 0, None, 1, 10, true);
         assert_eq!(p.next(), Some(t0 + Duration::from_secs(60)));
     }
 
@@ -337,7 +372,7 @@ mod tests {
         let mut p = pacer();
         let t0 = Instant::now();
         p.submitted(t0);
-        p.after_round(t0, &[], 0, 5, 1, false);
+        p.after_round(t0, &[], 0, None, 5, 1, false);
         assert_eq!(p.next(), None);
         assert!(!p.due(t0 + Duration::from_secs(3600)));
     }

@@ -42,7 +42,8 @@ impl Runner {
             settled += work.verify(self, now).await?;
         }
         let cost = self.client.metrics().total_calls() - calls_before;
-        self.plan_round(now, settled, cost as u32, admitting);
+        let look = admitting.then(|| work.next_look(self.pacer.lead()));
+        self.plan_round(now, settled, cost as u32, look);
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 //! share (discovery, task polls, the pace, writing a job's end) is the [`Runner`]'s.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -37,6 +38,12 @@ pub(super) trait Work: Send {
     /// Whether jobs ready to submit wait for an admission slot rather than for the budget.
     fn admits(&self, _opts: &RunOptions) -> bool {
         false
+    }
+
+    /// When jobs waiting for an admission slot should be looked at again (`None`: soon),
+    /// `lead` before a slot frees.
+    fn next_look(&self, _lead: Duration) -> Option<Instant> {
+        None
     }
 
     /// Settles the in-doubt jobs (their change may have reached the appliance) from what the

@@ -663,6 +663,7 @@ mod tests {
             bandwidth_mbps,
             per_sync_ceiling_mbps: bandwidth_mbps,
             contention_threshold,
+            contention_falloff: 1.0,
         }
     }
 
@@ -810,6 +811,7 @@ mod tests {
                 bandwidth_mbps: 1000.0,
                 per_sync_ceiling_mbps: 200.0,
                 contention_threshold: 10,
+                contention_falloff: 1.0,
             })
         });
         let t0 = w.now();

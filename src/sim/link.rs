@@ -17,8 +17,10 @@ pub struct LinkModel {
     /// What one sync never exceeds, in Mbit/s, however idle the link.
     pub per_sync_ceiling_mbps: f64,
     /// `K`: past this many concurrent syncs, the link's total throughput falls as
-    /// `B / (1 + (n − K) / K)`. Taken as 1 when 0.
+    /// `B / (1 + s (n − K) / K)`. Taken as 1 when 0.
     pub contention_threshold: u32,
+    /// `s`: how steeply the total falls past `K` (1: to half at `2K`; 0: it does not fall).
+    pub contention_falloff: f64,
 }
 
 impl Default for LinkModel {
@@ -28,6 +30,7 @@ impl Default for LinkModel {
             bandwidth_mbps: 1000.0,
             per_sync_ceiling_mbps: 200.0,
             contention_threshold: 10,
+            contention_falloff: 1.0,
         }
     }
 }
@@ -40,8 +43,16 @@ impl LinkModel {
         if n <= k {
             self.bandwidth_mbps
         } else {
-            self.bandwidth_mbps / (1.0 + (n - k) / k)
+            self.bandwidth_mbps / (1.0 + self.contention_falloff.max(0.0) * (n - k) / k)
         }
+    }
+
+    /// The most the link carries in all, in Mbit/s, with the best number of syncs on it: with
+    /// a low ceiling, more syncs than the threshold may be needed, and they fall.
+    pub fn best_mbps(&self) -> f64 {
+        (1..=crate::settings::InitialSyncs::MOST)
+            .map(|n| self.per_sync_mbps(n) * n as f64)
+            .fold(0.0, f64::max)
     }
 
     /// What each of `n` concurrent syncs gets, in Mbit/s: an equal share of the total, capped
@@ -83,6 +94,30 @@ mod tests {
         // A flood of 300 gets a thirtieth of the link in all.
         assert!((link.total_mbps(300) - 1000.0 / 30.0).abs() < 1e-9);
         assert!(link.total_mbps(11) < link.total_mbps(10));
+    }
+
+    #[test]
+    fn the_falloff_sets_how_steeply_the_total_falls_and_the_best_may_lie_past_the_threshold() {
+        let gentle = LinkModel {
+            contention_falloff: 0.5,
+            ..LinkModel::default()
+        };
+        assert_eq!(gentle.total_mbps(20), 1000.0 / 1.5);
+        let flat = LinkModel {
+            contention_falloff: 0.0,
+            ..LinkModel::default()
+        };
+        assert_eq!(flat.total_mbps(300), 1000.0);
+        assert_eq!(LinkModel::default().best_mbps(), 1000.0);
+        // 10 Gbit/s, 100 Mbit/s a sync, contention past 20: n syncs carry
+        // min(100 n, 10 000 × 20 / n), most at 45 (4444 Mbit/s).
+        let thin_syncs = LinkModel {
+            bandwidth_mbps: 10_000.0,
+            per_sync_ceiling_mbps: 100.0,
+            contention_threshold: 20,
+            contention_falloff: 1.0,
+        };
+        assert!((thin_syncs.best_mbps() - 10_000.0 / 2.25).abs() < 1e-6);
     }
 
     #[test]

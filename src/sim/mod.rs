@@ -115,7 +115,8 @@
 //! sync on it (`n`: initial syncs, and full syncs of disks a reconfigure enabled); a ceiling per
 //! sync (`per_sync_ceiling_mbps`, default 200 Mbit/s) that one sync never exceeds; and contention
 //! past `K` concurrent syncs (`contention_threshold`, default 10): the link's total is `B` while
-//! `n <= K` and `B / (1 + (n − K)/K)` beyond. The total is shared equally, each share capped by
+//! `n <= K` and `B / (1 + s (n − K)/K)` beyond, `s` saying how steeply (`contention_falloff`,
+//! default 1). The total is shared equally, each share capped by
 //! the ceiling: each sync moves `min(total(n) / n, ceiling)`. A sync is on the link while its
 //! replication is configured, healthy, not paused and its VM powered on; it copies the VM's
 //! enabled disks (`VmDisk.capacity` KiB × 1024 bytes, the VM home included). Rates change

@@ -84,7 +84,17 @@ mod tests {
         let f = Forecast::of(&[40, 40, 40, 400], rate).unwrap();
         assert_eq!(f.first, Duration::from_secs(1));
         assert_eq!(f.half, Duration::from_secs(1));
-        assert_eq!(f.all, Duration::from_secs_f64(5.2));
+        assert_eq!(
+            f.all,
+            Duration::from_secs(10),
+            "the largest at its own pace"
+        );
+        let f = Forecast::of(&[40; 10], rate).unwrap();
+        assert_eq!(
+            f.all,
+            Duration::from_secs(4),
+            "ten at the link's 100 bytes a second"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use vrbulk::domain::JobSpec;
 use vrbulk::queue::{JobState, Queue};
-use vrbulk::runner::{self, RunOptions};
+use vrbulk::runner::{self, InitialSyncs, RunOptions};
 use vrbulk::secret::Secret;
 use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 use vrbulk::vr::{ApiVersion, Client, ClientSettings, Credentials, Thumbprint, TlsTrust};
@@ -83,9 +83,11 @@ pub fn normal_specs(sim: &Simulator, n: usize) -> Vec<JobSpec> {
 /// runner: the wave a day-2 command acts on.
 pub async fn configured_wave(sim: &Simulator, db: &Path, n: usize) -> i64 {
     let batch = fixtures::import(db, &new_batch("wave"), &normal_specs(sim, n));
+    // Every VM at once: the wave is the setting of a day-2 test, not its subject.
     let opts = RunOptions {
         batch: Some(batch),
         poll_interval: Duration::from_millis(200),
+        max_initial_syncs: InitialSyncs::All,
         ..RunOptions::default()
     };
     let (_stop, stop_rx) = watch::channel(false);

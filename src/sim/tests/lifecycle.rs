@@ -189,6 +189,7 @@ async fn an_ok_replication_falls_into_rpo_violation_until_a_sync() {
             bandwidth_mbps: 1e9,
             per_sync_ceiling_mbps: 1e9,
             contention_threshold: 10,
+            contention_falloff: 1.0,
         },
         ..SimConfig::default()
     })
