@@ -124,7 +124,8 @@ mod tests {
     #[test]
     fn the_latest_sample_is_the_newest_of_the_batch_since_a_moment() {
         let (mut q, batch) = one_batch();
-        q.start_run("run-1", batch, "h:1:run-1", "run", None).unwrap();
+        q.start_run("run-1", batch, "h:1:run-1", "run", None)
+            .unwrap();
         assert_eq!(q.latest_link_sample(batch, 0).unwrap(), None);
         for (at, mbps) in [(1_000, 100.0), (3_000, 300.0), (2_000, 200.0)] {
             q.record_link_sample(&sample_at("run-1", "p1", at, 4, mbps))
@@ -140,11 +141,13 @@ mod tests {
     fn a_pairing_is_measured_by_the_best_of_its_newest_run() {
         let (mut q, batch) = one_batch();
         assert_eq!(q.measured_link("p1").unwrap(), None);
-        q.start_run("run-1", batch, "h:1:run-1", "run", None).unwrap();
+        q.start_run("run-1", batch, "h:1:run-1", "run", None)
+            .unwrap();
         q.record_link_sample(&sample_at("run-1", "p1", 1_000, 20, 5_000.0))
             .unwrap();
         q.finish_run("run-1", "done", 0).unwrap();
-        q.start_run("run-2", batch, "h:1:run-2", "run", None).unwrap();
+        q.start_run("run-2", batch, "h:1:run-2", "run", None)
+            .unwrap();
         for (at, n, mbps) in [(10_000, 2, 400.0), (12_000, 8, 900.0), (14_000, 1, 120.0)] {
             q.record_link_sample(&sample_at("run-2", "p1", at, n, mbps))
                 .unwrap();

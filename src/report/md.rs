@@ -42,6 +42,7 @@ pub(super) fn batch(r: &Report) -> String {
     summary(&mut out, r);
     if b.operation == Operation::Configure {
         protection(&mut out, r);
+        link(&mut out, r);
     }
     failures(&mut out, r);
     if b.operation != Operation::Configure {
@@ -466,6 +467,22 @@ fn protection(out: &mut String, r: &Report) {
         );
     }
     protection_per_vm(out, r);
+}
+
+/// What admission measured of each pairing's link, in words; the series itself is in the JSON
+/// report and charted in the HTML one. Nothing when no run measured a link.
+fn link(out: &mut String, r: &Report) {
+    if r.link.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Replication link\n\nWhat the runs measured while they admitted the wave: the \
+         initial syncs' throughput in all, and how many syncs they let run at once.\n\n",
+    );
+    for l in &r.link {
+        let _ = writeln!(out, "- **{}**: {}", cell(&l.name()), l.summary());
+    }
+    out.push('\n');
 }
 
 /// The replication of each configured VM, in import order; times in UTC.

@@ -19,6 +19,7 @@ mod causes;
 mod csv;
 mod html;
 mod json;
+mod link;
 mod md;
 mod model;
 mod operations;
@@ -36,6 +37,7 @@ use crate::queue::QueueError;
 
 pub use causes::{classify, normalize, CauseKind};
 pub use json::SCHEMA_VERSION;
+pub use link::{LinkPoint, LinkSeries};
 pub use model::{
     ApiCall, BatchHeader, FailureGroup, JobProtection, JobRow, Progress, ProtectionSummary,
     ReplicationChange, Report, Runs, Site, SkipGroup, Summary, TimeSource, TimelineEntry,
