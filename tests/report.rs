@@ -15,10 +15,10 @@ use serde_json::{json, Value};
 use vrbulk::domain::{JobSpec, Operation, OperationSpec, VmRef};
 use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::queue::{
-    Checkpoint, JobState, Lease, LinkSample, NewBatch, OperationJob, Queue, Readiness,
-    ReplicationSeen, Step,
+    Checkpoint, JobState, Lease, LinkSample, MeasuredLink, NewBatch, OperationJob, Queue,
+    Readiness, ReplicationSeen, Step,
 };
-use vrbulk::report::{Format, PlanReport, Report};
+use vrbulk::report::{Format, PlanReport, Report, WaveForecast};
 use vrbulk::sim::{SimConfig, Simulator};
 use vrbulk::vr::model::VmDisk;
 use vrbulk::vr::OpUsage;
@@ -720,7 +720,28 @@ fn plan_fixture(q: &Queue, batch: i64) -> PlanReport {
             ..row(7, PlanAction::Skip)
         },
     ];
-    PlanReport::new(&q.batch(batch).unwrap(), &jobs, rows, 9, REPORT_AT)
+    // One pairing a run of this queue measured, one that no run did.
+    let measured = MeasuredLink {
+        pairing_id: "pairing-a-b".into(),
+        run_id: "run-1".into(),
+        run_started_at: T0 - 86_400_000,
+        mbps: 940.0,
+        at: T0 - 80_000_000,
+        in_sync: 9,
+        pace_mbps: 160.0,
+        samples: 120,
+    };
+    let gib = |n: u64| n << 30;
+    let link = vec![
+        WaveForecast::of(
+            "pairing-a-b",
+            Some("vc-site-b.corp.local"),
+            &[gib(40), gib(20), gib(60), gib(80)],
+            Some(measured),
+        ),
+        WaveForecast::of("pairing-a-c", Some("vc <site-c>"), &[gib(10)], None),
+    ];
+    PlanReport::new(&q.batch(batch).unwrap(), &jobs, rows, 9, REPORT_AT).with_link(link)
 }
 
 #[test]
@@ -947,7 +968,10 @@ fn the_json_report_holds_the_link_series_the_queue_recorded_and_the_html_charts_
     let (plain, ..) = fixture_report();
     assert!(plain.link.is_empty());
     assert!(!plain.render(Format::Html).unwrap().contains("id=\"link\""));
-    assert!(!plain.render(Format::Md).unwrap().contains("Replication link"));
+    assert!(!plain
+        .render(Format::Md)
+        .unwrap()
+        .contains("Replication link"));
 }
 
 #[test]

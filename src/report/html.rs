@@ -845,6 +845,12 @@ pub(super) fn plan(p: &PlanReport) -> String {
             h2 { "Summary" }
             (bar_chart(&bars, p.jobs.len() as u64, &format!("Planned actions, {} jobs", p.jobs.len())))
         } "\n"
+        @if !p.link.is_empty() {
+            section #syncs {
+                h2 { "Initial syncs" }
+                @for f in &p.link { p { (code_spans(&f.words())) } }
+            } "\n"
+        }
         (plan_vm_table(p))
     };
     page(&title, content, p.generated_at)

@@ -385,6 +385,12 @@ pub(super) fn plan(p: &PlanReport) -> String {
     for a in PlanAction::ALL {
         let _ = writeln!(out, "| {} | {} |", a.as_str(), p.count(a));
     }
+    if !p.link.is_empty() {
+        out.push_str("\n## Initial syncs\n");
+        for f in &p.link {
+            let _ = writeln!(out, "\n{}", prose(&f.words()));
+        }
+    }
     out.push_str(
         "\n## Virtual machines\n\n| VM | VM id | Action | Reason | Datastore | Policy | \
          VR server | Disks | Excluded disks | Capacity | Warnings | Change ticket | Notes |\n\
@@ -412,6 +418,20 @@ pub(super) fn plan(p: &PlanReport) -> String {
         );
     }
     out
+}
+
+/// A sentence whose `code spans` stay code and whose other words are escaped as in a cell.
+fn prose(s: &str) -> String {
+    s.split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("`{part}`")
+            } else {
+                cell(part)
+            }
+        })
+        .collect()
 }
 
 /// Configured is not protected: the configured VMs by readiness, when they became protected,

@@ -25,6 +25,7 @@ mod model;
 mod operations;
 mod plan;
 mod settings;
+mod wave;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub use operations::{
 };
 pub use plan::{PlanCounts, PlanReport};
 pub use settings::RunEntry;
+pub use wave::{Measured, WaveForecast};
 
 #[derive(Debug, Error)]
 pub enum ReportError {

@@ -121,10 +121,7 @@ mod tests {
     fn wave() -> (Queue, Vec<Job>) {
         let mut q = Queue::open_in_memory().unwrap();
         let names = ["a", "b", "c", "d", "e", "f", "g"];
-        let specs: Vec<_> = names
-            .iter()
-            .map(|n| crate::queue::tests::spec(n))
-            .collect();
+        let specs: Vec<_> = names.iter().map(|n| crate::queue::tests::spec(n)).collect();
         let batch = q
             .create_batch(&crate::queue::tests::new_batch(), &specs)
             .unwrap();
@@ -186,7 +183,15 @@ mod tests {
         let (_q, jobs) = wave();
         // e, f and g are still to be sent; f and g still to be looked up.
         let w = wave_calls(&jobs, 50, 20);
-        assert_eq!(w, WaveCalls { vms: 3, lookups: 1, configures: 1, follow_ups: 2 });
+        assert_eq!(
+            w,
+            WaveCalls {
+                vms: 3,
+                lookups: 1,
+                configures: 1,
+                follow_ups: 2
+            }
+        );
         assert_eq!(w.total(), 4);
         let w = wave_calls(&jobs, 1, 2);
         assert_eq!((w.lookups, w.configures, w.total()), (2, 2, 8));
