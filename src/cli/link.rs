@@ -1,0 +1,284 @@
+//! The replication link as the commands that follow a run say it: `status`'s line of the newest
+//! measurement with its prediction of when the batch's VMs will be protected, the progress
+//! line's `cap 9 (auto) · 8 syncing · 940 Mbit/s`, and `run --until`'s word on whether the
+//! change window holds the wave's configure calls.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::queue::{Batch, LinkSample, Queue};
+use crate::timefmt::{span, utc};
+use crate::units::{bytes, mbps};
+use crate::workflow::forecast::{Forecast, LinkRate};
+use crate::workflow::wave::{bytes_left, WaveCalls};
+
+/// What `status` says of the link: the newest measurement of the batch's runs, and, from it,
+/// when the VMs not yet protected would be.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkStatus {
+    pub measured: LinkSample,
+    /// The pairings the measuring run sampled: a prediction needs exactly one.
+    pub pairings: usize,
+    pub prediction: Option<Prediction>,
+}
+
+/// When the batch's VMs not yet protected would be, counted from `from` (Unix ms), if the link
+/// carries what it carried at the measurement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub from: i64,
+    /// VMs counted, and the bytes they still have to copy.
+    pub vms: u64,
+    pub bytes: i64,
+    /// VMs not looked up yet, whose size is not known: left out.
+    pub unknown: u64,
+    pub first_at: i64,
+    pub half_at: i64,
+    pub all_at: i64,
+}
+
+/// The link of `batch` as its newest run measured it, with a prediction from `now` when that
+/// measurement says something and the batch is one pairing's; `None` when no run measured it.
+pub fn status(queue: &Queue, batch: &Batch, now: i64) -> anyhow::Result<Option<LinkStatus>> {
+    let Some(measured) = queue.latest_link_sample(batch.id, i64::MIN)? else {
+        return Ok(None);
+    };
+    let mut pairings: Vec<String> = queue
+        .link_samples(batch.id)?
+        .into_iter()
+        .filter(|s| s.run_id == measured.run_id)
+        .map(|s| s.pairing_id)
+        .collect();
+    pairings.sort_unstable();
+    pairings.dedup();
+    let rate = LinkRate::from_mbps(measured.mbps, measured.pace_mbps);
+    let prediction = if pairings.len() == 1 {
+        let left = bytes_left(&queue.jobs(batch.id)?, &queue.protection(batch.id)?);
+        Forecast::of(&left.per_vm, rate).map(|f| {
+            let at = |d: Duration| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(0));
+            Prediction {
+                from: now,
+                vms: left.per_vm.len() as u64,
+                bytes: left.per_vm.iter().map(|b| *b as i64).sum(),
+                unknown: left.unknown,
+                first_at: at(f.first),
+                half_at: at(f.half),
+                all_at: at(f.all),
+            }
+        })
+    } else {
+        None
+    };
+    Ok(Some(LinkStatus {
+        pairings: pairings.len(),
+        measured,
+        prediction,
+    }))
+}
+
+/// `cap 6` or `no cap`.
+fn cap(c: Option<u32>) -> String {
+    c.map_or("no cap".into(), |n| format!("cap {n}"))
+}
+
+/// The lines `status` prints of the link, from `now`.
+pub fn status_words(l: &LinkStatus, now: i64) -> String {
+    let m = &l.measured;
+    let mut out = format!(
+        "\nlink of pairing {}, as measured at {} ({} ago) by run {}: {}, {} in initial sync, {} \
+         in all, one sync at most {}\n",
+        m.pairing_id,
+        utc(m.at),
+        span(now - m.at),
+        m.run_id,
+        cap(m.cap),
+        m.in_sync,
+        mbps(m.mbps),
+        mbps(m.pace_mbps)
+    );
+    let said = match &l.prediction {
+        Some(p) => {
+            let vms = if p.vms == 1 { "VM" } else { "VMs" };
+            let when = |at: i64| format!("in about {} ({})", span(at - p.from), utc(at));
+            let unknown = match p.unknown {
+                0 => String::new(),
+                n => format!(
+                    "; {n} {} not looked up yet, whose size is not known, {} not counted",
+                    if n == 1 { "VM" } else { "VMs" },
+                    if n == 1 { "is" } else { "are" }
+                ),
+            };
+            format!(
+                "prediction, if the link goes on carrying what it carried then: of the {} {vms} \
+                 not yet protected ({} to copy), the first protected {}, half {}, all {}{unknown}",
+                p.vms,
+                bytes(p.bytes),
+                when(p.first_at),
+                when(p.half_at),
+                when(p.all_at)
+            )
+        }
+        None if l.pairings > 1 => format!(
+            "no prediction: the run measured {} pairings, whose links differ, and vrbulk \
+             predicts one link at a time (`vrbulk plan` does, per pairing)",
+            l.pairings
+        ),
+        None if m.mbps <= 0.0 || m.pace_mbps <= 0.0 => {
+            "no prediction: nothing was copying at that measurement".into()
+        }
+        None => "no prediction: no VM of the batch has anything left to copy that vrbulk \
+                 knows the size of"
+            .into(),
+    };
+    out.push_str(&said);
+    out.push('\n');
+    out
+}
+
+/// `cap 9 (auto) · 8 syncing · 940 Mbit/s`: the newest measurement, for the progress line;
+/// `(auto)` when the run finds the cap itself.
+pub fn progress_words(s: &LinkSample, auto: bool) -> String {
+    let how = if auto && s.cap.is_some() {
+        " (auto)"
+    } else {
+        ""
+    };
+    format!(
+        "{}{how} · {} syncing · {}",
+        cap(s.cap),
+        s.in_sync,
+        mbps(s.mbps)
+    )
+}
+
+/// Whether the change window that ends at `until` holds the calls of `calls`, at
+/// `per_minute` requests a minute, from `now`: one sentence, or a warning. The initial syncs
+/// are never counted: they go on after the window. `admitting`: VMs also wait for a sync slot.
+pub fn window_words(
+    until: i64,
+    now: i64,
+    calls: WaveCalls,
+    per_minute: f64,
+    admitting: bool,
+) -> String {
+    let left = until - now;
+    if left <= 0 {
+        return format!(
+            "warning: the change window closed at {}: nothing will be sent",
+            utc(until)
+        );
+    }
+    let total = calls.total();
+    let vms = if calls.vms == 1 { "VM" } else { "VMs" };
+    let need_ms = (total as f64 / per_minute.max(f64::MIN_POSITIVE) * 60_000.0).ceil() as i64;
+    let what = format!(
+        "the {total} calls the wave's configures need at the least ({} lookups, {} configure \
+         calls for {} {vms}, {} polls and checks) at {} a minute (about {})",
+        calls.lookups,
+        calls.configures,
+        calls.vms,
+        calls.follow_ups,
+        rate(per_minute),
+        span(need_ms.max(1000))
+    );
+    let slots = if admitting {
+        "; VMs also wait for a free initial-sync slot, which this does not count"
+    } else {
+        ""
+    };
+    let window = format!(
+        "the change window ({} left, until {})",
+        span(left),
+        utc(until)
+    );
+    if total == 0 {
+        format!("{window}: the wave has no configure call left to send")
+    } else if need_ms <= left {
+        format!("{window} holds {what}{slots}; the initial syncs go on after the window")
+    } else {
+        let fit = (calls.vms as f64 * left as f64 / need_ms as f64).floor() as u64;
+        format!(
+            "warning: {window} cannot hold {what}: about {fit} of the {} {vms} can be sent before \
+             it closes, the rest wait for the next run{slots}",
+            calls.vms
+        )
+    }
+}
+
+/// `50`, or `12.5` when the budget is not a whole number a minute.
+fn rate(per_minute: f64) -> String {
+    if (per_minute - per_minute.round()).abs() < 0.05 {
+        format!("{per_minute:.0}")
+    } else {
+        format!("{per_minute:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(cap: Option<u32>) -> LinkSample {
+        LinkSample {
+            run_id: "run-1".into(),
+            pairing_id: "p-1".into(),
+            at: 1_717_228_800_000,
+            span_ms: 2000,
+            in_sync: 8,
+            cap,
+            mbps: 940.4,
+            pace_mbps: 120.0,
+            bytes_left: 0,
+        }
+    }
+
+    #[test]
+    fn the_progress_line_says_the_cap_the_syncs_and_the_rate() {
+        assert_eq!(
+            progress_words(&sample(Some(9)), true),
+            "cap 9 (auto) · 8 syncing · 940 Mbit/s"
+        );
+        assert_eq!(
+            progress_words(&sample(Some(9)), false),
+            "cap 9 · 8 syncing · 940 Mbit/s"
+        );
+        assert_eq!(
+            progress_words(&sample(None), true),
+            "no cap · 8 syncing · 940 Mbit/s"
+        );
+    }
+
+    #[test]
+    fn the_window_holds_the_calls_or_says_how_many_vms_it_can_send() {
+        let now = 1_717_228_800_000;
+        let calls = WaveCalls {
+            vms: 300,
+            lookups: 6,
+            configures: 15,
+            follow_ups: 30,
+        };
+        assert_eq!(
+            window_words(now + 7_800_000, now, calls, 50.0, false),
+            "the change window (2h 10m left, until 2024-06-01 10:10:00 UTC) holds the 51 calls \
+             the wave's configures need at the least (6 lookups, 15 configure calls for 300 \
+             VMs, 30 polls and checks) at 50 a minute (about 1m 01s); the initial syncs go on \
+             after the window"
+        );
+        // 51 calls at 5 a minute take 10m 12s; a 5-minute window sends about half.
+        let short = window_words(now + 300_000, now, calls, 5.0, true);
+        assert!(
+            short.starts_with("warning: the change window (5m 00s left, until"),
+            "{short}"
+        );
+        assert!(
+            short.contains(
+                "at 5 a minute (about 10m 12s): about 147 of the 300 VMs can be sent before it \
+                 closes, the rest wait for the next run; VMs also wait for a free initial-sync slot"
+            ),
+            "{short}"
+        );
+        assert!(window_words(now - 1, now, calls, 50.0, false)
+            .starts_with("warning: the change window closed"));
+    }
+}
