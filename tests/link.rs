@@ -10,7 +10,9 @@ use vrbulk::queue::{Checkpoint, LinkSample, Queue, ReplicationSeen, Step};
 use vrbulk::vr::model::VmDisk;
 
 use crate::support::cmd::Cmd;
-use crate::support::fixtures::{new_batch, spec};
+use crate::support::fixtures::{config_for, import, new_batch, spec};
+use crate::support::harness::{normal_specs, start};
+use vrbulk::sim::SimConfig;
 
 /// Disks of `bytes` in all (a multiple of 1024) for `vm`: one data disk, and one the
 /// appliance cannot replicate, which counts for nothing.
@@ -167,4 +169,120 @@ fn status_of_a_batch_no_run_measured_says_nothing_of_a_link() {
     )
     .unwrap();
     assert_eq!(json["link"], Value::Null);
+}
+
+/// `vrbulk run` against `sim` with `args`, on the queue at `db`; the settings in `config`.
+async fn run(db: &Path, config: &Path, args: &[&str]) -> crate::support::cmd::Ran {
+    let cmd = Cmd::new()
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .db(db)
+        .config(config)
+        .args(["run", "--progress", "none"])
+        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    tokio::task::spawn_blocking(move || cmd.run())
+        .await
+        .unwrap()
+}
+
+/// An RFC 3339 instant `ms` from now.
+fn from_now(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(vrbulk::queue::system_clock()() + ms)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn run_until_says_the_window_holds_the_configure_calls_the_appliance_then_received() {
+    let sim = start(SimConfig::fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &new_batch("wave"), &normal_specs(&sim, 12));
+    let config = config_for(&sim, dir.path(), "");
+    let until = from_now(2 * 3_600_000);
+    let ran = run(
+        &db,
+        &config,
+        &[
+            "--until",
+            &until,
+            "--lookup-group",
+            "5",
+            "--submit-group",
+            "5",
+        ],
+    )
+    .await;
+    let err = ran.stderr();
+    assert_eq!(ran.output.status.code(), Some(0), "{err}");
+    // 12 VMs: 3 lookups at most and 3 configure calls of 5 specs at most, at the simulator's
+    // 50 requests per 2 s.
+    let said = "holds the 6 calls the wave's configures need (3 lookups at most and 3 configure \
+                calls for 12 VMs) at 1500 a minute, a fifth of it kept for the polls that follow \
+                the tasks (within one rate window); the initial syncs go on after the window";
+    assert!(
+        err.contains("the change window (1h 59m left, until "),
+        "{err}"
+    );
+    assert!(err.contains(said), "{said}\n{err}");
+    // What the appliance received: every configure call counted, and no more lookups.
+    let calls = sim.stats().calls;
+    assert_eq!(calls.get("configureReplication"), Some(&3), "{calls:?}");
+    assert!(
+        calls.get("getLocalVms").copied().unwrap_or(0) <= 3,
+        "{calls:?}"
+    );
+    let q = Queue::open(&db).unwrap();
+    assert_eq!(
+        q.counts(batch).unwrap()[&vrbulk::queue::JobState::Succeeded],
+        12
+    );
+}
+
+#[tokio::test]
+async fn run_until_warns_when_the_window_cannot_hold_the_configure_calls() {
+    let sim = start(SimConfig {
+        vms: 610,
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &new_batch("wave"), &normal_specs(&sim, 600));
+    let config = config_for(&sim, dir.path(), "");
+    // One VM a configure call: 600 calls at 40 per 2 s need about a minute.
+    let until = from_now(3_000);
+    let ran = run(&db, &config, &["--until", &until, "--submit-group", "1"]).await;
+    let err = ran.stderr();
+    assert_eq!(
+        ran.output.status.code(),
+        Some(6),
+        "the window closed\n{err}"
+    );
+    assert!(
+        err.contains("warning: the change window (2s left, until "),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "cannot hold the 612 calls the wave's configures need (12 lookups at most and 600 \
+             configure calls for 600 VMs) at 1500 a minute, a fifth of it kept for the polls \
+             that follow the tasks (about 30s)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("of the 600 VMs can be sent before it closes, the rest wait for the next run"),
+        "{err}"
+    );
+    // The appliance's record bears the warning out: the window closed on VMs never sent.
+    let sent = sim
+        .stats()
+        .calls
+        .get("configureReplication")
+        .copied()
+        .unwrap_or(0);
+    assert!(sent < 600, "{sent} configure calls");
+    let q = Queue::open(&db).unwrap();
+    let counts = q.counts(batch).unwrap();
+    assert!(vrbulk::queue::jobs_left(&counts) > 0, "{counts:?}");
 }

@@ -152,14 +152,17 @@ pub fn progress_words(s: &LinkSample, auto: bool) -> String {
     )
 }
 
-/// Whether the change window that ends at `until` holds the calls of `calls`, at
-/// `per_minute` requests a minute, from `now`: one sentence, or a warning. The initial syncs
-/// are never counted: they go on after the window. `admitting`: VMs also wait for a sync slot.
+/// Whether the change window that ends at `until` holds the calls of `calls`, from `now`, when
+/// the request budget lets `quota` requests go per `window` and the polls that follow the
+/// tasks may take a fifth of it while other work waits ([`crate::runner::pacing`]): one
+/// sentence, or a warning. The initial syncs are never counted: they go on after the window.
+/// `admitting`: VMs also wait for a sync slot, which is not counted either.
 pub fn window_words(
     until: i64,
     now: i64,
     calls: WaveCalls,
-    per_minute: f64,
+    quota: u32,
+    window: Duration,
     admitting: bool,
 ) -> String {
     let left = until - now;
@@ -171,16 +174,25 @@ pub fn window_words(
     }
     let total = calls.total();
     let vms = if calls.vms == 1 { "VM" } else { "VMs" };
-    let need_ms = (total as f64 / per_minute.max(f64::MIN_POSITIVE) * 60_000.0).ceil() as i64;
+    // Four fifths of the budget go at once, then as much again each window.
+    let share = (u64::from(quota) * 4 / 5).max(1);
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+    let need_ms = i64::try_from(total.div_ceil(share).saturating_sub(1))
+        .unwrap_or(i64::MAX)
+        .saturating_mul(window_ms);
+    let per_minute = f64::from(quota) * 60_000.0 / window_ms as f64;
+    let took = if need_ms == 0 {
+        "within one rate window".to_string()
+    } else {
+        format!("about {}", span(need_ms))
+    };
     let what = format!(
-        "the {total} calls the wave's configures need at the least ({} lookups, {} configure \
-         calls for {} {vms}, {} polls and checks) at {} a minute (about {})",
-        calls.lookups,
-        calls.configures,
+        "the {total} calls the wave's configures need ({} and {} for {} {vms}) at {} a minute, \
+         a fifth of it kept for the polls that follow the tasks ({took})",
+        count(calls.lookups, "lookup at most", "lookups at most"),
+        count(calls.configures, "configure call", "configure calls"),
         calls.vms,
-        calls.follow_ups,
         rate(per_minute),
-        span(need_ms.max(1000))
     );
     let slots = if admitting {
         "; VMs also wait for a free initial-sync slot, which this does not count"
@@ -199,11 +211,16 @@ pub fn window_words(
     } else {
         let fit = (calls.vms as f64 * left as f64 / need_ms as f64).floor() as u64;
         format!(
-            "warning: {window} cannot hold {what}: about {fit} of the {} {vms} can be sent before \
-             it closes, the rest wait for the next run{slots}",
+            "warning: {window} cannot hold {what}: about {fit} of the {} {vms} can be sent \
+             before it closes, the rest wait for the next run{slots}",
             calls.vms
         )
     }
+}
+
+/// `1 lookup`, `3 lookups`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `50`, or `12.5` when the budget is not a whole number a minute.
@@ -252,33 +269,42 @@ mod tests {
     #[test]
     fn the_window_holds_the_calls_or_says_how_many_vms_it_can_send() {
         let now = 1_717_228_800_000;
+        let minute = Duration::from_secs(60);
         let calls = WaveCalls {
             vms: 300,
             lookups: 6,
             configures: 15,
-            follow_ups: 30,
         };
+        // 21 calls at 40 a minute (50 less the polls' fifth): all in the first window.
         assert_eq!(
-            window_words(now + 7_800_000, now, calls, 50.0, false),
-            "the change window (2h 10m left, until 2024-06-01 10:10:00 UTC) holds the 51 calls \
-             the wave's configures need at the least (6 lookups, 15 configure calls for 300 \
-             VMs, 30 polls and checks) at 50 a minute (about 1m 01s); the initial syncs go on \
-             after the window"
+            window_words(now + 7_800_000, now, calls, 50, minute, false),
+            "the change window (2h 10m left, until 2024-06-01 10:10:00 UTC) holds the 21 calls \
+             the wave's configures need (6 lookups at most and 15 configure calls for 300 VMs) \
+             at 50 a minute, a fifth of it kept for the polls that follow the tasks (within one \
+             rate window); the initial syncs go on after the window"
         );
-        // 51 calls at 5 a minute take 10m 12s; a 5-minute window sends about half.
-        let short = window_words(now + 300_000, now, calls, 5.0, true);
+        let one = WaveCalls {
+            vms: 1,
+            lookups: 1,
+            configures: 1,
+        };
+        assert!(window_words(now + 60_000, now, one, 50, minute, false)
+            .contains("(1 lookup at most and 1 configure call for 1 VM) at 50 a minute"));
+        // At 5 a minute, 4 of them for these calls: 21 calls take 5 more windows; a 2-minute
+        // window sends about 2/5 of the VMs.
+        let short = window_words(now + 120_000, now, calls, 5, minute, true);
         assert!(
-            short.starts_with("warning: the change window (5m 00s left, until"),
+            short.starts_with("warning: the change window (2m 00s left, until"),
             "{short}"
         );
         assert!(
             short.contains(
-                "at 5 a minute (about 10m 12s): about 147 of the 300 VMs can be sent before it \
-                 closes, the rest wait for the next run; VMs also wait for a free initial-sync slot"
+                "(about 5m 00s): about 120 of the 300 VMs can be sent before it closes, the rest \
+                 wait for the next run; VMs also wait for a free initial-sync slot"
             ),
             "{short}"
         );
-        assert!(window_words(now - 1, now, calls, 50.0, false)
+        assert!(window_words(now - 1, now, calls, 50, minute, false)
             .starts_with("warning: the change window closed"));
     }
 }

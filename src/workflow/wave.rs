@@ -1,7 +1,7 @@
 //! What is left of a configure batch's wave, as the queue knows it: the bytes each VM not yet
 //! protected still has to copy (what `status` predicts from, with [`super::forecast`]), and the
-//! calls the configures still to send will cost (what `run --until` holds against the change
-//! window). Neither asks the appliance.
+//! lookup and configure calls the VMs still to send will cost (what `run --until` holds against
+//! the change window). Neither asks the appliance.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -49,30 +49,28 @@ pub fn bytes_left(jobs: &[Job], protection: &[Protection]) -> BytesLeft {
     left
 }
 
-/// The calls a run still has to send to configure a batch's wave, at the least.
+/// The calls a run still has to send to configure a batch's wave, its polls left aside.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WaveCalls {
     /// VMs not configured yet whose configure call is still to be sent.
     pub vms: u64,
-    /// Lookup calls for the VMs not looked up yet, `lookup_group` a call per pairing.
+    /// Lookup calls for the VMs not looked up yet, `lookup_group` a call per pairing: at
+    /// most that many, as a run lists the inventory instead when that takes fewer.
     pub lookups: u64,
     /// Configure calls, `submit_group` specs a call per pairing.
     pub configures: u64,
-    /// A poll of its task and a look at the replications it made, per configure call: the
-    /// fewest a configure call is followed with.
-    pub follow_ups: u64,
 }
 
 impl WaveCalls {
     /// Every call counted.
     pub fn total(&self) -> u64 {
-        self.lookups + self.configures + self.follow_ups
+        self.lookups + self.configures
     }
 }
 
 /// The calls the unfinished jobs of `jobs` not yet sent still need, grouped per pairing as a
-/// run groups them (a lookup or configure call never mixes pairings). Retries, extra disk
-/// lookups and polls of a slow task come on top.
+/// run groups them (a lookup or configure call never mixes pairings). Retries, the disks of a
+/// VM a listing left out and the polls that follow the tasks come on top.
 pub fn wave_calls(jobs: &[Job], lookup_group: usize, submit_group: usize) -> WaveCalls {
     // Per pairing as the rows name it: (not looked up, not sent).
     let mut per_pairing: BTreeMap<Option<&str>, (u64, u64)> = BTreeMap::new();
@@ -93,7 +91,6 @@ pub fn wave_calls(jobs: &[Job], lookup_group: usize, submit_group: usize) -> Wav
             w.vms += send;
             w.lookups += calls(lookup, lookup_group);
             w.configures += calls(send, submit_group);
-            w.follow_ups = 2 * w.configures;
             w
         })
 }
@@ -179,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn the_calls_left_are_the_lookups_and_configures_not_sent_with_their_follow_ups() {
+    fn the_calls_left_are_the_lookups_and_configures_not_sent() {
         let (_q, jobs) = wave();
         // e, f and g are still to be sent; f and g still to be looked up.
         let w = wave_calls(&jobs, 50, 20);
@@ -189,11 +186,10 @@ mod tests {
                 vms: 3,
                 lookups: 1,
                 configures: 1,
-                follow_ups: 2
             }
         );
-        assert_eq!(w.total(), 4);
+        assert_eq!(w.total(), 2);
         let w = wave_calls(&jobs, 1, 2);
-        assert_eq!((w.lookups, w.configures, w.total()), (2, 2, 8));
+        assert_eq!((w.lookups, w.configures, w.total()), (2, 2, 4));
     }
 }
