@@ -286,3 +286,107 @@ async fn run_until_warns_when_the_window_cannot_hold_the_configure_calls() {
     let counts = q.counts(batch).unwrap();
     assert!(vrbulk::queue::jobs_left(&counts) > 0, "{counts:?}");
 }
+
+#[tokio::test]
+async fn plan_predicts_the_wave_from_the_link_a_run_of_this_queue_measured() {
+    let sim = start(SimConfig::fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let inventory = sim.inventory();
+    let pairing = inventory.pairing_id.clone();
+    // An earlier wave whose run measured the pairing, then the wave to plan.
+    let earlier = import(&db, &new_batch("wave 1"), &[spec("elsewhere")]);
+    let specs = normal_specs(&sim, 6);
+    import(&db, &new_batch("wave 2"), &specs);
+    let config = config_for(&sim, dir.path(), "");
+    let plan = |args: &'static [&'static str]| {
+        let (db, config) = (db.clone(), config.clone());
+        let cmd = Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&db)
+            .config(&config)
+            .args(args);
+        async move {
+            tokio::task::spawn_blocking(move || cmd.assert_exit(0).stdout())
+                .await
+                .unwrap()
+        }
+    };
+
+    let out = plan(&["plan"]).await;
+    let unmeasured = format!(
+        "No run of this queue has measured the link of pairing {pairing} (to \
+         vc-site-b.corp.local) yet, so there is no prediction for the 6 VMs"
+    );
+    assert!(out.contains(&unmeasured), "{out}");
+    assert!(out.contains("`vrbulk run` measures the link as it admits the wave, and `vrbulk status` then predicts"), "{out}");
+
+    let mut q = Queue::open(&db).unwrap();
+    q.start_run("run-old", earlier, "elsewhere:1:run-old", "run", None)
+        .unwrap();
+    for (at, in_sync, mbps) in [(1_000, 2, 400.0), (2_000, 8, 800.0), (3_000, 1, 150.0)] {
+        q.record_link_sample(&LinkSample {
+            run_id: "run-old".into(),
+            pairing_id: pairing.clone(),
+            at: 1_717_228_800_000 + at,
+            span_ms: 1_000,
+            in_sync,
+            cap: Some(8),
+            mbps,
+            pace_mbps: 200.0,
+            bytes_left: 0,
+        })
+        .unwrap();
+    }
+    drop(q);
+
+    // The simulator's own disks of the six VMs, at the best the run measured: 100 MB/s in
+    // all, 25 MB/s a sync.
+    let sizes: Vec<u64> = specs
+        .iter()
+        .map(|s| {
+            let vm = inventory
+                .vms
+                .iter()
+                .find(|v| Some(&v.vm.name) == s.vm.name.as_ref())
+                .unwrap();
+            vm.disks()
+                .iter()
+                .filter(|d| d.supported_for_replication != Some(false))
+                .map(|d| d.capacity.unwrap_or(0) as u64 * 1024)
+                .sum()
+        })
+        .collect();
+    let expected = vrbulk::workflow::forecast::Forecast::of(
+        &sizes,
+        vrbulk::workflow::forecast::LinkRate::from_mbps(800.0, 200.0),
+    )
+    .unwrap();
+    let out = plan(&["plan"]).await;
+    let measured = format!(
+        "Prediction for the 6 VMs ({}) to configure over pairing {pairing} (to \
+         vc-site-b.corp.local), if the link carries what it carried at best when last measured \
+         by run run-old at 2024-06-01 08:00:02 UTC: 800 Mbit/s in all with 8 in initial sync, \
+         one sync at most 200 Mbit/s: counted from the start of their syncs, the first \
+         protected after about {}, half after about {}, all after about {}.",
+        vrbulk::units::bytes(sizes.iter().sum::<u64>() as i64),
+        vrbulk::timefmt::span(expected.first.as_millis() as i64),
+        vrbulk::timefmt::span(expected.half.as_millis() as i64),
+        vrbulk::timefmt::span(expected.all.as_millis() as i64),
+    );
+    assert!(out.contains(&measured), "{measured}\n{out}");
+
+    let json: Value = serde_json::from_str(&plan(&["plan", "--format", "json"]).await).unwrap();
+    let link = &json["link"][0];
+    assert_eq!(link["pairing_id"], pairing.as_str());
+    assert_eq!(link["measured"]["mbps"], 800.0);
+    assert_eq!(
+        link["all_protected_after_ms"].as_i64(),
+        Some(expected.all.as_millis() as i64)
+    );
+    assert_eq!(
+        sim.stats().calls.get("configureReplication"),
+        None,
+        "a plan configures nothing"
+    );
+}
