@@ -12,6 +12,7 @@ use vrbulk::vr::model::VmDisk;
 use crate::support::cmd::Cmd;
 use crate::support::fixtures::{config_for, import, new_batch, spec};
 use crate::support::harness::{normal_specs, start};
+use crate::support::wait::eventually_blocking;
 use vrbulk::sim::SimConfig;
 
 /// Disks of `bytes` in all (a multiple of 1024) for `vm`: one data disk, and one the
@@ -389,4 +390,65 @@ async fn plan_predicts_the_wave_from_the_link_a_run_of_this_queue_measured() {
         None,
         "a plan configures nothing"
     );
+}
+
+#[tokio::test]
+async fn the_progress_line_shows_what_the_run_last_measured_of_the_link() {
+    // Syncs of a few real seconds, one at a time: the run lasts while the first one syncs.
+    let sim = start(SimConfig {
+        sync_time_scale: 600.0,
+        ..SimConfig::fast()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = import(&db, &new_batch("wave"), &normal_specs(&sim, 2));
+    let config = config_for(&sim, dir.path(), "");
+    let cmd = Cmd::new()
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .db(&db)
+        .config(&config)
+        .args(["run", "--progress", "plain", "--max-initial-syncs", "1"]);
+    let running = tokio::task::spawn_blocking(move || cmd.run());
+    // What the run's admission would record, stamped later than anything it records itself,
+    // so that it is the newest whatever the run measures.
+    let db2 = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut q = Queue::open(&db2).unwrap();
+        let run_id = eventually_blocking(
+            Duration::from_secs(30),
+            "the run to start",
+            || -> Result<String, &str> {
+                q.runs(batch)
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| r.finished_at.is_none())
+                    .map(|r| r.id)
+                    .ok_or("no run yet")
+            },
+        );
+        q.record_link_sample(&LinkSample {
+            run_id,
+            pairing_id: "pairing-1".into(),
+            at: vrbulk::queue::system_clock()() + 3_600_000,
+            span_ms: 2_000,
+            in_sync: 2,
+            cap: Some(3),
+            mbps: 123.4,
+            pace_mbps: 80.0,
+            bytes_left: GB,
+        })
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let ran = running.await.unwrap();
+    let err = ran.stderr();
+    assert_eq!(ran.output.status.code(), Some(0), "{err}");
+    let last = err
+        .lines()
+        .filter(|l| l.contains("VMs ended"))
+        .last()
+        .unwrap_or_default();
+    assert!(last.contains("cap 3 · 2 syncing · 123 Mbit/s"), "{err}");
 }
