@@ -447,8 +447,7 @@ async fn the_progress_line_shows_what_the_run_last_measured_of_the_link() {
     assert_eq!(ran.output.status.code(), Some(0), "{err}");
     let last = err
         .lines()
-        .filter(|l| l.contains("VMs ended"))
-        .last()
+        .rfind(|l| l.contains("VMs ended"))
         .unwrap_or_default();
     assert!(last.contains("cap 3 · 2 syncing · 123 Mbit/s"), "{err}");
 }
