@@ -20,6 +20,10 @@ pub struct LinkStatus {
     pub measured: LinkSample,
     /// The pairings the measuring run sampled: a prediction needs exactly one.
     pub pairings: usize,
+    /// With one pairing: the VMs with a sync still to come whose size is known, and those
+    /// not looked up yet.
+    pub vms_left: u64,
+    pub unknown: u64,
     pub prediction: Option<Prediction>,
 }
 
@@ -53,8 +57,12 @@ pub fn status(queue: &Queue, batch: &Batch, now: i64) -> anyhow::Result<Option<L
     pairings.sort_unstable();
     pairings.dedup();
     let rate = LinkRate::from_mbps(measured.mbps, measured.pace_mbps);
+    let left = if pairings.len() == 1 {
+        bytes_left(&queue.jobs(batch.id)?, &queue.protection(batch.id)?)
+    } else {
+        Default::default()
+    };
     let prediction = if pairings.len() == 1 {
-        let left = bytes_left(&queue.jobs(batch.id)?, &queue.protection(batch.id)?);
         Forecast::of(&left.per_vm, rate).map(|f| {
             let at = |d: Duration| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(0));
             Prediction {
@@ -72,6 +80,8 @@ pub fn status(queue: &Queue, batch: &Batch, now: i64) -> anyhow::Result<Option<L
     };
     Ok(Some(LinkStatus {
         pairings: pairings.len(),
+        vms_left: left.per_vm.len() as u64,
+        unknown: left.unknown,
         measured,
         prediction,
     }))
@@ -124,12 +134,14 @@ pub fn status_words(l: &LinkStatus, now: i64) -> String {
              predicts one link at a time (`vrbulk plan` does, per pairing)",
             l.pairings
         ),
-        None if m.mbps <= 0.0 || m.pace_mbps <= 0.0 => {
-            "no prediction: nothing was copying at that measurement".into()
+        None if l.vms_left == 0 && l.unknown == 0 => {
+            "no prediction: no VM of the batch has a sync still to come".into()
         }
-        None => "no prediction: no VM of the batch has anything left to copy that vrbulk \
-                 knows the size of"
-            .into(),
+        None if l.vms_left == 0 => format!(
+            "no prediction: {} not been looked up yet, so no size is known",
+            count(l.unknown, "VM left has", "VMs left have")
+        ),
+        None => "no prediction: nothing was copying at that measurement".into(),
     };
     out.push_str(&said);
     out.push('\n');
@@ -264,6 +276,38 @@ mod tests {
             progress_words(&sample(None), true),
             "no cap · 8 syncing · 940 Mbit/s"
         );
+    }
+
+    #[test]
+    fn without_a_prediction_status_says_why() {
+        let now = 1_717_228_860_000;
+        let mut l = LinkStatus {
+            measured: sample(Some(4)),
+            pairings: 1,
+            vms_left: 0,
+            unknown: 0,
+            prediction: None,
+        };
+        let said = status_words(&l, now);
+        assert!(
+            said.starts_with(
+                "\nlink of pairing p-1, as measured at 2024-06-01 08:00:00 UTC (1m 00s ago) by \
+                 run run-1: cap 4, 8 in initial sync, 940 Mbit/s in all, one sync at most 120 \
+                 Mbit/s\n"
+            ),
+            "{said}"
+        );
+        assert!(said.ends_with("no prediction: no VM of the batch has a sync still to come\n"));
+        l.unknown = 1;
+        assert!(status_words(&l, now).ends_with(
+            "no prediction: 1 VM left has not been looked up yet, so no size is known\n"
+        ));
+        l.vms_left = 2;
+        l.measured.mbps = 0.0;
+        assert!(status_words(&l, now)
+            .ends_with("no prediction: nothing was copying at that measurement\n"));
+        l.pairings = 2;
+        assert!(status_words(&l, now).contains("no prediction: the run measured 2 pairings"));
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub struct MeasuredLink {
 const COLUMNS: &str = "s.run_id, s.pairing_id, s.at, s.span_ms, s.in_sync, s.cap, s.mbps, \
                        s.pace_mbps, s.bytes_left";
 
-fn sample(r: &Row<'_>) -> rusqlite::Result<LinkSample> {
+/// A row of [`COLUMNS`] as a sample.
+pub(super) fn sample(r: &Row<'_>) -> rusqlite::Result<LinkSample> {
     Ok(LinkSample {
         run_id: r.get(0)?,
         pairing_id: r.get(1)?,
