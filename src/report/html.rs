@@ -509,7 +509,9 @@ fn link(r: &Report) -> Markup {
                 p.legend {
                     span { i.line style={ "background:" (LINK_MBPS) } {} "Mbit/s, all initial syncs" }
                     span { i.line style={ "background:" (LINK_SYNCS) } {} "syncs in flight" }
-                    span { i.line style={ "background:" (LINK_CAP) } {} "cap (dashed)" }
+                    @if l.cap_max.is_some() {
+                        span { i.line style={ "background:" (LINK_CAP) } {} "cap (dashed)" }
+                    }
                 }
             }
         } "\n"
@@ -579,7 +581,9 @@ fn link_chart(l: &LinkSeries) -> Markup {
             }
             text x=(LEFT - 6.0) y=(top + CHART + 4.0) text-anchor="end" font-size="11" fill="#5f6b76" { "0" }
             line x1=(LEFT) y1=(top) x2=(LEFT + PLOT) y2=(top) stroke="#d8dee4" {}
-            path d=(cap_path.trim_end()) fill="none" stroke=(LINK_CAP) stroke-width="1.5" stroke-dasharray="5 3" {}
+            @if !cap_path.is_empty() {
+                path d=(cap_path.trim_end()) fill="none" stroke=(LINK_CAP) stroke-width="1.5" stroke-dasharray="5 3" {}
+            }
             path d=(syncs_path.trim_end()) fill="none" stroke=(LINK_SYNCS) stroke-width="1.5" {}
             path d=(mbps_path.trim_end()) fill="none" stroke=(LINK_MBPS) stroke-width="2" {}
             // One dot per measurement while they are few enough to point at, each saying what
