@@ -96,13 +96,18 @@ pub(super) fn series(samples: Vec<LinkSample>, sites: &[Site]) -> Vec<LinkSeries
         .collect()
 }
 
+/// `pairing p-1 (to vc-site-b)`: a pairing by its id and, when known, its target vCenter.
+pub(super) fn pairing_name(pairing_id: &str, target_vcenter: Option<&str>) -> String {
+    match target_vcenter {
+        Some(vc) => format!("pairing {pairing_id} (to {vc})"),
+        None => format!("pairing {pairing_id}"),
+    }
+}
+
 impl LinkSeries {
     /// `pairing p-1 (to vc-site-b)`, the words that name the link.
     pub fn name(&self) -> String {
-        match &self.target_vcenter {
-            Some(vc) => format!("pairing {} (to {vc})", self.pairing_id),
-            None => format!("pairing {}", self.pairing_id),
-        }
+        pairing_name(&self.pairing_id, self.target_vcenter.as_deref())
     }
 
     /// What the series says in one paragraph (after [`LinkSeries::name`]): how many

@@ -81,10 +81,7 @@ impl WaveForecast {
 
     /// `pairing p-1 (to vc-site-b)`.
     fn name(&self) -> String {
-        match &self.target_vcenter {
-            Some(vc) => format!("pairing {} (to {vc})", self.pairing_id),
-            None => format!("pairing {}", self.pairing_id),
-        }
+        super::link::pairing_name(&self.pairing_id, self.target_vcenter.as_deref())
     }
 
     /// What the plan says of the wave's syncs over this pairing, in one paragraph.
