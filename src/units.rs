@@ -24,6 +24,18 @@ pub fn bytes(n: i64) -> String {
     }
 }
 
+/// A link's rate as network people say it: `940 Mbit/s`, `12.5 Mbit/s` below 100, and
+/// `2.35 Gbit/s` from 10 Gbit/s up, where the last Mbit/s digits say nothing.
+pub fn mbps(rate: f64) -> String {
+    if rate >= 10_000.0 {
+        format!("{:.2} Gbit/s", rate / 1000.0)
+    } else if rate >= 100.0 {
+        format!("{rate:.0} Mbit/s")
+    } else {
+        format!("{rate:.1} Mbit/s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +52,14 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 * (1 << 40)), "3.0 TiB");
+    }
+
+    #[test]
+    fn rates_keep_the_digits_that_mean_something() {
+        assert_eq!(mbps(0.0), "0.0 Mbit/s");
+        assert_eq!(mbps(12.54), "12.5 Mbit/s");
+        assert_eq!(mbps(940.4), "940 Mbit/s");
+        assert_eq!(mbps(9_999.0), "9999 Mbit/s");
+        assert_eq!(mbps(23_456.0), "23.46 Gbit/s");
     }
 }

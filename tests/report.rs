@@ -15,9 +15,10 @@ use serde_json::{json, Value};
 use vrbulk::domain::{JobSpec, Operation, OperationSpec, VmRef};
 use vrbulk::domain::{Placement, ReplicationSettings};
 use vrbulk::queue::{
-    Checkpoint, JobState, Lease, NewBatch, OperationJob, Queue, Readiness, ReplicationSeen, Step,
+    Checkpoint, JobState, Lease, LinkSample, MeasuredLink, NewBatch, OperationJob, Queue,
+    Readiness, ReplicationSeen, Step,
 };
-use vrbulk::report::{Format, PlanReport, Report};
+use vrbulk::report::{Format, PlanReport, Report, WaveForecast};
 use vrbulk::sim::{SimConfig, Simulator};
 use vrbulk::vr::model::VmDisk;
 use vrbulk::vr::OpUsage;
@@ -514,6 +515,32 @@ fn protection_fixture(path: &Path) -> (Queue, i64) {
         ],
     );
     watch(30, &[seen(3, "OK", Some((60, 60)), true)]);
+    // What admission measured of the link meanwhile: the cap grew while the throughput rose,
+    // and came back when it stopped rising.
+    let link = [
+        (12, 1, 2, 118.0, 1200),
+        (16, 2, 2, 350.0, 1100),
+        (22, 4, 4, 610.0, 900),
+        (30, 6, 6, 770.0, 650),
+        (38, 8, 8, 765.5, 420),
+        (48, 6, 6, 742.0, 260),
+        (60, 3, 6, 420.0, 90),
+        (70, 1, 6, 118.25, 0),
+    ];
+    for (minute, in_sync, cap, mbps, gib_left) in link {
+        d.q.record_link_sample(&LinkSample {
+            run_id: "run-1".into(),
+            pairing_id: "pairing-a-b".into(),
+            at: T0 + minute * 60_000,
+            span_ms: 60_000,
+            in_sync,
+            cap: Some(cap),
+            mbps,
+            pace_mbps: mbps.min(120.0),
+            bytes_left: gib_left * GIB_KB * 1024,
+        })
+        .unwrap();
+    }
     d.q.finish_run("run-1", "done", 0).unwrap();
 
     // Day 2: batch 2 pauses lab-08, batch 3 unconfigures old-10.
@@ -693,7 +720,28 @@ fn plan_fixture(q: &Queue, batch: i64) -> PlanReport {
             ..row(7, PlanAction::Skip)
         },
     ];
-    PlanReport::new(&q.batch(batch).unwrap(), &jobs, rows, 9, REPORT_AT)
+    // One pairing a run of this queue measured, one that no run did.
+    let measured = MeasuredLink {
+        pairing_id: "pairing-a-b".into(),
+        run_id: "run-1".into(),
+        run_started_at: T0 - 86_400_000,
+        mbps: 940.0,
+        at: T0 - 80_000_000,
+        in_sync: 9,
+        pace_mbps: 160.0,
+        samples: 120,
+    };
+    let gib = |n: u64| n << 30;
+    let link = vec![
+        WaveForecast::of(
+            "pairing-a-b",
+            Some("vc-site-b.corp.local"),
+            &[gib(40), gib(20), gib(60), gib(80)],
+            Some(measured),
+        ),
+        WaveForecast::of("pairing-a-c", Some("vc <site-c>"), &[gib(10)], None),
+    ];
+    PlanReport::new(&q.batch(batch).unwrap(), &jobs, rows, 9, REPORT_AT).with_link(link)
 }
 
 #[test]
@@ -877,6 +925,53 @@ fn the_json_report_agrees_with_the_queue_on_every_replication() {
             .collect();
         assert_eq!(entry["replication_events"], json!(events), "job {job}");
     }
+}
+
+#[test]
+fn the_json_report_holds_the_link_series_the_queue_recorded_and_the_html_charts_it() {
+    let (report, q, batch, _dir) = protection_report();
+    let doc: Value = serde_json::from_str(&report.render(Format::Json).unwrap()).unwrap();
+    let recorded = q.link_samples(batch).unwrap();
+    assert!(!recorded.is_empty());
+    let link = doc["link"].as_array().unwrap();
+    assert_eq!(link.len(), 1, "one pairing");
+    assert_eq!(link[0]["pairing_id"], "pairing-a-b");
+    let rfc3339 = |ms: i64| vrbulk::report::UtcTime(ms).rfc3339();
+    let expected: Vec<Value> = recorded
+        .iter()
+        .map(|s| {
+            json!({
+                "at": rfc3339(s.at), "span_ms": s.span_ms, "run_id": s.run_id,
+                "in_sync": s.in_sync, "cap": s.cap, "mbps": s.mbps,
+                "pace_mbps": s.pace_mbps, "bytes_left": s.bytes_left,
+            })
+        })
+        .collect();
+    assert_eq!(link[0]["samples"], json!(expected));
+    let best = recorded.iter().map(|s| s.mbps).fold(0.0, f64::max);
+    assert_eq!(link[0]["peak_mbps"], json!(best));
+    assert_eq!(link[0]["cap_min"], json!(2));
+    assert_eq!(link[0]["cap_max"], json!(8));
+
+    // The chart is drawn by vrbulk itself: one point per measurement, nothing fetched.
+    let html = report.render(Format::Html).unwrap();
+    let section = html
+        .split("<section id=\"link\">")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .expect("a link section");
+    assert_eq!(section.matches("<circle").count(), recorded.len());
+    assert_eq!(section.matches("<path").count(), 3, "Mbit/s, syncs, cap");
+    assert!(!html.contains("<script") && !html.contains("src=\"http"));
+
+    // A batch no run measured says nothing of a link.
+    let (plain, ..) = fixture_report();
+    assert!(plain.link.is_empty());
+    assert!(!plain.render(Format::Html).unwrap().contains("id=\"link\""));
+    assert!(!plain
+        .render(Format::Md)
+        .unwrap()
+        .contains("Replication link"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod faults;
 mod input_corpus;
 mod inventory;
 mod kills;
+mod link;
 mod openapi_validator;
 mod operations;
 mod operator;

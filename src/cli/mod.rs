@@ -9,6 +9,7 @@ mod demo;
 mod import;
 mod init;
 mod inventory;
+mod link;
 pub mod logging;
 mod operate;
 mod pause;

@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::config::ConfigFile;
 use crate::queue::{Batch, Queue};
-use crate::report::{Format, PlanReport};
+use crate::report::{Format, PlanReport, WaveForecast};
 use crate::units::gib;
 use crate::workflow::plan::{batch_to_plan, PlanTarget};
 use crate::workflow::{connect, plan_jobs, Plan, PlanAction, PlanCapacity};
@@ -58,6 +58,7 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
         .await
         .context("the plan is incomplete")?;
     client.logout().await.ok();
+    let link = wave_forecasts(&Queue::open(db)?, &plan)?;
     let would_fail = plan.rows.iter().any(|p| p.action == PlanAction::Fail);
     // The table says it on its first line; a JSON or report output keeps stdout to itself.
     let quoted = chosen_because.map(|why| format!(" ({why})"));
@@ -69,8 +70,9 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
     if args.format.is_some() || args.output.is_some() {
         let now = crate::queue::system_clock()();
         let calls = client.metrics().total_calls();
-        let report =
-            PlanReport::new(&batch, &jobs, plan.rows, calls, now).with_capacity(plan.capacity);
+        let report = PlanReport::new(&batch, &jobs, plan.rows, calls, now)
+            .with_capacity(plan.capacity)
+            .with_link(link);
         super::report::write_output(&report.render(format)?, args.output.as_deref())?;
     } else if args.json {
         println!("{}", serde_json::to_string_pretty(&plan.rows)?);
@@ -81,6 +83,9 @@ pub async fn run(args: PlanArgs, config: Option<&Path>, db: &Path) -> anyhow::Re
             &plan,
             client.metrics().total_calls(),
         );
+        for f in &link {
+            println!("\n{}", f.words());
+        }
     }
     // A script can stop before `run` when the plan already knows some VMs will fail.
     if would_fail {
@@ -148,6 +153,34 @@ pub fn print_table(batch: &Batch, why: &str, plan: &Plan, calls: u64) {
             println!("  {:<width$}  {:<9}  warning: {w}", "", "");
         }
     }
+}
+
+/// Per pairing the plan would configure VMs over, when they would be protected: by what the
+/// newest run of this queue that measured the pairing found of its link, else nothing but that
+/// `run` measures it.
+pub fn wave_forecasts(queue: &Queue, plan: &Plan) -> anyhow::Result<Vec<WaveForecast>> {
+    let size: std::collections::HashMap<i64, i64> = plan
+        .rows
+        .iter()
+        .filter(|r| r.action == PlanAction::Configure)
+        .map(|r| (r.job_id, r.capacity_bytes))
+        .collect();
+    let mut out = Vec::new();
+    for (pairing, (target, jobs)) in &plan.pairings {
+        let sizes: Vec<u64> = jobs
+            .iter()
+            .filter_map(|j| size.get(j))
+            .map(|b| (*b).max(0) as u64)
+            .collect();
+        if sizes.is_empty() {
+            continue;
+        }
+        let measured = queue
+            .measured_link(pairing)
+            .with_context(|| format!("reading what runs measured of pairing {pairing}"))?;
+        out.push(WaveForecast::of(pairing, Some(target), &sizes, measured));
+    }
+    Ok(out)
 }
 
 /// What the plan counted room by: the appliance's limits and where each came from, then each

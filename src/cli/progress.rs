@@ -3,7 +3,8 @@
 //! output goes to a file or a pipe. Both say where the VMs are (waiting, resolving, submitting,
 //! awaiting their task, verifying, ended), the ETA the runner's pacing estimates
 //! ([`crate::runner::pacing::eta`]), and what the run waits for when it seems to stand still:
-//! the appliance's rate limit, or VMs still leased by a run that died.
+//! the appliance's rate limit, or VMs still leased by a run that died; and while the run
+//! admits a wave and measures its link, the cap and the throughput it last measured.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::queue::{BatchId, BatchStatus, Holder, Queue};
+use crate::queue::{BatchId, BatchStatus, Holder, LinkSample, Queue};
 use crate::runner::pacing::eta::{Estimate, Eta, Stages, Tick};
 use crate::vr::Budget;
 
@@ -51,6 +52,30 @@ struct Reading {
     task: Option<Duration>,
     /// How long ago the newest VM still awaiting its task was sent.
     newest_sent: Option<Duration>,
+    /// What this run last measured of the link, while it admits a wave.
+    link: Option<LinkSample>,
+}
+
+/// How the run admits VMs to their initial sync, for the words of the progress line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Every VM is sent as soon as it is ready.
+    Off,
+    /// At most a cap of initial syncs at once.
+    Capped,
+    /// A cap the run finds itself as it measures the link (`--max-initial-syncs auto`).
+    Auto,
+}
+
+impl From<bool> for Admission {
+    /// `true`: a cap, by whatever rule.
+    fn from(admitting: bool) -> Admission {
+        if admitting {
+            Admission::Capped
+        } else {
+            Admission::Off
+        }
+    }
 }
 
 impl Progress {
@@ -60,8 +85,9 @@ impl Progress {
         budget: Option<std::sync::Arc<Budget>>,
         mode: ProgressMode,
         quiet: bool,
-        admitting: bool,
+        admission: impl Into<Admission>,
     ) -> Progress {
+        let admission = admission.into();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let mode = mode.resolve(quiet);
         let task = (mode != ProgressMode::None).then(|| {
@@ -91,11 +117,14 @@ impl Progress {
                                 q.newest_task_sent(batch).ok().flatten().map(|at| {
                                     Duration::from_millis((status.as_of - at).max(0) as u64)
                                 });
+                            // Only this run's: an earlier run's cap is not this one's.
+                            let link = q.latest_link_sample(batch, since).ok().flatten();
                             Some(Reading {
                                 status,
                                 others,
                                 task,
                                 newest_sent,
+                                link,
                             })
                         })
                         .await
@@ -103,7 +132,7 @@ impl Progress {
                         .flatten()
                     }
                 };
-                let mut view = View::new(mode, admitting);
+                let mut view = View::new(mode, admission);
                 let every = if mode == ProgressMode::Bar {
                     Duration::from_secs(1)
                 } else {
@@ -147,10 +176,12 @@ struct View {
     /// The run submits as initial syncs end (`--max-initial-syncs`): VMs at the submit step
     /// wait for a slot, and the syncs, not the rate limit, set the pace.
     admitting: bool,
+    /// The run finds the cap itself.
+    auto: bool,
 }
 
 impl View {
-    fn new(mode: ProgressMode, admitting: bool) -> View {
+    fn new(mode: ProgressMode, admission: Admission) -> View {
         let bar = (mode == ProgressMode::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
@@ -164,7 +195,8 @@ impl View {
         View {
             bar,
             eta: Eta::default(),
-            admitting,
+            admitting: admission != Admission::Off,
+            auto: admission == Admission::Auto,
         }
     }
 
@@ -185,7 +217,13 @@ impl View {
                 "eta: overdue, {in_flight} VMs in flight past the task time measured so far"
             ),
         };
-        let mut notes = vec![describe(&stages, self.admitting), ended(&r.status)];
+        let link = r
+            .link
+            .as_ref()
+            .map(|l| super::link::progress_words(l, self.auto));
+        let mut notes = vec![describe(&stages, self.admitting)];
+        notes.extend(link);
+        notes.push(ended(&r.status));
         notes.extend(budget.and_then(waiting_for_budget));
         notes.extend(leases(&r.others, r.status.as_of));
         let notes: Vec<String> = notes.into_iter().filter(|n| !n.is_empty()).collect();

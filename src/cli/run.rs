@@ -7,10 +7,12 @@ use clap::Args;
 
 use super::progress::{Progress, ProgressMode};
 use crate::config::{ConfigFile, ProcessEnvironment};
+use crate::domain::Operation;
 use crate::queue::{jobs_left, Batch, Queue};
 use crate::runner::{self, RunOptions};
 use crate::settings::RunSettings;
 use crate::vr::ClientSettings;
+use crate::workflow::wave::wave_calls;
 
 #[derive(Debug, Args)]
 #[command(after_help = run_help())]
@@ -98,6 +100,24 @@ pub(super) async fn drive(
         limits.window.as_secs_f64(),
         opts.workers
     );
+    if let Some(until) = opts
+        .until
+        .filter(|_| batch.operation == Operation::Configure)
+    {
+        let calls = wave_calls(&queue.jobs(batch.id)?, opts.lookup_group, opts.submit_group);
+        let now = crate::queue::system_clock()();
+        eprintln!(
+            "{}",
+            super::link::window_words(
+                until,
+                now,
+                calls,
+                limits.quota(),
+                limits.window,
+                opts.max_initial_syncs.is_some()
+            )
+        );
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let id = batch.id;

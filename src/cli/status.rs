@@ -42,21 +42,29 @@ struct StatusJson<'a> {
     status: &'a BatchStatus,
     standing: &'a Standing,
     last_run: Option<&'a LastRun>,
+    /// The newest measurement of the link and the prediction from it; `null` when no run
+    /// measured the link.
+    link: Option<&'a super::link::LinkStatus>,
 }
 
 pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<Exit> {
     let (queue, batch) = Queue::read_batch(db, args.batch)?;
     let status = queue.status_with_errors(batch.id, args.errors)?;
     let summary = queue.summary(batch.id, &super::batches::liveness_here())?;
+    let link = super::link::status(&queue, &batch, status.as_of)?;
     if args.json {
         let json = StatusJson {
             status: &status,
             standing: &summary.standing,
             last_run: summary.last_run.as_ref(),
+            link: link.as_ref(),
         };
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", render(&status));
+        if let Some(link) = &link {
+            print!("{}", super::link::status_words(link, status.as_of));
+        }
         print!(
             "{}",
             last_run(&status, &summary.standing, summary.last_run.as_ref())

@@ -55,19 +55,7 @@ impl Queue {
              FROM link_samples s JOIN runs r ON r.id = s.run_id WHERE r.batch_id = ? \
              ORDER BY s.at, s.id",
         )?;
-        let rows = stmt.query_map([batch], |r| {
-            Ok(LinkSample {
-                run_id: r.get(0)?,
-                pairing_id: r.get(1)?,
-                at: r.get(2)?,
-                span_ms: r.get(3)?,
-                in_sync: r.get(4)?,
-                cap: r.get(5)?,
-                mbps: r.get(6)?,
-                pace_mbps: r.get(7)?,
-                bytes_left: r.get(8)?,
-            })
-        })?;
+        let rows = stmt.query_map([batch], super::link_rate::sample)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

@@ -14,6 +14,7 @@ mod begin;
 mod choose;
 mod limits;
 mod link;
+mod link_rate;
 mod operations;
 mod protection;
 mod record;
@@ -37,6 +38,7 @@ pub use batches::{jobs_left, BatchSummary, LastRun, Liveness, Standing};
 pub use begin::{Begun, RunStart};
 pub use limits::LearntLimit;
 pub use link::LinkSample;
+pub use link_rate::MeasuredLink;
 pub use operations::{OperationJob, OperationRefused};
 pub use protection::{
     Operated, PauseMark, Protection, Readiness, ReadinessCounts, ReplicationEvent, ReplicationSeen,

@@ -44,6 +44,8 @@ pub struct BatchRecord {
     /// What operators did to the batch's jobs (requeues, with their corrections, and
     /// cancels), oldest first.
     pub operator_actions: Vec<OperatorAction>,
+    /// What admission measured of the link over the batch's runs, oldest first.
+    pub link_samples: Vec<super::LinkSample>,
 }
 
 /// One operator's action on a job, as its event recorded it.
@@ -133,6 +135,7 @@ impl Queue {
             protection: self.protection(id)?,
             replication_events: self.batch_replication_events(id)?,
             operator_actions: self.operator_actions(id)?,
+            link_samples: self.link_samples(id)?,
             acts_on,
             operations,
             batch,

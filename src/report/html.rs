@@ -16,7 +16,9 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use super::audit::{self, moref};
 use super::operations::{describe, state_word};
 use super::settings;
-use super::{bytes, span, JobProtection, JobRow, PlanReport, Report, TimelineEntry, UtcTime};
+use super::{
+    bytes, span, JobProtection, JobRow, LinkSeries, PlanReport, Report, TimelineEntry, UtcTime,
+};
 use crate::domain::Operation;
 use crate::queue::{JobState, Readiness};
 use crate::workflow::PlanAction;
@@ -108,7 +110,7 @@ pub(super) fn batch(r: &Report) -> String {
             (effective_settings(r))
         } "\n"
         (summary(r)) "\n"
-        @if configures { (protection(r)) "\n" }
+        @if configures { (protection(r)) "\n" (link(r)) }
         (failures(r)) "\n"
         @if !configures { (skipped(r)) "\n" }
         (operations_since(r))
@@ -481,6 +483,127 @@ fn steps(scale: &TimeScale, times: &[i64], y: &impl Fn(usize) -> f64) -> String 
     d
 }
 
+/// Colours of the link chart: throughput, syncs in flight, the cap.
+const LINK_MBPS: &str = "#1e63c6";
+const LINK_SYNCS: &str = "#2e7d32";
+const LINK_CAP: &str = "#ef6c00";
+
+/// What admission measured of each pairing's link: its numbers in words, then a chart of the
+/// throughput (Mbit/s) and of the syncs in flight beside the cap over time. Nothing when no
+/// run measured a link.
+fn link(r: &Report) -> Markup {
+    if r.link.is_empty() {
+        return html! {};
+    }
+    html! {
+        section #link {
+            h2 { "Replication link" }
+            p.muted {
+                "What the runs measured while they admitted the wave: the initial syncs' \
+                 throughput in all, and how many syncs they let run at once."
+            }
+            @for l in &r.link {
+                h3 { (l.name()) }
+                p { (l.summary()) }
+                (link_chart(l))
+                p.legend {
+                    span { i.line style={ "background:" (LINK_MBPS) } {} "Mbit/s, all initial syncs" }
+                    span { i.line style={ "background:" (LINK_SYNCS) } {} "syncs in flight" }
+                    @if l.cap_max.is_some() {
+                        span { i.line style={ "background:" (LINK_CAP) } {} "cap (dashed)" }
+                    }
+                }
+            }
+        } "\n"
+    }
+}
+
+/// Throughput and syncs over time, each on its own scale from zero (Mbit/s labelled above the
+/// plot's left corner, syncs below it); a run's samples join, runs do not.
+fn link_chart(l: &LinkSeries) -> Markup {
+    const CHART: f64 = 160.0;
+    let (Some(first), Some(last)) = (l.samples.first(), l.samples.last()) else {
+        return html! {};
+    };
+    let scale = TimeScale {
+        t0: first.at.0 - first.span_ms.max(0),
+        t1: last.at.0.max(first.at.0 - first.span_ms.max(0) + 1000),
+    };
+    let top = 10.0;
+    let max_mbps = l.peak_mbps.max(1.0);
+    let max_syncs = l
+        .samples
+        .iter()
+        .map(|s| s.in_sync.max(s.cap.unwrap_or(0)))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let y_mbps = |v: f64| top + CHART - v / max_mbps * CHART;
+    let y_syncs = |n: f64| top + CHART - n / max_syncs * CHART;
+    let runs = l.samples.chunk_by(|a, b| a.run_id == b.run_id);
+    let mut mbps_path = String::new();
+    let mut syncs_path = String::new();
+    let mut cap_path = String::new();
+    for run in runs {
+        for (i, s) in run.iter().enumerate() {
+            let x = scale.x(s.at.0);
+            let verb = if i == 0 { "M" } else { "L" };
+            mbps_path.push_str(&format!("{verb}{x:.1} {:.1} ", y_mbps(s.mbps)));
+            // Syncs and cap hold from one measurement to the next: steps.
+            let (syncs, at) = (y_syncs(f64::from(s.in_sync)), x);
+            if i == 0 {
+                syncs_path.push_str(&format!("M{at:.1} {syncs:.1} "));
+            } else {
+                syncs_path.push_str(&format!("H{at:.1} V{syncs:.1} "));
+            }
+            match (s.cap, i == 0 || run[i - 1].cap.is_none()) {
+                (Some(cap), true) => {
+                    cap_path.push_str(&format!("M{at:.1} {:.1} ", y_syncs(f64::from(cap))))
+                }
+                (Some(cap), false) => {
+                    cap_path.push_str(&format!("H{at:.1} V{:.1} ", y_syncs(f64::from(cap))))
+                }
+                (None, _) => {}
+            }
+        }
+    }
+    let height = top + CHART + 30.0;
+    let title = format!("{}: throughput and syncs in flight over time", l.name());
+    html! {
+        svg width=(CHART_WIDTH) height=(height) viewBox={ "0 0 " (CHART_WIDTH) " " (height) }
+            role="img" aria-label=(title) {
+            title { (title) }
+            text x=(LEFT - 6.0) y=(top + 4.0) text-anchor="end" font-size="11" fill=(LINK_MBPS) {
+                (crate::units::mbps(max_mbps))
+            }
+            text x=(LEFT - 6.0) y=(top + 18.0) text-anchor="end" font-size="11" fill=(LINK_SYNCS) {
+                (max_syncs) " syncs"
+            }
+            text x=(LEFT - 6.0) y=(top + CHART + 4.0) text-anchor="end" font-size="11" fill="#5f6b76" { "0" }
+            line x1=(LEFT) y1=(top) x2=(LEFT + PLOT) y2=(top) stroke="#d8dee4" {}
+            @if !cap_path.is_empty() {
+                path d=(cap_path.trim_end()) fill="none" stroke=(LINK_CAP) stroke-width="1.5" stroke-dasharray="5 3" {}
+            }
+            path d=(syncs_path.trim_end()) fill="none" stroke=(LINK_SYNCS) stroke-width="1.5" {}
+            path d=(mbps_path.trim_end()) fill="none" stroke=(LINK_MBPS) stroke-width="2" {}
+            // One dot per measurement while they are few enough to point at, each saying what
+            // was measured.
+            @if l.samples.len() <= TIMELINE_BARS {
+                @for s in &l.samples {
+                    circle cx=(format!("{:.1}", scale.x(s.at.0))) cy=(format!("{:.1}", y_mbps(s.mbps))) r="2.5"
+                        fill=(LINK_MBPS) {
+                        title {
+                            (s.at) ": " (crate::units::mbps(s.mbps)) ", " (s.in_sync) " in sync, "
+                            @match s.cap { Some(c) => { "cap " (c) }, None => "no cap" }
+                        }
+                    }
+                }
+            }
+            (axis(&scale, top + CHART))
+        }
+    }
+}
+
 /// API calls per operation, with the total as the last row.
 fn api_calls(r: &Report) -> Markup {
     let s = &r.summary;
@@ -726,6 +849,12 @@ pub(super) fn plan(p: &PlanReport) -> String {
             h2 { "Summary" }
             (bar_chart(&bars, p.jobs.len() as u64, &format!("Planned actions, {} jobs", p.jobs.len())))
         } "\n"
+        @if !p.link.is_empty() {
+            section #syncs {
+                h2 { "Initial syncs" }
+                @for f in &p.link { p { (code_spans(&f.words())) } }
+            } "\n"
+        }
         (plan_vm_table(p))
     };
     page(&title, content, p.generated_at)

@@ -42,6 +42,7 @@ pub(super) fn batch(r: &Report) -> String {
     summary(&mut out, r);
     if b.operation == Operation::Configure {
         protection(&mut out, r);
+        link(&mut out, r);
     }
     failures(&mut out, r);
     if b.operation != Operation::Configure {
@@ -384,6 +385,12 @@ pub(super) fn plan(p: &PlanReport) -> String {
     for a in PlanAction::ALL {
         let _ = writeln!(out, "| {} | {} |", a.as_str(), p.count(a));
     }
+    if !p.link.is_empty() {
+        out.push_str("\n## Initial syncs\n");
+        for f in &p.link {
+            let _ = writeln!(out, "\n{}", prose(&f.words()));
+        }
+    }
     out.push_str(
         "\n## Virtual machines\n\n| VM | VM id | Action | Reason | Datastore | Policy | \
          VR server | Disks | Excluded disks | Capacity | Warnings | Change ticket | Notes |\n\
@@ -411,6 +418,20 @@ pub(super) fn plan(p: &PlanReport) -> String {
         );
     }
     out
+}
+
+/// A sentence whose `code spans` stay code and whose other words are escaped as in a cell.
+fn prose(s: &str) -> String {
+    s.split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("`{part}`")
+            } else {
+                cell(part)
+            }
+        })
+        .collect()
 }
 
 /// Configured is not protected: the configured VMs by readiness, when they became protected,
@@ -466,6 +487,22 @@ fn protection(out: &mut String, r: &Report) {
         );
     }
     protection_per_vm(out, r);
+}
+
+/// What admission measured of each pairing's link, in words; the series itself is in the JSON
+/// report and charted in the HTML one. Nothing when no run measured a link.
+fn link(out: &mut String, r: &Report) {
+    if r.link.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Replication link\n\nWhat the runs measured while they admitted the wave: the \
+         initial syncs' throughput in all, and how many syncs they let run at once.\n\n",
+    );
+    for l in &r.link {
+        let _ = writeln!(out, "- **{}**: {}", cell(&l.name()), l.summary());
+    }
+    out.push('\n');
 }
 
 /// The replication of each configured VM, in import order; times in UTC.

@@ -19,11 +19,13 @@ mod causes;
 mod csv;
 mod html;
 mod json;
+mod link;
 mod md;
 mod model;
 mod operations;
 mod plan;
 mod settings;
+mod wave;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,7 @@ use crate::queue::QueueError;
 
 pub use causes::{classify, normalize, CauseKind};
 pub use json::SCHEMA_VERSION;
+pub use link::{LinkPoint, LinkSeries};
 pub use model::{
     ApiCall, BatchHeader, FailureGroup, JobProtection, JobRow, Progress, ProtectionSummary,
     ReplicationChange, Report, Runs, Site, SkipGroup, Summary, TimeSource, TimelineEntry,
@@ -45,6 +48,7 @@ pub use operations::{
 };
 pub use plan::{PlanCounts, PlanReport};
 pub use settings::RunEntry;
+pub use wave::{Measured, WaveForecast};
 
 #[derive(Debug, Error)]
 pub enum ReportError {

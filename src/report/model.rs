@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::causes::{self, CauseKind};
+use super::link::{self, LinkSeries};
 use super::operations::{
     operations_since, spec_counts, BatchRef, JobOperation, OperationSince, OperationSpecCount,
 };
@@ -46,6 +47,9 @@ pub struct Report {
     /// What operators did to the jobs (requeues, with their corrections, and cancels), oldest
     /// first: changes by the operator that a change board files with the rest.
     pub operator_actions: Vec<OperatorActionRow>,
+    /// What admission measured of each pairing's link while the runs admitted the wave, by
+    /// pairing id; empty when no run measured it.
+    pub link: Vec<LinkSeries>,
 }
 
 /// One requeue or cancel, in the words of its event.
@@ -450,6 +454,7 @@ impl Report {
             replication_events,
             job_times,
             operator_actions,
+            link_samples,
             ..
         } = record;
         let vm_of: HashMap<JobId, &str> = jobs.iter().map(|j| (j.id, j.vm_label())).collect();
@@ -465,10 +470,12 @@ impl Report {
                 action: a.message,
             })
             .collect();
+        let sites: Vec<Site> = discoveries.into_iter().map(site).collect();
         Ok(Report {
             generated_at: UtcTime(now),
             batch: header,
-            sites: discoveries.into_iter().map(site).collect(),
+            link: link::series(link_samples, &sites),
+            sites,
             progress: Progress {
                 in_progress: done < total,
                 done,

@@ -33,6 +33,9 @@ pub struct PlanReport {
     pub capacity: Option<PlanCapacity>,
     /// In job order.
     pub jobs: Vec<PlanRow>,
+    /// Per pairing the VMs to configure go over: when they would be protected, by what a run
+    /// of this queue measured of its link (issue 19).
+    pub link: Vec<super::WaveForecast>,
 }
 
 impl PlanReport {
@@ -67,6 +70,7 @@ impl PlanReport {
             api_calls,
             capacity: None,
             jobs: rows,
+            link: Vec::new(),
         }
     }
 
@@ -76,6 +80,11 @@ impl PlanReport {
             capacity: Some(capacity),
             ..self
         }
+    }
+
+    /// The plan with its prediction of the wave's syncs, per pairing.
+    pub fn with_link(self, link: Vec<super::WaveForecast>) -> PlanReport {
+        PlanReport { link, ..self }
     }
 
     pub fn count(&self, action: PlanAction) -> u64 {

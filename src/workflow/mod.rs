@@ -19,6 +19,7 @@ pub mod resolve;
 pub mod retry;
 pub mod session;
 pub mod spec;
+pub mod wave;
 
 pub use capacity::{applied, Capacity, Full};
 pub use discovery::{appliance_version, Discovery, DiscoveryError, DiscoverySummary};

@@ -274,6 +274,8 @@ pub struct Plan {
     /// In job order.
     pub rows: Vec<PlanRow>,
     pub capacity: PlanCapacity,
+    /// Each pairing discovered, by id: its target vCenter and the jobs planned over it.
+    pub pairings: BTreeMap<String, (String, Vec<i64>)>,
 }
 
 /// The appliance's capacity a plan counted by: the figures and where they came from, and the
@@ -304,6 +306,7 @@ pub async fn plan_jobs(
             .push(j);
     }
     let mut planned = Vec::new();
+    let mut over_pairing: BTreeMap<String, (String, Vec<i64>)> = BTreeMap::new();
     // In job order within a pairing: the first VMs get the room, as they would in the run.
     let mut room = Capacity::new(applied(limits, version.as_deref()), learnt);
     for (key, group) in by_pairing {
@@ -330,6 +333,10 @@ pub async fn plan_jobs(
                 source,
             })?;
         room.add(&disc);
+        let over = over_pairing
+            .entry(disc.pairing_id().to_string())
+            .or_insert_with(|| (disc.remote_vc_name.clone(), Vec::new()));
+        over.1.extend(group.iter().map(|j| j.id));
         for j in group {
             let lookup = &lookups[&vm_key(&j.spec.vm)];
             planned.push(plan_one(
@@ -347,6 +354,7 @@ pub async fn plan_jobs(
     Ok(Plan {
         rows: planned,
         capacity,
+        pairings: over_pairing,
     })
 }
 
