@@ -159,7 +159,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
         Some(budget),
         args.progress,
         quiet,
-        opts.max_initial_syncs.caps(),
+        opts.max_initial_syncs,
     );
     let outcome = runner::run(Queue::open(&db)?, settings.clone(), opts, stop_rx).await;
     progress.finish().await;

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::queue::{BatchId, BatchStatus, Holder, LinkSample, Queue};
 use crate::runner::pacing::eta::{Estimate, Eta, Stages, Tick};
+use crate::settings::InitialSyncs;
 use crate::vr::Budget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,28 +57,6 @@ struct Reading {
     link: Option<LinkSample>,
 }
 
-/// How the run admits VMs to their initial sync, for the words of the progress line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Every VM is sent as soon as it is ready.
-    Off,
-    /// At most a cap of initial syncs at once.
-    Capped,
-    /// A cap the run finds itself as it measures the link (`--max-initial-syncs auto`).
-    Auto,
-}
-
-impl From<bool> for Admission {
-    /// `true`: a cap, by whatever rule.
-    fn from(admitting: bool) -> Admission {
-        if admitting {
-            Admission::Capped
-        } else {
-            Admission::Off
-        }
-    }
-}
-
 impl Progress {
     pub fn start(
         db: PathBuf,
@@ -85,9 +64,8 @@ impl Progress {
         budget: Option<std::sync::Arc<Budget>>,
         mode: ProgressMode,
         quiet: bool,
-        admission: impl Into<Admission>,
+        admission: InitialSyncs,
     ) -> Progress {
-        let admission = admission.into();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let mode = mode.resolve(quiet);
         let task = (mode != ProgressMode::None).then(|| {
@@ -181,7 +159,7 @@ struct View {
 }
 
 impl View {
-    fn new(mode: ProgressMode, admission: Admission) -> View {
+    fn new(mode: ProgressMode, admission: InitialSyncs) -> View {
         let bar = (mode == ProgressMode::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
@@ -195,8 +173,8 @@ impl View {
         View {
             bar,
             eta: Eta::default(),
-            admitting: admission != Admission::Off,
-            auto: admission == Admission::Auto,
+            admitting: admission.caps(),
+            auto: admission == InitialSyncs::Auto,
         }
     }
 

@@ -114,7 +114,7 @@ pub(super) async fn drive(
                 calls,
                 limits.quota(),
                 limits.window,
-                opts.max_initial_syncs.is_some()
+                opts.max_initial_syncs.caps()
             )
         );
     }
@@ -140,7 +140,7 @@ pub(super) async fn drive(
         Some(budget),
         how.progress,
         how.quiet,
-        opts.max_initial_syncs.caps(),
+        opts.max_initial_syncs,
     );
     let outcome = runner::run(queue, settings, opts, stop_rx).await;
     progress.finish().await;
