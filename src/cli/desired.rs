@@ -396,9 +396,11 @@ pub async fn apply(args: ApplyArgs, globals: Globals<'_>) -> anyhow::Result<Exit
             if cannot == 1 { "it" } else { "them" }
         );
     }
+    // What the apply leaves as it is keeps it from saying "as desired" (exit 1), as `diff` says.
+    let leaves = cannot > 0 || (!args.allow_remove && !removals.is_empty());
     if configure.is_empty() && reconfigure.is_empty() && removing == 0 {
         println!("nothing to do: no batch created, nothing sent");
-        if cannot > 0 || (!removals.is_empty()) {
+        if leaves {
             note(Exit::JobsFailed);
         }
         return Ok(worst);
@@ -509,6 +511,9 @@ pub async fn apply(args: ApplyArgs, globals: Globals<'_>) -> anyhow::Result<Exit
         "apply done; `vrbulk diff {}` shows what differs now",
         args.file.display()
     );
+    if leaves {
+        note(Exit::JobsFailed);
+    }
     Ok(worst)
 }
 

@@ -1,0 +1,546 @@
+//! Protection as code through the binary, against a simulator of 300 VMs: `diff` says per VM
+//! exactly what the simulator's own state calls for; `apply` converges; a second `apply` sends
+//! no configure, reconfigure or unconfigure; an apply killed at random moments and run again
+//! converges with nothing configured or removed twice; replications vrbulk did not create (one
+//! there from the start, three another tool configured) are never touched; a freshly exported
+//! file diffs clean and applies as a no-op. Judged by the simulator's record (its replications,
+//! configure attempts, operations per replication and journal), not by vrbulk's output.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use vrbulk::queue::{JobState, Queue};
+use vrbulk::runner::{self, RunOptions};
+use vrbulk::sim::{SimConfig, Simulator, VmKind};
+
+use crate::support::cmd::{Cmd, Ran};
+use crate::support::fixtures::{self, config_for, new_batch, spec};
+use crate::support::harness::{settings_for, sim_limited, start};
+use crate::support::wait::eventually;
+
+/// The change operations a no-op apply must not send, accepted or not.
+const ACTIONS: [&str; 3] = [
+    "configureReplication",
+    "reconfigureReplication",
+    "unconfigureReplication",
+];
+
+/// The VMs another tool protected before vrbulk came (with default settings onto ds-gold-01).
+const OTHER_TOOL: [&str; 3] = ["app-001", "app-002", "db-003"];
+
+/// Version 1: apps (not app-2xx) at the defaults, databases at RPO 15, web servers on bronze
+/// at RPO 120; two rows win over the rules.
+const V1: &str = r#"
+pairing = "vc-site-b.corp.local"
+rows = '''
+vm_name,target_datastore,rpo
+db-003,ds-gold-01,60
+web-007,ds-silver-01,30
+'''
+[defaults]
+target_datastore = "ds-gold-01"
+
+[[rule]]
+name = "apps"
+match = ["app-*"]
+exclude = ["app-2*"]
+
+[[rule]]
+name = "databases"
+match = ["db-*"]
+[rule.profile]
+rpo = 15
+
+[[rule]]
+name = "web"
+match = ["web-*"]
+[rule.profile]
+target_datastore = "ds-bronze-01"
+rpo = 120
+"#;
+
+/// Version 2: databases go to RPO 30, the web rule is gone (web-007 stays by its row), and
+/// the row of db-003 (another tool's replication) asks for RPO 15.
+const V2: &str = r#"
+pairing = "vc-site-b.corp.local"
+rows = '''
+vm_name,target_datastore,rpo
+db-003,ds-gold-01,15
+web-007,ds-silver-01,30
+'''
+[defaults]
+target_datastore = "ds-gold-01"
+
+[[rule]]
+name = "apps"
+match = ["app-*"]
+exclude = ["app-2*"]
+
+[[rule]]
+name = "databases"
+match = ["db-*"]
+[rule.profile]
+rpo = 30
+"#;
+
+/// What V1 wants, by VM name, written out apart from vrbulk's resolution: the RPO each gets.
+fn v1_wants(name: &str) -> Option<i64> {
+    match name {
+        "db-003" => Some(60),
+        "web-007" => Some(30),
+        n if n.starts_with("app-") && !n.starts_with("app-2") => Some(60),
+        n if n.starts_with("db-") => Some(15),
+        n if n.starts_with("web-") => Some(120),
+        _ => None,
+    }
+}
+
+fn v2_wants(name: &str) -> Option<i64> {
+    match name {
+        "db-003" => Some(15),
+        "web-007" => Some(30),
+        n if n.starts_with("app-") && !n.starts_with("app-2") => Some(60),
+        n if n.starts_with("db-") => Some(30),
+        _ => None,
+    }
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new(sim: &Simulator) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("q.db");
+        // A short lease, so that a killed apply's jobs come back quickly.
+        let config = config_for(
+            sim,
+            dir.path(),
+            "\n[run]\nworkers = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n",
+        );
+        Site { dir, db, config }
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    async fn vrbulk(&self, args: &[&str]) -> Ran {
+        let cmd = Cmd::new()
+            .env("VRBULK_PASSWORD", "VMware1!")
+            .db(&self.db)
+            .config(&self.config)
+            .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        tokio::task::spawn_blocking(move || cmd.run())
+            .await
+            .unwrap()
+    }
+
+    async fn diff(&self, file: &str) -> (i32, BTreeMap<String, Value>) {
+        let ran = self.vrbulk(&["diff", file, "--json"]).await;
+        let code = ran.output.status.code().unwrap();
+        let json: Value = serde_json::from_str(&ran.stdout())
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", ran.stdout(), ran.stderr()));
+        let rows = json["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["vm_name"].as_str().unwrap().to_string(), r.clone()))
+            .collect();
+        (code, rows)
+    }
+}
+
+fn assert_exit(ran: &Ran, code: i32) {
+    assert_eq!(
+        ran.output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
+}
+
+/// The simulator's replications by VM name (VMs of its inventory only).
+fn replications(sim: &Simulator) -> BTreeMap<String, vrbulk::vr::model::ReplicationInfo> {
+    let inv = sim.inventory();
+    let names: BTreeMap<&str, &str> = inv
+        .vms
+        .iter()
+        .map(|v| (v.vm.id.as_str(), v.vm.name.as_str()))
+        .collect();
+    inv.replications
+        .iter()
+        .filter_map(|r| {
+            let name = names.get(r.vm_id.as_deref()?)?;
+            Some((name.to_string(), r.clone()))
+        })
+        .collect()
+}
+
+/// The change operations the simulator received from `from` on in its journal.
+fn actions_since(sim: &Simulator, from: usize) -> Vec<String> {
+    sim.stats().journal[from..]
+        .iter()
+        .filter(|r| ACTIONS.contains(&r.op.as_str()))
+        .map(|r| format!("{} {}", r.op, r.status))
+        .collect()
+}
+
+/// Another tool (a queue of its own) configures `names` with default settings.
+async fn configured_elsewhere(sim: &Simulator, dir: &Path, names: &[&str]) {
+    let db = dir.join("other-tool.db");
+    let specs: Vec<_> = names.iter().map(|n| spec(n)).collect();
+    let batch = fixtures::import(&db, &new_batch("other tool"), &specs);
+    let opts = RunOptions {
+        batch: Some(batch),
+        poll_interval: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(Queue::open(&db).unwrap(), settings_for(sim), opts, stop_rx)
+        .await
+        .unwrap();
+    assert_eq!(outcome.counts[&JobState::Succeeded], names.len() as u64);
+}
+
+fn three_hundred() -> SimConfig {
+    SimConfig {
+        vms: 300,
+        // Initial syncs end at once: nothing here waits for them.
+        sync_time_scale: 100_000.0,
+        ..SimConfig::fast()
+    }
+}
+
+/// What a diff must say of each VM, from the simulator's replications and what the file
+/// wants: configure (wanted, none), unchanged or reconfigure or cannot (wanted, one, by RPO
+/// and by who created it), remove (not wanted, vrbulk's), not managed (not wanted, not ours).
+fn expected(
+    sim: &Simulator,
+    wants: fn(&str) -> Option<i64>,
+    ours: &BTreeSet<String>,
+) -> BTreeMap<String, &'static str> {
+    let reps = replications(sim);
+    let mut out = BTreeMap::new();
+    for vm in sim.inventory().vms {
+        let name = vm.vm.name.clone();
+        if vm.kind == VmKind::Template {
+            continue;
+        }
+        let action = match (wants(&name), reps.get(&name)) {
+            (Some(_), None) => "configure",
+            (Some(rpo), Some(r)) if r.rpo == Some(rpo) => "unchanged",
+            (Some(_), Some(r)) if ours.contains(&r.id) => "reconfigure",
+            (Some(_), Some(_)) => "cannot",
+            (None, Some(r)) if ours.contains(&r.id) => "remove",
+            (None, Some(_)) => "not_managed",
+            (None, None) => continue,
+        };
+        out.insert(name, action);
+    }
+    out
+}
+
+fn actions(rows: &BTreeMap<String, Value>) -> BTreeMap<String, &str> {
+    rows.iter()
+        .map(|(n, r)| (n.clone(), r["action"].as_str().unwrap()))
+        .collect()
+}
+
+/// The replication ids the queue at `db` records as configured by vrbulk.
+fn created_by_vrbulk(db: &Path) -> BTreeSet<String> {
+    let Ok(q) = Queue::open(db) else {
+        return BTreeSet::new();
+    };
+    let mut ids = BTreeSet::new();
+    for b in q.batches().unwrap() {
+        for j in q.jobs(b.id).unwrap() {
+            if j.state == JobState::Succeeded && j.acts_on_job.is_none() {
+                ids.extend(j.checkpoint.replication_id);
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
+    let sim = start(three_hundred()).await;
+    let site = Site::new(&sim);
+    configured_elsewhere(&sim, site.dir.path(), &OTHER_TOOL).await;
+    let theirs: BTreeMap<String, String> = replications(&sim)
+        .into_iter()
+        .map(|(n, r)| (n, r.id))
+        .collect();
+    assert_eq!(theirs.len(), 4, "the legacy VM and the other tool's three");
+    let v1 = site.file("v1.toml", V1);
+
+    // The diff, against what the simulator holds.
+    let (code, rows) = site.diff(&v1).await;
+    assert_eq!(code, 1, "drift: VMs to configure");
+    let want = expected(&sim, v1_wants, &BTreeSet::new());
+    assert_eq!(actions(&rows), want);
+    assert!(want.values().filter(|a| **a == "configure").count() > 150);
+    assert_eq!(rows["legacy-erp-01"]["action"], "not_managed");
+    assert_eq!(rows["db-003"]["action"], "unchanged", "a row wins over a rule");
+
+    // Apply, then the simulator's state is the file's.
+    let ran = site
+        .vrbulk(&["apply", &v1, "--yes", "--change-ticket", "CHG-21", "--progress", "plain"])
+        .await;
+    assert_exit(&ran, 0);
+    let stats = sim.stats();
+    assert!(stats.configured_more_than_once.is_empty());
+    let reps = replications(&sim);
+    for vm in sim.inventory().vms {
+        let name = vm.vm.name.as_str();
+        match v1_wants(name) {
+            Some(rpo) => {
+                let r = reps.get(name).unwrap_or_else(|| panic!("{name} protected"));
+                assert_eq!(r.rpo, Some(rpo), "{name}");
+                if !theirs.contains_key(name) {
+                    assert_eq!(stats.configure_attempts.get(&vm.vm.id), Some(&1), "{name}");
+                }
+            }
+            None => assert_eq!(
+                reps.contains_key(name),
+                theirs.contains_key(name),
+                "{name}: only what was there"
+            ),
+        }
+    }
+    for (name, id) in &theirs {
+        assert_eq!(&reps[name].id, id);
+        assert!(!stats.operations.contains_key(id), "{name} untouched");
+        assert_eq!(stats.configure_attempts.get(&reps[name].vm_id.clone().unwrap()), {
+            // The other tool's own configure, once; the legacy VM's none.
+            if name == "legacy-erp-01" { None } else { Some(&1) }
+        });
+    }
+    let (code, rows) = site.diff(&v1).await;
+    assert_eq!(code, 0, "{:?}", actions(&rows));
+
+    // A second apply reads and sends no action.
+    let before = sim.stats().journal.len();
+    let ran = site.vrbulk(&["apply", &v1, "--yes"]).await;
+    assert_exit(&ran, 0);
+    assert!(ran.stdout().contains("nothing to do"), "{}", ran.stdout());
+    assert_eq!(actions_since(&sim, before), Vec::<String>::new());
+
+    // Version 2: reconfigure the databases vrbulk created, remove its web servers but web-007;
+    // db-003 is another tool's, so it cannot be changed.
+    let v2 = site.file("v2.toml", V2);
+    let ours = created_by_vrbulk(&site.db);
+    let (code, rows) = site.diff(&v2).await;
+    assert_eq!(code, 1);
+    assert_eq!(actions(&rows), expected(&sim, v2_wants, &ours));
+    let changes = rows["db-013"]["changes"].to_string();
+    assert!(changes.contains(r#""from":"15""#) && changes.contains(r#""to":"30""#), "{changes}");
+    assert!(rows["db-003"]["reason"].as_str().unwrap().contains("not created by vrbulk"));
+    let before_v2 = replications(&sim);
+    let ran = site
+        .vrbulk(&["apply", &v2, "--allow-remove", "--yes", "--progress", "plain"])
+        .await;
+    assert_exit(&ran, 1);
+    assert!(ran.stderr().contains("cannot be made as desired"), "{}", ran.stderr());
+    let stats = sim.stats();
+    let reps = replications(&sim);
+    for (name, r) in &before_v2 {
+        let ops = stats.operations.get(&r.id);
+        let count = |op: &str| ops.and_then(|o| o.get(op)).copied().unwrap_or(0);
+        match (v1_wants(name), v2_wants(name)) {
+            (Some(_), None) => {
+                assert_eq!(count("unconfigure"), 1, "{name} removed once");
+                assert!(!reps.contains_key(name), "{name} gone");
+            }
+            (Some(a), Some(b)) if a != b && ours.contains(&r.id) => {
+                assert_eq!(count("reconfigure"), 1, "{name} reconfigured once");
+                assert_eq!(reps[name].rpo, Some(b), "{name}");
+            }
+            _ => assert!(ops.is_none(), "{name} untouched: {ops:?}"),
+        }
+    }
+    for (name, id) in &theirs {
+        assert_eq!(&reps[name].id, id, "{name} still there");
+    }
+    let (code, rows) = site.diff(&v2).await;
+    assert_eq!(code, 1, "db-003 is still not as desired");
+    let drift: Vec<_> = rows
+        .iter()
+        .filter(|(_, r)| !["unchanged", "not_managed"].contains(&r["action"].as_str().unwrap()))
+        .map(|(n, r)| (n.as_str(), r["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(drift, [("db-003", "cannot")]);
+    let before = sim.stats().journal.len();
+    let ran = site.vrbulk(&["apply", &v2, "--allow-remove", "--yes"]).await;
+    assert_exit(&ran, 1);
+    assert_eq!(actions_since(&sim, before), Vec::<String>::new());
+
+    // What the appliance protects now, exported: it diffs clean and applies as a no-op.
+    let exported = site.dir.path().join("exported.toml");
+    let ran = site
+        .vrbulk(&[
+            "export",
+            "--desired",
+            "--target-datastore",
+            "ds-gold-01",
+            "-o",
+            exported.to_str().unwrap(),
+        ])
+        .await;
+    assert_exit(&ran, 0);
+    let exported = exported.display().to_string();
+    let (code, rows) = site.diff(&exported).await;
+    assert_eq!(code, 0, "{:?}", actions(&rows));
+    assert_eq!(
+        rows.values().filter(|r| r["action"] == "unchanged").count(),
+        replications(&sim).len()
+    );
+    let before = sim.stats().journal.len();
+    let ran = site.vrbulk(&["apply", &exported, "--yes"]).await;
+    assert_exit(&ran, 0);
+    assert_eq!(actions_since(&sim, before), Vec::<String>::new());
+}
+
+/// `vrbulk ARGS` as a child process, to be killed.
+fn spawn(site: &Site, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .arg("--db")
+        .arg(&site.db)
+        .arg("--config")
+        .arg(&site.config)
+        .args(args)
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn accepted(sim: &Simulator, op: &str) -> usize {
+    sim.stats()
+        .journal
+        .iter()
+        .filter(|r| r.op == op && r.accepted())
+        .count()
+}
+
+/// Runs `args` and kills it once the simulator has accepted `k` more `op` requests (or it
+/// ended by itself); `k` drawn at random for each of `rounds` rounds.
+async fn kill_at_random(sim: &Simulator, site: &Site, args: &[&str], op: &str, rounds: usize) {
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for round in 0..rounds {
+        let from = accepted(sim, op);
+        let k = rng.usize(0..=3);
+        let mut child = spawn(site, args);
+        eventually(
+            Duration::from_secs(60),
+            format!("seed {seed}, round {round}: {k} more {op} or the end"),
+            async || accepted(sim, op) >= from + k || child.try_wait().unwrap().is_some(),
+        )
+        .await;
+        // A moment later or at once: the kill may land on a submit, a poll, a checkpoint.
+        if rng.bool() {
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice() {
+    // Requests wait for slots (ten a session per 2 s): an apply takes long enough to be killed
+    // in the middle of its configures, and of its removals.
+    let sim = start(SimConfig {
+        sync_time_scale: 100_000.0,
+        ..sim_limited(300, 10)
+    })
+    .await;
+    let site = Site::new(&sim);
+    configured_elsewhere(&sim, site.dir.path(), &OTHER_TOOL).await;
+    let theirs: BTreeMap<String, String> = replications(&sim)
+        .into_iter()
+        .map(|(n, r)| (n, r.id))
+        .collect();
+    let v1 = site.file("v1.toml", V1);
+    let args = ["apply", v1.as_str(), "--yes", "--progress", "plain"];
+    kill_at_random(&sim, &site, &args, "configureReplication", 4).await;
+    let ran = site.vrbulk(&args).await;
+    assert_exit(&ran, 0);
+
+    let stats = sim.stats();
+    assert!(stats.configured_more_than_once.is_empty());
+    let reps = replications(&sim);
+    for vm in sim.inventory().vms {
+        let name = vm.vm.name.as_str();
+        if v1_wants(name).is_some() && !theirs.contains_key(name) {
+            assert!(reps.contains_key(name), "{name} protected");
+            assert_eq!(
+                stats.configure_attempts.get(&vm.vm.id),
+                Some(&1),
+                "{name} configured once"
+            );
+        }
+    }
+    let before = sim.stats().journal.len();
+    let ran = site.vrbulk(&["apply", &v1, "--yes"]).await;
+    assert_exit(&ran, 0);
+    assert_eq!(actions_since(&sim, before), Vec::<String>::new());
+
+    // Removals and reconfigures, killed too.
+    let v2 = site.file("v2.toml", V2);
+    let before_v2 = replications(&sim);
+    let args = ["apply", v2.as_str(), "--yes", "--allow-remove", "--progress", "plain"];
+    kill_at_random(&sim, &site, &args, "unconfigureReplication", 3).await;
+    let ran = site.vrbulk(&args).await;
+    assert_exit(&ran, 1);
+    let stats = sim.stats();
+    let reps = replications(&sim);
+    for (name, r) in &before_v2 {
+        let ops = stats.operations.get(&r.id).cloned().unwrap_or_default();
+        let count = |op: &str| ops.get(op).copied().unwrap_or(0);
+        assert!(count("unconfigure") <= 1, "{name}: {ops:?}");
+        assert!(count("reconfigure") <= 1, "{name}: {ops:?}");
+        match v2_wants(name) {
+            None if !theirs.contains_key(name) => assert!(!reps.contains_key(name), "{name}"),
+            Some(rpo) if name != "db-003" => assert_eq!(reps[name].rpo, Some(rpo), "{name}"),
+            _ => assert!(ops.is_empty(), "{name} untouched: {ops:?}"),
+        }
+    }
+    for (name, id) in &theirs {
+        assert_eq!(&reps[name].id, id, "{name} still there");
+    }
+    let before = sim.stats().journal.len();
+    let ran = site.vrbulk(&["apply", &v2, "--yes", "--allow-remove"]).await;
+    assert_exit(&ran, 1);
+    assert_eq!(actions_since(&sim, before), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_file_is_refused_whole_before_anything_is_read() {
+    let sim = start(SimConfig::fast()).await;
+    let site = Site::new(&sim);
+    let bad = site.file(
+        "bad.toml",
+        "rows = '''\nvm_name,rpo\napp-001,2\n'''\n[[rule]]\nmatch = [\"web-*\"]\n",
+    );
+    let before = sim.stats().journal.len();
+    for args in [vec!["diff", &bad], vec!["apply", &bad, "--yes"]] {
+        let ran = site.vrbulk(&args).await;
+        assert_exit(&ran, 2);
+        let err = ran.stderr();
+        assert!(err.contains("rows:") && err.contains("rule 1"), "{err}");
+    }
+    assert_eq!(sim.stats().journal.len(), before, "nothing was asked of the appliance");
+}
