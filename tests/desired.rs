@@ -437,7 +437,11 @@ fn accepted(sim: &Simulator, op: &str) -> usize {
 /// Runs `args` and kills it once the simulator has accepted `k` more `op` requests (or it
 /// ended by itself); `k` drawn at random for each of `rounds` rounds.
 async fn kill_at_random(sim: &Simulator, site: &Site, args: &[&str], op: &str, rounds: usize) {
-    let seed = fastrand::u64(..);
+    // DESIRED_SEED replays a run that failed.
+    let seed = std::env::var("DESIRED_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     for round in 0..rounds {
         let from = accepted(sim, op);
@@ -453,8 +457,13 @@ async fn kill_at_random(sim: &Simulator, site: &Site, args: &[&str], op: &str, r
         if rng.bool() {
             tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
         }
+        let ended = child.try_wait().unwrap().is_some();
         child.kill().ok();
         child.wait().unwrap();
+        eprintln!(
+            "seed {seed}, round {round}: killed after {} more {op} (ended by itself: {ended})",
+            accepted(sim, op) - from
+        );
     }
 }
 

@@ -214,7 +214,7 @@ pub async fn diff_cmd(args: DiffArgs, config: Option<&Path>, db: &Path) -> anyho
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print_diff(&desired, &found, args.format, true);
+        print_diff(&desired, &found, args.format);
     }
     Ok(if found.in_sync() {
         Exit::Ok
@@ -224,7 +224,7 @@ pub async fn diff_cmd(args: DiffArgs, config: Option<&Path>, db: &Path) -> anyho
 }
 
 /// The diff for people: a line that sums it up, then a table (all VMs, or the drift only).
-fn print_diff(desired: &Desired, found: &Diff, format: DiffFormat, all: bool) {
+fn print_diff(desired: &Desired, found: &Diff, format: DiffFormat) {
     let head = format!(
         "{} against pairing {}: {} ({} API calls)",
         desired.path,
@@ -246,6 +246,11 @@ fn print_diff(desired: &Desired, found: &Diff, format: DiffFormat, all: bool) {
         }
         DiffFormat::Table => println!("diff: {head}"),
     }
+    print_table(found, true);
+}
+
+/// The rows (all, or the drift only) as a table; nothing when there are none.
+fn print_table(found: &Diff, all: bool) {
     let mut table = super::table(["VM", "action", "replication", "detail"]);
     let mut shown = 0;
     for r in found.rows.iter().filter(|r| all || r.action.is_drift()) {
@@ -377,7 +382,7 @@ pub async fn apply(args: ApplyArgs, globals: Globals<'_>) -> anyhow::Result<Exit
         found.count(Action::Unchanged),
         found.calls
     );
-    print_diff(&desired, &found, DiffFormat::Table, false);
+    print_table(&found, false);
     if !args.allow_remove && !removals.is_empty() {
         eprintln!(
             "note: {} that vrbulk created {} no longer desired and {} left as {}: --allow-remove \

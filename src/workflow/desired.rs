@@ -1150,6 +1150,19 @@ rpo = 30
     }
 
     #[test]
+    fn the_sample_file_reads() {
+        let sample = Desired::parse(include_bytes!("../../samples/desired.toml")).unwrap();
+        assert_eq!(sample.rows.len(), 2);
+        assert_eq!(sample.rules.len(), 3);
+        assert_eq!(sample.rules[2].profile.rpo, Some(240));
+        assert_eq!(
+            sample.rules[0].profile.target_datastore.as_deref(),
+            Some("ds-silver-01"),
+            "a profile falls back to the file's [defaults]"
+        );
+    }
+
+    #[test]
     fn every_problem_of_the_file_at_once() {
         let bad = r#"
 rows = '''
