@@ -291,11 +291,22 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     assert_eq!(actions(&rows), want);
     assert!(want.values().filter(|a| **a == "configure").count() > 150);
     assert_eq!(rows["legacy-erp-01"]["action"], "not_managed");
-    assert_eq!(rows["db-003"]["action"], "unchanged", "a row wins over a rule");
+    assert_eq!(
+        rows["db-003"]["action"], "unchanged",
+        "a row wins over a rule"
+    );
 
     // Apply, then the simulator's state is the file's.
     let ran = site
-        .vrbulk(&["apply", &v1, "--yes", "--change-ticket", "CHG-21", "--progress", "plain"])
+        .vrbulk(&[
+            "apply",
+            &v1,
+            "--yes",
+            "--change-ticket",
+            "CHG-21",
+            "--progress",
+            "plain",
+        ])
         .await;
     assert_exit(&ran, 0);
     let stats = sim.stats();
@@ -321,10 +332,19 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     for (name, id) in &theirs {
         assert_eq!(&reps[name].id, id);
         assert!(!stats.operations.contains_key(id), "{name} untouched");
-        assert_eq!(stats.configure_attempts.get(&reps[name].vm_id.clone().unwrap()), {
-            // The other tool's own configure, once; the legacy VM's none.
-            if name == "legacy-erp-01" { None } else { Some(&1) }
-        });
+        assert_eq!(
+            stats
+                .configure_attempts
+                .get(&reps[name].vm_id.clone().unwrap()),
+            {
+                // The other tool's own configure, once; the legacy VM's none.
+                if name == "legacy-erp-01" {
+                    None
+                } else {
+                    Some(&1)
+                }
+            }
+        );
     }
     let (code, rows) = site.diff(&v1).await;
     assert_eq!(code, 0, "{:?}", actions(&rows));
@@ -344,14 +364,31 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     assert_eq!(code, 1);
     assert_eq!(actions(&rows), expected(&sim, v2_wants, &ours));
     let changes = rows["db-013"]["changes"].to_string();
-    assert!(changes.contains(r#""from":"15""#) && changes.contains(r#""to":"30""#), "{changes}");
-    assert!(rows["db-003"]["reason"].as_str().unwrap().contains("not created by vrbulk"));
+    assert!(
+        changes.contains(r#""from":"15""#) && changes.contains(r#""to":"30""#),
+        "{changes}"
+    );
+    assert!(rows["db-003"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not created by vrbulk"));
     let before_v2 = replications(&sim);
     let ran = site
-        .vrbulk(&["apply", &v2, "--allow-remove", "--yes", "--progress", "plain"])
+        .vrbulk(&[
+            "apply",
+            &v2,
+            "--allow-remove",
+            "--yes",
+            "--progress",
+            "plain",
+        ])
         .await;
     assert_exit(&ran, 1);
-    assert!(ran.stderr().contains("cannot be made as desired"), "{}", ran.stderr());
+    assert!(
+        ran.stderr().contains("cannot be made as desired"),
+        "{}",
+        ran.stderr()
+    );
     let stats = sim.stats();
     let reps = replications(&sim);
     for (name, r) in &before_v2 {
@@ -381,7 +418,9 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
         .collect();
     assert_eq!(drift, [("db-003", "cannot")]);
     let before = sim.stats().journal.len();
-    let ran = site.vrbulk(&["apply", &v2, "--allow-remove", "--yes"]).await;
+    let ran = site
+        .vrbulk(&["apply", &v2, "--allow-remove", "--yes"])
+        .await;
     assert_exit(&ran, 1);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 
@@ -510,7 +549,14 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     // Removals and reconfigures, killed too.
     let v2 = site.file("v2.toml", V2);
     let before_v2 = replications(&sim);
-    let args = ["apply", v2.as_str(), "--yes", "--allow-remove", "--progress", "plain"];
+    let args = [
+        "apply",
+        v2.as_str(),
+        "--yes",
+        "--allow-remove",
+        "--progress",
+        "plain",
+    ];
     kill_at_random(&sim, &site, &args, "unconfigureReplication", 3).await;
     let ran = site.vrbulk(&args).await;
     assert_exit(&ran, 1);
@@ -531,7 +577,9 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
         assert_eq!(&reps[name].id, id, "{name} still there");
     }
     let before = sim.stats().journal.len();
-    let ran = site.vrbulk(&["apply", &v2, "--yes", "--allow-remove"]).await;
+    let ran = site
+        .vrbulk(&["apply", &v2, "--yes", "--allow-remove"])
+        .await;
     assert_exit(&ran, 1);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 }
@@ -551,5 +599,9 @@ async fn a_bad_file_is_refused_whole_before_anything_is_read() {
         let err = ran.stderr();
         assert!(err.contains("rows:") && err.contains("rule 1"), "{err}");
     }
-    assert_eq!(sim.stats().journal.len(), before, "nothing was asked of the appliance");
+    assert_eq!(
+        sim.stats().journal.len(),
+        before,
+        "nothing was asked of the appliance"
+    );
 }

@@ -136,15 +136,17 @@ pub async fn export(args: ExportArgs, config: Option<&Path>, db: &Path) -> anyho
     let file = ConfigFile::load(config)?;
     if let Some(out) = &args.output {
         if out.exists() {
-            return Err(crate::input::InputErrors(vec![crate::input::InputError::new(
-                None,
-                None,
-                format!(
-                    "{} exists: export does not overwrite it; name another file, or remove it",
-                    out.display()
-                ),
-            )])
-            .into());
+            return Err(
+                crate::input::InputErrors(vec![crate::input::InputError::new(
+                    None,
+                    None,
+                    format!(
+                        "{} exists: export does not overwrite it; name another file, or remove it",
+                        out.display()
+                    ),
+                )])
+                .into(),
+            );
         }
     }
     let created = Created::read(db)?;
@@ -156,12 +158,14 @@ pub async fn export(args: ExportArgs, config: Option<&Path>, db: &Path) -> anyho
         .target_datastore
         .clone()
         .or_else(|| file.defaults.target_datastore());
-    let text = desired::export(&live.remote_vc, &live, &created, datastore.as_deref())
-        .map_err(|e| crate::input::InputErrors(vec![crate::input::InputError::new(
-            None,
-            None,
-            e.to_string(),
-        )]))?;
+    let text =
+        desired::export(&live.remote_vc, &live, &created, datastore.as_deref()).map_err(|e| {
+            crate::input::InputErrors(vec![crate::input::InputError::new(
+                None,
+                None,
+                e.to_string(),
+            )])
+        })?;
     match &args.output {
         Some(path) => {
             std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
@@ -365,11 +369,7 @@ pub async fn apply(args: ApplyArgs, globals: Globals<'_>) -> anyhow::Result<Exit
         .iter()
         .filter(|r| matches!(r.work, Some(Work::Remove(_))))
         .collect();
-    let removing = if args.allow_remove {
-        removals.len()
-    } else {
-        0
-    };
+    let removing = if args.allow_remove { removals.len() } else { 0 };
     let reconfiguring = found.count(Action::Reconfigure);
     println!(
         "apply: {} against pairing {}: {} to configure, {} to reconfigure, {} to remove; {} \
@@ -390,7 +390,11 @@ pub async fn apply(args: ApplyArgs, globals: Globals<'_>) -> anyhow::Result<Exit
             super::count(removals.len(), "replication", "replications"),
             if removals.len() == 1 { "is" } else { "are" },
             if removals.len() == 1 { "is" } else { "are" },
-            if removals.len() == 1 { "it is" } else { "they are" },
+            if removals.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
         );
     }
     let cannot = found.count(Action::Cannot);
@@ -538,7 +542,10 @@ fn marked(
     batch.settings["change_ticket"] = json!(args.change_ticket);
     if let Some(vms) = vms {
         batch.settings["vm"] = json!(vms);
-        batch.settings.as_object_mut().map(|s| s.remove("only_finished"));
+        batch
+            .settings
+            .as_object_mut()
+            .map(|s| s.remove("only_finished"));
     }
     batch
 }

@@ -703,7 +703,9 @@ pub fn diff(resolved: &Resolved, live: &Live, created: &Created, adopt: &[String
             Some(recorded) => match refusal(Operation::Reconfigure, rep) {
                 Some(why) => row.reason = Some(why),
                 None => match input::mpit_problem(
-                    change.mpit_instances.unwrap_or(w.spec.settings.mpit_instances),
+                    change
+                        .mpit_instances
+                        .unwrap_or(w.spec.settings.mpit_instances),
                     change.mpit_days.unwrap_or(w.spec.settings.mpit_days),
                 ) {
                     Some(why) => row.reason = Some(why),
@@ -998,7 +1000,10 @@ pub fn export(
         let vm_id = rep.vm_id.clone().unwrap_or_default();
         let ours = created.0.get(&rep.id);
         let (datastore, policy) = match ours {
-            Some(r) => (r.spec.target_datastore.clone(), r.spec.storage_policy.clone()),
+            Some(r) => (
+                r.spec.target_datastore.clone(),
+                r.spec.storage_policy.clone(),
+            ),
             None => {
                 if target_datastore.is_none() {
                     lacking.push(name.to_string());
@@ -1143,10 +1148,18 @@ rpo = 30
             got,
             [
                 ("db-01".into(), 15, "ds-gold".into(), "row 2".into()),
-                ("web-01".into(), 30, "ds-silver".into(), "rule \"web\"".into()),
+                (
+                    "web-01".into(),
+                    30,
+                    "ds-silver".into(),
+                    "rule \"web\"".into()
+                ),
             ]
         );
-        assert_eq!(resolved.wanted[0].spec.pairing.as_deref(), Some("vc-site-b"));
+        assert_eq!(
+            resolved.wanted[0].spec.pairing.as_deref(),
+            Some("vc-site-b")
+        );
     }
 
     #[test]
@@ -1222,7 +1235,11 @@ rpo = 30
     #[test]
     fn only_replications_vrbulk_created_are_changed_or_removed() {
         let desired = Desired::parse(FILE.as_bytes()).unwrap();
-        let vms = [vm("vm-1", "db-01"), vm("vm-5", "old-01"), vm("vm-6", "other-01")];
+        let vms = [
+            vm("vm-1", "db-01"),
+            vm("vm-5", "old-01"),
+            vm("vm-6", "other-01"),
+        ];
         let resolved = desired.resolve(&vms);
         let mut old = replication(15, false);
         old.id = "GID-5".into();
@@ -1248,8 +1265,11 @@ rpo = 30
         };
         let created = Created(HashMap::from([("GID-5".to_string(), recorded(2))]));
         let d = diff(&resolved, &live, &created, &[]);
-        let actions: Vec<(&str, Action)> =
-            d.rows.iter().map(|r| (r.vm_name.as_str(), r.action)).collect();
+        let actions: Vec<(&str, Action)> = d
+            .rows
+            .iter()
+            .map(|r| (r.vm_name.as_str(), r.action))
+            .collect();
         assert_eq!(
             actions,
             [
@@ -1258,7 +1278,11 @@ rpo = 30
                 ("other-01", Action::NotManaged),
             ]
         );
-        assert!(d.rows[0].reason.as_deref().unwrap().contains("not created by vrbulk"));
+        assert!(d.rows[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not created by vrbulk"));
         let created = Created(HashMap::from([
             ("GID-1".to_string(), recorded(1)),
             ("GID-5".to_string(), recorded(2)),
