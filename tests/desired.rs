@@ -605,3 +605,82 @@ async fn a_bad_file_is_refused_whole_before_anything_is_read() {
         "nothing was asked of the appliance"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_keeps_the_window_and_the_admission_cap_and_records_one_ticket() {
+    let sim = start(SimConfig {
+        vms: 30,
+        task_seconds: 0.2,
+        sync_time_scale: 20_000.0,
+        ..SimConfig::fast()
+    })
+    .await;
+    let site = Site::new(&sim);
+    let file = site.file(
+        "all.toml",
+        "[defaults]\ntarget_datastore = \"ds-gold-01\"\n\n[[rule]]\nname = \"all\"\n\
+         match = [\"app-*\", \"db-*\", \"web-*\"]\nexclude = [\"db-nvme-*\"]\n",
+    );
+    let wanted: Vec<String> = sim
+        .inventory()
+        .vms
+        .iter()
+        .filter(|v| v.kind == VmKind::Normal)
+        .map(|v| v.vm.id.clone())
+        .collect();
+
+    // The window closed a minute ago: the apply creates its batch and sends nothing.
+    let closed = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)).to_string();
+    let ran = site
+        .vrbulk(&[
+            "apply",
+            &file,
+            "--yes",
+            "--change-ticket",
+            "CHG-9",
+            "--until",
+            &closed,
+        ])
+        .await;
+    assert_exit(&ran, 6);
+    assert_eq!(actions_since(&sim, 0), Vec::<String>::new());
+
+    // Run again: it finishes that batch first, admitting three initial syncs at a time.
+    let ran = site
+        .vrbulk(&[
+            "apply",
+            &file,
+            "--yes",
+            "--max-initial-syncs",
+            "3",
+            "--progress",
+            "plain",
+        ])
+        .await;
+    assert_exit(&ran, 0);
+    assert!(
+        ran.stderr().contains("which an earlier apply started"),
+        "{}",
+        ran.stderr()
+    );
+    let stats = sim.stats();
+    // The cap held, and was reached: the syncs last long enough to overlap.
+    assert!(
+        (2..=3).contains(&stats.peak_initial_syncs),
+        "peak {} initial syncs",
+        stats.peak_initial_syncs
+    );
+    for vm in &wanted {
+        assert_eq!(stats.configure_attempts.get(vm), Some(&1), "{vm}");
+    }
+    // One batch, one ticket: on the batch and on every VM it configured.
+    let q = Queue::open(&site.db).unwrap();
+    let batches = q.batches().unwrap();
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(batches[0].settings["change_ticket"], "CHG-9");
+    let jobs = q.jobs(batches[0].id).unwrap();
+    assert_eq!(jobs.len(), wanted.len());
+    assert!(jobs
+        .iter()
+        .all(|j| j.spec.change_ticket.as_deref() == Some("CHG-9")));
+}
