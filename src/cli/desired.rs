@@ -538,6 +538,9 @@ fn marked(
 ) -> NewBatch {
     let mut batch = prepared.new_batch(operator.to_string(), host.to_string());
     batch.name = format!("apply {}: {}", file_name(&args.file), prepared.name());
+    // The input is the desired-state file; each job records its own change.
+    batch.input_path = mark["file"].as_str().map(str::to_string);
+    batch.input_sha256 = mark["sha256"].as_str().map(str::to_string);
     batch.settings["desired"] = mark.clone();
     batch.settings["change_ticket"] = json!(args.change_ticket);
     if let Some(vms) = vms {
