@@ -7,7 +7,7 @@
 //! configure attempts, operations per replication and journal), not by vrbulk's output.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,9 +16,10 @@ use vrbulk::queue::{JobState, Queue};
 use vrbulk::runner::{self, RunOptions};
 use vrbulk::sim::{SimConfig, Simulator, VmKind};
 
-use crate::support::cmd::{Cmd, Ran};
-use crate::support::fixtures::{self, config_for, new_batch, spec};
+use crate::support::cmd::Ran;
+use crate::support::fixtures::{self, new_batch, spec};
 use crate::support::harness::{settings_for, sim_limited, start};
+use crate::support::site::Site;
 use crate::support::wait::eventually;
 
 /// The change operations a no-op apply must not send, accepted or not.
@@ -108,40 +109,11 @@ fn v2_wants(name: &str) -> Option<i64> {
     }
 }
 
-struct Site {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-    config: PathBuf,
-}
-
 impl Site {
-    fn new(sim: &Simulator) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("q.db");
-        // A short lease, so that a killed apply's jobs come back quickly.
-        let config = config_for(
-            sim,
-            dir.path(),
-            "\n[run]\nworkers = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n",
-        );
-        Site { dir, db, config }
-    }
-
     fn file(&self, name: &str, text: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
-    }
-
-    async fn vrbulk(&self, args: &[&str]) -> Ran {
-        let cmd = Cmd::new()
-            .env("VRBULK_PASSWORD", "VMware1!")
-            .db(&self.db)
-            .config(&self.config)
-            .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-        tokio::task::spawn_blocking(move || cmd.run())
-            .await
-            .unwrap()
     }
 
     async fn diff(&self, file: &str) -> (i32, BTreeMap<String, Value>) {
@@ -450,21 +422,6 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 }
 
-/// `vrbulk ARGS` as a child process, to be killed.
-fn spawn(site: &Site, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
-        .arg("--db")
-        .arg(&site.db)
-        .arg("--config")
-        .arg(&site.config)
-        .args(args)
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 fn accepted(sim: &Simulator, op: &str) -> usize {
     sim.stats()
         .journal
@@ -485,7 +442,7 @@ async fn kill_at_random(sim: &Simulator, site: &Site, args: &[&str], op: &str, r
     for round in 0..rounds {
         let from = accepted(sim, op);
         let k = rng.usize(0..=3);
-        let mut child = spawn(site, args);
+        let mut child = site.spawn(args);
         eventually(
             Duration::from_secs(60),
             format!("seed {seed}, round {round}: {k} more {op} or the end"),

@@ -7,7 +7,7 @@
 //! run again after a kill, it first finishes the batches an earlier apply left, then diffs
 //! again, so nothing is done twice.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -581,11 +581,7 @@ fn confirm(yes: bool) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(NotConfirmed::NoTerminal.into());
     }
-    eprint!("Apply this? Type yes to go on: ");
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y") {
+    if super::undo::typed_yes("Apply this?")? {
         Ok(())
     } else {
         Err(NotConfirmed::Declined.into())

@@ -882,17 +882,6 @@ pub fn differences(spec: &JobSpec, rep: &ReplicationInfo) -> (Vec<Change>, Setti
 /// as the CSV `vrbulk reconfigure FILE.csv --batch N` takes (by VM id; an empty cell keeps the
 /// setting).
 pub fn reconfigure_csvs(rows: &[DiffRow]) -> Result<BTreeMap<i64, Vec<u8>>, csv::Error> {
-    let columns = [
-        Column::VmId,
-        Column::Rpo,
-        Column::MpitInstances,
-        Column::MpitDays,
-        Column::Quiesce,
-        Column::NetworkCompression,
-        Column::LwdEncryption,
-        Column::AutoReplicateNewDisks,
-        Column::ReplicationServer,
-    ];
     let mut by_batch: BTreeMap<i64, csv::Writer<Vec<u8>>> = BTreeMap::new();
     for row in rows {
         let Some(Work::Reconfigure { recorded, change }) = &row.work else {
@@ -902,27 +891,37 @@ pub fn reconfigure_csvs(rows: &[DiffRow]) -> Result<BTreeMap<i64, Vec<u8>>, csv:
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 let mut w = csv::Writer::from_writer(Vec::new());
-                w.write_record(columns.iter().map(|c| c.name()))?;
+                w.write_record(
+                    std::iter::once(Column::VmId.name()).chain(input::SETTINGS.map(|c| c.name())),
+                )?;
                 e.insert(w)
             }
         };
-        let text = |v: Option<String>| v.unwrap_or_default();
-        out.write_record([
-            row.vm_id.clone().unwrap_or_default(),
-            text(change.rpo.map(|v| v.to_string())),
-            text(change.mpit_instances.map(|v| v.to_string())),
-            text(change.mpit_days.map(|v| v.to_string())),
-            text(change.quiesce.map(|v| v.to_string())),
-            text(change.network_compression.map(|v| v.to_string())),
-            text(change.lwd_encryption.map(|v| v.to_string())),
-            text(change.auto_replicate_new_disks.map(|v| v.to_string())),
-            text(change.replication_server.clone()),
-        ])?;
+        let vm = row.vm_id.clone().unwrap_or_default();
+        out.write_record(std::iter::once(vm).chain(input::SETTINGS.map(|c| cell(change, c))))?;
     }
     by_batch
         .into_iter()
         .map(|(batch, w)| Ok((batch, w.into_inner().map_err(|e| e.into_error())?)))
         .collect()
+}
+
+/// The cell of `column` in a reconfigure CSV row that asks for `change`: empty keeps it.
+fn cell(change: &SettingsChange, column: Column) -> String {
+    let n = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+    let b = |v: Option<bool>| v.map(|v| v.to_string()).unwrap_or_default();
+    match column {
+        Column::Rpo => n(change.rpo),
+        Column::MpitInstances => n(change.mpit_instances),
+        Column::MpitDays => n(change.mpit_days),
+        Column::Quiesce => b(change.quiesce),
+        Column::NetworkCompression => b(change.network_compression),
+        Column::LwdEncryption => b(change.lwd_encryption),
+        Column::AutoReplicateNewDisks => b(change.auto_replicate_new_disks),
+        Column::StoragePolicy => change.storage_policy.clone().unwrap_or_default(),
+        Column::ReplicationServer => change.replication_server.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 /// Why no desired-state file was written.
@@ -1294,7 +1293,7 @@ rpo = 30
         assert_eq!(
             String::from_utf8(csvs[&1].clone()).unwrap(),
             "vm_id,rpo,mpit_instances,mpit_days,quiesce,network_compression,lwd_encryption,\
-             auto_replicate_new_disks,replication_server\nvm-1,15,,,,,,,\n"
+             auto_replicate_new_disks,storage_policy,replication_server\nvm-1,15,,,,,,,,\n"
         );
     }
 }

@@ -115,3 +115,18 @@ impl Ran {
         self
     }
 }
+
+/// `vrbulk --db db --config config ARGS` as a child process that a test can kill, its output
+/// thrown away.
+pub fn spawn(db: &Path, config: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .args([OsStr::new("--db"), db.as_os_str()])
+        .args([OsStr::new("--config"), config.as_os_str()])
+        .args(args)
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("vrbulk starts")
+}
