@@ -344,6 +344,23 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
         .as_str()
         .unwrap()
         .contains("not created by vrbulk"));
+    // For people: the same verdicts, each change old → new, in a table and in Markdown.
+    for format in ["table", "md"] {
+        let ran = site.vrbulk(&["diff", &v2, "--format", format]).await;
+        assert_exit(&ran, 1);
+        let out = ran.stdout();
+        let line = |vm: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("| {vm} ")))
+                .unwrap_or_else(|| panic!("{vm} in:\n{out}"))
+                .to_string()
+        };
+        assert!(line("db-013").contains("| reconfigure |"), "{out}");
+        assert!(line("db-013").contains("rpo 15 → 30"), "{out}");
+        assert!(line("web-017").contains("| remove "), "{out}");
+        assert!(line("db-003").contains("| cannot "), "{out}");
+        assert_eq!(format == "md", out.starts_with("## Protection drift"), "{out}");
+    }
     let before_v2 = replications(&sim);
     let ran = site
         .vrbulk(&[
