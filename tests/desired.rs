@@ -16,7 +16,6 @@ use vrbulk::queue::{JobState, Queue};
 use vrbulk::runner::{self, RunOptions};
 use vrbulk::sim::{SimConfig, Simulator, VmKind};
 
-use crate::support::cmd::Ran;
 use crate::support::fixtures::{self, new_batch, spec};
 use crate::support::harness::{settings_for, sim_limited, start};
 use crate::support::site::Site;
@@ -32,13 +31,22 @@ const ACTIONS: [&str; 3] = [
 /// The VMs another tool protected before vrbulk came (with default settings onto ds-gold-01).
 const OTHER_TOOL: [&str; 3] = ["app-001", "app-002", "db-003"];
 
-/// Version 1: apps (not app-2xx) at the defaults, databases at RPO 15, web servers on bronze
-/// at RPO 120; two rows win over the rules.
-const V1: &str = r#"
+/// A desired-state file: apps (not app-2xx) at the defaults, databases at `db_rpo`, and with
+/// `web` web servers on bronze at RPO 120; two rows win over the rules (db-003 at `db_003_rpo`,
+/// web-007 on silver at 30).
+fn desired(db_003_rpo: u32, db_rpo: u32, web: bool) -> String {
+    let web = if web {
+        "\n[[rule]]\nname = \"web\"\nmatch = [\"web-*\"]\n[rule.profile]\n\
+         target_datastore = \"ds-bronze-01\"\nrpo = 120\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"
 pairing = "vc-site-b.corp.local"
 rows = '''
 vm_name,target_datastore,rpo
-db-003,ds-gold-01,60
+db-003,ds-gold-01,{db_003_rpo}
 web-007,ds-silver-01,30
 '''
 [defaults]
@@ -53,41 +61,23 @@ exclude = ["app-2*"]
 name = "databases"
 match = ["db-*"]
 [rule.profile]
-rpo = 15
+rpo = {db_rpo}
+{web}"#
+    )
+}
 
-[[rule]]
-name = "web"
-match = ["web-*"]
-[rule.profile]
-target_datastore = "ds-bronze-01"
-rpo = 120
-"#;
+/// Version 1: db-003 (another tool's) as it is, databases at RPO 15, web servers.
+fn v1() -> String {
+    desired(60, 15, true)
+}
 
 /// Version 2: databases go to RPO 30, the web rule is gone (web-007 stays by its row), and
 /// the row of db-003 (another tool's replication) asks for RPO 15.
-const V2: &str = r#"
-pairing = "vc-site-b.corp.local"
-rows = '''
-vm_name,target_datastore,rpo
-db-003,ds-gold-01,15
-web-007,ds-silver-01,30
-'''
-[defaults]
-target_datastore = "ds-gold-01"
+fn v2() -> String {
+    desired(15, 30, false)
+}
 
-[[rule]]
-name = "apps"
-match = ["app-*"]
-exclude = ["app-2*"]
-
-[[rule]]
-name = "databases"
-match = ["db-*"]
-[rule.profile]
-rpo = 30
-"#;
-
-/// What V1 wants, by VM name, written out apart from vrbulk's resolution: the RPO each gets.
+/// What version 1 wants, by VM name, written out apart from vrbulk's resolution: the RPO each gets.
 fn v1_wants(name: &str) -> Option<i64> {
     match name {
         "db-003" => Some(60),
@@ -129,16 +119,6 @@ impl Site {
             .collect();
         (code, rows)
     }
-}
-
-fn assert_exit(ran: &Ran, code: i32) {
-    assert_eq!(
-        ran.output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
 }
 
 /// The simulator's replications by VM name (VMs of its inventory only).
@@ -254,7 +234,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
         .map(|(n, r)| (n, r.id))
         .collect();
     assert_eq!(theirs.len(), 4, "the legacy VM and the other tool's three");
-    let v1 = site.file("v1.toml", V1);
+    let v1 = site.file("v1.toml", &v1());
 
     // The diff, against what the simulator holds.
     let (code, rows) = site.diff(&v1).await;
@@ -280,7 +260,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
             "plain",
         ])
         .await;
-    assert_exit(&ran, 0);
+    ran.assert_code(0);
     let stats = sim.stats();
     assert!(stats.configured_more_than_once.is_empty());
     let reps = replications(&sim);
@@ -324,13 +304,13 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     // A second apply reads and sends no action.
     let before = sim.stats().journal.len();
     let ran = site.vrbulk(&["apply", &v1, "--yes"]).await;
-    assert_exit(&ran, 0);
+    ran.assert_code(0);
     assert!(ran.stdout().contains("nothing to do"), "{}", ran.stdout());
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 
     // Version 2: reconfigure the databases vrbulk created, remove its web servers but web-007;
     // db-003 is another tool's, so it cannot be changed.
-    let v2 = site.file("v2.toml", V2);
+    let v2 = site.file("v2.toml", &v2());
     let ours = created_by_vrbulk(&site.db);
     let (code, rows) = site.diff(&v2).await;
     assert_eq!(code, 1);
@@ -347,7 +327,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     // For people: the same verdicts, each change old → new, in a table and in Markdown.
     for format in ["table", "md"] {
         let ran = site.vrbulk(&["diff", &v2, "--format", format]).await;
-        assert_exit(&ran, 1);
+        ran.assert_code(1);
         let out = ran.stdout();
         let line = |vm: &str| {
             out.lines()
@@ -359,7 +339,11 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
         assert!(line("db-013").contains("rpo 15 → 30"), "{out}");
         assert!(line("web-017").contains("| remove "), "{out}");
         assert!(line("db-003").contains("| cannot "), "{out}");
-        assert_eq!(format == "md", out.starts_with("## Protection drift"), "{out}");
+        assert_eq!(
+            format == "md",
+            out.starts_with("## Protection drift"),
+            "{out}"
+        );
     }
     let before_v2 = replications(&sim);
     let ran = site
@@ -372,7 +356,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
             "plain",
         ])
         .await;
-    assert_exit(&ran, 1);
+    ran.assert_code(1);
     assert!(
         ran.stderr().contains("cannot be made as desired"),
         "{}",
@@ -410,7 +394,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     let ran = site
         .vrbulk(&["apply", &v2, "--allow-remove", "--yes"])
         .await;
-    assert_exit(&ran, 1);
+    ran.assert_code(1);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 
     // What the appliance protects now, exported: it diffs clean and applies as a no-op.
@@ -425,7 +409,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
             exported.to_str().unwrap(),
         ])
         .await;
-    assert_exit(&ran, 0);
+    ran.assert_code(0);
     let exported = exported.display().to_string();
     let (code, rows) = site.diff(&exported).await;
     assert_eq!(code, 0, "{:?}", actions(&rows));
@@ -435,7 +419,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     );
     let before = sim.stats().journal.len();
     let ran = site.vrbulk(&["apply", &exported, "--yes"]).await;
-    assert_exit(&ran, 0);
+    ran.assert_code(0);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 }
 
@@ -495,11 +479,11 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
         .into_iter()
         .map(|(n, r)| (n, r.id))
         .collect();
-    let v1 = site.file("v1.toml", V1);
+    let v1 = site.file("v1.toml", &v1());
     let args = ["apply", v1.as_str(), "--yes", "--progress", "plain"];
     kill_at_random(&sim, &site, &args, "configureReplication", 4).await;
     let ran = site.vrbulk(&args).await;
-    assert_exit(&ran, 0);
+    ran.assert_code(0);
 
     let stats = sim.stats();
     assert!(stats.configured_more_than_once.is_empty());
@@ -517,11 +501,11 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     }
     let before = sim.stats().journal.len();
     let ran = site.vrbulk(&["apply", &v1, "--yes"]).await;
-    assert_exit(&ran, 0);
+    ran.assert_code(0);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 
     // Removals and reconfigures, killed too.
-    let v2 = site.file("v2.toml", V2);
+    let v2 = site.file("v2.toml", &v2());
     let before_v2 = replications(&sim);
     let args = [
         "apply",
@@ -533,7 +517,7 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     ];
     kill_at_random(&sim, &site, &args, "unconfigureReplication", 3).await;
     let ran = site.vrbulk(&args).await;
-    assert_exit(&ran, 1);
+    ran.assert_code(1);
     let stats = sim.stats();
     let reps = replications(&sim);
     for (name, r) in &before_v2 {
@@ -554,7 +538,7 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     let ran = site
         .vrbulk(&["apply", &v2, "--yes", "--allow-remove"])
         .await;
-    assert_exit(&ran, 1);
+    ran.assert_code(1);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 }
 
@@ -569,7 +553,7 @@ async fn a_bad_file_is_refused_whole_before_anything_is_read() {
     let before = sim.stats().journal.len();
     for args in [vec!["diff", &bad], vec!["apply", &bad, "--yes"]] {
         let ran = site.vrbulk(&args).await;
-        assert_exit(&ran, 2);
+        ran.assert_code(2);
         let err = ran.stderr();
         assert!(err.contains("rows:") && err.contains("rule 1"), "{err}");
     }
@@ -616,7 +600,7 @@ async fn an_apply_keeps_the_window_and_the_admission_cap_and_records_one_ticket(
             &closed,
         ])
         .await;
-    assert_exit(&ran, 6);
+    ran.assert_code(6);
     assert_eq!(actions_since(&sim, 0), Vec::<String>::new());
 
     // Run again: it finishes that batch first, admitting three initial syncs at a time.
@@ -631,7 +615,7 @@ async fn an_apply_keeps_the_window_and_the_admission_cap_and_records_one_ticket(
             "plain",
         ])
         .await;
-    assert_exit(&ran, 0);
+    ran.assert_code(0);
     assert!(
         ran.stderr().contains("which an earlier apply started"),
         "{}",
