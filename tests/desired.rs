@@ -32,9 +32,9 @@ const ACTIONS: [&str; 3] = [
 const OTHER_TOOL: [&str; 3] = ["app-001", "app-002", "db-003"];
 
 /// A desired-state file: apps (not app-2xx) at the defaults, databases at `db_rpo`, and with
-/// `web` web servers on bronze at RPO 120; two rows win over the rules (db-003 at `db_003_rpo`,
-/// web-007 on silver at 30).
-fn desired(db_003_rpo: u32, db_rpo: u32, web: bool) -> String {
+/// `web` web servers on bronze at RPO 120; rows win over the rules (db-003 at `db_003_rpo`,
+/// web-007 on silver at 30, app-010 on the VR server `app_010_server`).
+fn desired(db_003_rpo: u32, db_rpo: u32, web: bool, app_010_server: &str) -> String {
     let web = if web {
         "\n[[rule]]\nname = \"web\"\nmatch = [\"web-*\"]\n[rule.profile]\n\
          target_datastore = \"ds-bronze-01\"\nrpo = 120\n"
@@ -45,9 +45,10 @@ fn desired(db_003_rpo: u32, db_rpo: u32, web: bool) -> String {
         r#"
 pairing = "vc-site-b.corp.local"
 rows = '''
-vm_name,target_datastore,rpo
-db-003,ds-gold-01,{db_003_rpo}
-web-007,ds-silver-01,30
+vm_name,target_datastore,rpo,replication_server
+db-003,ds-gold-01,{db_003_rpo},
+web-007,ds-silver-01,30,
+app-010,ds-gold-01,60,{app_010_server}
 '''
 [defaults]
 target_datastore = "ds-gold-01"
@@ -68,13 +69,14 @@ rpo = {db_rpo}
 
 /// Version 1: db-003 (another tool's) as it is, databases at RPO 15, web servers.
 fn v1() -> String {
-    desired(60, 15, true)
+    desired(60, 15, true, "auto")
 }
 
-/// Version 2: databases go to RPO 30, the web rule is gone (web-007 stays by its row), and
-/// the row of db-003 (another tool's replication) asks for RPO 15.
+/// Version 2: databases go to RPO 30, the web rule is gone (web-007 stays by its row), the
+/// row of db-003 (another tool's replication) asks for RPO 15, and that of app-010 for a VR
+/// server the target site does not have.
 fn v2() -> String {
-    desired(15, 30, false)
+    desired(15, 30, false, "vrs-nowhere")
 }
 
 /// What version 1 wants, by VM name, written out apart from vrbulk's resolution: the RPO each gets.
@@ -314,7 +316,11 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     let ours = created_by_vrbulk(&site.db);
     let (code, rows) = site.diff(&v2).await;
     assert_eq!(code, 1);
-    assert_eq!(actions(&rows), expected(&sim, v2_wants, &ours));
+    let mut want = expected(&sim, v2_wants, &ours);
+    want.insert("app-010".into(), "cannot");
+    assert_eq!(actions(&rows), want);
+    let why = rows["app-010"]["reason"].as_str().unwrap();
+    assert!(why.contains("vrs-nowhere"), "{why}");
     let changes = rows["db-013"]["changes"].to_string();
     assert!(
         changes.contains(r#""from":"15""#) && changes.contains(r#""to":"30""#),
@@ -383,13 +389,13 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
         assert_eq!(&reps[name].id, id, "{name} still there");
     }
     let (code, rows) = site.diff(&v2).await;
-    assert_eq!(code, 1, "db-003 is still not as desired");
+    assert_eq!(code, 1, "db-003 and app-010 are still not as desired");
     let drift: Vec<_> = rows
         .iter()
         .filter(|(_, r)| !["unchanged", "not_managed"].contains(&r["action"].as_str().unwrap()))
         .map(|(n, r)| (n.as_str(), r["action"].as_str().unwrap()))
         .collect();
-    assert_eq!(drift, [("db-003", "cannot")]);
+    assert_eq!(drift, [("app-010", "cannot"), ("db-003", "cannot")]);
     let before = sim.stats().journal.len();
     let ran = site
         .vrbulk(&["apply", &v2, "--allow-remove", "--yes"])

@@ -227,7 +227,8 @@ pub async fn diff_cmd(args: DiffArgs, config: Option<&Path>, db: &Path) -> anyho
     })
 }
 
-/// The diff for people: a line that sums it up, then a table (all VMs, or the drift only).
+/// The diff for people: a line that sums it up (a heading and counts in Markdown), then every
+/// VM in a table.
 fn print_diff(desired: &Desired, found: &Diff, format: DiffFormat) {
     let head = format!(
         "{} against pairing {}: {} ({} API calls)",

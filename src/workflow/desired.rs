@@ -420,6 +420,9 @@ pub struct Live {
     pub configure_verdicts: HashMap<String, Option<String>>,
     /// API calls the read took.
     pub calls: u64,
+    /// The target site's names (VR servers), for a reconfigure that names one; `None` when
+    /// not read.
+    pub target: Option<Discovery>,
 }
 
 /// Reads what a diff needs of the pairing `desired` describes: its source VMs (one list), its
@@ -468,20 +471,23 @@ pub async fn read_live(
 /// site's login, names and replication list) and its source VMs.
 pub async fn read_protection(client: &Client, wanted: Option<&str>) -> Result<Live, LiveError> {
     let pairings = client.pairings().await.map_err(LiveError::Pairings)?;
-    let disc = Discovery::run(client, &pairings, wanted)
+    let mut disc = Discovery::run(client, &pairings, wanted)
         .await
         .map_err(LiveError::Discovery)?;
     let vms = client
         .vms(&disc.pairing.pairing_id, &disc.local_vc_id, false, None)
         .await
         .map_err(LiveError::Vms)?;
-    let live = Live {
+    let mut live = Live {
         remote_vc: disc.remote_vc_name.clone(),
         vms,
-        replications: disc.replications,
+        replications: HashMap::new(),
         configure_verdicts: HashMap::new(),
         calls: client.metrics().total_calls(),
+        target: None,
     };
+    live.replications = std::mem::take(&mut disc.replications);
+    live.target = Some(disc);
     Ok(live)
 }
 
@@ -700,7 +706,11 @@ pub fn diff(resolved: &Resolved, live: &Live, created: &Created, adopt: &[String
                     rep.id
                 ))
             }
-            Some(recorded) => match refusal(Operation::Reconfigure, rep) {
+            Some(recorded) => match refusal(Operation::Reconfigure, rep).or_else(|| {
+                // A VR server the target site lacks: the reconfigure would fail in its run.
+                let server = change.replication_server.as_deref()?;
+                live.target.as_ref()?.replication_server_id(server).err()
+            }) {
                 Some(why) => row.reason = Some(why),
                 None => match input::mpit_problem(
                     change
@@ -1256,6 +1266,7 @@ rpo = 30
             ]),
             configure_verdicts: HashMap::new(),
             calls: 0,
+            target: None,
         };
         let recorded = |batch| Recorded {
             batch,
