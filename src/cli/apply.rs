@@ -1,20 +1,19 @@
-//! Protection as code: `vrbulk export --desired` (what the appliance protects now, as a
-//! desired-state file), `vrbulk diff FILE` (where the appliance differs from the file) and
-//! `vrbulk apply FILE` (the diff turned into batches of the queue and run as `vrbulk run` runs
-//! them). The file and the diff are `workflow::desired`'s; the batches are an import's and the
-//! day-2 commands' own, so an apply keeps every guarantee a run gives (resumable, `--until`,
-//! admission, the audit record and reports). An apply marks its batches (`settings.desired`):
-//! run again after a kill, it first finishes the batches an earlier apply left, then diffs
-//! again, so nothing is done twice.
+//! `vrbulk apply FILE`: the diff of a desired-state file turned into batches of the queue and
+//! run as `vrbulk run` runs them. The batches are an import's and the day-2 commands' own, so
+//! an apply keeps every guarantee a run gives (resumable, `--until`, admission, the audit record
+//! and reports). An apply marks its batches (`settings.desired`): run again after a kill, it
+//! first finishes the batches an earlier apply left, then diffs again, so nothing is done
+//! twice.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::json;
 use thiserror::Error;
 
+use super::diff::{print_table, read};
 use super::operate::Globals;
 use super::progress::ProgressMode;
 use super::run::{drive, Display};
@@ -25,59 +24,8 @@ use crate::exit::Exit;
 use crate::queue::{jobs_left, Batch, InputKind, NewBatch, Queue};
 use crate::settings::RunSettings;
 use crate::workflow::day2::{self, Asked, OperationRequest};
-use crate::workflow::desired::{
-    self, diff, read_live, read_protection, reconfigure_csvs, Action, Created, Desired,
-    DesiredError, Diff, DiffRow, Work,
-};
+use crate::workflow::desired::{diff, read_live, reconfigure_csvs, Action, Created, DiffRow, Work};
 use crate::workflow::session::login;
-
-#[derive(Debug, Args)]
-#[command(after_help = "Example:
-  vrbulk export --desired -o protection.toml          # then: vrbulk diff protection.toml")]
-pub struct ExportArgs {
-    /// Write the pairing's protection as a desired-state file (for `vrbulk diff` and `apply`).
-    #[arg(long, required = true)]
-    pub desired: bool,
-    /// The pairing: remote vCenter name or pairing id [default: the only one].
-    #[arg(long)]
-    pub pairing: Option<String>,
-    /// Where a VM vrbulk did not configure would be configured again (the appliance's list
-    /// does not say where its replica lives) [default: [defaults] target_datastore].
-    #[arg(long)]
-    pub target_datastore: Option<String>,
-    /// Write to this file [default: standard output]; an existing file is not overwritten.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DiffFormat {
-    /// A table for the terminal.
-    Table,
-    /// Markdown, for the change request.
-    Md,
-}
-
-#[derive(Debug, Args)]
-#[command(after_help = "Examples:
-  vrbulk diff protection.toml                  # exit 0: as desired; 1: drift; 2: a bad file
-  vrbulk diff protection.toml --format md > change-request.md
-  vrbulk diff protection.toml --json
-  vrbulk diff protection.toml --adopt 'legacy-*'   # propose removing those another tool made")]
-pub struct DiffArgs {
-    /// The desired-state file.
-    pub file: PathBuf,
-    /// How to print the diff.
-    #[arg(long, value_enum, default_value_t = DiffFormat::Table, conflicts_with = "json")]
-    pub format: DiffFormat,
-    /// Print the diff as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Also propose removing the replications vrbulk did not create of the VMs whose names
-    /// match (`*`, `?`, any case) when the file does not want them; repeatable.
-    #[arg(long, value_name = "GLOB")]
-    pub adopt: Vec<String>,
-}
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -121,184 +69,13 @@ pub enum NotConfirmed {
     Declined,
 }
 
-/// The file, read and checked: a bad one is the operator's input (exit 2).
-fn read(path: &Path) -> anyhow::Result<Desired> {
-    Desired::read(path).map_err(|e| match e {
-        DesiredError::Input(errors) => anyhow::Error::new(errors).context(format!(
-            "{} is not a valid desired-state file",
-            path.display()
-        )),
-        other => other.into(),
-    })
-}
-
-pub async fn export(args: ExportArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
-    let file = ConfigFile::load(config)?;
-    if let Some(out) = &args.output {
-        if out.exists() {
-            return Err(
-                crate::input::InputErrors(vec![crate::input::InputError::new(
-                    None,
-                    None,
-                    format!(
-                        "{} exists: export does not overwrite it; name another file, or remove it",
-                        out.display()
-                    ),
-                )])
-                .into(),
-            );
-        }
-    }
-    let created = Created::read(db)?;
-    let client = crate::workflow::connect(&file).await?;
-    let live = read_protection(&client, args.pairing.as_deref()).await;
-    client.logout().await.ok();
-    let live = live.context("reading the pairing's replications")?;
-    let datastore = args
-        .target_datastore
-        .clone()
-        .or_else(|| file.defaults.target_datastore());
-    let text =
-        desired::export(&live.remote_vc, &live, &created, datastore.as_deref()).map_err(|e| {
-            crate::input::InputErrors(vec![crate::input::InputError::new(
-                None,
-                None,
-                e.to_string(),
-            )])
-        })?;
-    match &args.output {
-        Some(path) => {
-            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
-            let ours = live
-                .replications
-                .values()
-                .filter(|r| created.0.contains_key(&r.id))
-                .count();
-            eprintln!(
-                "wrote {}: {} of pairing {} ({ours} created by vrbulk); `vrbulk diff {}` \
-                 compares it with the appliance",
-                path.display(),
-                super::count(live.replications.len(), "replication", "replications"),
-                live.remote_vc,
-                path.display()
-            );
-        }
-        None => print!("{text}"),
-    }
-    Ok(Exit::Ok)
-}
-
-pub async fn diff_cmd(args: DiffArgs, config: Option<&Path>, db: &Path) -> anyhow::Result<Exit> {
-    let desired = read(&args.file)?;
-    if !args.adopt.is_empty() {
-        crate::input::check_selection(&args.adopt, &[])?;
-    }
-    let file = ConfigFile::load(config)?;
-    let limits = file.capacity()?;
-    let (created, learnt) = match db.exists() {
-        true => {
-            let queue = Queue::open_read_only(db)?;
-            (Created::of(&queue)?, queue.learnt_limits()?)
-        }
-        false => (Created::default(), Vec::new()),
-    };
-    let client = crate::workflow::connect(&file).await?;
-    let read = read_live(&client, &desired, &limits, &learnt).await;
-    client.logout().await.ok();
-    let (live, resolved) = read.context("reading the live state")?;
-    let found = diff(&resolved, &live, &created, &args.adopt);
-    if args.json {
-        let out = json!({
-            "file": desired.path,
-            "pairing": found.pairing,
-            "in_sync": found.in_sync(),
-            "counts": Action::ALL.iter().map(|a| (a.as_str(), found.count(*a))).collect::<std::collections::BTreeMap<_, _>>(),
-            "api_calls": found.calls,
-            "vms": found.rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        print_diff(&desired, &found, args.format);
-    }
-    Ok(if found.in_sync() {
-        Exit::Ok
-    } else {
-        Exit::JobsFailed
-    })
-}
-
-/// The diff for people: a line that sums it up (a heading and counts in Markdown), then every
-/// VM in a table.
-fn print_diff(desired: &Desired, found: &Diff, format: DiffFormat) {
-    let head = format!(
-        "{} against pairing {}: {} ({} API calls)",
-        desired.path,
-        found.pairing,
-        found.summary(),
-        found.calls
-    );
-    match format {
-        DiffFormat::Md => {
-            println!("## Protection drift\n");
-            println!("`{}` against pairing `{}`\n", desired.path, found.pairing);
-            for a in Action::ALL {
-                let n = found.count(a);
-                if n > 0 {
-                    println!("- {}: {n}", a.as_str());
-                }
-            }
-            println!();
-        }
-        DiffFormat::Table => println!("diff: {head}"),
-    }
-    print_table(found, true);
-}
-
-/// The rows (all, or the drift only) as a table; nothing when there are none.
-fn print_table(found: &Diff, all: bool) {
-    let mut table = super::table(["VM", "action", "replication", "detail"]);
-    let mut shown = 0;
-    for r in found.rows.iter().filter(|r| all || r.action.is_drift()) {
-        table.add_row([
-            r.vm_name.clone(),
-            r.action.as_str().to_string(),
-            r.replication_id.clone().unwrap_or_default(),
-            detail(r),
-        ]);
-        shown += 1;
-    }
-    if shown > 0 {
-        println!("{table}");
-    }
-}
-
-/// What the table says of a row: the changes, why not, where the desire comes from.
-fn detail(r: &DiffRow) -> String {
-    let mut parts = Vec::new();
-    if r.action == Action::Reconfigure {
-        parts.extend(r.changes.iter().map(ToString::to_string));
-    }
-    if let Some(why) = &r.reason {
-        parts.push(why.clone());
-    }
-    if let Some(from) = &r.desired_by {
-        parts.push(format!("({from})"));
-    }
-    if let Some(batch) = r.created_by_batch {
-        if matches!(r.action, Action::Remove | Action::Reconfigure) {
-            parts.push(format!("created by batch {batch}"));
-        }
-    }
-    parts.join("; ")
-}
-
 /// Whether an apply's batches are done: an exit that says the run was stopped (the window
 /// closed, Ctrl-C, no connection) ends the apply there.
 fn stops(exit: Exit) -> bool {
     matches!(exit, Exit::WindowClosed | Exit::Interrupted | Exit::Connect)
 }
 
-pub async fn apply(args: ApplyArgs, globals: Globals<'_>) -> anyhow::Result<Exit> {
+pub async fn run(args: ApplyArgs, globals: Globals<'_>) -> anyhow::Result<Exit> {
     let desired = read(&args.file)?;
     if let Some(ticket) = &args.change_ticket {
         crate::input::check_flag("change-ticket", crate::input::Text::ChangeTicket, ticket)?;
