@@ -204,6 +204,37 @@ fn expected(
     out
 }
 
+/// By the simulator's record, version 2 was applied to what version 1 left (`before`): each
+/// database vrbulk created reconfigured once, to its new RPO; each web server vrbulk created
+/// but web-007 removed once; nothing else touched, the replications of others still there.
+fn assert_v2_applied(
+    sim: &Simulator,
+    before: &BTreeMap<String, vrbulk::vr::model::ReplicationInfo>,
+    ours: &BTreeSet<String>,
+    theirs: &BTreeMap<String, String>,
+) {
+    let stats = sim.stats();
+    let reps = replications(sim);
+    for (name, r) in before {
+        let ops = stats.operations.get(&r.id);
+        let count = |op: &str| ops.and_then(|o| o.get(op)).copied().unwrap_or(0);
+        match (v1_wants(name), v2_wants(name)) {
+            (Some(_), None) => {
+                assert_eq!(count("unconfigure"), 1, "{name} removed once: {ops:?}");
+                assert!(!reps.contains_key(name), "{name} gone");
+            }
+            (Some(a), Some(b)) if a != b && ours.contains(&r.id) => {
+                assert_eq!(count("reconfigure"), 1, "{name} reconfigured once: {ops:?}");
+                assert_eq!(reps[name].rpo, Some(b), "{name}");
+            }
+            _ => assert!(ops.is_none(), "{name} untouched: {ops:?}"),
+        }
+    }
+    for (name, id) in theirs {
+        assert_eq!(&reps[name].id, id, "{name} still there");
+    }
+}
+
 fn actions(rows: &BTreeMap<String, Value>) -> BTreeMap<String, &str> {
     rows.iter()
         .map(|(n, r)| (n.clone(), r["action"].as_str().unwrap()))
@@ -368,26 +399,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
         "{}",
         ran.stderr()
     );
-    let stats = sim.stats();
-    let reps = replications(&sim);
-    for (name, r) in &before_v2 {
-        let ops = stats.operations.get(&r.id);
-        let count = |op: &str| ops.and_then(|o| o.get(op)).copied().unwrap_or(0);
-        match (v1_wants(name), v2_wants(name)) {
-            (Some(_), None) => {
-                assert_eq!(count("unconfigure"), 1, "{name} removed once");
-                assert!(!reps.contains_key(name), "{name} gone");
-            }
-            (Some(a), Some(b)) if a != b && ours.contains(&r.id) => {
-                assert_eq!(count("reconfigure"), 1, "{name} reconfigured once");
-                assert_eq!(reps[name].rpo, Some(b), "{name}");
-            }
-            _ => assert!(ops.is_none(), "{name} untouched: {ops:?}"),
-        }
-    }
-    for (name, id) in &theirs {
-        assert_eq!(&reps[name].id, id, "{name} still there");
-    }
+    assert_v2_applied(&sim, &before_v2, &ours, &theirs);
     let (code, rows) = site.diff(&v2).await;
     assert_eq!(code, 1, "db-003 and app-010 are still not as desired");
     let drift: Vec<_> = rows
@@ -513,6 +525,7 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     // Removals and reconfigures, killed too.
     let v2 = site.file("v2.toml", &v2());
     let before_v2 = replications(&sim);
+    let ours = created_by_vrbulk(&site.db);
     let args = [
         "apply",
         v2.as_str(),
@@ -524,22 +537,7 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     kill_at_random(&sim, &site, &args, "unconfigureReplication", 3).await;
     let ran = site.vrbulk(&args).await;
     ran.assert_code(1);
-    let stats = sim.stats();
-    let reps = replications(&sim);
-    for (name, r) in &before_v2 {
-        let ops = stats.operations.get(&r.id).cloned().unwrap_or_default();
-        let count = |op: &str| ops.get(op).copied().unwrap_or(0);
-        assert!(count("unconfigure") <= 1, "{name}: {ops:?}");
-        assert!(count("reconfigure") <= 1, "{name}: {ops:?}");
-        match v2_wants(name) {
-            None if !theirs.contains_key(name) => assert!(!reps.contains_key(name), "{name}"),
-            Some(rpo) if name != "db-003" => assert_eq!(reps[name].rpo, Some(rpo), "{name}"),
-            _ => assert!(ops.is_empty(), "{name} untouched: {ops:?}"),
-        }
-    }
-    for (name, id) in &theirs {
-        assert_eq!(&reps[name].id, id, "{name} still there");
-    }
+    assert_v2_applied(&sim, &before_v2, &ours, &theirs);
     let before = sim.stats().journal.len();
     let ran = site
         .vrbulk(&["apply", &v2, "--yes", "--allow-remove"])
