@@ -280,6 +280,19 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
         rows["db-003"]["action"], "unchanged",
         "a row wins over a rule"
     );
+    // Adopted by name, a replication vrbulk did not create is proposed for removal; only then.
+    let ran = site
+        .vrbulk(&["diff", &v1, "--json", "--adopt", "LEGACY-*"])
+        .await;
+    ran.assert_code(1);
+    let adopted: Value = serde_json::from_str(&ran.stdout()).unwrap();
+    let legacy = adopted["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["vm_name"] == "legacy-erp-01")
+        .unwrap();
+    assert_eq!(legacy["action"], "remove", "{legacy}");
 
     // Apply, then the simulator's state is the file's.
     let ran = site
@@ -415,8 +428,20 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     ran.assert_code(1);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 
-    // What the appliance protects now, exported: it diffs clean and applies as a no-op.
+    // What the appliance protects now, exported: it diffs clean and applies as a no-op. The
+    // appliance does not say where another tool's replicas live: the export asks for a
+    // datastore to write for them, and writes nothing without one.
     let exported = site.dir.path().join("exported.toml");
+    let ran = site
+        .vrbulk(&["export", "--desired", "-o", exported.to_str().unwrap()])
+        .await;
+    ran.assert_code(2);
+    assert!(
+        ran.stderr().contains("--target-datastore"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(!exported.exists());
     let ran = site
         .vrbulk(&[
             "export",
