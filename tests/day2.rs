@@ -7,7 +7,7 @@
 //! nothing of that site.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -16,47 +16,13 @@ use vrbulk::queue::{system_clock, BatchId, JobState, Liveness, NewBatch, Queue, 
 use vrbulk::runner::{self, InitialSyncs, RunOptions};
 use vrbulk::sim::{RateLimits, SimConfig, Simulator, VmKind, FAST_WINDOW};
 
-use crate::support::cmd::{Cmd, Ran};
-use crate::support::fixtures::{self, config_for, new_batch, spec};
+use crate::support::cmd::Ran;
+use crate::support::fixtures::{self, new_batch, spec};
 use crate::support::harness::{settings_for, start, until_removed, until_synced};
+use crate::support::site::Site;
 use crate::support::wait::eventually;
 
-/// A folder with the queue and a settings file for `sim`.
-struct Site {
-    _dir: tempfile::TempDir,
-    db: PathBuf,
-    config: PathBuf,
-}
-
 impl Site {
-    fn new(sim: &Simulator) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("q.db");
-        // A short lease, so that a killed run's jobs come back quickly.
-        let config = config_for(
-            sim,
-            dir.path(),
-            "\n[run]\nworkers = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n",
-        );
-        Site {
-            _dir: dir,
-            db,
-            config,
-        }
-    }
-
-    /// `vrbulk --db … --config … ARGS`, run off the async threads (the simulator lives there).
-    async fn vrbulk(&self, args: &[&str]) -> Ran {
-        let cmd = Cmd::new()
-            .env("VRBULK_PASSWORD", "VMware1!")
-            .db(&self.db)
-            .config(&self.config)
-            .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-        tokio::task::spawn_blocking(move || cmd.run())
-            .await
-            .unwrap()
-    }
-
     fn batches(&self) -> usize {
         Queue::open(&self.db).unwrap().batches().unwrap().len()
     }
@@ -745,20 +711,6 @@ async fn slow_simulator() -> Simulator {
     .await
 }
 
-/// The binary with `args`, as a child process that a test can kill.
-fn spawn(site: &Site, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
-        .args(["--db".as_ref(), site.db.as_os_str()])
-        .args(["--config".as_ref(), site.config.as_os_str()])
-        .args(args)
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// Steps done and jobs finished by the operation batches of `db`: claims and rescues come in
 /// lumps and say nothing.
 fn progress(db: &Path) -> usize {
@@ -1146,15 +1098,14 @@ async fn undo_killed_at_random_moments(
             }
         }
         let mut child = match &undo {
-            Some(b) if again == Again::Run => spawn(
-                site,
-                &["run", "--batch", &b.id.to_string(), "--progress", "none"],
-            ),
+            Some(b) if again == Again::Run => {
+                site.spawn(&["run", "--batch", &b.id.to_string(), "--progress", "none"])
+            }
             _ => {
                 let mut args = vec!["undo", "--batch", wave];
                 args.extend_from_slice(extra);
                 args.extend(["--yes", "--progress", "none"]);
-                spawn(site, &args)
+                site.spawn(&args)
             }
         };
         let target = progress(&site.db) + rng.usize(1..40);
@@ -1254,18 +1205,15 @@ async fn an_undo_while_the_batch_is_still_being_configured_is_refused_and_with_w
         &specs,
     );
     let wave_arg = wave.to_string();
-    let mut run = spawn(
-        &site,
-        &[
-            "run",
-            "--batch",
-            &wave_arg,
-            "--submit-group",
-            "2",
-            "--progress",
-            "none",
-        ],
-    );
+    let mut run = site.spawn(&[
+        "run",
+        "--batch",
+        &wave_arg,
+        "--submit-group",
+        "2",
+        "--progress",
+        "none",
+    ]);
     wait_for(&site, wave, "some configured", |c| {
         c[&JobState::Succeeded] >= 2
     })
@@ -1456,7 +1404,7 @@ async fn the_same_undo_run_again_after_a_kill_resumes_its_batch_and_unconfigures
     );
 
     // While a live run works on it, the same command leaves it to that run.
-    let mut live = spawn(&site, &["run", "--batch", &undo_arg, "--progress", "none"]);
+    let mut live = site.spawn(&["run", "--batch", &undo_arg, "--progress", "none"]);
     let pid = format!(":{}:", live.id());
     let liveness = |owner: &str| {
         if owner.contains(&pid) {
@@ -1543,7 +1491,7 @@ async fn the_same_pause_run_again_after_a_kill_resumes_its_batch() {
         "--progress",
         "none",
     ];
-    let mut child = spawn(&site, &args);
+    let mut child = site.spawn(&args);
     eventually(
         Duration::from_secs(30),
         "the pause to move ten steps",

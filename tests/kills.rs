@@ -8,7 +8,7 @@ use std::time::Duration;
 use vrbulk::queue::{JobState, Queue};
 use vrbulk::sim::Simulator;
 
-use crate::support::cmd::Cmd;
+use crate::support::cmd::{spawn, Cmd};
 use crate::support::fixtures::config_for;
 use crate::support::harness::{configured_wave, sim_limited, start};
 use crate::support::wait::eventually;
@@ -16,21 +16,6 @@ use crate::support::wait::eventually;
 /// How many requests of operation `op` the simulator has received.
 fn received(sim: &Simulator, op: &str) -> usize {
     sim.stats().journal.iter().filter(|r| r.op == op).count()
-}
-
-/// `vrbulk ARGS` as a child process, to be killed.
-fn spawn(db: &Path, config: &Path, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
-        .arg("--db")
-        .arg(db)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -469,17 +469,6 @@ async fn vrbulk(db: &Path, config: &Path, args: &[&str]) -> crate::support::cmd:
         .unwrap()
 }
 
-#[track_caller]
-fn assert_code(ran: &crate::support::cmd::Ran, code: i32) {
-    assert_eq!(
-        ran.output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
-}
-
 /// The VMs of `names` whose initial sync the simulator finished.
 fn synced_on_the_appliance(sim: &Simulator, vm_ids: &HashSet<String>) -> usize {
     sim.stats()
@@ -592,7 +581,7 @@ async fn watch_exits_0_only_once_every_job_ended_and_follows_on_while_a_run_hold
     assert_eq!(configured_there, 30);
 
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
-    assert_code(&ran, 5);
+    ran.assert_code(5);
     let out = ran.stdout();
     assert!(out.starts_with("protected 30/30"), "{out}");
     let unconfigured = vm_ids.len() - configured_there;
@@ -708,7 +697,7 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
 
     // The newest batch is the undo: watch follows the batch it acted on, and says so.
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
-    assert_code(&ran, 0);
+    ran.assert_code(0);
     assert!(
         ran.stderr().contains(&format!(
             "batch {undo} (unconfigure) acts on the replications of batch {wave}"
@@ -735,7 +724,7 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
     assert!(!sim.inventory().replications.iter().any(|r| r.id == rep));
 
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
-    assert_code(&ran, 4);
+    ran.assert_code(4);
     let out = ran.stdout();
     assert!(
         out.contains("no longer exist (removed outside vrbulk) 1"),
@@ -762,7 +751,7 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
 
     // `status` says the same.
     let ran = vrbulk(&db, &config, &["status", "--batch", &wave.to_string()]).await;
-    assert_code(&ran, 0);
+    ran.assert_code(0);
     let out = ran.stdout();
     let line = |label: &str| {
         out.lines()
@@ -877,7 +866,7 @@ async fn a_paused_replication_is_paused_by_its_batch_or_outside_vrbulk_and_not_p
     assert_eq!(paused_there.len(), 2);
 
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
-    assert_code(&ran, 5);
+    ran.assert_code(5);
     let out = ran.stdout();
     assert!(out.starts_with("protected 3/5"), "{out}");
     assert!(
@@ -1091,7 +1080,7 @@ async fn a_run_summary_says_when_the_appliance_said_what_it_counts() {
     let config = config_for(&sim, dir.path(), "\n[run]\npoll_interval_seconds = 0.2\n");
     let wave = import_normal(&sim, &db, 4);
     let ran = vrbulk(&db, &config, &["run", "--progress", "none"]).await;
-    assert_code(&ran, 0);
+    ran.assert_code(0);
     assert!(
         ran.stdout()
             .contains("4 VMs configured; nothing has followed their replications yet"),

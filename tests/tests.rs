@@ -8,6 +8,7 @@ mod capacity;
 mod cli;
 mod client;
 mod day2;
+mod desired;
 mod faults;
 mod input_corpus;
 mod inventory;

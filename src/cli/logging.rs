@@ -71,6 +71,9 @@ impl LogSetup {
             C::Pause(_) => ("pause", false, true),
             C::Resume(_) => ("resume", false, true),
             C::Sync(_) => ("sync", false, true),
+            C::Export(_) => ("export", false, false),
+            C::Diff(_) => ("diff", false, false),
+            C::Apply(_) => ("apply", true, true),
         };
         let db = (on_batch && (creates_queue || cli.db.exists())).then(|| cli.db.clone());
         LogSetup {

@@ -1,11 +1,14 @@
 //! Command-line definitions (clap derive) and dispatch. Each subcommand lives in its own file
 //! with its arguments and its `run`; the logic they call lives in the library modules.
 
+mod apply;
 mod batches;
 mod cancel;
 mod completions;
 mod config_cmd;
 mod demo;
+mod diff;
+mod export;
 mod import;
 mod init;
 mod inventory;
@@ -145,6 +148,13 @@ Interrupted, the same command again resumes it.")]
   vrbulk sync --batch 3
 Interrupted, the same command again resumes it.")]
     Sync(pause::StateArgs),
+    /// Write what the appliance protects now: `export --desired` writes a desired-state file.
+    Export(export::ExportArgs),
+    /// Compare a desired-state file with the appliance: per VM, what `apply` would do.
+    Diff(diff::DiffArgs),
+    /// Make the appliance as a desired-state file says: configure, reconfigure (and with
+    /// --allow-remove undo) in resumable batches.
+    Apply(apply::ApplyArgs),
 }
 
 /// The replication settings flags, and the change ticket of the jobs without one.
@@ -220,6 +230,9 @@ pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
             Command::Pause(args) => pause::run(OperationSpec::Pause, args, globals).await,
             Command::Resume(args) => pause::run(OperationSpec::Resume, args, globals).await,
             Command::Sync(args) => pause::run(OperationSpec::Sync, args, globals).await,
+            Command::Export(args) => export::run(args, cli.config.as_deref(), &cli.db).await,
+            Command::Diff(args) => diff::run(args, cli.config.as_deref(), &cli.db).await,
+            Command::Apply(args) => apply::run(args, globals).await,
         }
     });
     match outcome {
@@ -330,6 +343,7 @@ fn exit_of(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
             Some(ChooseError::Nothing(_))
         )
         || cause.downcast_ref::<undo::NotConfirmed>().is_some()
+        || cause.downcast_ref::<apply::NotConfirmed>().is_some()
         || cause.downcast_ref::<init::Exists>().is_some()
         || cause.downcast_ref::<OutputRefused>().is_some()
         || cause

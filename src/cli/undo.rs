@@ -105,20 +105,26 @@ fn confirm(prepared: &Prepared, args: &UndoArgs) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(NotConfirmed::NoTerminal.into());
     }
-    eprint!(
-        "Remove {}? Type yes to go on: ",
-        if n == 1 {
-            "this replication".to_string()
-        } else {
-            format!("these {n} replications")
-        }
-    );
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y") {
+    let what = if n == 1 {
+        "this replication".to_string()
+    } else {
+        format!("these {n} replications")
+    };
+    if typed_yes(&format!("Remove {what}?"))? {
         Ok(())
     } else {
         Err(NotConfirmed::Declined.into())
     }
+}
+
+/// Asks `question` on the terminal; whether the operator typed yes.
+pub(super) fn typed_yes(question: &str) -> std::io::Result<bool> {
+    eprint!("{question} Type yes to go on: ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "yes" | "y"
+    ))
 }

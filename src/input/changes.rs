@@ -57,7 +57,7 @@ const UNCHANGEABLE: [(Column, &str, &str); 5] = [
 ];
 
 /// The settings columns: a row that leaves all of them empty changes nothing.
-const SETTINGS: [Column; 9] = [
+pub const SETTINGS: [Column; 9] = [
     Column::Rpo,
     Column::MpitInstances,
     Column::MpitDays,

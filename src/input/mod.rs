@@ -24,6 +24,7 @@ use crate::domain::{JobSpec, VmRef};
 pub use cells::Text;
 pub use changes::{
     change_of_flags, check_change, mpit_problem, parse_changes_csv, read_changes, ChangeRow,
+    SETTINGS,
 };
 pub use defaults::Defaults;
 pub use glob::glob_match;

@@ -761,6 +761,12 @@ impl Prepared {
         operator: String,
         host: String,
     ) -> Result<BatchId, PrepareError> {
+        self.create_as(queue, &self.new_batch(operator, host))
+    }
+
+    /// [`create`](Self::create), recorded as `batch` says (an apply names its batches and marks
+    /// them as its own, in the same write).
+    pub fn create_as(&self, queue: &mut Queue, batch: &NewBatch) -> Result<BatchId, PrepareError> {
         let jobs: Vec<OperationJob> = self
             .targets
             .iter()
@@ -769,9 +775,8 @@ impl Prepared {
                 spec: t.spec.clone(),
             })
             .collect();
-        let batch = self.new_batch(operator, host);
         queue
-            .create_operation_batch(&batch, self.operation, self.acts_on.id, &jobs)
+            .create_operation_batch(batch, self.operation, self.acts_on.id, &jobs)
             .map_err(|e| match e {
                 QueueError::AlreadyQueued(vms) => {
                     let mut by_batch: std::collections::BTreeMap<BatchId, Vec<String>> =

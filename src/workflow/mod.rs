@@ -4,6 +4,7 @@
 
 pub mod capacity;
 pub mod day2;
+pub mod desired;
 pub mod discovery;
 pub mod forecast;
 pub mod import;

@@ -66,20 +66,27 @@ impl Cmd {
         }
     }
 
+    #[track_caller]
     pub fn assert_exit(self, code: i32) -> Ran {
         let ran = self.run();
-        assert_eq!(
-            ran.output.status.code(),
-            Some(code),
-            "exit code\nstdout:\n{}\nstderr:\n{}",
-            ran.stdout(),
-            ran.stderr()
-        );
+        ran.assert_code(code);
         ran
     }
 }
 
 impl Ran {
+    /// The binary exited with `code`; else both outputs are shown.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) {
+        assert_eq!(
+            self.output.status.code(),
+            Some(code),
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+    }
+
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
     }
@@ -114,4 +121,19 @@ impl Ran {
         );
         self
     }
+}
+
+/// `vrbulk --db db --config config ARGS` as a child process that a test can kill, its output
+/// thrown away.
+pub fn spawn(db: &Path, config: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .args([OsStr::new("--db"), db.as_os_str()])
+        .args([OsStr::new("--config"), config.as_os_str()])
+        .args(args)
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("vrbulk starts")
 }
