@@ -71,6 +71,8 @@ impl LogSetup {
             C::Pause(_) => ("pause", false, true),
             C::Resume(_) => ("resume", false, true),
             C::Sync(_) => ("sync", false, true),
+            C::Monitor(_) => ("monitor", false, true),
+            C::Notify(_) => ("notify", false, true),
         };
         let db = (on_batch && (creates_queue || cli.db.exists())).then(|| cli.db.clone());
         LogSetup {

@@ -10,6 +10,8 @@ mod import;
 mod init;
 mod inventory;
 pub mod logging;
+mod monitor;
+mod notify;
 mod operate;
 mod pause;
 mod plan;
@@ -144,6 +146,12 @@ Interrupted, the same command again resumes it.")]
   vrbulk sync --batch 3
 Interrupted, the same command again resumes it.")]
     Sync(pause::StateArgs),
+    /// Follow the replications after the wave: findings (behind RPO, error, paused, removed,
+    /// uncovered VMs) recorded in the queue, a digest of each cycle's changes to the channels.
+    Monitor(monitor::MonitorArgs),
+    /// Notification channels: `notify test` sends one message to each and says which worked.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
 }
 
 /// The replication settings flags, and the change ticket of the jobs without one.
@@ -219,6 +227,8 @@ pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
             Command::Pause(args) => pause::run(OperationSpec::Pause, args, globals).await,
             Command::Resume(args) => pause::run(OperationSpec::Resume, args, globals).await,
             Command::Sync(args) => pause::run(OperationSpec::Sync, args, globals).await,
+            Command::Monitor(args) => monitor::run(args, cli.config.as_deref(), &cli.db).await,
+            Command::Notify(cmd) => notify::run(cmd, cli.config.as_deref(), &cli.db).await,
         }
     });
     match outcome {

@@ -12,8 +12,10 @@
 mod batches;
 mod begin;
 mod choose;
+pub mod findings;
 mod limits;
 mod operations;
+pub mod outbox;
 mod protection;
 mod record;
 mod runs;
@@ -77,6 +79,7 @@ const MIGRATIONS: &[M<'static>] = &[
         "../../migrations/0008_learnt_server_limits.sql"
     )),
     M::up(include_str!("../../migrations/0009_appliance_times.sql")),
+    M::up(include_str!("../../migrations/0010_monitor_and_outbox.sql")),
 ];
 
 #[derive(Debug, Error)]
