@@ -11,6 +11,7 @@ mod faults;
 mod input_corpus;
 mod inventory;
 mod kills;
+mod monitor;
 mod openapi_validator;
 mod operations;
 mod operator;

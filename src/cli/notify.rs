@@ -14,7 +14,7 @@ use crate::queue::Queue;
 pub enum NotifyCommand {
     /// Send one test message to every channel and say which worked.
     Test,
-    /// Deliver the notifications waiting in the outbox now.
+    /// Deliver the notifications waiting in the outbox now, whatever their retry time.
     Flush,
 }
 
@@ -44,7 +44,10 @@ pub async fn run(cmd: NotifyCommand, config: Option<&Path>, db: &Path) -> anyhow
             queue.enqueue(&notice.outgoing(&names))?;
             Some(notice.id)
         }
-        NotifyCommand::Flush => None,
+        NotifyCommand::Flush => {
+            queue.outbox_due_now()?;
+            None
+        }
     };
     let done = deliver_due(&mut queue, &file.notify).await?;
     let mut failed = 0;
@@ -100,4 +103,154 @@ pub async fn run(cmd: NotifyCommand, config: Option<&Path>, db: &Path) -> anyhow
         );
     }
     Ok(if failed > 0 { Exit::JobsFailed } else { Exit::Ok })
+}
+
+/// After a run of `batch` (any command that runs a batch): the end of the run to every channel,
+/// with the failure groups and a Markdown report written beside the queue (attached to mails);
+/// a window that closed with work left and a run stopped by a refused login are said as such.
+/// Nothing when no channel is set; a channel that fails is logged and retried later, never the
+/// run's failure.
+pub(super) async fn after_run(
+    db: &Path,
+    notify: &crate::notify::NotifySettings,
+    batch: &crate::queue::Batch,
+    outcome: &Result<crate::runner::RunOutcome, crate::runner::RunError>,
+) {
+    if notify.is_empty() {
+        return;
+    }
+    let mut queue = match Queue::open(db) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the queue to notify the end of the run");
+            return;
+        }
+    };
+    let Some(notice) = run_notice(&queue, db, batch, outcome) else {
+        return;
+    };
+    let done = crate::notify::send_now(&mut queue, notify, &notice).await;
+    for (_, channel, why) in &done.failed {
+        eprintln!("notification to {channel} failed (retried by the next vrbulk that delivers): {why}");
+    }
+}
+
+fn run_notice(
+    queue: &Queue,
+    db: &Path,
+    batch: &crate::queue::Batch,
+    outcome: &Result<crate::runner::RunOutcome, crate::runner::RunError>,
+) -> Option<Notice> {
+    use crate::queue::JobState;
+    use crate::runner::{Ending, RunError};
+    let name = format!("batch {} \"{}\"", batch.id, batch.name);
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(RunError::Credentials { at, source }) => {
+            let at = at.as_deref().map(|s| format!(" at {s}")).unwrap_or_default();
+            let mut n = Notice::new(
+                "credentials_refused",
+                format!("vrbulk {name}: the run stopped on a refused login{at}"),
+                format!(
+                    "vrbulk {name}: the run stopped on a refused login{at}: {}\nNo job was failed \
+                     for it; fix the credentials and run `vrbulk run --batch {}` again.",
+                    crate::vr::error::error_chain(source),
+                    batch.id
+                ),
+                "warning",
+            );
+            n.batch = Some(batch.id);
+            return Some(n);
+        }
+        // Other errors (held by another run, no connection) stop before any work: the
+        // operator sees them at the terminal.
+        Err(_) => return None,
+    };
+    let jobs = queue.jobs(batch.id).ok()?;
+    let count = |s: JobState| outcome.counts.get(&s).copied().unwrap_or(0);
+    let failed = count(JobState::Failed);
+    let left = outcome.left();
+    let (kind, how, severity) = match outcome.ending {
+        Ending::WindowClosed if left > 0 => (
+            "window_closed",
+            format!("the change window closed with {left} jobs left"),
+            "warning",
+        ),
+        Ending::Interrupted => ("run_ended", "the run was interrupted".to_string(), "notice"),
+        _ if failed > 0 => ("run_ended", "the run ended".to_string(), "warning"),
+        _ => ("run_ended", "the run ended".to_string(), "info"),
+    };
+    let counts: Vec<String> = outcome
+        .counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    let title = format!("vrbulk {name}: {how}: {}", counts.join(", "));
+    let mut text = format!("{title}\n");
+    let mut groups: std::collections::BTreeMap<String, u64> = Default::default();
+    for j in jobs.iter().filter(|j| j.state == JobState::Failed) {
+        let reason = j.reason.as_deref().unwrap_or("no reason recorded");
+        *groups.entry(crate::report::normalize(reason)).or_default() += 1;
+    }
+    if !groups.is_empty() {
+        text.push_str("Failures by cause:\n");
+        let mut by_count: Vec<(String, u64)> = groups.into_iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (reason, n) in by_count {
+            text.push_str(&format!("- {n} x {reason}\n"));
+        }
+    }
+    if left > 0 {
+        text.push_str(&format!(
+            "{left} jobs are left: `vrbulk run --batch {}` carries on.\n",
+            batch.id
+        ));
+    }
+    let report = write_report(queue, db, batch.id);
+    match &report {
+        Some(p) => text.push_str(&format!("Report: {p}\n")),
+        None => text.push_str(&format!(
+            "Report: `vrbulk report --batch {}` writes it.\n",
+            batch.id
+        )),
+    }
+    let mut n = Notice::new(kind, title, text, severity);
+    n.batch = Some(batch.id);
+    n.counts = serde_json::to_value(
+        outcome
+            .counts
+            .iter()
+            .map(|(s, c)| (s.to_string(), *c))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .ok();
+    n.report = report;
+    Some(n)
+}
+
+/// The batch's Markdown report in `reports/` beside the queue; its path, or `None` (logged)
+/// when it cannot be written.
+fn write_report(queue: &Queue, db: &Path, batch: crate::queue::BatchId) -> Option<String> {
+    let written = (|| -> anyhow::Result<std::path::PathBuf> {
+        let report = crate::report::Report::load(queue, batch, queue.now())?;
+        let text = report.render(crate::report::Format::Md)?;
+        let dir = db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("reports");
+        std::fs::create_dir_all(&dir)?;
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let path = dir.join(format!("batch-{batch}-{stamp}.md"));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    })();
+    match written {
+        Ok(p) => Some(p.display().to_string()),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot write the report for the notification");
+            None
+        }
+    }
 }

@@ -345,13 +345,13 @@ pub async fn deliver_due(
         match send_row(channel, &row, settings.base.as_ref()).await {
             Ok(()) => {
                 queue.outbox_delivered(&row.message_id, &row.channel)?;
-                tracing::info!(channel = %row.channel, message = %row.message_id, kind = %row.kind, "notification delivered");
+                tracing::info!(channel = %row.channel, id = %row.message_id, kind = %row.kind, "notification delivered");
                 done.sent.push((row.message_id, row.channel));
             }
             Err(e) => {
                 let words = e.to_string();
                 let wait = backoff(row.attempts + 1);
-                tracing::warn!(channel = %row.channel, message = %row.message_id, error = %words, retry_in_s = wait.as_secs(), "notification not delivered");
+                tracing::warn!(channel = %row.channel, id = %row.message_id, error = %words, retry_in_s = wait.as_secs(), "notification not delivered");
                 queue.outbox_failed(
                     &row.message_id,
                     &row.channel,

@@ -96,6 +96,15 @@ impl Queue {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Makes every undelivered row due now, whatever its backoff (`notify flush`).
+    pub fn outbox_due_now(&mut self) -> Result<usize> {
+        let now = self.now();
+        Ok(self.conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?1 WHERE delivered_at IS NULL AND next_attempt_at > ?1",
+            params![now],
+        )?)
+    }
+
     /// The receiver took the message.
     pub fn outbox_delivered(&mut self, message_id: &str, channel: &str) -> Result<()> {
         let now = self.now();

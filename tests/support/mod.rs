@@ -5,4 +5,5 @@ pub mod cmd;
 pub mod fixtures;
 pub mod harness;
 pub mod openapi;
+pub mod receivers;
 pub mod wait;

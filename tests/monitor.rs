@@ -1,0 +1,492 @@
+//! `vrbulk monitor` and the notifications, end to end: the simulator's admin routes make
+//! replications fall behind their RPO, fail, vanish, and VMs appear; the monitor's findings are
+//! checked in the queue, and what the channels sent is checked on real receivers (rsyslog,
+//! aiosmtpd, an HTTP server), never on vrbulk's own counters.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::watch;
+use vrbulk::domain::VmRef;
+use vrbulk::queue::findings::{FindingKind, Rule, Sighting};
+use vrbulk::queue::{InputKind, JobState, Queue};
+use vrbulk::runner::{self, RunOptions};
+use vrbulk::sim::{SimConfig, Simulator};
+
+use crate::support::cmd::{Cmd, Ran};
+use crate::support::fixtures::{self, config_for, new_batch, queue_at, spec};
+use crate::support::harness::{settings_for, start};
+use crate::support::receivers::{free_port, SmtpSink, Syslog, WebhookSink};
+use crate::support::wait::eventually;
+
+/// `vrbulk ARGS` with the queue at `db` and the settings at `config`, off the async threads.
+async fn vrbulk(db: &Path, config: &Path, args: &[&str]) -> Ran {
+    let cmd = Cmd::new()
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .db(db)
+        .config(config)
+        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    tokio::task::spawn_blocking(move || cmd.run())
+        .await
+        .unwrap()
+}
+
+/// What the simulator's admin routes are told, as anyone on the loopback would.
+async fn admin(sim: &Simulator, method: reqwest::Method, path: &str) {
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let answer = http
+        .request(method.clone(), format!("{}{path}", sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer.status().is_success(),
+        "{method} {path}: {} {}",
+        answer.status(),
+        answer.text().await.unwrap_or_default()
+    );
+}
+
+fn encoded(vm: &str) -> String {
+    percent_encoding::utf8_percent_encode(vm, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The names of the simulator's normal VMs (`app-001`, `db-003`, `web-007`, …), `n` of them.
+fn normal_names(sim: &Simulator, n: usize) -> Vec<String> {
+    let names: Vec<String> = sim
+        .inventory()
+        .vms
+        .iter()
+        .filter(|v| v.kind == vrbulk::sim::VmKind::Normal)
+        .map(|v| v.vm.name.clone())
+        .take(n)
+        .collect();
+    assert_eq!(names.len(), n);
+    names
+}
+
+/// An inventory batch of `names` selected by `patterns`, configured by the library's runner
+/// and synced to the end (the simulator's clock moved a day ahead).
+async fn protected(sim: &Simulator, db: &Path, names: &[String], patterns: &[&str]) -> i64 {
+    let batch = vrbulk::queue::NewBatch {
+        input_kind: InputKind::Inventory,
+        settings: json!({ "match": patterns, "exclude": [] }),
+        ..new_batch("wave")
+    };
+    let specs: Vec<_> = names
+        .iter()
+        .map(|n| vrbulk::domain::JobSpec {
+            vm: VmRef {
+                name: Some(n.clone()),
+                id: None,
+            },
+            ..spec(n)
+        })
+        .collect();
+    let id = fixtures::import(db, &batch, &specs);
+    let opts = RunOptions {
+        batch: Some(id),
+        poll_interval: Duration::from_millis(200),
+        retry_base: Duration::from_millis(100),
+        retry_cap: Duration::from_secs(1),
+        ..RunOptions::default()
+    };
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = runner::run(Queue::open(db).unwrap(), settings_for(sim), opts, stop_rx)
+        .await
+        .unwrap();
+    assert_eq!(outcome.counts[&JobState::Succeeded], names.len() as u64);
+    sim.skip(Duration::from_secs(90 * 86_400));
+    crate::support::harness::until_synced(sim).await;
+    id
+}
+
+fn findings_by_kind(db: &Path, batch: i64) -> Vec<(FindingKind, String, bool)> {
+    let q = Queue::open(db).unwrap();
+    let mut out: Vec<_> = q
+        .findings(batch)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let open = f.is_open();
+            (f.kind, f.vm_name.unwrap_or(f.vm_id), open)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn count(found: &[(FindingKind, String, bool)], kind: FindingKind, open: bool) -> usize {
+    found
+        .iter()
+        .filter(|(k, _, o)| *k == kind && *o == open)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notify_test_sends_one_message_to_every_channel_and_names_the_one_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (Some(smtp), Some(syslog)) = (SmtpSink::start(dir.path()), Syslog::start(dir.path()))
+    else {
+        return;
+    };
+    let hook = WebhookSink::start().await;
+    let dead = free_port();
+    let config = dir.path().join("vrbulk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}{}{}[[notify.webhook]]\nname = \"nobody-home\"\nurl = \"http://127.0.0.1:{dead}/hook\"\n",
+            hook.channel(),
+            syslog.channels(),
+            smtp.channel()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("vrbulk.db");
+    let ran = vrbulk(&db, &config, &["notify", "test"]).await;
+    let out = ran.stdout();
+    assert_eq!(ran.output.status.code(), Some(1), "{out}\n{}", ran.stderr());
+    for ok in ["webhook-1", "syslog-udp", "syslog-tcp", "email-1"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(ok) && l.ends_with(": ok")),
+            "{ok} ok:\n{out}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("nobody-home") && l.contains("FAILED") && l.contains("refused")),
+        "{out}"
+    );
+
+    // What arrived: one message on each receiver, all with the same id.
+    let id = eventually(Duration::from_secs(10), "one hook", async || {
+        let hooks = hook.hooks();
+        (hooks.len() == 1).then(|| hooks[0].id.clone().unwrap())
+    })
+    .await;
+    assert_eq!(hook.hooks()[0].body["kind"], "test");
+    assert_eq!(hook.hooks()[0].body["id"], id.as_str());
+    let records = eventually(Duration::from_secs(10), "two syslog records", async || {
+        let r = syslog.records();
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    for r in &records {
+        assert_eq!((r.version.as_str(), r.app.as_str(), r.msgid.as_str()), ("1", "vrbulk", "test"));
+        assert!(
+            r.structured_data
+                .starts_with(&format!("[vrbulk@32473 id=\"{id}\" kind=\"test\"")),
+            "{r:?}"
+        );
+    }
+    let mails = eventually(Duration::from_secs(10), "one mail", async || {
+        let m = smtp.mails();
+        (m.len() == 1).then_some(m)
+    })
+    .await;
+    assert!(mails[0].contains(&format!("Message-ID: <{id}@vrbulk>")), "{}", mails[0]);
+    assert!(mails[0].contains("To: dr-team@example.org"), "{}", mails[0]);
+
+    // The failed channel's message waits in the outbox; nothing else does.
+    let q = Queue::open(&db).unwrap();
+    let waiting: Vec<_> = q
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.delivered_at.is_none())
+        .collect();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].channel, "nobody-home");
+    assert_eq!(waiting[0].message_id, id);
+    assert!(waiting[0].last_error.as_deref().unwrap().contains("refused"));
+}
+
+/// The scenario: 300 replications, of which 20 fall behind their RPO for less than the
+/// grace, 5 for longer, 3 go to error, 2 are removed out of band and 4 new VMs match the
+/// selection. One cycle opens exactly 5 + 3 + 2 + 4 findings and sends one digest to each
+/// channel; a quiet cycle sends nothing; the recovery clears what recovered in one digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_digest_a_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (Some(smtp), Some(syslog)) = (SmtpSink::start(dir.path()), Syslog::start(dir.path()))
+    else {
+        return;
+    };
+    let hook = WebhookSink::start().await;
+    let sim = start(SimConfig {
+        vms: 305,
+        ..SimConfig::fast()
+    })
+    .await;
+    let db = dir.path().join("vrbulk.db");
+    let names = normal_names(&sim, 300);
+    // db-nvme-01 (not suitable) is left out by the patterns: `db-` then a digit.
+    let patterns = ["app-*", "web-*", "db-0*", "db-1*", "db-2*", "db-3*"];
+    let batch = protected(&sim, &db, &names, &patterns).await;
+    let config = config_for(
+        &sim,
+        dir.path(),
+        &format!(
+            "[monitor]\nrpo_grace_minutes = 15\nrpo_hold_minutes = 0\n{}{}{}",
+            hook.channel(),
+            syslog.channels(),
+            smtp.channel()
+        ),
+    );
+
+    // A first cycle on a healthy wave: nothing found, nothing sent.
+    let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
+    assert_eq!(ran.output.status.code(), Some(0), "{}\n{}", ran.stdout(), ran.stderr());
+    assert!(ran.stdout().contains("300 replications looked at, 0 opened, 0 cleared, 0 open"), "{}", ran.stdout());
+
+    let (short, rest) = names.split_at(20);
+    let (long, rest) = rest.split_at(5);
+    let (failing, rest) = rest.split_at(3);
+    let removed = &rest[..2];
+    use reqwest::Method;
+    for vm in short {
+        admin(&sim, Method::POST, &format!("/__sim/replications/{}/rpo-violation?minutes=5", encoded(vm))).await;
+    }
+    for vm in long {
+        admin(&sim, Method::POST, &format!("/__sim/replications/{}/rpo-violation?minutes=40", encoded(vm))).await;
+    }
+    for vm in failing {
+        admin(&sim, Method::POST, &format!("/__sim/replications/{}/error?message=No%20connection%20to%20VR%20Server", encoded(vm))).await;
+    }
+    for vm in removed {
+        admin(&sim, Method::DELETE, &format!("/__sim/replications/{}", encoded(vm))).await;
+    }
+    for i in 1..=4 {
+        admin(&sim, Method::POST, &format!("/__sim/vms?name=app-90{i}")).await;
+    }
+
+    let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
+    assert_eq!(ran.output.status.code(), Some(4), "{}\n{}", ran.stdout(), ran.stderr());
+    let found = findings_by_kind(&db, batch);
+    assert_eq!(count(&found, FindingKind::RpoViolation, true), 5, "{found:?}");
+    assert_eq!(count(&found, FindingKind::Error, true), 3, "{found:?}");
+    assert_eq!(count(&found, FindingKind::Removed, true), 2, "{found:?}");
+    assert_eq!(count(&found, FindingKind::Uncovered, true), 4, "{found:?}");
+    assert_eq!(found.len(), 14, "{found:?}");
+    let rpo: Vec<&String> = found
+        .iter()
+        .filter(|(k, _, _)| *k == FindingKind::RpoViolation)
+        .map(|(_, vm, _)| vm)
+        .collect();
+    assert!(rpo.iter().all(|vm| long.contains(vm)), "only the long violations: {rpo:?}");
+
+    // One digest on each channel, with the fourteen findings.
+    let hooks = eventually(Duration::from_secs(10), "one digest hook", async || {
+        let h = hook.hooks();
+        (h.len() == 1).then_some(h)
+    })
+    .await;
+    let digest = &hooks[0].body;
+    assert_eq!(digest["kind"], "monitor_digest");
+    assert_eq!(digest["findings"].as_array().unwrap().len(), 14);
+    assert!(digest["text"].as_str().unwrap().starts_with("vrbulk monitor: 14 findings opened, 0 cleared, 14 open"));
+    let id = hooks[0].id.clone().unwrap();
+    let records = eventually(Duration::from_secs(10), "a digest on each syslog channel", async || {
+        let r = syslog.records();
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    for r in &records {
+        assert_eq!(r.msgid, "monitor_digest");
+        assert!(r.structured_data.contains(&format!("id=\"{id}\"")), "{r:?}");
+        assert_eq!(r.structured_data.matches("finding=").count(), 14, "{r:?}");
+        assert!(r.structured_data.contains("finding=\"uncovered\""), "{r:?}");
+    }
+    let mails = eventually(Duration::from_secs(10), "one digest mail", async || {
+        let m = smtp.mails();
+        (m.len() == 1).then_some(m)
+    })
+    .await;
+    assert!(mails[0].contains("Subject: vrbulk monitor: 14 findings opened"), "{}", mails[0]);
+
+    // A cycle that changes nothing sends nothing.
+    let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
+    assert!(ran.stdout().contains("0 opened, 0 cleared, 14 open"), "{}", ran.stdout());
+
+    // The simulator recovers: the violations and errors clear in one digest.
+    for vm in short.iter().chain(long) {
+        admin(&sim, Method::DELETE, &format!("/__sim/replications/{}/rpo-violation", encoded(vm))).await;
+    }
+    for vm in failing {
+        admin(&sim, Method::DELETE, &format!("/__sim/replications/{}/error", encoded(vm))).await;
+    }
+    let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
+    assert!(ran.stdout().contains("0 opened, 8 cleared, 6 open"), "{}", ran.stdout());
+    let found = findings_by_kind(&db, batch);
+    assert_eq!(count(&found, FindingKind::RpoViolation, false), 5);
+    assert_eq!(count(&found, FindingKind::Error, false), 3);
+    let hooks = eventually(Duration::from_secs(10), "the second digest", async || {
+        let h = hook.hooks();
+        (h.len() == 2).then_some(h)
+    })
+    .await;
+    assert_eq!(hooks[1].body["findings"].as_array().unwrap().len(), 8);
+    eventually(Duration::from_secs(10), "the second digest on syslog and mail", async || {
+        syslog.records().len() == 4 && smtp.mails().len() == 2
+    })
+    .await;
+
+    // The monitor's reads kept to the appliance's rate limit, by the appliance's own count.
+    let refused: u64 = sim.stats().limiter.refused.values().sum();
+    assert_eq!(refused, 0, "no 429");
+    sim.shutdown().await;
+}
+
+/// Grace and hysteresis by the queue's own clock: a violation shorter than the grace leaves no
+/// trace, one that outlasts it opens once, and it clears only after a whole hold within RPO.
+#[test]
+fn a_violation_opens_after_its_grace_and_clears_after_its_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let batch = fixtures::import(&db, &new_batch("wave"), &[spec("web-01")]);
+    let (mut q, now) = queue_at(&db, 1_000_000);
+    let minute = 60_000;
+    let rule = |_: FindingKind| Rule {
+        grace_ms: 15 * minute,
+        hold_ms: 30 * minute,
+    };
+    let behind = |minutes: i64| Sighting {
+        batch,
+        job: None,
+        vm_id: "vm-1".into(),
+        vm_name: Some("web-01".into()),
+        kind: FindingKind::RpoViolation,
+        detail: None,
+        lasted_ms: Some(minutes * minute),
+    };
+    let cycle = |q: &mut Queue, seen: &[Sighting]| {
+        q.judge_findings(&[batch], seen, rule, |_| None)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.change)
+            .collect::<Vec<_>>()
+    };
+    let advance = |m: i64| now.fetch_add(m * minute, std::sync::atomic::Ordering::SeqCst);
+
+    // 5 minutes behind, then back: nothing recorded.
+    assert!(cycle(&mut q, &[behind(5)]).is_empty());
+    advance(5);
+    assert!(cycle(&mut q, &[]).is_empty());
+    assert!(q.findings(batch).unwrap().is_empty());
+
+    // Behind past the grace: opens once.
+    assert!(cycle(&mut q, &[behind(10)]).is_empty());
+    advance(5);
+    assert_eq!(cycle(&mut q, &[behind(16)]), ["opened"]);
+    advance(5);
+    assert!(cycle(&mut q, &[behind(21)]).is_empty());
+
+    // Within RPO for 20 minutes, then one late sync again: still the same open finding.
+    assert!(cycle(&mut q, &[]).is_empty());
+    advance(20);
+    assert!(cycle(&mut q, &[]).is_empty());
+    assert!(cycle(&mut q, &[behind(1)]).is_empty());
+    // A whole hold within RPO from then on: cleared, once.
+    assert!(cycle(&mut q, &[]).is_empty());
+    advance(29);
+    assert!(cycle(&mut q, &[]).is_empty());
+    advance(1);
+    assert_eq!(cycle(&mut q, &[]), ["cleared"]);
+    assert!(cycle(&mut q, &[]).is_empty());
+    let f = q.findings(batch).unwrap();
+    assert_eq!(f.len(), 1);
+    assert!(f[0].cleared_at.is_some() && f[0].opened_at.is_some());
+}
+
+/// A digest queued while the webhook's receiver is down survives a kill of the monitor and
+/// arrives once the receiver is up, with the id the outbox gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_digest_survives_a_kill_of_the_monitor_and_keeps_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start(SimConfig::fast()).await;
+    let db = dir.path().join("vrbulk.db");
+    let names = normal_names(&sim, 4);
+    let exact: Vec<&str> = names.iter().map(String::as_str).collect();
+    let batch = protected(&sim, &db, &names, &exact).await;
+    let port = free_port();
+    let config = config_for(
+        &sim,
+        dir.path(),
+        &format!("[[notify.webhook]]\nurl = \"http://127.0.0.1:{port}/hook\"\n"),
+    );
+    admin(&sim, reqwest::Method::POST, &format!("/__sim/replications/{}/error", encoded(&names[0]))).await;
+
+    let mut monitor = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .arg("--db")
+        .arg(&db)
+        .arg("--config")
+        .arg(&config)
+        .args(["monitor", "--interval", "0.2", "--batch", &batch.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = eventually(Duration::from_secs(30), "a failed delivery in the outbox", async || {
+        let rows = Queue::open(&db).unwrap().outbox().unwrap();
+        rows.into_iter().find(|r| r.attempts >= 1 && r.delivered_at.is_none())
+    })
+    .await;
+    monitor.kill().unwrap();
+    monitor.wait().unwrap();
+
+    let hook = WebhookSink::on(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap()).await;
+    let ran = vrbulk(&db, &config, &["notify", "flush"]).await;
+    assert_eq!(ran.output.status.code(), Some(0), "{}\n{}", ran.stdout(), ran.stderr());
+    let hooks = hook.hooks();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0].id.as_deref(), Some(waiting.message_id.as_str()));
+    assert_eq!(hooks[0].body["id"], waiting.message_id.as_str());
+    assert_eq!(hooks[0].body["findings"][0]["finding"], "error");
+    // Nothing is left to send, and another cycle finds nothing new to say.
+    let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
+    assert!(ran.stdout().contains("0 opened, 0 cleared, 1 open"), "{}", ran.stdout());
+    assert_eq!(hook.hooks().len(), 1);
+    sim.shutdown().await;
+}
+
+/// The end of a run reaches the channels: counts, and the report attached to the mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_end_of_a_run_is_sent_with_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(smtp) = SmtpSink::start(dir.path()) else {
+        return;
+    };
+    let hook = WebhookSink::start().await;
+    let sim = start(SimConfig::fast()).await;
+    let db = dir.path().join("vrbulk.db");
+    let names = normal_names(&sim, 3);
+    let specs: Vec<_> = names.iter().map(|n| spec(n)).collect();
+    let batch = fixtures::import(&db, &new_batch("wave"), &specs);
+    let config = config_for(
+        &sim,
+        dir.path(),
+        &format!("{}{}", hook.channel(), smtp.channel()),
+    );
+    let ran = vrbulk(&db, &config, &["run", "--batch", &batch.to_string()]).await;
+    assert_eq!(ran.output.status.code(), Some(0), "{}\n{}", ran.stdout(), ran.stderr());
+    let hooks = hook.hooks();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let body = &hooks[0].body;
+    assert_eq!(body["kind"], "run_ended");
+    assert_eq!(body["batch"], batch);
+    assert_eq!(body["counts"]["succeeded"], 3);
+    let report = body["report"].as_str().unwrap();
+    assert!(std::fs::read_to_string(report).unwrap().contains("wave"));
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    let file = Path::new(report).file_name().unwrap().to_string_lossy().into_owned();
+    assert!(mails[0].contains("Content-Disposition: attachment"), "{}", mails[0]);
+    assert!(mails[0].contains(&file), "{}", mails[0]);
+    sim.shutdown().await;
+}
