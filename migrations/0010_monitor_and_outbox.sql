@@ -39,3 +39,12 @@ CREATE TABLE outbox (
     PRIMARY KEY (message_id, channel)
 );
 CREATE INDEX outbox_due ON outbox(delivered_at, next_attempt_at);
+
+-- The requests every vrbulk process of this host sent to an appliance lately (Unix ms), so that
+-- a run and a monitor side by side keep together to the appliance's per-IP quota. Rows older
+-- than the rate window are deleted as new ones come.
+CREATE TABLE api_ledger (
+    appliance TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX api_ledger_by_appliance ON api_ledger(appliance, at_ms);

@@ -490,3 +490,71 @@ async fn the_end_of_a_run_is_sent_with_its_report() {
     assert!(mails[0].contains(&file), "{}", mails[0]);
     sim.shutdown().await;
 }
+
+/// A run and a monitor side by side on one host keep together to the appliance's per-IP quota,
+/// which is less than two sessions' quotas: the appliance's limiter refuses nothing, while both
+/// kept sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_beside_a_monitor_shares_the_per_ip_quota_and_gets_no_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start(SimConfig {
+        vms: 80,
+        limits: Some(vrbulk::sim::RateLimits {
+            per_session: 20,
+            per_ip: 30,
+            ..vrbulk::sim::RateLimits::scaled(vrbulk::sim::FAST_WINDOW)
+        }),
+        ..SimConfig::fast()
+    })
+    .await;
+    let db = dir.path().join("vrbulk.db");
+    drop(Queue::open(&db).unwrap());
+    // This test's own calls share the quota too.
+    let url: reqwest::Url = sim.url().parse().unwrap();
+    vrbulk::queue::ledger::share_budget(&db, &url, sim.limits());
+    let names = normal_names(&sim, 70);
+    let exact: Vec<&str> = names[..20].iter().map(String::as_str).collect();
+    let watched = protected(&sim, &db, &names[..20], &exact).await;
+    let wave = fixtures::import(
+        &db,
+        &new_batch("wave-2"),
+        &names[20..].iter().map(|n| spec(n)).collect::<Vec<_>>(),
+    );
+    let config = config_for(&sim, dir.path(), "");
+
+    let mut monitor = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .arg("--db")
+        .arg(&db)
+        .arg("--config")
+        .arg(&config)
+        .args(["monitor", "--interval", "0.1", "--batch", &watched.to_string()])
+        .stdout(std::fs::File::create(dir.path().join("monitor.out")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let before = sim.stats().journal.len();
+    let ran = vrbulk(&db, &config, &["run", "--batch", &wave.to_string()]).await;
+    monitor.kill().unwrap();
+    monitor.wait().unwrap();
+    assert_eq!(ran.output.status.code(), Some(0), "{}\n{}", ran.stdout(), ran.stderr());
+
+    let stats = sim.stats();
+    let refused: u64 = stats.limiter.refused.values().sum();
+    assert_eq!(refused, 0, "429s: {:?}", stats.limiter.refused);
+    assert!(stats.limiter.peak_in_any_window["ip"] <= 30, "{:?}", stats.limiter.peak_in_any_window);
+    // Both kept sending: the monitor's cycles went on during the run, each a read of the
+    // replications the appliance received.
+    let cycles = std::fs::read_to_string(dir.path().join("monitor.out"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("20 replications looked at"))
+        .count();
+    assert!(cycles >= 3, "the monitor ran {cycles} cycles during the run");
+    let lists = stats.journal[before..]
+        .iter()
+        .filter(|r| r.op == "getAllReplications")
+        .count();
+    assert!(lists >= cycles, "{lists} replication reads for {cycles} cycles");
+    sim.shutdown().await;
+}

@@ -116,6 +116,7 @@ pub(super) async fn drive(
             }
         }
     });
+    crate::queue::ledger::share_budget(how.db, &settings.url, limits);
     let budget = crate::vr::Budget::shared(&settings.url, limits);
     let progress = Progress::start(
         how.db.to_path_buf(),

@@ -13,6 +13,7 @@ mod batches;
 mod begin;
 mod choose;
 pub mod findings;
+pub mod ledger;
 mod limits;
 mod operations;
 pub mod outbox;
