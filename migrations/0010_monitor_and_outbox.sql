@@ -48,3 +48,12 @@ CREATE TABLE api_ledger (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX api_ledger_by_appliance ON api_ledger(appliance, at_ms);
+
+-- When `vrbulk monitor` looked at a batch: from when, until when, how many cycles. A report
+-- says "monitored, nothing found" only by this record, never by the absence of findings.
+CREATE TABLE monitor_looks (
+    batch_id INTEGER PRIMARY KEY REFERENCES batches(id),
+    first_at INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    cycles INTEGER NOT NULL
+);

@@ -153,7 +153,8 @@ async fn notify_test_sends_one_message_to_every_channel_and_names_the_one_that_f
     assert_eq!(ran.output.status.code(), Some(1), "{out}\n{}", ran.stderr());
     for ok in ["webhook-1", "syslog-udp", "syslog-tcp", "email-1"] {
         assert!(
-            out.lines().any(|l| l.starts_with(ok) && l.ends_with(": ok")),
+            out.lines()
+                .any(|l| l.starts_with(ok) && l.ends_with(": ok")),
             "{ok} ok:\n{out}"
         );
     }
@@ -177,7 +178,10 @@ async fn notify_test_sends_one_message_to_every_channel_and_names_the_one_that_f
     })
     .await;
     for r in &records {
-        assert_eq!((r.version.as_str(), r.app.as_str(), r.msgid.as_str()), ("1", "vrbulk", "test"));
+        assert_eq!(
+            (r.version.as_str(), r.app.as_str(), r.msgid.as_str()),
+            ("1", "vrbulk", "test")
+        );
         assert!(
             r.structured_data
                 .starts_with(&format!("[vrbulk@32473 id=\"{id}\" kind=\"test\"")),
@@ -189,7 +193,11 @@ async fn notify_test_sends_one_message_to_every_channel_and_names_the_one_that_f
         (m.len() == 1).then_some(m)
     })
     .await;
-    assert!(mails[0].contains(&format!("Message-ID: <{id}@vrbulk>")), "{}", mails[0]);
+    assert!(
+        mails[0].contains(&format!("Message-ID: <{id}@vrbulk>")),
+        "{}",
+        mails[0]
+    );
     assert!(mails[0].contains("To: dr-team@example.org"), "{}", mails[0]);
 
     // The failed channel's message waits in the outbox; nothing else does.
@@ -203,7 +211,11 @@ async fn notify_test_sends_one_message_to_every_channel_and_names_the_one_that_f
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].channel, "nobody-home");
     assert_eq!(waiting[0].message_id, id);
-    assert!(waiting[0].last_error.as_deref().unwrap().contains("refused"));
+    assert!(waiting[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("refused"));
 }
 
 /// The scenario: 300 replications, of which 20 fall behind their RPO for less than the
@@ -241,8 +253,19 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
 
     // A first cycle on a healthy wave: nothing found, nothing sent.
     let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
-    assert_eq!(ran.output.status.code(), Some(0), "{}\n{}", ran.stdout(), ran.stderr());
-    assert!(ran.stdout().contains("300 replications looked at, 0 opened, 0 cleared, 0 open"), "{}", ran.stdout());
+    assert_eq!(
+        ran.output.status.code(),
+        Some(0),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
+    assert!(
+        ran.stdout()
+            .contains("300 replications looked at, 0 opened, 0 cleared, 0 open"),
+        "{}",
+        ran.stdout()
+    );
 
     let (short, rest) = names.split_at(20);
     let (long, rest) = rest.split_at(5);
@@ -250,25 +273,64 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
     let removed = &rest[..2];
     use reqwest::Method;
     for vm in short {
-        admin(&sim, Method::POST, &format!("/__sim/replications/{}/rpo-violation?minutes=5", encoded(vm))).await;
+        admin(
+            &sim,
+            Method::POST,
+            &format!(
+                "/__sim/replications/{}/rpo-violation?minutes=5",
+                encoded(vm)
+            ),
+        )
+        .await;
     }
     for vm in long {
-        admin(&sim, Method::POST, &format!("/__sim/replications/{}/rpo-violation?minutes=40", encoded(vm))).await;
+        admin(
+            &sim,
+            Method::POST,
+            &format!(
+                "/__sim/replications/{}/rpo-violation?minutes=40",
+                encoded(vm)
+            ),
+        )
+        .await;
     }
     for vm in failing {
-        admin(&sim, Method::POST, &format!("/__sim/replications/{}/error?message=No%20connection%20to%20VR%20Server", encoded(vm))).await;
+        admin(
+            &sim,
+            Method::POST,
+            &format!(
+                "/__sim/replications/{}/error?message=No%20connection%20to%20VR%20Server",
+                encoded(vm)
+            ),
+        )
+        .await;
     }
     for vm in removed {
-        admin(&sim, Method::DELETE, &format!("/__sim/replications/{}", encoded(vm))).await;
+        admin(
+            &sim,
+            Method::DELETE,
+            &format!("/__sim/replications/{}", encoded(vm)),
+        )
+        .await;
     }
     for i in 1..=4 {
         admin(&sim, Method::POST, &format!("/__sim/vms?name=app-90{i}")).await;
     }
 
     let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
-    assert_eq!(ran.output.status.code(), Some(4), "{}\n{}", ran.stdout(), ran.stderr());
+    assert_eq!(
+        ran.output.status.code(),
+        Some(4),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
     let found = findings_by_kind(&db, batch);
-    assert_eq!(count(&found, FindingKind::RpoViolation, true), 5, "{found:?}");
+    assert_eq!(
+        count(&found, FindingKind::RpoViolation, true),
+        5,
+        "{found:?}"
+    );
     assert_eq!(count(&found, FindingKind::Error, true), 3, "{found:?}");
     assert_eq!(count(&found, FindingKind::Removed, true), 2, "{found:?}");
     assert_eq!(count(&found, FindingKind::Uncovered, true), 4, "{found:?}");
@@ -278,7 +340,10 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
         .filter(|(k, _, _)| *k == FindingKind::RpoViolation)
         .map(|(_, vm, _)| vm)
         .collect();
-    assert!(rpo.iter().all(|vm| long.contains(vm)), "only the long violations: {rpo:?}");
+    assert!(
+        rpo.iter().all(|vm| long.contains(vm)),
+        "only the long violations: {rpo:?}"
+    );
 
     // One digest on each channel, with the fourteen findings.
     let hooks = eventually(Duration::from_secs(10), "one digest hook", async || {
@@ -289,12 +354,19 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
     let digest = &hooks[0].body;
     assert_eq!(digest["kind"], "monitor_digest");
     assert_eq!(digest["findings"].as_array().unwrap().len(), 14);
-    assert!(digest["text"].as_str().unwrap().starts_with("vrbulk monitor: 14 findings opened, 0 cleared, 14 open"));
+    assert!(digest["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("vrbulk monitor: 14 findings opened, 0 cleared, 14 open"));
     let id = hooks[0].id.clone().unwrap();
-    let records = eventually(Duration::from_secs(10), "a digest on each syslog channel", async || {
-        let r = syslog.records();
-        (r.len() == 2).then_some(r)
-    })
+    let records = eventually(
+        Duration::from_secs(10),
+        "a digest on each syslog channel",
+        async || {
+            let r = syslog.records();
+            (r.len() == 2).then_some(r)
+        },
+    )
     .await;
     for r in &records {
         assert_eq!(r.msgid, "monitor_digest");
@@ -307,21 +379,43 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
         (m.len() == 1).then_some(m)
     })
     .await;
-    assert!(mails[0].contains("Subject: vrbulk monitor: 14 findings opened"), "{}", mails[0]);
+    assert!(
+        mails[0].contains("Subject: vrbulk monitor: 14 findings opened"),
+        "{}",
+        mails[0]
+    );
 
     // A cycle that changes nothing sends nothing.
     let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
-    assert!(ran.stdout().contains("0 opened, 0 cleared, 14 open"), "{}", ran.stdout());
+    assert!(
+        ran.stdout().contains("0 opened, 0 cleared, 14 open"),
+        "{}",
+        ran.stdout()
+    );
 
     // The simulator recovers: the violations and errors clear in one digest.
     for vm in short.iter().chain(long) {
-        admin(&sim, Method::DELETE, &format!("/__sim/replications/{}/rpo-violation", encoded(vm))).await;
+        admin(
+            &sim,
+            Method::DELETE,
+            &format!("/__sim/replications/{}/rpo-violation", encoded(vm)),
+        )
+        .await;
     }
     for vm in failing {
-        admin(&sim, Method::DELETE, &format!("/__sim/replications/{}/error", encoded(vm))).await;
+        admin(
+            &sim,
+            Method::DELETE,
+            &format!("/__sim/replications/{}/error", encoded(vm)),
+        )
+        .await;
     }
     let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
-    assert!(ran.stdout().contains("0 opened, 8 cleared, 6 open"), "{}", ran.stdout());
+    assert!(
+        ran.stdout().contains("0 opened, 8 cleared, 6 open"),
+        "{}",
+        ran.stdout()
+    );
     let found = findings_by_kind(&db, batch);
     assert_eq!(count(&found, FindingKind::RpoViolation, false), 5);
     assert_eq!(count(&found, FindingKind::Error, false), 3);
@@ -331,10 +425,39 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
     })
     .await;
     assert_eq!(hooks[1].body["findings"].as_array().unwrap().len(), 8);
-    eventually(Duration::from_secs(10), "the second digest on syslog and mail", async || {
-        syslog.records().len() == 4 && smtp.mails().len() == 2
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the second digest on syslog and mail",
+        async || syslog.records().len() == 4 && smtp.mails().len() == 2,
+    )
     .await;
+
+    // `status` says the posture by batch, and the report the findings since configured.
+    let ran = vrbulk(&db, &config, &["status", "--batch", &batch.to_string()]).await;
+    let posture = ran.stdout();
+    assert!(
+        posture.contains(&format!(
+            "batch {batch} \"wave\": protected 298, behind RPO 0, error 0, removed outside vrbulk 2; 6 open findings"
+        )),
+        "{posture}"
+    );
+    let ran = vrbulk(
+        &db,
+        &config,
+        &["report", "--batch", &batch.to_string(), "--format", "md"],
+    )
+    .await;
+    let report = ran.stdout();
+    assert!(
+        report.contains("## Compliance since configured"),
+        "{report}"
+    );
+    assert!(
+        report.contains("(4 cycles): 14 findings, 6 still open."),
+        "{report}"
+    );
+    let section = &report[report.find("## Compliance since configured").unwrap()..];
+    assert_eq!(section.matches("| open |").count(), 6, "{section}");
 
     // The monitor's reads kept to the appliance's rate limit, by the appliance's own count.
     let refused: u64 = sim.stats().limiter.refused.values().sum();
@@ -419,7 +542,12 @@ async fn a_digest_survives_a_kill_of_the_monitor_and_keeps_its_id() {
         dir.path(),
         &format!("[[notify.webhook]]\nurl = \"http://127.0.0.1:{port}/hook\"\n"),
     );
-    admin(&sim, reqwest::Method::POST, &format!("/__sim/replications/{}/error", encoded(&names[0]))).await;
+    admin(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/__sim/replications/{}/error", encoded(&names[0])),
+    )
+    .await;
 
     let mut monitor = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
         .env("VRBULK_PASSWORD", "VMware1!")
@@ -427,22 +555,39 @@ async fn a_digest_survives_a_kill_of_the_monitor_and_keeps_its_id() {
         .arg(&db)
         .arg("--config")
         .arg(&config)
-        .args(["monitor", "--interval", "0.2", "--batch", &batch.to_string()])
+        .args([
+            "monitor",
+            "--interval",
+            "0.2",
+            "--batch",
+            &batch.to_string(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let waiting = eventually(Duration::from_secs(30), "a failed delivery in the outbox", async || {
-        let rows = Queue::open(&db).unwrap().outbox().unwrap();
-        rows.into_iter().find(|r| r.attempts >= 1 && r.delivered_at.is_none())
-    })
+    let waiting = eventually(
+        Duration::from_secs(30),
+        "a failed delivery in the outbox",
+        async || {
+            let rows = Queue::open(&db).unwrap().outbox().unwrap();
+            rows.into_iter()
+                .find(|r| r.attempts >= 1 && r.delivered_at.is_none())
+        },
+    )
     .await;
     monitor.kill().unwrap();
     monitor.wait().unwrap();
 
     let hook = WebhookSink::on(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap()).await;
     let ran = vrbulk(&db, &config, &["notify", "flush"]).await;
-    assert_eq!(ran.output.status.code(), Some(0), "{}\n{}", ran.stdout(), ran.stderr());
+    assert_eq!(
+        ran.output.status.code(),
+        Some(0),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
     let hooks = hook.hooks();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     assert_eq!(hooks[0].id.as_deref(), Some(waiting.message_id.as_str()));
@@ -450,7 +595,11 @@ async fn a_digest_survives_a_kill_of_the_monitor_and_keeps_its_id() {
     assert_eq!(hooks[0].body["findings"][0]["finding"], "error");
     // Nothing is left to send, and another cycle finds nothing new to say.
     let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
-    assert!(ran.stdout().contains("0 opened, 0 cleared, 1 open"), "{}", ran.stdout());
+    assert!(
+        ran.stdout().contains("0 opened, 0 cleared, 1 open"),
+        "{}",
+        ran.stdout()
+    );
     assert_eq!(hook.hooks().len(), 1);
     sim.shutdown().await;
 }
@@ -474,7 +623,13 @@ async fn the_end_of_a_run_is_sent_with_its_report() {
         &format!("{}{}", hook.channel(), smtp.channel()),
     );
     let ran = vrbulk(&db, &config, &["run", "--batch", &batch.to_string()]).await;
-    assert_eq!(ran.output.status.code(), Some(0), "{}\n{}", ran.stdout(), ran.stderr());
+    assert_eq!(
+        ran.output.status.code(),
+        Some(0),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
     let hooks = hook.hooks();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     let body = &hooks[0].body;
@@ -485,8 +640,16 @@ async fn the_end_of_a_run_is_sent_with_its_report() {
     assert!(std::fs::read_to_string(report).unwrap().contains("wave"));
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1);
-    let file = Path::new(report).file_name().unwrap().to_string_lossy().into_owned();
-    assert!(mails[0].contains("Content-Disposition: attachment"), "{}", mails[0]);
+    let file = Path::new(report)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        mails[0].contains("Content-Disposition: attachment"),
+        "{}",
+        mails[0]
+    );
     assert!(mails[0].contains(&file), "{}", mails[0]);
     sim.shutdown().await;
 }
@@ -528,7 +691,13 @@ async fn a_run_beside_a_monitor_shares_the_per_ip_quota_and_gets_no_429() {
         .arg(&db)
         .arg("--config")
         .arg(&config)
-        .args(["monitor", "--interval", "0.1", "--batch", &watched.to_string()])
+        .args([
+            "monitor",
+            "--interval",
+            "0.1",
+            "--batch",
+            &watched.to_string(),
+        ])
         .stdout(std::fs::File::create(dir.path().join("monitor.out")).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -537,12 +706,22 @@ async fn a_run_beside_a_monitor_shares_the_per_ip_quota_and_gets_no_429() {
     let ran = vrbulk(&db, &config, &["run", "--batch", &wave.to_string()]).await;
     monitor.kill().unwrap();
     monitor.wait().unwrap();
-    assert_eq!(ran.output.status.code(), Some(0), "{}\n{}", ran.stdout(), ran.stderr());
+    assert_eq!(
+        ran.output.status.code(),
+        Some(0),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
 
     let stats = sim.stats();
     let refused: u64 = stats.limiter.refused.values().sum();
     assert_eq!(refused, 0, "429s: {:?}", stats.limiter.refused);
-    assert!(stats.limiter.peak_in_any_window["ip"] <= 30, "{:?}", stats.limiter.peak_in_any_window);
+    assert!(
+        stats.limiter.peak_in_any_window["ip"] <= 30,
+        "{:?}",
+        stats.limiter.peak_in_any_window
+    );
     // Both kept sending: the monitor's cycles went on during the run, each a read of the
     // replications the appliance received.
     let cycles = std::fs::read_to_string(dir.path().join("monitor.out"))
@@ -550,11 +729,17 @@ async fn a_run_beside_a_monitor_shares_the_per_ip_quota_and_gets_no_429() {
         .lines()
         .filter(|l| l.contains("20 replications looked at"))
         .count();
-    assert!(cycles >= 3, "the monitor ran {cycles} cycles during the run");
+    assert!(
+        cycles >= 3,
+        "the monitor ran {cycles} cycles during the run"
+    );
     let lists = stats.journal[before..]
         .iter()
         .filter(|r| r.op == "getAllReplications")
         .count();
-    assert!(lists >= cycles, "{lists} replication reads for {cycles} cycles");
+    assert!(
+        lists >= cycles,
+        "{lists} replication reads for {cycles} cycles"
+    );
     sim.shutdown().await;
 }

@@ -15,6 +15,7 @@ mod notify;
 mod operate;
 mod pause;
 mod plan;
+mod posture;
 mod progress;
 mod reconfigure;
 mod report;

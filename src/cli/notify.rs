@@ -102,7 +102,11 @@ pub async fn run(cmd: NotifyCommand, config: Option<&Path>, db: &Path) -> anyhow
             done.unknown
         );
     }
-    Ok(if failed > 0 { Exit::JobsFailed } else { Exit::Ok })
+    Ok(if failed > 0 {
+        Exit::JobsFailed
+    } else {
+        Exit::Ok
+    })
 }
 
 /// After a run of `batch` (any command that runs a batch): the end of the run to every channel,
@@ -131,7 +135,9 @@ pub(super) async fn after_run(
     };
     let done = crate::notify::send_now(&mut queue, notify, &notice).await;
     for (_, channel, why) in &done.failed {
-        eprintln!("notification to {channel} failed (retried by the next vrbulk that delivers): {why}");
+        eprintln!(
+            "notification to {channel} failed (retried by the next vrbulk that delivers): {why}"
+        );
     }
 }
 
@@ -147,7 +153,10 @@ fn run_notice(
     let outcome = match outcome {
         Ok(o) => o,
         Err(RunError::Credentials { at, source }) => {
-            let at = at.as_deref().map(|s| format!(" at {s}")).unwrap_or_default();
+            let at = at
+                .as_deref()
+                .map(|s| format!(" at {s}"))
+                .unwrap_or_default();
             let mut n = Notice::new(
                 "credentials_refused",
                 format!("vrbulk {name}: the run stopped on a refused login{at}"),
@@ -241,7 +250,9 @@ fn write_report(queue: &Queue, db: &Path, batch: crate::queue::BatchId) -> Optio
             .unwrap_or(Path::new("."))
             .join("reports");
         std::fs::create_dir_all(&dir)?;
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
         let path = dir.join(format!("batch-{batch}-{stamp}.md"));
         std::fs::write(&path, text)?;
         Ok(path)

@@ -66,7 +66,11 @@ impl MonitorSettings {
         check("rpo_grace_minutes", self.rpo_grace_minutes, 0.0);
         check("rpo_hold_minutes", self.rpo_hold_minutes, 0.0);
         check("paused_after_minutes", self.paused_after_minutes, 0.0);
-        check("not_active_after_minutes", self.not_active_after_minutes, 0.0);
+        check(
+            "not_active_after_minutes",
+            self.not_active_after_minutes,
+            0.0,
+        );
         out
     }
 
@@ -322,8 +326,8 @@ async fn look(
     }
     if let Some(selection) = selection(batch) {
         let covered: HashSet<String> = covered_vms(queue, batch.id).map_err(|e| e.to_string())?;
-        let pairing = choose_pairing(pairings, selection.pairing.as_deref())
-            .map_err(|e| e.to_string())?;
+        let pairing =
+            choose_pairing(pairings, selection.pairing.as_deref()).map_err(|e| e.to_string())?;
         let local_vc = pairing
             .local_vc_server
             .id
@@ -352,7 +356,10 @@ async fn look(
             }
         }
     }
-    for event in queue.record_protection(&records).map_err(|e| e.to_string())? {
+    for event in queue
+        .record_protection(&records)
+        .map_err(|e| e.to_string())?
+    {
         tracing::info!(job = event.job, from = ?event.from_status, to = %event.to_status, "{}", event.message.as_deref().unwrap_or(""));
     }
     Ok((sightings, looked))
@@ -372,7 +379,11 @@ fn sighting_of(
     } else if status == Some(ReplicationStatus::Paused) {
         (FindingKind::Paused, None, None)
     } else if status == Some(ReplicationStatus::NotActive) {
-        (FindingKind::NotActive, Some("the VM is powered off".into()), None)
+        (
+            FindingKind::NotActive,
+            Some("the VM is powered off".into()),
+            None,
+        )
     } else if s.rpo_violation {
         let minutes = rep.current_rpo_violation;
         let detail = match (minutes, rep.rpo) {

@@ -80,7 +80,9 @@ impl EmailChannel {
     }
 
     fn password_env(&self) -> &str {
-        self.password_env.as_deref().unwrap_or("VRBULK_SMTP_PASSWORD")
+        self.password_env
+            .as_deref()
+            .unwrap_or("VRBULK_SMTP_PASSWORD")
     }
 
     fn mail(&self, n: &Notice) -> Result<Message, SendError> {
@@ -104,11 +106,16 @@ impl EmailChannel {
             .filter(|_| self.attach_report.unwrap_or(true))
             .map(PathBuf::from)
             .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() <= MAX_ATTACHMENT))
-            .and_then(|p| Some((p.file_name()?.to_string_lossy().into_owned(), std::fs::read(&p).ok()?)));
+            .and_then(|p| {
+                Some((
+                    p.file_name()?.to_string_lossy().into_owned(),
+                    std::fs::read(&p).ok()?,
+                ))
+            });
         let mail = match attached {
             Some((file, bytes)) => {
-                let kind = ContentType::parse(content_type(&file))
-                    .unwrap_or(ContentType::TEXT_PLAIN);
+                let kind =
+                    ContentType::parse(content_type(&file)).unwrap_or(ContentType::TEXT_PLAIN);
                 builder.multipart(
                     MultiPart::mixed()
                         .singlepart(text)
@@ -128,8 +135,9 @@ impl EmailChannel {
             let mut b = TlsParameters::builder(self.server.clone());
             if let Some(ca) = &self.ca_file {
                 let path = super::ca_path(ca, base);
-                let pem = std::fs::read(&path)
-                    .map_err(|e| SendError::Email(format!("cannot read {}: {e}", path.display())))?;
+                let pem = std::fs::read(&path).map_err(|e| {
+                    SendError::Email(format!("cannot read {}: {e}", path.display()))
+                })?;
                 let cert = Certificate::from_pem(&pem)
                     .map_err(|e| SendError::Email(format!("{}: {e}", path.display())))?;
                 b = b.add_root_certificate(cert);

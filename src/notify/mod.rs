@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::queue::findings::FindingChange;
-use crate::queue::outbox::{Outgoing, OutboxRow};
+use crate::queue::outbox::{OutboxRow, Outgoing};
 use crate::queue::{BatchId, Queue, QueueError};
 
 pub use email::EmailChannel;
@@ -73,9 +73,11 @@ impl NotifySettings {
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (i, c) in self.webhook.iter().enumerate() {
-            out.extend(c.problems().into_iter().map(|(k, m)| {
-                (format!("[[notify.webhook]] {} {k}", i + 1), m)
-            }));
+            out.extend(
+                c.problems()
+                    .into_iter()
+                    .map(|(k, m)| (format!("[[notify.webhook]] {} {k}", i + 1), m)),
+            );
         }
         for (i, c) in self.syslog.iter().enumerate() {
             out.extend(
@@ -148,7 +150,10 @@ impl FindingNote {
             .as_deref()
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
-        format!("{}: {vm} (batch {}) {kind}{detail}", self.change, self.batch)
+        format!(
+            "{}: {vm} (batch {}) {kind}{detail}",
+            self.change, self.batch
+        )
     }
 }
 
@@ -186,7 +191,11 @@ impl Notice {
     pub fn new(kind: &str, title: String, text: String, severity: &str) -> Notice {
         let (_, host) = crate::operator::who();
         Notice {
-            id: format!("vrbulk-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            id: format!(
+                "vrbulk-{:016x}{:016x}",
+                fastrand::u64(..),
+                fastrand::u64(..)
+            ),
             kind: kind.into(),
             at: rfc3339(now_ms()),
             host,
@@ -371,8 +380,8 @@ async fn send_row(
     row: &OutboxRow,
     base: Option<&PathBuf>,
 ) -> Result<(), SendError> {
-    let notice: Notice = serde_json::from_str(&row.message_json)
-        .map_err(|e| SendError::Garbled(e.to_string()))?;
+    let notice: Notice =
+        serde_json::from_str(&row.message_json).map_err(|e| SendError::Garbled(e.to_string()))?;
     channel.send(&notice, base).await
 }
 

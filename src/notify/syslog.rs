@@ -75,10 +75,7 @@ impl SyslogChannel {
             }
         }
         if self.ca_file.is_some() && self.transport != SyslogTransport::Tls {
-            out.push((
-                "ca_file".into(),
-                "is only for transport = \"tls\"".into(),
-            ));
+            out.push(("ca_file".into(), "is only for transport = \"tls\"".into()));
         }
         out
     }
@@ -109,7 +106,9 @@ impl SyslogChannel {
             element
                 .add_param("vm", f.vm.clone().unwrap_or_else(|| f.vm_id.clone()))
                 .map_err(sd)?;
-            element.add_param("finding", f.finding.clone()).map_err(sd)?;
+            element
+                .add_param("finding", f.finding.clone())
+                .map_err(sd)?;
             element.add_param("change", f.change.clone()).map_err(sd)?;
         }
         // One line: collectors split records on newlines over UDP more often than not.
@@ -122,7 +121,11 @@ impl SyslogChannel {
     pub(super) async fn send(&self, n: &Notice, base: Option<&PathBuf>) -> Result<(), SendError> {
         let record = self.record(n)?;
         let err = |what: &str, e: std::io::Error| {
-            SendError::Syslog(format!("{what} {} ({}): {e}", self.address, self.transport.word()))
+            SendError::Syslog(format!(
+                "{what} {} ({}): {e}",
+                self.address,
+                self.transport.word()
+            ))
         };
         match self.transport {
             SyslogTransport::Udp => {
@@ -144,8 +147,9 @@ impl SyslogChannel {
             }
             SyslogTransport::Tls => {
                 let roots = match &self.ca_file {
-                    Some(ca) => super::roots_from(&super::ca_path(ca, base))
-                        .map_err(SendError::Syslog)?,
+                    Some(ca) => {
+                        super::roots_from(&super::ca_path(ca, base)).map_err(SendError::Syslog)?
+                    }
                     None => rustls::RootCertStore {
                         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
                     },
@@ -178,7 +182,10 @@ impl SyslogChannel {
 }
 
 /// RFC 6587 octet counting: `LEN SP RECORD`, then a clean close so that the collector has it.
-async fn write_framed<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, record: &str) -> std::io::Result<()> {
+async fn write_framed<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    record: &str,
+) -> std::io::Result<()> {
     w.write_all(format!("{} {record}", record.len()).as_bytes())
         .await?;
     w.flush().await?;
@@ -230,12 +237,23 @@ mod tests {
             facility: Some("local3".into()),
             ca_file: None,
         };
-        let mut n = Notice::new("test", "t".into(), "line \"one\"\nline two".into(), "warning");
+        let mut n = Notice::new(
+            "test",
+            "t".into(),
+            "line \"one\"\nline two".into(),
+            "warning",
+        );
         n.batch = Some(7);
         let r = c.record(&n).unwrap();
         // local3 (19) * 8 + warning (4)
         assert!(r.starts_with("<156>1 "), "{r}");
-        assert!(r.contains(&format!("[vrbulk@32473 id=\"{}\" kind=\"test\" batch=\"7\"]", n.id)), "{r}");
+        assert!(
+            r.contains(&format!(
+                "[vrbulk@32473 id=\"{}\" kind=\"test\" batch=\"7\"]",
+                n.id
+            )),
+            "{r}"
+        );
         assert!(r.ends_with(" line \"one\" | line two"), "{r}");
     }
 

@@ -216,6 +216,14 @@ impl Queue {
                 changes.push(change(&f, "cleared", opened, Some(now)));
             }
         }
+        for b in batches {
+            tx.execute(
+                "INSERT INTO monitor_looks (batch_id, first_at, last_at, cycles) \
+                 VALUES (?1, ?2, ?2, 1) ON CONFLICT(batch_id) DO UPDATE SET \
+                 last_at = excluded.last_at, cycles = cycles + 1",
+                params![b, now],
+            )?;
+        }
         if !changes.is_empty() {
             if let Some(out) = notice(&changes) {
                 enqueue_tx(&tx, &out, now)?;
@@ -235,6 +243,19 @@ impl Queue {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// When the monitor looked at `batch`: first, last (Unix ms) and how many cycles; `None`
+    /// when it never did.
+    pub fn monitor_looks(&self, batch: BatchId) -> Result<Option<(i64, i64, i64)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT first_at, last_at, cycles FROM monitor_looks WHERE batch_id = ?1",
+                params![batch],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
     /// The open findings of every batch, counted by batch and kind.
     pub fn open_findings(&self) -> Result<HashMap<BatchId, HashMap<FindingKind, u64>>> {
         let mut stmt = self.conn.prepare_cached(
@@ -243,7 +264,11 @@ impl Queue {
         )?;
         let mut out: HashMap<BatchId, HashMap<FindingKind, u64>> = HashMap::new();
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, BatchId>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, BatchId>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         for row in rows {
             let (batch, kind, n) = row?;

@@ -68,7 +68,9 @@ impl crate::vr::Ledger for SharedBudget {
                 // The oldest of the window's sends must leave it; a little at least, so that
                 // a clock step back does not spin.
                 let until = oldest.unwrap_or(now) + span_ms;
-                Some(Duration::from_millis((until - now).clamp(5, span_ms.max(5)) as u64))
+                Some(Duration::from_millis(
+                    (until - now).clamp(5, span_ms.max(5)) as u64,
+                ))
             }
         };
         tx.commit().map_err(|e| e.to_string())?;

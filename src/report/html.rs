@@ -109,6 +109,7 @@ pub(super) fn batch(r: &Report) -> String {
         } "\n"
         (summary(r)) "\n"
         @if configures { (protection(r)) "\n" }
+        (super::compliance::html(&r.compliance))
         (failures(r)) "\n"
         @if !configures { (skipped(r)) "\n" }
         (operations_since(r))

@@ -43,6 +43,7 @@ pub(super) fn batch(r: &Report) -> String {
     if b.operation == Operation::Configure {
         protection(&mut out, r);
     }
+    super::compliance::markdown(&mut out, &r.compliance);
     failures(&mut out, r);
     if b.operation != Operation::Configure {
         skipped(&mut out, r);

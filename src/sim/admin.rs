@@ -46,11 +46,15 @@ pub(crate) fn routes() -> Router<SimState> {
 pub enum Mishap {
     /// Behind its RPO by this many simulated minutes from now on (the count grows with the
     /// simulator's clock, as the appliance's does).
-    RpoViolation { minutes: u32 },
+    RpoViolation {
+        minutes: u32,
+    },
     /// Back within its RPO, as after a sync.
     RpoRecovered,
     /// `ERROR` with this group error.
-    Error { message: String },
+    Error {
+        message: String,
+    },
     Repaired,
     Paused,
     Resumed,
@@ -150,7 +154,10 @@ async fn rpo_on(
     befall(&s, &vm, Mishap::RpoViolation { minutes: q.minutes })
 }
 
-async fn rpo_off(State(s): State<SimState>, Path(vm): Path<String>) -> Result<StatusCode, ApiError> {
+async fn rpo_off(
+    State(s): State<SimState>,
+    Path(vm): Path<String>,
+) -> Result<StatusCode, ApiError> {
     befall(&s, &vm, Mishap::RpoRecovered)
 }
 
@@ -165,15 +172,24 @@ async fn error_on(
     befall(&s, &vm, Mishap::Error { message })
 }
 
-async fn error_off(State(s): State<SimState>, Path(vm): Path<String>) -> Result<StatusCode, ApiError> {
+async fn error_off(
+    State(s): State<SimState>,
+    Path(vm): Path<String>,
+) -> Result<StatusCode, ApiError> {
     befall(&s, &vm, Mishap::Repaired)
 }
 
-async fn pause_on(State(s): State<SimState>, Path(vm): Path<String>) -> Result<StatusCode, ApiError> {
+async fn pause_on(
+    State(s): State<SimState>,
+    Path(vm): Path<String>,
+) -> Result<StatusCode, ApiError> {
     befall(&s, &vm, Mishap::Paused)
 }
 
-async fn pause_off(State(s): State<SimState>, Path(vm): Path<String>) -> Result<StatusCode, ApiError> {
+async fn pause_off(
+    State(s): State<SimState>,
+    Path(vm): Path<String>,
+) -> Result<StatusCode, ApiError> {
     befall(&s, &vm, Mishap::Resumed)
 }
 

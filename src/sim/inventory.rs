@@ -396,7 +396,14 @@ impl Inventory {
         let highest = self
             .vms
             .iter()
-            .filter_map(|v| v.vm.id.split(':').nth(1)?.strip_prefix("vm-")?.parse::<u32>().ok())
+            .filter_map(|v| {
+                v.vm.id
+                    .split(':')
+                    .nth(1)?
+                    .strip_prefix("vm-")?
+                    .parse::<u32>()
+                    .ok()
+            })
             .max()
             .unwrap_or(1000);
         let id = format!("VirtualMachine:vm-{}:{}", highest + 1, self.local_vc.id);

@@ -273,7 +273,12 @@ impl Budget {
         let ticket = loop {
             // Another process of this host may hold the shared per-IP slots: wait for one
             // first, then for this process's own budget (which this loop re-checks anyway).
-            if lock(&self.ledger).is_some() && matches!(self.ready(&mut lock(&self.state), Instant::now()), Ready::Now) {
+            if lock(&self.ledger).is_some()
+                && matches!(
+                    self.ready(&mut lock(&self.state), Instant::now()),
+                    Ready::Now
+                )
+            {
                 if let Some(wait) = self.shared_wait().await {
                     tokio::time::sleep(wait).await;
                     continue;
