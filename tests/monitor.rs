@@ -743,3 +743,59 @@ async fn a_run_beside_a_monitor_shares_the_per_ip_quota_and_gets_no_429() {
     );
     sim.shutdown().await;
 }
+
+/// The encrypted transports against the real receivers: syslog over TLS (RFC 5425, rsyslog's
+/// gtls driver) and a mail relay that insists on STARTTLS, each trusted through `ca_file`; and
+/// a relay whose certificate the channel does not trust is refused, not sent to in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn syslog_over_tls_and_mail_over_starttls_reach_receivers_trusted_by_their_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::support::receivers::TestCa::new(dir.path());
+    let (Some(smtp), Some(syslog)) = (
+        SmtpSink::with_starttls(dir.path(), &ca),
+        Syslog::with_tls(dir.path(), &ca),
+    ) else {
+        return;
+    };
+    let config = dir.path().join("vrbulk.toml");
+    let tls_port = syslog.tls.unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[[notify.syslog]]\naddress = \"127.0.0.1:{tls_port}\"\ntransport = \"tls\"\nca_file = \"ca.pem\"\n\
+             [[notify.email]]\nserver = \"127.0.0.1\"\nport = {port}\nsecurity = \"starttls\"\nca_file = \"ca.pem\"\n\
+             from = \"vrbulk@example.org\"\nto = [\"dr-team@example.org\"]\n\
+             [[notify.email]]\nname = \"untrusted\"\nserver = \"127.0.0.1\"\nport = {port}\n\
+             from = \"vrbulk@example.org\"\nto = [\"dr-team@example.org\"]\n",
+            port = smtp.port
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("vrbulk.db");
+    let ran = vrbulk(&db, &config, &["notify", "test"]).await;
+    let out = ran.stdout();
+    assert!(
+        out.contains("syslog-1 (syslog to 127.0.0.1") && out.contains("over TLS): ok"),
+        "{out}\n{}",
+        ran.stderr()
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("email-1") && l.ends_with(": ok")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("untrusted")
+            && l.contains("FAILED")
+            && l.contains("certificate")),
+        "{out}"
+    );
+    let records = eventually(Duration::from_secs(10), "the record over TLS", async || {
+        let r = syslog.records();
+        (r.len() == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(records[0].msgid, "test");
+    // One mail: the relay took the trusted channel's, and the untrusted one sent nothing.
+    assert_eq!(smtp.mails().len(), 1);
+}

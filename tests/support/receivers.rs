@@ -61,7 +61,13 @@ class Sink:
         os.rename(tmp, os.path.join(sys.argv[2], "%05d.eml" % n))
         return "250 OK"
 
-c = Controller(Sink(), hostname="127.0.0.1", port=int(sys.argv[1]))
+tls = None
+if len(sys.argv) > 4:
+    import ssl
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(sys.argv[3], sys.argv[4])
+c = Controller(Sink(), hostname="127.0.0.1", port=int(sys.argv[1]), tls_context=tls,
+               require_starttls=tls is not None)
 c.start()
 print("ready", flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})
@@ -77,6 +83,15 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start(dir: &Path) -> Option<SmtpSink> {
+        SmtpSink::launch(dir, None)
+    }
+
+    /// One that insists on STARTTLS with this certificate and key (PEM files).
+    pub fn with_starttls(dir: &Path, tls: &TestCa) -> Option<SmtpSink> {
+        SmtpSink::launch(dir, Some(tls))
+    }
+
+    fn launch(dir: &Path, tls: Option<&TestCa>) -> Option<SmtpSink> {
         let has = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .stdout(Stdio::null())
@@ -96,8 +111,10 @@ impl SmtpSink {
             .arg(&script)
             .arg(port.to_string())
             .arg(&mails)
+            .args(tls.iter().flat_map(|t| [&t.cert, &t.key]))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Its tracebacks (a client that drops the handshake on purpose) go to a file.
+            .stderr(std::fs::File::create(dir.join("smtp_sink.err")).unwrap())
             .spawn()
             .expect("python3 starts");
         let mut ready = String::new();
@@ -144,6 +161,8 @@ pub struct Syslog {
     _child: Killed,
     pub udp: u16,
     pub tcp: u16,
+    /// Its TLS port (RFC 5425), when started with a certificate.
+    pub tls: Option<u16>,
     out: PathBuf,
 }
 
@@ -159,6 +178,26 @@ pub struct Record {
 
 impl Syslog {
     pub fn start(dir: &Path) -> Option<Syslog> {
+        Syslog::launch(dir, None)
+    }
+
+    /// One that also listens for TLS with this certificate (rsyslog's gtls driver).
+    pub fn with_tls(dir: &Path, tls: &TestCa) -> Option<Syslog> {
+        let gtls = [
+            "/usr/lib/x86_64-linux-gnu/rsyslog",
+            "/usr/lib/rsyslog",
+            "/usr/lib64/rsyslog",
+        ]
+        .iter()
+        .any(|d| Path::new(d).join("lmnsd_gtls.so").exists());
+        if !gtls {
+            let never = missing("Debian's rsyslog-gnutls", "apt-get install rsyslog-gnutls")?;
+            match never {}
+        }
+        Syslog::launch(dir, Some(tls))
+    }
+
+    fn launch(dir: &Path, tls: Option<&TestCa>) -> Option<Syslog> {
         let daemon = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
             .into_iter()
             .find(|p| Path::new(p).exists());
@@ -172,13 +211,32 @@ impl Syslog {
         let out = dir.join("out.log");
         let port_file = dir.join("tcp.port");
         let conf = dir.join("rsyslog.conf");
+        let tls_file = dir.join("tls.port");
+        let (global_tls, tls_input) = match tls {
+            Some(t) => (
+                format!(
+                    " DefaultNetstreamDriverCAFile=\"{}\" DefaultNetstreamDriverCertFile=\"{}\" \
+                     DefaultNetstreamDriverKeyFile=\"{}\"",
+                    t.ca.display(),
+                    t.cert.display(),
+                    t.key.display()
+                ),
+                format!(
+                    "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" listenPortFileName=\"{}\" \
+                     streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n",
+                    tls_file.display()
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         std::fs::write(
             &conf,
             format!(
-                "global(workDirectory=\"{d}\")\n\
+                "global(workDirectory=\"{d}\"{global_tls})\n\
                  module(load=\"imudp\")\nmodule(load=\"imtcp\")\n\
                  input(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\")\n\
                  input(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" listenPortFileName=\"{p}\")\n\
+                 {tls_input}\
                  template(name=\"fields\" type=\"string\" \
                  string=\"%protocol-version%|%app-name%|%msgid%|%structured-data%|%msg%\\n\")\n\
                  *.* action(type=\"omfile\" file=\"{o}\" template=\"fields\")\n",
@@ -204,12 +262,15 @@ impl Syslog {
                 .ok()
                 .and_then(|s| s.trim().parse().ok());
             // Its UDP port is taken once it listens there too.
-            tcp.filter(|_| UdpSocket::bind(("127.0.0.1", udp)).is_err())
+            let tls_ready = tls.is_none() || tls_file.exists();
+            tcp.filter(|_| tls_ready && UdpSocket::bind(("127.0.0.1", udp)).is_err())
         });
+        let tls = tls.and_then(|_| std::fs::read_to_string(&tls_file).ok()?.trim().parse().ok());
         Some(Syslog {
             _child: child,
             udp,
             tcp,
+            tls,
             out,
         })
     }
@@ -238,6 +299,40 @@ impl Syslog {
              [[notify.syslog]]\nname = \"syslog-tcp\"\naddress = \"127.0.0.1:{}\"\ntransport = \"tcp\"\n",
             self.udp, self.tcp
         )
+    }
+}
+
+/// A CA of the test's own and a certificate it signed for 127.0.0.1, as PEM files: what a
+/// TLS receiver presents and a channel's `ca_file` trusts.
+pub struct TestCa {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let write = |name: &str, pem: String| {
+            let p = dir.join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        TestCa {
+            ca: write("ca.pem", ca_cert.pem()),
+            cert: write("receiver.pem", leaf.pem()),
+            key: write("receiver.key", leaf_key.serialize_pem()),
+        }
     }
 }
 
