@@ -5,9 +5,10 @@
 -- it has lasted its grace, then open (opened_at) until it has been gone for its hold time
 -- (ok_since marks when it went away; a new sighting resets it), then cleared (cleared_at). A
 -- pending finding whose condition goes before its grace leaves no row: it was not an incident.
+-- batch_id 0 holds the findings of `monitor --all` on replications outside every batch.
 CREATE TABLE findings (
     id INTEGER PRIMARY KEY,
-    batch_id INTEGER NOT NULL REFERENCES batches(id),
+    batch_id INTEGER NOT NULL,
     job_id INTEGER REFERENCES jobs(id),
     vm_id TEXT NOT NULL,
     vm_name TEXT,
@@ -52,7 +53,7 @@ CREATE INDEX api_ledger_by_appliance ON api_ledger(appliance, at_ms);
 -- When `vrbulk monitor` looked at a batch: from when, until when, how many cycles. A report
 -- says "monitored, nothing found" only by this record, never by the absence of findings.
 CREATE TABLE monitor_looks (
-    batch_id INTEGER PRIMARY KEY REFERENCES batches(id),
+    batch_id INTEGER PRIMARY KEY,
     first_at INTEGER NOT NULL,
     last_at INTEGER NOT NULL,
     cycles INTEGER NOT NULL

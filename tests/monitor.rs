@@ -799,3 +799,53 @@ async fn syslog_over_tls_and_mail_over_starttls_reach_receivers_trusted_by_their
     // One mail: the relay took the trusted channel's, and the untrusted one sent nothing.
     assert_eq!(smtp.mails().len(), 1);
 }
+
+/// `--all` follows the replications outside every batch too (here the one the appliance had
+/// before vrbulk): their findings go under "outside vrbulk's batches", a batch's own stay the
+/// batch's, and none is counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn monitor_all_records_the_replications_outside_every_batch_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start(SimConfig::fast()).await;
+    let db = dir.path().join("vrbulk.db");
+    let names = normal_names(&sim, 2);
+    let exact: Vec<&str> = names.iter().map(String::as_str).collect();
+    let batch = protected(&sim, &db, &names, &exact).await;
+    let config = config_for(&sim, dir.path(), "");
+    let outside = vrbulk::sim::REPLICATED_VM;
+    for vm in [outside, names[0].as_str()] {
+        admin(
+            &sim,
+            reqwest::Method::POST,
+            &format!("/__sim/replications/{}/error", encoded(vm)),
+        )
+        .await;
+    }
+    let ran = vrbulk(&db, &config, &["monitor", "--all", "--once"]).await;
+    assert_eq!(
+        ran.output.status.code(),
+        Some(4),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
+    assert!(
+        ran.stdout().contains("batch 1, the rest of the appliance"),
+        "{}",
+        ran.stdout()
+    );
+    let q = Queue::open(&db).unwrap();
+    let theirs: Vec<_> = q.findings(vrbulk::monitor::APPLIANCE).unwrap();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    assert_eq!(theirs[0].vm_name.as_deref(), Some(outside));
+    assert_eq!(theirs[0].kind, FindingKind::Error);
+    let ours = q.findings(batch).unwrap();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0].vm_name.as_deref(), Some(names[0].as_str()));
+    let status = vrbulk(&db, &config, &["status"]).await.stdout();
+    assert!(
+        status.contains("outside vrbulk's batches: 1 open findings"),
+        "{status}"
+    );
+    sim.shutdown().await;
+}

@@ -27,6 +27,10 @@ pub struct MonitorArgs {
     /// configured VM].
     #[arg(long = "batch", value_name = "ID")]
     pub batches: Vec<BatchId>,
+    /// Also every other replication of the appliance, on every pairing (recorded as
+    /// "outside vrbulk's batches": behind RPO, error, paused, not active).
+    #[arg(long)]
+    pub all: bool,
     /// One cycle, then exit.
     #[arg(long)]
     pub once: bool,
@@ -58,6 +62,7 @@ pub async fn run(args: MonitorArgs, config: Option<&Path>, db: &Path) -> anyhow:
     });
     let opts = MonitorOptions {
         batches: args.batches.clone(),
+        all: args.all,
         interval: args
             .interval
             .map(Duration::from_secs_f64)
@@ -92,19 +97,18 @@ pub async fn run(args: MonitorArgs, config: Option<&Path>, db: &Path) -> anyhow:
 /// `2026-12-06T23:00:00Z batches 1, 3: 300 replications, 3 opened, 1 cleared, 14 open; 1
 /// notification sent`
 fn line(c: &Cycle) -> String {
-    let batches: Vec<String> = c.batches.iter().map(|b| b.to_string()).collect();
+    let batches: Vec<String> = c.batches.iter().map(|b| batch_words(*b)).collect();
     let opened = c.changes.iter().filter(|x| x.change == "opened").count();
     let cleared = c.changes.len() - opened;
     let mut out = format!(
-        "{} batch{} {}: {} replications looked at, {opened} opened, {cleared} cleared, {} open",
+        "{} {}: {} replications looked at, {opened} opened, {cleared} cleared, {} open",
         crate::timefmt::utc(now_ms()),
-        if batches.len() == 1 { "" } else { "es" },
         batches.join(", "),
         c.replications,
         c.open
     );
     for (b, why) in &c.unread {
-        out.push_str(&format!("; batch {b} not read this cycle: {why}"));
+        out.push_str(&format!("; {} not read this cycle: {why}", batch_words(*b)));
     }
     if c.delivered > 0 || c.undelivered > 0 {
         out.push_str(&format!(
@@ -113,6 +117,14 @@ fn line(c: &Cycle) -> String {
         ));
     }
     out
+}
+
+/// `batch 3`, or for `--all` the replications outside every batch.
+fn batch_words(b: BatchId) -> String {
+    match b {
+        crate::monitor::APPLIANCE => "the rest of the appliance".to_string(),
+        b => format!("batch {b}"),
+    }
 }
 
 fn now_ms() -> i64 {

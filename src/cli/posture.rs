@@ -59,5 +59,16 @@ pub fn lines(q: &Queue) -> Result<String, QueueError> {
         }
         out.push('\n');
     }
+    if let Some((_, last, _)) = q.monitor_looks(crate::monitor::APPLIANCE)? {
+        let findings: u64 = open
+            .get(&crate::monitor::APPLIANCE)
+            .map(|m| m.values().sum())
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "  outside vrbulk's batches: {findings} open findings (monitor --all last looked {})",
+            utc(last)
+        );
+    }
     Ok(out)
 }

@@ -112,10 +112,16 @@ pub enum MonitorError {
     Nothing,
 }
 
+/// Where `monitor --all` records the findings of replications outside every vrbulk batch.
+pub const APPLIANCE: BatchId = 0;
+
 #[derive(Debug, Clone)]
 pub struct MonitorOptions {
     /// The configure batches to follow; empty: every one with a configured VM.
     pub batches: Vec<BatchId>,
+    /// Also every other replication of the appliance, on every pairing (findings under
+    /// [`APPLIANCE`]).
+    pub all: bool,
     pub interval: Duration,
     pub once: bool,
 }
@@ -184,7 +190,7 @@ pub async fn monitor(
 }
 
 /// The configure batches to follow: those asked for, or every one with a configured VM.
-fn followed(q: &Queue, asked: &[BatchId]) -> Result<Vec<Batch>, MonitorError> {
+fn followed(q: &Queue, asked: &[BatchId], all: bool) -> Result<Vec<Batch>, MonitorError> {
     if !asked.is_empty() {
         return Ok(asked
             .iter()
@@ -199,7 +205,7 @@ fn followed(q: &Queue, asked: &[BatchId]) -> Result<Vec<Batch>, MonitorError> {
             out.push(b);
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && !all {
         return Err(MonitorError::Nothing);
     }
     Ok(out)
@@ -215,7 +221,7 @@ async fn cycle(
     notify: &NotifySettings,
     opts: &MonitorOptions,
 ) -> Result<Cycle, MonitorError> {
-    let batches = followed(queue, &opts.batches)?;
+    let batches = followed(queue, &opts.batches, opts.all)?;
     let mut out = Cycle::default();
     let mut judged = Vec::new();
     for batch in &batches {
@@ -228,6 +234,19 @@ async fn cycle(
             Err(why) => {
                 tracing::warn!(batch = batch.id, error = %why, "could not read the batch's replications this cycle");
                 out.unread.push((batch.id, why));
+            }
+        }
+    }
+    if opts.all {
+        match look_appliance(queue, client, pairings, remote, &batches).await {
+            Ok((sightings, looked)) => {
+                out.replications += looked;
+                out.sightings.extend(sightings);
+                judged.push(APPLIANCE);
+            }
+            Err(why) => {
+                tracing::warn!(error = %why, "could not read the appliance's replications this cycle");
+                out.unread.push((APPLIANCE, why));
             }
         }
     }
@@ -251,6 +270,9 @@ async fn cycle(
         tracing::info!(batch = c.batch, vm = %c.vm_name.as_deref().unwrap_or(&c.vm_id), finding = c.kind.key(), change = c.change, "finding {}", c.change);
     }
     out.batches = batches.iter().map(|b| b.id).collect();
+    if opts.all {
+        out.batches.push(APPLIANCE);
+    }
     out.open = open_in(queue, &out.batches)?;
     let delivered = deliver_due(queue, notify).await?;
     out.delivered = delivered.sent.len();
@@ -302,7 +324,13 @@ async fn look(
             match reps.get(&t.vm_id) {
                 Some(rep) => {
                     let s = seen(t.job, rep, t.bytes);
-                    sightings.extend(sighting_of(batch.id, t, rep, &s));
+                    sightings.extend(sighting_of(
+                        batch.id,
+                        Some(t.job),
+                        t.vm_name.as_deref(),
+                        rep,
+                        &s,
+                    ));
                     records.push(s);
                 }
                 None => {
@@ -369,7 +397,8 @@ async fn look(
 /// error says nothing else reliable), then paused, powered off, behind its RPO.
 fn sighting_of(
     batch: BatchId,
-    t: &Target,
+    job: Option<i64>,
+    vm_name: Option<&str>,
     rep: &ReplicationInfo,
     s: &ReplicationSeen,
 ) -> Option<Sighting> {
@@ -401,13 +430,58 @@ fn sighting_of(
     };
     Some(Sighting {
         batch,
-        job: Some(t.job),
-        vm_id: t.vm_id.clone(),
-        vm_name: rep.name.clone().or_else(|| t.vm_name.clone()),
+        job,
+        vm_id: rep.vm_id.clone().unwrap_or_else(|| rep.id.clone()),
+        vm_name: rep.name.clone().or_else(|| vm_name.map(String::from)),
         kind,
         detail,
         lasted_ms,
     })
+}
+
+/// `--all`: every replication of every pairing that no followed batch configured, as
+/// sightings under [`APPLIANCE`]. Nothing there was configured by vrbulk, so nothing is
+/// "removed outside vrbulk" or "uncovered"; the protection record is not theirs to keep.
+async fn look_appliance(
+    queue: &Queue,
+    client: &Client,
+    pairings: &[Pairing],
+    remote: &mut HashSet<String>,
+    batches: &[Batch],
+) -> Result<(Vec<Sighting>, usize), String> {
+    let mut ours: HashSet<String> = HashSet::new();
+    for b in batches {
+        ours.extend(
+            targets(queue, b.id)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| t.vm_id),
+        );
+    }
+    let mut sightings = Vec::new();
+    let mut looked = 0;
+    for p in pairings {
+        if !remote.contains(&p.pairing_id) {
+            client
+                .remote_login(&p.pairing_id)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            remote.insert(p.pairing_id.clone());
+        }
+        let reps = client
+            .replications(&p.pairing_id, None)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        for rep in reps {
+            if rep.vm_id.as_ref().is_some_and(|v| ours.contains(v)) {
+                continue;
+            }
+            looked += 1;
+            let s = seen(0, &rep, None);
+            sightings.extend(sighting_of(APPLIANCE, None, None, &rep, &s));
+        }
+    }
+    Ok((sightings, looked))
 }
 
 /// The batch's configured VMs that no vrbulk undo removed.
