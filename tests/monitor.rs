@@ -14,22 +14,19 @@ use vrbulk::queue::{InputKind, JobState, Queue};
 use vrbulk::runner::{self, RunOptions};
 use vrbulk::sim::{SimConfig, Simulator};
 
-use crate::support::cmd::{Cmd, Ran};
+use crate::support::cmd::{spawn_vrbulk, vrbulk};
 use crate::support::fixtures::{self, config_for, new_batch, queue_at, spec};
 use crate::support::harness::{settings_for, start};
 use crate::support::receivers::{free_port, SmtpSink, Syslog, WebhookSink};
 use crate::support::wait::eventually;
 
-/// `vrbulk ARGS` with the queue at `db` and the settings at `config`, off the async threads.
-async fn vrbulk(db: &Path, config: &Path, args: &[&str]) -> Ran {
-    let cmd = Cmd::new()
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .db(db)
-        .config(config)
-        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-    tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap()
+/// What `got` returns once it holds exactly `n` things (a receiver's messages, say).
+async fn exactly<T>(n: usize, what: &str, got: impl Fn() -> Vec<T>) -> Vec<T> {
+    eventually(Duration::from_secs(10), what, async || {
+        let now = got();
+        (now.len() == n).then_some(now)
+    })
+    .await
 }
 
 /// What the simulator's admin routes are told, as anyone on the loopback would.
@@ -49,6 +46,19 @@ async fn admin(sim: &Simulator, method: reqwest::Method, path: &str) {
         answer.status(),
         answer.text().await.unwrap_or_default()
     );
+}
+
+/// `METHOD /__sim/replications/{vm}{rest}` for each of `vms`.
+async fn to_each<S: AsRef<str>>(
+    sim: &Simulator,
+    method: reqwest::Method,
+    vms: impl IntoIterator<Item = S>,
+    rest: &str,
+) {
+    for vm in vms {
+        let path = format!("/__sim/replications/{}{rest}", encoded(vm.as_ref()));
+        admin(sim, method.clone(), &path).await;
+    }
 }
 
 fn encoded(vm: &str) -> String {
@@ -172,11 +182,7 @@ async fn notify_test_sends_one_message_to_every_channel_and_names_the_one_that_f
     .await;
     assert_eq!(hook.hooks()[0].body["kind"], "test");
     assert_eq!(hook.hooks()[0].body["id"], id.as_str());
-    let records = eventually(Duration::from_secs(10), "two syslog records", async || {
-        let r = syslog.records();
-        (r.len() == 2).then_some(r)
-    })
-    .await;
+    let records = exactly(2, "two syslog records", || syslog.records()).await;
     for r in &records {
         assert_eq!(
             (r.version.as_str(), r.app.as_str(), r.msgid.as_str()),
@@ -188,11 +194,7 @@ async fn notify_test_sends_one_message_to_every_channel_and_names_the_one_that_f
             "{r:?}"
         );
     }
-    let mails = eventually(Duration::from_secs(10), "one mail", async || {
-        let m = smtp.mails();
-        (m.len() == 1).then_some(m)
-    })
-    .await;
+    let mails = exactly(1, "one mail", || smtp.mails()).await;
     assert!(
         mails[0].contains(&format!("Message-ID: <{id}@vrbulk>")),
         "{}",
@@ -272,47 +274,16 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
     let (failing, rest) = rest.split_at(3);
     let removed = &rest[..2];
     use reqwest::Method;
-    for vm in short {
-        admin(
-            &sim,
-            Method::POST,
-            &format!(
-                "/__sim/replications/{}/rpo-violation?minutes=5",
-                encoded(vm)
-            ),
-        )
-        .await;
-    }
-    for vm in long {
-        admin(
-            &sim,
-            Method::POST,
-            &format!(
-                "/__sim/replications/{}/rpo-violation?minutes=40",
-                encoded(vm)
-            ),
-        )
-        .await;
-    }
-    for vm in failing {
-        admin(
-            &sim,
-            Method::POST,
-            &format!(
-                "/__sim/replications/{}/error?message=No%20connection%20to%20VR%20Server",
-                encoded(vm)
-            ),
-        )
-        .await;
-    }
-    for vm in removed {
-        admin(
-            &sim,
-            Method::DELETE,
-            &format!("/__sim/replications/{}", encoded(vm)),
-        )
-        .await;
-    }
+    to_each(&sim, Method::POST, short, "/rpo-violation?minutes=5").await;
+    to_each(&sim, Method::POST, long, "/rpo-violation?minutes=40").await;
+    to_each(
+        &sim,
+        Method::POST,
+        failing,
+        "/error?message=No%20connection%20to%20VR%20Server",
+    )
+    .await;
+    to_each(&sim, Method::DELETE, removed, "").await;
     for i in 1..=4 {
         admin(&sim, Method::POST, &format!("/__sim/vms?name=app-90{i}")).await;
     }
@@ -346,11 +317,7 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
     );
 
     // One digest on each channel, with the fourteen findings.
-    let hooks = eventually(Duration::from_secs(10), "one digest hook", async || {
-        let h = hook.hooks();
-        (h.len() == 1).then_some(h)
-    })
-    .await;
+    let hooks = exactly(1, "one digest hook", || hook.hooks()).await;
     let digest = &hooks[0].body;
     assert_eq!(digest["kind"], "monitor_digest");
     assert_eq!(digest["findings"].as_array().unwrap().len(), 14);
@@ -359,26 +326,14 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
         .unwrap()
         .starts_with("vrbulk monitor: 14 findings opened, 0 cleared, 14 open"));
     let id = hooks[0].id.clone().unwrap();
-    let records = eventually(
-        Duration::from_secs(10),
-        "a digest on each syslog channel",
-        async || {
-            let r = syslog.records();
-            (r.len() == 2).then_some(r)
-        },
-    )
-    .await;
+    let records = exactly(2, "a digest on each syslog channel", || syslog.records()).await;
     for r in &records {
         assert_eq!(r.msgid, "monitor_digest");
         assert!(r.structured_data.contains(&format!("id=\"{id}\"")), "{r:?}");
         assert_eq!(r.structured_data.matches("finding=").count(), 14, "{r:?}");
         assert!(r.structured_data.contains("finding=\"uncovered\""), "{r:?}");
     }
-    let mails = eventually(Duration::from_secs(10), "one digest mail", async || {
-        let m = smtp.mails();
-        (m.len() == 1).then_some(m)
-    })
-    .await;
+    let mails = exactly(1, "one digest mail", || smtp.mails()).await;
     assert!(
         mails[0].contains("Subject: vrbulk monitor: 14 findings opened"),
         "{}",
@@ -394,22 +349,14 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
     );
 
     // The simulator recovers: the violations and errors clear in one digest.
-    for vm in short.iter().chain(long) {
-        admin(
-            &sim,
-            Method::DELETE,
-            &format!("/__sim/replications/{}/rpo-violation", encoded(vm)),
-        )
-        .await;
-    }
-    for vm in failing {
-        admin(
-            &sim,
-            Method::DELETE,
-            &format!("/__sim/replications/{}/error", encoded(vm)),
-        )
-        .await;
-    }
+    to_each(
+        &sim,
+        Method::DELETE,
+        short.iter().chain(long),
+        "/rpo-violation",
+    )
+    .await;
+    to_each(&sim, Method::DELETE, failing, "/error").await;
     let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
     assert!(
         ran.stdout().contains("0 opened, 8 cleared, 6 open"),
@@ -419,11 +366,7 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
     let found = findings_by_kind(&db, batch);
     assert_eq!(count(&found, FindingKind::RpoViolation, false), 5);
     assert_eq!(count(&found, FindingKind::Error, false), 3);
-    let hooks = eventually(Duration::from_secs(10), "the second digest", async || {
-        let h = hook.hooks();
-        (h.len() == 2).then_some(h)
-    })
-    .await;
+    let hooks = exactly(2, "the second digest", || hook.hooks()).await;
     assert_eq!(hooks[1].body["findings"].as_array().unwrap().len(), 8);
     eventually(
         Duration::from_secs(10),
@@ -549,23 +492,18 @@ async fn a_digest_survives_a_kill_of_the_monitor_and_keeps_its_id() {
     )
     .await;
 
-    let mut monitor = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .arg("--db")
-        .arg(&db)
-        .arg("--config")
-        .arg(&config)
-        .args([
+    let mut monitor = spawn_vrbulk(
+        &db,
+        &config,
+        &[
             "monitor",
             "--interval",
             "0.2",
             "--batch",
             &batch.to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        std::process::Stdio::null(),
+    );
     let waiting = eventually(
         Duration::from_secs(30),
         "a failed delivery in the outbox",
@@ -685,23 +623,20 @@ async fn a_run_beside_a_monitor_shares_the_per_ip_quota_and_gets_no_429() {
     );
     let config = config_for(&sim, dir.path(), "");
 
-    let mut monitor = std::process::Command::new(env!("CARGO_BIN_EXE_vrbulk"))
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .arg("--db")
-        .arg(&db)
-        .arg("--config")
-        .arg(&config)
-        .args([
+    let mut monitor = spawn_vrbulk(
+        &db,
+        &config,
+        &[
             "monitor",
             "--interval",
             "0.1",
             "--batch",
             &watched.to_string(),
-        ])
-        .stdout(std::fs::File::create(dir.path().join("monitor.out")).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        std::fs::File::create(dir.path().join("monitor.out"))
+            .unwrap()
+            .into(),
+    );
     let before = sim.stats().journal.len();
     let ran = vrbulk(&db, &config, &["run", "--batch", &wave.to_string()]).await;
     monitor.kill().unwrap();
@@ -790,11 +725,7 @@ async fn syslog_over_tls_and_mail_over_starttls_reach_receivers_trusted_by_their
             && l.contains("certificate")),
         "{out}"
     );
-    let records = eventually(Duration::from_secs(10), "the record over TLS", async || {
-        let r = syslog.records();
-        (r.len() == 1).then_some(r)
-    })
-    .await;
+    let records = exactly(1, "the record over TLS", || syslog.records()).await;
     assert_eq!(records[0].msgid, "test");
     // One mail: the relay took the trusted channel's, and the untrusted one sent nothing.
     assert_eq!(smtp.mails().len(), 1);
@@ -813,14 +744,13 @@ async fn monitor_all_records_the_replications_outside_every_batch_apart() {
     let batch = protected(&sim, &db, &names, &exact).await;
     let config = config_for(&sim, dir.path(), "");
     let outside = vrbulk::sim::REPLICATED_VM;
-    for vm in [outside, names[0].as_str()] {
-        admin(
-            &sim,
-            reqwest::Method::POST,
-            &format!("/__sim/replications/{}/error", encoded(vm)),
-        )
-        .await;
-    }
+    to_each(
+        &sim,
+        reqwest::Method::POST,
+        [outside, names[0].as_str()],
+        "/error",
+    )
+    .await;
     let ran = vrbulk(&db, &config, &["monitor", "--all", "--once"]).await;
     assert_eq!(
         ran.output.status.code(),

@@ -18,7 +18,7 @@ use vrbulk::runner::follow::{self, WatchOptions};
 use vrbulk::runner::{self, RunOptions, SubmitOrder};
 use vrbulk::sim::{LinkModel, SimConfig, Simulator, VmKind, POWERED_OFF_VM};
 
-use crate::support::cmd::Cmd;
+use crate::support::cmd::{vrbulk, Cmd};
 use crate::support::fixtures::{self, config_for, new_batch, spec};
 use crate::support::harness::{normal_specs, settings_for, start};
 use crate::support::wait::eventually;
@@ -455,18 +455,6 @@ async fn run_batch(db: &Path, sim: &Simulator, batch: i64) -> runner::RunOutcome
         },
     )
     .await
-}
-
-/// `vrbulk ARGS` against `sim` with the queue at `db`, off the async threads.
-async fn vrbulk(db: &Path, config: &Path, args: &[&str]) -> crate::support::cmd::Ran {
-    let cmd = Cmd::new()
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .db(db)
-        .config(config)
-        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-    tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap()
 }
 
 #[track_caller]

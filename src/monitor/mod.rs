@@ -20,9 +20,7 @@ use crate::domain::Operation;
 use crate::input::glob_match;
 use crate::notify::{deliver_due, Notice, NotifySettings};
 use crate::queue::findings::{FindingChange, FindingKind, Rule, Sighting};
-use crate::queue::{
-    Batch, BatchId, JobState, Queue, QueueError, Readiness, ReplicationSeen, NOT_LISTED,
-};
+use crate::queue::{Batch, BatchId, JobState, Queue, QueueError, Readiness, ReplicationSeen};
 use crate::vr::error::error_chain;
 use crate::vr::model::{Pairing, ReplicationInfo, ReplicationStatus};
 use crate::vr::{ApiError, Client, ClientSettings, Politeness};
@@ -347,7 +345,7 @@ async fn look(
                         ),
                         lasted_ms: None,
                     });
-                    records.push(gone(t));
+                    records.push(ReplicationSeen::not_listed(t.job, t.replication_id.clone()));
                 }
             }
         }
@@ -552,22 +550,4 @@ fn selection(batch: &Batch) -> Option<Selection> {
             .as_str()
             .map(String::from),
     })
-}
-
-/// The record of a configured VM the appliance no longer lists.
-fn gone(t: &Target) -> ReplicationSeen {
-    ReplicationSeen {
-        job: t.job,
-        replication_id: t.replication_id.clone().unwrap_or_default(),
-        status: NOT_LISTED.into(),
-        configuration_state: None,
-        bytes_done: None,
-        bytes_total: None,
-        rpo_violation: false,
-        error: None,
-        protected: false,
-        last_sync_time: None,
-        last_sync_duration: None,
-        replication_server: None,
-    }
 }

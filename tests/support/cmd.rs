@@ -115,3 +115,37 @@ impl Ran {
         self
     }
 }
+
+/// `vrbulk ARGS` with the queue at `db` and the settings at `config` (the simulator's
+/// password in the environment), off the async threads.
+pub async fn vrbulk(db: &Path, config: &Path, args: &[&str]) -> Ran {
+    let cmd = Cmd::new()
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .db(db)
+        .config(config)
+        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    tokio::task::spawn_blocking(move || cmd.run())
+        .await
+        .unwrap()
+}
+
+/// `vrbulk ARGS` as [`vrbulk`], left running in the background: a long-running command a test
+/// ends itself; its standard output goes to `stdout`.
+pub fn spawn_vrbulk(
+    db: &Path,
+    config: &Path,
+    args: &[&str],
+    stdout: std::process::Stdio,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .arg("--db")
+        .arg(db)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
