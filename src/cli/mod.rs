@@ -151,7 +151,7 @@ Interrupted, the same command again resumes it.")]
     /// uncovered VMs) recorded in the queue, a digest of each cycle's changes to the channels.
     Monitor(monitor::MonitorArgs),
     /// Notification channels: `notify test` sends one message to each and says which worked.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  vrbulk notify test")]
     Notify(notify::NotifyCommand),
 }
 

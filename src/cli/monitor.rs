@@ -19,7 +19,8 @@ use crate::queue::{BatchId, Queue};
   vrbulk monitor --batch 3 --once  one cycle of batch 3 (for cron)
 
 Grace and hold times are in [monitor] of vrbulk.toml; channels in [[notify.*]].
-Exit: 0 no open finding, 4 open findings, 3 no connection, 2 bad settings.
+Exit: 0 no open finding, 4 open findings, 3 no connection (or a batch that could not be
+read in the last cycle), 2 bad settings.
 
 {}", Exit::help()))]
 pub struct MonitorArgs {
@@ -70,6 +71,7 @@ pub async fn run(args: MonitorArgs, config: Option<&Path>, db: &Path) -> anyhow:
         once: args.once,
     };
     let mut last_open = 0;
+    let mut unread = false;
     monitor::monitor(
         &mut queue,
         settings,
@@ -79,6 +81,7 @@ pub async fn run(args: MonitorArgs, config: Option<&Path>, db: &Path) -> anyhow:
         stop_rx,
         |cycle| {
             last_open = cycle.open;
+            unread = !cycle.unread.is_empty();
             println!("{}", line(cycle));
             for c in &cycle.changes {
                 println!("  {}", crate::notify::FindingNote::of(c).line());
@@ -89,6 +92,9 @@ pub async fn run(args: MonitorArgs, config: Option<&Path>, db: &Path) -> anyhow:
     .context("monitoring")?;
     Ok(if last_open > 0 {
         Exit::ReplicationError
+    } else if unread {
+        // Nothing open is not "all well" when a batch could not be read.
+        Exit::Connect
     } else {
         Exit::Ok
     })

@@ -13,8 +13,14 @@ use crate::queue::Queue;
 #[derive(Debug, Subcommand)]
 pub enum NotifyCommand {
     /// Send one test message to every channel and say which worked.
+    #[command(
+        after_help = "Example:\n  vrbulk notify test      one message to each [[notify.*]] channel; exit 1 when one failed"
+    )]
     Test,
     /// Deliver the notifications waiting in the outbox now, whatever their retry time.
+    #[command(
+        after_help = "Example:\n  vrbulk notify flush     after fixing a channel, instead of waiting for its retry"
+    )]
     Flush,
 }
 
@@ -152,6 +158,21 @@ fn run_notice(
     let name = format!("batch {} \"{}\"", batch.id, batch.name);
     let outcome = match outcome {
         Ok(o) => o,
+        Err(RunError::Login(source @ crate::vr::ApiError::CredentialsRefused(_))) => {
+            let mut n = Notice::new(
+                "credentials_refused",
+                format!("vrbulk {name}: the run did not start: its login was refused"),
+                format!(
+                    "vrbulk {name}: the run did not start: {}\nFix the credentials and run \
+                     `vrbulk run --batch {}` again.",
+                    crate::vr::error::error_chain(source),
+                    batch.id
+                ),
+                "warning",
+            );
+            n.batch = Some(batch.id);
+            return Some(n);
+        }
         Err(RunError::Credentials { at, source }) => {
             let at = at
                 .as_deref()

@@ -190,7 +190,15 @@ pub async fn monitor(
 /// The configure batches to follow: those asked for, or every one with a configured VM.
 fn followed(q: &Queue, asked: &[BatchId], all: bool) -> Result<Vec<Batch>, MonitorError> {
     if !asked.is_empty() {
-        return Ok(asked
+        // A day-2 batch (an undo, a pause) stands for the batch whose replications it acted on.
+        let mut ids: Vec<BatchId> = Vec::new();
+        for b in asked {
+            let id = crate::runner::follow::configure_batch_of(q, *b)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        return Ok(ids
             .iter()
             .map(|b| q.batch(*b))
             .collect::<Result<Vec<_>, _>>()?);

@@ -435,6 +435,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_digest_has_the_payload_the_readme_documents() {
+        use crate::queue::findings::{FindingChange, FindingKind};
+        let change = |change, kind| FindingChange {
+            finding: 1,
+            change,
+            batch: 3,
+            vm_id: "VirtualMachine:vm-1042:x".into(),
+            vm_name: Some("web-07".into()),
+            kind,
+            detail: Some("42 minutes past its RPO of 15 minutes".into()),
+            first_seen_at: 0,
+            opened_at: 60_000,
+            cleared_at: None,
+        };
+        let n = Notice::digest(
+            &[
+                change("opened", FindingKind::RpoViolation),
+                change("cleared", FindingKind::Error),
+            ],
+            5,
+        );
+        let v = serde_json::to_value(&n).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["at", "batch", "findings", "host", "id", "kind", "severity", "text", "title"]
+        );
+        assert_eq!(v["kind"], "monitor_digest");
+        assert_eq!(
+            v["title"],
+            "vrbulk monitor: 1 finding opened, 1 cleared, 5 open"
+        );
+        assert_eq!(v["severity"], "warning");
+        let f = &v["findings"][0];
+        assert_eq!(f["finding"], "rpo_violation");
+        assert_eq!(f["vm"], "web-07");
+        assert_eq!(f["opened"], "1970-01-01T00:01:00Z");
+        assert!(v["text"].as_str().unwrap().contains(
+            "- opened: web-07 (batch 3) behind its RPO: 42 minutes past its RPO of 15 minutes"
+        ));
+    }
+
+    #[test]
     fn backoff_doubles_up_to_a_quarter_hour() {
         assert_eq!(backoff(1), Duration::from_secs(5));
         assert_eq!(backoff(2), Duration::from_secs(10));

@@ -16,13 +16,24 @@ pub enum WebhookFormat {
     Teams,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Debug shows the URL without its path: a chat webhook's path is its secret.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookChannel {
     pub name: Option<String>,
     pub url: String,
     #[serde(default)]
     pub format: WebhookFormat,
+}
+
+impl std::fmt::Debug for WebhookChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookChannel")
+            .field("name", &self.name)
+            .field("url", &self.shown_url())
+            .field("format", &self.format)
+            .finish()
+    }
 }
 
 impl WebhookChannel {
