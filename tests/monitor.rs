@@ -779,3 +779,52 @@ async fn monitor_all_records_the_replications_outside_every_batch_apart() {
     );
     sim.shutdown().await;
 }
+
+/// A change window that closed with work left is said as such, with the jobs left and how to
+/// carry on: a notification of its own kind, not a run that "ended".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_window_that_closed_with_work_left_is_notified_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = WebhookSink::start().await;
+    let sim = start(SimConfig::fast()).await;
+    let db = dir.path().join("vrbulk.db");
+    let specs: Vec<_> = normal_names(&sim, 3).iter().map(|n| spec(n)).collect();
+    let batch = fixtures::import(&db, &new_batch("wave"), &specs);
+    let config = config_for(&sim, dir.path(), &hook.channel());
+    let ran = vrbulk(
+        &db,
+        &config,
+        &[
+            "run",
+            "--batch",
+            &batch.to_string(),
+            "--until",
+            "2000-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!(
+        ran.output.status.code(),
+        Some(6),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
+    let hooks = hook.hooks();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let body = &hooks[0].body;
+    assert_eq!(body["kind"], "window_closed");
+    assert_eq!(body["severity"], "warning");
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("the change window closed with 3 jobs left"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("`vrbulk run --batch {batch}` carries on")),
+        "{text}"
+    );
+    // Nothing was configured: the appliance received no change.
+    assert!(!sim.stats().journal.iter().any(|r| r.accepted_change()));
+    sim.shutdown().await;
+}
