@@ -828,3 +828,73 @@ async fn a_window_that_closed_with_work_left_is_notified_as_such() {
     assert!(!sim.stats().journal.iter().any(|r| r.accepted_change()));
     sim.shutdown().await;
 }
+
+/// A paused replication and a powered-off VM's are findings only after their set times: the
+/// same sightings leave them pending under a long setting and open them under a short one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paused_and_not_active_replications_are_findings_after_their_set_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start(SimConfig::fast()).await;
+    let db = dir.path().join("vrbulk.db");
+    let names = normal_names(&sim, 3);
+    let exact: Vec<&str> = names.iter().map(String::as_str).collect();
+    let batch = protected(&sim, &db, &names, &exact).await;
+    to_each(&sim, reqwest::Method::POST, [&names[0]], "/pause").await;
+    admin(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/__sim/vms/{}/power-off", encoded(&names[1])),
+    )
+    .await;
+    let patient = config_for(
+        &sim,
+        dir.path(),
+        "[monitor]\npaused_after_minutes = 600\nnot_active_after_minutes = 600\n",
+    );
+    let ran = vrbulk(&db, &patient, &["monitor", "--once"]).await;
+    assert_eq!(
+        ran.output.status.code(),
+        Some(0),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
+    assert!(findings_by_kind(&db, batch).is_empty());
+
+    let prompt = config_for(
+        &sim,
+        dir.path(),
+        "[monitor]\npaused_after_minutes = 0\nnot_active_after_minutes = 0\n",
+    );
+    let ran = vrbulk(&db, &prompt, &["monitor", "--once"]).await;
+    assert_eq!(
+        ran.output.status.code(),
+        Some(4),
+        "{}\n{}",
+        ran.stdout(),
+        ran.stderr()
+    );
+    let found = findings_by_kind(&db, batch);
+    assert_eq!(
+        found,
+        [
+            (FindingKind::Paused, names[0].clone(), true),
+            (FindingKind::NotActive, names[1].clone(), true),
+        ]
+    );
+    // Resumed and powered on: both clear at once.
+    to_each(&sim, reqwest::Method::DELETE, [&names[0]], "/pause").await;
+    admin(
+        &sim,
+        reqwest::Method::POST,
+        &format!("/__sim/vms/{}/power-on", encoded(&names[1])),
+    )
+    .await;
+    let ran = vrbulk(&db, &prompt, &["monitor", "--once"]).await;
+    assert!(
+        ran.stdout().contains("0 opened, 2 cleared, 0 open"),
+        "{}",
+        ran.stdout()
+    );
+    sim.shutdown().await;
+}
