@@ -14,7 +14,7 @@ use vrbulk::queue::{InputKind, JobState, Queue};
 use vrbulk::runner::{self, RunOptions};
 use vrbulk::sim::{SimConfig, Simulator};
 
-use crate::support::cmd::{spawn_vrbulk, vrbulk};
+use crate::support::cmd::{spawn_vrbulk, vrbulk, Ran};
 use crate::support::fixtures::{self, config_for, new_batch, queue_at, spec};
 use crate::support::harness::{settings_for, start};
 use crate::support::receivers::{free_port, SmtpSink, Syslog, WebhookSink};
@@ -113,6 +113,38 @@ async fn protected(sim: &Simulator, db: &Path, names: &[String], patterns: &[&st
     sim.skip(Duration::from_secs(90 * 86_400));
     crate::support::harness::until_synced(sim).await;
     id
+}
+
+/// A fast simulator with `n` of its normal VMs protected as one inventory batch that selects
+/// them by their exact names (so that no other VM is "uncovered").
+struct Wave {
+    dir: tempfile::TempDir,
+    sim: Simulator,
+    db: std::path::PathBuf,
+    names: Vec<String>,
+    batch: i64,
+}
+
+async fn wave(n: usize) -> Wave {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start(SimConfig::fast()).await;
+    let db = dir.path().join("vrbulk.db");
+    let names = normal_names(&sim, n);
+    let exact: Vec<&str> = names.iter().map(String::as_str).collect();
+    let batch = protected(&sim, &db, &names, &exact).await;
+    Wave {
+        dir,
+        sim,
+        db,
+        names,
+        batch,
+    }
+}
+
+/// `vrbulk monitor --once` with `[monitor]` settings `rules`.
+async fn monitor_once(w: &Wave, rules: &str) -> Ran {
+    let config = config_for(&w.sim, w.dir.path(), &format!("[monitor]\n{rules}"));
+    vrbulk(&w.db, &config, &["monitor", "--once"]).await
 }
 
 fn findings_by_kind(db: &Path, batch: i64) -> Vec<(FindingKind, String, bool)> {
@@ -473,12 +505,13 @@ fn a_violation_opens_after_its_grace_and_clears_after_its_hold() {
 /// arrives once the receiver is up, with the id the outbox gave it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_digest_survives_a_kill_of_the_monitor_and_keeps_its_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start(SimConfig::fast()).await;
-    let db = dir.path().join("vrbulk.db");
-    let names = normal_names(&sim, 4);
-    let exact: Vec<&str> = names.iter().map(String::as_str).collect();
-    let batch = protected(&sim, &db, &names, &exact).await;
+    let Wave {
+        dir,
+        sim,
+        db,
+        names,
+        batch,
+    } = wave(4).await;
     let port = free_port();
     let config = config_for(
         &sim,
@@ -736,12 +769,13 @@ async fn syslog_over_tls_and_mail_over_starttls_reach_receivers_trusted_by_their
 /// batch's, and none is counted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn monitor_all_records_the_replications_outside_every_batch_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start(SimConfig::fast()).await;
-    let db = dir.path().join("vrbulk.db");
-    let names = normal_names(&sim, 2);
-    let exact: Vec<&str> = names.iter().map(String::as_str).collect();
-    let batch = protected(&sim, &db, &names, &exact).await;
+    let Wave {
+        dir,
+        sim,
+        db,
+        names,
+        batch,
+    } = wave(2).await;
     let config = config_for(&sim, dir.path(), "");
     let outside = vrbulk::sim::REPLICATED_VM;
     to_each(
@@ -833,25 +867,18 @@ async fn a_window_that_closed_with_work_left_is_notified_as_such() {
 /// same sightings leave them pending under a long setting and open them under a short one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paused_and_not_active_replications_are_findings_after_their_set_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start(SimConfig::fast()).await;
-    let db = dir.path().join("vrbulk.db");
-    let names = normal_names(&sim, 3);
-    let exact: Vec<&str> = names.iter().map(String::as_str).collect();
-    let batch = protected(&sim, &db, &names, &exact).await;
-    to_each(&sim, reqwest::Method::POST, [&names[0]], "/pause").await;
+    let w = wave(3).await;
+    let (sim, names) = (&w.sim, &w.names);
+    to_each(sim, reqwest::Method::POST, [&names[0]], "/pause").await;
+    let vm = encoded(&names[1]);
     admin(
-        &sim,
+        sim,
         reqwest::Method::POST,
-        &format!("/__sim/vms/{}/power-off", encoded(&names[1])),
+        &format!("/__sim/vms/{vm}/power-off"),
     )
     .await;
-    let patient = config_for(
-        &sim,
-        dir.path(),
-        "[monitor]\npaused_after_minutes = 600\nnot_active_after_minutes = 600\n",
-    );
-    let ran = vrbulk(&db, &patient, &["monitor", "--once"]).await;
+    let patient = "paused_after_minutes = 600\nnot_active_after_minutes = 600\n";
+    let ran = monitor_once(&w, patient).await;
     assert_eq!(
         ran.output.status.code(),
         Some(0),
@@ -859,14 +886,10 @@ async fn paused_and_not_active_replications_are_findings_after_their_set_times()
         ran.stdout(),
         ran.stderr()
     );
-    assert!(findings_by_kind(&db, batch).is_empty());
+    assert!(findings_by_kind(&w.db, w.batch).is_empty());
 
-    let prompt = config_for(
-        &sim,
-        dir.path(),
-        "[monitor]\npaused_after_minutes = 0\nnot_active_after_minutes = 0\n",
-    );
-    let ran = vrbulk(&db, &prompt, &["monitor", "--once"]).await;
+    let prompt = "paused_after_minutes = 0\nnot_active_after_minutes = 0\n";
+    let ran = monitor_once(&w, prompt).await;
     assert_eq!(
         ran.output.status.code(),
         Some(4),
@@ -874,27 +897,25 @@ async fn paused_and_not_active_replications_are_findings_after_their_set_times()
         ran.stdout(),
         ran.stderr()
     );
-    let found = findings_by_kind(&db, batch);
     assert_eq!(
-        found,
+        findings_by_kind(&w.db, w.batch),
         [
             (FindingKind::Paused, names[0].clone(), true),
             (FindingKind::NotActive, names[1].clone(), true),
         ]
     );
     // Resumed and powered on: both clear at once.
-    to_each(&sim, reqwest::Method::DELETE, [&names[0]], "/pause").await;
+    to_each(sim, reqwest::Method::DELETE, [&names[0]], "/pause").await;
     admin(
-        &sim,
+        sim,
         reqwest::Method::POST,
-        &format!("/__sim/vms/{}/power-on", encoded(&names[1])),
+        &format!("/__sim/vms/{vm}/power-on"),
     )
     .await;
-    let ran = vrbulk(&db, &prompt, &["monitor", "--once"]).await;
+    let ran = monitor_once(&w, prompt).await;
     assert!(
         ran.stdout().contains("0 opened, 2 cleared, 0 open"),
         "{}",
         ran.stdout()
     );
-    sim.shutdown().await;
 }
