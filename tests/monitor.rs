@@ -287,13 +287,7 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
 
     // A first cycle on a healthy wave: nothing found, nothing sent.
     let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
-    assert_eq!(
-        ran.output.status.code(),
-        Some(0),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(0);
     assert!(
         ran.stdout()
             .contains("300 replications looked at, 0 opened, 0 cleared, 0 open"),
@@ -321,13 +315,7 @@ async fn the_monitor_opens_exactly_the_findings_past_their_grace_and_sends_one_d
     }
 
     let ran = vrbulk(&db, &config, &["monitor", "--once"]).await;
-    assert_eq!(
-        ran.output.status.code(),
-        Some(4),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(4);
     let found = findings_by_kind(&db, batch);
     assert_eq!(
         count(&found, FindingKind::RpoViolation, true),
@@ -552,13 +540,7 @@ async fn a_digest_survives_a_kill_of_the_monitor_and_keeps_its_id() {
 
     let hook = WebhookSink::on(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap()).await;
     let ran = vrbulk(&db, &config, &["notify", "flush"]).await;
-    assert_eq!(
-        ran.output.status.code(),
-        Some(0),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(0);
     let hooks = hook.hooks();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     assert_eq!(hooks[0].id.as_deref(), Some(waiting.message_id.as_str()));
@@ -594,13 +576,7 @@ async fn the_end_of_a_run_is_sent_with_its_report() {
         &format!("{}{}", hook.channel(), smtp.channel()),
     );
     let ran = vrbulk(&db, &config, &["run", "--batch", &batch.to_string()]).await;
-    assert_eq!(
-        ran.output.status.code(),
-        Some(0),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(0);
     let hooks = hook.hooks();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     let body = &hooks[0].body;
@@ -674,13 +650,7 @@ async fn a_run_beside_a_monitor_shares_the_per_ip_quota_and_gets_no_429() {
     let ran = vrbulk(&db, &config, &["run", "--batch", &wave.to_string()]).await;
     monitor.kill().unwrap();
     monitor.wait().unwrap();
-    assert_eq!(
-        ran.output.status.code(),
-        Some(0),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(0);
 
     let stats = sim.stats();
     let refused: u64 = stats.limiter.refused.values().sum();
@@ -786,13 +756,7 @@ async fn monitor_all_records_the_replications_outside_every_batch_apart() {
     )
     .await;
     let ran = vrbulk(&db, &config, &["monitor", "--all", "--once"]).await;
-    assert_eq!(
-        ran.output.status.code(),
-        Some(4),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(4);
     assert!(
         ran.stdout().contains("batch 1, the rest of the appliance"),
         "{}",
@@ -837,13 +801,7 @@ async fn a_window_that_closed_with_work_left_is_notified_as_such() {
         ],
     )
     .await;
-    assert_eq!(
-        ran.output.status.code(),
-        Some(6),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(6);
     let hooks = hook.hooks();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     let body = &hooks[0].body;
@@ -879,24 +837,12 @@ async fn paused_and_not_active_replications_are_findings_after_their_set_times()
     .await;
     let patient = "paused_after_minutes = 600\nnot_active_after_minutes = 600\n";
     let ran = monitor_once(&w, patient).await;
-    assert_eq!(
-        ran.output.status.code(),
-        Some(0),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(0);
     assert!(findings_by_kind(&w.db, w.batch).is_empty());
 
     let prompt = "paused_after_minutes = 0\nnot_active_after_minutes = 0\n";
     let ran = monitor_once(&w, prompt).await;
-    assert_eq!(
-        ran.output.status.code(),
-        Some(4),
-        "{}\n{}",
-        ran.stdout(),
-        ran.stderr()
-    );
+    ran.expect_code(4);
     assert_eq!(
         findings_by_kind(&w.db, w.batch),
         [

@@ -80,6 +80,19 @@ impl Cmd {
 }
 
 impl Ran {
+    /// Asserts the exit code, showing both outputs when it differs.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Ran {
+        assert_eq!(
+            self.output.status.code(),
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
     }
