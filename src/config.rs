@@ -92,6 +92,12 @@ pub struct ConfigFile {
     /// The appliance's capacity, where it differs from the defaults of its version.
     #[serde(default)]
     pub limits: CapacityLimits,
+    /// Where notifications go (`[[notify.webhook]]`, `[[notify.syslog]]`, `[[notify.email]]`).
+    #[serde(default)]
+    pub notify: crate::notify::NotifySettings,
+    /// How `vrbulk monitor` judges what it sees.
+    #[serde(default)]
+    pub monitor: crate::monitor::MonitorSettings,
     /// Where the file was read from; relative paths inside it are relative to its folder.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -310,6 +316,7 @@ impl ConfigFile {
             message,
         })?;
         file.path = Some(path.clone());
+        file.notify.base = path.parent().map(Path::to_path_buf);
         let problems = file.problems();
         if !problems.is_empty() {
             return Err(ConfigError::File { path, problems });
@@ -364,6 +371,11 @@ impl ConfigFile {
                 .map(|(key, message)| ConfigError::invalid(format!("[defaults] {key}"), message)),
         );
         problems.extend(run_options(&self.run, &RunSettings::default()).1);
+        problems.extend(
+            (self.notify.problems().into_iter())
+                .chain(self.monitor.problems())
+                .map(|(key, message)| ConfigError::invalid(key, message)),
+        );
         problems
     }
 

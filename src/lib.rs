@@ -7,6 +7,8 @@ pub mod config;
 pub mod domain;
 pub mod exit;
 pub mod input;
+pub mod monitor;
+pub mod notify;
 pub mod operator;
 pub mod queue;
 pub mod report;

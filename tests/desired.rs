@@ -284,7 +284,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     let ran = site
         .vrbulk(&["diff", &v1, "--json", "--adopt", "LEGACY-*"])
         .await;
-    ran.assert_code(1);
+    ran.expect_code(1);
     let adopted: Value = serde_json::from_str(&ran.stdout()).unwrap();
     let legacy = adopted["vms"]
         .as_array()
@@ -306,7 +306,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
             "plain",
         ])
         .await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     let stats = sim.stats();
     assert!(stats.configured_more_than_once.is_empty());
     let reps = replications(&sim);
@@ -350,7 +350,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     // A second apply reads and sends no action.
     let before = sim.stats().journal.len();
     let ran = site.vrbulk(&["apply", &v1, "--yes"]).await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     assert!(ran.stdout().contains("nothing to do"), "{}", ran.stdout());
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 
@@ -377,7 +377,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     // For people: the same verdicts, each change old → new, in a table and in Markdown.
     for format in ["table", "md"] {
         let ran = site.vrbulk(&["diff", &v2, "--format", format]).await;
-        ran.assert_code(1);
+        ran.expect_code(1);
         let out = ran.stdout();
         let line = |vm: &str| {
             out.lines()
@@ -406,7 +406,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
             "plain",
         ])
         .await;
-    ran.assert_code(1);
+    ran.expect_code(1);
     assert!(
         ran.stderr().contains("cannot be made as desired"),
         "{}",
@@ -425,7 +425,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     let ran = site
         .vrbulk(&["apply", &v2, "--allow-remove", "--yes"])
         .await;
-    ran.assert_code(1);
+    ran.expect_code(1);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 
     // What the appliance protects now, exported: it diffs clean and applies as a no-op. The
@@ -435,7 +435,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     let ran = site
         .vrbulk(&["export", "--desired", "-o", exported.to_str().unwrap()])
         .await;
-    ran.assert_code(2);
+    ran.expect_code(2);
     assert!(
         ran.stderr().contains("--target-datastore"),
         "{}",
@@ -452,7 +452,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
             exported.to_str().unwrap(),
         ])
         .await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     let exported = exported.display().to_string();
     let (code, rows) = site.diff(&exported).await;
     assert_eq!(code, 0, "{:?}", actions(&rows));
@@ -462,7 +462,7 @@ async fn diff_is_exact_apply_converges_and_applying_again_sends_nothing() {
     );
     let before = sim.stats().journal.len();
     let ran = site.vrbulk(&["apply", &exported, "--yes"]).await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 }
 
@@ -526,7 +526,7 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     let args = ["apply", v1.as_str(), "--yes", "--progress", "plain"];
     kill_at_random(&sim, &site, &args, "configureReplication", 4).await;
     let ran = site.vrbulk(&args).await;
-    ran.assert_code(0);
+    ran.expect_code(0);
 
     let stats = sim.stats();
     assert!(stats.configured_more_than_once.is_empty());
@@ -544,7 +544,7 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     }
     let before = sim.stats().journal.len();
     let ran = site.vrbulk(&["apply", &v1, "--yes"]).await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 
     // Removals and reconfigures, killed too.
@@ -561,13 +561,13 @@ async fn an_apply_killed_at_random_and_run_again_converges_doing_nothing_twice()
     ];
     kill_at_random(&sim, &site, &args, "unconfigureReplication", 3).await;
     let ran = site.vrbulk(&args).await;
-    ran.assert_code(1);
+    ran.expect_code(1);
     assert_v2_applied(&sim, &before_v2, &ours, &theirs);
     let before = sim.stats().journal.len();
     let ran = site
         .vrbulk(&["apply", &v2, "--yes", "--allow-remove"])
         .await;
-    ran.assert_code(1);
+    ran.expect_code(1);
     assert_eq!(actions_since(&sim, before), Vec::<String>::new());
 }
 
@@ -582,7 +582,7 @@ async fn a_bad_file_is_refused_whole_before_anything_is_read() {
     let before = sim.stats().journal.len();
     for args in [vec!["diff", &bad], vec!["apply", &bad, "--yes"]] {
         let ran = site.vrbulk(&args).await;
-        ran.assert_code(2);
+        ran.expect_code(2);
         let err = ran.stderr();
         assert!(err.contains("rows:") && err.contains("rule 1"), "{err}");
     }
@@ -629,7 +629,7 @@ async fn an_apply_keeps_the_window_and_the_admission_cap_and_records_one_ticket(
             &closed,
         ])
         .await;
-    ran.assert_code(6);
+    ran.expect_code(6);
     assert_eq!(actions_since(&sim, 0), Vec::<String>::new());
 
     // Run again: it finishes that batch first, admitting three initial syncs at a time.
@@ -644,7 +644,7 @@ async fn an_apply_keeps_the_window_and_the_admission_cap_and_records_one_ticket(
             "plain",
         ])
         .await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     assert!(
         ran.stderr().contains("which an earlier apply started"),
         "{}",

@@ -18,7 +18,7 @@ use vrbulk::runner::follow::{self, WatchOptions};
 use vrbulk::runner::{self, InitialSyncs, RunOptions, SubmitOrder};
 use vrbulk::sim::{LinkModel, SimConfig, Simulator, VmKind, POWERED_OFF_VM};
 
-use crate::support::cmd::Cmd;
+use crate::support::cmd::{vrbulk, Cmd};
 use crate::support::fixtures::{self, config_for, new_batch, spec};
 use crate::support::harness::{normal_specs, settings_for, start};
 use crate::support::wait::eventually;
@@ -457,18 +457,6 @@ async fn run_batch(db: &Path, sim: &Simulator, batch: i64) -> runner::RunOutcome
     .await
 }
 
-/// `vrbulk ARGS` against `sim` with the queue at `db`, off the async threads.
-async fn vrbulk(db: &Path, config: &Path, args: &[&str]) -> crate::support::cmd::Ran {
-    let cmd = Cmd::new()
-        .env("VRBULK_PASSWORD", "VMware1!")
-        .db(db)
-        .config(config)
-        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-    tokio::task::spawn_blocking(move || cmd.run())
-        .await
-        .unwrap()
-}
-
 /// The VMs of `names` whose initial sync the simulator finished.
 fn synced_on_the_appliance(sim: &Simulator, vm_ids: &HashSet<String>) -> usize {
     sim.stats()
@@ -581,7 +569,7 @@ async fn watch_exits_0_only_once_every_job_ended_and_follows_on_while_a_run_hold
     assert_eq!(configured_there, 30);
 
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
-    ran.assert_code(5);
+    ran.expect_code(5);
     let out = ran.stdout();
     assert!(out.starts_with("protected 30/30"), "{out}");
     let unconfigured = vm_ids.len() - configured_there;
@@ -697,7 +685,7 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
 
     // The newest batch is the undo: watch follows the batch it acted on, and says so.
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     assert!(
         ran.stderr().contains(&format!(
             "batch {undo} (unconfigure) acts on the replications of batch {wave}"
@@ -724,7 +712,7 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
     assert!(!sim.inventory().replications.iter().any(|r| r.id == rep));
 
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
-    ran.assert_code(4);
+    ran.expect_code(4);
     let out = ran.stdout();
     assert!(
         out.contains("no longer exist (removed outside vrbulk) 1"),
@@ -751,7 +739,7 @@ async fn an_undo_leaves_its_vms_unconfigured_by_its_batch_and_a_removal_outside_
 
     // `status` says the same.
     let ran = vrbulk(&db, &config, &["status", "--batch", &wave.to_string()]).await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     let out = ran.stdout();
     let line = |label: &str| {
         out.lines()
@@ -866,7 +854,7 @@ async fn a_paused_replication_is_paused_by_its_batch_or_outside_vrbulk_and_not_p
     assert_eq!(paused_there.len(), 2);
 
     let ran = vrbulk(&db, &config, &["watch", "--once"]).await;
-    ran.assert_code(5);
+    ran.expect_code(5);
     let out = ran.stdout();
     assert!(out.starts_with("protected 3/5"), "{out}");
     assert!(
@@ -1080,7 +1068,7 @@ async fn a_run_summary_says_when_the_appliance_said_what_it_counts() {
     let config = config_for(&sim, dir.path(), "\n[run]\npoll_interval_seconds = 0.2\n");
     let wave = import_normal(&sim, &db, 4);
     let ran = vrbulk(&db, &config, &["run", "--progress", "none"]).await;
-    ran.assert_code(0);
+    ran.expect_code(0);
     assert!(
         ran.stdout()
             .contains("4 VMs configured; nothing has followed their replications yet"),

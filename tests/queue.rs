@@ -582,7 +582,7 @@ fn a_database_from_the_first_schema_opens_and_upgrades() {
         .unwrap();
     }
     let q = Queue::open(&path).unwrap();
-    assert_eq!(q.schema_version().unwrap(), 10);
+    assert_eq!(q.schema_version().unwrap(), 11);
     assert_eq!(q.batch(1).unwrap().name, "old");
     assert!(q.runs(1).unwrap().is_empty());
     assert!(q.protection(1).unwrap().is_empty());

@@ -14,6 +14,7 @@ mod input_corpus;
 mod inventory;
 mod kills;
 mod link;
+mod monitor;
 mod openapi_validator;
 mod operations;
 mod operator;

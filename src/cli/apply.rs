@@ -91,6 +91,7 @@ pub async fn run(args: ApplyArgs, globals: Globals<'_>) -> anyhow::Result<Exit> 
         db: globals.db,
         progress: args.progress,
         quiet: globals.quiet,
+        notify: &file.notify,
     };
     let mut worst = Exit::Ok;
     let mut note = |exit: Exit| {

@@ -73,8 +73,8 @@ mod tests {
     use super::*;
     use crate::config::ConfigFile;
 
-    /// The template with every `# key = value` line of `[defaults]`, `[run]` and `[limits]`
-    /// made live.
+    /// The template with every `# key = value` line of `[defaults]`, `[run]`, `[limits]` and
+    /// `[monitor]` made live.
     fn examples_made_live(template: &str) -> String {
         let mut section = "";
         template
@@ -89,7 +89,9 @@ mod tests {
                     })
                 });
                 match live {
-                    Some(rest) if ["[defaults]", "[run]", "[limits]"].contains(&section) => {
+                    Some(rest)
+                        if ["[defaults]", "[run]", "[limits]", "[monitor]"].contains(&section) =>
+                    {
                         rest.to_string()
                     }
                     _ => line.to_string(),
@@ -143,6 +145,16 @@ mod tests {
                 && l.replications_per_vcenter.is_some(),
             "{l:?}"
         );
+        let m = &file.monitor;
+        assert!(m.problems().is_empty(), "{:?}", m.problems());
+        assert!(
+            m.interval.is_some()
+                && m.rpo_grace_minutes.is_some()
+                && m.rpo_hold_minutes.is_some()
+                && m.paused_after_minutes.is_some()
+                && m.not_active_after_minutes.is_some(),
+            "{m:?}"
+        );
         for key in [
             "requests_per_minute",
             "requests_per_minute_per_ip",
@@ -150,6 +162,25 @@ mod tests {
         ] {
             assert!(CONFIG_TEMPLATE.contains(&format!("# {key} = ")), "{key}");
         }
+    }
+
+    #[test]
+    fn the_notification_examples_are_valid_once_uncommented() {
+        let from = CONFIG_TEMPLATE
+            .find("#  [[notify.webhook]]")
+            .expect("the template shows the notification channels");
+        let live: String = CONFIG_TEMPLATE[from..]
+            .lines()
+            .map(|l| l.strip_prefix("#  ").unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file = ConfigFile::parse(&live).unwrap_or_else(|e| panic!("{e}\n{live}"));
+        assert!(
+            file.notify.problems().is_empty(),
+            "{:?}",
+            file.notify.problems()
+        );
+        assert_eq!(file.notify.channels().len(), 3);
     }
 
     #[test]

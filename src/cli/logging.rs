@@ -74,6 +74,8 @@ impl LogSetup {
             C::Export(_) => ("export", false, false),
             C::Diff(_) => ("diff", false, false),
             C::Apply(_) => ("apply", true, true),
+            C::Monitor(_) => ("monitor", false, true),
+            C::Notify(_) => ("notify", false, true),
         };
         let db = (on_batch && (creates_queue || cli.db.exists())).then(|| cli.db.clone());
         LogSetup {

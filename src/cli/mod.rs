@@ -14,9 +14,12 @@ mod init;
 mod inventory;
 mod link;
 pub mod logging;
+mod monitor;
+mod notify;
 mod operate;
 mod pause;
 mod plan;
+mod posture;
 mod progress;
 mod reconfigure;
 mod report;
@@ -155,6 +158,12 @@ Interrupted, the same command again resumes it.")]
     /// Make the appliance as a desired-state file says: configure, reconfigure (and with
     /// --allow-remove undo) in resumable batches.
     Apply(apply::ApplyArgs),
+    /// Follow the replications after the wave: findings (behind RPO, error, paused, removed,
+    /// uncovered VMs) recorded in the queue, a digest of each cycle's changes to the channels.
+    Monitor(monitor::MonitorArgs),
+    /// Notification channels: `notify test` sends one message to each and says which worked.
+    #[command(subcommand, after_help = "Example:\n  vrbulk notify test")]
+    Notify(notify::NotifyCommand),
 }
 
 /// The replication settings flags, and the change ticket of the jobs without one.
@@ -233,6 +242,8 @@ pub fn run(mut cli: Cli) -> anyhow::Result<Exit> {
             Command::Export(args) => export::run(args, cli.config.as_deref(), &cli.db).await,
             Command::Diff(args) => diff::run(args, cli.config.as_deref(), &cli.db).await,
             Command::Apply(args) => apply::run(args, globals).await,
+            Command::Monitor(args) => monitor::run(args, cli.config.as_deref(), &cli.db).await,
+            Command::Notify(cmd) => notify::run(cmd, cli.config.as_deref(), &cli.db).await,
         }
     });
     match outcome {

@@ -109,6 +109,7 @@ pub(super) async fn operate(
         db: globals.db,
         progress: args.progress,
         quiet: globals.quiet,
+        notify: &file.notify,
     };
     if let Some(resumable) = unfinished_batch(&prepared, &queue, &liveness)? {
         let settings = connection.with_passwords(&env)?;

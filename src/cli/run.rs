@@ -63,6 +63,7 @@ pub async fn run(
         db,
         progress: args.progress,
         quiet,
+        notify: &file.notify,
     };
     drive(queue, &batch, settings, opts, how).await
 }
@@ -72,6 +73,8 @@ pub(super) struct Display<'a> {
     pub db: &'a Path,
     pub progress: ProgressMode,
     pub quiet: bool,
+    /// Where the end of the run is told.
+    pub notify: &'a crate::notify::NotifySettings,
 }
 
 /// Runs `batch` to its end (or to Ctrl-C, or the end of the change window), showing progress,
@@ -133,6 +136,7 @@ pub(super) async fn drive(
             }
         }
     });
+    crate::queue::ledger::share_budget(how.db, &settings.url, limits);
     let budget = crate::vr::Budget::shared(&settings.url, limits);
     let progress = Progress::start(
         how.db.to_path_buf(),
@@ -144,6 +148,7 @@ pub(super) async fn drive(
     );
     let outcome = runner::run(queue, settings, opts, stop_rx).await;
     progress.finish().await;
+    super::notify::after_run(how.db, how.notify, batch, &outcome).await;
     // No context of our own: the line above named the batch, and the runner's errors that
     // concern it (held by another run) name it themselves.
     let outcome = outcome?;

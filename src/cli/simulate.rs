@@ -294,6 +294,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Exit> {
         sim.url()
     );
     println!(
+        "  mishaps    POST {}/__sim/replications/<vm>/rpo-violation?minutes=N, …/error, …/pause \
+         (DELETE undoes); DELETE …/replications/<vm> removes one; POST /__sim/vms?name=NAME adds a VM",
+        sim.url()
+    );
+    println!(
         "\nvrbulk.toml to use it:\n\n[source]\nurl = \"{}\"\nuser = \"{}\"",
         sim.url(),
         args.user

@@ -69,6 +69,7 @@ pub fn run(args: StatusArgs, db: &Path) -> anyhow::Result<Exit> {
             "{}",
             last_run(&status, &summary.standing, summary.last_run.as_ref())
         );
+        print!("{}", super::posture::lines(&queue)?);
     }
     Ok(Exit::Ok)
 }

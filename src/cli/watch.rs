@@ -58,6 +58,7 @@ pub async fn run(args: WatchArgs, config: Option<&Path>, db: &Path) -> anyhow::R
     let jobs = queue.jobs(batch.id)?;
     let env = ProcessEnvironment;
     let settings = Connection::resolve(&file, &env)?.with_passwords(&env)?;
+    crate::queue::ledger::share_budget(db, &settings.url, settings.limits);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

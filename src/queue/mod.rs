@@ -12,10 +12,13 @@
 mod batches;
 mod begin;
 mod choose;
+pub mod findings;
+pub mod ledger;
 mod limits;
 mod link;
 mod link_rate;
 mod operations;
+pub mod outbox;
 mod protection;
 mod record;
 mod runs;
@@ -82,6 +85,7 @@ const MIGRATIONS: &[M<'static>] = &[
     )),
     M::up(include_str!("../../migrations/0009_appliance_times.sql")),
     M::up(include_str!("../../migrations/0010_link_samples.sql")),
+    M::up(include_str!("../../migrations/0011_monitor_and_outbox.sql")),
 ];
 
 #[derive(Debug, Error)]

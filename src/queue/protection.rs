@@ -377,6 +377,27 @@ pub struct ReplicationSeen {
     pub replication_server: Option<String>,
 }
 
+impl ReplicationSeen {
+    /// A configured VM the appliance no longer lists although no vrbulk undo removed it:
+    /// someone removed its replication outside vrbulk.
+    pub fn not_listed(job: JobId, replication_id: Option<String>) -> ReplicationSeen {
+        ReplicationSeen {
+            job,
+            replication_id: replication_id.unwrap_or_default(),
+            status: NOT_LISTED.into(),
+            configuration_state: None,
+            bytes_done: None,
+            bytes_total: None,
+            rpo_violation: false,
+            error: None,
+            protected: false,
+            last_sync_time: None,
+            last_sync_duration: None,
+            replication_server: None,
+        }
+    }
+}
+
 /// One change of a replication's status, as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationEvent {

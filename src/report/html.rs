@@ -110,7 +110,8 @@ pub(super) fn batch(r: &Report) -> String {
             (effective_settings(r))
         } "\n"
         (summary(r)) "\n"
-        @if configures { (protection(r)) "\n" (link(r)) }
+        @if configures { (protection(r)) "\n" (link(r)) "\n" }
+        (super::compliance::html(&r.compliance))
         (failures(r)) "\n"
         @if !configures { (skipped(r)) "\n" }
         (operations_since(r))

@@ -44,6 +44,7 @@ pub(super) fn batch(r: &Report) -> String {
         protection(&mut out, r);
         link(&mut out, r);
     }
+    super::compliance::markdown(&mut out, &r.compliance);
     failures(&mut out, r);
     if b.operation != Operation::Configure {
         skipped(&mut out, r);

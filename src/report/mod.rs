@@ -16,6 +16,7 @@
 
 mod audit;
 mod causes;
+mod compliance;
 mod csv;
 mod html;
 mod json;
@@ -37,6 +38,7 @@ use thiserror::Error;
 use crate::queue::QueueError;
 
 pub use causes::{classify, normalize, CauseKind};
+pub use compliance::Compliance;
 pub use json::SCHEMA_VERSION;
 pub use link::{LinkPoint, LinkSeries};
 pub use model::{

@@ -50,6 +50,9 @@ pub struct Report {
     /// What admission measured of each pairing's link while the runs admitted the wave, by
     /// pairing id; empty when no run measured it.
     pub link: Vec<LinkSeries>,
+    /// What `vrbulk monitor` found since the batch was configured; absent when it never looked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<super::Compliance>,
 }
 
 /// One requeue or cancel, in the words of its event.
@@ -428,6 +431,7 @@ impl Report {
     /// Reads batch `batch` from the queue into a report made at `now` (Unix ms). The queue reads
     /// its whole record in one transaction, so the numbers agree while a `vrbulk run` writes.
     pub fn load(queue: &Queue, batch: BatchId, now: i64) -> Result<Report, ReportError> {
+        let compliance = super::Compliance::load(queue, batch, now)?;
         let record = queue.record(batch)?;
         let last_event = record.job_times.values().map(|t| t.last_event_at).max();
         let mut header = BatchHeader::new(&record.batch, &record.jobs);
@@ -489,6 +493,7 @@ impl Report {
             jobs: rows,
             operations_since,
             operator_actions,
+            compliance,
         })
     }
 }

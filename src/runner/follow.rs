@@ -24,7 +24,7 @@ use crate::domain::Operation;
 use crate::exit::Exit;
 use crate::queue::{
     BatchId, JobId, JobState, Protection, Queue, Readiness, ReadinessCounts, ReplicationSeen,
-    Standing, NOT_LISTED,
+    Standing,
 };
 use crate::vr::error::error_chain;
 use crate::vr::model::Pairing;
@@ -339,7 +339,7 @@ async fn follow_round(
         for t in targets {
             match reps.get(&t.vm_id) {
                 Some(rep) => seen_now.push(seen(t.job, rep, t.bytes)),
-                None => seen_now.push(gone(t)),
+                None => seen_now.push(ReplicationSeen::not_listed(t.job, t.replication_id.clone())),
             }
         }
     }
@@ -350,25 +350,6 @@ async fn follow_round(
         q.protection(batch)
     })
     .await
-}
-
-/// A configured VM the appliance no longer lists although no vrbulk undo removed it: someone
-/// removed its replication outside vrbulk.
-fn gone(t: &Target) -> ReplicationSeen {
-    ReplicationSeen {
-        job: t.job,
-        replication_id: t.replication_id.clone().unwrap_or_default(),
-        status: NOT_LISTED.into(),
-        configuration_state: None,
-        bytes_done: None,
-        bytes_total: None,
-        rpo_violation: false,
-        error: None,
-        protected: false,
-        last_sync_time: None,
-        last_sync_duration: None,
-        replication_server: None,
-    }
 }
 
 /// Throughput and time left, smoothed over rounds so that one fast or slow round does not

@@ -207,6 +207,7 @@ pub fn router(state: SimState) -> Router {
         .route("/__sim/vms/{vm}/power-off", post(power_off))
         .route("/__sim/target-site/down", post(target_site_down))
         .route("/__sim/target-site/up", post(target_site_up))
+        .merge(super::admin::routes())
         .fallback(unknown_route)
         .with_state(state)
 }

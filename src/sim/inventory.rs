@@ -382,6 +382,54 @@ impl Inventory {
         scale_datastores(&mut self.datastores, factor);
     }
 
+    /// A new powered-on VM named `name` with one 10 GiB data disk, as someone creates one in
+    /// vCenter while vrbulk runs; its id. The name must be new.
+    pub fn add_vm(&mut self, name: &str) -> Result<String, String> {
+        if self.vm_by_name(name).is_some() {
+            return Err(format!("a VM named {name:?} exists already"));
+        }
+        let ds = self
+            .source_datastores
+            .first()
+            .cloned()
+            .ok_or("the source site has no datastore")?;
+        let highest = self
+            .vms
+            .iter()
+            .filter_map(|v| {
+                v.vm.id
+                    .split(':')
+                    .nth(1)?
+                    .strip_prefix("vm-")?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(1000);
+        let id = format!("VirtualMachine:vm-{}:{}", highest + 1, self.local_vc.id);
+        let disk = DataDisk {
+            n: 1,
+            gib: 10,
+            format: DiskFormat::Thin,
+            nvme: false,
+        };
+        let disks = vec![vm_home(&id, name, &ds), data_disk(&id, name, &ds, &disk)];
+        self.vms.push(SimVm {
+            vm: VirtualMachine {
+                id: id.clone(),
+                name: name.to_string(),
+                power_state: Some(PowerState::PoweredOn),
+                connection_state: Some(ConnectionState::Connected),
+                template: Some(false),
+                managed_by_info: None,
+                vr_privilege_granted: Some(true),
+                disks: Some(disks),
+            },
+            kind: VmKind::Normal,
+        });
+        Ok(id)
+    }
+
     pub fn vm(&self, id: &str) -> Option<&SimVm> {
         self.vms.iter().find(|v| v.vm.id == id)
     }

@@ -186,6 +186,7 @@
 //! `validate` from the spec on raw JSON, so that the simulator catches client bugs instead of
 //! sharing them.
 
+mod admin;
 mod error;
 mod handlers;
 mod inventory;
@@ -206,6 +207,7 @@ mod tests;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+pub use admin::Mishap;
 pub use error::SimError;
 pub use handlers::{router, API_PREFIXES};
 pub use inventory::{

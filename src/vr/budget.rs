@@ -136,6 +136,18 @@ pub struct Budget {
     waiting: std::sync::atomic::AtomicUsize,
     state: Mutex<State>,
     probe_settled: Notify,
+    /// The other processes of this host that talk to the same appliance, through the queue's
+    /// database: every request also takes a slot of the per-IP quota there.
+    ledger: Mutex<Option<Arc<dyn Ledger>>>,
+}
+
+/// A record of requests shared between processes (the queue's database): the per-IP quota is
+/// one for every process of the host, where each process's own budget sees only its own sends.
+pub trait Ledger: Send + Sync {
+    /// Records one request sent now when fewer than `quota` were sent in the last `span`;
+    /// otherwise how long until the oldest of them leaves it. An error (the file is locked
+    /// too long, unreadable) lets the request go: the appliance's 429 still guards the quota.
+    fn claim(&self, quota: u32, span: Duration) -> Result<Option<Duration>, String>;
 }
 
 impl std::fmt::Debug for Budget {
@@ -199,6 +211,29 @@ impl Budget {
                 stats: BudgetStats::default(),
             }),
             probe_settled: Notify::new(),
+            ledger: Mutex::new(None),
+        }
+    }
+
+    /// From now on, every request also takes a slot of the per-IP quota in `ledger`, shared
+    /// with the other processes of this host that use it.
+    pub fn share_through(&self, ledger: Arc<dyn Ledger>) {
+        *lock(&self.ledger) = Some(ledger);
+    }
+
+    /// The shared per-IP slot for a request about to go: `None` when it may go now.
+    async fn shared_wait(&self) -> Option<Duration> {
+        let ledger = lock(&self.ledger).clone()?;
+        let quota = self.limits.per_ip.max(1);
+        let span = self.limits.window + self.margin();
+        let claimed = tokio::task::spawn_blocking(move || ledger.claim(quota, span)).await;
+        match claimed {
+            Ok(Ok(wait)) => wait,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the shared request budget could not be read: sending on this process's own");
+                None
+            }
+            Err(_) => None,
         }
     }
 
@@ -236,6 +271,19 @@ impl Budget {
         let asked = Instant::now();
         let _turn = self.turn.lock().await;
         let ticket = loop {
+            // Another process of this host may hold the shared per-IP slots: wait for one
+            // first, then for this process's own budget (which this loop re-checks anyway).
+            if lock(&self.ledger).is_some()
+                && matches!(
+                    self.ready(&mut lock(&self.state), Instant::now()),
+                    Ready::Now
+                )
+            {
+                if let Some(wait) = self.shared_wait().await {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
             let ready = {
                 let mut s = lock(&self.state);
                 let now = Instant::now();

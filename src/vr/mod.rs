@@ -7,7 +7,7 @@ pub mod error;
 pub mod model;
 pub mod tls;
 
-pub use budget::{Budget, BudgetStats, BudgetStatus, Limits};
+pub use budget::{Budget, BudgetStats, BudgetStatus, Ledger, Limits};
 pub use client::{
     ApiVersion, Client, ClientMetrics, ClientSettings, Credentials, Filter, OpUsage, Page,
     Politeness, RetryPolicy,

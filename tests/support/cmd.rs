@@ -69,22 +69,23 @@ impl Cmd {
     #[track_caller]
     pub fn assert_exit(self, code: i32) -> Ran {
         let ran = self.run();
-        ran.assert_code(code);
+        ran.expect_code(code);
         ran
     }
 }
 
 impl Ran {
-    /// The binary exited with `code`; else both outputs are shown.
+    /// Asserts the exit code, showing both outputs when it differs.
     #[track_caller]
-    pub fn assert_code(&self, code: i32) {
+    pub fn expect_code(&self, code: i32) -> &Ran {
         assert_eq!(
             self.output.status.code(),
             Some(code),
-            "exit code\nstdout:\n{}\nstderr:\n{}",
+            "stdout:\n{}\nstderr:\n{}",
             self.stdout(),
             self.stderr()
         );
+        self
     }
 
     pub fn stdout(&self) -> String {
@@ -126,14 +127,40 @@ impl Ran {
 /// `vrbulk --db db --config config ARGS` as a child process that a test can kill, its output
 /// thrown away.
 pub fn spawn(db: &Path, config: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_vrbulk"))
-        .args([OsStr::new("--db"), db.as_os_str()])
-        .args([OsStr::new("--config"), config.as_os_str()])
-        .args(args)
+    spawn_vrbulk(db, config, args, std::process::Stdio::null())
+}
+
+/// `vrbulk ARGS` with the queue at `db` and the settings at `config` (the simulator's
+/// password in the environment), off the async threads.
+pub async fn vrbulk(db: &Path, config: &Path, args: &[&str]) -> Ran {
+    let cmd = Cmd::new()
         .env("VRBULK_PASSWORD", "VMware1!")
+        .db(db)
+        .config(config)
+        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    tokio::task::spawn_blocking(move || cmd.run())
+        .await
+        .unwrap()
+}
+
+/// `vrbulk ARGS` as [`vrbulk`], left running in the background: a long-running command a test
+/// ends itself; its standard output goes to `stdout`.
+pub fn spawn_vrbulk(
+    db: &Path,
+    config: &Path,
+    args: &[&str],
+    stdout: std::process::Stdio,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_vrbulk"))
+        .env("VRBULK_PASSWORD", "VMware1!")
+        .arg("--db")
+        .arg(db)
+        .arg("--config")
+        .arg(config)
+        .args(args)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(stdout)
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("vrbulk starts")
+        .unwrap()
 }

@@ -5,5 +5,6 @@ pub mod cmd;
 pub mod fixtures;
 pub mod harness;
 pub mod openapi;
+pub mod receivers;
 pub mod site;
 pub mod wait;
