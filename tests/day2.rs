@@ -1211,6 +1211,9 @@ async fn an_undo_while_the_batch_is_still_being_configured_is_refused_and_with_w
         &wave_arg,
         "--submit-group",
         "2",
+        // Every VM as soon as the budget lets it: the syncs here last real hours.
+        "--max-initial-syncs",
+        "all",
         "--progress",
         "none",
     ]);

@@ -210,6 +210,9 @@ async fn run_until_says_the_window_holds_the_configure_calls_the_appliance_then_
             "5",
             "--submit-group",
             "5",
+            // The syncs here last real hours: every VM as soon as the budget lets it.
+            "--max-initial-syncs",
+            "all",
         ],
     )
     .await;

@@ -337,7 +337,9 @@ async fn a_run_logs_jobs_and_vms_as_fields_and_never_a_password_or_session_id() 
     let config = config_for(
         &sim,
         dir.path(),
-        "\n[run]\nsubmit_group = 3\nlookup_group = 4\npoll_interval_seconds = 0.2\n",
+        // All at once: the syncs here last real hours.
+        "\n[run]\nsubmit_group = 3\nlookup_group = 4\npoll_interval_seconds = 0.2\n\
+         max_initial_syncs = \"all\"\n",
     );
     sim.fail_next(2, 503);
 

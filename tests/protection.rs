@@ -1065,7 +1065,13 @@ async fn a_run_summary_says_when_the_appliance_said_what_it_counts() {
     let sim = start(syncing(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("q.db");
-    let config = config_for(&sim, dir.path(), "\n[run]\npoll_interval_seconds = 0.2\n");
+    // All at once: a run that admits follows the replications itself, and this summary is of
+    // a run that did not.
+    let config = config_for(
+        &sim,
+        dir.path(),
+        "\n[run]\npoll_interval_seconds = 0.2\nmax_initial_syncs = \"all\"\n",
+    );
     let wave = import_normal(&sim, &db, 4);
     let ran = vrbulk(&db, &config, &["run", "--progress", "none"]).await;
     ran.expect_code(0);

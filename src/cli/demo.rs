@@ -179,6 +179,10 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<Exit> {
     println!(
         "   (the failures are on purpose: the simulator's ds-full-01 is nearly full, and the report\n    groups them under that cause with what to do next)"
     );
+    print_caps(
+        &Queue::open(&db)?.link_samples(batch.id)?,
+        cfg.sync_time_scale,
+    );
 
     heading("5. Watch: the initial syncs, until every configured VM is protected");
     println!(
@@ -329,6 +333,27 @@ fn shell_quote(text: &str) -> String {
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
+}
+
+/// The caps `auto` went through as it measured the link, in the order it set them.
+fn print_caps(samples: &[crate::queue::LinkSample], scale: f64) {
+    let mut caps: Vec<u32> = Vec::new();
+    for cap in samples.iter().filter_map(|s| s.cap) {
+        if caps.last() != Some(&cap) {
+            caps.push(cap);
+        }
+    }
+    let Some(best) = samples.iter().map(|s| s.mbps).reduce(f64::max) else {
+        return;
+    };
+    let steps: Vec<String> = caps.iter().map(u32::to_string).collect();
+    println!(
+        "   auto: the cap on initial syncs went {} as the run measured the link ({} \
+         measurements; the link carried up to {} between two of them, in the simulator's time)",
+        steps.join(" -> "),
+        samples.len(),
+        crate::units::mbps(best / scale)
+    );
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use super::{now_ms, InitialSyncs, RunError, RunOptions, Runner, SubmitOrder};
 use crate::queue::{Job, JobId, JobState, LinkSample, ReplicationSeen, Step};
 use crate::vr::error::error_chain;
 use crate::vr::model::{ConfigureReplicationSpec, ReplicationInfo};
+use crate::workflow::forecast::LinkRate;
 use crate::workflow::protection::{in_initial_sync, replicated_bytes, seen};
 use crate::workflow::spec::spec_bytes;
 use crate::workflow::Discovery;
@@ -242,9 +243,17 @@ impl Admission {
             run.db.run(move |q| q.record_protection(&seen_now)).await?;
         }
         let Some(p) = self.pairings.get_mut(&pairing) else {
+            // A run that resumes a wave (or a later wave on the same link) starts where the
+            // link carried most when last measured, rather than at one sync again.
+            let id = pairing.clone();
+            let measured = run.db.run(move |q| q.measured_link(&id)).await?;
+            let tuner = match measured {
+                Some(m) if m.in_sync > 0 => Tuner::starting_at(m.in_sync as usize),
+                _ => Tuner::new(),
+            };
             let p = Pairing {
                 census,
-                tuner: Tuner::new(),
+                tuner,
                 ends: Vec::new(),
                 waiting: false,
                 measure_at: None,
@@ -315,20 +324,26 @@ impl Admission {
                 in_sync.insert(vm);
             }
         }
-        // A sync about to end gives its slot early: its successor's configure task runs
-        // while it copies its last bytes, so that the link does not idle in between. Not a
-        // sync shorter than that lead: its successor would copy beside it, not after it.
+        // Under `auto`, a sync about to end gives its slot early: its successor's configure
+        // task runs while it copies its last bytes, so that the link does not idle in between.
+        // Not a sync shorter than that lead: its successor would copy beside it, not after it.
+        // A cap the operator pinned is never exceeded, even for that while.
         let lead = run.pacer.lead();
         let now = Instant::now();
+        let auto = run.opts.max_initial_syncs == InitialSyncs::Auto;
         let ending = p
             .ends
             .iter()
-            .take_while(|(end, _)| *end <= now + lead)
+            .take_while(|(end, _)| auto && *end <= now + lead)
             .filter(|(end, began)| end.saturating_duration_since(*began) > 2 * lead)
             .count();
         let slots = (cap + ending).saturating_sub(in_sync.len());
         if run.opts.order == SubmitOrder::SmallestFirst {
             ready.sort_by_key(|(id, spec)| (spec_bytes(spec), *id));
+            if let Some(rate) = p.tuner.rate() {
+                let bytes = |(_, spec): &(JobId, ConfigureReplicationSpec)| spec_bytes(spec);
+                longest_first(&mut ready, bytes, p.census.bytes_left(), rate, slots);
+            }
         }
         // The cap holds VMs back from this census to the next: what the link carries over
         // that interval is what this many syncs carry.
@@ -385,6 +400,33 @@ fn is_in_flight(a: &HeldJob, census: &Census) -> bool {
         .is_none_or(|vm| !census.by_vm.contains_key(vm))
 }
 
+/// Smallest first makes the most VMs protected soonest, but a VM whose own sync, at one sync's
+/// pace, would outlast what is left of the whole wave at the link's throughput must not wait
+/// for the small ones: it would be the wave's tail, copying alone on an idle link. Such VMs, the
+/// largest first, take the first of the `slots` instead. `ready` is sorted smallest first;
+/// `copying` is what the syncs under way still have to copy.
+fn longest_first<T>(
+    ready: &mut [T],
+    bytes: impl Fn(&T) -> i64,
+    copying: u64,
+    rate: LinkRate,
+    slots: usize,
+) {
+    let waiting: i64 = ready.iter().map(&bytes).sum();
+    let wave = (copying as f64 + waiting as f64) / rate.throughput;
+    let mut tail = 0;
+    while tail < slots.min(ready.len()) {
+        // A tenth early: the tail is known only as well as the throughput.
+        if bytes(&ready[ready.len() - 1 - tail]) as f64 / rate.pace < 0.9 * wave {
+            break;
+        }
+        tail += 1;
+    }
+    // The `tail` largest move to the front, largest first.
+    ready[..].rotate_right(tail);
+    ready[..tail].reverse();
+}
+
 /// The cap in force on a pairing: the operator's, or what `auto` found; `None` for no cap.
 fn cap_of(opts: &RunOptions, tuner: &Tuner) -> Option<usize> {
     match opts.max_initial_syncs {
@@ -397,4 +439,30 @@ fn cap_of(opts: &RunOptions, tuner: &Tuner) -> Option<usize> {
 /// Bytes a second in Mbit/s.
 fn mbps(bytes_per_second: f64) -> f64 {
     bytes_per_second * 8.0 / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vm_that_would_outlast_the_wave_goes_before_the_small_ones() {
+        // The link carries 4 bytes a second, one sync 1.
+        let rate = LinkRate {
+            throughput: 4.0,
+            pace: 1.0,
+        };
+        // 18 bytes in all take 4.5 s on the link; the 12-byte VM alone takes 12 s: first.
+        let mut ready = vec![1, 1, 2, 2, 12];
+        longest_first(&mut ready, |b| *b, 0, rate, 2);
+        assert_eq!(ready, [12, 1, 1, 2, 2]);
+        // With much left to copy, its largest VM ends long before the wave: small ones first.
+        let mut ready = vec![1, 1, 2, 2, 12];
+        longest_first(&mut ready, |b| *b, 1000, rate, 2);
+        assert_eq!(ready, [1, 1, 2, 2, 12]);
+        // Two that would outlast it, largest first, but no more than the slots free.
+        let mut ready = vec![1, 9, 10, 11];
+        longest_first(&mut ready, |b| *b, 0, rate, 2);
+        assert_eq!(ready, [11, 10, 1, 9]);
+    }
 }

@@ -100,6 +100,15 @@ impl Tuner {
         }
     }
 
+    /// From a cap a run measured before: probed one at a time from there, not grown by half.
+    pub fn starting_at(cap: usize) -> Tuner {
+        Tuner {
+            cap: cap.clamp(1, crate::settings::InitialSyncs::MOST),
+            growing: false,
+            ..Tuner::new()
+        }
+    }
+
     pub fn cap(&self) -> usize {
         self.cap
     }
@@ -107,6 +116,15 @@ impl Tuner {
     /// Whether the syncs have not shared the link yet: the cap still grows by half.
     pub fn growing(&self) -> bool {
         self.growing
+    }
+
+    /// What the link carried at best, and one sync's pace, as measured lately.
+    pub fn rate(&self) -> Option<crate::workflow::forecast::LinkRate> {
+        let best = self.seen.values().map(|s| s.total).fold(0.0, f64::max);
+        Some(crate::workflow::forecast::LinkRate {
+            throughput: Some(best).filter(|b| *b > 0.0)?,
+            pace: self.pace().filter(|p| *p > 0.0)?,
+        })
     }
 
     /// One sync's pace: the fastest of the recent samples, bytes a second.
@@ -131,7 +149,12 @@ impl Tuner {
             // No sync copied from one look to the next, yet some ended: they are shorter than
             // the looks, and the link has room for more than the cap lets on.
             if s.full && s.ended > 0 {
-                return self.set(self.with_room(self.cap, 0.0, f64::INFINITY));
+                let more = if self.growing {
+                    (self.cap + 1).max(self.cap * 3 / 2)
+                } else {
+                    self.cap + 1
+                };
+                return self.set(more);
             }
             return false;
         };
@@ -361,5 +384,16 @@ mod tests {
             ..quick.clone()
         });
         assert_eq!(t.cap(), 9, "a cap that held nothing back says nothing");
+        // What was measured of more syncs does not hold the cap back: these ended unseen.
+        t.learn(&Sample {
+            span: 1.0,
+            copied: 1000.0,
+            rates: vec![100.0; 10],
+            ended: 0,
+            full: true,
+        });
+        let before = t.cap();
+        t.learn(&quick);
+        assert!(t.cap() > before, "{} after {before}", t.cap());
     }
 }
