@@ -544,11 +544,14 @@ async fn cancel_during_a_run_stops_every_job_not_yet_sent_within_seconds() {
 
 /// A settings file for the simulator, with a short lease so that a killed run's jobs come back
 /// quickly.
+/// The binary's settings for the mechanics tests: every VM at once, as [`quick_options`] (the
+/// syncs here last real hours).
 fn write_config(sim: &Simulator, dir: &Path) -> PathBuf {
     config_for(
         sim,
         dir,
-        "\n[run]\nworkers = 4\nsubmit_group = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n",
+        "\n[run]\nworkers = 4\nsubmit_group = 4\npoll_interval_seconds = 0.2\nlease_seconds = 1\n\
+         max_initial_syncs = \"all\"\n",
     )
 }
 
