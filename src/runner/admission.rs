@@ -92,24 +92,16 @@ impl Census {
         if span <= 0.0 {
             return None;
         }
-        let mut copied = 0.0;
-        let mut rates = Vec::new();
-        let ended = before
-            .in_sync
-            .iter()
-            .filter(|vm| self.by_vm.get(*vm).is_some_and(|r| !in_initial_sync(r)))
-            .count();
+        let ended = before.in_sync.iter().filter(|vm| self.ended(vm)).count();
+        let rates: Vec<f64> = self
+            .continuing(before, span)
+            .map(|(_, rate)| rate)
+            .collect();
+        // What the continuing syncs copied, what the ended ones had left, what new ones show.
+        let mut copied = rates.iter().sum::<f64>() * span;
         for (vm, (then, total)) in &before.copying {
-            match self.copying.get(vm) {
-                Some((now, _)) => {
-                    let d = now.saturating_sub(*then) as f64;
-                    copied += d;
-                    rates.push(d / span);
-                }
-                None if self.by_vm.get(vm).is_some_and(|r| !in_initial_sync(r)) => {
-                    copied += total.saturating_sub(*then) as f64;
-                }
-                None => {}
+            if !self.copying.contains_key(vm) && self.ended(vm) {
+                copied += total.saturating_sub(*then) as f64;
             }
         }
         for (vm, (now, _)) in &self.copying {
@@ -126,6 +118,24 @@ impl Census {
         })
     }
 
+    /// Whether `vm`'s replication is listed and out of its initial sync.
+    fn ended(&self, vm: &str) -> bool {
+        self.by_vm.get(vm).is_some_and(|r| !in_initial_sync(r))
+    }
+
+    /// The syncs copying at `before` and at this census, `span` seconds apart: each VM with its
+    /// copy as now, and the bytes a second it went.
+    fn continuing<'a>(
+        &'a self,
+        before: &'a Census,
+        span: f64,
+    ) -> impl Iterator<Item = (&'a (u64, u64), f64)> + 'a {
+        self.copying.iter().filter_map(move |(vm, copy)| {
+            let (then, _) = before.copying.get(vm)?;
+            Some((copy, copy.0.saturating_sub(*then) as f64 / span))
+        })
+    }
+
     /// When each of the syncs seen at `before` and now should end, at the rate it went, and
     /// when it would have begun at that rate; soonest end first.
     fn ends(&self, before: &Census) -> Vec<(Instant, Instant)> {
@@ -134,17 +144,15 @@ impl Census {
         };
         let at = |seconds: f64| Duration::from_secs_f64(seconds.clamp(0.0, 1e6));
         let mut ends: Vec<(Instant, Instant)> = self
-            .copying
-            .iter()
-            .filter_map(|(vm, (now, total))| {
-                let (then, _) = before.copying.get(vm)?;
-                let rate = now.checked_sub(*then)? as f64 / span.as_secs_f64();
-                (rate > 0.0).then(|| {
-                    let left = total.saturating_sub(*now) as f64 / rate;
-                    let since = *now as f64 / rate;
-                    let began = self.taken.checked_sub(at(since)).unwrap_or(self.taken);
-                    (self.taken + at(left), began)
-                })
+            .continuing(before, span.as_secs_f64())
+            .filter(|(_, rate)| *rate > 0.0)
+            .map(|((now, total), rate)| {
+                let left = total.saturating_sub(*now) as f64 / rate;
+                let began = self
+                    .taken
+                    .checked_sub(at(*now as f64 / rate))
+                    .unwrap_or(self.taken);
+                (self.taken + at(left), began)
             })
             .collect();
         ends.sort();
