@@ -14,14 +14,16 @@
 //!   simulator with that link, measured by the simulator's own record of when each sync ended;
 //! - the two lower bounds, from `workflow::forecast` with the link's best throughput (which,
 //!   with a low ceiling, needs more syncs than the threshold) and a sync's pace: the makespan is
-//!   at least the bytes at that throughput, and the k-th smallest VM cannot be protected before
-//!   its bytes at the pace nor the k smallest at the throughput.
+//!   at least the bytes at that throughput and the largest VM at the pace; the mean is that of
+//!   shortest remaining first on a link that would carry its best throughput with any number of
+//!   syncs, each at most at the pace (the least mean any schedule could have there).
 //!
 //! Hours of sync pass in seconds: each link's simulator clock runs fast enough that its wave
 //! takes about `WALL_TARGET` seconds (`AT_ONCE` links at a time), and the tool's own times (configure tasks, the shortest
 //! poll gap) are scaled to the appliance's (10 s a task, 2 s a poll). The rate limiter is off:
 //! at these clocks a 60 s window would last milliseconds. `cargo bench --bench admission`
-//! (about a quarter of an hour; `VRBULK_BENCH_LINKS=5` for fewer links).
+//! (about a quarter of an hour; `VRBULK_BENCH_LINKS=5` for the first five links,
+//! `VRBULK_BENCH_ONLY=7,13` for those, `VRBULK_BENCH_TRACE=1` for each run's samples).
 
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ use vrbulk::runner::{self, InitialSyncs, RunOptions, SubmitOrder};
 use vrbulk::secret::Secret;
 use vrbulk::sim::{LinkModel, SimConfig, SimStats, Simulator, VmKind};
 use vrbulk::vr::{ApiVersion, ClientSettings, Credentials, TlsTrust};
-use vrbulk::workflow::forecast::{protected_in, LinkRate};
+use vrbulk::workflow::forecast::{makespan, protected_in, LinkRate};
 use vrbulk::workflow::protection::replicated_bytes;
 
 const LINKS: usize = 20;
@@ -69,8 +71,8 @@ impl Outcome {
 /// What `auto` did on one link.
 struct Auto {
     outcome: Outcome,
-    /// The caps it held, from the run's recorded samples.
-    caps: Vec<u32>,
+    /// The run's recorded samples: sim seconds since the first, syncs, cap, Mbit/s.
+    samples: Vec<(f64, u32, Option<u32>, f64)>,
     wall: Duration,
 }
 
@@ -120,9 +122,11 @@ fn ideal(sizes: &[f64], link: &LinkModel, cap: usize) -> Outcome {
 fn bounds(sizes: &[f64], link: &LinkModel) -> (f64, f64) {
     let rate = LinkRate::from_mbps(link.best_mbps(), link.per_sync_mbps(1));
     let bytes: Vec<u64> = sizes.iter().map(|s| *s as u64).collect();
-    let t = protected_in(&bytes, rate);
-    let bound = Outcome { protected: t };
-    (bound.makespan(), bound.mean())
+    let mean = Outcome {
+        protected: protected_in(&bytes, rate),
+    }
+    .mean();
+    (makespan(&bytes, rate).unwrap_or(f64::INFINITY), mean)
 }
 
 fn settings(sim: &Simulator) -> ClientSettings {
@@ -241,12 +245,17 @@ async fn auto(link: LinkModel, scale: f64) -> Auto {
         .map(|t| t.submitted.sim_ms)
         .min()
         .unwrap_or(0);
-    let caps = Queue::open(&db)
+    let recorded = Queue::open(&db)
         .expect("queue")
         .link_samples(batch)
-        .expect("samples")
+        .expect("samples");
+    let t0 = recorded.first().map_or(0, |s| s.at - s.span_ms);
+    let samples = recorded
         .iter()
-        .filter_map(|s| s.cap)
+        .map(|s| {
+            let at = (s.at - t0) as f64 / 1000.0 * scale;
+            (at, s.in_sync, s.cap, s.mbps)
+        })
         .collect();
     Auto {
         outcome: Outcome {
@@ -257,7 +266,7 @@ async fn auto(link: LinkModel, scale: f64) -> Auto {
                 .map(|m| (m.sim_ms - first) as f64 / 1000.0)
                 .collect(),
         },
-        caps,
+        samples,
         wall,
     }
 }
@@ -284,8 +293,19 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(LINKS);
+    let only: Option<Vec<usize>> = std::env::var("VRBULK_BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    let trace = std::env::var_os("VRBULK_BENCH_TRACE").is_some();
     let mut rng = fastrand::Rng::with_seed(SEED);
-    let drawn: Vec<LinkModel> = (0..links).map(|_| draw(&mut rng)).collect();
+    let count = only
+        .as_ref()
+        .and_then(|o| o.iter().max().copied())
+        .unwrap_or(links);
+    let drawn: Vec<(usize, LinkModel)> = (1..=count)
+        .map(|i| (i, draw(&mut rng)))
+        .filter(|(i, _)| only.as_ref().is_none_or(|o| o.contains(i)))
+        .collect();
     // The wave's sizes do not depend on the link: one simulator tells them.
     let sizes = {
         let sim = Simulator::start(sim_config(LinkModel::default(), 1.0))
@@ -299,7 +319,7 @@ async fn main() {
         "admission benchmark: {} VMs, {:.1} TiB, {} links drawn from seed {SEED}",
         sizes.len(),
         sizes.iter().sum::<f64>() / (1u64 << 40) as f64,
-        links
+        drawn.len()
     );
     println!(
         "times are simulated; x = times the lower bound; fixed caps and all-at-once computed from the link model with no time lost between syncs\n"
@@ -311,7 +331,7 @@ async fn main() {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
     let runs: Vec<_> = drawn
         .iter()
-        .map(|link| {
+        .map(|(_, link)| {
             let (link, permits) = (*link, permits.clone());
             let scale = bounds(&sizes, &link).0 / WALL_TARGET;
             tokio::spawn(async move {
@@ -320,20 +340,21 @@ async fn main() {
             })
         })
         .collect();
-    for (i, (link, run)) in drawn.iter().zip(runs).enumerate() {
+    for ((i, link), run) in drawn.iter().zip(runs) {
         let (make_bound, mean_bound) = bounds(&sizes, link);
         let all = ideal(&sizes, link, usize::MAX);
         let (make_cap, make_best) = best_fixed(&sizes, link, Outcome::makespan);
         let (mean_cap, mean_best) = best_fixed(&sizes, link, Outcome::mean);
         let a = run.await.expect("the run");
         let (make, mean) = (a.outcome.makespan(), a.outcome.mean());
-        let caps = match (a.caps.iter().min(), a.caps.iter().max(), a.caps.last()) {
+        let caps: Vec<u32> = a.samples.iter().filter_map(|s| s.2).collect();
+        let caps = match (caps.iter().min(), caps.iter().max(), caps.last()) {
             (Some(lo), Some(hi), Some(last)) => format!("{lo}..{hi}, last {last}"),
             _ => "none recorded".into(),
         };
         println!(
             "| {} | {:.0} | {:.0} | {} | {:.2} | {:.0} | {:.1} h | {:.2}x | {} ({:.2}x) | {:.2}x | {:+.1} % | {:.1} h | {:.2}x | {} ({:.2}x) | {:.2}x | {:+.1} % | {} | {:.0} s |",
-            i + 1,
+            i,
             link.bandwidth_mbps,
             link.per_sync_ceiling_mbps,
             link.contention_threshold,
@@ -359,7 +380,15 @@ async fn main() {
             || make > 1.10 * make_best.makespan()
             || mean > 1.10 * mean_best.mean()
         {
-            missed.push(i + 1);
+            missed.push(*i);
+        }
+        if trace {
+            for (at, in_sync, cap, mbps) in &a.samples {
+                eprintln!(
+                    "link {i} at {:.2} h: {in_sync} syncing, cap {cap:?}, {mbps:.0} Mbit/s",
+                    at / 3600.0
+                );
+            }
         }
     }
     println!(

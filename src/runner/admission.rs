@@ -115,6 +115,7 @@ impl Census {
             rates,
             ended,
             full: before.full,
+            in_sync: self.in_sync.len(),
         })
     }
 

@@ -43,6 +43,9 @@ pub struct Sample {
     pub ended: usize,
     /// Whether the cap held VMs back over the interval: VMs were waiting for a slot.
     pub full: bool,
+    /// Replications configuring or in their initial sync at the end of the interval: what the
+    /// cap counts.
+    pub in_sync: usize,
 }
 
 impl Sample {
@@ -181,7 +184,10 @@ impl Tuner {
             self.growing = false;
             self.fewest_as_good(n, pace)
         };
-        self.set((self.cap + target).saturating_sub(n))
+        // What the cap counts beyond the copying syncs (those still configuring) keeps its
+        // slots. Set from the count, not moved from the cap: a cap the syncs overshoot (more
+        // were admitted before it came down) would otherwise fall again with every sample.
+        self.set(target + s.in_sync.saturating_sub(n))
     }
 
     /// Sets the cap; whether it changed.
@@ -255,6 +261,7 @@ mod tests {
                     rates: vec![r; n],
                     ended: 0,
                     full: true,
+                    in_sync: n,
                 });
                 caps.push(tuner.cap());
             }
@@ -337,6 +344,7 @@ mod tests {
             rates: vec![100.0, 100.0, 100.0],
             ended: 0,
             full: false,
+            in_sync: 3,
         });
         assert!(!changed);
         assert_eq!((t.cap(), t.pace()), (1, Some(100.0)));
@@ -354,12 +362,34 @@ mod tests {
             rates: vec![100.0; 4],
             ended: 0,
             full: true,
+            in_sync: 6,
         });
         assert_eq!(
             t.cap(),
             7,
             "one more copying sync, the configuring ones kept"
         );
+    }
+
+    #[test]
+    fn syncs_over_the_cap_bring_it_to_what_the_link_carries_once_not_lower_each_sample() {
+        // 40 syncs carry 4000 at their pace of 100; 57 admitted before that was known carry
+        // 3000, 53 each: 39 carry as much (within 3 %), and the cap stays there while the 57
+        // drain.
+        let mut t = Tuner::starting_at(40);
+        let at = |n: usize, each: f64| Sample {
+            span: 1.0,
+            copied: each * n as f64,
+            rates: vec![each; n],
+            ended: 0,
+            full: true,
+            in_sync: n,
+        };
+        t.learn(&at(40, 100.0));
+        for _ in 0..5 {
+            t.learn(&at(57, 3000.0 / 57.0));
+            assert_eq!(t.cap(), 39);
+        }
     }
 
     #[test]
@@ -371,6 +401,7 @@ mod tests {
             rates: Vec::new(),
             ended: 1,
             full: true,
+            in_sync: 1,
         };
         let caps: Vec<usize> = (0..5)
             .map(|_| {
@@ -391,6 +422,7 @@ mod tests {
             rates: vec![100.0; 10],
             ended: 0,
             full: true,
+            in_sync: 10,
         });
         let before = t.cap();
         t.learn(&quick);
