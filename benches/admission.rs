@@ -293,6 +293,12 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(LINKS);
+    if let Ok(filter) = std::env::var("VRBULK_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let only: Option<Vec<usize>> = std::env::var("VRBULK_BENCH_ONLY")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());

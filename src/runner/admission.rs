@@ -92,7 +92,12 @@ impl Census {
         if span <= 0.0 {
             return None;
         }
-        let ended = before.in_sync.iter().filter(|vm| self.ended(vm)).count();
+        // Only a sync never seen copying says the looks are too far apart for the syncs.
+        let ended = before
+            .in_sync
+            .iter()
+            .filter(|vm| !before.copying.contains_key(*vm) && self.ended(vm))
+            .count();
         let rates: Vec<f64> = self
             .continuing(before, span)
             .map(|(_, rate)| rate)
@@ -109,11 +114,17 @@ impl Census {
                 copied += *now as f64;
             }
         }
+        let began = self
+            .copying
+            .keys()
+            .filter(|vm| !before.copying.contains_key(*vm))
+            .count();
         Some(Sample {
             span,
             copied,
             rates,
             ended,
+            began,
             full: before.full,
             in_sync: self.in_sync.len(),
         })
@@ -304,6 +315,14 @@ impl Admission {
                 run.db.run(move |q| q.record_link_sample(&record)).await?;
             }
         }
+        tracing::debug!(
+            pairing = %pairing,
+            in_sync = census.in_sync.len(),
+            copying = census.copying.len(),
+            cap = p.tuner.cap(),
+            first_end_s = p.ends.first().map(|(e, _)| e.saturating_duration_since(census.taken).as_secs_f64()),
+            "admission: census"
+        );
         p.census = census;
         Ok(Some(()))
     }
@@ -356,6 +375,14 @@ impl Admission {
         }
         // The cap holds VMs back from this census to the next: what the link carries over
         // that interval is what this many syncs carry.
+        tracing::debug!(
+            cap,
+            ending,
+            in_sync = in_sync.len(),
+            slots,
+            ready = ready.len(),
+            "admission: admit"
+        );
         p.census.full = ready.len() > slots;
         p.waiting = p.census.full;
         ready.truncate(slots);
@@ -363,16 +390,22 @@ impl Admission {
     }
 
     /// When admission wants to look at the syncs again, on a pairing whose VMs wait for a
-    /// slot: a task's lead before the next sync should end, or, while `auto` still looks for
-    /// its cap, once the syncs it admitted copy; never later than [`LONGEST_LOOK`]. `None`
-    /// when nothing waits or nothing is measured yet.
+    /// slot: a task's lead before the next sync should end (at its end when that lead has
+    /// begun: its slot was lent early, and an end that comes later than lent must be seen),
+    /// or, while `auto` still looks for its cap, once the syncs it admitted copy; never later
+    /// than [`LONGEST_LOOK`]. `None` when nothing waits or nothing is measured yet.
     pub fn next_look(&self, lead: Duration) -> Option<Instant> {
         let now = Instant::now();
         self.pairings
             .values()
             .filter(|p| p.waiting)
             .filter_map(|p| {
-                let end = p.ends.iter().map(|(e, _)| *e - lead).find(|t| *t > now);
+                let end = p
+                    .ends
+                    .iter()
+                    .map(|(e, _)| if *e - lead > now { *e - lead } else { *e })
+                    .filter(|t| *t > now)
+                    .min();
                 let look = [end, p.measure_at].into_iter().flatten().min()?;
                 Some(look.min(p.census.taken + LONGEST_LOOK))
             })

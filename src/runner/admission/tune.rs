@@ -9,7 +9,7 @@
 //!   One more sync can add at most a pace to the link's total;
 //! - whether the syncs *share* the link: on average slower than 90 % of the pace.
 //!
-//! While every sync runs at its own pace the link has room: the cap grows (by half while it has
+//! While every sync runs at its own pace the link has room: the cap grows (by a quarter while it has
 //! never been full, then one at a time). Once they share it, more syncs add nothing and past
 //! the link's knee take away: the cap becomes the fewest syncs that carried as much (within
 //! 3 %), bounded by what the pace lets that many carry and by what was measured of them. What
@@ -20,6 +20,11 @@
 //! says about one more or one fewer *copying* sync, whatever the configuring ones take.
 
 use std::collections::{BTreeMap, VecDeque};
+
+/// One more sync, or a quarter more: how the cap grows while the link has room.
+fn quarter_more(n: usize) -> usize {
+    n + (n / 4).max(1)
+}
 
 /// A mean sync slower than this part of the pace shares the link.
 const SHARED: f64 = 0.9;
@@ -39,8 +44,11 @@ pub struct Sample {
     pub copied: f64,
     /// Bytes a second of each sync that copied at both ends of the interval.
     pub rates: Vec<f64>,
-    /// Syncs that ended over the interval, seen copying or not.
+    /// Syncs that ended over the interval without ever being seen copying.
     pub ended: usize,
+    /// Syncs that began copying over the interval: the syncs before them set the pace of the
+    /// others for part of it, so it tells whether the link shares, not that it has room.
+    pub began: usize,
     /// Whether the cap held VMs back over the interval: VMs were waiting for a slot.
     pub full: bool,
     /// Replications configuring or in their initial sync at the end of the interval: what the
@@ -79,7 +87,7 @@ struct Seen {
 #[derive(Debug, Clone)]
 pub struct Tuner {
     cap: usize,
-    /// Until the syncs first share the link, the cap grows by half.
+    /// Until the syncs first share the link, the cap grows by a quarter.
     growing: bool,
     /// The fastest sync of each recent sample.
     fastest: VecDeque<f64>,
@@ -103,7 +111,8 @@ impl Tuner {
         }
     }
 
-    /// From a cap a run measured before: probed one at a time from there, not grown by half.
+    /// From a cap a run measured before: probed one at a time from there, not grown by a
+    /// quarter.
     pub fn starting_at(cap: usize) -> Tuner {
         Tuner {
             cap: cap.clamp(1, crate::settings::InitialSyncs::MOST),
@@ -116,7 +125,7 @@ impl Tuner {
         self.cap
     }
 
-    /// Whether the syncs have not shared the link yet: the cap still grows by half.
+    /// Whether the syncs have not shared the link yet: the cap still grows by a quarter.
     pub fn growing(&self) -> bool {
         self.growing
     }
@@ -153,7 +162,7 @@ impl Tuner {
             // the looks, and the link has room for more than the cap lets on.
             if s.full && s.ended > 0 {
                 let more = if self.growing {
-                    (self.cap + 1).max(self.cap * 3 / 2)
+                    quarter_more(self.cap)
                 } else {
                     self.cap + 1
                 };
@@ -178,7 +187,9 @@ impl Tuner {
         }
         // Fewer syncs that carried more mean the link is past its knee, however fast each is.
         let fewer_carried_more = n > 1 && self.seen.get(&(n - 1)).is_some_and(|s| s.total > total);
-        let target = if mean >= SHARED * pace && !fewer_carried_more {
+        let target = if s.began > 0 && mean >= SHARED * pace && !fewer_carried_more {
+            return false;
+        } else if mean >= SHARED * pace && !fewer_carried_more {
             self.with_room(n, total, pace)
         } else {
             self.growing = false;
@@ -191,6 +202,9 @@ impl Tuner {
     }
 
     /// Sets the cap; whether it changed.
+    ///
+    /// (Syncs admitted past the knee cannot be called back: they slow the link until they end.
+    /// Growing by a quarter overshoots it by at most that, and takes only a few more looks.)
     fn set(&mut self, cap: usize) -> bool {
         let cap = cap.clamp(1, crate::settings::InitialSyncs::MOST);
         let changed = cap != self.cap;
@@ -203,7 +217,7 @@ impl Tuner {
     fn with_room(&self, n: usize, total: f64, pace: f64) -> usize {
         match self.seen.get(&(n + 1)) {
             Some(more) if more.total < total + 0.5 * pace => n,
-            _ if self.growing => (n + 1).max(n * 3 / 2),
+            _ if self.growing => quarter_more(n),
             _ => n + 1,
         }
     }
@@ -260,6 +274,7 @@ mod tests {
                     copied: r * n as f64 * 10.0,
                     rates: vec![r; n],
                     ended: 0,
+                    began: 0,
                     full: true,
                     in_sync: n,
                 });
@@ -295,8 +310,8 @@ mod tests {
         let caps = link.settle(&mut Tuner::new());
         assert_eq!(
             &caps[..4],
-            [2, 3, 4, 6],
-            "grows by half while there is room"
+            [2, 3, 4, 5],
+            "grows by a quarter while there is room"
         );
         assert_settled(&caps, 5);
     }
@@ -343,6 +358,7 @@ mod tests {
             copied: 300.0,
             rates: vec![100.0, 100.0, 100.0],
             ended: 0,
+            began: 0,
             full: false,
             in_sync: 3,
         });
@@ -361,6 +377,7 @@ mod tests {
             copied: 400.0,
             rates: vec![100.0; 4],
             ended: 0,
+            began: 0,
             full: true,
             in_sync: 6,
         });
@@ -368,6 +385,31 @@ mod tests {
             t.cap(),
             7,
             "one more copying sync, the configuring ones kept"
+        );
+    }
+
+    #[test]
+    fn syncs_that_began_copying_over_the_interval_do_not_grow_the_cap() {
+        let mut t = Tuner::starting_at(4);
+        let at_pace = Sample {
+            span: 1.0,
+            copied: 400.0,
+            rates: vec![100.0; 4],
+            ended: 0,
+            began: 2,
+            full: true,
+            in_sync: 4,
+        };
+        assert!(!t.learn(&at_pace));
+        assert_eq!(t.cap(), 4);
+        t.learn(&Sample {
+            began: 0,
+            ..at_pace
+        });
+        assert_eq!(
+            t.cap(),
+            5,
+            "the next sample, with the same syncs throughout, does"
         );
     }
 
@@ -382,6 +424,7 @@ mod tests {
             copied: each * n as f64,
             rates: vec![each; n],
             ended: 0,
+            began: 0,
             full: true,
             in_sync: n,
         };
@@ -400,6 +443,7 @@ mod tests {
             copied: 0.0,
             rates: Vec::new(),
             ended: 1,
+            began: 0,
             full: true,
             in_sync: 1,
         };
@@ -409,18 +453,19 @@ mod tests {
                 t.cap()
             })
             .collect();
-        assert_eq!(caps, [2, 3, 4, 6, 9]);
+        assert_eq!(caps, [2, 3, 4, 5, 6]);
         t.learn(&Sample {
             full: false,
             ..quick.clone()
         });
-        assert_eq!(t.cap(), 9, "a cap that held nothing back says nothing");
+        assert_eq!(t.cap(), 6, "a cap that held nothing back says nothing");
         // What was measured of more syncs does not hold the cap back: these ended unseen.
         t.learn(&Sample {
             span: 1.0,
             copied: 1000.0,
             rates: vec![100.0; 10],
             ended: 0,
+            began: 0,
             full: true,
             in_sync: 10,
         });
