@@ -44,7 +44,8 @@ struct Census {
 }
 
 impl Census {
-    fn of(replications: Vec<ReplicationInfo>) -> Census {
+    /// The census of `replications` as the appliance listed them at `taken`.
+    fn of(replications: Vec<ReplicationInfo>, taken: Instant) -> Census {
         let in_sync: HashSet<String> = replications
             .iter()
             .filter(|r| in_initial_sync(r))
@@ -63,7 +64,7 @@ impl Census {
             })
             .collect();
         Census {
-            taken: Instant::now(),
+            taken,
             in_sync,
             copying,
             by_vm: replications
@@ -240,6 +241,7 @@ impl Admission {
         disc: &Discovery,
     ) -> Result<Option<()>, RunError> {
         let pairing = disc.pairing_id().to_string();
+        let asked = Instant::now();
         let Some(listed) = run
             .stop
             .guarded(run.client.replications(&pairing, None))
@@ -248,7 +250,9 @@ impl Admission {
             return Ok(None);
         };
         let census = match listed {
-            Ok(reps) => Census::of(reps),
+            // The list is the appliance's state about halfway through the call, not when its
+            // answer was read: rates over short intervals would jitter by the call's length.
+            Ok(reps) => Census::of(reps, asked + asked.elapsed() / 2),
             Err(e) => {
                 tracing::warn!(pairing = %pairing, error = %error_chain(&e), "could not count the initial syncs");
                 return Ok(None);
@@ -315,12 +319,13 @@ impl Admission {
                 run.db.run(move |q| q.record_link_sample(&record)).await?;
             }
         }
+        let first_end = p.ends.first().map(|(e, _)| *e - census.taken);
         tracing::debug!(
             pairing = %pairing,
             in_sync = census.in_sync.len(),
             copying = census.copying.len(),
             cap = p.tuner.cap(),
-            first_end_s = p.ends.first().map(|(e, _)| e.saturating_duration_since(census.taken).as_secs_f64()),
+            first_end = ?first_end,
             "admission: census"
         );
         p.census = census;
@@ -373,8 +378,6 @@ impl Admission {
                 longest_first(&mut ready, bytes, p.census.bytes_left(), rate, slots);
             }
         }
-        // The cap holds VMs back from this census to the next: what the link carries over
-        // that interval is what this many syncs carry.
         tracing::debug!(
             cap,
             ending,
@@ -383,6 +386,8 @@ impl Admission {
             ready = ready.len(),
             "admission: admit"
         );
+        // The cap holds VMs back from this census to the next: what the link carries over
+        // that interval is what this many syncs carry.
         p.census.full = ready.len() > slots;
         p.waiting = p.census.full;
         ready.truncate(slots);

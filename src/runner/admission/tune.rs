@@ -9,8 +9,8 @@
 //!   One more sync can add at most a pace to the link's total;
 //! - whether the syncs *share* the link: on average slower than 90 % of the pace.
 //!
-//! While every sync runs at its own pace the link has room: the cap grows (by a quarter while it has
-//! never been full, then one at a time). Once they share it, more syncs add nothing and past
+//! While every sync runs at its own pace the link has room: the cap grows (by a quarter while it
+//! has never been full, then one at a time). Once they share it, more syncs add nothing and past
 //! the link's knee take away: the cap becomes the fewest syncs that carried as much (within
 //! 3 %), bounded by what the pace lets that many carry and by what was measured of them. What
 //! was measured is forgotten after a while, so the cap probes upward again: links change.
@@ -21,7 +21,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-/// One more sync, or a quarter more: how the cap grows while the link has room.
+/// One more sync, or a quarter more: how the cap grows while the link has room. Syncs admitted
+/// past the knee cannot be called back and slow the link until they end: growing by a quarter
+/// overshoots it by at most that, for a few more looks on the way up than by half.
 fn quarter_more(n: usize) -> usize {
     n + (n / 4).max(1)
 }
@@ -170,14 +172,22 @@ impl Tuner {
             }
             return false;
         };
-        if self.fastest.len() == PACE_SAMPLES {
-            self.fastest.pop_front();
+        let total = s.total();
+        // Syncs that fill the link as fully as ever go at their share of it, not at their own
+        // pace: only one alone, a link with room, or a faster sync says what a pace is. (Else
+        // a long while at two syncs on a link one fills would make half the link a pace, and
+        // two syncs would seem to run at theirs.)
+        let best = self.seen.values().map(|s| s.total).fold(0.0, f64::max);
+        let paced = n == 1 || total < AS_GOOD * best || self.pace().is_none_or(|p| fastest >= p);
+        if paced {
+            if self.fastest.len() == PACE_SAMPLES {
+                self.fastest.pop_front();
+            }
+            self.fastest.push_back(fastest);
         }
-        self.fastest.push_back(fastest);
         let Some(pace) = self.pace().filter(|p| *p > 0.0) else {
             return false;
         };
-        let total = s.total();
         let entry = self.seen.entry(n).or_insert(Seen { total, age: 0 });
         entry.total = 0.5 * entry.total + 0.5 * total;
         entry.age = 0;
@@ -187,9 +197,11 @@ impl Tuner {
         }
         // Fewer syncs that carried more mean the link is past its knee, however fast each is.
         let fewer_carried_more = n > 1 && self.seen.get(&(n - 1)).is_some_and(|s| s.total > total);
-        let target = if s.began > 0 && mean >= SHARED * pace && !fewer_carried_more {
+        let room = mean >= SHARED * pace && !fewer_carried_more;
+        if room && s.began > 0 {
             return false;
-        } else if mean >= SHARED * pace && !fewer_carried_more {
+        }
+        let target = if room {
             self.with_room(n, total, pace)
         } else {
             self.growing = false;
@@ -202,9 +214,6 @@ impl Tuner {
     }
 
     /// Sets the cap; whether it changed.
-    ///
-    /// (Syncs admitted past the knee cannot be called back: they slow the link until they end.
-    /// Growing by a quarter overshoots it by at most that, and takes only a few more looks.)
     fn set(&mut self, cap: usize) -> bool {
         let cap = cap.clamp(1, crate::settings::InitialSyncs::MOST);
         let changed = cap != self.cap;
@@ -386,6 +395,31 @@ mod tests {
             7,
             "one more copying sync, the configuring ones kept"
         );
+    }
+
+    #[test]
+    fn syncs_sharing_a_link_one_fills_do_not_lower_the_pace() {
+        // One sync fills the link (100); a probe at two is shared.
+        let link = Link {
+            bandwidth: 100.0,
+            pace: 400.0,
+            knee: 20,
+        };
+        let mut t = Tuner::new();
+        link.settle(&mut t);
+        for _ in 0..PACE_SAMPLES + 10 {
+            t.learn(&Sample {
+                span: 1.0,
+                copied: 100.0,
+                rates: vec![50.0; 2],
+                ended: 0,
+                began: 0,
+                full: true,
+                in_sync: 2,
+            });
+            assert_eq!(t.pace(), Some(100.0));
+            assert_eq!(t.cap(), 1, "one sync carries what two do");
+        }
     }
 
     #[test]
