@@ -71,6 +71,9 @@ impl Outcome {
 /// What `auto` did on one link.
 struct Auto {
     outcome: Outcome,
+    /// Simulated seconds no sync copied between the first sync and the last end, and how
+    /// many such gaps.
+    idle: (f64, usize),
     /// The run's recorded samples: sim seconds since the first, syncs, cap, Mbit/s.
     samples: Vec<(f64, u32, Option<u32>, f64)>,
     wall: Duration,
@@ -258,6 +261,7 @@ async fn auto(link: LinkModel, scale: f64) -> Auto {
         })
         .collect();
     Auto {
+        idle: idle(&stats),
         outcome: Outcome {
             protected: stats
                 .replications
@@ -269,6 +273,27 @@ async fn auto(link: LinkModel, scale: f64) -> Auto {
         samples,
         wall,
     }
+}
+
+/// By the simulator's record: the simulated seconds in which no initial sync copied, from the
+/// first start to the last end, and in how many gaps.
+fn idle(stats: &SimStats) -> (f64, usize) {
+    let mut spans: Vec<(u64, u64)> = stats
+        .replications
+        .values()
+        .filter_map(|t| Some((t.sync_started?.sim_ms, t.sync_ended?.sim_ms)))
+        .collect();
+    spans.sort();
+    let (mut idle, mut gaps) = (0, 0);
+    let mut reach = spans.first().map_or(0, |s| s.0);
+    for (start, end) in spans {
+        if start > reach {
+            idle += start - reach;
+            gaps += 1;
+        }
+        reach = reach.max(end);
+    }
+    (idle as f64 / 1000.0, gaps)
 }
 
 fn synced(stats: &SimStats) -> usize {
@@ -389,6 +414,11 @@ async fn main() {
             missed.push(*i);
         }
         if trace {
+            eprintln!(
+                "link {i}: the link idle {:.2} h in {} gaps (simulator's record)",
+                h(a.idle.0),
+                a.idle.1
+            );
             for (at, in_sync, cap, mbps) in &a.samples {
                 eprintln!(
                     "link {i} at {:.2} h: {in_sync} syncing, cap {cap:?}, {mbps:.0} Mbit/s",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use vrbulk::domain::{Operation, OperationSpec, SettingsChange};
 use vrbulk::queue::{BatchId, JobState, OperationJob, Queue};
-use vrbulk::runner::{self, RunOptions, RunOutcome};
+use vrbulk::runner::{self, InitialSyncs, RunOptions, RunOutcome};
 use vrbulk::sim::{SimConfig, Simulator};
 
 use crate::support::fixtures::{self, new_batch, spec};
@@ -21,6 +21,9 @@ fn quick() -> RunOptions {
         retry_base: Duration::from_millis(100),
         retry_cap: Duration::from_secs(1),
         request_retries: 6,
+        // The simulator's syncs last real hours here, and admission is not these tests'
+        // subject: `auto` would wait on them between looks.
+        max_initial_syncs: InitialSyncs::All,
         ..RunOptions::default()
     }
 }
