@@ -93,12 +93,7 @@ impl Census {
         if span <= 0.0 {
             return None;
         }
-        // Only a sync never seen copying says the looks are too far apart for the syncs.
-        let ended = before
-            .in_sync
-            .iter()
-            .filter(|vm| !before.copying.contains_key(*vm) && self.ended(vm))
-            .count();
+        let ended = before.in_sync.iter().filter(|vm| self.ended(vm)).count();
         let rates: Vec<f64> = self
             .continuing(before, span)
             .map(|(_, rate)| rate)

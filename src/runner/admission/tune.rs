@@ -46,7 +46,7 @@ pub struct Sample {
     pub copied: f64,
     /// Bytes a second of each sync that copied at both ends of the interval.
     pub rates: Vec<f64>,
-    /// Syncs that ended over the interval without ever being seen copying.
+    /// Syncs that ended over the interval, seen copying or not.
     pub ended: usize,
     /// Syncs that began copying over the interval: the syncs before them set the pace of the
     /// others for part of it, so it tells whether the link shares, not that it has room.
@@ -198,7 +198,9 @@ impl Tuner {
         // Fewer syncs that carried more mean the link is past its knee, however fast each is.
         let fewer_carried_more = n > 1 && self.seen.get(&(n - 1)).is_some_and(|s| s.total > total);
         let room = mean >= SHARED * pace && !fewer_carried_more;
-        if room && s.began > 0 {
+        // Where syncs end between looks, syncs begin in every interval: waiting for one in
+        // which none began would never grow the cap.
+        if room && s.began > 0 && s.ended == 0 {
             return false;
         }
         let target = if room {
@@ -444,6 +446,18 @@ mod tests {
             t.cap(),
             5,
             "the next sample, with the same syncs throughout, does"
+        );
+        t.learn(&Sample {
+            rates: vec![100.0; 5],
+            copied: 500.0,
+            in_sync: 5,
+            ended: 1,
+            ..at_pace
+        });
+        assert_eq!(
+            t.cap(),
+            6,
+            "syncs that end between two looks begin in every interval"
         );
     }
 
