@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::queue::{Batch, LinkSample, Queue};
 use crate::timefmt::{span, utc};
-use crate::units::{bytes, mbps};
+use crate::units::{bytes, mbps, pace};
 use crate::workflow::forecast::{Forecast, LinkRate};
 use crate::workflow::wave::{bytes_left, WaveCalls};
 
@@ -97,7 +97,7 @@ pub fn status_words(l: &LinkStatus, now: i64) -> String {
     let m = &l.measured;
     let mut out = format!(
         "\nlink of pairing {}, as measured at {} ({} ago) by run {}: {}, {} in initial sync, {} \
-         in all, one sync at most {}\n",
+         in all, {}\n",
         m.pairing_id,
         utc(m.at),
         span(now - m.at),
@@ -105,7 +105,7 @@ pub fn status_words(l: &LinkStatus, now: i64) -> String {
         cap(m.cap),
         m.in_sync,
         mbps(m.mbps),
-        mbps(m.pace_mbps)
+        pace(m.pace_mbps)
     );
     let said = match &l.prediction {
         Some(p) => {

@@ -102,12 +102,12 @@ impl WaveForecast {
             );
         };
         let measured = format!(
-            "measured by run {} at {}: {} in all with {} in initial sync, one sync at most {}",
+            "measured by run {} at {}: {} in all with {} in initial sync, {}",
             m.run_id,
             m.at,
             mbps(m.mbps),
             m.in_sync,
-            mbps(m.pace_mbps)
+            crate::units::pace(m.pace_mbps)
         );
         match (
             self.first_protected_after_ms,
