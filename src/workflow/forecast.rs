@@ -42,7 +42,7 @@ pub fn protected_in(left: &[u64], rate: LinkRate) -> Vec<f64> {
     }
     let mut left: Vec<f64> = left.iter().map(|b| *b as f64).collect();
     left.sort_by(f64::total_cmp);
-    let speeds = machines(rate);
+    let speeds = machines(rate, left.len());
     // What is left of a sync that ended, but for rounding.
     let ended = 1e-9 * left.last().copied().unwrap_or(0.0);
     let mut now = 0.0;
@@ -65,11 +65,15 @@ pub fn protected_in(left: &[u64], rate: LinkRate) -> Vec<f64> {
 }
 
 /// The link as machines, fastest first: as many whole paces as the throughput holds, and what is
-/// left over.
-fn machines(rate: LinkRate) -> Vec<f64> {
+/// left over; no more than `vms` (a measured pace far below the throughput would ask for
+/// millions, of which no more than one a VM can run).
+fn machines(rate: LinkRate, vms: usize) -> Vec<f64> {
     let pace = rate.pace.min(rate.throughput);
     let whole = (rate.throughput / pace).floor();
     let rest = rate.throughput - whole * pace;
+    if whole >= vms as f64 {
+        return vec![pace; vms.max(1)];
+    }
     let mut speeds = vec![pace; whole as usize];
     if rest > 1e-9 * rate.throughput {
         speeds.push(rest);
@@ -133,6 +137,19 @@ mod tests {
         assert_eq!(t.len(), 10);
         assert!(t.windows(2).all(|w| w[0] <= w[1]));
         assert!((t.iter().sum::<f64>() - 25.375).abs() < 1e-9, "{t:?}");
+    }
+
+    #[test]
+    fn a_pace_far_below_the_throughput_runs_every_vm_at_it() {
+        let rate = LinkRate {
+            throughput: 1e12,
+            pace: 1e-6,
+        };
+        let t = protected_in(&[1, 2], rate);
+        assert!(
+            (t[0] - 1e6).abs() < 1e-3 && (t[1] - 2e6).abs() < 1e-3,
+            "{t:?}"
+        );
     }
 
     #[test]
