@@ -26,16 +26,6 @@ pub fn bytes(n: i64) -> String {
 
 /// A link's rate as network people say it: `940 Mbit/s`, `12.5 Mbit/s` below 100, and
 /// `2.35 Gbit/s` from 10 Gbit/s up, where the last Mbit/s digits say nothing.
-/// What one sync was seen to carry at most: `one sync at most 200 Mbit/s`, or that no sync was
-/// seen copying across two looks (syncs shorter than the looks) when it is 0.
-pub fn pace(rate: f64) -> String {
-    if rate > 0.0 {
-        format!("one sync at most {}", mbps(rate))
-    } else {
-        "no sync seen copying across two looks".into()
-    }
-}
-
 pub fn mbps(rate: f64) -> String {
     if rate >= 10_000.0 {
         format!("{:.2} Gbit/s", rate / 1000.0)
@@ -43,6 +33,16 @@ pub fn mbps(rate: f64) -> String {
         format!("{rate:.0} Mbit/s")
     } else {
         format!("{rate:.1} Mbit/s")
+    }
+}
+
+/// What one sync was seen to carry at most: `one sync at most 200 Mbit/s`, or that no sync was
+/// seen copying across two looks (syncs shorter than the looks) when it is 0.
+pub fn pace(rate: f64) -> String {
+    if rate > 0.0 {
+        format!("one sync at most {}", mbps(rate))
+    } else {
+        "no sync seen copying across two looks".into()
     }
 }
 

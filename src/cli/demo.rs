@@ -337,12 +337,8 @@ fn shell_quote(text: &str) -> String {
 
 /// The caps `auto` went through as it measured the link, in the order it set them.
 fn print_caps(samples: &[crate::queue::LinkSample], scale: f64) {
-    let mut caps: Vec<u32> = Vec::new();
-    for cap in samples.iter().filter_map(|s| s.cap) {
-        if caps.last() != Some(&cap) {
-            caps.push(cap);
-        }
-    }
+    let mut caps: Vec<u32> = samples.iter().filter_map(|s| s.cap).collect();
+    caps.dedup();
     let Some(best) = samples.iter().map(|s| s.mbps).reduce(f64::max) else {
         return;
     };

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::UtcTime;
 use crate::queue::MeasuredLink;
 use crate::timefmt::span;
-use crate::units::{bytes, mbps};
+use crate::units::{bytes, mbps, pace};
 use crate::workflow::forecast::{Forecast, LinkRate};
 
 /// The VMs a plan would configure over one pairing, and when they would be protected.
@@ -107,7 +107,7 @@ impl WaveForecast {
             m.at,
             mbps(m.mbps),
             m.in_sync,
-            crate::units::pace(m.pace_mbps)
+            pace(m.pace_mbps)
         );
         match (
             self.first_protected_after_ms,

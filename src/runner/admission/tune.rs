@@ -134,11 +134,15 @@ impl Tuner {
 
     /// What the link carried at best, and one sync's pace, as measured lately.
     pub fn rate(&self) -> Option<crate::workflow::forecast::LinkRate> {
-        let best = self.seen.values().map(|s| s.total).fold(0.0, f64::max);
         Some(crate::workflow::forecast::LinkRate {
-            throughput: Some(best).filter(|b| *b > 0.0)?,
+            throughput: Some(self.best()).filter(|b| *b > 0.0)?,
             pace: self.pace().filter(|p| *p > 0.0)?,
         })
+    }
+
+    /// The most any number of syncs was measured to carry lately, bytes a second (0: none).
+    fn best(&self) -> f64 {
+        self.seen.values().map(|s| s.total).fold(0.0, f64::max)
     }
 
     /// One sync's pace: the fastest of the recent samples, bytes a second.
@@ -163,12 +167,7 @@ impl Tuner {
             // No sync copied from one look to the next, yet some ended: they are shorter than
             // the looks, and the link has room for more than the cap lets on.
             if s.full && s.ended > 0 {
-                let more = if self.growing {
-                    quarter_more(self.cap)
-                } else {
-                    self.cap + 1
-                };
-                return self.set(more);
+                return self.set(self.more(self.cap));
             }
             return false;
         };
@@ -177,8 +176,8 @@ impl Tuner {
         // pace: only one alone, a link with room, or a faster sync says what a pace is. (Else
         // a long while at two syncs on a link one fills would make half the link a pace, and
         // two syncs would seem to run at theirs.)
-        let best = self.seen.values().map(|s| s.total).fold(0.0, f64::max);
-        let paced = n == 1 || total < AS_GOOD * best || self.pace().is_none_or(|p| fastest >= p);
+        let paced =
+            n == 1 || total < AS_GOOD * self.best() || self.pace().is_none_or(|p| fastest >= p);
         if paced {
             if self.fastest.len() == PACE_SAMPLES {
                 self.fastest.pop_front();
@@ -228,15 +227,23 @@ impl Tuner {
     fn with_room(&self, n: usize, total: f64, pace: f64) -> usize {
         match self.seen.get(&(n + 1)) {
             Some(more) if more.total < total + 0.5 * pace => n,
-            _ if self.growing => quarter_more(n),
-            _ => n + 1,
+            _ => self.more(n),
+        }
+    }
+
+    /// The next cap up from `n`: a quarter more while the link has never been full, then one.
+    fn more(&self, n: usize) -> usize {
+        if self.growing {
+            quarter_more(n)
+        } else {
+            n + 1
         }
     }
 
     /// The syncs share the link: the fewest that carry as much as the best measured. Fewer
     /// than measured carry at most a pace each, and what was measured of them.
     fn fewest_as_good(&self, n: usize, pace: f64) -> usize {
-        let best = self.seen.values().map(|s| s.total).fold(0.0, f64::max);
+        let best = self.best();
         (1..=self.seen.keys().copied().max().unwrap_or(n).max(n))
             .find(|m| {
                 let bound = if *m < n { *m as f64 * pace } else { 0.0 };
