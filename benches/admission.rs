@@ -32,7 +32,7 @@ use vrbulk::domain::{JobSpec, VmRef};
 use vrbulk::queue::{InputKind, NewBatch, Queue};
 use vrbulk::runner::{self, InitialSyncs, RunOptions, SubmitOrder};
 use vrbulk::secret::Secret;
-use vrbulk::sim::{LinkModel, SimConfig, SimStats, Simulator, VmKind};
+use vrbulk::sim::{LinkModel, Moment, SimConfig, SimStats, Simulator, VmKind};
 use vrbulk::vr::{ApiVersion, ClientSettings, Credentials, TlsTrust};
 use vrbulk::workflow::forecast::{makespan, protected_in, LinkRate};
 use vrbulk::workflow::protection::replicated_bytes;
@@ -71,9 +71,8 @@ impl Outcome {
 /// What `auto` did on one link.
 struct Auto {
     outcome: Outcome,
-    /// Simulated seconds no sync copied between the first sync and the last end, and how
-    /// many such gaps.
-    idle: (f64, usize),
+    /// The whiles no sync copied.
+    gaps: Vec<Gap>,
     /// The run's recorded samples: sim seconds since the first, syncs, cap, Mbit/s.
     samples: Vec<(f64, u32, Option<u32>, f64)>,
     wall: Duration,
@@ -261,7 +260,7 @@ async fn auto(link: LinkModel, scale: f64) -> Auto {
         })
         .collect();
     Auto {
-        idle: idle(&stats),
+        gaps: gaps(&stats),
         outcome: Outcome {
             protected: stats
                 .replications
@@ -275,25 +274,39 @@ async fn auto(link: LinkModel, scale: f64) -> Auto {
     }
 }
 
-/// By the simulator's record: the simulated seconds in which no initial sync copied, from the
-/// first start to the last end, and in how many gaps.
-fn idle(stats: &SimStats) -> (f64, usize) {
-    let mut spans: Vec<(u64, u64)> = stats
+/// A while no initial sync copied, between the first start and the last end, by the
+/// simulator's record.
+#[derive(Debug, Clone, Copy)]
+struct Gap {
+    /// Simulated seconds.
+    idle: f64,
+    /// Wall ms from the end before it to the next sync's submit, configure's end and start.
+    handover: (i64, i64, i64),
+}
+
+fn gaps(stats: &SimStats) -> Vec<Gap> {
+    let mut lines: Vec<_> = stats
         .replications
         .values()
-        .filter_map(|t| Some((t.sync_started?.sim_ms, t.sync_ended?.sim_ms)))
+        .filter_map(|t| Some((t.sync_started?, t.sync_ended?, t)))
         .collect();
-    spans.sort();
-    let (mut idle, mut gaps) = (0, 0);
-    let mut reach = spans.first().map_or(0, |s| s.0);
-    for (start, end) in spans {
-        if start > reach {
-            idle += start - reach;
-            gaps += 1;
+    lines.sort_by_key(|l| l.0.sim_ms);
+    let mut gaps = Vec::new();
+    let mut reach: Option<Moment> = None;
+    for (start, end, t) in lines {
+        if let Some(r) = reach.filter(|r| start.sim_ms > r.sim_ms) {
+            gaps.push(Gap {
+                idle: (start.sim_ms - r.sim_ms) as f64 / 1000.0,
+                handover: (
+                    t.submitted.at_ms - r.at_ms,
+                    t.configured.at_ms - r.at_ms,
+                    start.at_ms - r.at_ms,
+                ),
+            });
         }
-        reach = reach.max(end);
+        reach = Some(reach.map_or(end, |r| if end.sim_ms > r.sim_ms { end } else { r }));
     }
-    (idle as f64 / 1000.0, gaps)
+    gaps
 }
 
 fn synced(stats: &SimStats) -> usize {
@@ -414,11 +427,23 @@ async fn main() {
             missed.push(*i);
         }
         if trace {
+            let mut handovers: Vec<_> = a.gaps.iter().map(|g| g.handover).collect();
+            handovers.sort_by_key(|g| g.2);
+            let at = |q: f64| handovers[((handovers.len() as f64 - 1.0) * q) as usize];
             eprintln!(
                 "link {i}: the link idle {:.2} h in {} gaps (simulator's record)",
-                h(a.idle.0),
-                a.idle.1
+                h(a.gaps.iter().map(|g| g.idle).sum()),
+                a.gaps.len()
             );
+            if !handovers.is_empty() {
+                eprintln!(
+                    "link {i}: wall ms from the end before a gap to the next submit, configure's end, start: p10 {:?} p50 {:?} p90 {:?} max {:?}",
+                    at(0.1),
+                    at(0.5),
+                    at(0.9),
+                    at(1.0)
+                );
+            }
             for (at, in_sync, cap, mbps) in &a.samples {
                 eprintln!(
                     "link {i} at {:.2} h: {in_sync} syncing, cap {cap:?}, {mbps:.0} Mbit/s",

@@ -178,8 +178,10 @@ struct Pairing {
     ends: Vec<(Instant, Instant)>,
     /// Whether VMs were left waiting for a slot at the last admission.
     waiting: bool,
-    /// While `auto` still looks for its cap: when the syncs it just admitted should be
-    /// copying, to be measured.
+    /// When to look again to measure: while `auto` still looks for its cap, once the syncs
+    /// it just admitted copy; after an interval in which syncs began or ended, whose rates mix
+    /// two loads (a sync alone again goes faster than it went shared, and ends sooner than
+    /// they say), as soon as a task's lead has passed.
     measure_at: Option<Instant>,
 }
 
@@ -288,7 +290,9 @@ impl Admission {
             // Under a fixed cap the tuner only measures (a VM's pace, for the record).
             let tuned = p.tuner.learn(&sample);
             let auto = run.opts.max_initial_syncs == InitialSyncs::Auto;
-            p.measure_at = (auto && (tuned || p.tuner.growing())).then(|| census.taken + lead);
+            let mixed = sample.ended > 0 || sample.began > 0;
+            p.measure_at =
+                (mixed || auto && (tuned || p.tuner.growing())).then(|| census.taken + lead);
             if tuned && auto {
                 tracing::info!(
                     pairing = %pairing,
@@ -392,8 +396,8 @@ impl Admission {
     /// When admission wants to look at the syncs again, on a pairing whose VMs wait for a
     /// slot: a task's lead before the next sync should end (at its end when that lead has
     /// begun: its slot was lent early, and an end that comes later than lent must be seen),
-    /// or, while `auto` still looks for its cap, once the syncs it admitted copy; never later
-    /// than [`LONGEST_LOOK`]. `None` when nothing waits or nothing is measured yet.
+    /// or when it wants to measure ([`Pairing::measure_at`]); never later than
+    /// [`LONGEST_LOOK`]. `None` when nothing waits or nothing is measured yet.
     pub fn next_look(&self, lead: Duration) -> Option<Instant> {
         let now = Instant::now();
         self.pairings
