@@ -115,6 +115,11 @@ impl Census {
             .keys()
             .filter(|vm| !before.copying.contains_key(*vm))
             .count();
+        let stalled = self
+            .in_sync
+            .intersection(&before.in_sync)
+            .filter(|vm| !self.copying.contains_key(*vm) && !before.copying.contains_key(*vm))
+            .count();
         Some(Sample {
             span,
             copied,
@@ -122,7 +127,7 @@ impl Census {
             ended,
             began,
             full: before.full,
-            in_sync: self.in_sync.len(),
+            stalled,
         })
     }
 

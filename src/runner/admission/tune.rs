@@ -16,8 +16,10 @@
 //! was measured is forgotten after a while, so the cap probes upward again: links change.
 //!
 //! The cap counts the replications the appliance has in initial sync, those still configuring
-//! included, while the measure counts the syncs that copy: the cap moves by what the measure
-//! says about one more or one fewer *copying* sync, whatever the configuring ones take.
+//! included, while the measure counts the syncs that copy. A replication configuring since the
+//! last look will copy soon: it counts against the cap (else every slot handed on early would
+//! raise it). One that copied at neither of two looks (its VM is off) takes nothing of the link:
+//! it keeps its slot on top of what the measure says.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -53,9 +55,10 @@ pub struct Sample {
     pub began: usize,
     /// Whether the cap held VMs back over the interval: VMs were waiting for a slot.
     pub full: bool,
-    /// Replications configuring or in their initial sync at the end of the interval: what the
-    /// cap counts.
-    pub in_sync: usize,
+    /// Replications in their initial sync at both ends of the interval that copied at neither:
+    /// configuring longer than a look, or waiting for their VM to be powered on. The cap counts
+    /// them but they take nothing of the link: they keep their slots.
+    pub stalled: usize,
 }
 
 impl Sample {
@@ -202,16 +205,17 @@ impl Tuner {
         if room && s.began > 0 && s.ended == 0 {
             return false;
         }
-        let target = if room {
-            self.with_room(n, total, pace)
+        // Set from the count, not moved from the cap: a cap the syncs overshoot (more were
+        // admitted before it came down) would otherwise fall again with every sample.
+        let cap = if room {
+            // Room never lowers the cap (replications configuring since the last look are in
+            // it and not copying yet), and grows it one step at a time: a probe.
+            (self.with_room(n, total, pace) + s.stalled).clamp(self.cap, self.more(self.cap))
         } else {
             self.growing = false;
-            self.fewest_as_good(n, pace)
+            self.fewest_as_good(n, pace) + s.stalled
         };
-        // What the cap counts beyond the copying syncs (those still configuring) keeps its
-        // slots. Set from the count, not moved from the cap: a cap the syncs overshoot (more
-        // were admitted before it came down) would otherwise fall again with every sample.
-        self.set(target + s.in_sync.saturating_sub(n))
+        self.set(cap)
     }
 
     /// Sets the cap; whether it changed.
@@ -294,7 +298,7 @@ mod tests {
                     ended: 0,
                     began: 0,
                     full: true,
-                    in_sync: n,
+                    stalled: 0,
                 });
                 caps.push(tuner.cap());
             }
@@ -378,32 +382,52 @@ mod tests {
             ended: 0,
             began: 0,
             full: false,
-            in_sync: 3,
+            stalled: 0,
         });
         assert!(!changed);
         assert_eq!((t.cap(), t.pace()), (1, Some(100.0)));
     }
 
     #[test]
-    fn configuring_replications_keep_their_slots() {
-        // The cap is 6, of which two are configuring: four syncs copy, each at its pace.
-        let mut t = Tuner::new();
-        t.cap = 6;
-        t.growing = false;
-        t.learn(&Sample {
+    fn replications_that_do_not_copy_keep_their_slots() {
+        // The cap is 6: four syncs copy, each at its pace; two replications copied at neither
+        // look (their VMs are off).
+        let mut t = Tuner::starting_at(6);
+        let sample = Sample {
             span: 1.0,
             copied: 400.0,
             rates: vec![100.0; 4],
             ended: 0,
             began: 0,
             full: true,
-            in_sync: 6,
+            stalled: 2,
+        };
+        t.learn(&sample);
+        assert_eq!(t.cap(), 7, "one more copying sync, the stalled ones kept");
+        // Two configure since the last look: the cap waits for them to copy, and stays.
+        let mut t = Tuner::starting_at(6);
+        t.learn(&Sample {
+            stalled: 0,
+            ..sample
         });
-        assert_eq!(
-            t.cap(),
-            7,
-            "one more copying sync, the configuring ones kept"
-        );
+        assert_eq!(t.cap(), 6);
+    }
+
+    #[test]
+    fn syncs_over_the_cap_with_room_grow_it_one_step() {
+        // The cap is 20; 26 syncs copy at their pace (slots handed on early, as syncs ended
+        // together): room for one more than the cap, not for one more than the 26.
+        let mut t = Tuner::starting_at(20);
+        t.learn(&Sample {
+            span: 1.0,
+            copied: 2600.0,
+            rates: vec![100.0; 26],
+            ended: 6,
+            began: 0,
+            full: true,
+            stalled: 0,
+        });
+        assert_eq!(t.cap(), 21);
     }
 
     #[test]
@@ -424,7 +448,7 @@ mod tests {
                 ended: 0,
                 began: 0,
                 full: true,
-                in_sync: 2,
+                stalled: 0,
             });
             assert_eq!(t.pace(), Some(100.0));
             assert_eq!(t.cap(), 1, "one sync carries what two do");
@@ -441,7 +465,7 @@ mod tests {
             ended: 0,
             began: 2,
             full: true,
-            in_sync: 4,
+            stalled: 0,
         };
         assert!(!t.learn(&at_pace));
         assert_eq!(t.cap(), 4);
@@ -457,7 +481,7 @@ mod tests {
         t.learn(&Sample {
             rates: vec![100.0; 5],
             copied: 500.0,
-            in_sync: 5,
+            stalled: 0,
             ended: 1,
             ..at_pace
         });
@@ -481,7 +505,7 @@ mod tests {
             ended: 0,
             began: 0,
             full: true,
-            in_sync: n,
+            stalled: 0,
         };
         t.learn(&at(40, 100.0));
         for _ in 0..5 {
@@ -500,7 +524,7 @@ mod tests {
             ended: 1,
             began: 0,
             full: true,
-            in_sync: 1,
+            stalled: 0,
         };
         let caps: Vec<usize> = (0..5)
             .map(|_| {
@@ -522,7 +546,7 @@ mod tests {
             ended: 0,
             began: 0,
             full: true,
-            in_sync: 10,
+            stalled: 0,
         });
         let before = t.cap();
         t.learn(&quick);
