@@ -30,10 +30,18 @@ use crate::workflow::Discovery;
 /// The longest a wave waits between two looks at its syncs, however long they have left.
 const LONGEST_LOOK: Duration = Duration::from_secs(600);
 
+/// A rate is measured over a span at least this many times what its ends are uncertain by (the
+/// halves of the two calls that listed them): known within a tenth. Over a shorter span, calls
+/// slowed by a busy appliance (or machine) make syncs at their pace read as sharing the link.
+const SURE: u32 = 10;
+
 /// A pairing's replications as the appliance listed them in one round.
 #[derive(Debug, Clone)]
 struct Census {
     taken: Instant,
+    /// Half the call that listed it: when within the call the list was made is known no
+    /// better.
+    spread: Duration,
     /// VM ids whose replication is configuring or in its initial sync.
     in_sync: HashSet<String>,
     /// Of those, the syncs that report their progress: bytes copied, of bytes to copy.
@@ -45,7 +53,7 @@ struct Census {
 
 impl Census {
     /// The census of `replications` as the appliance listed them at `taken`.
-    fn of(replications: Vec<ReplicationInfo>, taken: Instant) -> Census {
+    fn of(replications: Vec<ReplicationInfo>, taken: Instant, spread: Duration) -> Census {
         let in_sync: HashSet<String> = replications
             .iter()
             .filter(|r| in_initial_sync(r))
@@ -65,6 +73,7 @@ impl Census {
             .collect();
         Census {
             taken,
+            spread,
             in_sync,
             copying,
             by_vm: replications
@@ -96,7 +105,7 @@ impl Census {
         let ended = before.in_sync.iter().filter(|vm| self.ended(vm)).count();
         let rates: Vec<f64> = self
             .continuing(before, span)
-            .map(|(_, rate)| rate)
+            .map(|(_, _, rate)| rate)
             .collect();
         // What the continuing syncs copied, what the ended ones had left, what new ones show.
         let mut copied = rates.iter().sum::<f64>() * span;
@@ -142,45 +151,56 @@ impl Census {
         &'a self,
         before: &'a Census,
         span: f64,
-    ) -> impl Iterator<Item = (&'a (u64, u64), f64)> + 'a {
+    ) -> impl Iterator<Item = (&'a String, &'a (u64, u64), f64)> + 'a {
         self.copying.iter().filter_map(move |(vm, copy)| {
             let (then, _) = before.copying.get(vm)?;
-            Some((copy, copy.0.saturating_sub(*then) as f64 / span))
+            Some((vm, copy, copy.0.saturating_sub(*then) as f64 / span))
         })
     }
 
-    /// When each of the syncs seen at `before` and now should end, at the rate it went, and
-    /// when it would have begun at that rate; soonest end first.
-    fn ends(&self, before: &Census) -> Vec<(Instant, Instant)> {
+    /// When each of the syncs seen at `before` and now should end, at the rate it went;
+    /// soonest end first.
+    fn ends(&self, before: &Census) -> Vec<End> {
         let Some(span) = self.taken.checked_duration_since(before.taken) else {
             return Vec::new();
         };
         let at = |seconds: f64| Duration::from_secs_f64(seconds.clamp(0.0, 1e6));
-        let mut ends: Vec<(Instant, Instant)> = self
+        let mut ends: Vec<End> = self
             .continuing(before, span.as_secs_f64())
-            .filter(|(_, rate)| *rate > 0.0)
-            .map(|((now, total), rate)| {
-                let left = total.saturating_sub(*now) as f64 / rate;
-                let began = self
+            .filter(|(_, _, rate)| *rate > 0.0)
+            .map(|(vm, (now, total), rate)| End {
+                at: self.taken + at(total.saturating_sub(*now) as f64 / rate),
+                began: self
                     .taken
                     .checked_sub(at(*now as f64 / rate))
-                    .unwrap_or(self.taken);
-                (self.taken + at(left), began)
+                    .unwrap_or(self.taken),
+                vm: vm.clone(),
             })
             .collect();
-        ends.sort();
+        ends.sort_by_key(|e| e.at);
         ends
     }
+}
+
+/// When a sync should end, at the rate it went.
+#[derive(Debug, Clone)]
+struct End {
+    at: Instant,
+    /// When it would have begun at that rate.
+    began: Instant,
+    vm: String,
 }
 
 /// What admission keeps of one pairing: its latest census and, under `auto`, the cap it tunes.
 #[derive(Debug, Clone)]
 struct Pairing {
     census: Census,
+    /// The census the link was last measured at, and is measured from next: a census taken
+    /// sooner after it than [`SURE`] times the two calls' uncertainty is counted, not measured.
+    baseline: Census,
     tuner: Tuner,
-    /// When each sync copying at the census should end, at the pace it went, soonest first,
-    /// and since when it has copied at that pace.
-    ends: Vec<(Instant, Instant)>,
+    /// When each sync copying at the census should end, by the last measure, soonest first.
+    ends: Vec<End>,
     /// Whether VMs were left waiting for a slot at the last admission.
     waiting: bool,
     /// When to look again to measure: while `auto` still looks for its cap, once the syncs
@@ -254,7 +274,10 @@ impl Admission {
         let census = match listed {
             // The list is the appliance's state about halfway through the call, not when its
             // answer was read: rates over short intervals would jitter by the call's length.
-            Ok(reps) => Census::of(reps, asked + asked.elapsed() / 2),
+            Ok(reps) => {
+                let spread = asked.elapsed() / 2;
+                Census::of(reps, asked + spread, spread)
+            }
             Err(e) => {
                 tracing::warn!(pairing = %pairing, error = %error_chain(&e), "could not count the initial syncs");
                 return Ok(None);
@@ -278,6 +301,7 @@ impl Admission {
                 _ => Tuner::new(),
             };
             let p = Pairing {
+                baseline: census.clone(),
                 census,
                 tuner,
                 ends: Vec::new(),
@@ -287,9 +311,17 @@ impl Admission {
             self.pairings.insert(pairing, p);
             return Ok(Some(()));
         };
-        let sample = census.since(&p.census);
-        p.ends = census.ends(&p.census);
-        let lead = run.pacer.lead();
+        let uncertain = (census.spread + p.baseline.spread) * SURE;
+        if census.taken.saturating_duration_since(p.baseline.taken) < uncertain {
+            // Counted (the cap, the verify), not measured: too soon after the last measure.
+            p.ends.retain(|e| census.copying.contains_key(&e.vm));
+            p.census = census;
+            return Ok(Some(()));
+        }
+        let sample = census.since(&p.baseline);
+        p.ends = census.ends(&p.baseline);
+        // The next measure is wanted a task's lead on, or once it can be sure.
+        let measure_in = run.pacer.lead().max(census.spread * 2 * SURE);
         let before = p.tuner.cap();
         if let Some(sample) = sample {
             // Under a fixed cap the tuner only measures (a VM's pace, for the record).
@@ -297,7 +329,7 @@ impl Admission {
             let auto = run.opts.max_initial_syncs == InitialSyncs::Auto;
             let mixed = sample.ended > 0 || sample.began > 0;
             p.measure_at =
-                (mixed || auto && (tuned || p.tuner.growing())).then(|| census.taken + lead);
+                (mixed || auto && (tuned || p.tuner.growing())).then(|| census.taken + measure_in);
             if tuned && auto {
                 tracing::info!(
                     pairing = %pairing,
@@ -323,7 +355,7 @@ impl Admission {
                 run.db.run(move |q| q.record_link_sample(&record)).await?;
             }
         }
-        let first_end = p.ends.first().map(|(e, _)| *e - census.taken);
+        let first_end = p.ends.first().map(|e| e.at - census.taken);
         tracing::debug!(
             pairing = %pairing,
             in_sync = census.in_sync.len(),
@@ -332,6 +364,7 @@ impl Admission {
             first_end = ?first_end,
             "admission: census"
         );
+        p.baseline = census.clone();
         p.census = census;
         Ok(Some(()))
     }
@@ -371,8 +404,8 @@ impl Admission {
         let ending = p
             .ends
             .iter()
-            .take_while(|(end, _)| auto && *end <= now + lead)
-            .filter(|(end, began)| end.saturating_duration_since(*began) > 2 * lead)
+            .take_while(|e| auto && e.at <= now + lead)
+            .filter(|e| e.at.saturating_duration_since(e.began) > 2 * lead)
             .count();
         let slots = (cap + ending).saturating_sub(in_sync.len());
         if run.opts.order == SubmitOrder::SmallestFirst {
@@ -393,6 +426,7 @@ impl Admission {
         // The cap holds VMs back from this census to the next: what the link carries over
         // that interval is what this many syncs carry.
         p.census.full = ready.len() > slots;
+        p.baseline.full = p.census.full;
         p.waiting = p.census.full;
         ready.truncate(slots);
         Ok(ready)
@@ -412,7 +446,7 @@ impl Admission {
                 let end = p
                     .ends
                     .iter()
-                    .map(|(e, _)| if *e - lead > now { *e - lead } else { *e })
+                    .map(|e| if e.at - lead > now { e.at - lead } else { e.at })
                     .filter(|t| *t > now)
                     .min();
                 let look = [end, p.measure_at].into_iter().flatten().min()?;
