@@ -19,11 +19,13 @@
 //!   syncs, each at most at the pace (the least mean any schedule could have there).
 //!
 //! Hours of sync pass in seconds: each link's simulator clock runs fast enough that its wave
-//! takes about `WALL_TARGET` seconds (`AT_ONCE` links at a time), and the tool's own times (configure tasks, the shortest
-//! poll gap) are scaled to the appliance's (10 s a task, 2 s a poll). The rate limiter is off:
-//! at these clocks a 60 s window would last milliseconds. `cargo bench --bench admission`
-//! (about a quarter of an hour; `VRBULK_BENCH_LINKS=5` for the first five links,
-//! `VRBULK_BENCH_ONLY=7,13` for those, `VRBULK_BENCH_TRACE=1` for each run's samples).
+//! takes about `WALL_TARGET` seconds (`AT_ONCE` links at a time), and the tool's own times
+//! (configure tasks, the shortest poll gap) are scaled to the appliance's (10 s a task, 2 s a
+//! poll). The rate limiter is off: at these clocks a 60 s window would last milliseconds.
+//! `cargo bench --bench admission` (about 20 minutes; `VRBULK_BENCH_LINKS=5` for the first
+//! five links, `VRBULK_BENCH_ONLY=7,13` for those; `VRBULK_BENCH_TRACE=1` for each run's
+//! samples, the link's idle time, syncs by tenths of the makespan and the latest ends, by the
+//! simulator's record).
 
 use std::time::Duration;
 
@@ -73,8 +75,11 @@ struct Auto {
     outcome: Outcome,
     /// The whiles no sync copied.
     gaps: Vec<Gap>,
-    /// The run's recorded samples: sim seconds since the first, syncs, cap, Mbit/s.
-    samples: Vec<(f64, u32, Option<u32>, f64)>,
+    /// The run's recorded samples: sim seconds since the first, syncs, cap, Mbit/s, a sync's
+    /// pace in Mbit/s (simulated: the run measures them on the scaled clock).
+    samples: Vec<(f64, u32, Option<u32>, f64, f64)>,
+    /// Simulated seconds of each sync, start and end, and its bytes, by the simulator's record.
+    syncs: Vec<(f64, f64, f64)>,
     wall: Duration,
 }
 
@@ -256,11 +261,21 @@ async fn auto(link: LinkModel, scale: f64) -> Auto {
         .iter()
         .map(|s| {
             let at = (s.at - t0) as f64 / 1000.0 * scale;
-            (at, s.in_sync, s.cap, s.mbps)
+            (at, s.in_sync, s.cap, s.mbps / scale, s.pace_mbps / scale)
+        })
+        .collect();
+    let syncs = stats
+        .replications
+        .values()
+        .filter_map(|t| Some((t.sync_started?, t.sync_ended?, t.bytes as f64)))
+        .map(|(s, e, b)| {
+            let sec = |m: Moment| (m.sim_ms - first) as f64 / 1000.0;
+            (sec(s), sec(e), b)
         })
         .collect();
     Auto {
         gaps: gaps(&stats),
+        syncs,
         outcome: Outcome {
             protected: stats
                 .replications
@@ -315,6 +330,33 @@ fn synced(stats: &SimStats) -> usize {
         .values()
         .filter(|t| t.sync_ended.is_some())
         .count()
+}
+
+/// For each tenth of `span`, the mean number of syncs copying and the link's total at that
+/// many over its best, averaged over the tenth.
+fn utilisation(syncs: &[(f64, f64, f64)], link: &LinkModel, span: f64) -> Vec<(f64, f64)> {
+    let mut edges: Vec<(f64, i32)> = syncs
+        .iter()
+        .flat_map(|&(s, e, _)| [(s, 1), (e, -1)])
+        .collect();
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let tenth = span / 10.0;
+    let mut bins = vec![(0.0, 0.0); 10];
+    let (mut n, mut t) = (0i32, 0.0);
+    for (at, d) in edges {
+        let mut from = t;
+        while from < at {
+            let k = ((from / tenth) as usize).min(9);
+            let to = at.min((k + 1) as f64 * tenth).max(from + 1e-9);
+            let w = (to - from) / tenth;
+            bins[k].0 += n as f64 * w;
+            bins[k].1 += link.per_sync_mbps(n as usize) * f64::from(n) / link.best_mbps() * w;
+            from = to;
+        }
+        t = at;
+        n += d;
+    }
+    bins
 }
 
 /// The best cap of 1..=40 by `metric`, and its outcome.
@@ -432,7 +474,7 @@ async fn main() {
             let at = |q: f64| handovers[((handovers.len() as f64 - 1.0) * q) as usize];
             eprintln!(
                 "link {i}: the link idle {:.2} h in {} gaps (simulator's record)",
-                h(a.gaps.iter().map(|g| g.idle).sum()),
+                h(a.gaps.iter().fold(0.0, |idle, g| idle + g.idle)),
                 a.gaps.len()
             );
             if !handovers.is_empty() {
@@ -444,9 +486,29 @@ async fn main() {
                     at(1.0)
                 );
             }
-            for (at, in_sync, cap, mbps) in &a.samples {
+            eprintln!("link {i}: by tenths of the makespan, syncs copying on average and the link's share of its best then (simulator's record):");
+            for (k, share) in utilisation(&a.syncs, link, make).iter().enumerate() {
                 eprintln!(
-                    "link {i} at {:.2} h: {in_sync} syncing, cap {cap:?}, {mbps:.0} Mbit/s",
+                    "link {i}  from {:>2} %: {:.1} syncs, {:.0} % of the best",
+                    k * 10,
+                    share.0,
+                    share.1 * 100.0
+                );
+            }
+            let mut last = a.syncs.clone();
+            last.sort_by(|x, y| y.1.total_cmp(&x.1));
+            for (s, e, b) in last.iter().take(5) {
+                let alone = b / link.per_sync_bytes_per_second(1);
+                eprintln!(
+                    "link {i}  a late end: {:.2} h to {:.2} h, {:.2} h at one sync's pace",
+                    h(*s),
+                    h(*e),
+                    h(alone)
+                );
+            }
+            for (at, in_sync, cap, mbps, pace) in &a.samples {
+                eprintln!(
+                    "link {i} at {:.2} h: {in_sync} syncing, cap {cap:?}, {mbps:.0} Mbit/s, pace {pace:.0}",
                     at / 3600.0
                 );
             }
