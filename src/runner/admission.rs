@@ -92,6 +92,13 @@ impl Census {
             .sum()
     }
 
+    /// Whether a rate from `baseline` to this census is known well enough: the span is [`SURE`]
+    /// times what the two calls leave its ends uncertain by.
+    fn measurable_after(&self, baseline: &Census) -> bool {
+        let uncertain = (self.spread + baseline.spread) * SURE;
+        self.taken.saturating_duration_since(baseline.taken) >= uncertain
+    }
+
     /// What the syncs did between `before` and this census. A sync that ended in between
     /// copied what it had left; one that began copied what it shows.
     fn since(&self, before: &Census) -> Option<Sample> {
@@ -311,8 +318,7 @@ impl Admission {
             self.pairings.insert(pairing, p);
             return Ok(Some(()));
         };
-        let uncertain = (census.spread + p.baseline.spread) * SURE;
-        if census.taken.saturating_duration_since(p.baseline.taken) < uncertain {
+        if !census.measurable_after(&p.baseline) {
             // Counted (the cap, the verify), not measured: too soon after the last measure.
             p.ends.retain(|e| census.copying.contains_key(&e.vm));
             p.census = census;
@@ -529,6 +535,25 @@ fn mbps(bytes_per_second: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_look_sooner_than_ten_times_its_uncertainty_is_not_measured() {
+        let t0 = Instant::now();
+        let look = |after_ms: u64, call_ms: u64| {
+            Census::of(
+                Vec::new(),
+                t0 + Duration::from_millis(after_ms),
+                Duration::from_millis(call_ms / 2),
+            )
+        };
+        let baseline = look(0, 100);
+        // Two calls of 100 ms: each list is known within 50 ms, the span within 100 ms.
+        assert!(!look(900, 100).measurable_after(&baseline));
+        assert!(look(1000, 100).measurable_after(&baseline));
+        // A slow call widens what the span must be.
+        assert!(!look(1000, 300).measurable_after(&baseline));
+        assert!(look(2000, 300).measurable_after(&baseline));
+    }
 
     #[test]
     fn a_vm_that_would_outlast_the_wave_goes_before_the_small_ones() {
