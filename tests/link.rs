@@ -321,7 +321,7 @@ async fn plan_predicts_the_wave_from_the_link_a_run_of_this_queue_measured() {
     let out = plan(&["plan"]).await;
     let unmeasured = format!(
         "No run of this queue has measured the link of pairing {pairing} (to \
-         vc-site-b.corp.local) yet, so there is no prediction for the 6 VMs"
+         vc-site-b.corp.local) yet, so there is no prediction for its 6 VMs"
     );
     assert!(out.contains(&unmeasured), "{out}");
     assert!(out.contains("`vrbulk run` measures the link as it admits the wave, and `vrbulk status` then predicts"), "{out}");

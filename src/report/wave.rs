@@ -87,20 +87,22 @@ impl WaveForecast {
     /// What the plan says of the wave's syncs over this pairing, in one paragraph.
     pub fn words(&self) -> String {
         let vms = if self.vms == 1 { "VM" } else { "VMs" };
+        let Some(m) = &self.measured else {
+            return format!(
+                "No run of this queue has measured the link of {} yet, so there is no prediction \
+                 for its {} {vms} ({}) to configure: `vrbulk run` measures the link as it admits \
+                 the wave, and `vrbulk status` then predicts when the VMs will be protected.",
+                self.name(),
+                self.vms,
+                bytes(self.bytes)
+            );
+        };
         let wave = format!(
             "the {} {vms} ({}) to configure over {}",
             self.vms,
             bytes(self.bytes),
             self.name()
         );
-        let Some(m) = &self.measured else {
-            return format!(
-                "No run of this queue has measured the link of {} yet, so there is no prediction \
-                 for {wave}: `vrbulk run` measures the link as it admits the wave, and `vrbulk \
-                 status` then predicts when the VMs will be protected.",
-                self.name()
-            );
-        };
         let measured = format!(
             "measured by run {} at {}: {} in all with {} in initial sync, {}",
             m.run_id,
@@ -180,8 +182,7 @@ mod tests {
         assert_eq!(f.all_protected_after_ms, None);
         assert!(f.words().starts_with(
             "No run of this queue has measured the link of pairing p-1 yet, so there is no \
-             prediction for the 1 VM (1.0 GiB) to configure over pairing p-1: `vrbulk run` \
-             measures the link"
+             prediction for its 1 VM (1.0 GiB) to configure: `vrbulk run` measures the link"
         ));
         let nothing = WaveForecast::of("p-1", None, &[1 << 30], Some(measured(0.0, 0.0)));
         assert_eq!(nothing.half_protected_after_ms, None);
