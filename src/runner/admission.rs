@@ -47,7 +47,8 @@ struct Census {
     /// Of those, the syncs that report their progress: bytes copied, of bytes to copy.
     copying: HashMap<String, (u64, u64)>,
     by_vm: HashMap<String, ReplicationInfo>,
-    /// Whether the cap held VMs back when the census was taken: a full cap, VMs waiting.
+    /// Whether the cap held VMs back at the last admission since the census was taken: a full
+    /// cap, VMs waiting. Kept on the baseline, which the next measure starts from.
     full: bool,
 }
 
@@ -97,6 +98,12 @@ impl Census {
     fn measurable_after(&self, baseline: &Census) -> bool {
         let uncertain = (self.spread + baseline.spread) * SURE;
         self.taken.saturating_duration_since(baseline.taken) >= uncertain
+    }
+
+    /// How long after this census the next is [`Census::measurable_after`] it, if its call
+    /// takes as long.
+    fn sure_in(&self) -> Duration {
+        self.spread * 2 * SURE
     }
 
     /// What the syncs did between `before` and this census. A sync that ended in between
@@ -327,7 +334,7 @@ impl Admission {
         let sample = census.since(&p.baseline);
         p.ends = census.ends(&p.baseline);
         // The next measure is wanted a task's lead on, or once it can be sure.
-        let measure_in = run.pacer.lead().max(census.spread * 2 * SURE);
+        let measure_in = run.pacer.lead().max(census.sure_in());
         let before = p.tuner.cap();
         if let Some(sample) = sample {
             // Under a fixed cap the tuner only measures (a VM's pace, for the record).
@@ -429,11 +436,10 @@ impl Admission {
             ready = ready.len(),
             "admission: admit"
         );
-        // The cap holds VMs back from this census to the next: what the link carries over
-        // that interval is what this many syncs carry.
-        p.census.full = ready.len() > slots;
-        p.baseline.full = p.census.full;
-        p.waiting = p.census.full;
+        // The cap holds VMs back from the baseline to the next measure: what the link carries
+        // over that interval is what this many syncs carry.
+        p.waiting = ready.len() > slots;
+        p.baseline.full = p.waiting;
         ready.truncate(slots);
         Ok(ready)
     }
@@ -548,6 +554,7 @@ mod tests {
         };
         let baseline = look(0, 100);
         // Two calls of 100 ms: each list is known within 50 ms, the span within 100 ms.
+        assert_eq!(baseline.sure_in(), Duration::from_secs(1));
         assert!(!look(900, 100).measurable_after(&baseline));
         assert!(look(1000, 100).measurable_after(&baseline));
         // A slow call widens what the span must be.
