@@ -67,9 +67,25 @@ pub fn is_this_process(owner: &str) -> bool {
 
 #[cfg(unix)]
 fn process_alive(pid: i32) -> bool {
+    if has_exited(pid) {
+        return false;
+    }
     // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Whether `pid` has exited and only waits for its parent to reap it (a zombie, by Linux's
+/// `/proc`; elsewhere this is not known). Such a process still answers signal 0, so a run just
+/// killed would read as working for a while, though it holds nothing any more.
+#[cfg(unix)]
+fn has_exited(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (command) state ...`: the command may hold spaces and parentheses of its own.
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
 }
 
 #[cfg(not(unix))]
@@ -108,6 +124,20 @@ mod tests {
         )));
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
+        // Exited and not reaped yet: gone, though it still answers signal 0.
+        #[cfg(target_os = "linux")]
+        {
+            let stat = format!("/proc/{pid}/stat");
+            let zombie = || std::fs::read_to_string(&stat).unwrap().contains(") Z");
+            for _ in 0..500 {
+                if zombie() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            assert!(zombie(), "`true` ends within five seconds");
+            assert!(owner_is_gone(&format!("{host}:{pid}:abc")));
+        }
         child.wait().unwrap();
         assert!(owner_is_gone(&format!("{host}:{pid}:abc")));
         assert!(!owner_is_gone(&format!("elsewhere.example:{pid}:abc")));

@@ -287,7 +287,9 @@ fn print_next_steps(dir: &Path, db: &Path, config: &Path) {
     println!("     vrbulk config check --connect");
     println!("     vrbulk import vms.csv --name wave-1");
     println!("     vrbulk plan > plan.txt             # attach to the change request");
-    println!("     vrbulk run --until 05:30 --max-initial-syncs 10   # inside the change window");
+    println!(
+        "     vrbulk run --until 05:30           # inside the change window, at the link's pace"
+    );
     println!("     vrbulk watch                       # until every VM is protected");
 }
 

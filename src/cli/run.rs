@@ -36,7 +36,7 @@ fn run_help() -> String {
     let examples = "Examples:
   vrbulk run                                  # the newest batch
   vrbulk run --batch 3 --until 05:30          # nothing changes on the appliance after 05:30
-  vrbulk run --max-initial-syncs 10 --order smallest-first   # a wave at the link's pace
+  vrbulk run --max-initial-syncs 10           # at most 10 initial syncs (default: auto, measured)
 Ctrl-C stops claiming, lets in-flight calls finish for a few seconds and gives the rest back;
 a second Ctrl-C exits at once. Either way the next `vrbulk run` resumes where this one stopped.
 Requests keep to the appliance's rate limit ([source] requests_per_minute, 50 by default).";
