@@ -429,11 +429,24 @@ impl Admission {
             .filter(|e| e.at.saturating_duration_since(e.began) > 2 * lead)
             .count();
         let slots = (cap + ending).saturating_sub(in_sync.len());
+        let mut last_round_largest_first = false;
         if run.opts.order == SubmitOrder::SmallestFirst {
             ready.sort_by_key(|(id, spec)| (spec_bytes(spec), *id));
             if let Some(rate) = p.tuner.rate() {
                 let bytes = |(_, spec): &(JobId, ConfigureReplicationSpec)| spec_bytes(spec);
-                longest_first(&mut ready, bytes, p.census.bytes_left(), rate, slots);
+                // In the last round each waiting VM starts as one of the syncs under way ends:
+                // their order decides when the wave ends, and hardly its mean.
+                if ready.len() <= cap {
+                    let left = bytes_left(&in_sync, &p.census, &self.configured, run);
+                    let waiting: Vec<f64> = ready.iter().map(|r| bytes(r) as f64).collect();
+                    last_round_largest_first = wave_end(&left, &waiting, cap, rate, true)
+                        < wave_end(&left, &waiting, cap, rate, false);
+                }
+                if last_round_largest_first {
+                    ready.reverse();
+                } else {
+                    longest_first(&mut ready, bytes, p.census.bytes_left(), rate, slots);
+                }
             }
         }
         tracing::debug!(
@@ -442,6 +455,7 @@ impl Admission {
             in_sync = in_sync.len(),
             slots,
             ready = ready.len(),
+            last_round_largest_first,
             "admission: admit"
         );
         // The cap holds VMs back from the baseline to the next measure: what the link carries
@@ -505,6 +519,73 @@ fn is_in_flight(a: &HeldJob, census: &Census) -> bool {
         .is_none_or(|vm| !census.by_vm.contains_key(vm))
 }
 
+/// What each of the syncs `in_sync` has left to copy, in bytes: as the census shows it copying,
+/// else all of it (configuring, or submitted by this run and not listed yet). A replication of
+/// unknown size (another tool's, not copying) is left out.
+fn bytes_left(
+    in_sync: &HashSet<&str>,
+    census: &Census,
+    configured: &HashMap<String, (JobId, Option<i64>)>,
+    run: &Runner,
+) -> Vec<f64> {
+    let submitted = |vm: &str| {
+        run.held
+            .values()
+            .find(|a| a.checkpoint.vm_id.as_deref() == Some(vm))
+            .and_then(|a| a.spec.as_ref())
+            .map(spec_bytes)
+    };
+    in_sync
+        .iter()
+        .filter_map(|vm| match census.copying.get(*vm) {
+            Some((copied, total)) => Some(total.saturating_sub(*copied) as f64),
+            None => configured
+                .get(*vm)
+                .and_then(|(_, bytes)| *bytes)
+                .or_else(|| submitted(vm))
+                .map(|b| b as f64),
+        })
+        .collect()
+}
+
+/// When syncs with `left` bytes to copy and then the `waiting` VMs' (smallest first) would all
+/// have ended, in seconds from now: `cap` at a time, each at one sync's pace or an equal share of
+/// the throughput. The next VM to start is the largest under `largest_first`, else as
+/// [`longest_first`] picks: the smallest, unless the largest would outlast the rest.
+fn wave_end(left: &[f64], waiting: &[f64], cap: usize, rate: LinkRate, largest_first: bool) -> f64 {
+    let mut waiting: std::collections::VecDeque<f64> = waiting.iter().copied().collect();
+    let mut copying: Vec<f64> = left.iter().copied().filter(|b| *b > 0.0).collect();
+    let mut now = 0.0;
+    loop {
+        while copying.len() < cap.max(1) {
+            let in_all = copying.iter().sum::<f64>() + waiting.iter().sum::<f64>();
+            let next = match waiting.back() {
+                Some(largest) if largest_first || outlasts(*largest, in_all, rate) => {
+                    waiting.pop_back()
+                }
+                _ => waiting.pop_front(),
+            };
+            let Some(next) = next else { break };
+            copying.push(next);
+        }
+        let Some(first) = copying.iter().copied().reduce(f64::min) else {
+            return now;
+        };
+        now += first / rate.pace.min(rate.throughput / copying.len() as f64);
+        // Within a byte of done is done: the subtractions round.
+        copying.retain_mut(|b| {
+            *b -= first;
+            *b > 1.0
+        });
+    }
+}
+
+/// Whether a VM of `bytes`, at one sync's pace, would outlast `in_all` bytes (its own among
+/// them) at the link's throughput, by [`TAIL_MARGIN`].
+fn outlasts(bytes: f64, in_all: f64, rate: LinkRate) -> bool {
+    bytes / rate.pace >= TAIL_MARGIN * in_all / rate.throughput
+}
+
 /// Smallest first makes the most VMs protected soonest, but a VM whose own sync, at one sync's
 /// pace, would outlast what is left of the whole wave at the link's throughput (by
 /// [`TAIL_MARGIN`]) must not wait for the small ones: it would be the wave's tail, copying alone
@@ -517,13 +598,11 @@ fn longest_first<T>(
     rate: LinkRate,
     slots: usize,
 ) {
-    let waiting: i64 = ready.iter().map(&bytes).sum();
-    let wave = (copying as f64 + waiting as f64) / rate.throughput;
+    let in_all = copying as f64 + ready.iter().map(&bytes).sum::<i64>() as f64;
     let mut tail = 0;
-    while tail < slots.min(ready.len()) {
-        if bytes(&ready[ready.len() - 1 - tail]) as f64 / rate.pace < TAIL_MARGIN * wave {
-            break;
-        }
+    while tail < slots.min(ready.len())
+        && outlasts(bytes(&ready[ready.len() - 1 - tail]) as f64, in_all, rate)
+    {
         tail += 1;
     }
     // The `tail` largest move to the front, largest first.
@@ -567,6 +646,27 @@ mod tests {
         // A slow call widens what the span must be.
         assert!(!look(1000, 300).measurable_after(&baseline));
         assert!(look(2000, 300).measurable_after(&baseline));
+    }
+
+    #[test]
+    fn the_last_round_goes_largest_first_when_that_ends_the_wave_sooner() {
+        // Two syncs at once, each at 1 byte a second.
+        let rate = LinkRate {
+            throughput: 2.0,
+            pace: 1.0,
+        };
+        assert_eq!(wave_end(&[2.0, 4.0], &[], 2, rate, false), 4.0);
+        // Four at once share the link: half a byte a second each.
+        assert_eq!(wave_end(&[4.0; 4], &[], 4, rate, false), 8.0);
+        // A sync with 1 s left; VMs of 1, 1 and 3 bytes wait. Smallest first starts a 1 now
+        // and the 3 (which then outlasts the rest) at 1 s: the wave ends at 4 s. Largest first
+        // starts the 3 now and the 1s beside it: 3 s.
+        let (left, waiting) = ([1.0], [1.0, 1.0, 3.0]);
+        assert_eq!(wave_end(&left, &waiting, 2, rate, false), 4.0);
+        assert_eq!(wave_end(&left, &waiting, 2, rate, true), 3.0);
+        // Alone on the link, the order changes nothing.
+        assert_eq!(wave_end(&[], &waiting, 1, rate, true), 5.0);
+        assert_eq!(wave_end(&[], &waiting, 1, rate, false), 5.0);
     }
 
     #[test]
