@@ -34,8 +34,9 @@ const LONGEST_LOOK: Duration = Duration::from_secs(600);
 /// before the small ones. That estimate is short: the wave's last syncs never fill the link. A
 /// VM that ends just within it goes early for nothing: it holds a slot the small ones wanted and
 /// still ends before the wave. Measured on the admission bench's link 18 (39 syncs fill it, its
-/// largest VM takes 22 h of a 24 h wave): 1.10-1.11x the makespan bound at 1.05, 1.11-1.16x at
-/// 1, 1.14-1.15x at 1.1, 1.15-1.20x at the 0.9 used before, which also cost the mean most.
+/// largest VM takes 22 h of a 24 h wave), before the last round's order was forecast:
+/// 1.10-1.11x the makespan bound at 1.05, 1.11-1.16x at 1, 1.14-1.15x at 1.1, 1.15-1.20x at the
+/// 0.9 used before, which also cost the mean most.
 const TAIL_MARGIN: f64 = 1.05;
 
 /// A rate is measured over a span at least this many times what its ends are uncertain by (the
