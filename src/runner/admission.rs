@@ -438,7 +438,7 @@ impl Admission {
                 // In the last round each waiting VM starts as one of the syncs under way ends:
                 // their order decides when the wave ends, and hardly its mean.
                 if ready.len() <= cap {
-                    let left = bytes_left(&in_sync, &p.census, &self.configured, run);
+                    let left = left_per_sync(&in_sync, &p.census, &self.configured, run);
                     let waiting: Vec<f64> = ready.iter().map(|r| bytes(r) as f64).collect();
                     last_round_largest_first = wave_end(&left, &waiting, cap, rate, true)
                         < wave_end(&left, &waiting, cap, rate, false);
@@ -523,7 +523,7 @@ fn is_in_flight(a: &HeldJob, census: &Census) -> bool {
 /// What each of the syncs `in_sync` has left to copy, in bytes: as the census shows it copying,
 /// else all of it (configuring, or submitted by this run and not listed yet). A replication of
 /// unknown size (another tool's, not copying) is left out.
-fn bytes_left(
+fn left_per_sync(
     in_sync: &HashSet<&str>,
     census: &Census,
     configured: &HashMap<String, (JobId, Option<i64>)>,
